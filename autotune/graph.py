@@ -1,0 +1,527 @@
+"""Graph IR: layers, their shapes and costs, a DAG with a deterministic topological order.
+
+Every shape rule and every MAC/byte count lives here, once: the zoo, the ONNX importer,
+the simulator and the feature extractor all read them from `Layer`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Iterable, Sequence
+
+from .errors import GraphError
+
+Shape = tuple[int, ...]
+
+#: Op kinds of the IR. Depthwise convolution is `conv` with groups == in_channels.
+OPS = (
+    "conv",  # 2-D convolution (grouped/depthwise via groups); optional fused activation
+    "fc",  # dense layer on the last axis: (*, Cin) -> (*, Cout); Gemm, Linear, MatMul with weights
+    "matmul",  # batched matmul of two activations: (..., M, K) @ (..., K, N)
+    "pool",  # max / avg pooling window
+    "gpool",  # global pooling to 1x1
+    "eltwise",  # add / mul / sub / div / max with numpy broadcasting
+    "act",  # standalone activation (relu, sigmoid, gelu, ...)
+    "concat",  # concatenation along `axis`
+    "softmax",  # softmax along the last axis
+    "norm",  # layer/instance/group norm, unfolded batch norm, LRN
+    "resize",  # upsampling / resize to a given output shape
+    "reshape",  # layout-only ops (reshape, flatten, transpose, slice): data moved, no arithmetic
+    "opaque",  # anything else: bytes moved, no MACs
+)
+
+#: Vector-unit operations per output element for ops that do not use the MAC array.
+VECTOR_OPS_PER_ELEM = {
+    "act": 1.0,
+    "eltwise": 1.0,
+    "softmax": 5.0,  # max, sub, exp, sum, div
+    "norm": 5.0,  # mean, var, sub, mul, add
+    "resize": 4.0,  # bilinear: 4 taps
+    "concat": 0.0,
+    "reshape": 0.0,
+    "opaque": 1.0,
+    "gpool": 0.0,  # counted from the input size instead, see Layer.vector_ops
+    "pool": 0.0,  # counted from the window, see Layer.vector_ops
+}
+
+
+@dataclass(frozen=True)
+class Attrs:
+    """Operator attributes; unused fields keep their defaults."""
+
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    out_channels: int = 0  # conv / fc output channels
+    bias: bool = True
+    act: str = ""  # activation fused as an epilogue (conv, fc, eltwise)
+    mode: str = ""  # pool: max|avg; eltwise: add|mul|...; act: relu|...; norm: layer|batch|...
+    ceil_mode: bool = False
+    axis: int = 1  # concat axis
+    shape: Shape = ()  # reshape / resize / opaque: the output shape (batch included)
+
+
+def _pair(v: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(int(x) for x in v)
+    return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
+
+
+def _window_out(size: int, k: int, s: int, p0: int, p1: int, d: int, ceil: bool) -> int:
+    span = size + p0 + p1 - d * (k - 1) - 1
+    out = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (out - 1) * s >= size + p0:  # last window must start inside the input (PyTorch rule)
+        out -= 1
+    return out
+
+
+def _broadcast(shapes: Sequence[Shape], name: str) -> Shape:
+    rank = max(len(s) for s in shapes)
+    out = []
+    for dims in zip(*[(1,) * (rank - len(s)) + tuple(s) for s in shapes]):
+        big = {d for d in dims if d != 1}
+        if len(big) > 1:
+            raise GraphError(f"layer {name!r}: shapes {list(shapes)} do not broadcast")
+        out.append(big.pop() if big else 1)
+    return tuple(out)
+
+
+def infer_shapes(op: str, in_shapes: Sequence[Shape], a: Attrs, name: str = "?") -> tuple[Shape, ...]:
+    """Output shape(s) of an op from its input shapes and attributes: the one shape rule."""
+    if op not in OPS:
+        raise GraphError(f"layer {name!r}: unknown op kind {op!r}")
+    if not in_shapes:
+        raise GraphError(f"layer {name!r}: has no inputs")
+    x = tuple(in_shapes[0])
+    if op in ("conv", "pool"):
+        if len(x) != 4:
+            raise GraphError(f"layer {name!r}: {op} needs a 4-D NCHW input, got {x}")
+        n, c, h, w = x
+        kh, kw = a.kernel
+        oh = _window_out(h, kh, a.stride[0], a.pads[0], a.pads[2], a.dilation[0], a.ceil_mode)
+        ow = _window_out(w, kw, a.stride[1], a.pads[1], a.pads[3], a.dilation[1], a.ceil_mode)
+        if op == "conv":
+            if a.groups < 1 or c % a.groups or a.out_channels % a.groups:
+                raise GraphError(
+                    f"layer {name!r}: groups={a.groups} does not divide channels {c}->{a.out_channels}"
+                )
+            return ((n, a.out_channels, oh, ow),)
+        return ((n, c, oh, ow),)
+    if op == "gpool":
+        if len(x) != 4:
+            raise GraphError(f"layer {name!r}: gpool needs a 4-D NCHW input, got {x}")
+        return ((x[0], x[1], 1, 1),)
+    if op == "fc":  # a 4-D input is flattened (N, C*H*W) for free, as deployment compilers do
+        return ((x[0], a.out_channels),) if len(x) == 4 else (x[:-1] + (a.out_channels,),)
+    if op == "matmul":
+        if len(in_shapes) != 2:
+            raise GraphError(f"layer {name!r}: matmul needs two inputs")
+        y = tuple(in_shapes[1])
+        if len(x) < 2 or len(y) < 2 or x[-1] != y[-2]:
+            raise GraphError(f"layer {name!r}: matmul shapes {x} and {y} do not agree")
+        batch = _broadcast([x[:-2] or (1,), y[:-2] or (1,)], name) if (x[:-2] or y[:-2]) else ()
+        return (batch + (x[-2], y[-1]),)
+    if op == "eltwise":
+        return (_broadcast(in_shapes, name),)
+    if op == "concat":
+        ax = a.axis % len(x)
+        for s in in_shapes[1:]:
+            if len(s) != len(x) or any(s[i] != x[i] for i in range(len(x)) if i != ax):
+                raise GraphError(f"layer {name!r}: concat inputs {list(in_shapes)} differ off axis {ax}")
+        return (x[:ax] + (sum(s[ax] for s in in_shapes),) + x[ax + 1 :],)
+    if op in ("act", "softmax", "norm"):
+        return (x,)
+    # resize / reshape / opaque: output shape is given
+    if not a.shape:
+        return (x,)
+    if op == "reshape" and math.prod(a.shape) != math.prod(x):
+        raise GraphError(f"layer {name!r}: reshape {x} -> {a.shape} changes the element count")
+    return (tuple(a.shape),)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One operator: its tensors, shapes, attributes and the costs derived from them."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    in_shapes: tuple[Shape, ...]
+    out_shapes: tuple[Shape, ...]
+    attrs: Attrs = field(default_factory=Attrs)
+
+    @property
+    def out_shape(self) -> Shape:
+        return self.out_shapes[0]
+
+    @property
+    def in_shape(self) -> Shape:
+        return self.in_shapes[0]
+
+    @staticmethod
+    def _channels(shape: Shape) -> int:
+        return int(shape[1]) if len(shape) == 4 else int(shape[-1])
+
+    @property
+    def in_channels(self) -> int:
+        return self._channels(self.in_shape)
+
+    @property
+    def out_channels(self) -> int:
+        return self._channels(self.out_shape)
+
+    @property
+    def depthwise(self) -> bool:
+        return self.op == "conv" and self.attrs.groups > 1 and self.attrs.groups == self.in_channels
+
+    @property
+    def fc_in_features(self) -> int:
+        """Input features of an fc layer: C*H*W for a 4-D input, else the last axis."""
+        return math.prod(self.in_shape[1:]) if len(self.in_shape) == 4 else self.in_shape[-1]
+
+    @cached_property
+    def macs(self) -> int:
+        """Multiply-accumulates on the MAC array (conv, fc, matmul); 0 for other ops."""
+        if self.op == "conv":
+            kh, kw = self.attrs.kernel
+            return math.prod(self.out_shape) * (self.in_channels // self.attrs.groups) * kh * kw
+        if self.op == "fc":
+            return math.prod(self.out_shape) * self.fc_in_features
+        if self.op == "matmul":
+            return math.prod(self.out_shape) * self.in_shape[-1]
+        return 0
+
+    @cached_property
+    def vector_ops(self) -> int:
+        """Element operations on the vector unit (pooling windows, eltwise, activations, ...)."""
+        if self.op == "pool":
+            return math.prod(self.out_shape) * self.attrs.kernel[0] * self.attrs.kernel[1]
+        if self.op == "gpool":
+            return math.prod(self.in_shape)
+        per = VECTOR_OPS_PER_ELEM.get(self.op, 0.0)
+        if self.op == "eltwise":
+            per *= max(1, len(self.inputs) - 1)
+        return int(per * self.out_elems)
+
+    @cached_property
+    def weight_elems(self) -> int:
+        """Parameter count: weights plus bias (BN already folded into conv/fc)."""
+        a = self.attrs
+        if self.op == "conv":
+            kh, kw = a.kernel
+            return a.out_channels * (self.in_channels // a.groups) * kh * kw + (a.out_channels if a.bias else 0)
+        if self.op == "fc":
+            return self.fc_in_features * a.out_channels + (a.out_channels if a.bias else 0)
+        if self.op == "norm" and a.mode in ("layer", "batch", "instance", "group"):
+            return 2 * self.out_channels
+        return 0
+
+    @property
+    def params(self) -> int:
+        return self.weight_elems
+
+    @property
+    def in_elems(self) -> int:
+        return sum(math.prod(s) for s in self.in_shapes)
+
+    @property
+    def out_elems(self) -> int:
+        return sum(math.prod(s) for s in self.out_shapes)
+
+    def weight_bytes(self, dtype_bytes: int = 2) -> int:
+        return self.weight_elems * dtype_bytes
+
+    def act_bytes(self, dtype_bytes: int = 2) -> int:
+        """Activation bytes read and written by this layer on its own."""
+        return (self.in_elems + self.out_elems) * dtype_bytes
+
+
+def make_layer(
+    name: str, op: str, inputs: Sequence[str], in_shapes: Sequence[Shape], outputs: Sequence[str] | None = None,
+    **attrs,
+) -> Layer:
+    """Build a layer, inferring its output shape(s) with `infer_shapes`."""
+    for key in ("kernel", "stride", "dilation"):
+        if key in attrs:
+            attrs[key] = _pair(attrs[key])
+    if "pads" in attrs:
+        p = attrs["pads"]
+        if isinstance(p, int):
+            p = (p, p, p, p)
+        elif len(p) == 2:
+            p = (p[0], p[1], p[0], p[1])
+        attrs["pads"] = tuple(int(v) for v in p)
+    if "shape" in attrs:
+        attrs["shape"] = tuple(int(v) for v in attrs["shape"])
+    a = Attrs(**attrs)
+    shapes = tuple(tuple(int(d) for d in s) for s in in_shapes)
+    outs = infer_shapes(op, shapes, a, name)
+    return Layer(name, op, tuple(inputs), tuple(outputs or (name,)), shapes, outs, a)
+
+
+@dataclass(frozen=True)
+class Group:
+    """A contiguous run [i, j) of a graph's topological order: one candidate fused kernel."""
+
+    graph: "Graph"
+    i: int
+    j: int
+
+    @property
+    def layers(self) -> list[Layer]:
+        return self.graph.order[self.i : self.j]
+
+    def __len__(self) -> int:
+        return self.j - self.i
+
+    @property
+    def names(self) -> list[str]:
+        return [l.name for l in self.layers]
+
+    @cached_property
+    def _io(self) -> tuple[dict[str, Shape], dict[str, Shape], dict[str, Shape]]:
+        g = self.graph
+        produced = {}
+        for l in self.layers:
+            for t, s in zip(l.outputs, l.out_shapes):
+                produced[t] = s
+        ins: dict[str, Shape] = {}
+        for l in self.layers:
+            for t, s in zip(l.inputs, l.in_shapes):
+                if t not in produced and t not in ins:
+                    ins[t] = s
+        outs, internal = {}, {}
+        for t, s in produced.items():
+            if t in g.outputs or g.last_use(t) >= self.j:
+                outs[t] = s
+            else:
+                internal[t] = s
+        return ins, outs, internal
+
+    @property
+    def inputs(self) -> dict[str, Shape]:
+        """Boundary tensors read from DRAM: produced outside the group, read inside."""
+        return self._io[0]
+
+    @property
+    def outputs(self) -> dict[str, Shape]:
+        """Boundary tensors written to DRAM: read after the group, or graph outputs."""
+        return self._io[1]
+
+    @property
+    def internal(self) -> dict[str, Shape]:
+        """Tensors produced and consumed inside the group: may stay on chip."""
+        return self._io[2]
+
+    @property
+    def macs(self) -> int:
+        return sum(l.macs for l in self.layers)
+
+
+class Graph:
+    """A DAG of layers with named tensors, graph inputs/outputs and a deterministic order."""
+
+    def __init__(
+        self, name: str, layers: Iterable[Layer], inputs: dict[str, Shape], outputs: Sequence[str] | None = None,
+        batch: int = 1,
+    ):
+        self.name = name
+        self.batch = batch
+        self.layers: dict[str, Layer] = {}
+        for l in layers:
+            if l.name in self.layers:
+                raise GraphError(f"layer {l.name!r}: duplicate layer name")
+            self.layers[l.name] = l
+        self.inputs = {k: tuple(v) for k, v in inputs.items()}
+        self.producer: dict[str, Layer] = {}
+        for l in self.layers.values():
+            for t in l.outputs:
+                if t in self.producer or t in self.inputs:
+                    raise GraphError(f"layer {l.name!r}: tensor {t!r} is produced twice")
+                self.producer[t] = l
+        consumed = {t for l in self.layers.values() for t in l.inputs}
+        if outputs is None:
+            outputs = [t for t in self.producer if t not in consumed]
+        self.outputs = list(outputs)
+        self._order: list[Layer] | None = None
+
+    # -- order ------------------------------------------------------------------------------
+    @property
+    def order(self) -> list[Layer]:
+        """Layers in topological order; ties broken by insertion order, so it is deterministic."""
+        if self._order is None:
+            self._order = self._toposort()
+            self._pos = {l.name: k for k, l in enumerate(self._order)}
+            self._last_use: dict[str, int] = {}
+            for k, l in enumerate(self._order):
+                for t in l.inputs:
+                    self._last_use[t] = k
+        return self._order
+
+    def _toposort(self) -> list[Layer]:
+        names = list(self.layers)
+        index = {n: k for k, n in enumerate(names)}
+        indeg = {n: 0 for n in names}
+        users: dict[str, list[str]] = {n: [] for n in names}
+        for n, l in self.layers.items():
+            for t in set(l.inputs):
+                p = self.producer.get(t)
+                if p is None:
+                    if t not in self.inputs:
+                        raise GraphError(f"layer {n!r}: input tensor {t!r} is produced by no layer (dangling)")
+                    continue
+                indeg[n] += 1
+                users[p.name].append(n)
+        heap = [index[n] for n in names if indeg[n] == 0]
+        heapq.heapify(heap)
+        out = []
+        while heap:
+            n = names[heapq.heappop(heap)]
+            out.append(self.layers[n])
+            for u in users[n]:
+                indeg[u] -= 1
+                if indeg[u] == 0:
+                    heapq.heappush(heap, index[u])
+        if len(out) != len(names):
+            stuck = next(n for n in names if indeg[n] > 0)
+            raise GraphError(f"layer {stuck!r}: graph has a cycle through this layer")
+        return out
+
+    def position(self, layer_name: str) -> int:
+        self.order
+        return self._pos[layer_name]
+
+    def last_use(self, tensor: str) -> int:
+        """Position in the order of the last layer reading `tensor` (-1 if none)."""
+        self.order
+        return self._last_use.get(tensor, -1)
+
+    def group(self, i: int, j: int) -> Group:
+        """The group of layers order[i:j]."""
+        n = len(self.order)
+        if not (0 <= i < j <= n):
+            raise IndexError(f"group [{i}, {j}) out of range for {n} layers")
+        return Group(self, i, j)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    # -- totals -----------------------------------------------------------------------------
+    @property
+    def total_macs(self) -> int:
+        return sum(l.macs for l in self.layers.values())
+
+    @property
+    def params(self) -> int:
+        return sum(l.weight_elems for l in self.layers.values())
+
+    def shape_of(self, tensor: str) -> Shape:
+        if tensor in self.inputs:
+            return self.inputs[tensor]
+        p = self.producer[tensor]
+        return p.out_shapes[p.outputs.index(tensor)]
+
+    # -- validation -------------------------------------------------------------------------
+    def validate(self) -> "Graph":
+        """Reject cycles, dangling tensors, non-positive dims and shape mismatches, naming the layer."""
+        for t, s in self.inputs.items():
+            if not s or any(d <= 0 for d in s):
+                raise GraphError(f"graph input {t!r}: non-positive shape {s}")
+        if not self.layers:
+            raise GraphError(f"graph {self.name!r}: has no layers")
+        self.order  # cycles and dangling inputs
+        for l in self.order:
+            for s in l.in_shapes + l.out_shapes:
+                if not s or any(d <= 0 for d in s):
+                    raise GraphError(f"layer {l.name!r}: non-positive shape {s}")
+            if len(l.in_shapes) != len(l.inputs) or len(l.out_shapes) != len(l.outputs):
+                raise GraphError(f"layer {l.name!r}: tensor and shape counts differ")
+            for t, s in zip(l.inputs, l.in_shapes):
+                if self.shape_of(t) != s:
+                    raise GraphError(
+                        f"layer {l.name!r}: input {t!r} has shape {self.shape_of(t)}, layer expects {s}"
+                    )
+            if l.op not in ("opaque",):
+                want = infer_shapes(l.op, l.in_shapes, l.attrs, l.name)
+                if tuple(want) != tuple(l.out_shapes):
+                    raise GraphError(f"layer {l.name!r}: output shape {l.out_shapes} but rule gives {want}")
+        for t in self.outputs:
+            if t not in self.producer and t not in self.inputs:
+                raise GraphError(f"graph output {t!r} is produced by no layer")
+        return self
+
+    def __repr__(self) -> str:
+        return f"Graph({self.name!r}, {len(self)} layers, batch={self.batch})"
+
+
+class GraphBuilder:
+    """Build a graph one op at a time with shapes inferred; each method returns the output tensor name."""
+
+    def __init__(self, name: str, batch: int = 1):
+        self.name, self.batch = name, batch
+        self._layers: list[Layer] = []
+        self._shapes: dict[str, Shape] = {}
+        self._inputs: dict[str, Shape] = {}
+        self._count: dict[str, int] = {}
+
+    def _name(self, op: str, name: str | None) -> str:
+        if name:
+            return name
+        k = self._count.get(op, 0) + 1
+        self._count[op] = k
+        return f"{op}{k}"
+
+    def shape(self, t: str) -> Shape:
+        return self._shapes[t]
+
+    def input(self, name: str, shape: Sequence[int]) -> str:
+        self._inputs[name] = tuple(int(d) for d in shape)
+        self._shapes[name] = self._inputs[name]
+        return name
+
+    def add(self, op: str, inputs: Sequence[str], name: str | None = None, **attrs) -> str:
+        name = self._name(op, name)
+        layer = make_layer(name, op, inputs, [self._shapes[t] for t in inputs], **attrs)
+        self._layers.append(layer)
+        for t, s in zip(layer.outputs, layer.out_shapes):
+            self._shapes[t] = s
+        return layer.outputs[0]
+
+    # convenience wrappers -------------------------------------------------------------------
+    def conv(self, x: str, out_ch: int, k: int | tuple = 1, stride: int | tuple = 1, pad: int | tuple | None = None,
+             groups: int = 1, act: str = "relu", dilation: int = 1, bias: bool = True, name: str | None = None) -> str:
+        kh, kw = _pair(k)
+        if pad is None:
+            pad = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
+        return self.add("conv", [x], name, out_channels=out_ch, kernel=(kh, kw), stride=stride, pads=pad,
+                        groups=groups, act=act, dilation=dilation, bias=bias)
+
+    def dwconv(self, x: str, k: int = 3, stride: int = 1, act: str = "relu", name: str | None = None) -> str:
+        c = self._shapes[x][1]
+        return self.conv(x, c, k, stride, groups=c, act=act, name=name)
+
+    def pool(self, x: str, k: int, stride: int | None = None, pad: int | tuple = 0, mode: str = "max",
+             ceil_mode: bool = False, name: str | None = None) -> str:
+        return self.add("pool", [x], name, kernel=k, stride=stride or k, pads=pad, mode=mode, ceil_mode=ceil_mode)
+
+    def gpool(self, x: str, mode: str = "avg", name: str | None = None) -> str:
+        return self.add("gpool", [x], name, mode=mode)
+
+    def fc(self, x: str, out: int, act: str = "", bias: bool = True, name: str | None = None) -> str:
+        return self.add("fc", [x], name, out_channels=out, act=act, bias=bias)
+
+    def eltwise(self, xs: Sequence[str], mode: str = "add", act: str = "", name: str | None = None) -> str:
+        return self.add("eltwise", list(xs), name, mode=mode, act=act)
+
+    def concat(self, xs: Sequence[str], axis: int = 1, name: str | None = None) -> str:
+        return self.add("concat", list(xs), name, axis=axis)
+
+    def build(self, outputs: Sequence[str] | None = None) -> Graph:
+        return Graph(self.name, self._layers, self._inputs, outputs, batch=self.batch).validate()

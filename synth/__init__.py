@@ -1,0 +1,1 @@
+"""Synthetic layer-group generator and the labelling pipeline that builds training datasets."""

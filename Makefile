@@ -1,0 +1,59 @@
+# Stages: synth -> train -> tune. Each writes a file the next reads, so only stale work reruns.
+# HW is a preset name or a YAML path; MODEL a zoo name or an .onnx path.
+HW ?= mlu100
+MODEL ?= resnet50
+BATCH ?= 1
+SEED ?= 0
+GROUPS ?= 6000
+JOBS ?= 2
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HWNAME := $(basename $(notdir $(HW)))
+MODELNAME := $(basename $(notdir $(MODEL)))
+HWDEP := $(if $(findstring /,$(HW)),$(HW),)
+SRC := $(wildcard autotune/*.py autotune/presets/*.yaml synth/*.py)
+
+.PHONY: all synth train tune study eval test bench lint clean venv
+
+all: synth train tune
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+synth: data/$(HWNAME)/manifest.json
+data/$(HWNAME)/manifest.json: $(STAMP) $(SRC) $(HWDEP)
+	$(BIN)/autotune synth --hw $(HW) --groups $(GROUPS) --seed $(SEED) --jobs $(JOBS) --out data/$(HWNAME)
+
+train: models/$(HWNAME)/meta.json
+models/$(HWNAME)/meta.json: data/$(HWNAME)/manifest.json
+	$(BIN)/autotune train --hw $(HW) --data data/$(HWNAME) --out models/$(HWNAME) --seed $(SEED)
+
+tune: reports/$(HWNAME)/$(MODELNAME).plan.json
+reports/$(HWNAME)/$(MODELNAME).plan.json: models/$(HWNAME)/meta.json
+	$(BIN)/autotune tune --hw $(HW) --model $(MODEL) --batch $(BATCH) --verify \
+		--out $@ --plot reports/$(HWNAME)/$(MODELNAME).plan.png
+
+study: $(STAMP)
+	$(BIN)/autotune study --hw $(HW)
+
+eval: models/$(HWNAME)/meta.json
+	$(BIN)/autotune eval --hw $(HW) --models all --json reports/$(HWNAME)/eval.json
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check autotune synth tests bench
+
+clean:
+	rm -rf data/*/ models/*/ reports/*/

@@ -525,3 +525,37 @@ class GraphBuilder:
 
     def build(self, outputs: Sequence[str] | None = None) -> Graph:
         return Graph(self.name, self._layers, self._inputs, outputs, batch=self.batch).validate()
+
+
+# -- serialisation ----------------------------------------------------------------------------
+_ATTR_DEFAULTS = Attrs()
+
+
+def layer_to_dict(l: Layer) -> dict:
+    """A layer as plain JSON-able data; attributes at their defaults are left out."""
+    attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(l.attrs).items()
+             if v != getattr(_ATTR_DEFAULTS, k)}
+    return {"name": l.name, "op": l.op, "inputs": list(l.inputs), "outputs": list(l.outputs),
+            "in_shapes": [list(s) for s in l.in_shapes], "out_shapes": [list(s) for s in l.out_shapes],
+            "attrs": attrs}
+
+
+def layer_from_dict(d: dict) -> Layer:
+    attrs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.get("attrs", {}).items()}
+    return Layer(d["name"], d["op"], tuple(d["inputs"]), tuple(d["outputs"]),
+                 tuple(tuple(s) for s in d["in_shapes"]), tuple(tuple(s) for s in d["out_shapes"]), Attrs(**attrs))
+
+
+def graph_to_dict(g: Graph) -> dict:
+    return {"name": g.name, "batch": g.batch, "inputs": {k: list(v) for k, v in g.inputs.items()},
+            "outputs": list(g.outputs), "layers": [layer_to_dict(l) for l in g.order]}
+
+
+def graph_from_dict(d: dict) -> Graph:
+    """Inverse of `graph_to_dict`; validates the result."""
+    try:
+        layers = [layer_from_dict(x) for x in d["layers"]]
+        return Graph(d["name"], layers, {k: tuple(v) for k, v in d["inputs"].items()}, d.get("outputs"),
+                     batch=d.get("batch", 1)).validate()
+    except (KeyError, TypeError) as err:
+        raise GraphError(f"graph description is malformed: {err}") from None

@@ -1,0 +1,193 @@
+"""The `autotune` command: one sub-command per pipeline stage, each a thin layer over the library.
+
+Errors caused by input (AutotuneError) become one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import AutotuneError
+
+
+def _print_table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> None:
+    right = right or set()
+    cols = [header] + rows
+    widths = [max(len(str(r[k])) for r in cols) for k in range(len(header))]
+
+    def fmt(r: list[str]) -> str:
+        return "  ".join(str(v).rjust(w) if k in right else str(v).ljust(w) for k, (v, w) in enumerate(zip(r, widths)))
+
+    print(fmt(header))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print(fmt(r))
+
+
+# -- foundation --------------------------------------------------------------------------------
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from . import zoo
+    from .fileio import atomic_write_json
+
+    rows, out = [], []
+    for name in zoo.names():
+        g = zoo.build(name, batch=args.batch)
+        rows.append([name, str(len(g)), f"{g.total_macs / 1e9:.3f}", f"{g.params / 1e6:.2f}"])
+        out.append({"model": name, "layers": len(g), "macs": g.total_macs, "params": g.params})
+    _print_table(rows, ["model", "layers", "GMACs", "params(M)"], right={1, 2, 3})
+    if args.json:
+        atomic_write_json(args.json, {"batch": args.batch, "models": out})
+    return 0
+
+
+def inspect_dict(g, model: str) -> dict:
+    """The `autotune inspect --json` document of a graph."""
+    return {
+        "model": model, "batch": g.batch, "total_macs": g.total_macs, "params": g.params,
+        "layers": [{"name": l.name, "op": l.op, "inputs": list(l.inputs), "outputs": list(l.outputs),
+                    "output_shape": list(l.out_shape), "macs": l.macs, "in_channels": l.in_channels,
+                    "out_channels": l.out_channels} for l in g.order],
+    }
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .fileio import atomic_write_json
+    from .loader import load_graph
+
+    g = load_graph(args.model, batch=args.batch, strict=args.strict)
+    rows = []
+    for l in g.order:
+        kind = l.op + ("/dw" if l.depthwise else "") + (f"+{l.attrs.act}" if l.attrs.act else "")
+        rows.append([l.name, kind, "x".join(map(str, l.out_shape)), f"{l.macs:,}", str(l.in_channels),
+                     str(l.out_channels)])
+    _print_table(rows, ["layer", "op", "output", "MACs", "in_ch", "out_ch"], right={3, 4, 5})
+    print(f"\n{g.name}: {len(g)} layers, batch {g.batch}, {g.total_macs / 1e9:.3f} GMACs, {g.params / 1e6:.2f} M params")
+    if args.json:
+        atomic_write_json(args.json, inspect_dict(g, args.model))
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .loader import load_graph
+    from .onnx_export import export_onnx
+
+    g = load_graph(args.model, batch=args.batch)
+    export_onnx(g, args.out)
+    print(f"wrote {args.out}: {len(g)} layers")
+    return 0
+
+
+# -- later stages: each delegates to its module ------------------------------------------------
+def cmd_study(args: argparse.Namespace) -> int:
+    from .study import main as study_main
+
+    return study_main(args)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from synth.pipeline import main as synth_main
+
+    return synth_main(args)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import main as train_main
+
+    return train_main(args)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tuning import main_tune
+
+    return main_tune(args)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .tuning import main_eval
+
+    return main_eval(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="autotune", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("zoo", help="list the built-in networks")
+    s.add_argument("--batch", type=int, default=1)
+    s.add_argument("--json", metavar="FILE")
+    s.set_defaults(func=cmd_zoo)
+
+    s = sub.add_parser("inspect", help="layer table of a zoo network or an .onnx file")
+    s.add_argument("model", metavar="MODEL")
+    s.add_argument("--batch", type=int, default=None)
+    s.add_argument("--strict", action="store_true", help="unknown ONNX ops are an error, not opaque layers")
+    s.add_argument("--json", metavar="FILE")
+    s.set_defaults(func=cmd_inspect)
+
+    s = sub.add_parser("export-onnx", help="write a zoo network as an ONNX file (shapes only, no weights)")
+    s.add_argument("model", metavar="MODEL")
+    s.add_argument("out", metavar="OUT.onnx")
+    s.add_argument("--batch", type=int, default=None)
+    s.set_defaults(func=cmd_export_onnx)
+
+    s = sub.add_parser("study", help="the synthetic-layer study: plots and CSVs under reports/<hw>/")
+    s.add_argument("--hw", default="mlu100")
+    s.add_argument("--out", default=None, help="folder (default reports/<hw>)")
+    s.set_defaults(func=cmd_study)
+
+    s = sub.add_parser("synth", help="generate and label a synthetic dataset")
+    s.add_argument("--hw", default="mlu100")
+    s.add_argument("--groups", type=int, default=6000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default=None, help="folder (default data/<hw>)")
+    s.add_argument("--jobs", type=int, default=1)
+    s.add_argument("--scheduler", default=None, metavar="ADDR", help="dask scheduler, e.g. tcp://host:8786")
+    s.add_argument("--force", action="store_true", help="overwrite a dataset made with other settings")
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("train", help="train the latency model")
+    s.add_argument("--hw", default="mlu100")
+    s.add_argument("--data", default=None, help="dataset folder (default data/<hw>)")
+    s.add_argument("--out", default=None, help="model folder (default models/<hw>)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--scheduler", default=None, metavar="ADDR")
+    s.add_argument("--json", metavar="FILE")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("tune", help="plan fusion groups and core counts for a network")
+    s.add_argument("--hw", default="mlu100")
+    s.add_argument("--model", required=True, metavar="MODEL")
+    s.add_argument("--batch", type=int, default=None)
+    s.add_argument("--models-dir", default="models", help="where trained models live (models/<hw>/)")
+    s.add_argument("--strategy", default="learned")
+    s.add_argument("--out", default=None, metavar="plan.json")
+    s.add_argument("--verify", action="store_true", help="add simulated latencies to the plan")
+    s.add_argument("--plot", default=None, metavar="FILE.png")
+    s.set_defaults(func=cmd_tune)
+
+    s = sub.add_parser("eval", help="planner vs oracle vs baselines on many networks")
+    s.add_argument("--hw", default="mlu100")
+    s.add_argument("--models", default="all", help="all, or comma-separated zoo names and .onnx paths")
+    s.add_argument("--batch", type=int, default=None)
+    s.add_argument("--models-dir", default="models")
+    s.add_argument("--json", metavar="FILE")
+    s.add_argument("--plot", default=None, metavar="FILE.png")
+    s.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AutotuneError as err:
+        print(f"autotune: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("autotune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterable, Sequence
 
 from .errors import GraphError
 
@@ -270,7 +270,7 @@ def make_layer(
 class Group:
     """A contiguous run [i, j) of a graph's topological order: one candidate fused kernel."""
 
-    graph: "Graph"
+    graph: Graph
     i: int
     j: int
 
@@ -395,12 +395,13 @@ class Graph:
         return out
 
     def position(self, layer_name: str) -> int:
-        self.order
+        """Index of a layer in the topological order."""
+        _ = self.order
         return self._pos[layer_name]
 
     def last_use(self, tensor: str) -> int:
         """Position in the order of the last layer reading `tensor` (-1 if none)."""
-        self.order
+        _ = self.order
         return self._last_use.get(tensor, -1)
 
     def group(self, i: int, j: int) -> Group:
@@ -429,14 +430,14 @@ class Graph:
         return p.out_shapes[p.outputs.index(tensor)]
 
     # -- validation -------------------------------------------------------------------------
-    def validate(self) -> "Graph":
+    def validate(self) -> Graph:
         """Reject cycles, dangling tensors, non-positive dims and shape mismatches, naming the layer."""
         for t, s in self.inputs.items():
             if not s or any(d <= 0 for d in s):
                 raise GraphError(f"graph input {t!r}: non-positive shape {s}")
         if not self.layers:
             raise GraphError(f"graph {self.name!r}: has no layers")
-        self.order  # cycles and dangling inputs
+        _ = self.order  # raises on cycles and dangling inputs
         for l in self.order:
             for s in l.in_shapes + l.out_shapes:
                 if not s or any(d <= 0 for d in s):

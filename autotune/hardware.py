@@ -62,7 +62,7 @@ class HardwareConfig(_Strict):
     label_noise: float = Field(ge=0, lt=1)  # relative std of measurement noise on training labels
 
     @model_validator(mode="after")
-    def _check(self) -> "HardwareConfig":
+    def _check(self) -> HardwareConfig:
         if not self.core_counts:
             raise ValueError("core_counts: must list at least one core count")
         if sorted(set(self.core_counts)) != list(self.core_counts):

@@ -1,0 +1,196 @@
+"""LatencyModel: XGBoost regression of log latency per (layer group, core count), scikit-learn style.
+
+Saved as XGBoost's own format (`model.ubj`) plus `meta.json`; loading never runs code (no pickle)
+and refuses a model made for other hardware or another feature schema.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.model_selection import GroupShuffleSplit
+
+from .errors import ModelFileError
+from .fileio import atomic_write, atomic_write_json
+
+MODEL_FILE = "model.ubj"
+META_FILE = "meta.json"
+
+
+class LatencyModel(BaseEstimator, RegressorMixin):
+    """Gradient-boosted trees on log(latency_ms); early stopping on a validation split by group."""
+
+    def __init__(
+        self,
+        n_estimators: int = 3000,
+        max_depth: int = 8,
+        learning_rate: float = 0.05,
+        subsample: float = 0.8,
+        colsample_bytree: float = 0.8,
+        min_child_weight: float = 2.0,
+        reg_lambda: float = 1.0,
+        early_stopping_rounds: int = 100,
+        val_fraction: float = 0.15,
+        random_state: int = 0,
+        n_jobs: int | None = None,
+        verbose: bool = False,
+    ):
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.min_child_weight = min_child_weight
+        self.reg_lambda = reg_lambda
+        self.early_stopping_rounds = early_stopping_rounds
+        self.val_fraction = val_fraction
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def _xgb_params(self) -> dict[str, Any]:
+        return {
+            "objective": "reg:squarederror",
+            "tree_method": "hist",
+            "max_depth": self.max_depth,
+            "eta": self.learning_rate,
+            "subsample": self.subsample,
+            "colsample_bytree": self.colsample_bytree,
+            "min_child_weight": self.min_child_weight,
+            "lambda": self.reg_lambda,
+            "seed": self.random_state,
+            "nthread": self.n_jobs or 0,
+            "eval_metric": "rmse",
+        }
+
+    def split(self, n: int, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Train/validation row indices; all rows of one group land on the same side."""
+        groups = np.arange(n) if groups is None else np.asarray(groups)
+        gss = GroupShuffleSplit(n_splits=1, test_size=self.val_fraction, random_state=self.random_state)
+        tr, va = next(gss.split(np.zeros(n), groups=groups))
+        return tr, va
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None,
+            callbacks: list | None = None, client=None) -> LatencyModel:
+        """Fit on features X and latency y (ms); `groups` keeps a group's rows on one side of the split.
+
+        With a dask.distributed `client`, boosting runs on the cluster through xgboost.dask.
+        """
+        X = np.asarray(X, dtype=np.float32)
+        y = np.asarray(y, dtype=np.float64)
+        if len(X) == 0:
+            raise ValueError("cannot fit a latency model on an empty dataset")
+        if np.any(y <= 0):
+            raise ValueError("latencies must be positive")
+        tr, va = self.split(len(X), groups)
+        if client is not None:
+            self.booster_, evals_result = self._fit_dask(client, X, y, tr, va)
+        else:
+            dtr = xgb.DMatrix(X[tr], label=np.log(y[tr]))
+            dva = xgb.DMatrix(X[va], label=np.log(y[va]))
+            evals_result = {}
+            self.booster_ = xgb.train(
+                self._xgb_params(), dtr, num_boost_round=self.n_estimators, evals=[(dtr, "train"), (dva, "val")],
+                early_stopping_rounds=self.early_stopping_rounds, evals_result=evals_result,
+                verbose_eval=self.verbose, callbacks=callbacks,
+            )
+        self.best_iteration_ = int(self.booster_.best_iteration)
+        self.n_features_in_ = X.shape[1]
+        self.val_rmse_log_ = float(evals_result["val"]["rmse"][self.best_iteration_])
+        return self
+
+    def _fit_dask(self, client, X: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray):
+        import dask.array as da
+        from xgboost import dask as dxgb
+
+        chunk = max(1, len(tr) // max(1, len(client.scheduler_info().get("workers", {})) or 1))
+        dtr = dxgb.DaskDMatrix(client, da.from_array(X[tr], chunks=(chunk, -1)),
+                               da.from_array(np.log(y[tr]), chunks=chunk))
+        dva = dxgb.DaskDMatrix(client, da.from_array(X[va], chunks=(chunk, -1)),
+                               da.from_array(np.log(y[va]), chunks=chunk))
+        out = dxgb.train(client, self._xgb_params(), dtr, num_boost_round=self.n_estimators,
+                         evals=[(dtr, "train"), (dva, "val")], early_stopping_rounds=self.early_stopping_rounds,
+                         verbose_eval=self.verbose)
+        return out["booster"], out["history"]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted latency in ms for each feature row."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"expected {self.n_features_in_} features per row, got shape {X.shape}")
+        if len(X) == 0:
+            return np.zeros(0)
+        log_ms = self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1))
+        return np.exp(np.asarray(log_ms, dtype=np.float64))
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, folder: str | Path, meta: dict[str, Any]) -> Path:
+        """Write model.ubj and meta.json (hyper-parameters, library versions added) atomically."""
+        folder = Path(folder)
+        raw = bytes(self.booster_.save_raw(raw_format="ubj"))
+        atomic_write(folder / MODEL_FILE, lambda tmp: Path(tmp).write_bytes(raw))
+        full = dict(meta)
+        full.update({
+            "best_iteration": self.best_iteration_,
+            "n_features": self.n_features_in_,
+            "params": self.get_params(),
+            "versions": library_versions(),
+        })
+        atomic_write_json(folder / META_FILE, full)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, hw=None, feature_version: int | None = None,
+             feature_names: list[str] | None = None) -> LatencyModel:
+        """Load a saved model; refuse one made for other hardware or another feature schema."""
+        folder = Path(folder)
+        retrain = f"retrain it with `make train HW={hw.name}`" if hw is not None else "retrain it with `make train`"
+        meta_path, model_path = folder / META_FILE, folder / MODEL_FILE
+        if not meta_path.is_file() or not model_path.is_file():
+            raise ModelFileError(f"no trained model in {folder}/ ({retrain})")
+        try:
+            meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError
+        except (ValueError, UnicodeDecodeError):
+            raise ModelFileError(f"{meta_path} is corrupted: not a JSON object ({retrain})") from None
+        if hw is not None and meta.get("hardware_hash") != hw.hash:
+            raise ModelFileError(
+                f"model in {folder}/ was trained for hardware {meta.get('hardware')!r} "
+                f"(hash {meta.get('hardware_hash')}), not {hw.name!r} (hash {hw.hash}); {retrain}")
+        if feature_version is not None and meta.get("feature_version") != feature_version:
+            raise ModelFileError(
+                f"model in {folder}/ uses feature schema v{meta.get('feature_version')}, this version of autotune "
+                f"computes v{feature_version}; {retrain}")
+        if feature_names is not None and meta.get("feature_names") != list(feature_names):
+            raise ModelFileError(f"model in {folder}/ lists other feature names than this autotune; {retrain}")
+        booster = xgb.Booster()
+        try:
+            booster.load_model(bytearray(model_path.read_bytes()))
+        except xgb.core.XGBoostError:
+            raise ModelFileError(f"{model_path} is corrupted or not an XGBoost model ({retrain})") from None
+        params = {k: v for k, v in meta.get("params", {}).items() if k in cls().get_params()}
+        model = cls(**params)
+        model.booster_ = booster
+        try:
+            model.best_iteration_ = int(meta["best_iteration"])
+            model.n_features_in_ = int(meta["n_features"])
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError(f"{meta_path} is missing best_iteration/n_features ({retrain})") from None
+        if booster.num_features() != model.n_features_in_:
+            raise ModelFileError(f"{model_path} and {meta_path} disagree on the feature count ({retrain})")
+        model.meta_ = meta
+        return model
+
+
+def library_versions() -> dict[str, str]:
+    import sklearn
+
+    return {"python": platform.python_version(), "xgboost": xgb.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__}

@@ -1,0 +1,234 @@
+"""`autotune train`: fit the LatencyModel on a synthetic dataset, measure it on the zoo's real groups.
+
+The zoo groups (`zoo.parquet`) never enter training; their metrics are what meta.json reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .costmodel import LatencyModel
+from .errors import DatasetError
+from .fileio import atomic_write_json
+from .hardware import HardwareConfig, hw_slug, load_hardware
+
+
+@dataclass
+class Dataset:
+    """A labelled dataset folder read back: rows, manifest and its digest."""
+
+    rows: pd.DataFrame
+    manifest: dict
+    digest: str
+    zoo: pd.DataFrame | None
+
+
+def read_dataset(folder: str | Path, hw: HardwareConfig, feature_names: list[str], feature_version: int) -> Dataset:
+    """Read every shard listed in manifest.json; refuse data for other hardware or features."""
+    folder = Path(folder)
+    mpath = folder / "manifest.json"
+    if not mpath.is_file():
+        raise DatasetError(f"no dataset in {folder}/ (manifest.json missing); run `make synth HW={hw.name}` first")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except ValueError:
+        raise DatasetError(f"{mpath} is corrupted (not JSON); regenerate with `autotune synth --force`") from None
+    if manifest.get("hardware_hash") != hw.hash:
+        raise DatasetError(f"dataset in {folder}/ was labelled for hardware {manifest.get('hardware')!r} "
+                           f"(hash {manifest.get('hardware_hash')}), not {hw.name!r} (hash {hw.hash}); "
+                           f"regenerate it with `autotune synth --hw {hw.name} --force`")
+    if manifest.get("feature_version") != feature_version:
+        raise DatasetError(f"dataset in {folder}/ has feature schema v{manifest.get('feature_version')}, "
+                           f"this autotune computes v{feature_version}; regenerate it with `autotune synth --force`")
+    shards = manifest.get("shards", [])
+    missing = [s for s in shards if not (folder / s).is_file()]
+    if missing:
+        raise DatasetError(f"dataset in {folder}/ is missing shard {missing[0]}; rerun `autotune synth` to resume")
+    frames = [pd.read_parquet(folder / s) for s in shards]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if rows.empty:
+        raise DatasetError(f"dataset in {folder}/ is empty; generate it with `autotune synth --groups N`")
+    absent = [c for c in feature_names + ["cores", "latency_ms", "group_id"] if c not in rows.columns]
+    if absent:
+        raise DatasetError(f"dataset in {folder}/ lacks column {absent[0]!r}; regenerate it with `autotune synth --force`")
+    digest = hashlib.sha256(mpath.read_bytes()).hexdigest()[:16]
+    zpath = folder / "zoo.parquet"
+    zoo = pd.read_parquet(zpath) if zpath.is_file() else None
+    return Dataset(rows, manifest, digest, zoo)
+
+
+def accuracy(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """MAPE and the shares of predictions within +-5% and +-10% (fractions 0..1)."""
+    rel = np.abs(pred / true - 1.0)
+    return {"n": len(true), "mape": float(rel.mean()), "within5": float((rel <= 0.05).mean()),
+            "within10": float((rel <= 0.10).mean())}
+
+
+def core_ranking(df: pd.DataFrame, pred: np.ndarray) -> dict[str, float]:
+    """Per group (model, i, j): Spearman correlation of predicted vs true latency over core counts,
+    how often the predicted best core count is the true best, and the mean latency lost by it."""
+    d = df[["model", "i", "j", "cores", "latency_ms"]].copy()
+    d["pred"] = pred
+    d = d.sort_values(["model", "i", "j", "cores"], kind="stable")
+    k = d.groupby(["model", "i", "j"], sort=False).size()
+    if k.nunique() != 1:
+        raise DatasetError("zoo.parquet rows do not hold every core count for every group")
+    K = int(k.iloc[0])
+    t = d["latency_ms"].to_numpy().reshape(-1, K)
+    p = d["pred"].to_numpy().reshape(-1, K)
+    if K < 2:
+        return {"rank_corr": 1.0, "best_core_agree": 1.0, "best_core_loss": 0.0}
+    rt = t.argsort(1).argsort(1).astype(float)
+    rp = p.argsort(1).argsort(1).astype(float)
+    rt -= rt.mean(1, keepdims=True)
+    rp -= rp.mean(1, keepdims=True)
+    corr = (rt * rp).sum(1) / np.sqrt((rt**2).sum(1) * (rp**2).sum(1))
+    chosen = t[np.arange(len(t)), p.argmin(1)]
+    return {"rank_corr": float(corr.mean()), "best_core_agree": float((p.argmin(1) == t.argmin(1)).mean()),
+            "best_core_loss": float((chosen / t.min(1) - 1).mean())}
+
+
+def zoo_metrics(zoo: pd.DataFrame, pred: np.ndarray) -> dict:
+    """Accuracy on the zoo's candidate groups: overall, per network and per group length."""
+    true = zoo["latency_ms"].to_numpy()
+    out: dict = accuracy(pred, true)
+    out.update(core_ranking(zoo, pred))
+    length = (zoo["j"] - zoo["i"]).to_numpy()
+    out["per_model"] = {m: accuracy(pred[idx], true[idx]) for m, idx in zoo.groupby("model").indices.items()}
+    out["per_length"] = {int(n): accuracy(pred[length == n], true[length == n]) for n in np.unique(length)}
+    return out
+
+
+class _Progress:
+    """XGBoost callback drawing a tqdm bar over boosting rounds."""
+
+    def __new__(cls, total: int):
+        import xgboost as xgb
+        from tqdm import tqdm
+
+        class Bar(xgb.callback.TrainingCallback):
+            def before_training(self, model):
+                self.bar = tqdm(total=total, desc="boosting", unit="round", leave=False)
+                return model
+
+            def after_iteration(self, model, epoch, evals_log):
+                self.bar.update(1)
+                val = evals_log.get("val", {}).get("rmse")
+                if val:
+                    self.bar.set_postfix(val_rmse_log=f"{val[-1]:.4f}", refresh=False)
+                return False
+
+            def after_training(self, model):
+                self.bar.close()
+                return model
+
+        return Bar()
+
+
+@dataclass
+class TrainResult:
+    model: LatencyModel
+    meta: dict
+    zoo: pd.DataFrame | None  # the evaluation rows, and the model's predictions for them
+    zoo_pred: np.ndarray | None
+
+
+def train(hw: HardwareConfig, data_dir: str | Path, out_dir: str | Path, seed: int = 0, scheduler: str | None = None,
+          progress: bool = True, **params) -> TrainResult:
+    """Fit on `data_dir`, evaluate on its zoo.parquet, save to `out_dir`."""
+    from .features import FEATURE_NAMES, FEATURE_VERSION
+
+    ds = read_dataset(data_dir, hw, list(FEATURE_NAMES), FEATURE_VERSION)
+    X = ds.rows[list(FEATURE_NAMES)].to_numpy(np.float32)
+    y = ds.rows["latency_ms"].to_numpy(np.float64)
+    model = LatencyModel(random_state=seed, **params)
+    t0 = time.perf_counter()
+    if scheduler:
+        from distributed import Client
+
+        with Client(scheduler) as client:
+            model.fit(X, y, groups=ds.rows["group_id"].to_numpy(), client=client)
+    else:
+        cb = [_Progress(model.n_estimators)] if progress else None
+        model.fit(X, y, groups=ds.rows["group_id"].to_numpy(), callbacks=cb)
+    fit_s = time.perf_counter() - t0
+    _, va = model.split(len(X), ds.rows["group_id"].to_numpy())
+    metrics: dict = {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,
+                     "validation": accuracy(model.predict(X[va]), y[va])}
+    zp = None
+    if ds.zoo is not None and len(ds.zoo):
+        zp = model.predict(ds.zoo[list(FEATURE_NAMES)].to_numpy(np.float32))
+        metrics["zoo"] = zoo_metrics(ds.zoo, zp)
+    meta = {
+        "hardware": hw.name, "hardware_hash": hw.hash, "feature_version": FEATURE_VERSION,
+        "feature_names": list(FEATURE_NAMES), "dataset": str(data_dir), "dataset_digest": ds.digest,
+        "dataset_rows": len(X), "generator_version": ds.manifest.get("generator_version"), "seed": seed,
+        "metrics": metrics,
+    }
+    model.save(out_dir, meta)
+    return TrainResult(model, meta, ds.zoo, zp)
+
+
+def _report_lines(metrics: dict) -> list[str]:
+    v = metrics["validation"]
+    lines = [f"validation (synthetic, held-out groups): MAPE {v['mape']:.2%}, within 5% {v['within5']:.1%}, "
+             f"within 10% {v['within10']:.1%}  [{v['n']} rows]"]
+    z = metrics.get("zoo")
+    if z:
+        lines.append(f"zoo groups (never trained on):          MAPE {z['mape']:.2%}, within 5% {z['within5']:.1%}, "
+                     f"within 10% {z['within10']:.1%}, core-rank corr {z['rank_corr']:.3f}, "
+                     f"best core {z['best_core_agree']:.1%}  [{z['n']} rows]")
+        lines.append("  per network:  " + ", ".join(f"{m} {a['within10']:.0%}" for m, a in z["per_model"].items()))
+        lines.append("  per length:   " + ", ".join(f"{n}:{a['within10']:.0%}" for n, a in z["per_length"].items()))
+    return lines
+
+
+def plot_pred_vs_sim(zoo: pd.DataFrame, pred: np.ndarray, path: str | Path, title: str) -> None:
+    """Scatter of predicted against simulated latency on zoo groups, coloured by group length."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fileio import atomic_write
+
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    length = (zoo["j"] - zoo["i"]).to_numpy()
+    sc = ax.scatter(zoo["latency_ms"], pred, c=length, s=4, cmap="viridis", alpha=0.6)
+    lo, hi = float(min(zoo["latency_ms"].min(), pred.min())), float(max(zoo["latency_ms"].max(), pred.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    for f in (0.9, 1.1):
+        ax.plot([lo, hi], [lo * f, hi * f], "k:", lw=0.6)
+    ax.set(xscale="log", yscale="log", xlabel="simulated latency (ms)", ylabel="predicted latency (ms)", title=title)
+    fig.colorbar(sc, ax=ax, label="group length (layers)")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+
+
+def main(args) -> int:
+    """The `autotune train` command."""
+    hw = load_hardware(args.hw)
+    slug = hw_slug(args.hw)
+    data_dir = Path(args.data or f"data/{slug}")
+    out_dir = Path(args.out or f"models/{slug}")
+    res = train(hw, data_dir, out_dir, seed=args.seed, scheduler=args.scheduler)
+    model, meta = res.model, res.meta
+    print(f"trained on {meta['dataset_rows']} rows in {meta['metrics']['fit_s']} s "
+          f"({model.best_iteration_ + 1} trees); saved to {out_dir}/")
+    for line in _report_lines(meta["metrics"]):
+        print(line)
+    if res.zoo is not None:
+        png = Path("reports") / slug / "predicted_vs_simulated.png"
+        plot_pred_vs_sim(res.zoo, res.zoo_pred, png, f"{hw.name}: zoo groups, predicted vs simulated")
+        print(f"plot: {png}")
+    if getattr(args, "json", None):
+        atomic_write_json(args.json, meta)
+    return 0

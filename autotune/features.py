@@ -30,8 +30,9 @@ GROUP_FEATURES = [
 ]
 CORE_FEATURES = [
     "cores", "log2_cores", "log_macs_per_core", "row_imbalance", "chan_imbalance", "work_imbalance",
-    "log_ws_per_core_ratio", "log_weights_per_core_ratio", "log_compute_est_us", "log_dram_est_us",
-    "log_overhead_est_us", "log_roofline_est_us", "halo_rows_ratio",
+    "log_ws_per_core_ratio", "log_weights_per_core_ratio", "log_compute_est_us", "log_halo_est_us",
+    "log_weight_traffic", "log_spill_bytes", "log_dram_est_us", "log_overhead_est_us", "log_total_est_us",
+    "compute_dram_ratio",
 ]
 HW_FEATURES = [
     "hw_cores", "hw_ci", "hw_co", "hw_clock_ghz", "hw_vector_lanes", "hw_log_onchip", "hw_dram_gbps",
@@ -117,44 +118,66 @@ def group_features(batch: GroupBatch, hw: HardwareConfig) -> np.ndarray:
 
 def _core_features(batch: GroupBatch, gf: np.ndarray, rows_gid: np.ndarray, k: np.ndarray,
                    hw: HardwareConfig) -> np.ndarray:
-    """Core-dependent features for rows (group index `rows_gid`, core count `k`)."""
+    """Core-dependent features for rows (group index `rows_gid`, core count `k`).
+
+    Besides plain counts per core, generic analytic estimates a compiler engineer would write:
+    compute at the aligned MAC rate with the busiest core's share (rows or channel tiles), halo
+    rows recomputed for the fused layers below, DRAM bytes (weights replicated on every core of a
+    row-split layer, intermediates that cannot stay on chip), and fixed costs per kernel and layer.
+    """
     L, G = batch.layers, batch.groups
     col = {name: gf[:, i] for i, name in enumerate(GROUP_FEATURES)}
     ci, co = hw.mac_array.ci, hw.mac_array.co
+    db = float(hw.dtype_bytes)
     n_rows = len(k)
-    # per-layer, per-row work imbalance: layers are split over rows (spatial) or output channels
     starts, lens = G.first_row[rows_gid], G.n_layers[rows_gid]
     flat_row = np.repeat(np.arange(n_rows), lens)
     flat_layer = np.repeat(starts - np.cumsum(np.r_[0, lens[:-1]]), lens) + np.arange(lens.sum())
     kk = k[flat_row].astype(np.float64)
     h = L.out_h[flat_layer].astype(np.float64)
-    c = np.ceil(L.out_ch[flat_layer] / co).astype(np.float64)  # output-channel tiles
+    kh = L.kh[flat_layer].astype(np.float64)
+    tiles = np.ceil(L.out_ch[flat_layer] / co).astype(np.float64)
     row_imb = np.ceil(h / kk) * kk / h
-    chan_imb = np.ceil(c / kk) * kk / c
-    imb = np.minimum(row_imb, chan_imb)
+    chan_imb = np.ceil(tiles / kk) * kk / tiles
+    by_rows = (h >= kk) & (L.spatial[flat_layer] | (h > 1))
+    imb = np.where(by_rows, row_imb, chan_imb)
     m = L.macs[flat_layer].astype(np.float64)
     cig, cog = L.in_ch_per_group[flat_layer], L.out_ch_per_group[flat_layer]
     eff = np.where(m > 0, m * (np.ceil(cig / ci) * ci / cig) * (np.ceil(cog / co) * co / cog), 0.0)
     eff = np.where(L.depthwise[flat_layer], m * ci, eff)  # depthwise fills one of ci input lanes
     vec = L.vector_ops[flat_layer].astype(np.float64)
-    per_core_rate = hw.macs_per_cycle * hw.clock_ghz * 1e3  # MACs per us
-    comp_us = np.bincount(flat_row, weights=eff * imb / kk / per_core_rate, minlength=n_rows)
-    comp_us += np.bincount(flat_row, weights=vec * imb / kk / (hw.vector_lanes * hw.clock_ghz * 1e3),
-                           minlength=n_rows)
+    layer_us = (eff / (hw.macs_per_cycle * hw.clock_ghz * 1e3)
+                + vec / (hw.vector_lanes * hw.clock_ghz * 1e3)) * imb / kk
+    # halo: rows of layer l recomputed for the spatial layers fused after it (suffix sum in the group)
+    need = np.where(L.spatial[flat_layer] & (kh > 1) & by_rows, kh - 1, 0.0)
+    incl = np.cumsum(need)
+    first = np.repeat(np.cumsum(np.r_[0, lens[:-1]]), lens)
+    before = np.r_[0.0, incl][first]
+    after = np.bincount(flat_row, weights=need, minlength=n_rows)[flat_row] - (incl - before)
+    halo_frac = np.where(by_rows & (kk > 1), after / np.maximum(np.ceil(h / kk), 1.0), 0.0)
+    comp_us = np.bincount(flat_row, weights=layer_us * (1 + halo_frac), minlength=n_rows)
+    halo_us = np.bincount(flat_row, weights=layer_us * halo_frac, minlength=n_rows)
+    w = L.weight_elems[flat_layer] * db
+    share = np.where(by_rows & L.spatial[flat_layer], w, w / kk)
+    # a weight share over half the scratchpad is streamed again for every input tile beside it
+    half = hw.onchip_bytes / 2
+    restream = np.where(share > half, np.maximum(np.ceil(L.in_elems[flat_layer] * db / kk / half), 1.0), 1.0)
+    w_traffic = np.bincount(flat_row, weights=share * kk * restream, minlength=n_rows)
+    w_share = np.zeros(n_rows)
+    np.maximum.at(w_share, flat_row, np.where(by_rows & L.spatial[flat_layer], w, w / kk))
     wsum = np.bincount(flat_row, weights=m * imb, minlength=n_rows) / np.maximum(
         np.bincount(flat_row, weights=m, minlength=n_rows), 1.0)
-    halo = np.bincount(flat_row, weights=((L.kh[flat_layer] > 1) & (h > kk)) * (kk - 1) * (L.kh[flat_layer] - 1)
-                       / np.maximum(h, 1), minlength=n_rows)
     row_any = np.bincount(flat_row, weights=np.minimum(row_imb, 64), minlength=n_rows) / lens
     chan_any = np.bincount(flat_row, weights=np.minimum(chan_imb, 64), minlength=n_rows) / lens
-    db = hw.dtype_bytes
     bw = np.minimum(hw.dram_gbps, k * hw.dma_gbps_per_core) * 1e3  # bytes per us
-    boundary = (G.in_elems[rows_gid] + G.out_elems[rows_gid]) * db + 10 ** col["log_weight_bytes"][rows_gid] - 1
-    dram_us = boundary / bw
-    overhead_us = (hw.launch_us + hw.dispatch_us_per_core * k
-                   + lens * (hw.layer_overhead_us + np.array([hw.sync_us(x) for x in k])))
-    ws = (10 ** col["log_max_internal_bytes"][rows_gid] - 1) / k + (10 ** col["log_weight_bytes"][rows_gid] - 1) / k
-    roof = np.maximum(comp_us, dram_us)
+    act = (G.in_elems[rows_gid] + G.out_elems[rows_gid]) * db
+    internal = G.internal_elems[rows_gid] * db
+    ws = G.max_internal_elems[rows_gid] * db / k + w_share
+    spill = np.where(ws > hw.onchip_bytes, 2 * internal, 0.0)
+    dram_us = (act + w_traffic + spill) / bw
+    sync = np.where(k > 1, hw.sync.base_us * np.log2(np.maximum(k, 1)) + hw.sync.per_core_us * k, 0.0)
+    overhead_us = hw.launch_us + hw.dispatch_us_per_core * k + lens * (hw.layer_overhead_us + sync)
+    total = overhead_us + np.maximum(comp_us, dram_us) + (1 - hw.dma_overlap) * np.minimum(comp_us, dram_us)
     feats = {
         "cores": k.astype(float),
         "log2_cores": np.log2(k),
@@ -163,13 +186,15 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, rows_gid: np.ndarray, k: n
         "chan_imbalance": chan_any,
         "work_imbalance": wsum,
         "log_ws_per_core_ratio": np.log10(np.maximum(ws, 1.0) / hw.onchip_bytes),
-        "log_weights_per_core_ratio": np.log10(np.maximum(10 ** col["log_weight_bytes"][rows_gid] / k, 1.0)
-                                               / hw.onchip_bytes),
+        "log_weights_per_core_ratio": np.log10(np.maximum(w_share, 1.0) / hw.onchip_bytes),
         "log_compute_est_us": _log(comp_us),
+        "log_halo_est_us": _log(halo_us),
+        "log_weight_traffic": _log(w_traffic),
+        "log_spill_bytes": _log(spill),
         "log_dram_est_us": _log(dram_us),
         "log_overhead_est_us": _log(overhead_us),
-        "log_roofline_est_us": _log(roof + overhead_us),
-        "halo_rows_ratio": halo,
+        "log_total_est_us": _log(total),
+        "compute_dram_ratio": np.log10((comp_us + 1e-3) / (dram_us + 1e-3)),
     }
     return np.column_stack([feats[k_] for k_ in CORE_FEATURES])
 

@@ -801,7 +801,8 @@ class _Importer:
     def _act(self, n: _Node, mode: str) -> None:
         x = n.inputs[0]
         marked = n.doc == FUSED_MARK
-        p = self._fusable(x, ("conv", "fc", "eltwise"))
+        p = self._fusable(x, ("conv", "fc", "eltwise", "norm", "pool", "gpool", "concat", "matmul", "resize")
+                          if marked else ("conv", "fc", "eltwise", "norm"))
         if p is not None and (marked if self.explicit else True):
             p.attrs["act"] = mode
             self._retarget(p, n.outputs[0])

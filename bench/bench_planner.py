@@ -1,0 +1,58 @@
+"""Planning time: ResNet-152 with the oracle (and the learned model, if trained), and chains of
+1k-10k layers to show the DP's cost grows linearly with the number of layers.
+
+Usage: python bench/bench_planner.py [--hw mlu100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from autotune import planner, zoo
+from autotune.graph import GraphBuilder
+from autotune.hardware import hw_slug, load_hardware
+from autotune.report import format_table
+
+
+def chain(n: int):
+    b = GraphBuilder(f"chain{n}")
+    x = b.input("x", (1, 64, 28, 28))
+    for i in range(n):
+        x = b.conv(x, 64, 3 if i % 2 else 1)
+    return b.build()
+
+
+def timed(strategy: str, g, hw, model=None) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    p = planner.run_strategy(strategy, g, hw, model=model)
+    return time.perf_counter() - t0, len(p.groups)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hw", default="mlu100")
+    a = ap.parse_args()
+    hw = load_hardware(a.hw)
+    model = None
+    if (Path("models") / hw_slug(a.hw) / "meta.json").is_file():
+        from autotune.tuning import load_model
+
+        model = load_model(hw, a.hw)
+    rows = []
+    g = zoo.build("resnet152")
+    for s in (["learned"] if model else []) + ["oracle"]:
+        dt, k = timed(s, g, hw, model)
+        rows.append(["resnet152", len(g), s, f"{dt:.3f}", f"{dt / len(g) * 1e3:.2f}", k])
+    for n in (1000, 2000, 5000, 10000):
+        g = chain(n)
+        for s in (["learned"] if model else []) + ["oracle"]:
+            dt, k = timed(s, g, hw, model)
+            rows.append([g.name, n, s, f"{dt:.3f}", f"{dt / n * 1e3:.2f}", k])
+    print(f"planning time on {hw.name} (max_fusion {hw.max_fusion}, {len(hw.core_counts)} core counts)")
+    print(format_table(rows, ["network", "layers", "cost", "plan s", "ms/layer", "kernels"], right={1, 3, 4, 5}))
+
+
+if __name__ == "__main__":
+    main()

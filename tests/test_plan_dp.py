@@ -1,0 +1,133 @@
+"""Planner: DP optimality against brute force, legality, baselines, JSON, linear cost."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autotune import planner, zoo
+from autotune.graph import GraphBuilder
+from autotune.hardware import load_hardware
+from autotune.simulator import simulate
+
+HW = load_hardware("mlu100")
+
+
+def _random_graph(data):
+    c = data.draw(st.sampled_from([8, 16, 33, 64, 128]))
+    s = data.draw(st.sampled_from([4, 14, 28, 56]))
+    b = GraphBuilder("r")
+    x = b.input("x", (1, c, s, s))
+    skip = x
+    for _ in range(data.draw(st.integers(2, 7))):
+        op = data.draw(st.sampled_from(["conv", "conv", "pool", "add", "opaque"]))
+        if op == "conv":
+            x = b.conv(x, data.draw(st.sampled_from([8, 32, 48, 128])), data.draw(st.sampled_from([1, 3])))
+        elif op == "pool" and b.shape(x)[2] >= 2:
+            x = b.pool(x, 2)
+        elif op == "add" and b.shape(skip) == b.shape(x):
+            x = b.eltwise([x, skip])
+        elif op == "opaque":
+            x = b.add("opaque", [x], None, shape=b.shape(x))
+        else:
+            x = b.add("act", [x], None, mode="relu")
+        if data.draw(st.booleans()):
+            skip = x
+    return b.build()
+
+
+def brute_force(g, hw):
+    """Minimum simulated latency over every partition into legal groups and every core count."""
+    n = len(g.order)
+    best = np.inf
+    for cuts in itertools.product([0, 1], repeat=n - 1):
+        bounds = [0] + [k + 1 for k, c in enumerate(cuts) if c] + [n]
+        spans = list(zip(bounds, bounds[1:]))
+        if any(j - i > hw.max_fusion for i, j in spans):
+            continue
+        if any(j - i > 1 and any(l.op == "opaque" for l in g.order[i:j]) for i, j in spans):
+            continue
+        total = 0.0
+        for i, j in spans:
+            ks = hw.core_counts
+            total += simulate([g.group(i, j)] * len(ks), ks, hw).min()
+        best = min(best, total)
+    return best
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_dp_equals_brute_force(data):
+    hw = HW.model_copy(update={"max_fusion": data.draw(st.integers(2, 4))})
+    g = _random_graph(data)
+    p = planner.plan(g, hw)
+    assert p.predicted_ms == pytest.approx(brute_force(g, hw), rel=1e-9)
+    planner.verify(p, g, hw)
+    assert p.simulated_ms == pytest.approx(p.predicted_ms, rel=1e-9)
+
+
+def test_plan_covers_every_layer_once_and_respects_the_rules():
+    g = zoo.build("googlenet")
+    p = planner.plan(g, HW)
+    names = [n for grp in p.groups for n in grp.layers]
+    assert names == [l.name for l in g.order]
+    assert all(len(grp.layers) <= HW.max_fusion for grp in p.groups)
+    assert all(grp.cores in HW.core_counts for grp in p.groups)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_oracle_beats_every_baseline(name):
+    g = zoo.build(name)
+    oracle = planner.verify(planner.run_strategy("oracle", g, HW), g, HW).simulated_ms
+    for s in planner.BASELINES:
+        p = planner.verify(planner.run_strategy(s, g, HW), g, HW)
+        assert oracle <= p.simulated_ms * (1 + 1e-9), s
+    none = planner.verify(planner.run_strategy("none", g, HW), g, HW)
+    assert all(grp.cores == 1 and len(grp.layers) == 1 for grp in none.groups)
+    assert none.simulated_ms / oracle > 3
+
+
+def test_plan_json_has_the_design_keys_and_round_trips():
+    g = zoo.build("resnet18")
+    p = planner.verify(planner.plan(g, HW, strategy="oracle"), g, HW)
+    d = json.loads(json.dumps(p.to_dict()))
+    assert set(d) == {"model", "hardware", "hardware_hash", "batch", "strategy", "predicted_ms", "simulated_ms",
+                      "groups"}
+    assert set(d["groups"][0]) == {"layers", "cores", "predicted_ms", "simulated_ms"}
+    assert d["hardware_hash"] == HW.hash and d["model"] == "resnet18"
+    back = planner.Plan.from_dict(d, g)
+    assert back.to_dict() == d
+
+
+def test_deterministic():
+    g = zoo.build("squeezenet1_1")
+    assert planner.plan(g, HW).to_dict() == planner.plan(g, HW).to_dict()
+
+
+def test_cost_source_sees_all_pairs_in_one_batch_linear_in_layers():
+    for n in (20, 40):
+        b = GraphBuilder("c")
+        x = b.input("x", (1, 16, 8, 8))
+        for _ in range(n):
+            x = b.conv(x, 16, 3)
+        g = b.build()
+        calls = []
+        sim = planner.simulator_cost(HW)
+        inner = sim.fn
+        sim.fn = lambda bt, gi, k: (calls.append(len(gi)), inner(bt, gi, k))[1]
+        planner.dp_plan(g, HW, sim, "oracle")
+        L, K = HW.max_fusion, len(HW.core_counts)
+        assert calls == [sum(min(j, L) for j in range(1, n + 1)) * K]
+
+
+def test_learned_strategy_never_simulates():
+    class Fake:
+        def predict(self, X):
+            return np.ones(len(X))
+
+    g = zoo.build("alexnet")
+    p = planner.run_strategy("learned", g, HW, model=Fake())
+    assert p.sim_calls == 0 and len(p.groups) >= 1

@@ -3,12 +3,19 @@
 Conventions: BatchNorm is folded into the preceding conv (which then carries a bias); an
 activation right after a conv/fc/add is that layer's epilogue (`act`); residual adds, inception
 branches and dense concatenations are real DAG edges. Dropout is dropped; flatten before fc is free.
-Parameter counts therefore have C conv biases where torchvision counts 2C BN affine values.
+Layers are inserted in topological order (inception modules branch by branch), so `Graph.order`
+is the insertion order.
+
+Parameter convention: a folded BN leaves C bias values in its conv, which is what the deployed
+kernel reads; torchvision counts the BN's 2C affine values (gamma, beta) instead. So for a
+torchvision network, published params == `Graph.params` + (number of folded BN channels) exactly
+(0.03-0.8% of the total; tests/test_zoo.py checks the identity). Counting 2C here would match the
+headline figure but misstate the weight bytes the simulator streams from DRAM.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .errors import AutotuneError
 from .graph import Graph, GraphBuilder
@@ -41,8 +48,10 @@ _VGG = {
 def _vgg(name: str, batch: int) -> Graph:
     b = GraphBuilder(name, batch)
     x = b.input("input", (batch, 3, 224, 224))
-    for k, v in enumerate(_VGG[name]):
+    k = 0  # torchvision's index in `features`: each conv is followed by its ReLU module
+    for v in _VGG[name]:
         x = b.pool(x, 2, name=f"features.{k}") if v == "M" else b.conv(x, v, 3, name=f"features.{k}")
+        k += 1 if v == "M" else 2
     x = b.fc(x, 4096, act="relu", name="classifier.0")
     x = b.fc(x, 4096, act="relu", name="classifier.3")
     b.fc(x, 1000, name="classifier.6")
@@ -240,17 +249,19 @@ def squeezenet1_1(batch: int = 1) -> Graph:
     for k, (s, e) in enumerate([(48, 192), (48, 192), (64, 256), (64, 256)], start=9):
         x = fire(x, f"features.{k}", s, e)
     x = b.conv(x, 1000, 1, name="classifier.1")
-    b.gpool(x, name="classifier.3")
+    x = b.gpool(x, name="classifier.3")
+    b.add("reshape", [x], "flatten", shape=(batch, 1000))  # torch.flatten: layout only
     return b.build()
 
 
 def densenet121(batch: int = 1) -> Graph:
-    """Pre-activation BN-ReLU before each conv reads a concatenation, so it cannot fold into a
-    producer: it is a `norm` layer (mode batch, relu epilogue, 2C params); the BN-ReLU between
-    the 1x1 and 3x3 convs of a dense layer folds into the 1x1 conv."""
+    """DenseNet's pre-activation BN-ReLU (norm1, transition norm, norm5) reads a concatenation whose
+    parts are also read raw by later layers, so it cannot fold into any producer: it stays a `norm`
+    layer (mode batch, relu epilogue; 2C params, as torchvision counts it; no MACs, as in the MAC
+    figures). norm0 and each norm2 follow a conv directly and fold into it (C bias values)."""
     b = GraphBuilder("densenet121", batch)
     x = b.input("input", (batch, 3, 224, 224))
-    x = b.conv(x, 64, 7, 2, 3, bias=False, name="features.conv0")  # norm0 folds here: bias = BN shift
+    x = b.conv(x, 64, 7, 2, 3, name="features.conv0")  # norm0 + relu0 fold here
     x = b.pool(x, 3, 2, 1, name="features.pool0")
     feats = [x]
     for blk, n in enumerate([6, 12, 24, 16], start=1):
@@ -258,8 +269,8 @@ def densenet121(batch: int = 1) -> Graph:
             p = f"features.denseblock{blk}.denselayer{i}"
             inp = feats[0] if len(feats) == 1 else b.concat(feats, name=f"{p}.cat")
             y = b.add("norm", [inp], f"{p}.norm1", mode="batch", act="relu")
-            y = b.conv(y, 128, 1, bias=True, name=f"{p}.conv1")
-            y = b.conv(y, 32, 3, bias=False, name=f"{p}.conv2")
+            y = b.conv(y, 128, 1, name=f"{p}.conv1")  # norm2 + relu2 fold here
+            y = b.conv(y, 32, 3, act="", bias=False, name=f"{p}.conv2")
             feats.append(y)
         x = b.concat(feats, name=f"features.denseblock{blk}.cat")
         if blk < 4:
@@ -272,6 +283,77 @@ def densenet121(batch: int = 1) -> Graph:
     x = b.add("norm", [x], "features.norm5", mode="batch", act="relu")
     x = b.gpool(x, name="avgpool")
     b.fc(x, 1000, name="classifier")
+    return b.build()
+
+
+# -- EfficientNet / ViT -------------------------------------------------------------------------
+def efficientnet_b0(batch: int = 1) -> Graph:
+    """torchvision's EfficientNet-B0: MBConv blocks with squeeze-excite (gpool, 1x1 conv SiLU,
+    1x1 conv sigmoid, broadcast multiply), SiLU everywhere else; stochastic depth is dropped."""
+    b = GraphBuilder("efficientnet_b0", batch)
+    x = b.input("input", (batch, 3, 224, 224))
+    x = b.conv(x, 32, 3, 2, act="silu", name="features.0")
+    cin = 32
+    # (expand ratio, kernel, stride, out channels, repeats): Table 1 of Tan & Le 2019
+    for stage, (t, k, s, cout, n) in enumerate([(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2),
+                                                (6, 3, 2, 80, 3), (6, 5, 1, 112, 3), (6, 5, 2, 192, 4),
+                                                (6, 3, 1, 320, 1)], start=1):
+        for i in range(n):
+            p, stride, exp = f"features.{stage}.{i}", s if i == 0 else 1, cin * t
+            y = b.conv(x, exp, 1, act="silu", name=f"{p}.expand") if t != 1 else x
+            y = b.conv(y, exp, k, stride, groups=exp, act="silu", name=f"{p}.dw")
+            sq = b.gpool(y, name=f"{p}.se.avgpool")
+            sq = b.conv(sq, max(1, cin // 4), 1, act="silu", name=f"{p}.se.fc1")  # real biases: no BN here
+            sq = b.conv(sq, exp, 1, act="sigmoid", name=f"{p}.se.fc2")
+            y = b.eltwise([y, sq], mode="mul", name=f"{p}.se.scale")  # (N,C,H,W) * (N,C,1,1)
+            y = b.conv(y, cout, 1, act="", name=f"{p}.project")
+            x = b.eltwise([x, y], name=f"{p}.add") if (stride == 1 and cin == cout) else y
+            cin = cout
+    x = b.conv(x, 1280, 1, act="silu", name="features.8")
+    x = b.gpool(x, name="avgpool")
+    b.fc(x, 1000, name="classifier.1")
+    return b.build()
+
+
+#: ViT parameters no IR layer carries: the class token (768) and the position embedding (197 x 768).
+VIT_B16_UNCOUNTED_PARAMS = 768 + 197 * 768
+
+
+def vit_b16(batch: int = 1) -> Graph:
+    """torchvision's ViT-B/16 at 224x224: patchify conv, 12 pre-norm encoder layers, class-token head.
+    q/k/v are three fc layers (torchvision fuses them into one in_proj: same MACs and params);
+    the 1/sqrt(d) scale folds into q. Prepending the class token and adding the position embedding
+    are `opaque` layers (data movement, no MACs), so their 152k parameters are not counted."""
+    d, heads, seq = 768, 12, 197
+    dh = d // heads
+    b = GraphBuilder("vit_b16", batch)
+    x = b.input("input", (batch, 3, 224, 224))
+    x = b.conv(x, d, 16, 16, 0, act="", name="conv_proj")
+    x = b.add("reshape", [x], "conv_proj.flatten", shape=(batch, d, seq - 1))
+    x = b.add("reshape", [x], "conv_proj.permute", shape=(batch, seq - 1, d))
+    cls = b.add("opaque", [x], "class_token", shape=(batch, 1, d), mode="class_token")
+    x = b.concat([cls, x], axis=1, name="concat_class_token")
+    x = b.add("opaque", [x], "encoder.pos_embedding", shape=(batch, seq, d), mode="add_pos_embedding")
+    for i in range(12):
+        p = f"encoder.layers.encoder_layer_{i}"
+        h = b.add("norm", [x], f"{p}.ln_1", mode="layer")
+        q, k, v = (b.fc(h, d, name=f"{p}.self_attention.{n}") for n in "qkv")
+        q = b.add("reshape", [q], f"{p}.self_attention.q_heads", shape=(batch, heads, seq, dh))
+        k = b.add("reshape", [k], f"{p}.self_attention.k_heads_t", shape=(batch, heads, dh, seq))
+        v = b.add("reshape", [v], f"{p}.self_attention.v_heads", shape=(batch, heads, seq, dh))
+        a = b.add("matmul", [q, k], f"{p}.self_attention.qk")
+        a = b.add("softmax", [a], f"{p}.self_attention.softmax")
+        o = b.add("matmul", [a, v], f"{p}.self_attention.av")
+        o = b.add("reshape", [o], f"{p}.self_attention.merge_heads", shape=(batch, seq, d))
+        o = b.fc(o, d, name=f"{p}.self_attention.out_proj")
+        x = b.eltwise([x, o], name=f"{p}.add_1")
+        h = b.add("norm", [x], f"{p}.ln_2", mode="layer")
+        h = b.fc(h, 4 * d, act="gelu", name=f"{p}.mlp.0")
+        h = b.fc(h, d, name=f"{p}.mlp.3")
+        x = b.eltwise([x, h], name=f"{p}.add_2")
+    x = b.add("norm", [x], "encoder.ln", mode="layer")
+    x = b.add("opaque", [x], "select_class_token", shape=(batch, d), mode="slice")
+    b.fc(x, 1000, name="heads.head")
     return b.build()
 
 
@@ -290,6 +372,8 @@ _BUILDERS: dict[str, Callable[[int], Graph]] = {
     "squeezenet1_1": squeezenet1_1,
     "inception_v3": inception_v3,
     "densenet121": densenet121,
+    "efficientnet_b0": efficientnet_b0,
+    "vit_b16": vit_b16,
 }
 
 
@@ -302,6 +386,6 @@ def build(name: str, batch: int = 1) -> Graph:
     """A built-in network at the given batch size, validated."""
     if name not in _BUILDERS:
         raise AutotuneError(f"unknown zoo network {name!r}; choose one of: {', '.join(_BUILDERS)}")
-    if not isinstance(batch, int) or batch < 1:
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise AutotuneError(f"batch must be a positive integer, got {batch!r}")
     return _BUILDERS[name](batch)

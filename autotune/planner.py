@@ -300,8 +300,10 @@ def plan(graph: Graph, hw: HardwareConfig, cost: CostSource | None = None, strat
 
 
 def run_strategy(name: str, graph: Graph, hw: HardwareConfig, model=None) -> Plan:
-    """Plan with a named strategy. `learned` needs `model` and never simulates; baselines choose
-    with the simulator (as a tuner measuring on the device would), `none` and `fuse-max` choose blind."""
+    """Plan with a named strategy. `learned` (the DP on the model) needs `model` and never simulates;
+    `oracle` is the DP on the simulator. Baselines that search (cores-only, dlfusion's fusion
+    check aside, greedy) use the same cost source as `learned` when a model is given, so they
+    compare search strategies at equal knowledge; without a model they measure on the simulator."""
     from .errors import AutotuneError
 
     if name not in STRATEGIES:
@@ -316,9 +318,7 @@ def run_strategy(name: str, graph: Graph, hw: HardwareConfig, model=None) -> Pla
         cost = simulator_cost(hw)
         p = dp_plan(graph, hw, cost, "oracle")
     else:
-        cost = simulator_cost(hw)
-        if name in ("none", "fuse-max"):
-            cost.simulated = False  # their choices use no measurement; latency is checked by verify
+        cost = model_cost(model, hw) if model is not None else simulator_cost(hw)
         p = BASELINES[name](graph, hw, cost)
     p.plan_s = time.perf_counter() - t0
     p.sim_calls = cost.sim_pairs

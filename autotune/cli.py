@@ -62,7 +62,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         rows.append([l.name, kind, "x".join(map(str, l.out_shape)), f"{l.macs:,}", str(l.in_channels),
                      str(l.out_channels)])
     _print_table(rows, ["layer", "op", "output", "MACs", "in_ch", "out_ch"], right={3, 4, 5})
-    print(f"\n{g.name}: {len(g)} layers, batch {g.batch}, {g.total_macs / 1e9:.3f} GMACs, {g.params / 1e6:.2f} M params")
+    print(f"\n{g.name}: {len(g)} layers, batch {g.batch}, {g.total_macs / 1e9:.3f} GMACs, "
+          f"{g.params / 1e6:.2f} M params")
     if args.json:
         atomic_write_json(args.json, inspect_dict(g, args.model))
     return 0

@@ -10,7 +10,7 @@ Computed vectorised over all rows: per-layer arrays are gathered into flat rows 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -94,7 +94,7 @@ class Plan:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, graph: Graph) -> "Plan":
+    def from_dict(cls, d: dict, graph: Graph) -> Plan:
         groups, pos = [], 0
         for e in d["groups"]:
             n = len(e["layers"])

@@ -88,7 +88,8 @@ def eval_table(result: dict, strategies: list[str]) -> str:
     header = ["model", "layers"] + [f"{k} ms" for k in strategies] + ["speedup", "regret", "plan s", "oracle sims"]
     sm = result["summary"]
     foot = (f"geomean speed-up {sm['geomean_speedup']:.2f}x (min {sm['min_speedup']:.2f}x, max "
-            f"{sm['max_speedup']:.2f}x); regret vs oracle geomean {sm['geomean_regret']:.2%}, max {sm['max_regret']:.2%}")
+            f"{sm['max_speedup']:.2f}x); regret vs oracle geomean {sm['geomean_regret']:.2%}, "
+            f"max {sm['max_regret']:.2%}")
     return format_table(rows, header, right=set(range(1, len(header)))) + "\n" + foot
 
 

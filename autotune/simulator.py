@@ -7,8 +7,8 @@ flat (pair, layer) rows; docs/simulator.md gives every formula and where each co
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -8,8 +8,8 @@ per-group boundary sizes. Per-layer numbers come from `Layer` (graph.py), the on
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Sequence
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class LayerRows:
     pos: np.ndarray  # position in its graph's order
     OP = OP_CODE
 
-    def take(self, idx: np.ndarray) -> "LayerRows":
+    def take(self, idx: np.ndarray) -> LayerRows:
         return LayerRows(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
 
@@ -55,7 +55,7 @@ class _GraphTable:
     edge_elems: np.ndarray
 
 
-_CACHE: "weakref.WeakKeyDictionary[Graph, _GraphTable]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Graph, _GraphTable] = weakref.WeakKeyDictionary()
 
 
 def graph_table(g: Graph) -> _GraphTable:
@@ -140,7 +140,7 @@ class GroupBatch:
         return len(self.groups.n_layers)
 
     @classmethod
-    def build(cls, groups: Sequence[Group], hw=None) -> "GroupBatch":
+    def build(cls, groups: Sequence[Group], hw=None) -> GroupBatch:
         """Gather the layers of `groups` (from any graphs) into one batch, vectorised per graph."""
         n = len(groups)
         by_graph: dict[int, list[int]] = {}
@@ -179,7 +179,8 @@ class GroupBatch:
             # boundary inputs: an edge counts once, at its first reader inside the group
             ec = t.edge_count[lpos]
             e_gid = np.repeat(loc_gid, ec)
-            eidx = np.repeat(t.edge_start[lpos] - np.concatenate([[0], np.cumsum(ec)[:-1]]), ec) + np.arange(int(ec.sum()))
+            eidx = (np.repeat(t.edge_start[lpos] - np.concatenate([[0], np.cumsum(ec)[:-1]]), ec)
+                    + np.arange(int(ec.sum())))
             first_read = t.edge_key[eidx] < i[e_gid]
             in_elems[ridx] = np.bincount(e_gid, weights=t.edge_elems[eidx] * first_read, minlength=len(ridx))
             # destination rows in the flat batch

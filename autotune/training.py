@@ -57,7 +57,8 @@ def read_dataset(folder: str | Path, hw: HardwareConfig, feature_names: list[str
         raise DatasetError(f"dataset in {folder}/ is empty; generate it with `autotune synth --groups N`")
     absent = [c for c in feature_names + ["cores", "latency_ms", "group_id"] if c not in rows.columns]
     if absent:
-        raise DatasetError(f"dataset in {folder}/ lacks column {absent[0]!r}; regenerate it with `autotune synth --force`")
+        raise DatasetError(f"dataset in {folder}/ lacks column {absent[0]!r}; "
+                           "regenerate it with `autotune synth --force`")
     digest = hashlib.sha256(mpath.read_bytes()).hexdigest()[:16]
     zpath = folder / "zoo.parquet"
     zoo = pd.read_parquet(zpath) if zpath.is_file() else None

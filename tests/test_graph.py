@@ -4,7 +4,9 @@ import json
 
 import pytest
 
+from autotune.errors import GraphError
 from autotune.graph import (
+    Attrs,
     Graph,
     GraphBuilder,
     graph_from_dict,
@@ -12,8 +14,6 @@ from autotune.graph import (
     infer_shapes,
     make_layer,
 )
-from autotune.errors import GraphError
-from autotune.graph import Attrs
 
 
 def _block():

@@ -1,15 +1,15 @@
 """Hardware configs: presets load, strict validation names the field, stable hash."""
 
 import subprocess
-from importlib import resources
 import sys
+from importlib import resources
 
 import pytest
 import yaml
 
+from autotune.cli import main
 from autotune.errors import ConfigError
 from autotune.hardware import load_hardware, preset_names
-from autotune.cli import main
 
 
 def _write(tmp_path, **changes):

@@ -117,7 +117,7 @@ def test_cost_source_sees_all_pairs_in_one_batch_linear_in_layers():
         calls = []
         sim = planner.simulator_cost(HW)
         inner = sim.fn
-        sim.fn = lambda bt, gi, k: (calls.append(len(gi)), inner(bt, gi, k))[1]
+        sim.fn = lambda bt, gi, k, calls=calls, inner=inner: (calls.append(len(gi)), inner(bt, gi, k))[1]
         planner.dp_plan(g, HW, sim, "oracle")
         L, K = HW.max_fusion, len(HW.core_counts)
         assert calls == [sum(min(j, L) for j in range(1, n + 1)) * K]

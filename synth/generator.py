@@ -1,0 +1,368 @@
+"""Synthetic layer groups spanning where real networks live, each a small standalone validated Graph.
+
+The generator is a mixture of three sources, because each covers what the others miss:
+
+- ``layer`` (20%): one operator. Gives the most direct control over the two characteristics
+  DLFusion found decisive (op count, channel size), so the (op count, channels) plane is filled
+  evenly out to its corners, with aligned and unaligned channels, every kernel and stride.
+- ``block`` (30%): one whole building block (conv chain, conv-pool, bottleneck, inverted residual,
+  inception, squeeze-excite, fc chain, attention): the canonical fusion patterns, residuals closed.
+- ``slice`` (50%): a random contiguous run of the topological order of a random *stack* of blocks.
+  This is what the planner actually asks about: nearly all of a network's candidate groups start
+  and end mid-block (the tail of one bottleneck plus the head of the next), so residual inputs
+  arrive as boundary tensors and several tensors leave the group. Whole blocks alone would leave
+  the model extrapolating on exactly the groups it is queried on most.
+
+Numeric knobs (op count, channel width, group length, source, structure, alignment, kernel/stride,
+batch) come from one scrambled Sobol sequence (scipy.stats.qmc), seeded; the remaining discrete
+choices come from a per-index RNG, so graph `index` is the same however the range is split.
+The spatial size is solved from the target op count (build at a reference size, scale by
+sqrt(target/actual)); where that hits 1 or 448 the channels give way instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import qmc
+
+from autotune.graph import Graph, GraphBuilder
+from autotune.hardware import HardwareConfig
+
+#: Bump when the generated groups change for a given (n, hw, seed): datasets record it.
+GENERATOR_VERSION = 1
+
+SOURCES = ("layer", "block", "slice")
+SOURCE_WEIGHTS = (0.2, 0.3, 0.5)
+CNN_BLOCKS = ("conv_chain", "conv_pool", "bottleneck", "inverted_residual", "inception", "squeeze_excite")
+TOKEN_BLOCKS = ("attention", "fc_chain")
+#: Structure kinds recorded per group: the blocks above plus single layers.
+STRUCTURES = CNN_BLOCKS + TOKEN_BLOCKS + ("layer",)
+
+OPS_RANGE = (1e4, 1e11)  # target op count (MACs, or vector ops for MAC-free groups), log-uniform
+MAX_CH = 4096
+MAX_HW = 448
+_REF_HW = 32  # reference spatial size for solving the spatial size from the op count
+_DIMS = 8  # Sobol dimensions: ops, width, length, source, structure, alignment, kernel/stride, batch
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """One sample's knobs: the Sobol part decoded, plus hardware limits."""
+
+    ops: float  # target op count of the group
+    width: float  # channel width before alignment (1..4096)
+    length: int  # group length for slices (1..max_fusion)
+    source: str
+    structure: str
+    aligned: bool
+    kernel: int
+    stride: int
+    batch: int
+
+
+def _pick(u: float, items: tuple, weights: tuple | None = None):
+    w = np.asarray(weights if weights is not None else [1.0] * len(items), dtype=float)
+    return items[min(int(np.searchsorted(np.cumsum(w / w.sum()), u, side="right")), len(items) - 1)]
+
+
+def decode(u: np.ndarray, hw: HardwareConfig) -> Knobs:
+    """Map one point of the unit cube to knobs: log-uniform op count and width; slice lengths lean long
+    (u^0.6) because single layers and whole blocks already supply the short groups."""
+    lo, hi = np.log10(OPS_RANGE)
+    source = _pick(u[3], SOURCES, SOURCE_WEIGHTS)
+    structure = "layer" if source == "layer" else _pick(u[4], CNN_BLOCKS + TOKEN_BLOCKS)
+    ks = _pick(u[6], ((1, 1), (3, 1), (3, 2), (5, 1), (5, 2), (7, 1), (7, 2), (1, 2)),
+               (0.25, 0.3, 0.12, 0.08, 0.07, 0.07, 0.06, 0.05))
+    batch = _pick(u[7], (1, 2, 4, 8, 16), (0.75, 0.07, 0.07, 0.06, 0.05))
+    return Knobs(ops=10 ** (lo + (hi - lo) * u[0]), width=2 ** (12 * u[1]),
+                 length=1 + min(int(u[2] ** 0.6 * hw.max_fusion), hw.max_fusion - 1), source=source,
+                 structure=structure, aligned=u[5] < 0.5, kernel=ks[0], stride=ks[1], batch=batch)
+
+
+def _align(c: float, a: int, aligned: bool, rng: np.random.Generator) -> int:
+    """A channel count near c: a multiple of the MAC-array width `a`, or deliberately not one."""
+    c = int(min(max(round(c), 1), MAX_CH))
+    if aligned:
+        return int(min(max(a, round(c / a) * a), MAX_CH))
+    if c > a and c % a == 0:
+        c += int(rng.integers(1, a)) * (1 if c + a <= MAX_CH else -1)
+    return c
+
+
+def _divisor(c: int, choices: tuple[int, ...], rng: np.random.Generator) -> int:
+    u = rng.random()  # drawn whatever `ok` is, so later draws do not depend on the sizes
+    ok = [g for g in choices if c % g == 0]
+    return ok[int(u * len(ok))] if ok else 1
+
+
+# -- blocks: (builder, input tensor, width, knobs, rng) -> output tensor --------------------------
+class _Ctx:
+    """Per-graph build state: builder, knobs, rng, MAC-array widths and a width scale for solving."""
+
+    def __init__(self, b: GraphBuilder, kn: Knobs, rng: np.random.Generator, hw: HardwareConfig, cscale: float):
+        self.b, self.kn, self.rng, self.hw, self.cscale = b, kn, rng, hw, cscale
+
+    def ch(self, c: float) -> int:
+        return _align(c * self.cscale, self.hw.mac_array.co, self.kn.aligned, self.rng)
+
+    def hgt(self, x: str) -> int:
+        return self.b.shape(x)[2]
+
+
+def _stride_ok(ctx: _Ctx, x: str, s: int) -> int:
+    return s if ctx.hgt(x) >= 2 else 1
+
+
+def conv_chain(ctx: _Ctx, x: str, c: float, s: int) -> str:
+    """1-3 convs: plain, ResNeXt-style grouped, or MobileNet-v1 depthwise + pointwise pairs."""
+    b, rng, k = ctx.b, ctx.rng, ctx.kn.kernel
+    style = rng.choice(["plain", "grouped", "dw"], p=[0.6, 0.15, 0.25])
+    for n in range(int(rng.integers(1, 4))):
+        s_n = _stride_ok(ctx, x, s) if n == 0 else 1
+        if style == "dw":
+            x = b.dwconv(x, max(k, 3), s_n, act=str(rng.choice(["relu", "relu6"])))
+            x = b.conv(x, ctx.ch(c), 1)
+        else:
+            co = ctx.ch(c)
+            g = _divisor(math.gcd(b.shape(x)[1], co), (2, 4, 8, 16, 32), rng) if style == "grouped" else 1
+            x = b.conv(x, co, k, s_n, groups=g)
+    return x
+
+
+def conv_pool(ctx: _Ctx, x: str, c: float, s: int) -> str:
+    """conv (+conv) then a max/avg pool (AlexNet, VGG stages, stems)."""
+    b, rng = ctx.b, ctx.rng
+    for _ in range(int(rng.integers(1, 3))):
+        x = b.conv(x, ctx.ch(c), ctx.kn.kernel, _stride_ok(ctx, x, s) if ctx.kn.kernel >= 5 else 1)
+        s = 1
+    mode, r = str(rng.choice(["max", "avg"], p=[0.8, 0.2])), rng.random()
+    if ctx.hgt(x) >= 2 and r < 0.5:
+        return b.pool(x, 2, 2, mode=mode)
+    return b.pool(x, 3, 2, pad=1, mode=mode)
+
+
+def bottleneck(ctx: _Ctx, x: str, c: float, s: int) -> str:
+    """ResNet v1.5 bottleneck: 1x1 - 3x3 (stride) - 1x1, projection shortcut if needed, add."""
+    b = ctx.b
+    s = _stride_ok(ctx, x, s)
+    w = ctx.ch(c / 4) if c >= 4 else ctx.ch(c)
+    cout = ctx.ch(c)
+    y = b.conv(x, w, 1)
+    y = b.conv(y, w, 3, s)
+    y = b.conv(y, cout, 1, act="")
+    idn = b.conv(x, cout, 1, s, act="") if (s != 1 or b.shape(x)[1] != cout) else x
+    return b.eltwise([y, idn], act="relu")
+
+
+def inverted_residual(ctx: _Ctx, x: str, c: float, s: int) -> str:
+    """MobileNet-v2 block: expand 1x1 - depthwise kxk (stride) - project 1x1, add when shapes agree."""
+    b, rng = ctx.b, ctx.rng
+    s = _stride_ok(ctx, x, s)
+    cin = b.shape(x)[1]
+    t = int(rng.choice([1, 3, 4, 6]))
+    y = b.conv(x, min(cin * t, MAX_CH), 1, act="relu6") if t != 1 else x
+    y = b.dwconv(y, 5 if ctx.kn.kernel >= 5 else 3, s, act="relu6")
+    keep = rng.random() < 0.6
+    cout = cin if (s == 1 and keep) else ctx.ch(c)
+    y = b.conv(y, cout, 1, act="")
+    return b.eltwise([x, y]) if (s == 1 and cout == cin) else y
+
+
+def inception(ctx: _Ctx, x: str, c: float, s: int) -> str:
+    """GoogLeNet-style branches (1x1; 1x1-3x3; 1x1-5x5 or 3x3-3x3; pool-1x1) and a concat."""
+    b, rng = ctx.b, ctx.rng
+    q = min(max(c / 4, 1), MAX_CH / 4 / max(ctx.cscale, 1e-9))
+    br1 = b.conv(x, ctx.ch(q), 1)
+    br2 = b.conv(b.conv(x, ctx.ch(q / 2), 1), ctx.ch(q), 3)
+    r = b.conv(x, ctx.ch(q / 4), 1)
+    br3 = b.conv(b.conv(r, ctx.ch(q / 2), 3), ctx.ch(q / 2), 3) if rng.random() < 0.5 else b.conv(r, ctx.ch(q / 2), 5)
+    br4 = b.conv(b.pool(x, 3, 1, pad=1), ctx.ch(q / 2), 1)
+    return b.concat([br1, br2, br3, br4])
+
+
+def squeeze_excite(ctx: _Ctx, x: str, c: float, s: int) -> str:
+    """conv, then SE (global pool - 1x1 reduce - 1x1 expand sigmoid - channel scale), maybe residual add."""
+    b, rng = ctx.b, ctx.rng
+    y = b.conv(x, ctx.ch(c), ctx.kn.kernel, 1)
+    cy = b.shape(y)[1]
+    z = b.gpool(y)
+    z = b.conv(z, max(1, cy // int(rng.choice([4, 8, 16]))), 1)
+    z = b.conv(z, cy, 1, act="sigmoid")
+    y = b.eltwise([y, z], mode="mul")
+    res = rng.random() < 0.5
+    return b.eltwise([x, y]) if res and b.shape(x) == b.shape(y) else y
+
+
+def attention(ctx: _Ctx, x: str, c: float, s: int) -> str:
+    """Transformer self-attention on (B, T, D): fc q/k/v, heads, matmul, softmax, matmul, fc, add, norm."""
+    b, rng = ctx.b, ctx.rng
+    B, T, D = b.shape(x)
+    h = _divisor(D, (16, 12, 8, 4, 2), rng)
+    d = D // h
+    q, k, v = (b.fc(x, D) for _ in range(3))
+    q = b.add("reshape", [q], shape=(B * h, T, d))
+    k = b.add("reshape", [k], shape=(B * h, d, T))  # transpose is layout-only
+    v = b.add("reshape", [v], shape=(B * h, T, d))
+    a = b.add("softmax", [b.add("matmul", [q, k])])
+    o = b.add("reshape", [b.add("matmul", [a, v])], shape=(B, T, D))
+    o = b.eltwise([x, b.fc(o, D)])
+    return b.add("norm", [o], mode="layer")
+
+
+def fc_chain(ctx: _Ctx, x: str, c: float, s: int) -> str:
+    """Dense layers: a transformer MLP (D - rD gelu - D, add, norm) on tokens, else an fc stack."""
+    b, rng = ctx.b, ctx.rng
+    if len(b.shape(x)) == 3:
+        D = b.shape(x)[-1]
+        y = b.fc(b.fc(x, min(D * int(rng.choice([2, 4])), MAX_CH), act="gelu"), D)
+        return b.add("norm", [b.eltwise([x, y])], mode="layer")
+    for _ in range(int(rng.integers(1, 4))):
+        x = b.fc(x, ctx.ch(c), act=str(rng.choice(["relu", ""], p=[0.7, 0.3])))
+    return x
+
+
+def single_layer(ctx: _Ctx, x: str, c: float, s: int) -> str:
+    """One operator of the kind chosen when the input was made (see `_input`)."""
+    b, rng, kn = ctx.b, ctx.rng, ctx.kn
+    kind = ctx.layer_kind
+    if kind == "conv":
+        s = _stride_ok(ctx, x, s)
+        return b.conv(x, ctx.ch(c), kn.kernel, s, act=str(rng.choice(["relu", "", "relu6"])))
+    if kind == "dwconv":
+        return b.dwconv(x, max(kn.kernel, 3), _stride_ok(ctx, x, s))
+    if kind == "gconv":
+        co = ctx.ch(c)
+        g = _divisor(math.gcd(b.shape(x)[1], co), (2, 4, 8, 32), rng)
+        return b.conv(x, co, kn.kernel, _stride_ok(ctx, x, s), groups=g)
+    if kind == "pool":
+        return b.pool(x, 3, 2, pad=1, mode=str(rng.choice(["max", "avg"])))
+    if kind == "gpool":
+        return b.gpool(x)
+    if kind == "eltwise":
+        return b.eltwise([x, b.input("x2", b.shape(x))], act=str(rng.choice(["", "relu"])))
+    if kind == "fc":
+        return b.fc(x, ctx.ch(c), act=str(rng.choice(["", "relu"])))
+    # batched matmul of two activations (B*heads, M, K) @ (B*heads, K, N)
+    B, M, K = b.shape(x)
+    return b.add("matmul", [x, b.input("x2", (B, K, int(min(max(1, c * ctx.cscale), MAX_CH))))])
+
+
+BLOCKS: dict[str, Callable[[_Ctx, str, float, int], str]] = {
+    "conv_chain": conv_chain, "conv_pool": conv_pool, "bottleneck": bottleneck,
+    "inverted_residual": inverted_residual, "inception": inception, "squeeze_excite": squeeze_excite,
+    "attention": attention, "fc_chain": fc_chain, "layer": single_layer,
+}
+_LAYER_KINDS = ("conv", "dwconv", "gconv", "pool", "gpool", "eltwise", "fc", "matmul")
+_LAYER_WEIGHTS = (0.35, 0.12, 0.08, 0.08, 0.04, 0.1, 0.13, 0.1)
+
+
+def _input(ctx: _Ctx, size: int) -> str:
+    """The graph input: NCHW for conv blocks, (B, T, D) tokens for attention/MLP/matmul, (N, C) for fc."""
+    kn, b, rng = ctx.kn, ctx.b, ctx.rng
+    cin = ctx.ch(kn.width * float(rng.choice([0.5, 1.0, 1.0, 2.0])))
+    kind = kn.structure if kn.structure != "layer" else ctx.layer_kind
+    if kind in ("attention", "matmul") or (kind == "fc_chain" and ctx.tokens):
+        return b.input("x", (kn.batch, size, cin))
+    if kind in ("fc",) or (kind == "fc_chain" and ctx.flat):
+        return b.input("x", (kn.batch * size, cin))
+    if kind == "fc_chain":  # a classifier on a small feature map, flattened (AlexNet/VGG fc6)
+        return b.input("x", (kn.batch, cin, min(size, 7), min(size, 7)))
+    if kind == "dwconv":
+        return b.input("x", (kn.batch, ctx.ch(kn.width), size, size))
+    return b.input("x", (kn.batch, cin, size, size))
+
+
+def _stack(kn: Knobs, rng: np.random.Generator, hw: HardwareConfig, size: int, cscale: float, n_blocks: int,
+           name: str, layer_kind: str, tokens: bool, flat: bool) -> Graph:
+    b = GraphBuilder(name, kn.batch)
+    ctx = _Ctx(b, kn, rng, hw, cscale)
+    ctx.layer_kind, ctx.tokens, ctx.flat = layer_kind, tokens, flat
+    x = _input(ctx, size)
+    c = kn.width
+    widen = int(rng.integers(0, n_blocks)) if n_blocks > 1 and rng.random() < 0.5 else -1
+    for n in range(n_blocks):
+        s = kn.stride if (n == 0 or n == widen) else 1
+        if n == widen:
+            c = min(c * 2, MAX_CH)
+        x = BLOCKS[kn.structure](ctx, x, c, s)
+    return b.build([x])
+
+
+def _ops(g: Graph, i: int, j: int) -> float:
+    ls = g.order[i:j]
+    m = sum(l.macs for l in ls)
+    return float(m if m > 0 else sum(l.vector_ops for l in ls))
+
+
+def extract(g: Graph, i: int, j: int, name: str | None = None) -> Graph:
+    """The group g.order[i:j] as a standalone graph: boundary inputs become graph inputs and every
+    tensor read after j (or a graph output) a graph output, so its one group has the same I/O."""
+    grp = g.group(i, j)
+    out = Graph(name or g.name, grp.layers, dict(grp.inputs), list(grp.outputs), batch=g.batch).validate()
+    assert [l.name for l in out.order] == grp.names  # insertion order is already topological
+    return out
+
+
+def _sample(index: int, u: np.ndarray, hw: HardwareConfig, seed: int) -> Graph:
+    """Graph `index` of the sequence: build at a reference size, then solve the size (and, where the
+    size is pinned at 1 or 448, the width) for the target op count of the chosen slice."""
+    kn = decode(u, hw)
+    rng = np.random.default_rng([seed, index, GENERATOR_VERSION])
+    layer_kind = str(rng.choice(_LAYER_KINDS, p=np.asarray(_LAYER_WEIGHTS) / sum(_LAYER_WEIGHTS)))
+    tokens, flat = bool(rng.random() < 0.6), bool(rng.random() < 0.5)
+    u_off, extra = rng.random(), int(rng.integers(0, 6))
+    name = f"{seed}-{index}:{kn.source}:{kn.structure}"
+    state = rng.bit_generator.state
+
+    def build(size: int, cscale: float, n_blocks: int) -> tuple[Graph, int, int]:
+        rng.bit_generator.state = state  # the same discrete choices at every trial size
+        g = _stack(kn, rng, hw, size, cscale, n_blocks, name, layer_kind, tokens, flat)
+        n = len(g)
+        L = min(kn.length if kn.source == "slice" else n, n, hw.max_fusion)
+        i = int(u_off * (n - L + 1))
+        return g, i, i + L
+
+    size, cscale, n_blocks = _REF_HW, 1.0, (2 if kn.source == "slice" else 1)
+    g, i, j = build(size, cscale, n_blocks)
+    while kn.source == "slice" and len(g) < kn.length + extra and n_blocks < 32:
+        n_blocks += 1
+        g, i, j = build(size, cscale, n_blocks)
+    spatial = len(next(iter(g.inputs.values()))) == 4
+    for it in range(6):  # ops ~ size^2 (feature maps) or ~ size (rows, tokens), ~ width^2
+        ops = _ops(g, i, j)
+        ratio = kn.ops / ops if ops > 0 else 1.0
+        if 0.7 < ratio < 1.4:
+            break
+        new = int(min(max(round(size * (math.sqrt(ratio) if spatial else ratio)), 1), MAX_HW))
+        if it < 3 and new != size:
+            size = new
+        else:
+            cscale = float(min(max(cscale * math.sqrt(ratio), 1 / MAX_CH), MAX_CH))
+        g, i, j = build(size, cscale, n_blocks)
+    return g if (i, j) == (0, len(g)) else extract(g, i, j)
+
+
+def _points(n: int, seed: int) -> np.ndarray:
+    m = max(0, math.ceil(math.log2(max(n, 1))))
+    return qmc.Sobol(_DIMS, scramble=True, seed=seed).random_base2(m)[:n]
+
+
+def generate_range(n: int, hw: HardwareConfig, seed: int, start: int, stop: int) -> list[Graph]:
+    """Graphs start..stop-1 of `generate(n, hw, seed)`: lets shards be built anywhere, independently."""
+    u = _points(n, seed)
+    return [_sample(k, u[k], hw, seed) for k in range(start, min(stop, n))]
+
+
+def generate(n: int, hw: HardwareConfig, seed: int) -> list[Graph]:
+    """`n` synthetic single-group graphs (deterministic in `seed`); the group is graph.group(0, len(graph))."""
+    return generate_range(n, hw, seed, 0, n)
+
+
+def describe(g: Graph) -> tuple[str, str]:
+    """(source, structure) of a generated graph, read from its name."""
+    _, source, structure = g.name.split(":")
+    return source, structure

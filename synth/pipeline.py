@@ -1,0 +1,332 @@
+"""Labelling pipeline (`autotune synth`): synthetic groups -> simulator labels at every core count ->
+Parquet shards + manifest.json, plus the zoo's candidate groups (zoo.parquet, evaluation only).
+
+A shard's rows depend only on (settings, shard index): its groups come from
+`generate_range` and its label noise from a seed derived from (seed, shard). So shards can be
+made in any order, by joblib processes or dask.distributed workers, and a killed run resumes by
+making only the shards not yet on disk; the result is the same dataset. Every shard records the
+settings it was made with (Parquet key-value metadata), so a folder made with other settings is
+refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from autotune.errors import AutotuneError, DatasetError
+from autotune.features import FEATURE_NAMES, FEATURE_VERSION, featurize
+from autotune.fileio import atomic_write, atomic_write_json
+from autotune.graph import Graph, Group, graph_to_dict
+from autotune.hardware import HardwareConfig, hw_slug, load_hardware
+from autotune.simulator import simulate
+
+from .generator import GENERATOR_VERSION, describe, extract, generate_range
+
+SHARD_GROUPS = 500
+META_KEY = b"autotune.synth"
+ZOO_FILE = "zoo.parquet"
+MANIFEST = "manifest.json"
+#: Descriptive columns (coverage plots, debugging); never model inputs.
+DESC_COLUMNS = ["macs", "ops", "max_channels", "batch", "source", "structure"]
+
+
+def settings_for(hw: HardwareConfig, groups: int, seed: int, shard_groups: int = SHARD_GROUPS) -> dict:
+    """Everything that decides a dataset's contents: an existing folder must match it to be reused."""
+    return {"hardware": hw.name, "hardware_hash": hw.hash, "generator_version": GENERATOR_VERSION,
+            "feature_version": FEATURE_VERSION, "seed": int(seed), "groups": int(groups),
+            "shard_groups": int(shard_groups), "core_counts": list(hw.core_counts)}
+
+
+def shard_name(k: int) -> str:
+    return f"shard-{k:05d}.parquet"
+
+
+def shard_seed(seed: int, k: int) -> int:
+    """Noise seed of shard k: independent of how shards are scheduled."""
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+
+def label_groups(groups: list[Group], hw: HardwareConfig, noise: bool, seed: int = 0) -> pd.DataFrame:
+    """Feature columns, `cores` and `latency_ms` for every group at every core count (group-major)."""
+    ks = np.asarray(hw.core_counts, dtype=np.int64)
+    pairs = [g for g in groups for _ in ks]
+    cores = np.tile(ks, len(groups))
+    X = featurize(pairs, cores, hw)
+    df = pd.DataFrame(X, columns=list(FEATURE_NAMES))
+    df["cores"] = cores  # `cores` is also a feature: keep it exact (int)
+    df["latency_ms"] = simulate(pairs, cores, hw, noise=noise, seed=seed)
+    return df
+
+
+def _describe_group(g: Group) -> dict:
+    ls = g.layers
+    macs = sum(l.macs for l in ls)
+    return {"macs": float(macs), "ops": float(macs if macs > 0 else sum(l.vector_ops for l in ls)),
+            "max_channels": int(max(max(l.in_channels, l.out_channels) for l in ls)), "batch": int(g.graph.batch)}
+
+
+def _frame(groups: list[Group], graphs: list[Graph], ids: list[str], extra: dict[str, list], hw: HardwareConfig,
+           noise: bool, seed: int) -> pd.DataFrame:
+    """Rows of groups: id and JSON first, then features, cores, latency, descriptive columns."""
+    K = len(hw.core_counts)
+    lab = label_groups(groups, hw, noise, seed)
+    head = pd.DataFrame({"group_id": np.repeat(ids, K),
+                         "group_json": np.repeat([json.dumps(graph_to_dict(g), separators=(",", ":"))
+                                                  for g in graphs], K)})
+    desc = pd.DataFrame([_describe_group(g) for g in groups])
+    for col, vals in extra.items():
+        desc[col] = vals
+    desc = desc.loc[desc.index.repeat(K)].reset_index(drop=True)
+    clash = set(desc.columns) & set(lab.columns)
+    assert not clash, f"descriptive columns clash with features: {clash}"
+    return pd.concat([head, lab, desc], axis=1)
+
+
+def _to_parquet_bytes(df: pd.DataFrame, meta: dict) -> bytes:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def label_shard(k: int, hw: HardwareConfig, settings: dict) -> bytes:
+    """Shard k as Parquet bytes (so remote workers need no shared disk): its groups, noisy labels."""
+    n, seed, size = settings["groups"], settings["seed"], settings["shard_groups"]
+    start = k * size
+    graphs = generate_range(n, hw, seed, start, start + size)
+    groups = [g.group(0, len(g)) for g in graphs]
+    kinds = [describe(g) for g in graphs]
+    df = _frame(groups, graphs, [f"{seed}-{start + r}" for r in range(len(graphs))],
+                {"source": [s for s, _ in kinds], "structure": [s for _, s in kinds]}, hw, True, shard_seed(seed, k))
+    return _to_parquet_bytes(df, {**settings, "shard": k})
+
+
+def _read_meta(path: Path) -> tuple[dict | None, int]:
+    """(settings recorded in a Parquet file, its row count); (None, -1) if unreadable."""
+    try:
+        md = pq.read_metadata(path)
+        return json.loads((md.metadata or {}).get(META_KEY, b"null")), md.num_rows
+    except Exception:  # partial or foreign file: treated as absent and remade
+        return None, -1
+
+
+def _same(recorded: dict, settings: dict) -> bool:
+    return all(recorded.get(key) == v for key, v in settings.items())
+
+
+def _check_folder(folder: Path, settings: dict, force: bool) -> None:
+    """Refuse (DatasetError, one line) a folder made with other settings unless `force`; then clean it."""
+    recorded = None
+    mpath = folder / MANIFEST
+    if mpath.is_file():
+        try:
+            recorded = json.loads(mpath.read_text())
+        except ValueError:
+            recorded = {"manifest": "corrupted"}
+    else:
+        for p in sorted(folder.glob("shard-*.parquet")):
+            meta, _ = _read_meta(p)
+            if meta is not None:
+                recorded = meta
+                break
+    if recorded is not None and not _same(recorded, settings):
+        if not force:
+            diffs = ", ".join(f"{key}={recorded.get(key)!r} (asked {v!r})" for key, v in settings.items()
+                              if recorded.get(key) != v and key != "core_counts")
+            raise DatasetError(f"{folder}/ holds a dataset made with other settings: {diffs}; "
+                               f"add --force to replace it, or choose another --out")
+        for p in [*folder.glob("shard-*.parquet"), folder / ZOO_FILE, mpath]:
+            p.unlink(missing_ok=True)
+    for p in folder.glob(".*.tmp"):  # leftovers of a killed run (fileio temp files)
+        p.unlink()
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="group", desc="labelling", disable=not enabled,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} groups [{elapsed}<{remaining}, {rate_fmt}]")
+
+
+def _connect(scheduler: str):
+    """A dask.distributed Client, or one clear line if the scheduler cannot be reached."""
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout="15s")
+    except (OSError, TimeoutError, ValueError) as err:
+        raise AutotuneError(f"cannot reach dask scheduler {scheduler}: {err}") from None
+
+
+def _run_shards(todo: list[int], hw: HardwareConfig, settings: dict, jobs: int, client):
+    """Yield (k, parquet bytes) as shards finish: in process, on joblib workers, or on a dask cluster."""
+    if not todo:
+        return
+    if client is not None:
+        from distributed import as_completed
+
+        futs = client.map(label_shard, todo, hw=hw, settings=settings, pure=False)
+        key = {f.key: k for f, k in zip(futs, todo)}
+        for f in as_completed(futs):
+            yield key[f.key], f.result()
+            f.release()
+    elif jobs == 1 or len(todo) == 1:
+        for k in todo:
+            yield k, label_shard(k, hw, settings)
+    else:
+        from joblib import Parallel, delayed
+
+        par = Parallel(n_jobs=min(jobs, len(todo)), return_as="generator_unordered")
+        yield from par(delayed(_tagged)(k, hw, settings) for k in todo)
+
+
+def _tagged(k: int, hw: HardwareConfig, settings: dict) -> tuple[int, bytes]:
+    return k, label_shard(k, hw, settings)
+
+
+def zoo_digest(models: list[str] | None = None) -> str:
+    """Digest of the zoo networks' graphs: zoo.parquet is remade when a network changes."""
+    import hashlib
+
+    from autotune import zoo
+    from autotune.graph import graph_to_dict
+
+    h = hashlib.sha256()
+    for name in zoo.names() if models is None else models:
+        h.update(json.dumps(graph_to_dict(zoo.build(name)), sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def zoo_frame(hw: HardwareConfig, models: list[str] | None = None) -> pd.DataFrame:
+    """Every planner candidate group of every zoo network at every core count, labelled noise-free."""
+    from autotune import zoo
+    from autotune.planner import candidates
+
+    frames = []
+    for name in zoo.names() if models is None else models:
+        g = zoo.build(name)
+        cands = candidates(g, hw)
+        graphs = [extract(g, c.i, c.j, name=f"{name}[{c.i}:{c.j}]") for c in cands]
+        df = _frame(cands, graphs, [f"{name}:{c.i}-{c.j}" for c in cands],
+                    {"source": "zoo", "structure": name}, hw, False, 0)
+        K = len(hw.core_counts)
+        df.insert(0, "model", name)
+        df.insert(1, "i", np.repeat([c.i for c in cands], K))
+        df.insert(2, "j", np.repeat([c.j for c in cands], K))
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def run(hw: HardwareConfig, folder: str | Path, groups: int, seed: int = 0, jobs: int = 1,
+        scheduler: str | None = None, force: bool = False, progress: bool = True,
+        zoo_models: list[str] | None = None, plot: str | Path | None = None, shard_groups: int = SHARD_GROUPS) -> dict:
+    """Make (or resume) the dataset in `folder`; returns the manifest. `zoo_models`: None = all, [] = none."""
+    if groups < 1:
+        raise DatasetError(f"--groups must be at least 1, got {groups}")
+    if jobs < 1:
+        raise AutotuneError(f"--jobs must be at least 1, got {jobs}")
+    folder = Path(folder)
+    settings = settings_for(hw, groups, seed, shard_groups)
+    _check_folder(folder, settings, force)
+    K = len(hw.core_counts)
+    n_shards = math.ceil(groups / shard_groups)
+    rows = [min(shard_groups, groups - k * shard_groups) * K for k in range(n_shards)]
+    todo = []
+    for k in range(n_shards):
+        meta, n = _read_meta(folder / shard_name(k))
+        if meta is None or n != rows[k] or not _same(meta, settings) or meta.get("shard") != k:
+            todo.append(k)
+    client = _connect(scheduler) if scheduler and todo else None
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    bar = _progress(groups, groups - sum(rows[k] // K for k in todo), progress)
+    try:
+        for k, data in _run_shards(todo, hw, settings, jobs, client):
+            atomic_write(folder / shard_name(k), lambda tmp, d=data: Path(tmp).write_bytes(d))
+            bar.update(rows[k] // K)
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()
+    label_s = time.perf_counter() - t0
+    zoo_info = None
+    if zoo_models is None or zoo_models:
+        zpath = folder / ZOO_FILE
+        zmeta, zrows = _read_meta(zpath)
+        want = {**settings, "groups": None, "seed": None, "zoo_models": zoo_models,
+                "zoo_digest": zoo_digest(zoo_models)}
+        if zmeta is None or zmeta != want:
+            z = zoo_frame(hw, zoo_models)
+            atomic_write(zpath, lambda tmp: Path(tmp).write_bytes(_to_parquet_bytes(z, want)))
+            zrows = len(z)
+        zoo_info = {"file": ZOO_FILE, "rows": zrows, "models": zoo_models or "all"}
+    if plot:
+        plot_coverage(folder, plot, f"{hw.name}: synthetic groups vs zoo candidates (seed {seed}, {groups} groups)")
+    manifest = {**settings, "rows": sum(rows), "shards": [shard_name(k) for k in range(n_shards)],
+                "shard_rows": rows, "zoo": zoo_info,
+                "columns": {"id": ["group_id", "group_json"], "features": list(FEATURE_NAMES),
+                            "label": "latency_ms", "descriptive": DESC_COLUMNS}}
+    atomic_write_json(folder / MANIFEST, manifest)
+    manifest["label_s"] = label_s  # timing for the caller; not written, so reruns write the same file
+    manifest["labelled_shards"] = len(todo)
+    return manifest
+
+
+def plot_coverage(folder: str | Path, path: str | Path, title: str) -> Path:
+    """Histograms of log10 op count, largest channel count and group length: synthetic vs zoo."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    cols = ["group_id", "ops", "max_channels", "n_layers"]
+    syn = pd.concat([pd.read_parquet(p, columns=cols) for p in sorted(folder.glob("shard-*.parquet"))])
+    syn = syn.drop_duplicates("group_id")
+    zp = folder / ZOO_FILE
+    zoo = pd.read_parquet(zp, columns=cols).drop_duplicates("group_id") if zp.is_file() else None
+    fig, ax = plt.subplots(1, 3, figsize=(14, 4))
+    top = int(max(syn["n_layers"].max(), zoo["n_layers"].max() if zoo is not None else 1))
+    spec = [("ops", lambda s: np.log10(s + 1), np.linspace(0, 12, 49), "log10 op count (MACs; vector ops if none)"),
+            ("max_channels", np.log2, np.arange(0, 13.01, 0.5), "log2 largest channel count"),
+            ("n_layers", lambda s: s, np.arange(0.5, top + 1.5), "group length (layers)")]
+    for a, (col, f, bins, label) in zip(ax, spec):
+        a.hist(f(syn[col].to_numpy(float)), bins=bins, density=True, alpha=0.55, label=f"synthetic ({len(syn)})")
+        if zoo is not None:
+            a.hist(f(zoo[col].to_numpy(float)), bins=bins, density=True, alpha=0.55,
+                   label=f"zoo candidates ({len(zoo)})")
+        a.set(xlabel=label, ylabel="density")
+        a.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return Path(path)
+
+
+def main(args: argparse.Namespace) -> int:
+    """The `autotune synth` command: returns the exit status."""
+    hw = load_hardware(args.hw)
+    slug = hw_slug(args.hw)
+    folder = Path(args.out or Path("data") / slug)
+    png = Path("reports") / slug / "synth_coverage.png"
+    t0 = time.perf_counter()
+    m = run(hw, folder, args.groups, args.seed, args.jobs, args.scheduler, args.force, plot=png)
+    dt = time.perf_counter() - t0
+    done = m["labelled_shards"]
+    rate = sum(m["shard_rows"]) / m["label_s"] if done == len(m["shards"]) and m["label_s"] > 0 else None
+    print(f"{folder}/: {m['rows']} rows ({args.groups} groups x {len(hw.core_counts)} core counts), "
+          f"{done} of {len(m['shards'])} shards labelled now" + (f" at {rate:,.0f} rows/s" if rate else "")
+          + f"; zoo.parquet {m['zoo']['rows'] if m['zoo'] else 0} rows; {dt:.1f} s")
+    print(f"coverage plot: {png}")
+    return 0

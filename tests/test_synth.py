@@ -1,0 +1,233 @@
+"""Synthetic generator and labelling pipeline: determinism, validity, coverage, resume, refusal, dask, CLI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autotune import zoo
+from autotune.cli import main as cli_main
+from autotune.errors import DatasetError
+from autotune.features import FEATURE_NAMES, featurize
+from autotune.graph import graph_from_dict, graph_to_dict
+from autotune.hardware import load_hardware
+from autotune.simulator import simulate
+from synth.generator import STRUCTURES, describe, extract, generate, generate_range
+from synth.pipeline import run, zoo_frame
+
+HW = load_hardware("mlu100")
+K = len(HW.core_counts)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return generate(300, HW, seed=7)
+
+
+def _dicts(graphs):
+    return [graph_to_dict(g) for g in graphs]
+
+
+# -- generator --------------------------------------------------------------------------------
+def test_generator_is_deterministic_and_seeded(sample):
+    assert _dicts(generate(300, HW, seed=7)) == _dicts(sample)
+    other = _dicts(generate(300, HW, seed=8))
+    assert sum(a != b for a, b in zip(other, _dicts(sample))) > 250
+    # any sub-range is the same graphs, so shards can be built independently
+    assert _dicts(generate_range(300, HW, 7, 120, 160)) == _dicts(sample[120:160])
+
+
+def test_graphs_are_valid_standalone_groups(sample):
+    for g in sample:
+        back = graph_from_dict(json.loads(json.dumps(graph_to_dict(g))))  # validates shapes and edges
+        assert [l.name for l in back.order] == [l.name for l in g.order]
+        assert 1 <= len(g) <= HW.max_fusion
+        assert all(d >= 1 for l in g.order for s in l.in_shapes + l.out_shapes for d in s)
+        grp = g.group(0, len(g))
+        assert grp.outputs and grp.inputs and set(grp.outputs) == set(g.outputs)
+
+
+def test_coverage_of_the_knobs(sample):
+    layers = [l for g in sample for l in g.order]
+    macs = np.array([g.total_macs for g in sample], dtype=float)
+    m = macs[macs > 0]
+    assert m.min() < 1e5 and m.max() > 1e10
+    # op count roughly log-uniform over 1e4..1e11: every decade holds a fair share of the MAC groups
+    dec = np.histogram(np.log10(m), bins=np.arange(4, 12))[0] / len(m)
+    assert dec.min() > 0.05, dec
+    convs = [l for l in layers if l.op == "conv" and not l.depthwise and l.attrs.groups == 1]
+    co = HW.mac_array.co
+    assert any(l.out_channels % co for l in convs if l.out_channels > co)  # unaligned, not just small
+    assert any(l.out_channels % co == 0 for l in convs)
+    assert any(l.depthwise for l in layers)
+    assert any(l.op == "conv" and 1 < l.attrs.groups < l.in_channels for l in layers)  # grouped
+    assert {l.attrs.kernel[0] for l in layers if l.op == "conv"} >= {1, 3, 5, 7}
+    assert any(l.op in ("conv", "pool") and l.attrs.stride[0] == 2 for l in layers)
+    assert {"pool", "eltwise", "fc", "matmul", "concat", "softmax", "gpool"} <= {l.op for l in layers}
+    chans = [max(l.in_channels, l.out_channels) for l in layers]
+    assert min(chans) <= 4 and max(chans) >= 2048 and max(chans) <= 4096
+    hs = [l.out_shape[2] for l in layers if len(l.out_shape) == 4]
+    assert min(hs) == 1 and max(hs) >= 200 and max(hs) <= 448
+    kinds = {describe(g) for g in sample}
+    assert {s for _, s in kinds} == set(STRUCTURES)
+    assert {src for src, _ in kinds} == {"layer", "block", "slice"}
+    assert set(range(1, HW.max_fusion + 1)) <= {len(g) for g in sample}
+    # mid-block slices: a residual add reading a boundary tensor, groups with several outputs
+    assert any(l.op == "eltwise" and len(set(l.inputs) & set(g.inputs)) for g in sample for l in g.order
+               if describe(g)[0] == "slice")
+    assert any(len(g.outputs) > 1 for g in sample)
+
+
+def test_extracted_slice_matches_the_group_in_place():
+    """A standalone slice has the same features and latency as the same group inside its network,
+    so synthetic slices teach the model exactly what the planner will ask."""
+    for name in ("resnet50", "googlenet", "mobilenet_v2"):
+        g = zoo.build(name)
+        n = len(g)
+        spans = [(i, min(n, i + L)) for i in range(0, n, 7) for L in (1, 3, 6, 11, 16)]
+        inplace = [g.group(i, j) for i, j in spans]
+        alone = [extract(g, i, j) for i, j in spans]
+        alone = [a.group(0, len(a)) for a in alone]
+        cores = np.repeat(HW.core_counts, len(spans))
+        np.testing.assert_array_equal(featurize(inplace * K, cores, HW), featurize(alone * K, cores, HW))
+        np.testing.assert_allclose(simulate(inplace * K, cores, HW), simulate(alone * K, cores, HW), rtol=1e-12)
+
+
+# -- pipeline ---------------------------------------------------------------------------------
+def _read(folder):
+    m = json.loads((Path(folder) / "manifest.json").read_text())
+    return pd.concat([pd.read_parquet(Path(folder) / s) for s in m["shards"]], ignore_index=True)
+
+
+def _bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir())}
+
+
+def _run(folder, **kw):
+    kw.setdefault("groups", 90)
+    kw.setdefault("seed", 3)
+    return run(HW, folder, progress=False, zoo_models=kw.pop("zoo_models", []), shard_groups=40, **kw)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("base")
+    _run(folder)
+    return folder
+
+
+def test_rows_labels_and_columns(base):
+    m = json.loads((base / "manifest.json").read_text())
+    assert m["hardware_hash"] == HW.hash and m["seed"] == 3 and m["groups"] == 90
+    assert m["shards"] == ["shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet"]
+    assert m["shard_rows"] == [40 * K, 40 * K, 10 * K] and m["rows"] == 90 * K
+    df = _read(base)
+    assert len(df) == 90 * K and set(FEATURE_NAMES) <= set(df.columns)
+    assert {"group_id", "group_json", "cores", "latency_ms", "macs", "max_channels", "structure"} <= set(df.columns)
+    assert all(sorted(v) == list(HW.core_counts) for v in df.groupby("group_id")["cores"].apply(list))
+    assert df["group_id"].nunique() == 90
+    # the JSON is the group: rebuilding it gives the stored features and (up to noise) the latency
+    first = df.drop_duplicates("group_id").head(30)
+    graphs = [graph_from_dict(json.loads(s)) for s in first["group_json"]]
+    grp = [g.group(0, len(g)) for g in graphs]
+    rows = df[df["group_id"].isin(first["group_id"])]
+    X = featurize([x for x in grp for _ in range(K)], rows["cores"].to_numpy(), HW)
+    np.testing.assert_array_equal(X, rows[list(FEATURE_NAMES)].to_numpy(np.float32))
+    clean = simulate([x for x in grp for _ in range(K)], rows["cores"].to_numpy(), HW)
+    ratio = rows["latency_ms"].to_numpy() / clean
+    assert np.abs(np.log(ratio)).max() < 6 * HW.label_noise and ratio.std() > HW.label_noise / 3
+    assert first["macs"].tolist() == [float(g.total_macs) for g in graphs]
+
+
+def test_same_seed_same_bytes_other_seed_differs(base, tmp_path):
+    _run(tmp_path / "again")
+    assert _bytes(tmp_path / "again") == _bytes(base)
+    _run(tmp_path / "other", seed=4)
+    a, b = _read(base), _read(tmp_path / "other")
+    assert not np.array_equal(a["latency_ms"].to_numpy(), b["latency_ms"].to_numpy())
+    assert (a["group_json"] != b["group_json"]).mean() > 0.9
+
+
+def test_resume_after_a_crash_gives_the_same_dataset(base, tmp_path):
+    folder = tmp_path / "crashed"
+    _run(folder)
+    (folder / "manifest.json").unlink()
+    (folder / "shard-00001.parquet").unlink()
+    (folder / ".shard-00002.parquet.x1y2.tmp").write_bytes(b"half a shard")
+    (folder / "shard-00000.parquet").write_bytes(b"PAR1 truncated")  # corrupt: must be remade
+    m = _run(folder)
+    assert m["labelled_shards"] == 2
+    assert _bytes(folder) == _bytes(base)  # the stray .tmp is gone too
+
+
+def test_other_settings_are_refused_unless_forced(base, tmp_path):
+    folder = tmp_path / "mixed"
+    _run(folder)
+    before = _bytes(folder)
+    for kw in ({"seed": 4}, {"groups": 120}):
+        with pytest.raises(DatasetError) as err:
+            _run(folder, **kw)
+        msg = str(err.value)
+        assert "\n" not in msg and "--force" in msg and next(iter(kw)) in msg
+    (folder / "manifest.json").unlink()  # shards alone still carry their settings
+    with pytest.raises(DatasetError):
+        _run(folder, seed=4)
+    assert {k: v for k, v in _bytes(folder).items() if k != "manifest.json"} == \
+        {k: v for k, v in before.items() if k != "manifest.json"}
+    m = _run(folder, seed=4, force=True)
+    assert m["seed"] == 4 and _bytes(folder) == _bytes(_run_other(tmp_path))
+
+
+def _run_other(tmp_path):
+    _run(tmp_path / "fresh4", seed=4)
+    return tmp_path / "fresh4"
+
+
+def test_parallel_jobs_equal_serial(base, tmp_path):
+    _run(tmp_path / "j2", jobs=2)
+    assert _bytes(tmp_path / "j2") == _bytes(base)
+
+
+def test_dask_cluster_equals_local(base, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, host="127.0.0.1", protocol="tcp",
+                                  dashboard_address=None) as cluster:
+        _run(tmp_path / "dask", scheduler=cluster.scheduler_address)
+    assert _bytes(tmp_path / "dask") == _bytes(base)
+
+
+def test_zoo_rows_and_coverage_plot(tmp_path):
+    from autotune.planner import candidates
+
+    m = _run(tmp_path / "z", groups=40, zoo_models=["alexnet"], plot=tmp_path / "cov.png")
+    z = pd.read_parquet(tmp_path / "z" / "zoo.parquet")
+    g = zoo.build("alexnet")
+    cands = candidates(g, HW)
+    assert m["zoo"]["rows"] == len(z) == len(cands) * K
+    assert {"model", "i", "j", "group_id", "group_json", "cores", "latency_ms"} <= set(z.columns)
+    assert set(FEATURE_NAMES) <= set(z.columns)
+    pairs = [g.group(i, j) for i, j in zip(z["i"], z["j"])]
+    np.testing.assert_allclose(z["latency_ms"], simulate(pairs, z["cores"].to_numpy(), HW))  # noise-free
+    assert (tmp_path / "cov.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_zoo_frame_group_json_rebuilds_the_candidate():
+    z = zoo_frame(HW, ["squeezenet1_1"]).drop_duplicates("group_id").sample(20, random_state=0)
+    g = zoo.build("squeezenet1_1")
+    for _, r in z.iterrows():
+        alone = graph_from_dict(json.loads(r["group_json"]))
+        assert [l.name for l in alone.order] == g.group(r["i"], r["j"]).names
+
+
+# -- command line -----------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, word", [(["--hw", "no_such_npu"], "no_such_npu"), (["--groups", "0"], "groups"),
+                                        (["--jobs", "0"], "jobs")])
+def test_cli_errors_are_one_line_exit_2(argv, word, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc = cli_main(["synth", "--out", str(tmp_path / "d"), *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and word in err and "Traceback" not in err
+    assert not (tmp_path / "d" / "manifest.json").exists()
+

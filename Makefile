@@ -4,7 +4,7 @@ HW ?= mlu100
 MODEL ?= resnet50
 BATCH ?= 1
 SEED ?= 0
-GROUPS ?= 6000
+GROUPS ?= 16000
 JOBS ?= 2
 
 PYTHON ?= python3
@@ -16,7 +16,7 @@ MODELNAME := $(basename $(notdir $(MODEL)))
 HWDEP := $(if $(findstring /,$(HW)),$(HW),)
 SRC := $(wildcard autotune/*.py autotune/presets/*.yaml synth/*.py)
 
-.PHONY: all synth train tune study eval test bench lint clean venv
+.PHONY: all synth train tune study eval test bench lint clean venv FORCE
 
 all: synth train tune
 
@@ -27,12 +27,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# a stamp that changes only when GROUPS or SEED do, so changing them remakes the dataset
+PARAMS := data/$(HWNAME)/.make-params
+$(PARAMS): FORCE
+	@mkdir -p $(dir $@)
+	@echo "$(GROUPS) $(SEED)" | cmp -s - $@ || echo "$(GROUPS) $(SEED)" > $@
+
 synth: data/$(HWNAME)/manifest.json
-data/$(HWNAME)/manifest.json: $(STAMP) $(SRC) $(HWDEP)
-	$(BIN)/autotune synth --hw $(HW) --groups $(GROUPS) --seed $(SEED) --jobs $(JOBS) --out data/$(HWNAME)
+data/$(HWNAME)/manifest.json: $(STAMP) $(SRC) $(HWDEP) $(PARAMS)
+	$(BIN)/autotune synth --hw $(HW) --groups $(GROUPS) --seed $(SEED) --jobs $(JOBS) --out data/$(HWNAME) --force
 
 train: models/$(HWNAME)/meta.json
-models/$(HWNAME)/meta.json: data/$(HWNAME)/manifest.json
+models/$(HWNAME)/meta.json: data/$(HWNAME)/manifest.json autotune/costmodel.py autotune/training.py
 	$(BIN)/autotune train --hw $(HW) --data data/$(HWNAME) --out models/$(HWNAME) --seed $(SEED)
 
 tune: reports/$(HWNAME)/$(MODELNAME).plan.json

@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="generate and label a synthetic dataset")
     s.add_argument("--hw", default="mlu100")
-    s.add_argument("--groups", type=int, default=6000)
+    s.add_argument("--groups", type=int, default=16000)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default=None, help="folder (default data/<hw>)")
     s.add_argument("--jobs", type=int, default=1)

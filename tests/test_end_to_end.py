@@ -112,3 +112,16 @@ def test_corrupted_model_file_is_refused(workspace, tmp_path, capsys):
     assert "corrupted" in capsys.readouterr().err
     with pytest.raises(Exception, match="corrupted"):
         LatencyModel.load(bad, load_hardware("mlu100"))
+
+
+def test_training_on_a_dask_cluster(workspace, tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        rc = main(["train", "--hw", "mlu100", "--data", str(workspace / "data" / "mlu100"), "--out",
+                   str(tmp_path / "m"), "--scheduler", cluster.scheduler_address])
+    assert rc == 0
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    local = json.loads((workspace / "models" / "mlu100" / "meta.json").read_text())
+    assert meta["metrics"]["zoo"]["within10"] == pytest.approx(local["metrics"]["zoo"]["within10"], abs=0.05)

@@ -220,28 +220,30 @@ def plan_fuse_max(graph: Graph, hw: HardwareConfig, cost: CostSource) -> Plan:
     return _fixed_plan(graph, hw, spans, [hw.core_counts[-1]] * len(spans), "fuse-max", cost)
 
 
-def dlfusion_thresholds(hw: HardwareConfig) -> np.ndarray:
-    """Op counts (MACs) at which each larger core count becomes best for a single 3x3 conv,
-    from the synthetic study on the simulator, as DLFusion derives its rules from measurements."""
-    from .simulator import simulate
-    from .study import conv_chain, size_for_macs
+def dlfusion_rule(hw: HardwareConfig) -> Callable[[float, int], int]:
+    """Best core count by (op count, channel size), nearest point of the synthetic layer study
+    (single 3x3 convs on the simulator), as DLFusion derives its rules from measured layers."""
+    from .study import best_cores_map
 
-    macs = np.logspace(4, 11, 36)
-    graphs = [conv_chain(64, max(1, size_for_macs(m, 64) or int(math.sqrt(m / (64 * 64 * 9))) or 1)) for m in macs]
-    ks = list(hw.core_counts)
-    lat = simulate([g.group(0, 1) for g in graphs for _ in ks], np.tile(ks, len(graphs)), hw).reshape(len(graphs), -1)
-    best = np.maximum.accumulate(lat.argmin(1))  # monotone rule
-    real = np.array([g.total_macs for g in graphs], dtype=float)
-    return np.array([real[best >= k].min() if (best >= k).any() else np.inf for k in range(1, len(ks))])
+    grid = best_cores_map(hw)
+    pts = np.column_stack([np.log10(grid["macs"].to_numpy(float)), np.log2(grid["channels"].to_numpy(float))])
+    best = grid["best_cores"].to_numpy()
+
+    def rule(macs: float, channels: int) -> int:
+        d = (pts[:, 0] - np.log10(max(macs, 1.0))) ** 2 + 0.25 * (pts[:, 1] - np.log2(max(channels, 1))) ** 2
+        return int(best[int(np.argmin(d))])
+
+    return rule
 
 
 def plan_dlfusion(graph: Graph, hw: HardwareConfig, cost: CostSource) -> Plan:
-    """The paper's style of rule: a core count per layer from op-count thresholds, then adjacent
+    """The paper's style of rule: a core count per layer from (op count, channels), then adjacent
     layers fused while they share a core count and the group fits on chip."""
-    th = dlfusion_thresholds(hw)
+    rule = dlfusion_rule(hw)
     order = graph.order
-    ks = np.asarray(hw.core_counts)
-    layer_k = [int(ks[int(np.searchsorted(th, max(l.macs, 1), side="right"))]) for l in order]
+    layer_k: list[int] = []
+    for l in order:  # layers without MACs (pool, add, concat) ride along with their producer
+        layer_k.append(rule(l.macs, l.out_channels) if (l.macs or not layer_k) else layer_k[-1])
     spans, cores, i = [], [], 0
     cap = hw.onchip_bytes
     while i < len(order):

@@ -7,7 +7,6 @@ O(n * max_fusion * |core_counts|) cost evaluations, all sent to the cost source 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field

@@ -19,11 +19,23 @@ from autotune.report import format_table
 from autotune.training import accuracy, core_ranking, read_dataset
 
 
+def roofline_ms(Z: np.ndarray, hw) -> np.ndarray:
+    """Launch plus the larger of MACs at k cores' peak and unique bytes at the DRAM bandwidth."""
+    f = {n: Z[:, i].astype(np.float64) for i, n in enumerate(FEATURE_NAMES)}
+    k = f["cores"]
+    macs = 10 ** f["log_macs"] - 1
+    nbytes = sum(10 ** f[c] - 1 for c in ("log_in_bytes", "log_out_bytes", "log_weight_bytes"))
+    us = np.maximum(macs / (k * hw.macs_per_cycle * hw.clock_ghz * 1e3),
+                    nbytes / (np.minimum(hw.dram_gbps, k * hw.dma_gbps_per_core) * 1e3))
+    return (us + hw.launch_us + hw.dispatch_us_per_core * k) / 1e3
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hw", default="mlu100")
     ap.add_argument("--data", default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rf-trees", type=int, default=100)
     a = ap.parse_args()
     hw = load_hardware(a.hw)
     ds = read_dataset(a.data or f"data/{hw_slug(a.hw)}", hw, list(FEATURE_NAMES), FEATURE_VERSION)
@@ -50,12 +62,13 @@ def main() -> None:
     t0 = time.perf_counter()
     xgbm.fit(X, y, groups=g)
     record("xgboost (LatencyModel)", time.perf_counter() - t0, xgbm.predict)
-    rf = RandomForestRegressor(n_estimators=200, min_samples_leaf=2, n_jobs=-1, random_state=a.seed)
+    rf = RandomForestRegressor(n_estimators=a.rf_trees, min_samples_leaf=2, n_jobs=-1, random_state=a.seed)
     t0 = time.perf_counter()
     rf.fit(X[tr], np.log(y[tr]))
     record("random forest (nn-Meter)", time.perf_counter() - t0, lambda Z: np.exp(rf.predict(Z)))
+    record("roofline + launch (no learning)", 0.0, lambda Z: roofline_ms(Z, hw))
     col = FEATURE_NAMES.index("log_total_est_us")
-    record("analytic estimate", 0.0, lambda Z: (10 ** Z[:, col].astype(np.float64) - 1) / 1e3)
+    record("analytic feature log_total_est_us", 0.0, lambda Z: (10 ** Z[:, col].astype(np.float64) - 1) / 1e3)
     print(f"{hw.name}: {len(X)} training rows, {len(Xz)} zoo rows (never trained on)")
     print(format_table(rows, ["model", "fit s", "MAPE", "within 5%", "within 10%", "core rank corr",
                               "best core", "predict rows/s"], right=set(range(1, 8))))

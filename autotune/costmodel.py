@@ -29,10 +29,10 @@ class LatencyModel(BaseEstimator, RegressorMixin):
     def __init__(
         self,
         n_estimators: int = 3000,
-        max_depth: int = 8,
+        max_depth: int = 10,
         learning_rate: float = 0.05,
-        subsample: float = 0.8,
-        colsample_bytree: float = 0.8,
+        subsample: float = 0.9,
+        colsample_bytree: float = 1.0,
         min_child_weight: float = 2.0,
         reg_lambda: float = 1.0,
         early_stopping_rounds: int = 100,

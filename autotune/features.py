@@ -19,7 +19,7 @@ from .hardware import HardwareConfig
 from .tables import GroupBatch
 
 #: Bump when a feature is added, removed or changes meaning: models record it and refuse others.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 GROUP_FEATURES = [
     "log_macs", "log_vector_ops", "n_layers", "n_conv", "n_dwconv", "n_fc", "n_matmul", "n_pool", "n_eltwise",
@@ -31,8 +31,7 @@ GROUP_FEATURES = [
 CORE_FEATURES = [
     "cores", "log2_cores", "log_macs_per_core", "row_imbalance", "chan_imbalance", "work_imbalance",
     "log_ws_per_core_ratio", "log_weights_per_core_ratio", "log_compute_est_us", "log_halo_est_us",
-    "log_weight_traffic", "log_spill_bytes", "log_dram_est_us", "log_overhead_est_us", "log_total_est_us",
-    "compute_dram_ratio",
+    "log_weight_traffic", "log_spill_bytes", "log_dram_est_us", "log_overhead_est_us",
 ]
 HW_FEATURES = [
     "hw_cores", "hw_ci", "hw_co", "hw_clock_ghz", "hw_vector_lanes", "hw_log_onchip", "hw_dram_gbps",
@@ -124,6 +123,7 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, rows_gid: np.ndarray, k: n
     compute at the aligned MAC rate with the busiest core's share (rows or channel tiles), halo
     rows recomputed for the fused layers below, DRAM bytes (weights replicated on every core of a
     row-split layer, intermediates that cannot stay on chip), and fixed costs per kernel and layer.
+    How they combine (overlap of DMA and compute, which one binds) is left for the model to learn.
     """
     L, G = batch.layers, batch.groups
     col = {name: gf[:, i] for i, name in enumerate(GROUP_FEATURES)}
@@ -177,7 +177,6 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, rows_gid: np.ndarray, k: n
     dram_us = (act + w_traffic + spill) / bw
     sync = np.where(k > 1, hw.sync.base_us * np.log2(np.maximum(k, 1)) + hw.sync.per_core_us * k, 0.0)
     overhead_us = hw.launch_us + hw.dispatch_us_per_core * k + lens * (hw.layer_overhead_us + sync)
-    total = overhead_us + np.maximum(comp_us, dram_us) + (1 - hw.dma_overlap) * np.minimum(comp_us, dram_us)
     feats = {
         "cores": k.astype(float),
         "log2_cores": np.log2(k),
@@ -193,8 +192,6 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, rows_gid: np.ndarray, k: n
         "log_spill_bytes": _log(spill),
         "log_dram_est_us": _log(dram_us),
         "log_overhead_est_us": _log(overhead_us),
-        "log_total_est_us": _log(total),
-        "compute_dram_ratio": np.log10((comp_us + 1e-3) / (dram_us + 1e-3)),
     }
     return np.column_stack([feats[k_] for k_ in CORE_FEATURES])
 

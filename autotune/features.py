@@ -49,7 +49,7 @@ def _log(x: np.ndarray) -> np.ndarray:
 def group_features(batch: GroupBatch, hw: HardwareConfig) -> np.ndarray:
     """Core-independent features, one row per group of `batch` (shape: n_groups x len(GROUP_FEATURES))."""
     L, G = batch.layers, batch.groups
-    gid = L.gid
+    gid = batch.gid
     n = batch.n_groups
     db = hw.dtype_bytes
 
@@ -221,7 +221,7 @@ def featurize(groups: Sequence[Group], cores: Sequence[int] | np.ndarray, hw: Ha
             u = uniq[key] = len(distinct)
             distinct.append(g)
         rows_gid[r] = u
-    return featurize_batch(GroupBatch.build(distinct, hw), rows_gid, cores, hw)
+    return featurize_batch(GroupBatch.build(distinct), rows_gid, cores, hw)
 
 
 def featurize_batch(batch: GroupBatch, rows_gid: np.ndarray, cores: np.ndarray, hw: HardwareConfig) -> np.ndarray:

@@ -129,7 +129,7 @@ class GroupRows:
 
 @dataclass
 class GroupBatch:
-    """Many groups as flat layer rows (`layers.gid` = group index) plus per-group boundary sizes."""
+    """Many groups as flat layer rows (`gid` = group index of each row) plus per-group boundary sizes."""
 
     layers: LayerRows
     groups: GroupRows
@@ -140,7 +140,7 @@ class GroupBatch:
         return len(self.groups.n_layers)
 
     @classmethod
-    def build(cls, groups: Sequence[Group], hw=None) -> GroupBatch:
+    def build(cls, groups: Sequence[Group]) -> GroupBatch:
         """Gather the layers of `groups` (from any graphs) into one batch, vectorised per graph."""
         n = len(groups)
         by_graph: dict[int, list[int]] = {}
@@ -199,11 +199,8 @@ class GroupBatch:
         else:
             layers = graph_table_empty()
         gid = np.repeat(np.arange(n), lens)
-        layers_gid = gid
         groups_rows = GroupRows(first_row, first_row + lens - 1, lens, in_elems, out_elems, internal, max_internal)
-        batch = cls(layers, groups_rows, layers_gid)
-        batch.layers.gid = layers_gid  # convenience: rows carry their group index
-        return batch
+        return cls(layers, groups_rows, gid)
 
 
 def graph_table_empty() -> LayerRows:

@@ -107,19 +107,12 @@ class Plan:
 def candidates(graph: Graph, hw: HardwareConfig) -> list[Group]:
     """Every legal group [i, j): at most hw.max_fusion layers; an unfusable layer only alone.
     Ordered by j, then i ascending."""
-    order = graph.order
-    bad = np.array([l.op in UNFUSABLE_OPS for l in order])
-    out = []
-    for j in range(1, len(order) + 1):
-        for i in range(max(0, j - hw.max_fusion), j):
-            if j - i > 1 and bad[i:j].any():
-                continue
-            out.append(graph.group(i, j))
-    return out
+    si, sj = _spans(graph, hw)
+    return [graph.group(int(i), int(j)) for i, j in zip(si, sj)]
 
 
 def _spans(graph: Graph, hw: HardwareConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Legal (i, j) spans as arrays, the same set and order as `candidates`."""
+    """Legal (i, j) spans as arrays, ordered by j, then i ascending."""
     n = len(graph.order)
     bad = np.array([l.op in UNFUSABLE_OPS for l in graph.order], dtype=np.int64)
     cb = np.concatenate([[0], np.cumsum(bad)])

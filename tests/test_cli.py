@@ -1,0 +1,58 @@
+"""Command-line surfaces not covered elsewhere: zoo, inspect --json, study outputs, python -m."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+
+from autotune import zoo
+from autotune.cli import main
+
+
+def test_zoo_lists_every_network(tmp_path, capsys):
+    assert main(["zoo", "--json", str(tmp_path / "z.json")]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in zoo.names())
+    d = json.loads((tmp_path / "z.json").read_text())
+    r50 = next(m for m in d["models"] if m["model"] == "resnet50")
+    assert r50["macs"] == zoo.build("resnet50").total_macs
+
+
+def test_inspect_json_has_the_documented_shape(tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["inspect", "resnet18", "--batch", "2", "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    g = zoo.build("resnet18", batch=2)
+    assert d["model"] == "resnet18" and d["batch"] == 2
+    assert d["total_macs"] == g.total_macs and d["params"] == g.params
+    assert len(d["layers"]) == len(g)
+    assert set(d["layers"][0]) == {"name", "op", "inputs", "outputs", "output_shape", "macs", "in_channels",
+                                   "out_channels"}
+    assert d["layers"][0]["output_shape"] == [2, 64, 112, 112]
+
+
+def test_inspect_bad_batch_and_unknown_model(capsys):
+    assert main(["inspect", "resnet18", "--batch", "0"]) == 2
+    assert main(["inspect", "nosuchnet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "Traceback" not in err
+
+
+def test_study_writes_plots_and_the_numbers_behind_them(tmp_path):
+    assert main(["study", "--hw", "mlu100", "--out", str(tmp_path)]) == 0
+    for name in ("study_latency_vs_cores", "study_best_cores", "study_fusion_speedup"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+        assert len(pd.read_csv(tmp_path / f"{name}.csv")) > 0
+    best = pd.read_csv(tmp_path / "study_best_cores.csv")
+    c64 = best[best["channels"] == 64].sort_values("macs")
+    assert c64["best_cores"].iloc[0] <= 2 and c64["best_cores"].iloc[-1] >= 16
+    fus = pd.read_csv(tmp_path / "study_fusion_speedup.csv")
+    small = fus[fus["case"].str.startswith("small")]
+    large = fus[fus["case"].str.startswith("large")]
+    assert small["speedup"].max() > 3 and large["speedup"].max() < 1.2
+
+
+def test_python_dash_m_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "autotune", "zoo"], capture_output=True, text=True)
+    assert out.returncode == 0 and "resnet50" in out.stdout

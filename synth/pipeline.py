@@ -42,8 +42,20 @@ DESC_COLUMNS = ["macs", "ops", "max_channels", "batch", "source", "structure"]
 def settings_for(hw: HardwareConfig, groups: int, seed: int, shard_groups: int = SHARD_GROUPS) -> dict:
     """Everything that decides a dataset's contents: an existing folder must match it to be reused."""
     return {"hardware": hw.name, "hardware_hash": hw.hash, "generator_version": GENERATOR_VERSION,
-            "feature_version": FEATURE_VERSION, "seed": int(seed), "groups": int(groups),
-            "shard_groups": int(shard_groups), "core_counts": list(hw.core_counts)}
+            "feature_version": FEATURE_VERSION, "code_digest": code_digest(), "seed": int(seed),
+            "groups": int(groups), "shard_groups": int(shard_groups), "core_counts": list(hw.core_counts)}
+
+
+def code_digest() -> str:
+    """Digest of the source that decides a row (generator, IR, simulator, features): a dataset made
+    by other code is not silently resumed, even when nobody bumped a version number."""
+    import hashlib
+    import importlib
+
+    h = hashlib.sha256()
+    for mod in ("synth.generator", "autotune.graph", "autotune.tables", "autotune.simulator", "autotune.features"):
+        h.update(Path(importlib.import_module(mod).__file__).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def shard_name(k: int) -> str:

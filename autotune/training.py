@@ -107,30 +107,28 @@ def zoo_metrics(zoo: pd.DataFrame, pred: np.ndarray) -> dict:
     return out
 
 
-class _Progress:
-    """XGBoost callback drawing a tqdm bar over boosting rounds."""
+def progress_callback(total: int):
+    """An XGBoost callback drawing a tqdm bar over boosting rounds, with the validation error."""
+    import xgboost as xgb
+    from tqdm import tqdm
 
-    def __new__(cls, total: int):
-        import xgboost as xgb
-        from tqdm import tqdm
+    class Bar(xgb.callback.TrainingCallback):
+        def before_training(self, model):
+            self.bar = tqdm(total=total, desc="boosting", unit="round", leave=False)
+            return model
 
-        class Bar(xgb.callback.TrainingCallback):
-            def before_training(self, model):
-                self.bar = tqdm(total=total, desc="boosting", unit="round", leave=False)
-                return model
+        def after_iteration(self, model, epoch, evals_log):
+            self.bar.update(1)
+            val = evals_log.get("val", {}).get("rmse")
+            if val:
+                self.bar.set_postfix(val_rmse_log=f"{val[-1]:.4f}", refresh=False)
+            return False
 
-            def after_iteration(self, model, epoch, evals_log):
-                self.bar.update(1)
-                val = evals_log.get("val", {}).get("rmse")
-                if val:
-                    self.bar.set_postfix(val_rmse_log=f"{val[-1]:.4f}", refresh=False)
-                return False
+        def after_training(self, model):
+            self.bar.close()
+            return model
 
-            def after_training(self, model):
-                self.bar.close()
-                return model
-
-        return Bar()
+    return Bar()
 
 
 @dataclass
@@ -157,7 +155,7 @@ def train(hw: HardwareConfig, data_dir: str | Path, out_dir: str | Path, seed: i
         with Client(scheduler) as client:
             model.fit(X, y, groups=ds.rows["group_id"].to_numpy(), client=client)
     else:
-        cb = [_Progress(model.n_estimators)] if progress else None
+        cb = [progress_callback(model.n_estimators)] if progress else None
         model.fit(X, y, groups=ds.rows["group_id"].to_numpy(), callbacks=cb)
     fit_s = time.perf_counter() - t0
     _, va = model.split(len(X), ds.rows["group_id"].to_numpy())

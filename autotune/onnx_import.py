@@ -422,6 +422,7 @@ class _Importer:
         """Pin symbolic dims (first dim to the batch, others to 1); True if any shape changed."""
         changed = False
         self.file_batch = None
+        pinned = []
         for k, vi in enumerate(self.inputs):
             tt = vi.type.tensor_type
             if not tt.HasField("shape"):
@@ -431,10 +432,15 @@ class _Importer:
                 if k == 0 and i == 0:
                     self.file_batch = d.dim_value if known else None
                 want = self.batch_override if i == 0 and self.batch_override else (d.dim_value if known else 1)
+                if not known and i > 0:
+                    pinned.append(f"{vi.name}[{i}]" + (f"={d.dim_param}" if d.dim_param else ""))
                 if not known or want != d.dim_value:
                     d.Clear()
                     d.dim_value = want
                     changed = True
+        if pinned:
+            warnings.warn(f"{self.path}: symbolic input dims pinned to 1 (export with fixed sizes to plan real "
+                          f"shapes): {', '.join(pinned)}", OnnxImportWarning, stacklevel=4)
         first = self.inputs[0].type.tensor_type.shape.dim
         self.batch = first[0].dim_value if len(first) else 1
         return changed

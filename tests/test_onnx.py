@@ -533,3 +533,20 @@ def test_ceil_mode_pool_follows_the_runtime_rule(tmp_path):
     y = n.op("Conv", [y, n.w((4, 4, 1, 1))], kernel_shape=[1, 1])
     g = load_onnx(n.save(tmp_path / "p.onnx", [y]))
     assert [l.out_shape for l in g.order] == [(1, 4, 6, 6), (1, 4, 6, 6)] and g.total_macs == 36 * 16
+
+
+def test_symbolic_non_batch_dims_are_pinned_with_a_warning(tmp_path):
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from autotune.onnx_import import OnnxImportWarning
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "S", 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w = numpy_helper.from_array(np.zeros((64, 32), np.float32), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="proj")], "seq", [x], [y], [w])
+    path = tmp_path / "seq.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.warns(OnnxImportWarning, match=r"x\[1\]=S"):
+        graph = load_onnx(str(path), batch=2)
+    assert graph.order[0].out_shape == (2, 1, 32)

@@ -42,19 +42,19 @@ def _per_pair(r: _Rows, v: np.ndarray) -> np.ndarray:
 
 # -- mechanisms -------------------------------------------------------------------------------
 def split_imbalance(L: LayerRows, k: np.ndarray, co: int) -> tuple[np.ndarray, np.ndarray]:
-    """Work of the busiest core relative to an even 1/k share, and whether the split is spatial.
+    """Work of the busiest core relative to an even 1/k share, and whether the split is by rows.
 
-    Feature maps split by output rows when there are at least k rows (ceil(H/k) rows on the
-    busiest core); otherwise, and for fc/matmul, by output-channel tiles of width `co`.
+    Feature maps (and token rows of 3-D activations) split by output rows when there are at least
+    k of them: ceil(H/k) rows on the busiest core. Otherwise, and for fc / 2-D matmul, by
+    output-channel tiles of width `co`. Layers without MACs (vector unit only) split by elements.
     """
     h = L.out_h.astype(np.float64)
     tiles = np.ceil(L.out_ch / co).astype(np.float64)
-    spatial = L.spatial & (h >= k)
-    row_imb = np.ceil(h / k) * k / h
-    ch_imb = np.ceil(tiles / k) * k / tiles
-    tok = (~L.spatial) & (h > 1)  # token rows of 3-D activations split like feature-map rows
-    imb = np.where(spatial | (tok & (h >= k)), row_imb, ch_imb)
-    return imb, spatial
+    e = np.maximum(L.out_elems, 1).astype(np.float64)
+    by_rows = (h >= k) & (L.spatial | (h > 1))
+    imb = np.where(by_rows, np.ceil(h / k) * k / h, np.ceil(tiles / k) * k / tiles)
+    imb = np.where(L.macs > 0, imb, np.ceil(e / k) * k / e)
+    return imb, by_rows & L.spatial
 
 
 def mac_efficiency(L: LayerRows, ci: int, co: int) -> np.ndarray:
@@ -69,8 +69,8 @@ def mac_efficiency(L: LayerRows, ci: int, co: int) -> np.ndarray:
 
 def halo_rows(r: _Rows, spatial: np.ndarray) -> np.ndarray:
     """Extra output rows a core recomputes for layer l: the halo that later fused layers need,
-    sum of (kernel - 1) of the spatially split layers after l in the group (0 on one core)."""
-    need = np.where(spatial & (r.L.kh > 1), r.L.kh - 1, 0).astype(np.float64)
+    the sum of dilation * (kernel - 1) of the row-split layers after l in the group (0 on one core)."""
+    need = np.where(spatial, r.L.halo, 0).astype(np.float64)
     tot = _per_pair(r, need)
     incl = np.cumsum(need)
     start = np.concatenate([[0.0], np.cumsum(_per_pair(r, np.ones_like(need)))[:-1]]).astype(np.int64)
@@ -93,15 +93,17 @@ def compute_us(r: _Rows, hw: HardwareConfig) -> tuple[np.ndarray, np.ndarray, np
 
 
 def weight_traffic_bytes(r: _Rows, spatial: np.ndarray, hw: HardwareConfig) -> np.ndarray:
-    """Weights read from DRAM: every core needs all of a row-split layer's weights, 1/k of a
-    channel-split one's; a share larger than half the scratchpad is streamed again for every
-    input tile that does not fit beside it."""
-    w = r.L.weight_elems * float(hw.dtype_bytes)
+    """Weight (and re-read input) bytes from DRAM: every core needs all of a row-split layer's
+    weights, 1/k of a channel-split one's. A share W larger than half the scratchpad (h = M/2) is
+    tiled in the cheaper loop order: weights streamed again per input tile, W * (ceil(I/h) - 1),
+    or the input I re-read per weight block, I * (ceil(W/h) - 1)."""
+    db = float(hw.dtype_bytes)
+    w = r.L.weight_elems * db
     share = np.where(spatial, w, w / r.k)
     half = hw.onchip_bytes / 2
-    in_share = r.L.in_elems * float(hw.dtype_bytes) / r.k
-    restream = np.where(share > half, np.maximum(np.ceil(in_share / half), 1.0), 1.0)
-    return share * r.k * restream
+    in_share = r.L.in_elems * db / r.k
+    extra = np.minimum(share * (np.ceil(in_share / half) - 1), in_share * (np.ceil(share / half) - 1))
+    return (share + np.where(share > half, np.maximum(extra, 0.0), 0.0)) * r.k
 
 
 def spill_bytes(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray, r: _Rows, spatial: np.ndarray,
@@ -128,6 +130,12 @@ def overlap(c: np.ndarray, d: np.ndarray, hw: HardwareConfig) -> np.ndarray:
     return np.maximum(c, d) + (1.0 - hw.dma_overlap) * np.minimum(c, d)
 
 
+def sync_us(cores: np.ndarray, hw: HardwareConfig) -> np.ndarray:
+    """Barrier between layers on k cores: `HardwareConfig.sync_us(k)`, looked up per core count."""
+    table = np.array([hw.sync_us(c) for c in hw.core_counts])
+    return table[np.searchsorted(hw.core_counts, cores)]
+
+
 # -- the model --------------------------------------------------------------------------------
 def _components(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray, hw: HardwareConfig) -> dict[str, np.ndarray]:
     """Latency components in us per pair (they add up to the total)."""
@@ -148,8 +156,7 @@ def _components(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray, hw: Hard
     spill_us = exposed * np.where(dram > 0, (spill / bw) / np.maximum(dram, 1e-12), 0.0)
     n = G.n_layers[gidx].astype(np.float64)
     launch = hw.launch_us + hw.dispatch_us_per_core * k
-    sync = n * hw.layer_overhead_us + n * np.where(
-        k > 1, hw.sync.base_us * np.log2(np.maximum(k, 1)) + hw.sync.per_core_us * k, 0.0)
+    sync = n * (hw.layer_overhead_us + sync_us(cores, hw))
     return {"launch": launch, "compute": comp - halo, "halo": halo, "dram": exposed - spill_us,
             "spill": spill_us, "sync": sync}
 
@@ -169,8 +176,13 @@ def simulate(groups: Sequence[Group], cores: Sequence[int] | np.ndarray, hw: Har
     _check(groups, cores, hw)
     if len(groups) == 0:
         return np.zeros(0)
-    batch = GroupBatch.build(groups)
-    return simulate_batch(batch, np.arange(len(groups)), cores, hw, noise, seed)
+    # each distinct group enters the batch once, however many core counts it is paired with
+    index: dict[tuple[int, int, int], int] = {}
+    gidx = np.fromiter((index.setdefault((id(g.graph), g.i, g.j), len(index)) for g in groups), np.int64, len(groups))
+    distinct = [None] * len(index)
+    for g, r in zip(groups, gidx):
+        distinct[r] = g
+    return simulate_batch(GroupBatch.build(distinct), gidx, cores, hw, noise, seed)
 
 
 def simulate_batch(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray, hw: HardwareConfig,
@@ -194,9 +206,12 @@ def breakdown(group: Group, cores: int, hw: HardwareConfig) -> dict[str, float]:
     return out
 
 
-def roofline_ms(groups: Sequence[Group], hw: HardwareConfig) -> np.ndarray:
-    """Lower bound per group: all MACs at the whole chip's peak, or boundary bytes at DRAM bandwidth."""
+def roofline_ms(groups: Sequence[Group], hw: HardwareConfig,
+                cores: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+    """Lower bound per group: all MACs at the peak of `cores[i]` cores (default: the whole chip),
+    or the boundary bytes at full DRAM bandwidth."""
     b = GroupBatch.build(groups)
-    macs = np.bincount(b.gid, weights=b.layers.macs, minlength=b.n_groups)
+    k = np.full(b.n_groups, hw.cores) if cores is None else np.asarray(cores, dtype=np.float64)
+    peak = k * hw.macs_per_cycle * hw.clock_ghz * 1e9
     bytes_ = (b.groups.in_elems + b.groups.out_elems) * hw.dtype_bytes
-    return np.maximum(macs / hw.peak_macs_per_s, bytes_ / (hw.dram_gbps * 1e9)) * 1e3
+    return np.maximum(b.groups.macs / peak, bytes_ / (hw.dram_gbps * 1e9)) * 1e3

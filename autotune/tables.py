@@ -1,8 +1,21 @@
 """Vectorised views of layer groups: per-layer arrays of a graph and flat batches of many groups.
 
 The simulator and the feature extractor both work on a `GroupBatch`: the layers of every group
-laid out as flat rows (with the group index of each row, for bincount-style reductions) plus
-per-group boundary sizes. Per-layer numbers come from `Layer` (graph.py), the one source of truth.
+laid out as flat rows, `gid` giving the group index of each row (for `np.bincount(gid, w)` or
+`np.add.reduceat(v, groups.first_row)` reductions), plus per-group arrays (`GroupRows`).
+
+Per-layer numbers are read from `Layer` (graph.py), the one source of truth for shapes and costs.
+A group's boundary follows `Group.inputs` / `outputs` / `internal` exactly (tests compare them):
+an input tensor counts once, at its first reader in the group, if it was produced before the group
+(or is a graph input); an output tensor is a boundary output if it is a graph output or read at or
+after the group's end (`Graph.last_use`), else internal. `graph_table` turns that rule into per-edge
+keys once per graph, so a batch of 160k groups needs no Python loop over groups.
+
+Stable interface (features.py, simulator.py, planner.py rely on it):
+- `graph_table(graph)` -> `GraphTable` (cached per Graph object, weakly);
+- `GroupBatch.build(groups)` -> `GroupBatch` with `.layers` (`LayerRows`), `.groups` (`GroupRows`),
+  `.gid`, `.n_groups`; groups may come from any number of graphs;
+- `OP_CODE` / `LayerRows.OP`: op name -> code, in `graph.OPS` order.
 """
 
 from __future__ import annotations
@@ -13,123 +26,175 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .graph import OPS, Graph, Group
+from .graph import OPS, Graph, Group, Layer
 
 OP_CODE = {op: k for k, op in enumerate(OPS)}
+#: `last_use` of a graph output: read "after every group".
 _BIG = np.iinfo(np.int64).max // 4
+_BOOL = ("depthwise", "spatial")
+_FLOAT = ("macs",)
 
 
 @dataclass
 class LayerRows:
-    """Per-layer arrays (one entry per layer row)."""
+    """Per-layer arrays, one entry per layer row (int64 unless noted).
 
-    op_code: np.ndarray
-    macs: np.ndarray
-    vector_ops: np.ndarray
+    Rows and columns: `out_h` is the dimension a row split divides (H of a 4-D output, the token
+    axis M of a 3-D or higher (.., M, C) output, 1 for a 2-D (N, C) one); `out_w` is W of a 4-D
+    output, else 1. Channels are those of `Layer` (axis 1 of 4-D, the last axis otherwise); an fc
+    layer's `in_ch_per_group` is its input features (C*H*W for a 4-D input).
+    """
+
+    op_code: np.ndarray  # OP_CODE of the layer's op
+    macs: np.ndarray  # float64: MACs on the MAC array (Layer.macs)
+    vector_ops: np.ndarray  # element ops on the vector unit (Layer.vector_ops)
     weight_elems: np.ndarray
     in_elems: np.ndarray  # all inputs of the layer
-    out_elems: np.ndarray
+    out_elems: np.ndarray  # all outputs of the layer
     in_ch: np.ndarray
     out_ch: np.ndarray
-    in_ch_per_group: np.ndarray  # channels per conv group (in_ch for non-grouped layers)
+    groups: np.ndarray  # conv groups (1 for other ops)
+    in_ch_per_group: np.ndarray  # reduction channels per conv group (fc: input features)
     out_ch_per_group: np.ndarray
     depthwise: np.ndarray  # bool
-    kh: np.ndarray
-    sh: np.ndarray
-    out_h: np.ndarray  # spatial rows of the output (tokens for 3-D, 1 for 2-D)
-    spatial: np.ndarray  # bool: 4-D output, split by rows across cores
-    last_use: np.ndarray  # position of the last reader of the output in its graph (_BIG if a graph output)
+    kh: np.ndarray  # window (conv, pool; 1 otherwise)
+    kw: np.ndarray
+    sh: np.ndarray  # stride (conv, pool; 1 otherwise)
+    sw: np.ndarray
+    halo: np.ndarray  # input rows a row-split output needs beyond its own: dilation * (kh - 1)
+    out_h: np.ndarray  # rows of the output a row split divides (see above)
+    out_w: np.ndarray
+    spatial: np.ndarray  # bool: 4-D output (a feature map)
+    last_use: np.ndarray  # last reader position of the layer's outputs (_BIG if a graph output)
     pos: np.ndarray  # position in its graph's order
     OP = OP_CODE
 
     def take(self, idx: np.ndarray) -> LayerRows:
+        """Rows `idx` of every column."""
         return LayerRows(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    @staticmethod
+    def concat(parts: Sequence[LayerRows]) -> LayerRows:
+        return LayerRows(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(LayerRows)})
+
+    @staticmethod
+    def empty() -> LayerRows:
+        return LayerRows(**{f.name: np.zeros(0, dtype=_dtype(f.name)) for f in fields(LayerRows)})
+
+
+def _dtype(name: str) -> type:
+    return bool if name in _BOOL else np.float64 if name in _FLOAT else np.int64
+
+
+def _layer_row(l: Layer) -> dict[str, int | float | bool]:
+    a, s = l.attrs, l.out_shape
+    windowed = l.op in ("conv", "pool")
+    grp = a.groups if l.op == "conv" else 1
+    return {
+        "op_code": OP_CODE[l.op], "macs": l.macs, "vector_ops": l.vector_ops, "weight_elems": l.weight_elems,
+        "in_elems": l.in_elems, "out_elems": l.out_elems, "in_ch": l.in_channels, "out_ch": l.out_channels,
+        "groups": grp,
+        "in_ch_per_group": max(1, (l.fc_in_features if l.op == "fc" else l.in_channels) // grp),
+        "out_ch_per_group": max(1, l.out_channels // grp), "depthwise": l.depthwise,
+        "kh": a.kernel[0] if windowed else 1, "kw": a.kernel[1] if windowed else 1,
+        "sh": a.stride[0] if windowed else 1, "sw": a.stride[1] if windowed else 1,
+        "halo": a.dilation[0] * (a.kernel[0] - 1) if windowed else 0,
+        "out_h": s[2] if len(s) == 4 else (s[-2] if len(s) >= 3 else 1),
+        "out_w": s[3] if len(s) == 4 else 1, "spatial": len(s) == 4,
+    }
 
 
 @dataclass
-class _GraphTable:
+class GraphTable:
+    """One graph's layer rows plus its tensor edges (in-edges: distinct inputs of each layer;
+    out-edges: outputs of each layer), laid out so a group's boundary is a comparison of keys."""
+
     rows: LayerRows
-    edge_start: np.ndarray  # per layer: first edge index
-    edge_count: np.ndarray  # per layer: number of distinct input tensors
-    edge_key: np.ndarray  # per edge: max(producer position, previous reader position); -1 for a first read of an input
-    edge_elems: np.ndarray
+    in_start: np.ndarray  # per layer: first in-edge
+    in_count: np.ndarray  # per layer: number of distinct input tensors
+    in_key: np.ndarray  # per in-edge: max(producer position, previous reader position), -1 if none
+    in_elems: np.ndarray  # per in-edge: elements (float64)
+    out_start: np.ndarray
+    out_count: np.ndarray
+    out_last: np.ndarray  # per out-edge: last reader position (_BIG for a graph output, -1 if unread)
+    out_elems: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.in_start)
 
 
-_CACHE: weakref.WeakKeyDictionary[Graph, _GraphTable] = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Graph, GraphTable] = weakref.WeakKeyDictionary()
 
 
-def graph_table(g: Graph) -> _GraphTable:
+def graph_table(g: Graph) -> GraphTable:
     """Per-layer and per-edge arrays of a graph in topological order (cached per Graph object)."""
     t = _CACHE.get(g)
     if t is not None:
         return t
     order = g.order
-    n = len(order)
     pos = {l.name: k for k, l in enumerate(order)}
+    graph_outputs = set(g.outputs)
     cols: dict[str, list] = {f.name: [] for f in fields(LayerRows)}
-    edge_start, edge_count, edge_key, edge_elems = [], [], [], []
+    in_start, in_count, in_key, in_el = [], [], [], []
+    out_start, out_count, out_last, out_el = [], [], [], []
     last_reader: dict[str, int] = {}
-    outputs = set(g.outputs)
     for k, l in enumerate(order):
-        a = l.attrs
-        grp = a.groups if l.op == "conv" else 1
-        s = l.out_shape
-        cols["op_code"].append(OP_CODE[l.op])
-        cols["macs"].append(l.macs)
-        cols["vector_ops"].append(l.vector_ops)
-        cols["weight_elems"].append(l.weight_elems)
-        cols["in_elems"].append(l.in_elems)
-        cols["out_elems"].append(l.out_elems)
-        cols["in_ch"].append(l.in_channels)
-        cols["out_ch"].append(l.out_channels)
-        cols["in_ch_per_group"].append(max(1, (l.fc_in_features if l.op == "fc" else l.in_channels) // grp))
-        cols["out_ch_per_group"].append(max(1, l.out_channels // grp))
-        cols["depthwise"].append(l.depthwise)
-        cols["kh"].append(a.kernel[0] if l.op in ("conv", "pool") else 1)
-        cols["sh"].append(a.stride[0] if l.op in ("conv", "pool") else 1)
-        cols["out_h"].append(s[2] if len(s) == 4 else (s[-2] if len(s) >= 3 else 1))
-        cols["spatial"].append(len(s) == 4)
-        lu = max(g.last_use(t) for t in l.outputs)
-        cols["last_use"].append(_BIG if any(t in outputs for t in l.outputs) else lu)
+        for name, v in _layer_row(l).items():
+            cols[name].append(v)
+        lasts = [_BIG if t in graph_outputs else g.last_use(t) for t in l.outputs]
+        cols["last_use"].append(max(lasts))
         cols["pos"].append(k)
-        edge_start.append(len(edge_key))
+        out_start.append(len(out_last))
+        out_count.append(len(l.outputs))
+        out_last.extend(lasts)
+        out_el.extend(float(np.prod(s)) for s in l.out_shapes)
+        in_start.append(len(in_key))
         seen = set()
         for t, shp in zip(l.inputs, l.in_shapes):
             if t in seen:
                 continue
             seen.add(t)
             p = pos[g.producer[t].name] if t in g.producer else -1
-            edge_key.append(max(p, last_reader.get(t, -1)))
-            edge_elems.append(int(np.prod(shp)))
+            in_key.append(max(p, last_reader.get(t, -1)))
+            in_el.append(float(np.prod(shp)))
             last_reader[t] = k
-        edge_count.append(len(seen))
-    dtypes = {"depthwise": bool, "spatial": bool}
-    rows = LayerRows(**{k: np.asarray(v, dtype=dtypes.get(k, np.int64 if k != "macs" else np.float64))
-                        for k, v in cols.items()})
-    rows.macs = rows.macs.astype(np.float64)
-    t = _GraphTable(rows, np.asarray(edge_start, np.int64), np.asarray(edge_count, np.int64),
-                    np.asarray(edge_key, np.int64), np.asarray(edge_elems, np.float64))
-    assert len(t.edge_start) == n
+        in_count.append(len(seen))
+    rows = LayerRows(**{name: np.asarray(v, dtype=_dtype(name)) for name, v in cols.items()})
+    i64 = np.int64
+    t = GraphTable(rows, np.asarray(in_start, i64), np.asarray(in_count, i64), np.asarray(in_key, i64),
+                   np.asarray(in_el, np.float64), np.asarray(out_start, i64), np.asarray(out_count, i64),
+                   np.asarray(out_last, i64), np.asarray(out_el, np.float64))
     _CACHE[g] = t
     return t
 
 
 @dataclass
 class GroupRows:
-    """Per-group arrays."""
+    """Per-group arrays (float64 sizes in elements; multiply by dtype bytes for bytes)."""
 
     first_row: np.ndarray  # index of the group's first layer row in the batch
     last_row: np.ndarray
     n_layers: np.ndarray
-    in_elems: np.ndarray  # boundary inputs, read from DRAM
-    out_elems: np.ndarray  # boundary outputs, written to DRAM
-    internal_elems: np.ndarray  # produced and consumed inside: may stay on chip
+    in_elems: np.ndarray  # boundary inputs (Group.inputs): read from DRAM
+    out_elems: np.ndarray  # boundary outputs (Group.outputs): written to DRAM
+    internal_elems: np.ndarray  # produced and consumed inside (Group.internal): may stay on chip
     max_internal_elems: np.ndarray  # largest single internal tensor
+    weight_elems: np.ndarray  # sum over the group's layers
+    macs: np.ndarray
+    vector_ops: np.ndarray
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated ranges [starts[r], starts[r] + counts[r]) and the owner r of each element."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    offs = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else np.zeros(0, np.int64)
+    idx = np.repeat(starts - offs, counts) + np.arange(int(counts.sum()))
+    return idx, owner
 
 
 @dataclass
 class GroupBatch:
-    """Many groups as flat layer rows (`gid` = group index of each row) plus per-group boundary sizes."""
+    """Many groups as flat layer rows (`gid` = group index of each row) plus per-group arrays."""
 
     layers: LayerRows
     groups: GroupRows
@@ -141,68 +206,74 @@ class GroupBatch:
 
     @classmethod
     def build(cls, groups: Sequence[Group]) -> GroupBatch:
-        """Gather the layers of `groups` (from any graphs) into one batch, vectorised per graph."""
+        """Gather the layers of `groups` (from any graphs) into one batch, in one vectorised pass:
+        the distinct graphs' tables are stacked with position offsets, so a group [i, j) of a graph
+        becomes rows [off + i, off + j) of the stack."""
         n = len(groups)
-        by_graph: dict[int, list[int]] = {}
-        graphs: dict[int, Graph] = {}
+        tables: list[GraphTable] = []
+        base: dict[int, int] = {}  # id(graph) -> offset of its rows in the stack
+        total = 0
+        gi = np.empty(n, np.int64)
+        gj = np.empty(n, np.int64)
         for r, g in enumerate(groups):
-            by_graph.setdefault(id(g.graph), []).append(r)
-            graphs[id(g.graph)] = g.graph
-        gi = np.fromiter((g.i for g in groups), np.int64, n)
-        gj = np.fromiter((g.j for g in groups), np.int64, n)
+            off = base.get(id(g.graph))
+            if off is None:
+                t = graph_table(g.graph)
+                off = base[id(g.graph)] = total
+                tables.append(t)
+                total += len(t)
+            gi[r], gj[r] = g.i + off, g.j + off
+        if not tables:
+            z = np.zeros(0)
+            return cls(LayerRows.empty(), GroupRows(*(np.zeros(0, np.int64),) * 3, *(z,) * 7), np.zeros(0, np.int64))
+        st = _stack(tables)
         lens = gj - gi
-        first_row = np.concatenate([[0], np.cumsum(lens)[:-1]]) if n else np.zeros(0, np.int64)
-        total = int(lens.sum())
-        layer_parts: list[tuple[np.ndarray, np.ndarray, LayerRows]] = []
-        in_elems = np.zeros(n)
-        out_elems = np.zeros(n)
-        internal = np.zeros(n)
+        lidx, gid = _ranges(gi, lens)
+        layers = st.rows.take(lidx)
+        first_row = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        # inputs: an edge counts once, at its first reader inside the group
+        eidx, e_row = _ranges(st.in_start[lidx], st.in_count[lidx])
+        e_gid = gid[e_row]
+        first_read = st.in_key[eidx] < gi[e_gid]
+        in_elems = np.bincount(e_gid, weights=st.in_elems[eidx] * first_read, minlength=n)
+        # outputs: boundary when read at or after the group's end (or a graph output), else internal
+        oidx, o_row = _ranges(st.out_start[lidx], st.out_count[lidx])
+        o_gid = gid[o_row]
+        is_out = st.out_last[oidx] >= gj[o_gid]
+        oe = st.out_elems[oidx]
+        out_elems = np.bincount(o_gid, weights=oe * is_out, minlength=n)
+        internal = np.bincount(o_gid, weights=oe * ~is_out, minlength=n)
         max_internal = np.zeros(n)
-        for key, rows_idx in by_graph.items():
-            t = graph_table(graphs[key])
-            ridx = np.asarray(rows_idx, np.int64)
-            i, j, ln = gi[ridx], gj[ridx], lens[ridx]
-            # local layer positions of every (group, layer) row, in group order
-            loc_gid = np.repeat(np.arange(len(ridx)), ln)
-            starts = np.repeat(i - np.concatenate([[0], np.cumsum(ln)[:-1]]), ln)
-            lpos = starts + np.arange(int(ln.sum()))
-            lr = t.rows.take(lpos)
-            # boundary outputs vs internal tensors
-            jj = j[loc_gid]
-            is_out = lr.last_use >= jj
-            oe = lr.out_elems.astype(np.float64)
-            out_elems[ridx] = np.bincount(loc_gid, weights=oe * is_out, minlength=len(ridx))
-            internal[ridx] = np.bincount(loc_gid, weights=oe * ~is_out, minlength=len(ridx))
-            mx = np.zeros(len(ridx))
-            np.maximum.at(mx, loc_gid, oe * ~is_out)
-            max_internal[ridx] = mx
-            # boundary inputs: an edge counts once, at its first reader inside the group
-            ec = t.edge_count[lpos]
-            e_gid = np.repeat(loc_gid, ec)
-            eidx = (np.repeat(t.edge_start[lpos] - np.concatenate([[0], np.cumsum(ec)[:-1]]), ec)
-                    + np.arange(int(ec.sum())))
-            first_read = t.edge_key[eidx] < i[e_gid]
-            in_elems[ridx] = np.bincount(e_gid, weights=t.edge_elems[eidx] * first_read, minlength=len(ridx))
-            # destination rows in the flat batch
-            dest = np.repeat(first_row[ridx], ln) + (np.arange(int(ln.sum())) - np.repeat(
-                np.concatenate([[0], np.cumsum(ln)[:-1]]), ln))
-            layer_parts.append((dest, ridx, lr))
-        if layer_parts:
-            proto = layer_parts[0][2]
-            flat = {}
-            for f in fields(LayerRows):
-                arr = np.empty(total, dtype=getattr(proto, f.name).dtype)
-                for dest, _, lr in layer_parts:
-                    arr[dest] = getattr(lr, f.name)
-                flat[f.name] = arr
-            layers = LayerRows(**flat)
-        else:
-            layers = graph_table_empty()
-        gid = np.repeat(np.arange(n), lens)
-        groups_rows = GroupRows(first_row, first_row + lens - 1, lens, in_elems, out_elems, internal, max_internal)
-        return cls(layers, groups_rows, gid)
+        np.maximum.at(max_internal, o_gid, oe * ~is_out)
+
+        def gsum(v: np.ndarray) -> np.ndarray:
+            return np.bincount(gid, weights=v.astype(np.float64), minlength=n)
+
+        rows = GroupRows(first_row, first_row + lens - 1, lens, in_elems, out_elems, internal, max_internal,
+                         gsum(layers.weight_elems), gsum(layers.macs), gsum(layers.vector_ops))
+        return cls(layers, rows, gid)
 
 
-def graph_table_empty() -> LayerRows:
-    return LayerRows(**{f.name: np.zeros(0, dtype=bool if f.name in ("depthwise", "spatial") else np.int64)
-                        for f in fields(LayerRows)})
+def _stack(tables: list[GraphTable]) -> GraphTable:
+    """Tables of several graphs as one, with positions and edge indices offset per graph."""
+    if len(tables) == 1:
+        return tables[0]
+    sizes = np.array([len(t) for t in tables])
+    loff = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    ioff = np.concatenate([[0], np.cumsum([len(t.in_key) for t in tables])[:-1]])
+    ooff = np.concatenate([[0], np.cumsum([len(t.out_last) for t in tables])[:-1]])
+
+    def cat(name: str, off: np.ndarray | None = None, keep: int | None = None) -> np.ndarray:
+        parts = []
+        for k, t in enumerate(tables):
+            v = getattr(t, name)
+            if off is not None:
+                v = v + off[k] if keep is None else np.where(v == keep, v, v + off[k])
+            parts.append(v)
+        return np.concatenate(parts)
+
+    # -1 keys ("no earlier producer or reader") become off - 1: still before any group of that graph
+    return GraphTable(LayerRows.concat([t.rows for t in tables]), cat("in_start", ioff), cat("in_count"),
+                      cat("in_key", loff), cat("in_elems"), cat("out_start", ooff), cat("out_count"),
+                      cat("out_last", loff, keep=_BIG), cat("out_elems"))
+

@@ -38,7 +38,8 @@ data/$(HWNAME)/manifest.json: $(STAMP) $(SRC) $(HWDEP) $(PARAMS)
 	$(BIN)/autotune synth --hw $(HW) --groups $(GROUPS) --seed $(SEED) --jobs $(JOBS) --out data/$(HWNAME) --force
 
 train: models/$(HWNAME)/meta.json
-models/$(HWNAME)/meta.json: data/$(HWNAME)/manifest.json autotune/costmodel.py autotune/training.py
+models/$(HWNAME)/meta.json: data/$(HWNAME)/manifest.json autotune/costmodel.py autotune/training.py \
+		autotune/features.py autotune/analytic.py autotune/calibration.py autotune/dataset.py
 	$(BIN)/autotune train --hw $(HW) --data data/$(HWNAME) --out models/$(HWNAME) --seed $(SEED)
 
 tune: reports/$(HWNAME)/$(MODELNAME).plan.json

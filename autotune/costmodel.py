@@ -24,7 +24,17 @@ META_FILE = "meta.json"
 
 
 class LatencyModel(BaseEstimator, RegressorMixin):
-    """Gradient-boosted trees on log(latency_ms); early stopping on a validation split by group."""
+    """A prior times a learned correction: gradient-boosted trees on log(latency_ms / prior).
+
+    `prior` chooses the base margin each row starts from:
+    - "calibrated" (default): a roofline with fixed costs whose device constants are fitted to
+      the training labels first (autotune/calibration.py);
+    - "datasheet": the features' datasheet estimate (`log_prior_ms`) as it is;
+    - "none": plain trees on log latency.
+    The trees then learn what the prior misses. `feature_names` names the columns of X (default:
+    this autotune's FEATURE_NAMES); early stopping uses a validation split that keeps all rows of
+    a group on one side.
+    """
 
     def __init__(
         self,
@@ -37,6 +47,9 @@ class LatencyModel(BaseEstimator, RegressorMixin):
         reg_lambda: float = 1.0,
         early_stopping_rounds: int = 100,
         val_fraction: float = 0.15,
+        prior: str = "calibrated",
+        feature_names: list[str] | None = None,
+        objective: str = "reg:squarederror",
         random_state: int = 0,
         n_jobs: int | None = None,
         verbose: bool = False,
@@ -50,13 +63,16 @@ class LatencyModel(BaseEstimator, RegressorMixin):
         self.reg_lambda = reg_lambda
         self.early_stopping_rounds = early_stopping_rounds
         self.val_fraction = val_fraction
+        self.prior = prior
+        self.feature_names = feature_names
+        self.objective = objective
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
 
     def _xgb_params(self) -> dict[str, Any]:
         return {
-            "objective": "reg:squarederror",
+            "objective": self.objective,
             "tree_method": "hist",
             "max_depth": self.max_depth,
             "eta": self.learning_rate,
@@ -66,7 +82,7 @@ class LatencyModel(BaseEstimator, RegressorMixin):
             "lambda": self.reg_lambda,
             "seed": self.random_state,
             "nthread": self.n_jobs or 0,
-            "eval_metric": "rmse",
+            "eval_metric": "mae",
         }
 
     def split(self, n: int, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -89,11 +105,17 @@ class LatencyModel(BaseEstimator, RegressorMixin):
         if np.any(y <= 0):
             raise ValueError("latencies must be positive")
         tr, va = self.split(len(X), groups)
+        self.calibration_ = None
+        if self.prior == "calibrated":
+            from .calibration import fit_roofline
+
+            self.calibration_ = fit_roofline(self._parts(X[tr]), y[tr] * 1e3, seed=self.random_state)
         if client is not None:
             self.booster_, evals_result = self._fit_dask(client, X, y, tr, va)
         else:
-            dtr = xgb.DMatrix(X[tr], label=np.log(y[tr]))
-            dva = xgb.DMatrix(X[va], label=np.log(y[va]))
+            margin = self._margin(X)
+            dtr = xgb.DMatrix(X[tr], label=np.log(y[tr]), base_margin=None if margin is None else margin[tr])
+            dva = xgb.DMatrix(X[va], label=np.log(y[va]), base_margin=None if margin is None else margin[va])
             evals_result = {}
             self.booster_ = xgb.train(
                 self._xgb_params(), dtr, num_boost_round=self.n_estimators, evals=[(dtr, "train"), (dva, "val")],
@@ -102,18 +124,59 @@ class LatencyModel(BaseEstimator, RegressorMixin):
             )
         self.best_iteration_ = int(self.booster_.best_iteration)
         self.n_features_in_ = X.shape[1]
-        self.val_rmse_log_ = float(evals_result["val"]["rmse"][self.best_iteration_])
+        self.val_mae_log_ = float(evals_result["val"]["mae"][self.best_iteration_])
         return self
+
+    def _names(self, n_cols: int) -> list[str]:
+        from .features import FEATURE_NAMES
+
+        names = list(self.feature_names) if self.feature_names is not None else list(FEATURE_NAMES)
+        if len(names) != n_cols:
+            raise ValueError(f"X has {n_cols} columns but {len(names)} feature names")
+        return names
+
+    def _parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        from .calibration import COLUMNS, columns_to_parts
+
+        names = self._names(X.shape[1])
+        missing = [c for c in COLUMNS if c not in names]
+        if missing:
+            raise ValueError(f"prior='calibrated' needs feature {missing[0]!r}")
+        return columns_to_parts(X, {c: names.index(c) for c in COLUMNS})
+
+    def _margin(self, X: np.ndarray) -> np.ndarray | None:
+        """Each row's base margin: the natural log of the prior's latency (ms), or None."""
+        if self.prior == "none":
+            return None
+        if self.prior == "calibrated":
+            return np.log(np.maximum(self.calibration_.predict_us(self._parts(X)), 1e-9) / 1e3)
+        if self.prior == "datasheet":
+            from .features import PRIOR_FEATURE
+
+            names = self._names(X.shape[1])
+            if PRIOR_FEATURE not in names:
+                raise ValueError(f"prior='datasheet' needs feature {PRIOR_FEATURE!r}")
+            return X[:, names.index(PRIOR_FEATURE)].astype(np.float64)
+        raise ValueError(f"prior must be 'calibrated', 'datasheet' or 'none', not {self.prior!r}")
+
+    def prior_predict(self, X: np.ndarray) -> np.ndarray | None:
+        """The prior's latency (ms) of each row, before the trees' correction (None without a prior)."""
+        m = self._margin(np.asarray(X, dtype=np.float32))
+        return None if m is None else np.exp(m)
 
     def _fit_dask(self, client, X: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray):
         import dask.array as da
         from xgboost import dask as dxgb
 
         chunk = max(1, len(tr) // max(1, len(client.scheduler_info().get("workers", {})) or 1))
-        dtr = dxgb.DaskDMatrix(client, da.from_array(X[tr], chunks=(chunk, -1)),
-                               da.from_array(np.log(y[tr]), chunks=chunk))
-        dva = dxgb.DaskDMatrix(client, da.from_array(X[va], chunks=(chunk, -1)),
-                               da.from_array(np.log(y[va]), chunks=chunk))
+        margin = self._margin(X)
+
+        def dmat(idx):
+            bm = None if margin is None else da.from_array(margin[idx], chunks=chunk)
+            return dxgb.DaskDMatrix(client, da.from_array(X[idx], chunks=(chunk, -1)),
+                                    da.from_array(np.log(y[idx]), chunks=chunk), base_margin=bm)
+
+        dtr, dva = dmat(tr), dmat(va)
         out = dxgb.train(client, self._xgb_params(), dtr, num_boost_round=self.n_estimators,
                          evals=[(dtr, "train"), (dva, "val")], early_stopping_rounds=self.early_stopping_rounds,
                          verbose_eval=self.verbose)
@@ -126,7 +189,8 @@ class LatencyModel(BaseEstimator, RegressorMixin):
             raise ValueError(f"expected {self.n_features_in_} features per row, got shape {X.shape}")
         if len(X) == 0:
             return np.zeros(0)
-        log_ms = self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1))
+        log_ms = self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1),
+                                               base_margin=self._margin(X))
         return np.exp(np.asarray(log_ms, dtype=np.float64))
 
     # -- persistence ------------------------------------------------------------------------
@@ -140,6 +204,7 @@ class LatencyModel(BaseEstimator, RegressorMixin):
             "best_iteration": self.best_iteration_,
             "n_features": self.n_features_in_,
             "params": self.get_params(),
+            "calibration": self.calibration_.to_dict() if self.calibration_ is not None else None,
             "versions": library_versions(),
         })
         atomic_write_json(folder / META_FILE, full)
@@ -185,6 +250,15 @@ class LatencyModel(BaseEstimator, RegressorMixin):
             raise ModelFileError(f"{meta_path} is missing best_iteration/n_features ({retrain})") from None
         if booster.num_features() != model.n_features_in_:
             raise ModelFileError(f"{model_path} and {meta_path} disagree on the feature count ({retrain})")
+        model.calibration_ = None
+        if model.prior == "calibrated":
+            from .calibration import RooflineFit
+
+            try:
+                model.calibration_ = RooflineFit.from_dict(meta["calibration"])
+            except (KeyError, TypeError, ValueError):
+                raise ModelFileError(
+                    f"{meta_path} lacks a valid calibration for prior='calibrated' ({retrain})") from None
         model.meta_ = meta
         return model
 

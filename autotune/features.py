@@ -1,10 +1,15 @@
 """Feature rows for (layer group, core count, hardware): the cost model's one input schema.
 
-The paper's two characteristics (operation count, feature-map channel sizes) plus what decides
-latency on a multi-core NPU: work per core and its imbalance, op mix, bytes at the group boundary
-against bytes that stay inside, the on-chip working set, channel alignment, spatial sizes against
-k, kernels and strides, and the hardware's own parameters, so one schema serves every config.
-Computed vectorised over all rows: per-layer arrays are gathered into flat rows and reduced per group.
+Read from the graph and the hardware's *datasheet* only (DESIGN.md, the device boundary): this
+module, and everything it imports, never reads `hw.device` and never imports the simulator, so
+the same features serve a simulated part and a real one measured through its vendor's tools.
+
+The paper's two characteristics (operation count, feature-map channel sizes) plus what a
+compiler engineer knows decides latency on a multi-core NPU: work per core and how evenly it
+splits, op mix and variety, bytes at the group boundary against bytes that stay inside, the
+on-chip working set, channel alignment to the MAC array and to powers of two, the dominant
+layer's shape, and the datasheet estimate of `analytic.py` (its `log_prior_ms` column is the
+prior the learned model corrects). Computed vectorised over all rows.
 """
 
 from __future__ import annotations
@@ -14,44 +19,60 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .analytic import aligned_cycles, estimate, reachable_gbps, split
 from .graph import Group
-from .hardware import HardwareConfig
+from .hardware import Datasheet, HardwareConfig
 from .tables import GroupBatch
 
-#: Bump when a feature is added, removed or changes meaning: models record it and refuse others.
-FEATURE_VERSION = 2
+#: Bump when a feature is added, removed or changes meaning: models and feature caches record it.
+FEATURE_VERSION = 3
 
 GROUP_FEATURES = [
     "log_macs", "log_vector_ops", "n_layers", "n_conv", "n_dwconv", "n_fc", "n_matmul", "n_pool", "n_eltwise",
-    "n_other", "n_spatial_k", "log_weight_bytes", "log_in_bytes", "log_out_bytes", "log_internal_bytes",
-    "log_max_internal_bytes", "internal_share", "max_in_ch", "max_out_ch", "mean_ch_macs", "min_out_ch",
-    "first_in_ch", "last_out_ch", "align_waste", "dw_macs_share", "max_h", "min_h", "last_h", "max_kernel",
-    "max_stride", "halo_depth", "log_max_layer_macs", "max_layer_macs_share", "log_arith_intensity",
+    "n_other", "n_spatial_k", "n_distinct", "n_distinct_mac", "log_weight_bytes", "log_in_bytes", "log_out_bytes",
+    "log_internal_bytes", "log_max_internal_bytes", "internal_share", "max_in_ch", "max_out_ch", "mean_ch_macs",
+    "min_out_ch", "first_in_ch", "last_out_ch", "align_waste", "dw_macs_share", "window_share", "window_pow2",
+    "max_h", "min_h", "last_h", "max_kernel", "max_stride", "halo_depth", "log_max_layer_macs",
+    "max_layer_macs_share", "log_arith_intensity", "log_max_layer_bytes_ratio",
+    "dom_h", "dom_w", "dom_in_ch", "dom_out_ch", "dom_kernel", "dom_pow2", "dom_log_row_bytes",
+    "dom_log_weight_bytes",
 ]
 CORE_FEATURES = [
-    "cores", "log2_cores", "log_macs_per_core", "row_imbalance", "chan_imbalance", "work_imbalance",
-    "log_ws_per_core_ratio", "log_weights_per_core_ratio", "log_compute_est_us", "log_halo_est_us",
-    "log_weight_traffic", "log_spill_bytes", "log_dram_est_us", "log_overhead_est_us",
+    "cores", "log2_cores", "log_macs_per_core", "imbalance", "row_split_share", "dom_extent", "dom_by_rows",
+    "dom_log2_fit", "log_ws_per_core_ratio", "log_weights_per_core_ratio", "log_weight_traffic",
+    "log_spill_bytes", "log_compute_est_us", "log_halo_est_us", "log_dram_est_us", "compute_share",
+    "rows_ok_share", "log_compute_rows_us", "log_halo_rows_us", "log_compute_chan_us", "log_dram_rows_us",
+    "log_dram_chan_us",
+    "log_prior_ms",
 ]
 HW_FEATURES = [
     "hw_cores", "hw_ci", "hw_co", "hw_clock_ghz", "hw_vector_lanes", "hw_log_onchip", "hw_dram_gbps",
-    "hw_dma_gbps_per_core", "hw_launch_us", "hw_sync_base_us", "hw_sync_per_core_us", "hw_layer_overhead_us",
-    "hw_dma_overlap", "hw_dispatch_us_per_core",
+    "hw_dtype_bytes",
 ]
 #: The one ordered list of feature names.
 FEATURE_NAMES: list[str] = GROUP_FEATURES + CORE_FEATURES + HW_FEATURES
+#: The datasheet estimate, natural log of ms: the learned model's prior (its base margin).
+PRIOR_FEATURE = "log_prior_ms"
 
 
 def _log(x: np.ndarray) -> np.ndarray:
     return np.log10(np.asarray(x, dtype=np.float64) + 1.0)
 
 
-def group_features(batch: GroupBatch, hw: HardwareConfig) -> np.ndarray:
-    """Core-independent features, one row per group of `batch` (shape: n_groups x len(GROUP_FEATURES))."""
+def _pow2_factor(x: np.ndarray) -> np.ndarray:
+    """log2 of the largest power of two dividing x (x >= 1), capped at 16: how evenly a byte
+    stride lines up with power-of-two memory structures (banks, lines)."""
+    x = np.maximum(np.asarray(x, dtype=np.int64), 1)
+    return np.minimum(np.log2((x & -x).astype(np.float64)), 16.0)
+
+
+def group_features(batch: GroupBatch, ds: Datasheet) -> tuple[np.ndarray, np.ndarray]:
+    """Core-independent features, one row per group of `batch` (shape: n_groups x len(GROUP_FEATURES)),
+    and the layer row of each group's dominant layer (the most aligned cycles)."""
     L, G = batch.layers, batch.groups
     gid = batch.gid
     n = batch.n_groups
-    db = hw.dtype_bytes
+    db = ds.dtype_bytes
 
     def gsum(v):
         return np.bincount(gid, weights=np.asarray(v, dtype=np.float64), minlength=n)
@@ -67,15 +88,21 @@ def group_features(batch: GroupBatch, hw: HardwareConfig) -> np.ndarray:
         return out
 
     macs = gsum(L.macs)
-    ci, co = hw.mac_array.ci, hw.mac_array.co
-    cig, cog = L.in_ch_per_group, L.out_ch_per_group
-    aligned = np.where(L.macs > 0, L.macs * (np.ceil(cig / ci) * ci / cig) * (np.ceil(cog / co) * co / cog), 0.0)
+    mac_c, vec_c = aligned_cycles(L, ds)
+    work = mac_c + vec_c
+    gwork = np.maximum(gsum(work), 1e-12)
     is_dw = L.depthwise.astype(float)
     spatial_k = ((L.op_code == L.OP["conv"]) & (L.kh > 1)).astype(float)
+    windowed = ((L.kh * L.kw > 1) & np.isin(L.op_code, [L.OP["conv"], L.OP["pool"]])).astype(float)
     in_b, out_b, int_b = G.in_elems * db, G.out_elems * db, G.internal_elems * db
     wb = gsum(L.weight_elems) * db
-    last = G.last_row
-    first = G.first_row
+    first_kind = batch.first_of_kind()
+    # the dominant layer: the most aligned cycles of its group (first on ties)
+    order = np.lexsort((np.arange(len(work)), -work, gid))
+    dom = order[np.concatenate([[0], np.cumsum(G.n_layers)[:-1]])] if n else np.zeros(0, np.int64)
+    h = np.maximum(L.out_h, 1).astype(np.float64)
+    row_bytes = (L.in_elems + L.out_elems) * db / h
+    layer_bytes = (L.in_elems + L.out_elems + L.weight_elems) * db
     feats = {
         "log_macs": _log(macs),
         "log_vector_ops": _log(gsum(L.vector_ops)),
@@ -88,6 +115,8 @@ def group_features(batch: GroupBatch, hw: HardwareConfig) -> np.ndarray:
         "n_eltwise": gsum(L.op_code == L.OP["eltwise"]),
         "n_other": gsum(~np.isin(L.op_code, [L.OP[k] for k in ("conv", "fc", "matmul", "pool", "gpool", "eltwise")])),
         "n_spatial_k": gsum(spatial_k),
+        "n_distinct": gsum(first_kind),
+        "n_distinct_mac": gsum(first_kind & (L.macs > 0)),
         "log_weight_bytes": _log(wb),
         "log_in_bytes": _log(in_b),
         "log_out_bytes": _log(out_b),
@@ -98,114 +127,125 @@ def group_features(batch: GroupBatch, hw: HardwareConfig) -> np.ndarray:
         "max_out_ch": gmax(L.out_ch),
         "mean_ch_macs": gsum(L.macs * L.out_ch) / np.maximum(macs, 1.0),
         "min_out_ch": gmin(L.out_ch),
-        "first_in_ch": L.in_ch[first].astype(float),
-        "last_out_ch": L.out_ch[last].astype(float),
-        "align_waste": gsum(aligned) / np.maximum(macs, 1.0),
+        "first_in_ch": L.in_ch[G.first_row].astype(float),
+        "last_out_ch": L.out_ch[G.last_row].astype(float),
+        "align_waste": gsum(mac_c) * ds.macs_per_cycle / np.maximum(macs, 1.0),
         "dw_macs_share": gsum(L.macs * is_dw) / np.maximum(macs, 1.0),
+        "window_share": gsum(work * windowed) / gwork,
+        "window_pow2": gsum(work * windowed * _pow2_factor(L.in_ch * db)) / np.maximum(gsum(work * windowed), 1e-12),
         "max_h": gmax(L.out_h),
         "min_h": gmin(L.out_h),
-        "last_h": L.out_h[last].astype(float),
+        "last_h": L.out_h[G.last_row].astype(float),
         "max_kernel": gmax(L.kh),
         "max_stride": gmax(L.sh),
         "halo_depth": gsum(spatial_k * (L.kh - 1) / 2.0),
         "log_max_layer_macs": _log(gmax(L.macs)),
         "max_layer_macs_share": gmax(L.macs) / np.maximum(macs, 1.0),
         "log_arith_intensity": _log(macs / np.maximum(in_b + out_b + wb, 1.0)),
+        "log_max_layer_bytes_ratio": np.log10(np.maximum(gmax(layer_bytes), 1.0) / ds.onchip_bytes),
+        "dom_h": L.out_h[dom].astype(float),
+        "dom_w": L.out_w[dom].astype(float),
+        "dom_in_ch": L.in_ch[dom].astype(float),
+        "dom_out_ch": L.out_ch[dom].astype(float),
+        "dom_kernel": L.kh[dom].astype(float),
+        "dom_pow2": _pow2_factor(L.in_ch[dom] * db),
+        "dom_log_row_bytes": _log(row_bytes[dom]),
+        "dom_log_weight_bytes": _log(L.weight_elems[dom] * db),
     }
-    return np.column_stack([feats[k] for k in GROUP_FEATURES])
+    return np.column_stack([feats[k] for k in GROUP_FEATURES]), dom
 
 
-def _core_features(batch: GroupBatch, gf: np.ndarray, rows_gid: np.ndarray, k: np.ndarray,
-                   hw: HardwareConfig) -> np.ndarray:
-    """Core-dependent features for rows (group index `rows_gid`, core count `k`).
-
-    Besides plain counts per core, generic analytic estimates a compiler engineer would write:
-    compute at the aligned MAC rate with the busiest core's share (rows or channel tiles), halo
-    rows recomputed for the fused layers below, DRAM bytes (weights replicated on every core of a
-    row-split layer, intermediates that cannot stay on chip), and fixed costs per kernel and layer.
-    How they combine (overlap of DMA and compute, which one binds) is left for the model to learn.
-    """
-    L, G = batch.layers, batch.groups
+def _core_features(batch: GroupBatch, gf: np.ndarray, dom: np.ndarray, rows_gid: np.ndarray, k: np.ndarray,
+                   ds: Datasheet) -> np.ndarray:
+    """Core-dependent features for rows (group index `rows_gid`, core count `k`): work per core,
+    the split's imbalance, the dominant layer's per-core extent against what fits on chip, the
+    working set and weights per core against on-chip memory, weight traffic when a row split
+    gives every core all weights, and the datasheet estimate's parts."""
     col = {name: gf[:, i] for i, name in enumerate(GROUP_FEATURES)}
-    ci, co = hw.mac_array.ci, hw.mac_array.co
-    db = float(hw.dtype_bytes)
+    db = float(ds.dtype_bytes)
     n_rows = len(k)
-    starts, lens = G.first_row[rows_gid], G.n_layers[rows_gid]
-    flat_row = np.repeat(np.arange(n_rows), lens)
-    flat_layer = np.repeat(starts - np.cumsum(np.r_[0, lens[:-1]]), lens) + np.arange(lens.sum())
-    kk = k[flat_row].astype(np.float64)
-    h = L.out_h[flat_layer].astype(np.float64)
-    kh = L.kh[flat_layer].astype(np.float64)
-    tiles = np.ceil(L.out_ch[flat_layer] / co).astype(np.float64)
-    row_imb = np.ceil(h / kk) * kk / h
-    chan_imb = np.ceil(tiles / kk) * kk / tiles
-    by_rows = (h >= kk) & (L.spatial[flat_layer] | (h > 1))
-    imb = np.where(by_rows, row_imb, chan_imb)
-    m = L.macs[flat_layer].astype(np.float64)
-    cig, cog = L.in_ch_per_group[flat_layer], L.out_ch_per_group[flat_layer]
-    eff = np.where(m > 0, m * (np.ceil(cig / ci) * ci / cig) * (np.ceil(cog / co) * co / cog), 0.0)
-    eff = np.where(L.depthwise[flat_layer], m * ci, eff)  # depthwise fills one of ci input lanes
-    vec = L.vector_ops[flat_layer].astype(np.float64)
-    layer_us = (eff / (hw.macs_per_cycle * hw.clock_ghz * 1e3)
-                + vec / (hw.vector_lanes * hw.clock_ghz * 1e3)) * imb / kk
-    # halo: rows of layer l recomputed for the spatial layers fused after it (suffix sum in the group)
-    need = np.where(L.spatial[flat_layer] & (kh > 1) & by_rows, kh - 1, 0.0)
-    incl = np.cumsum(need)
-    first = np.repeat(np.cumsum(np.r_[0, lens[:-1]]), lens)
-    before = np.r_[0.0, incl][first]
-    after = np.bincount(flat_row, weights=need, minlength=n_rows)[flat_row] - (incl - before)
-    halo_frac = np.where(by_rows & (kk > 1), after / np.maximum(np.ceil(h / kk), 1.0), 0.0)
-    comp_us = np.bincount(flat_row, weights=layer_us * (1 + halo_frac), minlength=n_rows)
-    halo_us = np.bincount(flat_row, weights=layer_us * halo_frac, minlength=n_rows)
-    w = L.weight_elems[flat_layer] * db
-    share = np.where(by_rows & L.spatial[flat_layer], w, w / kk)
-    # a weight share over half the scratchpad is streamed again for every input tile beside it
-    half = hw.onchip_bytes / 2
-    restream = np.where(share > half, np.maximum(np.ceil(L.in_elems[flat_layer] * db / kk / half), 1.0), 1.0)
-    w_traffic = np.bincount(flat_row, weights=share * kk * restream, minlength=n_rows)
+    kf = k.astype(np.float64)
+    flat, pair, first_of_pair = batch.pair_rows(rows_gid)
+    L = batch.layers.take(flat)
+    kk = kf[pair]
+    sp = split(L, kk, ds)
+    mac_c, vec_c = aligned_cycles(L, ds)
+    work = mac_c + vec_c
+    wsum = np.maximum(np.bincount(pair, weights=work, minlength=n_rows), 1e-12)
+    imb = np.bincount(pair, weights=work * sp.imbalance, minlength=n_rows) / wsum
+    rows_share = np.bincount(pair, weights=work * sp.by_rows, minlength=n_rows) / wsum
+    w = L.weight_elems * db
+    share = np.where(sp.by_rows, w, w / kk)
     w_share = np.zeros(n_rows)
-    np.maximum.at(w_share, flat_row, np.where(by_rows & L.spatial[flat_layer], w, w / kk))
-    wsum = np.bincount(flat_row, weights=m * imb, minlength=n_rows) / np.maximum(
-        np.bincount(flat_row, weights=m, minlength=n_rows), 1.0)
-    row_any = np.bincount(flat_row, weights=np.minimum(row_imb, 64), minlength=n_rows) / lens
-    chan_any = np.bincount(flat_row, weights=np.minimum(chan_imb, 64), minlength=n_rows) / lens
-    bw = np.minimum(hw.dram_gbps, k * hw.dma_gbps_per_core) * 1e3  # bytes per us
-    act = (G.in_elems[rows_gid] + G.out_elems[rows_gid]) * db
-    internal = G.internal_elems[rows_gid] * db
-    ws = G.max_internal_elems[rows_gid] * db / k + w_share
-    spill = np.where(ws > hw.onchip_bytes, 2 * internal, 0.0)
-    dram_us = (act + w_traffic + spill) / bw
-    sync = np.where(k > 1, hw.sync.base_us * np.log2(np.maximum(k, 1)) + hw.sync.per_core_us * k, 0.0)
-    overhead_us = hw.launch_us + hw.dispatch_us_per_core * k + lens * (hw.layer_overhead_us + sync)
+    np.maximum.at(w_share, pair, share)
+    traffic = np.bincount(pair, weights=share * kk, minlength=n_rows)
+    # the dominant layer's per-core extent: rows, or output-channel tiles of the array's width
+    Ld = batch.layers.take(dom[rows_gid])
+    sd = split(Ld, kf, ds)
+    h = np.maximum(Ld.out_h, 1).astype(np.float64)
+    tiles = np.ceil(np.maximum(Ld.out_ch, 1) / ds.mac_array.co)
+    extent = np.where(sd.by_rows, np.ceil(h / kf), np.ceil(tiles / kf))
+    unit = np.where(sd.by_rows, (Ld.in_elems + Ld.out_elems) / h, (Ld.weight_elems + Ld.out_elems) / tiles) * db
+    fit = ds.onchip_bytes / np.maximum(unit, 1.0)
+    # what-if estimates for the two natural splits, since which one the vendor compiler picks is
+    # not on the datasheet: feature maps spatially (by rows) wherever they have at least k output
+    # rows (every core then reads all weights), or always by output-channel tiles (weights shared)
+    h_all = np.maximum(L.out_h, 1).astype(np.float64)
+    tiles_all = np.ceil(np.maximum(L.out_ch, 1) / ds.mac_array.co)
+    chan_imb = np.where(L.macs > 0, np.ceil(tiles_all / kk) * kk / tiles_all, sp.imbalance)
+    rows_ok = (L.macs > 0) & L.spatial & (h_all >= kk) & (h_all > 1)
+    rows_imb = np.where(rows_ok, np.ceil(h_all / kk) * kk / h_all, chan_imb)
+    to_us = 1.0 / (kk * ds.clock_ghz * 1e3)
+    comp_rows = np.bincount(pair, weights=work * rows_imb * to_us, minlength=n_rows)
+    # halo under the row policy: each row-split layer recomputes the windows of those after it
+    need = np.where(rows_ok, L.halo, 0).astype(np.float64)
+    incl = np.cumsum(need)
+    after = np.bincount(pair, weights=need, minlength=n_rows)[pair] - (incl - np.r_[0.0, incl][first_of_pair])
+    halo_rows = np.where(rows_ok & (kk > 1), work * rows_imb * to_us * after / np.ceil(h_all / kk), 0.0)
+    comp_chan = np.bincount(pair, weights=work * chan_imb * to_us, minlength=n_rows)
+    G = batch.groups
+    est = estimate(batch, rows_gid, k, ds)
+    bw = reachable_gbps(kf, ds) * 1e3
+    other_bytes = (G.in_elems[rows_gid] + G.out_elems[rows_gid]) * db + est.spill_bytes
+    dram_rows = (other_bytes + np.bincount(pair, weights=w * np.where(rows_ok, kk, 1.0), minlength=n_rows)) / bw
+    dram_chan = (other_bytes + np.bincount(pair, weights=w, minlength=n_rows)) / bw
+    ws = G.max_internal_elems[rows_gid] * db / kf + w_share
+    busy = est.compute_us + est.halo_us
     feats = {
-        "cores": k.astype(float),
-        "log2_cores": np.log2(k),
-        "log_macs_per_core": _log((10 ** col["log_macs"][rows_gid] - 1) / k),
-        "row_imbalance": row_any,
-        "chan_imbalance": chan_any,
-        "work_imbalance": wsum,
-        "log_ws_per_core_ratio": np.log10(np.maximum(ws, 1.0) / hw.onchip_bytes),
-        "log_weights_per_core_ratio": np.log10(np.maximum(w_share, 1.0) / hw.onchip_bytes),
-        "log_compute_est_us": _log(comp_us),
-        "log_halo_est_us": _log(halo_us),
-        "log_weight_traffic": _log(w_traffic),
-        "log_spill_bytes": _log(spill),
-        "log_dram_est_us": _log(dram_us),
-        "log_overhead_est_us": _log(overhead_us),
+        "cores": kf,
+        "log2_cores": np.log2(kf),
+        "log_macs_per_core": _log((10 ** col["log_macs"][rows_gid] - 1) / kf),
+        "imbalance": imb,
+        "row_split_share": rows_share,
+        "dom_extent": extent,
+        "dom_by_rows": sd.by_rows.astype(float),
+        "dom_log2_fit": np.log2(np.maximum(fit, 1e-3)),
+        "log_ws_per_core_ratio": np.log10(np.maximum(ws, 1.0) / ds.onchip_bytes),
+        "log_weights_per_core_ratio": np.log10(np.maximum(w_share, 1.0) / ds.onchip_bytes),
+        "log_weight_traffic": _log(traffic),
+        "log_spill_bytes": _log(est.spill_bytes),
+        "log_compute_est_us": _log(est.compute_us),
+        "log_halo_est_us": _log(est.halo_us),
+        "log_dram_est_us": _log(est.dram_us),
+        "compute_share": busy / np.maximum(busy + est.dram_us, 1e-12),
+        "rows_ok_share": np.bincount(pair, weights=work * rows_ok, minlength=n_rows) / wsum,
+        "log_compute_rows_us": _log(comp_rows),
+        "log_halo_rows_us": _log(np.bincount(pair, weights=halo_rows, minlength=n_rows)),
+        "log_compute_chan_us": _log(comp_chan),
+        "log_dram_rows_us": _log(np.maximum(dram_rows, 0.0)),
+        "log_dram_chan_us": _log(np.maximum(dram_chan, 0.0)),
+        PRIOR_FEATURE: np.log(est.total_us / 1e3),
     }
     return np.column_stack([feats[k_] for k_ in CORE_FEATURES])
 
 
-def hw_vector(hw: HardwareConfig) -> np.ndarray:
-    """The hardware's parameters as the HW_FEATURES part of a row."""
-    return np.array([
-        hw.cores, hw.mac_array.ci, hw.mac_array.co, hw.clock_ghz, hw.vector_lanes, math.log10(hw.onchip_bytes),
-        hw.dram_gbps, hw.dma_gbps_per_core, hw.launch_us, hw.sync.base_us, hw.sync.per_core_us,
-        hw.layer_overhead_us, hw.dma_overlap, hw.dispatch_us_per_core,
-    ], dtype=np.float64)
+def hw_vector(ds: Datasheet) -> np.ndarray:
+    """The datasheet's values as the HW_FEATURES part of a row."""
+    return np.array([ds.cores, ds.mac_array.ci, ds.mac_array.co, ds.clock_ghz, ds.vector_lanes,
+                     math.log10(ds.onchip_bytes), ds.dram_gbps, ds.dtype_bytes], dtype=np.float64)
 
 
-def featurize(groups: Sequence[Group], cores: Sequence[int] | np.ndarray, hw: HardwareConfig) -> np.ndarray:
+def featurize(groups: Sequence[Group], cores: Sequence[int] | np.ndarray, hw: HardwareConfig | Datasheet) -> np.ndarray:
     """Feature matrix (float32, len(groups) x len(FEATURE_NAMES)) for pairs (groups[i], cores[i])."""
     cores = np.asarray(cores, dtype=np.int64)
     if len(groups) != len(cores):
@@ -224,9 +264,14 @@ def featurize(groups: Sequence[Group], cores: Sequence[int] | np.ndarray, hw: Ha
     return featurize_batch(GroupBatch.build(distinct), rows_gid, cores, hw)
 
 
-def featurize_batch(batch: GroupBatch, rows_gid: np.ndarray, cores: np.ndarray, hw: HardwareConfig) -> np.ndarray:
+def featurize_batch(batch: GroupBatch, rows_gid: np.ndarray, cores: np.ndarray,
+                    hw: HardwareConfig | Datasheet) -> np.ndarray:
     """Rows for (batch group rows_gid[r], cores[r]): lets callers reuse one GroupBatch for many core counts."""
-    gf = group_features(batch, hw)
-    cf = _core_features(batch, gf, rows_gid, np.asarray(cores, dtype=np.int64), hw)
-    hv = np.broadcast_to(hw_vector(hw), (len(rows_gid), len(HW_FEATURES)))
+    ds = hw.datasheet if isinstance(hw, HardwareConfig) else hw
+    rows_gid = np.asarray(rows_gid, dtype=np.int64)
+    if len(rows_gid) == 0:
+        return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+    gf, dom = group_features(batch, ds)
+    cf = _core_features(batch, gf, dom, rows_gid, np.asarray(cores, dtype=np.int64), ds)
+    hv = np.broadcast_to(hw_vector(ds), (len(rows_gid), len(HW_FEATURES)))
     return np.hstack([gf[rows_gid], cf, hv]).astype(np.float32)

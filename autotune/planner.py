@@ -53,6 +53,13 @@ def model_cost(model, hw: HardwareConfig) -> CostSource:
     return CostSource("learned", lambda b, g, k: model.predict(featurize_batch(b, g, k, hw)), simulated=False)
 
 
+def analytic_cost(hw: HardwareConfig) -> CostSource:
+    """The datasheet estimate alone (`analytic.py`): no learning, no simulation."""
+    from .analytic import analytic_ms
+
+    return CostSource("analytic", lambda b, g, k: analytic_ms(b, g, k, hw.datasheet), simulated=False)
+
+
 # -- plans --------------------------------------------------------------------------------------
 @dataclass
 class PlanGroup:
@@ -134,8 +141,12 @@ def _groups_of(graph: Graph, spans: Sequence[tuple[int, int]]) -> list[Group]:
 def cost_table(graph: Graph, hw: HardwareConfig, cost: CostSource, spans_i: np.ndarray,
                spans_j: np.ndarray) -> np.ndarray:
     """Cost (ms) of every span at every core count in one batched call: shape (n_spans, n_cores)."""
+    return cost_table_of([graph.group(int(i), int(j)) for i, j in zip(spans_i, spans_j)], hw, cost)
+
+
+def cost_table_of(groups: Sequence[Group], hw: HardwareConfig, cost: CostSource) -> np.ndarray:
+    """Cost (ms) of each group at every core count in one batched call: shape (len(groups), n_cores)."""
     ks = np.asarray(hw.core_counts, dtype=np.int64)
-    groups = [graph.group(int(i), int(j)) for i, j in zip(spans_i, spans_j)]
     batch = GroupBatch.build(groups)
     gidx = np.repeat(np.arange(len(groups)), len(ks))
     return cost(batch, gidx, np.tile(ks, len(groups))).reshape(len(groups), len(ks))
@@ -212,12 +223,17 @@ def plan_fuse_max(graph: Graph, hw: HardwareConfig, cost: CostSource) -> Plan:
     return _fixed_plan(graph, hw, spans, [hw.core_counts[-1]] * len(spans), "fuse-max", cost)
 
 
-def dlfusion_rule(hw: HardwareConfig) -> Callable[[float, int], int]:
+def dlfusion_rule(hw: HardwareConfig, cost: CostSource) -> Callable[[float, int], int]:
     """Best core count by (op count, channel size), nearest point of the synthetic layer study
-    (single 3x3 convs on the simulator), as DLFusion derives its rules from measured layers."""
+    (single 3x3 convs at every core count, costed by `cost`), as DLFusion derives its rules from
+    measured layers. With the learned model as `cost` this measures nothing; with the simulator
+    every study point counts as a simulator call."""
     from .study import best_cores_map
 
-    grid = best_cores_map(hw)
+    def table(graphs: list[Graph]) -> np.ndarray:
+        return cost_table_of([g.group(0, len(g)) for g in graphs], hw, cost)
+
+    grid = best_cores_map(hw, table)
     pts = np.column_stack([np.log10(grid["macs"].to_numpy(float)), np.log2(grid["channels"].to_numpy(float))])
     best = grid["best_cores"].to_numpy()
 
@@ -231,7 +247,7 @@ def dlfusion_rule(hw: HardwareConfig) -> Callable[[float, int], int]:
 def plan_dlfusion(graph: Graph, hw: HardwareConfig, cost: CostSource) -> Plan:
     """The paper's style of rule: a core count per layer from (op count, channels), then adjacent
     layers fused while they share a core count and the group fits on chip."""
-    rule = dlfusion_rule(hw)
+    rule = dlfusion_rule(hw, cost)
     order = graph.order
     layer_k: list[int] = []
     for l in order:  # layers without MACs (pool, add, concat) ride along with their producer
@@ -284,20 +300,40 @@ def plan_greedy(graph: Graph, hw: HardwareConfig, cost: CostSource) -> Plan:
 
 BASELINES = {"none": plan_none, "cores-only": plan_cores_only, "fuse-max": plan_fuse_max,
              "dlfusion": plan_dlfusion, "greedy": plan_greedy}
-STRATEGIES = ["learned", "oracle"] + list(BASELINES)
+#: Strategies that run the DP on a cost source of their own.
+DP_STRATEGIES = {"learned": None, "analytic": analytic_cost, "oracle": simulator_cost}
+STRATEGIES = list(DP_STRATEGIES) + list(BASELINES)
 
 
-def plan(graph: Graph, hw: HardwareConfig, cost: CostSource | None = None, strategy: str = "learned") -> Plan:
-    """The DP plan under `cost` (default: the simulator, i.e. the oracle)."""
-    cost = cost or simulator_cost(hw)
-    return dp_plan(graph, hw, cost, strategy)
+def plan(graph: Graph, hw: HardwareConfig, model=None, *, cost: str | CostSource | None = None) -> Plan:
+    """The DP plan: under the learned `model` by default (never simulating), or under another cost
+    source by keyword: cost="analytic" (the datasheet estimate), cost="oracle" (the noise-free
+    simulator, counted in `sim_calls`), or any CostSource."""
+    from .errors import AutotuneError
+
+    if cost is None:
+        if model is None:
+            raise AutotuneError("plan() needs a trained model, or cost='analytic' / 'oracle'")
+        source, name = model_cost(model, hw), "learned"
+    elif isinstance(cost, CostSource):
+        source, name = cost, cost.name
+    elif cost in ("analytic", "oracle"):
+        source, name = DP_STRATEGIES[cost](hw), cost
+    else:
+        raise AutotuneError(f"unknown cost source {cost!r}; use 'analytic', 'oracle' or a CostSource")
+    t0 = time.perf_counter()
+    p = dp_plan(graph, hw, source, name)
+    p.plan_s = time.perf_counter() - t0
+    p.sim_calls = source.sim_pairs
+    return p
 
 
 def run_strategy(name: str, graph: Graph, hw: HardwareConfig, model=None) -> Plan:
     """Plan with a named strategy. `learned` (the DP on the model) needs `model` and never simulates;
-    `oracle` is the DP on the simulator. Baselines that search (cores-only, dlfusion's fusion
-    check aside, greedy) use the same cost source as `learned` when a model is given, so they
-    compare search strategies at equal knowledge; without a model they measure on the simulator."""
+    `analytic` is the DP on the datasheet estimate, `oracle` the DP on the simulator. Baselines
+    (cores-only, fuse-max, dlfusion's study map, greedy) use the same cost source as `learned` when
+    a model is given, so they compare search strategies at equal knowledge; without a model they
+    measure on the simulator, and every simulated pair counts in `sim_calls`."""
     from .errors import AutotuneError
 
     if name not in STRATEGIES:
@@ -308,9 +344,9 @@ def run_strategy(name: str, graph: Graph, hw: HardwareConfig, model=None) -> Pla
             raise AutotuneError("the learned strategy needs a trained model")
         cost = model_cost(model, hw)
         p = dp_plan(graph, hw, cost, "learned")
-    elif name == "oracle":
-        cost = simulator_cost(hw)
-        p = dp_plan(graph, hw, cost, "oracle")
+    elif name in DP_STRATEGIES:
+        cost = DP_STRATEGIES[name](hw)
+        p = dp_plan(graph, hw, cost, name)
     else:
         cost = model_cost(model, hw) if model is not None else simulator_cost(hw)
         p = BASELINES[name](graph, hw, cost)

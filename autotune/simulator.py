@@ -2,7 +2,8 @@
 
 Vectorised over all (group, core count) pairs at once. Each mechanism is one small function over
 flat (pair, layer) rows; docs/simulator.md gives every formula and where each constant comes from
-(all of them from the HardwareConfig).
+(the config's datasheet and its `device:` section). This module is the only reader of `device:`:
+nothing the cost model, the features or the planner use may import it (DESIGN.md, the device boundary).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import analytic
 from .graph import Group
-from .hardware import HardwareConfig
+from .hardware import Banks, Device, HardwareConfig, Noise, Tiling
 from .tables import GroupBatch, LayerRows
 
 
@@ -28,11 +30,7 @@ class _Rows:
 
 
 def _expand(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray) -> _Rows:
-    G = batch.groups
-    lens = G.n_layers[gidx]
-    pair = np.repeat(np.arange(len(gidx)), lens)
-    offs = np.repeat(G.first_row[gidx] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
-    rows = offs + np.arange(int(lens.sum()))
+    rows, pair, _ = batch.pair_rows(gidx)
     return _Rows(batch.layers.take(rows), pair, cores[pair].astype(np.float64), len(gidx))
 
 
@@ -41,8 +39,9 @@ def _per_pair(r: _Rows, v: np.ndarray) -> np.ndarray:
 
 
 # -- mechanisms -------------------------------------------------------------------------------
-def split_imbalance(L: LayerRows, k: np.ndarray, co: int) -> tuple[np.ndarray, np.ndarray]:
-    """Work of the busiest core relative to an even 1/k share, and whether the split is by rows.
+def split_imbalance(L: LayerRows, k: np.ndarray, co: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Work of the busiest core relative to an even 1/k share, whether the layer splits by rows,
+    and whether by rows of a feature map (where halos arise).
 
     Feature maps (and token rows of 3-D activations) split by output rows when there are at least
     k of them: ceil(H/k) rows on the busiest core. Otherwise, and for fc / 2-D matmul, by
@@ -54,7 +53,7 @@ def split_imbalance(L: LayerRows, k: np.ndarray, co: int) -> tuple[np.ndarray, n
     by_rows = (h >= k) & (L.spatial | (h > 1))
     imb = np.where(by_rows, np.ceil(h / k) * k / h, np.ceil(tiles / k) * k / tiles)
     imb = np.where(L.macs > 0, imb, np.ceil(e / k) * k / e)
-    return imb, by_rows & L.spatial
+    return imb, by_rows, by_rows & L.spatial
 
 
 def mac_efficiency(L: LayerRows, ci: int, co: int) -> np.ndarray:
@@ -79,17 +78,68 @@ def halo_rows(r: _Rows, spatial: np.ndarray) -> np.ndarray:
     return np.where(spatial & (r.k > 1), after, 0.0)
 
 
-def compute_us(r: _Rows, hw: HardwareConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row: compute time (us) on the busiest core, its halo part, and whether split spatially."""
+def tiling(r: _Rows, by_rows: np.ndarray, hw: HardwareConfig, t: Tiling | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: (padding factor >= 1, tiles on the busiest core) of the compiler's tiling.
+
+    A MAC layer's per-core extent D (output rows when split by rows, else output-channel tiles of
+    width co) is cut into tiles of the largest power of two up to `max_tile` whose working set
+    (per unit: its input and output bytes, plus weight bytes for channel tiles; plus the part
+    held whole, capped at half the budget) fits in `buffer_fraction` of on-chip memory. The last
+    tile costs at least `min_fill` of a full one, so latency steps as D crosses tile multiples.
+    """
     L, k = r.L, r.k
-    imb, spatial = split_imbalance(L, k, hw.mac_array.co)
+    if t is None:
+        return np.ones_like(k), np.zeros_like(k)
+    db = float(hw.dtype_bytes)
+    h = np.maximum(L.out_h, 1).astype(np.float64)
+    ctiles = np.ceil(L.out_ch / hw.mac_array.co).astype(np.float64)
+    extent = np.where(by_rows, np.ceil(h / k), np.ceil(ctiles / k))
+    unit = np.where(by_rows, (L.in_elems + L.out_elems) / h, (L.weight_elems + L.out_elems) / ctiles) * db
+    held = np.where(by_rows, L.weight_elems, L.in_elems) * db
+    budget = hw.onchip_bytes * t.buffer_fraction
+    fit = (budget - np.minimum(held, budget / 2)) / np.maximum(unit, 1.0)
+    cap = np.minimum(np.minimum(fit, 2.0 ** np.floor(np.log2(t.max_tile))), extent)
+    tile = 2.0 ** np.floor(np.log2(np.maximum(cap, 1.0)))
+    n = np.ceil(extent / tile)
+    last = extent - (n - 1) * tile
+    padded = (n - 1) * tile + np.maximum(last, t.min_fill * tile)
+    mac = L.macs > 0
+    return np.where(mac, padded / extent, 1.0), np.where(mac, n, 0.0)
+
+
+def bank_factor(L: LayerRows, hw: HardwareConfig, b: Banks | None) -> np.ndarray:
+    """Slowdown of windowed layers (conv, pool with a window over 1x1) whose channel vector spans
+    a number of bank words sharing a factor d with the bank count: d accesses collide."""
+    if b is None:
+        return np.ones(len(L.macs))
+    banks = max(1, int(round(b.count)))
+    if banks == 1:
+        return np.ones(len(L.macs))
+    words = np.ceil(L.in_ch * hw.dtype_bytes / b.width_bytes).astype(np.int64)
+    d = np.gcd(np.maximum(words, 1), banks)
+    windowed = (L.kh * L.kw > 1) & np.isin(L.op_code, [L.OP["conv"], L.OP["pool"]])
+    return np.where(windowed, 1.0 + b.penalty * (d - 1) / (banks - 1), 1.0)
+
+
+def compute_parts(r: _Rows, hw: HardwareConfig, dev: Device) -> dict[str, np.ndarray]:
+    """Per row: compute time (us) on the busiest core split into its parts, the MAC part, and
+    whether the layer splits spatially. base: aligned MACs and vector ops with the split's
+    imbalance; tiling: padding of the last tile plus per-tile setup; banks: conflicts;
+    halo: rows recomputed for the fused layers below."""
+    L, k = r.L, r.k
+    imb, by_rows, spatial = split_imbalance(L, k, hw.mac_array.co)
     eff = np.where(L.macs > 0, mac_efficiency(L, hw.mac_array.ci, hw.mac_array.co), 1.0)
-    mac_cycles = L.macs / eff / hw.macs_per_cycle
-    vec_cycles = L.vector_ops / hw.vector_lanes
-    base = (mac_cycles + vec_cycles) * imb / k / (hw.clock_ghz * 1e3)
+    us_per_cycle = 1.0 / (hw.clock_ghz * 1e3)
+    mac_us = (L.macs / eff / hw.macs_per_cycle) * imb / k * us_per_cycle
+    base = mac_us + (L.vector_ops / hw.vector_lanes) * imb / k * us_per_cycle
+    pad, n_tiles = tiling(r, by_rows, hw, dev.tiling)
+    tiles = base * (pad - 1.0) + n_tiles * (dev.tiling.tile_us if dev.tiling else 0.0)
+    bf = bank_factor(L, hw, dev.banks)
+    banks = base * pad * (bf - 1.0)
     rows_per_core = np.maximum(np.ceil(L.out_h / k), 1.0)
-    halo = base * halo_rows(r, spatial) / rows_per_core
-    return base + halo, halo, spatial
+    halo = base * pad * bf * halo_rows(r, spatial) / rows_per_core
+    return {"base": base, "mac": mac_us * pad * bf, "tiling": tiles, "banks": banks, "halo": halo,
+            "spatial": spatial}
 
 
 def weight_traffic_bytes(r: _Rows, spatial: np.ndarray, hw: HardwareConfig) -> np.ndarray:
@@ -120,45 +170,86 @@ def spill_bytes(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray, r: _Rows
     return np.where(fits, 0.0, 2.0 * G.internal_elems[gidx] * db)
 
 
-def dram_bw_bytes_per_us(cores: np.ndarray, hw: HardwareConfig) -> np.ndarray:
-    """Shared DRAM bandwidth, capped by what k cores' DMA engines can pull."""
-    return np.minimum(hw.dram_gbps, cores * hw.dma_gbps_per_core) * 1e3
+def dram_bw_bytes_per_us(cores: np.ndarray, hw: HardwareConfig, dev: Device) -> np.ndarray:
+    """DRAM bandwidth k streaming cores get: the shared DRAM, capped by their DMA engines, less
+    what contention costs beyond `contention.onset_cores` (a share per doubling)."""
+    bw = np.minimum(hw.dram_gbps, cores * dev.dma_gbps_per_core) * 1e3
+    c = dev.contention
+    if c is not None:
+        doublings = np.maximum(np.log2(np.maximum(cores, 1) / c.onset_cores), 0.0)
+        bw = bw * (1.0 - c.loss_per_doubling) ** doublings
+    return bw
 
 
-def overlap(c: np.ndarray, d: np.ndarray, hw: HardwareConfig) -> np.ndarray:
-    """Double buffering hides `dma_overlap` of the shorter of compute and DMA."""
-    return np.maximum(c, d) + (1.0 - hw.dma_overlap) * np.minimum(c, d)
+def clock_factor(cores: np.ndarray, mac_us: np.ndarray, busy_us: np.ndarray, dev: Device) -> np.ndarray:
+    """Share of the nominal clock a kernel runs at: k cores each busy with dense MACs for a share
+    u of the kernel draw k * u cores' worth of power; above `power.budget_cores` the clock drops
+    as (budget / (k * u)) ** exponent."""
+    p = dev.power
+    if p is None:
+        return np.ones_like(mac_us)
+    activity = cores * np.clip(mac_us / np.maximum(busy_us, 1e-12), 0.0, 1.0)
+    return np.minimum(1.0, (p.budget_cores / np.maximum(activity, 1e-12)) ** p.exponent)
 
 
-def sync_us(cores: np.ndarray, hw: HardwareConfig) -> np.ndarray:
-    """Barrier between layers on k cores: `HardwareConfig.sync_us(k)`, looked up per core count."""
-    table = np.array([hw.sync_us(c) for c in hw.core_counts])
-    return table[np.searchsorted(hw.core_counts, cores)]
+#: Descriptor units of one distinct layer, by op (a repeat of an identical layer costs REPEAT_UNITS).
+_DESC_UNITS = {"conv": 3.0, "fc": 2.0, "matmul": 2.0}
+_DW_UNITS = 2.0
+_REPEAT_UNITS = 0.25
+
+
+def descriptor_units(batch: GroupBatch) -> np.ndarray:
+    """Per batch group: descriptor units of its program (layers of one kind share a descriptor)."""
+    L = batch.layers
+    first = batch.first_of_kind()
+    unit = np.ones(len(L.macs))
+    for op, u in _DESC_UNITS.items():
+        unit[L.op_code == L.OP[op]] = u
+    unit[L.depthwise] = _DW_UNITS
+    n = batch.n_groups
+    distinct = np.bincount(batch.gid, weights=unit * first, minlength=n)
+    repeats = batch.groups.n_layers - np.bincount(batch.gid, weights=first, minlength=n)
+    return distinct + _REPEAT_UNITS * repeats
 
 
 # -- the model --------------------------------------------------------------------------------
 def _components(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray, hw: HardwareConfig) -> dict[str, np.ndarray]:
     """Latency components in us per pair (they add up to the total)."""
+    dev = hw.require_device()
     G = batch.groups
     r = _expand(batch, gidx, cores)
     k = cores.astype(np.float64)
-    comp_rows, halo_rows_us, spatial = compute_us(r, hw)
-    comp = _per_pair(r, comp_rows)
-    halo = _per_pair(r, halo_rows_us)
+    c = compute_parts(r, hw, dev)
+    spatial = c["spatial"]
+    base, tiles, banks, halo = (_per_pair(r, c[name]) for name in ("base", "tiling", "banks", "halo"))
+    comp0 = base + tiles + banks + halo
     db = float(hw.dtype_bytes)
     act = (G.in_elems[gidx] + G.out_elems[gidx]) * db
     wbytes = _per_pair(r, weight_traffic_bytes(r, spatial, hw))
     spill = spill_bytes(batch, gidx, cores, r, spatial, hw)
-    bw = dram_bw_bytes_per_us(k, hw)
+    bw = dram_bw_bytes_per_us(k, hw, dev)
     dram = (act + wbytes + spill) / bw
-    busy = overlap(comp, dram, hw)
+    clock = clock_factor(k, _per_pair(r, c["mac"]), np.maximum(comp0, dram), dev)
+    comp = comp0 / clock
+    busy = np.maximum(comp, dram) + dev.dma_exposed * np.minimum(comp, dram)
     exposed = busy - comp
     spill_us = exposed * np.where(dram > 0, (spill / bw) / np.maximum(dram, 1e-12), 0.0)
     n = G.n_layers[gidx].astype(np.float64)
-    launch = hw.launch_us + hw.dispatch_us_per_core * k
-    sync = n * (hw.layer_overhead_us + sync_us(cores, hw))
-    return {"launch": launch, "compute": comp - halo, "halo": halo, "dram": exposed - spill_us,
-            "spill": spill_us, "sync": sync}
+    launch = dev.launch_us + dev.dispatch_us_per_core * k
+    sync = n * (dev.layer_overhead_us + sync_us(cores, hw, dev))
+    reload = np.zeros_like(k)
+    if dev.descriptors is not None:
+        units = descriptor_units(batch)[gidx]
+        reload = np.maximum(np.ceil(units / dev.descriptors.capacity) - 1.0, 0.0) * dev.descriptors.reload_us
+    return {"launch": launch, "compute": base, "tiling": tiles, "banks": banks, "halo": halo,
+            "throttle": comp - comp0, "dram": exposed - spill_us, "spill": spill_us, "sync": sync,
+            "reload": reload}
+
+
+def sync_us(cores: np.ndarray, hw: HardwareConfig, dev: Device) -> np.ndarray:
+    """Barrier between layers on k cores: `Device.sync_us(k)`, looked up per core count."""
+    table = np.array([dev.sync_us(c) for c in hw.core_counts])
+    return table[np.searchsorted(hw.core_counts, cores)]
 
 
 def _check(groups: Sequence[Group], cores: np.ndarray, hw: HardwareConfig) -> None:
@@ -190,10 +281,18 @@ def simulate_batch(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray, hw: H
     """As `simulate`, for pairs (batch group gidx[i], cores[i]) of a prebuilt GroupBatch."""
     parts = _components(batch, np.asarray(gidx), np.asarray(cores), hw)
     ms = sum(parts.values()) / 1e3
-    if noise and hw.label_noise > 0:
-        s = hw.label_noise
-        ms = ms * np.exp(np.random.default_rng(seed).normal(-s * s / 2, s, size=len(ms)))
-    return ms
+    return measurement_noise(ms, hw.require_device().noise, seed) if noise else ms
+
+
+def measurement_noise(ms: np.ndarray, nz: Noise, seed: int) -> np.ndarray:
+    """Latencies as a timer reports them: log-normal spread (mean kept), and rare heavy-tailed
+    slowdowns (a preempted run, a DRAM refresh storm): x (1 + outlier_scale * Lomax(2))."""
+    rng = np.random.default_rng(seed)
+    out = ms * np.exp(rng.normal(-nz.sigma**2 / 2, nz.sigma, size=len(ms))) if nz.sigma > 0 else ms.copy()
+    if nz.outlier_rate > 0 and nz.outlier_scale > 0:
+        hit = rng.random(len(ms)) < nz.outlier_rate
+        out = out * np.where(hit, 1.0 + nz.outlier_scale * rng.pareto(2.0, size=len(ms)), 1.0)
+    return out
 
 
 def breakdown(group: Group, cores: int, hw: HardwareConfig) -> dict[str, float]:
@@ -208,10 +307,5 @@ def breakdown(group: Group, cores: int, hw: HardwareConfig) -> dict[str, float]:
 
 def roofline_ms(groups: Sequence[Group], hw: HardwareConfig,
                 cores: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
-    """Lower bound per group: all MACs at the peak of `cores[i]` cores (default: the whole chip),
-    or the boundary bytes at full DRAM bandwidth."""
-    b = GroupBatch.build(groups)
-    k = np.full(b.n_groups, hw.cores) if cores is None else np.asarray(cores, dtype=np.float64)
-    peak = k * hw.macs_per_cycle * hw.clock_ghz * 1e9
-    bytes_ = (b.groups.in_elems + b.groups.out_elems) * hw.dtype_bytes
-    return np.maximum(b.groups.macs / peak, bytes_ / (hw.dram_gbps * 1e9)) * 1e3
+    """Lower bound per group from the datasheet (`analytic.roofline_ms`): no latency is below it."""
+    return analytic.roofline_ms(groups, hw.datasheet, cores)

@@ -16,7 +16,6 @@ import pandas as pd
 from .fileio import atomic_write, atomic_write_text
 from .graph import Graph, GraphBuilder
 from .hardware import HardwareConfig, hw_slug, load_hardware
-from .simulator import simulate
 
 
 def conv_chain(channels: int, size: int, n: int = 1, k: int = 3, batch: int = 1) -> Graph:
@@ -36,6 +35,8 @@ def size_for_macs(macs: float, channels: int, k: int = 3) -> int:
 
 def _latency_table(graphs: list[Graph], hw: HardwareConfig) -> np.ndarray:
     """Latency (ms) of each whole graph as one group at every core count: shape (len(graphs), K)."""
+    from .simulator import simulate
+
     ks = list(hw.core_counts)
     groups = [g.group(0, len(g)) for g in graphs for _ in ks]
     cores = np.tile(ks, len(graphs))
@@ -53,7 +54,8 @@ def latency_vs_cores(hw: HardwareConfig, channels: int = 64) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def best_cores_map(hw: HardwareConfig) -> pd.DataFrame:
+def study_grid() -> tuple[pd.DataFrame, list[Graph]]:
+    """DLFusion's synthetic layers: single 3x3 convs over channel sizes and op counts (no latencies)."""
     rows, graphs = [], []
     for c in [4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 2048]:
         for macs in np.logspace(4, 10.5, 14):
@@ -61,8 +63,13 @@ def best_cores_map(hw: HardwareConfig) -> pd.DataFrame:
             if s:
                 graphs.append(conv_chain(c, s))
                 rows.append({"channels": c, "target_macs": macs, "size": s})
-    lat = _latency_table(graphs, hw)
-    df = pd.DataFrame(rows)
+    return pd.DataFrame(rows), graphs
+
+
+def best_cores_map(hw: HardwareConfig, latency_table=None) -> pd.DataFrame:
+    """Best core count over the study grid; `latency_table(graphs)` -> (n, K) ms, default the simulator."""
+    df, graphs = study_grid()
+    lat = latency_table(graphs) if latency_table is not None else _latency_table(graphs, hw)
     df["macs"] = [g.total_macs for g in graphs]
     df["best_cores"] = np.asarray(hw.core_counts)[lat.argmin(1)]
     df["speedup_vs_1core"] = lat[:, 0] / lat.min(1)

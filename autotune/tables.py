@@ -204,6 +204,27 @@ class GroupBatch:
     def n_groups(self) -> int:
         return len(self.groups.n_layers)
 
+    def first_of_kind(self) -> np.ndarray:
+        """Per layer row: whether it is the first of its kind in its group (same op, window,
+        stride, channels, conv groups and output size); repeats can share one compiled program."""
+        L = self.layers
+        if len(L.macs) == 0:
+            return np.zeros(0, dtype=bool)
+        sig = np.column_stack([self.gid, L.op_code, L.kh, L.kw, L.sh, L.sw, L.in_ch, L.out_ch, L.groups,
+                               L.out_h, L.out_w])
+        _, first = np.unique(sig, axis=0, return_index=True)
+        out = np.zeros(len(L.macs), dtype=bool)
+        out[first] = True
+        return out
+
+    def pair_rows(self, gidx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Flat (pair, layer) rows for pairs whose groups are `gidx`: (layer row of each, pair
+        index of each, start of each row's pair among the flat rows). Layers keep their order."""
+        lens = self.groups.n_layers[gidx]
+        idx, pair = _ranges(self.groups.first_row[gidx], lens)
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64) if len(lens) else lens
+        return idx, pair, starts[pair]
+
     @classmethod
     def build(cls, groups: Sequence[Group]) -> GroupBatch:
         """Gather the layers of `groups` (from any graphs) into one batch, in one vectorised pass:

@@ -1,12 +1,11 @@
-"""`autotune train`: fit the LatencyModel on a synthetic dataset, measure it on the zoo's real groups.
+"""`autotune train`: fit the LatencyModel on a labelled dataset, measure it on the zoo's real groups.
 
+Features are computed here from the measurement rows (cached per shard, autotune/dataset.py).
 The zoo groups (`zoo.parquet`) never enter training; their metrics are what meta.json reports.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,54 +14,10 @@ import numpy as np
 import pandas as pd
 
 from .costmodel import LatencyModel
+from .dataset import dataset_features, read_dataset
 from .errors import DatasetError
 from .fileio import atomic_write_json
 from .hardware import HardwareConfig, hw_slug, load_hardware
-
-
-@dataclass
-class Dataset:
-    """A labelled dataset folder read back: rows, manifest and its digest."""
-
-    rows: pd.DataFrame
-    manifest: dict
-    digest: str
-    zoo: pd.DataFrame | None
-
-
-def read_dataset(folder: str | Path, hw: HardwareConfig, feature_names: list[str], feature_version: int) -> Dataset:
-    """Read every shard listed in manifest.json; refuse data for other hardware or features."""
-    folder = Path(folder)
-    mpath = folder / "manifest.json"
-    if not mpath.is_file():
-        raise DatasetError(f"no dataset in {folder}/ (manifest.json missing); run `make synth HW={hw.name}` first")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except ValueError:
-        raise DatasetError(f"{mpath} is corrupted (not JSON); regenerate with `autotune synth --force`") from None
-    if manifest.get("hardware_hash") != hw.hash:
-        raise DatasetError(f"dataset in {folder}/ was labelled for hardware {manifest.get('hardware')!r} "
-                           f"(hash {manifest.get('hardware_hash')}), not {hw.name!r} (hash {hw.hash}); "
-                           f"regenerate it with `autotune synth --hw {hw.name} --force`")
-    if manifest.get("feature_version") != feature_version:
-        raise DatasetError(f"dataset in {folder}/ has feature schema v{manifest.get('feature_version')}, "
-                           f"this autotune computes v{feature_version}; regenerate it with `autotune synth --force`")
-    shards = manifest.get("shards", [])
-    missing = [s for s in shards if not (folder / s).is_file()]
-    if missing:
-        raise DatasetError(f"dataset in {folder}/ is missing shard {missing[0]}; rerun `autotune synth` to resume")
-    frames = [pd.read_parquet(folder / s) for s in shards]
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if rows.empty:
-        raise DatasetError(f"dataset in {folder}/ is empty; generate it with `autotune synth --groups N`")
-    absent = [c for c in feature_names + ["cores", "latency_ms", "group_id"] if c not in rows.columns]
-    if absent:
-        raise DatasetError(f"dataset in {folder}/ lacks column {absent[0]!r}; "
-                           "regenerate it with `autotune synth --force`")
-    digest = hashlib.sha256(mpath.read_bytes()).hexdigest()[:16]
-    zpath = folder / "zoo.parquet"
-    zoo = pd.read_parquet(zpath) if zpath.is_file() else None
-    return Dataset(rows, manifest, digest, zoo)
 
 
 def accuracy(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -119,9 +74,9 @@ def progress_callback(total: int):
 
         def after_iteration(self, model, epoch, evals_log):
             self.bar.update(1)
-            val = evals_log.get("val", {}).get("rmse")
+            val = evals_log.get("val", {}).get("mae")
             if val:
-                self.bar.set_postfix(val_rmse_log=f"{val[-1]:.4f}", refresh=False)
+                self.bar.set_postfix(val_mae_log=f"{val[-1]:.4f}", refresh=False)
             return False
 
         def after_training(self, model):
@@ -144,8 +99,8 @@ def train(hw: HardwareConfig, data_dir: str | Path, out_dir: str | Path, seed: i
     """Fit on `data_dir`, evaluate on its zoo.parquet, save to `out_dir`."""
     from .features import FEATURE_NAMES, FEATURE_VERSION
 
-    ds = read_dataset(data_dir, hw, list(FEATURE_NAMES), FEATURE_VERSION)
-    X = ds.rows[list(FEATURE_NAMES)].to_numpy(np.float32)
+    ds = read_dataset(data_dir, hw)
+    X, Xz = dataset_features(ds, hw)
     y = ds.rows["latency_ms"].to_numpy(np.float64)
     model = LatencyModel(random_state=seed, **params)
     t0 = time.perf_counter()
@@ -162,8 +117,8 @@ def train(hw: HardwareConfig, data_dir: str | Path, out_dir: str | Path, seed: i
     metrics: dict = {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,
                      "validation": accuracy(model.predict(X[va]), y[va])}
     zp = None
-    if ds.zoo is not None and len(ds.zoo):
-        zp = model.predict(ds.zoo[list(FEATURE_NAMES)].to_numpy(np.float32))
+    if Xz is not None:
+        zp = model.predict(Xz)
         metrics["zoo"] = zoo_metrics(ds.zoo, zp)
     meta = {
         "hardware": hw.name, "hardware_hash": hw.hash, "feature_version": FEATURE_VERSION,

@@ -1,5 +1,7 @@
 """Labelling pipeline (`autotune synth`): synthetic groups -> simulator labels at every core count ->
 Parquet shards + manifest.json, plus the zoo's candidate groups (zoo.parquet, evaluation only).
+Rows are measurements (group, cores, latency, source); features are computed at training time
+(autotune/dataset.py), so the simulator plays a device whose internals the model never sees.
 
 A shard's rows depend only on (settings, shard index): its groups come from
 `generate_range` and its label noise from a seed derived from (seed, shard). So shards can be
@@ -22,8 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from autotune.dataset import DESC_COLUMNS, MANIFEST, ROW_COLUMNS, ZOO_FILE, file_digest
 from autotune.errors import AutotuneError, DatasetError
-from autotune.features import FEATURE_NAMES, FEATURE_VERSION, featurize
 from autotune.fileio import atomic_write, atomic_write_json
 from autotune.graph import Graph, Group, graph_to_dict
 from autotune.hardware import HardwareConfig, hw_slug, load_hardware
@@ -33,27 +35,24 @@ from .generator import GENERATOR_VERSION, describe, extract, generate_range
 
 SHARD_GROUPS = 500
 META_KEY = b"autotune.synth"
-ZOO_FILE = "zoo.parquet"
-MANIFEST = "manifest.json"
-#: Descriptive columns (coverage plots, debugging); never model inputs.
-DESC_COLUMNS = ["macs", "ops", "max_channels", "batch", "source", "structure"]
 
 
 def settings_for(hw: HardwareConfig, groups: int, seed: int, shard_groups: int = SHARD_GROUPS) -> dict:
     """Everything that decides a dataset's contents: an existing folder must match it to be reused."""
     return {"hardware": hw.name, "hardware_hash": hw.hash, "generator_version": GENERATOR_VERSION,
-            "feature_version": FEATURE_VERSION, "code_digest": code_digest(), "seed": int(seed),
+            "code_digest": code_digest(), "seed": int(seed),
             "groups": int(groups), "shard_groups": int(shard_groups), "core_counts": list(hw.core_counts)}
 
 
 def code_digest() -> str:
-    """Digest of the source that decides a row (generator, IR, simulator, features): a dataset made
-    by other code is not silently resumed, even when nobody bumped a version number."""
+    """Digest of the source that decides a row (generator, IR, simulator): a dataset made by other
+    code is not silently resumed, even when nobody bumped a version number. Features are not in
+    it: they are computed from the rows at training time."""
     import hashlib
     import importlib
 
     h = hashlib.sha256()
-    for mod in ("synth.generator", "autotune.graph", "autotune.tables", "autotune.simulator", "autotune.features"):
+    for mod in ("synth.generator", "autotune.graph", "autotune.tables", "autotune.simulator"):
         h.update(Path(importlib.import_module(mod).__file__).read_bytes())
     return h.hexdigest()[:16]
 
@@ -68,27 +67,24 @@ def shard_seed(seed: int, k: int) -> int:
 
 
 def label_groups(groups: list[Group], hw: HardwareConfig, noise: bool, seed: int = 0) -> pd.DataFrame:
-    """Feature columns, `cores` and `latency_ms` for every group at every core count (group-major)."""
+    """`cores` and `latency_ms` (the simulator's measurement) for every group at every core count (group-major)."""
     ks = np.asarray(hw.core_counts, dtype=np.int64)
     pairs = [g for g in groups for _ in ks]
     cores = np.tile(ks, len(groups))
-    X = featurize(pairs, cores, hw)
-    df = pd.DataFrame(X, columns=list(FEATURE_NAMES))
-    df["cores"] = cores  # `cores` is also a feature: keep it exact (int)
-    df["latency_ms"] = simulate(pairs, cores, hw, noise=noise, seed=seed)
-    return df
+    return pd.DataFrame({"cores": cores, "latency_ms": simulate(pairs, cores, hw, noise=noise, seed=seed)})
 
 
 def _describe_group(g: Group) -> dict:
     ls = g.layers
     macs = sum(l.macs for l in ls)
     return {"macs": float(macs), "ops": float(macs if macs > 0 else sum(l.vector_ops for l in ls)),
-            "max_channels": int(max(max(l.in_channels, l.out_channels) for l in ls)), "batch": int(g.graph.batch)}
+            "max_channels": int(max(max(l.in_channels, l.out_channels) for l in ls)), "n_layers": len(ls),
+            "batch": int(g.graph.batch)}
 
 
 def _frame(groups: list[Group], graphs: list[Graph], ids: list[str], extra: dict[str, list], hw: HardwareConfig,
            noise: bool, seed: int) -> pd.DataFrame:
-    """Rows of groups: id and JSON first, then features, cores, latency, descriptive columns."""
+    """Measurement rows of groups: id, JSON, cores, latency, source, then descriptive columns."""
     K = len(hw.core_counts)
     lab = label_groups(groups, hw, noise, seed)
     head = pd.DataFrame({"group_id": np.repeat(ids, K),
@@ -98,9 +94,9 @@ def _frame(groups: list[Group], graphs: list[Graph], ids: list[str], extra: dict
     for col, vals in extra.items():
         desc[col] = vals
     desc = desc.loc[desc.index.repeat(K)].reset_index(drop=True)
-    clash = set(desc.columns) & set(lab.columns)
-    assert not clash, f"descriptive columns clash with features: {clash}"
-    return pd.concat([head, lab, desc], axis=1)
+    out = pd.concat([head, lab, desc], axis=1)
+    out.insert(4, "source", "simulator")
+    return out[ROW_COLUMNS + [c for c in out.columns if c not in ROW_COLUMNS]]
 
 
 def _to_parquet_bytes(df: pd.DataFrame, meta: dict) -> bytes:
@@ -119,7 +115,7 @@ def label_shard(k: int, hw: HardwareConfig, settings: dict) -> bytes:
     groups = [g.group(0, len(g)) for g in graphs]
     kinds = [describe(g) for g in graphs]
     df = _frame(groups, graphs, [f"{seed}-{start + r}" for r in range(len(graphs))],
-                {"source": [s for s, _ in kinds], "structure": [s for _, s in kinds]}, hw, True, shard_seed(seed, k))
+                {"kind": [s for s, _ in kinds], "structure": [s for _, s in kinds]}, hw, True, shard_seed(seed, k))
     return _to_parquet_bytes(df, {**settings, "shard": k})
 
 
@@ -157,7 +153,7 @@ def _check_folder(folder: Path, settings: dict, force: bool) -> None:
                               if recorded.get(key) != v and key != "core_counts")
             raise DatasetError(f"{folder}/ holds a dataset made with other settings: {diffs}; "
                                f"add --force to replace it, or choose another --out")
-        for p in [*folder.glob("shard-*.parquet"), folder / ZOO_FILE, mpath]:
+        for p in [*folder.glob("shard-*.parquet"), folder / ZOO_FILE, mpath, *folder.glob("features/*.parquet")]:
             p.unlink(missing_ok=True)
     for p in folder.glob(".*.tmp"):  # leftovers of a killed run (fileio temp files)
         p.unlink()
@@ -230,7 +226,7 @@ def zoo_frame(hw: HardwareConfig, models: list[str] | None = None) -> pd.DataFra
         cands = candidates(g, hw)
         graphs = [extract(g, c.i, c.j, name=f"{name}[{c.i}:{c.j}]") for c in cands]
         df = _frame(cands, graphs, [f"{name}:{c.i}-{c.j}" for c in cands],
-                    {"source": "zoo", "structure": name}, hw, False, 0)
+                    {"kind": "zoo", "structure": name}, hw, False, 0)
         K = len(hw.core_counts)
         df.insert(0, "model", name)
         df.insert(1, "i", np.repeat([c.i for c in cands], K))
@@ -284,10 +280,10 @@ def run(hw: HardwareConfig, folder: str | Path, groups: int, seed: int = 0, jobs
         zoo_info = {"file": ZOO_FILE, "rows": zrows, "models": zoo_models or "all"}
     if plot:
         plot_coverage(folder, plot, f"{hw.name}: synthetic groups vs zoo candidates (seed {seed}, {groups} groups)")
-    manifest = {**settings, "rows": sum(rows), "shards": [shard_name(k) for k in range(n_shards)],
-                "shard_rows": rows, "zoo": zoo_info,
-                "columns": {"id": ["group_id", "group_json"], "features": list(FEATURE_NAMES),
-                            "label": "latency_ms", "descriptive": DESC_COLUMNS}}
+    names = [shard_name(k) for k in range(n_shards)]
+    manifest = {**settings, "rows": sum(rows), "shards": names, "shard_rows": rows,
+                "shard_digests": [file_digest(folder / n) for n in names], "zoo": zoo_info,
+                "columns": {"rows": ROW_COLUMNS, "label": "latency_ms", "descriptive": DESC_COLUMNS}}
     atomic_write_json(folder / MANIFEST, manifest)
     manifest["label_s"] = label_s  # timing for the caller; not written, so reruns write the same file
     manifest["labelled_shards"] = len(todo)

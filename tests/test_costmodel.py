@@ -20,6 +20,7 @@ def _data(n=1500, seed=0):
 
 
 def _small(**kw):
+    kw.setdefault("prior", "none")
     return LatencyModel(n_estimators=200, early_stopping_rounds=20, n_jobs=1, **kw)
 
 
@@ -97,3 +98,64 @@ def test_load_refuses_other_hardware_schema_and_corruption(tmp_path):
         LatencyModel.load(tmp_path, hw)
     with pytest.raises(ModelFileError, match="no trained model"):
         LatencyModel.load(tmp_path / "missing", hw)
+
+
+# -- the calibrated prior ------------------------------------------------------------------------
+def _roofline_rows(n=3000, seed=0):
+    """Feature rows whose latency follows a roofline with known constants, 2% noise and 2% outliers."""
+    from autotune.calibration import COLUMNS
+
+    rng = np.random.default_rng(seed)
+    ks = rng.choice([1, 2, 4, 8], n).astype(float)
+    cc = 10 ** rng.uniform(0, 3, n)
+    cr = cc * rng.uniform(0.8, 1.2, n)
+    dc = 10 ** rng.uniform(0, 3, n)
+    dr = dc * rng.uniform(1, 4, n)
+    layers = rng.integers(1, 12, n).astype(float)
+    truth = {"launch": 20.0, "layer": 1.5, "bandwidth": {1: 2.0, 2: 1.5, 4: 1.0, 8: 1.0}, "overlap": 0.3}
+    bw = np.array([truth["bandwidth"][int(k)] for k in ks])
+    rows_split = ks >= 4  # the device splits by rows on 4+ cores
+    C = np.where(rows_split, cr, cc)
+    D = np.where(rows_split, dr, dc) * bw
+    y_us = truth["launch"] + layers * truth["layer"] + np.maximum(C, D) + truth["overlap"] * np.minimum(C, D)
+    y_us *= np.exp(rng.normal(0, 0.02, n)) * np.where(rng.random(n) < 0.02, 3.0, 1.0)
+    cols = {"log_compute_rows_us": np.log10(cr + 1), "log_halo_rows_us": np.zeros(n),
+            "log_compute_chan_us": np.log10(cc + 1), "log_dram_rows_us": np.log10(dr + 1),
+            "log_dram_chan_us": np.log10(dc + 1), "n_layers": layers, "cores": ks}
+    X = np.column_stack([cols[c] for c in COLUMNS]).astype(np.float32)
+    return X, y_us / 1e3, list(COLUMNS), truth
+
+
+def test_calibrated_prior_recovers_the_device_constants_despite_outliers():
+    from autotune.calibration import columns_to_parts, fit_roofline
+
+    X, y, names, truth = _roofline_rows()
+    fit = fit_roofline(columns_to_parts(X, {c: i for i, c in enumerate(names)}), y * 1e3)
+    assert fit.cores == [1.0, 2.0, 4.0, 8.0]
+    assert np.allclose(fit.launch, truth["launch"], rtol=0.15) and np.allclose(fit.layer, truth["layer"], rtol=0.2)
+    assert np.allclose(fit.bandwidth, [truth["bandwidth"][k] for k in (1, 2, 4, 8)], rtol=0.1)
+    assert fit.split[0] < 0.2 and fit.split[-1] > 0.8 and fit.overlap == pytest.approx(truth["overlap"], abs=0.1)
+
+
+def test_latency_model_with_calibrated_prior_saves_and_loads_without_pickle(tmp_path):
+    X, y, names, _ = _roofline_rows()
+    m = LatencyModel(n_estimators=100, early_stopping_rounds=10, n_jobs=1, feature_names=names).fit(
+        X, y, groups=np.arange(len(y)))
+    rel = np.abs(m.predict(X) / y - 1)
+    assert np.median(rel) < 0.03 and np.median(np.abs(m.prior_predict(X) / y - 1)) < 0.05
+    hw = load_hardware("mlu100")
+    m.save(tmp_path, {"hardware": hw.name, "hardware_hash": hw.hash, "feature_version": 1})
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    assert meta["calibration"]["cores"] == [1.0, 2.0, 4.0, 8.0] and meta["params"]["prior"] == "calibrated"
+    back = LatencyModel.load(tmp_path, hw, feature_version=1)
+    assert np.array_equal(back.predict(X), m.predict(X))
+    meta.pop("calibration")
+    (tmp_path / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="calibration"):
+        LatencyModel.load(tmp_path, hw, feature_version=1)
+
+
+def test_unknown_prior_is_refused():
+    X, y, g = _data()
+    with pytest.raises(ValueError, match="prior must be"):
+        LatencyModel(n_estimators=5, prior="magic").fit(X, y, groups=g)

@@ -59,7 +59,8 @@ def test_eval_table_and_json(workspace, tmp_path):
     assert [m["model"] for m in d["models"]] == ["resnet18", "mobilenet_v1"]
     for m in d["models"]:
         s = m["strategies"]
-        assert set(s) == {"none", "cores-only", "fuse-max", "dlfusion", "greedy", "learned", "oracle"}
+        assert set(s) == {"none", "cores-only", "fuse-max", "dlfusion", "greedy", "analytic", "learned", "oracle"}
+        assert all(s[k]["sim_calls"] == 0 for k in s if k != "oracle")  # with a model, only the oracle simulates
         assert s["oracle"]["ms"] <= min(v["ms"] for v in s.values()) * (1 + 1e-9)
         assert s["learned"]["sim_calls"] == 0 and s["oracle"]["sim_calls"] > 0
         assert m["speedup"] == pytest.approx(s["none"]["ms"] / s["learned"]["ms"])

@@ -66,3 +66,76 @@ def test_hardware_parameters_enter_the_row():
     a = featurize([g.group(0, 2)], [4], load_hardware("mlu100"))
     b = featurize([g.group(0, 2)], [4], load_hardware("edge4"))
     assert _col(a, "hw_dram_gbps")[0] != _col(b, "hw_dram_gbps")[0]
+
+
+# -- the device boundary: features read the graph and the datasheet only ---------------------------
+def _device_numbers(d: dict, prefix: str = "device") -> list[str]:
+    """Dotted paths of every number in a device section."""
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out += _device_numbers(v, f"{prefix}.{k}")
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(f"{prefix}.{k}")
+    return out
+
+
+def test_feature_rows_do_not_change_with_any_device_value():
+    g = _net()
+    groups = [g.group(i, j) for i in range(len(g)) for j in range(i + 1, len(g) + 1)]
+    ks = [HW.core_counts[(i * 5) % len(HW.core_counts)] for i in range(len(groups))]
+    base = featurize(groups, ks, HW)
+    dump = HW.model_dump()["device"]
+    paths = _device_numbers(dump)
+    assert len(paths) >= 15  # launch, DMA, barrier, tiling, contention, power, descriptors, banks, noise
+    for path in paths:
+        node = dump
+        for p in path.split(".")[1:]:
+            node = node[p]
+        value = node * 1.7 if isinstance(node, float) else node + 1
+        if path.endswith(("dma_exposed", "buffer_fraction", "min_fill", "loss_per_doubling", "sigma",
+                          "outlier_rate")):
+            value = node / 2  # bounded shares stay in range
+        changed = HW.updated({path: value})
+        assert changed.hash != HW.hash
+        assert np.array_equal(featurize(groups, ks, changed), base), path
+    for section in ("tiling", "contention", "power", "descriptors", "banks"):
+        assert np.array_equal(featurize(groups, ks, HW.updated({f"device.{section}": None})), base), section
+    assert np.array_equal(featurize(groups, ks, HW.updated({"device": None})), base)  # a measured part
+    assert np.array_equal(featurize(groups, ks, HW.datasheet), base)
+
+
+def test_model_side_modules_never_import_the_simulator():
+    import subprocess
+    import sys
+
+    code = ("import sys; import autotune.features, autotune.analytic, autotune.costmodel, autotune.calibration, "
+            "autotune.planner, autotune.dataset, autotune.training, autotune.tuning; "
+            "print('autotune.simulator' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_only_the_simulator_reads_the_device_section():
+    from pathlib import Path
+
+    import autotune
+
+    root = Path(autotune.__file__).parent
+    readers = {p.name for p in root.glob("*.py") if ".device" in p.read_text().replace("`hw.device`", "")
+               or "require_device" in p.read_text()}
+    assert readers <= {"simulator.py", "hardware.py"}, readers
+
+
+def test_datasheet_estimate_is_a_lower_bound_on_compute_and_sane():
+    """The analytic estimate's compute never beats the MAC peak of k cores."""
+    from autotune.analytic import estimate, roofline_ms
+    from autotune.tables import GroupBatch
+
+    g = _net()
+    groups = [g.group(i, j) for i in range(len(g)) for j in range(i + 1, len(g) + 1)]
+    for k in HW.core_counts:
+        e = estimate(GroupBatch.build(groups), np.arange(len(groups)), np.full(len(groups), k), HW.datasheet)
+        peak = np.array([gr.macs for gr in groups]) / (k * HW.macs_per_cycle * HW.clock_ghz * 1e3)
+        assert (e.compute_us >= peak * (1 - 1e-9)).all() and (e.total_us > 0).all()
+        assert (e.total_us / 1e3 >= roofline_ms(groups, HW.datasheet, [k] * len(groups)) * (1 - 1e-9)).all()

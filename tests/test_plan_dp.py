@@ -61,9 +61,9 @@ def brute_force(g, hw):
 @settings(max_examples=25, deadline=None)
 @given(st.data())
 def test_dp_equals_brute_force(data):
-    hw = HW.model_copy(update={"max_fusion": data.draw(st.integers(2, 4))})
+    hw = HW.updated({"datasheet.max_fusion": data.draw(st.integers(2, 4))})
     g = _random_graph(data)
-    p = planner.plan(g, hw)
+    p = planner.plan(g, hw, cost="oracle")
     assert p.predicted_ms == pytest.approx(brute_force(g, hw), rel=1e-9)
     planner.verify(p, g, hw)
     assert p.simulated_ms == pytest.approx(p.predicted_ms, rel=1e-9)
@@ -71,7 +71,7 @@ def test_dp_equals_brute_force(data):
 
 def test_plan_covers_every_layer_once_and_respects_the_rules():
     g = zoo.build("googlenet")
-    p = planner.plan(g, HW)
+    p = planner.plan(g, HW, cost="oracle")
     names = [n for grp in p.groups for n in grp.layers]
     assert names == [l.name for l in g.order]
     assert all(len(grp.layers) <= HW.max_fusion for grp in p.groups)
@@ -92,7 +92,7 @@ def test_oracle_beats_every_baseline(name):
 
 def test_plan_json_has_the_design_keys_and_round_trips():
     g = zoo.build("resnet18")
-    p = planner.verify(planner.plan(g, HW, strategy="oracle"), g, HW)
+    p = planner.verify(planner.plan(g, HW, cost="oracle"), g, HW)
     d = json.loads(json.dumps(p.to_dict()))
     assert set(d) == {"model", "hardware", "hardware_hash", "batch", "strategy", "predicted_ms", "simulated_ms",
                       "groups"}
@@ -104,7 +104,7 @@ def test_plan_json_has_the_design_keys_and_round_trips():
 
 def test_deterministic():
     g = zoo.build("squeezenet1_1")
-    assert planner.plan(g, HW).to_dict() == planner.plan(g, HW).to_dict()
+    assert planner.plan(g, HW, cost="oracle").to_dict() == planner.plan(g, HW, cost="oracle").to_dict()
 
 
 def test_cost_source_sees_all_pairs_in_one_batch_linear_in_layers():

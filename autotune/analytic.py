@@ -1,10 +1,17 @@
 """Datasheet-only latency estimates: what a compiler engineer can write without the device.
 
-Used three ways: as feature columns (features.py), as the prior the learned model corrects
-(log latency = log estimate + trees), and alone as the `analytic` strategy's cost source.
-It reads the graph and `hw.datasheet` only. How the device behaves (launch and barrier costs,
-DMA engines, tiling, contention, clocks) is unknown here, so the fixed costs are generic rules
-of thumb for NPU kernels, the same for every config and never read from `device:`.
+Used three ways: as feature columns (features.py), as the inputs of the roofline whose constants
+the learned model fits to measurements (calibration.py), and alone as the `analytic` strategy's
+cost source. It reads the graph and `hw.datasheet` only. How the device behaves (launch and
+barrier costs, DMA engines, which split its compiler picks, tiling, contention, clocks) is
+unknown here, so the analytic strategy's fixed costs and reachable bandwidth are generic rules of
+thumb for NPU kernels, the same for every config and never read from `device:`.
+
+The textbook mechanisms it does write down: channels padded to the MAC array's lanes; a kernel's
+work split over k cores by output rows of feature maps or by output-channel tiles; halo rows that
+a spatial split recomputes for the windowed layers fused below; weights every core needs in full
+on a row split; re-reads when a weight share does not fit in half the on-chip memory (double
+buffering), in the cheaper loop order; intermediates that spill when they do not fit on chip.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ GENERIC_BARRIER_US = 0.5
 # A single core's DMA engines rarely saturate a shared DRAM: assume k cores reach
 # dram_gbps * min(1, k / (GENERIC_DRAM_SATURATION * cores)), i.e. half the cores saturate it.
 GENERIC_DRAM_SATURATION = 0.5
+#: The two split policies of `split_what_ifs`.
+POLICIES = ("rows", "chan")
 
 
 def reachable_gbps(k: np.ndarray, ds: Datasheet) -> np.ndarray:
@@ -44,8 +53,9 @@ class LayerSplit:
 
 
 def split(L: LayerRows, k: np.ndarray, ds: Datasheet) -> LayerSplit:
-    """The better of a split by output rows (ceil(H/k) rows on the busiest core, when H >= k)
-    and by output-channel tiles of the MAC array's width; layers without MACs split by elements."""
+    """The better-balanced of a split by output rows (ceil(H/k) rows on the busiest core, when
+    H >= k) and by output-channel tiles of the MAC array's width; layers without MACs split by
+    elements."""
     h = np.maximum(L.out_h, 1).astype(np.float64)
     tiles = np.ceil(np.maximum(L.out_ch, 1) / ds.mac_array.co).astype(np.float64)
     e = np.maximum(L.out_elems, 1).astype(np.float64)
@@ -71,73 +81,115 @@ def aligned_cycles(L: LayerRows, ds: Datasheet) -> tuple[np.ndarray, np.ndarray]
     return mac, L.vector_ops / ds.vector_lanes
 
 
-@dataclass
-class LayerTraffic:
-    """Per flat row: one core's weight share, and the layer's weight (and re-read) bytes from DRAM."""
-
-    weight_share: np.ndarray
-    total: np.ndarray
-
-
-def layer_traffic_bytes(L: LayerRows, k: np.ndarray, sp: LayerSplit, ds: Datasheet) -> LayerTraffic:
-    """Weight bytes a layer pulls from DRAM on k cores: a row split gives every core all weights,
-    a channel split a 1/k share (each core then reads the whole input). When a core's share of
-    weights, input and output exceeds on-chip memory, it works in passes over the larger operand
-    and re-reads the smaller one each extra pass."""
-    db = float(ds.dtype_bytes)
-    w = L.weight_elems * db
-    share = np.where(sp.by_rows, w, w / k)
-    in_share = np.where(sp.by_rows, L.in_elems * db / k, L.in_elems * db)
-    ws = share + in_share + L.out_elems * db / k
-    passes = np.ceil(ws / ds.onchip_bytes)
-    reread = (passes - 1.0) * np.minimum(share, in_share)
-    return LayerTraffic(share, (share + np.where(w > 0, reread, 0.0)) * k)
+def reread_bytes(weight_share: np.ndarray, in_share: np.ndarray, ds: Datasheet) -> np.ndarray:
+    """Bytes one core reads again because its weight share does not fit: with double buffering a
+    tile may take half the on-chip memory (h); weights that fit stay resident while the input
+    streams through once. Otherwise the loop nest takes the cheaper order: the weights again for
+    every input tile, W * (ceil(I / h) - 1), or the input again for every weight block,
+    I * (ceil(W / h) - 1)."""
+    h = ds.onchip_bytes / 2
+    again = np.minimum(weight_share * (np.ceil(in_share / h) - 1), in_share * (np.ceil(weight_share / h) - 1))
+    return np.where(weight_share > h, np.maximum(again, 0.0), 0.0)
 
 
 @dataclass
-class Estimate:
-    """Per (group, cores) pair, in us: the parts of the datasheet estimate and their total."""
+class SplitWhatIf:
+    """Per pair, for one split policy, in us at the datasheet's peak rates: compute of the busiest
+    core, its halo recompute, and the DRAM time of boundary activations plus weights, of re-reads
+    and of spilled intermediates."""
 
-    compute_us: np.ndarray  # aligned MAC and vector work of the busiest core at the nominal clock
-    halo_us: np.ndarray  # rows recomputed at split boundaries for the fused windowed layers below
-    dram_us: np.ndarray  # boundary activations, weights (per core on a row split), spills at dram_gbps
-    fixed_us: np.ndarray  # generic launch, per-layer setup and barriers
-    spill_bytes: np.ndarray
-    total_us: np.ndarray  # max(compute + halo, dram) + fixed: a roofline with fixed costs
+    compute_us: np.ndarray
+    halo_us: np.ndarray
+    bytes_us: np.ndarray
+    reread_us: np.ndarray
+    spill_us: np.ndarray
+    weight_share: np.ndarray  # per pair: the largest weight share one core holds
 
 
-def estimate(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray, ds: Datasheet) -> Estimate:
-    """The datasheet estimate of every pair (batch group gidx[i], cores[i]), vectorised."""
+def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
+                   ds: Datasheet) -> dict[str, SplitWhatIf]:
+    """The two natural ways a kernel spreads over k cores, since which one the vendor compiler
+    picks is not on the datasheet: "rows" splits feature maps spatially wherever they have at
+    least k output rows (every core then reads all of a layer's weights and a 1/k slice of its
+    input), "chan" always splits by output-channel tiles (a 1/k share of the weights each, the
+    whole input). Layers without MACs spread their own work by elements either way."""
     gidx = np.asarray(gidx, dtype=np.int64)
     k_pair = np.asarray(cores, dtype=np.float64)
     n = len(gidx)
     rows, pair, start = batch.pair_rows(gidx)
     L = batch.layers.take(rows)
     k = k_pair[pair]
-    sp = split(L, k, ds)
     mac_c, vec_c = aligned_cycles(L, ds)
-    layer_us = (mac_c + vec_c) * sp.imbalance / k / (ds.clock_ghz * 1e3)
-    # halo: each row-split layer recomputes the window overlap of the windowed layers after it
-    need = np.where(sp.by_rows, L.halo, 0).astype(np.float64)
-    incl = np.cumsum(need)
-    before = np.concatenate([[0.0], incl])[start]
-    after = np.bincount(pair, weights=need, minlength=n)[pair] - (incl - before)
-    halo = np.where(sp.by_rows & (k > 1), layer_us * after / sp.rows_per_core, 0.0)
-    compute = np.bincount(pair, weights=layer_us, minlength=n)
-    halo_us = np.bincount(pair, weights=halo, minlength=n)
+    work_us = (mac_c + vec_c) / k / (ds.clock_ghz * 1e3)
+    h = np.maximum(L.out_h, 1).astype(np.float64)
+    tiles = np.ceil(np.maximum(L.out_ch, 1) / ds.mac_array.co)
+    e = np.maximum(L.out_elems, 1).astype(np.float64)
+    mac = L.macs > 0
+    chan_imb = np.where(mac, np.ceil(tiles / k) * k / tiles, np.ceil(e / k) * k / e)
+    # a spatially split group splits every feature map by rows, vector layers too (their own work
+    # still spreads by elements), so every layer of it recomputes halo rows for the windows below
+    map_rows = L.spatial & (h >= k) & (h > 1)
     G = batch.groups
     db = float(ds.dtype_bytes)
-    traffic = layer_traffic_bytes(L, k, sp, ds)
-    wmax = np.zeros(n)
-    np.maximum.at(wmax, pair, traffic.weight_share)
-    live = G.max_internal_elems[gidx] * db / k_pair + wmax
-    spill = np.where((live > ds.onchip_bytes) & (G.internal_elems[gidx] > 0), 2.0 * G.internal_elems[gidx] * db, 0.0)
-    nbytes = (G.in_elems[gidx] + G.out_elems[gidx]) * db + np.bincount(pair, weights=traffic.total, minlength=n) + spill
-    dram = nbytes / reachable_gbps(k_pair, ds) / 1e3
-    n_layers = G.n_layers[gidx].astype(np.float64)
-    fixed = GENERIC_LAUNCH_US + n_layers * (GENERIC_LAYER_US + GENERIC_BARRIER_US * np.log2(np.maximum(k_pair, 1)))
-    total = np.maximum(compute + halo_us, dram) + fixed
-    return Estimate(compute, halo_us, dram, fixed, spill, total)
+    w = L.weight_elems * db
+    inp = L.in_elems * db
+    bw = ds.dram_gbps * 1e3  # bytes per us
+    boundary = (G.in_elems[gidx] + G.out_elems[gidx]) * db
+    internal = G.internal_elems[gidx] * db
+    out = {}
+    for policy in POLICIES:
+        by_rows = map_rows if policy == "rows" else np.zeros_like(map_rows)
+        layer_us = work_us * np.where(by_rows & mac, np.ceil(h / k) * k / h, chan_imb)
+        need = np.where(by_rows, L.halo, 0).astype(np.float64)
+        incl = np.cumsum(need)
+        after = np.bincount(pair, weights=need, minlength=n)[pair] - (incl - np.concatenate([[0.0], incl])[start])
+        halo = np.where(by_rows & (k > 1), layer_us * after / np.ceil(h / k), 0.0)
+        share = np.where(by_rows, w, w / k)
+        in_share = np.where(by_rows, inp / k, inp)
+        wmax = np.zeros(n)
+        np.maximum.at(wmax, pair, share)
+        live = G.max_internal_elems[gidx] * db / k_pair + wmax
+        spill = np.where((live > ds.onchip_bytes) & (internal > 0), 2.0 * internal, 0.0)
+        out[policy] = SplitWhatIf(
+            np.bincount(pair, weights=layer_us, minlength=n), np.bincount(pair, weights=halo, minlength=n),
+            (boundary + np.bincount(pair, weights=share * k, minlength=n)) / bw,
+            np.bincount(pair, weights=reread_bytes(share, in_share, ds) * k, minlength=n) / bw, spill / bw, wmax)
+    return out
+
+
+@dataclass
+class Estimate:
+    """Per (group, cores) pair, in us: the analytic strategy's estimate and its parts, for the
+    split policy it would pick (the cheaper one)."""
+
+    compute_us: np.ndarray  # aligned MAC and vector work of the busiest core, halo included
+    dram_us: np.ndarray  # all DRAM traffic at the bandwidth k cores are assumed to reach
+    fixed_us: np.ndarray  # generic launch, per-layer setup and barriers
+    total_us: np.ndarray  # max(compute, dram) + fixed: a roofline with fixed costs
+
+
+def estimate(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray, ds: Datasheet,
+             what: dict[str, SplitWhatIf] | None = None) -> Estimate:
+    """The datasheet estimate of every pair (batch group gidx[i], cores[i]): the cheaper split
+    policy's roofline with generic fixed costs and reachable bandwidth."""
+    what = what if what is not None else split_what_ifs(batch, gidx, cores, ds)
+    k = np.asarray(cores, dtype=np.float64)
+    scale = ds.dram_gbps / reachable_gbps(k, ds)
+    n_layers = batch.groups.n_layers[np.asarray(gidx, dtype=np.int64)].astype(np.float64)
+    fixed = GENERIC_LAUNCH_US + n_layers * (GENERIC_LAYER_US + GENERIC_BARRIER_US * np.log2(np.maximum(k, 1)))
+    best = None
+    for policy in POLICIES:
+        w = what[policy]
+        c = w.compute_us + w.halo_us
+        d = (w.bytes_us + w.reread_us + w.spill_us) * scale
+        e = Estimate(c, d, fixed, np.maximum(c, d) + fixed)
+        if best is None:
+            best = e
+        else:
+            pick = e.total_us < best.total_us
+            best = Estimate(*(np.where(pick, getattr(e, f), getattr(best, f))
+                              for f in ("compute_us", "dram_us", "fixed_us", "total_us")))
+    return best
 
 
 def analytic_ms(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray, ds: Datasheet) -> np.ndarray:

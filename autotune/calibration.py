@@ -3,16 +3,21 @@
 The structure is the textbook one for a kernel on k cores (DESIGN.md: features may be datasheet
 estimates; the device is a black box):
 
-    T = launch_k + n_layers * layer_k + max(C, D) + overlap * min(C, D)
-    C = compute_scale_k * (C_chan + split_k * (C_rows - C_chan))
-    D = bandwidth_scale_k * (D_chan + split_k * (D_rows - D_chan))
+    T = launch_k + n_layers * layer_k + max(C', D) + overlap * min(C', D)
+    C' = C * max(1, (k * C / max(C, D) / power_cores) ** power_exp)     a power-limited clock
+    C = compute_k * mix_k(C_rows, C_chan)
+    D = bandwidth_k * (mix_k(B_rows, B_chan) + reread * mix_k(R_rows, R_chan) + spill * mix_k(S_rows, S_chan))
+    mix_k(a, b) = b + split_k * (a - b)
 
-C_* and D_* are the features' datasheet estimates of compute and DRAM time under the two natural
-splits (by channels; feature maps by rows). Every constant that depends on the device (launch and
-per-layer costs, the bandwidth k cores really reach, the clock they really run at, which split the
-compiler picks, how much DMA hides under compute) is fitted from the labels, one set per core
-count, by robust least squares on log latency. Nothing is read from the hardware's `device:`
-section. What the roofline cannot express is left to the gradient-boosted trees on top.
+C, B, R, S are the features' datasheet estimates (analytic.split_what_ifs) of compute (halo
+included), DRAM time of boundary activations and weights, of re-reads and of spills, under the
+two natural splits (by channels; feature maps by rows). Every constant that depends on the device
+(launch and per-layer costs, the bandwidth k cores really reach, the clock they really run at and
+how it drops when many cores are busy with MACs, which split the compiler picks, how much DMA
+hides under compute, how its tiling re-reads and spills compare with the estimate) is fitted
+from the labels, one set per core count and a few shared, by robust least squares on log latency.
+Nothing is read from the hardware's `device:` section. What the roofline cannot express is left
+to the gradient-boosted trees on top.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+_PARTS = ("compute", "halo", "bytes", "reread", "spill")
 #: Feature columns the fit reads (all log10(x + 1) of microseconds, except n_layers and cores).
-COLUMNS = ("log_compute_rows_us", "log_halo_rows_us", "log_compute_chan_us", "log_dram_rows_us",
-           "log_dram_chan_us", "n_layers", "cores")
+COLUMNS = tuple(f"log_{part}_{policy}_us" for policy in ("rows", "chan") for part in _PARTS) + (
+    "n_layers", "cores")
 _PER_CORE = ("split", "bandwidth", "compute", "launch", "layer")
+_SHARED = ("overlap", "reread", "spill", "power_cores", "power_exp")
 
 
 @dataclass
@@ -38,9 +45,13 @@ class RooflineFit:
     launch: list[float]  # us per kernel
     layer: list[float]  # us per layer in a kernel
     overlap: float  # share of the shorter of compute and DMA that is not hidden
+    reread: float  # multiplies the re-read estimate
+    spill: float  # multiplies the spill estimate
+    power_cores: float  # busy cores the power budget sustains at full clock
+    power_exp: float  # how fast the clock drops beyond it
 
     def to_dict(self) -> dict:
-        return {name: getattr(self, name) for name in ("cores",) + _PER_CORE + ("overlap",)}
+        return {name: getattr(self, name) for name in ("cores",) + _PER_CORE + _SHARED}
 
     @classmethod
     def from_dict(cls, d: dict) -> RooflineFit:
@@ -48,7 +59,7 @@ class RooflineFit:
         vals = {name: [float(v) for v in d[name]] for name in ("cores",) + _PER_CORE}
         if any(len(v) != K for v in vals.values()):
             raise ValueError("calibration lists differ in length")
-        return cls(**vals, overlap=float(d["overlap"]))
+        return cls(**vals, **{name: float(d[name]) for name in _SHARED})
 
     def predict_us(self, parts: dict[str, np.ndarray]) -> np.ndarray:
         """Latency (us) of rows given their `parts` (see `columns_to_parts`)."""
@@ -56,23 +67,28 @@ class RooflineFit:
         # a core count never measured takes the constants of the nearest one measured
         j = np.abs(np.log2(parts["k"])[:, None] - ks[None, :]).argmin(1)
         p = {name: np.asarray(getattr(self, name))[j] for name in _PER_CORE}
-        return _roofline(parts, p, self.overlap)
+        return _roofline(parts, p, {name: getattr(self, name) for name in _SHARED})
 
 
-def _roofline(parts: dict[str, np.ndarray], p: dict[str, np.ndarray], overlap: float) -> np.ndarray:
-    C = p["compute"] * (parts["Cc"] + p["split"] * (parts["Cr"] - parts["Cc"]))
-    D = p["bandwidth"] * (parts["Dc"] + p["split"] * (parts["Dr"] - parts["Dc"]))
-    return p["launch"] + parts["n"] * p["layer"] + np.maximum(C, D) + overlap * np.minimum(C, D)
+def _roofline(parts: dict[str, np.ndarray], p: dict[str, np.ndarray], sh: dict[str, float]) -> np.ndarray:
+    def mix(name: str) -> np.ndarray:
+        a, b = parts[name + "_rows"], parts[name + "_chan"]
+        return b + p["split"] * (a - b)
+
+    C = p["compute"] * (mix("compute") + mix("halo"))
+    D = p["bandwidth"] * (mix("bytes") + sh["reread"] * mix("reread") + sh["spill"] * mix("spill"))
+    busy_cores = parts["k"] * C / np.maximum(np.maximum(C, D), 1e-12)
+    C = C * np.maximum(1.0, busy_cores / sh["power_cores"]) ** sh["power_exp"]
+    return p["launch"] + parts["n"] * p["layer"] + np.maximum(C, D) + sh["overlap"] * np.minimum(C, D)
 
 
 def columns_to_parts(X: np.ndarray, index: dict[str, int]) -> dict[str, np.ndarray]:
     """The roofline's inputs from feature rows; `index` maps each of COLUMNS to its column in X."""
-    def us(name: str) -> np.ndarray:
-        return 10.0 ** X[:, index[name]].astype(np.float64) - 1.0
-
-    return {"Cr": us("log_compute_rows_us") + us("log_halo_rows_us"), "Cc": us("log_compute_chan_us"),
-            "Dr": us("log_dram_rows_us"), "Dc": us("log_dram_chan_us"),
-            "n": X[:, index["n_layers"]].astype(np.float64), "k": X[:, index["cores"]].astype(np.float64)}
+    out = {f"{part}_{policy}": 10.0 ** X[:, index[f"log_{part}_{policy}_us"]].astype(np.float64) - 1.0
+           for policy in ("rows", "chan") for part in _PARTS}
+    out["n"] = X[:, index["n_layers"]].astype(np.float64)
+    out["k"] = X[:, index["cores"]].astype(np.float64)
+    return out
 
 
 def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int = 30000, seed: int = 0,
@@ -91,18 +107,23 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
     j = np.searchsorted(ks, parts["k"])
     log_y = np.log(y_us)
 
-    def unpack(th: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+    def unpack(th: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         sig = 1.0 / (1.0 + np.exp(-th[0:K]))
         p = {"split": sig, "bandwidth": np.exp(th[K:2 * K]), "compute": np.exp(th[2 * K:3 * K]),
              "launch": np.exp(th[3 * K:4 * K]), "layer": np.exp(th[4 * K:5 * K])}
-        return p, float(1.0 / (1.0 + np.exp(-th[5 * K])))
+        sh = {"overlap": float(1.0 / (1.0 + np.exp(-th[5 * K]))), "reread": float(np.exp(th[5 * K + 1])),
+              "spill": float(np.exp(th[5 * K + 2])), "power_cores": float(np.exp(th[5 * K + 3])),
+              "power_exp": float(np.exp(th[5 * K + 4]))}
+        return p, sh
 
     def residual(th: np.ndarray) -> np.ndarray:
-        p, ov = unpack(th)
-        return np.log(np.maximum(_roofline(parts, {k_: v[j] for k_, v in p.items()}, ov), 1e-9)) - log_y
+        p, sh = unpack(th)
+        return np.log(np.maximum(_roofline(parts, {k_: v[j] for k_, v in p.items()}, sh), 1e-9)) - log_y
 
-    # start: even split mix, datasheet bandwidth and clock, 10 us launch, 1 us per layer, half hidden
-    th0 = np.r_[np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.log(10.0)), np.zeros(K), 0.0]
+    # start: even split mix, datasheet bandwidth and clock, 10 us launch, 1 us per layer, half of the
+    # shorter of compute and DMA hidden, re-reads and spills as estimated, a power budget for all cores
+    th0 = np.r_[np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.log(10.0)), np.zeros(K), 0.0, 0.0, 0.0,
+                np.log(max(ks.max() / 2, 1.0)), np.log(0.5)]
     res = least_squares(residual, th0, loss="soft_l1", f_scale=f_scale, max_nfev=400)
-    p, ov = unpack(res.x)
-    return RooflineFit([float(k) for k in ks], *(p[name].tolist() for name in _PER_CORE), overlap=ov)
+    p, sh = unpack(res.x)
+    return RooflineFit([float(k) for k in ks], *(p[name].tolist() for name in _PER_CORE), **sh)

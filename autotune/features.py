@@ -19,13 +19,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .analytic import aligned_cycles, estimate, reachable_gbps, split
+from .analytic import POLICIES, aligned_cycles, estimate, split, split_what_ifs
 from .graph import Group
 from .hardware import Datasheet, HardwareConfig
 from .tables import GroupBatch
 
 #: Bump when a feature is added, removed or changes meaning: models and feature caches record it.
 FEATURE_VERSION = 3
+
+#: Parts of the two split policies' what-if estimates (analytic.split_what_ifs), each a feature.
+WHAT_IF_PARTS = ("compute", "halo", "bytes", "reread", "spill")
 
 GROUP_FEATURES = [
     "log_macs", "log_vector_ops", "n_layers", "n_conv", "n_dwconv", "n_fc", "n_matmul", "n_pool", "n_eltwise",
@@ -39,10 +42,10 @@ GROUP_FEATURES = [
 ]
 CORE_FEATURES = [
     "cores", "log2_cores", "log_macs_per_core", "imbalance", "row_split_share", "dom_extent", "dom_by_rows",
-    "dom_log2_fit", "log_ws_per_core_ratio", "log_weights_per_core_ratio", "log_weight_traffic",
-    "log_spill_bytes", "log_compute_est_us", "log_halo_est_us", "log_dram_est_us", "compute_share",
-    "rows_ok_share", "log_compute_rows_us", "log_halo_rows_us", "log_compute_chan_us", "log_dram_rows_us",
-    "log_dram_chan_us",
+    "dom_log2_fit", "log_ws_per_core_ratio", "log_weights_per_core_ratio", "log_analytic_compute_us",
+    "log_analytic_dram_us", "compute_share",
+    "rows_ok_share",
+    *[f"log_{part}_{policy}_us" for policy in POLICIES for part in WHAT_IF_PARTS],
     "log_prior_ms",
 ]
 HW_FEATURES = [
@@ -159,8 +162,8 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, dom: np.ndarray, rows_gid:
                    ds: Datasheet) -> np.ndarray:
     """Core-dependent features for rows (group index `rows_gid`, core count `k`): work per core,
     the split's imbalance, the dominant layer's per-core extent against what fits on chip, the
-    working set and weights per core against on-chip memory, weight traffic when a row split
-    gives every core all weights, and the datasheet estimate's parts."""
+    working set and weights per core against on-chip memory, the two split policies' what-if
+    estimates (analytic.split_what_ifs) and the analytic strategy's estimate."""
     col = {name: gf[:, i] for i, name in enumerate(GROUP_FEATURES)}
     db = float(ds.dtype_bytes)
     n_rows = len(k)
@@ -174,11 +177,6 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, dom: np.ndarray, rows_gid:
     wsum = np.maximum(np.bincount(pair, weights=work, minlength=n_rows), 1e-12)
     imb = np.bincount(pair, weights=work * sp.imbalance, minlength=n_rows) / wsum
     rows_share = np.bincount(pair, weights=work * sp.by_rows, minlength=n_rows) / wsum
-    w = L.weight_elems * db
-    share = np.where(sp.by_rows, w, w / kk)
-    w_share = np.zeros(n_rows)
-    np.maximum.at(w_share, pair, share)
-    traffic = np.bincount(pair, weights=share * kk, minlength=n_rows)
     # the dominant layer's per-core extent: rows, or output-channel tiles of the array's width
     Ld = batch.layers.take(dom[rows_gid])
     sd = split(Ld, kf, ds)
@@ -187,30 +185,12 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, dom: np.ndarray, rows_gid:
     extent = np.where(sd.by_rows, np.ceil(h / kf), np.ceil(tiles / kf))
     unit = np.where(sd.by_rows, (Ld.in_elems + Ld.out_elems) / h, (Ld.weight_elems + Ld.out_elems) / tiles) * db
     fit = ds.onchip_bytes / np.maximum(unit, 1.0)
-    # what-if estimates for the two natural splits, since which one the vendor compiler picks is
-    # not on the datasheet: feature maps spatially (by rows) wherever they have at least k output
-    # rows (every core then reads all weights), or always by output-channel tiles (weights shared)
-    h_all = np.maximum(L.out_h, 1).astype(np.float64)
-    tiles_all = np.ceil(np.maximum(L.out_ch, 1) / ds.mac_array.co)
-    chan_imb = np.where(L.macs > 0, np.ceil(tiles_all / kk) * kk / tiles_all, sp.imbalance)
-    rows_ok = (L.macs > 0) & L.spatial & (h_all >= kk) & (h_all > 1)
-    rows_imb = np.where(rows_ok, np.ceil(h_all / kk) * kk / h_all, chan_imb)
-    to_us = 1.0 / (kk * ds.clock_ghz * 1e3)
-    comp_rows = np.bincount(pair, weights=work * rows_imb * to_us, minlength=n_rows)
-    # halo under the row policy: each row-split layer recomputes the windows of those after it
-    need = np.where(rows_ok, L.halo, 0).astype(np.float64)
-    incl = np.cumsum(need)
-    after = np.bincount(pair, weights=need, minlength=n_rows)[pair] - (incl - np.r_[0.0, incl][first_of_pair])
-    halo_rows = np.where(rows_ok & (kk > 1), work * rows_imb * to_us * after / np.ceil(h_all / kk), 0.0)
-    comp_chan = np.bincount(pair, weights=work * chan_imb * to_us, minlength=n_rows)
     G = batch.groups
-    est = estimate(batch, rows_gid, k, ds)
-    bw = reachable_gbps(kf, ds) * 1e3
-    other_bytes = (G.in_elems[rows_gid] + G.out_elems[rows_gid]) * db + est.spill_bytes
-    dram_rows = (other_bytes + np.bincount(pair, weights=w * np.where(rows_ok, kk, 1.0), minlength=n_rows)) / bw
-    dram_chan = (other_bytes + np.bincount(pair, weights=w, minlength=n_rows)) / bw
+    what = split_what_ifs(batch, rows_gid, k, ds)
+    est = estimate(batch, rows_gid, k, ds, what)
+    rows_ok = L.spatial & (L.out_h >= kk) & (L.out_h > 1)
+    w_share = what["rows"].weight_share
     ws = G.max_internal_elems[rows_gid] * db / kf + w_share
-    busy = est.compute_us + est.halo_us
     feats = {
         "cores": kf,
         "log2_cores": np.log2(kf),
@@ -222,18 +202,12 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, dom: np.ndarray, rows_gid:
         "dom_log2_fit": np.log2(np.maximum(fit, 1e-3)),
         "log_ws_per_core_ratio": np.log10(np.maximum(ws, 1.0) / ds.onchip_bytes),
         "log_weights_per_core_ratio": np.log10(np.maximum(w_share, 1.0) / ds.onchip_bytes),
-        "log_weight_traffic": _log(traffic),
-        "log_spill_bytes": _log(est.spill_bytes),
-        "log_compute_est_us": _log(est.compute_us),
-        "log_halo_est_us": _log(est.halo_us),
-        "log_dram_est_us": _log(est.dram_us),
-        "compute_share": busy / np.maximum(busy + est.dram_us, 1e-12),
+        "log_analytic_compute_us": _log(est.compute_us),
+        "log_analytic_dram_us": _log(est.dram_us),
+        "compute_share": est.compute_us / np.maximum(est.compute_us + est.dram_us, 1e-12),
         "rows_ok_share": np.bincount(pair, weights=work * rows_ok, minlength=n_rows) / wsum,
-        "log_compute_rows_us": _log(comp_rows),
-        "log_halo_rows_us": _log(np.bincount(pair, weights=halo_rows, minlength=n_rows)),
-        "log_compute_chan_us": _log(comp_chan),
-        "log_dram_rows_us": _log(np.maximum(dram_rows, 0.0)),
-        "log_dram_chan_us": _log(np.maximum(dram_chan, 0.0)),
+        **{f"log_{part}_{policy}_us": _log(getattr(what[policy], f"{part}_us"))
+           for policy in POLICIES for part in WHAT_IF_PARTS},
         PRIOR_FEATURE: np.log(est.total_us / 1e3),
     }
     return np.column_stack([feats[k_] for k_ in CORE_FEATURES])

@@ -43,14 +43,15 @@ def split_imbalance(L: LayerRows, k: np.ndarray, co: int) -> tuple[np.ndarray, n
     """Work of the busiest core relative to an even 1/k share, whether the layer splits by rows,
     and whether by rows of a feature map (where halos arise).
 
-    Feature maps (and token rows of 3-D activations) split by output rows when there are at least
-    k of them: ceil(H/k) rows on the busiest core. Otherwise, and for fc / 2-D matmul, by
-    output-channel tiles of width `co`. Layers without MACs (vector unit only) split by elements.
+    Feature maps split by output rows when there are at least k of them: ceil(H/k) rows on the
+    busiest core. Otherwise, and for fc / matmul on tokens, by output-channel tiles of width `co`
+    (each core reads the whole input and its share of the weights). Layers without MACs (vector
+    unit only) split by elements.
     """
     h = L.out_h.astype(np.float64)
     tiles = np.ceil(L.out_ch / co).astype(np.float64)
     e = np.maximum(L.out_elems, 1).astype(np.float64)
-    by_rows = (h >= k) & (L.spatial | (h > 1))
+    by_rows = (h >= k) & L.spatial
     imb = np.where(by_rows, np.ceil(h / k) * k / h, np.ceil(tiles / k) * k / tiles)
     imb = np.where(L.macs > 0, imb, np.ceil(e / k) * k / e)
     return imb, by_rows, by_rows & L.spatial
@@ -144,14 +145,15 @@ def compute_parts(r: _Rows, hw: HardwareConfig, dev: Device) -> dict[str, np.nda
 
 def weight_traffic_bytes(r: _Rows, spatial: np.ndarray, hw: HardwareConfig) -> np.ndarray:
     """Weight (and re-read input) bytes from DRAM: every core needs all of a row-split layer's
-    weights, 1/k of a channel-split one's. A share W larger than half the scratchpad (h = M/2) is
-    tiled in the cheaper loop order: weights streamed again per input tile, W * (ceil(I/h) - 1),
-    or the input I re-read per weight block, I * (ceil(W/h) - 1)."""
+    weights and 1/k of its input, 1/k of a channel-split one's weights and all of its input. A
+    share W larger than half the scratchpad (h = M/2) is tiled in the cheaper loop order: weights
+    streamed again per input tile, W * (ceil(I/h) - 1), or the input share I re-read per weight
+    block, I * (ceil(W/h) - 1)."""
     db = float(hw.dtype_bytes)
     w = r.L.weight_elems * db
     share = np.where(spatial, w, w / r.k)
     half = hw.onchip_bytes / 2
-    in_share = r.L.in_elems * db / r.k
+    in_share = r.L.in_elems * db / np.where(spatial, r.k, 1.0)
     extra = np.minimum(share * (np.ceil(in_share / half) - 1), in_share * (np.ceil(share / half) - 1))
     return (share + np.where(share > half, np.maximum(extra, 0.0), 0.0)) * r.k
 

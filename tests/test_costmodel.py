@@ -119,10 +119,10 @@ def _roofline_rows(n=3000, seed=0):
     D = np.where(rows_split, dr, dc) * bw
     y_us = truth["launch"] + layers * truth["layer"] + np.maximum(C, D) + truth["overlap"] * np.minimum(C, D)
     y_us *= np.exp(rng.normal(0, 0.02, n)) * np.where(rng.random(n) < 0.02, 3.0, 1.0)
-    cols = {"log_compute_rows_us": np.log10(cr + 1), "log_halo_rows_us": np.zeros(n),
-            "log_compute_chan_us": np.log10(cc + 1), "log_dram_rows_us": np.log10(dr + 1),
-            "log_dram_chan_us": np.log10(dc + 1), "n_layers": layers, "cores": ks}
-    X = np.column_stack([cols[c] for c in COLUMNS]).astype(np.float32)
+    cols = {"log_compute_rows_us": np.log10(cr + 1), "log_compute_chan_us": np.log10(cc + 1),
+            "log_bytes_rows_us": np.log10(dr + 1), "log_bytes_chan_us": np.log10(dc + 1),
+            "n_layers": layers, "cores": ks}
+    X = np.column_stack([cols.get(c, np.zeros(n)) for c in COLUMNS]).astype(np.float32)
     return X, y_us / 1e3, list(COLUMNS), truth
 
 

@@ -103,6 +103,7 @@ class SplitWhatIf:
     bytes_us: np.ndarray
     reread_us: np.ndarray
     spill_us: np.ndarray
+    mac_us: np.ndarray  # the MAC-array part of compute_us
     weight_share: np.ndarray  # per pair: the largest weight share one core holds
 
 
@@ -120,7 +121,8 @@ def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
     L = batch.layers.take(rows)
     k = k_pair[pair]
     mac_c, vec_c = aligned_cycles(L, ds)
-    work_us = (mac_c + vec_c) / k / (ds.clock_ghz * 1e3)
+    to_us = 1.0 / (k * ds.clock_ghz * 1e3)
+    work_us = (mac_c + vec_c) * to_us
     h = np.maximum(L.out_h, 1).astype(np.float64)
     tiles = np.ceil(np.maximum(L.out_ch, 1) / ds.mac_array.co)
     e = np.maximum(L.out_elems, 1).astype(np.float64)
@@ -139,7 +141,8 @@ def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
     out = {}
     for policy in POLICIES:
         by_rows = map_rows if policy == "rows" else np.zeros_like(map_rows)
-        layer_us = work_us * np.where(by_rows & mac, np.ceil(h / k) * k / h, chan_imb)
+        imb = np.where(by_rows & mac, np.ceil(h / k) * k / h, chan_imb)
+        layer_us = work_us * imb
         need = np.where(by_rows, L.halo, 0).astype(np.float64)
         incl = np.cumsum(need)
         after = np.bincount(pair, weights=need, minlength=n)[pair] - (incl - np.concatenate([[0.0], incl])[start])
@@ -153,7 +156,8 @@ def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
         out[policy] = SplitWhatIf(
             np.bincount(pair, weights=layer_us, minlength=n), np.bincount(pair, weights=halo, minlength=n),
             (boundary + np.bincount(pair, weights=share * k, minlength=n)) / bw,
-            np.bincount(pair, weights=reread_bytes(share, in_share, ds) * k, minlength=n) / bw, spill / bw, wmax)
+            np.bincount(pair, weights=reread_bytes(share, in_share, ds) * k, minlength=n) / bw, spill / bw,
+            np.bincount(pair, weights=mac_c * to_us * imb, minlength=n), wmax)
     return out
 
 

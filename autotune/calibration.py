@@ -4,13 +4,14 @@ The structure is the textbook one for a kernel on k cores (DESIGN.md: features m
 estimates; the device is a black box):
 
     T = launch_k + n_layers * layer_k + max(C', D) + overlap * min(C', D)
-    C' = C * max(1, (k * C / max(C, D) / power_cores) ** power_exp)     a power-limited clock
+    C' = C * max(1, (k * M / max(C, D) / power_cores) ** power_exp)     a power-limited clock
+    M = compute_k * mix_k(M_rows, M_chan)                                the MAC-array part of C
     C = compute_k * mix_k(C_rows, C_chan)
     D = bandwidth_k * (mix_k(B_rows, B_chan) + reread * mix_k(R_rows, R_chan) + spill * mix_k(S_rows, S_chan))
     mix_k(a, b) = b + split_k * (a - b)
 
-C, B, R, S are the features' datasheet estimates (analytic.split_what_ifs) of compute (halo
-included), DRAM time of boundary activations and weights, of re-reads and of spills, under the
+C, M, B, R, S are the features' datasheet estimates (analytic.split_what_ifs) of compute (halo
+included) and its MAC part, DRAM time of boundary activations and weights, of re-reads and of spills, under the
 two natural splits (by channels; feature maps by rows). Every constant that depends on the device
 (launch and per-layer costs, the bandwidth k cores really reach, the clock they really run at and
 how it drops when many cores are busy with MACs, which split the compiler picks, how much DMA
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_PARTS = ("compute", "halo", "bytes", "reread", "spill")
+_PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac")
 #: Feature columns the fit reads (all log10(x + 1) of microseconds, except n_layers and cores).
 COLUMNS = tuple(f"log_{part}_{policy}_us" for policy in ("rows", "chan") for part in _PARTS) + (
     "n_layers", "cores")
@@ -77,7 +78,7 @@ def _roofline(parts: dict[str, np.ndarray], p: dict[str, np.ndarray], sh: dict[s
 
     C = p["compute"] * (mix("compute") + mix("halo"))
     D = p["bandwidth"] * (mix("bytes") + sh["reread"] * mix("reread") + sh["spill"] * mix("spill"))
-    busy_cores = parts["k"] * C / np.maximum(np.maximum(C, D), 1e-12)
+    busy_cores = parts["k"] * p["compute"] * mix("mac") / np.maximum(np.maximum(C, D), 1e-12)
     C = C * np.maximum(1.0, busy_cores / sh["power_cores"]) ** sh["power_exp"]
     return p["launch"] + parts["n"] * p["layer"] + np.maximum(C, D) + sh["overlap"] * np.minimum(C, D)
 

@@ -28,7 +28,7 @@ from .tables import GroupBatch
 FEATURE_VERSION = 3
 
 #: Parts of the two split policies' what-if estimates (analytic.split_what_ifs), each a feature.
-WHAT_IF_PARTS = ("compute", "halo", "bytes", "reread", "spill")
+WHAT_IF_PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac")
 
 GROUP_FEATURES = [
     "log_macs", "log_vector_ops", "n_layers", "n_conv", "n_dwconv", "n_fc", "n_matmul", "n_pool", "n_eltwise",
@@ -43,7 +43,7 @@ GROUP_FEATURES = [
 CORE_FEATURES = [
     "cores", "log2_cores", "log_macs_per_core", "imbalance", "row_split_share", "dom_extent", "dom_by_rows",
     "dom_log2_fit", "log_ws_per_core_ratio", "log_weights_per_core_ratio", "log_analytic_compute_us",
-    "log_analytic_dram_us", "compute_share",
+    "log_analytic_dram_us", "compute_share", "busy_cores_rows", "busy_cores_chan",
     "rows_ok_share",
     *[f"log_{part}_{policy}_us" for policy in POLICIES for part in WHAT_IF_PARTS],
     "log_prior_ms",
@@ -205,12 +205,21 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, dom: np.ndarray, rows_gid:
         "log_analytic_compute_us": _log(est.compute_us),
         "log_analytic_dram_us": _log(est.dram_us),
         "compute_share": est.compute_us / np.maximum(est.compute_us + est.dram_us, 1e-12),
+        # cores busy with MACs at the datasheet's peak rates: what a power budget is about
+        **{f"busy_cores_{p}": kf * _busy_share(what[p]) for p in POLICIES},
         "rows_ok_share": np.bincount(pair, weights=work * rows_ok, minlength=n_rows) / wsum,
         **{f"log_{part}_{policy}_us": _log(getattr(what[policy], f"{part}_us"))
            for policy in POLICIES for part in WHAT_IF_PARTS},
         PRIOR_FEATURE: np.log(est.total_us / 1e3),
     }
     return np.column_stack([feats[k_] for k_ in CORE_FEATURES])
+
+
+def _busy_share(w) -> np.ndarray:
+    """Share of a kernel's time its cores run the MAC array, if compute and DRAM overlapped perfectly."""
+    c = w.compute_us + w.halo_us
+    d = w.bytes_us + w.reread_us + w.spill_us
+    return w.mac_us / np.maximum(np.maximum(c, d), 1e-12)
 
 
 def hw_vector(ds: Datasheet) -> np.ndarray:

@@ -36,6 +36,20 @@ GENERIC_BARRIER_US = 0.5
 GENERIC_DRAM_SATURATION = 0.5
 #: The two split policies of `split_what_ifs`.
 POLICIES = ("rows", "chan")
+#: Classes of a windowed layer's channel stride (in_ch * dtype bytes) by its largest power-of-two
+#: factor, 2^c bytes: <= 64, 128, 256, 512, 1024, >= 2048. Banked on-chip memories serve strides
+#: with large power-of-two factors worse; how much worse, if at all, is the device's business.
+STRIDE_CLASSES = (6, 7, 8, 9, 10, 11)
+
+
+def stride_class(L: LayerRows, ds: Datasheet) -> np.ndarray:
+    """Per layer row: index into STRIDE_CLASSES of its channel stride, or -1 if not windowed
+    (a conv or pool with a window larger than 1x1 reads neighbouring pixels' channel vectors)."""
+    stride = np.maximum(L.in_ch * ds.dtype_bytes, 1).astype(np.int64)
+    e = np.log2((stride & -stride).astype(np.float64))
+    cls = np.clip(e, STRIDE_CLASSES[0], STRIDE_CLASSES[-1]).astype(np.int64) - STRIDE_CLASSES[0]
+    windowed = (L.kh * L.kw > 1) & np.isin(L.op_code, [L.OP["conv"], L.OP["pool"]])
+    return np.where(windowed, cls, -1)
 
 
 def reachable_gbps(k: np.ndarray, ds: Datasheet) -> np.ndarray:
@@ -105,6 +119,7 @@ class SplitWhatIf:
     spill_us: np.ndarray
     mac_us: np.ndarray  # the MAC-array part of compute_us
     weight_share: np.ndarray  # per pair: the largest weight share one core holds
+    stride_us: np.ndarray  # (pairs, len(STRIDE_CLASSES)): compute of windowed layers by channel-stride class
 
 
 def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
@@ -131,6 +146,8 @@ def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
     # a spatially split group splits every feature map by rows, vector layers too (their own work
     # still spreads by elements), so every layer of it recomputes halo rows for the windows below
     map_rows = L.spatial & (h >= k) & (h > 1)
+    cls = stride_class(L, ds)
+    n_cls = len(STRIDE_CLASSES)
     G = batch.groups
     db = float(ds.dtype_bytes)
     w = L.weight_elems * db
@@ -157,7 +174,8 @@ def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
             np.bincount(pair, weights=layer_us, minlength=n), np.bincount(pair, weights=halo, minlength=n),
             (boundary + np.bincount(pair, weights=share * k, minlength=n)) / bw,
             np.bincount(pair, weights=reread_bytes(share, in_share, ds) * k, minlength=n) / bw, spill / bw,
-            np.bincount(pair, weights=mac_c * to_us * imb, minlength=n), wmax)
+            np.bincount(pair, weights=mac_c * to_us * imb, minlength=n), wmax,
+            np.column_stack([np.bincount(pair, weights=layer_us * (cls == c), minlength=n) for c in range(n_cls)]))
     return out
 
 

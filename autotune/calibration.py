@@ -3,18 +3,21 @@
 The structure is the textbook one for a kernel on k cores (DESIGN.md: features may be datasheet
 estimates; the device is a black box):
 
-    T = launch_k + n_layers * layer_k + max(C', D) + overlap * min(C', D)
+    T = launch_k + n_layers * layer_k + reload * max(0, P - 1) + max(C', D) + overlap * min(C', D)
+    P = program . (distinct dense convs, other distinct MAC layers, other distinct layers, repeats)
     C' = C * max(1, (k * M / max(C, D) / power_cores) ** power_exp)     a power-limited clock
     M = compute_k * mix_k(M_rows, M_chan)                                the MAC-array part of C
-    C = compute_k * mix_k(C_rows, C_chan)
+    C = compute_k * (mix_k(C_rows, C_chan) + sum_c stride_c * mix_k(W_c_rows, W_c_chan))
     D = bandwidth_k * (mix_k(B_rows, B_chan) + reread * mix_k(R_rows, R_chan) + spill * mix_k(S_rows, S_chan))
     mix_k(a, b) = b + split_k * (a - b)
 
 C, M, B, R, S are the features' datasheet estimates (analytic.split_what_ifs) of compute (halo
-included) and its MAC part, DRAM time of boundary activations and weights, of re-reads and of spills, under the
+included) and its MAC part, DRAM time of boundary activations and weights, of re-reads and of
+spills; W_c is the compute of windowed layers whose channel stride falls in class c, under the
 two natural splits (by channels; feature maps by rows). Every constant that depends on the device
 (launch and per-layer costs, the bandwidth k cores really reach, the clock they really run at and
-how it drops when many cores are busy with MACs, which split the compiler picks, how much DMA
+how it drops when many cores are busy with MACs, how much slower each channel-stride class runs
+(banked memories), which split the compiler picks, how much DMA
 hides under compute, how its tiling re-reads and spills compare with the estimate) is fitted
 from the labels, one set per core count and a few shared, by robust least squares on log latency.
 Nothing is read from the hardware's `device:` section. What the roofline cannot express is left
@@ -27,10 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac")
+from .analytic import STRIDE_CLASSES
+
+_STRIDES = tuple(f"stride{c}" for c in STRIDE_CLASSES)
+_PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac") + _STRIDES
 #: Feature columns the fit reads (all log10(x + 1) of microseconds, except n_layers and cores).
 COLUMNS = tuple(f"log_{part}_{policy}_us" for policy in ("rows", "chan") for part in _PARTS) + (
-    "n_layers", "cores")
+    "n_layers", "cores", "n_distinct", "n_distinct_conv", "n_distinct_lite")
 _PER_CORE = ("split", "bandwidth", "compute", "launch", "layer")
 _SHARED = ("overlap", "reread", "spill", "power_cores", "power_exp")
 
@@ -50,9 +56,17 @@ class RooflineFit:
     spill: float  # multiplies the spill estimate
     power_cores: float  # busy cores the power budget sustains at full clock
     power_exp: float  # how fast the clock drops beyond it
+    stride: list[float]  # extra compute share of windowed layers per channel-stride class
+    program: list[float]  # program size per distinct dense conv, other MAC layer, other layer, repeat (in capacities)
+    reload_us: float  # cost per capacity of program beyond the first
+
+    def __post_init__(self) -> None:
+        if len(self.stride) != len(_STRIDES) or len(self.program) != 4:
+            raise ValueError("calibration lists have the wrong length")
 
     def to_dict(self) -> dict:
-        return {name: getattr(self, name) for name in ("cores",) + _PER_CORE + _SHARED}
+        names = ("cores",) + _PER_CORE + _SHARED + ("stride", "program", "reload_us")
+        return {name: getattr(self, name) for name in names}
 
     @classmethod
     def from_dict(cls, d: dict) -> RooflineFit:
@@ -60,7 +74,8 @@ class RooflineFit:
         vals = {name: [float(v) for v in d[name]] for name in ("cores",) + _PER_CORE}
         if any(len(v) != K for v in vals.values()):
             raise ValueError("calibration lists differ in length")
-        return cls(**vals, **{name: float(d[name]) for name in _SHARED})
+        return cls(**vals, **{name: float(d[name]) for name in _SHARED}, stride=[float(v) for v in d["stride"]],
+                   program=[float(v) for v in d["program"]], reload_us=float(d["reload_us"]))
 
     def predict_us(self, parts: dict[str, np.ndarray]) -> np.ndarray:
         """Latency (us) of rows given their `parts` (see `columns_to_parts`)."""
@@ -68,19 +83,26 @@ class RooflineFit:
         # a core count never measured takes the constants of the nearest one measured
         j = np.abs(np.log2(parts["k"])[:, None] - ks[None, :]).argmin(1)
         p = {name: np.asarray(getattr(self, name))[j] for name in _PER_CORE}
-        return _roofline(parts, p, {name: getattr(self, name) for name in _SHARED})
+        return _roofline(parts, p, {name: getattr(self, name) for name in _SHARED}, np.asarray(self.stride),
+                         np.asarray(self.program), self.reload_us)
 
 
-def _roofline(parts: dict[str, np.ndarray], p: dict[str, np.ndarray], sh: dict[str, float]) -> np.ndarray:
+def _roofline(parts: dict[str, np.ndarray], p: dict[str, np.ndarray], sh: dict[str, float],
+              stride: np.ndarray, program: np.ndarray, reload_us: float) -> np.ndarray:
     def mix(name: str) -> np.ndarray:
         a, b = parts[name + "_rows"], parts[name + "_chan"]
         return b + p["split"] * (a - b)
 
-    C = p["compute"] * (mix("compute") + mix("halo"))
+    slow = sum(s * mix(name) for s, name in zip(stride, _STRIDES))  # stride-class slowdowns
+    C = p["compute"] * (mix("compute") + mix("halo") + slow)
     D = p["bandwidth"] * (mix("bytes") + sh["reread"] * mix("reread") + sh["spill"] * mix("spill"))
-    busy_cores = parts["k"] * p["compute"] * mix("mac") / np.maximum(np.maximum(C, D), 1e-12)
+    busy_cores = parts["k"] * p["compute"] * (mix("mac") + slow) / np.maximum(np.maximum(C, D), 1e-12)
     C = C * np.maximum(1.0, busy_cores / sh["power_cores"]) ** sh["power_exp"]
-    return p["launch"] + parts["n"] * p["layer"] + np.maximum(C, D) + sh["overlap"] * np.minimum(C, D)
+    # a kernel's program (descriptors, instructions) beyond what its memory holds is reloaded
+    size = (program[0] * parts["dconv"] + program[1] * parts["dlite"] + program[2] * parts["dother"]
+            + program[3] * (parts["n"] - parts["dconv"] - parts["dlite"] - parts["dother"]))
+    reload = reload_us * np.maximum(size - 1.0, 0.0)
+    return p["launch"] + parts["n"] * p["layer"] + reload + np.maximum(C, D) + sh["overlap"] * np.minimum(C, D)
 
 
 def columns_to_parts(X: np.ndarray, index: dict[str, int]) -> dict[str, np.ndarray]:
@@ -89,6 +111,9 @@ def columns_to_parts(X: np.ndarray, index: dict[str, int]) -> dict[str, np.ndarr
            for policy in ("rows", "chan") for part in _PARTS}
     out["n"] = X[:, index["n_layers"]].astype(np.float64)
     out["k"] = X[:, index["cores"]].astype(np.float64)
+    out["dconv"] = X[:, index["n_distinct_conv"]].astype(np.float64)
+    out["dlite"] = X[:, index["n_distinct_lite"]].astype(np.float64)
+    out["dother"] = X[:, index["n_distinct"]].astype(np.float64) - out["dconv"] - out["dlite"]
     return out
 
 
@@ -108,23 +133,29 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
     j = np.searchsorted(ks, parts["k"])
     log_y = np.log(y_us)
 
-    def unpack(th: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    S = len(_STRIDES)
+
+    def unpack(th: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float], np.ndarray, np.ndarray, float]:
         sig = 1.0 / (1.0 + np.exp(-th[0:K]))
         p = {"split": sig, "bandwidth": np.exp(th[K:2 * K]), "compute": np.exp(th[2 * K:3 * K]),
              "launch": np.exp(th[3 * K:4 * K]), "layer": np.exp(th[4 * K:5 * K])}
         sh = {"overlap": float(1.0 / (1.0 + np.exp(-th[5 * K]))), "reread": float(np.exp(th[5 * K + 1])),
               "spill": float(np.exp(th[5 * K + 2])), "power_cores": float(np.exp(th[5 * K + 3])),
               "power_exp": float(np.exp(th[5 * K + 4]))}
-        return p, sh
+        base = 5 * K + 5 + S
+        return p, sh, np.exp(th[5 * K + 5:base]), np.exp(th[base:base + 4]), float(np.exp(th[base + 4]))
 
     def residual(th: np.ndarray) -> np.ndarray:
-        p, sh = unpack(th)
-        return np.log(np.maximum(_roofline(parts, {k_: v[j] for k_, v in p.items()}, sh), 1e-9)) - log_y
+        p, sh, st, prog, rl = unpack(th)
+        t = _roofline(parts, {k_: v[j] for k_, v in p.items()}, sh, st, prog, rl)
+        return np.log(np.maximum(t, 1e-9)) - log_y
 
     # start: even split mix, datasheet bandwidth and clock, 10 us launch, 1 us per layer, half of the
     # shorter of compute and DMA hidden, re-reads and spills as estimated, a power budget for all cores
     th0 = np.r_[np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.log(10.0)), np.zeros(K), 0.0, 0.0, 0.0,
-                np.log(max(ks.max() / 2, 1.0)), np.log(0.5)]
+                np.log(max(ks.max() / 2, 1.0)), np.log(0.5), np.full(S, np.log(0.02)),
+                np.log([0.1, 0.07, 0.04, 0.01]), np.log(5.0)]
     res = least_squares(residual, th0, loss="soft_l1", f_scale=f_scale, max_nfev=400)
-    p, sh = unpack(res.x)
-    return RooflineFit([float(k) for k in ks], *(p[name].tolist() for name in _PER_CORE), **sh)
+    p, sh, st, prog, rl = unpack(res.x)
+    return RooflineFit([float(k) for k in ks], *(p[name].tolist() for name in _PER_CORE), **sh, stride=st.tolist(),
+                       program=prog.tolist(), reload_us=rl)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .analytic import POLICIES, aligned_cycles, estimate, split, split_what_ifs
+from .analytic import POLICIES, STRIDE_CLASSES, aligned_cycles, estimate, split, split_what_ifs
 from .graph import Group
 from .hardware import Datasheet, HardwareConfig
 from .tables import GroupBatch
@@ -32,7 +32,8 @@ WHAT_IF_PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac")
 
 GROUP_FEATURES = [
     "log_macs", "log_vector_ops", "n_layers", "n_conv", "n_dwconv", "n_fc", "n_matmul", "n_pool", "n_eltwise",
-    "n_other", "n_spatial_k", "n_distinct", "n_distinct_mac", "log_weight_bytes", "log_in_bytes", "log_out_bytes",
+    "n_other", "n_spatial_k", "n_distinct", "n_distinct_conv", "n_distinct_lite", "log_weight_bytes", "log_in_bytes",
+    "log_out_bytes",
     "log_internal_bytes", "log_max_internal_bytes", "internal_share", "max_in_ch", "max_out_ch", "mean_ch_macs",
     "min_out_ch", "first_in_ch", "last_out_ch", "align_waste", "dw_macs_share", "window_share", "window_pow2",
     "max_h", "min_h", "last_h", "max_kernel", "max_stride", "halo_depth", "log_max_layer_macs",
@@ -46,6 +47,7 @@ CORE_FEATURES = [
     "log_analytic_dram_us", "compute_share", "busy_cores_rows", "busy_cores_chan",
     "rows_ok_share",
     *[f"log_{part}_{policy}_us" for policy in POLICIES for part in WHAT_IF_PARTS],
+    *[f"log_stride{c}_{policy}_us" for policy in POLICIES for c in STRIDE_CLASSES],
     "log_prior_ms",
 ]
 HW_FEATURES = [
@@ -119,7 +121,10 @@ def group_features(batch: GroupBatch, ds: Datasheet) -> tuple[np.ndarray, np.nda
         "n_other": gsum(~np.isin(L.op_code, [L.OP[k] for k in ("conv", "fc", "matmul", "pool", "gpool", "eltwise")])),
         "n_spatial_k": gsum(spatial_k),
         "n_distinct": gsum(first_kind),
-        "n_distinct_mac": gsum(first_kind & (L.macs > 0)),
+        # distinct layer programs by weight class: dense convs, other MAC layers (depthwise, fc,
+        # matmul), vector-only layers; repeats of one layer can share its program
+        "n_distinct_conv": gsum(first_kind & (L.op_code == L.OP["conv"]) & ~L.depthwise),
+        "n_distinct_lite": gsum(first_kind & (L.macs > 0) & ~((L.op_code == L.OP["conv"]) & ~L.depthwise)),
         "log_weight_bytes": _log(wb),
         "log_in_bytes": _log(in_b),
         "log_out_bytes": _log(out_b),
@@ -210,6 +215,8 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, dom: np.ndarray, rows_gid:
         "rows_ok_share": np.bincount(pair, weights=work * rows_ok, minlength=n_rows) / wsum,
         **{f"log_{part}_{policy}_us": _log(getattr(what[policy], f"{part}_us"))
            for policy in POLICIES for part in WHAT_IF_PARTS},
+        **{f"log_stride{c}_{policy}_us": _log(what[policy].stride_us[:, i])
+           for policy in POLICIES for i, c in enumerate(STRIDE_CLASSES)},
         PRIOR_FEATURE: np.log(est.total_us / 1e3),
     }
     return np.column_stack([feats[k_] for k_ in CORE_FEATURES])

@@ -4,7 +4,8 @@ The generator is a mixture of three sources, because each covers what the others
 
 - ``layer`` (20%): one operator. Gives the most direct control over the two characteristics
   DLFusion found decisive (op count, channel size), so the (op count, channels) plane is filled
-  evenly out to its corners, with aligned and unaligned channels, every kernel and stride.
+  evenly out to its corners, with network-style, array-aligned and unaligned channels, every
+  kernel and stride.
 - ``block`` (30%): one whole building block (conv chain, conv-pool, bottleneck, inverted residual,
   inception, squeeze-excite, fc chain, attention): the canonical fusion patterns, residuals closed.
 - ``slice`` (50%): a random contiguous run of the topological order of a random *stack* of blocks.
@@ -33,8 +34,12 @@ from autotune.graph import Graph, GraphBuilder
 from autotune.hardware import HardwareConfig
 
 #: Bump when the generated groups change for a given (n, hw, seed): datasets record it.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
+ALIGNS = ("pow2", "array", "free")
+#: v3: network-style widths (powers of two and 3 x them), which real networks' layers mostly have
+#: and where power-of-two strides alias memory banks; v2 had only array multiples and free widths.
+ALIGN_WEIGHTS = (0.4, 0.25, 0.35)
 SOURCES = ("layer", "block", "slice")
 SOURCE_WEIGHTS = (0.1, 0.3, 0.6)
 CNN_BLOCKS = ("conv_chain", "conv_pool", "bottleneck", "inverted_residual", "inception", "squeeze_excite")
@@ -58,7 +63,7 @@ class Knobs:
     length: int  # group length for slices (1..max_fusion)
     source: str
     structure: str
-    aligned: bool
+    align: str  # channel counts: "pow2" (network-style), "array" (multiples of the MAC array) or "free"
     kernel: int
     stride: int
     batch: int
@@ -83,13 +88,17 @@ def decode(u: np.ndarray, hw: HardwareConfig) -> Knobs:
     batch = _pick(u[7], (1, 2, 4, 8, 16), (0.75, 0.07, 0.07, 0.06, 0.05))
     return Knobs(ops=10 ** (lo + (hi - lo) * u[0]), width=2 ** (2 + 10 * u[1]),
                  length=1 + min(int(u[2] ** 0.6 * hw.max_fusion), hw.max_fusion - 1), source=source,
-                 structure=structure, aligned=u[5] < 0.5, kernel=ks[0], stride=ks[1], batch=batch)
+                 structure=structure, align=_pick(u[5], ALIGNS, ALIGN_WEIGHTS), kernel=ks[0], stride=ks[1], batch=batch)
 
 
-def _align(c: float, a: int, aligned: bool, rng: np.random.Generator) -> int:
-    """A channel count near c: a multiple of the MAC-array width `a`, or deliberately not one."""
+def _align(c: float, a: int, align: str, rng: np.random.Generator) -> int:
+    """A channel count near c: as networks choose them (a power of two, or 3 x one, like 192 or
+    768), a multiple of the MAC-array width `a`, or deliberately neither."""
     c = int(min(max(round(c), 1), MAX_CH))
-    if aligned:
+    if align == "pow2":
+        nice = [m * 2**e for e in range(13) for m in (1, 3) if m * 2**e <= MAX_CH]
+        return min(nice, key=lambda v: (abs(math.log(v / c)), v))
+    if align == "array":
         return int(min(max(a, round(c / a) * a), MAX_CH))
     if c > a and c % a == 0:
         c += int(rng.integers(1, a)) * (1 if c + a <= MAX_CH else -1)
@@ -110,7 +119,7 @@ class _Ctx:
         self.b, self.kn, self.rng, self.hw, self.cscale = b, kn, rng, hw, cscale
 
     def ch(self, c: float) -> int:
-        return _align(c * self.cscale, self.hw.mac_array.co, self.kn.aligned, self.rng)
+        return _align(c * self.cscale, self.hw.mac_array.co, self.kn.align, self.rng)
 
     def hgt(self, x: str) -> int:
         return self.b.shape(x)[2]

@@ -2,7 +2,7 @@
 
 Three views of the two knobs: latency against core count for layers spanning op counts, the
 best core count over (op count, channel size), and the speed-up of fusing chains of small
-and large layers against group length.
+and large layers against group length; plus the device effects (effects_study.py).
 """
 
 from __future__ import annotations
@@ -127,7 +127,11 @@ def _plot(kind: str, df: pd.DataFrame, hw: HardwareConfig, path: Path) -> None:
 
 
 def run_study(hw: HardwareConfig, out: str | Path) -> dict[str, Path]:
-    """Compute the three studies, write CSV + PNG for each; returns the files written."""
+    """Compute the three studies and the device-effect study, write CSV + PNG for each; returns
+    the files written."""
+    from . import effects_study
+
+    hw.require_device()
     out = Path(out)
     files = {}
     for name, kind, fn in [("study_latency_vs_cores", "cores", latency_vs_cores),
@@ -137,6 +141,7 @@ def run_study(hw: HardwareConfig, out: str | Path) -> dict[str, Path]:
         files[name + ".csv"] = atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
         _plot(kind, df, hw, out / f"{name}.png")
         files[name + ".png"] = out / f"{name}.png"
+    files.update(effects_study.run(hw, out))
     return files
 
 
@@ -154,5 +159,10 @@ def main(args) -> int:
     for case, d in fus.groupby("case", sort=False):
         top = d.loc[d["speedup"].idxmax()]
         print(f"fusion {case}: best speed-up {top['speedup']:.2f}x at {int(top['length'])} layers")
+    from .effects_study import summary_lines
+
+    print("device effects on the oracle's zoo plans (without -> with; mean cores per kernel weighted by work):")
+    for line in summary_lines(pd.read_csv(files["study_effects_on_plans.csv"])):
+        print(line)
     print("wrote " + ", ".join(str(p) for p in files.values()))
     return 0

@@ -51,6 +51,29 @@ def test_study_writes_plots_and_the_numbers_behind_them(tmp_path):
     small = fus[fus["case"].str.startswith("small")]
     large = fus[fus["case"].str.startswith("large")]
     assert small["speedup"].max() > 3 and large["speedup"].max() < 1.2
+    # every device effect shows: a panel each, and its effect on the oracle's zoo plans
+    assert (tmp_path / "study_device_effects.png").stat().st_size > 1000
+    eff = pd.read_csv(tmp_path / "study_device_effects.csv")
+    panels = {p.split(":")[0] for p in eff["panel"]}
+    assert panels == {"tiling", "contention", "power", "descriptors", "banks", "noise"}
+    tiling = eff[eff["panel"].str.startswith("tiling")]["y"]
+    assert tiling.max() > 1.05 and tiling.min() >= 1.0  # steps, never a speed-up
+    plans = pd.read_csv(tmp_path / "study_effects_on_plans.csv")
+    assert set(plans["effect"]) == {"tiling", "contention", "power", "descriptors", "banks"}
+    assert (plans["regret_if_ignored"] >= -1e-9).all() and plans["regret_if_ignored"].max() > 0.01
+
+
+def test_study_refuses_a_part_without_a_device_section(tmp_path, capsys):
+    import yaml
+
+    from autotune.hardware import dump_hardware, load_hardware
+
+    d = yaml.safe_load(dump_hardware(load_hardware("mlu100")))
+    d["device"] = None
+    (tmp_path / "measured.yaml").write_text(yaml.safe_dump(d))
+    assert main(["study", "--hw", str(tmp_path / "measured.yaml"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "no device: section" in err and err.count("\n") == 1 and not (tmp_path / "r").exists()
 
 
 def test_python_dash_m_runs_the_cli():

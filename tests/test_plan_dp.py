@@ -131,3 +131,49 @@ def test_learned_strategy_never_simulates():
     g = zoo.build("alexnet")
     p = planner.run_strategy("learned", g, HW, model=Fake())
     assert p.sim_calls == 0 and len(p.groups) >= 1
+
+
+class _ConstantModel:
+    """A stand-in learned model: every (group, cores) pair costs its core count in ms."""
+
+    def predict(self, X):
+        from autotune.features import FEATURE_NAMES
+
+        return X[:, FEATURE_NAMES.index("cores")].astype(float)
+
+
+def test_sim_calls_are_counted_truthfully():
+    from autotune.study import study_grid
+
+    g = zoo.build("squeezenet1_1")
+    grid = len(study_grid()[1]) * len(HW.core_counts)
+    # without a model, baselines measure on the device: dlfusion's study map counts too
+    p = planner.run_strategy("dlfusion", g, HW)
+    assert p.sim_calls == grid + len(p.groups)
+    assert planner.run_strategy("none", g, HW).sim_calls == len(g)
+    # with a model, nothing but the oracle touches the device
+    model = _ConstantModel()
+    for name in planner.STRATEGIES:
+        p = planner.run_strategy(name, g, HW, model=model)
+        assert (p.sim_calls > 0) == (name == "oracle"), name
+    assert planner.plan(g, HW, model).sim_calls == 0 and planner.plan(g, HW, cost="analytic").sim_calls == 0
+    assert planner.plan(g, HW, cost="oracle").sim_calls > 0
+
+
+def test_plan_needs_a_model_or_a_named_cost_source():
+    from autotune.errors import AutotuneError
+
+    g = zoo.build("squeezenet1_1")
+    with pytest.raises(AutotuneError, match="needs a trained model"):
+        planner.plan(g, HW)
+    with pytest.raises(AutotuneError, match="unknown cost source"):
+        planner.plan(g, HW, cost="magic")
+    p = planner.plan(g, HW, _ConstantModel())
+    assert p.strategy == "learned" and all(grp.cores == 1 for grp in p.groups)
+
+
+def test_analytic_plans_from_the_datasheet_alone():
+    g = zoo.build("resnet18")
+    p = planner.run_strategy("analytic", g, HW.updated({"device": None}))  # no device needed
+    assert p.strategy == "analytic" and p.sim_calls == 0
+    assert [n for grp in p.groups for n in grp.layers] == [l.name for l in g.order]

@@ -133,25 +133,29 @@ def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
     k_pair = np.asarray(cores, dtype=np.float64)
     n = len(gidx)
     rows, pair, start = batch.pair_rows(gidx)
-    L = batch.layers.take(rows)
     k = k_pair[pair]
-    mac_c, vec_c = aligned_cycles(L, ds)
+    # per-layer quantities once per batch row, then gathered for the pairs' rows
+    B = batch.layers
+    mac_b, vec_b = aligned_cycles(B, ds)
+    tiles_b = np.ceil(np.maximum(B.out_ch, 1) / ds.mac_array.co)
+    mac_c, work_c = mac_b[rows], (mac_b + vec_b)[rows]
     to_us = 1.0 / (k * ds.clock_ghz * 1e3)
-    work_us = (mac_c + vec_c) * to_us
-    h = np.maximum(L.out_h, 1).astype(np.float64)
-    tiles = np.ceil(np.maximum(L.out_ch, 1) / ds.mac_array.co)
-    e = np.maximum(L.out_elems, 1).astype(np.float64)
-    mac = L.macs > 0
+    work_us = work_c * to_us
+    h = np.maximum(B.out_h, 1).astype(np.float64)[rows]
+    tiles = tiles_b[rows]
+    e = np.maximum(B.out_elems, 1).astype(np.float64)[rows]
+    mac = (B.macs > 0)[rows]
     chan_imb = np.where(mac, np.ceil(tiles / k) * k / tiles, np.ceil(e / k) * k / e)
     # a spatially split group splits every feature map by rows, vector layers too (their own work
     # still spreads by elements), so every layer of it recomputes halo rows for the windows below
-    map_rows = L.spatial & (h >= k) & (h > 1)
-    cls = stride_class(L, ds)
+    map_rows = B.spatial[rows] & (h >= k) & (h > 1)
+    cls = stride_class(B, ds)[rows]
+    halo_b = B.halo[rows]
     n_cls = len(STRIDE_CLASSES)
     G = batch.groups
     db = float(ds.dtype_bytes)
-    w = L.weight_elems * db
-    inp = L.in_elems * db
+    w = (B.weight_elems * db)[rows]
+    inp = (B.in_elems * db)[rows]
     bw = ds.dram_gbps * 1e3  # bytes per us
     boundary = (G.in_elems[gidx] + G.out_elems[gidx]) * db
     internal = G.internal_elems[gidx] * db
@@ -160,7 +164,7 @@ def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
         by_rows = map_rows if policy == "rows" else np.zeros_like(map_rows)
         imb = np.where(by_rows & mac, np.ceil(h / k) * k / h, chan_imb)
         layer_us = work_us * imb
-        need = np.where(by_rows, L.halo, 0).astype(np.float64)
+        need = np.where(by_rows, halo_b, 0).astype(np.float64)
         incl = np.cumsum(need)
         after = np.bincount(pair, weights=need, minlength=n)[pair] - (incl - np.concatenate([[0.0], incl])[start])
         halo = np.where(by_rows & (k > 1), layer_us * after / np.ceil(h / k), 0.0)

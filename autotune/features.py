@@ -174,11 +174,11 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, dom: np.ndarray, rows_gid:
     n_rows = len(k)
     kf = k.astype(np.float64)
     flat, pair, first_of_pair = batch.pair_rows(rows_gid)
-    L = batch.layers.take(flat)
+    L = batch.layers.take(flat, ("out_h", "out_ch", "out_elems", "macs", "spatial"))
     kk = kf[pair]
     sp = split(L, kk, ds)
-    mac_c, vec_c = aligned_cycles(L, ds)
-    work = mac_c + vec_c
+    mac_b, vec_b = aligned_cycles(batch.layers, ds)
+    work = (mac_b + vec_b)[flat]
     wsum = np.maximum(np.bincount(pair, weights=work, minlength=n_rows), 1e-12)
     imb = np.bincount(pair, weights=work * sp.imbalance, minlength=n_rows) / wsum
     rows_share = np.bincount(pair, weights=work * sp.by_rows, minlength=n_rows) / wsum

@@ -79,7 +79,7 @@ def main() -> int:
     res = train(hw, out / "data", out / "models" / hw.name, progress=False)
     train_s = time.perf_counter() - t0
     z = res.meta["metrics"]["zoo"]
-    result = run_eval(zoo.names(), hw, res.model)
+    result = run_eval(zoo.names(), hw, res.model, progress=False)
     s = result["summary"]
     print(f"synth {synth_s:.0f} s, train {train_s:.0f} s; zoo pairs within 10%: {z['within10']:.1%} "
           f"(MAPE {z['mape']:.2%})")

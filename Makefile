@@ -4,7 +4,8 @@ HW ?= mlu100
 MODEL ?= resnet50
 BATCH ?= 1
 SEED ?= 0
-GROUPS ?= 16000
+BUDGET ?=
+SAMPLING ?= sobol
 JOBS ?= 2
 
 PYTHON ?= python3
@@ -27,15 +28,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-# a stamp that changes only when GROUPS or SEED do, so changing them remakes the dataset
+# a stamp that changes only when BUDGET, SAMPLING or SEED do, so changing them remakes the dataset
 PARAMS := data/$(HWNAME)/.make-params
 $(PARAMS): FORCE
 	@mkdir -p $(dir $@)
-	@echo "$(GROUPS) $(SEED)" | cmp -s - $@ || echo "$(GROUPS) $(SEED)" > $@
+	@echo "$(BUDGET) $(SAMPLING) $(SEED)" | cmp -s - $@ || echo "$(BUDGET) $(SAMPLING) $(SEED)" > $@
 
 synth: data/$(HWNAME)/manifest.json
 data/$(HWNAME)/manifest.json: $(STAMP) $(SRC) $(HWDEP) $(PARAMS)
-	$(BIN)/autotune synth --hw $(HW) --groups $(GROUPS) --seed $(SEED) --jobs $(JOBS) --out data/$(HWNAME) --force
+	$(BIN)/autotune synth --hw $(HW) $(if $(BUDGET),--budget $(BUDGET),) --sampling $(SAMPLING) --seed $(SEED) \
+		--jobs $(JOBS) --out data/$(HWNAME) --force
 
 train: models/$(HWNAME)/meta.json
 models/$(HWNAME)/meta.json: data/$(HWNAME)/manifest.json autotune/costmodel.py autotune/training.py \
@@ -45,13 +47,14 @@ models/$(HWNAME)/meta.json: data/$(HWNAME)/manifest.json autotune/costmodel.py a
 tune: reports/$(HWNAME)/$(MODELNAME).plan.json
 reports/$(HWNAME)/$(MODELNAME).plan.json: models/$(HWNAME)/meta.json
 	$(BIN)/autotune tune --hw $(HW) --model $(MODEL) --batch $(BATCH) --verify \
-		--out $@ --plot reports/$(HWNAME)/$(MODELNAME).plan.png
+		$(if $(MEASURE),--measure-budget $(MEASURE),) --out $@ --plot reports/$(HWNAME)/$(MODELNAME).plan.png
 
 study: $(STAMP)
 	$(BIN)/autotune study --hw $(HW)
 
 eval: models/$(HWNAME)/meta.json
-	$(BIN)/autotune eval --hw $(HW) --models all --json reports/$(HWNAME)/eval.json
+	$(BIN)/autotune eval --hw $(HW) --models all $(if $(MEASURE),--measure-budget $(MEASURE),) \
+		--json reports/$(HWNAME)/eval.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -139,7 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="generate and label a synthetic dataset")
     s.add_argument("--hw", default="mlu100")
-    s.add_argument("--groups", type=int, default=16000)
+    s.add_argument("--budget", type=int, default=None, metavar="N",
+                   help="labels to measure, one per (group, cores) pair (default 16000 groups x core counts)")
+    s.add_argument("--sampling", choices=["sobol", "active"], default="sobol",
+                   help="sobol: space-filling draw; active: rounds that measure where the model is unsure")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default=None, help="folder (default data/<hw>)")
     s.add_argument("--jobs", type=int, default=1)
@@ -164,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strategy", default="learned")
     s.add_argument("--out", default=None, metavar="plan.json")
     s.add_argument("--verify", action="store_true", help="add simulated latencies to the plan")
+    s.add_argument("--measure-budget", type=int, default=None, metavar="M",
+                   help="refine the learned plan with at most M device measurements (learned+measure)")
     s.add_argument("--plot", default=None, metavar="FILE.png")
     s.set_defaults(func=cmd_tune)
 
@@ -172,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models", default="all", help="all, or comma-separated zoo names and .onnx paths")
     s.add_argument("--batch", type=int, default=None)
     s.add_argument("--models-dir", default="models")
+    s.add_argument("--measure-budget", type=int, default=None, metavar="M",
+                   help="also run learned+measure with at most M device measurements per network")
     s.add_argument("--json", metavar="FILE")
     s.add_argument("--plot", default=None, metavar="FILE.png")
     s.set_defaults(func=cmd_eval)

@@ -205,6 +205,7 @@ class LatencyModel(BaseEstimator, RegressorMixin):
             "n_features": self.n_features_in_,
             "params": self.get_params(),
             "calibration": self.calibration_.to_dict() if self.calibration_ is not None else None,
+            "val_mae_log": getattr(self, "val_mae_log_", None),
             "versions": library_versions(),
         })
         atomic_write_json(folder / META_FILE, full)
@@ -250,6 +251,7 @@ class LatencyModel(BaseEstimator, RegressorMixin):
             raise ModelFileError(f"{meta_path} is missing best_iteration/n_features ({retrain})") from None
         if booster.num_features() != model.n_features_in_:
             raise ModelFileError(f"{model_path} and {meta_path} disagree on the feature count ({retrain})")
+        model.val_mae_log_ = meta.get("val_mae_log")
         model.calibration_ = None
         if model.prior == "calibrated":
             from .calibration import RooflineFit

@@ -35,15 +35,22 @@ def main_tune(args) -> int:
 
     hw = load_hardware(args.hw)
     graph = load_graph(args.model, batch=args.batch)
-    model = load_model(hw, args.hw, args.models_dir) if args.strategy == "learned" else None
+    strategy = args.strategy
+    if args.measure_budget is not None:
+        if strategy not in ("learned", "learned+measure"):
+            raise AutotuneError(f"--measure-budget refines the learned plan; it does not apply to "
+                                f"--strategy {strategy}")
+        strategy = "learned+measure"
+    model = load_model(hw, args.hw, args.models_dir) if strategy.startswith("learned") else None
     t0 = time.perf_counter()
-    p = planner.run_strategy(args.strategy, graph, hw, model=model)
+    p = planner.run_strategy(strategy, graph, hw, model=model, measure_budget=args.measure_budget or 0)
     plan_s = time.perf_counter() - t0
     if args.verify:
         planner.verify(p, graph, hw)
     d = p.to_dict()
     print(plan_table(d))
-    print(f"planned {len(graph)} layers in {plan_s:.3f} s ({args.strategy})")
+    measured = f", {p.sim_calls} device measurements" if strategy == "learned+measure" else ""
+    print(f"planned {len(graph)} layers in {plan_s:.3f} s ({strategy}{measured})")
     if args.out:
         atomic_write_json(args.out, d)
         print(f"plan: {args.out}")
@@ -64,14 +71,15 @@ def _model_specs(arg: str) -> list[str]:
     return specs
 
 
-def evaluate(graph, hw: HardwareConfig, model: LatencyModel, strategies: list[str] = EVAL_STRATEGIES) -> dict:
+def evaluate(graph, hw: HardwareConfig, model: LatencyModel, strategies: list[str] = EVAL_STRATEGIES,
+             measure_budget: int = 0) -> dict:
     """Simulated latency, planning time and simulator calls of every strategy on one network."""
     from . import planner
 
     out = {}
     for s in strategies:
         t0 = time.perf_counter()
-        p = planner.run_strategy(s, graph, hw, model=model)
+        p = planner.run_strategy(s, graph, hw, model=model, measure_budget=measure_budget)
         plan_s = time.perf_counter() - t0
         planner.verify(p, graph, hw)
         out[s] = {"ms": p.simulated_ms, "plan_s": round(plan_s, 4), "sim_calls": p.sim_calls,
@@ -84,48 +92,70 @@ def _geomean(xs: list[float]) -> float:
 
 
 def run_eval(specs: list[str], hw: HardwareConfig, model: LatencyModel, batch: int | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, strategies: list[str] | None = None, measure_budget: int | None = None) -> dict:
+    """Every strategy on every network; with `measure_budget`, `learned+measure` as well."""
     from tqdm import tqdm
 
+    strategies = list(strategies or EVAL_STRATEGIES)
+    if measure_budget is not None and "learned+measure" not in strategies:
+        strategies.insert(strategies.index("learned") + 1, "learned+measure")
+    baselines = [b for b in BASELINE_STRATEGIES if b in strategies]
     models = []
     for spec in tqdm(specs, desc="eval", unit="net", disable=not progress, leave=False):
         g = load_graph(spec, batch=batch)
-        s = evaluate(g, hw, model)
+        s = evaluate(g, hw, model, strategies, measure_budget or 0)
         models.append({"model": Path(spec).stem if spec.endswith(".onnx") else spec, "layers": len(g),
                        "strategies": s, "speedup": s["none"]["ms"] / s["learned"]["ms"],
                        "regret": s["learned"]["ms"] / s["oracle"]["ms"] - 1})
     for m in models:
         s = m["strategies"]
-        best = min(BASELINE_STRATEGIES, key=lambda b: s[b]["ms"])
-        m["best_baseline"] = best
-        m["loss_vs_best_baseline"] = s["learned"]["ms"] / s[best]["ms"] - 1
-        m["analytic_regret"] = s["analytic"]["ms"] / s["oracle"]["ms"] - 1
+        if baselines:
+            best = min(baselines, key=lambda b: s[b]["ms"])
+            m["best_baseline"] = best
+            m["loss_vs_best_baseline"] = s["learned"]["ms"] / s[best]["ms"] - 1
+        for extra in ("analytic", "learned+measure"):
+            if extra in s:
+                m[f"{extra}_regret"] = s[extra]["ms"] / s["oracle"]["ms"] - 1
     sp = [m["speedup"] for m in models]
     rg = [m["regret"] for m in models]
-    ar = [m["analytic_regret"] for m in models]
     summary = {"geomean_speedup": _geomean(sp), "min_speedup": min(sp), "max_speedup": max(sp),
-               "geomean_regret": _geomean([1 + r for r in rg]) - 1, "max_regret": max(rg),
-               "analytic_geomean_regret": _geomean([1 + r for r in ar]) - 1, "analytic_max_regret": max(ar),
-               "max_loss_vs_best_baseline": max(m["loss_vs_best_baseline"] for m in models),
-               "learned_beats_baselines": sum(m["loss_vs_best_baseline"] <= 1e-9 for m in models)}
-    return {"hardware": hw.name, "hardware_hash": hw.hash, "models": models, "summary": summary}
+               "geomean_regret": _geomean([1 + r for r in rg]) - 1, "max_regret": max(rg)}
+    for extra in ("analytic", "learned+measure"):
+        if extra in strategies:
+            xr = [m[f"{extra}_regret"] for m in models]
+            summary[f"{extra}_geomean_regret"] = _geomean([1 + r for r in xr]) - 1
+            summary[f"{extra}_max_regret"] = max(xr)
+    if "learned+measure" in strategies:
+        summary["measure_budget"] = measure_budget
+        summary["learned+measure_max_sim_calls"] = max(m["strategies"]["learned+measure"]["sim_calls"] for m in models)
+    if baselines:
+        summary["max_loss_vs_best_baseline"] = max(m["loss_vs_best_baseline"] for m in models)
+        summary["learned_beats_baselines"] = sum(m["loss_vs_best_baseline"] <= 1e-9 for m in models)
+    return {"hardware": hw.name, "hardware_hash": hw.hash, "strategies": strategies, "models": models,
+            "summary": summary}
 
 
 def main_eval(args) -> int:
     hw = load_hardware(args.hw)
     model = load_model(hw, args.hw, args.models_dir)
     specs = _model_specs(args.models)
-    result = run_eval(specs, hw, model, batch=args.batch)
-    print(eval_table(result, EVAL_STRATEGIES))
+    if args.measure_budget is not None and args.measure_budget < 0:
+        raise AutotuneError(f"--measure-budget must be at least 0, got {args.measure_budget}")
+    result = run_eval(specs, hw, model, batch=args.batch, measure_budget=args.measure_budget)
+    print(eval_table(result, result["strategies"]))
     n = len(result["models"])
     sm = result["summary"]
     print(f"learned at least as fast as every baseline on {sm['learned_beats_baselines']}/{n} networks "
           f"(worst loss to the best baseline {sm['max_loss_vs_best_baseline']:+.2%}); analytic regret geomean "
           f"{sm['analytic_geomean_regret']:.2%}, max {sm['analytic_max_regret']:.2%}")
+    if args.measure_budget is not None:
+        print(f"learned+measure (at most {args.measure_budget} device measurements per network, at most "
+              f"{sm['learned+measure_max_sim_calls']} used): regret geomean "
+              f"{sm['learned+measure_geomean_regret']:.2%}, max {sm['learned+measure_max_regret']:.2%}")
     if args.json:
         atomic_write_json(args.json, result)
         print(f"json: {args.json}")
     plot = args.plot or str(Path("reports") / hw_slug(args.hw) / "eval_speedups.png")
-    plot_eval(result, EVAL_STRATEGIES, plot)
+    plot_eval(result, result["strategies"], plot)
     print(f"plot: {plot}")
     return 0

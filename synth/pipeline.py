@@ -37,11 +37,27 @@ SHARD_GROUPS = 500
 META_KEY = b"autotune.synth"
 
 
-def settings_for(hw: HardwareConfig, groups: int, seed: int, shard_groups: int = SHARD_GROUPS) -> dict:
+SAMPLINGS = ("sobol", "active")
+#: Labels of the default dataset per core count: 16,000 groups measured at every core count.
+DEFAULT_GROUPS = 16000
+
+
+def default_budget(hw: HardwareConfig) -> int:
+    """The default label budget: DEFAULT_GROUPS groups at every core count."""
+    return DEFAULT_GROUPS * len(hw.core_counts)
+
+
+def settings_for(hw: HardwareConfig, budget: int, seed: int, shard_groups: int = SHARD_GROUPS,
+                 sampling: str = "sobol") -> dict:
     """Everything that decides a dataset's contents: an existing folder must match it to be reused."""
-    return {"hardware": hw.name, "hardware_hash": hw.hash, "generator_version": GENERATOR_VERSION,
-            "code_digest": code_digest(), "seed": int(seed),
-            "groups": int(groups), "shard_groups": int(shard_groups), "core_counts": list(hw.core_counts)}
+    out = {"hardware": hw.name, "hardware_hash": hw.hash, "generator_version": GENERATOR_VERSION,
+           "code_digest": code_digest(), "seed": int(seed), "budget": int(budget), "sampling": sampling,
+           "shard_groups": int(shard_groups), "core_counts": list(hw.core_counts)}
+    if sampling == "active":
+        from .active import active_settings
+
+        out.update(active_settings())
+    return out
 
 
 def code_digest() -> str:
@@ -66,12 +82,16 @@ def shard_seed(seed: int, k: int) -> int:
     return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
 
 
-def label_groups(groups: list[Group], hw: HardwareConfig, noise: bool, seed: int = 0) -> pd.DataFrame:
-    """`cores` and `latency_ms` (the simulator's measurement) for every group at every core count (group-major)."""
+def label_groups(groups: list[Group], hw: HardwareConfig, noise: bool, seed: int = 0,
+                 cores: list[np.ndarray] | None = None) -> pd.DataFrame:
+    """`cores` and `latency_ms` (the simulator's measurement) for each group at each of its core
+    counts (`cores[i]`; default every core count), group-major, plus `pos`, the group's index."""
     ks = np.asarray(hw.core_counts, dtype=np.int64)
-    pairs = [g for g in groups for _ in ks]
-    cores = np.tile(ks, len(groups))
-    return pd.DataFrame({"cores": cores, "latency_ms": simulate(pairs, cores, hw, noise=noise, seed=seed)})
+    per = [ks] * len(groups) if cores is None else [np.asarray(c, dtype=np.int64) for c in cores]
+    pos = np.repeat(np.arange(len(groups)), [len(c) for c in per])
+    flat = np.concatenate(per) if per else np.zeros(0, np.int64)
+    pairs = [groups[i] for i in pos]
+    return pd.DataFrame({"pos": pos, "cores": flat, "latency_ms": simulate(pairs, flat, hw, noise=noise, seed=seed)})
 
 
 def _describe_group(g: Group) -> dict:
@@ -83,17 +103,18 @@ def _describe_group(g: Group) -> dict:
 
 
 def _frame(groups: list[Group], graphs: list[Graph], ids: list[str], extra: dict[str, list], hw: HardwareConfig,
-           noise: bool, seed: int) -> pd.DataFrame:
-    """Measurement rows of groups: id, JSON, cores, latency, source, then descriptive columns."""
-    K = len(hw.core_counts)
-    lab = label_groups(groups, hw, noise, seed)
-    head = pd.DataFrame({"group_id": np.repeat(ids, K),
-                         "group_json": np.repeat([json.dumps(graph_to_dict(g), separators=(",", ":"))
-                                                  for g in graphs], K)})
+           noise: bool, seed: int, cores: list[np.ndarray] | None = None) -> pd.DataFrame:
+    """Measurement rows of groups (at `cores[i]`, default all core counts): id, JSON, cores,
+    latency, source, then descriptive columns."""
+    lab = label_groups(groups, hw, noise, seed, cores)
+    pos = lab.pop("pos").to_numpy()
+    js = [json.dumps(graph_to_dict(g), separators=(",", ":")) for g in graphs]
+    head = pd.DataFrame({"group_id": np.asarray(ids, dtype=object)[pos],
+                         "group_json": np.asarray(js, dtype=object)[pos]})
     desc = pd.DataFrame([_describe_group(g) for g in groups])
     for col, vals in extra.items():
         desc[col] = vals
-    desc = desc.loc[desc.index.repeat(K)].reset_index(drop=True)
+    desc = desc.iloc[pos].reset_index(drop=True)
     out = pd.concat([head, lab, desc], axis=1)
     out.insert(4, "source", "simulator")
     return out[ROW_COLUMNS + [c for c in out.columns if c not in ROW_COLUMNS]]
@@ -107,15 +128,37 @@ def _to_parquet_bytes(df: pd.DataFrame, meta: dict) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def label_shard(k: int, hw: HardwareConfig, settings: dict) -> bytes:
-    """Shard k as Parquet bytes (so remote workers need no shared disk): its groups, noisy labels."""
-    n, seed, size = settings["groups"], settings["seed"], settings["shard_groups"]
-    start = k * size
-    graphs = generate_range(n, hw, seed, start, start + size)
+def sobol_rows(settings: dict) -> list[int]:
+    """Labels per shard of a Sobol dataset: groups in order at every core count, the last group
+    cut at the budget (it is measured at its first core counts only)."""
+    K, size, budget = len(settings["core_counts"]), settings["shard_groups"], settings["budget"]
+    n_shards = math.ceil(budget / (size * K))
+    return [min(size * K, budget - k * size * K) for k in range(n_shards)]
+
+
+def generated_frame(hw: HardwareConfig, seed: int, start: int, stop: int, noise_seed: int,
+                    cores: list[np.ndarray] | None = None) -> pd.DataFrame:
+    """Measurement rows of generated groups start..stop-1 (at `cores[i]`, default all core counts)."""
+    graphs = generate_range(stop, hw, seed, start, stop)
+    return graphs_frame(hw, graphs, [start + r for r in range(len(graphs))], seed, noise_seed, cores)
+
+
+def graphs_frame(hw: HardwareConfig, graphs: list[Graph], indices: list[int], seed: int, noise_seed: int,
+                 cores: list[np.ndarray] | None = None) -> pd.DataFrame:
+    """Measurement rows of generated graphs (their Sobol `indices` name them), noisy labels."""
     groups = [g.group(0, len(g)) for g in graphs]
     kinds = [describe(g) for g in graphs]
-    df = _frame(groups, graphs, [f"{seed}-{start + r}" for r in range(len(graphs))],
-                {"kind": [s for s, _ in kinds], "structure": [s for _, s in kinds]}, hw, True, shard_seed(seed, k))
+    return _frame(groups, graphs, [f"{seed}-{i}" for i in indices],
+                  {"kind": [s for s, _ in kinds], "structure": [s for _, s in kinds]}, hw, True, noise_seed, cores)
+
+
+def label_shard(k: int, hw: HardwareConfig, settings: dict) -> bytes:
+    """Shard k of a Sobol dataset as Parquet bytes (so remote workers need no shared disk)."""
+    seed, size = settings["seed"], settings["shard_groups"]
+    rows = sobol_rows(settings)[k]
+    K = len(hw.core_counts)
+    start = k * size
+    df = generated_frame(hw, seed, start, start + math.ceil(rows / K), shard_seed(seed, k)).iloc[:rows]
     return _to_parquet_bytes(df, {**settings, "shard": k})
 
 
@@ -162,8 +205,8 @@ def _check_folder(folder: Path, settings: dict, force: bool) -> None:
 def _progress(total: int, initial: int, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="group", desc="labelling", disable=not enabled,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} groups [{elapsed}<{remaining}, {rate_fmt}]")
+    return tqdm(total=total, initial=initial, unit="label", desc="labelling", disable=not enabled,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} labels [{elapsed}<{remaining}, {rate_fmt}]")
 
 
 def _connect(scheduler: str):
@@ -235,43 +278,46 @@ def zoo_frame(hw: HardwareConfig, models: list[str] | None = None) -> pd.DataFra
     return pd.concat(frames, ignore_index=True)
 
 
-def run(hw: HardwareConfig, folder: str | Path, groups: int, seed: int = 0, jobs: int = 1,
+def run(hw: HardwareConfig, folder: str | Path, budget: int | None = None, seed: int = 0, jobs: int = 1,
         scheduler: str | None = None, force: bool = False, progress: bool = True,
-        zoo_models: list[str] | None = None, plot: str | Path | None = None, shard_groups: int = SHARD_GROUPS) -> dict:
-    """Make (or resume) the dataset in `folder`; returns the manifest. `zoo_models`: None = all, [] = none."""
-    if groups < 1:
-        raise DatasetError(f"--groups must be at least 1, got {groups}")
+        zoo_models: list[str] | None = None, plot: str | Path | None = None, shard_groups: int = SHARD_GROUPS,
+        sampling: str = "sobol") -> dict:
+    """Make (or resume) the dataset in `folder` with at most `budget` labels (default
+    `default_budget(hw)`), drawn by `sampling`; returns the manifest. `zoo_models`: None = all,
+    [] = none (zoo.parquet is for evaluation and not counted in the budget)."""
+    budget = default_budget(hw) if budget is None else int(budget)
+    K = len(hw.core_counts)
+    if sampling not in SAMPLINGS:
+        raise AutotuneError(f"--sampling must be one of {', '.join(SAMPLINGS)}, not {sampling!r}")
+    if budget < 1:
+        raise DatasetError(f"--budget must be at least 1 label, got {budget}")
+    if sampling == "active":
+        from .active import min_budget
+
+        if budget < min_budget(K):
+            raise DatasetError(f"--budget {budget} is too small for active sampling on {K} core counts "
+                               f"(at least {min_budget(K)} labels)")
     if jobs < 1:
         raise AutotuneError(f"--jobs must be at least 1, got {jobs}")
     folder = Path(folder)
-    settings = settings_for(hw, groups, seed, shard_groups)
+    settings = settings_for(hw, budget, seed, shard_groups, sampling)
     _check_folder(folder, settings, force)
-    K = len(hw.core_counts)
-    n_shards = math.ceil(groups / shard_groups)
-    rows = [min(shard_groups, groups - k * shard_groups) * K for k in range(n_shards)]
-    todo = []
-    for k in range(n_shards):
-        meta, n = _read_meta(folder / shard_name(k))
-        if meta is None or n != rows[k] or not _same(meta, settings) or meta.get("shard") != k:
-            todo.append(k)
-    client = _connect(scheduler) if scheduler and todo else None
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    bar = _progress(groups, groups - sum(rows[k] // K for k in todo), progress)
-    try:
-        for k, data in _run_shards(todo, hw, settings, jobs, client):
-            atomic_write(folder / shard_name(k), lambda tmp, d=data: Path(tmp).write_bytes(d))
-            bar.update(rows[k] // K)
-    finally:
-        bar.close()
-        if client is not None:
-            client.close()
+    if sampling == "sobol":
+        rows, todo = _sobol_shards(hw, folder, settings, jobs, scheduler, progress)
+        names = [shard_name(k) for k in range(len(rows))]
+    else:
+        from .active import run_rounds
+
+        names, rows, todo = run_rounds(hw, folder, settings, progress)
     label_s = time.perf_counter() - t0
     zoo_info = None
     if zoo_models is None or zoo_models:
         zpath = folder / ZOO_FILE
         zmeta, zrows = _read_meta(zpath)
-        want = {**settings, "groups": None, "seed": None, "zoo_models": zoo_models,
+        want = {**{key: settings[key] for key in ("hardware", "hardware_hash", "generator_version", "code_digest",
+                                                   "core_counts")}, "zoo_models": zoo_models,
                 "zoo_digest": zoo_digest(zoo_models)}
         if zmeta is None or zmeta != want:
             z = zoo_frame(hw, zoo_models)
@@ -279,15 +325,37 @@ def run(hw: HardwareConfig, folder: str | Path, groups: int, seed: int = 0, jobs
             zrows = len(z)
         zoo_info = {"file": ZOO_FILE, "rows": zrows, "models": zoo_models or "all"}
     if plot:
-        plot_coverage(folder, plot, f"{hw.name}: synthetic groups vs zoo candidates (seed {seed}, {groups} groups)")
-    names = [shard_name(k) for k in range(n_shards)]
-    manifest = {**settings, "rows": sum(rows), "shards": names, "shard_rows": rows,
+        plot_coverage(folder, plot, f"{hw.name}: synthetic groups vs zoo candidates ({sampling}, seed {seed}, "
+                                    f"{sum(rows)} labels)")
+    manifest = {**settings, "rows": sum(rows), "labels": sum(rows), "shards": names, "shard_rows": rows,
                 "shard_digests": [file_digest(folder / n) for n in names], "zoo": zoo_info,
                 "columns": {"rows": ROW_COLUMNS, "label": "latency_ms", "descriptive": DESC_COLUMNS}}
     atomic_write_json(folder / MANIFEST, manifest)
     manifest["label_s"] = label_s  # timing for the caller; not written, so reruns write the same file
     manifest["labelled_shards"] = len(todo)
     return manifest
+
+
+def _sobol_shards(hw: HardwareConfig, folder: Path, settings: dict, jobs: int, scheduler: str | None,
+                  progress: bool) -> tuple[list[int], list[int]]:
+    """Make the Sobol shards not yet on disk; returns (labels per shard, shards made now)."""
+    rows = sobol_rows(settings)
+    todo = []
+    for k in range(len(rows)):
+        meta, n = _read_meta(folder / shard_name(k))
+        if meta is None or n != rows[k] or not _same(meta, settings) or meta.get("shard") != k:
+            todo.append(k)
+    client = _connect(scheduler) if scheduler and todo else None
+    bar = _progress(sum(rows), sum(rows) - sum(rows[k] for k in todo), progress)
+    try:
+        for k, data in _run_shards(todo, hw, settings, jobs, client):
+            atomic_write(folder / shard_name(k), lambda tmp, d=data: Path(tmp).write_bytes(d))
+            bar.update(rows[k])
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()
+    return rows, todo
 
 
 def plot_coverage(folder: str | Path, path: str | Path, title: str) -> Path:
@@ -329,12 +397,14 @@ def main(args: argparse.Namespace) -> int:
     folder = Path(args.out or Path("data") / slug)
     png = Path("reports") / slug / "synth_coverage.png"
     t0 = time.perf_counter()
-    m = run(hw, folder, args.groups, args.seed, args.jobs, args.scheduler, args.force, plot=png)
+    m = run(hw, folder, args.budget, args.seed, args.jobs, args.scheduler, args.force, plot=png,
+            sampling=args.sampling)
     dt = time.perf_counter() - t0
     done = m["labelled_shards"]
     rate = sum(m["shard_rows"]) / m["label_s"] if done == len(m["shards"]) and m["label_s"] > 0 else None
-    print(f"{folder}/: {m['rows']} rows ({args.groups} groups x {len(hw.core_counts)} core counts), "
-          f"{done} of {len(m['shards'])} shards labelled now" + (f" at {rate:,.0f} rows/s" if rate else "")
-          + f"; zoo.parquet {m['zoo']['rows'] if m['zoo'] else 0} rows; {dt:.1f} s")
+    unit = "shards" if m["sampling"] == "sobol" else "rounds"
+    print(f"{folder}/: {m['labels']} labels ({m['sampling']} sampling, budget {m['budget']}), "
+          f"{done} of {len(m['shards'])} {unit} labelled now" + (f" at {rate:,.0f} labels/s" if rate else "")
+          + f"; zoo.parquet {m['zoo']['rows'] if m['zoo'] else 0} rows (evaluation, not counted); {dt:.1f} s")
     print(f"coverage plot: {png}")
     return 0

@@ -14,7 +14,7 @@ from autotune.hardware import load_hardware
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     data, models = root / "data" / "mlu100", root / "models" / "mlu100"
-    assert main(["synth", "--hw", "mlu100", "--groups", "600", "--seed", "3", "--jobs", "1", "--out", str(data)]) == 0
+    assert main(["synth", "--hw", "mlu100", "--budget", "3600", "--seed", "3", "--jobs", "1", "--out", str(data)]) == 0
     assert main(["train", "--hw", "mlu100", "--data", str(data), "--out", str(models), "--json",
                  str(root / "train.json")]) == 0
     return root
@@ -126,3 +126,28 @@ def test_training_on_a_dask_cluster(workspace, tmp_path):
     meta = json.loads((tmp_path / "m" / "meta.json").read_text())
     local = json.loads((workspace / "models" / "mlu100" / "meta.json").read_text())
     assert meta["metrics"]["zoo"]["within10"] == pytest.approx(local["metrics"]["zoo"]["within10"], abs=0.05)
+
+
+def test_measure_budget_in_tune_and_eval(workspace, tmp_path, capsys):
+    models = str(workspace / "models")
+    out = tmp_path / "e.json"
+    assert main(["eval", "--hw", "mlu100", "--models", "resnet18", "--models-dir", models, "--measure-budget", "12",
+                 "--json", str(out), "--plot", str(tmp_path / "e.png")]) == 0
+    d = json.loads(out.read_text())
+    s = d["models"][0]["strategies"]
+    assert "learned+measure" in s and 0 < s["learned+measure"]["sim_calls"] <= 12
+    assert s["learned"]["sim_calls"] == 0 and d["summary"]["measure_budget"] == 12
+    assert s["learned+measure"]["ms"] >= s["oracle"]["ms"] * (1 - 1e-9)
+    # without the flag, no learned+measure column
+    assert main(["eval", "--hw", "mlu100", "--models", "resnet18", "--models-dir", models, "--json", str(out),
+                 "--plot", str(tmp_path / "e.png")]) == 0
+    assert "learned+measure" not in json.loads(out.read_text())["models"][0]["strategies"]
+    capsys.readouterr()
+    assert main(["tune", "--hw", "mlu100", "--model", "resnet18", "--models-dir", models, "--measure-budget", "9"]) == 0
+    assert "device measurements" in capsys.readouterr().out
+    assert main(["tune", "--hw", "mlu100", "--model", "resnet18", "--models-dir", models, "--measure-budget", "9",
+                 "--strategy", "oracle"]) == 2
+    assert "--measure-budget refines the learned plan" in capsys.readouterr().err
+    assert main(["eval", "--hw", "mlu100", "--models", "resnet18", "--models-dir", models,
+                 "--measure-budget", "-1"]) == 2
+    assert "at least 0" in capsys.readouterr().err

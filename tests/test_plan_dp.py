@@ -177,3 +177,47 @@ def test_analytic_plans_from_the_datasheet_alone():
     p = planner.run_strategy("analytic", g, HW.updated({"device": None}))  # no device needed
     assert p.strategy == "analytic" and p.sim_calls == 0
     assert [n for grp in p.groups for n in grp.layers] == [l.name for l in g.order]
+
+
+class _AnalyticModel:
+    """A poor stand-in learned model: the datasheet estimate, 20% low on 32 cores."""
+
+    val_mae_log_ = 0.05
+
+    def predict(self, X):
+        from autotune.features import FEATURE_NAMES, PRIOR_FEATURE
+
+        ms = np.exp(X[:, FEATURE_NAMES.index(PRIOR_FEATURE)].astype(float))
+        return np.where(X[:, FEATURE_NAMES.index("cores")] == 32, 0.8 * ms, ms)
+
+
+@pytest.mark.parametrize("budget", [0, 7, 30, 90])
+def test_learned_plus_measure_stays_in_budget_and_fixes_what_the_model_gets_wrong(budget):
+    g = zoo.build("resnet18")
+    model = _AnalyticModel()
+    learned = planner.verify(planner.run_strategy("learned", g, HW, model=model), g, HW)
+    p = planner.verify(planner.run_strategy("learned+measure", g, HW, model=model, measure_budget=budget), g, HW)
+    assert p.sim_calls <= budget and p.sim_calls % planner.MEASURE_REPEATS == 0
+    assert [n for grp in p.groups for n in grp.layers] == [l.name for l in g.order]
+    def shape(plan):
+        return [(grp.layers, grp.cores) for grp in plan.groups]
+
+    if budget == 0:
+        assert shape(p) == shape(learned) and p.sim_calls == 0
+    if budget >= 30:
+        assert p.sim_calls > 0 and p.simulated_ms < 0.98 * learned.simulated_ms  # measurements corrected it
+    again = planner.run_strategy("learned+measure", g, HW, model=model, measure_budget=budget)
+    assert shape(again) == shape(p)  # seeded: the same measurements, the same plan
+
+
+def test_measurement_noise_alone_does_not_move_a_good_plan():
+    """With the device's own costs as the model, measuring only adds noise: the plan must not get worse."""
+    class _Exact:
+        val_mae_log_ = 0.01
+
+    g = zoo.build("squeezenet1_1")
+    oracle = planner.run_strategy("oracle", g, HW)
+    exact = planner.CostSource("exact", planner.simulator_cost(HW).fn, simulated=False)
+    p = planner.measured_plan(g, HW, _Exact(), 60, planner.device_cost(HW, seed=3), cost=exact)
+    planner.verify(p, g, HW)
+    assert p.simulated_ms <= oracle.predicted_ms * 1.002

@@ -107,7 +107,7 @@ def _bytes(folder):
 
 
 def _run(folder, **kw):
-    kw.setdefault("groups", 90)
+    kw.setdefault("budget", 90 * K)
     kw.setdefault("seed", 3)
     return run(HW, folder, progress=False, zoo_models=kw.pop("zoo_models", []), shard_groups=40, **kw)
 
@@ -121,7 +121,7 @@ def base(tmp_path_factory):
 
 def test_rows_labels_and_columns(base):
     m = json.loads((base / "manifest.json").read_text())
-    assert m["hardware_hash"] == HW.hash and m["seed"] == 3 and m["groups"] == 90
+    assert m["hardware_hash"] == HW.hash and m["seed"] == 3 and m["budget"] == 90 * K
     assert m["shards"] == ["shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet"]
     assert m["shard_rows"] == [40 * K, 40 * K, 10 * K] and m["rows"] == 90 * K
     df = _read(base)
@@ -191,7 +191,7 @@ def test_other_settings_are_refused_unless_forced(base, tmp_path):
     folder = tmp_path / "mixed"
     _run(folder)
     before = _bytes(folder)
-    for kw in ({"seed": 4}, {"groups": 120}):
+    for kw in ({"seed": 4}, {"budget": 120 * K}):
         with pytest.raises(DatasetError) as err:
             _run(folder, **kw)
         msg = str(err.value)
@@ -226,7 +226,7 @@ def test_dask_cluster_equals_local(base, tmp_path):
 def test_zoo_rows_and_coverage_plot(tmp_path):
     from autotune.planner import candidates
 
-    m = _run(tmp_path / "z", groups=40, zoo_models=["alexnet"], plot=tmp_path / "cov.png")
+    m = _run(tmp_path / "z", budget=40 * K, zoo_models=["alexnet"], plot=tmp_path / "cov.png")
     z = pd.read_parquet(tmp_path / "z" / "zoo.parquet")
     g = zoo.build("alexnet")
     cands = candidates(g, HW)
@@ -245,8 +245,63 @@ def test_zoo_frame_group_json_rebuilds_the_candidate():
         assert [l.name for l in alone.order] == g.group(r["i"], r["j"]).names
 
 
+def test_a_budget_cuts_the_last_group_at_its_first_core_counts(tmp_path):
+    m = _run(tmp_path / "b", budget=40 * K + 3)
+    df = _read(tmp_path / "b")
+    assert m["labels"] == len(df) == 40 * K + 3 == sum(m["shard_rows"])
+    last = df[df["group_id"] == df["group_id"].iloc[-1]]
+    assert list(last["cores"]) == HW.core_counts[:3]
+
+
+# -- active sampling --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def active(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("active")
+    m = _run(folder, budget=200, sampling="active")
+    return folder, m
+
+
+def test_active_sampling_spends_exactly_its_budget_in_rounds(active):
+    from synth.active import ROUNDS, round_sizes
+
+    folder, m = active
+    df = _read(folder)
+    assert m["sampling"] == "active" and m["labels"] == len(df) == 200
+    assert m["shard_rows"] == round_sizes(200, K) and len(m["shards"]) == ROUNDS + 1
+    per_group = df.groupby("group_id")["cores"].nunique()
+    first = pd.read_parquet(folder / m["shards"][0])
+    assert (first.groupby("group_id")["cores"].nunique() == K).all()  # the space-filling round: every core count
+    assert (per_group < K).any()  # later rounds measure only where it pays
+    assert not df.duplicated(["group_id", "cores"]).any()
+    assert (df["kind"] != "zoo").all() and not df["group_id"].str.contains(":").any()  # never a zoo group
+    # labels are the device's: a rebuilt group simulates to its label up to noise
+    row = df.iloc[-1]
+    g = graph_from_dict(json.loads(row["group_json"]))
+    assert row["latency_ms"] == pytest.approx(simulate([g.group(0, len(g))], [row["cores"]], HW)[0], rel=0.5)
+
+
+def test_active_sampling_is_deterministic_and_resumes(active, tmp_path):
+    folder, m = active
+    again = tmp_path / "again"
+    _run(again, budget=200, sampling="active")
+    assert _bytes(again) == _bytes(folder)
+    (again / "manifest.json").unlink()
+    (again / m["shards"][3]).unlink()
+    (again / m["shards"][4]).write_bytes(b"PAR1 cut")
+    m2 = _run(again, budget=200, sampling="active")
+    assert m2["labelled_shards"] == 2 and _bytes(again) == _bytes(folder)
+
+
+def test_active_sampling_refuses_a_budget_too_small_to_start(tmp_path):
+    from synth.active import min_budget
+
+    with pytest.raises(DatasetError, match="too small for active sampling"):
+        _run(tmp_path / "tiny", budget=min_budget(K) - 1, sampling="active")
+    assert not (tmp_path / "tiny" / "manifest.json").exists()
+
+
 # -- command line -----------------------------------------------------------------------------
-@pytest.mark.parametrize("argv, word", [(["--hw", "no_such_npu"], "no_such_npu"), (["--groups", "0"], "groups"),
+@pytest.mark.parametrize("argv, word", [(["--hw", "no_such_npu"], "no_such_npu"), (["--budget", "0"], "budget"),
                                         (["--jobs", "0"], "jobs")])
 def test_cli_errors_are_one_line_exit_2(argv, word, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -97,7 +97,7 @@ def _roofline(parts: dict[str, np.ndarray], p: dict[str, np.ndarray], sh: dict[s
     C = p["compute"] * (mix("compute") + mix("halo") + slow)
     D = p["bandwidth"] * (mix("bytes") + sh["reread"] * mix("reread") + sh["spill"] * mix("spill"))
     busy_cores = parts["k"] * p["compute"] * (mix("mac") + slow) / np.maximum(np.maximum(C, D), 1e-12)
-    C = C * np.maximum(1.0, busy_cores / sh["power_cores"]) ** sh["power_exp"]
+    C = C * np.clip(busy_cores / sh["power_cores"], 1.0, 1e3) ** sh["power_exp"]
     # a kernel's program (descriptors, instructions) beyond what its memory holds is reloaded
     size = (program[0] * parts["dconv"] + program[1] * parts["dlite"] + program[2] * parts["dother"]
             + program[3] * (parts["n"] - parts["dconv"] - parts["dlite"] - parts["dother"]))
@@ -141,7 +141,7 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
              "launch": np.exp(th[3 * K:4 * K]), "layer": np.exp(th[4 * K:5 * K])}
         sh = {"overlap": float(1.0 / (1.0 + np.exp(-th[5 * K]))), "reread": float(np.exp(th[5 * K + 1])),
               "spill": float(np.exp(th[5 * K + 2])), "power_cores": float(np.exp(th[5 * K + 3])),
-              "power_exp": float(np.exp(th[5 * K + 4]))}
+              "power_exp": float(4.0 / (1.0 + np.exp(-th[5 * K + 4])))}  # a clock exponent in (0, 4)
         base = 5 * K + 5 + S
         return p, sh, np.exp(th[5 * K + 5:base]), np.exp(th[base:base + 4]), float(np.exp(th[base + 4]))
 
@@ -153,7 +153,7 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
     # start: even split mix, datasheet bandwidth and clock, 10 us launch, 1 us per layer, half of the
     # shorter of compute and DMA hidden, re-reads and spills as estimated, a power budget for all cores
     th0 = np.r_[np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.log(10.0)), np.zeros(K), 0.0, 0.0, 0.0,
-                np.log(max(ks.max() / 2, 1.0)), np.log(0.5), np.full(S, np.log(0.02)),
+                np.log(max(ks.max() / 2, 1.0)), np.log(0.5 / 3.5), np.full(S, np.log(0.02)),
                 np.log([0.1, 0.07, 0.04, 0.01]), np.log(5.0)]
     res = least_squares(residual, th0, loss="soft_l1", f_scale=f_scale, max_nfev=400)
     p, sh, st, prog, rl = unpack(res.x)

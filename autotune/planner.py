@@ -46,20 +46,6 @@ def simulator_cost(hw: HardwareConfig) -> CostSource:
     return CostSource("simulator", lambda b, g, k: simulate_batch(b, g, k, hw), simulated=True)
 
 
-def device_cost(hw: HardwareConfig, seed: int = 0) -> CostSource:
-    """Measurements on the device: the simulator with its timing noise, as a real run reports
-    (each call draws fresh noise). Every pair counts as a device measurement."""
-    from .simulator import simulate_batch
-
-    calls = [0]
-
-    def measure(b: GroupBatch, g: np.ndarray, k: np.ndarray) -> np.ndarray:
-        calls[0] += 1
-        return simulate_batch(b, g, k, hw, noise=True, seed=seed * 1000003 + calls[0])
-
-    return CostSource("device", measure, simulated=True)
-
-
 def model_cost(model, hw: HardwareConfig) -> CostSource:
     """The learned model: features + predict, never the simulator."""
     from .features import featurize_batch
@@ -317,90 +303,6 @@ def plan_greedy(graph: Graph, hw: HardwareConfig, cost: CostSource) -> Plan:
     return _meta(graph, hw, "greedy", pg, float(sum(g.predicted_ms for g in pg)))
 
 
-#: Measurements per (group, cores) pair at tune time: their median resists timing outliers.
-MEASURE_REPEATS = 3
-
-
-def measured_plan(graph: Graph, hw: HardwareConfig, model, budget: int, device: CostSource,
-                  optimism: float | None = None, repeats: int = MEASURE_REPEATS,
-                  cost: CostSource | None = None) -> Plan:
-    """DLFusion's reduced brute force, done with a model: plan on the model, measure on the device
-    the groups of the plan not measured yet, re-plan with what was measured, and repeat while the
-    budget lasts (at most `budget` measurements, all counted by `device`). This catches the pairs
-    the model underrates, which are what make a plan worse than it looks.
-
-    A pair is measured `repeats` times and its median combined with the
-    model's prediction (`_posterior`): noise cannot overturn a good prediction, a prediction that is
-    far off is corrected. Once the chosen plan is all measured, the search explores: unmeasured
-    pairs count `optimism` cheaper than predicted (default: the model's validation error), so
-    alternatives the model may overrate get measured too; it stops when even that plan is measured.
-    `cost` replaces the model's predictions (any CostSource; `model` then only lends its error)."""
-    if budget < 0:
-        from .errors import AutotuneError
-
-        raise AutotuneError(f"--measure-budget must be at least 0, got {budget}")
-    val_err = float(getattr(model, "val_mae_log_", None) or 0.03) * np.sqrt(np.pi / 2)  # MAE -> std
-    model_err = val_err  # refined below once the device's own noise is known
-    optimism = float(np.expm1(model_err)) if optimism is None else optimism
-    si, sj = _spans(graph, hw)
-    predicted = cost_table(graph, hw, cost or model_cost(model, hw), si, sj)
-    combined = np.full_like(predicted, np.nan)
-    runs: dict[tuple[int, int], np.ndarray] = {}
-    ks = np.asarray(hw.core_counts)
-    k_index = {int(k): c for c, k in enumerate(ks)}
-    span_index = {(int(i), int(j)): s for s, (i, j) in enumerate(zip(si, sj))}
-    left = budget
-
-    def unmeasured(table: np.ndarray) -> list[tuple[int, int]]:
-        p = dp_from_table(graph, hw, si, sj, table, "learned+measure")
-        todo = [(span_index[(g.i, g.j)], k_index[g.cores]) for g in p.groups]
-        return sorted((t for t in todo if np.isnan(combined[t])), key=lambda t: -predicted[t])  # most at stake first
-
-    while left >= repeats:
-        # verify the plan the model and the measurements so far choose; once it is all measured,
-        # explore: the plan that unmeasured pairs would give if the model overrated them
-        todo = unmeasured(np.where(np.isnan(combined), predicted, combined))
-        if not todo:
-            todo = unmeasured(np.where(np.isnan(combined), predicted * (1.0 - optimism), combined))
-        todo = todo[:left // repeats]  # whole sets of repeats only: a lone run proves little
-        if not todo:
-            break
-        groups = [graph.group(int(si[s]), int(sj[s])) for s, _ in todo for _ in range(repeats)]
-        cores = np.repeat(ks[[c for _, c in todo]], repeats)
-        ms = device(GroupBatch.build(groups), np.arange(len(groups)), cores).reshape(len(todo), repeats)
-        left -= ms.size
-        for t, m in zip(todo, ms):
-            runs[t] = np.log(m)
-        noise = _run_spread(runs)
-        # the validation error holds the labels' own noise too: what is left is the model's
-        model_err = float(np.sqrt(max(val_err**2 - noise**2, (val_err / 3) ** 2)))
-        for t, logs in runs.items():  # the noise estimate sharpens as runs accumulate: recombine all
-            combined[t] = np.exp(_posterior(np.log(predicted[t]), logs, model_err, noise))
-    final = np.where(np.isnan(combined), predicted, combined)
-    return dp_from_table(graph, hw, si, sj, final, "learned+measure")
-
-
-def _posterior(log_pred: float, logs: np.ndarray, model_err: float, noise: float) -> float:
-    """The log cost to plan with after measuring: the prediction, unless the runs' median departs
-    from it by more than twice what model error and run noise together explain, then the
-    variance-weighted mean of the two. A plan changes only on evidence, not on a lucky run."""
-    med = float(np.median(logs))
-    spread = np.sqrt(model_err**2 + noise**2 / len(logs))
-    if abs(med - log_pred) <= 2.0 * spread:
-        return log_pred
-    w = model_err**2 / (model_err**2 + noise**2 / len(logs))
-    return w * med + (1 - w) * log_pred
-
-
-def _run_spread(runs: dict[tuple[int, int], np.ndarray]) -> float:
-    """Spread (log scale) of one device run around its pair's median, from the repeats so far
-    (a robust MAD); before two repeats of anything exist, assume 3%."""
-    dev = np.concatenate([logs - np.median(logs) for logs in runs.values() if len(logs) > 1] or [np.zeros(0)])
-    if len(dev) < 4:
-        return 0.03
-    return float(max(1.4826 * np.median(np.abs(dev)) * 1.2, 1e-3))  # x1.2: MAD about a median of few shrinks
-
-
 BASELINES = {"none": plan_none, "cores-only": plan_cores_only, "fuse-max": plan_fuse_max,
              "dlfusion": plan_dlfusion, "greedy": plan_greedy}
 #: Strategies that run the DP on a cost source of their own.
@@ -444,6 +346,8 @@ def run_strategy(name: str, graph: Graph, hw: HardwareConfig, model=None, measur
     if name == "learned+measure":
         if model is None:
             raise AutotuneError("the learned+measure strategy needs a trained model")
+        from .refine import device_cost, measured_plan
+
         t0 = time.perf_counter()
         device = device_cost(hw, measure_seed)
         p = measured_plan(graph, hw, model, measure_budget, device)

@@ -197,7 +197,7 @@ def test_learned_plus_measure_stays_in_budget_and_fixes_what_the_model_gets_wron
     model = _AnalyticModel()
     learned = planner.verify(planner.run_strategy("learned", g, HW, model=model), g, HW)
     p = planner.verify(planner.run_strategy("learned+measure", g, HW, model=model, measure_budget=budget), g, HW)
-    assert p.sim_calls <= budget and p.sim_calls % planner.MEASURE_REPEATS == 0
+    assert p.sim_calls <= budget and p.sim_calls % __import__("autotune.refine", fromlist=["x"]).MEASURE_REPEATS == 0
     assert [n for grp in p.groups for n in grp.layers] == [l.name for l in g.order]
     def shape(plan):
         return [(grp.layers, grp.cores) for grp in plan.groups]
@@ -218,6 +218,8 @@ def test_measurement_noise_alone_does_not_move_a_good_plan():
     g = zoo.build("squeezenet1_1")
     oracle = planner.run_strategy("oracle", g, HW)
     exact = planner.CostSource("exact", planner.simulator_cost(HW).fn, simulated=False)
-    p = planner.measured_plan(g, HW, _Exact(), 60, planner.device_cost(HW, seed=3), cost=exact)
+    from autotune.refine import device_cost, measured_plan
+
+    p = measured_plan(g, HW, _Exact(), 60, device_cost(HW, seed=3), cost=exact)
     planner.verify(p, g, HW)
     assert p.simulated_ms <= oracle.predicted_ms * 1.002

@@ -78,20 +78,22 @@ def plot(df: pd.DataFrame, meas: pd.DataFrame, hw_name: str, path: Path) -> None
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 3, figsize=(16, 4.6))
+    colors = {"sobol": "tab:blue", "active": "tab:orange"}
     for sampling, d in df.groupby("sampling", sort=False):
+        c = colors.get(sampling)
         agg = d.groupby("labels").agg(w10=("within10", "mean"), g=("regret_geomean", "mean"),
                                       gmin=("regret_geomean", "min"), gmax=("regret_geomean", "max"),
                                       worst=("regret_worst", "mean"))
-        ax[0].plot(agg.index, 100 * agg["w10"], marker="o", label=sampling)
-        ax[1].plot(agg.index, 100 * agg["g"], marker="o", label=f"{sampling} geomean")
-        ax[1].fill_between(agg.index, 100 * agg["gmin"], 100 * agg["gmax"], alpha=0.2)
-        ax[1].plot(agg.index, 100 * agg["worst"], marker="s", ls="--", label=f"{sampling} worst network")
+        ax[0].plot(agg.index, 100 * agg["w10"], marker="o", color=c, label=sampling)
+        ax[1].plot(agg.index, 100 * agg["g"], marker="o", color=c, label=f"{sampling} geomean")
+        ax[1].fill_between(agg.index, 100 * agg["gmin"], 100 * agg["gmax"], color=c, alpha=0.2)
+        ax[1].plot(agg.index, 100 * agg["worst"], marker="s", ls="--", color=c, label=f"{sampling} worst network")
     for a in ax[:2]:
         a.set_xscale("log")
         a.set_xlabel("labels (device measurements for training)")
         a.legend(fontsize=8)
     ax[0].set(ylabel="zoo pairs within 10% (%)", title=f"{hw_name}: accuracy against labels")
-    ax[1].set(ylabel="regret vs oracle (%)", title="plan regret against labels (band: seeds)")
+    ax[1].set(ylabel="regret vs oracle (%)", title="plan regret against labels (mean of seeds; band: min-max)")
     if len(meas):
         agg = meas.groupby("M")["regret"]
         ax[2].plot(agg.mean().index, 100 * agg.mean(), marker="o", label="mean over networks and seeds")
@@ -115,11 +117,16 @@ def main() -> None:
     ap.add_argument("--measure-at", type=int, default=2000, help="labels of the model used for the M curve")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--replot", action="store_true", help="only redraw the PNG from the CSVs in --out")
     a = ap.parse_args()
     from synth.pipeline import _to_parquet_bytes, default_budget, zoo_frame
 
     hw = load_hardware(a.hw)
     out = Path(a.out or f"reports/{hw_slug(a.hw)}/label_budget")
+    if a.replot:
+        plot(pd.read_csv(out / "label_budget.csv"), pd.read_csv(out / "measure_budget.csv"), hw.name,
+             out / "label_budget.png")
+        return
     budgets = [int(b) for b in a.budgets.split(",")]
     seeds = [int(s) for s in a.seeds.split(",")]
     samplings = a.samplings.split(",")

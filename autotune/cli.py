@@ -110,18 +110,46 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return main_eval(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors as one line (no usage dump) and exit status 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog.split()[0]} --help)\n")
+
+
+def _ranged(lo: int, hi: int):
+    """An argparse type: an integer in [lo, hi]."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{v} is outside {lo}..{hi}")
+        return v
+
+    return parse
+
+
+SEED = _ranged(0, 2**32 - 1)
+BATCH = _ranged(1, 4096)
+BUDGET = _ranged(1, 10**8)  # labels: far beyond any real device's patience
+MEASURE = _ranged(0, 10**5)
+JOBS = _ranged(1, 256)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="autotune", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = _Parser(prog="autotune", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     s = sub.add_parser("zoo", help="list the built-in networks")
-    s.add_argument("--batch", type=int, default=1)
+    s.add_argument("--batch", type=BATCH, default=1)
     s.add_argument("--json", metavar="FILE")
     s.set_defaults(func=cmd_zoo)
 
     s = sub.add_parser("inspect", help="layer table of a zoo network or an .onnx file")
     s.add_argument("model", metavar="MODEL")
-    s.add_argument("--batch", type=int, default=None)
+    s.add_argument("--batch", type=BATCH, default=None)
     s.add_argument("--strict", action="store_true", help="unknown ONNX ops are an error, not opaque layers")
     s.add_argument("--json", metavar="FILE")
     s.set_defaults(func=cmd_inspect)
@@ -129,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export-onnx", help="write a zoo network as an ONNX file (shapes only, no weights)")
     s.add_argument("model", metavar="MODEL")
     s.add_argument("out", metavar="OUT.onnx")
-    s.add_argument("--batch", type=int, default=None)
+    s.add_argument("--batch", type=BATCH, default=None)
     s.set_defaults(func=cmd_export_onnx)
 
     s = sub.add_parser("study", help="the synthetic-layer study: plots and CSVs under reports/<hw>/")
@@ -139,13 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="generate and label a synthetic dataset")
     s.add_argument("--hw", default="mlu100")
-    s.add_argument("--budget", type=int, default=None, metavar="N",
+    s.add_argument("--budget", type=BUDGET, default=None, metavar="N",
                    help="labels to measure, one per (group, cores) pair (default 16000 groups x core counts)")
     s.add_argument("--sampling", choices=["sobol", "active"], default="sobol",
                    help="sobol: space-filling draw; active: rounds that measure where the model is unsure")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--out", default=None, help="folder (default data/<hw>)")
-    s.add_argument("--jobs", type=int, default=1)
+    s.add_argument("--jobs", type=JOBS, default=1)
     s.add_argument("--scheduler", default=None, metavar="ADDR", help="dask scheduler, e.g. tcp://host:8786")
     s.add_argument("--force", action="store_true", help="overwrite a dataset made with other settings")
     s.set_defaults(func=cmd_synth)
@@ -154,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hw", default="mlu100")
     s.add_argument("--data", default=None, help="dataset folder (default data/<hw>)")
     s.add_argument("--out", default=None, help="model folder (default models/<hw>)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--scheduler", default=None, metavar="ADDR")
     s.add_argument("--json", metavar="FILE")
     s.set_defaults(func=cmd_train)
@@ -162,12 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("tune", help="plan fusion groups and core counts for a network")
     s.add_argument("--hw", default="mlu100")
     s.add_argument("--model", required=True, metavar="MODEL")
-    s.add_argument("--batch", type=int, default=None)
+    s.add_argument("--batch", type=BATCH, default=None)
     s.add_argument("--models-dir", default="models", help="where trained models live (models/<hw>/)")
     s.add_argument("--strategy", default="learned")
     s.add_argument("--out", default=None, metavar="plan.json")
     s.add_argument("--verify", action="store_true", help="add simulated latencies to the plan")
-    s.add_argument("--measure-budget", type=int, default=None, metavar="M",
+    s.add_argument("--measure-budget", type=MEASURE, default=None, metavar="M",
                    help="refine the learned plan with at most M device measurements (learned+measure)")
     s.add_argument("--plot", default=None, metavar="FILE.png")
     s.set_defaults(func=cmd_tune)
@@ -175,9 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("eval", help="planner vs oracle vs baselines on many networks")
     s.add_argument("--hw", default="mlu100")
     s.add_argument("--models", default="all", help="all, or comma-separated zoo names and .onnx paths")
-    s.add_argument("--batch", type=int, default=None)
+    s.add_argument("--batch", type=BATCH, default=None)
     s.add_argument("--models-dir", default="models")
-    s.add_argument("--measure-budget", type=int, default=None, metavar="M",
+    s.add_argument("--measure-budget", type=MEASURE, default=None, metavar="M",
                    help="also run learned+measure with at most M device measurements per network")
     s.add_argument("--json", metavar="FILE")
     s.add_argument("--plot", default=None, metavar="FILE.png")
@@ -186,7 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; bad input is one line on stderr and exit 2, never a traceback. An
+    unexpected failure is one line and exit 3 (AUTOTUNE_DEBUG=1 shows the traceback)."""
+    import os
+
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
     try:
         return int(args.func(args) or 0)
     except AutotuneError as err:
@@ -195,6 +230,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autotune: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("autotune: error: out of memory; ask for less (a smaller --budget, --batch or model)", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file system refusal that no check above foresaw
+        where = f" {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"autotune: error: cannot access{where}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a bug: still one line for the user
+        if os.environ.get("AUTOTUNE_DEBUG"):
+            raise
+        print(f"autotune: internal error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
+              "(rerun with AUTOTUNE_DEBUG=1 and report it)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ and refuses a model made for other hardware or another feature schema.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 from pathlib import Path
@@ -17,7 +18,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import GroupShuffleSplit
 
 from .errors import ModelFileError
-from .fileio import atomic_write, atomic_write_json
+from .fileio import publish_folder, recover_folder
 
 MODEL_FILE = "model.ubj"
 META_FILE = "meta.json"
@@ -194,11 +195,10 @@ class LatencyModel(BaseEstimator, RegressorMixin):
         return np.exp(np.asarray(log_ms, dtype=np.float64))
 
     # -- persistence ------------------------------------------------------------------------
-    def save(self, folder: str | Path, meta: dict[str, Any]) -> Path:
-        """Write model.ubj and meta.json (hyper-parameters, library versions added) atomically."""
-        folder = Path(folder)
+    def save(self, folder: str | Path, meta: dict[str, Any], extra_files: dict[str, bytes] | None = None) -> Path:
+        """Publish model.ubj and meta.json (hyper-parameters, library versions, the model's digest
+        and meta's own checksum added), with `extra_files`, as one unit (`fileio.publish_folder`)."""
         raw = bytes(self.booster_.save_raw(raw_format="ubj"))
-        atomic_write(folder / MODEL_FILE, lambda tmp: Path(tmp).write_bytes(raw))
         full = dict(meta)
         full.update({
             "best_iteration": self.best_iteration_,
@@ -207,9 +207,12 @@ class LatencyModel(BaseEstimator, RegressorMixin):
             "calibration": self.calibration_.to_dict() if self.calibration_ is not None else None,
             "val_mae_log": getattr(self, "val_mae_log_", None),
             "versions": library_versions(),
+            "model_sha256": hashlib.sha256(raw).hexdigest(),
         })
-        atomic_write_json(folder / META_FILE, full)
-        return folder
+        full = json.loads(json.dumps(full))  # as it will read back (int keys become strings)
+        full["meta_sha256"] = _meta_checksum(full)
+        files = {MODEL_FILE: raw, META_FILE: (json.dumps(full, indent=2) + "\n").encode(), **(extra_files or {})}
+        return publish_folder(folder, files)
 
     @classmethod
     def load(cls, folder: str | Path, hw=None, feature_version: int | None = None,
@@ -217,6 +220,10 @@ class LatencyModel(BaseEstimator, RegressorMixin):
         """Load a saved model; refuse one made for other hardware or another feature schema."""
         folder = Path(folder)
         retrain = f"retrain it with `make train HW={hw.name}`" if hw is not None else "retrain it with `make train`"
+        try:
+            recover_folder(folder)
+        except OSError:
+            pass  # a read-only place: load what is there
         meta_path, model_path = folder / META_FILE, folder / MODEL_FILE
         if not meta_path.is_file() or not model_path.is_file():
             raise ModelFileError(f"no trained model in {folder}/ ({retrain})")
@@ -224,8 +231,12 @@ class LatencyModel(BaseEstimator, RegressorMixin):
             meta = json.loads(meta_path.read_text())
             if not isinstance(meta, dict):
                 raise ValueError
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ModelFileError(f"{meta_path} is corrupted: not a JSON object ({retrain})") from None
+        except OSError as err:
+            raise ModelFileError(f"cannot read {meta_path}: {err.strerror or err}") from None
+        if meta.get("meta_sha256") != _meta_checksum(meta):
+            raise ModelFileError(f"{meta_path} is corrupted or edited: its checksum does not match ({retrain})")
         if hw is not None and meta.get("hardware_hash") != hw.hash:
             raise ModelFileError(
                 f"model in {folder}/ was trained for hardware {meta.get('hardware')!r} "
@@ -236,9 +247,17 @@ class LatencyModel(BaseEstimator, RegressorMixin):
                 f"computes v{feature_version}; {retrain}")
         if feature_names is not None and meta.get("feature_names") != list(feature_names):
             raise ModelFileError(f"model in {folder}/ lists other feature names than this autotune; {retrain}")
+        try:
+            raw = model_path.read_bytes()
+        except OSError as err:
+            raise ModelFileError(f"cannot read {model_path}: {err.strerror or err}") from None
+        # checked before XGBoost parses a byte: a damaged file can crash its native loader
+        if hashlib.sha256(raw).hexdigest() != meta.get("model_sha256"):
+            raise ModelFileError(f"{model_path} is corrupted or does not belong to {meta_path} "
+                                 f"(its digest does not match) ({retrain})")
         booster = xgb.Booster()
         try:
-            booster.load_model(bytearray(model_path.read_bytes()))
+            booster.load_model(bytearray(raw))
         except xgb.core.XGBoostError:
             raise ModelFileError(f"{model_path} is corrupted or not an XGBoost model ({retrain})") from None
         params = {k: v for k, v in meta.get("params", {}).items() if k in cls().get_params()}
@@ -263,6 +282,12 @@ class LatencyModel(BaseEstimator, RegressorMixin):
                     f"{meta_path} lacks a valid calibration for prior='calibrated' ({retrain})") from None
         model.meta_ = meta
         return model
+
+
+def _meta_checksum(meta: dict) -> str:
+    """SHA-256 of meta.json's content without its own checksum field (canonical JSON)."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def library_versions() -> dict[str, str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from .errors import DatasetError
 from .fileio import atomic_write
@@ -38,9 +40,64 @@ DESC_COLUMNS = ["macs", "ops", "max_channels", "n_layers", "batch", "kind", "str
 _CACHE_KEY = b"autotune.features"
 
 
+#: A shard's file name: shards live in their dataset folder, nowhere else.
+SHARD_NAME = re.compile(r"shard-\d{5}\.parquet")
+
+
 def file_digest(path: str | Path) -> str:
     """SHA-256 of a file's bytes (hex, 16 characters)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """A table as Parquet bytes (zstd) with page checksums, so a flipped bit is found on reading."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", write_page_checksum=True)
+    return sink.getvalue().to_pybytes()
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """A Parquet file with its page checksums verified; a damaged file is a DatasetError."""
+    try:
+        return pq.read_table(path, page_checksum_verification=True).to_pandas()
+    except (OSError, pa.ArrowException, ValueError) as err:
+        raise DatasetError(f"{path} is damaged or not a Parquet file ({str(err).splitlines()[0][:80]}); "
+                           "rerun `autotune synth` to remake it") from None
+
+
+class _ZooEntry(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    file: str
+    rows: int
+    digest: str | None = None
+
+
+class Manifest(BaseModel):
+    """What manifest.json must hold; other settings may follow."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    hardware: str
+    hardware_hash: str
+    shards: list[str]
+    shard_rows: list[int]
+    shard_digests: list[str]
+    rows: int
+    zoo: _ZooEntry | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Manifest:
+        if not (len(self.shards) == len(self.shard_rows) == len(self.shard_digests)):
+            raise ValueError("shards, shard_rows and shard_digests differ in length")
+        bad = [s for s in self.shards if not SHARD_NAME.fullmatch(s)]
+        if bad:
+            raise ValueError(f"shard {bad[0]!r} is not a shard file name of this folder (shard-NNNNN.parquet)")
+        if len(set(self.shards)) != len(self.shards):
+            raise ValueError("a shard is listed twice")
+        if any(r < 0 for r in self.shard_rows) or sum(self.shard_rows) != self.rows:
+            raise ValueError(f"rows {self.rows} is not the sum of shard_rows")
+        if self.zoo is not None and self.zoo.file != ZOO_FILE:
+            raise ValueError(f"zoo.file must be {ZOO_FILE!r}")
+        return self
 
 
 @dataclass
@@ -56,28 +113,42 @@ class Dataset:
 
 
 def read_dataset(folder: str | Path, hw: HardwareConfig) -> Dataset:
-    """Read every shard listed in manifest.json; refuse data for other hardware or missing shards."""
+    """Read every shard listed in manifest.json, each checked against its digest and row count;
+    refuse a manifest that is malformed, points outside its folder or is for other hardware."""
     folder = Path(folder)
     mpath = folder / MANIFEST
     if not mpath.is_file():
         raise DatasetError(f"no dataset in {folder}/ (manifest.json missing); run `make synth HW={hw.name}` first")
     try:
-        manifest = json.loads(mpath.read_text())
-    except (ValueError, UnicodeDecodeError):
+        raw = json.loads(mpath.read_text())
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise DatasetError(f"{mpath} is corrupted (not JSON); regenerate with `autotune synth --force`") from None
-    if not isinstance(manifest, dict):
+    if not isinstance(raw, dict):
         raise DatasetError(f"{mpath} is corrupted (not a JSON object); regenerate with `autotune synth --force`")
-    if manifest.get("hardware_hash") != hw.hash:
-        raise DatasetError(f"dataset in {folder}/ was labelled for hardware {manifest.get('hardware')!r} "
-                           f"(hash {manifest.get('hardware_hash')}), not {hw.name!r} (hash {hw.hash}); "
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as err:
+        e = err.errors()[0]
+        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        raise DatasetError(f"{mpath} is invalid: {loc}: {msg}; regenerate with `autotune synth --force`") from None
+    if manifest.hardware_hash != hw.hash:
+        raise DatasetError(f"dataset in {folder}/ was labelled for hardware {manifest.hardware!r} "
+                           f"(hash {manifest.hardware_hash}), not {hw.name!r} (hash {hw.hash}); "
                            f"regenerate it with `autotune synth --hw {hw.name} --force`")
-    shards = manifest.get("shards", [])
-    if not isinstance(shards, list) or not all(isinstance(s, str) for s in shards):
-        raise DatasetError(f"{mpath} is corrupted (shards is not a list of file names)")
-    missing = [s for s in shards if not (folder / s).is_file()]
-    if missing:
-        raise DatasetError(f"dataset in {folder}/ is missing shard {missing[0]}; rerun `autotune synth` to resume")
-    frames = [pd.read_parquet(folder / s) for s in shards]
+    frames = []
+    for name, rows, digest in zip(manifest.shards, manifest.shard_rows, manifest.shard_digests):
+        path = folder / name
+        if not path.is_file():
+            raise DatasetError(f"dataset in {folder}/ is missing shard {name}; rerun `autotune synth` to resume")
+        if file_digest(path) != digest:
+            raise DatasetError(f"shard {path} is corrupted (its digest differs from the manifest's); "
+                               "rerun `autotune synth` to remake it")
+        frame = read_parquet(path)
+        if len(frame) != rows:
+            raise DatasetError(f"shard {path} has {len(frame)} rows, the manifest says {rows}; "
+                               "regenerate with `autotune synth --force`")
+        frames.append(frame)
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if rows.empty:
         raise DatasetError(f"dataset in {folder}/ is empty; generate it with `autotune synth`")
@@ -85,13 +156,19 @@ def read_dataset(folder: str | Path, hw: HardwareConfig) -> Dataset:
     if absent:
         raise DatasetError(f"dataset in {folder}/ lacks column {absent[0]!r}; "
                            "regenerate it with `autotune synth --force`")
+    bad = ~np.isfinite(rows["latency_ms"].to_numpy(np.float64)) | (rows["latency_ms"].to_numpy(np.float64) <= 0)
+    if bad.any():
+        raise DatasetError(f"dataset in {folder}/ has {int(bad.sum())} latencies that are not positive numbers "
+                           f"(first: group {rows['group_id'].iloc[int(np.argmax(bad))]!r})")
     digest = hashlib.sha256(mpath.read_bytes()).hexdigest()[:16]
     zpath = folder / ZOO_FILE
-    zoo = pd.read_parquet(zpath) if zpath.is_file() else None
-    listed = manifest.get("shard_digests")
-    digests = listed if isinstance(listed, list) and len(listed) == len(shards) else [
-        file_digest(folder / s) for s in shards]
-    return Dataset(folder, rows, manifest, digest, zoo, [str(d) for d in digests])
+    zoo = None
+    if manifest.zoo is not None and zpath.is_file():
+        if manifest.zoo.digest is not None and file_digest(zpath) != manifest.zoo.digest:
+            raise DatasetError(f"{zpath} is corrupted (its digest differs from the manifest's); "
+                               "rerun `autotune synth` to remake it")
+        zoo = read_parquet(zpath)
+    return Dataset(folder, rows, raw, digest, zoo, list(manifest.shard_digests))
 
 
 def groups_of(frame: pd.DataFrame) -> tuple[list, np.ndarray]:
@@ -140,17 +217,19 @@ def cached_features(frame: pd.DataFrame, folder: Path, name: str, digest: str, h
     try:
         meta = json.loads((pq.read_metadata(path).metadata or {}).get(_CACHE_KEY, b"null"))
         if meta == key:
-            X = pq.read_table(path).to_pandas()[list(FEATURE_NAMES)].to_numpy(np.float32)
-            if X.shape == (len(frame), len(FEATURE_NAMES)):
+            X = pq.read_table(path, page_checksum_verification=True).to_pandas()[list(FEATURE_NAMES)]
+            X = X.to_numpy(np.float32)
+            if X.shape == (len(frame), len(FEATURE_NAMES)) and np.isfinite(X).all():
                 return X
     except (OSError, ValueError, KeyError, pa.ArrowException):
-        pass  # absent, stale or unreadable: recompute
+        pass  # absent, stale or damaged: recompute
     X = compute_features(frame, hw)
     table = pa.Table.from_pandas(pd.DataFrame(X, columns=list(FEATURE_NAMES)), preserve_index=False)
     table = table.replace_schema_metadata({_CACHE_KEY: json.dumps(key).encode()})
+    data = parquet_bytes(table)
 
     def write(tmp: str) -> None:
-        pq.write_table(table, tmp, compression="zstd")
+        Path(tmp).write_bytes(data)
 
     try:
         atomic_write(path, write)
@@ -162,7 +241,7 @@ def cached_features(frame: pd.DataFrame, folder: Path, name: str, digest: str, h
 def dataset_features(ds: Dataset, hw: HardwareConfig) -> tuple[np.ndarray, np.ndarray | None]:
     """Feature matrices of the training rows (shards in manifest order) and of zoo.parquet (or None)."""
     parts, start = [], 0
-    for name, digest, n in zip(ds.manifest["shards"], ds.shard_digests, _shard_rows(ds)):
+    for name, digest, n in zip(ds.manifest["shards"], ds.shard_digests, ds.manifest["shard_rows"]):
         parts.append(cached_features(ds.rows.iloc[start:start + n], ds.folder, name, digest, hw))
         start += n
     X = np.vstack(parts) if parts else np.zeros((0, 0), np.float32)
@@ -170,7 +249,3 @@ def dataset_features(ds: Dataset, hw: HardwareConfig) -> tuple[np.ndarray, np.nd
     if ds.zoo is not None and len(ds.zoo):
         Xz = cached_features(ds.zoo, ds.folder, ZOO_FILE, file_digest(ds.folder / ZOO_FILE), hw)
     return X, Xz
-
-
-def _shard_rows(ds: Dataset) -> list[int]:
-    return [pq.read_metadata(ds.folder / s).num_rows for s in ds.manifest["shards"]]

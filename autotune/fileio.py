@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -35,3 +36,118 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj: object) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def _stale(path: Path, kind: str) -> list[Path]:
+    return sorted(path.parent.glob(f".{path.name}.{kind}-*"), key=lambda p: p.stat().st_mtime)
+
+
+def recover_folder(path: str | Path) -> None:
+    """Undo a `publish_folder` killed between its two renames: put the old folder back if the new
+    one never arrived, and clear leftovers of killed publications."""
+    path = Path(path)
+    olds = _stale(path, "old")
+    if not path.exists() and olds:
+        os.rename(olds[-1], path)
+        olds = olds[:-1]
+    for p in olds + _stale(path, "new"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def publish_folder(path: str | Path, files: dict[str, bytes]) -> Path:
+    """Replace folder `path` with one holding `files` (name -> bytes) as a unit: the new folder is
+    written beside it, then renamed into place, so a reader never sees new and old files mixed.
+    Files of the old folder that `files` does not name are carried over."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recover_folder(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
+    try:
+        if path.is_dir():
+            for p in path.iterdir():
+                if p.name not in files and p.is_file():
+                    shutil.copy2(p, tmp / p.name)
+        for name, data in files.items():
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        replace_folder(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def replace_folder(built: str | Path, path: str | Path) -> Path:
+    """Move the complete folder `built` to `path`, replacing what is there: the old folder is
+    renamed aside first and removed last, so a kill in between leaves it to `recover_folder`."""
+    built, path = Path(built), Path(path)
+    if path.exists():
+        old = path.parent / f".{path.name}.old-{os.getpid()}"
+        os.rename(path, old)
+        os.rename(built, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(built, path)
+    return path
+
+
+class FolderLock:
+    """An exclusive lock on writing folder `path` (a `.name.lock` file beside it, flock-ed), so two
+    processes never write one dataset or model folder at once. Used as a context manager."""
+
+    def __init__(self, path: str | Path, what: str = "writing"):
+        self.path = Path(path)
+        self.lock = self.path.parent / f".{self.path.name}.lock"
+        self.what = what
+        self._f = None
+
+    def __enter__(self) -> FolderLock:
+        import fcntl
+
+        from .errors import AutotuneError
+
+        self.lock.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.lock, "a+")
+        try:
+            fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._f.seek(0)
+            pid = self._f.read().strip() or "?"
+            self._f.close()
+            raise AutotuneError(f"another autotune process (pid {pid}) is {self.what} {self.path}/; wait for it "
+                                "to finish or choose another --out") from None
+        self._f.seek(0)
+        self._f.truncate()
+        self._f.write(str(os.getpid()))
+        self._f.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        if self._f is not None:
+            fcntl.flock(self._f, fcntl.LOCK_UN)
+            self._f.close()
+
+
+def check_output(path: str | Path | None, kind: str = "file") -> None:
+    """Refuse, before any long work, an output path that cannot be written: a file where a folder
+    must go or the reverse, or a parent that is a file. `kind` is "file" or "folder"."""
+    from .errors import AutotuneError
+
+    if path is None:
+        return
+    p = Path(path)
+    if kind == "file" and p.is_dir():
+        raise AutotuneError(f"output {p} is a folder; give a file name")
+    if kind == "folder" and p.exists() and not p.is_dir():
+        raise AutotuneError(f"output {p} is a file; give a folder")
+    for parent in [p.parent, *p.parent.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise AutotuneError(f"output {p}: {parent} is not a folder")
+            if not os.access(parent, os.W_OK):
+                raise AutotuneError(f"output {p}: cannot write in {parent}")
+            break

@@ -292,6 +292,20 @@ def parse_hardware(data: object, src: str = "<dict>") -> HardwareConfig:
         raise ConfigError(_format_error(src, err)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (YAML says keys are
+    unique; PyYAML would silently keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_hardware(name_or_path: str) -> HardwareConfig:
     """Load a preset by name (`mlu100`) or a YAML file by path, validating every field strictly."""
     s = str(name_or_path)
@@ -309,11 +323,13 @@ def load_hardware(name_or_path: str) -> HardwareConfig:
     else:
         raise ConfigError(f"hardware config {s!r}: no such preset (presets: {', '.join(preset_names())}) or file")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         line = getattr(getattr(err, "problem_mark", None), "line", None)
         where = f" at line {line + 1}" if line is not None else ""
-        raise ConfigError(f"hardware config {s}: not valid YAML{where}") from None
+        problem = getattr(err, "problem", None)
+        why = f": {problem}" if problem and "twice" in str(problem) else ""
+        raise ConfigError(f"hardware config {s}: not valid YAML{where}{why}") from None
     except RecursionError:
         raise ConfigError(f"hardware config {s}: nested too deeply") from None
     return parse_hardware(data, s)

@@ -95,19 +95,27 @@ class TrainResult:
 
 
 def train(hw: HardwareConfig, data_dir: str | Path, out_dir: str | Path, seed: int = 0, scheduler: str | None = None,
-          progress: bool = True, **params) -> TrainResult:
-    """Fit on `data_dir`, evaluate on its zoo.parquet, save to `out_dir`."""
+          progress: bool = True, plot: bool = True, **params) -> TrainResult:
+    """Fit on `data_dir`, evaluate on its zoo.parquet, publish to `out_dir` (model, meta.json and,
+    with `plot`, predicted_vs_simulated.png), as one unit, under a lock on `out_dir`."""
     from .features import FEATURE_NAMES, FEATURE_VERSION
+    from .fileio import FolderLock, check_output
 
+    check_output(out_dir, "folder")
+    with FolderLock(Path(out_dir)):
+        return _train(hw, data_dir, out_dir, seed, scheduler, progress, plot, params, FEATURE_NAMES, FEATURE_VERSION)
+
+
+def _train(hw, data_dir, out_dir, seed, scheduler, progress, plot, params, FEATURE_NAMES, FEATURE_VERSION):
     ds = read_dataset(data_dir, hw)
     X, Xz = dataset_features(ds, hw)
     y = ds.rows["latency_ms"].to_numpy(np.float64)
     model = LatencyModel(random_state=seed, **params)
     t0 = time.perf_counter()
     if scheduler:
-        from distributed import Client
+        from .cluster import connect
 
-        with Client(scheduler) as client:
+        with connect(scheduler) as client:
             model.fit(X, y, groups=ds.rows["group_id"].to_numpy(), client=client)
     else:
         cb = [progress_callback(model.n_estimators)] if progress else None
@@ -126,7 +134,10 @@ def train(hw: HardwareConfig, data_dir: str | Path, out_dir: str | Path, seed: i
         "dataset_rows": len(X), "generator_version": ds.manifest.get("generator_version"), "seed": seed,
         "metrics": metrics,
     }
-    model.save(out_dir, meta)
+    extra = {}
+    if plot and zp is not None:
+        extra[PLOT_FILE] = plot_pred_vs_sim(ds.zoo, zp, f"{hw.name}: zoo groups, predicted vs simulated")
+    model.save(out_dir, meta, extra)
     return TrainResult(model, meta, ds.zoo, zp)
 
 
@@ -144,14 +155,17 @@ def _report_lines(metrics: dict) -> list[str]:
     return lines
 
 
-def plot_pred_vs_sim(zoo: pd.DataFrame, pred: np.ndarray, path: str | Path, title: str) -> None:
-    """Scatter of predicted against simulated latency on zoo groups, coloured by group length."""
+PLOT_FILE = "predicted_vs_simulated.png"
+
+
+def plot_pred_vs_sim(zoo: pd.DataFrame, pred: np.ndarray, title: str) -> bytes:
+    """PNG bytes: predicted against simulated latency on zoo groups, coloured by group length."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .fileio import atomic_write
 
     fig, ax = plt.subplots(figsize=(6, 5.5))
     length = (zoo["j"] - zoo["i"]).to_numpy()
@@ -163,8 +177,10 @@ def plot_pred_vs_sim(zoo: pd.DataFrame, pred: np.ndarray, path: str | Path, titl
     ax.set(xscale="log", yscale="log", xlabel="simulated latency (ms)", ylabel="predicted latency (ms)", title=title)
     fig.colorbar(sc, ax=ax, label="group length (layers)")
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
+    return buf.getvalue()
 
 
 def main(args) -> int:
@@ -173,6 +189,9 @@ def main(args) -> int:
     slug = hw_slug(args.hw)
     data_dir = Path(args.data or f"data/{slug}")
     out_dir = Path(args.out or f"models/{slug}")
+    from .fileio import check_output
+
+    check_output(getattr(args, "json", None), "file")
     res = train(hw, data_dir, out_dir, seed=args.seed, scheduler=args.scheduler)
     model, meta = res.model, res.meta
     print(f"trained on {meta['dataset_rows']} rows in {meta['metrics']['fit_s']} s "
@@ -180,9 +199,7 @@ def main(args) -> int:
     for line in _report_lines(meta["metrics"]):
         print(line)
     if res.zoo is not None:
-        png = Path("reports") / slug / "predicted_vs_simulated.png"
-        plot_pred_vs_sim(res.zoo, res.zoo_pred, png, f"{hw.name}: zoo groups, predicted vs simulated")
-        print(f"plot: {png}")
+        print(f"plot: {out_dir / PLOT_FILE}")
     if getattr(args, "json", None):
         atomic_write_json(args.json, meta)
     return 0

@@ -32,7 +32,10 @@ def load_model(hw: HardwareConfig, hw_arg: str, models_dir: str | Path = "models
 
 def main_tune(args) -> int:
     from . import planner
+    from .fileio import check_output
 
+    check_output(args.out, "file")
+    check_output(args.plot, "file")
     hw = load_hardware(args.hw)
     graph = load_graph(args.model, batch=args.batch)
     strategy = args.strategy
@@ -136,6 +139,10 @@ def run_eval(specs: list[str], hw: HardwareConfig, model: LatencyModel, batch: i
 
 
 def main_eval(args) -> int:
+    from .fileio import check_output
+
+    check_output(args.json, "file")
+    check_output(args.plot, "file")
     hw = load_hardware(args.hw)
     model = load_model(hw, args.hw, args.models_dir)
     specs = _model_specs(args.models)

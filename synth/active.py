@@ -84,7 +84,7 @@ def run_rounds(hw: HardwareConfig, folder: Path, settings: dict,
     try:
         for r, size in enumerate(sizes):
             path = folder / shard_name(r)
-            meta, n = _read_meta(path)
+            meta, n = _read_meta(path, verify=True)
             pool_groups = 0 if r == 0 else max(20, math.ceil(POOL_FACTOR * size / K))
             if meta is not None and n == size and _same(meta, settings) and meta.get("shard") == r:
                 frame = pd.read_parquet(path)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -24,9 +26,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from autotune.dataset import DESC_COLUMNS, MANIFEST, ROW_COLUMNS, ZOO_FILE, file_digest
+from autotune.cluster import connect
+from autotune.dataset import DESC_COLUMNS, MANIFEST, ROW_COLUMNS, ZOO_FILE, file_digest, parquet_bytes
 from autotune.errors import AutotuneError, DatasetError
-from autotune.fileio import atomic_write, atomic_write_json
+from autotune.fileio import FolderLock, atomic_write, atomic_write_json, check_output, recover_folder, replace_folder
 from autotune.graph import Graph, Group, graph_to_dict
 from autotune.hardware import HardwareConfig, hw_slug, load_hardware
 from autotune.simulator import simulate
@@ -68,7 +71,7 @@ def code_digest() -> str:
     import importlib
 
     h = hashlib.sha256()
-    for mod in ("synth.generator", "autotune.graph", "autotune.tables", "autotune.simulator"):
+    for mod in ("synth.generator", "synth.active", "autotune.graph", "autotune.tables", "autotune.simulator"):
         h.update(Path(importlib.import_module(mod).__file__).read_bytes())
     return h.hexdigest()[:16]
 
@@ -123,9 +126,7 @@ def _frame(groups: list[Group], graphs: list[Graph], ids: list[str], extra: dict
 def _to_parquet_bytes(df: pd.DataFrame, meta: dict) -> bytes:
     table = pa.Table.from_pandas(df, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue().to_pybytes()
+    return parquet_bytes(table)
 
 
 def sobol_rows(settings: dict) -> list[int]:
@@ -162,12 +163,15 @@ def label_shard(k: int, hw: HardwareConfig, settings: dict) -> bytes:
     return _to_parquet_bytes(df, {**settings, "shard": k})
 
 
-def _read_meta(path: Path) -> tuple[dict | None, int]:
-    """(settings recorded in a Parquet file, its row count); (None, -1) if unreadable."""
+def _read_meta(path: Path, verify: bool = False) -> tuple[dict | None, int]:
+    """(settings recorded in a Parquet file, its row count); (None, -1) if unreadable, or with
+    `verify` if any page fails its checksum (a flipped bit: the file is remade, not trusted)."""
     try:
         md = pq.read_metadata(path)
+        if verify:
+            pq.read_table(path, page_checksum_verification=True)
         return json.loads((md.metadata or {}).get(META_KEY, b"null")), md.num_rows
-    except Exception:  # partial or foreign file: treated as absent and remade
+    except Exception:  # partial, damaged or foreign file: treated as absent and remade
         return None, -1
 
 
@@ -175,8 +179,8 @@ def _same(recorded: dict, settings: dict) -> bool:
     return all(recorded.get(key) == v for key, v in settings.items())
 
 
-def _check_folder(folder: Path, settings: dict, force: bool) -> None:
-    """Refuse (DatasetError, one line) a folder made with other settings unless `force`; then clean it."""
+def _recorded(folder: Path) -> dict | None:
+    """The settings a dataset folder was made with (manifest, else any readable shard), or None."""
     recorded = None
     mpath = folder / MANIFEST
     if mpath.is_file():
@@ -190,16 +194,29 @@ def _check_folder(folder: Path, settings: dict, force: bool) -> None:
             if meta is not None:
                 recorded = meta
                 break
+    return recorded if isinstance(recorded, dict) or recorded is None else {"manifest": "corrupted"}
+
+
+def _work_folder(folder: Path, settings: dict, force: bool) -> Path:
+    """Where to make the dataset: `folder` itself if it is empty or holds this dataset (resume);
+    with `force` and another dataset there, a folder beside it (`.name.building`) that replaces it
+    only once complete, so the old one survives a killed run. Without `force`, one line and stop."""
+    recorded = _recorded(folder) if folder.is_dir() else None
+    work = folder
     if recorded is not None and not _same(recorded, settings):
         if not force:
             diffs = ", ".join(f"{key}={recorded.get(key)!r} (asked {v!r})" for key, v in settings.items()
                               if recorded.get(key) != v and key != "core_counts")
             raise DatasetError(f"{folder}/ holds a dataset made with other settings: {diffs}; "
                                f"add --force to replace it, or choose another --out")
-        for p in [*folder.glob("shard-*.parquet"), folder / ZOO_FILE, mpath, *folder.glob("features/*.parquet")]:
-            p.unlink(missing_ok=True)
-    for p in folder.glob(".*.tmp"):  # leftovers of a killed run (fileio temp files)
+        work = folder.parent / f".{folder.name}.building"
+        there = _recorded(work) if work.is_dir() else None
+        if there is not None and not _same(there, settings):
+            shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    for p in work.glob(".*.tmp"):  # leftovers of a killed run (fileio temp files)
         p.unlink()
+    return work
 
 
 def _progress(total: int, initial: int, enabled: bool):
@@ -207,16 +224,6 @@ def _progress(total: int, initial: int, enabled: bool):
 
     return tqdm(total=total, initial=initial, unit="label", desc="labelling", disable=not enabled,
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} labels [{elapsed}<{remaining}, {rate_fmt}]")
-
-
-def _connect(scheduler: str):
-    """A dask.distributed Client, or one clear line if the scheduler cannot be reached."""
-    from distributed import Client
-
-    try:
-        return Client(scheduler, timeout="15s")
-    except (OSError, TimeoutError, ValueError) as err:
-        raise AutotuneError(f"cannot reach dask scheduler {scheduler}: {err}") from None
 
 
 def _run_shards(todo: list[int], hw: HardwareConfig, settings: dict, jobs: int, client):
@@ -235,14 +242,33 @@ def _run_shards(todo: list[int], hw: HardwareConfig, settings: dict, jobs: int, 
         for k in todo:
             yield k, label_shard(k, hw, settings)
     else:
-        from joblib import Parallel, delayed
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        par = Parallel(n_jobs=min(jobs, len(todo)), return_as="generator_unordered")
-        yield from par(delayed(_tagged)(k, hw, settings) for k in todo)
+        ctx = mp.get_context("fork") if sys.platform.startswith("linux") else None
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx,
+                                 initializer=_die_with_parent) as pool:
+            futs = {pool.submit(label_shard, k, hw, settings): k for k in todo}
+            try:
+                for f in as_completed(futs):
+                    yield futs[f], f.result()
+            except BaseException:
+                for f in futs:
+                    f.cancel()
+                raise
 
 
-def _tagged(k: int, hw: HardwareConfig, settings: dict) -> tuple[int, bytes]:
-    return k, label_shard(k, hw, settings)
+def _die_with_parent() -> None:
+    """In a worker: end when the process that started it ends (Linux), so killing `synth` never
+    leaves workers labelling on their own."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 def zoo_digest(models: list[str] | None = None) -> str:
@@ -300,11 +326,22 @@ def run(hw: HardwareConfig, folder: str | Path, budget: int | None = None, seed:
     if jobs < 1:
         raise AutotuneError(f"--jobs must be at least 1, got {jobs}")
     folder = Path(folder)
+    check_output(folder, "folder")
     settings = settings_for(hw, budget, seed, shard_groups, sampling)
-    _check_folder(folder, settings, force)
-    folder.mkdir(parents=True, exist_ok=True)
+    with FolderLock(folder):
+        recover_folder(folder)
+        work = _work_folder(folder, settings, force)
+        manifest = _make(hw, work, settings, jobs, scheduler, progress, zoo_models, plot)
+        if work != folder:
+            replace_folder(work, folder)
+    return manifest
+
+
+def _make(hw: HardwareConfig, folder: Path, settings: dict, jobs: int, scheduler: str | None, progress: bool,
+          zoo_models: list[str] | None, plot: str | Path | None) -> dict:
+    """Make (or resume) the dataset's shards, zoo.parquet and manifest in `folder`."""
     t0 = time.perf_counter()
-    if sampling == "sobol":
+    if settings["sampling"] == "sobol":
         rows, todo = _sobol_shards(hw, folder, settings, jobs, scheduler, progress)
         names = [shard_name(k) for k in range(len(rows))]
     else:
@@ -315,7 +352,7 @@ def run(hw: HardwareConfig, folder: str | Path, budget: int | None = None, seed:
     zoo_info = None
     if zoo_models is None or zoo_models:
         zpath = folder / ZOO_FILE
-        zmeta, zrows = _read_meta(zpath)
+        zmeta, zrows = _read_meta(zpath, verify=True)
         want = {**{key: settings[key] for key in ("hardware", "hardware_hash", "generator_version", "code_digest",
                                                    "core_counts")}, "zoo_models": zoo_models,
                 "zoo_digest": zoo_digest(zoo_models)}
@@ -323,10 +360,11 @@ def run(hw: HardwareConfig, folder: str | Path, budget: int | None = None, seed:
             z = zoo_frame(hw, zoo_models)
             atomic_write(zpath, lambda tmp: Path(tmp).write_bytes(_to_parquet_bytes(z, want)))
             zrows = len(z)
-        zoo_info = {"file": ZOO_FILE, "rows": zrows, "models": zoo_models or "all"}
+        zoo_info = {"file": ZOO_FILE, "rows": zrows, "models": zoo_models or "all", "digest": file_digest(zpath)}
     if plot:
-        plot_coverage(folder, plot, f"{hw.name}: synthetic groups vs zoo candidates ({sampling}, seed {seed}, "
-                                    f"{sum(rows)} labels)")
+        plot_coverage(folder, folder / "coverage.png" if plot is True else plot,
+                      f"{hw.name}: synthetic groups vs zoo candidates ({settings['sampling']}, "
+                      f"seed {settings['seed']}, {sum(rows)} labels)")
     manifest = {**settings, "rows": sum(rows), "labels": sum(rows), "shards": names, "shard_rows": rows,
                 "shard_digests": [file_digest(folder / n) for n in names], "zoo": zoo_info,
                 "columns": {"rows": ROW_COLUMNS, "label": "latency_ms", "descriptive": DESC_COLUMNS}}
@@ -342,10 +380,10 @@ def _sobol_shards(hw: HardwareConfig, folder: Path, settings: dict, jobs: int, s
     rows = sobol_rows(settings)
     todo = []
     for k in range(len(rows)):
-        meta, n = _read_meta(folder / shard_name(k))
+        meta, n = _read_meta(folder / shard_name(k), verify=True)
         if meta is None or n != rows[k] or not _same(meta, settings) or meta.get("shard") != k:
             todo.append(k)
-    client = _connect(scheduler) if scheduler and todo else None
+    client = connect(scheduler) if scheduler and todo else None
     bar = _progress(sum(rows), sum(rows) - sum(rows[k] for k in todo), progress)
     try:
         for k, data in _run_shards(todo, hw, settings, jobs, client):
@@ -395,9 +433,9 @@ def main(args: argparse.Namespace) -> int:
     hw = load_hardware(args.hw)
     slug = hw_slug(args.hw)
     folder = Path(args.out or Path("data") / slug)
-    png = Path("reports") / slug / "synth_coverage.png"
+    png = folder / "coverage.png"
     t0 = time.perf_counter()
-    m = run(hw, folder, args.budget, args.seed, args.jobs, args.scheduler, args.force, plot=png,
+    m = run(hw, folder, args.budget, args.seed, args.jobs, args.scheduler, args.force, plot=True,
             sampling=args.sampling)
     dt = time.perf_counter() - t0
     done = m["labelled_shards"]

@@ -149,8 +149,14 @@ def test_latency_model_with_calibrated_prior_saves_and_loads_without_pickle(tmp_
     assert meta["calibration"]["cores"] == [1.0, 2.0, 4.0, 8.0] and meta["params"]["prior"] == "calibrated"
     back = LatencyModel.load(tmp_path, hw, feature_version=1)
     assert np.array_equal(back.predict(X), m.predict(X))
-    meta.pop("calibration")
-    (tmp_path / META_FILE).write_text(json.dumps(meta))
+    edited = {k: v for k, v in meta.items() if k != "calibration"}
+    (tmp_path / META_FILE).write_text(json.dumps(edited))
+    with pytest.raises(ModelFileError, match="checksum does not match"):  # an edit is caught
+        LatencyModel.load(tmp_path, hw, feature_version=1)
+    from autotune.costmodel import _meta_checksum
+
+    edited["meta_sha256"] = _meta_checksum(edited)  # a consistent but incomplete meta.json
+    (tmp_path / META_FILE).write_text(json.dumps(edited))
     with pytest.raises(ModelFileError, match="calibration"):
         LatencyModel.load(tmp_path, hw, feature_version=1)
 

@@ -150,4 +150,4 @@ def test_measure_budget_in_tune_and_eval(workspace, tmp_path, capsys):
     assert "--measure-budget refines the learned plan" in capsys.readouterr().err
     assert main(["eval", "--hw", "mlu100", "--models", "resnet18", "--models-dir", models,
                  "--measure-budget", "-1"]) == 2
-    assert "at least 0" in capsys.readouterr().err
+    assert "--measure-budget: -1 is outside" in capsys.readouterr().err

@@ -5,10 +5,14 @@ from __future__ import annotations
 from .errors import AutotuneError
 
 
-def connect(scheduler: str, timeout: str = "15s"):
-    """A dask.distributed Client for `scheduler` (e.g. tcp://host:8786)."""
+def connect(scheduler: str, timeout: str | None = None):
+    """A dask.distributed Client for `scheduler` (e.g. tcp://host:8786); waits `timeout` (default
+    $AUTOTUNE_SCHEDULER_TIMEOUT, else 15s) for it to answer."""
+    import os
+
     from distributed import Client
 
+    timeout = timeout or os.environ.get("AUTOTUNE_SCHEDULER_TIMEOUT", "15s")
     try:
         return Client(scheduler, timeout=timeout)
     except (OSError, TimeoutError, ValueError, TypeError) as err:

@@ -52,7 +52,7 @@ def file_digest(path: str | Path) -> str:
 def parquet_bytes(table: pa.Table) -> bytes:
     """A table as Parquet bytes (zstd) with page checksums, so a flipped bit is found on reading."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", write_page_checksum=True)
+    pq.write_table(table, sink, compression="zstd", write_page_checksum=True, write_statistics=False)
     return sink.getvalue().to_pybytes()
 
 

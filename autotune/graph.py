@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
+
 from .errors import GraphError
 
 Shape = tuple[int, ...]
@@ -92,16 +94,47 @@ def _broadcast(shapes: Sequence[Shape], name: str) -> Shape:
     return tuple(out)
 
 
+#: Limits on sizes, so absurd inputs are refused rather than overflowing later: any one dimension,
+#: and the elements of any one tensor.
+MAX_DIM = 2**24
+MAX_ELEMS = 2**40
+
+
+def check_shape(shape: Shape, what: str, name: str) -> None:
+    """Every dimension a positive integer up to MAX_DIM, at most MAX_ELEMS elements."""
+    for d in shape:
+        if not isinstance(d, (int, np.integer)) or d < 1:
+            raise GraphError(f"layer {name!r}: {what} {tuple(shape)} has a non-positive or non-integer dimension")
+        if d > MAX_DIM:
+            raise GraphError(f"layer {name!r}: {what} {tuple(shape)} has a dimension over {MAX_DIM}")
+    if math.prod(int(d) for d in shape) > MAX_ELEMS:
+        raise GraphError(f"layer {name!r}: {what} {tuple(shape)} has more than {MAX_ELEMS} elements")
+
+
 def infer_shapes(op: str, in_shapes: Sequence[Shape], a: Attrs, name: str = "?") -> tuple[Shape, ...]:
     """Output shape(s) of an op from its input shapes and attributes: the one shape rule."""
     if op not in OPS:
         raise GraphError(f"layer {name!r}: unknown op kind {op!r}")
     if not in_shapes:
         raise GraphError(f"layer {name!r}: has no inputs")
+    for s in in_shapes:
+        check_shape(s, "input shape", name)
+    outs = _infer_shapes(op, in_shapes, a, name)
+    for s in outs:
+        check_shape(s, "output shape", name)
+    return outs
+
+
+def _infer_shapes(op: str, in_shapes: Sequence[Shape], a: Attrs, name: str) -> tuple[Shape, ...]:
     x = tuple(in_shapes[0])
     if op in ("conv", "pool"):
         if len(x) != 4:
             raise GraphError(f"layer {name!r}: {op} needs a 4-D NCHW input, got {x}")
+        bad = [f"{k}={v}" for k, v in (("kernel", a.kernel), ("stride", a.stride), ("dilation", a.dilation))
+               if min(v) < 1] + ([f"pads={a.pads}"] if min(a.pads) < 0 else [])
+        if bad:
+            raise GraphError(f"layer {name!r}: {op} needs positive windows, strides and dilations and non-negative "
+                             f"pads, got {', '.join(bad)}")
         n, c, h, w = x
         kh, kw = a.kernel
         oh = _window_out(h, kh, a.stride[0], a.pads[0], a.pads[2], a.dilation[0], a.ceil_mode)

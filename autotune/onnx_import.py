@@ -238,7 +238,14 @@ def _tensor_value(t) -> np.ndarray | None:
 
 def _pads_for(auto_pad: str, size: Sequence[int], k: Sequence[int], s: Sequence[int], d: Sequence[int],
               pads: Sequence[int]) -> tuple[int, int, int, int]:
-    """ONNX pads (top, left, bottom, right), resolving auto_pad SAME_UPPER / SAME_LOWER / VALID."""
+    """ONNX pads (top, left, bottom, right), resolving auto_pad SAME_UPPER / SAME_LOWER / VALID;
+    windows, strides and dilations must be positive, pads not negative."""
+    for name, vals in (("kernel_shape", k), ("strides", s), ("dilations", d)):
+        if len(vals) != 2 or any(int(v) < 1 for v in vals):
+            raise GraphError(f"{name} must be two positive integers, got {list(vals)}")
+    if auto_pad not in ("SAME_UPPER", "SAME_LOWER", "VALID") and pads and (
+            len(pads) != 4 or any(int(p) < 0 for p in pads)):
+        raise GraphError(f"pads must be four non-negative integers, got {list(pads)}")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         begin, end = [], []
         for x, kk, ss, dd in zip(size, k, s, d):
@@ -366,6 +373,10 @@ class _Importer:
     def __init__(self, path: str, model, batch: int | None, strict: bool):
         self.path, self.model, self.strict = path, model, strict
         meta = {p.key: p.value for p in model.metadata_props}
+        if model.producer_name == "autotune" and (FORMAT_KEY not in meta or WEIGHTS_KEY not in meta):
+            # a file written by export_onnx ends with these keys: without them it was cut short
+            raise GraphError(f"written by autotune but its {FORMAT_KEY!r}/{WEIGHTS_KEY!r} metadata is missing "
+                             "(truncated?)")
         self.explicit = FORMAT_KEY in meta
         try:
             self.weight_inputs = set(json.loads(meta.get(WEIGHTS_KEY, "[]")))
@@ -381,6 +392,7 @@ class _Importer:
 
     # ---- setup
     def run(self) -> Graph:
+        self._check_opsets()
         g = self.model.graph
         self.static: set[str] = {t.name for t in g.initializer} | {t.values.name for t in g.sparse_initializer}
         self.static |= self.weight_inputs
@@ -418,6 +430,25 @@ class _Importer:
                           OnnxImportWarning, stacklevel=3)
         return self._graph()
 
+    def _check_opsets(self) -> None:
+        """Refuse an opset of the default ONNX domain that this onnx package does not know."""
+        import onnx
+
+        newest = onnx.defs.onnx_opset_version()
+        default = [op for op in self.model.opset_import if op.domain in ("", "ai.onnx")]
+        if not default:
+            raise GraphError("the model declares no opset for the ONNX domain (a valid file always does; "
+                             "truncated?)")
+        for op in default:
+            if not 1 <= op.version <= newest:
+                raise GraphError(f"the model uses opset {op.version} of the ONNX domain; this autotune reads "
+                                 f"opsets 1..{newest} (export with an older opset or upgrade onnx)")
+        used = {n.domain for n in self.model.graph.node} - {"", "ai.onnx"}
+        declared = {op.domain for op in self.model.opset_import}
+        if used - declared:
+            raise GraphError(f"nodes use domain {sorted(used - declared)[0]!r}, which the model does not declare "
+                             "in its opset imports (truncated?)")
+
     def _fix_inputs(self) -> bool:
         """Pin symbolic dims (first dim to the batch, others to 1); True if any shape changed."""
         changed = False
@@ -428,6 +459,9 @@ class _Importer:
             if not tt.HasField("shape"):
                 raise GraphError(f"graph input {vi.name!r} has no shape")
             for i, d in enumerate(tt.shape.dim):
+                if d.HasField("dim_value") and d.dim_value <= 0:
+                    raise GraphError(f"graph input {vi.name!r} has dimension {i} = {d.dim_value}; "
+                                     "dimensions must be positive")
                 known = d.HasField("dim_value") and d.dim_value > 0
                 if k == 0 and i == 0:
                     self.file_batch = d.dim_value if known else None
@@ -929,11 +963,17 @@ class _Importer:
         k = list(a.get("kernel_shape", w[2:]))
         s = list(a.get("strides", [1, 1]))
         d = list(a.get("dilations", [1, 1]))
+        groups = int(a.get("group", 1))
+        if groups < 1 or w[1] * groups != x[1]:
+            raise GraphError(f"weight {n.inputs[1]!r} {tuple(w)} with group={groups} expects {w[1] * groups} "
+                             f"input channels, the input has {x[1]}")
+        if list(k) != list(w[2:]):
+            raise GraphError(f"kernel_shape {k} disagrees with the weight's window {list(w[2:])}")
         ap = a.get("auto_pad", "NOTSET")
         pads = _pads_for(ap.decode() if isinstance(ap, bytes) else ap, x[2:], k, s, d, a.get("pads", []))
         bias = len(n.inputs) > 2 and bool(n.inputs[2])
         self._emit(n, "conv", [n.inputs[0]], out_channels=w[0], kernel=k, stride=s, pads=pads, dilation=d,
-                   groups=int(a.get("group", 1)), bias=bias, act="")
+                   groups=groups, bias=bias, act="")
 
     def _gemm(self, n: _Node) -> None:
         a = n.attrs

@@ -68,7 +68,7 @@ def run_rounds(hw: HardwareConfig, folder: Path, settings: dict,
     """Make (or resume) the rounds; returns (shard names, labels per shard, rounds made now)."""
     from tqdm import tqdm
 
-    from .pipeline import _read_meta, _same, _to_parquet_bytes, generated_frame, shard_name, shard_seed
+    from .pipeline import Ledger, _read_meta, _same, _to_parquet_bytes, generated_frame, shard_name, shard_seed
 
     K = len(hw.core_counts)
     sizes = round_sizes(settings["budget"], K)
@@ -77,14 +77,13 @@ def run_rounds(hw: HardwareConfig, folder: Path, settings: dict,
     made: list[int] = []
     next_index = sizes[0] // K  # Sobol indices used so far (round 0 takes the first ones)
     target = None
+    ledger = Ledger(folder)
     bar = tqdm(total=sum(sizes), unit="label", desc="active", disable=not progress,
                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} labels [{elapsed}<{remaining}{postfix}]")
-    from autotune.fileio import atomic_write
-
     try:
         for r, size in enumerate(sizes):
             path = folder / shard_name(r)
-            meta, n = _read_meta(path, verify=True)
+            meta, n = _read_meta(path, verify=True) if ledger.intact(path) else (None, -1)
             pool_groups = 0 if r == 0 else max(20, math.ceil(POOL_FACTOR * size / K))
             if meta is not None and n == size and _same(meta, settings) and meta.get("shard") == r:
                 frame = pd.read_parquet(path)
@@ -98,7 +97,7 @@ def run_rounds(hw: HardwareConfig, folder: Path, settings: dict,
                     bar.set_postfix_str(f"round {r}/{len(sizes) - 1}, validation error {err:.1%}", refresh=False)
                 data = _to_parquet_bytes(frame, {**settings, "shard": r, "round": r,
                                                  "pool": [next_index, next_index + pool_groups]})
-                atomic_write(path, lambda tmp, d=data: Path(tmp).write_bytes(d))
+                ledger.write(path, data)
                 made.append(r)
             next_index += pool_groups
             frames.append(frame)

@@ -169,10 +169,37 @@ def _read_meta(path: Path, verify: bool = False) -> tuple[dict | None, int]:
     try:
         md = pq.read_metadata(path)
         if verify:
-            pq.read_table(path, page_checksum_verification=True)
+            pq.read_table(path, page_checksum_verification=True).to_pandas()
         return json.loads((md.metadata or {}).get(META_KEY, b"null")), md.num_rows
     except Exception:  # partial, damaged or foreign file: treated as absent and remade
         return None, -1
+
+
+class Ledger:
+    """The digest of every shard written into a dataset folder (`.ledger.json`), recorded right
+    after the shard: on resume, a shard is reused only if its bytes still match their record, so
+    a flipped bit anywhere in it (checksummed pages or not) gets it remade."""
+
+    NAME = ".ledger.json"
+
+    def __init__(self, folder: Path):
+        self.path = folder / self.NAME
+        try:
+            d = json.loads(self.path.read_text())
+            self.digests = {str(k): str(v) for k, v in d.items()} if isinstance(d, dict) else {}
+        except (OSError, ValueError):
+            self.digests = {}
+
+    def intact(self, path: Path) -> bool:
+        return path.is_file() and self.digests.get(path.name) == file_digest(path)
+
+    def write(self, path: Path, data: bytes) -> None:
+        """Write shard bytes atomically, then record their digest."""
+        import hashlib
+
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+        self.digests[path.name] = hashlib.sha256(data).hexdigest()[:16]
+        atomic_write_json(self.path, dict(sorted(self.digests.items())))
 
 
 def _same(recorded: dict, settings: dict) -> bool:
@@ -378,16 +405,18 @@ def _sobol_shards(hw: HardwareConfig, folder: Path, settings: dict, jobs: int, s
                   progress: bool) -> tuple[list[int], list[int]]:
     """Make the Sobol shards not yet on disk; returns (labels per shard, shards made now)."""
     rows = sobol_rows(settings)
+    ledger = Ledger(folder)
     todo = []
     for k in range(len(rows)):
-        meta, n = _read_meta(folder / shard_name(k), verify=True)
+        path = folder / shard_name(k)
+        meta, n = _read_meta(path, verify=True) if ledger.intact(path) else (None, -1)
         if meta is None or n != rows[k] or not _same(meta, settings) or meta.get("shard") != k:
             todo.append(k)
     client = connect(scheduler) if scheduler and todo else None
     bar = _progress(sum(rows), sum(rows) - sum(rows[k] for k in todo), progress)
     try:
         for k, data in _run_shards(todo, hw, settings, jobs, client):
-            atomic_write(folder / shard_name(k), lambda tmp, d=data: Path(tmp).write_bytes(d))
+            ledger.write(folder / shard_name(k), data)
             bar.update(rows[k])
     finally:
         bar.close()

@@ -45,9 +45,9 @@ def inspect_dict(g, model: str) -> dict:
     """The `autotune inspect --json` document of a graph."""
     return {
         "model": model, "batch": g.batch, "total_macs": g.total_macs, "params": g.params,
-        "layers": [{"name": l.name, "op": l.op, "inputs": list(l.inputs), "outputs": list(l.outputs),
-                    "output_shape": list(l.out_shape), "macs": l.macs, "in_channels": l.in_channels,
-                    "out_channels": l.out_channels} for l in g.order],
+        "layers": [{"name": lyr.name, "op": lyr.op, "inputs": list(lyr.inputs), "outputs": list(lyr.outputs),
+                    "output_shape": list(lyr.out_shape), "macs": lyr.macs, "in_channels": lyr.in_channels,
+                    "out_channels": lyr.out_channels} for lyr in g.order],
     }
 
 
@@ -57,10 +57,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     g = load_graph(args.model, batch=args.batch, strict=args.strict)
     rows = []
-    for l in g.order:
-        kind = l.op + ("/dw" if l.depthwise else "") + (f"+{l.attrs.act}" if l.attrs.act else "")
-        rows.append([l.name, kind, "x".join(map(str, l.out_shape)), f"{l.macs:,}", str(l.in_channels),
-                     str(l.out_channels)])
+    for lyr in g.order:
+        kind = lyr.op + ("/dw" if lyr.depthwise else "") + (f"+{lyr.attrs.act}" if lyr.attrs.act else "")
+        rows.append([lyr.name, kind, "x".join(map(str, lyr.out_shape)), f"{lyr.macs:,}", str(lyr.in_channels),
+                     str(lyr.out_channels)])
     _print_table(rows, ["layer", "op", "output", "MACs", "in_ch", "out_ch"], right={3, 4, 5})
     print(f"\n{g.name}: {len(g)} layers, batch {g.batch}, {g.total_macs / 1e9:.3f} GMACs, "
           f"{g.params / 1e6:.2f} M params")

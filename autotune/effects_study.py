@@ -127,7 +127,7 @@ def effects_on_plans(hw: HardwareConfig, models: list[str] | None = None) -> pd.
 
 def _mean_cores(p, graph) -> float:
     """Core count per kernel, weighted by the kernel's work (MACs and vector ops)."""
-    work = np.array([sum(l.macs + l.vector_ops for l in graph.order[g.i:g.j]) for g in p.groups], dtype=float)
+    work = np.array([sum(lyr.macs + lyr.vector_ops for lyr in graph.order[g.i:g.j]) for g in p.groups], dtype=float)
     return float((np.array([g.cores for g in p.groups]) * work).sum() / max(work.sum(), 1.0))
 
 

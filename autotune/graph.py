@@ -316,18 +316,18 @@ class Group:
 
     @property
     def names(self) -> list[str]:
-        return [l.name for l in self.layers]
+        return [lyr.name for lyr in self.layers]
 
     @cached_property
     def _io(self) -> tuple[dict[str, Shape], dict[str, Shape], dict[str, Shape]]:
         g = self.graph
         produced = {}
-        for l in self.layers:
-            for t, s in zip(l.outputs, l.out_shapes):
+        for lyr in self.layers:
+            for t, s in zip(lyr.outputs, lyr.out_shapes):
                 produced[t] = s
         ins: dict[str, Shape] = {}
-        for l in self.layers:
-            for t, s in zip(l.inputs, l.in_shapes):
+        for lyr in self.layers:
+            for t, s in zip(lyr.inputs, lyr.in_shapes):
                 if t not in produced and t not in ins:
                     ins[t] = s
         outs, internal = {}, {}
@@ -355,7 +355,7 @@ class Group:
 
     @property
     def macs(self) -> int:
-        return sum(l.macs for l in self.layers)
+        return sum(lyr.macs for lyr in self.layers)
 
 
 class Graph:
@@ -368,18 +368,18 @@ class Graph:
         self.name = name
         self.batch = batch
         self.layers: dict[str, Layer] = {}
-        for l in layers:
-            if l.name in self.layers:
-                raise GraphError(f"layer {l.name!r}: duplicate layer name")
-            self.layers[l.name] = l
+        for lyr in layers:
+            if lyr.name in self.layers:
+                raise GraphError(f"layer {lyr.name!r}: duplicate layer name")
+            self.layers[lyr.name] = lyr
         self.inputs = {k: tuple(v) for k, v in inputs.items()}
         self.producer: dict[str, Layer] = {}
-        for l in self.layers.values():
-            for t in l.outputs:
+        for lyr in self.layers.values():
+            for t in lyr.outputs:
                 if t in self.producer or t in self.inputs:
-                    raise GraphError(f"layer {l.name!r}: tensor {t!r} is produced twice")
-                self.producer[t] = l
-        consumed = {t for l in self.layers.values() for t in l.inputs}
+                    raise GraphError(f"layer {lyr.name!r}: tensor {t!r} is produced twice")
+                self.producer[t] = lyr
+        consumed = {t for lyr in self.layers.values() for t in lyr.inputs}
         if outputs is None:
             outputs = [t for t in self.producer if t not in consumed]
         self.outputs = list(outputs)
@@ -391,10 +391,10 @@ class Graph:
         """Layers in topological order; ties broken by insertion order, so it is deterministic."""
         if self._order is None:
             self._order = self._toposort()
-            self._pos = {l.name: k for k, l in enumerate(self._order)}
+            self._pos = {lyr.name: k for k, lyr in enumerate(self._order)}
             self._last_use: dict[str, int] = {}
-            for k, l in enumerate(self._order):
-                for t in l.inputs:
+            for k, lyr in enumerate(self._order):
+                for t in lyr.inputs:
                     self._last_use[t] = k
         return self._order
 
@@ -403,8 +403,8 @@ class Graph:
         index = {n: k for k, n in enumerate(names)}
         indeg = {n: 0 for n in names}
         users: dict[str, list[str]] = {n: [] for n in names}
-        for n, l in self.layers.items():
-            for t in set(l.inputs):
+        for n, lyr in self.layers.items():
+            for t in set(lyr.inputs):
                 p = self.producer.get(t)
                 if p is None:
                     if t not in self.inputs:
@@ -450,11 +450,11 @@ class Graph:
     # -- totals -----------------------------------------------------------------------------
     @property
     def total_macs(self) -> int:
-        return sum(l.macs for l in self.layers.values())
+        return sum(lyr.macs for lyr in self.layers.values())
 
     @property
     def params(self) -> int:
-        return sum(l.weight_elems for l in self.layers.values())
+        return sum(lyr.weight_elems for lyr in self.layers.values())
 
     def shape_of(self, tensor: str) -> Shape:
         if tensor in self.inputs:
@@ -471,21 +471,21 @@ class Graph:
         if not self.layers:
             raise GraphError(f"graph {self.name!r}: has no layers")
         _ = self.order  # raises on cycles and dangling inputs
-        for l in self.order:
-            for s in l.in_shapes + l.out_shapes:
+        for lyr in self.order:
+            for s in lyr.in_shapes + lyr.out_shapes:
                 if not s or any(d <= 0 for d in s):
-                    raise GraphError(f"layer {l.name!r}: non-positive shape {s}")
-            if len(l.in_shapes) != len(l.inputs) or len(l.out_shapes) != len(l.outputs):
-                raise GraphError(f"layer {l.name!r}: tensor and shape counts differ")
-            for t, s in zip(l.inputs, l.in_shapes):
+                    raise GraphError(f"layer {lyr.name!r}: non-positive shape {s}")
+            if len(lyr.in_shapes) != len(lyr.inputs) or len(lyr.out_shapes) != len(lyr.outputs):
+                raise GraphError(f"layer {lyr.name!r}: tensor and shape counts differ")
+            for t, s in zip(lyr.inputs, lyr.in_shapes):
                 if self.shape_of(t) != s:
                     raise GraphError(
-                        f"layer {l.name!r}: input {t!r} has shape {self.shape_of(t)}, layer expects {s}"
+                        f"layer {lyr.name!r}: input {t!r} has shape {self.shape_of(t)}, layer expects {s}"
                     )
-            if l.op not in ("opaque",):
-                want = infer_shapes(l.op, l.in_shapes, l.attrs, l.name)
-                if tuple(want) != tuple(l.out_shapes):
-                    raise GraphError(f"layer {l.name!r}: output shape {l.out_shapes} but rule gives {want}")
+            if lyr.op not in ("opaque",):
+                want = infer_shapes(lyr.op, lyr.in_shapes, lyr.attrs, lyr.name)
+                if tuple(want) != tuple(lyr.out_shapes):
+                    raise GraphError(f"layer {lyr.name!r}: output shape {lyr.out_shapes} but rule gives {want}")
         for t in self.outputs:
             if t not in self.producer and t not in self.inputs:
                 raise GraphError(f"graph output {t!r} is produced by no layer")
@@ -565,12 +565,12 @@ class GraphBuilder:
 _ATTR_DEFAULTS = Attrs()
 
 
-def layer_to_dict(l: Layer) -> dict:
+def layer_to_dict(lyr: Layer) -> dict:
     """A layer as plain JSON-able data; attributes at their defaults are left out."""
-    attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(l.attrs).items()
+    attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(lyr.attrs).items()
              if v != getattr(_ATTR_DEFAULTS, k)}
-    return {"name": l.name, "op": l.op, "inputs": list(l.inputs), "outputs": list(l.outputs),
-            "in_shapes": [list(s) for s in l.in_shapes], "out_shapes": [list(s) for s in l.out_shapes],
+    return {"name": lyr.name, "op": lyr.op, "inputs": list(lyr.inputs), "outputs": list(lyr.outputs),
+            "in_shapes": [list(s) for s in lyr.in_shapes], "out_shapes": [list(s) for s in lyr.out_shapes],
             "attrs": attrs}
 
 
@@ -582,7 +582,7 @@ def layer_from_dict(d: dict) -> Layer:
 
 def graph_to_dict(g: Graph) -> dict:
     return {"name": g.name, "batch": g.batch, "inputs": {k: list(v) for k, v in g.inputs.items()},
-            "outputs": list(g.outputs), "layers": [layer_to_dict(l) for l in g.order]}
+            "outputs": list(g.outputs), "layers": [layer_to_dict(lyr) for lyr in g.order]}
 
 
 def graph_from_dict(d: dict) -> Graph:

@@ -27,9 +27,9 @@ _ELTWISE_VARIADIC = {"add": "Sum", "max": "Max", "min": "Min", "mean": "Mean"}
 _RESIZE_MODES = {"nearest": "nearest", "bilinear": "linear", "bicubic": "cubic"}
 
 
-def _onnx_ceil_pool(l: Layer) -> tuple[int, ...]:
+def _onnx_ceil_pool(lyr: Layer) -> tuple[int, ...]:
     """Output shape ONNX shape inference gives a ceil-mode pool (no 'last window starts inside' rule)."""
-    a, (n, c, h, w) = l.attrs, l.in_shape
+    a, (n, c, h, w) = lyr.attrs, lyr.in_shape
     dims = [-(-(size + p0 + p1 - (k - 1) * d - 1) // s) + 1 for size, k, s, p0, p1, d in
             zip((h, w), a.kernel, a.stride, a.pads[:2], a.pads[2:], a.dilation)]
     return (n, c, *dims)
@@ -45,7 +45,7 @@ class _Exporter:
         self.consts: list = []
         self.weights: list = []
         self.value_info: list = []
-        self.taken = set(graph.inputs) | {t for l in graph.layers.values() for t in l.outputs}
+        self.taken = set(graph.inputs) | {t for lyr in graph.layers.values() for t in lyr.outputs}
 
     def fresh(self, base: str) -> str:
         name, k = base, 1
@@ -81,25 +81,25 @@ class _Exporter:
         self.value_info.append(self.h.make_tensor_value_info(t, TensorProto.FLOAT, list(shape)))
 
     # -- layers
-    def layer(self, l: Layer) -> None:
-        act = l.attrs.act
-        standard = (len(l.outputs) == 1 and l.op not in ("opaque",)
+    def layer(self, lyr: Layer) -> None:
+        act = lyr.attrs.act
+        standard = (len(lyr.outputs) == 1 and lyr.op not in ("opaque",)
                     and (not act or act in _SIMPLE_ACTS or act in _PATTERN_ACTS))
         if standard:
-            y = self.fresh(f"{l.outputs[0]}/pre_act") if act else l.outputs[0]
-            if self.main(l, y):
+            y = self.fresh(f"{lyr.outputs[0]}/pre_act") if act else lyr.outputs[0]
+            if self.main(lyr, y):
                 if act:
-                    self.info(y, l.out_shape)
-                    self.act(act, y, l.outputs[0], f"{l.name}/act", l.out_shape, fused=True)
-                for t, s in zip(l.outputs, l.out_shapes):
+                    self.info(y, lyr.out_shape)
+                    self.act(act, y, lyr.outputs[0], f"{lyr.name}/act", lyr.out_shape, fused=True)
+                for t, s in zip(lyr.outputs, lyr.out_shapes):
                     self.info(t, s)
                 return
-        self.custom(l)
+        self.custom(lyr)
 
-    def custom(self, l: Layer) -> None:
-        attrs = json.dumps(layer_to_dict(l)["attrs"], sort_keys=True)
-        self.node("Layer", list(l.inputs), list(l.outputs), l.name, domain=DOMAIN, op=l.op, attrs=attrs)
-        for t, s in zip(l.outputs, l.out_shapes):
+    def custom(self, lyr: Layer) -> None:
+        attrs = json.dumps(layer_to_dict(lyr)["attrs"], sort_keys=True)
+        self.node("Layer", list(lyr.inputs), list(lyr.outputs), lyr.name, domain=DOMAIN, op=lyr.op, attrs=attrs)
+        for t, s in zip(lyr.outputs, lyr.out_shapes):
             self.info(t, s)
 
     def act(self, mode: str, x: str, y: str, name: str, shape: tuple[int, ...], fused: bool = False) -> None:
@@ -133,18 +133,18 @@ class _Exporter:
         else:
             raise AssertionError(mode)
 
-    def main(self, l: Layer, y: str) -> bool:
+    def main(self, lyr: Layer, y: str) -> bool:
         """Emit the standard ONNX nodes of `l` (activation aside) writing `y`; False if there are none."""
-        a, x, n = l.attrs, list(l.inputs), l.name
-        xs = l.in_shape
-        if l.op == "conv":
+        a, x, n = lyr.attrs, list(lyr.inputs), lyr.name
+        xs = lyr.in_shape
+        if lyr.op == "conv":
             w = self.weight(f"{n}.weight", (a.out_channels, xs[1] // a.groups, *a.kernel))
             ins = [x[0], w] + ([self.weight(f"{n}.bias", (a.out_channels,))] if a.bias else [])
             self.node("Conv", ins, [y], n, kernel_shape=list(a.kernel), strides=list(a.stride), pads=list(a.pads),
                       dilations=list(a.dilation), group=a.groups)
             return True
-        if l.op == "fc":
-            cin = l.fc_in_features
+        if lyr.op == "fc":
+            cin = lyr.fc_in_features
             if len(xs) in (2, 4):
                 src = x[0]
                 if len(xs) == 4:
@@ -165,11 +165,11 @@ class _Exporter:
             self.node("MatMul", [x[0], w], [t], n)
             self.node("Add", [t, self.weight(f"{n}.bias", (a.out_channels,))], [y], f"{n}/bias")
             return True
-        if l.op == "matmul":
+        if lyr.op == "matmul":
             self.node("MatMul", x, [y], n)
             return True
-        if l.op == "pool":
-            if a.ceil_mode and _onnx_ceil_pool(l) != l.out_shape:
+        if lyr.op == "pool":
+            if a.ceil_mode and _onnx_ceil_pool(lyr) != lyr.out_shape:
                 return False  # ONNX's formula lacks the last-window rule: a standard node would lie about shape
             common = dict(kernel_shape=list(a.kernel), strides=list(a.stride), pads=list(a.pads),
                           ceil_mode=int(a.ceil_mode))
@@ -182,10 +182,10 @@ class _Exporter:
                 self.node("AveragePool", x, [y], n, **common)
                 return True
             return False
-        if l.op == "gpool" and a.mode in ("avg", "max"):
+        if lyr.op == "gpool" and a.mode in ("avg", "max"):
             self.node("GlobalAveragePool" if a.mode == "avg" else "GlobalMaxPool", x, [y], n)
             return True
-        if l.op == "eltwise":
+        if lyr.op == "eltwise":
             if len(x) == 2 and a.mode in _ELTWISE_BINARY:
                 self.node(_ELTWISE_BINARY[a.mode], x, [y], n)
                 return True
@@ -193,18 +193,18 @@ class _Exporter:
                 self.node(_ELTWISE_VARIADIC[a.mode], x, [y], n)
                 return True
             return False
-        if l.op == "act":
+        if lyr.op == "act":
             if a.mode in _SIMPLE_ACTS or a.mode in _PATTERN_ACTS:
-                self.act(a.mode, x[0], y, n, l.out_shape)
+                self.act(a.mode, x[0], y, n, lyr.out_shape)
                 return True
             return False
-        if l.op == "concat":
+        if lyr.op == "concat":
             self.node("Concat", x, [y], n, axis=a.axis)
             return True
-        if l.op == "softmax":
+        if lyr.op == "softmax":
             self.node("Softmax", x, [y], n, axis=-1)
             return True
-        if l.op == "norm":
+        if lyr.op == "norm":
             if a.mode == "layer":
                 ws = [self.weight(f"{n}.{k}", (xs[-1],)) for k in ("weight", "bias")]
                 self.node("LayerNormalization", [x[0], *ws], [y], n, axis=-1)
@@ -221,8 +221,8 @@ class _Exporter:
                 self.node("LRN", x, [y], n, size=5)
                 return True
             return False
-        if l.op == "resize" and a.mode in _RESIZE_MODES and len(l.out_shape) == len(xs):
-            out = l.out_shape
+        if lyr.op == "resize" and a.mode in _RESIZE_MODES and len(lyr.out_shape) == len(xs):
+            out = lyr.out_shape
             scales = np.array([o / i for o, i in zip(out, xs)], np.float32)
             if all(math.floor(np.float32(i) * s) == o for i, s, o in zip(xs, scales, out)):
                 ins = [x[0], "", self.const(f"{n}/scales", scales)]  # scales follow a batch override
@@ -230,9 +230,9 @@ class _Exporter:
                 ins = [x[0], "", "", self.const(f"{n}/sizes", np.array(out, np.int64))]
             self.node("Resize", ins, [y], n, mode=_RESIZE_MODES[a.mode])
             return True
-        if l.op == "reshape":
+        if lyr.op == "reshape":
             # 0 copies the input dim, so a reshape that keeps the batch follows a batch override
-            target = [0 if k == 0 and len(xs) and o == xs[0] else o for k, o in enumerate(l.out_shape)]
+            target = [0 if k == 0 and len(xs) and o == xs[0] else o for k, o in enumerate(lyr.out_shape)]
             self.node("Reshape", [x[0], self.const(f"{n}/shape", np.array(target, np.int64))], [y], n)
             return True
         return False
@@ -241,8 +241,8 @@ class _Exporter:
         from onnx import TensorProto
 
         h = self.h
-        for l in self.g.order:
-            self.layer(l)
+        for lyr in self.g.order:
+            self.layer(lyr)
         inputs = [h.make_tensor_value_info(t, TensorProto.FLOAT, list(s)) for t, s in self.g.inputs.items()]
         outputs = [h.make_tensor_value_info(t, TensorProto.FLOAT, list(self.g.shape_of(t))) for t in self.g.outputs]
         out_names = set(self.g.outputs)

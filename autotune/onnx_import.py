@@ -1068,7 +1068,7 @@ class _Importer:
                 outs.append(s)
         inputs = {vi.name: self.ir_shape[vi.name] for vi in self.inputs}
         name = self.model.graph.name or os.path.splitext(os.path.basename(self.path))[0]
-        used = {t for l in layers for t in l.inputs} | set(outs)
+        used = {t for lyr in layers for t in lyr.inputs} | set(outs)
         inputs = {k: v for k, v in inputs.items() if k in used} or inputs
         return Graph(name, layers, inputs, outs or None, batch=self.batch).validate()
 

@@ -121,7 +121,7 @@ def candidates(graph: Graph, hw: HardwareConfig) -> list[Group]:
 def _spans(graph: Graph, hw: HardwareConfig) -> tuple[np.ndarray, np.ndarray]:
     """Legal (i, j) spans as arrays, ordered by j, then i ascending."""
     n = len(graph.order)
-    bad = np.array([l.op in UNFUSABLE_OPS for l in graph.order], dtype=np.int64)
+    bad = np.array([lyr.op in UNFUSABLE_OPS for lyr in graph.order], dtype=np.int64)
     cb = np.concatenate([[0], np.cumsum(bad)])
     L = hw.max_fusion
     j = np.repeat(np.arange(1, n + 1), [min(L, jj) for jj in range(1, n + 1)])
@@ -180,7 +180,7 @@ def dp_from_table(graph: Graph, hw: HardwareConfig, si: np.ndarray, sj: np.ndarr
     while j > 0:
         s = arg[j]
         i = int(si[s])
-        groups.append(PlanGroup(i, j, [l.name for l in order[i:j]], int(hw.core_counts[kbest[s]]), float(cbest[s])))
+        groups.append(PlanGroup(i, j, [lyr.name for lyr in order[i:j]], int(hw.core_counts[kbest[s]]), float(cbest[s])))
         j = i
     groups.reverse()
     return _meta(graph, hw, strategy, groups, float(best[n]))
@@ -192,7 +192,7 @@ def _fixed_plan(graph: Graph, hw: HardwareConfig, spans: list[tuple[int, int]], 
     groups = _groups_of(graph, spans)
     ms = cost(GroupBatch.build(groups), np.arange(len(groups)), np.asarray(cores, dtype=np.int64))
     order = graph.order
-    pg = [PlanGroup(i, j, [l.name for l in order[i:j]], int(k), float(m)) for (i, j), k, m in zip(spans, cores, ms)]
+    pg = [PlanGroup(i, j, [lyr.name for lyr in order[i:j]], int(k), float(m)) for (i, j), k, m in zip(spans, cores, ms)]
     return _meta(graph, hw, strategy, pg, float(ms.sum()))
 
 
@@ -255,8 +255,8 @@ def plan_dlfusion(graph: Graph, hw: HardwareConfig, cost: CostSource) -> Plan:
     rule = dlfusion_rule(hw, cost)
     order = graph.order
     layer_k: list[int] = []
-    for l in order:  # layers without MACs (pool, add, concat) ride along with their producer
-        layer_k.append(rule(l.macs, l.out_channels) if (l.macs or not layer_k) else layer_k[-1])
+    for lyr in order:  # layers without MACs (pool, add, concat) ride along with their producer
+        layer_k.append(rule(lyr.macs, lyr.out_channels) if (lyr.macs or not layer_k) else layer_k[-1])
     spans, cores, i = [], [], 0
     cap = hw.onchip_bytes
     while i < len(order):
@@ -299,7 +299,7 @@ def plan_greedy(graph: Graph, hw: HardwareConfig, cost: CostSource) -> Plan:
             break
         spans[at: at + 2] = [(spans[at][0], spans[at + 1][1])]
     order = graph.order
-    pg = [PlanGroup(i, j, [l.name for l in order[i:j]], best[(i, j)][1], best[(i, j)][0]) for i, j in spans]
+    pg = [PlanGroup(i, j, [lyr.name for lyr in order[i:j]], best[(i, j)][1], best[(i, j)][0]) for i, j in spans]
     return _meta(graph, hw, "greedy", pg, float(sum(g.predicted_ms for g in pg)))
 
 

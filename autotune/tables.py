@@ -90,16 +90,16 @@ def _dtype(name: str) -> type:
     return bool if name in _BOOL else np.float64 if name in _FLOAT else np.int64
 
 
-def _layer_row(l: Layer) -> dict[str, int | float | bool]:
-    a, s = l.attrs, l.out_shape
-    windowed = l.op in ("conv", "pool")
-    grp = a.groups if l.op == "conv" else 1
+def _layer_row(lyr: Layer) -> dict[str, int | float | bool]:
+    a, s = lyr.attrs, lyr.out_shape
+    windowed = lyr.op in ("conv", "pool")
+    grp = a.groups if lyr.op == "conv" else 1
     return {
-        "op_code": OP_CODE[l.op], "macs": l.macs, "vector_ops": l.vector_ops, "weight_elems": l.weight_elems,
-        "in_elems": l.in_elems, "out_elems": l.out_elems, "in_ch": l.in_channels, "out_ch": l.out_channels,
+        "op_code": OP_CODE[lyr.op], "macs": lyr.macs, "vector_ops": lyr.vector_ops, "weight_elems": lyr.weight_elems,
+        "in_elems": lyr.in_elems, "out_elems": lyr.out_elems, "in_ch": lyr.in_channels, "out_ch": lyr.out_channels,
         "groups": grp,
-        "in_ch_per_group": max(1, (l.fc_in_features if l.op == "fc" else l.in_channels) // grp),
-        "out_ch_per_group": max(1, l.out_channels // grp), "depthwise": l.depthwise,
+        "in_ch_per_group": max(1, (lyr.fc_in_features if lyr.op == "fc" else lyr.in_channels) // grp),
+        "out_ch_per_group": max(1, lyr.out_channels // grp), "depthwise": lyr.depthwise,
         "kh": a.kernel[0] if windowed else 1, "kw": a.kernel[1] if windowed else 1,
         "sh": a.stride[0] if windowed else 1, "sw": a.stride[1] if windowed else 1,
         "halo": a.dilation[0] * (a.kernel[0] - 1) if windowed else 0,
@@ -136,25 +136,25 @@ def graph_table(g: Graph) -> GraphTable:
     if t is not None:
         return t
     order = g.order
-    pos = {l.name: k for k, l in enumerate(order)}
+    pos = {lyr.name: k for k, lyr in enumerate(order)}
     graph_outputs = set(g.outputs)
     cols: dict[str, list] = {f.name: [] for f in fields(LayerRows)}
     in_start, in_count, in_key, in_el = [], [], [], []
     out_start, out_count, out_last, out_el = [], [], [], []
     last_reader: dict[str, int] = {}
-    for k, l in enumerate(order):
-        for name, v in _layer_row(l).items():
+    for k, lyr in enumerate(order):
+        for name, v in _layer_row(lyr).items():
             cols[name].append(v)
-        lasts = [_BIG if t in graph_outputs else g.last_use(t) for t in l.outputs]
+        lasts = [_BIG if t in graph_outputs else g.last_use(t) for t in lyr.outputs]
         cols["last_use"].append(max(lasts))
         cols["pos"].append(k)
         out_start.append(len(out_last))
-        out_count.append(len(l.outputs))
+        out_count.append(len(lyr.outputs))
         out_last.extend(lasts)
-        out_el.extend(float(np.prod(s)) for s in l.out_shapes)
+        out_el.extend(float(np.prod(s)) for s in lyr.out_shapes)
         in_start.append(len(in_key))
         seen = set()
-        for t, shp in zip(l.inputs, l.in_shapes):
+        for t, shp in zip(lyr.inputs, lyr.in_shapes):
             if t in seen:
                 continue
             seen.add(t)

@@ -306,8 +306,8 @@ def _stack(kn: Knobs, rng: np.random.Generator, hw: HardwareConfig, size: int, c
 
 def _ops(g: Graph, i: int, j: int) -> float:
     ls = g.order[i:j]
-    m = sum(l.macs for l in ls)
-    return float(m if m > 0 else sum(l.vector_ops for l in ls))
+    m = sum(lyr.macs for lyr in ls)
+    return float(m if m > 0 else sum(lyr.vector_ops for lyr in ls))
 
 
 def extract(g: Graph, i: int, j: int, name: str | None = None) -> Graph:
@@ -315,7 +315,7 @@ def extract(g: Graph, i: int, j: int, name: str | None = None) -> Graph:
     tensor read after j (or a graph output) a graph output, so its one group has the same I/O."""
     grp = g.group(i, j)
     out = Graph(name or g.name, grp.layers, dict(grp.inputs), list(grp.outputs), batch=g.batch).validate()
-    assert [l.name for l in out.order] == grp.names  # insertion order is already topological
+    assert [lyr.name for lyr in out.order] == grp.names  # insertion order is already topological
     return out
 
 

@@ -99,9 +99,9 @@ def label_groups(groups: list[Group], hw: HardwareConfig, noise: bool, seed: int
 
 def _describe_group(g: Group) -> dict:
     ls = g.layers
-    macs = sum(l.macs for l in ls)
-    return {"macs": float(macs), "ops": float(macs if macs > 0 else sum(l.vector_ops for l in ls)),
-            "max_channels": int(max(max(l.in_channels, l.out_channels) for l in ls)), "n_layers": len(ls),
+    macs = sum(lyr.macs for lyr in ls)
+    return {"macs": float(macs), "ops": float(macs if macs > 0 else sum(lyr.vector_ops for lyr in ls)),
+            "max_channels": int(max(max(lyr.in_channels, lyr.out_channels) for lyr in ls)), "n_layers": len(ls),
             "batch": int(g.graph.batch)}
 
 

@@ -41,7 +41,7 @@ def test_values_agree_with_the_graph():
         assert np.isclose(10 ** _col(X, "log_macs")[r] - 1, grp.macs, rtol=1e-4)
         b_in = sum(np.prod(s) for s in grp.inputs.values()) * HW.dtype_bytes
         assert np.isclose(10 ** _col(X, "log_in_bytes")[r] - 1, b_in, rtol=1e-4)
-        assert _col(X, "n_dwconv")[r] == sum(l.depthwise for l in grp.layers)
+        assert _col(X, "n_dwconv")[r] == sum(lyr.depthwise for lyr in grp.layers)
     assert (_col(X, "cores") == 4).all() and (_col(X, "hw_cores") == 32).all()
 
 

@@ -29,11 +29,11 @@ def _block():
 
 
 def test_conv_shape_and_costs_match_hand_computation():
-    l = make_layer("c", "conv", ["x"], [(2, 3, 224, 224)], out_channels=64, kernel=7, stride=2, pads=3)
-    assert l.out_shape == (2, 64, 112, 112)
-    assert l.macs == 2 * 64 * 112 * 112 * 3 * 7 * 7
-    assert l.weight_elems == 64 * 3 * 49 + 64
-    assert l.weight_bytes(2) == 2 * l.weight_elems
+    lyr = make_layer("c", "conv", ["x"], [(2, 3, 224, 224)], out_channels=64, kernel=7, stride=2, pads=3)
+    assert lyr.out_shape == (2, 64, 112, 112)
+    assert lyr.macs == 2 * 64 * 112 * 112 * 3 * 7 * 7
+    assert lyr.weight_elems == 64 * 3 * 49 + 64
+    assert lyr.weight_bytes(2) == 2 * lyr.weight_elems
 
 
 def test_depthwise_grouped_dilated_and_pool_ceil_mode():
@@ -71,11 +71,11 @@ def test_fc_matmul_concat_broadcast_rules():
 
 def test_order_is_topological_and_deterministic():
     g = _block()
-    names = [l.name for l in g.order]
+    names = [lyr.name for lyr in g.order]
     assert names == ["c1", "c2", "add", "pool", "gap", "fc"]
     # layers given out of order still sort topologically, the same way every time
     shuffled = Graph("s", list(reversed(list(g.layers.values()))), g.inputs)
-    assert [l.name for l in shuffled.order] == names
+    assert [lyr.name for lyr in shuffled.order] == names
     assert g.outputs == ["fc"]
 
 

@@ -73,7 +73,7 @@ class Net:
 
 
 def _layers(g):
-    return [(l.op, l.attrs.act) for l in g.order]
+    return [(lyr.op, lyr.attrs.act) for lyr in g.order]
 
 
 def _same_graph(a, b):
@@ -251,7 +251,7 @@ def test_inception_concat_and_same_padding(tmp_path):
     # TF-style SAME_UPPER stride 2 on an odd size: 28 -> 14, pads (0, 0, 1, 1)
     y = n.op("Conv", [y, n.w((64, 256, 3, 3))], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")
     g = load_onnx(n.save(tmp_path / "inc.onnx", [y]))
-    cat = next(l for l in g.order if l.op == "concat")
+    cat = next(lyr for lyr in g.order if lyr.op == "concat")
     assert cat.out_shape == (1, 256, 28, 28) and len(cat.inputs) == 4
     last = g.order[-1]
     assert last.out_shape == (1, 64, 14, 14) and last.attrs.pads == (0, 0, 1, 1) and not last.attrs.bias
@@ -300,9 +300,9 @@ def test_transformer_block(tmp_path, gelu_op):
                    ("softmax", ""), ("matmul", ""), ("fc", ""), ("eltwise", ""), ("norm", ""), ("fc", "gelu"),
                    ("fc", ""), ("eltwise", "")]
     # q, v: reshape + transpose; k: reshape + transpose; merge: transpose + reshape
-    assert [l.op for l in g.order].count("reshape") == 8
-    assert all(l.attrs.bias for l in g.order if l.op == "fc")  # the Add after each MatMul is its bias
-    qk = next(l for l in g.order if l.op == "matmul")
+    assert [lyr.op for lyr in g.order].count("reshape") == 8
+    assert all(lyr.attrs.bias for lyr in g.order if lyr.op == "fc")  # the Add after each MatMul is its bias
+    qk = next(lyr for lyr in g.order if lyr.op == "matmul")
     assert qk.out_shape == (B, H, T, T)
     macs = B * (3 * T * D * D + 2 * H * T * T * dh + T * D * D + 2 * T * D * 4 * D)
     assert g.total_macs == macs
@@ -419,7 +419,7 @@ def test_unknown_ops_become_opaque_with_one_warning_or_fail_in_strict_mode(tmp_p
     with pytest.warns(OnnxImportWarning) as rec:
         g = load_onnx(path)
     assert len(rec) == 1 and "FancyOp x1" in str(rec[0].message) and "Einsum x1" in str(rec[0].message)
-    assert [l.op for l in g.order] == ["conv", "opaque", "opaque", "act"]
+    assert [lyr.op for lyr in g.order] == ["conv", "opaque", "opaque", "act"]
     assert g.order[1].out_shape == (1, 8, 16, 16) and g.total_macs == 8 * 16 * 16 * 8 * 9
     with pytest.raises(GraphError, match=r"u\.onnx.*strict.*Einsum x1, FancyOp x1"):
         load_onnx(path, strict=True)
@@ -532,7 +532,7 @@ def test_ceil_mode_pool_follows_the_runtime_rule(tmp_path):
     y = n.op("MaxPool", ["input"], kernel_shape=[2, 2], strides=[3, 3], pads=[1] * 4, ceil_mode=1)
     y = n.op("Conv", [y, n.w((4, 4, 1, 1))], kernel_shape=[1, 1])
     g = load_onnx(n.save(tmp_path / "p.onnx", [y]))
-    assert [l.out_shape for l in g.order] == [(1, 4, 6, 6), (1, 4, 6, 6)] and g.total_macs == 36 * 16
+    assert [lyr.out_shape for lyr in g.order] == [(1, 4, 6, 6), (1, 4, 6, 6)] and g.total_macs == 36 * 16
 
 
 def test_symbolic_non_batch_dims_are_pinned_with_a_warning(tmp_path):

@@ -48,7 +48,7 @@ def brute_force(g, hw):
         spans = list(zip(bounds, bounds[1:]))
         if any(j - i > hw.max_fusion for i, j in spans):
             continue
-        if any(j - i > 1 and any(l.op == "opaque" for l in g.order[i:j]) for i, j in spans):
+        if any(j - i > 1 and any(lyr.op == "opaque" for lyr in g.order[i:j]) for i, j in spans):
             continue
         total = 0.0
         for i, j in spans:
@@ -73,7 +73,7 @@ def test_plan_covers_every_layer_once_and_respects_the_rules():
     g = zoo.build("googlenet")
     p = planner.plan(g, HW, cost="oracle")
     names = [n for grp in p.groups for n in grp.layers]
-    assert names == [l.name for l in g.order]
+    assert names == [lyr.name for lyr in g.order]
     assert all(len(grp.layers) <= HW.max_fusion for grp in p.groups)
     assert all(grp.cores in HW.core_counts for grp in p.groups)
 
@@ -176,7 +176,7 @@ def test_analytic_plans_from_the_datasheet_alone():
     g = zoo.build("resnet18")
     p = planner.run_strategy("analytic", g, HW.updated({"device": None}))  # no device needed
     assert p.strategy == "analytic" and p.sim_calls == 0
-    assert [n for grp in p.groups for n in grp.layers] == [l.name for l in g.order]
+    assert [n for grp in p.groups for n in grp.layers] == [lyr.name for lyr in g.order]
 
 
 class _AnalyticModel:
@@ -198,7 +198,7 @@ def test_learned_plus_measure_stays_in_budget_and_fixes_what_the_model_gets_wron
     learned = planner.verify(planner.run_strategy("learned", g, HW, model=model), g, HW)
     p = planner.verify(planner.run_strategy("learned+measure", g, HW, model=model, measure_budget=budget), g, HW)
     assert p.sim_calls <= budget and p.sim_calls % __import__("autotune.refine", fromlist=["x"]).MEASURE_REPEATS == 0
-    assert [n for grp in p.groups for n in grp.layers] == [l.name for l in g.order]
+    assert [n for grp in p.groups for n in grp.layers] == [lyr.name for lyr in g.order]
     def shape(plan):
         return [(grp.layers, grp.cores) for grp in plan.groups]
 

@@ -48,13 +48,13 @@ def test_group_batch_matches_group_boundaries_brute_force():
     assert np.array_equal(G.max_internal_elems, [max([math.prod(s) for s in g.internal.values()] or [0])
                                                  for g in groups])
     assert np.array_equal(G.macs, [g.macs for g in groups])
-    assert np.array_equal(G.weight_elems, [sum(l.weight_elems for l in g.layers) for g in groups])
+    assert np.array_equal(G.weight_elems, [sum(lyr.weight_elems for lyr in g.layers) for g in groups])
     assert np.array_equal(G.n_layers, [len(g) for g in groups])
     # flat rows: the group's layers in order, gid and first_row consistent
     r = 0
     for k, g in enumerate(groups[:300]):
         assert b.layers.macs[G.first_row[k]] == g.layers[0].macs and (b.gid[r:r + len(g)] == k).all()
-        assert list(b.layers.out_elems[r:r + len(g)]) == [l.out_elems for l in g.layers]
+        assert list(b.layers.out_elems[r:r + len(g)]) == [lyr.out_elems for lyr in g.layers]
         r += len(g)
 
 

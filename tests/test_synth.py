@@ -43,40 +43,40 @@ def test_generator_is_deterministic_and_seeded(sample):
 def test_graphs_are_valid_standalone_groups(sample):
     for g in sample:
         back = graph_from_dict(json.loads(json.dumps(graph_to_dict(g))))  # validates shapes and edges
-        assert [l.name for l in back.order] == [l.name for l in g.order]
+        assert [lyr.name for lyr in back.order] == [lyr.name for lyr in g.order]
         assert 1 <= len(g) <= HW.max_fusion
-        assert all(d >= 1 for l in g.order for s in l.in_shapes + l.out_shapes for d in s)
+        assert all(d >= 1 for lyr in g.order for s in lyr.in_shapes + lyr.out_shapes for d in s)
         grp = g.group(0, len(g))
         assert grp.outputs and grp.inputs and set(grp.outputs) == set(g.outputs)
 
 
 def test_coverage_of_the_knobs(sample):
-    layers = [l for g in sample for l in g.order]
+    layers = [lyr for g in sample for lyr in g.order]
     macs = np.array([g.total_macs for g in sample], dtype=float)
     m = macs[macs > 0]
     assert m.min() < 1e5 and m.max() > 1e10
     # op count roughly log-uniform over 1e4..1e11: every decade holds a fair share of the MAC groups
     dec = np.histogram(np.log10(m), bins=np.arange(4, 12))[0] / len(m)
     assert dec.min() > 0.05, dec
-    convs = [l for l in layers if l.op == "conv" and not l.depthwise and l.attrs.groups == 1]
+    convs = [lyr for lyr in layers if lyr.op == "conv" and not lyr.depthwise and lyr.attrs.groups == 1]
     co = HW.mac_array.co
-    assert any(l.out_channels % co for l in convs if l.out_channels > co)  # unaligned, not just small
-    assert any(l.out_channels % co == 0 for l in convs)
-    assert any(l.depthwise for l in layers)
-    assert any(l.op == "conv" and 1 < l.attrs.groups < l.in_channels for l in layers)  # grouped
-    assert {l.attrs.kernel[0] for l in layers if l.op == "conv"} >= {1, 3, 5, 7}
-    assert any(l.op in ("conv", "pool") and l.attrs.stride[0] == 2 for l in layers)
-    assert {"pool", "eltwise", "fc", "matmul", "concat", "softmax", "gpool"} <= {l.op for l in layers}
-    chans = [max(l.in_channels, l.out_channels) for l in layers]
+    assert any(lyr.out_channels % co for lyr in convs if lyr.out_channels > co)  # unaligned, not just small
+    assert any(lyr.out_channels % co == 0 for lyr in convs)
+    assert any(lyr.depthwise for lyr in layers)
+    assert any(lyr.op == "conv" and 1 < lyr.attrs.groups < lyr.in_channels for lyr in layers)  # grouped
+    assert {lyr.attrs.kernel[0] for lyr in layers if lyr.op == "conv"} >= {1, 3, 5, 7}
+    assert any(lyr.op in ("conv", "pool") and lyr.attrs.stride[0] == 2 for lyr in layers)
+    assert {"pool", "eltwise", "fc", "matmul", "concat", "softmax", "gpool"} <= {lyr.op for lyr in layers}
+    chans = [max(lyr.in_channels, lyr.out_channels) for lyr in layers]
     assert min(chans) <= 4 and max(chans) >= 2048 and max(chans) <= 4096
-    hs = [l.out_shape[2] for l in layers if len(l.out_shape) == 4]
+    hs = [lyr.out_shape[2] for lyr in layers if len(lyr.out_shape) == 4]
     assert min(hs) == 1 and max(hs) >= 200 and max(hs) <= 448
     kinds = {describe(g) for g in sample}
     assert {s for _, s in kinds} == set(STRUCTURES)
     assert {src for src, _ in kinds} == {"layer", "block", "slice"}
     assert set(range(1, HW.max_fusion + 1)) <= {len(g) for g in sample}
     # mid-block slices: a residual add reading a boundary tensor, groups with several outputs
-    assert any(l.op == "eltwise" and len(set(l.inputs) & set(g.inputs)) for g in sample for l in g.order
+    assert any(lyr.op == "eltwise" and len(set(lyr.inputs) & set(g.inputs)) for g in sample for lyr in g.order
                if describe(g)[0] == "slice")
     assert any(len(g.outputs) > 1 for g in sample)
 
@@ -242,7 +242,7 @@ def test_zoo_frame_group_json_rebuilds_the_candidate():
     g = zoo.build("squeezenet1_1")
     for _, r in z.iterrows():
         alone = graph_from_dict(json.loads(r["group_json"]))
-        assert [l.name for l in alone.order] == g.group(r["i"], r["j"]).names
+        assert [lyr.name for lyr in alone.order] == g.group(r["i"], r["j"]).names
 
 
 def test_a_budget_cuts_the_last_group_at_its_first_core_counts(tmp_path):

@@ -55,7 +55,8 @@ def test_macs_and_params_match_published_figures(graphs, name):
 
 def _folded_bn_channels(g) -> int:
     """Bias values that stand for a folded BatchNorm: every conv bias except SE convs (real biases)."""
-    return sum(l.attrs.out_channels for l in g.order if l.op == "conv" and l.attrs.bias and ".se." not in l.name)
+    return sum(lyr.attrs.out_channels for lyr in g.order
+               if lyr.op == "conv" and lyr.attrs.bias and ".se." not in lyr.name)
 
 
 @pytest.mark.parametrize("name", sorted(set(PUBLISHED) - {"mobilenet_v1"}))
@@ -76,7 +77,7 @@ def test_output_is_n_by_1000_and_batch_scales_macs_not_params(graphs, name):
     assert a.shape_of(a.outputs[0]) == (1, 1000) and b.shape_of(b.outputs[0]) == (3, 1000)
     assert len(a.outputs) == 1 and len(a.inputs) == 1
     assert b.total_macs == 3 * a.total_macs and b.params == a.params and b.batch == 3
-    assert b.validate() is b and [l.name for l in b.order] == [l.name for l in a.order]
+    assert b.validate() is b and [lyr.name for lyr in b.order] == [lyr.name for lyr in a.order]
 
 
 def test_input_resolutions():
@@ -87,18 +88,18 @@ def test_input_resolutions():
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_order_is_insertion_order_topological_and_deterministic(graphs, name):
     g = graphs[name]
-    assert [l.name for l in g.order] == list(g.layers)  # built in topological order
-    pos = {l.name: k for k, l in enumerate(g.order)}
-    for l in g.order:
-        for t in l.inputs:
-            assert t in g.inputs or pos[g.producer[t].name] < pos[l.name]
-    assert [l.name for l in g.order] == [l.name for l in zoo.build(name).order]
+    assert [lyr.name for lyr in g.order] == list(g.layers)  # built in topological order
+    pos = {lyr.name: k for k, lyr in enumerate(g.order)}
+    for lyr in g.order:
+        for t in lyr.inputs:
+            assert t in g.inputs or pos[g.producer[t].name] < pos[lyr.name]
+    assert [lyr.name for lyr in g.order] == [lyr.name for lyr in zoo.build(name).order]
 
 
 def test_activation_epilogues_not_layers_and_no_dropout(graphs):
     for name, g in graphs.items():
-        assert not any(l.op == "act" for l in g.order), name
-        assert not any("dropout" in l.name.lower() for l in g.order), name
+        assert not any(lyr.op == "act" for lyr in g.order), name
+        assert not any("dropout" in lyr.name.lower() for lyr in g.order), name
     r = graphs["resnet50"]
     assert r.layers["layer1.0.conv1"].attrs.act == "relu" and r.layers["layer1.0.conv3"].attrs.act == ""
     assert r.layers["layer1.0.add"].attrs.act == "relu"  # the ReLU after the residual add
@@ -112,11 +113,11 @@ def test_activation_epilogues_not_layers_and_no_dropout(graphs):
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet152", "mobilenet_v2", "efficientnet_b0", "vit_b16"])
 def test_residual_adds_have_two_producer_inputs(graphs, name):
     g = graphs[name]
-    adds = [l for l in g.order if l.op == "eltwise" and l.attrs.mode in ("", "add")]
+    adds = [lyr for lyr in g.order if lyr.op == "eltwise" and lyr.attrs.mode in ("", "add")]
     assert adds
-    for l in adds:
-        assert len(l.inputs) == 2 and all(t in g.producer for t in l.inputs), l.name
-        assert len(set(l.inputs)) == 2 and l.in_shapes[0] == l.in_shapes[1], l.name
+    for lyr in adds:
+        assert len(lyr.inputs) == 2 and all(t in g.producer for t in lyr.inputs), lyr.name
+        assert len(set(lyr.inputs)) == 2 and lyr.in_shapes[0] == lyr.in_shapes[1], lyr.name
     # ResNet-50 has 16 bottlenecks; MobileNet-V2 10 and EfficientNet-B0 9 residual blocks; ViT 2 per layer
     assert len(adds) == {"resnet18": 8, "resnet50": 16, "resnet152": 50, "mobilenet_v2": 10,
                          "efficientnet_b0": 9, "vit_b16": 24}[name]
@@ -133,21 +134,21 @@ def test_inception_and_dense_concats_take_all_branches(graphs):
     g = graphs["googlenet"]
     cat = g.layers["inception3a.concat"]
     assert len(cat.inputs) == 4 and cat.out_shape == (1, 256, 28, 28)
-    assert all(len(l.inputs) >= 2 for l in g.order if l.op == "concat")
+    assert all(len(lyr.inputs) >= 2 for lyr in g.order if lyr.op == "concat")
     v3 = graphs["inception_v3"]
     assert len(v3.layers["Mixed_7b.concat"].inputs) == 4 and v3.shape_of("Mixed_7c.concat") == (1, 2048, 8, 8)
-    assert all(len(l.inputs) >= 2 for l in v3.order if l.op == "concat")
+    assert all(len(lyr.inputs) >= 2 for lyr in v3.order if lyr.op == "concat")
     d = graphs["densenet121"]
     blk = d.layers["features.denseblock1.cat"]
     assert len(blk.inputs) == 7 and blk.out_shape == (1, 64 + 6 * 32, 56, 56)
     assert len(d.layers["features.denseblock4.denselayer16.cat"].inputs) == 16
     assert d.shape_of("features.denseblock4.cat") == (1, 1024, 7, 7)
-    assert all(len(l.inputs) >= 2 for l in d.order if l.op == "concat")
+    assert all(len(lyr.inputs) >= 2 for lyr in d.order if lyr.op == "concat")
 
 
 def test_inception_branches_are_built_branch_by_branch(graphs):
     g = graphs["inception_v3"]
-    names = [l.name for l in g.order if l.name.startswith("Mixed_5b.")]
+    names = [lyr.name for lyr in g.order if lyr.name.startswith("Mixed_5b.")]
     assert names == ["Mixed_5b." + n for n in ("branch1x1", "branch5x5_1", "branch5x5_2", "branch3x3dbl_1",
                                                "branch3x3dbl_2", "branch3x3dbl_3", "avgpool", "branch_pool",
                                                "concat")]
@@ -164,11 +165,11 @@ def test_ceil_mode_pooling_where_torchvision_uses_it(graphs):
 @pytest.mark.parametrize("name,count", [("mobilenet_v1", 13), ("mobilenet_v2", 17), ("efficientnet_b0", 16)])
 def test_depthwise_convs_are_flagged(graphs, name, count):
     g = graphs[name]
-    dw = [l for l in g.order if l.depthwise]
+    dw = [lyr for lyr in g.order if lyr.depthwise]
     assert len(dw) == count
-    assert all(l.attrs.groups == l.in_channels == l.out_channels for l in dw)
-    assert all(l.name.endswith(".dw") for l in dw)
-    assert not any(l.depthwise for l in graphs["resnet50"].order)
+    assert all(lyr.attrs.groups == lyr.in_channels == lyr.out_channels for lyr in dw)
+    assert all(lyr.name.endswith(".dw") for lyr in dw)
+    assert not any(lyr.depthwise for lyr in graphs["resnet50"].order)
 
 
 def test_squeeze_excite_broadcasts_a_channel_scale(graphs):
@@ -184,7 +185,7 @@ def test_vit_attention_shapes(graphs):
     p = "encoder.layers.encoder_layer_0.self_attention"
     assert g.layers[f"{p}.qk"].out_shape == (1, 12, 197, 197) and g.layers[f"{p}.av"].out_shape == (1, 12, 197, 64)
     assert g.layers[f"{p}.qk"].macs == 12 * 197 * 197 * 64
-    assert sum(l.op == "matmul" for l in g.order) == 24 and sum(l.op == "softmax" for l in g.order) == 12
+    assert sum(lyr.op == "matmul" for lyr in g.order) == 24 and sum(lyr.op == "softmax" for lyr in g.order) == 12
     assert g.layers["encoder.layers.encoder_layer_11.mlp.0"].attrs.act == "gelu"
 
 

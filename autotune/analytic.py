@@ -23,7 +23,7 @@ import numpy as np
 
 from .graph import Group
 from .hardware import Datasheet
-from .tables import GroupBatch, LayerRows
+from .tables import GroupBatch, LayerRows, windowed
 
 # Generic fixed costs (not any device's values): a kernel launch through a driver queue is
 # of the order of 10 us on NPUs and GPUs alike, a layer inside a kernel pays a pipeline setup
@@ -48,8 +48,8 @@ def stride_class(L: LayerRows, ds: Datasheet) -> np.ndarray:
     stride = np.maximum(L.in_ch * ds.dtype_bytes, 1).astype(np.int64)
     e = np.log2((stride & -stride).astype(np.float64))
     cls = np.clip(e, STRIDE_CLASSES[0], STRIDE_CLASSES[-1]).astype(np.int64) - STRIDE_CLASSES[0]
-    windowed = (L.kh * L.kw > 1) & np.isin(L.op_code, [L.OP["conv"], L.OP["pool"]])
-    return np.where(windowed, cls, -1)
+    reads_window = (L.kh * L.kw > 1) & windowed(L.op_code)
+    return np.where(reads_window, cls, -1)
 
 
 def reachable_gbps(k: np.ndarray, ds: Datasheet) -> np.ndarray:

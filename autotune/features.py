@@ -22,7 +22,8 @@ import numpy as np
 from .analytic import POLICIES, STRIDE_CLASSES, aligned_cycles, estimate, split, split_what_ifs
 from .graph import Group
 from .hardware import Datasheet, HardwareConfig
-from .tables import GroupBatch
+from .ops import COUNT_BUCKETS
+from .tables import GroupBatch, bucket, windowed
 
 #: Bump when a feature is added, removed or changes meaning: models and feature caches record it.
 FEATURE_VERSION = 3
@@ -97,8 +98,14 @@ def group_features(batch: GroupBatch, ds: Datasheet) -> tuple[np.ndarray, np.nda
     work = mac_c + vec_c
     gwork = np.maximum(gsum(work), 1e-12)
     is_dw = L.depthwise.astype(float)
-    spatial_k = ((L.op_code == L.OP["conv"]) & (L.kh > 1)).astype(float)
-    windowed = ((L.kh * L.kw > 1) & np.isin(L.op_code, [L.OP["conv"], L.OP["pool"]])).astype(float)
+    kinds = bucket(L.op_code)
+
+    def kind(name: str) -> np.ndarray:
+        return kinds == COUNT_BUCKETS.index(name)
+
+    dense_conv = kind("conv") & ~L.depthwise
+    spatial_k = (kind("conv") & (L.kh > 1)).astype(float)
+    windowed_w = ((L.kh * L.kw > 1) & windowed(L.op_code)).astype(float)
     in_b, out_b, int_b = G.in_elems * db, G.out_elems * db, G.internal_elems * db
     wb = gsum(L.weight_elems) * db
     first_kind = batch.first_of_kind()
@@ -112,19 +119,19 @@ def group_features(batch: GroupBatch, ds: Datasheet) -> tuple[np.ndarray, np.nda
         "log_macs": _log(macs),
         "log_vector_ops": _log(gsum(L.vector_ops)),
         "n_layers": G.n_layers.astype(float),
-        "n_conv": gsum((L.op_code == L.OP["conv"]) & ~L.depthwise),
+        "n_conv": gsum(dense_conv),
         "n_dwconv": gsum(is_dw),
-        "n_fc": gsum(L.op_code == L.OP["fc"]),
-        "n_matmul": gsum(L.op_code == L.OP["matmul"]),
-        "n_pool": gsum((L.op_code == L.OP["pool"]) | (L.op_code == L.OP["gpool"])),
-        "n_eltwise": gsum(L.op_code == L.OP["eltwise"]),
-        "n_other": gsum(~np.isin(L.op_code, [L.OP[k] for k in ("conv", "fc", "matmul", "pool", "gpool", "eltwise")])),
+        "n_fc": gsum(kind("fc")),
+        "n_matmul": gsum(kind("matmul")),
+        "n_pool": gsum(kind("pool")),
+        "n_eltwise": gsum(kind("eltwise")),
+        "n_other": gsum(kind("other")),
         "n_spatial_k": gsum(spatial_k),
         "n_distinct": gsum(first_kind),
         # distinct layer programs by weight class: dense convs, other MAC layers (depthwise, fc,
         # matmul), vector-only layers; repeats of one layer can share its program
-        "n_distinct_conv": gsum(first_kind & (L.op_code == L.OP["conv"]) & ~L.depthwise),
-        "n_distinct_lite": gsum(first_kind & (L.macs > 0) & ~((L.op_code == L.OP["conv"]) & ~L.depthwise)),
+        "n_distinct_conv": gsum(first_kind & dense_conv),
+        "n_distinct_lite": gsum(first_kind & (L.macs > 0) & ~dense_conv),
         "log_weight_bytes": _log(wb),
         "log_in_bytes": _log(in_b),
         "log_out_bytes": _log(out_b),
@@ -139,8 +146,9 @@ def group_features(batch: GroupBatch, ds: Datasheet) -> tuple[np.ndarray, np.nda
         "last_out_ch": L.out_ch[G.last_row].astype(float),
         "align_waste": gsum(mac_c) * ds.macs_per_cycle / np.maximum(macs, 1.0),
         "dw_macs_share": gsum(L.macs * is_dw) / np.maximum(macs, 1.0),
-        "window_share": gsum(work * windowed) / gwork,
-        "window_pow2": gsum(work * windowed * _pow2_factor(L.in_ch * db)) / np.maximum(gsum(work * windowed), 1e-12),
+        "window_share": gsum(work * windowed_w) / gwork,
+        "window_pow2": gsum(work * windowed_w * _pow2_factor(L.in_ch * db))
+        / np.maximum(gsum(work * windowed_w), 1e-12),
         "max_h": gmax(L.out_h),
         "min_h": gmin(L.out_h),
         "last_h": L.out_h[G.last_row].astype(float),

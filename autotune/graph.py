@@ -1,7 +1,7 @@
 """Graph IR: layers, their shapes and costs, a DAG with a deterministic topological order.
 
-Every shape rule and every MAC/byte count lives here, once: the zoo, the ONNX importer,
-the simulator and the feature extractor all read them from `Layer`.
+Every shape rule and every MAC/byte count lives once, in the op's spec (autotune/ops/); `Layer`
+exposes them, and the zoo, the ONNX importer, the simulator and the features read them from it.
 """
 
 from __future__ import annotations
@@ -14,40 +14,14 @@ from functools import cached_property
 
 import numpy as np
 
+from . import ops
 from .errors import GraphError
 
 Shape = tuple[int, ...]
 
-#: Op kinds of the IR. Depthwise convolution is `conv` with groups == in_channels.
-OPS = (
-    "conv",  # 2-D convolution (grouped/depthwise via groups); optional fused activation
-    "fc",  # dense layer on the last axis: (*, Cin) -> (*, Cout); Gemm, Linear, MatMul with weights
-    "matmul",  # batched matmul of two activations: (..., M, K) @ (..., K, N)
-    "pool",  # max / avg pooling window
-    "gpool",  # global pooling to 1x1
-    "eltwise",  # add / mul / sub / div / max with numpy broadcasting
-    "act",  # standalone activation (relu, sigmoid, gelu, ...)
-    "concat",  # concatenation along `axis`
-    "softmax",  # softmax along the last axis
-    "norm",  # layer/instance/group norm, unfolded batch norm, LRN
-    "resize",  # upsampling / resize to a given output shape
-    "reshape",  # layout-only ops (reshape, flatten, transpose, slice): data moved, no arithmetic
-    "opaque",  # anything else: bytes moved, no MACs
-)
-
-#: Vector-unit operations per output element for ops that do not use the MAC array.
-VECTOR_OPS_PER_ELEM = {
-    "act": 1.0,
-    "eltwise": 1.0,
-    "softmax": 5.0,  # max, sub, exp, sum, div
-    "norm": 5.0,  # mean, var, sub, mul, add
-    "resize": 4.0,  # bilinear: 4 taps
-    "concat": 0.0,
-    "reshape": 0.0,
-    "opaque": 1.0,
-    "gpool": 0.0,  # counted from the input size instead, see Layer.vector_ops
-    "pool": 0.0,  # counted from the window, see Layer.vector_ops
-}
+#: Op kinds of the IR, in code order: one spec each in autotune/ops/. Depthwise convolution is
+#: `conv` with groups == in_channels.
+OPS = tuple(ops.registry())
 
 
 @dataclass(frozen=True)
@@ -75,25 +49,6 @@ def _pair(v: int | Sequence[int]) -> tuple[int, int]:
     return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
 
 
-def _window_out(size: int, k: int, s: int, p0: int, p1: int, d: int, ceil: bool) -> int:
-    span = size + p0 + p1 - d * (k - 1) - 1
-    out = (-(-span // s) if ceil else span // s) + 1
-    if ceil and (out - 1) * s >= size + p0:  # last window must start inside the input (PyTorch rule)
-        out -= 1
-    return out
-
-
-def _broadcast(shapes: Sequence[Shape], name: str) -> Shape:
-    rank = max(len(s) for s in shapes)
-    out = []
-    for dims in zip(*[(1,) * (rank - len(s)) + tuple(s) for s in shapes]):
-        big = {d for d in dims if d != 1}
-        if len(big) > 1:
-            raise GraphError(f"layer {name!r}: shapes {list(shapes)} do not broadcast")
-        out.append(big.pop() if big else 1)
-    return tuple(out)
-
-
 #: Limits on sizes, so absurd inputs are refused rather than overflowing later: any one dimension,
 #: and the elements of any one tensor.
 MAX_DIM = 2**24
@@ -113,69 +68,15 @@ def check_shape(shape: Shape, what: str, name: str) -> None:
 
 def infer_shapes(op: str, in_shapes: Sequence[Shape], a: Attrs, name: str = "?") -> tuple[Shape, ...]:
     """Output shape(s) of an op from its input shapes and attributes: the one shape rule."""
-    if op not in OPS:
-        raise GraphError(f"layer {name!r}: unknown op kind {op!r}")
+    sp = ops.spec(op, name)
     if not in_shapes:
         raise GraphError(f"layer {name!r}: has no inputs")
     for s in in_shapes:
         check_shape(s, "input shape", name)
-    outs = _infer_shapes(op, in_shapes, a, name)
+    outs = sp.infer([tuple(s) for s in in_shapes], a, name)
     for s in outs:
         check_shape(s, "output shape", name)
     return outs
-
-
-def _infer_shapes(op: str, in_shapes: Sequence[Shape], a: Attrs, name: str) -> tuple[Shape, ...]:
-    x = tuple(in_shapes[0])
-    if op in ("conv", "pool"):
-        if len(x) != 4:
-            raise GraphError(f"layer {name!r}: {op} needs a 4-D NCHW input, got {x}")
-        bad = [f"{k}={v}" for k, v in (("kernel", a.kernel), ("stride", a.stride), ("dilation", a.dilation))
-               if min(v) < 1] + ([f"pads={a.pads}"] if min(a.pads) < 0 else [])
-        if bad:
-            raise GraphError(f"layer {name!r}: {op} needs positive windows, strides and dilations and non-negative "
-                             f"pads, got {', '.join(bad)}")
-        n, c, h, w = x
-        kh, kw = a.kernel
-        oh = _window_out(h, kh, a.stride[0], a.pads[0], a.pads[2], a.dilation[0], a.ceil_mode)
-        ow = _window_out(w, kw, a.stride[1], a.pads[1], a.pads[3], a.dilation[1], a.ceil_mode)
-        if op == "conv":
-            if a.groups < 1 or c % a.groups or a.out_channels % a.groups:
-                raise GraphError(
-                    f"layer {name!r}: groups={a.groups} does not divide channels {c}->{a.out_channels}"
-                )
-            return ((n, a.out_channels, oh, ow),)
-        return ((n, c, oh, ow),)
-    if op == "gpool":
-        if len(x) != 4:
-            raise GraphError(f"layer {name!r}: gpool needs a 4-D NCHW input, got {x}")
-        return ((x[0], x[1], 1, 1),)
-    if op == "fc":  # a 4-D input is flattened (N, C*H*W) for free, as deployment compilers do
-        return ((x[0], a.out_channels),) if len(x) == 4 else (x[:-1] + (a.out_channels,),)
-    if op == "matmul":
-        if len(in_shapes) != 2:
-            raise GraphError(f"layer {name!r}: matmul needs two inputs")
-        y = tuple(in_shapes[1])
-        if len(x) < 2 or len(y) < 2 or x[-1] != y[-2]:
-            raise GraphError(f"layer {name!r}: matmul shapes {x} and {y} do not agree")
-        batch = _broadcast([x[:-2] or (1,), y[:-2] or (1,)], name) if (x[:-2] or y[:-2]) else ()
-        return (batch + (x[-2], y[-1]),)
-    if op == "eltwise":
-        return (_broadcast(in_shapes, name),)
-    if op == "concat":
-        ax = a.axis % len(x)
-        for s in in_shapes[1:]:
-            if len(s) != len(x) or any(s[i] != x[i] for i in range(len(x)) if i != ax):
-                raise GraphError(f"layer {name!r}: concat inputs {list(in_shapes)} differ off axis {ax}")
-        return (x[:ax] + (sum(s[ax] for s in in_shapes),) + x[ax + 1 :],)
-    if op in ("act", "softmax", "norm"):
-        return (x,)
-    # resize / reshape / opaque: output shape is given
-    if not a.shape:
-        return (x,)
-    if op == "reshape" and math.prod(a.shape) != math.prod(x):
-        raise GraphError(f"layer {name!r}: reshape {x} -> {a.shape} changes the element count")
-    return (tuple(a.shape),)
 
 
 @dataclass(frozen=True)
@@ -219,42 +120,25 @@ class Layer:
         """Input features of an fc layer: C*H*W for a 4-D input, else the last axis."""
         return math.prod(self.in_shape[1:]) if len(self.in_shape) == 4 else self.in_shape[-1]
 
+    @property
+    def spec(self) -> ops.OpSpec:
+        """What the tool knows about this layer's op kind (autotune/ops/)."""
+        return ops.spec(self.op, self.name)
+
     @cached_property
     def macs(self) -> int:
         """Multiply-accumulates on the MAC array (conv, fc, matmul); 0 for other ops."""
-        if self.op == "conv":
-            kh, kw = self.attrs.kernel
-            return math.prod(self.out_shape) * (self.in_channels // self.attrs.groups) * kh * kw
-        if self.op == "fc":
-            return math.prod(self.out_shape) * self.fc_in_features
-        if self.op == "matmul":
-            return math.prod(self.out_shape) * self.in_shape[-1]
-        return 0
+        return self.spec.macs(self)
 
     @cached_property
     def vector_ops(self) -> int:
         """Element operations on the vector unit (pooling windows, eltwise, activations, ...)."""
-        if self.op == "pool":
-            return math.prod(self.out_shape) * self.attrs.kernel[0] * self.attrs.kernel[1]
-        if self.op == "gpool":
-            return math.prod(self.in_shape)
-        per = VECTOR_OPS_PER_ELEM.get(self.op, 0.0)
-        if self.op == "eltwise":
-            per *= max(1, len(self.inputs) - 1)
-        return int(per * self.out_elems)
+        return self.spec.vector_ops(self)
 
     @cached_property
     def weight_elems(self) -> int:
         """Parameter count: weights plus bias (BN already folded into conv/fc)."""
-        a = self.attrs
-        if self.op == "conv":
-            kh, kw = a.kernel
-            return a.out_channels * (self.in_channels // a.groups) * kh * kw + (a.out_channels if a.bias else 0)
-        if self.op == "fc":
-            return self.fc_in_features * a.out_channels + (a.out_channels if a.bias else 0)
-        if self.op == "norm" and a.mode in ("layer", "batch", "instance", "group"):
-            return 2 * self.out_channels
-        return 0
+        return self.spec.weight_elems(self)
 
     @property
     def params(self) -> int:

@@ -21,21 +21,11 @@ OPSET = 17
 _SIMPLE_ACTS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hswish": "HardSwish", "elu": "Elu",
                 "selu": "Selu", "softplus": "Softplus", "celu": "Celu", "softsign": "Softsign"}
 _PATTERN_ACTS = {"hsigmoid", "leaky_relu", "relu6", "gelu", "silu", "prelu"}
-_ELTWISE_BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min",
-                   "mean": "Mean"}
-_ELTWISE_VARIADIC = {"add": "Sum", "max": "Max", "min": "Min", "mean": "Mean"}
-_RESIZE_MODES = {"nearest": "nearest", "bilinear": "linear", "bicubic": "cubic"}
 
 
-def _onnx_ceil_pool(lyr: Layer) -> tuple[int, ...]:
-    """Output shape ONNX shape inference gives a ceil-mode pool (no 'last window starts inside' rule)."""
-    a, (n, c, h, w) = lyr.attrs, lyr.in_shape
-    dims = [-(-(size + p0 + p1 - (k - 1) * d - 1) // s) + 1 for size, k, s, p0, p1, d in
-            zip((h, w), a.kernel, a.stride, a.pads[:2], a.pads[2:], a.dilation)]
-    return (n, c, *dims)
+class Exporter:
+    """Writes a graph's layers as ONNX nodes; op specs call its helpers from `to_onnx`."""
 
-
-class _Exporter:
     def __init__(self, graph: Graph):
         from onnx import helper
 
@@ -83,8 +73,7 @@ class _Exporter:
     # -- layers
     def layer(self, lyr: Layer) -> None:
         act = lyr.attrs.act
-        standard = (len(lyr.outputs) == 1 and lyr.op not in ("opaque",)
-                    and (not act or act in _SIMPLE_ACTS or act in _PATTERN_ACTS))
+        standard = len(lyr.outputs) == 1 and (not act or self.can_act(act))
         if standard:
             y = self.fresh(f"{lyr.outputs[0]}/pre_act") if act else lyr.outputs[0]
             if self.main(lyr, y):
@@ -133,109 +122,14 @@ class _Exporter:
         else:
             raise AssertionError(mode)
 
+    def can_act(self, mode: str) -> bool:
+        """Whether activation `mode` has a standard ONNX form (`act` can write it)."""
+        return mode in _SIMPLE_ACTS or mode in _PATTERN_ACTS
+
     def main(self, lyr: Layer, y: str) -> bool:
-        """Emit the standard ONNX nodes of `l` (activation aside) writing `y`; False if there are none."""
-        a, x, n = lyr.attrs, list(lyr.inputs), lyr.name
-        xs = lyr.in_shape
-        if lyr.op == "conv":
-            w = self.weight(f"{n}.weight", (a.out_channels, xs[1] // a.groups, *a.kernel))
-            ins = [x[0], w] + ([self.weight(f"{n}.bias", (a.out_channels,))] if a.bias else [])
-            self.node("Conv", ins, [y], n, kernel_shape=list(a.kernel), strides=list(a.stride), pads=list(a.pads),
-                      dilations=list(a.dilation), group=a.groups)
-            return True
-        if lyr.op == "fc":
-            cin = lyr.fc_in_features
-            if len(xs) in (2, 4):
-                src = x[0]
-                if len(xs) == 4:
-                    src = self.fresh(f"{x[0]}/flat")
-                    self.node("Flatten", [x[0]], [src], f"{n}/flatten", axis=1)
-                ins = [src, self.weight(f"{n}.weight", (a.out_channels, cin))]
-                if a.bias:
-                    ins.append(self.weight(f"{n}.bias", (a.out_channels,)))
-                self.node("Gemm", ins, [y], n, transB=1)
-                return True
-            if len(xs) < 2:
-                return False
-            w = self.weight(f"{n}.weight", (cin, a.out_channels))
-            if not a.bias:
-                self.node("MatMul", [x[0], w], [y], n)
-                return True
-            t = self.fresh(f"{y}/matmul")
-            self.node("MatMul", [x[0], w], [t], n)
-            self.node("Add", [t, self.weight(f"{n}.bias", (a.out_channels,))], [y], f"{n}/bias")
-            return True
-        if lyr.op == "matmul":
-            self.node("MatMul", x, [y], n)
-            return True
-        if lyr.op == "pool":
-            if a.ceil_mode and _onnx_ceil_pool(lyr) != lyr.out_shape:
-                return False  # ONNX's formula lacks the last-window rule: a standard node would lie about shape
-            common = dict(kernel_shape=list(a.kernel), strides=list(a.stride), pads=list(a.pads),
-                          ceil_mode=int(a.ceil_mode))
-            if a.mode == "max":
-                if a.dilation != (1, 1):
-                    common["dilations"] = list(a.dilation)
-                self.node("MaxPool", x, [y], n, **common)
-                return True
-            if a.mode == "avg" and a.dilation == (1, 1):
-                self.node("AveragePool", x, [y], n, **common)
-                return True
-            return False
-        if lyr.op == "gpool" and a.mode in ("avg", "max"):
-            self.node("GlobalAveragePool" if a.mode == "avg" else "GlobalMaxPool", x, [y], n)
-            return True
-        if lyr.op == "eltwise":
-            if len(x) == 2 and a.mode in _ELTWISE_BINARY:
-                self.node(_ELTWISE_BINARY[a.mode], x, [y], n)
-                return True
-            if len(x) > 2 and a.mode in _ELTWISE_VARIADIC:
-                self.node(_ELTWISE_VARIADIC[a.mode], x, [y], n)
-                return True
-            return False
-        if lyr.op == "act":
-            if a.mode in _SIMPLE_ACTS or a.mode in _PATTERN_ACTS:
-                self.act(a.mode, x[0], y, n, lyr.out_shape)
-                return True
-            return False
-        if lyr.op == "concat":
-            self.node("Concat", x, [y], n, axis=a.axis)
-            return True
-        if lyr.op == "softmax":
-            self.node("Softmax", x, [y], n, axis=-1)
-            return True
-        if lyr.op == "norm":
-            if a.mode == "layer":
-                ws = [self.weight(f"{n}.{k}", (xs[-1],)) for k in ("weight", "bias")]
-                self.node("LayerNormalization", [x[0], *ws], [y], n, axis=-1)
-                return True
-            if a.mode == "batch" and len(xs) >= 2:
-                ws = [self.weight(f"{n}.{k}", (xs[1],)) for k in ("weight", "bias", "mean", "var")]
-                self.node("BatchNormalization", [x[0], *ws], [y], n)
-                return True
-            if a.mode == "instance" and len(xs) >= 3:
-                ws = [self.weight(f"{n}.{k}", (xs[1],)) for k in ("weight", "bias")]
-                self.node("InstanceNormalization", [x[0], *ws], [y], n)
-                return True
-            if a.mode == "lrn" and len(xs) == 4:
-                self.node("LRN", x, [y], n, size=5)
-                return True
-            return False
-        if lyr.op == "resize" and a.mode in _RESIZE_MODES and len(lyr.out_shape) == len(xs):
-            out = lyr.out_shape
-            scales = np.array([o / i for o, i in zip(out, xs)], np.float32)
-            if all(math.floor(np.float32(i) * s) == o for i, s, o in zip(xs, scales, out)):
-                ins = [x[0], "", self.const(f"{n}/scales", scales)]  # scales follow a batch override
-            else:
-                ins = [x[0], "", "", self.const(f"{n}/sizes", np.array(out, np.int64))]
-            self.node("Resize", ins, [y], n, mode=_RESIZE_MODES[a.mode])
-            return True
-        if lyr.op == "reshape":
-            # 0 copies the input dim, so a reshape that keeps the batch follows a batch override
-            target = [0 if k == 0 and len(xs) and o == xs[0] else o for k, o in enumerate(lyr.out_shape)]
-            self.node("Reshape", [x[0], self.const(f"{n}/shape", np.array(target, np.int64))], [y], n)
-            return True
-        return False
+        """Emit the standard ONNX nodes of `lyr` (activation aside) writing `y`, as its op spec
+        says (autotune/ops/); False if there are none."""
+        return lyr.spec.to_onnx(lyr, self, y)
 
     def model(self):
         from onnx import TensorProto
@@ -258,7 +152,7 @@ class _Exporter:
 
 def graph_to_onnx(graph: Graph):
     """The ONNX ModelProto of a graph: weights as shaped graph inputs listed in metadata, no data."""
-    return _Exporter(graph).model()
+    return Exporter(graph).model()
 
 
 def export_onnx(graph: Graph, path: str | Path) -> None:

@@ -17,9 +17,6 @@ from .graph import Graph, Group
 from .hardware import HardwareConfig
 from .tables import GroupBatch
 
-#: Layers that may not share a kernel with others (the compiler cannot fuse an unknown op).
-UNFUSABLE_OPS = frozenset({"opaque"})
-
 
 # -- cost sources -------------------------------------------------------------------------------
 @dataclass
@@ -121,7 +118,7 @@ def candidates(graph: Graph, hw: HardwareConfig) -> list[Group]:
 def _spans(graph: Graph, hw: HardwareConfig) -> tuple[np.ndarray, np.ndarray]:
     """Legal (i, j) spans as arrays, ordered by j, then i ascending."""
     n = len(graph.order)
-    bad = np.array([lyr.op in UNFUSABLE_OPS for lyr in graph.order], dtype=np.int64)
+    bad = np.array([not lyr.spec.fusable for lyr in graph.order], dtype=np.int64)
     cb = np.concatenate([[0], np.cumsum(bad)])
     L = hw.max_fusion
     j = np.repeat(np.arange(1, n + 1), [min(L, jj) for jj in range(1, n + 1)])
@@ -220,8 +217,8 @@ def plan_fuse_max(graph: Graph, hw: HardwareConfig, cost: CostSource) -> Plan:
     spans, i = [], 0
     while i < len(order):
         j = i + 1
-        if order[i].op not in UNFUSABLE_OPS:
-            while j < len(order) and j - i < hw.max_fusion and order[j].op not in UNFUSABLE_OPS:
+        if order[i].spec.fusable:
+            while j < len(order) and j - i < hw.max_fusion and order[j].spec.fusable:
                 j += 1
         spans.append((i, j))
         i = j
@@ -263,8 +260,8 @@ def plan_dlfusion(graph: Graph, hw: HardwareConfig, cost: CostSource) -> Plan:
         j, k = i + 1, layer_k[i]
         w = order[i].weight_bytes(hw.dtype_bytes)
         act = order[i].out_elems * hw.dtype_bytes
-        while (order[i].op not in UNFUSABLE_OPS and j < len(order) and j - i < hw.max_fusion
-               and layer_k[j] == k and order[j].op not in UNFUSABLE_OPS):
+        while (order[i].spec.fusable and j < len(order) and j - i < hw.max_fusion
+               and layer_k[j] == k and order[j].spec.fusable):
             w2 = w + order[j].weight_bytes(hw.dtype_bytes)
             act2 = max(act, order[j].out_elems * hw.dtype_bytes)
             if (w2 + act2) > cap * k:

@@ -16,7 +16,8 @@ import numpy as np
 from . import analytic
 from .graph import Group
 from .hardware import Banks, Device, HardwareConfig, Noise, Tiling
-from .tables import GroupBatch, LayerRows
+from .ops import COUNT_BUCKETS
+from .tables import GroupBatch, LayerRows, bucket, windowed
 
 
 @dataclass
@@ -118,8 +119,8 @@ def bank_factor(L: LayerRows, hw: HardwareConfig, b: Banks | None) -> np.ndarray
         return np.ones(len(L.macs))
     words = np.ceil(L.in_ch * hw.dtype_bytes / b.width_bytes).astype(np.int64)
     d = np.gcd(np.maximum(words, 1), banks)
-    windowed = (L.kh * L.kw > 1) & np.isin(L.op_code, [L.OP["conv"], L.OP["pool"]])
-    return np.where(windowed, 1.0 + b.penalty * (d - 1) / (banks - 1), 1.0)
+    reads_window = (L.kh * L.kw > 1) & windowed(L.op_code)
+    return np.where(reads_window, 1.0 + b.penalty * (d - 1) / (banks - 1), 1.0)
 
 
 def compute_parts(r: _Rows, hw: HardwareConfig, dev: Device) -> dict[str, np.ndarray]:
@@ -194,7 +195,8 @@ def clock_factor(cores: np.ndarray, mac_us: np.ndarray, busy_us: np.ndarray, dev
     return np.minimum(1.0, (p.budget_cores / np.maximum(activity, 1e-12)) ** p.exponent)
 
 
-#: Descriptor units of one distinct layer, by op (a repeat of an identical layer costs REPEAT_UNITS).
+#: Descriptor units of one distinct layer, by the op's bucket (ops.COUNT_BUCKETS); a repeat of an
+#: identical layer costs REPEAT_UNITS.
 _DESC_UNITS = {"conv": 3.0, "fc": 2.0, "matmul": 2.0}
 _DW_UNITS = 2.0
 _REPEAT_UNITS = 0.25
@@ -205,8 +207,9 @@ def descriptor_units(batch: GroupBatch) -> np.ndarray:
     L = batch.layers
     first = batch.first_of_kind()
     unit = np.ones(len(L.macs))
-    for op, u in _DESC_UNITS.items():
-        unit[L.op_code == L.OP[op]] = u
+    kind = bucket(L.op_code)
+    for name, u in _DESC_UNITS.items():
+        unit[kind == COUNT_BUCKETS.index(name)] = u
     unit[L.depthwise] = _DW_UNITS
     n = batch.n_groups
     distinct = np.bincount(batch.gid, weights=unit * first, minlength=n)

@@ -15,7 +15,7 @@ Stable interface (features.py, simulator.py, planner.py rely on it):
 - `graph_table(graph)` -> `GraphTable` (cached per Graph object, weakly);
 - `GroupBatch.build(groups)` -> `GroupBatch` with `.layers` (`LayerRows`), `.groups` (`GroupRows`),
   `.gid`, `.n_groups`; groups may come from any number of graphs;
-- `OP_CODE` / `LayerRows.OP`: op name -> code, in `graph.OPS` order.
+- `windowed(op_code)`, `bucket(op_code)`: per-row properties read from the op specs (autotune/ops/).
 """
 
 from __future__ import annotations
@@ -26,9 +26,18 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .graph import OPS, Graph, Group, Layer
+from . import ops
+from .graph import Graph, Group, Layer
 
-OP_CODE = {op: k for k, op in enumerate(OPS)}
+
+def windowed(op_code: np.ndarray) -> np.ndarray:
+    """Per layer row: its op reads a window of neighbouring pixels (halos, bank strides)."""
+    return ops.flag_array("windowed").astype(bool)[op_code]
+
+
+def bucket(op_code: np.ndarray) -> np.ndarray:
+    """Per layer row: the index in ops.COUNT_BUCKETS of its op's bucket of the op mix."""
+    return ops.bucket_array()[op_code]
 #: `last_use` of a graph output: read "after every group".
 _BIG = np.iinfo(np.int64).max // 4
 _BOOL = ("depthwise", "spatial")
@@ -45,7 +54,7 @@ class LayerRows:
     layer's `in_ch_per_group` is its input features (C*H*W for a 4-D input).
     """
 
-    op_code: np.ndarray  # OP_CODE of the layer's op
+    op_code: np.ndarray  # ops.code of the layer's op
     macs: np.ndarray  # float64: MACs on the MAC array (Layer.macs)
     vector_ops: np.ndarray  # element ops on the vector unit (Layer.vector_ops)
     weight_elems: np.ndarray
@@ -67,7 +76,6 @@ class LayerRows:
     spatial: np.ndarray  # bool: 4-D output (a feature map)
     last_use: np.ndarray  # last reader position of the layer's outputs (_BIG if a graph output)
     pos: np.ndarray  # position in its graph's order
-    OP = OP_CODE
 
     def take(self, idx: np.ndarray, only: Sequence[str] | None = None) -> LayerRows:
         """Rows `idx` of every column, or of the columns named in `only` (the others left empty,
@@ -91,18 +99,15 @@ def _dtype(name: str) -> type:
 
 
 def _layer_row(lyr: Layer) -> dict[str, int | float | bool]:
-    a, s = lyr.attrs, lyr.out_shape
-    windowed = lyr.op in ("conv", "pool")
-    grp = a.groups if lyr.op == "conv" else 1
+    sp, s = lyr.spec, lyr.out_shape
+    grp = sp.groups(lyr)
+    kh, kw, sh, sw, halo = sp.window(lyr)
     return {
-        "op_code": OP_CODE[lyr.op], "macs": lyr.macs, "vector_ops": lyr.vector_ops, "weight_elems": lyr.weight_elems,
+        "op_code": ops.code(lyr.op), "macs": lyr.macs, "vector_ops": lyr.vector_ops, "weight_elems": lyr.weight_elems,
         "in_elems": lyr.in_elems, "out_elems": lyr.out_elems, "in_ch": lyr.in_channels, "out_ch": lyr.out_channels,
-        "groups": grp,
-        "in_ch_per_group": max(1, (lyr.fc_in_features if lyr.op == "fc" else lyr.in_channels) // grp),
+        "groups": grp, "in_ch_per_group": max(1, sp.reduction_channels(lyr) // grp),
         "out_ch_per_group": max(1, lyr.out_channels // grp), "depthwise": lyr.depthwise,
-        "kh": a.kernel[0] if windowed else 1, "kw": a.kernel[1] if windowed else 1,
-        "sh": a.stride[0] if windowed else 1, "sw": a.stride[1] if windowed else 1,
-        "halo": a.dilation[0] * (a.kernel[0] - 1) if windowed else 0,
+        "kh": kh, "kw": kw, "sh": sh, "sw": sw, "halo": halo,
         "out_h": s[2] if len(s) == 4 else (s[-2] if len(s) >= 3 else 1),
         "out_w": s[3] if len(s) == 4 else 1, "spatial": len(s) == 4,
     }

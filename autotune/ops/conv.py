@@ -1,0 +1,49 @@
+"""2-D convolution: dense, grouped or depthwise (groups == in_channels); optional fused activation."""
+
+from __future__ import annotations
+
+from ..errors import GraphError
+from .base import OpSpec, check_window, prod, register, window_out
+
+
+@register
+class Conv(OpSpec):
+    name = "conv"
+    windowed = True
+    count_as = "conv"
+
+    def infer(self, in_shapes, a, name):
+        x = tuple(in_shapes[0])
+        if len(x) != 4:
+            raise GraphError(f"layer {name!r}: conv needs a 4-D NCHW input, got {x}")
+        check_window("conv", a, name)
+        n, c, h, w = x
+        if a.groups < 1 or c % a.groups or a.out_channels % a.groups:
+            raise GraphError(f"layer {name!r}: groups={a.groups} does not divide channels {c}->{a.out_channels}")
+        oh = window_out(h, a.kernel[0], a.stride[0], a.pads[0], a.pads[2], a.dilation[0], a.ceil_mode)
+        ow = window_out(w, a.kernel[1], a.stride[1], a.pads[1], a.pads[3], a.dilation[1], a.ceil_mode)
+        return ((n, a.out_channels, oh, ow),)
+
+    def macs(self, lyr):
+        kh, kw = lyr.attrs.kernel
+        return prod(lyr.out_shape) * (lyr.in_channels // lyr.attrs.groups) * kh * kw
+
+    def weight_elems(self, lyr):
+        a = lyr.attrs
+        kh, kw = a.kernel
+        return a.out_channels * (lyr.in_channels // a.groups) * kh * kw + (a.out_channels if a.bias else 0)
+
+    def window(self, lyr):
+        a = lyr.attrs
+        return (a.kernel[0], a.kernel[1], a.stride[0], a.stride[1], a.dilation[0] * (a.kernel[0] - 1))
+
+    def groups(self, lyr):
+        return lyr.attrs.groups
+
+    def to_onnx(self, lyr, ex, y):
+        a, n = lyr.attrs, lyr.name
+        w = ex.weight(f"{n}.weight", (a.out_channels, lyr.in_shape[1] // a.groups, *a.kernel))
+        ins = [lyr.inputs[0], w] + ([ex.weight(f"{n}.bias", (a.out_channels,))] if a.bias else [])
+        ex.node("Conv", ins, [y], n, kernel_shape=list(a.kernel), strides=list(a.stride), pads=list(a.pads),
+                dilations=list(a.dilation), group=a.groups)
+        return True

@@ -107,17 +107,17 @@ def effects_on_plans(hw: HardwareConfig, models: list[str] | None = None) -> pd.
     """For each effect: the oracle's plans on the zoo with the effect and without it. Columns:
     effect, model, ms (device with the effect), kernels and work-weighted mean cores of both
     plans, and the regret of planning as if the effect did not exist (measured with it)."""
-    from . import zoo
-    from .planner import run_strategy, verify
+    from . import strategies, zoo
+    from .planner import verify
 
     rows = []
     for name in models or zoo.names():
         g = zoo.build(name)
-        full = run_strategy("oracle", g, hw)
+        full = strategies.run("oracle", g, hw)
         for effect in EFFECTS:
             if getattr(hw.require_device(), effect) is None:
                 continue
-            blind = verify(run_strategy("oracle", g, _without(hw, effect)), g, hw)
+            blind = verify(strategies.run("oracle", g, _without(hw, effect)), g, hw)
             rows.append({"effect": effect, "model": name, "ms": full.predicted_ms,
                          "kernels": len(full.groups), "kernels_without": len(blind.groups),
                          "mean_cores": _mean_cores(full, g), "mean_cores_without": _mean_cores(blind, g),

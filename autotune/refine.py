@@ -15,27 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .costs import CostSource
 from .graph import Graph
 from .hardware import HardwareConfig
-from .planner import CostSource, Plan, _spans, dp_from_table
+from .planner import Plan, dp_from_table, spans
 from .tables import GroupBatch
 
 #: Device runs per measured (group, cores) pair: their median resists timing outliers.
 MEASURE_REPEATS = 3
-
-
-def device_cost(hw: HardwareConfig, seed: int = 0) -> CostSource:
-    """Measurements on the device: the simulator with its timing noise, as a real run reports
-    (each call draws fresh noise). Every pair counts as a device measurement."""
-    from .simulator import simulate_batch
-
-    calls = [0]
-
-    def measure(b: GroupBatch, g: np.ndarray, k: np.ndarray) -> np.ndarray:
-        calls[0] += 1
-        return simulate_batch(b, g, k, hw, noise=True, seed=seed * 1000003 + calls[0])
-
-    return CostSource("device", measure, simulated=True)
 
 
 def measured_plan(graph: Graph, hw: HardwareConfig, model, budget: int, device: CostSource,
@@ -57,7 +44,7 @@ def measured_plan(graph: Graph, hw: HardwareConfig, model, budget: int, device: 
     val_mae = float(getattr(model, "val_mae_log_", None) or 0.03)
     val_err = val_mae * np.sqrt(np.pi / 2)  # mean absolute error -> standard deviation
     optimism = float(np.expm1(val_mae)) if optimism is None else optimism
-    si, sj = _spans(graph, hw)
+    si, sj = spans(graph, hw)
     ks = np.asarray(hw.core_counts, dtype=np.int64)
     K = len(ks)
     batch = GroupBatch.build([graph.group(int(i), int(j)) for i, j in zip(si, sj)])

@@ -37,6 +37,7 @@ def load_model(hw: HardwareConfig, hw_arg: str, models_dir: str | Path = "models
 
 def main_tune(args) -> int:
     from . import planner
+    from . import strategies as strat
     from .fileio import check_output
 
     check_output(args.out, "file")
@@ -51,7 +52,7 @@ def main_tune(args) -> int:
         strategy = "learned+measure"
     model = load_model(hw, args.hw, args.models_dir) if strategy.startswith("learned") else None
     t0 = time.perf_counter()
-    p = planner.run_strategy(strategy, graph, hw, model=model, measure_budget=args.measure_budget or 0)
+    p = strat.run(strategy, graph, hw, model=model, measure_budget=args.measure_budget or 0)
     plan_s = time.perf_counter() - t0
     if args.verify:
         planner.verify(p, graph, hw)
@@ -83,11 +84,12 @@ def evaluate(graph, hw: HardwareConfig, model: LatencyModel, strategies: list[st
              measure_budget: int = 0) -> dict:
     """Simulated latency, planning time and simulator calls of every strategy on one network."""
     from . import planner
+    from . import strategies as strat
 
     out = {}
     for s in strategies:
         t0 = time.perf_counter()
-        p = planner.run_strategy(s, graph, hw, model=model, measure_budget=measure_budget)
+        p = strat.run(s, graph, hw, model=model, measure_budget=measure_budget)
         plan_s = time.perf_counter() - t0
         planner.verify(p, graph, hw)
         out[s] = {"ms": p.simulated_ms, "plan_s": round(plan_s, 4), "sim_calls": p.sim_calls,

@@ -56,15 +56,15 @@ def one_run(hw, tmp: Path, budget: int, sampling: str, seed: int, zoo_file: Path
 
 def measure_curve(hw, model, seed: int) -> list[dict]:
     """Regret of learned+measure on every zoo network for each tune-time measurement budget."""
-    from autotune import planner
+    from autotune import strategies
     from autotune.planner import verify
 
     rows = []
     for name in zoo.names():
         g = zoo.build(name)
-        oracle = planner.run_strategy("oracle", g, hw).predicted_ms
+        oracle = strategies.run("oracle", g, hw).predicted_ms
         for M in MEASURE:
-            p = verify(planner.run_strategy("learned+measure", g, hw, model=model, measure_budget=M,
+            p = verify(strategies.run("learned+measure", g, hw, model=model, measure_budget=M,
                                             measure_seed=seed), g, hw)
             rows.append({"seed": seed, "model": name, "M": M, "sim_calls": p.sim_calls,
                          "regret": p.simulated_ms / oracle - 1})

@@ -10,7 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-from autotune import planner, zoo
+from autotune import strategies, zoo
 from autotune.graph import GraphBuilder
 from autotune.hardware import hw_slug, load_hardware
 from autotune.report import format_table
@@ -26,7 +26,7 @@ def chain(n: int):
 
 def timed(strategy: str, g, hw, model=None) -> tuple[float, int]:
     t0 = time.perf_counter()
-    p = planner.run_strategy(strategy, g, hw, model=model)
+    p = strategies.run(strategy, g, hw, model=model)
     return time.perf_counter() - t0, len(p.groups)
 
 

@@ -50,11 +50,11 @@ def _every_op_graph():
 
 
 def test_every_builtin_op_through_the_tool(tmp_path):
+    from autotune import strategies
     from autotune.analytic import estimate
     from autotune.features import FEATURE_NAMES, featurize
     from autotune.onnx_export import export_onnx
     from autotune.onnx_import import load_onnx
-    from autotune.planner import run_strategy
     from autotune.simulator import simulate
     from autotune.tables import GroupBatch
 
@@ -69,7 +69,7 @@ def test_every_builtin_op_through_the_tool(tmp_path):
     assert (simulate(groups, [4] * len(groups), HW) > 0).all()
     e = estimate(GroupBatch.build(groups), np.arange(len(groups)), np.full(len(groups), 4), HW.datasheet)
     assert (e.total_us > 0).all()
-    p = run_strategy("oracle", g, HW)
+    p = strategies.run("oracle", g, HW)
     assert any(grp.layers == ["opaque"] for grp in p.groups)  # the unfusable op runs alone
     export_onnx(g, tmp_path / "all.onnx")
     back = load_onnx(str(tmp_path / "all.onnx"))
@@ -89,10 +89,10 @@ class _Scale(ops.OpSpec):
 def test_a_new_op_is_one_spec(tmp_path):
     """Registering a spec is all it takes: shapes, costs, features, simulator, planner and ONNX
     round trip work with no other change."""
+    from autotune import strategies
     from autotune.features import featurize
     from autotune.onnx_export import export_onnx
     from autotune.onnx_import import load_onnx
-    from autotune.planner import run_strategy
     from autotune.simulator import simulate
 
     ops.register(_Scale)
@@ -108,7 +108,7 @@ def test_a_new_op_is_one_spec(tmp_path):
         grp = [g.group(0, 3)] * len(HW.core_counts)
         assert np.isfinite(featurize(grp, HW.core_counts, HW)).all()
         assert (simulate(grp, HW.core_counts, HW) > 0).all()
-        p = run_strategy("oracle", g, HW)
+        p = strategies.run("oracle", g, HW)
         assert [n for gr in p.groups for n in gr.layers] == ["conv", "scale", "conv2"]
         export_onnx(g, tmp_path / "s.onnx")  # no standard ONNX form: travels as an ai.autotune node
         with warnings.catch_warnings():

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autotune import planner, zoo
+from autotune import planner, strategies, zoo
+from autotune.costs import CostSource, simulator_cost
 from autotune.graph import GraphBuilder
 from autotune.hardware import load_hardware
 from autotune.simulator import simulate
@@ -81,11 +82,11 @@ def test_plan_covers_every_layer_once_and_respects_the_rules():
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
 def test_oracle_beats_every_baseline(name):
     g = zoo.build(name)
-    oracle = planner.verify(planner.run_strategy("oracle", g, HW), g, HW).simulated_ms
-    for s in planner.BASELINES:
-        p = planner.verify(planner.run_strategy(s, g, HW), g, HW)
+    oracle = planner.verify(strategies.run("oracle", g, HW), g, HW).simulated_ms
+    for s in ("none", "cores-only", "fuse-max", "dlfusion", "greedy", "analytic"):
+        p = planner.verify(strategies.run(s, g, HW), g, HW)
         assert oracle <= p.simulated_ms * (1 + 1e-9), s
-    none = planner.verify(planner.run_strategy("none", g, HW), g, HW)
+    none = planner.verify(strategies.run("none", g, HW), g, HW)
     assert all(grp.cores == 1 and len(grp.layers) == 1 for grp in none.groups)
     assert none.simulated_ms / oracle > 3
 
@@ -115,7 +116,7 @@ def test_cost_source_sees_all_pairs_in_one_batch_linear_in_layers():
             x = b.conv(x, 16, 3)
         g = b.build()
         calls = []
-        sim = planner.simulator_cost(HW)
+        sim = simulator_cost(HW)
         inner = sim.fn
         sim.fn = lambda bt, gi, k, calls=calls, inner=inner: (calls.append(len(gi)), inner(bt, gi, k))[1]
         planner.dp_plan(g, HW, sim, "oracle")
@@ -129,7 +130,7 @@ def test_learned_strategy_never_simulates():
             return np.ones(len(X))
 
     g = zoo.build("alexnet")
-    p = planner.run_strategy("learned", g, HW, model=Fake())
+    p = strategies.run("learned", g, HW, model=Fake())
     assert p.sim_calls == 0 and len(p.groups) >= 1
 
 
@@ -148,13 +149,13 @@ def test_sim_calls_are_counted_truthfully():
     g = zoo.build("squeezenet1_1")
     grid = len(study_grid()[1]) * len(HW.core_counts)
     # without a model, baselines measure on the device: dlfusion's study map counts too
-    p = planner.run_strategy("dlfusion", g, HW)
+    p = strategies.run("dlfusion", g, HW)
     assert p.sim_calls == grid + len(p.groups)
-    assert planner.run_strategy("none", g, HW).sim_calls == len(g)
+    assert strategies.run("none", g, HW).sim_calls == len(g)
     # with a model, nothing but the oracle touches the device
     model = _ConstantModel()
-    for name in planner.STRATEGIES:
-        p = planner.run_strategy(name, g, HW, model=model)
+    for name in strategies.names():
+        p = strategies.run(name, g, HW, model=model)
         assert (p.sim_calls > 0) == (name == "oracle"), name
     assert planner.plan(g, HW, model).sim_calls == 0 and planner.plan(g, HW, cost="analytic").sim_calls == 0
     assert planner.plan(g, HW, cost="oracle").sim_calls > 0
@@ -174,7 +175,7 @@ def test_plan_needs_a_model_or_a_named_cost_source():
 
 def test_analytic_plans_from_the_datasheet_alone():
     g = zoo.build("resnet18")
-    p = planner.run_strategy("analytic", g, HW.updated({"device": None}))  # no device needed
+    p = strategies.run("analytic", g, HW.updated({"device": None}))  # no device needed
     assert p.strategy == "analytic" and p.sim_calls == 0
     assert [n for grp in p.groups for n in grp.layers] == [lyr.name for lyr in g.order]
 
@@ -195,8 +196,8 @@ class _AnalyticModel:
 def test_learned_plus_measure_stays_in_budget_and_fixes_what_the_model_gets_wrong(budget):
     g = zoo.build("resnet18")
     model = _AnalyticModel()
-    learned = planner.verify(planner.run_strategy("learned", g, HW, model=model), g, HW)
-    p = planner.verify(planner.run_strategy("learned+measure", g, HW, model=model, measure_budget=budget), g, HW)
+    learned = planner.verify(strategies.run("learned", g, HW, model=model), g, HW)
+    p = planner.verify(strategies.run("learned+measure", g, HW, model=model, measure_budget=budget), g, HW)
     assert p.sim_calls <= budget and p.sim_calls % __import__("autotune.refine", fromlist=["x"]).MEASURE_REPEATS == 0
     assert [n for grp in p.groups for n in grp.layers] == [lyr.name for lyr in g.order]
     def shape(plan):
@@ -206,7 +207,7 @@ def test_learned_plus_measure_stays_in_budget_and_fixes_what_the_model_gets_wron
         assert shape(p) == shape(learned) and p.sim_calls == 0
     if budget >= 30:
         assert p.sim_calls > 0 and p.simulated_ms < 0.98 * learned.simulated_ms  # measurements corrected it
-    again = planner.run_strategy("learned+measure", g, HW, model=model, measure_budget=budget)
+    again = strategies.run("learned+measure", g, HW, model=model, measure_budget=budget)
     assert shape(again) == shape(p)  # seeded: the same measurements, the same plan
 
 
@@ -216,10 +217,42 @@ def test_measurement_noise_alone_does_not_move_a_good_plan():
         val_mae_log_ = 0.01
 
     g = zoo.build("squeezenet1_1")
-    oracle = planner.run_strategy("oracle", g, HW)
-    exact = planner.CostSource("exact", planner.simulator_cost(HW).fn, simulated=False)
-    from autotune.refine import device_cost, measured_plan
+    oracle = strategies.run("oracle", g, HW)
+    exact = CostSource("exact", simulator_cost(HW).fn, measures=False)
+    from autotune.costs import device_cost
+    from autotune.refine import measured_plan
 
     p = measured_plan(g, HW, _Exact(), 60, device_cost(HW, seed=3), cost=exact)
     planner.verify(p, g, HW)
     assert p.simulated_ms <= oracle.predicted_ms * 1.002
+
+
+def test_a_new_strategy_is_one_function_and_the_registry_counts_its_device_use():
+    from autotune.errors import AutotuneError
+    from autotune.planner import fixed_plan
+
+    @strategies.register_strategy("every-layer-on-8", may_measure=True)
+    def every_layer_on_8(ctx):
+        """Each layer alone on 8 cores, costed on the device."""
+        n = len(ctx.graph.order)
+        return fixed_plan(ctx.graph, ctx.hw, [(i, i + 1) for i in range(n)], [8] * n, "x", ctx.cost("oracle"))
+
+    @strategies.register_strategy("sneaky")
+    def sneaky(ctx):
+        """Declares no device use, then asks for the device."""
+        return planner.dp_plan(ctx.graph, ctx.hw, ctx.cost("oracle"), "sneaky")
+
+    try:
+        g = zoo.build("squeezenet1_1")
+        p = strategies.run("every-layer-on-8", g, HW)
+        assert p.strategy == "every-layer-on-8" and p.sim_calls == len(g)  # counted by the registry
+        assert all(grp.cores == 8 for grp in p.groups) and p.plan_s > 0
+        with pytest.raises(AutotuneError, match="never measures"):
+            strategies.run("sneaky", g, HW)
+        with pytest.raises(AutotuneError, match="unknown strategy"):
+            strategies.run("nope", g, HW)
+        with pytest.raises(AutotuneError, match="needs a trained model"):
+            strategies.run("learned", g, HW)
+    finally:
+        strategies.unregister_strategy("every-layer-on-8")
+        strategies.unregister_strategy("sneaky")

@@ -7,11 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autotune import zoo
+from autotune import strategies, zoo
 from autotune.errors import ConfigError
 from autotune.graph import Graph, GraphBuilder, Layer, make_layer
 from autotune.hardware import load_hardware
-from autotune.planner import run_strategy
 from autotune.simulator import breakdown, dram_bw_bytes_per_us, roofline_ms, simulate
 from autotune.study import conv_chain, size_for_macs
 from autotune.tables import GroupBatch
@@ -258,8 +257,8 @@ def test_slower_hardware_is_slower():
 def test_speedup_over_no_optimisation_is_in_dlfusions_range(name):
     """DLFusion reports 3.6x-7.9x over no optimisation (every layer alone on one core) on the MLU100."""
     g = zoo.build(name)
-    none = run_strategy("none", g, HW).predicted_ms
-    best = run_strategy("oracle", g, HW).predicted_ms
+    none = strategies.run("none", g, HW).predicted_ms
+    best = strategies.run("oracle", g, HW).predicted_ms
     assert 3.6 <= none / best <= 7.9
 
 

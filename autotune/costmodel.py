@@ -1,7 +1,8 @@
 """LatencyModel: XGBoost regression of log latency per (layer group, core count), scikit-learn style.
 
 Saved as XGBoost's own format (`model.ubj`) plus `meta.json`; loading never runs code (no pickle)
-and refuses a model made for other hardware or another feature schema.
+and refuses a model made for other hardware or by another featurizer version. Training on a dask
+cluster is `fit_on_cluster` (a runtime object has no place in `fit`'s signature).
 """
 
 from __future__ import annotations
@@ -9,33 +10,56 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xgboost as xgb
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.model_selection import GroupShuffleSplit
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .errors import ModelFileError
+from .features import PRIOR_FEATURE, get_featurizer
 from .fileio import publish_folder, recover_folder
 
 MODEL_FILE = "model.ubj"
 META_FILE = "meta.json"
 
 
-class LatencyModel(BaseEstimator, RegressorMixin):
+class LatencyModel(RegressorMixin, BaseEstimator):
     """A prior times a learned correction: gradient-boosted trees on log(latency_ms / prior).
 
-    `prior` chooses the base margin each row starts from:
-    - "calibrated" (default): a roofline with fixed costs whose device constants are fitted to
-      the training labels first (autotune/calibration.py);
-    - "datasheet": the features' datasheet estimate (`log_prior_ms`) as it is;
-    - "none": plain trees on log latency.
-    The trees then learn what the prior misses. `feature_names` names the columns of X (default:
-    this autotune's FEATURE_NAMES); early stopping uses a validation split that keeps all rows of
-    a group on one side.
+    An estimator on a feature matrix X (rows from the model's `featurizer`, see
+    `features.get_featurizer`) and positive latencies y in ms. `prior` chooses the base margin each
+    row starts from, computed from columns of X:
+    - "calibrated": a roofline with fixed costs whose device constants are fitted to the training
+      labels first (autotune/calibration.py);
+    - "datasheet": the featurizer's datasheet estimate (`log_prior_ms`) as it is;
+    - "none": plain trees on log latency;
+    - "auto" (default): "calibrated" when X has the featurizer's columns, else "none".
+    Early stopping uses a validation split that keeps all rows of a group on one side.
     """
+
+    _parameter_constraints: dict = {
+        "n_estimators": [Interval(Integral, 1, None, closed="left")],
+        "max_depth": [Interval(Integral, 1, 30, closed="both")],
+        "learning_rate": [Interval(Real, 0, 1, closed="right")],
+        "subsample": [Interval(Real, 0, 1, closed="right")],
+        "colsample_bytree": [Interval(Real, 0, 1, closed="right")],
+        "min_child_weight": [Interval(Real, 0, None, closed="left")],
+        "reg_lambda": [Interval(Real, 0, None, closed="left")],
+        "early_stopping_rounds": [Interval(Integral, 1, None, closed="left")],
+        "val_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "prior": [StrOptions({"auto", "calibrated", "datasheet", "none"})],
+        "featurizer": [str],
+        "objective": [StrOptions({"reg:squarederror", "reg:pseudohubererror", "reg:absoluteerror"})],
+        "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both")],
+        "n_jobs": [Interval(Integral, 0, None, closed="left"), None],
+        "verbose": ["boolean"],
+    }
 
     def __init__(
         self,
@@ -48,8 +72,8 @@ class LatencyModel(BaseEstimator, RegressorMixin):
         reg_lambda: float = 1.0,
         early_stopping_rounds: int = 100,
         val_fraction: float = 0.15,
-        prior: str = "calibrated",
-        feature_names: list[str] | None = None,
+        prior: str = "auto",
+        featurizer: str = "datasheet",
         objective: str = "reg:squarederror",
         random_state: int = 0,
         n_jobs: int | None = None,
@@ -65,11 +89,16 @@ class LatencyModel(BaseEstimator, RegressorMixin):
         self.early_stopping_rounds = early_stopping_rounds
         self.val_fraction = val_fraction
         self.prior = prior
-        self.feature_names = feature_names
+        self.featurizer = featurizer
         self.objective = objective
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True  # latencies
+        return tags
 
     def _xgb_params(self) -> dict[str, Any]:
         return {
@@ -89,121 +118,119 @@ class LatencyModel(BaseEstimator, RegressorMixin):
     def split(self, n: int, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Train/validation row indices; all rows of one group land on the same side."""
         groups = np.arange(n) if groups is None else np.asarray(groups)
+        if len(np.unique(groups)) < 2:
+            return np.arange(n), np.arange(n)  # one group: validate on the training rows
         gss = GroupShuffleSplit(n_splits=1, test_size=self.val_fraction, random_state=self.random_state)
         tr, va = next(gss.split(np.zeros(n), groups=groups))
         return tr, va
 
-    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None,
-            callbacks: list | None = None, client=None) -> LatencyModel:
-        """Fit on features X and latency y (ms); `groups` keeps a group's rows on one side of the split.
-
-        With a dask.distributed `client`, boosting runs on the cluster through xgboost.dask.
-        """
-        X = np.asarray(X, dtype=np.float32)
+    def _prepare(self, X, y, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Validate, split, fit the prior: (X, log y, train rows, validation rows, base margin)."""
+        X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=True, ensure_min_samples=2)
         y = np.asarray(y, dtype=np.float64)
-        if len(X) == 0:
-            raise ValueError("cannot fit a latency model on an empty dataset")
         if np.any(y <= 0):
-            raise ValueError("latencies must be positive")
+            raise ValueError("latencies must be positive (y > 0)")
+        if groups is not None and len(groups) != len(y):
+            raise ValueError(f"groups has {len(groups)} entries for {len(y)} rows")
+        self.prior_ = self._resolve_prior(X.shape[1])
         tr, va = self.split(len(X), groups)
         self.calibration_ = None
-        if self.prior == "calibrated":
+        if self.prior_ == "calibrated":
             from .calibration import fit_roofline
 
             self.calibration_ = fit_roofline(self._parts(X[tr]), y[tr] * 1e3, seed=self.random_state)
-        if client is not None:
-            self.booster_, evals_result = self._fit_dask(client, X, y, tr, va)
-        else:
-            margin = self._margin(X)
-            dtr = xgb.DMatrix(X[tr], label=np.log(y[tr]), base_margin=None if margin is None else margin[tr])
-            dva = xgb.DMatrix(X[va], label=np.log(y[va]), base_margin=None if margin is None else margin[va])
-            evals_result = {}
-            self.booster_ = xgb.train(
-                self._xgb_params(), dtr, num_boost_round=self.n_estimators, evals=[(dtr, "train"), (dva, "val")],
-                early_stopping_rounds=self.early_stopping_rounds, evals_result=evals_result,
-                verbose_eval=self.verbose, callbacks=callbacks,
-            )
-        self.best_iteration_ = int(self.booster_.best_iteration)
-        self.n_features_in_ = X.shape[1]
+        return X, np.log(y), tr, va, self._margin(X)
+
+    def _finish(self, booster: xgb.Booster, evals_result: dict) -> LatencyModel:
+        self.booster_ = booster
+        self.best_iteration_ = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
         self.val_mae_log_ = float(evals_result["val"]["mae"][self.best_iteration_])
         return self
 
-    def _names(self, n_cols: int) -> list[str]:
-        from .features import FEATURE_NAMES
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, groups: np.ndarray | None = None) -> LatencyModel:
+        """Fit on feature rows X and latencies y (ms, positive); `groups` keeps a group's rows on one
+        side of the validation split."""
+        X, logy, tr, va, margin = self._prepare(X, y, groups)
+        dtr = xgb.DMatrix(X[tr], label=logy[tr], base_margin=None if margin is None else margin[tr])
+        dva = xgb.DMatrix(X[va], label=logy[va], base_margin=None if margin is None else margin[va])
+        evals_result: dict = {}
+        booster = xgb.train(
+            self._xgb_params(), dtr, num_boost_round=self.n_estimators, evals=[(dtr, "train"), (dva, "val")],
+            early_stopping_rounds=self.early_stopping_rounds, evals_result=evals_result,
+            verbose_eval=False, callbacks=[progress_callback(self.n_estimators)] if self.verbose else None,
+        )
+        return self._finish(booster, evals_result)
 
-        names = list(self.feature_names) if self.feature_names is not None else list(FEATURE_NAMES)
+    def _resolve_prior(self, n_cols: int) -> str:
+        if self.prior != "auto":
+            return self.prior
+        from .calibration import COLUMNS
+
+        names = get_featurizer(self.featurizer).names
+        return "calibrated" if n_cols == len(names) and set(COLUMNS) <= set(names) else "none"
+
+    def _names(self, n_cols: int) -> list[str]:
+        names = list(get_featurizer(self.featurizer).names)
         if len(names) != n_cols:
-            raise ValueError(f"X has {n_cols} columns but {len(names)} feature names")
+            raise ValueError(f"X has {n_cols} columns, featurizer {self.featurizer!r} makes {len(names)}")
         return names
 
     def _parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
         from .calibration import COLUMNS, columns_to_parts
 
         names = self._names(X.shape[1])
-        missing = [c for c in COLUMNS if c not in names]
-        if missing:
-            raise ValueError(f"prior='calibrated' needs feature {missing[0]!r}")
         return columns_to_parts(X, {c: names.index(c) for c in COLUMNS})
 
     def _margin(self, X: np.ndarray) -> np.ndarray | None:
         """Each row's base margin: the natural log of the prior's latency (ms), or None."""
-        if self.prior == "none":
+        prior = getattr(self, "prior_", self.prior)
+        if prior == "none":
             return None
-        if self.prior == "calibrated":
+        if prior == "calibrated":
             return np.log(np.maximum(self.calibration_.predict_us(self._parts(X)), 1e-9) / 1e3)
-        if self.prior == "datasheet":
-            from .features import PRIOR_FEATURE
+        names = self._names(X.shape[1])
+        return X[:, names.index(PRIOR_FEATURE)].astype(np.float64)
 
-            names = self._names(X.shape[1])
-            if PRIOR_FEATURE not in names:
-                raise ValueError(f"prior='datasheet' needs feature {PRIOR_FEATURE!r}")
-            return X[:, names.index(PRIOR_FEATURE)].astype(np.float64)
-        raise ValueError(f"prior must be 'calibrated', 'datasheet' or 'none', not {self.prior!r}")
-
-    def prior_predict(self, X: np.ndarray) -> np.ndarray | None:
+    def prior_predict(self, X) -> np.ndarray | None:
         """The prior's latency (ms) of each row, before the trees' correction (None without a prior)."""
-        m = self._margin(np.asarray(X, dtype=np.float32))
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        m = self._margin(X)
         return None if m is None else np.exp(m)
 
-    def _fit_dask(self, client, X: np.ndarray, y: np.ndarray, tr: np.ndarray, va: np.ndarray):
-        import dask.array as da
-        from xgboost import dask as dxgb
-
-        chunk = max(1, len(tr) // max(1, len(client.scheduler_info().get("workers", {})) or 1))
-        margin = self._margin(X)
-
-        def dmat(idx):
-            bm = None if margin is None else da.from_array(margin[idx], chunks=chunk)
-            return dxgb.DaskDMatrix(client, da.from_array(X[idx], chunks=(chunk, -1)),
-                                    da.from_array(np.log(y[idx]), chunks=chunk), base_margin=bm)
-
-        dtr, dva = dmat(tr), dmat(va)
-        out = dxgb.train(client, self._xgb_params(), dtr, num_boost_round=self.n_estimators,
-                         evals=[(dtr, "train"), (dva, "val")], early_stopping_rounds=self.early_stopping_rounds,
-                         verbose_eval=self.verbose)
-        return out["booster"], out["history"]
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X) -> np.ndarray:
         """Predicted latency in ms for each feature row."""
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ValueError(f"expected {self.n_features_in_} features per row, got shape {X.shape}")
-        if len(X) == 0:
-            return np.zeros(0)
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
         log_ms = self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1),
                                                base_margin=self._margin(X))
         return np.exp(np.asarray(log_ms, dtype=np.float64))
+
+    def featurize_batch(self, batch, gidx: np.ndarray, cores: np.ndarray, hw) -> np.ndarray:
+        """Feature rows of (group, cores) pairs by this model's featurizer."""
+        return get_featurizer(self.featurizer).batch(batch, gidx, cores, hw)
+
+    def predict_batch(self, batch, gidx: np.ndarray, cores: np.ndarray, hw) -> np.ndarray:
+        """Predicted latency (ms) of (batch group gidx[i], cores[i]) pairs: featurize, then predict."""
+        if len(gidx) == 0:
+            return np.zeros(0)
+        return self.predict(self.featurize_batch(batch, gidx, cores, hw))
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, folder: str | Path, meta: dict[str, Any], extra_files: dict[str, bytes] | None = None) -> Path:
         """Publish model.ubj and meta.json (hyper-parameters, library versions, the model's digest
         and meta's own checksum added), with `extra_files`, as one unit (`fileio.publish_folder`)."""
+        check_is_fitted(self)
         raw = bytes(self.booster_.save_raw(raw_format="ubj"))
+        f = get_featurizer(self.featurizer)
         full = dict(meta)
         full.update({
             "best_iteration": self.best_iteration_,
             "n_features": self.n_features_in_,
             "params": self.get_params(),
+            "prior": self.prior_,
+            "featurizer": {"name": f.name, "version": f.version, "names": list(f.names)},
             "calibration": self.calibration_.to_dict() if self.calibration_ is not None else None,
             "val_mae_log": getattr(self, "val_mae_log_", None),
             "versions": library_versions(),
@@ -215,11 +242,10 @@ class LatencyModel(BaseEstimator, RegressorMixin):
         return publish_folder(folder, files)
 
     @classmethod
-    def load(cls, folder: str | Path, hw=None, feature_version: int | None = None,
-             feature_names: list[str] | None = None) -> LatencyModel:
-        """Load a saved model; refuse one made for other hardware or another feature schema."""
+    def load(cls, folder: str | Path, hw=None) -> LatencyModel:
+        """Load a saved model; refuse one made for other hardware or by another featurizer version."""
         folder = Path(folder)
-        retrain = f"retrain it with `make train HW={hw.name}`" if hw is not None else "retrain it with `make train`"
+        retrain = f"retrain it (autotune train --hw {hw.name})" if hw is not None else "retrain it (autotune train)"
         try:
             recover_folder(folder)
         except OSError:
@@ -241,12 +267,7 @@ class LatencyModel(BaseEstimator, RegressorMixin):
             raise ModelFileError(
                 f"model in {folder}/ was trained for hardware {meta.get('hardware')!r} "
                 f"(hash {meta.get('hardware_hash')}), not {hw.name!r} (hash {hw.hash}); {retrain}")
-        if feature_version is not None and meta.get("feature_version") != feature_version:
-            raise ModelFileError(
-                f"model in {folder}/ uses feature schema v{meta.get('feature_version')}, this version of autotune "
-                f"computes v{feature_version}; {retrain}")
-        if feature_names is not None and meta.get("feature_names") != list(feature_names):
-            raise ModelFileError(f"model in {folder}/ lists other feature names than this autotune; {retrain}")
+        _check_featurizer(meta.get("featurizer"), folder, retrain)
         try:
             raw = model_path.read_bytes()
         except OSError as err:
@@ -260,8 +281,10 @@ class LatencyModel(BaseEstimator, RegressorMixin):
             booster.load_model(bytearray(raw))
         except xgb.core.XGBoostError:
             raise ModelFileError(f"{model_path} is corrupted or not an XGBoost model ({retrain})") from None
-        params = {k: v for k, v in meta.get("params", {}).items() if k in cls().get_params()}
-        model = cls(**params)
+        params = meta.get("params")
+        if not isinstance(params, dict):
+            raise ModelFileError(f"{meta_path} has no hyper-parameters ({retrain})")
+        model = cls(**{k: v for k, v in params.items() if k in cls().get_params()})
         model.booster_ = booster
         try:
             model.best_iteration_ = int(meta["best_iteration"])
@@ -271,8 +294,11 @@ class LatencyModel(BaseEstimator, RegressorMixin):
         if booster.num_features() != model.n_features_in_:
             raise ModelFileError(f"{model_path} and {meta_path} disagree on the feature count ({retrain})")
         model.val_mae_log_ = meta.get("val_mae_log")
+        model.prior_ = meta.get("prior")
+        if model.prior_ not in ("calibrated", "datasheet", "none"):
+            raise ModelFileError(f"{meta_path} names no valid prior ({retrain})")
         model.calibration_ = None
-        if model.prior == "calibrated":
+        if model.prior_ == "calibrated":
             from .calibration import RooflineFit
 
             try:
@@ -282,6 +308,67 @@ class LatencyModel(BaseEstimator, RegressorMixin):
                     f"{meta_path} lacks a valid calibration for prior='calibrated' ({retrain})") from None
         model.meta_ = meta
         return model
+
+
+def _check_featurizer(saved, folder: Path, retrain: str) -> None:
+    """Refuse a model whose features this autotune would compute differently."""
+    if not isinstance(saved, dict):
+        raise ModelFileError(f"model in {folder}/ does not say which features it was trained on; {retrain}")
+    try:
+        f = get_featurizer(str(saved.get("name")))
+    except ValueError:
+        raise ModelFileError(f"model in {folder}/ uses featurizer {saved.get('name')!r}, "
+                             f"which this autotune does not have; {retrain}") from None
+    if saved.get("version") != f.version:
+        raise ModelFileError(f"model in {folder}/ uses {f.name} features v{saved.get('version')}, "
+                             f"this autotune computes v{f.version}; {retrain}")
+    if saved.get("names") != list(f.names):
+        raise ModelFileError(f"model in {folder}/ lists other {f.name} feature names than this autotune; {retrain}")
+
+
+def fit_on_cluster(model: LatencyModel, X, y, groups, client) -> LatencyModel:
+    """`model.fit(X, y, groups)` with boosting on a dask.distributed cluster (xgboost.dask)."""
+    import dask.array as da
+    from xgboost import dask as dxgb
+
+    model._validate_params()
+    X, logy, tr, va, margin = model._prepare(X, y, groups)
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    chunk = max(1, len(tr) // workers)
+
+    def dmat(idx):
+        bm = None if margin is None else da.from_array(margin[idx], chunks=chunk)
+        return dxgb.DaskDMatrix(client, da.from_array(X[idx], chunks=(chunk, -1)),
+                                da.from_array(logy[idx], chunks=chunk), base_margin=bm)
+
+    dtr, dva = dmat(tr), dmat(va)
+    out = dxgb.train(client, model._xgb_params(), dtr, num_boost_round=model.n_estimators,
+                     evals=[(dtr, "train"), (dva, "val")], early_stopping_rounds=model.early_stopping_rounds,
+                     verbose_eval=False)
+    return model._finish(out["booster"], out["history"])
+
+
+def progress_callback(total: int):
+    """An XGBoost callback drawing a tqdm bar over boosting rounds, with the validation error."""
+    from tqdm import tqdm
+
+    class Bar(xgb.callback.TrainingCallback):
+        def before_training(self, model):
+            self.bar = tqdm(total=total, desc="boosting", unit="round", leave=False)
+            return model
+
+        def after_iteration(self, model, epoch, evals_log):
+            self.bar.update(1)
+            val = evals_log.get("val", {}).get("mae")
+            if val:
+                self.bar.set_postfix(val_mae_log=f"{val[-1]:.4f}", refresh=False)
+            return False
+
+        def after_training(self, model):
+            self.bar.close()
+            return model
+
+    return Bar()
 
 
 def _meta_checksum(meta: dict) -> str:

@@ -75,10 +75,19 @@ def make_cost(name: str, hw: HardwareConfig, model=None, seed: int = 0) -> CostS
 
 @register_cost("learned", needs_model=True)
 def model_cost(hw: HardwareConfig, model, seed: int = 0) -> CostSource:
-    """The learned model: features + predict, never the device."""
-    from .features import featurize_batch
+    """The learned model: features + predict, never the device. Any regressor fitted on the datasheet
+    featurizer's rows works; a LatencyModel featurizes by its own featurizer (`predict_batch`)."""
+    return CostSource("learned", model_predictor(model, hw), measures=False)
 
-    return CostSource("learned", lambda b, g, k: model.predict(featurize_batch(b, g, k, hw)), measures=False)
+
+def model_predictor(model, hw: HardwareConfig):
+    """(batch, gidx, cores) -> predicted ms, for a LatencyModel or any fitted scikit-learn regressor."""
+    if hasattr(model, "predict_batch"):
+        return lambda b, g, k: model.predict_batch(b, g, k, hw)
+    from .features import get_featurizer
+
+    featurize = get_featurizer("datasheet").batch
+    return lambda b, g, k: model.predict(featurize(b, g, k, hw))
 
 
 @register_cost("analytic")

@@ -15,7 +15,8 @@ prior the learned model corrects). Computed vectorised over all rows.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -273,3 +274,39 @@ def featurize_batch(batch: GroupBatch, rows_gid: np.ndarray, cores: np.ndarray,
     cf = _core_features(batch, gf, dom, rows_gid, np.asarray(cores, dtype=np.int64), ds)
     hv = np.broadcast_to(hw_vector(ds), (len(rows_gid), len(HW_FEATURES)))
     return np.hstack([gf[rows_gid], cf, hv]).astype(np.float32)
+
+
+# -- featurizers a model can name --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Featurizer:
+    """A named, versioned feature extractor: what a LatencyModel owns (TVM's XGBModel(extractor=...))."""
+
+    name: str
+    version: int
+    names: tuple[str, ...]
+    batch: Callable[[GroupBatch, np.ndarray, np.ndarray, HardwareConfig | Datasheet], np.ndarray]
+
+
+_FEATURIZERS = {"datasheet": Featurizer("datasheet", FEATURE_VERSION, tuple(FEATURE_NAMES), featurize_batch)}
+
+
+def register_featurizer(featurizer: Featurizer) -> Featurizer:
+    """Make `featurizer` nameable by a LatencyModel (and by saved models: bump `version` on any change)."""
+    if featurizer.name in _FEATURIZERS:
+        raise ValueError(f"a featurizer named {featurizer.name!r} is already registered")
+    _FEATURIZERS[featurizer.name] = featurizer
+    return featurizer
+
+
+def unregister_featurizer(name: str) -> None:
+    """Forget a featurizer registered at run time (the built-in "datasheet" stays)."""
+    if name != "datasheet":
+        _FEATURIZERS.pop(name, None)
+
+
+def get_featurizer(name: str) -> Featurizer:
+    """The featurizer registered under `name` (this autotune ships "datasheet")."""
+    try:
+        return _FEATURIZERS[name]
+    except KeyError:
+        raise ValueError(f"unknown featurizer {name!r}; this autotune has {', '.join(_FEATURIZERS)}") from None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .costs import CostSource
+from .costs import CostSource, model_predictor
 from .graph import Graph
 from .hardware import HardwareConfig
 from .planner import Plan, dp_from_table, spans
@@ -37,7 +37,6 @@ def measured_plan(graph: Graph, hw: HardwareConfig, model, budget: int, device: 
     the model's predictions (any CostSource with the model's feature rows' meaning; `model` then
     only lends its validation error)."""
     from .errors import AutotuneError
-    from .features import featurize_batch
 
     if budget < 0:
         raise AutotuneError(f"--measure-budget must be at least 0, got {budget}")
@@ -49,7 +48,7 @@ def measured_plan(graph: Graph, hw: HardwareConfig, model, budget: int, device: 
     K = len(ks)
     batch = GroupBatch.build([graph.group(int(i), int(j)) for i, j in zip(si, sj)])
     gidx, cores = np.repeat(np.arange(len(si)), K), np.tile(ks, len(si))
-    pred = (cost(batch, gidx, cores) if cost is not None else model.predict(featurize_batch(batch, gidx, cores, hw)))
+    pred = (cost(batch, gidx, cores) if cost is not None else model_predictor(model, hw)(batch, gidx, cores))
     pred = pred.reshape(len(si), K)
     runs: dict[tuple[int, int], np.ndarray] = {}
     k_index = {int(k): c for c, k in enumerate(ks)}

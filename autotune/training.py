@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .costmodel import LatencyModel
+from .costmodel import LatencyModel, fit_on_cluster
 from .dataset import dataset_features, read_dataset
 from .errors import DatasetError
 from .fileio import atomic_write_json
@@ -62,30 +62,6 @@ def zoo_metrics(zoo: pd.DataFrame, pred: np.ndarray) -> dict:
     return out
 
 
-def progress_callback(total: int):
-    """An XGBoost callback drawing a tqdm bar over boosting rounds, with the validation error."""
-    import xgboost as xgb
-    from tqdm import tqdm
-
-    class Bar(xgb.callback.TrainingCallback):
-        def before_training(self, model):
-            self.bar = tqdm(total=total, desc="boosting", unit="round", leave=False)
-            return model
-
-        def after_iteration(self, model, epoch, evals_log):
-            self.bar.update(1)
-            val = evals_log.get("val", {}).get("mae")
-            if val:
-                self.bar.set_postfix(val_mae_log=f"{val[-1]:.4f}", refresh=False)
-            return False
-
-        def after_training(self, model):
-            self.bar.close()
-            return model
-
-    return Bar()
-
-
 @dataclass
 class TrainResult:
     model: LatencyModel
@@ -98,28 +74,26 @@ def train(hw: HardwareConfig, data_dir: str | Path, out_dir: str | Path, seed: i
           progress: bool = True, plot: bool = True, **params) -> TrainResult:
     """Fit on `data_dir`, evaluate on its zoo.parquet, publish to `out_dir` (model, meta.json and,
     with `plot`, predicted_vs_simulated.png), as one unit, under a lock on `out_dir`."""
-    from .features import FEATURE_NAMES, FEATURE_VERSION
     from .fileio import FolderLock, check_output
 
     check_output(out_dir, "folder")
     with FolderLock(Path(out_dir)):
-        return _train(hw, data_dir, out_dir, seed, scheduler, progress, plot, params, FEATURE_NAMES, FEATURE_VERSION)
+        return _train(hw, data_dir, out_dir, seed, scheduler, progress, plot, params)
 
 
-def _train(hw, data_dir, out_dir, seed, scheduler, progress, plot, params, FEATURE_NAMES, FEATURE_VERSION):
+def _train(hw, data_dir, out_dir, seed, scheduler, progress, plot, params) -> TrainResult:
     ds = read_dataset(data_dir, hw)
     X, Xz = dataset_features(ds, hw)
     y = ds.rows["latency_ms"].to_numpy(np.float64)
-    model = LatencyModel(random_state=seed, **params)
+    model = LatencyModel(random_state=seed, verbose=progress, **params)
     t0 = time.perf_counter()
     if scheduler:
         from .cluster import connect
 
         with connect(scheduler) as client:
-            model.fit(X, y, groups=ds.rows["group_id"].to_numpy(), client=client)
+            fit_on_cluster(model, X, y, ds.rows["group_id"].to_numpy(), client)
     else:
-        cb = [progress_callback(model.n_estimators)] if progress else None
-        model.fit(X, y, groups=ds.rows["group_id"].to_numpy(), callbacks=cb)
+        model.fit(X, y, groups=ds.rows["group_id"].to_numpy())
     fit_s = time.perf_counter() - t0
     _, va = model.split(len(X), ds.rows["group_id"].to_numpy())
     metrics: dict = {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,
@@ -129,8 +103,7 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, plot, params, FEATU
         zp = model.predict(Xz)
         metrics["zoo"] = zoo_metrics(ds.zoo, zp)
     meta = {
-        "hardware": hw.name, "hardware_hash": hw.hash, "feature_version": FEATURE_VERSION,
-        "feature_names": list(FEATURE_NAMES), "dataset": str(data_dir), "dataset_digest": ds.digest,
+        "hardware": hw.name, "hardware_hash": hw.hash, "dataset": str(data_dir), "dataset_digest": ds.digest,
         "dataset_rows": len(X), "generator_version": ds.manifest.get("generator_version"), "seed": seed,
         "metrics": metrics,
     }

@@ -21,7 +21,6 @@ BASELINE_STRATEGIES = [s for s in EVAL_STRATEGIES if s not in ("learned", "oracl
 
 def load_model(hw: HardwareConfig, hw_arg: str, models_dir: str | Path = "models") -> LatencyModel:
     """The trained model for this hardware, or a clear error saying how to make one."""
-    from .features import FEATURE_NAMES, FEATURE_VERSION
     from .fileio import recover_folder
 
     folder = Path(models_dir) / hw_slug(hw_arg)
@@ -32,7 +31,7 @@ def load_model(hw: HardwareConfig, hw_arg: str, models_dir: str | Path = "models
     if not (folder / "meta.json").is_file():
         raise AutotuneError(f"no trained model for hardware {hw.name!r} in {folder}/; "
                             f"run `make synth train HW={hw_arg}` first")
-    return LatencyModel.load(folder, hw, FEATURE_VERSION, list(FEATURE_NAMES))
+    return LatencyModel.load(folder, hw)
 
 
 def main_tune(args) -> int:

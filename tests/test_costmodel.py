@@ -55,7 +55,7 @@ def test_same_seed_same_model():
 
 
 def test_rejects_empty_and_nonpositive_targets():
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="0 sample"):
         _small().fit(np.zeros((0, 3)), np.zeros(0))
     with pytest.raises(ValueError, match="positive"):
         _small().fit(np.ones((10, 3)), -np.ones(10))
@@ -72,27 +72,49 @@ def test_save_load_roundtrip_without_pickle(tmp_path):
     hw = load_hardware("mlu100")
     X, y, g = _data()
     m = _small().fit(X, y, groups=g)
-    m.save(tmp_path, {"hardware": hw.name, "hardware_hash": hw.hash, "feature_version": 7})
+    m.save(tmp_path, {"hardware": hw.name, "hardware_hash": hw.hash})
     assert (tmp_path / MODEL_FILE).read_bytes()[:1] == b"{"  # UBJSON object, not a pickle
     meta = json.loads((tmp_path / META_FILE).read_text())
     assert meta["versions"]["xgboost"] and meta["n_features"] == 4
-    back = LatencyModel.load(tmp_path, hw, feature_version=7)
+    assert meta["featurizer"]["name"] == "datasheet" and meta["prior"] == "none"
+    back = LatencyModel.load(tmp_path, hw)
     assert np.array_equal(back.predict(X), m.predict(X))
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_load_refuses_other_hardware_schema_and_corruption(tmp_path):
+def _rewrite_meta(folder, **changes):
+    from autotune.costmodel import _meta_checksum
+
+    meta = json.loads((folder / META_FILE).read_text())
+    meta.update(changes)
+    meta["meta_sha256"] = _meta_checksum(meta)
+    (folder / META_FILE).write_text(json.dumps(meta))
+    return meta
+
+
+def test_load_refuses_other_hardware_featurizer_and_corruption(tmp_path):
     hw, other = load_hardware("mlu100"), load_hardware("edge4")
     X, y, g = _data()
     m = _small().fit(X, y, groups=g)
-    m.save(tmp_path, {"hardware": hw.name, "hardware_hash": hw.hash, "feature_version": 7})
-    with pytest.raises(ModelFileError, match="trained for hardware 'mlu100'.*make train HW=edge4"):
-        LatencyModel.load(tmp_path, other, feature_version=7)
-    with pytest.raises(ModelFileError, match="feature schema v7.*v8"):
-        LatencyModel.load(tmp_path, hw, feature_version=8)
+    m.save(tmp_path, {"hardware": hw.name, "hardware_hash": hw.hash})
+    with pytest.raises(ModelFileError, match="trained for hardware 'mlu100'.*autotune train --hw edge4"):
+        LatencyModel.load(tmp_path, other)
+    good = json.loads((tmp_path / META_FILE).read_text())
+    version = good["featurizer"]["version"]
+    _rewrite_meta(tmp_path, featurizer={**good["featurizer"], "version": version - 1})
+    with pytest.raises(ModelFileError, match=f"datasheet features v{version - 1}, this autotune computes v{version}"):
+        LatencyModel.load(tmp_path, hw)
+    _rewrite_meta(tmp_path, featurizer={**good["featurizer"], "name": "other"})
+    with pytest.raises(ModelFileError, match="featurizer 'other'"):
+        LatencyModel.load(tmp_path, hw)
+    _rewrite_meta(tmp_path, featurizer=good["featurizer"], prior="magic")
+    with pytest.raises(ModelFileError, match="no valid prior"):
+        LatencyModel.load(tmp_path, hw)
+    _rewrite_meta(tmp_path, prior=good["prior"])
+    LatencyModel.load(tmp_path, hw)
     (tmp_path / MODEL_FILE).write_bytes(b"\x00garbage")
     with pytest.raises(ModelFileError, match="corrupted"):
-        LatencyModel.load(tmp_path, hw, feature_version=7)
+        LatencyModel.load(tmp_path, hw)
     (tmp_path / META_FILE).write_text("{not json")
     with pytest.raises(ModelFileError, match="corrupted"):
         LatencyModel.load(tmp_path, hw)
@@ -137,31 +159,55 @@ def test_calibrated_prior_recovers_the_device_constants_despite_outliers():
     assert fit.split[0] < 0.2 and fit.split[-1] > 0.8 and fit.overlap == pytest.approx(truth["overlap"], abs=0.1)
 
 
-def test_latency_model_with_calibrated_prior_saves_and_loads_without_pickle(tmp_path):
+@pytest.fixture
+def roofline_featurizer():
+    from autotune.calibration import COLUMNS
+    from autotune.features import Featurizer, register_featurizer, unregister_featurizer
+
+    f = register_featurizer(Featurizer("roofline-test", 1, tuple(COLUMNS), batch=None))
+    yield f
+    unregister_featurizer(f.name)
+
+
+def test_latency_model_with_calibrated_prior_saves_and_loads_without_pickle(tmp_path, roofline_featurizer):
     X, y, names, _ = _roofline_rows()
-    m = LatencyModel(n_estimators=100, early_stopping_rounds=10, n_jobs=1, feature_names=names).fit(
+    m = LatencyModel(n_estimators=100, early_stopping_rounds=10, n_jobs=1, featurizer=roofline_featurizer.name).fit(
         X, y, groups=np.arange(len(y)))
+    assert m.prior_ == "calibrated"  # "auto": the featurizer has the roofline's columns
     rel = np.abs(m.predict(X) / y - 1)
     assert np.median(rel) < 0.03 and np.median(np.abs(m.prior_predict(X) / y - 1)) < 0.05
     hw = load_hardware("mlu100")
-    m.save(tmp_path, {"hardware": hw.name, "hardware_hash": hw.hash, "feature_version": 1})
+    m.save(tmp_path, {"hardware": hw.name, "hardware_hash": hw.hash})
     meta = json.loads((tmp_path / META_FILE).read_text())
-    assert meta["calibration"]["cores"] == [1.0, 2.0, 4.0, 8.0] and meta["params"]["prior"] == "calibrated"
-    back = LatencyModel.load(tmp_path, hw, feature_version=1)
+    assert meta["calibration"]["cores"] == [1.0, 2.0, 4.0, 8.0] and meta["prior"] == "calibrated"
+    back = LatencyModel.load(tmp_path, hw)
     assert np.array_equal(back.predict(X), m.predict(X))
     edited = {k: v for k, v in meta.items() if k != "calibration"}
     (tmp_path / META_FILE).write_text(json.dumps(edited))
     with pytest.raises(ModelFileError, match="checksum does not match"):  # an edit is caught
-        LatencyModel.load(tmp_path, hw, feature_version=1)
+        LatencyModel.load(tmp_path, hw)
     from autotune.costmodel import _meta_checksum
 
     edited["meta_sha256"] = _meta_checksum(edited)  # a consistent but incomplete meta.json
     (tmp_path / META_FILE).write_text(json.dumps(edited))
     with pytest.raises(ModelFileError, match="calibration"):
-        LatencyModel.load(tmp_path, hw, feature_version=1)
+        LatencyModel.load(tmp_path, hw)
 
 
-def test_unknown_prior_is_refused():
+def test_unknown_prior_and_featurizer_are_refused():
     X, y, g = _data()
-    with pytest.raises(ValueError, match="prior must be"):
+    with pytest.raises(ValueError, match="'prior' parameter"):
         LatencyModel(n_estimators=5, prior="magic").fit(X, y, groups=g)
+    with pytest.raises(ValueError, match="unknown featurizer 'magic'"):
+        LatencyModel(n_estimators=5, featurizer="magic").fit(X, y, groups=g)
+    with pytest.raises(ValueError, match="featurizer 'datasheet' makes"):
+        LatencyModel(n_estimators=5, prior="calibrated").fit(X, y, groups=g)
+
+
+def test_passes_scikit_learns_estimator_checks():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    failed = check_estimator(LatencyModel(n_estimators=20, early_stopping_rounds=5, n_jobs=1),
+                             on_fail=None)
+    bad = [f"{r['check_name']}: {r['exception']}" for r in failed if r["status"] == "failed"]
+    assert not bad, "\n".join(bad)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import qmc
 
+from autotune import ops
 from autotune.graph import Graph, GraphBuilder
 from autotune.hardware import HardwareConfig
 
@@ -258,6 +259,8 @@ def single_layer(ctx: _Ctx, x: str, c: float, s: int) -> str:
         return b.eltwise([x, b.input("x2", b.shape(x))], act=str(rng.choice(["", "relu"])))
     if kind == "fc":
         return b.fc(x, ctx.ch(c), act=str(rng.choice(["", "relu"])))
+    if kind != "matmul":  # an op registered with a synth_weight (autotune/ops)
+        return ops.spec(kind).synth(b, x, rng, ctx.ch(c))
     # batched matmul of two activations (B*heads, M, K) @ (B*heads, K, N)
     B, M, K = b.shape(x)
     return b.add("matmul", [x, b.input("x2", (B, K, int(min(max(1, c * ctx.cscale), MAX_CH))))])
@@ -270,6 +273,15 @@ BLOCKS: dict[str, Callable[[_Ctx, str, float, int], str]] = {
 }
 _LAYER_KINDS = ("conv", "dwconv", "gconv", "pool", "gpool", "eltwise", "fc", "matmul")
 _LAYER_WEIGHTS = (0.35, 0.12, 0.08, 0.08, 0.04, 0.1, 0.13, 0.1)
+
+
+def layer_mix() -> tuple[tuple[str, ...], np.ndarray]:
+    """Single-layer kinds and their probabilities: the built-in mix plus every registered op with a
+    `synth_weight` (unchanged, and so the same samples, when no op has one)."""
+    extra = [(n, sp.synth_weight) for n, sp in ops.registry().items() if sp.synth_weight > 0]
+    kinds = _LAYER_KINDS + tuple(n for n, _ in extra)
+    weights = _LAYER_WEIGHTS + tuple(w for _, w in extra)
+    return kinds, np.asarray(weights) / sum(weights)
 
 
 def _input(ctx: _Ctx, size: int) -> str:
@@ -324,7 +336,8 @@ def _sample(index: int, u: np.ndarray, hw: HardwareConfig, seed: int) -> Graph:
     size is pinned at 1 or 448, the width) for the target op count of the chosen slice."""
     kn = decode(u, hw)
     rng = np.random.default_rng([seed, index, GENERATOR_VERSION])
-    layer_kind = str(rng.choice(_LAYER_KINDS, p=np.asarray(_LAYER_WEIGHTS) / sum(_LAYER_WEIGHTS)))
+    kinds, p = layer_mix()
+    layer_kind = str(rng.choice(kinds, p=p))
     tokens, flat = bool(rng.random() < 0.6), bool(rng.random() < 0.5)
     u_off, extra = rng.random(), int(rng.integers(0, 6))
     name = f"{seed}-{index}:{kn.source}:{kn.structure}"

@@ -81,6 +81,7 @@ class _Scale(ops.OpSpec):
 
     name = "scale_test"
     vector_ops_per_elem = 1.0
+    synth_weight = 0.5  # the generator makes training graphs of it
 
     def weight_elems(self, lyr):
         return lyr.out_channels
@@ -115,6 +116,10 @@ def test_a_new_op_is_one_spec(tmp_path):
             warnings.simplefilter("error")
             back = load_onnx(str(tmp_path / "s.onnx"))
         assert back.layers["scale"].op == "scale_test" and back.layers["scale"].weight_elems == 16
+        from synth.generator import generate
+
+        made = generate(300, HW, seed=0)
+        assert any(lyr.op == "scale_test" for g in made for lyr in g.order)  # training data covers it
     finally:
         ops.unregister("scale_test")
     assert "scale_test" not in ops.registry()

@@ -29,6 +29,9 @@ class OpSpec:
     windowed: ClassVar[bool] = False  # reads a window of neighbouring pixels (halos, bank strides)
     count_as: ClassVar[str] = "other"  # bucket of the features' op mix (COUNT_BUCKETS)
     vector_ops_per_elem: ClassVar[float] = 0.0  # vector-unit ops per output element
+    #: share of the synthetic generator's single-layer graphs that are this op (0: the generator's
+    #: own built-in mix only); an op the training data never shows is an op the model cannot cost
+    synth_weight: ClassVar[float] = 0.0
 
     # -- shapes -----------------------------------------------------------------------------
     def infer(self, in_shapes: Sequence[Shape], a: Attrs, name: str) -> tuple[Shape, ...]:
@@ -61,6 +64,12 @@ class OpSpec:
     def reduction_channels(self, lyr: Layer) -> int:
         """Channels one output reduces over, before grouping (the MAC array's ci lanes)."""
         return lyr.in_channels
+
+    # -- synthetic data --------------------------------------------------------------------------
+    def synth(self, b, x: str, rng: np.random.Generator, channels: int) -> str:
+        """Add one layer of this op after NCHW tensor `x` to GraphBuilder `b` (when synth_weight > 0):
+        `channels` is the generator's channel draw, `rng` its random stream. Returns the output."""
+        return b.add(self.name, [x])
 
     # -- ONNX --------------------------------------------------------------------------------
     def to_onnx(self, lyr: Layer, ex: Exporter, y: str) -> bool:

@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 HWNAME := $(basename $(notdir $(HW)))
 MODELNAME := $(basename $(notdir $(MODEL)))
 HWDEP := $(if $(findstring /,$(HW)),$(HW),)
-SRC := $(wildcard autotune/*.py autotune/presets/*.yaml synth/*.py)
+SRC := $(wildcard autotune/*.py autotune/*/*.py autotune/presets/*.yaml synth/*.py)
 
 .PHONY: all synth train tune study eval test bench lint clean venv FORCE
 
@@ -41,7 +41,8 @@ data/$(HWNAME)/manifest.json: $(STAMP) $(SRC) $(HWDEP) $(PARAMS)
 
 train: models/$(HWNAME)/meta.json
 models/$(HWNAME)/meta.json: data/$(HWNAME)/manifest.json autotune/costmodel.py autotune/training.py \
-		autotune/features.py autotune/analytic.py autotune/calibration.py autotune/dataset.py
+		autotune/features.py autotune/analytic.py autotune/calibration.py autotune/dataset.py autotune/tables.py \
+		$(wildcard autotune/ops/*.py)
 	$(BIN)/autotune train --hw $(HW) --data data/$(HWNAME) --out models/$(HWNAME) --seed $(SEED)
 
 tune: reports/$(HWNAME)/$(MODELNAME).plan.json

@@ -1,3 +1,60 @@
-"""autotune: choose layer fusion and core counts for DNNs on multi-core accelerators from a learned cost model."""
+"""autotune: choose layer fusion and core counts for DNNs on multi-core accelerators from a learned cost model.
+
+The front door::
+
+    from autotune import load_hardware, load_graph, LatencyModel, plan, evaluate
+
+    hw = load_hardware("mlu100")                     # a preset name or a YAML file
+    graph = load_graph("resnet50")                   # a zoo name or an .onnx file
+    model = LatencyModel.load("models/mlu100", hw)   # refuses a model made for other hardware
+    p = plan(graph, hw, model)                       # the DP optimum under the model; no device use
+    p_analytic = plan(graph, hw, cost="analytic")    # other cost sources by keyword
+    scores = evaluate(graph, hw, model)              # every strategy, scored on the device
+
+Names load on first use, so `import autotune` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "load_hardware": "hardware", "HardwareConfig": "hardware",
+    "load_graph": "loader", "Graph": "graph", "GraphBuilder": "graph",
+    "LatencyModel": "costmodel",
+    "plan": "planner", "verify": "planner", "Plan": "planner",
+    "evaluate": "evaluation", "run_eval": "evaluation",
+    "CostSource": "costs", "register_cost": "costs",
+    "register_strategy": "strategies", "run_strategy": "strategies",
+    "AutotuneError": "errors",
+}
+_RENAMED = {"run_strategy": "run"}
+
+__all__ = [
+    "AutotuneError", "CostSource", "Graph", "GraphBuilder", "HardwareConfig", "LatencyModel", "Plan", "evaluate",
+    "load_graph", "load_hardware", "plan", "register_cost", "register_strategy", "run_eval", "run_strategy", "verify",
+]
+
+if TYPE_CHECKING:
+    from .costmodel import LatencyModel
+    from .costs import CostSource, register_cost
+    from .errors import AutotuneError
+    from .evaluation import evaluate, run_eval
+    from .graph import Graph, GraphBuilder
+    from .hardware import HardwareConfig, load_hardware
+    from .loader import load_graph
+    from .planner import Plan, plan, verify
+    from .strategies import register_strategy
+    from .strategies import run as run_strategy
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'autotune' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), _RENAMED.get(name, name))
+    globals()[name] = value
+    return value

@@ -118,7 +118,7 @@ def read_dataset(folder: str | Path, hw: HardwareConfig) -> Dataset:
     folder = Path(folder)
     mpath = folder / MANIFEST
     if not mpath.is_file():
-        raise DatasetError(f"no dataset in {folder}/ (manifest.json missing); run `make synth HW={hw.name}` first")
+        raise DatasetError(f"no dataset in {folder}/ (manifest.json missing)")
     try:
         raw = json.loads(mpath.read_text())
     except (ValueError, UnicodeDecodeError, RecursionError):

@@ -10,12 +10,9 @@ counts (banks), and repeated measurements of one kernel (timing noise).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from .fileio import atomic_write, atomic_write_text
 from .graph import GraphBuilder
 from .hardware import HardwareConfig
 from .study import conv_chain
@@ -129,46 +126,6 @@ def _mean_cores(p, graph) -> float:
     """Core count per kernel, weighted by the kernel's work (MACs and vector ops)."""
     work = np.array([sum(lyr.macs + lyr.vector_ops for lyr in graph.order[g.i:g.j]) for g in p.groups], dtype=float)
     return float((np.array([g.cores for g in p.groups]) * work).sum() / max(work.sum(), 1.0))
-
-
-def plot_curves(df: pd.DataFrame, hw: HardwareConfig, path: str | Path) -> Path:
-    """One panel per probe: the device against the device with that effect switched off."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = list(dict.fromkeys(df["panel"]))
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
-    for ax, panel in zip(axes.flat, panels):
-        for variant, d in df[df["panel"] == panel].groupby("variant", sort=False):
-            style = "--" if variant == "effect off" else "-"
-            ax.plot(d["x"], d["y"], style, marker="o" if len(d) < 20 else None, ms=4, label=variant)
-        if panel.startswith(("contention", "power")):
-            ax.set_xscale("log", base=2)
-        if panel.startswith("noise"):
-            ax.set_yscale("log")
-        ax.set_title(panel.split(":")[0], fontsize=10)
-        ax.set(xlabel=panel.split(" vs ")[-1], ylabel=panel.split(": ")[1].split(" vs ")[0])
-        ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    fig.suptitle(f"{hw.name}: device effects, each against the device without it")
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return Path(path)
-
-
-def run(hw: HardwareConfig, out: str | Path) -> dict[str, Path]:
-    """Write study_device_effects.{csv,png} and study_effects_on_plans.csv under `out`."""
-    out = Path(out)
-    curves = effect_curves(hw)
-    plans = effects_on_plans(hw)
-    return {"study_device_effects.csv": atomic_write_text(out / "study_device_effects.csv", curves.to_csv(index=False)),
-            "study_device_effects.png": plot_curves(curves, hw, out / "study_device_effects.png"),
-            "study_effects_on_plans.csv": atomic_write_text(out / "study_effects_on_plans.csv",
-                                                            plans.to_csv(index=False))}
 
 
 def summary_lines(plans: pd.DataFrame) -> list[str]:

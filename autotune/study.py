@@ -1,4 +1,4 @@
-"""`autotune study`: the DLFusion synthetic-layer study on the simulator, as plots and CSVs.
+"""The DLFusion synthetic-layer study on the simulator, as tables (`autotune study` writes CSVs and plots).
 
 Three views of the two knobs: latency against core count for layers spanning op counts, the
 best core count over (op count, channel size), and the speed-up of fusing chains of small
@@ -8,14 +8,12 @@ and large layers against group length; plus the device effects (effects_study.py
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .fileio import atomic_write, atomic_write_text
 from .graph import Graph, GraphBuilder
-from .hardware import HardwareConfig, hw_slug, load_hardware
+from .hardware import HardwareConfig
 
 
 def conv_chain(channels: int, size: int, n: int = 1, k: int = 3, batch: int = 1) -> Graph:
@@ -90,79 +88,11 @@ def fusion_speedup(hw: HardwareConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _plot(kind: str, df: pd.DataFrame, hw: HardwareConfig, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.8))
-    if kind == "cores":
-        for macs, d in df.groupby("macs"):
-            ax.plot(d["cores"], d["latency_ms"] / d["latency_ms"].min(), marker="o", label=f"{macs:.1e} MACs")
-        ax.set(xscale="log", yscale="log", xlabel="cores", ylabel="latency / best latency",
-               title=f"{hw.name}: latency against core count (3x3 conv, 64 ch)")
-        ax.set_xticks(hw.core_counts, [str(k) for k in hw.core_counts])
-        ax.legend(fontsize=8)
-    elif kind == "heat":
-        piv = df.assign(logm=np.round(np.log10(df["target_macs"]), 1)).pivot_table(
-            index="channels", columns="logm", values="best_cores", aggfunc="first")
-        im = ax.imshow(np.log2(piv.to_numpy(dtype=float)), aspect="auto", origin="lower", cmap="viridis",
-                       vmin=0, vmax=math.log2(hw.core_counts[-1]))
-        ax.set_xticks(range(len(piv.columns)), [f"{v:g}" for v in piv.columns], rotation=60, fontsize=7)
-        ax.set_yticks(range(len(piv.index)), [str(v) for v in piv.index], fontsize=7)
-        cb = fig.colorbar(im, ax=ax, label="best core count")
-        cb.set_ticks([math.log2(k) for k in hw.core_counts], labels=[str(k) for k in hw.core_counts])
-        ax.set(xlabel="log10 op count (MACs)", ylabel="channels", title=f"{hw.name}: best core count")
-    else:
-        for case, d in df.groupby("case", sort=False):
-            ax.plot(d["length"], d["speedup"], marker="o", label=case)
-        ax.axhline(1, color="k", lw=0.6)
-        ax.set(xlabel="fused group length (layers)", ylabel="speed-up of fusing vs best unfused",
-               title=f"{hw.name}: fusion speed-up against group length")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-
-
-def run_study(hw: HardwareConfig, out: str | Path) -> dict[str, Path]:
-    """Compute the three studies and the device-effect study, write CSV + PNG for each; returns
-    the files written."""
+def run_study(hw: HardwareConfig) -> dict[str, pd.DataFrame]:
+    """The three studies and the two device-effect studies, by name (`study_*`), as tables."""
     from . import effects_study
 
     hw.require_device()
-    out = Path(out)
-    files = {}
-    for name, kind, fn in [("study_latency_vs_cores", "cores", latency_vs_cores),
-                           ("study_best_cores", "heat", best_cores_map),
-                           ("study_fusion_speedup", "fusion", fusion_speedup)]:
-        df = fn(hw)
-        files[name + ".csv"] = atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
-        _plot(kind, df, hw, out / f"{name}.png")
-        files[name + ".png"] = out / f"{name}.png"
-    files.update(effects_study.run(hw, out))
-    return files
-
-
-def main(args) -> int:
-    hw = load_hardware(args.hw)
-    out = Path(args.out or Path("reports") / hw_slug(args.hw))
-    files = run_study(hw, out)
-    best = pd.read_csv(files["study_best_cores.csv"])
-    fus = pd.read_csv(files["study_fusion_speedup.csv"])
-    print(f"{hw.name}: best core count by op count (3x3 conv, 64 channels):")
-    lv = pd.read_csv(files["study_latency_vs_cores.csv"])
-    for macs, d in lv.groupby("macs"):
-        print(f"  {macs:12.3g} MACs -> {int(d.loc[d['latency_ms'].idxmin(), 'cores']):2d} cores")
-    print(f"best core count spans {best['best_cores'].min()}..{best['best_cores'].max()} over the heat map")
-    for case, d in fus.groupby("case", sort=False):
-        top = d.loc[d["speedup"].idxmax()]
-        print(f"fusion {case}: best speed-up {top['speedup']:.2f}x at {int(top['length'])} layers")
-    from .effects_study import summary_lines
-
-    print("device effects on the oracle's zoo plans (without -> with; mean cores per kernel weighted by work):")
-    for line in summary_lines(pd.read_csv(files["study_effects_on_plans.csv"])):
-        print(line)
-    print("wrote " + ", ".join(str(p) for p in files.values()))
-    return 0
+    return {"study_latency_vs_cores": latency_vs_cores(hw), "study_best_cores": best_cores_map(hw),
+            "study_fusion_speedup": fusion_speedup(hw), "study_device_effects": effects_study.effect_curves(hw),
+            "study_effects_on_plans": effects_study.effects_on_plans(hw)}

@@ -1,4 +1,4 @@
-"""`autotune train`: fit the LatencyModel on a labelled dataset, measure it on the zoo's real groups.
+"""Training: fit the LatencyModel on a labelled dataset, measure it on the zoo's real groups.
 
 Features are computed here from the measurement rows (cached per shard, autotune/dataset.py).
 The zoo groups (`zoo.parquet`) never enter training; their metrics are what meta.json reports.
@@ -7,6 +7,7 @@ The zoo groups (`zoo.parquet`) never enter training; their metrics are what meta
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +17,7 @@ import pandas as pd
 from .costmodel import LatencyModel, fit_on_cluster
 from .dataset import dataset_features, read_dataset
 from .errors import DatasetError
-from .fileio import atomic_write_json
-from .hardware import HardwareConfig, hw_slug, load_hardware
+from .hardware import HardwareConfig
 
 
 def accuracy(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -64,24 +64,30 @@ def zoo_metrics(zoo: pd.DataFrame, pred: np.ndarray) -> dict:
 
 @dataclass
 class TrainResult:
+    """A trained model, its meta.json content, and its predictions on the zoo rows (if the dataset has them)."""
+
     model: LatencyModel
     meta: dict
     zoo: pd.DataFrame | None  # the evaluation rows, and the model's predictions for them
     zoo_pred: np.ndarray | None
 
 
+#: Files to publish next to the model (name -> bytes), made from the result (e.g. a plot).
+ExtraFiles = Callable[[TrainResult], dict[str, bytes]]
+
+
 def train(hw: HardwareConfig, data_dir: str | Path, out_dir: str | Path, seed: int = 0, scheduler: str | None = None,
-          progress: bool = True, plot: bool = True, **params) -> TrainResult:
-    """Fit on `data_dir`, evaluate on its zoo.parquet, publish to `out_dir` (model, meta.json and,
-    with `plot`, predicted_vs_simulated.png), as one unit, under a lock on `out_dir`."""
+          progress: bool = False, extras: ExtraFiles | None = None, **params) -> TrainResult:
+    """Fit on `data_dir`, evaluate on its zoo.parquet, publish to `out_dir` (model, meta.json and
+    whatever `extras` makes) as one unit, under a lock on `out_dir`. `progress` draws a bar."""
     from .fileio import FolderLock, check_output
 
     check_output(out_dir, "folder")
     with FolderLock(Path(out_dir)):
-        return _train(hw, data_dir, out_dir, seed, scheduler, progress, plot, params)
+        return _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params)
 
 
-def _train(hw, data_dir, out_dir, seed, scheduler, progress, plot, params) -> TrainResult:
+def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params) -> TrainResult:
     ds = read_dataset(data_dir, hw)
     X, Xz = dataset_features(ds, hw)
     y = ds.rows["latency_ms"].to_numpy(np.float64)
@@ -107,72 +113,8 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, plot, params) -> Tr
         "dataset_rows": len(X), "generator_version": ds.manifest.get("generator_version"), "seed": seed,
         "metrics": metrics,
     }
-    extra = {}
-    if plot and zp is not None:
-        extra[PLOT_FILE] = plot_pred_vs_sim(ds.zoo, zp, f"{hw.name}: zoo groups, predicted vs simulated")
-    model.save(out_dir, meta, extra)
-    return TrainResult(model, meta, ds.zoo, zp)
+    res = TrainResult(model, meta, ds.zoo, zp)
+    model.save(out_dir, meta, extras(res) if extras is not None else None)
+    return res
 
 
-def _report_lines(metrics: dict) -> list[str]:
-    v = metrics["validation"]
-    lines = [f"validation (synthetic, held-out groups): MAPE {v['mape']:.2%}, within 5% {v['within5']:.1%}, "
-             f"within 10% {v['within10']:.1%}  [{v['n']} rows]"]
-    z = metrics.get("zoo")
-    if z:
-        lines.append(f"zoo groups (never trained on):          MAPE {z['mape']:.2%}, within 5% {z['within5']:.1%}, "
-                     f"within 10% {z['within10']:.1%}, core-rank corr {z['rank_corr']:.3f}, "
-                     f"best core {z['best_core_agree']:.1%}  [{z['n']} rows]")
-        lines.append("  per network:  " + ", ".join(f"{m} {a['within10']:.0%}" for m, a in z["per_model"].items()))
-        lines.append("  per length:   " + ", ".join(f"{n}:{a['within10']:.0%}" for n, a in z["per_length"].items()))
-    return lines
-
-
-PLOT_FILE = "predicted_vs_simulated.png"
-
-
-def plot_pred_vs_sim(zoo: pd.DataFrame, pred: np.ndarray, title: str) -> bytes:
-    """PNG bytes: predicted against simulated latency on zoo groups, coloured by group length."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5.5))
-    length = (zoo["j"] - zoo["i"]).to_numpy()
-    sc = ax.scatter(zoo["latency_ms"], pred, c=length, s=4, cmap="viridis", alpha=0.6)
-    lo, hi = float(min(zoo["latency_ms"].min(), pred.min())), float(max(zoo["latency_ms"].max(), pred.max()))
-    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-    for f in (0.9, 1.1):
-        ax.plot([lo, hi], [lo * f, hi * f], "k:", lw=0.6)
-    ax.set(xscale="log", yscale="log", xlabel="simulated latency (ms)", ylabel="predicted latency (ms)", title=title)
-    fig.colorbar(sc, ax=ax, label="group length (layers)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def main(args) -> int:
-    """The `autotune train` command."""
-    hw = load_hardware(args.hw)
-    slug = hw_slug(args.hw)
-    data_dir = Path(args.data or f"data/{slug}")
-    out_dir = Path(args.out or f"models/{slug}")
-    from .fileio import check_output
-
-    check_output(getattr(args, "json", None), "file")
-    res = train(hw, data_dir, out_dir, seed=args.seed, scheduler=args.scheduler)
-    model, meta = res.model, res.meta
-    print(f"trained on {meta['dataset_rows']} rows in {meta['metrics']['fit_s']} s "
-          f"({model.best_iteration_ + 1} trees); saved to {out_dir}/")
-    for line in _report_lines(meta["metrics"]):
-        print(line)
-    if res.zoo is not None:
-        print(f"plot: {out_dir / PLOT_FILE}")
-    if getattr(args, "json", None):
-        atomic_write_json(args.json, meta)
-    return 0

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from autotune.cli.report import format_table
 from autotune.fileio import atomic_write_json, atomic_write_text
 from autotune.hardware import dump_hardware, load_hardware, parse_hardware
-from autotune.report import format_table
 
 
 def scaled_device(base: str, seed: int, lo: float, hi: float) -> tuple[dict, dict[str, float]]:
@@ -58,8 +58,8 @@ def main() -> int:
     a = ap.parse_args()
     from autotune import zoo
     from autotune.errors import AutotuneError
+    from autotune.evaluation import EVAL_STRATEGIES, run_eval
     from autotune.training import train
-    from autotune.tuning import EVAL_STRATEGIES, run_eval
     from synth.pipeline import run
 
     data, factors = scaled_device(a.base, a.seed, a.lo, a.hi)
@@ -94,7 +94,7 @@ def main() -> int:
     result["factors"] = factors
     result["accuracy"] = {k: z[k] for k in ("mape", "within5", "within10", "rank_corr")}
     atomic_write_json(out / "eval.json", result)
-    from autotune.report import plot_eval
+    from autotune.cli.plots import plot_eval
 
     plot_eval(result, EVAL_STRATEGIES, out / "eval_speedups.png")
     print(f"wrote {out}/eval.json, {out}/eval_speedups.png")

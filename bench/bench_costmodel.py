@@ -18,13 +18,13 @@ import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 
 from autotune import zoo
+from autotune.cli.report import format_table
 from autotune.costmodel import LatencyModel
 from autotune.dataset import dataset_features, read_dataset
+from autotune.evaluation import run_eval
 from autotune.features import FEATURE_NAMES, PRIOR_FEATURE
 from autotune.hardware import hw_slug, load_hardware
-from autotune.report import format_table
 from autotune.training import accuracy, core_ranking
-from autotune.tuning import run_eval
 
 
 class _Fn:

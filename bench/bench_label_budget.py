@@ -21,13 +21,13 @@ from pathlib import Path
 import pandas as pd
 
 from autotune import zoo
+from autotune.cli.report import format_table
 from autotune.costmodel import LatencyModel
 from autotune.dataset import dataset_features, read_dataset
+from autotune.evaluation import run_eval
 from autotune.fileio import atomic_write, atomic_write_text
 from autotune.hardware import hw_slug, load_hardware
-from autotune.report import format_table
 from autotune.training import accuracy
-from autotune.tuning import run_eval
 
 MEASURE = (0, 10, 25, 50, 100)
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 from autotune import strategies, zoo
+from autotune.cli.report import format_table
 from autotune.graph import GraphBuilder
 from autotune.hardware import hw_slug, load_hardware
-from autotune.report import format_table
 
 
 def chain(n: int):
@@ -37,9 +37,9 @@ def main() -> None:
     hw = load_hardware(a.hw)
     model = None
     if (Path("models") / hw_slug(a.hw) / "meta.json").is_file():
-        from autotune.tuning import load_model
+        from autotune import LatencyModel
 
-        model = load_model(hw, a.hw)
+        model = LatencyModel.load(Path("models") / hw_slug(a.hw), hw)
     rows = []
     g = zoo.build("resnet152")
     for s in (["learned"] if model else []) + ["oracle"]:

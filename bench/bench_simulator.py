@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
+from autotune.cli.report import format_table
 from autotune.graph import GraphBuilder
 from autotune.hardware import load_hardware
-from autotune.report import format_table
 from autotune.simulator import simulate, simulate_batch
 from autotune.tables import GroupBatch, graph_table
 

@@ -13,7 +13,6 @@ refused rather than mixed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
@@ -31,7 +30,7 @@ from autotune.dataset import DESC_COLUMNS, MANIFEST, ROW_COLUMNS, ZOO_FILE, file
 from autotune.errors import AutotuneError, DatasetError
 from autotune.fileio import FolderLock, atomic_write, atomic_write_json, check_output, recover_folder, replace_folder
 from autotune.graph import Graph, Group, graph_to_dict
-from autotune.hardware import HardwareConfig, hw_slug, load_hardware
+from autotune.hardware import HardwareConfig
 from autotune.simulator import simulate
 
 from .generator import GENERATOR_VERSION, describe, extract, generate_range
@@ -73,6 +72,9 @@ def code_digest() -> str:
     h = hashlib.sha256()
     for mod in ("synth.generator", "synth.active", "autotune.graph", "autotune.tables", "autotune.simulator"):
         h.update(Path(importlib.import_module(mod).__file__).read_bytes())
+    ops_dir = Path(importlib.import_module("autotune.ops").__file__).parent  # shape and cost rules
+    for path in sorted(ops_dir.glob("*.py")):
+        h.update(path.name.encode() + path.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -332,8 +334,8 @@ def zoo_frame(hw: HardwareConfig, models: list[str] | None = None) -> pd.DataFra
 
 
 def run(hw: HardwareConfig, folder: str | Path, budget: int | None = None, seed: int = 0, jobs: int = 1,
-        scheduler: str | None = None, force: bool = False, progress: bool = True,
-        zoo_models: list[str] | None = None, plot: str | Path | None = None, shard_groups: int = SHARD_GROUPS,
+        scheduler: str | None = None, force: bool = False, progress: bool = False,
+        zoo_models: list[str] | None = None, shard_groups: int = SHARD_GROUPS,
         sampling: str = "sobol") -> dict:
     """Make (or resume) the dataset in `folder` with at most `budget` labels (default
     `default_budget(hw)`), drawn by `sampling`; returns the manifest. `zoo_models`: None = all,
@@ -358,14 +360,14 @@ def run(hw: HardwareConfig, folder: str | Path, budget: int | None = None, seed:
     with FolderLock(folder):
         recover_folder(folder)
         work = _work_folder(folder, settings, force)
-        manifest = _make(hw, work, settings, jobs, scheduler, progress, zoo_models, plot)
+        manifest = _make(hw, work, settings, jobs, scheduler, progress, zoo_models)
         if work != folder:
             replace_folder(work, folder)
     return manifest
 
 
 def _make(hw: HardwareConfig, folder: Path, settings: dict, jobs: int, scheduler: str | None, progress: bool,
-          zoo_models: list[str] | None, plot: str | Path | None) -> dict:
+          zoo_models: list[str] | None) -> dict:
     """Make (or resume) the dataset's shards, zoo.parquet and manifest in `folder`."""
     t0 = time.perf_counter()
     if settings["sampling"] == "sobol":
@@ -388,10 +390,6 @@ def _make(hw: HardwareConfig, folder: Path, settings: dict, jobs: int, scheduler
             atomic_write(zpath, lambda tmp: Path(tmp).write_bytes(_to_parquet_bytes(z, want)))
             zrows = len(z)
         zoo_info = {"file": ZOO_FILE, "rows": zrows, "models": zoo_models or "all", "digest": file_digest(zpath)}
-    if plot:
-        plot_coverage(folder, folder / "coverage.png" if plot is True else plot,
-                      f"{hw.name}: synthetic groups vs zoo candidates ({settings['sampling']}, "
-                      f"seed {settings['seed']}, {sum(rows)} labels)")
     manifest = {**settings, "rows": sum(rows), "labels": sum(rows), "shards": names, "shard_rows": rows,
                 "shard_digests": [file_digest(folder / n) for n in names], "zoo": zoo_info,
                 "columns": {"rows": ROW_COLUMNS, "label": "latency_ms", "descriptive": DESC_COLUMNS}}
@@ -423,55 +421,3 @@ def _sobol_shards(hw: HardwareConfig, folder: Path, settings: dict, jobs: int, s
         if client is not None:
             client.close()
     return rows, todo
-
-
-def plot_coverage(folder: str | Path, path: str | Path, title: str) -> Path:
-    """Histograms of log10 op count, largest channel count and group length: synthetic vs zoo."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder = Path(folder)
-    cols = ["group_id", "ops", "max_channels", "n_layers"]
-    syn = pd.concat([pd.read_parquet(p, columns=cols) for p in sorted(folder.glob("shard-*.parquet"))])
-    syn = syn.drop_duplicates("group_id")
-    zp = folder / ZOO_FILE
-    zoo = pd.read_parquet(zp, columns=cols).drop_duplicates("group_id") if zp.is_file() else None
-    fig, ax = plt.subplots(1, 3, figsize=(14, 4))
-    top = int(max(syn["n_layers"].max(), zoo["n_layers"].max() if zoo is not None else 1))
-    spec = [("ops", lambda s: np.log10(s + 1), np.linspace(0, 12, 49), "log10 op count (MACs; vector ops if none)"),
-            ("max_channels", np.log2, np.arange(0, 13.01, 0.5), "log2 largest channel count"),
-            ("n_layers", lambda s: s, np.arange(0.5, top + 1.5), "group length (layers)")]
-    for a, (col, f, bins, label) in zip(ax, spec):
-        a.hist(f(syn[col].to_numpy(float)), bins=bins, density=True, alpha=0.55, label=f"synthetic ({len(syn)})")
-        if zoo is not None:
-            a.hist(f(zoo[col].to_numpy(float)), bins=bins, density=True, alpha=0.55,
-                   label=f"zoo candidates ({len(zoo)})")
-        a.set(xlabel=label, ylabel="density")
-        a.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return Path(path)
-
-
-def main(args: argparse.Namespace) -> int:
-    """The `autotune synth` command: returns the exit status."""
-    hw = load_hardware(args.hw)
-    slug = hw_slug(args.hw)
-    folder = Path(args.out or Path("data") / slug)
-    png = folder / "coverage.png"
-    t0 = time.perf_counter()
-    m = run(hw, folder, args.budget, args.seed, args.jobs, args.scheduler, args.force, plot=True,
-            sampling=args.sampling)
-    dt = time.perf_counter() - t0
-    done = m["labelled_shards"]
-    rate = sum(m["shard_rows"]) / m["label_s"] if done == len(m["shards"]) and m["label_s"] > 0 else None
-    unit = "shards" if m["sampling"] == "sobol" else "rounds"
-    print(f"{folder}/: {m['labels']} labels ({m['sampling']} sampling, budget {m['budget']}), "
-          f"{done} of {len(m['shards'])} {unit} labelled now" + (f" at {rate:,.0f} labels/s" if rate else "")
-          + f"; zoo.parquet {m['zoo']['rows'] if m['zoo'] else 0} rows (evaluation, not counted); {dt:.1f} s")
-    print(f"coverage plot: {png}")
-    return 0

@@ -65,7 +65,7 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("fuzz")
     run(HW, root / "data", 600 * len(HW.core_counts), 5, progress=False, zoo_models=[])
-    train(HW, root / "data", root / "model", progress=False, plot=False, n_estimators=40)
+    train(HW, root / "data", root / "model", n_estimators=40)
     return root
 
 

@@ -224,9 +224,11 @@ def test_dask_cluster_equals_local(base, tmp_path):
 
 
 def test_zoo_rows_and_coverage_plot(tmp_path):
+    from autotune.cli.plots import plot_coverage
     from autotune.planner import candidates
 
-    m = _run(tmp_path / "z", budget=40 * K, zoo_models=["alexnet"], plot=tmp_path / "cov.png")
+    m = _run(tmp_path / "z", budget=40 * K, zoo_models=["alexnet"])
+    plot_coverage(tmp_path / "z", tmp_path / "cov.png", "coverage")
     z = pd.read_parquet(tmp_path / "z" / "zoo.parquet")
     g = zoo.build("alexnet")
     cands = candidates(g, HW)

@@ -1,4 +1,4 @@
-"""The `autotune` command: one sub-command per pipeline stage, each a thin layer over the library.
+"""The `autotune` command: argument parsing and error handling; the sub-commands are in commands.py.
 
 Errors caused by input (AutotuneError) become one line on stderr and exit status 2.
 """
@@ -8,106 +8,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import AutotuneError
-
-
-def _print_table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> None:
-    right = right or set()
-    cols = [header] + rows
-    widths = [max(len(str(r[k])) for r in cols) for k in range(len(header))]
-
-    def fmt(r: list[str]) -> str:
-        return "  ".join(str(v).rjust(w) if k in right else str(v).ljust(w) for k, (v, w) in enumerate(zip(r, widths)))
-
-    print(fmt(header))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print(fmt(r))
-
-
-# -- foundation --------------------------------------------------------------------------------
-def cmd_zoo(args: argparse.Namespace) -> int:
-    from . import zoo
-    from .fileio import atomic_write_json
-
-    rows, out = [], []
-    for name in zoo.names():
-        g = zoo.build(name, batch=args.batch)
-        rows.append([name, str(len(g)), f"{g.total_macs / 1e9:.3f}", f"{g.params / 1e6:.2f}"])
-        out.append({"model": name, "layers": len(g), "macs": g.total_macs, "params": g.params})
-    _print_table(rows, ["model", "layers", "GMACs", "params(M)"], right={1, 2, 3})
-    if args.json:
-        atomic_write_json(args.json, {"batch": args.batch, "models": out})
-    return 0
-
-
-def inspect_dict(g, model: str) -> dict:
-    """The `autotune inspect --json` document of a graph."""
-    return {
-        "model": model, "batch": g.batch, "total_macs": g.total_macs, "params": g.params,
-        "layers": [{"name": lyr.name, "op": lyr.op, "inputs": list(lyr.inputs), "outputs": list(lyr.outputs),
-                    "output_shape": list(lyr.out_shape), "macs": lyr.macs, "in_channels": lyr.in_channels,
-                    "out_channels": lyr.out_channels} for lyr in g.order],
-    }
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    from .fileio import atomic_write_json
-    from .loader import load_graph
-
-    g = load_graph(args.model, batch=args.batch, strict=args.strict)
-    rows = []
-    for lyr in g.order:
-        kind = lyr.op + ("/dw" if lyr.depthwise else "") + (f"+{lyr.attrs.act}" if lyr.attrs.act else "")
-        rows.append([lyr.name, kind, "x".join(map(str, lyr.out_shape)), f"{lyr.macs:,}", str(lyr.in_channels),
-                     str(lyr.out_channels)])
-    _print_table(rows, ["layer", "op", "output", "MACs", "in_ch", "out_ch"], right={3, 4, 5})
-    print(f"\n{g.name}: {len(g)} layers, batch {g.batch}, {g.total_macs / 1e9:.3f} GMACs, "
-          f"{g.params / 1e6:.2f} M params")
-    if args.json:
-        atomic_write_json(args.json, inspect_dict(g, args.model))
-    return 0
-
-
-def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from .loader import load_graph
-    from .onnx_export import export_onnx
-
-    g = load_graph(args.model, batch=args.batch)
-    export_onnx(g, args.out)
-    print(f"wrote {args.out}: {len(g)} layers")
-    return 0
-
-
-# -- later stages: each delegates to its module ------------------------------------------------
-def cmd_study(args: argparse.Namespace) -> int:
-    from .study import main as study_main
-
-    return study_main(args)
-
-
-def cmd_synth(args: argparse.Namespace) -> int:
-    from synth.pipeline import main as synth_main
-
-    return synth_main(args)
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from .training import main as train_main
-
-    return train_main(args)
-
-
-def cmd_tune(args: argparse.Namespace) -> int:
-    from .tuning import main_tune
-
-    return main_tune(args)
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from .tuning import main_eval
-
-    return main_eval(args)
+from ..errors import AutotuneError
+from .commands import (
+    cmd_eval,
+    cmd_export_onnx,
+    cmd_inspect,
+    cmd_study,
+    cmd_synth,
+    cmd_train,
+    cmd_tune,
+    cmd_zoo,
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,274 @@
+"""The sub-commands of `autotune`: each calls the library, prints a summary and writes the plots and
+JSON it was asked for. Heavy imports stay inside the commands, so `autotune --help` is quick."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..errors import AutotuneError
+from ..fileio import atomic_write_json, check_output
+from ..hardware import HardwareConfig, hw_slug, load_hardware
+from .report import format_table
+
+
+def _print_table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> None:
+    print(format_table(rows, header, right))
+
+
+# -- foundation --------------------------------------------------------------------------------
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from .. import zoo
+
+    rows, out = [], []
+    for name in zoo.names():
+        g = zoo.build(name, batch=args.batch)
+        rows.append([name, str(len(g)), f"{g.total_macs / 1e9:.3f}", f"{g.params / 1e6:.2f}"])
+        out.append({"model": name, "layers": len(g), "macs": g.total_macs, "params": g.params})
+    _print_table(rows, ["model", "layers", "GMACs", "params(M)"], right={1, 2, 3})
+    if args.json:
+        atomic_write_json(args.json, {"batch": args.batch, "models": out})
+    return 0
+
+
+def inspect_dict(g, model: str) -> dict:
+    """The `autotune inspect --json` document of a graph."""
+    return {
+        "model": model, "batch": g.batch, "total_macs": g.total_macs, "params": g.params,
+        "layers": [{"name": lyr.name, "op": lyr.op, "inputs": list(lyr.inputs), "outputs": list(lyr.outputs),
+                    "output_shape": list(lyr.out_shape), "macs": lyr.macs, "in_channels": lyr.in_channels,
+                    "out_channels": lyr.out_channels} for lyr in g.order],
+    }
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from ..loader import load_graph
+
+    g = load_graph(args.model, batch=args.batch, strict=args.strict)
+    rows = []
+    for lyr in g.order:
+        kind = lyr.op + ("/dw" if lyr.depthwise else "") + (f"+{lyr.attrs.act}" if lyr.attrs.act else "")
+        rows.append([lyr.name, kind, "x".join(map(str, lyr.out_shape)), f"{lyr.macs:,}", str(lyr.in_channels),
+                     str(lyr.out_channels)])
+    _print_table(rows, ["layer", "op", "output", "MACs", "in_ch", "out_ch"], right={3, 4, 5})
+    print(f"\n{g.name}: {len(g)} layers, batch {g.batch}, {g.total_macs / 1e9:.3f} GMACs, "
+          f"{g.params / 1e6:.2f} M params")
+    if args.json:
+        atomic_write_json(args.json, inspect_dict(g, args.model))
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from ..loader import load_graph
+    from ..onnx_export import export_onnx
+
+    g = load_graph(args.model, batch=args.batch)
+    export_onnx(g, args.out)
+    print(f"wrote {args.out}: {len(g)} layers")
+    return 0
+
+
+# -- the study ---------------------------------------------------------------------------------
+#: The study's figures: table name -> the plot kind of `plots.plot_study` (None: its own plot, or none).
+_STUDY_PLOTS = {"study_latency_vs_cores": "cores", "study_best_cores": "heat", "study_fusion_speedup": "fusion"}
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from ..effects_study import summary_lines
+    from ..fileio import atomic_write_text
+    from ..study import run_study
+    from . import plots
+
+    hw = load_hardware(args.hw)
+    out = Path(args.out or Path("reports") / hw_slug(args.hw))
+    check_output(out, "folder")
+    tables = run_study(hw)
+    files = []
+    for name, df in tables.items():
+        files.append(atomic_write_text(out / f"{name}.csv", df.to_csv(index=False)))
+        if name in _STUDY_PLOTS:
+            files.append(plots.plot_study(_STUDY_PLOTS[name], df, hw, out / f"{name}.png"))
+    files.append(plots.plot_effects(tables["study_device_effects"], hw, out / "study_device_effects.png"))
+    lv, best, fus = tables["study_latency_vs_cores"], tables["study_best_cores"], tables["study_fusion_speedup"]
+    print(f"{hw.name}: best core count by op count (3x3 conv, 64 channels):")
+    for macs, d in lv.groupby("macs"):
+        print(f"  {macs:12.3g} MACs -> {int(d.loc[d['latency_ms'].idxmin(), 'cores']):2d} cores")
+    print(f"best core count spans {best['best_cores'].min()}..{best['best_cores'].max()} over the heat map")
+    for case, d in fus.groupby("case", sort=False):
+        top = d.loc[d["speedup"].idxmax()]
+        print(f"fusion {case}: best speed-up {top['speedup']:.2f}x at {int(top['length'])} layers")
+    print("device effects on the oracle's zoo plans (without -> with; mean cores per kernel weighted by work):")
+    for line in summary_lines(tables["study_effects_on_plans"]):
+        print(line)
+    print("wrote " + ", ".join(str(p) for p in files))
+    return 0
+
+
+# -- the pipeline --------------------------------------------------------------------------------
+def cmd_synth(args: argparse.Namespace) -> int:
+    from synth.pipeline import run
+
+    from . import plots
+
+    hw = load_hardware(args.hw)
+    folder = Path(args.out or Path("data") / hw_slug(args.hw))
+    t0 = time.perf_counter()
+    m = run(hw, folder, args.budget, args.seed, args.jobs, args.scheduler, args.force, progress=True,
+            sampling=args.sampling)
+    png = plots.plot_coverage(folder, folder / "coverage.png",
+                              f"{hw.name}: synthetic groups vs zoo candidates ({m['sampling']}, "
+                              f"seed {m['seed']}, {m['labels']} labels)")
+    dt = time.perf_counter() - t0
+    done = m["labelled_shards"]
+    rate = sum(m["shard_rows"]) / m["label_s"] if done == len(m["shards"]) and m["label_s"] > 0 else None
+    unit = "shards" if m["sampling"] == "sobol" else "rounds"
+    print(f"{folder}/: {m['labels']} labels ({m['sampling']} sampling, budget {m['budget']}), "
+          f"{done} of {len(m['shards'])} {unit} labelled now" + (f" at {rate:,.0f} labels/s" if rate else "")
+          + f"; zoo.parquet {m['zoo']['rows'] if m['zoo'] else 0} rows (evaluation, not counted); {dt:.1f} s")
+    print(f"coverage plot: {png}")
+    return 0
+
+
+#: The plot published next to a trained model.
+PRED_PLOT = "predicted_vs_simulated.png"
+
+
+def _train_lines(metrics: dict) -> list[str]:
+    v = metrics["validation"]
+    lines = [f"validation (synthetic, held-out groups): MAPE {v['mape']:.2%}, within 5% {v['within5']:.1%}, "
+             f"within 10% {v['within10']:.1%}  [{v['n']} rows]"]
+    z = metrics.get("zoo")
+    if z:
+        lines.append(f"zoo groups (never trained on):          MAPE {z['mape']:.2%}, within 5% {z['within5']:.1%}, "
+                     f"within 10% {z['within10']:.1%}, core-rank corr {z['rank_corr']:.3f}, "
+                     f"best core {z['best_core_agree']:.1%}  [{z['n']} rows]")
+        lines.append("  per network:  " + ", ".join(f"{m} {a['within10']:.0%}" for m, a in z["per_model"].items()))
+        lines.append("  per length:   " + ", ".join(f"{n}:{a['within10']:.0%}" for n, a in z["per_length"].items()))
+    return lines
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..training import TrainResult, train
+    from . import plots
+
+    hw = load_hardware(args.hw)
+    slug = hw_slug(args.hw)
+    data_dir = Path(args.data or f"data/{slug}")
+    out_dir = Path(args.out or f"models/{slug}")
+    check_output(getattr(args, "json", None), "file")
+
+    def extras(res: TrainResult) -> dict[str, bytes]:
+        if res.zoo is None or res.zoo_pred is None:
+            return {}
+        return {PRED_PLOT: plots.plot_pred_vs_sim(res.zoo, res.zoo_pred,
+                                                  f"{hw.name}: zoo groups, predicted vs simulated")}
+
+    if not (data_dir / "manifest.json").is_file():
+        raise AutotuneError(f"no dataset in {data_dir}/ (manifest.json missing); run `make synth HW={args.hw}` first")
+    res = train(hw, data_dir, out_dir, seed=args.seed, scheduler=args.scheduler, progress=True, extras=extras)
+    model, meta = res.model, res.meta
+    print(f"trained on {meta['dataset_rows']} rows in {meta['metrics']['fit_s']} s "
+          f"({model.best_iteration_ + 1} trees); saved to {out_dir}/")
+    for line in _train_lines(meta["metrics"]):
+        print(line)
+    if res.zoo is not None:
+        print(f"plot: {out_dir / PRED_PLOT}")
+    if getattr(args, "json", None):
+        atomic_write_json(args.json, meta)
+    return 0
+
+
+def load_model(hw: HardwareConfig, hw_arg: str, models_dir: str | Path = "models"):
+    """The trained model for this hardware, or a clear error saying how to make one."""
+    from ..costmodel import LatencyModel
+    from ..fileio import recover_folder
+
+    folder = Path(models_dir) / hw_slug(hw_arg)
+    try:
+        recover_folder(folder)  # a publication killed between its renames leaves the old model aside
+    except OSError:
+        pass
+    if not (folder / "meta.json").is_file():
+        raise AutotuneError(f"no trained model for hardware {hw.name!r} in {folder}/; "
+                            f"run `make synth train HW={hw_arg}` first")
+    return LatencyModel.load(folder, hw)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .. import planner
+    from .. import strategies as strat
+    from ..loader import load_graph
+    from . import plots
+    from .report import plan_table
+
+    check_output(args.out, "file")
+    check_output(args.plot, "file")
+    hw = load_hardware(args.hw)
+    graph = load_graph(args.model, batch=args.batch)
+    strategy = args.strategy
+    if args.measure_budget is not None:
+        if strategy not in ("learned", "learned+measure"):
+            raise AutotuneError(f"--measure-budget refines the learned plan; it does not apply to "
+                                f"--strategy {strategy}")
+        strategy = "learned+measure"
+    model = load_model(hw, args.hw, args.models_dir) if strat.get(strategy).needs_model else None
+    t0 = time.perf_counter()
+    p = strat.run(strategy, graph, hw, model=model, measure_budget=args.measure_budget or 0)
+    plan_s = time.perf_counter() - t0
+    if args.verify:
+        planner.verify(p, graph, hw)
+    d = p.to_dict()
+    print(plan_table(d))
+    measured = f", {p.sim_calls} device measurements" if strategy == "learned+measure" else ""
+    print(f"planned {len(graph)} layers in {plan_s:.3f} s ({strategy}{measured})")
+    if args.out:
+        atomic_write_json(args.out, d)
+        print(f"plan: {args.out}")
+    if args.plot:
+        plots.plot_plan(d, args.plot)
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def _model_specs(arg: str) -> list[str]:
+    from .. import zoo
+
+    if arg == "all":
+        return zoo.names()
+    specs = [s.strip() for s in arg.split(",") if s.strip()]
+    if not specs:
+        raise AutotuneError("--models is empty: give 'all' or comma-separated zoo names and .onnx paths")
+    return specs
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..evaluation import run_eval
+    from . import plots
+    from .report import eval_table
+
+    check_output(args.json, "file")
+    check_output(args.plot, "file")
+    hw = load_hardware(args.hw)
+    model = load_model(hw, args.hw, args.models_dir)
+    specs = _model_specs(args.models)
+    if args.measure_budget is not None and args.measure_budget < 0:
+        raise AutotuneError(f"--measure-budget must be at least 0, got {args.measure_budget}")
+    result = run_eval(specs, hw, model, batch=args.batch, progress=True, measure_budget=args.measure_budget)
+    print(eval_table(result, result["strategies"]))
+    n = len(result["models"])
+    sm = result["summary"]
+    print(f"learned at least as fast as every baseline on {sm['learned_beats_baselines']}/{n} networks "
+          f"(worst loss to the best baseline {sm['max_loss_vs_best_baseline']:+.2%}); analytic regret geomean "
+          f"{sm['analytic_geomean_regret']:.2%}, max {sm['analytic_max_regret']:.2%}")
+    if args.measure_budget is not None:
+        print(f"learned+measure (at most {args.measure_budget} device measurements per network, at most "
+              f"{sm['learned+measure_max_sim_calls']} used): regret geomean "
+              f"{sm['learned+measure_geomean_regret']:.2%}, max {sm['learned+measure_max_regret']:.2%}")
+    if args.json:
+        atomic_write_json(args.json, result)
+        print(f"json: {args.json}")
+    plot = args.plot or str(Path("reports") / hw_slug(args.hw) / "eval_speedups.png")
+    plots.plot_eval(result, result["strategies"], plot)
+    print(f"plot: {plot}")
+    return 0

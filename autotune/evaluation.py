@@ -1,0 +1,88 @@
+"""Evaluation: every strategy on a set of networks, scored by the device (noise-free simulator) against the oracle."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from .costmodel import LatencyModel
+from .graph import Graph
+from .hardware import HardwareConfig
+from .loader import load_graph
+
+#: Order of the evaluation table's columns.
+EVAL_STRATEGIES = ["none", "cores-only", "fuse-max", "dlfusion", "greedy", "analytic", "learned", "oracle"]
+#: Strategies `learned` is compared against (everything but itself and the oracle, its limit).
+BASELINE_STRATEGIES = [s for s in EVAL_STRATEGIES if s not in ("learned", "oracle")]
+
+
+def evaluate(graph: Graph, hw: HardwareConfig, model: LatencyModel | None = None,
+             strategies: list[str] = EVAL_STRATEGIES, measure_budget: int = 0) -> dict:
+    """Per strategy on one network: the plan's latency on the device (noise-free simulator, after
+    planning), planning time, device measurements made while planning (`sim_calls`) and kernels.
+    Without a model, the strategies that need one are left out."""
+    from . import planner
+    from . import strategies as strat
+
+    out = {}
+    for s in strategies:
+        if model is None and strat.get(s).needs_model:
+            continue
+        t0 = time.perf_counter()
+        p = strat.run(s, graph, hw, model=model, measure_budget=measure_budget)
+        plan_s = time.perf_counter() - t0
+        planner.verify(p, graph, hw)
+        out[s] = {"ms": p.simulated_ms, "plan_s": round(plan_s, 4), "sim_calls": p.sim_calls,
+                  "kernels": len(p.groups)}
+    return out
+
+
+def _geomean(xs: list[float]) -> float:
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
+
+
+def run_eval(specs: list[str | Graph], hw: HardwareConfig, model: LatencyModel, batch: int | None = None,
+             progress: bool = False, strategies: list[str] | None = None, measure_budget: int | None = None) -> dict:
+    """Every strategy on every network (zoo names, .onnx paths or Graphs); with `measure_budget`,
+    `learned+measure` as well. The summary compares `learned` with the oracle and the baselines."""
+    from tqdm import tqdm
+
+    strategies = list(strategies or EVAL_STRATEGIES)
+    if measure_budget is not None and "learned+measure" not in strategies:
+        strategies.insert(strategies.index("learned") + 1, "learned+measure")
+    baselines = [b for b in BASELINE_STRATEGIES if b in strategies]
+    models = []
+    for spec in tqdm(specs, desc="eval", unit="net", disable=not progress, leave=False):
+        g = spec if isinstance(spec, Graph) else load_graph(spec, batch=batch)
+        s = evaluate(g, hw, model, strategies, measure_budget or 0)
+        name = g.name if isinstance(spec, Graph) else Path(spec).stem if spec.endswith(".onnx") else spec
+        models.append({"model": name, "layers": len(g),
+                       "strategies": s, "speedup": s["none"]["ms"] / s["learned"]["ms"],
+                       "regret": s["learned"]["ms"] / s["oracle"]["ms"] - 1})
+    for m in models:
+        s = m["strategies"]
+        if baselines:
+            best = min(baselines, key=lambda b: s[b]["ms"])
+            m["best_baseline"] = best
+            m["loss_vs_best_baseline"] = s["learned"]["ms"] / s[best]["ms"] - 1
+        for extra in ("analytic", "learned+measure"):
+            if extra in s:
+                m[f"{extra}_regret"] = s[extra]["ms"] / s["oracle"]["ms"] - 1
+    sp = [m["speedup"] for m in models]
+    rg = [m["regret"] for m in models]
+    summary = {"geomean_speedup": _geomean(sp), "min_speedup": min(sp), "max_speedup": max(sp),
+               "geomean_regret": _geomean([1 + r for r in rg]) - 1, "max_regret": max(rg)}
+    for extra in ("analytic", "learned+measure"):
+        if extra in strategies:
+            xr = [m[f"{extra}_regret"] for m in models]
+            summary[f"{extra}_geomean_regret"] = _geomean([1 + r for r in xr]) - 1
+            summary[f"{extra}_max_regret"] = max(xr)
+    if "learned+measure" in strategies:
+        summary["measure_budget"] = measure_budget
+        summary["learned+measure_max_sim_calls"] = max(m["strategies"]["learned+measure"]["sim_calls"] for m in models)
+    if baselines:
+        summary["max_loss_vs_best_baseline"] = max(m["loss_vs_best_baseline"] for m in models)
+        summary["learned_beats_baselines"] = sum(m["loss_vs_best_baseline"] <= 1e-9 for m in models)
+    return {"hardware": hw.name, "hardware_hash": hw.hash, "strategies": strategies, "models": models,
+            "summary": summary}

@@ -65,6 +65,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check autotune synth tests bench
+	$(BIN)/mypy
 
 clean:
 	rm -rf data/*/ models/*/ reports/*/

@@ -203,7 +203,7 @@ def estimate(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray, ds: Datashe
     scale = ds.dram_gbps / reachable_gbps(k, ds)
     n_layers = batch.groups.n_layers[np.asarray(gidx, dtype=np.int64)].astype(np.float64)
     fixed = GENERIC_LAUNCH_US + n_layers * (GENERIC_LAYER_US + GENERIC_BARRIER_US * np.log2(np.maximum(k, 1)))
-    best = None
+    best: Estimate | None = None
     for policy in POLICIES:
         w = what[policy]
         c = w.compute_us + w.halo_us
@@ -215,6 +215,7 @@ def estimate(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray, ds: Datashe
             pick = e.total_us < best.total_us
             best = Estimate(*(np.where(pick, getattr(e, f), getattr(best, f))
                               for f in ("compute_us", "dram_us", "fixed_us", "total_us")))
+    assert best is not None  # POLICIES is not empty
     return best
 
 

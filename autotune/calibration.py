@@ -27,6 +27,7 @@ to the gradient-boosted trees on top.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -74,8 +75,10 @@ class RooflineFit:
         vals = {name: [float(v) for v in d[name]] for name in ("cores",) + _PER_CORE}
         if any(len(v) != K for v in vals.values()):
             raise ValueError("calibration lists differ in length")
-        return cls(**vals, **{name: float(d[name]) for name in _SHARED}, stride=[float(v) for v in d["stride"]],
-                   program=[float(v) for v in d["program"]], reload_us=float(d["reload_us"]))
+        kw: dict[str, Any] = {**vals, **{name: float(d[name]) for name in _SHARED},
+                              "stride": [float(v) for v in d["stride"]], "program": [float(v) for v in d["program"]],
+                              "reload_us": float(d["reload_us"])}
+        return cls(**kw)
 
     def predict_us(self, parts: dict[str, np.ndarray]) -> np.ndarray:
         """Latency (us) of rows given their `parts` (see `columns_to_parts`)."""
@@ -157,5 +160,6 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
                 np.log([0.1, 0.07, 0.04, 0.01]), np.log(5.0)]
     res = least_squares(residual, th0, loss="soft_l1", f_scale=f_scale, max_nfev=400)
     p, sh, st, prog, rl = unpack(res.x)
-    return RooflineFit([float(k) for k in ks], *(p[name].tolist() for name in _PER_CORE), **sh, stride=st.tolist(),
-                       program=prog.tolist(), reload_us=rl)
+    kw: dict[str, Any] = {"cores": [float(k) for k in ks], **{name: p[name].tolist() for name in _PER_CORE}, **sh,
+                          "stride": st.tolist(), "program": prog.tolist(), "reload_us": rl}
+    return RooflineFit(**kw)

@@ -188,6 +188,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         if prior == "none":
             return None
         if prior == "calibrated":
+            assert self.calibration_ is not None  # fitted with the prior
             return np.log(np.maximum(self.calibration_.predict_us(self._parts(X)), 1e-9) / 1e3)
         names = self._names(X.shape[1])
         return X[:, names.index(PRIOR_FEATURE)].astype(np.float64)
@@ -293,10 +294,12 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             raise ModelFileError(f"{meta_path} is missing best_iteration/n_features ({retrain})") from None
         if booster.num_features() != model.n_features_in_:
             raise ModelFileError(f"{model_path} and {meta_path} disagree on the feature count ({retrain})")
-        model.val_mae_log_ = meta.get("val_mae_log")
-        model.prior_ = meta.get("prior")
-        if model.prior_ not in ("calibrated", "datasheet", "none"):
+        val_mae = meta.get("val_mae_log")
+        model.val_mae_log_ = float(val_mae) if isinstance(val_mae, (int, float)) else float("nan")
+        prior = meta.get("prior")
+        if prior not in ("calibrated", "datasheet", "none"):
             raise ModelFileError(f"{meta_path} names no valid prior ({retrain})")
+        model.prior_ = str(prior)
         model.calibration_ = None
         if model.prior_ == "calibrated":
             from .calibration import RooflineFit

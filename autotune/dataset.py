@@ -198,12 +198,9 @@ def compute_features(frame: pd.DataFrame, hw: HardwareConfig) -> np.ndarray:
 def feature_code_digest() -> str:
     """Digest of the code that computes features: a cache made by other code is recomputed, even
     when nobody bumped FEATURE_VERSION."""
-    import importlib
+    from .fileio import source_digest
 
-    h = hashlib.sha256()
-    for mod in ("autotune.features", "autotune.analytic", "autotune.tables", "autotune.graph"):
-        h.update(Path(importlib.import_module(mod).__file__).read_bytes())
-    return h.hexdigest()[:16]
+    return source_digest("autotune.features", "autotune.analytic", "autotune.tables", "autotune.graph", "autotune.ops")
 
 
 def cached_features(frame: pd.DataFrame, folder: Path, name: str, digest: str, hw: HardwareConfig) -> np.ndarray:

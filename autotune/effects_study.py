@@ -115,6 +115,7 @@ def effects_on_plans(hw: HardwareConfig, models: list[str] | None = None) -> pd.
             if getattr(hw.require_device(), effect) is None:
                 continue
             blind = verify(strategies.run("oracle", g, _without(hw, effect)), g, hw)
+            assert blind.simulated_ms is not None  # verify fills it in
             rows.append({"effect": effect, "model": name, "ms": full.predicted_ms,
                          "kernels": len(full.groups), "kernels_without": len(blind.groups),
                          "mean_cores": _mean_cores(full, g), "mean_cores_without": _mean_cores(blind, g),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .costmodel import LatencyModel
@@ -42,7 +43,7 @@ def _geomean(xs: list[float]) -> float:
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
-def run_eval(specs: list[str | Graph], hw: HardwareConfig, model: LatencyModel, batch: int | None = None,
+def run_eval(specs: Sequence[str | Graph], hw: HardwareConfig, model: LatencyModel, batch: int | None = None,
              progress: bool = False, strategies: list[str] | None = None, measure_budget: int | None = None) -> dict:
     """Every strategy on every network (zoo names, .onnx paths or Graphs); with `measure_budget`,
     `learned+measure` as well. The summary compares `learned` with the oracle and the baselines."""

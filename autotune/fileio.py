@@ -8,9 +8,10 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     """Call `write(tmp_path)` then rename the temp file onto `path` (created with its folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,7 @@ class FolderLock:
         self.path = Path(path)
         self.lock = self.path.parent / f".{self.path.name}.lock"
         self.what = what
-        self._f = None
+        self._f: IO[str] | None = None
 
     def __enter__(self) -> FolderLock:
         import fcntl
@@ -109,19 +110,19 @@ class FolderLock:
         from .errors import AutotuneError
 
         self.lock.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.lock, "a+")
+        self._f = f = open(self.lock, "a+")
         try:
-            fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._f.seek(0)
-            pid = self._f.read().strip() or "?"
-            self._f.close()
+            f.seek(0)
+            pid = f.read().strip() or "?"
+            f.close()
             raise AutotuneError(f"another autotune process (pid {pid}) is {self.what} {self.path}/; wait for it "
                                 "to finish or choose another --out") from None
-        self._f.seek(0)
-        self._f.truncate()
-        self._f.write(str(os.getpid()))
-        self._f.flush()
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -151,3 +152,19 @@ def check_output(path: str | Path | None, kind: str = "file") -> None:
             if not os.access(parent, os.W_OK):
                 raise AutotuneError(f"output {p}: cannot write in {parent}")
             break
+
+
+def source_digest(*modules: str) -> str:
+    """Digest of the source files of `modules` (a package counts with all its .py files): a result made
+    by other code is not silently reused, even when nobody bumped a version number."""
+    import hashlib
+    import importlib
+
+    h = hashlib.sha256()
+    for mod in modules:
+        m = importlib.import_module(mod)
+        path = Path(m.__file__ or "")
+        files = sorted(path.parent.glob("*.py")) if path.name == "__init__.py" else [path]
+        for f in files:
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]

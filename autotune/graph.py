@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -459,7 +460,7 @@ def layer_to_dict(lyr: Layer) -> dict:
 
 
 def layer_from_dict(d: dict) -> Layer:
-    attrs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.get("attrs", {}).items()}
+    attrs: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.get("attrs", {}).items()}
     return Layer(d["name"], d["op"], tuple(d["inputs"]), tuple(d["outputs"]),
                  tuple(tuple(s) for s in d["in_shapes"]), tuple(tuple(s) for s in d["out_shapes"]), Attrs(**attrs))
 

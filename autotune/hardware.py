@@ -319,7 +319,7 @@ def load_hardware(name_or_path: str) -> HardwareConfig:
             reason = "not a text file" if isinstance(err, UnicodeDecodeError) else (err.strerror or str(err))
             raise ConfigError(f"hardware config {s}: cannot read it: {reason}") from None
     elif s in preset_names():
-        text = resources.files("autotune").joinpath(PRESET_DIR, f"{s}.yaml").read_text()
+        text = resources.files("autotune").joinpath(PRESET_DIR).joinpath(f"{s}.yaml").read_text()
     else:
         raise ConfigError(f"hardware config {s!r}: no such preset (presets: {', '.join(preset_names())}) or file")
     try:

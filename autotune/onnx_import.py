@@ -16,6 +16,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -316,6 +317,8 @@ def _fold(n: _Node, vals: list, shapes: dict[str, Shape | None]) -> list | None:
         if op in ("Unsqueeze", "Squeeze"):
             axes = a.get("axes", vals[1].tolist() if len(vals) > 1 and vals[1] is not None else None)
             if op == "Unsqueeze":
+                if axes is None:
+                    return None
                 out = x
                 for ax in sorted(int(v) % (x.ndim + len(axes)) for v in axes):
                     out = np.expand_dims(out, ax)
@@ -348,6 +351,8 @@ def _fold(n: _Node, vals: list, shapes: dict[str, Shape | None]) -> list | None:
             if math.prod(dims) > 65536:
                 return None
             fill = _tensor_value(a["value"]) if "value" in a else np.zeros(1, np.float32)
+            if fill is None:
+                return None
             return [np.full(dims, fill.reshape(-1)[0], dtype=fill.dtype)]
         if op == "Range" and all(v is not None for v in vals):
             return [np.arange(vals[0], vals[1], vals[2])]
@@ -572,8 +577,11 @@ class _Importer:
             if v is not None:
                 self.values[t.name] = v
         for vi in self.inputs:
-            self.ir_shape[vi.name] = self.shapes[vi.name]
-            if any(d <= 0 for d in self.shapes[vi.name]):
+            shape = self.shapes[vi.name]
+            if shape is None:
+                raise GraphError(f"graph input {vi.name!r} has no fixed shape")
+            self.ir_shape[vi.name] = shape
+            if any(d <= 0 for d in shape):
                 raise GraphError(f"graph input {vi.name!r} has a non-positive dimension")
 
     def _fold_static(self) -> None:
@@ -652,7 +660,8 @@ class _Importer:
             return False
         g = self.model.graph
         inits = {t.name for t in g.initializer}
-        keep, new = [], []
+        keep: list = []
+        new: list = []
         for p in g.node:
             outs = [t for t in p.output if t]
             if outs and all(t in self.values and t not in inits for t in outs):
@@ -738,6 +747,7 @@ class _Importer:
                         parts.append(h)
                     else:
                         break
+                    assert m is not None  # `o` is only set when `m` is a Mul
                     parts.append(m)
                     cur = m.outputs[0]
                     if seen_x and seen_half:
@@ -944,9 +954,9 @@ class _Importer:
                        mode=_RESIZE_MODES.get(mode, mode))
             return
         if op == "Flatten":
-            s = self.ir_shape[self._src(n.inputs[0])]
-            ax = int(a.get("axis", 1)) % max(1, len(s))
-            return self._layout(n, n.inputs[0], n.outputs[0], (math.prod(s[:ax]), math.prod(s[ax:])))
+            src = self.ir_shape[self._src(n.inputs[0])]
+            ax = int(a.get("axis", 1)) % max(1, len(src))
+            return self._layout(n, n.inputs[0], n.outputs[0], (math.prod(src[:ax]), math.prod(src[ax:])))
         if op in _LAYOUT and dyn and dyn[0] == n.inputs[0]:
             outs = [t for t in n.outputs if t]
             if len(outs) == 1:
@@ -1053,7 +1063,8 @@ class _Importer:
         layers = []
         for p in self.layers:
             if p.op == "opaque" or len(p.outputs) > 1:
-                a = Attrs(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in p.attrs.items()})
+                kw: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in p.attrs.items()}
+                a = Attrs(**kw)
                 layers.append(Layer(p.name, p.op, tuple(p.inputs), tuple(p.outputs),
                                     tuple(self.ir_shape[t] for t in p.inputs), tuple(p.out_shapes), a))
             else:

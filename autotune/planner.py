@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class Plan:
 
     def to_dict(self) -> dict:
         """The design's plan JSON."""
-        d = {"model": self.model, "hardware": self.hardware, "hardware_hash": self.hardware_hash,
+        d: dict[str, Any] = {"model": self.model, "hardware": self.hardware, "hardware_hash": self.hardware_hash,
              "batch": self.batch, "strategy": self.strategy, "predicted_ms": self.predicted_ms}
         if self.simulated_ms is not None:
             d["simulated_ms"] = self.simulated_ms

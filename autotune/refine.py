@@ -41,6 +41,7 @@ def measured_plan(graph: Graph, hw: HardwareConfig, model, budget: int, device: 
     if budget < 0:
         raise AutotuneError(f"--measure-budget must be at least 0, got {budget}")
     val_mae = float(getattr(model, "val_mae_log_", None) or 0.03)
+    val_mae = val_mae if np.isfinite(val_mae) else 0.03  # a model saved without its validation error
     val_err = val_mae * np.sqrt(np.pi / 2)  # mean absolute error -> standard deviation
     optimism = float(np.expm1(val_mae)) if optimism is None else optimism
     si, sj = spans(graph, hw)

@@ -275,9 +275,9 @@ def simulate(groups: Sequence[Group], cores: Sequence[int] | np.ndarray, hw: Har
     # each distinct group enters the batch once, however many core counts it is paired with
     index: dict[tuple[int, int, int], int] = {}
     gidx = np.fromiter((index.setdefault((id(g.graph), g.i, g.j), len(index)) for g in groups), np.int64, len(groups))
-    distinct = [None] * len(index)
+    distinct: list[Group] = [groups[0]] * len(index)
     for g, r in zip(groups, gidx):
-        distinct[r] = g
+        distinct[int(r)] = g
     return simulate_batch(GroupBatch.build(distinct), gidx, cores, hw, noise, seed)
 
 
@@ -285,7 +285,7 @@ def simulate_batch(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray, hw: H
                    noise: bool = False, seed: int = 0) -> np.ndarray:
     """As `simulate`, for pairs (batch group gidx[i], cores[i]) of a prebuilt GroupBatch."""
     parts = _components(batch, np.asarray(gidx), np.asarray(cores), hw)
-    ms = sum(parts.values()) / 1e3
+    ms = np.asarray(sum(parts.values()), dtype=np.float64) / 1e3
     return measurement_noise(ms, hw.require_device().noise, seed) if noise else ms
 
 

@@ -144,8 +144,14 @@ def graph_table(g: Graph) -> GraphTable:
     pos = {lyr.name: k for k, lyr in enumerate(order)}
     graph_outputs = set(g.outputs)
     cols: dict[str, list] = {f.name: [] for f in fields(LayerRows)}
-    in_start, in_count, in_key, in_el = [], [], [], []
-    out_start, out_count, out_last, out_el = [], [], [], []
+    in_start: list[int] = []
+    in_count: list[int] = []
+    in_key: list[int] = []
+    in_el: list[float] = []
+    out_start: list[int] = []
+    out_count: list[int] = []
+    out_last: list[int] = []
+    out_el: list[float] = []
     last_reader: dict[str, int] = {}
     for k, lyr in enumerate(order):
         for name, v in _layer_row(lyr).items():
@@ -158,15 +164,15 @@ def graph_table(g: Graph) -> GraphTable:
         out_last.extend(lasts)
         out_el.extend(float(np.prod(s)) for s in lyr.out_shapes)
         in_start.append(len(in_key))
-        seen = set()
-        for t, shp in zip(lyr.inputs, lyr.in_shapes):
-            if t in seen:
+        seen: set[str] = set()
+        for tensor, shp in zip(lyr.inputs, lyr.in_shapes):
+            if tensor in seen:
                 continue
-            seen.add(t)
-            p = pos[g.producer[t].name] if t in g.producer else -1
-            in_key.append(max(p, last_reader.get(t, -1)))
+            seen.add(tensor)
+            p = pos[g.producer[tensor].name] if tensor in g.producer else -1
+            in_key.append(max(p, last_reader.get(tensor, -1)))
             in_el.append(float(np.prod(shp)))
-            last_reader[t] = k
+            last_reader[tensor] = k
         in_count.append(len(seen))
     rows = LayerRows(**{name: np.asarray(v, dtype=_dtype(name)) for name, v in cols.items()})
     i64 = np.int64

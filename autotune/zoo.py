@@ -39,7 +39,7 @@ def alexnet(batch: int = 1) -> Graph:
     return b.build()
 
 
-_VGG = {
+_VGG: dict[str, list[int | str]] = {
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
     "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
@@ -50,7 +50,7 @@ def _vgg(name: str, batch: int) -> Graph:
     x = b.input("input", (batch, 3, 224, 224))
     k = 0  # torchvision's index in `features`: each conv is followed by its ReLU module
     for v in _VGG[name]:
-        x = b.pool(x, 2, name=f"features.{k}") if v == "M" else b.conv(x, v, 3, name=f"features.{k}")
+        x = b.pool(x, 2, name=f"features.{k}") if isinstance(v, str) else b.conv(x, v, 3, name=f"features.{k}")
         k += 1 if v == "M" else 2
     x = b.fc(x, 4096, act="relu", name="classifier.0")
     x = b.fc(x, 4096, act="relu", name="classifier.3")

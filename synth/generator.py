@@ -118,6 +118,8 @@ class _Ctx:
 
     def __init__(self, b: GraphBuilder, kn: Knobs, rng: np.random.Generator, hw: HardwareConfig, cscale: float):
         self.b, self.kn, self.rng, self.hw, self.cscale = b, kn, rng, hw, cscale
+        self.layer_kind = "conv"  # single-layer graphs: the op; tokens/flat: the input's layout
+        self.tokens = self.flat = False
 
     def ch(self, c: float) -> int:
         return _align(c * self.cscale, self.hw.mac_array.co, self.kn.align, self.rng)

@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,16 +67,10 @@ def code_digest() -> str:
     """Digest of the source that decides a row (generator, IR, simulator): a dataset made by other
     code is not silently resumed, even when nobody bumped a version number. Features are not in
     it: they are computed from the rows at training time."""
-    import hashlib
-    import importlib
+    from autotune.fileio import source_digest
 
-    h = hashlib.sha256()
-    for mod in ("synth.generator", "synth.active", "autotune.graph", "autotune.tables", "autotune.simulator"):
-        h.update(Path(importlib.import_module(mod).__file__).read_bytes())
-    ops_dir = Path(importlib.import_module("autotune.ops").__file__).parent  # shape and cost rules
-    for path in sorted(ops_dir.glob("*.py")):
-        h.update(path.name.encode() + path.read_bytes())
-    return h.hexdigest()[:16]
+    return source_digest("synth.generator", "synth.active", "autotune.graph", "autotune.tables", "autotune.simulator",
+                         "autotune.ops")
 
 
 def shard_name(k: int) -> str:
@@ -107,7 +102,7 @@ def _describe_group(g: Group) -> dict:
             "batch": int(g.graph.batch)}
 
 
-def _frame(groups: list[Group], graphs: list[Graph], ids: list[str], extra: dict[str, list], hw: HardwareConfig,
+def _frame(groups: list[Group], graphs: list[Graph], ids: list[str], extra: dict[str, Any], hw: HardwareConfig,
            noise: bool, seed: int, cores: list[np.ndarray] | None = None) -> pd.DataFrame:
     """Measurement rows of groups (at `cores[i]`, default all core counts): id, JSON, cores,
     latency, source, then descriptive columns."""
@@ -260,11 +255,11 @@ def _run_shards(todo: list[int], hw: HardwareConfig, settings: dict, jobs: int, 
     if not todo:
         return
     if client is not None:
-        from distributed import as_completed
+        import distributed
 
         futs = client.map(label_shard, todo, hw=hw, settings=settings, pure=False)
         key = {f.key: k for f, k in zip(futs, todo)}
-        for f in as_completed(futs):
+        for f in distributed.as_completed(futs):
             yield key[f.key], f.result()
             f.release()
     elif jobs == 1 or len(todo) == 1:

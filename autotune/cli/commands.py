@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import AutotuneError
@@ -13,7 +14,7 @@ from ..hardware import HardwareConfig, hw_slug, load_hardware
 from .report import format_table
 
 
-def _print_table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> None:
+def _print_table(rows: Sequence[Sequence[object]], header: list[str], right: set[int] | None = None) -> None:
     print(format_table(rows, header, right))
 
 

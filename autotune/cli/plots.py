@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -98,7 +99,8 @@ def plot_coverage(folder: str | Path, path: str | Path, title: str) -> Path:
     zoo = pd.read_parquet(zp, columns=cols).drop_duplicates("group_id") if zp.is_file() else None
     fig, ax = plt.subplots(1, 3, figsize=(14, 4))
     top = int(max(syn["n_layers"].max(), zoo["n_layers"].max() if zoo is not None else 1))
-    spec = [("ops", lambda s: np.log10(s + 1), np.linspace(0, 12, 49), "log10 op count (MACs; vector ops if none)"),
+    spec: list[tuple[str, Callable, np.ndarray, str]] = [
+            ("ops", lambda s: np.log10(s + 1), np.linspace(0, 12, 49), "log10 op count (MACs; vector ops if none)"),
             ("max_channels", np.log2, np.arange(0, 13.01, 0.5), "log2 largest channel count"),
             ("n_layers", lambda s: s, np.arange(0.5, top + 1.5), "group length (layers)")]
     for a, (col, f, bins, label) in zip(ax, spec):

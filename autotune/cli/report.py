@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 
-def format_table(rows: list[list[object]], header: list[str], right: set[int] | None = None) -> str:
+
+def format_table(rows: Sequence[Sequence[object]], header: Sequence[str], right: set[int] | None = None) -> str:
     """A plain text table with aligned columns (`right` = indices of right-aligned columns)."""
     right = right or set()
     cells = [[str(v) for v in header]] + [[str(v) for v in r] for r in rows]

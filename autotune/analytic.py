@@ -23,7 +23,7 @@ import numpy as np
 
 from .graph import Group
 from .hardware import Datasheet
-from .tables import GroupBatch, LayerRows, windowed
+from .tables import GroupBatch, LayerRows, PairRanges, windowed
 
 # Generic fixed costs (not any device's values): a kernel launch through a driver queue is
 # of the order of 10 us on NPUs and GPUs alike, a layer inside a kernel pays a pipeline setup
@@ -69,17 +69,22 @@ class LayerSplit:
 def split(L: LayerRows, k: np.ndarray, ds: Datasheet) -> LayerSplit:
     """The better-balanced of a split by output rows (ceil(H/k) rows on the busiest core, when
     H >= k) and by output-channel tiles of the MAC array's width; layers without MACs split by
-    elements."""
-    h = np.maximum(L.out_h, 1).astype(np.float64)
-    tiles = np.ceil(np.maximum(L.out_ch, 1) / ds.mac_array.co).astype(np.float64)
-    e = np.maximum(L.out_elems, 1).astype(np.float64)
+    elements. `k` is per row, or a (1, K) row of core counts for (rows, K) results."""
+    k = np.asarray(k, dtype=np.float64)
+
+    def col(v: np.ndarray) -> np.ndarray:
+        return v[:, None] if k.ndim == 2 else v
+
+    h = col(np.maximum(L.out_h, 1).astype(np.float64))
+    tiles = col(np.ceil(np.maximum(L.out_ch, 1) / ds.mac_array.co).astype(np.float64))
+    e = col(np.maximum(L.out_elems, 1).astype(np.float64))
     row = np.where((h >= k) & (h > 1), np.ceil(h / k) * k / h, np.inf)
     chan = np.ceil(tiles / k) * k / tiles
-    mac = L.macs > 0
+    mac = col(L.macs > 0)
     by_rows = mac & (row <= chan)
     imb = np.where(mac, np.minimum(row, chan), np.ceil(e / k) * k / e)
     rows = np.where(by_rows, np.ceil(h / k), 1.0)
-    return LayerSplit(imb, by_rows & L.spatial, rows)
+    return LayerSplit(imb, by_rows & col(L.spatial), rows)
 
 
 def aligned_cycles(L: LayerRows, ds: Datasheet) -> tuple[np.ndarray, np.ndarray]:
@@ -131,31 +136,27 @@ def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
     whole input). Layers without MACs spread their own work by elements either way."""
     gidx = np.asarray(gidx, dtype=np.int64)
     k_pair = np.asarray(cores, dtype=np.float64)
-    n = len(gidx)
-    rows, pair, start = batch.pair_rows(gidx)
-    k = k_pair[pair]
-    # per-layer quantities once per batch row, then gathered for the pairs' rows
-    B = batch.layers
-    mac_b, vec_b = aligned_cycles(B, ds)
-    tiles_b = np.ceil(np.maximum(B.out_ch, 1) / ds.mac_array.co)
-    mac_c, work_c = mac_b[rows], (mac_b + vec_b)[rows]
+    rng = PairRanges(batch, gidx, cores)
+    k = rng.k  # (1, K): every per-layer quantity below is (stack rows, K)
+    # per-layer quantities once per distinct layer and core count; PairRanges reduces over each pair
+    S = batch.stack
+    mac_l, vec_l = aligned_cycles(S, ds)
     to_us = 1.0 / (k * ds.clock_ghz * 1e3)
-    work_us = work_c * to_us
-    h = np.maximum(B.out_h, 1).astype(np.float64)[rows]
-    tiles = tiles_b[rows]
-    e = np.maximum(B.out_elems, 1).astype(np.float64)[rows]
-    mac = (B.macs > 0)[rows]
+    work_us = (mac_l + vec_l)[:, None] * to_us
+    mac_us = mac_l[:, None] * to_us
+    h = np.maximum(S.out_h, 1).astype(np.float64)[:, None]
+    tiles = np.ceil(np.maximum(S.out_ch, 1) / ds.mac_array.co)[:, None]
+    e = np.maximum(S.out_elems, 1).astype(np.float64)[:, None]
+    mac = (S.macs > 0)[:, None]
     chan_imb = np.where(mac, np.ceil(tiles / k) * k / tiles, np.ceil(e / k) * k / e)
     # a spatially split group splits every feature map by rows, vector layers too (their own work
     # still spreads by elements), so every layer of it recomputes halo rows for the windows below
-    map_rows = B.spatial[rows] & (h >= k) & (h > 1)
-    cls = stride_class(B, ds)[rows]
-    halo_b = B.halo[rows]
-    n_cls = len(STRIDE_CLASSES)
+    map_rows = S.spatial[:, None] & (h >= k) & (h > 1)
+    cls = stride_class(S, ds)[:, None]
     G = batch.groups
     db = float(ds.dtype_bytes)
-    w = (B.weight_elems * db)[rows]
-    inp = (B.in_elems * db)[rows]
+    w = (S.weight_elems * db)[:, None]
+    inp = (S.in_elems * db)[:, None]
     bw = ds.dram_gbps * 1e3  # bytes per us
     boundary = (G.in_elems[gidx] + G.out_elems[gidx]) * db
     internal = G.internal_elems[gidx] * db
@@ -164,22 +165,18 @@ def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
         by_rows = map_rows if policy == "rows" else np.zeros_like(map_rows)
         imb = np.where(by_rows & mac, np.ceil(h / k) * k / h, chan_imb)
         layer_us = work_us * imb
-        need = np.where(by_rows, halo_b, 0).astype(np.float64)
-        incl = np.cumsum(need)
-        after = np.bincount(pair, weights=need, minlength=n)[pair] - (incl - np.concatenate([[0.0], incl])[start])
-        halo = np.where(by_rows & (k > 1), layer_us * after / np.ceil(h / k), 0.0)
+        # halo: each row-split layer recomputes the halo rows the windows after it in the group need
+        need = np.where(by_rows, S.halo[:, None], 0).astype(np.float64)
+        per_row = np.where(by_rows & (k > 1), layer_us / np.ceil(h / k), 0.0)
         share = np.where(by_rows, w, w / k)
         in_share = np.where(by_rows, inp / k, inp)
-        wmax = np.zeros(n)
-        np.maximum.at(wmax, pair, share)
+        wmax = rng.max(share)
         live = G.max_internal_elems[gidx] * db / k_pair + wmax
         spill = np.where((live > ds.onchip_bytes) & (internal > 0), 2.0 * internal, 0.0)
-        out[policy] = SplitWhatIf(
-            np.bincount(pair, weights=layer_us, minlength=n), np.bincount(pair, weights=halo, minlength=n),
-            (boundary + np.bincount(pair, weights=share * k, minlength=n)) / bw,
-            np.bincount(pair, weights=reread_bytes(share, in_share, ds) * k, minlength=n) / bw, spill / bw,
-            np.bincount(pair, weights=mac_c * to_us * imb, minlength=n), wmax,
-            np.column_stack([np.bincount(pair, weights=layer_us * (cls == c), minlength=n) for c in range(n_cls)]))
+        sums = rng.sum(layer_us, share * k, reread_bytes(share, in_share, ds) * k, mac_us * imb,
+                       *(layer_us * (cls == c) for c in range(len(STRIDE_CLASSES))))
+        out[policy] = SplitWhatIf(sums[:, 0], rng.ordered_sum(per_row, need), (boundary + sums[:, 1]) / bw,
+                                  sums[:, 2] / bw, spill / bw, sums[:, 3], wmax, sums[:, 4:])
     return out
 
 
@@ -212,7 +209,7 @@ def estimate(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray, ds: Datashe
         if best is None:
             best = e
         else:
-            pick = e.total_us < best.total_us
+            pick = e.total_us < best.total_us * (1 - 1e-9)  # a tie within rounding keeps the first policy
             best = Estimate(*(np.where(pick, getattr(e, f), getattr(best, f))
                               for f in ("compute_us", "dram_us", "fixed_us", "total_us")))
     assert best is not None  # POLICIES is not empty

@@ -110,13 +110,13 @@ def _roofline(parts: dict[str, np.ndarray], p: dict[str, np.ndarray], sh: dict[s
 
 def columns_to_parts(X: np.ndarray, index: dict[str, int]) -> dict[str, np.ndarray]:
     """The roofline's inputs from feature rows; `index` maps each of COLUMNS to its column in X."""
-    out = {f"{part}_{policy}": 10.0 ** X[:, index[f"log_{part}_{policy}_us"]].astype(np.float64) - 1.0
-           for policy in ("rows", "chan") for part in _PARTS}
-    out["n"] = X[:, index["n_layers"]].astype(np.float64)
-    out["k"] = X[:, index["cores"]].astype(np.float64)
-    out["dconv"] = X[:, index["n_distinct_conv"]].astype(np.float64)
-    out["dlite"] = X[:, index["n_distinct_lite"]].astype(np.float64)
-    out["dother"] = X[:, index["n_distinct"]].astype(np.float64) - out["dconv"] - out["dlite"]
+    logs = [f"log_{part}_{policy}_us" for policy in ("rows", "chan") for part in _PARTS]
+    plain = ["n_layers", "cores", "n_distinct_conv", "n_distinct_lite", "n_distinct"]
+    # one gather of the needed columns, transposed: each column is then contiguous
+    sub = np.ascontiguousarray(X[:, [index[c] for c in logs + plain]].astype(np.float64).T)
+    out = {name[4:-3]: 10.0 ** sub[i] - 1.0 for i, name in enumerate(logs)}
+    n, k, dconv, dlite, dall = sub[len(logs):]
+    out.update(n=n, k=k, dconv=dconv, dlite=dlite, dother=dall - dconv - dlite)
     return out
 
 

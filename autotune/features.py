@@ -24,7 +24,7 @@ from .analytic import POLICIES, STRIDE_CLASSES, aligned_cycles, estimate, split,
 from .graph import Group
 from .hardware import Datasheet, HardwareConfig
 from .ops import COUNT_BUCKETS
-from .tables import GroupBatch, bucket, windowed
+from .tables import GroupBatch, PairRanges, bucket, windowed
 
 #: Bump when a feature is added, removed or changes meaning: models and feature caches record it.
 FEATURE_VERSION = 3
@@ -180,17 +180,17 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, dom: np.ndarray, rows_gid:
     estimates (analytic.split_what_ifs) and the analytic strategy's estimate."""
     col = {name: gf[:, i] for i, name in enumerate(GROUP_FEATURES)}
     db = float(ds.dtype_bytes)
-    n_rows = len(k)
     kf = k.astype(np.float64)
-    flat, pair, first_of_pair = batch.pair_rows(rows_gid)
-    L = batch.layers.take(flat, ("out_h", "out_ch", "out_elems", "macs", "spatial"))
-    kk = kf[pair]
-    sp = split(L, kk, ds)
-    mac_b, vec_b = aligned_cycles(batch.layers, ds)
-    work = (mac_b + vec_b)[flat]
-    wsum = np.maximum(np.bincount(pair, weights=work, minlength=n_rows), 1e-12)
-    imb = np.bincount(pair, weights=work * sp.imbalance, minlength=n_rows) / wsum
-    rows_share = np.bincount(pair, weights=work * sp.by_rows, minlength=n_rows) / wsum
+    # work-weighted shares over each pair's layers, per distinct layer and core count (PairRanges)
+    rng = PairRanges(batch, rows_gid, k)
+    S = batch.stack
+    sp = split(S, rng.k, ds)
+    mac_l, vec_l = aligned_cycles(S, ds)
+    work = (mac_l + vec_l)[:, None]
+    rows_ok = S.spatial[:, None] & (S.out_h[:, None] >= rng.k) & (S.out_h[:, None] > 1)
+    sums = rng.sum(work, work * sp.imbalance, work * sp.by_rows, work * rows_ok)
+    wsum = np.maximum(sums[:, 0], 1e-12)
+    imb, rows_share, rows_ok_share = sums[:, 1] / wsum, sums[:, 2] / wsum, sums[:, 3] / wsum
     # the dominant layer's per-core extent: rows, or output-channel tiles of the array's width
     Ld = batch.layers.take(dom[rows_gid])
     sd = split(Ld, kf, ds)
@@ -202,7 +202,6 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, dom: np.ndarray, rows_gid:
     G = batch.groups
     what = split_what_ifs(batch, rows_gid, k, ds)
     est = estimate(batch, rows_gid, k, ds, what)
-    rows_ok = L.spatial & (L.out_h >= kk) & (L.out_h > 1)
     w_share = what["rows"].weight_share
     ws = G.max_internal_elems[rows_gid] * db / kf + w_share
     feats = {
@@ -221,7 +220,7 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, dom: np.ndarray, rows_gid:
         "compute_share": est.compute_us / np.maximum(est.compute_us + est.dram_us, 1e-12),
         # cores busy with MACs at the datasheet's peak rates: what a power budget is about
         **{f"busy_cores_{p}": kf * _busy_share(what[p]) for p in POLICIES},
-        "rows_ok_share": np.bincount(pair, weights=work * rows_ok, minlength=n_rows) / wsum,
+        "rows_ok_share": rows_ok_share,
         **{f"log_{part}_{policy}_us": _log(getattr(what[policy], f"{part}_us"))
            for policy in POLICIES for part in WHAT_IF_PARTS},
         **{f"log_stride{c}_{policy}_us": _log(what[policy].stride_us[:, i])
@@ -272,8 +271,12 @@ def featurize_batch(batch: GroupBatch, rows_gid: np.ndarray, cores: np.ndarray,
         return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
     gf, dom = group_features(batch, ds)
     cf = _core_features(batch, gf, dom, rows_gid, np.asarray(cores, dtype=np.int64), ds)
-    hv = np.broadcast_to(hw_vector(ds), (len(rows_gid), len(HW_FEATURES)))
-    return np.hstack([gf[rows_gid], cf, hv]).astype(np.float32)
+    n_g, n_c = gf.shape[1], cf.shape[1]
+    out = np.empty((len(rows_gid), len(FEATURE_NAMES)), dtype=np.float32)
+    out[:, :n_g] = gf.astype(np.float32)[rows_gid]
+    out[:, n_g:n_g + n_c] = cf
+    out[:, n_g + n_c:] = hw_vector(ds)
+    return out
 
 
 # -- featurizers a model can name --------------------------------------------------------------------

@@ -83,9 +83,11 @@ def spans(graph: Graph, hw: HardwareConfig) -> tuple[np.ndarray, np.ndarray]:
     n = len(graph.order)
     bad = np.array([not lyr.spec.fusable for lyr in graph.order], dtype=np.int64)
     cb = np.concatenate([[0], np.cumsum(bad)])
-    L = hw.max_fusion
-    j = np.repeat(np.arange(1, n + 1), [min(L, jj) for jj in range(1, n + 1)])
-    i = j - np.concatenate([np.arange(min(L, jj), 0, -1) for jj in range(1, n + 1)]) if n else j
+    ends = np.arange(1, n + 1)
+    counts = np.minimum(hw.max_fusion, ends)  # spans ending at j: i = j - counts .. j - 1
+    j = np.repeat(ends, counts)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]]) if n else counts
+    i = np.repeat(ends - counts, counts) + (np.arange(len(j)) - np.repeat(first, counts))
     ok = (j - i == 1) | (cb[j] - cb[i] == 0)
     return i[ok], j[ok]
 
@@ -100,8 +102,23 @@ def groups_of(graph: Graph, spans: Sequence[tuple[int, int]]) -> list[Group]:
 
 def cost_table(graph: Graph, hw: HardwareConfig, cost: CostSource, spans_i: np.ndarray,
                spans_j: np.ndarray) -> np.ndarray:
-    """Cost (ms) of every span at every core count in one batched call: shape (n_spans, n_cores)."""
-    return cost_table_of([graph.group(int(i), int(j)) for i, j in zip(spans_i, spans_j)], hw, cost)
+    """Cost (ms) of every span at every core count in one batched call: shape (n_spans, n_cores).
+    A source that does not measure is asked once per distinct group content (`GroupBatch.distinct`):
+    repeated blocks cost alike, and a deep network's table costs what its distinct kernels do."""
+    ks = np.asarray(hw.core_counts, dtype=np.int64)
+    batch = GroupBatch.from_ranges(graph, spans_i, spans_j)
+    if not cost.measures and len(spans_i):
+        first, inverse = batch.distinct()
+        if len(first) < len(spans_i):
+            sub = GroupBatch.from_ranges(graph, spans_i[first], spans_j[first])
+            return cost_table_batch(sub, ks, cost)[inverse]
+    return cost_table_batch(batch, ks, cost)
+
+
+def cost_table_batch(batch: GroupBatch, ks: np.ndarray, cost: CostSource) -> np.ndarray:
+    """Cost (ms) of every group of `batch` at every core count in `ks`: shape (n_groups, len(ks))."""
+    n = batch.n_groups
+    return cost(batch, np.repeat(np.arange(n), len(ks)), np.tile(ks, n)).reshape(n, len(ks))
 
 
 def cost_table_of(groups: Sequence[Group], hw: HardwareConfig, cost: CostSource) -> np.ndarray:

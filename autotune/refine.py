@@ -18,7 +18,7 @@ import numpy as np
 from .costs import CostSource, model_predictor
 from .graph import Graph
 from .hardware import HardwareConfig
-from .planner import Plan, dp_from_table, spans
+from .planner import Plan, cost_table, dp_from_table, spans
 from .tables import GroupBatch
 
 #: Device runs per measured (group, cores) pair: their median resists timing outliers.
@@ -46,11 +46,8 @@ def measured_plan(graph: Graph, hw: HardwareConfig, model, budget: int, device: 
     optimism = float(np.expm1(val_mae)) if optimism is None else optimism
     si, sj = spans(graph, hw)
     ks = np.asarray(hw.core_counts, dtype=np.int64)
-    K = len(ks)
-    batch = GroupBatch.build([graph.group(int(i), int(j)) for i, j in zip(si, sj)])
-    gidx, cores = np.repeat(np.arange(len(si)), K), np.tile(ks, len(si))
-    pred = (cost(batch, gidx, cores) if cost is not None else model_predictor(model, hw)(batch, gidx, cores))
-    pred = pred.reshape(len(si), K)
+    source = cost if cost is not None else CostSource("learned", model_predictor(model, hw), measures=False)
+    pred = cost_table(graph, hw, source, si, sj)
     runs: dict[tuple[int, int], np.ndarray] = {}
     k_index = {int(k): c for c, k in enumerate(ks)}
     span_index = {(int(i), int(j)): s for s, (i, j) in enumerate(zip(si, sj))}

@@ -209,11 +209,19 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 @dataclass
 class GroupBatch:
-    """Many groups as flat layer rows (`gid` = group index of each row) plus per-group arrays."""
+    """Many groups as flat layer rows (`gid` = group index of each row) plus per-group arrays.
+
+    Every group is a contiguous range of its graph's order, so it is also the range
+    [start, end) of `stack`, the distinct layer rows of the batch's graphs stacked: reductions over
+    a group's layers can run on prefix sums of `stack` (`PairRanges`) instead of the flat rows."""
 
     layers: LayerRows
     groups: GroupRows
     gid: np.ndarray
+    stack: LayerRows
+    start: np.ndarray  # per group: its first row in `stack`
+    end: np.ndarray  # per group: one past its last row in `stack`
+    src: np.ndarray  # per flat row: its row in `stack`
 
     @property
     def n_groups(self) -> int:
@@ -221,16 +229,41 @@ class GroupBatch:
 
     def first_of_kind(self) -> np.ndarray:
         """Per layer row: whether it is the first of its kind in its group (same op, window,
-        stride, channels, conv groups and output size); repeats can share one compiled program."""
-        L = self.layers
-        if len(L.macs) == 0:
+        stride, channels, conv groups and output size); repeats can share one compiled program.
+        A row is the first when the previous stack row of its kind lies before the group's start."""
+        S = self.stack
+        if len(self.layers.macs) == 0:
             return np.zeros(0, dtype=bool)
-        sig = np.column_stack([self.gid, L.op_code, L.kh, L.kw, L.sh, L.sw, L.in_ch, L.out_ch, L.groups,
-                               L.out_h, L.out_w])
-        _, first = np.unique(sig, axis=0, return_index=True)
-        out = np.zeros(len(L.macs), dtype=bool)
-        out[first] = True
-        return out
+        sig = np.column_stack([S.op_code, S.kh, S.kw, S.sh, S.sw, S.in_ch, S.out_ch, S.groups, S.out_h, S.out_w])
+        _, kind = np.unique(sig, axis=0, return_inverse=True)
+        kind = kind.reshape(-1)
+        order = np.lexsort((np.arange(len(kind)), kind))  # by kind, then by position
+        prev = np.full(len(kind), -1, dtype=np.int64)
+        same = kind[order[1:]] == kind[order[:-1]]
+        prev[order[1:][same]] = order[:-1][same]
+        return prev[self.src] < self.start[self.gid]
+
+    def distinct(self) -> tuple[np.ndarray, np.ndarray]:
+        """(first group of each distinct content, content index of every group): groups with the same
+        layer rows in the same order (positions aside) and the same boundary and internal tensors
+        are the same kernel, and every cost that reads only a group's content costs them alike
+        (a ResNet stage's repeated blocks, a transformer's repeated layers)."""
+        n = self.n_groups
+        if n == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        S = self.stack
+        cols = [getattr(S, f.name).astype(np.float64) for f in fields(S) if f.name not in ("pos", "last_use")]
+        _, kind = np.unique(np.column_stack(cols), axis=0, return_inverse=True)
+        lens = self.end - self.start
+        span = int(lens.max())
+        at = self.start[:, None] + np.arange(span)[None, :]
+        seq = np.where(at < self.end[:, None], kind.reshape(-1)[np.minimum(at, len(kind) - 1)], -1).astype(np.int64)
+        G = self.groups
+        sizes = np.column_stack([G.in_elems, G.out_elems, G.internal_elems, G.max_internal_elems]).view(np.int64)
+        key = np.ascontiguousarray(np.hstack([seq, sizes]))
+        _, first, inverse = np.unique(key.view(np.dtype((np.void, key.itemsize * key.shape[1]))).ravel(),
+                                      return_index=True, return_inverse=True)
+        return first.astype(np.int64), inverse.reshape(-1).astype(np.int64)
 
     def pair_rows(self, gidx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Flat (pair, layer) rows for pairs whose groups are `gidx`: (layer row of each, pair
@@ -259,9 +292,24 @@ class GroupBatch:
                 tables.append(t)
                 total += len(t)
             gi[r], gj[r] = g.i + off, g.j + off
+        return cls._assemble(tables, gi, gj)
+
+    @classmethod
+    def from_ranges(cls, graph: Graph, i: np.ndarray, j: np.ndarray) -> GroupBatch:
+        """The groups order[i[r]:j[r]] of one graph, without making Group objects (the planner's
+        hot path: every candidate span of a network)."""
+        i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
+        n = len(graph.order)
+        if len(i) != len(j) or np.any(i < 0) or np.any(j > n) or np.any(i >= j):
+            raise IndexError(f"group ranges out of range for {n} layers")
+        return cls._assemble([graph_table(graph)] if len(i) else [], i, j)
+
+    @classmethod
+    def _assemble(cls, tables: list[GraphTable], gi: np.ndarray, gj: np.ndarray) -> GroupBatch:
+        n = len(gi)
         if not tables:
-            z = np.zeros(0)
-            return cls(LayerRows.empty(), GroupRows(*(np.zeros(0, np.int64),) * 3, *(z,) * 7), np.zeros(0, np.int64))
+            z, zi = np.zeros(0), np.zeros(0, np.int64)
+            return cls(LayerRows.empty(), GroupRows(*(zi,) * 3, *(z,) * 7), zi, LayerRows.empty(), zi, zi, zi)
         st = _stack(tables)
         lens = gj - gi
         lidx, gid = _ranges(gi, lens)
@@ -287,7 +335,7 @@ class GroupBatch:
 
         rows = GroupRows(first_row, first_row + lens - 1, lens, in_elems, out_elems, internal, max_internal,
                          gsum(layers.weight_elems), gsum(layers.macs), gsum(layers.vector_ops))
-        return cls(layers, rows, gid)
+        return cls(layers, rows, gid, st.rows, gi, gj, lidx)
 
 
 def _stack(tables: list[GraphTable]) -> GraphTable:
@@ -313,3 +361,85 @@ def _stack(tables: list[GraphTable]) -> GraphTable:
                       cat("in_key", loff), cat("in_elems"), cat("out_start", ooff), cat("out_count"),
                       cat("out_last", loff, keep=_BIG), cat("out_elems"))
 
+
+class PairRanges:
+    """(group, core count) pairs of a batch as ranges [lo, hi) of its `stack` rows, for reductions
+    of per-(layer, core count) values: sums, maxima and ordered pair sums over each pair's layers.
+
+    Values are (stack rows, len(ks)) arrays, one column per distinct core count (`k` is the core
+    counts as a (1, K) row to broadcast against). Sums use prefix sums that restart every `span`
+    rows of each graph (`span` = the longest group), so a group covers at most two chunks, rounds
+    like a sum over its neighbours and gets the same value in any batch with the same longest
+    group (a whole-graph group: in any batch). Maxima use a sparse table. The cost is
+    O(rows x K + pairs) instead of O(pairs x group length)."""
+
+    def __init__(self, batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray):
+        gidx = np.asarray(gidx, dtype=np.int64)
+        self.ks, col = np.unique(np.asarray(cores, dtype=np.int64), return_inverse=True)
+        self.col = col.reshape(-1)
+        self.k = self.ks.astype(np.float64)[None, :]
+        self.n_rows = len(batch.stack.macs)
+        lo, hi = batch.start[gidx], batch.end[gidx]
+        self.lo, self.hi = lo, hi
+        self.span = span = int(max(1, (hi - lo).max())) if len(gidx) else 1
+        # chunks: `span` consecutive rows of one graph, the first starting at the graph's first layer
+        off = batch.stack.pos % span
+        chunk = np.cumsum(off == 0) - 1
+        self._chunk, self._off = chunk, off
+        self.n_chunks = int(chunk[-1]) + 1 if self.n_rows else 1
+        if len(gidx):
+            self._c1, self._o1 = chunk[lo], off[lo]
+            self._c2, self._o2 = chunk[hi - 1], off[hi - 1] + 1
+        else:
+            self._c1 = self._o1 = self._c2 = self._o2 = np.zeros(0, np.int64)
+        self._cross = self._c2 != self._c1
+
+    def _full(self, v: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(np.asarray(v, dtype=np.float64), (self.n_rows, len(self.ks)))
+
+    def _prefix(self, v: np.ndarray) -> np.ndarray:
+        """Chunk-local exclusive prefix sums (chunks, span + 1, K): [c, o] = sum of chunk c's first o rows."""
+        out = np.zeros((self.n_chunks, self.span + 1, len(self.ks)))
+        out[self._chunk, self._off + 1] = self._full(v)
+        np.cumsum(out, axis=1, out=out)
+        return out
+
+    def _range(self, E: np.ndarray) -> np.ndarray:
+        """Per pair: the sum over its rows, from prefix sums E (see `_prefix`)."""
+        c1, o1, c2, o2, col = self._c1, self._o1, self._c2, self._o2, self.col
+        within = E[c1, np.where(self._cross, self.span, o2), col] - E[c1, o1, col]
+        return within + np.where(self._cross, E[c2, o2, col], 0.0)
+
+    def sum(self, *values: np.ndarray) -> np.ndarray:
+        """(pairs, len(values)): each value summed over each pair's rows at the pair's core count."""
+        return np.column_stack([self._range(self._prefix(v)) for v in values])
+
+    def max(self, value: np.ndarray) -> np.ndarray:
+        """Per pair: the largest value over its rows at the pair's core count."""
+        v = self._full(value)
+        levels = [v]
+        while (1 << len(levels)) <= self.span:
+            prev, step = levels[-1], 1 << (len(levels) - 1)
+            nxt = prev.copy()
+            nxt[: self.n_rows - step] = np.maximum(prev[: self.n_rows - step], prev[step:])
+            levels.append(nxt)
+        table = np.stack(levels)
+        lvl = np.floor(np.log2(np.maximum(self.hi - self.lo, 1))).astype(np.int64)
+        return np.maximum(table[lvl, self.lo, self.col], table[lvl, self.hi - (1 << lvl), self.col])
+
+    def ordered_sum(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Per pair: sum over its rows l < m of a[l] * b[m] (work of a layer times what the layers
+        after it in the group need), from chunk-local prefix sums A, B and Q = prefix of b * A:
+        within a chunk it is sum_m b[m] (A[m] - A[lo]); a pair crossing chunks adds the cross term
+        of its two parts. Rounding residue where the true sum is 0 is snapped to 0."""
+        A, B = self._prefix(a), self._prefix(b)
+        Q = self._prefix(self._full(b) * A[self._chunk, self._off])
+        c1, o1, c2, o2, col, span = self._c1, self._o1, self._c2, self._o2, self.col, self.span
+        end1 = np.where(self._cross, span, o2)
+        first = (Q[c1, end1, col] - Q[c1, o1, col]) - A[c1, o1, col] * (B[c1, end1, col] - B[c1, o1, col])
+        second = Q[c2, o2, col]  # the second chunk's part starts at its first row, where A is 0
+        cross = (A[c1, span, col] - A[c1, o1, col]) * B[c2, o2, col]
+        out = first + np.where(self._cross, second + cross, 0.0)
+        b_total = (B[c1, end1, col] - B[c1, o1, col]) + np.where(self._cross, B[c2, o2, col], 0.0)
+        scale = (A[c1, end1, col] + np.where(self._cross, A[c2, o2, col], 0.0)) * np.abs(b_total)
+        return np.where(out > 1e-12 * scale, out, 0.0)

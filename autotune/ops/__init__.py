@@ -6,12 +6,18 @@ groups are counted, whether the compiler may fuse it, which bucket of the featur
 counts in, and how it is written to ONNX. The graph IR, the batch tables, the features, the
 analytic estimate, the simulator, the planner and the exporter read specs, never op names.
 
-Adding an op is one new file here (a subclass of `OpSpec`, registered with `@register`) plus its
-import below and a test; docs/architecture.md walks through it. Registration order fixes the op
-codes used inside one run (nothing stores them).
+Adding an op is one new file here (a subclass of `OpSpec`, registered with `@register`) plus a
+test: every module of this package is imported, in name order, when the package is; see
+docs/architecture.md. Registration order fixes the op codes used inside one run (nothing stores them).
 """
 
 from __future__ import annotations
 
-from . import act, concat, conv, eltwise, fc, gpool, matmul, norm, opaque, pool, reshape, resize, softmax  # noqa: F401
+import importlib
+import pkgutil
+
 from .base import COUNT_BUCKETS, OpSpec, bucket_array, code, flag_array, register, registry, spec, unregister  # noqa: F401
+
+for _mod in pkgutil.iter_modules(__path__):
+    if _mod.name != "base":
+        importlib.import_module(f"{__name__}.{_mod.name}")

@@ -6,12 +6,14 @@ context for cost sources (`ctx.cost("learned")`, `ctx.cost("oracle")`, ...); the
 strategy, counts every pair those sources measure and reports it as the plan's `sim_calls`, and
 refuses a measuring source to a strategy that declared it does not measure.
 
-Adding a strategy is one new file in this package plus its import below and a test;
-docs/architecture.md walks through it.
+Adding a strategy is one new file in this package plus a test: every module of the package is
+imported, in name order, when the package is; docs/architecture.md walks through it.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,5 +106,6 @@ def run(name: str, graph: Graph, hw: HardwareConfig, model=None, **options) -> P
     return p
 
 
-# the built-in strategies, registered on import
-from . import baselines, dp, measure  # noqa: E402,F401
+# the strategies: every module of this package, registered on import
+for _mod in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_mod.name}")

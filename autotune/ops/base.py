@@ -159,5 +159,28 @@ def check_window(op: str, a: Attrs, name: str) -> None:
                          f"pads, got {', '.join(bad)}")
 
 
+class SlidingWindow(OpSpec):
+    """Base of ops that slide a kh x kw window over a 4-D NCHW input (conv, pool): the output's
+    spatial size and the window/stride/halo follow from the same attributes."""
+
+    windowed: ClassVar[bool] = True
+
+    def window_shape(self, in_shapes: Sequence[Shape], a: Attrs, name: str, channels: int | None = None) -> Shape:
+        """(N, channels, OH, OW) of the window over the first input, which must be 4-D (channels:
+        the input's when None)."""
+        x = tuple(in_shapes[0])
+        if len(x) != 4:
+            raise GraphError(f"layer {name!r}: {self.name} needs a 4-D NCHW input, got {x}")
+        check_window(self.name, a, name)
+        n, c, h, w = x
+        oh = window_out(h, a.kernel[0], a.stride[0], a.pads[0], a.pads[2], a.dilation[0], a.ceil_mode)
+        ow = window_out(w, a.kernel[1], a.stride[1], a.pads[1], a.pads[3], a.dilation[1], a.ceil_mode)
+        return (n, c if channels is None else channels, oh, ow)
+
+    def window(self, lyr: Layer) -> tuple[int, int, int, int, int]:
+        a = lyr.attrs
+        return (a.kernel[0], a.kernel[1], a.stride[0], a.stride[1], a.dilation[0] * (a.kernel[0] - 1))
+
+
 def prod(shape: Shape) -> int:
     return math.prod(shape)

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 from ..errors import GraphError
-from .base import OpSpec, check_window, prod, register, window_out
+from .base import SlidingWindow, prod, register
 
 
 @register
-class Conv(OpSpec):
+class Conv(SlidingWindow):
     name = "conv"
-    windowed = True
     count_as = "conv"
 
     def infer(self, in_shapes, a, name):
-        x = tuple(in_shapes[0])
-        if len(x) != 4:
-            raise GraphError(f"layer {name!r}: conv needs a 4-D NCHW input, got {x}")
-        check_window("conv", a, name)
-        n, c, h, w = x
+        shape = self.window_shape(in_shapes, a, name, a.out_channels)
+        c = in_shapes[0][1]
         if a.groups < 1 or c % a.groups or a.out_channels % a.groups:
             raise GraphError(f"layer {name!r}: groups={a.groups} does not divide channels {c}->{a.out_channels}")
-        oh = window_out(h, a.kernel[0], a.stride[0], a.pads[0], a.pads[2], a.dilation[0], a.ceil_mode)
-        ow = window_out(w, a.kernel[1], a.stride[1], a.pads[1], a.pads[3], a.dilation[1], a.ceil_mode)
-        return ((n, a.out_channels, oh, ow),)
+        return (shape,)
 
     def macs(self, lyr):
         kh, kw = lyr.attrs.kernel
@@ -32,10 +26,6 @@ class Conv(OpSpec):
         a = lyr.attrs
         kh, kw = a.kernel
         return a.out_channels * (lyr.in_channels // a.groups) * kh * kw + (a.out_channels if a.bias else 0)
-
-    def window(self, lyr):
-        a = lyr.attrs
-        return (a.kernel[0], a.kernel[1], a.stride[0], a.stride[1], a.dilation[0] * (a.kernel[0] - 1))
 
     def groups(self, lyr):
         return lyr.attrs.groups

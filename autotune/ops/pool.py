@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import GraphError
-from .base import OpSpec, check_window, prod, register, window_out
+from .base import SlidingWindow, prod, register
 
 
 def onnx_ceil_pool_shape(lyr) -> tuple[int, ...]:
@@ -15,27 +14,15 @@ def onnx_ceil_pool_shape(lyr) -> tuple[int, ...]:
 
 
 @register
-class Pool(OpSpec):
+class Pool(SlidingWindow):
     name = "pool"
-    windowed = True
     count_as = "pool"
 
     def infer(self, in_shapes, a, name):
-        x = tuple(in_shapes[0])
-        if len(x) != 4:
-            raise GraphError(f"layer {name!r}: pool needs a 4-D NCHW input, got {x}")
-        check_window("pool", a, name)
-        n, c, h, w = x
-        oh = window_out(h, a.kernel[0], a.stride[0], a.pads[0], a.pads[2], a.dilation[0], a.ceil_mode)
-        ow = window_out(w, a.kernel[1], a.stride[1], a.pads[1], a.pads[3], a.dilation[1], a.ceil_mode)
-        return ((n, c, oh, ow),)
+        return (self.window_shape(in_shapes, a, name),)
 
     def vector_ops(self, lyr):
         return prod(lyr.out_shape) * lyr.attrs.kernel[0] * lyr.attrs.kernel[1]
-
-    def window(self, lyr):
-        a = lyr.attrs
-        return (a.kernel[0], a.kernel[1], a.stride[0], a.stride[1], a.dilation[0] * (a.kernel[0] - 1))
 
     def to_onnx(self, lyr, ex, y):
         a, x, n = lyr.attrs, list(lyr.inputs), lyr.name

@@ -61,6 +61,10 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         "verbose": ["boolean"],
     }
 
+    # set by fit (or load); declared for type checkers, not class attributes
+    n_features_in_: int
+    meta_: dict
+
     def __init__(
         self,
         n_estimators: int = 3000,
@@ -126,8 +130,8 @@ class LatencyModel(RegressorMixin, BaseEstimator):
 
     def _prepare(self, X, y, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Validate, split, fit the prior: (X, log y, train rows, validation rows, base margin)."""
-        X, y = validate_data(self, X, y, dtype=np.float32, y_numeric=True, ensure_min_samples=2)
-        y = np.asarray(y, dtype=np.float64)
+        Xv, yv = validate_data(self, X, y, dtype=np.float32, y_numeric=True, ensure_min_samples=2)
+        X, y = np.asarray(Xv), np.asarray(yv, dtype=np.float64)
         if np.any(y <= 0):
             raise ValueError("latencies must be positive (y > 0)")
         if groups is not None and len(groups) != len(y):
@@ -196,14 +200,14 @@ class LatencyModel(RegressorMixin, BaseEstimator):
     def prior_predict(self, X) -> np.ndarray | None:
         """The prior's latency (ms) of each row, before the trees' correction (None without a prior)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float32)
+        X = np.asarray(validate_data(self, X, reset=False, dtype=np.float32))
         m = self._margin(X)
         return None if m is None else np.exp(m)
 
     def predict(self, X) -> np.ndarray:
         """Predicted latency in ms for each feature row."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float32)
+        X = np.asarray(validate_data(self, X, reset=False, dtype=np.float32))
         log_ms = self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1),
                                                base_margin=self._margin(X))
         return np.exp(np.asarray(log_ms, dtype=np.float64))
@@ -340,9 +344,10 @@ def fit_on_cluster(model: LatencyModel, X, y, groups, client) -> LatencyModel:
     chunk = max(1, len(tr) // workers)
 
     def dmat(idx):
-        bm = None if margin is None else da.from_array(margin[idx], chunks=chunk)
-        return dxgb.DaskDMatrix(client, da.from_array(X[idx], chunks=(chunk, -1)),
-                                da.from_array(logy[idx], chunks=chunk), base_margin=bm)
+        bm = None if margin is None else da.from_array(margin[idx], chunks=chunk)  # pyright: ignore[reportArgumentType]
+        return dxgb.DaskDMatrix(client, da.from_array(X[idx], chunks=(chunk, -1)),  # pyright: ignore[reportArgumentType]
+                                da.from_array(logy[idx], chunks=chunk),  # pyright: ignore[reportArgumentType]
+                                base_margin=bm)
 
     dtr, dva = dmat(tr), dmat(va)
     out = dxgb.train(client, model._xgb_params(), dtr, num_boost_round=model.n_estimators,
@@ -354,8 +359,9 @@ def fit_on_cluster(model: LatencyModel, X, y, groups, client) -> LatencyModel:
 def progress_callback(total: int):
     """An XGBoost callback drawing a tqdm bar over boosting rounds, with the validation error."""
     from tqdm import tqdm
+    from xgboost.callback import TrainingCallback
 
-    class Bar(xgb.callback.TrainingCallback):
+    class Bar(TrainingCallback):
         def before_training(self, model):
             self.bar = tqdm(total=total, desc="boosting", unit="round", leave=False)
             return model

@@ -104,7 +104,7 @@ class Exporter:
             hi = self.const(f"{name}/max", np.array(6, np.float32))
             self.node("Clip", [x, lo, hi], [y], name, doc)
         elif mode == "prelu":
-            c = shape[1] if len(shape) > 1 else shape[0]
+            c = shape[1] if len(shape) > 1 else (shape[0] if shape else 1)
             slope = self.weight(f"{name}.slope", (c, 1, 1) if len(shape) == 4 else (c,))
             self.node("PRelu", [x, slope], [y], name, doc)
         elif mode == "silu":

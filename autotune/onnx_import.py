@@ -335,7 +335,7 @@ def _fold(n: _Node, vals: list, shapes: dict[str, Shape | None]) -> list | None:
             if op == "Mod":
                 return [np.fmod(x, y) if a.get("fmod", 0) else np.mod(x, y)]
             return [_FOLD_BINARY[op](x, y)]
-        if op == "Slice" and all(v is not None for v in vals[1:3]):
+        if op == "Slice" and vals[1] is not None and vals[2] is not None:
             starts, ends = vals[1].tolist(), vals[2].tolist()
             axes = vals[3].tolist() if len(vals) > 3 and vals[3] is not None else list(range(len(starts)))
             steps = vals[4].tolist() if len(vals) > 4 and vals[4] is not None else [1] * len(starts)
@@ -490,7 +490,7 @@ class _Importer:
         from onnx import helper
 
         g = self.model.graph
-        nodes = []
+        nodes: list[_Node] = []
         for i, p in enumerate(g.node):
             attrs = {a.name: helper.get_attribute_value(a) for a in p.attribute}
             nodes.append(_Node(p.op_type, list(p.input), list(p.output), p.name, attrs, p.domain, p.doc_string, i))
@@ -525,7 +525,7 @@ class _Importer:
         if len(order) != len(nodes):
             stuck = next(n for i, n in enumerate(nodes) if indeg[i] > 0)
             raise GraphError(f"the graph has a cycle through node {stuck.name or stuck.op!r}")
-        self.nodes = [nodes[i] for i in order]
+        self.nodes: list[_Node] = [nodes[i] for i in order]
         if order != sorted(order):  # ONNX shape inference needs topological order
             protos = [g.node[i] for i in order]
             copies = [type(p)() for p in protos]

@@ -30,13 +30,12 @@ def accuracy(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
 def core_ranking(df: pd.DataFrame, pred: np.ndarray) -> dict[str, float]:
     """Per group (model, i, j): Spearman correlation of predicted vs true latency over core counts,
     how often the predicted best core count is the true best, and the mean latency lost by it."""
-    d = df[["model", "i", "j", "cores", "latency_ms"]].copy()
-    d["pred"] = pred
-    d = d.sort_values(["model", "i", "j", "cores"], kind="stable")
-    k = d.groupby(["model", "i", "j"], sort=False).size()
-    if k.nunique() != 1:
+    d = pd.DataFrame(df.loc[:, ["model", "i", "j", "cores", "latency_ms"]]).assign(pred=pred)
+    d = d.sort_values(by=["model", "i", "j", "cores"], kind="stable")
+    k = d.groupby(["model", "i", "j"], sort=False).size().to_numpy()
+    if len(np.unique(k)) != 1:
         raise DatasetError("zoo.parquet rows do not hold every core count for every group")
-    K = int(k.iloc[0])
+    K = int(k[0])
     t = d["latency_ms"].to_numpy().reshape(-1, K)
     p = d["pred"].to_numpy().reshape(-1, K)
     if K < 2:
@@ -106,6 +105,7 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params) -> 
                      "validation": accuracy(model.predict(X[va]), y[va])}
     zp = None
     if Xz is not None:
+        assert ds.zoo is not None  # zoo features come from the zoo rows
         zp = model.predict(Xz)
         metrics["zoo"] = zoo_metrics(ds.zoo, zp)
     meta = {

@@ -50,7 +50,7 @@ JOBS = _ranged(1, 256)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="autotune", description=__doc__.splitlines()[0])
+    p = _Parser(prog="autotune", description=(__doc__ or "autotune").splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     s = sub.add_parser("zoo", help="list the built-in networks")

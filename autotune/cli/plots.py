@@ -98,7 +98,7 @@ def plot_coverage(folder: str | Path, path: str | Path, title: str) -> Path:
     zp = folder / ZOO_FILE
     zoo = pd.read_parquet(zp, columns=cols).drop_duplicates("group_id") if zp.is_file() else None
     fig, ax = plt.subplots(1, 3, figsize=(14, 4))
-    top = int(max(syn["n_layers"].max(), zoo["n_layers"].max() if zoo is not None else 1))
+    top = int(max(syn["n_layers"].to_numpy().max(), zoo["n_layers"].to_numpy().max() if zoo is not None else 1))
     spec: list[tuple[str, Callable, np.ndarray, str]] = [
             ("ops", lambda s: np.log10(s + 1), np.linspace(0, 12, 49), "log10 op count (MACs; vector ops if none)"),
             ("max_channels", np.log2, np.arange(0, 13.01, 0.5), "log2 largest channel count"),

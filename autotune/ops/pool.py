@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .base import SlidingWindow, prod, register
 
 
@@ -28,8 +30,8 @@ class Pool(SlidingWindow):
         a, x, n = lyr.attrs, list(lyr.inputs), lyr.name
         if a.ceil_mode and onnx_ceil_pool_shape(lyr) != lyr.out_shape:
             return False  # ONNX's formula lacks the last-window rule: a standard node would lie about shape
-        common = dict(kernel_shape=list(a.kernel), strides=list(a.stride), pads=list(a.pads),
-                      ceil_mode=int(a.ceil_mode))
+        common: dict[str, Any] = dict(kernel_shape=list(a.kernel), strides=list(a.stride), pads=list(a.pads),
+                                      ceil_mode=int(a.ceil_mode))
         if a.mode == "max":
             if a.dilation != (1, 1):
                 common["dilations"] = list(a.dilation)

@@ -29,10 +29,11 @@ OPS = tuple(ops.registry())
 class Attrs:
     """Operator attributes; unused fields keep their defaults."""
 
-    kernel: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
-    dilation: tuple[int, int] = (1, 1)
+    kernel: tuple[int, ...] = (1, 1)  # one entry per spatial axis (1-3)
+    stride: tuple[int, ...] = (1, 1)
+    pads: tuple[int, ...] = (0, 0, 0, 0)  # begins then ends, as ONNX: (top, left, bottom, right) in 2-D
+    dilation: tuple[int, ...] = (1, 1)
+    output_padding: tuple[int, ...] = ()  # transposed convolution: extra size at the end of each axis
     groups: int = 1
     out_channels: int = 0  # conv / fc output channels
     bias: bool = True
@@ -43,11 +44,9 @@ class Attrs:
     shape: Shape = ()  # reshape / resize / opaque: the output shape (batch included)
 
 
-def _pair(v: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(int(x) for x in v)
-    return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
+def _window_attr(v: int | Sequence[int]) -> tuple[int, ...]:
+    """An int means the same value on both axes of a 2-D window; a sequence gives one per axis."""
+    return (int(v), int(v)) if isinstance(v, (int, np.integer)) else tuple(int(x) for x in v)
 
 
 #: Limits on sizes, so absurd inputs are refused rather than overflowing later: any one dimension,
@@ -100,9 +99,9 @@ class Layer:
     def in_shape(self) -> Shape:
         return self.in_shapes[0]
 
-    @staticmethod
-    def _channels(shape: Shape) -> int:
-        return int(shape[1]) if len(shape) == 4 else int(shape[-1])
+    def _channels(self, shape: Shape) -> int:
+        """Axis 1 of an NCHW map or of any shape a channels-first op (conv, pool) reads; else the last axis."""
+        return int(shape[1]) if len(shape) == 4 or (self.spec.channels_first and len(shape) >= 2) else int(shape[-1])
 
     @property
     def in_channels(self) -> int:
@@ -166,16 +165,19 @@ def make_layer(
     **attrs,
 ) -> Layer:
     """Build a layer, inferring its output shape(s) with `infer_shapes`."""
-    for key in ("kernel", "stride", "dilation"):
+    for key in ("kernel", "stride", "dilation", "output_padding"):
         if key in attrs:
-            attrs[key] = _pair(attrs[key])
-    if "pads" in attrs:
-        p = attrs["pads"]
-        if isinstance(p, int):
-            p = (p, p, p, p)
-        elif len(p) == 2:
-            p = (p[0], p[1], p[0], p[1])
-        attrs["pads"] = tuple(int(v) for v in p)
+            attrs[key] = _window_attr(attrs[key])
+    nd = len(attrs.get("kernel", (1, 1)))
+    for key in ("stride", "dilation"):  # one value for every axis of a 1-D or 3-D window
+        if key in attrs and len(attrs[key]) == 2 and nd != 2 and attrs[key][0] == attrs[key][1]:
+            attrs[key] = attrs[key][:1] * nd
+        elif key not in attrs and nd != 2:
+            attrs[key] = (1,) * nd
+    if "pads" in attrs or nd != 2:
+        p = attrs.get("pads", 0)
+        p = (int(p),) * (2 * nd) if isinstance(p, (int, np.integer)) else tuple(int(v) for v in p)
+        attrs["pads"] = p + p if len(p) == nd else p  # per-axis shorthand: the same at both ends
     if "shape" in attrs:
         attrs["shape"] = tuple(int(v) for v in attrs["shape"])
     a = Attrs(**attrs)
@@ -416,11 +418,22 @@ class GraphBuilder:
     # convenience wrappers -------------------------------------------------------------------
     def conv(self, x: str, out_ch: int, k: int | tuple = 1, stride: int | tuple = 1, pad: int | tuple | None = None,
              groups: int = 1, act: str = "relu", dilation: int = 1, bias: bool = True, name: str | None = None) -> str:
-        kh, kw = _pair(k)
+        nd = len(self._shapes[x]) - 2  # 1-3 spatial axes
+        ks = (k,) * nd if isinstance(k, int) else tuple(k)
         if pad is None:
-            pad = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
-        return self.add("conv", [x], name, out_channels=out_ch, kernel=(kh, kw), stride=stride, pads=pad,
-                        groups=groups, act=act, dilation=dilation, bias=bias)
+            pad = tuple(dilation * (kk - 1) // 2 for kk in ks)
+        return self.add("conv", [x], name, out_channels=out_ch, kernel=ks,
+                        stride=(stride,) * nd if isinstance(stride, int) else stride,
+                        pads=(pad,) * nd if isinstance(pad, int) else pad, groups=groups, act=act,
+                        dilation=(dilation,) * nd, bias=bias)
+
+    def deconv(self, x: str, out_ch: int, k: int = 2, stride: int = 2, pad: int = 0, output_padding: int = 0,
+               groups: int = 1, act: str = "", bias: bool = True, name: str | None = None) -> str:
+        """Transposed convolution (ConvTranspose), the same k, stride and padding on every spatial axis."""
+        nd = len(self._shapes[x]) - 2
+        return self.add("deconv", [x], name, out_channels=out_ch, kernel=(k,) * nd, stride=(stride,) * nd,
+                        pads=(pad,) * (2 * nd), dilation=(1,) * nd, output_padding=(output_padding,) * nd,
+                        groups=groups, act=act, bias=bias)
 
     def dwconv(self, x: str, k: int = 3, stride: int = 1, act: str = "relu", name: str | None = None) -> str:
         c = self._shapes[x][1]

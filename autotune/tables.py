@@ -102,14 +102,14 @@ def _layer_row(lyr: Layer) -> dict[str, int | float | bool]:
     sp, s = lyr.spec, lyr.out_shape
     grp = sp.groups(lyr)
     kh, kw, sh, sw, halo = sp.window(lyr)
+    rows, cols = sp.plane(lyr)
     return {
         "op_code": ops.code(lyr.op), "macs": lyr.macs, "vector_ops": lyr.vector_ops, "weight_elems": lyr.weight_elems,
         "in_elems": lyr.in_elems, "out_elems": lyr.out_elems, "in_ch": lyr.in_channels, "out_ch": lyr.out_channels,
         "groups": grp, "in_ch_per_group": max(1, sp.reduction_channels(lyr) // grp),
         "out_ch_per_group": max(1, lyr.out_channels // grp), "depthwise": lyr.depthwise,
         "kh": kh, "kw": kw, "sh": sh, "sw": sw, "halo": halo,
-        "out_h": s[2] if len(s) == 4 else (s[-2] if len(s) >= 3 else 1),
-        "out_w": s[3] if len(s) == 4 else 1, "spatial": len(s) == 4,
+        "out_h": rows, "out_w": cols, "spatial": len(s) == 4 or sp.channels_first,
     }
 
 

@@ -24,7 +24,7 @@ def test_registry_is_consistent():
     for name, sp in reg.items():
         assert sp.name == name and sp.count_as in ops.COUNT_BUCKETS
     assert {op for op, sp in reg.items() if not sp.fusable} == {"opaque"}
-    assert {op for op, sp in reg.items() if sp.windowed} == {"conv", "pool"}
+    assert {op for op, sp in reg.items() if sp.windowed} == {"conv", "deconv", "pool"}
     with pytest.raises(ValueError, match="registered twice"):
         ops.register(type(reg["conv"]))
 
@@ -34,7 +34,8 @@ def _every_op_graph():
     b = GraphBuilder("all_ops")
     x = b.input("x", (1, 8, 8, 8))
     c = b.conv(x, 8, 3, name="conv")
-    p = b.pool(c, 2, name="pool")
+    d = b.deconv(c, 8, 2, 2, name="deconv")
+    p = b.pool(b.pool(d, 2, name="pool0"), 2, name="pool")
     e = b.eltwise([p, p], name="eltwise")
     a = b.add("act", [e], mode="sigmoid", name="act")
     n = b.add("norm", [a], mode="instance", name="norm")
@@ -42,6 +43,7 @@ def _every_op_graph():
     cat = b.concat([r, c], name="concat")
     g = b.gpool(cat, name="gpool")
     t = b.add("reshape", [g], shape=(1, 4, 4), name="reshape")
+    t = b.add("layout", [t], shape=(1, 4, 4), mode="transpose", name="layout")
     m = b.add("matmul", [t, t], name="matmul")
     s = b.add("softmax", [m], name="softmax")
     f = b.fc(s, 6, name="fc")
@@ -62,7 +64,7 @@ def test_every_builtin_op_through_the_tool(tmp_path):
     assert {lyr.op for lyr in g.order} == set(OPS)
     for lyr in g.order:
         assert lyr.macs >= 0 and lyr.vector_ops >= 0 and lyr.weight_elems >= 0
-        assert (lyr.macs > 0) == (lyr.op in ("conv", "fc", "matmul"))
+        assert (lyr.macs > 0) == (lyr.op in ("conv", "deconv", "fc", "matmul"))
     groups = [g.group(i, i + 1) for i in range(len(g))]
     X = featurize(groups, [4] * len(groups), HW)
     assert np.isfinite(X).all() and X.shape == (len(g), len(FEATURE_NAMES))

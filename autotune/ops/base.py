@@ -26,6 +26,7 @@ class OpSpec:
 
     name: ClassVar[str]
     fusable: ClassVar[bool] = True  # may share a kernel with other layers
+    channels_first: ClassVar[bool] = False  # channels on axis 1 at any rank (N, C, *spatial), not the last axis
     windowed: ClassVar[bool] = False  # reads a window of neighbouring pixels (halos, bank strides)
     count_as: ClassVar[str] = "other"  # bucket of the features' op mix (COUNT_BUCKETS)
     vector_ops_per_elem: ClassVar[float] = 0.0  # vector-unit ops per output element
@@ -56,6 +57,12 @@ class OpSpec:
         """(kh, kw, sh, sw, halo): the window, the stride and the input rows a row-split output
         needs beyond its own (dilation * (kh - 1))."""
         return (1, 1, 1, 1, 0)
+
+    def plane(self, lyr: Layer) -> tuple[int, int]:
+        """(rows, columns) of the output that a row split divides: H and W of a 4-D map, the tokens
+        of a (B, T, D) sequence, 1 row otherwise."""
+        s = lyr.out_shape
+        return (s[2], s[3]) if len(s) == 4 else ((s[-2], 1) if len(s) >= 3 else (1, 1))
 
     def groups(self, lyr: Layer) -> int:
         """Convolution groups (1 for other ops)."""
@@ -160,26 +167,40 @@ def check_window(op: str, a: Attrs, name: str) -> None:
 
 
 class SlidingWindow(OpSpec):
-    """Base of ops that slide a kh x kw window over a 4-D NCHW input (conv, pool): the output's
-    spatial size and the window/stride/halo follow from the same attributes."""
+    """Base of ops that slide a window over an (N, C, *spatial) input with 1-3 spatial axes (conv,
+    pool): the output's size and the window/stride/halo follow from the same attributes. A row split
+    divides the first spatial axis (the length of a 1-D map, the depth of a 3-D one)."""
 
     windowed: ClassVar[bool] = True
+    channels_first: ClassVar[bool] = True
 
     def window_shape(self, in_shapes: Sequence[Shape], a: Attrs, name: str, channels: int | None = None) -> Shape:
-        """(N, channels, OH, OW) of the window over the first input, which must be 4-D (channels:
-        the input's when None)."""
+        """(N, channels, *out_spatial) of the window over the first input (channels: the input's when None)."""
         x = tuple(in_shapes[0])
-        if len(x) != 4:
-            raise GraphError(f"layer {name!r}: {self.name} needs a 4-D NCHW input, got {x}")
+        nd = len(a.kernel)
+        if len(x) != 2 + nd or not 1 <= nd <= 3:
+            raise GraphError(f"layer {name!r}: {self.name} with a {nd}-D window needs a {2 + nd}-D (N, C, *spatial) "
+                             f"input, got {x}")
+        if len(a.stride) != nd or len(a.dilation) != nd or len(a.pads) != 2 * nd:
+            raise GraphError(f"layer {name!r}: {self.name} needs {nd} strides and dilations and {2 * nd} pads, got "
+                             f"stride={a.stride}, dilation={a.dilation}, pads={a.pads}")
         check_window(self.name, a, name)
-        n, c, h, w = x
-        oh = window_out(h, a.kernel[0], a.stride[0], a.pads[0], a.pads[2], a.dilation[0], a.ceil_mode)
-        ow = window_out(w, a.kernel[1], a.stride[1], a.pads[1], a.pads[3], a.dilation[1], a.ceil_mode)
-        return (n, c if channels is None else channels, oh, ow)
+        out = [window_out(size, a.kernel[i], a.stride[i], a.pads[i], a.pads[nd + i], a.dilation[i], a.ceil_mode)
+               for i, size in enumerate(x[2:])]
+        return (x[0], x[1] if channels is None else channels, *out)
 
     def window(self, lyr: Layer) -> tuple[int, int, int, int, int]:
         a = lyr.attrs
-        return (a.kernel[0], a.kernel[1], a.stride[0], a.stride[1], a.dilation[0] * (a.kernel[0] - 1))
+        k, s = a.kernel, a.stride
+        halo = a.dilation[0] * (k[0] - 1)
+        if len(k) == 1:
+            return (k[0], 1, s[0], 1, halo)
+        # 3-D: rows are depth slices, a row's window is the kh x kw plane
+        return (k[0], prod(k[1:]), s[0], prod(s[1:]), halo)
+
+    def plane(self, lyr: Layer) -> tuple[int, int]:
+        sp = lyr.out_shape[2:]
+        return (sp[0], prod(sp[1:])) if sp else (1, 1)
 
 
 def prod(shape: Shape) -> int:

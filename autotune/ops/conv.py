@@ -1,4 +1,4 @@
-"""2-D convolution: dense, grouped or depthwise (groups == in_channels); optional fused activation."""
+"""Convolution over 1-3 spatial axes: dense, grouped or depthwise (groups == in_channels); optional fused activation."""
 
 from __future__ import annotations
 
@@ -19,13 +19,11 @@ class Conv(SlidingWindow):
         return (shape,)
 
     def macs(self, lyr):
-        kh, kw = lyr.attrs.kernel
-        return prod(lyr.out_shape) * (lyr.in_channels // lyr.attrs.groups) * kh * kw
+        return prod(lyr.out_shape) * (lyr.in_channels // lyr.attrs.groups) * prod(lyr.attrs.kernel)
 
     def weight_elems(self, lyr):
         a = lyr.attrs
-        kh, kw = a.kernel
-        return a.out_channels * (lyr.in_channels // a.groups) * kh * kw + (a.out_channels if a.bias else 0)
+        return a.out_channels * (lyr.in_channels // a.groups) * prod(a.kernel) + (a.out_channels if a.bias else 0)
 
     def groups(self, lyr):
         return lyr.attrs.groups

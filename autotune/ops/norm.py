@@ -1,4 +1,4 @@
-"""Layer / instance / group norm, an unfolded batch norm, LRN: mean, var, sub, mul, add per element."""
+"""Layer / RMS / instance / group norm, an unfolded batch norm, LRN: mean, var, sub, mul, add per element."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ class Norm(OpSpec):
     vector_ops_per_elem = 5.0
 
     def weight_elems(self, lyr):
-        return 2 * lyr.out_channels if lyr.attrs.mode in ("layer", "batch", "instance", "group") else 0
+        return 2 * lyr.out_channels if lyr.attrs.mode in ("layer", "batch", "instance", "group", "rms") else 0
 
     def to_onnx(self, lyr, ex, y):
         mode, x, xs, n = lyr.attrs.mode, list(lyr.inputs), lyr.in_shape, lyr.name

@@ -9,10 +9,11 @@ from .base import SlidingWindow, prod, register
 
 def onnx_ceil_pool_shape(lyr) -> tuple[int, ...]:
     """Output shape ONNX shape inference gives a ceil-mode pool (no 'last window starts inside' rule)."""
-    a, (n, c, h, w) = lyr.attrs, lyr.in_shape
+    a, x = lyr.attrs, lyr.in_shape
+    nd = len(a.kernel)
     dims = [-(-(size + p0 + p1 - (k - 1) * d - 1) // s) + 1 for size, k, s, p0, p1, d in
-            zip((h, w), a.kernel, a.stride, a.pads[:2], a.pads[2:], a.dilation)]
-    return (n, c, *dims)
+            zip(x[2:], a.kernel, a.stride, a.pads[:nd], a.pads[nd:], a.dilation)]
+    return (x[0], x[1], *dims)
 
 
 @register
@@ -24,7 +25,7 @@ class Pool(SlidingWindow):
         return (self.window_shape(in_shapes, a, name),)
 
     def vector_ops(self, lyr):
-        return prod(lyr.out_shape) * lyr.attrs.kernel[0] * lyr.attrs.kernel[1]
+        return prod(lyr.out_shape) * prod(lyr.attrs.kernel)
 
     def to_onnx(self, lyr, ex, y):
         a, x, n = lyr.attrs, list(lyr.inputs), lyr.name
@@ -33,11 +34,11 @@ class Pool(SlidingWindow):
         common: dict[str, Any] = dict(kernel_shape=list(a.kernel), strides=list(a.stride), pads=list(a.pads),
                                       ceil_mode=int(a.ceil_mode))
         if a.mode == "max":
-            if a.dilation != (1, 1):
+            if any(d != 1 for d in a.dilation):
                 common["dilations"] = list(a.dilation)
             ex.node("MaxPool", x, [y], n, **common)
             return True
-        if a.mode == "avg" and a.dilation == (1, 1):
+        if a.mode == "avg" and all(d == 1 for d in a.dilation):
             ex.node("AveragePool", x, [y], n, **common)
             return True
         return False

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import converters
+from . import converters, onnx_batch, onnx_patterns
 from .converters.custom import DOMAIN  # noqa: F401  (the exporter writes it)
 from .errors import AutotuneError, GraphError
 from .graph import Attrs, Graph, Layer, Shape, make_layer
@@ -130,6 +130,15 @@ def _fold(n: Node, vals: list, shapes: dict[str, Shape | None]) -> list | None:
             if fill is None:
                 return None
             return [np.full(dims, fill.reshape(-1)[0], dtype=fill.dtype)]
+        if op == "Expand" and vals[1] is not None and \
+                math.prod(np.broadcast_shapes(x.shape, tuple(vals[1]))) <= 1 << 20:
+            return [x * np.ones(tuple(int(d) for d in vals[1]), dtype=x.dtype)]  # bidirectional broadcast
+        if op == "GatherElements" and vals[1] is not None:
+            return [np.take_along_axis(x, vals[1].astype(np.int64) % x.shape[a.get("axis", 0)], axis=a.get("axis", 0))]
+        if op == "Tile" and vals[1] is not None and x.size * math.prod(vals[1].tolist()) <= 1 << 20:
+            return [np.tile(x, vals[1].tolist())]
+        if op == "Transpose":
+            return [np.transpose(x, a.get("perm"))]
         if op == "Range" and all(v is not None for v in vals):
             return [np.arange(vals[0], vals[1], vals[2])]
         if op == "Where" and all(v is not None for v in vals):
@@ -154,8 +163,10 @@ class Importer:
     """One import: the model, its shapes and folded values, and the IR layers built so far; converters
     (autotune/converters/) add layers through its helpers."""
 
-    def __init__(self, path: str, model, batch: int | None, strict: bool):
+    def __init__(self, path: str, model, batch: int | None, strict: bool, dims: dict[str, int] | None = None):
         self.path, self.model, self.strict = path, model, strict
+        self.dims = dict(dims or {})
+        self._custom_vi: dict | None = None
         meta = {p.key: p.value for p in model.metadata_props}
         if model.producer_name == "autotune" and (FORMAT_KEY not in meta or WEIGHTS_KEY not in meta):
             # a file written by export_onnx ends with these keys: without them it was cut short
@@ -183,20 +194,18 @@ class Importer:
         self.inputs = [vi for vi in g.input if vi.name not in self.static]
         if not self.inputs:
             raise GraphError("the graph has no activation inputs (every input is a weight)")
-        changed = self._fix_inputs()
+        self.sizes = onnx_batch.resolve(self.path, self.inputs, self.batch_override, self.dims)
+        self.batch = self.sizes.batch
         self._toposort()
-        if changed:  # recorded shapes carry the old batch: let inference redo them (custom ops excepted)
-            self._forget_shapes()
-        for _ in range(5):  # folded shape values let inference reach further (e.g. Reshape targets)
-            self._infer()
-            self._collect_shapes()
-            self._fold_static()
-            if self._fix_ceil_pools():
-                continue  # values folded from the old pool sizes are stale: infer again before inlining
-            if not self._inline_constants():
-                break
+        self._forget_shapes()  # recorded shapes may carry other sizes: inference redoes them
+        self.pristine = type(self.model)()
+        self.pristine.CopyFrom(self.model)
+        self._shape_loop()
+        if self.sizes.rescale:
+            onnx_batch.rescale(self, self.sizes)
         self._count_uses()
-        self._rewrite_patterns()
+        onnx_patterns.fold(self)  # decomposed norms and activations become single nodes
+        self._count_uses()
         for n in self.nodes:
             if all(o in self.static or not o for o in n.outputs):
                 continue
@@ -233,35 +242,16 @@ class Importer:
             raise GraphError(f"nodes use domain {sorted(used - declared)[0]!r}, which the model does not declare "
                              "in its opset imports (truncated?)")
 
-    def _fix_inputs(self) -> bool:
-        """Pin symbolic dims (first dim to the batch, others to 1); True if any shape changed."""
-        changed = False
-        self.file_batch = None
-        pinned = []
-        for k, vi in enumerate(self.inputs):
-            tt = vi.type.tensor_type
-            if not tt.HasField("shape"):
-                raise GraphError(f"graph input {vi.name!r} has no shape")
-            for i, d in enumerate(tt.shape.dim):
-                if d.HasField("dim_value") and d.dim_value <= 0:
-                    raise GraphError(f"graph input {vi.name!r} has dimension {i} = {d.dim_value}; "
-                                     "dimensions must be positive")
-                known = d.HasField("dim_value") and d.dim_value > 0
-                if k == 0 and i == 0:
-                    self.file_batch = d.dim_value if known else None
-                want = self.batch_override if i == 0 and self.batch_override else (d.dim_value if known else 1)
-                if not known and i > 0:
-                    pinned.append(f"{vi.name}[{i}]" + (f"={d.dim_param}" if d.dim_param else ""))
-                if not known or want != d.dim_value:
-                    d.Clear()
-                    d.dim_value = want
-                    changed = True
-        if pinned:
-            warnings.warn(f"{self.path}: symbolic input dims pinned to 1 (export with fixed sizes to plan real "
-                          f"shapes): {', '.join(pinned)}", OnnxImportWarning, stacklevel=4)
-        first = self.inputs[0].type.tensor_type.shape.dim
-        self.batch = first[0].dim_value if len(first) else 1
-        return changed
+    def _shape_loop(self) -> None:
+        """ONNX shape inference, then constant folding of shape arithmetic, until nothing new is learnt."""
+        for _ in range(len(self.nodes) + 2):  # each fold lets inference reach further (Reshape targets)
+            self._infer()
+            self._collect_shapes()
+            self._fold_static()
+            if self._fix_ceil_pools():
+                continue  # values folded from the old pool sizes are stale: infer again before inlining
+            if not self._inline_constants():
+                break
 
     def _toposort(self) -> None:
         import heapq
@@ -313,14 +303,34 @@ class Importer:
             del g.node[:]
             g.node.extend(copies)
 
-    def _forget_shapes(self) -> None:
+    def _forget_shapes(self, batch: int | None = None) -> None:
+        """Drop inferred shapes so inference redoes them at the inputs' current sizes; outputs of ops of
+        other domains (which inference cannot redo) keep the file's, the batch and --dim values put in."""
         g = self.model.graph
         custom = {t for n in self.nodes if n.domain not in ("", "ai.onnx") for t in n.outputs}
-        keep = [vi for vi in g.value_info if vi.name in custom]
-        for vi in keep + [vi for vi in g.output if vi.name in custom]:  # custom ops: move the batch dim along
-            dims = vi.type.tensor_type.shape.dim
-            if dims and self.file_batch and dims[0].dim_value == self.file_batch:
-                dims[0].dim_value = self.batch
+        if self._custom_vi is None:  # the file's own shapes, before any size was changed
+            self._custom_vi = {}
+            for vi in list(g.value_info) + list(g.output):
+                if vi.name in custom:
+                    self._custom_vi[vi.name] = type(vi)()
+                    self._custom_vi[vi.name].CopyFrom(vi)
+        b = batch or self.sizes.file_batch or self.batch
+        keep = []
+        for vi in g.value_info:
+            if vi.name in custom:
+                keep.append(vi)
+        for vi in keep + [vi for vi in g.output if vi.name in custom]:
+            orig = self._custom_vi.get(vi.name)
+            if orig is None:
+                continue
+            vi.CopyFrom(orig)
+            for i, d in enumerate(vi.type.tensor_type.shape.dim):
+                if d.dim_param and (d.dim_param in self.dims or onnx_batch.BATCH_NAMES.match(d.dim_param)):
+                    v = self.dims.get(d.dim_param, b)
+                    d.Clear()
+                    d.dim_value = v
+                elif i == 0 and self.sizes.file_batch and d.dim_value == self.sizes.file_batch:
+                    d.dim_value = b
         del g.value_info[:]
         g.value_info.extend(keep)
         for vi in g.output:
@@ -376,6 +386,13 @@ class Importer:
                     if v is not None:
                         self.values[t] = np.asarray(v)
                         self.shapes.setdefault(t, tuple(int(d) for d in np.shape(v)))
+                if n.op == "Gather" and not vals and n.outputs[0] not in self.shapes:
+                    # a lookup in a constant table by constant indices (token types, positions): its
+                    # shape, which inference does not always give when the table's payload was skipped
+                    data, idx = self.shapes.get(n.inputs[0]), self.shapes.get(n.inputs[1])
+                    if data is not None and idx is not None:
+                        ax = int(n.attrs.get("axis", 0)) % len(data)
+                        self.shapes[n.outputs[0]] = data[:ax] + idx + data[ax + 1:]
 
     def _fix_ceil_pools(self) -> bool:
         """Rewrite ceil-mode pools whose ONNX-inferred size breaks the last-window rule that PyTorch and
@@ -447,8 +464,27 @@ class Importer:
                 new.extend(numpy_helper.from_array(self.values[t], t) for t in outs)
             else:
                 keep.append(p)
-        if not new:
+        # constants whose shape folding found but inference did not (their values unknown): tell it
+        told = {vi.name for vi in g.value_info if vi.type.tensor_type.HasField("shape")
+                and all(d.HasField("dim_value") for d in vi.type.tensor_type.shape.dim)}
+        hints = [t for p in keep for t in p.output if t in self.static and t in self.shapes and t not in told
+                 and t not in self.values]
+        if not new and not hints:
             return False
+        if hints:
+            from onnx import helper
+
+            types = {vi.name: vi.type.tensor_type.elem_type for vi in g.value_info}
+            drop = set(hints)
+            kept_vi = [vi for vi in g.value_info if vi.name not in drop]
+            del g.value_info[:]
+            g.value_info.extend(kept_vi + [helper.make_tensor_value_info(t, types.get(t, 1), list(self.shapes[t] or ()))
+                                           for t in hints])
+        if new:  # an inlined tensor's old value_info (from inference before its value was known) would win
+            gone = {t.name for t in new}
+            kept_vi = [vi for vi in g.value_info if vi.name not in gone]
+            del g.value_info[:]
+            g.value_info.extend(kept_vi)
         del g.node[:]
         g.node.extend(keep)
         g.initializer.extend(new)
@@ -474,70 +510,6 @@ class Importer:
     def scalar(self, t: str) -> float | None:
         v = self.values.get(t)
         return float(v.reshape(-1)[0]) if v is not None and v.size == 1 else None
-
-    # ---- multi-node activation patterns
-    def _rewrite_patterns(self) -> None:
-        """Replace the Erf form of GELU, x*sigmoid(x) (SiLU) and x*hardsigmoid(x) by single nodes."""
-        drop: set[int] = set()
-        replace: dict[int, Node] = {}
-
-        def other(n: Node, t: str) -> str | None:
-            if len(n.inputs) != 2:
-                return None
-            return n.inputs[1] if n.inputs[0] == t else n.inputs[0] if n.inputs[1] == t else None
-
-        def near(v: float | None, want: float) -> bool:
-            return v is not None and abs(v - want) < 1e-3 * max(1.0, abs(want))
-
-        for n in self.nodes:
-            if n.index in drop:
-                continue
-            if n.op in ("Sigmoid", "HardSigmoid") and n.inputs[0] not in self.static:
-                x = n.inputs[0]
-                m = self.sole_user(n.outputs[0])
-                if m is not None and m.op == "Mul" and other(m, n.outputs[0]) == x:
-                    drop.add(n.index)
-                    op = "Silu" if n.op == "Sigmoid" else "HardSwish"
-                    replace[m.index] = Node(op, [x], m.outputs, m.name, {}, "", m.doc, m.index)
-            if n.op == "Erf":
-                d = next((p for p in self.nodes if n.inputs[0] in p.outputs), None)
-                if d is None or d.op not in ("Div", "Mul") or self.sole_user(d.outputs[0]) is not n:
-                    continue
-                x, c = d.inputs[0], self.scalar(d.inputs[1])
-                if not (near(c, math.sqrt(2)) if d.op == "Div" else near(c, 1 / math.sqrt(2))):
-                    continue
-                a = self.sole_user(n.outputs[0])
-                if a is None or a.op != "Add" or not near(self.scalar(other(a, n.outputs[0]) or ""), 1.0):
-                    continue
-                cur, parts, seen_x, seen_half = a.outputs[0], [d, n, a], False, False
-                for _ in range(2):
-                    m = self.sole_user(cur)
-                    o = other(m, cur) if m is not None and m.op == "Mul" else None
-                    if o is None:
-                        break
-                    h = next((p for p in self.nodes if o in p.outputs), None)
-                    if o == x:
-                        seen_x = True
-                    elif near(self.scalar(o), 0.5):
-                        seen_half = True
-                    elif (h is not None and h.op == "Mul" and self.sole_user(o) is m and x in h.inputs
-                          and near(self.scalar(other(h, x) or ""), 0.5)):
-                        seen_x = seen_half = True
-                        parts.append(h)
-                    else:
-                        break
-                    assert m is not None  # `o` is only set when `m` is a Mul
-                    parts.append(m)
-                    cur = m.outputs[0]
-                    if seen_x and seen_half:
-                        break
-                if seen_x and seen_half:
-                    end = parts[-1]
-                    drop.update(p.index for p in parts if p is not end)
-                    replace[end.index] = Node("Gelu", [x], end.outputs, end.name, {}, "", end.doc, end.index)
-        if drop or replace:
-            self.nodes = [replace.get(n.index, n) for n in self.nodes if n.index not in drop]
-            self._count_uses()
 
     # ---- building layers
     def src(self, t: str) -> str:
@@ -702,17 +674,20 @@ class Importer:
         return Graph(name, layers, inputs, outs or None, batch=self.batch).validate()
 
 
-def load_onnx(path: str, batch: int | None = None, strict: bool = False) -> Graph:
-    """Import an ONNX file as a validated Graph (shapes only; `batch` overrides the first input dim).
+def load_onnx(path: str, batch: int | None = None, strict: bool = False, dims: dict[str, int] | None = None) -> Graph:
+    """Import an ONNX file as a validated Graph (shapes only).
 
-    Unsupported ops become opaque layers with one OnnxImportWarning, or a GraphError when `strict`.
+    `batch` sets the inputs' batch axes (declared by name, else dim 0 of maps, sequences and id
+    inputs), re-deriving every shape of a fixed-batch export; `dims` sets symbolic dimensions by
+    name (`{"seq": 128}`), each of which must be set. Unsupported ops become opaque layers with one
+    OnnxImportWarning, or a GraphError when `strict`.
     """
     path = os.fspath(path)
     if batch is not None and (not isinstance(batch, int) or batch < 1):
         raise GraphError(f"{path}: batch must be a positive integer, got {batch!r}")
     model = read_model_shapes_only(path)
     try:
-        return Importer(path, model, batch, strict).run()
+        return Importer(path, model, batch, strict, dims).run()
     except GraphError as err:
         msg = str(err)
         raise GraphError(msg if msg.startswith(path) else f"{path}: {msg}") from None

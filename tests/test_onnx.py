@@ -538,18 +538,111 @@ def test_ceil_mode_pool_follows_the_runtime_rule(tmp_path):
     assert [lyr.out_shape for lyr in g.order] == [(1, 4, 6, 6), (1, 4, 6, 6)] and g.total_macs == 36 * 16
 
 
-def test_symbolic_non_batch_dims_are_pinned_with_a_warning(tmp_path):
+def _seq_file(path, dims=("N", "S", 64)):
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    from autotune.onnx_import import OnnxImportWarning
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "S", 64])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dims))
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    w = numpy_helper.from_array(np.zeros((64, 32), np.float32), "w")
+    w = numpy_helper.from_array(np.zeros((dims[-1], 32), np.float32), "w")
     g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="proj")], "seq", [x], [y], [w])
-    path = tmp_path / "seq.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
-    with pytest.warns(OnnxImportWarning, match=r"x\[1\]=S"):
-        graph = load_onnx(str(path), batch=2)
-    assert graph.order[0].out_shape == (2, 1, 32)
+    return str(path)
+
+
+def test_symbolic_non_batch_dims_must_be_set_by_name(tmp_path):
+    path = _seq_file(tmp_path / "seq.onnx")
+    with pytest.raises(GraphError, match=r"input 'x' dimension 1 is symbolic \('S'\): set it with --dim S=VALUE"):
+        load_onnx(path, batch=2)
+    g = load_onnx(path, batch=2, dims={"S": 77})
+    assert g.order[0].out_shape == (2, 77, 32) and g.total_macs == 2 * 77 * 64 * 32
+    assert load_onnx(path, dims={"S": 5, "N": 3}).order[0].out_shape == (3, 5, 32)  # N named like a batch
+    with pytest.raises(GraphError, match=r"--dim T: no input has a symbolic dimension of that name \(it has: N, S\)"):
+        load_onnx(path, dims={"S": 5, "T": 3})
+    unnamed = _seq_file(tmp_path / "unnamed.onnx", ("N", None, 64))
+    with pytest.raises(GraphError, match=r"set it with --dim x\.1=VALUE"):
+        load_onnx(unnamed)
+    assert load_onnx(unnamed, dims={"x.1": 9}).order[0].out_shape == (1, 9, 32)
+
+
+def test_two_d_activations_are_tokens_not_batch(tmp_path):
+    path = _seq_file(tmp_path / "tokens.onnx", (2048, 64))  # an MLP block exported as [tokens, hidden]
+    assert load_onnx(path).total_macs == 2048 * 64 * 32
+    with pytest.raises(GraphError, match=r"--batch 8: no input has a batch axis.*\[tokens, features\]"):
+        load_onnx(path, batch=8)
+    row = _seq_file(tmp_path / "row.onnx", (1, 64))  # one [1, features] row: that 1 is a batch
+    assert load_onnx(row, batch=8).order[0].out_shape == (8, 32)
+
+
+def _attention_file(path, B0=1, T=6, D=8, H=2):
+    """torch's nn.MultiheadAttention as the TorchScript exporter writes it at a fixed batch: sequence-first,
+    `view(T, B * H, d)` for the heads and `view(T * B, D)` before the output projection, targets baked."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    d = D // H
+    consts = {"t_heads": [T, B0 * H, d], "t_merge": [T * B0, D], "t_back": [T, B0, D], "cls_shape": [B0, 1, D]}
+    inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in consts.items()]
+    inits += [numpy_helper.from_array(np.zeros((D, D), np.float32), w) for w in ("wq", "wk", "wv", "wo")]
+    inits.append(numpy_helper.from_array(np.zeros((1, 1, D), np.float32), "cls"))
+    nd = [
+        helper.make_node("Expand", ["cls", "cls_shape"], ["cls_b"], name="expand_cls"),
+        helper.make_node("Concat", ["cls_b", "x"], ["xt"], name="cat_cls", axis=1),  # (B, T, D)
+        helper.make_node("Transpose", ["xt"], ["s"], name="seq_first", perm=[1, 0, 2]),  # (T, B, D)
+    ]
+    for k in ("q", "k", "v"):
+        nd += [helper.make_node("MatMul", ["s", f"w{k}"], [f"{k}0"], name=f"proj_{k}"),
+               helper.make_node("Reshape", [f"{k}0", "t_heads"], [f"{k}1"], name=f"heads_{k}"),
+               helper.make_node("Transpose", [f"{k}1"], [f"{k}2"], name=f"bh_{k}", perm=[1, 0, 2])]
+    nd += [
+        helper.make_node("Transpose", ["k2"], ["kT"], name="kT", perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q2", "kT"], ["att"], name="qk"),
+        helper.make_node("Softmax", ["att"], ["p"], name="softmax", axis=-1),
+        helper.make_node("MatMul", ["p", "v2"], ["o"], name="pv"),  # (B*H, T, d)
+        helper.make_node("Transpose", ["o"], ["o1"], name="o_seq", perm=[1, 0, 2]),  # (T, B*H, d)
+        helper.make_node("Reshape", ["o1", "t_merge"], ["o2"], name="merge"),  # (T*B, D)
+        helper.make_node("MatMul", ["o2", "wo"], ["o3"], name="proj_o"),
+        helper.make_node("Reshape", ["o3", "t_back"], ["o4"], name="back"),  # (T, B, D)
+        helper.make_node("Transpose", ["o4"], ["y"], name="batch_first", perm=[1, 0, 2]),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [B0, T - 1, D])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    onnx.save(helper.make_model(helper.make_graph(nd, "mha", [x], [y], inits),
+                                opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("B0", [1, 2])
+def test_batch_of_a_fixed_export_is_a_graph_transform(tmp_path, B0):
+    T, D, H = 6, 8, 2
+    path = _attention_file(tmp_path / "mha.onnx", B0, T, D, H)
+
+    def macs(B):
+        return B * (4 * T * D * D + 2 * H * T * T * (D // H))
+
+    assert load_onnx(path).total_macs == macs(B0)
+    for B in (1, 3, 8):
+        g = load_onnx(path, batch=B, strict=True)
+        assert g.total_macs == macs(B), B  # attention per sample: T x T, never (B T) x (B T)
+        assert next(lyr for lyr in g.order if lyr.name == "qk").out_shape == (B * H, T, T)
+        assert g.order[-1].out_shape == (B, T, D)
+
+
+def test_an_unsafe_batch_rewrite_names_its_node(tmp_path):
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    # a reshape that folds the batch into the features at batch 2: samples mix, no rewrite is right
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    t = numpy_helper.from_array(np.array([4, 16], np.int64), "t")
+    w = numpy_helper.from_array(np.zeros((16, 3), np.float32), "w")
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], name="tr", perm=[1, 0, 2]),
+             helper.make_node("Reshape", ["xt", "t"], ["r"], name="mix_samples"),
+             helper.make_node("MatMul", ["r", "w"], ["y"], name="fc")]
+    path = tmp_path / "mix.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "mix", [x], [y], [t, w]),
+                                opset_imports=[helper.make_opsetid("", 17)]), path)
+    assert load_onnx(str(path)).total_macs == 4 * 16 * 3
+    with pytest.raises(GraphError, match=r"node 'fc' \(MatMul\)|node 'mix_samples' \(Reshape\)"):
+        load_onnx(str(path), batch=8)

@@ -44,9 +44,11 @@ def _geomean(xs: list[float]) -> float:
 
 
 def run_eval(specs: Sequence[str | Graph], hw: HardwareConfig, model: LatencyModel, batch: int | None = None,
-             progress: bool = False, strategies: list[str] | None = None, measure_budget: int | None = None) -> dict:
+             progress: bool = False, strategies: list[str] | None = None, measure_budget: int | None = None,
+             dims: dict[str, int] | None = None, strict: bool = False) -> dict:
     """Every strategy on every network (zoo names, .onnx paths or Graphs); with `measure_budget`,
-    `learned+measure` as well. The summary compares `learned` with the oracle and the baselines."""
+    `learned+measure` as well. `dims` sizes each network that has such a dimension (e.g. seq). The
+    summary compares `learned` with the oracle and the baselines."""
     from tqdm import tqdm
 
     strategies = list(strategies or EVAL_STRATEGIES)
@@ -55,7 +57,8 @@ def run_eval(specs: Sequence[str | Graph], hw: HardwareConfig, model: LatencyMod
     baselines = [b for b in BASELINE_STRATEGIES if b in strategies]
     models = []
     for spec in tqdm(specs, desc="eval", unit="net", disable=not progress, leave=False):
-        g = spec if isinstance(spec, Graph) else load_graph(spec, batch=batch)
+        g = spec if isinstance(spec, Graph) else load_graph(spec, batch=batch, strict=strict, dims=dims,
+                                                            lenient_dims=True)
         s = evaluate(g, hw, model, strategies, measure_budget or 0)
         name = g.name if isinstance(spec, Graph) else Path(spec).stem if spec.endswith(".onnx") else spec
         models.append({"model": name, "layers": len(g),

@@ -8,16 +8,27 @@ from .errors import AutotuneError
 from .graph import Graph
 
 
-def load_graph(spec: str, batch: int | None = None, strict: bool = False) -> Graph:
-    """A zoo network by name, or an ONNX file by path (`batch` overrides the file's batch size)."""
+def load_graph(spec: str, batch: int | None = None, strict: bool = False, dims: dict[str, int] | None = None,
+               lenient_dims: bool = False) -> Graph:
+    """A zoo network by name, or an ONNX file by path. `batch` overrides the file's batch size; `dims`
+    sets an ONNX file's symbolic dimensions by name, or a zoo network's size parameters (e.g. `seq`).
+    A name nothing takes is an error, unless `lenient_dims` (one --dim for many networks)."""
     if batch is not None and batch < 1:
         raise AutotuneError(f"--batch must be a positive integer, got {batch}")
+    dims = dict(dims or {})
     if spec.lower().endswith(".onnx") or "/" in spec or Path(spec).is_file():
         from .onnx_import import load_onnx
 
-        return load_onnx(spec, batch=batch, strict=strict)
+        if lenient_dims and dims:
+            from .onnx_batch import symbolic_names
+
+            dims = {k: v for k, v in dims.items() if k in symbolic_names(spec)}
+        return load_onnx(spec, batch=batch, strict=strict, dims=dims)
     from . import zoo
 
     if spec not in zoo.names():
         raise AutotuneError(f"unknown model {spec!r}: not a zoo network ({', '.join(zoo.names())}) nor an .onnx file")
-    return zoo.build(spec, batch=batch or 1)
+    params = zoo.params(spec)
+    if lenient_dims:
+        dims = {k: v for k, v in dims.items() if k in params}
+    return zoo.build(spec, batch=batch or 1, **dims)

@@ -45,6 +45,14 @@ def parse_dims(items: Sequence[str] | None) -> dict[str, int]:
     return out
 
 
+def symbolic_names(path: str) -> set[str]:
+    """The names of an ONNX file's symbolic input dimensions."""
+    from .onnx_proto import read_model_shapes_only
+
+    g = read_model_shapes_only(path).graph
+    return {d.dim_param for vi in g.input for d in vi.type.tensor_type.shape.dim if d.dim_param}
+
+
 @dataclass
 class InputSizes:
     """What `resolve` decided: the batch axis of each input, the export batch and the wanted one."""

@@ -1,4 +1,5 @@
-"""Built-in networks, as deployment compilers see them (torchvision's definitions unless noted).
+"""Built-in networks, as deployment compilers see them (torchvision's definitions unless noted;
+transformers in zoo_transformers.py).
 
 Conventions: BatchNorm is folded into the preceding conv (which then carries a bias); an
 activation right after a conv/fc/add is that layer's epilogue (`act`); residual adds, inception
@@ -15,8 +16,10 @@ headline figure but misstate the weight bytes the simulator streams from DRAM.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
+from . import zoo_transformers as zt
 from .errors import AutotuneError
 from .graph import Graph, GraphBuilder
 
@@ -319,45 +322,25 @@ def efficientnet_b0(batch: int = 1) -> Graph:
 VIT_B16_UNCOUNTED_PARAMS = 768 + 197 * 768
 
 
-def vit_b16(batch: int = 1) -> Graph:
-    """torchvision's ViT-B/16 at 224x224: patchify conv, 12 pre-norm encoder layers, class-token head.
-    q/k/v are three fc layers (torchvision fuses them into one in_proj: same MACs and params);
-    the 1/sqrt(d) scale folds into q. Prepending the class token and adding the position embedding
-    are `opaque` layers (data movement, no MACs), so their 152k parameters are not counted."""
-    d, heads, seq = 768, 12, 197
-    dh = d // heads
-    b = GraphBuilder("vit_b16", batch)
-    x = b.input("input", (batch, 3, 224, 224))
-    x = b.conv(x, d, 16, 16, 0, act="", name="conv_proj")
-    x = b.add("reshape", [x], "conv_proj.flatten", shape=(batch, d, seq - 1))
-    x = b.add("reshape", [x], "conv_proj.permute", shape=(batch, seq - 1, d))
-    cls = b.add("opaque", [x], "class_token", shape=(batch, 1, d), mode="class_token")
-    x = b.concat([cls, x], axis=1, name="concat_class_token")
-    x = b.add("opaque", [x], "encoder.pos_embedding", shape=(batch, seq, d), mode="add_pos_embedding")
-    for i in range(12):
-        p = f"encoder.layers.encoder_layer_{i}"
-        h = b.add("norm", [x], f"{p}.ln_1", mode="layer")
-        q, k, v = (b.fc(h, d, name=f"{p}.self_attention.{n}") for n in "qkv")
-        q = b.add("reshape", [q], f"{p}.self_attention.q_heads", shape=(batch, heads, seq, dh))
-        k = b.add("reshape", [k], f"{p}.self_attention.k_heads_t", shape=(batch, heads, dh, seq))
-        v = b.add("reshape", [v], f"{p}.self_attention.v_heads", shape=(batch, heads, seq, dh))
-        a = b.add("matmul", [q, k], f"{p}.self_attention.qk")
-        a = b.add("softmax", [a], f"{p}.self_attention.softmax")
-        o = b.add("matmul", [a, v], f"{p}.self_attention.av")
-        o = b.add("reshape", [o], f"{p}.self_attention.merge_heads", shape=(batch, seq, d))
-        o = b.fc(o, d, name=f"{p}.self_attention.out_proj")
-        x = b.eltwise([x, o], name=f"{p}.add_1")
-        h = b.add("norm", [x], f"{p}.ln_2", mode="layer")
-        h = b.fc(h, 4 * d, act="gelu", name=f"{p}.mlp.0")
-        h = b.fc(h, d, name=f"{p}.mlp.3")
-        x = b.eltwise([x, h], name=f"{p}.add_2")
-    x = b.add("norm", [x], "encoder.ln", mode="layer")
-    x = b.add("opaque", [x], "select_class_token", shape=(batch, d), mode="slice")
-    b.fc(x, 1000, name="heads.head")
+def unet_decoder(batch: int = 1) -> Graph:
+    """A U-Net decoder (Ronneberger et al. 2015, with padded convs): from a 256-channel 14x14 bottleneck,
+    four stages of a 2x2 stride-2 transposed conv, a concat with the encoder's skip, two 3x3 conv +
+    ReLU, halving channels each stage to 16 at 224x224, then a 1x1 conv to 2 classes."""
+    b = GraphBuilder("unet_decoder", batch)
+    x = b.input("x", (batch, 256, 14, 14))
+    c, hw = 256, 14
+    for i in range(4):
+        skip = b.input(f"skip{i}", (batch, c // 2, hw * 2, hw * 2))
+        up = b.deconv(x, c // 2, 2, 2, name=f"up{i}")
+        x = b.concat([up, skip], name=f"cat{i}")
+        x = b.conv(x, c // 2, 3, name=f"conv{i}a")
+        x = b.conv(x, c // 2, 3, name=f"conv{i}b")
+        c, hw = c // 2, hw * 2
+    b.conv(x, 2, 1, act="", name="head")
     return b.build()
 
 
-_BUILDERS: dict[str, Callable[[int], Graph]] = {
+_BUILDERS: dict[str, Callable[..., Graph]] = {
     "alexnet": alexnet,
     "vgg16": lambda n: _vgg("vgg16", n),
     "vgg19": lambda n: _vgg("vgg19", n),
@@ -373,7 +356,12 @@ _BUILDERS: dict[str, Callable[[int], Graph]] = {
     "inception_v3": inception_v3,
     "densenet121": densenet121,
     "efficientnet_b0": efficientnet_b0,
-    "vit_b16": vit_b16,
+    "vit_b16": zt.vit_b16,
+    "unet_decoder": unet_decoder,
+    "bert_base": zt.bert_base,
+    "gpt2_small": zt.gpt2_small,
+    "llama_1b": zt.llama_1b,
+    "whisper_tiny_encoder": zt.whisper_tiny_encoder,
 }
 
 
@@ -382,10 +370,24 @@ def names() -> list[str]:
     return list(_BUILDERS)
 
 
-def build(name: str, batch: int = 1) -> Graph:
-    """A built-in network at the given batch size, validated."""
+def params(name: str) -> dict[str, int]:
+    """A network's size parameters besides the batch (e.g. `seq` of a transformer) and their defaults."""
     if name not in _BUILDERS:
         raise AutotuneError(f"unknown zoo network {name!r}; choose one of: {', '.join(_BUILDERS)}")
+    sig = inspect.signature(_BUILDERS[name])
+    return {k: p.default for k, p in sig.parameters.items()
+            if k != "batch" and p.default is not inspect.Parameter.empty}
+
+
+def build(name: str, batch: int = 1, **sizes: int) -> Graph:
+    """A built-in network at the given batch size (and sizes such as `seq=256`), validated."""
+    known = params(name)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise AutotuneError(f"batch must be a positive integer, got {batch!r}")
-    return _BUILDERS[name](batch)
+    for k, v in sizes.items():
+        if k not in known:
+            raise AutotuneError(f"--dim {k}: zoo network {name!r} has no such size"
+                                + (f" (it has: {', '.join(known)})" if known else " (only --batch)"))
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 16:
+            raise AutotuneError(f"--dim {k}={v!r}: must be an integer from 1 to 65536")
+    return _BUILDERS[name](batch, **sizes)

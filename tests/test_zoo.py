@@ -11,6 +11,7 @@ from autotune.errors import AutotuneError
 # 128->768 + BN, fc 768->1000: 3,326,696), which torchvision's MAC count (eval mode) also omits.
 # GoogLeNet's published figures already exclude its aux classifiers.
 TORCHVISION = "torchvision model docs (IMAGENET1K_V1 meta)"
+FLOPCOUNTER = "torch FlopCounterMode / 2 on"
 PUBLISHED = {
     "alexnet": (0.714, 61_100_840, TORCHVISION),
     "vgg16": (15.470, 138_357_544, TORCHVISION),
@@ -28,10 +29,23 @@ PUBLISHED = {
     "densenet121": (2.834, 7_978_856, TORCHVISION),
     "efficientnet_b0": (0.386, 5_288_548, TORCHVISION),
     "vit_b16": (17.564, 86_567_656, TORCHVISION + " (vit_b_16)"),
+    # Hugging Face definitions, counted by torch.utils.flop_counter.FlopCounterMode (torch 2.14,
+    # transformers 5.24, eager attention) at batch 1 and the default size; params from the model's
+    # named_parameters minus the embedding tables (constants the IR reads, not layer weights).
+    "bert_base": (11.173625856, 85_056_000, FLOPCOUNTER + " BertModel(BertConfig()), no pooler, seq 128"),
+    "gpt2_small": (11.173625856, 85_056_000, FLOPCOUNTER + " GPT2Model(GPT2Config()), seq 128"),
+    "llama_1b": (125.493575680, 968_976_384, FLOPCOUNTER + " LlamaModel, TinyLlama-1.1B config, seq 128"),
+    "whisper_tiny_encoder": (18.468864, 7_632_384, FLOPCOUNTER + " WhisperEncoder, whisper-tiny config, 3000 frames"),
+    "unet_decoder": (1.491632128, 762_354, FLOPCOUNTER + " of the same decoder written in torch.nn"),
 }
+#: The same counter at other sizes: (network, sizes, GMACs).
+SIZED = [("bert_base", {"seq": 256}, 22.951231488), ("gpt2_small", {"seq": 256}, 22.951231488),
+         ("llama_1b", {"seq": 256}, 253.939941376), ("llama_1b", {"batch": 8}, 1003.948605440),
+         ("bert_base", {"batch": 8}, 89.389006848)]
 REQUIRED = ["alexnet", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
             "mobilenet_v1", "mobilenet_v2", "googlenet", "squeezenet1_1", "inception_v3", "densenet121"]
-NO_BN = {"alexnet", "vgg16", "vgg19", "squeezenet1_1", "vit_b16"}  # conv biases are real biases
+NO_BN = {"alexnet", "vgg16", "vgg19", "squeezenet1_1", "vit_b16", "bert_base", "gpt2_small", "llama_1b",
+         "whisper_tiny_encoder", "unet_decoder"}  # conv biases are real biases
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +67,23 @@ def test_macs_and_params_match_published_figures(graphs, name):
     assert g.params == pytest.approx(params, rel=0.03 if name == "mobilenet_v1" else 0.01)
 
 
+#: Networks that are not ImageNet classifiers (their outputs are hidden states or masks).
+NOT_CLASSIFIERS = {"bert_base", "gpt2_small", "llama_1b", "whisper_tiny_encoder", "unet_decoder"}
+
+
+@pytest.mark.parametrize("name,sizes,gmacs", SIZED)
+def test_sizes_follow_the_independent_count(name, sizes, gmacs):
+    assert zoo.build(name, **sizes).total_macs / 1e9 == pytest.approx(gmacs, rel=1e-9)
+
+
+def test_size_parameters_are_checked():
+    assert zoo.params("bert_base") == {"seq": 128} and zoo.params("resnet50") == {}
+    with pytest.raises(AutotuneError, match=r"--dim seq: zoo network 'resnet50' has no such size \(only --batch\)"):
+        zoo.build("resnet50", seq=3)
+    with pytest.raises(AutotuneError, match=r"--dim seq=0: must be an integer"):
+        zoo.build("gpt2_small", seq=0)
+
+
 def _folded_bn_channels(g) -> int:
     """Bias values that stand for a folded BatchNorm: every conv bias except SE convs (real biases)."""
     return sum(lyr.attrs.out_channels for lyr in g.order
@@ -66,7 +97,7 @@ def test_params_agree_exactly_with_torchvision_up_to_bn_folding(graphs, name):
     g = graphs[name]
     extra = 0 if name in NO_BN else _folded_bn_channels(g)
     if name == "vit_b16":
-        extra = zoo.VIT_B16_UNCOUNTED_PARAMS
+        extra = zoo.VIT_B16_UNCOUNTED_PARAMS  # the class token and the position table: constants
         assert extra == 768 + 197 * 768
     assert g.params + extra == PUBLISHED[name][1]
 
@@ -74,8 +105,9 @@ def test_params_agree_exactly_with_torchvision_up_to_bn_folding(graphs, name):
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_output_is_n_by_1000_and_batch_scales_macs_not_params(graphs, name):
     a, b = graphs[name], zoo.build(name, batch=3)
-    assert a.shape_of(a.outputs[0]) == (1, 1000) and b.shape_of(b.outputs[0]) == (3, 1000)
-    assert len(a.outputs) == 1 and len(a.inputs) == 1
+    assert len(a.outputs) == 1 and b.shape_of(b.outputs[0]) == (3, *a.shape_of(a.outputs[0])[1:])
+    if name not in NOT_CLASSIFIERS:
+        assert a.shape_of(a.outputs[0]) == (1, 1000) and len(a.inputs) == 1
     assert b.total_macs == 3 * a.total_macs and b.params == a.params and b.batch == 3
     assert b.validate() is b and [lyr.name for lyr in b.order] == [lyr.name for lyr in a.order]
 
@@ -113,7 +145,7 @@ def test_activation_epilogues_not_layers_and_no_dropout(graphs):
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet152", "mobilenet_v2", "efficientnet_b0", "vit_b16"])
 def test_residual_adds_have_two_producer_inputs(graphs, name):
     g = graphs[name]
-    adds = [lyr for lyr in g.order if lyr.op == "eltwise" and lyr.attrs.mode in ("", "add")]
+    adds = [lyr for lyr in g.order if lyr.op == "eltwise" and lyr.attrs.mode in ("", "add") and len(lyr.inputs) > 1]
     assert adds
     for lyr in adds:
         assert len(lyr.inputs) == 2 and all(t in g.producer for t in lyr.inputs), lyr.name
@@ -186,7 +218,27 @@ def test_vit_attention_shapes(graphs):
     assert g.layers[f"{p}.qk"].out_shape == (1, 12, 197, 197) and g.layers[f"{p}.av"].out_shape == (1, 12, 197, 64)
     assert g.layers[f"{p}.qk"].macs == 12 * 197 * 197 * 64
     assert sum(lyr.op == "matmul" for lyr in g.order) == 24 and sum(lyr.op == "softmax" for lyr in g.order) == 12
-    assert g.layers["encoder.layers.encoder_layer_11.mlp.0"].attrs.act == "gelu"
+    assert g.layers["encoder.layers.encoder_layer_11.mlp.fc1"].attrs.act == "gelu"
+
+
+def test_llama_uses_grouped_query_attention_swiglu_and_rmsnorm(graphs):
+    g = graphs["llama_1b"]
+    p = "layers.0.self_attn"
+    assert g.layers[f"{p}.q_proj"].attrs.out_channels == 2048 and g.layers[f"{p}.k_proj"].attrs.out_channels == 256
+    assert g.layers[f"{p}.k.repeat_kv"].out_shape == (1, 32, 128, 64)
+    assert g.layers[f"{p}.qk"].out_shape == (1, 32, 128, 128)
+    assert g.layers["layers.0.mlp.gate_proj"].attrs.act == "silu"
+    assert g.layers["layers.0.input_layernorm"].attrs.mode == "rms"
+    assert not any(lyr.attrs.bias for lyr in g.order if lyr.op == "fc")
+
+
+def test_whisper_and_unet_use_1d_and_transposed_convs(graphs):
+    w = graphs["whisper_tiny_encoder"]
+    assert w.layers["conv2"].in_shape == (1, 384, 3000) and w.layers["conv2"].out_shape == (1, 384, 1500)
+    assert w.layers["conv2"].spec.plane(w.layers["conv2"]) == (1500, 1)  # a row split divides the frames
+    u = graphs["unet_decoder"]
+    assert [lyr.op for lyr in u.order].count("deconv") == 4 and u.layers["up0"].out_shape == (1, 128, 28, 28)
+    assert u.layers["up0"].macs == 256 * 14 * 14 * 128 * 2 * 2  # every input pixel times the kernel
 
 
 def test_bad_names_and_batches_are_refused():

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("inspect", help="layer table of a zoo network or an .onnx file")
     s.add_argument("model", metavar="MODEL")
     s.add_argument("--batch", type=BATCH, default=None)
+    s.add_argument("--dim", action="append", default=None, metavar="NAME=VALUE",
+                   help="set a symbolic input dimension of an ONNX file, or a zoo network's size (e.g. seq=256); "
+                        "repeatable")
     s.add_argument("--strict", action="store_true", help="unknown ONNX ops are an error, not opaque layers")
     s.add_argument("--json", metavar="FILE")
     s.set_defaults(func=cmd_inspect)
@@ -102,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hw", default="mlu100")
     s.add_argument("--model", required=True, metavar="MODEL")
     s.add_argument("--batch", type=BATCH, default=None)
+    s.add_argument("--dim", action="append", default=None, metavar="NAME=VALUE",
+                   help="set a symbolic input dimension of an ONNX file, or a zoo network's size (e.g. seq=256); "
+                        "repeatable")
+    s.add_argument("--strict", action="store_true", help="unknown ONNX ops are an error, not opaque layers")
     s.add_argument("--models-dir", default="models", help="where trained models live (models/<hw>/)")
     s.add_argument("--strategy", default="learned")
     s.add_argument("--out", default=None, metavar="plan.json")
@@ -115,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hw", default="mlu100")
     s.add_argument("--models", default="all", help="all, or comma-separated zoo names and .onnx paths")
     s.add_argument("--batch", type=BATCH, default=None)
+    s.add_argument("--dim", action="append", default=None, metavar="NAME=VALUE",
+                   help="set a symbolic input dimension of an ONNX file, or a zoo network's size (e.g. seq=256); "
+                        "repeatable")
+    s.add_argument("--strict", action="store_true", help="unknown ONNX ops are an error, not opaque layers")
     s.add_argument("--models-dir", default="models")
     s.add_argument("--measure-budget", type=MEASURE, default=None, metavar="M",
                    help="also run learned+measure with at most M device measurements per network")

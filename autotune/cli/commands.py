@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import AutotuneError
 from ..fileio import atomic_write_json, check_output
 from ..hardware import HardwareConfig, hw_slug, load_hardware
+from ..onnx_batch import parse_dims
 from .report import format_table
 
 
@@ -46,7 +47,7 @@ def inspect_dict(g, model: str) -> dict:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from ..loader import load_graph
 
-    g = load_graph(args.model, batch=args.batch, strict=args.strict)
+    g = load_graph(args.model, batch=args.batch, strict=args.strict, dims=parse_dims(args.dim))
     rows = []
     for lyr in g.order:
         kind = lyr.op + ("/dw" if lyr.depthwise else "") + (f"+{lyr.attrs.act}" if lyr.attrs.act else "")
@@ -206,7 +207,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     check_output(args.out, "file")
     check_output(args.plot, "file")
     hw = load_hardware(args.hw)
-    graph = load_graph(args.model, batch=args.batch)
+    graph = load_graph(args.model, batch=args.batch, strict=args.strict, dims=parse_dims(args.dim))
     strategy = args.strategy
     if args.measure_budget is not None:
         if strategy not in ("learned", "learned+measure"):
@@ -255,7 +256,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     specs = _model_specs(args.models)
     if args.measure_budget is not None and args.measure_budget < 0:
         raise AutotuneError(f"--measure-budget must be at least 0, got {args.measure_budget}")
-    result = run_eval(specs, hw, model, batch=args.batch, progress=True, measure_budget=args.measure_budget)
+    result = run_eval(specs, hw, model, batch=args.batch, progress=True, measure_budget=args.measure_budget,
+                      dims=parse_dims(args.dim), strict=args.strict)
     print(eval_table(result, result["strategies"]))
     n = len(result["models"])
     sm = result["summary"]

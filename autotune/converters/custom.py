@@ -28,5 +28,7 @@ def autotune_layer(imp, n):
             attrs["shape"] = shapes[0]
         imp.add_layer(imp.pending(name, op, srcs, list(n.outputs), attrs, shapes))
         return
+    if "shape" in attrs and n.outputs[0] in imp.shapes:  # as inferred at the sizes imported (--batch)
+        attrs["shape"] = imp.shape_of(n.outputs[0])
     layer = make_layer(name, op, srcs, [imp.ir_shape[t] for t in srcs], list(n.outputs), **attrs)
     imp.add_layer(imp.pending(name, op, srcs, list(n.outputs), attrs, list(layer.out_shapes)))

@@ -11,7 +11,9 @@ class Norm(OpSpec):
     vector_ops_per_elem = 5.0
 
     def weight_elems(self, lyr):
-        return 2 * lyr.out_channels if lyr.attrs.mode in ("layer", "batch", "instance", "group", "rms") else 0
+        mode = lyr.attrs.mode
+        return 2 * lyr.out_channels if mode in ("layer", "batch", "instance", "group") else \
+            lyr.out_channels if mode == "rms" else 0  # RMSNorm scales, it does not shift
 
     def to_onnx(self, lyr, ex, y):
         mode, x, xs, n = lyr.attrs.mode, list(lyr.inputs), lyr.in_shape, lyr.name

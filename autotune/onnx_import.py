@@ -620,7 +620,7 @@ class Importer:
         (transpose, slice, gather, ...) that also reads the dynamic inputs `extra` (indices)."""
         src = self.src(x)
         s_in = self.ir_shape[src]
-        if shape == s_in and not self.explicit and not extra and kind in (None, "transpose", "expand", "slice"):
+        if shape == s_in and not self.explicit and not extra and kind in (None, "expand", "slice", "tile", "pad"):
             self.alias[out] = src
             return
         if kind is None:
@@ -634,6 +634,10 @@ class Importer:
                 return
             kind = n.op.lower()
         self.emit(n, "layout", [x, *extra], [out], suffix=suffix, shape=shape, mode=kind)
+
+    def alias_of(self, n: Node, x: str) -> None:
+        """The node's output is `x` itself (no data moves)."""
+        self.alias[n.outputs[0]] = self.src(x)
 
     def assume_shape(self, t: str, shape: Shape) -> None:
         """Give tensor `t` a shape ONNX inference could not (the output of an op of another domain)."""

@@ -28,17 +28,21 @@ def _kind(ops: list[str], products: int) -> str | None:
     if products < 1:
         return None
     n_mean = ops.count("ReduceMean")
+    nonlinear = {"Tanh", "Erf", "Sigmoid", "HardSigmoid", "Exp"} & set(ops)
+    if n_mean and nonlinear:
+        return None  # a norm and an activation together: two patterns, matched one at a time
     if n_mean == 2 and "Sub" in ops and ("Sqrt" in ops or "Reciprocal" in ops or "Pow" in ops):
         return "LayerNormalization"
     if n_mean == 1 and "Sub" not in ops and ("Sqrt" in ops or "Reciprocal" in ops or "Pow" in ops):
         return "RMSNormalization"
     if n_mean:
         return None
-    if "Erf" in ops or ("Tanh" in ops and "Pow" in ops) or ("Tanh" in ops and ops.count("Mul") >= 4):
+    if nonlinear == {"Erf"} or (nonlinear == {"Tanh"} and "Pow" in ops) or \
+            (nonlinear == {"Tanh"} and ops.count("Mul") >= 4):
         return "Gelu"
-    if "Sigmoid" in ops and products == 1 and len(ops) <= 3:
+    if nonlinear == {"Sigmoid"} and products == 1 and len(ops) <= 3:
         return "Silu"
-    if "HardSigmoid" in ops and products == 1 and len(ops) <= 3:
+    if nonlinear == {"HardSigmoid"} and products == 1 and len(ops) <= 3:
         return "HardSwish"
     return None
 

@@ -39,6 +39,18 @@ def test_inspect_bad_batch_and_unknown_model(capsys):
     assert err.count("\n") == 2 and "Traceback" not in err
 
 
+def test_dim_sets_sizes_of_zoo_networks_and_onnx_files(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["inspect", "bert_base", "--dim", "seq=64", "--batch", "2", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["total_macs"] == zoo.build("bert_base", batch=2, seq=64).total_macs
+    capsys.readouterr()
+    for bad in (["inspect", "resnet18", "--dim", "seq=3"], ["inspect", "bert_base", "--dim", "seq"],
+                ["inspect", "bert_base", "--dim", "seq=0"]):
+        assert main(bad) != 0
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--dim seq" in err and "Traceback" not in err, err
+
+
 def test_study_writes_plots_and_the_numbers_behind_them(tmp_path):
     assert main(["study", "--hw", "mlu100", "--out", str(tmp_path)]) == 0
     for name in ("study_latency_vs_cores", "study_best_cores", "study_fusion_speedup"):

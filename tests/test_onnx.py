@@ -646,3 +646,106 @@ def test_an_unsafe_batch_rewrite_names_its_node(tmp_path):
     assert load_onnx(str(path)).total_macs == 4 * 16 * 3
     with pytest.raises(GraphError, match=r"node 'fc' \(MatMul\)|node 'mix_samples' \(Reshape\)"):
         load_onnx(str(path), batch=8)
+
+
+# -- op families of modern networks ----------------------------------------------------------------------
+def test_conv1d_conv3d_and_conv_transpose_count_like_pytorch(tmp_path):
+    n = Net([1, 80, 100])  # Whisper-style: Conv1d 80 -> 64, k3 p1, then k3 s2 p1
+    y = n.op("Conv", ["input", n.w((64, 80, 3))], kernel_shape=[3], pads=[1, 1])
+    y = n.op("Conv", [y, n.w((64, 64, 3))], kernel_shape=[3], strides=[2], pads=[1, 1])
+    g = load_onnx(n.save(tmp_path / "c1.onnx", [y]), strict=True)
+    assert [lyr.out_shape for lyr in g.order] == [(1, 64, 100), (1, 64, 50)]
+    assert g.total_macs == 100 * 64 * 80 * 3 + 50 * 64 * 64 * 3
+    assert g.order[1].spec.plane(g.order[1]) == (50, 1) and g.order[1].in_channels == 64
+
+    n = Net([2, 4, 8, 16, 16])  # Conv3d k3 p1 then ConvTranspose3d k2 s2
+    y = n.op("Conv", ["input", n.w((8, 4, 3, 3, 3))], kernel_shape=[3, 3, 3], pads=[1] * 6)
+    y = n.op("ConvTranspose", [y, n.w((8, 4, 2, 2, 2))], kernel_shape=[2, 2, 2], strides=[2, 2, 2])
+    g = load_onnx(n.save(tmp_path / "c3.onnx", [y]), strict=True)
+    assert [lyr.out_shape for lyr in g.order] == [(2, 8, 8, 16, 16), (2, 4, 16, 32, 32)]
+    # torch's FlopCounter: conv = out elements x C_in x k^3; transposed = in elements x C_out x k^3
+    assert g.order[0].macs == 2 * 8 * 8 * 16 * 16 * 4 * 27 and g.order[1].macs == 2 * 8 * 8 * 16 * 16 * 4 * 8
+
+    n = Net([1, 16, 7, 7])  # ConvTranspose2d k3 s2 p1 output_padding 1 (7 -> 14), grouped; then output_shape
+    y = n.op("ConvTranspose", ["input", n.w((16, 4, 3, 3))], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4,
+             output_padding=[1, 1], group=2)
+    z = n.op("ConvTranspose", [y, n.w((8, 8, 4, 4))], kernel_shape=[4, 4], strides=[2, 2], output_shape=[28, 28])
+    g = load_onnx(n.save(tmp_path / "ct.onnx", [z]), strict=True)
+    assert [lyr.out_shape for lyr in g.order] == [(1, 8, 14, 14), (1, 8, 28, 28)]
+    assert g.order[0].macs == 16 * 49 * (8 // 2) * 9
+
+
+def test_einsum_contractions_map_to_matmul_or_fc_and_others_are_named(tmp_path):
+    n = Net([2, 4, 10, 16])  # q (b h i d)
+    k = n.op("Einsum", ["input", n.w((16, 16))], equation="bhid,de->bhie")  # an fc on the last axis
+    s = n.op("Einsum", ["input", k], equation="bhid,bhjd->bhij")  # q k^T
+    o = n.op("Einsum", [s, k], equation="bhij,bhjd->bhid")
+    g = load_onnx(n.save(tmp_path / "e.onnx", [o]), strict=True)
+    mm = [lyr for lyr in g.order if lyr.op in ("fc", "matmul")]
+    assert [lyr.op for lyr in mm] == ["fc", "matmul", "matmul"]
+    assert g.total_macs == 2 * 4 * 10 * 16 * 16 + 2 * (2 * 4 * 10 * 10 * 16)
+    assert g.order[-1].out_shape == (2, 4, 10, 16)
+    bad = Net([2, 10, 16])
+    y = bad.op("Einsum", ["input", "input"], equation="bid,bid->bid")
+    with pytest.raises(GraphError, match=r"einsum 'bid,bid->bid' is not a matmul or fc contraction"):
+        load_onnx(bad.save(tmp_path / "bad.onnx", [y]))
+
+
+def test_matmul_with_a_constant_left_operand_is_an_fc(tmp_path):
+    n = Net([1, 64, 49])  # W (32 x 64) @ X (64 x 49): a token-mixing / 1x1 projection written on the left
+    y = n.op("MatMul", [n.w((32, 64)), "input"])
+    g = load_onnx(n.save(tmp_path / "l.onnx", [y]), strict=True)
+    assert g.total_macs == 32 * 64 * 49 and g.order[-1].out_shape == (1, 32, 49)
+    assert [lyr.op for lyr in g.order] == ["layout", "fc", "layout"]
+
+
+def test_decomposed_norms_and_activations_fold(tmp_path):
+    D = 32
+    n = Net([1, 8, D])
+    x = "input"
+    # RMSNorm as Llama exports it: a float32 cast shared with the residual, pow, mean, add eps, sqrt, 1/x, mul, mul
+    c = n.op("Cast", [x], to=1)
+    ms = n.op("ReduceMean", [n.op("Pow", [c, n.w((), 2.0)]), n.w((1,), [-1], np.int64)])
+    r = n.op("Div", [n.w((), 1.0), n.op("Sqrt", [n.op("Add", [ms, n.w((), 1e-6)])])])
+    h = n.op("Mul", [n.w((D,)), n.op("Mul", [c, r])])
+    h = n.op("Add", [n.op("MatMul", [h, n.w((D, D))]), n.w((D,))])  # fc with bias
+    # GELU, tanh form (GPT-2's gelu_new)
+    t = n.op("Tanh", [n.op("Mul", [n.w((), 0.79788456), n.op("Add", [h, n.op("Mul", [n.w((), 0.044715),
+                                                                                   n.op("Pow", [h, n.w((), 3.0)])])])])])
+    h = n.op("Mul", [n.op("Mul", [n.w((), 0.5), h]), n.op("Add", [n.w((), 1.0), t])])
+    # LayerNorm decomposed (older exporters)
+    mu = n.op("ReduceMean", [h], axes=[-1])
+    d = n.op("Sub", [h, mu])
+    var = n.op("ReduceMean", [n.op("Pow", [d, n.w((), 2.0)])], axes=[-1])
+    h = n.op("Add", [n.op("Mul", [n.op("Div", [d, n.op("Sqrt", [n.op("Add", [var, n.w((), 1e-5)])])]), n.w((D,))]),
+                     n.w((D,))])
+    # SiLU in another domain, then a residual add with the cast input
+    n.nodes.append(helper.make_node("Silu", [h], ["silu_out"], name="silu", domain="com.vendor"))
+    y = n.op("Add", ["silu_out", c])
+    path = n.save(tmp_path / "d.onnx", [y])
+    m = onnx.load(path)
+    m.opset_import.append(helper.make_opsetid("com.vendor", 1))
+    m.opset_import[0].version = 17
+    onnx.save(m, path)
+    g = load_onnx(path, strict=True)
+    assert [(lyr.op, lyr.attrs.mode, lyr.attrs.act) for lyr in g.order] == [
+        ("norm", "rms", ""), ("fc", "", "gelu"), ("norm", "layer", "silu"), ("eltwise", "add", "")]
+    assert g.order[1].attrs.bias and g.total_macs == 8 * D * D
+
+
+def test_layout_ops_are_fusable_layers_and_opaque_ones_are_named(tmp_path):
+    n = Net([1, 8, 16])
+    parts = n.op("Split", ["input", n.w((2,), [8, 8], np.int64)], n_out=2, axis=2)
+    a = n.op("Transpose", [parts[0]], perm=[0, 2, 1])
+    b = n.op("Slice", [parts[1], n.w((1,), [0], np.int64), n.w((1,), [4], np.int64), n.w((1,), [2], np.int64)])
+    c = n.op("Concat", [n.w((1, 8, 2)), b], axis=2)  # a constant joined in (a class token)
+    z = n.op("TopK", [a, n.w((1,), [2], np.int64)], n_out=2, axis=-1)[0]
+    g0 = n.save(tmp_path / "l.onnx", [c, z])
+    with pytest.warns(OnnxImportWarning, match=r"TopK x1"):
+        g = load_onnx(g0)
+    kinds = [(lyr.op, lyr.attrs.mode) for lyr in g.order]
+    assert kinds == [("layout", "slice"), ("layout", "slice"), ("layout", "transpose"), ("layout", "slice"),
+                     ("layout", "concat"), ("opaque", "topk")]
+    assert all(lyr.spec.fusable and lyr.macs == 0 for lyr in g.order if lyr.op == "layout")
+    with pytest.raises(GraphError, match=r"strict.*TopK x1"):
+        load_onnx(g0, strict=True)

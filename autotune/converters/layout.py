@@ -16,7 +16,7 @@ MOVES = ("Transpose", "Slice", "Gather", "GatherElements", "GatherND", "Expand",
 
 @converter(*ALIAS)
 def alias(imp, n):
-    imp.alias[n.outputs[0]] = imp.src(imp.dyn(n)[0])
+    imp.alias_of(n, imp.dyn(n)[0])
 
 
 @converter(*RESHAPES)
@@ -37,6 +37,9 @@ def move(imp, n):
     inputs: bytes in and out, no arithmetic. An embedding lookup reads its indices."""
     dyn = imp.dyn(n)
     out = n.outputs[0]
+    perm = n.attrs.get("perm")
+    if n.op == "Transpose" and perm is not None and list(perm) == sorted(perm):
+        return imp.alias_of(n, dyn[0])  # the identity permutation
     imp.layout(n, dyn[0], out, imp.shape_of(out), kind=n.op.lower(), extra=dyn[1:])
 
 

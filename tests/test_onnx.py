@@ -710,8 +710,8 @@ def test_decomposed_norms_and_activations_fold(tmp_path):
     h = n.op("Mul", [n.w((D,)), n.op("Mul", [c, r])])
     h = n.op("Add", [n.op("MatMul", [h, n.w((D, D))]), n.w((D,))])  # fc with bias
     # GELU, tanh form (GPT-2's gelu_new)
-    t = n.op("Tanh", [n.op("Mul", [n.w((), 0.79788456), n.op("Add", [h, n.op("Mul", [n.w((), 0.044715),
-                                                                                   n.op("Pow", [h, n.w((), 3.0)])])])])])
+    cube = n.op("Mul", [n.w((), 0.044715), n.op("Pow", [h, n.w((), 3.0)])])
+    t = n.op("Tanh", [n.op("Mul", [n.w((), 0.79788456), n.op("Add", [h, cube])])])
     h = n.op("Mul", [n.op("Mul", [n.w((), 0.5), h]), n.op("Add", [n.w((), 1.0), t])])
     # LayerNorm decomposed (older exporters)
     mu = n.op("ReduceMean", [h], axes=[-1])

@@ -31,11 +31,16 @@ import numpy as np
 from scipy.stats import qmc
 
 from autotune import ops
+from autotune import zoo_transformers as zt
 from autotune.graph import Graph, GraphBuilder
 from autotune.hardware import HardwareConfig
 
 #: Bump when the generated groups change for a given (n, hw, seed): datasets record it.
-GENERATOR_VERSION = 3
+#: v4: transformer blocks as the zoo and the importer lay them out (heads by reshape + transpose,
+#: grouped-query attention, rotary positions, SwiGLU, RMSNorm, pre/post norm), 1-D conv stacks,
+#: U-Net decoder stages (transposed conv + skip concat), layout and deconv single layers, and
+#: batches above 1 for a third of the groups (v3: a quarter).
+GENERATOR_VERSION = 4
 
 ALIGNS = ("pow2", "array", "free")
 #: v3: network-style widths (powers of two and 3 x them), which real networks' layers mostly have
@@ -43,8 +48,9 @@ ALIGNS = ("pow2", "array", "free")
 ALIGN_WEIGHTS = (0.4, 0.25, 0.35)
 SOURCES = ("layer", "block", "slice")
 SOURCE_WEIGHTS = (0.1, 0.3, 0.6)
-CNN_BLOCKS = ("conv_chain", "conv_pool", "bottleneck", "inverted_residual", "inception", "squeeze_excite")
-TOKEN_BLOCKS = ("attention", "fc_chain")
+CNN_BLOCKS = ("conv_chain", "conv_pool", "bottleneck", "inverted_residual", "inception", "squeeze_excite",
+              "up_block")
+TOKEN_BLOCKS = ("attention", "fc_chain", "conv1d")
 #: Structure kinds recorded per group: the blocks above plus single layers.
 STRUCTURES = CNN_BLOCKS + TOKEN_BLOCKS + ("layer",)
 
@@ -86,7 +92,7 @@ def decode(u: np.ndarray, hw: HardwareConfig) -> Knobs:
     structure = "layer" if source == "layer" else _pick(u[4], CNN_BLOCKS + TOKEN_BLOCKS)
     ks = _pick(u[6], ((1, 1), (3, 1), (3, 2), (5, 1), (5, 2), (7, 1), (7, 2), (1, 2)),
                (0.25, 0.3, 0.12, 0.08, 0.07, 0.07, 0.06, 0.05))
-    batch = _pick(u[7], (1, 2, 4, 8, 16), (0.75, 0.07, 0.07, 0.06, 0.05))
+    batch = _pick(u[7], (1, 2, 4, 8, 16), (0.66, 0.07, 0.09, 0.1, 0.08))
     return Knobs(ops=10 ** (lo + (hi - lo) * u[0]), width=2 ** (2 + 10 * u[1]),
                  length=1 + min(int(u[2] ** 0.6 * hw.max_fusion), hw.max_fusion - 1), source=source,
                  structure=structure, align=_pick(u[5], ALIGNS, ALIGN_WEIGHTS), kernel=ks[0], stride=ks[1], batch=batch)
@@ -120,6 +126,7 @@ class _Ctx:
         self.b, self.kn, self.rng, self.hw, self.cscale = b, kn, rng, hw, cscale
         self.layer_kind = "conv"  # single-layer graphs: the op; tokens/flat: the input's layout
         self.tokens = self.flat = False
+        self.blocks = 0  # blocks built so far (unique layer-name prefixes)
 
     def ch(self, c: float) -> int:
         return _align(c * self.cscale, self.hw.mac_array.co, self.kn.align, self.rng)
@@ -212,32 +219,71 @@ def squeeze_excite(ctx: _Ctx, x: str, c: float, s: int) -> str:
     return b.eltwise([x, y]) if res and b.shape(x) == b.shape(y) else y
 
 
+def _norm(ctx: _Ctx, x: str, mode: str) -> str:
+    return ctx.b.add("norm", [x], mode=mode)
+
+
 def attention(ctx: _Ctx, x: str, c: float, s: int) -> str:
-    """Transformer self-attention on (B, T, D): fc q/k/v, heads, matmul, softmax, matmul, fc, add, norm."""
+    """A transformer attention sub-layer on (B, T, D) as the zoo builds it (zoo_transformers.attention):
+    multi-head or grouped-query, optional rotary positions and mask, pre- or post-norm (layer or RMS)."""
     b, rng = ctx.b, ctx.rng
-    B, T, D = b.shape(x)
+    D = b.shape(x)[-1]
     h = _divisor(D, (16, 12, 8, 4, 2), rng)
-    d = D // h
-    q, k, v = (b.fc(x, D) for _ in range(3))
-    q = b.add("reshape", [q], shape=(B * h, T, d))
-    k = b.add("reshape", [k], shape=(B * h, d, T))  # transpose is layout-only
-    v = b.add("reshape", [v], shape=(B * h, T, d))
-    a = b.add("softmax", [b.add("matmul", [q, k])])
-    o = b.add("reshape", [b.add("matmul", [a, v])], shape=(B, T, D))
-    o = b.eltwise([x, b.fc(o, D)])
-    return b.add("norm", [o], mode="layer")
+    kvh = _divisor(h, (4, 2, 1), rng) if rng.random() < 0.3 else h
+    rope, masked, bias = bool(rng.random() < 0.3), bool(rng.random() < 0.5), bool(rng.random() < 0.7)
+    pre, mode = bool(rng.random() < 0.6), str(rng.choice(["layer", "rms"], p=[0.7, 0.3]))
+    ctx.blocks += 1
+    y = _norm(ctx, x, mode) if pre else x
+    o = zt.attention(b, y, f"att{ctx.blocks}", h, kvh, rope=rope, bias=bias, masked=masked)
+    x = b.eltwise([x, o])
+    return x if pre else _norm(ctx, x, mode)
 
 
 def fc_chain(ctx: _Ctx, x: str, c: float, s: int) -> str:
-    """Dense layers: a transformer MLP (D - rD gelu - D, add, norm) on tokens, else an fc stack."""
+    """Dense layers: a transformer MLP on tokens (GELU D - rD - D, or SwiGLU; pre/post norm; residual),
+    else an fc stack."""
     b, rng = ctx.b, ctx.rng
     if len(b.shape(x)) == 3:
         D = b.shape(x)[-1]
-        y = b.fc(b.fc(x, min(D * int(rng.choice([2, 4])), MAX_CH), act="gelu"), D)
-        return b.add("norm", [b.eltwise([x, y])], mode="layer")
+        hidden = min(int(D * float(rng.choice([2, 8 / 3, 4]))), MAX_CH)
+        pre, mode = bool(rng.random() < 0.6), str(rng.choice(["layer", "rms"], p=[0.7, 0.3]))
+        ctx.blocks += 1
+        y = _norm(ctx, x, mode) if pre else x
+        y = zt.swiglu(b, y, f"mlp{ctx.blocks}", hidden) if rng.random() < 0.35 else \
+            zt.mlp(b, y, f"mlp{ctx.blocks}", hidden)
+        x = b.eltwise([x, y])
+        return x if pre else _norm(ctx, x, mode)
     for _ in range(int(rng.integers(1, 4))):
         x = b.fc(x, ctx.ch(c), act=str(rng.choice(["relu", ""], p=[0.7, 0.3])))
     return x
+
+
+def conv1d(ctx: _Ctx, x: str, c: float, s: int) -> str:
+    """1-D convolutions over (B, C, L) (audio front ends, temporal convs): 1-3 of them with GELU/ReLU,
+    the first may stride; sometimes turned to (B, L, C) tokens at the end."""
+    b, rng, k = ctx.b, ctx.rng, max(ctx.kn.kernel, 3)
+    for n in range(int(rng.integers(1, 4))):
+        x = b.conv(x, ctx.ch(c), k, s if n == 0 and b.shape(x)[2] >= 2 else 1,
+                   act=str(rng.choice(["gelu", "relu", ""], p=[0.5, 0.3, 0.2])))
+    if rng.random() < 0.4:
+        B, C, L = b.shape(x)
+        x = b.add("layout", [x], shape=(B, L, C), mode="transpose")
+    return x
+
+
+def up_block(ctx: _Ctx, x: str, c: float, s: int) -> str:
+    """A U-Net decoder stage: 2x2 stride-2 transposed conv, concat with an encoder skip, two 3x3 convs."""
+    b, rng = ctx.b, ctx.rng
+    B, C, H, W = b.shape(x)
+    co = ctx.ch(c / 2) if c >= 2 else ctx.ch(c)
+    act = str(rng.choice(["", "relu"]))
+    # at the size limit the stage keeps its size (a 3x3 stride-1 transposed conv)
+    up = b.deconv(x, co, 2, 2, act=act) if 2 * H <= MAX_HW else b.deconv(x, co, 3, 1, pad=1, act=act)
+    ctx.blocks += 1
+    skip = b.input(f"skip{ctx.blocks}", b.shape(up))
+    y = b.concat([up, skip])
+    y = b.conv(y, co, 3)
+    return b.conv(y, co, 3)
 
 
 def single_layer(ctx: _Ctx, x: str, c: float, s: int) -> str:
@@ -271,7 +317,7 @@ def single_layer(ctx: _Ctx, x: str, c: float, s: int) -> str:
 BLOCKS: dict[str, Callable[[_Ctx, str, float, int], str]] = {
     "conv_chain": conv_chain, "conv_pool": conv_pool, "bottleneck": bottleneck,
     "inverted_residual": inverted_residual, "inception": inception, "squeeze_excite": squeeze_excite,
-    "attention": attention, "fc_chain": fc_chain, "layer": single_layer,
+    "attention": attention, "fc_chain": fc_chain, "conv1d": conv1d, "up_block": up_block, "layer": single_layer,
 }
 _LAYER_KINDS = ("conv", "dwconv", "gconv", "pool", "gpool", "eltwise", "fc", "matmul")
 _LAYER_WEIGHTS = (0.35, 0.12, 0.08, 0.08, 0.04, 0.1, 0.13, 0.1)
@@ -299,6 +345,8 @@ def _input(ctx: _Ctx, size: int) -> str:
         return b.input("x", (kn.batch, cin, min(size, 7), min(size, 7)))
     if kind == "dwconv":
         return b.input("x", (kn.batch, ctx.ch(kn.width), size, size))
+    if kind == "conv1d":  # a sequence of frames: length grows with the size knob (ops ~ length)
+        return b.input("x", (kn.batch, cin, min(size * 16, MAX_CH)))
     return b.input("x", (kn.batch, cin, size, size))
 
 

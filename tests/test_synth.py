@@ -66,10 +66,13 @@ def test_coverage_of_the_knobs(sample):
     assert any(lyr.op == "conv" and 1 < lyr.attrs.groups < lyr.in_channels for lyr in layers)  # grouped
     assert {lyr.attrs.kernel[0] for lyr in layers if lyr.op == "conv"} >= {1, 3, 5, 7}
     assert any(lyr.op in ("conv", "pool") and lyr.attrs.stride[0] == 2 for lyr in layers)
-    assert {"pool", "eltwise", "fc", "matmul", "concat", "softmax", "gpool"} <= {lyr.op for lyr in layers}
+    assert {"pool", "eltwise", "fc", "matmul", "concat", "softmax", "gpool", "deconv", "layout", "norm"} <= \
+        {lyr.op for lyr in layers}
+    assert any(lyr.op == "conv" and len(lyr.in_shape) == 3 for lyr in layers)  # 1-D convolutions
+    assert {lyr.attrs.mode for lyr in layers if lyr.op == "norm"} == {"layer", "rms"}
     chans = [max(lyr.in_channels, lyr.out_channels) for lyr in layers]
     assert min(chans) <= 4 and max(chans) >= 2048 and max(chans) <= 4096
-    hs = [lyr.out_shape[2] for lyr in layers if len(lyr.out_shape) == 4]
+    hs = [lyr.out_shape[2] for lyr in layers if len(lyr.out_shape) == 4 and lyr.spec.channels_first]
     assert min(hs) == 1 and max(hs) >= 200 and max(hs) <= 448
     kinds = {describe(g) for g in sample}
     assert {s for _, s in kinds} == set(STRUCTURES)

@@ -130,25 +130,28 @@ def main() -> int:
     from autotune.errors import AutotuneError
     from autotune.onnx_import import load_onnx
 
-    print(f"{'network':20s} {'exporter':12s} {'axes':9s} {'batch 1':>8s} {'batch 8':>8s}"
+    print(f"{'network':20s} {'exporter':12s} {'axes':9s} {'batch 1':>8s} {'batch 8':>8s}  {'import s (b1, b8)':>18s}"
           "   (MACs imported / counted, --strict)")
     worst = 0.0
+    import time
     for name, r in ref.items():
         for path, tag, kind in r["files"]:
-            cells = []
+            cells, secs = [], []
             for batch in (1, 8):
                 want = PUBLISHED[name] * batch if name in PUBLISHED else r["b1"] if batch == 1 else r["b8"]
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("error")
                         dims = {"seq": 128} if kind == "symbolic" and name in ("bert", "gpt2", "llama") else None
+                        t0 = time.perf_counter()
                         g = load_onnx(path, batch=batch, strict=True, dims=dims)
+                        secs.append(f"{time.perf_counter() - t0:.2f}")
                     ratio = g.total_macs / want
                     worst = max(worst, abs(ratio - 1))
                     cells.append(f"{ratio:8.4f}")
                 except (AutotuneError, Warning) as err:
                     cells.append(f"  FAILED ({str(err)[-80:]})")
-            print(f"{name:20s} {tag:12s} {kind:9s} {cells[0]} {cells[1]}")
+            print(f"{name:20s} {tag:12s} {kind:9s} {cells[0]} {cells[1]}  {', '.join(secs):>18s}")
     print(f"worst deviation {100 * worst:.3f}%")
     return 0
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .fileio import atomic_write
 from .graph import Graph, Layer, layer_to_dict
-from .onnx_import import DOMAIN, FORMAT_KEY, FUSED_MARK, WEIGHTS_KEY
+from .onnx_import import BATCH_KEY, DOMAIN, FORMAT_KEY, FUSED_MARK, WEIGHTS_KEY
 
 OPSET = 17
 _SIMPLE_ACTS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hswish": "HardSwish", "elu": "Elu",
@@ -146,7 +146,8 @@ class Exporter:
         m = h.make_model(graph, opset_imports=[h.make_opsetid("", OPSET), h.make_opsetid(DOMAIN, 1)],
                          producer_name="autotune")
         m.ir_version = 8  # the IR version that goes with opset 17
-        h.set_model_props(m, {FORMAT_KEY: "1", WEIGHTS_KEY: json.dumps([w.name for w in self.weights])})
+        h.set_model_props(m, {FORMAT_KEY: "1", BATCH_KEY: str(self.g.batch),
+                              WEIGHTS_KEY: json.dumps([w.name for w in self.weights])})
         return m
 
 

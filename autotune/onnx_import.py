@@ -28,6 +28,7 @@ from .onnx_proto import read_model_shapes_only, tensor_value
 #: Metadata keys and node marks written by `autotune.onnx_export` so its files map back 1:1.
 FORMAT_KEY = "autotune.format"
 WEIGHTS_KEY = "autotune.weights"
+BATCH_KEY = "autotune.batch"  # the graph's batch (an input's dim 0 is not always it: a [tokens, features] input)
 FUSED_MARK = "autotune:fused"  # doc_string of the node that ends a fused epilogue activation
 
 
@@ -196,6 +197,9 @@ class Importer:
             raise GraphError("the graph has no activation inputs (every input is a weight)")
         self.sizes = onnx_batch.resolve(self.path, self.inputs, self.batch_override, self.dims)
         self.batch = self.sizes.batch
+        meta = {p.key: p.value for p in self.model.metadata_props}
+        if self.explicit and self.batch_override is None and meta.get(BATCH_KEY, "").isdigit():
+            self.batch = int(meta[BATCH_KEY])
         self._toposort()
         self._forget_shapes()  # recorded shapes may carry other sizes: inference redoes them
         self.pristine = type(self.model)()

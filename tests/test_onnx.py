@@ -749,3 +749,14 @@ def test_layout_ops_are_fusable_layers_and_opaque_ones_are_named(tmp_path):
     assert all(lyr.spec.fusable and lyr.macs == 0 for lyr in g.order if lyr.op == "layout")
     with pytest.raises(GraphError, match=r"strict.*TopK x1"):
         load_onnx(g0, strict=True)
+
+
+def test_generated_groups_round_trip_exactly(tmp_path):
+    """What `export-groups` writes for a device to measure maps back to the same layers and batch."""
+    from autotune.hardware import load_hardware
+    from synth.generator import generate
+
+    path = tmp_path / "g.onnx"
+    for g in generate(200, load_hardware("mlu100"), 3):
+        export_onnx(g, path)
+        assert graph_to_dict(load_onnx(str(path))) == graph_to_dict(g), g.name

@@ -22,6 +22,12 @@ class Eltwise(OpSpec):
 
     def to_onnx(self, lyr, ex, y):
         x, mode = list(lyr.inputs), lyr.attrs.mode
+        if len(x) == 1 and mode in _BINARY:  # with a constant (a scale, a mask, a position table)
+            import numpy as np
+
+            c = ex.const(f"{lyr.name}/const", np.array(1.0 if mode in ("mul", "div") else 0.0, np.float32))
+            ex.node(_BINARY[mode], [x[0], c], [y], lyr.name)
+            return True
         if len(x) == 2 and mode in _BINARY:
             ex.node(_BINARY[mode], x, [y], lyr.name)
             return True

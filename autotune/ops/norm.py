@@ -29,6 +29,19 @@ class Norm(OpSpec):
             ws = [ex.weight(f"{n}.{k}", (xs[1],)) for k in ("weight", "bias")]
             ex.node("InstanceNormalization", [x[0], *ws], [y], n)
             return True
+        if mode == "rms":  # RMSNormalization is opset 23: written out, as Llama exports it
+            import numpy as np
+
+            c = {k: ex.const(f"{n}/{k}", np.array(v, np.float32)) for k, v in (("two", 2.0), ("eps", 1e-6))}
+            sq, ms, ad, rt, inv, xn = (ex.fresh(f"{n}/{k}") for k in ("pow", "mean", "add", "sqrt", "inv", "xn"))
+            ex.node("Pow", [x[0], c["two"]], [sq], f"{n}/pow")
+            ex.node("ReduceMean", [sq], [ms], f"{n}/mean", axes=[-1])
+            ex.node("Add", [ms, c["eps"]], [ad], f"{n}/add")
+            ex.node("Sqrt", [ad], [rt], f"{n}/sqrt")
+            ex.node("Reciprocal", [rt], [inv], f"{n}/inv")
+            ex.node("Mul", [x[0], inv], [xn], f"{n}/mul")
+            ex.node("Mul", [xn, ex.weight(f"{n}.weight", (xs[-1],))], [y], n)
+            return True
         if mode == "lrn" and len(xs) == 4:
             ex.node("LRN", x, [y], n, size=5)
             return True

@@ -26,9 +26,10 @@ _PATTERN_ACTS = {"hsigmoid", "leaky_relu", "relu6", "gelu", "silu", "prelu"}
 class Exporter:
     """Writes a graph's layers as ONNX nodes; op specs call its helpers from `to_onnx`."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, weights: bool = False, seed: int = 0):
         from onnx import helper
 
+        self.with_data, self.seed = weights, seed
         self.h = helper
         self.g = graph
         self.nodes: list = []
@@ -141,22 +142,31 @@ class Exporter:
         outputs = [h.make_tensor_value_info(t, TensorProto.FLOAT, list(self.g.shape_of(t))) for t in self.g.outputs]
         out_names = set(self.g.outputs)
         vi = [v for v in self.value_info if v.name not in out_names]
-        graph = h.make_graph(self.nodes, self.g.name, inputs + self.weights, outputs, initializer=self.consts,
-                             value_info=vi)
+        inits, weights = list(self.consts), list(self.weights)
+        if self.with_data:  # weights as initializers with random values, so a runtime can execute the file
+            from onnx import numpy_helper
+
+            rng = np.random.default_rng(self.seed)
+            for w in weights:
+                shape = [d.dim_value for d in w.type.tensor_type.shape.dim]
+                inits.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.02).astype(np.float32), w.name))
+            weights = []
+        graph = h.make_graph(self.nodes, self.g.name, inputs + weights, outputs, initializer=inits, value_info=vi)
         m = h.make_model(graph, opset_imports=[h.make_opsetid("", OPSET), h.make_opsetid(DOMAIN, 1)],
                          producer_name="autotune")
         m.ir_version = 8  # the IR version that goes with opset 17
         h.set_model_props(m, {FORMAT_KEY: "1", BATCH_KEY: str(self.g.batch),
-                              WEIGHTS_KEY: json.dumps([w.name for w in self.weights])})
+                              WEIGHTS_KEY: json.dumps([w.name for w in weights])})
         return m
 
 
-def graph_to_onnx(graph: Graph):
-    """The ONNX ModelProto of a graph: weights as shaped graph inputs listed in metadata, no data."""
-    return Exporter(graph).model()
+def graph_to_onnx(graph: Graph, weights: bool = False, seed: int = 0):
+    """The ONNX ModelProto of a graph: weights as shaped graph inputs listed in metadata, no data; with
+    `weights`, as initializers holding random values (seeded), so the file runs as it is."""
+    return Exporter(graph, weights, seed).model()
 
 
-def export_onnx(graph: Graph, path: str | Path) -> None:
-    """Write `graph` as an ONNX file (opset 17, shapes only), atomically."""
-    data = graph_to_onnx(graph).SerializeToString()
+def export_onnx(graph: Graph, path: str | Path, weights: bool = False, seed: int = 0) -> None:
+    """Write `graph` as an ONNX file (opset 17, shapes only unless `weights`), atomically."""
+    data = graph_to_onnx(graph, weights, seed).SerializeToString()
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))

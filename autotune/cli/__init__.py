@@ -19,6 +19,7 @@ from .commands import (
     cmd_tune,
     cmd_zoo,
 )
+from .profile_commands import add_parsers as add_profile_parsers
 
 
 class _Parser(argparse.ArgumentParser):
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", metavar="FILE")
     s.add_argument("--plot", default=None, metavar="FILE.png")
     s.set_defaults(func=cmd_eval)
+    add_profile_parsers(sub, SEED, BUDGET)
     return p
 
 

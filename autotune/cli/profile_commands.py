@@ -1,0 +1,83 @@
+"""Commands for real measurements: export-groups, measure, import-profile."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..fileio import check_output
+from ..hardware import hw_slug, load_hardware
+
+
+def cmd_export_groups(args: argparse.Namespace) -> int:
+    from synth.profiles import export_groups
+
+    hw = load_hardware(args.hw)
+    info = export_groups(hw, args.out, args.groups, args.seed, args.model, args.weights, args.force, progress=True)
+    rows = info["groups"] * len(info["core_counts"])
+    what = f"{args.model}'s candidate groups" if args.model else "synthetic groups"
+    print(f"{args.out}/: {info['groups']} {what} as ONNX ({'with' if args.weights else 'no'} weights), "
+          f"{rows} rows to measure in manifest.csv (core counts {info['core_counts']}); see its README.md")
+    return 0
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from synth.measure import measure, save
+
+    out = args.out or str(Path(args.folder) / "measured.csv")
+    check_output(out, "file")
+    hw = load_hardware(args.hw) if args.hw else None
+    frame, notes = measure(args.folder, args.backend, hw, args.limit, args.seed, args.repeats,
+                           timeout_s=args.timeout, progress=True)
+    save(frame, out)
+    for n in notes:
+        print(f"note: {n}")
+    print(f"{out}: {len(frame)} measurements ({args.backend})")
+    return 0
+
+
+def cmd_import_profile(args: argparse.Namespace) -> int:
+    from synth.profiles import import_profile
+
+    hw = load_hardware(args.hw)
+    out = args.out or str(Path("data") / hw_slug(args.hw))
+    m = import_profile(args.profile, hw, out, args.groups, args.force)
+    print(f"{out}/: {m['rows']} labels (group x cores) from {m['measurements']} measurements, marked measured")
+    if m["outliers"]:
+        print(f"{len(m['outliers'])} outlier repeat(s) (over 5 MADs from their median; the median is kept):")
+        for line in m["outliers"][:10]:
+            print(f"  {line}")
+    return 0
+
+
+def add_parsers(sub, seed_type, budget_type) -> None:
+    """The three commands' argument parsers."""
+    s = sub.add_parser("export-groups", help="write layer groups as ONNX files for a device to measure")
+    s.add_argument("--hw", default="mlu100")
+    s.add_argument("--groups", type=budget_type, default=None, metavar="N", help="synthetic groups to export")
+    s.add_argument("--model", default=None, metavar="NAME_OR_ONNX",
+                   help="export this network's candidate groups instead")
+    s.add_argument("--seed", type=seed_type, default=0)
+    s.add_argument("--out", required=True, metavar="DIR")
+    s.add_argument("--weights", action="store_true", help="write random weights into the files")
+    s.add_argument("--force", action="store_true", help="replace a folder that is not an export")
+    s.set_defaults(func=cmd_export_groups)
+
+    s = sub.add_parser("measure", help="measure an export folder's groups (simulator or onnxruntime)")
+    s.add_argument("folder", metavar="DIR")
+    s.add_argument("--backend", choices=["simulator", "onnxruntime"], required=True)
+    s.add_argument("--hw", default=None, help="the device the simulator plays (any YAML with a device: section)")
+    s.add_argument("--out", default=None, metavar="measured.csv", help="default DIR/measured.csv")
+    s.add_argument("--limit", type=budget_type, default=None, metavar="N", help="measure at most N rows")
+    s.add_argument("--repeats", type=budget_type, default=7, help="timed runs per row (onnxruntime)")
+    s.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds per row (onnxruntime)")
+    s.add_argument("--seed", type=seed_type, default=0)
+    s.set_defaults(func=cmd_measure)
+
+    s = sub.add_parser("import-profile", help="turn a CSV of measured latencies into a training dataset")
+    s.add_argument("profile", metavar="measured.csv")
+    s.add_argument("--hw", default="mlu100")
+    s.add_argument("--groups", default=None, metavar="DIR", help="the export folder (default: the CSV's folder)")
+    s.add_argument("--out", default=None, metavar="DIR", help="dataset folder (default data/<hw>)")
+    s.add_argument("--force", action="store_true", help="replace a dataset already there")
+    s.set_defaults(func=cmd_import_profile)

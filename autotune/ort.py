@@ -1,0 +1,142 @@
+"""Run a group (or a whole network) exported as ONNX on this machine's CPU with ONNX Runtime, and time it.
+
+A group file from `export-groups` has shapes only: weights are graph inputs listed in its metadata,
+and a few IR layers with no standard ONNX form travel as `ai.autotune` nodes. `runnable` makes it
+executable without changing what it costs: weights become initializers with random values (so ORT
+pre-packs them as it does real weights), and each custom node becomes a stand-in that moves the
+same bytes (flatten, slice or tile to the output's size, reshape). onnxruntime is an optional
+extra (`pip install autotune[onnxruntime]`), imported on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import AutotuneError
+
+
+def require_ort():
+    """The onnxruntime module, or one line saying how to install it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise AutotuneError("the onnxruntime backend needs onnxruntime: pip install 'autotune[onnxruntime]' "
+                            "(the Makefile's venv has it)") from None
+    return onnxruntime
+
+
+def host_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def runnable(model, seed: int = 0):
+    """A copy of an autotune-exported ModelProto that ONNX Runtime can execute (see module doc)."""
+    from onnx import helper, numpy_helper
+
+    from .onnx_import import DOMAIN, WEIGHTS_KEY
+
+    m = type(model)()
+    m.CopyFrom(model)
+    g = m.graph
+    meta = {p.key: p.value for p in m.metadata_props}
+    weights = set(json.loads(meta.get(WEIGHTS_KEY, "[]")))
+    rng = np.random.default_rng(seed)
+    keep = [vi for vi in g.input if vi.name not in weights]
+    for vi in g.input:
+        if vi.name in weights:
+            shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+            g.initializer.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.02).astype(np.float32),
+                                                         vi.name))
+    del g.input[:]
+    g.input.extend(keep)
+    shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+              for vi in list(g.input) + list(g.value_info) + list(g.output)}
+    nodes = []
+    for n in g.node:
+        if n.domain != DOMAIN:
+            nodes.append(n)
+            continue
+        x, y = n.input[0], n.output[0]
+        size_in, out = math.prod(shapes[x]), shapes[y]
+        size_out = math.prod(out)
+        flat, moved = f"{y}/flat", f"{y}/moved"
+        nodes.append(helper.make_node("Reshape", [x, _const(g, f"{y}/n", [-1])], [flat]))
+        if size_out <= size_in:
+            nodes.append(helper.make_node("Slice", [flat, _const(g, f"{y}/s0", [0]), _const(g, f"{y}/s1", [size_out])],
+                                          [moved]))
+        else:
+            reps = -(-size_out // size_in)
+            tiled = f"{y}/tiled"
+            nodes.append(helper.make_node("Tile", [flat, _const(g, f"{y}/r", [reps])], [tiled]))
+            nodes.append(helper.make_node("Slice", [tiled, _const(g, f"{y}/s0", [0]),
+                                                    _const(g, f"{y}/s1", [size_out])], [moved]))
+        # a pass over the bytes, as the layer's own kernel would make (ORT elides a bare reshape)
+        nodes.append(helper.make_node("Neg", [moved], [f"{y}/neg"]))
+        nodes.append(helper.make_node("Reshape", [f"{y}/neg", _const(g, f"{y}/shape", out)], [y]))
+    del g.node[:]
+    g.node.extend(nodes)
+    keep_ops = [op for op in m.opset_import if op.domain != DOMAIN]
+    del m.opset_import[:]
+    m.opset_import.extend(keep_ops)
+    del m.metadata_props[:]
+    return m
+
+
+def _const(g, name: str, value: list[int]) -> str:
+    from onnx import numpy_helper
+
+    g.initializer.append(numpy_helper.from_array(np.array(value, np.int64), name))
+    return name
+
+
+@dataclass
+class Timing:
+    """One measurement: the median of `repeats` timed runs, after warm-up."""
+
+    ms: float
+    repeats: int
+    spread: float  # (max - min) / median of the timed runs
+
+
+def time_model(model_bytes: bytes, threads: int, warmup: int = 2, repeats: int = 7, timeout_s: float = 10.0,
+               seed: int = 0) -> Timing:
+    """Median wall time of one inference of a runnable model with `threads` intra-op threads. Runs
+    stop early once `timeout_s` is spent (at least one timed run); a first run slower than the
+    timeout is an AutotuneError."""
+    ort = require_ort()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for inp in sess.get_inputs():
+        shape = [int(d) if isinstance(d, int) else 1 for d in inp.shape]
+        dtype = np.int64 if "int64" in inp.type else np.float32
+        feeds[inp.name] = (rng.integers(0, 2, shape) if dtype == np.int64 else rng.standard_normal(shape)).astype(dtype)
+    t_end = time.perf_counter() + timeout_s
+    times = []
+    for k in range(warmup + repeats):
+        t0 = time.perf_counter()
+        sess.run(None, feeds)
+        dt = time.perf_counter() - t0
+        if k == 0 and dt > timeout_s:
+            raise AutotuneError(f"one run took {dt:.1f} s, over the {timeout_s:g} s timeout")
+        if k >= warmup:
+            times.append(dt)
+        if time.perf_counter() > t_end and times:
+            break
+    med = float(np.median(times)) * 1e3
+    return Timing(med, len(times), float((max(times) - min(times)) * 1e3 / med) if med > 0 else 0.0)

@@ -1,0 +1,284 @@
+"""Measurements from outside: export groups for any device to run, measure them (the simulator playing a
+remote device, or ONNX Runtime on this CPU), and import the table of times as a dataset `train` reads.
+
+An export folder holds `onnx/<id>.onnx` (each group a self-contained file, shapes only unless
+`--weights`), `groups.parquet` (the groups as IR JSON, so an import needs nothing else), `manifest.csv`
+(one row per (group_id, cores, onnx_file) to measure, header first), `export.json` (what made it)
+and a README saying how to fill in `latency_ms`. A profile is any CSV whose header has at least
+`group_id,cores,latency_ms`; repeated rows of a (group, cores) pair are repeats and are aggregated by
+their median.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from autotune.dataset import MANIFEST, ROW_COLUMNS, file_digest, parquet_bytes, read_parquet
+from autotune.errors import AutotuneError, DatasetError
+from autotune.fileio import FolderLock, atomic_write, atomic_write_json, check_output, recover_folder, replace_folder
+from autotune.graph import Graph, graph_from_dict, graph_to_dict
+from autotune.hardware import HardwareConfig
+
+EXPORT_FILE = "export.json"
+GROUPS_FILE = "groups.parquet"
+MANIFEST_CSV = "manifest.csv"
+MANIFEST_COLUMNS = ["group_id", "cores", "onnx_file"]
+#: Rows a profile must have; others (repeat, backend, spread) are kept out of the dataset.
+PROFILE_COLUMNS = ["group_id", "cores", "latency_ms"]
+#: A repeat this many scaled MADs from its pair's median is reported as an outlier.
+MAD_OUTLIER = 5.0
+MAX_LISTED = 20
+
+README = """# Groups to measure
+
+Each file in `onnx/` is one layer group as a self-contained ONNX model{weights}. Run each row of
+`manifest.csv` on your device: the group in `onnx_file`, compiled for `cores` cores, as one kernel
+(or the closest your toolchain has), and write its latency.
+
+Hand back a CSV whose first line is the header `group_id,cores,latency_ms` (more columns may
+follow, e.g. `repeat`): one line per measurement, `latency_ms` in milliseconds, a positive number.
+Measure a row several times if you can: repeats of a (group_id, cores) pair are aggregated by
+their median, and outliers are reported. Then:
+
+    autotune import-profile measured.csv --hw {hw} --groups {folder} --out data/<name>
+    autotune train --hw {hw} --data data/<name>
+
+`autotune measure {folder} --backend simulator --hw {hw}` fills the table from the simulator, and
+`--backend onnxruntime` from this machine's CPU, to try the path end to end.
+"""
+
+
+def _safe(group_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", group_id)
+
+
+def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = None, seed: int = 0,
+                  model: str | None = None, weights: bool = False, force: bool = False,
+                  progress: bool = False) -> dict:
+    """Write `n_groups` synthetic groups (or, with `model`, that network's planner candidates) to
+    `out` for measuring on a device; returns export.json's content."""
+    from tqdm import tqdm
+
+    from autotune.onnx_export import graph_to_onnx
+
+    from .generator import GENERATOR_VERSION, describe, extract, generate
+
+    out = Path(out)
+    check_output(out, "folder")
+    if out.exists() and any(out.iterdir()) and not (out / EXPORT_FILE).is_file() and not force:
+        raise AutotuneError(f"{out}/ exists and is not an export folder; choose another --out or add --force")
+    graphs: list[Graph]
+    if model is not None:
+        from autotune.loader import load_graph
+        from autotune.planner import candidates
+
+        g = load_graph(model)
+        cands = candidates(g, hw)
+        graphs = [extract(g, c.i, c.j, name=f"{g.name}[{c.i}:{c.j}]") for c in cands]
+        ids = [f"{g.name}:{c.i}-{c.j}" for c in cands]
+        kinds = [("network", g.name)] * len(graphs)
+    else:
+        if n_groups is None or n_groups < 1:
+            raise AutotuneError(f"--groups must be at least 1, got {n_groups}")
+        graphs = generate(n_groups, hw, seed)
+        ids = [f"{seed}-{k}" for k in range(len(graphs))]
+        kinds = [describe(g) for g in graphs]
+    info = {"hardware": hw.name, "hardware_hash": hw.hash, "datasheet_hash": hw.datasheet_hash,
+            "core_counts": list(hw.core_counts), "groups": len(graphs), "seed": seed, "model": model,
+            "weights": weights, "generator_version": GENERATOR_VERSION}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    recover_folder(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        (tmp / "onnx").mkdir()
+        files = []
+        for k, (gid, g) in enumerate(tqdm(list(zip(ids, graphs)), desc="export", unit="group", disable=not progress)):
+            name = f"onnx/{_safe(gid)}.onnx"
+            (tmp / name).write_bytes(graph_to_onnx(g, weights=weights, seed=seed + k).SerializeToString())
+            files.append(name)
+        frame = pd.DataFrame({"group_id": ids, "group_json": [json.dumps(graph_to_dict(g), separators=(",", ":"))
+                                                              for g in graphs],
+                              "onnx_file": files, "kind": [a for a, _ in kinds], "structure": [b for _, b in kinds]})
+        import pyarrow as pa
+
+        (tmp / GROUPS_FILE).write_bytes(parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False)))
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(MANIFEST_COLUMNS)
+        for gid, f in zip(ids, files):
+            for c in hw.core_counts:
+                w.writerow([gid, c, f])
+        (tmp / MANIFEST_CSV).write_text(buf.getvalue())
+        (tmp / "README.md").write_text(README.format(
+            weights=" with random weights" if weights else " with shapes only (weights are graph inputs listed "
+            "in its `autotune.weights` metadata; feed any values)", hw=hw.name, folder=out))
+        (tmp / EXPORT_FILE).write_text(json.dumps(info, indent=1))
+        replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return info
+
+
+def read_export(folder: str | Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """(export.json, groups.parquet, manifest.csv) of an export folder, or one clear line."""
+    folder = Path(folder)
+    if not (folder / EXPORT_FILE).is_file() or not (folder / GROUPS_FILE).is_file():
+        raise AutotuneError(f"{folder}/ is not an export folder (no {EXPORT_FILE} / {GROUPS_FILE}); "
+                            "make one with `autotune export-groups`")
+    try:
+        info = json.loads((folder / EXPORT_FILE).read_text())
+        man = pd.read_csv(folder / MANIFEST_CSV, dtype={"group_id": str})
+    except (OSError, ValueError) as err:
+        raise AutotuneError(f"{folder}/: cannot read its export files ({err})") from None
+    if list(man.columns[:3]) != MANIFEST_COLUMNS:
+        raise AutotuneError(f"{folder}/{MANIFEST_CSV}: header must start with {','.join(MANIFEST_COLUMNS)}")
+    return info, read_parquet(folder / GROUPS_FILE), man
+
+
+# -- importing a profile ---------------------------------------------------------------------------
+def read_profile(path: str | Path, known: dict[str, str], core_counts: list[int]) -> pd.DataFrame:
+    """The measurement rows of a profile CSV, checked: every bad row is named (the first 20, then a
+    count) in one DatasetError, so nothing is imported from a file with any."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{path}: cannot read it ({err})") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        raise DatasetError(f"{path}: empty file; its first line must be the header {','.join(PROFILE_COLUMNS)}")
+    header = [h.strip() for h in rows[0]]
+    missing = [c for c in PROFILE_COLUMNS if c not in header]
+    if missing:
+        raise DatasetError(f"{path}: the header (first line) lacks column {missing[0]!r}; it must have "
+                           f"{','.join(PROFILE_COLUMNS)}")
+    col = {c: header.index(c) for c in header}
+    problems: list[str] = []
+    seen: dict[tuple, int] = {}
+    out = []
+    for line, r in enumerate(rows[1:], start=2):
+        if not any(x.strip() for x in r):
+            continue
+        if len(r) < len(header):
+            problems.append(f"line {line}: {len(r)} fields, the header has {len(header)}")
+            continue
+        gid, cores_s, lat_s = (r[col[c]].strip() for c in PROFILE_COLUMNS)
+        rep = r[col["repeat"]].strip() if "repeat" in col else None
+        if gid not in known:
+            problems.append(f"line {line}: unknown group_id {gid!r} (not in the exported groups)")
+            continue
+        try:
+            cores = int(cores_s)
+        except ValueError:
+            problems.append(f"line {line}: cores {cores_s!r} is not an integer")
+            continue
+        if cores not in core_counts:
+            problems.append(f"line {line}: cores {cores} is not one of the hardware's core counts {core_counts}")
+            continue
+        try:
+            lat = float(lat_s)
+        except ValueError:
+            lat = float("nan")
+        if not math.isfinite(lat) or lat <= 0:
+            problems.append(f"line {line}: latency_ms {lat_s!r} is not a positive number")
+            continue
+        key = (gid, cores, rep) if rep is not None else (gid, cores, lat_s)
+        if key in seen:
+            what = f"repeat {rep!r}" if rep is not None else f"latency {lat_s}"
+            problems.append(f"line {line}: duplicate of line {seen[key]} ({gid}, {cores} cores, {what})")
+            continue
+        seen[key] = line
+        out.append((gid, cores, lat))
+    if problems:
+        more = f"\n... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        raise DatasetError(f"{path}: {len(problems)} bad row(s), nothing imported:\n"
+                           + "\n".join(problems[:MAX_LISTED]) + more)
+    if not out:
+        raise DatasetError(f"{path}: no measurements (only the header)")
+    return pd.DataFrame(out, columns=PROFILE_COLUMNS)
+
+
+def aggregate(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """One row per (group_id, cores): the median of its repeats, and a report line for each repeat
+    more than MAD_OUTLIER scaled MADs from its median (kept, but the median resists it)."""
+    g = frame.groupby(["group_id", "cores"], sort=False)["latency_ms"]
+    med = g.transform("median")
+    mad = (frame["latency_ms"] - med).abs().groupby([frame["group_id"], frame["cores"]], sort=False).transform("median")
+    scaled = 1.4826 * mad
+    out_mask = (g.transform("size") >= 3) & ((frame["latency_ms"] - med).abs() > MAD_OUTLIER * scaled) & (scaled > 0)
+    report = [f"{r.group_id} at {r.cores} cores: {r.latency_ms:.4g} ms against a median of {m:.4g} ms"
+              for r, m in zip(frame[out_mask].itertuples(), med[out_mask])]
+    agg = g.agg(["median", "size"]).reset_index().rename(columns={"median": "latency_ms", "size": "repeats"})
+    return agg, report
+
+
+def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, groups: str | Path | None = None,
+                   force: bool = False) -> dict:
+    """Validate a profile, aggregate its repeats and write the dataset `train` reads to `out`; returns
+    the manifest plus `outliers` (report lines) and `measurements` (rows read)."""
+    csv_path = Path(csv_path)
+    groups = Path(groups) if groups is not None else csv_path.parent
+    info, gframe, _ = read_export(groups)
+    out = Path(out)
+    check_output(out, "folder")
+    known = dict(zip(gframe["group_id"], gframe["group_json"]))
+    frame = read_profile(csv_path, known, list(hw.core_counts))
+    agg, outliers = aggregate(frame)
+    rows = _dataset_rows(agg, gframe, hw)
+    with FolderLock(out):
+        recover_folder(out)
+        if (out / MANIFEST).is_file() and not force:
+            raise DatasetError(f"{out}/ already holds a dataset; add --force to replace it, or choose another --out")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent if out.parent.exists() else None))
+        try:
+            import pyarrow as pa
+
+            name = "shard-00000.parquet"
+            (tmp / name).write_bytes(parquet_bytes(pa.Table.from_pandas(rows, preserve_index=False)))
+            manifest = {"hardware": hw.name, "hardware_hash": hw.hash, "sampling": "profile",
+                        "source": "measured", "profile": str(csv_path), "export": info, "rows": len(rows),
+                        "labels": len(rows), "measurements": len(frame), "shards": [name],
+                        "shard_rows": [len(rows)], "shard_digests": [file_digest(tmp / name)], "zoo": None,
+                        "columns": {"rows": ROW_COLUMNS, "label": "latency_ms", "descriptive": ["repeats", "macs",
+                                                                                                 "n_layers", "batch",
+                                                                                                 "kind", "structure"]}}
+            atomic_write_json(tmp / MANIFEST, manifest)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            replace_folder(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return {**manifest, "outliers": outliers}
+
+
+def _dataset_rows(agg: pd.DataFrame, gframe: pd.DataFrame, hw: HardwareConfig) -> pd.DataFrame:
+    """Dataset rows (autotune.dataset's format) of aggregated measurements, marked `measured`."""
+    meta = gframe.set_index("group_id")
+    js = meta.loc[agg["group_id"], "group_json"].to_numpy()
+    graphs = {gid: graph_from_dict(json.loads(j)) for gid, j in zip(meta.index, meta["group_json"])}
+    desc = pd.DataFrame([{"macs": float(graphs[g].total_macs), "n_layers": len(graphs[g]),
+                          "batch": int(graphs[g].batch)} for g in agg["group_id"]])
+    rows = pd.DataFrame({"group_id": agg["group_id"].to_numpy(dtype=object), "group_json": js,
+                         "cores": agg["cores"].to_numpy(np.int64), "latency_ms": agg["latency_ms"].to_numpy(np.float64),
+                         "source": "measured", "repeats": agg["repeats"].to_numpy(np.int64)})
+    rows = pd.concat([rows, desc], axis=1)
+    rows["kind"] = meta.loc[agg["group_id"], "kind"].to_numpy()
+    rows["structure"] = meta.loc[agg["group_id"], "structure"].to_numpy()
+    return rows
+
+
+def write_profile(path: str | Path, frame: pd.DataFrame) -> None:
+    """Write measurement rows as a profile CSV (header first), atomically."""
+    data = frame.to_csv(index=False, lineterminator="\n")
+    atomic_write(path, lambda tmp: Path(tmp).write_text(data))

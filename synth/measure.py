@@ -73,7 +73,9 @@ def _onnxruntime(folder: Path, man: pd.DataFrame, seed: int, repeats: int, warmu
     if over.any():
         notes.append(f"skipped {int(over.sum())} row(s) asking for more than this host's {cap} cores")
     todo = man[~over]
-    out, cache, failed = [], {}, []
+    out: list[tuple] = []
+    cache: dict[str, bytes] = {}
+    failed: list[str] = []
     for r in tqdm(list(todo.itertuples(index=False)), desc="measure", unit="row", disable=not progress):
         if r.onnx_file not in cache:
             cache.clear()  # rows come group by group: keep one prepared model

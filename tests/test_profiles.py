@@ -1,0 +1,138 @@
+"""Real measurements: export groups, measure them (simulator or ONNX Runtime), import the profile."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autotune.dataset import read_dataset
+from autotune.errors import AutotuneError, DatasetError
+from autotune.graph import graph_from_dict
+from autotune.hardware import load_hardware
+from autotune.onnx_import import load_onnx
+from autotune.simulator import simulate
+from synth.measure import measure
+from synth.profiles import export_groups, import_profile, read_export, write_profile
+
+HW = load_hardware("mlu100")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp") / "groups"
+    export_groups(HW, out, n_groups=24, seed=4)
+    return out
+
+
+def test_export_writes_self_contained_files_and_a_manifest(exported):
+    info, groups, man = read_export(exported)
+    assert info["groups"] == 24 and info["hardware_hash"] == HW.hash and not info["weights"]
+    assert list(man.columns) == ["group_id", "cores", "onnx_file"] and len(man) == 24 * len(HW.core_counts)
+    assert (exported / "manifest.csv").read_text().splitlines()[0] == "group_id,cores,onnx_file"
+    assert "latency_ms" in (exported / "README.md").read_text()
+    for gid, js, f in groups[["group_id", "group_json", "onnx_file"]].itertuples(index=False):
+        back, g = load_onnx(str(exported / f)), graph_from_dict(json.loads(js))
+        assert back.total_macs == g.total_macs and len(back) == len(g), gid
+
+
+def test_network_groups_export(tmp_path):
+    from autotune import zoo
+    from autotune.planner import candidates
+
+    info = export_groups(HW, tmp_path / "sq", model="squeezenet1_1")
+    assert info["groups"] == len(candidates(zoo.build("squeezenet1_1"), HW))
+    _, groups, _ = read_export(tmp_path / "sq")
+    assert groups["group_id"].iloc[0].startswith("squeezenet1_1:")
+
+
+def test_weights_flag_writes_runnable_files(tmp_path):
+    import onnx
+
+    export_groups(HW, tmp_path / "w", n_groups=3, seed=1, weights=True)
+    _, groups, _ = read_export(tmp_path / "w")
+    m = onnx.load(str(tmp_path / "w" / groups["onnx_file"].iloc[0]))
+    assert m.graph.initializer and all(len(t.raw_data) or len(t.float_data) for t in m.graph.initializer)
+    assert {i.name for i in m.graph.input} == set(graph_from_dict(json.loads(groups["group_json"].iloc[0])).inputs)
+
+
+def test_round_trip_through_a_profile_is_exact(exported, tmp_path):
+    """export -> measure (the simulator playing an altered device) -> import gives the labels the
+    simulator gives, for that device's hash."""
+    dev = HW.updated({"device.launch_us": HW.device.launch_us * 1.7, "device.layer_overhead_us": 3.0})
+    frame, notes = measure(exported, "simulator", dev, seed=9)
+    assert not notes and len(frame) == 24 * len(HW.core_counts)
+    write_profile(tmp_path / "m.csv", frame)
+    m = import_profile(tmp_path / "m.csv", dev, tmp_path / "data", groups=exported)
+    assert m["rows"] == len(frame) and not m["outliers"]
+    ds = read_dataset(tmp_path / "data", dev)
+    assert set(ds.rows["source"]) == {"measured"}
+    _, groups, man = read_export(exported)
+    js = dict(zip(groups["group_id"], groups["group_json"]))
+    pairs = [graph_from_dict(json.loads(js[g])) for g in man["group_id"]]
+    want = simulate([g.group(0, len(g)) for g in pairs], man["cores"].to_numpy(), dev, noise=True, seed=9)
+    got = ds.rows.set_index(["group_id", "cores"]).loc[list(zip(man["group_id"], man["cores"])), "latency_ms"]
+    assert np.array_equal(got.to_numpy(), want)
+    with pytest.raises(DatasetError, match="was labelled for hardware"):
+        read_dataset(tmp_path / "data", HW)  # the profile belongs to the altered device
+    with pytest.raises(DatasetError, match="already holds a dataset"):
+        import_profile(tmp_path / "m.csv", dev, tmp_path / "data", groups=exported)
+
+
+def test_bad_rows_are_each_named_and_nothing_is_written(exported, tmp_path):
+    _, groups, _ = read_export(exported)
+    g0, g1 = groups["group_id"].iloc[:2]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("group_id,cores,latency_ms\n"
+                   f"{g0},1,1.5\nnope,1,2\n{g1},3,1\n{g1},2,nan\n{g1},4,0\n{g0},1,1.5\n{g0},,1\n{g1},8,-2\n")
+    with pytest.raises(DatasetError) as err:
+        import_profile(bad, HW, tmp_path / "data", groups=exported)
+    lines = str(err.value).splitlines()
+    assert lines[0].endswith("7 bad row(s), nothing imported:") and len(lines) == 8
+    assert "line 3: unknown group_id 'nope'" in lines[1] and "cores 3 is not one of" in lines[2]
+    assert "'nan' is not a positive number" in lines[3] and "'0' is not a positive number" in lines[4]
+    assert "duplicate of line 2" in lines[5] and "cores '' is not an integer" in lines[6]
+    assert not (tmp_path / "data").exists()
+    many = tmp_path / "many.csv"
+    many.write_text("group_id,cores,latency_ms\n" + "".join(f"x{k},1,1\n" for k in range(30)))
+    with pytest.raises(DatasetError, match=r"30 bad row\(s\)[\s\S]*\.\.\. and 10 more"):
+        import_profile(many, HW, tmp_path / "data", groups=exported)
+    (tmp_path / "head.csv").write_text("group,cores,latency_ms\n")
+    with pytest.raises(DatasetError, match="lacks column 'group_id'"):
+        import_profile(tmp_path / "head.csv", HW, tmp_path / "data", groups=exported)
+
+
+def test_repeats_are_aggregated_by_median_and_outliers_reported(exported, tmp_path):
+    _, groups, _ = read_export(exported)
+    g0 = groups["group_id"].iloc[0]
+    rows = [(g0, 1, v, k) for k, v in enumerate([1.00, 1.02, 0.98, 1.01, 9.0])] + [(g0, 2, 0.6, 0)]
+    pd.DataFrame(rows, columns=["group_id", "cores", "latency_ms", "repeat"]).to_csv(tmp_path / "r.csv", index=False)
+    m = import_profile(tmp_path / "r.csv", HW, tmp_path / "data", groups=exported)
+    assert m["rows"] == 2 and m["measurements"] == 6 and len(m["outliers"]) == 1 and "9 ms" in m["outliers"][0]
+    ds = read_dataset(tmp_path / "data", HW).rows.set_index("cores")
+    assert ds.loc[1, "latency_ms"] == pytest.approx(1.01) and ds.loc[1, "repeats"] == 5
+
+
+def test_onnxruntime_measures_this_cpu(exported, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from autotune.ort import host_cores
+
+    frame, notes = measure(exported, "onnxruntime", limit=12, repeats=2, warmup=1, timeout_s=5)
+    cap = host_cores()
+    _, _, man = read_export(exported)
+    asked = man.iloc[:12]
+    assert len(frame) + sum("not measured" in n for n in notes) >= int((asked["cores"] <= cap).sum()) - 0
+    assert (frame["cores"] <= cap).all() and (frame["latency_ms"] > 0).all()
+    if (asked["cores"] > cap).any():
+        assert any("more than this host's" in n for n in notes)
+
+
+def test_measure_refuses_what_it_cannot_do(exported, tmp_path):
+    with pytest.raises(AutotuneError, match="needs --hw"):
+        measure(exported, "simulator")
+    with pytest.raises(AutotuneError, match="not an export folder"):
+        measure(tmp_path, "simulator", HW)
+    with pytest.raises(AutotuneError, match="--backend must be one of"):
+        measure(exported, "tpu", HW)

@@ -201,6 +201,14 @@ class Group:
     def __len__(self) -> int:
         return self.j - self.i
 
+    def as_graph(self, name: str | None = None) -> Graph:
+        """The group as a standalone graph: boundary inputs become graph inputs, and every tensor read
+        after it (or a graph output) a graph output, so its one group has the same I/O."""
+        out = Graph(name or self.graph.name, self.layers, dict(self.inputs), list(self.outputs),
+                    batch=self.graph.batch).validate()
+        assert [lyr.name for lyr in out.order] == self.names  # insertion order is already topological
+        return out
+
     @property
     def names(self) -> list[str]:
         return [lyr.name for lyr in self.layers]

@@ -262,9 +262,13 @@ def _digest(values: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+#: Presets built at load time rather than read from a file: `cpu` is this host (autotune/host.py).
+HOST_PRESETS = ("cpu",)
+
+
 def preset_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("autotune").joinpath(PRESET_DIR).iterdir()
-                  if p.name.endswith(".yaml"))
+    return sorted([p.name[:-5] for p in resources.files("autotune").joinpath(PRESET_DIR).iterdir()
+                   if p.name.endswith(".yaml")] + list(HOST_PRESETS))
 
 
 def hw_slug(name_or_path: str) -> str:
@@ -318,6 +322,10 @@ def load_hardware(name_or_path: str) -> HardwareConfig:
         except (OSError, UnicodeDecodeError) as err:
             reason = "not a text file" if isinstance(err, UnicodeDecodeError) else (err.strerror or str(err))
             raise ConfigError(f"hardware config {s}: cannot read it: {reason}") from None
+    elif s in HOST_PRESETS:
+        from .host import cpu_config
+
+        return parse_hardware(cpu_config(), s)
     elif s in preset_names():
         text = resources.files("autotune").joinpath(PRESET_DIR).joinpath(f"{s}.yaml").read_text()
     else:

@@ -39,6 +39,16 @@ def host_cores() -> int:
         return os.cpu_count() or 1
 
 
+def weight_bytes(model) -> int:
+    """Bytes of fp32 weights `runnable` would materialise for an exported model."""
+    from .onnx_import import WEIGHTS_KEY
+
+    meta = {p.key: p.value for p in model.metadata_props}
+    weights = set(json.loads(meta.get(WEIGHTS_KEY, "[]")))
+    return 4 * sum(math.prod(d.dim_value for d in vi.type.tensor_type.shape.dim) for vi in model.graph.input
+                   if vi.name in weights)
+
+
 def runnable(model, seed: int = 0):
     """A copy of an autotune-exported ModelProto that ONNX Runtime can execute (see module doc)."""
     from onnx import helper, numpy_helper
@@ -109,10 +119,11 @@ class Timing:
 
 
 def time_model(model_bytes: bytes, threads: int, warmup: int = 2, repeats: int = 7, timeout_s: float = 10.0,
-               seed: int = 0) -> Timing:
-    """Median wall time of one inference of a runnable model with `threads` intra-op threads. Runs
-    stop early once `timeout_s` is spent (at least one timed run); a first run slower than the
-    timeout is an AutotuneError."""
+               seed: int = 0, min_time_s: float = 0.05, max_runs: int = 200) -> Timing:
+    """Median wall time of one inference of a runnable model with `threads` intra-op threads: at
+    least `repeats` timed runs after `warmup`, more (up to `max_runs`) until `min_time_s` of timed
+    runs, so a microsecond kernel gets a stable median; runs stop once `timeout_s` is spent (at
+    least one timed run), and a first run slower than the timeout is an AutotuneError."""
     ort = require_ort()
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads)
@@ -127,8 +138,9 @@ def time_model(model_bytes: bytes, threads: int, warmup: int = 2, repeats: int =
         dtype = np.int64 if "int64" in inp.type else np.float32
         feeds[inp.name] = (rng.integers(0, 2, shape) if dtype == np.int64 else rng.standard_normal(shape)).astype(dtype)
     t_end = time.perf_counter() + timeout_s
-    times = []
-    for k in range(warmup + repeats):
+    times: list[float] = []
+    k = 0
+    while True:
         t0 = time.perf_counter()
         sess.run(None, feeds)
         dt = time.perf_counter() - t0
@@ -136,7 +148,28 @@ def time_model(model_bytes: bytes, threads: int, warmup: int = 2, repeats: int =
             raise AutotuneError(f"one run took {dt:.1f} s, over the {timeout_s:g} s timeout")
         if k >= warmup:
             times.append(dt)
-        if time.perf_counter() > t_end and times:
+        k += 1
+        enough = len(times) >= repeats and (sum(times) >= min_time_s or len(times) >= max_runs)
+        if enough or (time.perf_counter() > t_end and times):
             break
     med = float(np.median(times)) * 1e3
     return Timing(med, len(times), float((max(times) - min(times)) * 1e3 / med) if med > 0 else 0.0)
+
+
+def verify_plan(p, graph, hw, repeats: int = 7, timeout_s: float = 10.0) -> float:
+    """Measure a plan on this CPU: each group as one ONNX Runtime session with its core count as
+    threads (filling each group's and the plan's measured ms, `simulated_ms`), and return the whole
+    network as one session at all threads: what ORT gives by default, to compare honestly."""
+    from .onnx_export import graph_to_onnx
+
+    total = 0.0
+    for k, g in enumerate(p.groups):
+        sub = graph.group(g.i, g.j).as_graph(f"{graph.name}[{g.i}:{g.j}]")
+        t = time_model(runnable(graph_to_onnx(sub), seed=k).SerializeToString(), g.cores, repeats=repeats,
+                       timeout_s=timeout_s)
+        g.simulated_ms = t.ms
+        total += t.ms
+    p.simulated_ms = total
+    whole = time_model(runnable(graph_to_onnx(graph)).SerializeToString(), hw.cores, repeats=repeats,
+                       timeout_s=timeout_s)
+    return whole.ms

@@ -55,6 +55,14 @@ TOKEN_BLOCKS = ("attention", "fc_chain", "conv1d")
 STRUCTURES = CNN_BLOCKS + TOKEN_BLOCKS + ("layer",)
 
 OPS_RANGE = (1e4, 1e11)  # target op count (MACs, or vector ops for MAC-free groups), log-uniform
+#: ... capped at what the whole chip does at peak in this long (a CPU's groups stay measurable).
+HORIZON_S = 0.02
+
+
+def ops_range(hw: HardwareConfig) -> tuple[float, float]:
+    """The op counts groups are drawn from: OPS_RANGE, its top capped at HORIZON_S of peak MACs
+    (mlu100 and npu16 reach 1e11 within it, edge4 stops near 3e10, a 2-core CPU near 3e9)."""
+    return OPS_RANGE[0], max(OPS_RANGE[0] * 10, min(OPS_RANGE[1], hw.datasheet.peak_macs_per_s * HORIZON_S))
 MAX_CH = 4096
 MAX_HW = 448
 _REF_HW = 32  # reference spatial size for solving the spatial size from the op count
@@ -87,7 +95,7 @@ def decode(u: np.ndarray, hw: HardwareConfig) -> Knobs:
     layers and whole blocks already supply the short groups. v2 moved weight from single layers
     to slices and from 1-3 channel widths to wider ones, towards what real networks' candidate
     groups look like (see the coverage plot): zoo regret fell from 0.75% to 0.43% geomean."""
-    lo, hi = np.log10(OPS_RANGE)
+    lo, hi = np.log10(ops_range(hw))
     source = _pick(u[3], SOURCES, SOURCE_WEIGHTS)
     structure = "layer" if source == "layer" else _pick(u[4], CNN_BLOCKS + TOKEN_BLOCKS)
     ks = _pick(u[6], ((1, 1), (3, 1), (3, 2), (5, 1), (5, 2), (7, 1), (7, 2), (1, 2)),
@@ -373,12 +381,8 @@ def _ops(g: Graph, i: int, j: int) -> float:
 
 
 def extract(g: Graph, i: int, j: int, name: str | None = None) -> Graph:
-    """The group g.order[i:j] as a standalone graph: boundary inputs become graph inputs and every
-    tensor read after j (or a graph output) a graph output, so its one group has the same I/O."""
-    grp = g.group(i, j)
-    out = Graph(name or g.name, grp.layers, dict(grp.inputs), list(grp.outputs), batch=g.batch).validate()
-    assert [lyr.name for lyr in out.order] == grp.names  # insertion order is already topological
-    return out
+    """The group g.order[i:j] as a standalone graph (`Group.as_graph`)."""
+    return g.group(i, j).as_graph(name)
 
 
 def _sample(index: int, u: np.ndarray, hw: HardwareConfig, seed: int) -> Graph:

@@ -23,6 +23,8 @@ from autotune.hardware import HardwareConfig
 from .profiles import read_export, write_profile
 
 BACKENDS = ("simulator", "onnxruntime")
+#: Groups whose weights exceed this are not run on the CPU (and protobuf stops at 2 GiB).
+MAX_WEIGHT_BYTES = 1 << 30
 
 
 def measure(folder: str | Path, backend: str, hw: HardwareConfig | None = None, limit: int | None = None,
@@ -64,7 +66,7 @@ def _onnxruntime(folder: Path, man: pd.DataFrame, seed: int, repeats: int, warmu
     import onnx
     from tqdm import tqdm
 
-    from autotune.ort import host_cores, require_ort, runnable, time_model
+    from autotune.ort import host_cores, require_ort, runnable, time_model, weight_bytes
 
     require_ort()
     cap = host_cores()
@@ -80,9 +82,17 @@ def _onnxruntime(folder: Path, man: pd.DataFrame, seed: int, repeats: int, warmu
         if r.onnx_file not in cache:
             cache.clear()  # rows come group by group: keep one prepared model
             try:
-                cache[r.onnx_file] = runnable(onnx.load(str(folder / r.onnx_file)), seed).SerializeToString()
-            except (OSError, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError) as err:
+                model = onnx.load(str(folder / r.onnx_file))
+            except (OSError, ValueError) as err:
                 raise AutotuneError(f"{folder / r.onnx_file}: cannot read it ({err})") from None
+            size = weight_bytes(model)
+            if size > MAX_WEIGHT_BYTES:
+                cache[r.onnx_file] = b""
+                failed.append(f"{r.group_id}: {size / 2**30:.1f} GiB of weights, too large to run here")
+            else:
+                cache[r.onnx_file] = runnable(model, seed).SerializeToString()
+        if not cache[r.onnx_file]:
+            continue
         try:
             t = time_model(cache[r.onnx_file], int(r.cores), warmup, repeats, timeout_s, seed)
         except AutotuneError as err:

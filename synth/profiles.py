@@ -224,7 +224,7 @@ def aggregate(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 
 def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, groups: str | Path | None = None,
-                   force: bool = False) -> dict:
+                   force: bool = False, settings: dict | None = None) -> dict:
     """Validate a profile, aggregate its repeats and write the dataset `train` reads to `out`; returns
     the manifest plus `outliers` (report lines) and `measurements` (rows read)."""
     csv_path = Path(csv_path)
@@ -246,7 +246,7 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
 
             name = "shard-00000.parquet"
             (tmp / name).write_bytes(parquet_bytes(pa.Table.from_pandas(rows, preserve_index=False)))
-            manifest = {"hardware": hw.name, "hardware_hash": hw.hash, "sampling": "profile",
+            manifest = {"hardware": hw.name, "hardware_hash": hw.hash, "sampling": "profile", "settings": settings,
                         "source": "measured", "profile": str(csv_path), "export": info, "rows": len(rows),
                         "labels": len(rows), "measurements": len(frame), "shards": [name],
                         "shard_rows": [len(rows)], "shard_digests": [file_digest(tmp / name)], "zoo": None,
@@ -282,3 +282,30 @@ def write_profile(path: str | Path, frame: pd.DataFrame) -> None:
     """Write measurement rows as a profile CSV (header first), atomically."""
     data = frame.to_csv(index=False, lineterminator="\n")
     atomic_write(path, lambda tmp: Path(tmp).write_text(data))
+
+
+def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed: int = 0, timeout_s: float = 1.0,
+                       repeats: int = 5, progress: bool = False) -> dict:
+    """`autotune synth --backend onnxruntime`: export budget / len(core_counts) synthetic groups, time
+    each on this CPU at every core count, import the profile into `folder`. A folder already made
+    with the same settings is kept (measuring is the slow part); the export sits beside it."""
+    from synth.measure import measure
+
+    folder = Path(folder)
+    settings = {"hardware_hash": hw.hash, "budget": int(budget), "seed": int(seed), "backend": "onnxruntime"}
+    try:
+        old = json.loads((folder / MANIFEST).read_text())
+        if old.get("settings") == settings:
+            return {**old, "outliers": [], "kept": True}
+    except (OSError, ValueError):
+        pass
+    n = max(1, budget // len(hw.core_counts))
+    groups = folder.parent / f"{folder.name}.groups"
+    export_groups(hw, groups, n_groups=n, seed=seed, force=True, progress=progress)
+    frame, notes = measure(groups, "onnxruntime", limit=budget, seed=seed, repeats=repeats, warmup=1,
+                           timeout_s=timeout_s, progress=progress)
+    if frame.empty:
+        raise DatasetError(f"nothing could be measured on this CPU ({'; '.join(notes) or 'no rows'})")
+    write_profile(groups / "measured.csv", frame)
+    m = import_profile(groups / "measured.csv", hw, folder, groups=groups, force=True, settings=settings)
+    return {**m, "notes": notes, "kept": False}

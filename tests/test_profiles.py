@@ -136,3 +136,45 @@ def test_measure_refuses_what_it_cannot_do(exported, tmp_path):
         measure(tmp_path, "simulator", HW)
     with pytest.raises(AutotuneError, match="--backend must be one of"):
         measure(exported, "tpu", HW)
+
+
+def test_the_cpu_preset_is_this_host_and_has_no_simulator():
+    from autotune.ort import host_cores
+
+    hw = load_hardware("cpu")
+    assert hw.name == "cpu" and hw.device is None and hw.cores == host_cores()
+    assert hw.core_counts[-1] == hw.cores and hw.core_counts[0] == 1 and hw.dtype_bytes == 4
+    assert "measured" in hw.description and "assumed" in hw.description
+    assert load_hardware("cpu").hash == hw.hash  # stable: datasets and models made for it stay valid
+    from synth.generator import ops_range
+
+    assert ops_range(hw)[1] <= hw.datasheet.peak_macs_per_s * 0.1 and ops_range(HW)[1] == 1e11
+
+
+def test_synth_refuses_a_part_without_a_device_unless_measured(tmp_path, capsys):
+    from autotune.cli import main
+
+    assert main(["synth", "--hw", "cpu", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--backend onnxruntime" in err and not (tmp_path / "d").exists()
+
+
+def test_cpu_pipeline_measures_trains_and_verifies(tmp_path, capsys):
+    """synth --backend onnxruntime (a tiny budget) -> train -> tune --verify on this CPU, against ORT's
+    whole-model session."""
+    pytest.importorskip("onnxruntime")
+    from autotune.cli import main
+
+    data, models = tmp_path / "data" / "cpu", tmp_path / "models"
+    assert main(["synth", "--hw", "cpu", "--backend", "onnxruntime", "--budget", "40", "--out", str(data)]) == 0
+    assert read_dataset(data, load_hardware("cpu")).rows["source"].eq("measured").all()
+    assert main(["train", "--hw", "cpu", "--data", str(data), "--out", str(models / "cpu")]) == 0
+    capsys.readouterr()
+    plan = tmp_path / "plan.json"
+    assert main(["tune", "--hw", "cpu", "--model", "squeezenet1_1", "--models-dir", str(models), "--verify",
+                 "--out", str(plan)]) == 0
+    out = capsys.readouterr().out
+    d = json.loads(plan.read_text())
+    assert d["simulated_ms"] > 0 and d["whole_model_one_session_ms"] > 0 and "one ONNX Runtime session" in out
+    assert main(["synth", "--hw", "cpu", "--backend", "onnxruntime", "--budget", "40", "--out", str(data)]) == 0
+    assert "kept" in capsys.readouterr().out  # measured once, not again

@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hw", default="mlu100")
     s.add_argument("--budget", type=BUDGET, default=None, metavar="N",
                    help="labels to measure, one per (group, cores) pair (default 16000 groups x core counts)")
+    s.add_argument("--backend", choices=["simulator", "onnxruntime"], default="simulator",
+                   help="simulator: label with the simulator (needs a device: section); onnxruntime: measure the "
+                        "groups on this CPU (the cpu preset)")
     s.add_argument("--sampling", choices=["sobol", "active"], default="sobol",
                    help="sobol: space-filling draw; active: rounds that measure where the model is unsure")
     s.add_argument("--seed", type=SEED, default=0)

@@ -116,6 +116,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
     hw = load_hardware(args.hw)
     folder = Path(args.out or Path("data") / hw_slug(args.hw))
     t0 = time.perf_counter()
+    if args.backend == "onnxruntime":
+        return _synth_on_this_cpu(hw, folder, args, t0)
+    if hw.device is None:
+        raise AutotuneError(f"{hw.name} has no device: section, so the simulator cannot label it; measure it "
+                            "instead (`--backend onnxruntime` for the cpu preset, or export-groups / measure / "
+                            "import-profile for a device of yours)")
     m = run(hw, folder, args.budget, args.seed, args.jobs, args.scheduler, args.force, progress=True,
             sampling=args.sampling)
     png = plots.plot_coverage(folder, folder / "coverage.png",
@@ -129,6 +135,26 @@ def cmd_synth(args: argparse.Namespace) -> int:
           f"{done} of {len(m['shards'])} {unit} labelled now" + (f" at {rate:,.0f} labels/s" if rate else "")
           + f"; zoo.parquet {m['zoo']['rows'] if m['zoo'] else 0} rows (evaluation, not counted); {dt:.1f} s")
     print(f"coverage plot: {png}")
+    return 0
+
+
+def _synth_on_this_cpu(hw: HardwareConfig, folder: Path, args: argparse.Namespace, t0: float) -> int:
+    from synth.profiles import synth_by_measuring
+
+    from ..ort import host_cores
+
+    if hw.cores > host_cores():
+        raise AutotuneError(f"--backend onnxruntime measures this host ({host_cores()} cores); {hw.name} has "
+                            f"{hw.cores} cores (use --hw cpu)")
+    budget = args.budget or 800
+    m = synth_by_measuring(hw, folder, budget, args.seed, progress=True)
+    if m.get("kept"):
+        print(f"{folder}/: {m['rows']} labels measured on this CPU earlier with the same settings (kept)")
+        return 0
+    for n in m.get("notes", []):
+        print(f"note: {n}")
+    print(f"{folder}/: {m['rows']} labels measured on this CPU with ONNX Runtime (budget {budget}); "
+          f"{len(m['outliers'])} outlier repeats; {time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -218,10 +244,24 @@ def cmd_tune(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     p = strat.run(strategy, graph, hw, model=model, measure_budget=args.measure_budget or 0)
     plan_s = time.perf_counter() - t0
-    if args.verify:
+    whole_ms = None
+    if args.verify and hw.device is None:
+        from ..ort import verify_plan
+
+        whole_ms = verify_plan(p, graph, hw)  # measured on this CPU
+    elif args.verify:
         planner.verify(p, graph, hw)
     d = p.to_dict()
+    if whole_ms is not None:
+        d["measured_on"] = "this CPU (ONNX Runtime, each group one session with its cores as threads)"
+        d["whole_model_one_session_ms"] = whole_ms
     print(plan_table(d))
+    if whole_ms is not None:
+        planned = d["simulated_ms"]
+        verdict = "the plan is faster" if planned < whole_ms else "ORT's default is faster"
+        print(f"measured on this CPU: plan {planned:.3f} ms (groups run one after another) vs the whole model as "
+              f"one ONNX Runtime session at {hw.cores} threads {whole_ms:.3f} ms: {verdict} "
+              f"({whole_ms / planned:.2f}x)")
     measured = f", {p.sim_calls} device measurements" if strategy == "learned+measure" else ""
     print(f"planned {len(graph)} layers in {plan_s:.3f} s ({strategy}{measured})")
     if args.out:

@@ -31,11 +31,12 @@ def plan_table(plan: dict) -> str:
         if sim:
             row.append(f"{g['simulated_ms']:.4f}")
         rows.append(row)
-    header = ["#", "layers", "n", "cores", "pred ms"] + (["sim ms"] if sim else [])
+    word = "measured" if "measured_on" in plan else "simulated"  # a real device (the cpu preset) or the simulator
+    header = ["#", "layers", "n", "cores", "pred ms"] + ([f"{word[:4]} ms"] if sim else [])
     total = f"total: {len(plan['groups'])} kernels, predicted {plan['predicted_ms']:.3f} ms"
     if sim:
         err = plan["predicted_ms"] / plan["simulated_ms"] - 1
-        total += f", simulated {plan['simulated_ms']:.3f} ms (prediction error {err:+.1%})"
+        total += f", {word} {plan['simulated_ms']:.3f} ms (prediction error {err:+.1%})"
     return format_table(rows, header, right={0, 2, 3, 4, 5}) + "\n" + total
 
 

@@ -249,6 +249,11 @@ class HardwareConfig(_Strict):
             node[leaf] = value
         return parse_hardware(data, self.name)
 
+    @property
+    def has_device(self) -> bool:
+        """Whether the simulator can play this part (it has a `device:` section); says nothing of its values."""
+        return self.device is not None
+
     def require_device(self) -> Device:
         """The `device:` section, or a clear error: a part measured for real cannot be simulated."""
         if self.device is None:

@@ -118,7 +118,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.backend == "onnxruntime":
         return _synth_on_this_cpu(hw, folder, args, t0)
-    if hw.device is None:
+    if not hw.has_device:
         raise AutotuneError(f"{hw.name} has no device: section, so the simulator cannot label it; measure it "
                             "instead (`--backend onnxruntime` for the cpu preset, or export-groups / measure / "
                             "import-profile for a device of yours)")
@@ -245,7 +245,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     p = strat.run(strategy, graph, hw, model=model, measure_budget=args.measure_budget or 0)
     plan_s = time.perf_counter() - t0
     whole_ms = None
-    if args.verify and hw.device is None:
+    if args.verify and not hw.has_device:
         from ..ort import verify_plan
 
         whole_ms = verify_plan(p, graph, hw)  # measured on this CPU

@@ -186,15 +186,24 @@ def _place(in0: Sequence[int], a: int, lo: int, b0: int, t0: Sequence[int]) -> t
 
 
 def rescale(imp: Importer, sz: InputSizes) -> None:
-    """Re-derive every shape of a file exported at batch sz.file_batch for batch sz.batch (see module doc)."""
+    """Re-derive every shape of a file exported at batch sz.file_batch for batch sz.batch (see module doc).
+
+    Fast path: one topological pass with per-node ONNX inference decides every rewrite, then one full
+    inference checks them. Where a node cannot be inferred on its own (an op of another domain, a
+    function), rounds of full inference do it instead, each deciding the rewrites it can see."""
     b0, b = sz.file_batch, sz.batch
     assert b0 is not None
     s0: dict[str, tuple[int, ...]] = {k: v for k, v in imp.shapes.items() if v is not None}
     baked = _baked_targets(imp)
-    lo: dict[str, int] = {}  # tensors whose batch axis is merged: elements of that axis below the batch
-    done: set[int] = set()
     pristine = type(imp.model)()
     pristine.CopyFrom(imp.pristine)
+    fast = _forward_edits(imp, sz, s0, baked)
+    if fast is not None:
+        _apply(imp, pristine, fast, sz, b)
+        _check(imp, s0, b0, b)
+        return
+    lo: dict[str, int] = {}  # tensors whose batch axis is merged: elements of that axis below the batch
+    done: set[int] = set()
     edits: list = []  # (node output, input index, new constant): replayed on the file's own graph each round
     for _ in range(len(imp.nodes) + 1):
         # each round starts from the file's graph (folding inlines constants at the sizes it saw)
@@ -244,6 +253,7 @@ def rescale(imp: Importer, sz: InputSizes) -> None:
                 continue
             if n.op == "Concat" and any(t in imp.static for t in n.inputs) and sb.get(outs[0]) is None:
                 new = _broadcast_constants(imp, n, s0, sb, b0, b)
+                _rename(imp, n, new)
                 edits.extend(new)
                 changed |= bool(new)
                 tainted.update(outs)
@@ -252,6 +262,113 @@ def rescale(imp: Importer, sz: InputSizes) -> None:
         if not changed:
             break
     _check(imp, s0, b0, b)
+
+
+def _apply(imp: Importer, pristine, edits: list, sz: InputSizes, b: int) -> None:
+    """The file's graph with `edits` applied, inferred at batch b."""
+    imp.model = type(pristine)()
+    imp.model.CopyFrom(pristine)
+    protos = {p.output[0]: p for p in imp.model.graph.node if p.output}
+    for out, k, tensor in edits:
+        protos[out].input[k] = tensor.name
+        imp.model.graph.initializer.append(tensor)
+    set_batch([vi for vi in imp.model.graph.input if vi.name in sz.axes], sz, b)
+    imp._forget_shapes(b)
+    imp._shape_loop()
+
+
+def _forward_edits(imp: Importer, sz: InputSizes, s0: dict, baked: set[str]) -> list | None:
+    """Every rewrite, decided in one topological pass that infers each node on its own at batch b;
+    None when some node cannot be (then the round-based path runs). Node inputs are not changed."""
+    import onnx
+    from onnx import defs, helper, numpy_helper, shape_inference
+
+    from .onnx_import import _fold
+
+    b0, b = sz.file_batch, sz.batch
+    assert b0 is not None
+    g = imp.pristine.graph
+    protos = {p.output[0]: p for p in g.node if p.output}
+    opset = {("" if op.domain == "ai.onnx" else op.domain): op.version for op in imp.pristine.opset_import}
+    types: dict[str, onnx.TypeProto] = {}
+    shapes: dict[str, tuple[int, ...] | None] = {}
+    values: dict[str, np.ndarray] = {}
+    for vi in g.input:
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        ax = sz.axes.get(vi.name)
+        if ax is not None:
+            dims[ax] = b
+        types[vi.name] = helper.make_tensor_type_proto(vi.type.tensor_type.elem_type, dims)
+        shapes[vi.name] = tuple(dims)
+    for t in g.initializer:
+        types[t.name] = helper.make_tensor_type_proto(t.data_type, list(t.dims))
+        shapes[t.name] = tuple(int(d) for d in t.dims)
+        if t.name in imp.values:
+            values[t.name] = imp.values[t.name]
+    lo: dict[str, int] = {}
+    edits: list = []
+    renamed: dict[tuple[str, int], str] = {}
+    for n in imp.nodes:
+        p = protos.get(n.outputs[0]) if n.outputs else None
+        if p is None or n.domain not in ("", "ai.onnx"):
+            return None
+        ins = [renamed.get((n.outputs[0], k), t) for k, t in enumerate(p.input)]
+        if n.op == "Reshape" and ins[0] not in imp.static and ins[1] in baked:
+            where = _batch_axis_of(s0.get(ins[0]), shapes.get(ins[0]), b0, b)
+            if where == "bad":
+                return None
+            if where is not None:
+                ax = int(where)
+                in0, t0 = s0.get(ins[0]), s0.get(n.outputs[0])
+                got = _place(in0, ax, lo.get(ins[0], 1), b0, t0) if in0 and t0 else None
+                if got is None or t0 is None:
+                    return None
+                j, lo_out = got
+                target = list(t0)
+                target[j] = t0[j] // b0 * b
+                name = f"{ins[1]}__batch{b}_{n.index}"
+                tensor = numpy_helper.from_array(np.array(target, np.int64), name)
+                edits.append((n.outputs[0], 1, tensor))
+                renamed[(n.outputs[0], 1)] = name
+                ins[1] = name
+                values[name] = np.array(target, np.int64)
+                types[name] = helper.make_tensor_type_proto(onnx.TensorProto.INT64, [len(target)])
+                if lo_out > 1:
+                    lo[n.outputs[0]] = lo_out
+        if n.op == "Concat" and any(t in imp.static for t in ins) and any(t not in imp.static for t in ins if t):
+            for _, k, tensor in _broadcast_constants(imp, n, s0, shapes, b0, b, ins, values):
+                edits.append((n.outputs[0], k, tensor))
+                renamed[(n.outputs[0], k)] = ins[k] = tensor.name
+                types[tensor.name] = helper.make_tensor_type_proto(tensor.data_type, list(tensor.dims))
+                shapes[tensor.name] = tuple(int(d) for d in tensor.dims)
+        static = n.op in ("Shape", "Size") or all(t in imp.static for t in ins if t)
+        if static:
+            vals = _fold(n, [values.get(t) if t else None for t in ins], shapes)
+            if vals and all(v is not None for v in vals):
+                for t, v in zip(n.outputs, vals):
+                    v = np.asarray(v)
+                    values[t] = v
+                    shapes[t] = tuple(int(d) for d in v.shape)
+                    types[t] = helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
+                continue
+        try:
+            schema = defs.get_schema(n.op, opset.get(n.domain or "", 1), n.domain or "")
+            node = helper.make_node(p.op_type, ins, list(p.output), domain=p.domain)
+            node.attribute.extend(p.attribute)
+            data = {t: numpy_helper.from_array(values[t], t) for t in ins if t in values}
+            got_types = shape_inference.infer_node_outputs(schema, node, {t: types[t] for t in ins if t}, data)
+        except Exception:  # no schema, a missing input type, an inference error: the rounds decide
+            return None
+        for t, tp in got_types.items():
+            types[t] = tp
+            dims = tp.tensor_type.shape.dim
+            shapes[t] = tuple(d.dim_value for d in dims) if all(d.HasField("dim_value") for d in dims) else None
+        if n.op != "Reshape":
+            _carry_lo(lo, n, s0, shapes, b0, b)
+    by_out = {n.outputs[0]: n for n in imp.nodes if n.outputs}
+    for out, k, tensor in edits:
+        _rename(imp, by_out[out], [(out, k, tensor)])
+    return edits
 
 
 def _carry_lo(lo: dict[str, int], n, s0, sb, b0: int, b: int) -> None:
@@ -284,34 +401,43 @@ def _retarget(imp: Importer, n, k: int, value: np.ndarray, name: str) -> tuple:
     return (n.outputs[0], k, numpy_helper.from_array(value, name))
 
 
-def _broadcast_constants(imp: Importer, n, s0, sb, b0: int, b: int) -> list:
+def _broadcast_constants(imp: Importer, n, s0, sb, b0: int, b: int, inputs: list[str] | None = None,
+                         values: dict | None = None) -> list:
     """A constant joined to batched tensors (a class token, a zero cache) is per sample: repeat it on
-    the batch axis. Returns the edits."""
+    the batch axis. Returns the edits (node output, input index, new constant); `inputs` and
+    `values` default to the node's and the importer's."""
     from onnx import TensorProto, numpy_helper
 
-    dyn = [t for t in n.inputs if t and t not in imp.static]
+    inputs = list(n.inputs) if inputs is None else inputs
+    values = imp.values if values is None else values
+    dyn = [t for t in inputs if t and t not in imp.static]
     axes = [_batch_axis_of(s0.get(t), sb.get(t), b0, b) for t in dyn]
     ax = next((a for a in axes if isinstance(a, int)), None)
     if ax is None:
         return []
     edits = []
-    for k, t in enumerate(n.inputs):
+    for k, t in enumerate(inputs):
         shape = s0.get(t)
         if t not in imp.static or shape is None or len(shape) <= ax or shape[ax] != b0:
             continue
         new = list(shape)
         new[ax] = shape[ax] // b0 * b
         name = f"{t}__batch{b}_{n.index}"
-        val = imp.values.get(t)
+        val = values.get(t)
         if val is not None and val.size * b // b0 <= 65536:
             rep = np.repeat(val, b // b0, axis=ax) if b % b0 == 0 else np.broadcast_to(val.take([0], axis=ax), new)
             tensor = numpy_helper.from_array(np.ascontiguousarray(rep), name)
         else:  # shapes only, like every large payload here
             tensor = TensorProto(name=name, dims=new, data_type=TensorProto.FLOAT)
-        imp.static.add(name)
-        n.inputs[k] = name
         edits.append((n.outputs[0], k, tensor))
     return edits
+
+
+def _rename(imp: Importer, n, edits: list) -> None:
+    """Point node n's inputs at the new constants of `edits` (the converters read node inputs)."""
+    for _, k, tensor in edits:
+        imp.static.add(tensor.name)
+        n.inputs[k] = tensor.name
 
 
 def _check(imp: Importer, s0: dict, b0: int, b: int) -> None:

@@ -628,6 +628,16 @@ def test_batch_of_a_fixed_export_is_a_graph_transform(tmp_path, B0):
         assert g.order[-1].out_shape == (B, T, D)
 
 
+def test_the_round_based_rescale_agrees_with_the_one_pass(tmp_path, monkeypatch):
+    """Files with nodes ONNX cannot infer one at a time take the round-based path: same graph."""
+    from autotune import onnx_batch
+
+    path = _attention_file(tmp_path / "mha.onnx", 1)
+    fast = graph_to_dict(load_onnx(path, batch=4))
+    monkeypatch.setattr(onnx_batch, "_forward_edits", lambda *a: None)
+    assert graph_to_dict(load_onnx(path, batch=4)) == fast
+
+
 def test_an_unsafe_batch_rewrite_names_its_node(tmp_path):
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper

@@ -82,9 +82,10 @@ def _onnxruntime(folder: Path, man: pd.DataFrame, seed: int, repeats: int, warmu
         if r.onnx_file not in cache:
             cache.clear()  # rows come group by group: keep one prepared model
             try:
-                model = onnx.load(str(folder / r.onnx_file))
-            except (OSError, ValueError) as err:
-                raise AutotuneError(f"{folder / r.onnx_file}: cannot read it ({err})") from None
+                model = onnx.load(str(folder / r.onnx_file), load_external_data=False)
+            except Exception as err:  # noqa: BLE001 - protobuf's DecodeError and onnx's own: a damaged file
+                raise AutotuneError(f"{folder / r.onnx_file}: not a readable ONNX file ({type(err).__name__}); "
+                                    "export the groups again") from None
             size = weight_bytes(model)
             if size > MAX_WEIGHT_BYTES:
                 cache[r.onnx_file] = b""

@@ -88,7 +88,9 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
         ids = [f"{g.name}:{c.i}-{c.j}" for c in cands]
         kinds = [("network", g.name)] * len(graphs)
     else:
-        if n_groups is None or n_groups < 1:
+        if n_groups is None:
+            raise AutotuneError("say what to export: --groups N synthetic groups, or --model NAME_OR_ONNX")
+        if n_groups < 1:
             raise AutotuneError(f"--groups must be at least 1, got {n_groups}")
         graphs = generate(n_groups, hw, seed)
         ids = [f"{seed}-{k}" for k in range(len(graphs))]

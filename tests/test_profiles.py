@@ -178,3 +178,25 @@ def test_cpu_pipeline_measures_trains_and_verifies(tmp_path, capsys):
     assert d["simulated_ms"] > 0 and d["whole_model_one_session_ms"] > 0 and "one ONNX Runtime session" in out
     assert main(["synth", "--hw", "cpu", "--backend", "onnxruntime", "--budget", "40", "--out", str(data)]) == 0
     assert "kept" in capsys.readouterr().out  # measured once, not again
+
+
+def test_damaged_exports_and_missing_choices_are_one_line(exported, tmp_path, capsys):
+    import shutil
+
+    from autotune.cli import main
+
+    bad = tmp_path / "bad"
+    shutil.copytree(exported, bad)
+    _, groups, _ = read_export(bad)
+    (bad / groups["onnx_file"].iloc[0]).write_bytes(b"garbage")
+    capsys.readouterr()
+    for argv in (["measure", str(bad), "--backend", "onnxruntime", "--limit", "1"],
+                 ["export-groups", "--hw", "mlu100", "--out", str(tmp_path / "x")],
+                 ["measure", str(exported), "--backend", "simulator", "--hw", "cpu"],
+                 ["import-profile", str(exported), "--groups", str(exported), "--out", str(tmp_path / "d")]):
+        if argv[1] == str(bad):
+            pytest.importorskip("onnxruntime")
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if "autotune:" in ln]  # a progress bar may precede it
+        assert len(lines) == 1 and lines[0].startswith("autotune: error:") and "Traceback" not in err, err

@@ -32,21 +32,21 @@ from autotune.training import accuracy
 MEASURE = (0, 10, 25, 50, 100)
 
 
-def one_run(hw, tmp: Path, budget: int, sampling: str, seed: int, zoo_file: Path, jobs: int) -> tuple[dict, object]:
-    """Dataset, model, zoo accuracy and regret for one (budget, sampling, seed)."""
+def one_run(hw, tmp: Path, budget: int, sampling: str, seed: int, zoo_eval: tuple, jobs: int) -> tuple[dict, object]:
+    """Dataset, model, zoo accuracy and regret for one (budget, sampling, seed); `zoo_eval` is the
+    zoo's (features, latencies), the same evaluation set for every run."""
     from synth.pipeline import run
 
     folder = tmp / f"{sampling}-{budget}-{seed}"
     t0 = time.perf_counter()
     run(hw, folder, budget, seed, jobs=jobs, progress=False, zoo_models=[], force=True, sampling=sampling)
     synth_s = time.perf_counter() - t0
-    shutil.copy(zoo_file, folder / "zoo.parquet")  # the same evaluation set for every run
     ds = read_dataset(folder, hw)
-    X, Xz = dataset_features(ds, hw)
+    X, _ = dataset_features(ds, hw)
     t0 = time.perf_counter()
     m = LatencyModel(random_state=seed).fit(X, ds.rows["latency_ms"].to_numpy(), groups=ds.rows["group_id"].to_numpy())
     fit_s = time.perf_counter() - t0
-    acc = accuracy(m.predict(Xz), ds.zoo["latency_ms"].to_numpy())
+    acc = accuracy(m.predict(zoo_eval[0]), zoo_eval[1])
     ev = run_eval(zoo.names(), hw, m, progress=False, strategies=["none", "learned", "oracle"])
     shutil.rmtree(folder, ignore_errors=True)
     return {"budget": budget, "sampling": sampling, "seed": seed, "labels": len(X), "within10": acc["within10"],
@@ -119,7 +119,8 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--replot", action="store_true", help="only redraw the PNG from the CSVs in --out")
     a = ap.parse_args()
-    from synth.pipeline import _to_parquet_bytes, default_budget, zoo_frame
+    from autotune.dataset import compute_features
+    from synth.pipeline import default_budget, zoo_frame
 
     hw = load_hardware(a.hw)
     out = Path(a.out or f"reports/{hw_slug(a.hw)}/label_budget")
@@ -132,13 +133,13 @@ def main() -> None:
     samplings = a.samplings.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="label_budget-"))
     try:
-        zoo_file = tmp / "zoo.parquet"
-        zoo_file.write_bytes(_to_parquet_bytes(zoo_frame(hw), {}))
+        zoo_rows = zoo_frame(hw)
+        zoo_eval = (compute_features(zoo_rows, hw), zoo_rows["latency_ms"].to_numpy())
         rows, meas = [], []
         plan = [(b, s) for b in budgets for s in samplings] + ([(default_budget(hw), "sobol")] if a.full else [])
         for seed in seeds:
             for budget, sampling in plan:
-                r, model = one_run(hw, tmp, budget, sampling, seed, zoo_file, a.jobs)
+                r, model = one_run(hw, tmp, budget, sampling, seed, zoo_eval, a.jobs)
                 rows.append(r)
                 print(f"  seed {seed} {sampling:6s} {budget:6d} labels: within 10% {r['within10']:.1%}, regret "
                       f"{r['regret_geomean']:.2%} / {r['regret_worst']:.2%} (synth {r['synth_s']:.0f} s, "

@@ -39,8 +39,9 @@ from autotune.hardware import HardwareConfig
 #: v4: transformer blocks as the zoo and the importer lay them out (heads by reshape + transpose,
 #: grouped-query attention, rotary positions, SwiGLU, RMSNorm, pre/post norm), 1-D conv stacks,
 #: U-Net decoder stages (transposed conv + skip concat), layout and deconv single layers, and
-#: batches above 1 for a third of the groups (v3: a quarter).
-GENERATOR_VERSION = 4
+#: batches above 1 for a third of the groups (v3: a quarter). v5: token sequences up to 4,096 (v4
+#: stopped at 448, short of Whisper's 1,500 frames and LLM contexts).
+GENERATOR_VERSION = 5
 
 ALIGNS = ("pow2", "array", "free")
 #: v3: network-style widths (powers of two and 3 x them), which real networks' layers mostly have
@@ -65,6 +66,8 @@ def ops_range(hw: HardwareConfig) -> tuple[float, float]:
     return OPS_RANGE[0], max(OPS_RANGE[0] * 10, min(OPS_RANGE[1], hw.datasheet.peak_macs_per_s * HORIZON_S))
 MAX_CH = 4096
 MAX_HW = 448
+#: Longest token sequence (attention, MLP and matmul inputs): LLM contexts and Whisper's 1,500 frames.
+MAX_TOKENS = 4096
 _REF_HW = 32  # reference spatial size for solving the spatial size from the op count
 _DIMS = 8  # Sobol dimensions: ops, width, length, source, structure, alignment, kernel/stride, batch
 
@@ -416,7 +419,8 @@ def _sample(index: int, u: np.ndarray, hw: HardwareConfig, seed: int) -> Graph:
         ratio = kn.ops / ops if ops > 0 else 1.0
         if 0.7 < ratio < 1.4:
             break
-        new = int(min(max(round(size * (math.sqrt(ratio) if spatial else ratio)), 1), MAX_HW))
+        top = MAX_HW if spatial else MAX_TOKENS
+        new = int(min(max(round(size * (math.sqrt(ratio) if spatial else ratio)), 1), top))
         if it < 3 and new != size:
             size = new
         else:

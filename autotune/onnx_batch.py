@@ -207,15 +207,7 @@ def rescale(imp: Importer, sz: InputSizes) -> None:
     edits: list = []  # (node output, input index, new constant): replayed on the file's own graph each round
     for _ in range(len(imp.nodes) + 1):
         # each round starts from the file's graph (folding inlines constants at the sizes it saw)
-        imp.model = type(pristine)()
-        imp.model.CopyFrom(pristine)
-        protos = {p.output[0]: p for p in imp.model.graph.node if p.output}
-        for out, k, tensor in edits:
-            protos[out].input[k] = tensor.name
-            imp.model.graph.initializer.append(tensor)
-        set_batch([vi for vi in imp.model.graph.input if vi.name in sz.axes], sz, b)
-        imp._forget_shapes(b)
-        imp._shape_loop()
+        _apply(imp, pristine, edits, sz, b)
         sb = imp.shapes
         tainted: set[str] = set()
         changed = False

@@ -1,7 +1,7 @@
 """Feature rows for (layer group, core count, hardware): the cost model's one input schema.
 
 Read from the graph and the hardware's *datasheet* only (DESIGN.md, the device boundary): this
-module, and everything it imports, never reads `hw.device` and never imports the simulator, so
+module, and everything it imports, never reads the `device:` section and never imports the simulator, so
 the same features serve a simulated part and a real one measured through its vendor's tools.
 
 The paper's two characteristics (operation count, feature-map channel sizes) plus what a

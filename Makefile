@@ -7,9 +7,9 @@ SEED ?= 0
 BUDGET ?=
 SAMPLING ?= sobol
 JOBS ?= 2
-# HW=cpu: this machine measured with ONNX Runtime, a budget a 2-core machine labels in minutes
+# HW=cpu: this machine measured with ONNX Runtime (synth picks a budget a 2-core machine labels in minutes)
 CPUHW := $(filter cpu,$(HW))
-BUDGET_ARG := $(if $(BUDGET),--budget $(BUDGET),$(if $(CPUHW),--budget 800,))
+BUDGET_ARG := $(if $(BUDGET),--budget $(BUDGET),)
 
 PYTHON ?= python3
 VENV := .venv

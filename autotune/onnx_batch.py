@@ -85,7 +85,7 @@ def _batch_axis(vi) -> int | None:
     return None
 
 
-def resolve(path: str, inputs: list, batch: int | None, dims: dict[str, int]) -> InputSizes:
+def resolve(inputs: list, batch: int | None, dims: dict[str, int]) -> InputSizes:
     """Fix every input dimension in place: symbolic ones from `dims` (by name, or `input.axis`) or, on a
     batch axis, from `batch`; the batch axes at the export batch when the file fixes one (the rescale
     to `batch` comes later). A symbolic dimension left unset is an error naming it and the flag."""
@@ -271,7 +271,8 @@ def _apply(imp: Importer, pristine, edits: list, sz: InputSizes, b: int) -> None
 
 def _forward_edits(imp: Importer, sz: InputSizes, s0: dict, baked: set[str]) -> list | None:
     """Every rewrite, decided in one topological pass that infers each node on its own at batch b;
-    None when some node cannot be (then the round-based path runs). Node inputs are not changed."""
+    None when some node cannot be (then the round-based path runs). The rewritten nodes' inputs are
+    pointed at their new constants, as the round-based path does."""
     import onnx
     from onnx import defs, helper, numpy_helper, shape_inference
 

@@ -39,12 +39,17 @@ def host_cores() -> int:
         return os.cpu_count() or 1
 
 
-def weight_bytes(model) -> int:
-    """Bytes of fp32 weights `runnable` would materialise for an exported model."""
+def _weight_inputs(model) -> set[str]:
+    """The graph inputs an autotune export lists as weights (its `autotune.weights` metadata)."""
     from .onnx_import import WEIGHTS_KEY
 
     meta = {p.key: p.value for p in model.metadata_props}
-    weights = set(json.loads(meta.get(WEIGHTS_KEY, "[]")))
+    return set(json.loads(meta.get(WEIGHTS_KEY, "[]")))
+
+
+def weight_bytes(model) -> int:
+    """Bytes of fp32 weights `runnable` would materialise for an exported model."""
+    weights = _weight_inputs(model)
     return 4 * sum(math.prod(d.dim_value for d in vi.type.tensor_type.shape.dim) for vi in model.graph.input
                    if vi.name in weights)
 
@@ -53,13 +58,12 @@ def runnable(model, seed: int = 0):
     """A copy of an autotune-exported ModelProto that ONNX Runtime can execute (see module doc)."""
     from onnx import helper, numpy_helper
 
-    from .onnx_import import DOMAIN, WEIGHTS_KEY
+    from .onnx_import import DOMAIN
 
     m = type(model)()
     m.CopyFrom(model)
     g = m.graph
-    meta = {p.key: p.value for p in m.metadata_props}
-    weights = set(json.loads(meta.get(WEIGHTS_KEY, "[]")))
+    weights = _weight_inputs(m)
     rng = np.random.default_rng(seed)
     keep = [vi for vi in g.input if vi.name not in weights]
     for vi in g.input:

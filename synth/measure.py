@@ -20,7 +20,7 @@ from autotune.errors import AutotuneError
 from autotune.graph import graph_from_dict
 from autotune.hardware import HardwareConfig
 
-from .profiles import read_export, write_profile
+from .profiles import read_export
 
 BACKENDS = ("simulator", "onnxruntime")
 #: Groups whose weights exceed this are not run on the CPU (and protobuf stops at 2 GiB).
@@ -105,6 +105,3 @@ def _onnxruntime(folder: Path, man: pd.DataFrame, seed: int, repeats: int, warmu
     frame = pd.DataFrame(out, columns=["group_id", "cores", "latency_ms", "runs", "spread", "backend"])
     return frame, notes
 
-
-def save(frame: pd.DataFrame, path: str | Path) -> None:
-    write_profile(path, frame)

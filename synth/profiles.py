@@ -38,6 +38,8 @@ PROFILE_COLUMNS = ["group_id", "cores", "latency_ms"]
 #: A repeat this many scaled MADs from its pair's median is reported as an outlier.
 MAD_OUTLIER = 5.0
 MAX_LISTED = 20
+#: Labels `synth --backend onnxruntime` measures by default: a 2-core machine times them in minutes.
+CPU_BUDGET = 800
 
 README = """# Groups to measure
 
@@ -268,7 +270,7 @@ def _dataset_rows(agg: pd.DataFrame, gframe: pd.DataFrame, hw: HardwareConfig) -
     """Dataset rows (autotune.dataset's format) of aggregated measurements, marked `measured`."""
     meta = gframe.set_index("group_id")
     js = meta.loc[agg["group_id"], "group_json"].to_numpy()
-    graphs = {gid: graph_from_dict(json.loads(j)) for gid, j in zip(meta.index, meta["group_json"])}
+    graphs = {gid: graph_from_dict(json.loads(meta.at[gid, "group_json"])) for gid in agg["group_id"].unique()}
     desc = pd.DataFrame([{"macs": float(graphs[g].total_macs), "n_layers": len(graphs[g]),
                           "batch": int(graphs[g].batch)} for g in agg["group_id"]])
     rows = pd.DataFrame({"group_id": agg["group_id"].to_numpy(dtype=object), "group_json": js,

@@ -50,6 +50,15 @@ MEASURE = _ranged(0, 10**5)
 JOBS = _ranged(1, 256)
 
 
+def _add_model_sizes(s: argparse.ArgumentParser) -> None:
+    """--batch, --dim and --strict: how a MODEL argument is read (inspect, tune, eval)."""
+    s.add_argument("--batch", type=BATCH, default=None)
+    s.add_argument("--dim", action="append", default=None, metavar="NAME=VALUE",
+                   help="set a symbolic input dimension of an ONNX file, or a zoo network's size (e.g. seq=256); "
+                        "repeatable")
+    s.add_argument("--strict", action="store_true", help="unknown ONNX ops are an error, not opaque layers")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="autotune", description=(__doc__ or "autotune").splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
@@ -61,11 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("inspect", help="layer table of a zoo network or an .onnx file")
     s.add_argument("model", metavar="MODEL")
-    s.add_argument("--batch", type=BATCH, default=None)
-    s.add_argument("--dim", action="append", default=None, metavar="NAME=VALUE",
-                   help="set a symbolic input dimension of an ONNX file, or a zoo network's size (e.g. seq=256); "
-                        "repeatable")
-    s.add_argument("--strict", action="store_true", help="unknown ONNX ops are an error, not opaque layers")
+    _add_model_sizes(s)
     s.add_argument("--json", metavar="FILE")
     s.set_defaults(func=cmd_inspect)
 
@@ -108,11 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("tune", help="plan fusion groups and core counts for a network")
     s.add_argument("--hw", default="mlu100")
     s.add_argument("--model", required=True, metavar="MODEL")
-    s.add_argument("--batch", type=BATCH, default=None)
-    s.add_argument("--dim", action="append", default=None, metavar="NAME=VALUE",
-                   help="set a symbolic input dimension of an ONNX file, or a zoo network's size (e.g. seq=256); "
-                        "repeatable")
-    s.add_argument("--strict", action="store_true", help="unknown ONNX ops are an error, not opaque layers")
+    _add_model_sizes(s)
     s.add_argument("--models-dir", default="models", help="where trained models live (models/<hw>/)")
     s.add_argument("--strategy", default="learned")
     s.add_argument("--out", default=None, metavar="plan.json")
@@ -125,11 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("eval", help="planner vs oracle vs baselines on many networks")
     s.add_argument("--hw", default="mlu100")
     s.add_argument("--models", default="all", help="all, or comma-separated zoo names and .onnx paths")
-    s.add_argument("--batch", type=BATCH, default=None)
-    s.add_argument("--dim", action="append", default=None, metavar="NAME=VALUE",
-                   help="set a symbolic input dimension of an ONNX file, or a zoo network's size (e.g. seq=256); "
-                        "repeatable")
-    s.add_argument("--strict", action="store_true", help="unknown ONNX ops are an error, not opaque layers")
+    _add_model_sizes(s)
     s.add_argument("--models-dir", default="models")
     s.add_argument("--measure-budget", type=MEASURE, default=None, metavar="M",
                    help="also run learned+measure with at most M device measurements per network")

@@ -139,14 +139,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _synth_on_this_cpu(hw: HardwareConfig, folder: Path, args: argparse.Namespace, t0: float) -> int:
-    from synth.profiles import synth_by_measuring
+    from synth.profiles import CPU_BUDGET, synth_by_measuring
 
     from ..ort import host_cores
 
     if hw.cores > host_cores():
         raise AutotuneError(f"--backend onnxruntime measures this host ({host_cores()} cores); {hw.name} has "
                             f"{hw.cores} cores (use --hw cpu)")
-    budget = args.budget or 800
+    budget = args.budget or CPU_BUDGET
     m = synth_by_measuring(hw, folder, budget, args.seed, progress=True)
     if m.get("kept"):
         print(f"{folder}/: {m['rows']} labels measured on this CPU earlier with the same settings (kept)")

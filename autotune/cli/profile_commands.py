@@ -22,14 +22,15 @@ def cmd_export_groups(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from synth.measure import measure, save
+    from synth.measure import measure
+    from synth.profiles import write_profile
 
     out = args.out or str(Path(args.folder) / "measured.csv")
     check_output(out, "file")
     hw = load_hardware(args.hw) if args.hw else None
     frame, notes = measure(args.folder, args.backend, hw, args.limit, args.seed, args.repeats,
                            timeout_s=args.timeout, progress=True)
-    save(frame, out)
+    write_profile(out, frame)
     for n in notes:
         print(f"note: {n}")
     print(f"{out}: {len(frame)} measurements ({args.backend})")

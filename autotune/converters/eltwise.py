@@ -9,10 +9,10 @@ from . import converter
 ELTWISE = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Max": "max", "Min": "min", "Sum": "add",
            "Mean": "mean", "Pow": "pow", "Mod": "mod", "Equal": "equal", "Less": "less", "Greater": "greater",
            "LessOrEqual": "less_equal", "GreaterOrEqual": "greater_equal", "And": "and", "Or": "or", "Xor": "xor",
-           "Where": "where", "BitShift": "bitshift", "PRelu": "prelu"}
+           "Where": "where", "BitShift": "bitshift"}
 
 
-@converter(*[op for op in ELTWISE if op != "PRelu"])
+@converter(*ELTWISE)
 def eltwise(imp, n):
     dyn = imp.dyn(n)
     if n.op == "Add" and len(dyn) == 1 and len(n.inputs) == 2:  # a bias after a MatMul or bias-less Conv

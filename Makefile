@@ -20,7 +20,7 @@ MODELNAME := $(basename $(notdir $(MODEL)))
 HWDEP := $(if $(findstring /,$(HW)),$(HW),)
 SRC := $(wildcard autotune/*.py autotune/*/*.py autotune/presets/*.yaml synth/*.py)
 
-.PHONY: all synth train tune study eval test bench lint clean venv FORCE
+.PHONY: all synth train tune study eval test bench lint clean venv universal FORCE
 
 all: synth train tune
 
@@ -52,6 +52,19 @@ tune: reports/$(HWNAME)/$(MODELNAME).plan.json
 reports/$(HWNAME)/$(MODELNAME).plan.json: models/$(HWNAME)/meta.json
 	$(BIN)/autotune tune --hw $(HW) --model $(MODEL) --batch $(BATCH) --verify \
 		$(if $(MEASURE),--measure-budget $(MEASURE),) --out $@ --plot reports/$(HWNAME)/$(MODELNAME).plan.png
+
+# One model for a family of parts (presets/family.yaml): DEVICES drawn devices, UBUDGET labels over them
+# (defaults 64 devices, 384,000 labels); then `autotune tune --cost universal` plans any part in the family.
+FAMILY ?= family
+DEVICES ?=
+UBUDGET ?=
+universal: models/universal/meta.json
+data/universal/family.json: $(STAMP) $(SRC) $(if $(findstring /,$(FAMILY)),$(FAMILY),)
+	$(BIN)/autotune synth --hw-family $(FAMILY) $(if $(DEVICES),--devices $(DEVICES),) \
+		$(if $(UBUDGET),--budget $(UBUDGET),) --seed $(SEED) --jobs $(JOBS) --out data/universal --force
+models/universal/meta.json: data/universal/family.json autotune/costmodel.py autotune/universal.py \
+		autotune/features.py autotune/analytic.py autotune/calibration.py autotune/dataset.py autotune/tables.py
+	$(BIN)/autotune train --universal --data data/universal --out models/universal --seed $(SEED)
 
 study: $(STAMP)
 	$(BIN)/autotune study --hw $(HW)

@@ -290,7 +290,32 @@ class Featurizer:
     batch: Callable[[GroupBatch, np.ndarray, np.ndarray, HardwareConfig | Datasheet], np.ndarray]
 
 
-_FEATURIZERS = {"datasheet": Featurizer("datasheet", FEATURE_VERSION, tuple(FEATURE_NAMES), featurize_batch)}
+#: What the universal featurizer adds: the datasheet's scale and balance, and the share of the part a
+#: kernel uses. One model for many parts reads latency against these (autotune/universal.py).
+UNIVERSAL_EXTRA = ["hw_log_peak_macs", "hw_log_balance", "hw_log_dram_per_core", "hw_core_share"]
+UNIVERSAL_VERSION = 1
+
+
+def universal_columns(ds: Datasheet, cores: np.ndarray) -> np.ndarray:
+    """The UNIVERSAL_EXTRA columns of rows at core counts `cores` on a part with datasheet `ds`."""
+    k = np.asarray(cores, dtype=np.float64)
+    peak = ds.peak_macs_per_s
+    return np.column_stack([np.full(len(k), math.log10(peak)), np.full(len(k), math.log10(peak / (ds.dram_gbps * 1e9))),
+                            np.full(len(k), math.log10(ds.dram_gbps / ds.cores)), k / ds.cores]).astype(np.float32)
+
+
+def universal_batch(batch: GroupBatch, rows_gid: np.ndarray, cores: np.ndarray,
+                    hw: HardwareConfig | Datasheet) -> np.ndarray:
+    """The datasheet rows with UNIVERSAL_EXTRA appended: the features of a model for a family of parts."""
+    ds = hw.datasheet if isinstance(hw, HardwareConfig) else hw
+    return np.hstack([featurize_batch(batch, rows_gid, cores, ds), universal_columns(ds, cores)])
+
+
+_FEATURIZERS = {
+    "datasheet": Featurizer("datasheet", FEATURE_VERSION, tuple(FEATURE_NAMES), featurize_batch),
+    "universal": Featurizer("universal", FEATURE_VERSION * 100 + UNIVERSAL_VERSION,
+                            tuple(FEATURE_NAMES + UNIVERSAL_EXTRA), universal_batch),
+}
 
 
 def register_featurizer(featurizer: Featurizer) -> Featurizer:
@@ -302,13 +327,13 @@ def register_featurizer(featurizer: Featurizer) -> Featurizer:
 
 
 def unregister_featurizer(name: str) -> None:
-    """Forget a featurizer registered at run time (the built-in "datasheet" stays)."""
-    if name != "datasheet":
+    """Forget a featurizer registered at run time (the built-in ones stay)."""
+    if name not in ("datasheet", "universal"):
         _FEATURIZERS.pop(name, None)
 
 
 def get_featurizer(name: str) -> Featurizer:
-    """The featurizer registered under `name` (this autotune ships "datasheet")."""
+    """The featurizer registered under `name` (this autotune ships "datasheet" and "universal")."""
     try:
         return _FEATURIZERS[name]
     except KeyError:

@@ -269,11 +269,13 @@ def _digest(values: dict) -> str:
 
 #: Presets built at load time rather than read from a file: `cpu` is this host (autotune/host.py).
 HOST_PRESETS = ("cpu",)
+#: Files in presets/ that are hardware families (autotune/family.py), not configs.
+FAMILY_FILES = ("family",)
 
 
 def preset_names() -> list[str]:
     return sorted([p.name[:-5] for p in resources.files("autotune").joinpath(PRESET_DIR).iterdir()
-                   if p.name.endswith(".yaml")] + list(HOST_PRESETS))
+                   if p.name.endswith(".yaml") and p.name[:-5] not in FAMILY_FILES] + list(HOST_PRESETS))
 
 
 def hw_slug(name_or_path: str) -> str:
@@ -331,6 +333,8 @@ def load_hardware(name_or_path: str) -> HardwareConfig:
         from .host import cpu_config
 
         return parse_hardware(cpu_config(), s)
+    elif s in FAMILY_FILES:
+        raise ConfigError(f"{s!r} is a hardware family, not a config: draw devices from it with --hw-family {s}")
     elif s in preset_names():
         text = resources.files("autotune").joinpath(PRESET_DIR).joinpath(f"{s}.yaml").read_text()
     else:

@@ -20,6 +20,7 @@ from .commands import (
     cmd_zoo,
 )
 from .profile_commands import add_parsers as add_profile_parsers
+from .universal_commands import add_adapt_parser
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,6 +60,12 @@ def _add_model_sizes(s: argparse.ArgumentParser) -> None:
     s.add_argument("--strict", action="store_true", help="unknown ONNX ops are an error, not opaque layers")
 
 
+def _add_cost(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--cost", choices=["learned", "universal"], default="learned",
+                   help="learned: the part's own model (models/<hw>/); universal: models/universal, zero-shot, "
+                        "no labels from this part")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="autotune", description=(__doc__ or "autotune").splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
@@ -86,7 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_study)
 
     s = sub.add_parser("synth", help="generate and label a synthetic dataset")
-    s.add_argument("--hw", default="mlu100")
+    s.add_argument("--hw", default=None, help="preset name or YAML file (default mlu100)")
+    s.add_argument("--hw-family", default=None, metavar="FAMILY",
+                   help="label devices drawn from a hardware family (preset `family` or a YAML file) instead")
+    s.add_argument("--devices", type=_ranged(1, 4096), default=None, metavar="D",
+                   help="with --hw-family: devices to draw (default 64); --budget is then the total over them")
     s.add_argument("--budget", type=BUDGET, default=None, metavar="N",
                    help="labels to measure, one per (group, cores) pair (default 16000 groups x core counts)")
     s.add_argument("--backend", choices=["simulator", "onnxruntime"], default="simulator",
@@ -102,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_synth)
 
     s = sub.add_parser("train", help="train the latency model")
-    s.add_argument("--hw", default="mlu100")
+    s.add_argument("--hw", default=None, help="preset name or YAML file (default mlu100)")
+    s.add_argument("--universal", action="store_true",
+                   help="one model over a family dataset (synth --hw-family; default data/universal)")
     s.add_argument("--data", default=None, help="dataset folder (default data/<hw>)")
     s.add_argument("--out", default=None, help="model folder (default models/<hw>)")
     s.add_argument("--seed", type=SEED, default=0)
@@ -115,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, metavar="MODEL")
     _add_model_sizes(s)
     s.add_argument("--models-dir", default="models", help="where trained models live (models/<hw>/)")
+    _add_cost(s)
     s.add_argument("--strategy", default="learned")
     s.add_argument("--out", default=None, metavar="plan.json")
     s.add_argument("--verify", action="store_true", help="add simulated latencies to the plan")
@@ -128,12 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models", default="all", help="all, or comma-separated zoo names and .onnx paths")
     _add_model_sizes(s)
     s.add_argument("--models-dir", default="models")
+    _add_cost(s)
     s.add_argument("--measure-budget", type=MEASURE, default=None, metavar="M",
                    help="also run learned+measure with at most M device measurements per network")
     s.add_argument("--json", metavar="FILE")
     s.add_argument("--plot", default=None, metavar="FILE.png")
     s.set_defaults(func=cmd_eval)
     add_profile_parsers(sub, SEED, BUDGET)
+    add_adapt_parser(sub, SEED, BUDGET)
     return p
 
 

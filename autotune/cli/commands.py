@@ -113,6 +113,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     from . import plots
 
+    if args.hw_family:
+        from .universal_commands import cmd_synth_family
+
+        return cmd_synth_family(args)
+    if args.devices is not None:
+        raise AutotuneError("--devices applies to --hw-family only")
+    args.hw = args.hw or "mlu100"
     hw = load_hardware(args.hw)
     folder = Path(args.out or Path("data") / hw_slug(args.hw))
     t0 = time.perf_counter()
@@ -180,6 +187,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training import TrainResult, train
     from . import plots
 
+    if args.universal:
+        from .universal_commands import cmd_train_universal
+
+        return cmd_train_universal(args)
+    args.hw = args.hw or "mlu100"
     hw = load_hardware(args.hw)
     slug = hw_slug(args.hw)
     data_dir = Path(args.data or f"data/{slug}")
@@ -207,11 +219,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_model(hw: HardwareConfig, hw_arg: str, models_dir: str | Path = "models"):
-    """The trained model for this hardware, or a clear error saying how to make one."""
+def load_model(hw: HardwareConfig, hw_arg: str, models_dir: str | Path = "models", cost: str = "learned"):
+    """The trained model for this hardware (or with cost="universal", models/universal), or a clear
+    error saying how to make one."""
     from ..costmodel import LatencyModel
     from ..fileio import recover_folder
 
+    if cost == "universal":
+        from .universal_commands import load_universal_model
+
+        return load_universal_model(hw, models_dir)
     folder = Path(models_dir) / hw_slug(hw_arg)
     try:
         recover_folder(folder)  # a publication killed between its renames leaves the old model aside
@@ -240,7 +257,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             raise AutotuneError(f"--measure-budget refines the learned plan; it does not apply to "
                                 f"--strategy {strategy}")
         strategy = "learned+measure"
-    model = load_model(hw, args.hw, args.models_dir) if strat.get(strategy).needs_model else None
+    model = load_model(hw, args.hw, args.models_dir, args.cost) if strat.get(strategy).needs_model else None
     t0 = time.perf_counter()
     p = strat.run(strategy, graph, hw, model=model, measure_budget=args.measure_budget or 0)
     plan_s = time.perf_counter() - t0
@@ -252,6 +269,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     elif args.verify:
         planner.verify(p, graph, hw)
     d = p.to_dict()
+    if model is not None:
+        d["cost_model"] = args.cost
     if whole_ms is not None:
         d["measured_on"] = "this CPU (ONNX Runtime, each group one session with its cores as threads)"
         d["whole_model_one_session_ms"] = whole_ms
@@ -263,7 +282,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
               f"one ONNX Runtime session at {hw.cores} threads {whole_ms:.3f} ms: {verdict} "
               f"({whole_ms / planned:.2f}x)")
     measured = f", {p.sim_calls} device measurements" if strategy == "learned+measure" else ""
-    print(f"planned {len(graph)} layers in {plan_s:.3f} s ({strategy}{measured})")
+    zero_shot = ", universal model: no labels from this part" if model is not None and args.cost == "universal" else ""
+    print(f"planned {len(graph)} layers in {plan_s:.3f} s ({strategy}{measured}{zero_shot})")
     if args.out:
         atomic_write_json(args.out, d)
         print(f"plan: {args.out}")
@@ -292,7 +312,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_output(args.json, "file")
     check_output(args.plot, "file")
     hw = load_hardware(args.hw)
-    model = load_model(hw, args.hw, args.models_dir)
+    model = load_model(hw, args.hw, args.models_dir, args.cost)
     specs = _model_specs(args.models)
     if args.measure_budget is not None and args.measure_budget < 0:
         raise AutotuneError(f"--measure-budget must be at least 0, got {args.measure_budget}")

@@ -1,0 +1,105 @@
+"""Commands for one model over a hardware family: synth --hw-family, train --universal, adapt, and
+the universal model as a cost source (`--cost universal` in tune and eval)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..errors import AutotuneError
+from ..fileio import atomic_write_json, check_output
+from ..hardware import HardwareConfig, hw_slug, load_hardware
+
+#: Where `make universal` puts the family dataset and the model (under data/ and models/).
+UNIVERSAL = "universal"
+
+
+def cmd_synth_family(args: argparse.Namespace) -> int:
+    from synth.family import DEFAULT_BUDGET, DEFAULT_DEVICES, run_family
+
+    from ..family import load_family
+
+    if args.hw is not None:
+        raise AutotuneError("give --hw (one part) or --hw-family (a family of parts), not both")
+    if args.backend != "simulator" or args.scheduler:
+        raise AutotuneError("--hw-family labels with the simulator on this machine (no --backend/--scheduler)")
+    fam = load_family(args.hw_family)
+    devices = args.devices or DEFAULT_DEVICES
+    budget = args.budget or DEFAULT_BUDGET
+    folder = Path(args.out or Path("data") / UNIVERSAL)
+    t0 = time.perf_counter()
+    m = run_family(fam, folder, devices, budget, args.seed, args.jobs, args.force, progress=True,
+                   sampling=args.sampling)
+    print(f"{folder}/: {m['labels']} labels on {len(m['devices'])} devices drawn from family {fam.name} "
+          f"(hash {fam.hash}, seed {args.seed}), {m['labels'] // len(m['devices'])} per device; "
+          f"{time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_train_universal(args: argparse.Namespace) -> int:
+    from ..universal import train_universal
+
+    if args.hw is not None:
+        raise AutotuneError("train --universal learns from every device of a family dataset; drop --hw")
+    data_dir = Path(args.data or Path("data") / UNIVERSAL)
+    out_dir = Path(args.out or Path("models") / UNIVERSAL)
+    check_output(getattr(args, "json", None), "file")
+    model, meta = train_universal(data_dir, out_dir, seed=args.seed, progress=True)
+    m = meta["metrics"]
+    v = m["validation"]
+    size = (out_dir / "model.ubj").stat().st_size / 1e6
+    print(f"trained one model for family {meta['family']['name']} on {meta['dataset_rows']} rows from "
+          f"{meta['devices']} devices in {m['fit_s']} s ({model.best_iteration_ + 1} trees, {size:.1f} MB); "
+          f"saved to {out_dir}/")
+    print(f"held-out devices (never trained on): MAPE {v['mape']:.2%}, within 10% {v['within10']:.1%} "
+          f"[{v['n']} rows, {len(m['validation_devices'])} devices]")
+    if getattr(args, "json", None):
+        atomic_write_json(args.json, meta)
+    return 0
+
+
+def load_universal_model(hw: HardwareConfig, models_dir: str | Path):
+    """models/universal for `hw`, with a warning line for each datasheet value outside its family."""
+    from ..universal import load_universal
+
+    model, outside = load_universal(Path(models_dir) / UNIVERSAL, hw)
+    if outside:
+        print(f"autotune: warning: {hw.name} lies outside the universal model's family "
+              f"({model.meta_['family']['name']}): {'; '.join(outside)}; its predictions extrapolate there "
+              "(adapt it with `autotune adapt`)", file=sys.stderr)
+    return model
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from ..adapt import adapt_for
+
+    hw = load_hardware(args.hw)
+    out = Path(args.out or Path(args.models_dir) / hw_slug(args.hw))
+    check_output(out, "folder")
+    universal = load_universal_model(hw, args.models_dir)
+    data = Path(args.data) if args.data else Path("data") / f"{hw_slug(args.hw)}.adapt"
+    res = adapt_for(hw, universal, args.budget, data, out, seed=args.seed, sampling=args.sampling,
+                    measured=bool(args.data), progress=True)
+    print(f"adapted the universal model to {hw.name} with {res['labels']} labels ({res['source']}): "
+          f"{res['rounds']} correction trees of depth {res['depth']}; cross-validated log-latency error "
+          f"{res['cv_mae_universal']:.3f} -> {res['cv_mae_adapted']:.3f}")
+    print(f"saved to {out}/ (plain `autotune tune --hw {args.hw}` and `eval` use it)")
+    return 0
+
+
+def add_adapt_parser(sub, seed_type, budget_type) -> None:
+    s = sub.add_parser("adapt", help="adapt the universal model to one part with a few measurements")
+    s.add_argument("--hw", required=True, help="the part: a preset name or a YAML file")
+    s.add_argument("--budget", type=budget_type, required=True, metavar="N",
+                   help="labels (group x cores measurements) to spend on this part")
+    s.add_argument("--sampling", choices=["sobol", "active"], default="sobol",
+                   help="how the N labels are chosen (as `synth --sampling`)")
+    s.add_argument("--data", default=None, metavar="DIR",
+                   help="use this dataset's measurements (e.g. from import-profile) instead of simulating; "
+                        "at most N of its labels")
+    s.add_argument("--models-dir", default="models", help="where models/universal lives")
+    s.add_argument("--out", default=None, metavar="DIR", help="model folder (default models/<hw>)")
+    s.add_argument("--seed", type=seed_type, default=0)
+    s.set_defaults(func=cmd_adapt)

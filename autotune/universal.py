@@ -1,0 +1,146 @@
+"""One latency model for a family of parts: trained on devices drawn from the family, it plans any
+config whose datasheet lies in the family's ranges with no labels from that part (zero-shot), and
+`adapt.py` specialises it to one part with a few.
+
+Its inputs are the universal featurizer's rows (features.py): the datasheet features plus the
+datasheet's scale and balance. Device values never enter; across the draw they only vary the labels,
+so the model learns what the family's parts do on average for a given datasheet. Early stopping
+holds out whole devices, so it stops where unseen parts are predicted best.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .costmodel import LatencyModel
+from .dataset import Dataset, dataset_features, read_dataset
+from .errors import DatasetError, ModelFileError
+from .family import Family, parse_family
+from .features import universal_columns
+from .hardware import HardwareConfig, parse_hardware
+from .training import accuracy
+
+FAMILY_MANIFEST = "family.json"
+#: The universal model's hyper-parameters where they differ from LatencyModel's defaults: shallower
+#: trees and a sturdier loss, since unseen device values make labels of one datasheet spread.
+UNIVERSAL_PARAMS = {"max_depth": 8, "learning_rate": 0.08, "n_estimators": 2000, "early_stopping_rounds": 60,
+                    "min_child_weight": 5.0, "featurizer": "universal"}
+
+
+@dataclass
+class FamilyDataset:
+    """A family dataset read back: its settings, the family, and each device's config and rows."""
+
+    folder: Path
+    manifest: dict
+    family: Family
+    devices: list[tuple[HardwareConfig, Dataset]]
+
+
+def read_family_dataset(folder: str | Path) -> FamilyDataset:
+    """family.json and every device's dataset, each checked against the config it was labelled for."""
+    folder = Path(folder)
+    mpath = folder / FAMILY_MANIFEST
+    if not mpath.is_file():
+        raise DatasetError(f"no family dataset in {folder}/ ({FAMILY_MANIFEST} missing); make one with "
+                           "`autotune synth --hw-family family --out " + str(folder) + "`")
+    try:
+        m = json.loads(mpath.read_text())
+        fam = parse_family(m["family_spec"], str(mpath))
+        entries = m["devices"]
+        if not isinstance(entries, list) or not entries:
+            raise ValueError
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise DatasetError(f"{mpath} is corrupted; remake it with `autotune synth --hw-family ... --force`") from None
+    devices = []
+    for e in entries:
+        try:
+            hw = parse_hardware(e["config"], f"{mpath} device {e['name']}")
+            sub = folder / str(e["folder"])
+        except (KeyError, TypeError):
+            raise DatasetError(f"{mpath} has a malformed device entry") from None
+        if Path(e["folder"]).name != e["folder"]:
+            raise DatasetError(f"{mpath}: device folder {e['folder']!r} is not a folder of {folder}/")
+        if hw.hash != e.get("hardware_hash"):
+            raise DatasetError(f"{mpath}: device {e['name']}'s config does not match its recorded hash")
+        devices.append((hw, read_dataset(sub, hw)))
+    return FamilyDataset(folder, m, fam, devices)
+
+
+def device_rows(data: Dataset, hw: HardwareConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(universal feature rows, latencies in ms) of one part's dataset (features cached per shard)."""
+    X, _ = dataset_features(data, hw)
+    cores = data.rows["cores"].to_numpy(np.int64)
+    return np.hstack([X, universal_columns(hw.datasheet, cores)]), data.rows["latency_ms"].to_numpy(np.float64)
+
+
+def family_rows(fd: FamilyDataset, progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(universal feature rows, latencies in ms, device index of each row) over every device."""
+    from tqdm import tqdm
+
+    Xs, ys, ds = [], [], []
+    for i, (hw, data) in enumerate(tqdm(fd.devices, desc="features", unit="device", disable=not progress,
+                                        leave=False)):
+        X, y = device_rows(data, hw)
+        Xs.append(X)
+        ys.append(y)
+        ds.append(np.full(len(y), i, dtype=np.int64))
+    return np.vstack(Xs), np.concatenate(ys), np.concatenate(ds)
+
+
+def train_universal(data_dir: str | Path, out_dir: str | Path, seed: int = 0, progress: bool = False,
+                    **params) -> tuple[LatencyModel, dict]:
+    """Fit one model on every device of a family dataset; publish it to `out_dir` with meta.json
+    recording the family (its ranges and hash) and the accuracy on the held-out devices."""
+    from .fileio import FolderLock, check_output
+
+    check_output(out_dir, "folder")
+    fd = read_family_dataset(data_dir)
+    X, y, dev = family_rows(fd, progress)
+    model = LatencyModel(random_state=seed, verbose=progress, **{**UNIVERSAL_PARAMS, **params})
+    t0 = time.perf_counter()
+    model.fit(X, y, groups=dev)  # the validation split holds out whole devices
+    fit_s = time.perf_counter() - t0
+    _, va = model.split(len(X), dev)
+    pred = model.predict(X[va])
+    held = sorted(set(dev[va].tolist()))
+    per_device = {fd.devices[i][0].name: accuracy(pred[dev[va] == i], y[va][dev[va] == i]) for i in held}
+    meta = {"universal": True, "hardware": f"universal:{fd.family.name}", "hardware_hash": None,
+            "family": {"name": fd.family.name, "hash": fd.family.hash, "spec": fd.family.spec},
+            "dataset": str(data_dir), "dataset_rows": len(X), "devices": len(fd.devices), "seed": seed,
+            "generator_version": fd.manifest.get("settings", {}).get("generator_version"),
+            "metrics": {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,
+                        "validation": accuracy(pred, y[va]), "validation_devices": per_device}}
+    with FolderLock(Path(out_dir)):
+        model.save(out_dir, meta)
+    return model, meta
+
+
+def is_universal(model: LatencyModel) -> bool:
+    return bool(getattr(model, "meta_", {}).get("universal"))
+
+
+def model_family(model: LatencyModel) -> Family:
+    """The family a universal model was trained over, from its meta.json."""
+    try:
+        return parse_family(model.meta_["family"]["spec"], "the model's meta.json")
+    except (KeyError, TypeError):
+        raise ModelFileError("the universal model's meta.json does not record its family; retrain it") from None
+
+
+def load_universal(folder: str | Path, hw: HardwareConfig) -> tuple[LatencyModel, list[str]]:
+    """The universal model in `folder` and the datasheet values of `hw` outside its family's ranges
+    (the caller warns for those: the model extrapolates there)."""
+    folder = Path(folder)
+    if not (folder / "meta.json").is_file():
+        raise ModelFileError(f"no universal model in {folder}/; make it with `make universal`")
+    model = LatencyModel.load(folder)
+    if not is_universal(model):
+        raise ModelFileError(f"the model in {folder}/ was trained for one part ({model.meta_.get('hardware')!r}), "
+                             "not as a universal model; train one with `autotune train --universal`")
+    return model, model_family(model).outside(hw)

@@ -113,6 +113,8 @@ def train_universal(data_dir: str | Path, out_dir: str | Path, seed: int = 0, pr
     meta = {"universal": True, "hardware": f"universal:{fd.family.name}", "hardware_hash": None,
             "family": {"name": fd.family.name, "hash": fd.family.hash, "spec": fd.family.spec},
             "dataset": str(data_dir), "dataset_rows": len(X), "devices": len(fd.devices), "seed": seed,
+            "family_seed": fd.manifest.get("settings", {}).get("seed"),
+            "train_devices": [hw.hash for hw, _ in fd.devices],
             "generator_version": fd.manifest.get("settings", {}).get("generator_version"),
             "metrics": {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,
                         "validation": accuracy(pred, y[va]), "validation_devices": per_device}}

@@ -1,0 +1,245 @@
+"""Transfer to parts the universal model never saw: plan regret against label budget.
+
+Draws held-out devices from the universal model's family with a seed other than the training
+draw's (each differs from every training device), then for each device and budget (0 = zero-shot):
+- adapt: `autotune adapt` (the universal model plus correction trees on the budget's labels);
+- scratch: a one-part model trained on the same labels alone (`autotune train`);
+and plans the whole zoo with each, scored by the device (noise-free simulator) against the oracle.
+With --floor it also plans with the family's expected latency for that datasheet (the mean of the
+simulator over sibling devices: same datasheet, device values redrawn), the best any zero-shot
+planner can do given the family's spread. Prints the table, writes JSON and the curves (PNG).
+
+Usage: python bench/bench_transfer.py [--universal models/universal] [--data data/universal]
+           [--devices 5] [--seed 7] [--budgets 0,50,200,1000] [--floor] [--out reports/transfer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from autotune.cli.report import format_table
+from autotune.fileio import atomic_write_json
+
+
+def geomean_regret(rs: list[float]) -> float:
+    return math.exp(float(np.mean(np.log1p(rs)))) - 1 if rs else float("nan")
+
+
+def zoo_regrets(hw, model, nets) -> dict[str, float]:
+    """Per network: the learned plan's regret against the oracle (noise-free device)."""
+    from autotune.evaluation import run_eval
+
+    r = run_eval(nets, hw, model, strategies=["none", "learned", "oracle"])
+    return {m["model"]: m["regret"] for m in r["models"]}
+
+
+def floor_regrets(hw, fam, nets, siblings: int, seed: int) -> dict[str, float]:
+    """Regret of plans made with the family's mean latency for hw's datasheet (siblings' simulator)."""
+    from autotune import planner, strategies, zoo
+    from autotune.costs import CostSource
+    from autotune.hardware import parse_hardware
+    from autotune.simulator import simulate_batch
+
+    rng = np.random.default_rng(seed)
+    sibs = []
+    for i in range(siblings):
+        d = fam.config(rng.random(len(fam.ranges)), f"sib{i}").model_dump()
+        d["datasheet"] = hw.datasheet.model_dump()
+        sibs.append(parse_hardware(d, f"sib{i}"))
+
+    def mean_ms(b, g, k):
+        return np.mean([simulate_batch(b, g, k, s) for s in sibs], axis=0)
+
+    out = {}
+    for name in nets:
+        g = zoo.build(name)
+        best = planner.verify(strategies.run("oracle", g, hw), g, hw).simulated_ms
+        p = planner.verify(planner.plan(g, hw, cost=CostSource("family-mean", mean_ms, measures=False)), g, hw)
+        out[name] = p.simulated_ms / best - 1
+    return out
+
+
+def plot(summary: dict, budgets: list[int], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    xs = [max(b, 10) for b in budgets]  # budget 0 drawn at 10 on the log axis
+    for ax, key, title in ((axes[0], "geomean", "regret, geomean over devices x zoo"),
+                           (axes[1], "worst", "regret, worst network")):
+        for method, style in (("adapt", "o-"), ("scratch", "s--")):
+            pts = [(x, summary[method][str(b)][key]) for x, b in zip(xs, budgets) if str(b) in summary[method]]
+            if pts:
+                ax.plot(*zip(*[(x, 100 * y) for x, y in pts]), style, label=method)
+        if "floor" in summary:
+            ax.axhline(100 * summary["floor"][key], color="grey", ls=":", label="family-mean floor (zero-shot)")
+        ax.set_xscale("log")
+        ax.set_xticks(xs, [str(b) for b in budgets])
+        ax.set_xlabel("labels from the part (0 = zero-shot)")
+        ax.set_ylabel("regret vs oracle (%)")
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--universal", default="models/universal")
+    ap.add_argument("--data", default="data/universal", help="the training draw (to check held-out devices differ)")
+    ap.add_argument("--devices", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=7, help="seed of the held-out draw (the training draw used another)")
+    ap.add_argument("--budgets", default="0,50,200,1000")
+    ap.add_argument("--floor", action="store_true", help="also the family-mean floor (zero-shot's limit)")
+    ap.add_argument("--siblings", type=int, default=16)
+    ap.add_argument("--models", default="all", help="zoo networks, comma-separated, or all")
+    ap.add_argument("--out", default="reports/transfer")
+    a = ap.parse_args()
+    from autotune import zoo
+    from autotune.adapt import adapt
+    from autotune.costmodel import LatencyModel
+    from autotune.dataset import read_dataset
+    from autotune.errors import AutotuneError
+    from autotune.features import FEATURE_NAMES
+    from autotune.universal import device_rows, load_universal, model_family
+    from synth.pipeline import run
+
+    budgets = sorted({int(b) for b in a.budgets.split(",")})
+    nets = zoo.names() if a.models == "all" else a.models.split(",")
+    try:
+        universal, _ = load_universal(a.universal, _any_config())
+    except AutotuneError as err:
+        print(f"bench_transfer: {err}", file=sys.stderr)
+        return 2
+    fam = model_family(universal)
+    train_hashes, train_values = _training_draw(Path(a.data), universal)
+    if a.seed == universal.meta_.get("family_seed", 0):
+        print(f"bench_transfer: --seed {a.seed} is the training draw's seed; pick another", file=sys.stderr)
+        return 2
+    held = fam.draw(a.devices, a.seed, prefix="held")
+    print(f"universal model: family {fam.name} ({fam.hash}), {universal.meta_.get('devices')} training devices, "
+          f"{universal.meta_.get('dataset_rows')} labels, {(Path(a.universal) / 'model.ubj').stat().st_size / 1e6:.1f} MB")
+    rows_dev = []
+    for hw in held:
+        if hw.hash in train_hashes:
+            print(f"bench_transfer: held-out device {hw.name} equals a training device", file=sys.stderr)
+            return 2
+        shared = _shared_values(hw, train_values)
+        rows_dev.append([hw.name, hw.cores, f"{hw.peak_tflops:.1f}", f"{hw.dram_gbps:.1f}", hw.onchip_kib,
+                         hw.dtype_bytes, f"{hw.device.launch_us:.1f}", f"{hw.device.dma_gbps_per_core:.1f}",
+                         shared])
+    print(format_table(rows_dev, ["device", "cores", "TFLOPS", "DRAM GB/s", "KiB/core", "bytes", "launch us",
+                                  "DMA GB/s/core", "continuous values shared with a training device"],
+                       right=set(range(1, 9))))
+    res: dict = {"family": fam.name, "family_hash": fam.hash, "seed": a.seed, "budgets": budgets,
+                 "devices": [h.name for h in held], "networks": nets, "regrets": {}}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for hw in held:
+            per: dict = {}
+            if 0 in budgets:
+                per["adapt/0"] = zoo_regrets(hw, universal, nets)  # zero-shot: nothing to train from scratch on
+            for b in [b for b in budgets if b > 0]:
+                folder = Path(tmp) / f"{hw.name}-{b}"
+                run(hw, folder, b, seed=0, force=True, zoo_models=[])
+                data = read_dataset(folder, hw)
+                X, y = device_rows(data, hw)
+                groups = data.rows["group_id"].to_numpy()
+                ad = adapt(universal, X, y, groups, seed=0)
+                per[f"adapt/{b}"] = zoo_regrets(hw, ad.model, nets)
+                scratch = LatencyModel(random_state=0).fit(X[:, :len(FEATURE_NAMES)], y, groups=groups)
+                per[f"scratch/{b}"] = zoo_regrets(hw, scratch, nets)
+                print(f"  {hw.name} budget {b}: adapt {geomean_regret(list(per[f'adapt/{b}'].values())):.2%} "
+                      f"({ad.rounds} trees, depth {ad.depth}), scratch "
+                      f"{geomean_regret(list(per[f'scratch/{b}'].values())):.2%}", flush=True)
+            if a.floor:
+                per["floor"] = floor_regrets(hw, fam, nets, a.siblings, a.seed)
+            res["regrets"][hw.name] = per
+    summary: dict = {"adapt": {}, "scratch": {}}
+    for key in {k for d in res["regrets"].values() for k in d}:
+        allr = [r for d in res["regrets"].values() for r in d[key].values()]
+        per_dev = {dev: geomean_regret(list(d[key].values())) for dev, d in res["regrets"].items()}
+        entry = {"geomean": geomean_regret(allr), "worst": max(allr), "per_device": per_dev}
+        if key == "floor":
+            summary["floor"] = entry
+        else:
+            method, b = key.split("/")
+            summary[method][b] = entry
+    res["summary"] = summary
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    table = []
+    for b in budgets:
+        for method in ("adapt", "scratch"):
+            e = summary[method].get(str(b))
+            if e is None:
+                continue
+            label = "universal, zero-shot" if b == 0 else method
+            table.append([str(b), label, f"{e['geomean']:.2%}", f"{e['worst']:.2%}",
+                          " ".join(f"{v:.2%}" for v in e["per_device"].values())])
+    if "floor" in summary:
+        e = summary["floor"]
+        table.append(["0", "family-mean floor", f"{e['geomean']:.2%}", f"{e['worst']:.2%}",
+                      " ".join(f"{v:.2%}" for v in e["per_device"].values())])
+    print(format_table(table, ["labels", "model", "regret geomean", "worst", "per device (geomean)"],
+                       right={0, 2, 3}))
+    out = Path(a.out)
+    atomic_write_json(out / "transfer.json", res)
+    plot(summary, budgets, out / "transfer.png")
+    print(f"{len(held)} held-out devices x {len(nets)} networks in {res['seconds']} s; "
+          f"wrote {out}/transfer.json, {out}/transfer.png")
+    return 0
+
+
+def _any_config():
+    from autotune.hardware import load_hardware
+
+    return load_hardware("mlu100")  # only to load the model; each held-out device is checked itself
+
+
+def _training_draw(data: Path, universal) -> tuple[set[str], dict[str, set[float]]]:
+    """Hashes of the training devices and, per continuous value, the values they took."""
+    from autotune.hardware import parse_hardware
+
+    configs = []
+    f = data / "family.json"
+    if f.is_file():
+        configs = [parse_hardware(d["config"]) for d in json.loads(f.read_text())["devices"]]
+    hashes = {c.hash for c in configs} | set(universal.meta_.get("train_devices", []))
+    values: dict[str, set[float]] = {}
+    for c in configs:
+        for path, v in _flat(c.model_dump()).items():
+            values.setdefault(path, set()).add(v)
+    return hashes, values
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        elif isinstance(v, float):
+            out[prefix + k] = v
+    return out
+
+
+def _shared_values(hw, values: dict[str, set[float]]) -> int:
+    """How many of hw's continuous (float) values some training device also has exactly."""
+    return sum(v in values.get(p, set()) for p, v in _flat(hw.model_dump()).items())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

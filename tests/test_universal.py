@@ -1,0 +1,202 @@
+"""One model for a family of parts: the family's ranges and draws, the family dataset, the universal
+model (zero-shot on parts it never saw, warning outside its family) and few-shot adaptation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from autotune.cli import main
+from autotune.costmodel import LatencyModel
+from autotune.errors import ConfigError, DatasetError, ModelFileError
+from autotune.family import load_family, parse_family
+from autotune.features import FEATURE_NAMES, UNIVERSAL_EXTRA, get_featurizer
+from autotune.hardware import dump_hardware, load_hardware, preset_names
+from autotune.universal import load_universal, read_family_dataset, train_universal
+from synth.family import run_family
+from synth.pipeline import run
+
+
+@pytest.fixture(scope="module")
+def family():
+    return load_family("family")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, family):
+    """A small family dataset (6 devices) and a universal model trained on it."""
+    root = tmp_path_factory.mktemp("universal")
+    run_family(family, root / "data", devices=6, budget=6 * 900, seed=0, jobs=1)
+    train_universal(root / "data", root / "models" / "universal", n_estimators=150, early_stopping_rounds=20)
+    return root
+
+
+def test_the_family_has_a_range_for_every_datasheet_and_device_value(family):
+    hw = load_hardware("mlu100")
+    paths = {r.path for r in family.ranges}
+
+    def leaves(d, prefix):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from leaves(v, f"{prefix}{k}.")
+            else:
+                yield prefix + k
+
+    wanted = set(leaves(hw.model_dump(include={"datasheet", "device"}), "")) - {"datasheet.core_counts"}
+    assert wanted <= paths
+
+
+def test_draws_are_valid_configs_inside_the_family_and_differ_by_seed(family):
+    a, b = family.draw(8, seed=0), family.draw(8, seed=1)
+    for hw in a + b:
+        assert family.outside(hw) == []
+        assert hw.core_counts == [2**i for i in range(len(hw.core_counts))] and hw.core_counts[-1] == hw.cores
+        assert hw.device is not None and hw.device.dma_gbps_per_core * hw.cores >= hw.dram_gbps  # per-core DMA x 2.5..6
+    assert not {h.hash for h in a} & {h.hash for h in b}
+    assert [h.hash for h in family.draw(8, seed=0)] == [h.hash for h in a]  # seeded
+    # the draw spans the family: edge and datacenter parts both appear
+    cores = [h.cores for h in family.draw(32, seed=0)]
+    assert min(cores) <= 4 and max(cores) >= 32
+
+
+def test_presets_lie_in_the_family_and_the_cpu_does_not(family):
+    for name in ("mlu100", "npu16", "edge4"):
+        assert family.outside(load_hardware(name)) == []
+    out = family.outside(load_hardware("cpu"))
+    assert any(s.startswith("dtype_bytes=4") for s in out)
+
+
+def test_family_is_not_a_hardware_preset():
+    assert "family" not in preset_names()
+    with pytest.raises(ConfigError, match="hardware family"):
+        load_hardware("family")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(extra=1), "'extra': unknown field"),
+    (lambda d: d["datasheet"].update(clock_ghz={"min": 2.0, "max": 1.0}), "min 2 is above max 1"),
+    (lambda d: d["datasheet"].update(dram_gbps={"min": 0.0, "max": 1.0, "log": True}), "log range needs min > 0"),
+    (lambda d: d["datasheet"].pop("vector_lanes"), "vector_lanes"),
+    (lambda d: d["device"].update(launch_us={"min": 1, "max": 2, "per": "moons"}), "per must be one of"),
+    (lambda d: d["device"].update(launch_us=5), "expected a range"),
+    (lambda d: d["datasheet"].update(cores={"choices": []}), "non-empty list"),
+])
+def test_a_bad_family_is_one_clear_error(family, edit, message):
+    spec = json.loads(json.dumps(family.spec))
+    edit(spec)
+    with pytest.raises(ConfigError, match=message):
+        parse_family(spec, "bad.yaml")
+
+
+def test_universal_features_add_the_datasheet_scale(trained):
+    f = get_featurizer("universal")
+    assert list(f.names) == FEATURE_NAMES + UNIVERSAL_EXTRA
+    fd = read_family_dataset(trained / "data")
+    hw, data = fd.devices[0]
+    from autotune.universal import device_rows
+
+    X, y = device_rows(data, hw)
+    share = X[:, list(f.names).index("hw_core_share")]
+    assert np.allclose(share, data.rows["cores"].to_numpy() / hw.cores)
+    assert len(y) == len(X) == 900
+
+
+def test_family_dataset_lists_its_devices_and_refuses_tampering(trained, tmp_path):
+    m = json.loads((trained / "data" / "family.json").read_text())
+    assert len(m["devices"]) == 6 and m["labels"] == 6 * 900
+    fd = read_family_dataset(trained / "data")
+    assert len({hw.hash for hw, _ in fd.devices}) == 6
+    with pytest.raises(DatasetError, match="family.json missing"):
+        read_family_dataset(tmp_path)
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained / "data", copy)
+    m["devices"][0]["config"]["datasheet"]["clock_ghz"] = 9.0
+    (copy / "family.json").write_text(json.dumps(m))
+    with pytest.raises(DatasetError, match="does not match its recorded hash"):
+        read_family_dataset(copy)
+
+
+def test_other_settings_are_refused_without_force(trained, family):
+    with pytest.raises(DatasetError, match="other settings"):
+        run_family(family, trained / "data", devices=5, budget=5 * 900, seed=0)
+
+
+def test_universal_model_plans_a_part_it_never_saw_and_warns_outside_its_family(trained, family):
+    folder = trained / "models" / "universal"
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["universal"] and meta["family"]["hash"] == family.hash and len(meta["train_devices"]) == 6
+    held = family.draw(1, seed=99)[0]
+    assert held.hash not in meta["train_devices"]
+    model, outside = load_universal(folder, held)
+    assert outside == []
+    _, outside = load_universal(folder, load_hardware("cpu"))
+    assert outside
+    # a one-part loader refuses nothing here, but a one-part model is not universal
+    with pytest.raises(ModelFileError, match="not as a universal model"):
+        one = trained / "one"
+        LatencyModel(n_estimators=5).fit(np.random.rand(20, len(FEATURE_NAMES)), np.random.rand(20) + 0.1).save(
+            one, {"hardware": "x", "hardware_hash": "y"})
+        load_universal(one, held)
+
+
+def test_cli_zero_shot_tune_and_eval(trained, tmp_path, capsys):
+    held = tmp_path / "held.yaml"
+    held.write_text(dump_hardware(load_family("family").draw(1, seed=42, prefix="cli")[0]))
+    models = str(trained / "models")
+    plan = tmp_path / "plan.json"
+    assert main(["tune", "--hw", str(held), "--model", "resnet18", "--cost", "universal", "--models-dir", models,
+                 "--out", str(plan)]) == 0
+    assert "no labels from this part" in capsys.readouterr().out
+    assert json.loads(plan.read_text())["cost_model"] == "universal"
+    assert main(["eval", "--hw", str(held), "--cost", "universal", "--models-dir", models, "--models",
+                 "resnet18,mobilenet_v2", "--json", str(tmp_path / "e.json"), "--plot", str(tmp_path / "e.png")]) == 0
+    res = json.loads((tmp_path / "e.json").read_text())
+    assert all(m["regret"] >= -1e-9 for m in res["models"])
+    assert main(["tune", "--hw", "cpu", "--model", "resnet18", "--cost", "universal", "--models-dir", models]) == 0
+    assert "outside the universal model's family" in capsys.readouterr().err
+    # the part's own model is still the default cost, and says how to make it
+    assert main(["tune", "--hw", str(held), "--model", "resnet18", "--models-dir", models]) == 2
+    assert main(["synth", "--hw", "edge4", "--hw-family", "family"]) == 2
+    assert main(["synth", "--hw-family", str(tmp_path / "nope.yaml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_adapt_improves_on_the_universal_model_and_plain_tune_uses_it(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # adapt labels into data/<part>.adapt/
+    fam = load_family("family")
+    hw = fam.draw(1, seed=77, prefix="adapt")[0]
+    yaml_path = tmp_path / "part.yaml"
+    yaml_path.write_text(dump_hardware(hw))
+    models = trained / "models"
+    out = tmp_path / "adapted"
+    assert main(["adapt", "--hw", str(yaml_path), "--budget", "400", "--models-dir", str(models),
+                 "--out", str(out)]) == 0
+    adapted = LatencyModel.load(out, hw)  # a one-part model now: loads for this part only
+    assert adapted.meta_["labels"] == 400 and adapted.meta_["adapted_from"]["family_hash"] == fam.hash
+    with pytest.raises(ModelFileError, match="trained for hardware"):
+        LatencyModel.load(out, load_hardware("mlu100"))
+    # on fresh groups of this part, the adapted model errs less than the universal one
+    run(hw, tmp_path / "fresh", 1800, seed=5, zoo_models=[])
+    from autotune.dataset import read_dataset
+    from autotune.universal import device_rows
+
+    X, y = device_rows(read_dataset(tmp_path / "fresh", hw), hw)
+    universal, _ = load_universal(models / "universal", hw)
+    err_u = np.mean(np.abs(np.log(universal.predict(X) / y)))
+    err_a = np.mean(np.abs(np.log(adapted.predict(X) / y)))
+    assert err_a < err_u
+    # plain tune (the part's own model) now plans with the adapted model
+    assert main(["tune", "--hw", str(yaml_path), "--model", "resnet18", "--models-dir", str(tmp_path)]) == 2
+    (tmp_path / "m").mkdir()
+    (out).rename(tmp_path / "m" / "part")
+    assert main(["tune", "--hw", str(yaml_path), "--model", "resnet18", "--models-dir", str(tmp_path / "m")]) == 0
+
+
+def test_adapt_needs_labels_a_real_part_cannot_simulate(trained, tmp_path, capsys):
+    assert main(["adapt", "--hw", "cpu", "--budget", "50", "--models-dir", str(trained / "models"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "--data" in capsys.readouterr().err

@@ -54,7 +54,7 @@ reports/$(HWNAME)/$(MODELNAME).plan.json: models/$(HWNAME)/meta.json
 		$(if $(MEASURE),--measure-budget $(MEASURE),) --out $@ --plot reports/$(HWNAME)/$(MODELNAME).plan.png
 
 # One model for a family of parts (presets/family.yaml): DEVICES drawn devices, UBUDGET labels over them
-# (defaults 64 devices, 384,000 labels); then `autotune tune --cost universal` plans any part in the family.
+# (defaults 256 devices, 384,000 labels); then `autotune tune --cost universal` plans any part in the family.
 FAMILY ?= family
 DEVICES ?=
 UBUDGET ?=

@@ -131,8 +131,9 @@ def main() -> int:
         print(f"bench_transfer: --seed {a.seed} is the training draw's seed; pick another", file=sys.stderr)
         return 2
     held = fam.draw(a.devices, a.seed, prefix="held")
+    size_mb = (Path(a.universal) / "model.ubj").stat().st_size / 1e6
     print(f"universal model: family {fam.name} ({fam.hash}), {universal.meta_.get('devices')} training devices, "
-          f"{universal.meta_.get('dataset_rows')} labels, {(Path(a.universal) / 'model.ubj').stat().st_size / 1e6:.1f} MB")
+          f"{universal.meta_.get('dataset_rows')} labels, {size_mb:.1f} MB")
     rows_dev = []
     for hw in held:
         if hw.hash in train_hashes:

@@ -23,8 +23,9 @@ from .generator import GENERATOR_VERSION
 from .pipeline import code_digest, run
 
 FAMILY_MANIFEST = "family.json"
-#: Defaults of `make universal`: 64 devices, 6,000 labels each (about 1,000 groups at every core count).
-DEFAULT_DEVICES = 64
+#: Defaults of `make universal`: 256 devices, 1,500 labels each (about 300 groups at every core count):
+#: many devices with few labels each teach what the datasheet decides better than few devices with many.
+DEFAULT_DEVICES = 256
 DEFAULT_BUDGET = 384_000
 
 

@@ -1,10 +1,13 @@
 """Few-shot adaptation: the universal model specialised to one part with a few of its measurements.
 
-Continued boosting: the universal model's trees stay, and small trees fitted to the part's labels
-correct its log latency (the residual of the universal prediction). How many trees, and how deep,
-is chosen by cross-validation over the part's groups, so a budget too small to teach anything adds
-none and the result is never worse on held-out groups than the universal model (up to CV noise).
-The adapted model is an ordinary one-part LatencyModel (one XGBoost file, one meta.json).
+Three ways to use N labels of the part, and cross-validation over its groups picks one:
+- "universal": the universal model as it is, plus small correction trees fitted to its residual
+  (continued boosting);
+- "recalibrated": the roofline prior refitted to the part's labels (its launch costs, reachable
+  bandwidth, clock: calibration.py), the universal model's trees on top, plus correction trees;
+- "part": the refitted prior and correction trees alone (what training from scratch does).
+The tree count and depth are chosen by the same cross-validation, so a budget too small to teach
+anything adds nothing. The result is an ordinary one-part LatencyModel (one XGBoost file).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 import xgboost as xgb
 from sklearn.model_selection import GroupKFold
 
+from .calibration import RooflineFit, fit_roofline
 from .costmodel import LatencyModel
 
 #: The correction trees: small and strongly regularised, since a few hundred labels must not undo
@@ -25,6 +29,7 @@ ADAPT_PARAMS = {"objective": "reg:pseudohubererror", "huber_slope": 0.1, "eta": 
 DEPTHS = (2, 4)
 MAX_ROUNDS = 300
 FOLDS = 5
+KINDS = ("universal", "recalibrated", "part")
 
 
 @dataclass
@@ -32,65 +37,88 @@ class AdaptResult:
     """The adapted model and what cross-validation found (log-latency MAE on held-out groups)."""
 
     model: LatencyModel
+    kind: str  # one of KINDS
     rounds: int
     depth: int
     cv_mae_universal: float  # the universal model alone
-    cv_mae_adapted: float  # with the chosen correction
+    cv_mae_adapted: float  # with the chosen adaptation
 
 
-def _train(base: xgb.Booster, X: np.ndarray, logy: np.ndarray, margin: np.ndarray | None, depth: int,
-           rounds: int, seed: int, evals: tuple | None = None) -> tuple[xgb.Booster, list[float]]:
-    d = xgb.DMatrix(X, label=logy, base_margin=margin)
+def _start(kind: str, universal: LatencyModel, X: np.ndarray, logy: np.ndarray, fit: np.ndarray,
+           seed: int) -> tuple[np.ndarray, xgb.Booster | None, RooflineFit | None]:
+    """(base margin of every row, trees to continue from, refitted prior) of an adaptation kind;
+    a refitted prior sees only the rows `fit`."""
+    base = universal.booster_[: universal.best_iteration_ + 1]
+    if kind == "universal":
+        margin = universal._margin(X)
+        assert margin is not None  # a universal model has the calibrated prior
+        return margin, base, None
+    parts = universal._parts(X)
+    calib = fit_roofline({k: v[fit] for k, v in parts.items()}, np.exp(logy[fit]) * 1e3, seed=seed)
+    margin = np.log(np.maximum(calib.predict_us(parts), 1e-9) / 1e3)
+    return margin, (base if kind == "recalibrated" else None), calib
+
+
+def _boost(start: xgb.Booster | None, X: np.ndarray, logy: np.ndarray, margin: np.ndarray, depth: int, rounds: int,
+           seed: int, val: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[xgb.Booster, list[float]]:
     params = {**ADAPT_PARAMS, "max_depth": depth, "seed": seed, "nthread": 0}
     hist: dict = {}
-    ev = []
-    if evals is not None:
-        Xv, yv, mv = evals
-        ev = [(xgb.DMatrix(Xv, label=yv, base_margin=mv), "val")]
-    out = xgb.train(params, d, num_boost_round=rounds, xgb_model=base, evals=ev, evals_result=hist,
-                    verbose_eval=False)
+    evals = [] if val is None else [(xgb.DMatrix(val[0], label=val[1], base_margin=val[2]), "val")]
+    out = xgb.train(params, xgb.DMatrix(X, label=logy, base_margin=margin), num_boost_round=rounds, xgb_model=start,
+                    evals=evals, evals_result=hist, verbose_eval=False)
     return out, list(hist.get("val", {}).get("mae", []))
 
 
+def _predict_log(start: xgb.Booster | None, X: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    return margin if start is None else np.asarray(start.inplace_predict(X, base_margin=margin), dtype=np.float64)
+
+
 def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -> AdaptResult:
-    """Continued boosting of `universal` on a part's rows X (universal features) and latencies y
-    (ms); `groups` keeps a group's rows in one CV fold."""
+    """Adapt `universal` to a part from its rows X (universal features) and latencies y (ms);
+    `groups` keeps a group's rows in one CV fold."""
     X = np.asarray(X, dtype=np.float32)
     logy = np.log(np.asarray(y, dtype=np.float64))
-    base = universal.booster_[: universal.best_iteration_ + 1]
-    margin = universal._margin(X)
-    pred0 = np.log(universal.predict(X))
     groups = np.asarray(groups)
     n_folds = min(FOLDS, len(np.unique(groups)))
-    best = (float(np.mean(np.abs(pred0 - logy))), 0, DEPTHS[0])
-    if n_folds >= 2:
-        folds = list(GroupKFold(n_splits=n_folds).split(X, groups=groups))
-        base0 = float(np.mean([np.mean(np.abs(pred0[va] - logy[va])) for _, va in folds]))
-        best = (base0, 0, DEPTHS[0])
+    everything = np.arange(len(X))
+    m0, b0, _ = _start("universal", universal, X, logy, everything, seed)
+    err0 = np.abs(_predict_log(b0, X, m0) - logy)
+    if n_folds < 2:  # too few groups to validate anything: the universal model as it is
+        return AdaptResult(_model(universal, b0, None), "universal", 0, DEPTHS[0], float(err0.mean()),
+                           float(err0.mean()))
+    folds = list(GroupKFold(n_splits=n_folds).split(X, groups=groups))
+    cv0 = float(np.mean([err0[va].mean() for _, va in folds]))
+    best = (cv0, "universal", 0, DEPTHS[0])
+    for kind in KINDS:
+        starts = [_start(kind, universal, X, logy, tr, seed) for tr, _ in folds]
         for depth in DEPTHS:
             curves = []
-            for tr, va in folds:
-                mv = None if margin is None else margin[va]
-                _, curve = _train(base, X[tr], logy[tr], None if margin is None else margin[tr], depth, MAX_ROUNDS,
-                                  seed, (X[va], logy[va], mv))
-                curves.append(curve)
+            for (tr, va), (margin, start, _) in zip(folds, starts):
+                zero = float(np.mean(np.abs(_predict_log(start, X[va], margin[va]) - logy[va])))
+                _, curve = _boost(start, X[tr], logy[tr], margin[tr], depth, MAX_ROUNDS, seed,
+                                  (X[va], logy[va], margin[va]))
+                curves.append([zero] + curve)  # index r: after r correction trees
             mean = np.mean(np.asarray(curves), axis=0)
-            r = int(np.argmin(mean))
+            lo = 1 if kind == "part" else 0  # the refitted prior alone is a roofline, not a model: add trees
+            r = lo + int(np.argmin(mean[lo:]))
             if mean[r] < best[0]:
-                best = (float(mean[r]), r + 1, depth)
-        cv_universal = base0
-    else:
-        cv_universal = best[0]
-    mae, rounds, depth = best
+                best = (float(mean[r]), kind, r, depth)
+    mae, kind, rounds, depth = best
+    margin, start, calib = _start(kind, universal, X, logy, everything, seed)
+    booster = _boost(start, X, logy, margin, depth, rounds, seed)[0] if rounds > 0 else start
+    assert booster is not None  # "part" always adds trees
+    return AdaptResult(_model(universal, booster, calib), kind, rounds, depth, cv0, mae)
+
+
+def _model(universal: LatencyModel, booster: xgb.Booster, calib: RooflineFit | None) -> LatencyModel:
+    """A one-part model: the universal one's settings with other trees and, if refitted, another prior."""
     model = copy.copy(universal)
     model.meta_ = {}
-    if rounds > 0:
-        booster, _ = _train(base, X, logy, margin, depth, rounds, seed)
-    else:
-        booster = base
     model.booster_ = booster
     model.best_iteration_ = booster.num_boosted_rounds() - 1
-    return AdaptResult(model, rounds, depth, cv_universal, mae)
+    if calib is not None:
+        model.calibration_ = calib
+    return model
 
 
 def adapt_for(hw, universal: LatencyModel, budget: int, data_dir, out_dir, seed: int = 0, sampling: str = "sobol",
@@ -126,10 +154,11 @@ def adapt_for(hw, universal: LatencyModel, budget: int, data_dir, out_dir, seed:
             "adapted_from": {"family": umeta.get("family", {}).get("name"),
                              "family_hash": umeta.get("family", {}).get("hash"),
                              "model_sha256": umeta.get("model_sha256")},
-            "adapt": {"rounds": res.rounds, "depth": res.depth, "cv_mae_log_universal": res.cv_mae_universal,
+            "adapt": {"kind": res.kind, "rounds": res.rounds, "depth": res.depth,
+                      "cv_mae_log_universal": res.cv_mae_universal,
                       "cv_mae_log_adapted": res.cv_mae_adapted},
             "metrics": {"fit_s": 0.0, "train_rows": len(y), "best_iteration": res.model.best_iteration_}}
     with FolderLock(Path(out_dir)):
         res.model.save(out_dir, meta)
-    return {"labels": len(y), "source": source, "rounds": res.rounds, "depth": res.depth,
+    return {"labels": len(y), "source": source, "kind": res.kind, "rounds": res.rounds, "depth": res.depth,
             "cv_mae_universal": res.cv_mae_universal, "cv_mae_adapted": res.cv_mae_adapted, "model": res.model}

@@ -84,26 +84,37 @@ class Family:
         u = sampler.random_base2(m)[:n]
         return [self.config(u[i], f"{prefix}{seed:03d}-{i:03d}") for i in range(n)]
 
-    def config(self, u: np.ndarray, name: str) -> HardwareConfig:
-        """The config at quantiles u (one per range, in `ranges` order)."""
+    def config(self, u: np.ndarray, name: str, datasheet: dict | None = None) -> HardwareConfig:
+        """The config at quantiles u (one per range, in `ranges` order); with `datasheet` given,
+        that datasheet and the device values at u (scaled by it where `per`)."""
         data: dict[str, Any] = {"name": name, "description": f"drawn from hardware family {self.name}",
                                 "datasheet": {}, "device": {}}
         for r, q in zip(self.ranges, u):
-            if r.per is None:
+            if r.per is None and (datasheet is None or not r.path.startswith("datasheet.")):
                 _put(data, r.path, r.value(float(q)))
+        if datasheet is not None:
+            data["datasheet"] = json.loads(json.dumps(datasheet))
         ds = data["datasheet"]
-        for key in ("cores", "vector_lanes", "dtype_bytes", "onchip_kib", "max_fusion"):
-            ds[key] = int(ds[key])
-        ds["mac_array"] = {k: int(v) for k, v in ds["mac_array"].items()}
-        ds["core_counts"] = [2**i for i in range(int(math.log2(ds["cores"])) + 1) if 2**i <= ds["cores"]]
+        if datasheet is None:
+            for key in ("cores", "vector_lanes", "dtype_bytes", "onchip_kib", "max_fusion"):
+                ds[key] = int(ds[key])
+            ds["mac_array"] = {k: int(v) for k, v in ds["mac_array"].items()}
+            ds["core_counts"] = [2**i for i in range(int(math.log2(ds["cores"])) + 1) if 2**i <= ds["cores"]]
         peak = 2 * ds["cores"] * ds["mac_array"]["ci"] * ds["mac_array"]["co"] * ds["clock_ghz"] / 1e3
         for r, q in zip(self.ranges, u):  # datasheet ranges come first: device ones may be per dram_gbps
-            if r.per is not None:
+            if r.per is not None and (datasheet is None or r.path.startswith("device.")):
                 scale = {"cores": float(ds["cores"]), "peak_tflops": peak,
                          "dram_gbps_per_core": ds.get("dram_gbps", 0.0) / ds["cores"]}
                 v = r.value(float(q)) * scale[r.per]
                 _put(data, r.path, max(v, 1.0) if r.per == "cores" else v)  # a count of cores is at least one
         return parse_hardware(data, name)
+
+    def siblings(self, hw: HardwareConfig, n: int, seed: int = 0) -> list[HardwareConfig]:
+        """n parts with hw's datasheet and device values drawn from the family: what hw could be,
+        knowing only its datasheet."""
+        rng = np.random.default_rng([seed, 0x51B])
+        ds = hw.datasheet.model_dump()
+        return [self.config(rng.random(len(self.ranges)), f"{hw.name}-sibling{i}", ds) for i in range(n)]
 
     def outside(self, hw: HardwareConfig) -> list[str]:
         """The datasheet values of `hw` outside the family's ranges, each as one phrase."""

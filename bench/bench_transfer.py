@@ -45,15 +45,9 @@ def floor_regrets(hw, fam, nets, siblings: int, seed: int) -> dict[str, float]:
     """Regret of plans made with the family's mean latency for hw's datasheet (siblings' simulator)."""
     from autotune import planner, strategies, zoo
     from autotune.costs import CostSource
-    from autotune.hardware import parse_hardware
     from autotune.simulator import simulate_batch
 
-    rng = np.random.default_rng(seed)
-    sibs = []
-    for i in range(siblings):
-        d = fam.config(rng.random(len(fam.ranges)), f"sib{i}").model_dump()
-        d["datasheet"] = hw.datasheet.model_dump()
-        sibs.append(parse_hardware(d, f"sib{i}"))
+    sibs = fam.siblings(hw, siblings, seed)
 
     def mean_ms(b, g, k):
         return np.mean([simulate_batch(b, g, k, s) for s in sibs], axis=0)
@@ -165,7 +159,7 @@ def main() -> int:
                 scratch = LatencyModel(random_state=0).fit(X[:, :len(FEATURE_NAMES)], y, groups=groups)
                 per[f"scratch/{b}"] = zoo_regrets(hw, scratch, nets)
                 print(f"  {hw.name} budget {b}: adapt {geomean_regret(list(per[f'adapt/{b}'].values())):.2%} "
-                      f"({ad.rounds} trees, depth {ad.depth}), scratch "
+                      f"({ad.kind}, {ad.rounds} trees, depth {ad.depth}), scratch "
                       f"{geomean_regret(list(per[f'scratch/{b}'].values())):.2%}", flush=True)
             if a.floor:
                 per["floor"] = floor_regrets(hw, fam, nets, a.siblings, a.seed)

@@ -83,7 +83,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     res = adapt_for(hw, universal, args.budget, data, out, seed=args.seed, sampling=args.sampling,
                     measured=bool(args.data), progress=True)
     print(f"adapted the universal model to {hw.name} with {res['labels']} labels ({res['source']}): "
-          f"{res['rounds']} correction trees of depth {res['depth']}; cross-validated log-latency error "
+          f"{res['kind']} prior, {res['rounds']} correction trees of depth {res['depth']}; cross-validated "
+          "log-latency error "
           f"{res['cv_mae_universal']:.3f} -> {res['cv_mae_adapted']:.3f}")
     print(f"saved to {out}/ (plain `autotune tune --hw {args.hw}` and `eval` use it)")
     return 0

@@ -82,6 +82,7 @@ def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndar
     n_folds = min(FOLDS, len(np.unique(groups)))
     everything = np.arange(len(X))
     m0, b0, _ = _start("universal", universal, X, logy, everything, seed)
+    assert b0 is not None  # the universal kind continues from the universal trees
     err0 = np.abs(_predict_log(b0, X, m0) - logy)
     if n_folds < 2:  # too few groups to validate anything: the universal model as it is
         return AdaptResult(_model(universal, b0, None), "universal", 0, DEPTHS[0], float(err0.mean()),

@@ -140,7 +140,8 @@ def load_universal(folder: str | Path, hw: HardwareConfig) -> tuple[LatencyModel
     (the caller warns for those: the model extrapolates there)."""
     folder = Path(folder)
     if not (folder / "meta.json").is_file():
-        raise ModelFileError(f"no universal model in {folder}/; make it with `make universal`")
+        raise ModelFileError(f"no universal model in {folder}/; make it with `autotune synth --hw-family family` "
+                             "then `autotune train --universal`")
     model = LatencyModel.load(folder)
     if not is_universal(model):
         raise ModelFileError(f"the model in {folder}/ was trained for one part ({model.meta_.get('hardware')!r}), "

@@ -123,7 +123,10 @@ def test_only_the_simulator_reads_the_device_section():
     import autotune
 
     root = Path(autotune.__file__).parent
-    readers = {p.name for p in root.rglob("*.py") if ".device" in p.read_text().replace("`hw.device`", "")
+    import re
+
+    attr = re.compile(r"\.device\b")  # the section, not `.devices` (a family's list of parts)
+    readers = {p.name for p in root.rglob("*.py") if attr.search(p.read_text().replace("`hw.device`", ""))
                or "require_device" in p.read_text()}
     # the simulator plays the device; the studies measure it (like DLFusion's study on the chip)
     assert readers <= {"simulator.py", "hardware.py", "study.py", "effects_study.py"}, readers

@@ -3,8 +3,10 @@
 Three ways to use N labels of the part, and cross-validation over its groups picks one:
 - "universal": the universal model as it is, plus small correction trees fitted to its residual
   (continued boosting);
-- "recalibrated": the roofline prior refitted to the part's labels (its launch costs, reachable
-  bandwidth, clock: calibration.py), the universal model's trees on top, plus correction trees;
+- "calibrated": the roofline prior refitted to the part's labels (its launch costs, reachable
+  bandwidth, clock: calibration.py) under the universal model's adaptation trees, which learned over
+  every training device what such a refitted roofline misses (universal.adaptation_trees), plus
+  correction trees;
 - "part": the refitted prior and correction trees alone (what training from scratch does).
 The tree count and depth are chosen by the same cross-validation, so a budget too small to teach
 anything adds nothing. The result is an ordinary one-part LatencyModel (one XGBoost file).
@@ -29,7 +31,7 @@ ADAPT_PARAMS = {"objective": "reg:pseudohubererror", "huber_slope": 0.1, "eta": 
 DEPTHS = (2, 4)
 MAX_ROUNDS = 300
 FOLDS = 5
-KINDS = ("universal", "recalibrated", "part")
+KINDS = ("universal", "calibrated", "part")
 
 
 @dataclass
@@ -48,15 +50,15 @@ def _start(kind: str, universal: LatencyModel, X: np.ndarray, logy: np.ndarray, 
            seed: int) -> tuple[np.ndarray, xgb.Booster | None, RooflineFit | None]:
     """(base margin of every row, trees to continue from, refitted prior) of an adaptation kind;
     a refitted prior sees only the rows `fit`."""
-    base = universal.booster_[: universal.best_iteration_ + 1]
     if kind == "universal":
         margin = universal._margin(X)
         assert margin is not None  # a universal model has the calibrated prior
-        return margin, base, None
+        return margin, universal.booster_[: universal.best_iteration_ + 1], None
     parts = universal._parts(X)
-    calib = fit_roofline({k: v[fit] for k, v in parts.items()}, np.exp(logy[fit]) * 1e3, seed=seed)
+    calib = fit_roofline({k: v[fit] for k, v in parts.items()}, np.exp(logy[fit]) * 1e3, seed=seed,
+                         prior=universal.calibration_)
     margin = np.log(np.maximum(calib.predict_us(parts), 1e-9) / 1e3)
-    return margin, (base if kind == "recalibrated" else None), calib
+    return margin, (getattr(universal, "adapt_trees_", None) if kind == "calibrated" else None), calib
 
 
 def _boost(start: xgb.Booster | None, X: np.ndarray, logy: np.ndarray, margin: np.ndarray, depth: int, rounds: int,
@@ -90,7 +92,8 @@ def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndar
     folds = list(GroupKFold(n_splits=n_folds).split(X, groups=groups))
     cv0 = float(np.mean([err0[va].mean() for _, va in folds]))
     best = (cv0, "universal", 0, DEPTHS[0])
-    for kind in KINDS:
+    kinds = [k for k in KINDS if k != "calibrated" or getattr(universal, "adapt_trees_", None) is not None]
+    for kind in kinds:
         starts = [_start(kind, universal, X, logy, tr, seed) for tr, _ in folds]
         for depth in DEPTHS:
             curves = []

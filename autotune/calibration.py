@@ -120,10 +120,30 @@ def columns_to_parts(X: np.ndarray, index: dict[str, int]) -> dict[str, np.ndarr
     return out
 
 
+def _pack(fit: RooflineFit, ks: np.ndarray) -> np.ndarray:
+    """`fit`'s constants as the parameter vector `fit_roofline` solves for, at core counts `ks`
+    (each takes the constants of the nearest core count `fit` has)."""
+    j = np.abs(np.log2(ks)[:, None] - np.log2(np.asarray(fit.cores))[None, :]).argmin(1)
+
+    def per(name: str) -> np.ndarray:
+        return np.asarray(getattr(fit, name))[j]
+
+    def logit(p: float | np.ndarray) -> np.ndarray:
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return np.log(p / (1 - p))
+
+    return np.r_[logit(per("split")), np.log(per("bandwidth")), np.log(per("compute")), np.log(per("launch")),
+                 np.log(per("layer")), logit(fit.overlap), np.log(fit.reread), np.log(fit.spill),
+                 np.log(fit.power_cores), logit(fit.power_exp / 4.0), np.log(fit.stride), np.log(fit.program),
+                 np.log(fit.reload_us)]
+
+
 def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int = 30000, seed: int = 0,
-                 f_scale: float = 0.05) -> RooflineFit:
+                 f_scale: float = 0.05, prior: RooflineFit | None = None, prior_weight: float = 0.05) -> RooflineFit:
     """Robust least squares (soft L1 on log latency, so timing outliers barely pull) of the
-    roofline's constants, on at most `max_rows` rows drawn at random."""
+    roofline's constants, on at most `max_rows` rows drawn at random. With `prior` (e.g. a fit over
+    a family of parts), a maximum a posteriori fit: it starts there and each constant pays
+    `prior_weight` per e-fold it moves away, so a few labels refine it without running wild."""
     from scipy.optimize import least_squares
 
     n = len(y_us)
@@ -148,16 +168,21 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
         base = 5 * K + 5 + S
         return p, sh, np.exp(th[5 * K + 5:base]), np.exp(th[base:base + 4]), float(np.exp(th[base + 4]))
 
+    th_prior = None if prior is None else _pack(prior, ks)
+
     def residual(th: np.ndarray) -> np.ndarray:
         p, sh, st, prog, rl = unpack(th)
         t = _roofline(parts, {k_: v[j] for k_, v in p.items()}, sh, st, prog, rl)
-        return np.log(np.maximum(t, 1e-9)) - log_y
+        r = np.log(np.maximum(t, 1e-9)) - log_y
+        return r if th_prior is None else np.r_[r, prior_weight * (th - th_prior)]
 
     # start: even split mix, datasheet bandwidth and clock, 10 us launch, 1 us per layer, half of the
     # shorter of compute and DMA hidden, re-reads and spills as estimated, a power budget for all cores
     th0 = np.r_[np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.log(10.0)), np.zeros(K), 0.0, 0.0, 0.0,
                 np.log(max(ks.max() / 2, 1.0)), np.log(0.5 / 3.5), np.full(S, np.log(0.02)),
                 np.log([0.1, 0.07, 0.04, 0.01]), np.log(5.0)]
+    if th_prior is not None:
+        th0 = th_prior
     res = least_squares(residual, th0, loss="soft_l1", f_scale=f_scale, max_nfev=400)
     p, sh, st, prog, rl = unpack(res.x)
     kw: dict[str, Any] = {"cores": [float(k) for k in ks], **{name: p[name].tolist() for name in _PER_CORE}, **sh,

@@ -10,12 +10,14 @@ holds out whole devices, so it stops where unseen parts are predicted best.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import xgboost as xgb
 
 from .costmodel import LatencyModel
 from .dataset import Dataset, dataset_features, read_dataset
@@ -26,6 +28,11 @@ from .hardware import HardwareConfig, parse_hardware
 from .training import accuracy
 
 FAMILY_MANIFEST = "family.json"
+#: The adaptation trees: corrections to a roofline refitted to one part (what `adapt` starts from).
+ADAPT_TREES_FILE = "adapt.ubj"
+#: Label counts each training device's roofline is refitted from when the adaptation trees are
+#: trained: the budgets `adapt` will meet, so the trees learn residuals of a prior that good.
+ADAPT_FIT_SIZES = (50, 200, 1000)
 #: The universal model's hyper-parameters where they differ from LatencyModel's defaults: shallower
 #: trees and a sturdier loss, since unseen device values make labels of one datasheet spread.
 UNIVERSAL_PARAMS = {"max_depth": 8, "learning_rate": 0.08, "n_estimators": 2000, "early_stopping_rounds": 60,
@@ -110,6 +117,9 @@ def train_universal(data_dir: str | Path, out_dir: str | Path, seed: int = 0, pr
     pred = model.predict(X[va])
     held = sorted(set(dev[va].tolist()))
     per_device = {fd.devices[i][0].name: accuracy(pred[dev[va] == i], y[va][dev[va] == i]) for i in held}
+    t0 = time.perf_counter()
+    trees, best, adapt_acc = adaptation_trees(model, X, y, dev, seed, progress)
+    raw = bytes(trees.save_raw(raw_format="ubj"))
     meta = {"universal": True, "hardware": f"universal:{fd.family.name}", "hardware_hash": None,
             "family": {"name": fd.family.name, "hash": fd.family.hash, "spec": fd.family.spec},
             "dataset": str(data_dir), "dataset_rows": len(X), "devices": len(fd.devices), "seed": seed,
@@ -117,10 +127,67 @@ def train_universal(data_dir: str | Path, out_dir: str | Path, seed: int = 0, pr
             "train_devices": [hw.hash for hw, _ in fd.devices],
             "generator_version": fd.manifest.get("settings", {}).get("generator_version"),
             "metrics": {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,
-                        "validation": accuracy(pred, y[va]), "validation_devices": per_device}}
+                        "validation": accuracy(pred, y[va]), "validation_devices": per_device},
+            "adapt_trees": {"file": ADAPT_TREES_FILE, "sha256": hashlib.sha256(raw).hexdigest(), "best_iteration": best,
+                            "fit_sizes": list(ADAPT_FIT_SIZES), "fit_s": round(time.perf_counter() - t0, 2),
+                            "validation": adapt_acc}}
     with FolderLock(Path(out_dir)):
-        model.save(out_dir, meta)
+        model.save(out_dir, meta, {ADAPT_TREES_FILE: raw})
     return model, meta
+
+
+def refitted_margins(model: LatencyModel, X: np.ndarray, y: np.ndarray, dev: np.ndarray, seed: int) -> np.ndarray:
+    """Each row's prior as `adapt` would make it: the roofline refitted to a few labels (one of
+    ADAPT_FIT_SIZES, at random) of its own device; natural log of ms."""
+    from .calibration import fit_roofline
+
+    rng = np.random.default_rng([seed, 0xADA])
+    parts = model._parts(X)
+    margin = np.empty(len(X))
+    for i in np.unique(dev):
+        rows = np.flatnonzero(dev == i)
+        sub = rng.choice(rows, min(len(rows), int(rng.choice(ADAPT_FIT_SIZES))), replace=False)
+        calib = fit_roofline({k: v[sub] for k, v in parts.items()}, y[sub] * 1e3, seed=seed,
+                             prior=model.calibration_)
+        margin[rows] = np.log(np.maximum(calib.predict_us({k: v[rows] for k, v in parts.items()}), 1e-9) / 1e3)
+    return margin
+
+
+def adaptation_trees(model: LatencyModel, X: np.ndarray, y: np.ndarray, dev: np.ndarray, seed: int,
+                     progress: bool = False) -> tuple[xgb.Booster, int, dict]:
+    """Trees that correct a roofline refitted to each device's few labels, learned over every device
+    (validated on held-out devices): `adapt` puts them on top of the part's own refitted roofline."""
+    margin = refitted_margins(model, X, y, dev, seed)
+    tr, va = model.split(len(X), dev)
+    logy = np.log(y)
+    dtr = xgb.DMatrix(X[tr], label=logy[tr], base_margin=margin[tr])
+    dva = xgb.DMatrix(X[va], label=logy[va], base_margin=margin[va])
+    from .costmodel import progress_callback
+
+    booster = xgb.train(model._xgb_params(), dtr, num_boost_round=model.n_estimators, evals=[(dva, "val")],
+                        early_stopping_rounds=model.early_stopping_rounds, verbose_eval=False,
+                        callbacks=[progress_callback(model.n_estimators)] if progress else None)
+    best = int(booster.best_iteration)
+    booster = booster[: best + 1]
+    pred = np.exp(booster.inplace_predict(X[va], base_margin=margin[va]))
+    return booster, best, accuracy(pred, y[va])
+
+
+def adaptation_booster(model: LatencyModel, folder: Path) -> xgb.Booster | None:
+    """The adaptation trees published with a universal model (None for a model without them)."""
+    info = model.meta_.get("adapt_trees")
+    if not isinstance(info, dict):
+        return None
+    path = folder / ADAPT_TREES_FILE
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        raise ModelFileError(f"{path} is missing; retrain the universal model") from None
+    if hashlib.sha256(raw).hexdigest() != info.get("sha256"):
+        raise ModelFileError(f"{path} is corrupted or does not belong to its meta.json; retrain the universal model")
+    booster = xgb.Booster()
+    booster.load_model(bytearray(raw))
+    return booster
 
 
 def is_universal(model: LatencyModel) -> bool:
@@ -146,4 +213,5 @@ def load_universal(folder: str | Path, hw: HardwareConfig) -> tuple[LatencyModel
     if not is_universal(model):
         raise ModelFileError(f"the model in {folder}/ was trained for one part ({model.meta_.get('hardware')!r}), "
                              "not as a universal model; train one with `autotune train --universal`")
+    model.adapt_trees_ = adaptation_booster(model, folder)
     return model, model_family(model).outside(hw)

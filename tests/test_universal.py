@@ -200,3 +200,42 @@ def test_adapt_needs_labels_a_real_part_cannot_simulate(trained, tmp_path, capsy
     assert main(["adapt", "--hw", "cpu", "--budget", "50", "--models-dir", str(trained / "models"),
                  "--out", str(tmp_path / "o")]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_adaptation_trees_ship_with_the_model_and_a_damaged_file_is_refused(trained, tmp_path):
+    import shutil
+
+    folder = trained / "models" / "universal"
+    hw = load_family("family").draw(1, seed=5)[0]
+    model, _ = load_universal(folder, hw)
+    assert model.adapt_trees_ is not None and model.meta_["adapt_trees"]["fit_sizes"] == [50, 200, 1000]
+    copy = tmp_path / "universal"
+    shutil.copytree(folder, copy)
+    (copy / "adapt.ubj").write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelFileError, match="adapt.ubj is corrupted"):
+        load_universal(copy, hw)
+
+
+def test_a_map_roofline_refit_moves_from_its_prior_only_as_far_as_labels_say(trained):
+    from autotune.calibration import fit_roofline
+    from autotune.universal import device_rows
+
+    folder = trained / "models" / "universal"
+    fd = read_family_dataset(trained / "data")
+    hw, data = fd.devices[0]
+    model, _ = load_universal(folder, hw)
+    X, y = device_rows(data, hw)
+    parts = model._parts(X)
+    prior = model.calibration_
+    # a prior that costs everything: the constants stay where the family put them
+    stiff = fit_roofline({k: v[:60] for k, v in parts.items()}, y[:60] * 1e3, prior=prior, prior_weight=1e4)
+    j = [int(np.argmin(np.abs(np.log2(prior.cores) - np.log2(k)))) for k in stiff.cores]
+    assert np.allclose(stiff.launch, np.asarray(prior.launch)[j], rtol=1e-2)
+    # the default weight lets 600 labels pull it to this part: better on its other groups than the prior
+    fit = fit_roofline({k: v[:600] for k, v in parts.items()}, y[:600] * 1e3, prior=prior)
+    rest = {k: v[600:] for k, v in parts.items()}
+
+    def err(f):
+        return np.mean(np.abs(np.log(f.predict_us(rest) / 1e3 / y[600:])))
+
+    assert err(fit) < err(prior)

@@ -239,3 +239,21 @@ def test_a_map_roofline_refit_moves_from_its_prior_only_as_far_as_labels_say(tra
         return np.mean(np.abs(np.log(f.predict_us(rest) / 1e3 / y[600:])))
 
     assert err(fit) < err(prior)
+
+
+def test_adapt_spends_measurements_from_a_dataset_when_given_one(trained, tmp_path, capsys):
+    hw = load_family("family").draw(1, seed=31, prefix="measured")[0]
+    yaml_path = tmp_path / "part.yaml"
+    yaml_path.write_text(dump_hardware(hw))
+    run(hw, tmp_path / "profile", 900, seed=3, zoo_models=[])  # stands in for an imported profile
+    out = tmp_path / "adapted"
+    assert main(["adapt", "--hw", str(yaml_path), "--budget", "300", "--data", str(tmp_path / "profile"),
+                 "--models-dir", str(trained / "models"), "--out", str(out)]) == 0
+    assert "measured, from" in capsys.readouterr().out
+    assert LatencyModel.load(out, hw).meta_["labels"] == 300  # the first 300 of its 900 labels
+    # a dataset of another part is refused, naming the hardware
+    other = load_family("family").draw(1, seed=32, prefix="other")[0]
+    (tmp_path / "other.yaml").write_text(dump_hardware(other))
+    assert main(["adapt", "--hw", str(tmp_path / "other.yaml"), "--budget", "300", "--data",
+                 str(tmp_path / "profile"), "--models-dir", str(trained / "models"), "--out", str(out)]) == 2
+    assert "labelled for hardware" in capsys.readouterr().err

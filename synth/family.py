@@ -63,6 +63,13 @@ def run_family(fam: Family, folder: str | Path, devices: int, budget: int, seed:
                 raise DatasetError(f"{folder}/ holds a family dataset made with other settings; "
                                    "pass --force to replace it")
         hws = fam.draw(devices, seed)
+        if sampling == "active":
+            from .active import min_budget
+
+            need = max(min_budget(len(hw.core_counts)) for hw in hws)
+            if per < need:
+                raise DatasetError(f"--budget {budget} gives each of {devices} devices {per} labels, too few for "
+                                   f"active sampling (at least {need} each, {need * devices} in all)")
         t0 = time.perf_counter()
         manifests = _label_devices(hws, folder, per, seed, jobs, force, progress, sampling)
         entries = []

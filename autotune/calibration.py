@@ -156,22 +156,10 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
     j = np.searchsorted(ks, parts["k"])
     log_y = np.log(y_us)
 
-    S = len(_STRIDES)
-
-    def unpack(th: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float], np.ndarray, np.ndarray, float]:
-        sig = 1.0 / (1.0 + np.exp(-th[0:K]))
-        p = {"split": sig, "bandwidth": np.exp(th[K:2 * K]), "compute": np.exp(th[2 * K:3 * K]),
-             "launch": np.exp(th[3 * K:4 * K]), "layer": np.exp(th[4 * K:5 * K])}
-        sh = {"overlap": float(1.0 / (1.0 + np.exp(-th[5 * K]))), "reread": float(np.exp(th[5 * K + 1])),
-              "spill": float(np.exp(th[5 * K + 2])), "power_cores": float(np.exp(th[5 * K + 3])),
-              "power_exp": float(4.0 / (1.0 + np.exp(-th[5 * K + 4])))}  # a clock exponent in (0, 4)
-        base = 5 * K + 5 + S
-        return p, sh, np.exp(th[5 * K + 5:base]), np.exp(th[base:base + 4]), float(np.exp(th[base + 4]))
-
     th_prior = None if prior is None else _pack(prior, ks)
 
     def residual(th: np.ndarray) -> np.ndarray:
-        p, sh, st, prog, rl = unpack(th)
+        p, sh, st, prog, rl = _unpack(th, K)
         t = _roofline(parts, {k_: v[j] for k_, v in p.items()}, sh, st, prog, rl)
         r = np.log(np.maximum(t, 1e-9)) - log_y
         return r if th_prior is None else np.r_[r, prior_weight * (th - th_prior)]
@@ -179,12 +167,30 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
     # start: even split mix, datasheet bandwidth and clock, 10 us launch, 1 us per layer, half of the
     # shorter of compute and DMA hidden, re-reads and spills as estimated, a power budget for all cores
     th0 = np.r_[np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.log(10.0)), np.zeros(K), 0.0, 0.0, 0.0,
-                np.log(max(ks.max() / 2, 1.0)), np.log(0.5 / 3.5), np.full(S, np.log(0.02)),
+                np.log(max(ks.max() / 2, 1.0)), np.log(0.5 / 3.5), np.full(len(_STRIDES), np.log(0.02)),
                 np.log([0.1, 0.07, 0.04, 0.01]), np.log(5.0)]
     if th_prior is not None:
         th0 = th_prior
     res = least_squares(residual, th0, loss="soft_l1", f_scale=f_scale, max_nfev=400)
-    p, sh, st, prog, rl = unpack(res.x)
+    return roofline_at(res.x, ks)
+
+
+def _unpack(th: np.ndarray, K: int) -> tuple[dict[str, np.ndarray], dict[str, float], np.ndarray, np.ndarray, float]:
+    """The constants in a parameter vector for K core counts (the inverse of `_pack`)."""
+    S = len(_STRIDES)
+    sig = 1.0 / (1.0 + np.exp(-th[0:K]))
+    p = {"split": sig, "bandwidth": np.exp(th[K:2 * K]), "compute": np.exp(th[2 * K:3 * K]),
+         "launch": np.exp(th[3 * K:4 * K]), "layer": np.exp(th[4 * K:5 * K])}
+    sh = {"overlap": float(1.0 / (1.0 + np.exp(-th[5 * K]))), "reread": float(np.exp(th[5 * K + 1])),
+          "spill": float(np.exp(th[5 * K + 2])), "power_cores": float(np.exp(th[5 * K + 3])),
+          "power_exp": float(4.0 / (1.0 + np.exp(-th[5 * K + 4])))}  # a clock exponent in (0, 4)
+    base = 5 * K + 5 + S
+    return p, sh, np.exp(th[5 * K + 5:base]), np.exp(th[base:base + 4]), float(np.exp(th[base + 4]))
+
+
+def roofline_at(th: np.ndarray, ks: np.ndarray) -> RooflineFit:
+    """The RooflineFit of parameter vector `th` at core counts `ks`."""
+    p, sh, st, prog, rl = _unpack(th, len(ks))
     kw: dict[str, Any] = {"cores": [float(k) for k in ks], **{name: p[name].tolist() for name in _PER_CORE}, **sh,
                           "stride": st.tolist(), "program": prog.tolist(), "reload_us": rl}
     return RooflineFit(**kw)

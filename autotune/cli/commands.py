@@ -331,7 +331,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         atomic_write_json(args.json, result)
         print(f"json: {args.json}")
-    plot = args.plot or str(Path("reports") / hw_slug(args.hw) / "eval_speedups.png")
+    suffix = "_universal" if args.cost == "universal" else ""  # never over the part's own model's plot
+    plot = args.plot or str(Path("reports") / hw_slug(args.hw) / f"eval_speedups{suffix}.png")
     plots.plot_eval(result, result["strategies"], plot)
     print(f"plot: {plot}")
     return 0

@@ -15,14 +15,16 @@ anything adds nothing. The result is an ordinary one-part LatencyModel (one XGBo
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import xgboost as xgb
 from sklearn.model_selection import GroupKFold
 
-from .calibration import RooflineFit, fit_roofline
+from .calibration import RooflineFit
 from .costmodel import LatencyModel
+from .universal import refit_roofline
 
 #: The correction trees: small and strongly regularised, since a few hundred labels must not undo
 #: what the universal model learned from the family.
@@ -46,19 +48,25 @@ class AdaptResult:
     cv_mae_adapted: float  # with the chosen adaptation
 
 
-def _start(kind: str, universal: LatencyModel, X: np.ndarray, logy: np.ndarray, fit: np.ndarray,
-           seed: int) -> tuple[np.ndarray, xgb.Booster | None, RooflineFit | None]:
-    """(base margin of every row, trees to continue from, refitted prior) of an adaptation kind;
-    a refitted prior sees only the rows `fit`."""
-    if kind == "universal":
+#: How an adaptation starts: (base margin of every row, trees to continue from, refitted prior).
+Start = tuple[np.ndarray, "xgb.Booster | None", "RooflineFit | None"]
+
+
+def _starts(universal: LatencyModel, X: np.ndarray, parts: dict[str, np.ndarray], y: np.ndarray, fit: np.ndarray,
+            kinds: list[str], seed: int) -> dict[str, Start]:
+    """Per adaptation kind: (base margin of every row, trees to continue from, refitted prior). The
+    refitted prior sees only the rows `fit`, and is fitted once for the kinds that share it."""
+    out: dict[str, Start] = {}
+    if "universal" in kinds:
         margin = universal._margin(X)
         assert margin is not None  # a universal model has the calibrated prior
-        return margin, universal.booster_[: universal.best_iteration_ + 1], None
-    parts = universal._parts(X)
-    calib = fit_roofline({k: v[fit] for k, v in parts.items()}, np.exp(logy[fit]) * 1e3, seed=seed,
-                         prior=universal.calibration_)
-    margin = np.log(np.maximum(calib.predict_us(parts), 1e-9) / 1e3)
-    return margin, (getattr(universal, "adapt_trees_", None) if kind == "calibrated" else None), calib
+        out["universal"] = (margin, universal.booster_[: universal.best_iteration_ + 1], None)
+    if set(kinds) & {"calibrated", "part"}:
+        calib = refit_roofline(universal, parts, y, fit, seed)
+        margin = calib.log_ms(parts)
+        for kind in {"calibrated", "part"} & set(kinds):
+            out[kind] = (margin, getattr(universal, "adapt_trees_", None) if kind == "calibrated" else None, calib)
+    return out
 
 
 def _boost(start: xgb.Booster | None, X: np.ndarray, logy: np.ndarray, margin: np.ndarray, depth: int, rounds: int,
@@ -79,11 +87,14 @@ def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndar
     """Adapt `universal` to a part from its rows X (universal features) and latencies y (ms);
     `groups` keeps a group's rows in one CV fold."""
     X = np.asarray(X, dtype=np.float32)
-    logy = np.log(np.asarray(y, dtype=np.float64))
+    y = np.asarray(y, dtype=np.float64)
+    logy = np.log(y)
     groups = np.asarray(groups)
+    parts = universal._parts(X)
     n_folds = min(FOLDS, len(np.unique(groups)))
     everything = np.arange(len(X))
-    m0, b0, _ = _start("universal", universal, X, logy, everything, seed)
+    kinds = [k for k in KINDS if k != "calibrated" or getattr(universal, "adapt_trees_", None) is not None]
+    m0, b0, _ = _starts(universal, X, parts, y, everything, ["universal"], seed)["universal"]
     assert b0 is not None  # the universal kind continues from the universal trees
     err0 = np.abs(_predict_log(b0, X, m0) - logy)
     if n_folds < 2:  # too few groups to validate anything: the universal model as it is
@@ -92,12 +103,14 @@ def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndar
     folds = list(GroupKFold(n_splits=n_folds).split(X, groups=groups))
     cv0 = float(np.mean([err0[va].mean() for _, va in folds]))
     best = (cv0, "universal", 0, DEPTHS[0])
-    kinds = [k for k in KINDS if k != "calibrated" or getattr(universal, "adapt_trees_", None) is not None]
+    refitted = [k for k in kinds if k != "universal"]  # the universal start is the same in every fold
+    fold_starts = [{"universal": (m0, b0, None), **_starts(universal, X, parts, y, tr, refitted, seed)}
+                   for tr, _ in folds]
     for kind in kinds:
-        starts = [_start(kind, universal, X, logy, tr, seed) for tr, _ in folds]
         for depth in DEPTHS:
             curves = []
-            for (tr, va), (margin, start, _) in zip(folds, starts):
+            for (tr, va), starts in zip(folds, fold_starts):
+                margin, start, _ = starts[kind]
                 zero = float(np.mean(np.abs(_predict_log(start, X[va], margin[va]) - logy[va])))
                 _, curve = _boost(start, X[tr], logy[tr], margin[tr], depth, MAX_ROUNDS, seed,
                                   (X[va], logy[va], margin[va]))
@@ -108,7 +121,7 @@ def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndar
             if mean[r] < best[0]:
                 best = (float(mean[r]), kind, r, depth)
     mae, kind, rounds, depth = best
-    margin, start, calib = _start(kind, universal, X, logy, everything, seed)
+    margin, start, calib = _starts(universal, X, parts, y, everything, [kind], seed)[kind]
     booster = _boost(start, X, logy, margin, depth, rounds, seed)[0] if rounds > 0 else start
     assert booster is not None  # "part" always adds trees
     return AdaptResult(_model(universal, booster, calib), kind, rounds, depth, cv0, mae)
@@ -151,7 +164,9 @@ def adapt_for(hw, universal: LatencyModel, budget: int, data_dir, out_dir, seed:
         source = f"simulated into {data_dir}/, {sampling} sampling"
     X, y = device_rows(data, hw)
     X, y, groups = X[:budget], y[:budget], data.rows["group_id"].to_numpy()[:budget]  # profiles hold more
+    t0 = time.perf_counter()
     res = adapt(universal, X, y, groups, seed)
+    fit_s = round(time.perf_counter() - t0, 2)
     umeta = getattr(universal, "meta_", {})
     meta = {"hardware": hw.name, "hardware_hash": hw.hash, "dataset": str(data_dir), "dataset_rows": len(y),
             "labels": len(y), "seed": seed, "generator_version": umeta.get("generator_version"),
@@ -161,7 +176,7 @@ def adapt_for(hw, universal: LatencyModel, budget: int, data_dir, out_dir, seed:
             "adapt": {"kind": res.kind, "rounds": res.rounds, "depth": res.depth,
                       "cv_mae_log_universal": res.cv_mae_universal,
                       "cv_mae_log_adapted": res.cv_mae_adapted},
-            "metrics": {"fit_s": 0.0, "train_rows": len(y), "best_iteration": res.model.best_iteration_}}
+            "metrics": {"fit_s": fit_s, "train_rows": len(y), "best_iteration": res.model.best_iteration_}}
     with FolderLock(Path(out_dir)):
         res.model.save(out_dir, meta)
     return {"labels": len(y), "source": source, "kind": res.kind, "rounds": res.rounds, "depth": res.depth,

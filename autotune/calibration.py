@@ -80,6 +80,10 @@ class RooflineFit:
                               "reload_us": float(d["reload_us"])}
         return cls(**kw)
 
+    def log_ms(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        """Natural log of the latency in ms: what a model with this prior starts each row from."""
+        return np.log(np.maximum(self.predict_us(parts), 1e-9) / 1e3)
+
     def predict_us(self, parts: dict[str, np.ndarray]) -> np.ndarray:
         """Latency (us) of rows given their `parts` (see `columns_to_parts`)."""
         ks = np.log2(np.asarray(self.cores))

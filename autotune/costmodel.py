@@ -193,7 +193,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             return None
         if prior == "calibrated":
             assert self.calibration_ is not None  # fitted with the prior
-            return np.log(np.maximum(self.calibration_.predict_us(self._parts(X)), 1e-9) / 1e3)
+            return self.calibration_.log_ms(self._parts(X))
         names = self._names(X.shape[1])
         return X[:, names.index(PRIOR_FEATURE)].astype(np.float64)
 

@@ -23,8 +23,8 @@ import yaml
 from .errors import ConfigError
 from .hardware import FAMILY_FILES, PRESET_DIR, HardwareConfig, parse_hardware
 
-#: Family files shipped with autotune (in presets/, beside the hardware presets).
-FAMILY_PRESETS = FAMILY_FILES
+#: A family dataset's manifest (synth/family.py writes it, universal.py reads it).
+FAMILY_MANIFEST = "family.json"
 #: Datasheet quantities a device value may be `per` (a multiple of).
 PER = ("cores", "dram_gbps_per_core", "peak_tflops")
 _SPEC_KEYS = {"choices", "min", "max", "log", "integer", "per"}
@@ -224,12 +224,12 @@ def load_family(name_or_path: str) -> Family:
     from .hardware import _UniqueKeyLoader
 
     s = str(name_or_path)
-    if s in FAMILY_PRESETS:
+    if s in FAMILY_FILES:
         text = resources.files("autotune").joinpath(PRESET_DIR).joinpath(f"{s}.yaml").read_text()
     else:
         path = Path(s)
         if not path.is_file():
-            raise ConfigError(f"hardware family {s}: file not found (presets: {', '.join(FAMILY_PRESETS)})")
+            raise ConfigError(f"hardware family {s}: file not found (presets: {', '.join(FAMILY_FILES)})")
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError):

@@ -19,22 +19,22 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
+from .calibration import RooflineFit
 from .costmodel import LatencyModel
 from .dataset import Dataset, dataset_features, read_dataset
 from .errors import DatasetError, ModelFileError
-from .family import Family, parse_family
+from .family import FAMILY_MANIFEST, Family, parse_family
 from .features import universal_columns
 from .hardware import HardwareConfig, parse_hardware
 from .training import accuracy
 
-FAMILY_MANIFEST = "family.json"
 #: The adaptation trees: corrections to a roofline refitted to one part (what `adapt` starts from).
 ADAPT_TREES_FILE = "adapt.ubj"
 #: Label counts each training device's roofline is refitted from when the adaptation trees are
 #: trained: the budgets `adapt` will meet, so the trees learn residuals of a prior that good.
 ADAPT_FIT_SIZES = (50, 200, 1000)
-#: The universal model's hyper-parameters where they differ from LatencyModel's defaults: shallower
-#: trees and a sturdier loss, since unseen device values make labels of one datasheet spread.
+#: The universal model's hyper-parameters where they differ from LatencyModel's defaults: shallower,
+#: wider-leaved trees, since unseen device values make the labels of one datasheet spread.
 UNIVERSAL_PARAMS = {"max_depth": 8, "learning_rate": 0.08, "n_estimators": 2000, "early_stopping_rounds": 60,
                     "min_child_weight": 5.0, "featurizer": "universal"}
 
@@ -136,20 +136,26 @@ def train_universal(data_dir: str | Path, out_dir: str | Path, seed: int = 0, pr
     return model, meta
 
 
+def refit_roofline(model: LatencyModel, parts: dict[str, np.ndarray], y_ms: np.ndarray, rows: np.ndarray,
+                   seed: int) -> RooflineFit:
+    """The roofline refitted to one part's labelled `rows`: a MAP fit toward the family's pooled fit
+    (`model.calibration_`), so a few labels refine it without running wild."""
+    from .calibration import fit_roofline
+
+    return fit_roofline({k: v[rows] for k, v in parts.items()}, y_ms[rows] * 1e3, seed=seed,
+                        prior=model.calibration_)
+
+
 def refitted_margins(model: LatencyModel, X: np.ndarray, y: np.ndarray, dev: np.ndarray, seed: int) -> np.ndarray:
     """Each row's prior as `adapt` would make it: the roofline refitted to a few labels (one of
     ADAPT_FIT_SIZES, at random) of its own device; natural log of ms."""
-    from .calibration import fit_roofline
-
     rng = np.random.default_rng([seed, 0xADA])
     parts = model._parts(X)
     margin = np.empty(len(X))
     for i in np.unique(dev):
         rows = np.flatnonzero(dev == i)
         sub = rng.choice(rows, min(len(rows), int(rng.choice(ADAPT_FIT_SIZES))), replace=False)
-        calib = fit_roofline({k: v[sub] for k, v in parts.items()}, y[sub] * 1e3, seed=seed,
-                             prior=model.calibration_)
-        margin[rows] = np.log(np.maximum(calib.predict_us({k: v[rows] for k, v in parts.items()}), 1e-9) / 1e3)
+        margin[rows] = refit_roofline(model, parts, y, sub, seed).log_ms({k: v[rows] for k, v in parts.items()})
     return margin
 
 
@@ -202,9 +208,9 @@ def model_family(model: LatencyModel) -> Family:
         raise ModelFileError("the universal model's meta.json does not record its family; retrain it") from None
 
 
-def load_universal(folder: str | Path, hw: HardwareConfig) -> tuple[LatencyModel, list[str]]:
+def load_universal(folder: str | Path, hw: HardwareConfig | None = None) -> tuple[LatencyModel, list[str]]:
     """The universal model in `folder` and the datasheet values of `hw` outside its family's ranges
-    (the caller warns for those: the model extrapolates there)."""
+    (the caller warns for those: the model extrapolates there; none without `hw`)."""
     folder = Path(folder)
     if not (folder / "meta.json").is_file():
         raise ModelFileError(f"no universal model in {folder}/; make it with `autotune synth --hw-family family` "
@@ -214,4 +220,4 @@ def load_universal(folder: str | Path, hw: HardwareConfig) -> tuple[LatencyModel
         raise ModelFileError(f"the model in {folder}/ was trained for one part ({model.meta_.get('hardware')!r}), "
                              "not as a universal model; train one with `autotune train --universal`")
     model.adapt_trees_ = adaptation_booster(model, folder)
-    return model, model_family(model).outside(hw)
+    return model, [] if hw is None else model_family(model).outside(hw)

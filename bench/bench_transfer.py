@@ -115,7 +115,7 @@ def main() -> int:
     budgets = sorted({int(b) for b in a.budgets.split(",")})
     nets = zoo.names() if a.models == "all" else a.models.split(",")
     try:
-        universal, _ = load_universal(a.universal, _any_config())
+        universal, _ = load_universal(a.universal)
     except AutotuneError as err:
         print(f"bench_transfer: {err}", file=sys.stderr)
         return 2
@@ -197,12 +197,6 @@ def main() -> int:
     print(f"{len(held)} held-out devices x {len(nets)} networks in {res['seconds']} s; "
           f"wrote {out}/transfer.json, {out}/transfer.png")
     return 0
-
-
-def _any_config():
-    from autotune.hardware import load_hardware
-
-    return load_hardware("mlu100")  # only to load the model; each held-out device is checked itself
 
 
 def _training_draw(data: Path, universal) -> tuple[set[str], dict[str, set[float]]]:

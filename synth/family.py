@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from autotune.errors import DatasetError
-from autotune.family import Family
+from autotune.family import FAMILY_MANIFEST, Family
 from autotune.fileio import FolderLock, atomic_write_json, atomic_write_text, check_output
 from autotune.hardware import HardwareConfig, dump_hardware
 
 from .generator import GENERATOR_VERSION
 from .pipeline import code_digest, run
 
-FAMILY_MANIFEST = "family.json"
 #: Defaults of `make universal`: 256 devices, 1,500 labels each (about 300 groups at every core count):
 #: many devices with few labels each teach what the datasheet decides better than few devices with many.
 DEFAULT_DEVICES = 256

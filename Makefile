@@ -53,15 +53,17 @@ reports/$(HWNAME)/$(MODELNAME).plan.json: models/$(HWNAME)/meta.json
 	$(BIN)/autotune tune --hw $(HW) --model $(MODEL) --batch $(BATCH) --verify \
 		$(if $(MEASURE),--measure-budget $(MEASURE),) --out $@ --plot reports/$(HWNAME)/$(MODELNAME).plan.png
 
-# One model for a family of parts (presets/family.yaml): DEVICES drawn devices, UBUDGET labels over them
-# (defaults 256 devices, 384,000 labels); then `autotune tune --cost universal` plans any part in the family.
+# One model for a family of parts (presets/family.yaml): DEVICES drawn datasheets, each measured on
+# SIBLINGS devices, UBUDGET labels over them all (defaults 256 x 4, 1,536,000 labels); then
+# `autotune tune --cost universal` plans any part in the family.
 FAMILY ?= family
 DEVICES ?=
+SIBLINGS ?=
 UBUDGET ?=
 universal: models/universal/meta.json
 data/universal/family.json: $(STAMP) $(SRC) $(if $(findstring /,$(FAMILY)),$(FAMILY),)
 	$(BIN)/autotune synth --hw-family $(FAMILY) $(if $(DEVICES),--devices $(DEVICES),) \
-		$(if $(UBUDGET),--budget $(UBUDGET),) --seed $(SEED) --jobs $(JOBS) --out data/universal --force
+		$(if $(SIBLINGS),--siblings $(SIBLINGS),) $(if $(UBUDGET),--budget $(UBUDGET),) --seed $(SEED) --jobs $(JOBS) --out data/universal --force
 models/universal/meta.json: data/universal/family.json autotune/costmodel.py autotune/universal.py \
 		autotune/features.py autotune/analytic.py autotune/calibration.py autotune/dataset.py autotune/tables.py
 	$(BIN)/autotune train --universal --data data/universal --out models/universal --seed $(SEED)

@@ -25,6 +25,8 @@ from .hardware import FAMILY_FILES, PRESET_DIR, HardwareConfig, parse_hardware
 
 #: A family dataset's manifest (synth/family.py writes it, universal.py reads it).
 FAMILY_MANIFEST = "family.json"
+#: In a family device's folder: the same rows measured on its siblings (same datasheet, device values redrawn).
+SIBLINGS_FILE = "siblings.parquet"
 #: Datasheet quantities a device value may be `per` (a multiple of).
 PER = ("cores", "dram_gbps_per_core", "peak_tflops")
 _SPEC_KEYS = {"choices", "min", "max", "log", "integer", "per"}

@@ -4,8 +4,9 @@ config whose datasheet lies in the family's ranges with no labels from that part
 
 Its inputs are the universal featurizer's rows (features.py): the datasheet features plus the
 datasheet's scale and balance. Device values never enter; across the draw they only vary the labels,
-so the model learns what the family's parts do on average for a given datasheet. Early stopping
-holds out whole devices, so it stops where unseen parts are predicted best.
+so the model learns what the family's parts do on average for a given datasheet: its target is the
+geometric mean of each row over the datasheet's sibling devices (synth/family.py). Early stopping
+holds out whole datasheets, so it stops where unseen parts are predicted best.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .calibration import RooflineFit
 from .costmodel import LatencyModel
 from .dataset import Dataset, dataset_features, read_dataset
 from .errors import DatasetError, ModelFileError
-from .family import FAMILY_MANIFEST, Family, parse_family
+from .family import FAMILY_MANIFEST, SIBLINGS_FILE, Family, parse_family
 from .features import universal_columns
 from .hardware import HardwareConfig, parse_hardware
 from .training import accuracy
@@ -41,12 +42,14 @@ UNIVERSAL_PARAMS = {"max_depth": 8, "learning_rate": 0.08, "n_estimators": 2000,
 
 @dataclass
 class FamilyDataset:
-    """A family dataset read back: its settings, the family, and each device's config and rows."""
+    """A family dataset read back: its settings, the family, each datasheet's first device (config
+    and rows) and, per device, its rows measured on the datasheet's siblings (rows x siblings, ms)."""
 
     folder: Path
     manifest: dict
     family: Family
     devices: list[tuple[HardwareConfig, Dataset]]
+    siblings: list[np.ndarray]
 
 
 def read_family_dataset(folder: str | Path) -> FamilyDataset:
@@ -64,7 +67,7 @@ def read_family_dataset(folder: str | Path) -> FamilyDataset:
             raise ValueError
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise DatasetError(f"{mpath} is corrupted; remake it with `autotune synth --hw-family ... --force`") from None
-    devices = []
+    devices, sibs = [], []
     for e in entries:
         try:
             hw = parse_hardware(e["config"], f"{mpath} device {e['name']}")
@@ -75,8 +78,42 @@ def read_family_dataset(folder: str | Path) -> FamilyDataset:
             raise DatasetError(f"{mpath}: device folder {e['folder']!r} is not a folder of {folder}/")
         if hw.hash != e.get("hardware_hash"):
             raise DatasetError(f"{mpath}: device {e['name']}'s config does not match its recorded hash")
-        devices.append((hw, read_dataset(sub, hw)))
-    return FamilyDataset(folder, m, fam, devices)
+        data = read_dataset(sub, hw)
+        devices.append((hw, data))
+        sibs.append(_sibling_rows(sub, data, e.get("siblings") or []))
+    return FamilyDataset(folder, m, fam, devices, sibs)
+
+
+def _sibling_rows(sub: Path, data: Dataset, entries: list) -> np.ndarray:
+    """The dataset's rows as measured on its siblings (rows x siblings, ms), checked against the
+    dataset (its digest, row order) and the siblings family.json lists."""
+    import pyarrow.parquet as pq
+
+    from .dataset import read_parquet
+
+    if not entries:
+        return np.zeros((len(data.rows), 0))
+    path = sub / SIBLINGS_FILE
+    remake = "rerun `autotune synth --hw-family ...` to remake it"
+    if not path.is_file():
+        raise DatasetError(f"{path} is missing; {remake}")
+    try:
+        have = json.loads(pq.read_schema(path).metadata[b"autotune"])
+        hashes = [str(e["hardware_hash"]) for e in entries]
+    except (OSError, KeyError, TypeError, ValueError):
+        raise DatasetError(f"{path} is damaged or was not written by autotune; {remake}") from None
+    if have != {"dataset_digest": data.digest, "siblings": hashes}:
+        raise DatasetError(f"{path} measures other rows or other siblings than family.json lists; {remake}")
+    f = read_parquet(path)
+    cols = [f"latency_ms_{j + 1}" for j in range(len(entries))]
+    ok = (len(f) == len(data.rows) and all(c in f for c in cols)
+          and (f["group_id"].to_numpy() == data.rows["group_id"].to_numpy()).all()
+          and (f["cores"].to_numpy() == data.rows["cores"].to_numpy()).all())
+    ms = f[cols].to_numpy(np.float64) if ok else np.zeros((0, 0))
+    if not ok or not (np.isfinite(ms).all() and (ms > 0).all()):
+        raise DatasetError(f"{path} does not match its dataset's rows or holds a latency that is not positive; "
+                           f"{remake}")
+    return ms
 
 
 def device_rows(data: Dataset, hw: HardwareConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -86,18 +123,21 @@ def device_rows(data: Dataset, hw: HardwareConfig) -> tuple[np.ndarray, np.ndarr
     return np.hstack([X, universal_columns(hw.datasheet, cores)]), data.rows["latency_ms"].to_numpy(np.float64)
 
 
-def family_rows(fd: FamilyDataset, progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(universal feature rows, latencies in ms, device index of each row) over every device."""
+def family_rows(fd: FamilyDataset, progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(universal feature rows, latencies in ms of each datasheet's first device, the geometric mean
+    of each row over the datasheet's devices (the universal model's target), the datasheet index of
+    each row) over the whole family."""
     from tqdm import tqdm
 
-    Xs, ys, ds = [], [], []
-    for i, (hw, data) in enumerate(tqdm(fd.devices, desc="features", unit="device", disable=not progress,
-                                        leave=False)):
+    Xs, ys, ms, ds = [], [], [], []
+    for i, ((hw, data), sib) in enumerate(tqdm(list(zip(fd.devices, fd.siblings)), desc="features", unit="device",
+                                               disable=not progress, leave=False)):
         X, y = device_rows(data, hw)
         Xs.append(X)
         ys.append(y)
+        ms.append(np.exp((np.log(y) + np.log(sib).sum(axis=1)) / (1 + sib.shape[1])))
         ds.append(np.full(len(y), i, dtype=np.int64))
-    return np.vstack(Xs), np.concatenate(ys), np.concatenate(ds)
+    return np.vstack(Xs), np.concatenate(ys), np.concatenate(ms), np.concatenate(ds)
 
 
 def train_universal(data_dir: str | Path, out_dir: str | Path, seed: int = 0, progress: bool = False,
@@ -108,23 +148,28 @@ def train_universal(data_dir: str | Path, out_dir: str | Path, seed: int = 0, pr
 
     check_output(out_dir, "folder")
     fd = read_family_dataset(data_dir)
-    X, y, dev = family_rows(fd, progress)
+    X, y, y_mean, dev = family_rows(fd, progress)
     model = LatencyModel(random_state=seed, verbose=progress, **{**UNIVERSAL_PARAMS, **params})
     t0 = time.perf_counter()
-    model.fit(X, y, groups=dev)  # the validation split holds out whole devices
+    model.fit(X, y_mean, groups=dev)  # the validation split holds out whole datasheets
     fit_s = time.perf_counter() - t0
     _, va = model.split(len(X), dev)
     pred = model.predict(X[va])
     held = sorted(set(dev[va].tolist()))
+    # accuracy against one device's measurements: what a user of an unseen part meets
     per_device = {fd.devices[i][0].name: accuracy(pred[dev[va] == i], y[va][dev[va] == i]) for i in held}
     t0 = time.perf_counter()
+    # the adaptation trees correct one device's refitted roofline: they learn from single devices' labels
     trees, best, adapt_acc = adaptation_trees(model, X, y, dev, seed, progress)
     raw = bytes(trees.save_raw(raw_format="ubj"))
     meta = {"universal": True, "hardware": f"universal:{fd.family.name}", "hardware_hash": None,
             "family": {"name": fd.family.name, "hash": fd.family.hash, "spec": fd.family.spec},
-            "dataset": str(data_dir), "dataset_rows": len(X), "devices": len(fd.devices), "seed": seed,
+            "dataset": str(data_dir), "dataset_rows": len(X), "devices": len(fd.devices),
+            "siblings": 1 + int(fd.siblings[0].shape[1]), "labels": int(len(X) + sum(s.size for s in fd.siblings)),
+            "seed": seed,
             "family_seed": fd.manifest.get("settings", {}).get("seed"),
-            "train_devices": [hw.hash for hw, _ in fd.devices],
+            "train_devices": [hw.hash for hw, _ in fd.devices]
+            + [sib["hardware_hash"] for e in fd.manifest["devices"] for sib in e.get("siblings") or []],
             "generator_version": fd.manifest.get("settings", {}).get("generator_version"),
             "metrics": {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,
                         "validation": accuracy(pred, y[va]), "validation_devices": per_device},

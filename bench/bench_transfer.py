@@ -126,8 +126,8 @@ def main() -> int:
         return 2
     held = fam.draw(a.devices, a.seed, prefix="held")
     size_mb = (Path(a.universal) / "model.ubj").stat().st_size / 1e6
-    print(f"universal model: family {fam.name} ({fam.hash}), {universal.meta_.get('devices')} training devices, "
-          f"{universal.meta_.get('dataset_rows')} labels, {size_mb:.1f} MB")
+    print(f"universal model: family {fam.name} ({fam.hash}), {universal.meta_.get('devices')} training datasheets "
+          f"x {universal.meta_.get('siblings', 1)} devices, {universal.meta_.get('labels')} labels, {size_mb:.1f} MB")
     rows_dev = []
     for hw in held:
         if hw.hash in train_hashes:
@@ -200,13 +200,15 @@ def main() -> int:
 
 
 def _training_draw(data: Path, universal) -> tuple[set[str], dict[str, set[float]]]:
-    """Hashes of the training devices and, per continuous value, the values they took."""
+    """Hashes of the training devices (siblings included) and, per continuous value, the values they took."""
     from autotune.hardware import parse_hardware
 
     configs = []
     f = data / "family.json"
     if f.is_file():
-        configs = [parse_hardware(d["config"]) for d in json.loads(f.read_text())["devices"]]
+        entries = json.loads(f.read_text())["devices"]
+        configs = [parse_hardware(d["config"]) for d in entries]
+        configs += [parse_hardware(s["config"]) for d in entries for s in d.get("siblings") or []]
     hashes = {c.hash for c in configs} | set(universal.meta_.get("train_devices", []))
     values: dict[str, set[float]] = {}
     for c in configs:

@@ -1,9 +1,15 @@
-"""Labelling a hardware family (`autotune synth --hw-family`): D devices drawn from the family's
+"""Labelling a hardware family (`autotune synth --hw-family`): D datasheets drawn from the family's
 ranges, each labelled like one device (`pipeline.run`, its own groups and seed) in a subfolder,
 and `family.json` listing the draw. The universal model trains on all of them (autotune/universal.py).
 
+With S siblings, each datasheet's rows are measured again on S - 1 more devices of that datasheet
+(device values redrawn from the family): what a lab with several boards of one part would record.
+The mean over a datasheet's siblings is the universal model's target, so it learns what the family
+does for a datasheet from the labels themselves, not by averaging neighbouring datasheets.
+
 A device's subfolder is an ordinary dataset folder (resumable shards, manifest.json, its config in
-`hardware.yaml`), so a killed run resumes device by device and shard by shard.
+`hardware.yaml`); its siblings' measurements sit beside it in `siblings.parquet`. A killed run
+resumes device by device and shard by shard.
 """
 
 from __future__ import annotations
@@ -15,17 +21,19 @@ from pathlib import Path
 import numpy as np
 
 from autotune.errors import DatasetError
-from autotune.family import FAMILY_MANIFEST, Family
+from autotune.family import FAMILY_MANIFEST, SIBLINGS_FILE, Family
 from autotune.fileio import FolderLock, atomic_write_json, atomic_write_text, check_output
 from autotune.hardware import HardwareConfig, dump_hardware
 
 from .generator import GENERATOR_VERSION
 from .pipeline import code_digest, run
 
-#: Defaults of `make universal`: 256 devices, 1,500 labels each (about 300 groups at every core count):
-#: many devices with few labels each teach what the datasheet decides better than few devices with many.
+#: Defaults of `make universal`: 256 datasheets, each measured on 4 devices, 1,500 labels each (about
+#: 300 groups at every core count). Many datasheets with few labels each teach what the datasheet
+#: decides better than few with many; siblings cut the device values' noise in the target (bench_transfer).
 DEFAULT_DEVICES = 256
-DEFAULT_BUDGET = 384_000
+DEFAULT_SIBLINGS = 4
+DEFAULT_BUDGET = 1_536_000
 
 
 def device_seed(seed: int, i: int) -> int:
@@ -33,24 +41,35 @@ def device_seed(seed: int, i: int) -> int:
     return int(np.random.SeedSequence([seed, i, 0xFA]).generate_state(1)[0] % 2**31)
 
 
-def family_settings(fam: Family, devices: int, budget: int, seed: int, sampling: str) -> dict:
+def sibling_seed(seed: int, i: int) -> int:
+    """Seed of datasheet i's siblings (their device values and their timing noise)."""
+    return int(np.random.SeedSequence([seed, i, 0x51B]).generate_state(1)[0] % 2**31)
+
+
+def family_settings(fam: Family, devices: int, budget: int, seed: int, sampling: str, siblings: int = 1) -> dict:
     return {"family": fam.name, "family_hash": fam.hash, "devices": int(devices), "budget": int(budget),
-            "seed": int(seed), "sampling": sampling, "generator_version": GENERATOR_VERSION,
-            "code_digest": code_digest()}
+            "seed": int(seed), "sampling": sampling, "siblings": int(siblings),
+            "generator_version": GENERATOR_VERSION, "code_digest": code_digest()}
 
 
 def run_family(fam: Family, folder: str | Path, devices: int, budget: int, seed: int = 0, jobs: int = 1,
-               force: bool = False, progress: bool = False, sampling: str = "sobol") -> dict:
-    """Draw `devices` devices from `fam` (seeded) and label `budget` labels split evenly over them;
-    returns family.json's content. A folder made with other settings is refused unless `force`."""
+               force: bool = False, progress: bool = False, sampling: str = "sobol", siblings: int = 1) -> dict:
+    """Draw `devices` datasheets from `fam` (seeded), each measured on `siblings` devices, and label
+    `budget` labels split evenly over all of them; returns family.json's content. A folder made with
+    other settings is refused unless `force`."""
     if devices < 1:
         raise DatasetError(f"--devices must be at least 1, got {devices}")
-    per = budget // devices
+    if siblings < 1:
+        raise DatasetError(f"--siblings must be at least 1, got {siblings}")
+    if siblings > 1 and sampling != "sobol":
+        raise DatasetError("--siblings measures one datasheet's rows on several devices; active sampling picks "
+                           "rows per device, so use --sampling sobol (or --siblings 1)")
+    per = budget // (devices * siblings)
     if per < 1:
-        raise DatasetError(f"--budget {budget} is less than one label for each of {devices} devices")
+        raise DatasetError(f"--budget {budget} is less than one label for each of {devices} x {siblings} devices")
     folder = Path(folder)
     check_output(folder, "folder")
-    settings = family_settings(fam, devices, budget, seed, sampling)
+    settings = family_settings(fam, devices, budget, seed, sampling, siblings)
     mpath = folder / FAMILY_MANIFEST
     with FolderLock(folder):
         if mpath.is_file() and not force:
@@ -71,11 +90,16 @@ def run_family(fam: Family, folder: str | Path, devices: int, budget: int, seed:
                                    f"active sampling (at least {need} each, {need * devices} in all)")
         t0 = time.perf_counter()
         manifests = _label_devices(hws, folder, per, seed, jobs, force, progress, sampling)
+        sibs = [fam.siblings(hw, siblings - 1, sibling_seed(seed, i)) for i, hw in enumerate(hws)]
+        if siblings > 1:
+            _label_siblings(hws, sibs, folder, seed, jobs, progress)
         entries = []
         for i, (hw, m) in enumerate(zip(hws, manifests)):
             entries.append({"name": hw.name, "folder": hw.name, "hardware_hash": hw.hash,
-                            "datasheet_hash": hw.datasheet_hash, "labels": m["labels"],
-                            "seed": device_seed(seed, i), "config": hw.model_dump()})
+                            "datasheet_hash": hw.datasheet_hash, "labels": m["labels"] * siblings,
+                            "seed": device_seed(seed, i), "config": hw.model_dump(),
+                            "siblings": [{"name": s.name, "hardware_hash": s.hash, "config": s.model_dump()}
+                                         for s in sibs[i]]})
         out = {"settings": settings, "family_spec": fam.spec, "labels": sum(e["labels"] for e in entries),
                "devices": entries}
         atomic_write_json(mpath, out)
@@ -105,5 +129,56 @@ def _label_devices(hws: list[HardwareConfig], folder: Path, per: int, seed: int,
             out.append(m)
             bar.update(m["labels"])
         return out
+    finally:
+        bar.close()
+
+
+def _measure_siblings(hw: HardwareConfig, sibs: list[HardwareConfig], sub: Path, seed: int) -> int:
+    """Measure the rows of hw's dataset in `sub` on each sibling (timing noise included) into
+    siblings.parquet; kept when it already holds these siblings' measurements of these rows."""
+    import pyarrow as pa
+
+    from autotune.dataset import groups_of, parquet_bytes, read_dataset, read_parquet
+    from autotune.fileio import atomic_write
+    from autotune.simulator import simulate_batch
+    from autotune.tables import GroupBatch
+
+    data = read_dataset(sub, hw)
+    want = {"dataset_digest": data.digest, "siblings": [s.hash for s in sibs]}
+    path = sub / SIBLINGS_FILE
+    if path.is_file():
+        try:
+            import pyarrow.parquet as pq
+
+            have = json.loads(pq.read_schema(path).metadata[b"autotune"])
+        except (OSError, KeyError, TypeError, ValueError):
+            have = None
+        if have == want and len(read_parquet(path)) == len(data.rows):
+            return len(data.rows) * len(sibs)
+    groups, codes = groups_of(data.rows)
+    batch = GroupBatch.build(groups)
+    cores = data.rows["cores"].to_numpy(np.int64)
+    cols = {"group_id": data.rows["group_id"].to_numpy(), "cores": cores}
+    for j, s in enumerate(sibs):
+        cols[f"latency_ms_{j + 1}"] = simulate_batch(batch, codes, cores, s, noise=True, seed=seed * 131 + j)
+    table = pa.table(cols).replace_schema_metadata({"autotune": json.dumps(want)})
+    raw = parquet_bytes(table)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(raw))
+    return len(data.rows) * len(sibs)
+
+
+def _label_siblings(hws: list[HardwareConfig], sibs: list[list[HardwareConfig]], folder: Path, seed: int,
+                    jobs: int, progress: bool) -> None:
+    """Every datasheet's rows on its siblings (joblib processes over datasheets), with one bar."""
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    n = sum(len(s) for s in sibs)
+    bar = tqdm(total=n, desc=f"measuring on {n} sibling devices", unit="device", disable=not progress, smoothing=0.1)
+    try:
+        work = (delayed(_measure_siblings)(hw, sibs[i], folder / hw.name, sibling_seed(seed, i))
+                for i, hw in enumerate(hws))
+        for _ in Parallel(n_jobs=jobs, return_as="generator")(work):
+            bar.update(len(sibs[0]))
     finally:
         bar.close()

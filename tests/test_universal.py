@@ -13,10 +13,14 @@ from autotune.costmodel import LatencyModel
 from autotune.errors import ConfigError, DatasetError, ModelFileError
 from autotune.family import load_family, parse_family
 from autotune.features import FEATURE_NAMES, UNIVERSAL_EXTRA, get_featurizer
-from autotune.hardware import dump_hardware, load_hardware, preset_names
+from autotune.hardware import dump_hardware, load_hardware, parse_hardware, preset_names
 from autotune.universal import load_universal, read_family_dataset, train_universal
 from synth.family import run_family
 from synth.pipeline import run
+
+
+def load_hardware_dict(d: dict):
+    return parse_hardware(d, "family.json")
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +30,9 @@ def family():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, family):
-    """A small family dataset (6 devices) and a universal model trained on it."""
+    """A small family dataset (6 datasheets x 2 devices) and a universal model trained on it."""
     root = tmp_path_factory.mktemp("universal")
-    run_family(family, root / "data", devices=6, budget=6 * 900, seed=0, jobs=1)
+    run_family(family, root / "data", devices=6, budget=12 * 900, seed=0, jobs=1, siblings=2)
     train_universal(root / "data", root / "models" / "universal", n_estimators=150, early_stopping_rounds=20)
     return root
 
@@ -105,7 +109,7 @@ def test_universal_features_add_the_datasheet_scale(trained):
 
 def test_family_dataset_lists_its_devices_and_refuses_tampering(trained, tmp_path):
     m = json.loads((trained / "data" / "family.json").read_text())
-    assert len(m["devices"]) == 6 and m["labels"] == 6 * 900
+    assert len(m["devices"]) == 6 and m["labels"] == 12 * 900
     fd = read_family_dataset(trained / "data")
     assert len({hw.hash for hw, _ in fd.devices}) == 6
     with pytest.raises(DatasetError, match="family.json missing"):
@@ -120,15 +124,65 @@ def test_family_dataset_lists_its_devices_and_refuses_tampering(trained, tmp_pat
         read_family_dataset(copy)
 
 
+def test_siblings_measure_a_datasheets_rows_on_other_devices_and_the_target_is_their_mean(trained, family):
+    from autotune.universal import family_rows
+
+    m = json.loads((trained / "data" / "family.json").read_text())
+    fd = read_family_dataset(trained / "data")
+    for e, (hw, data), sib in zip(m["devices"], fd.devices, fd.siblings):
+        (s,) = e["siblings"]
+        other = load_hardware_dict(s["config"])
+        assert other.datasheet_hash == hw.datasheet_hash and other.hash != hw.hash  # device values redrawn
+        assert family.outside(other) == [] and sib.shape == (len(data.rows), 1)
+        y = data.rows["latency_ms"].to_numpy()
+        assert not np.allclose(sib[:, 0], y)  # another device measures other times for the same rows
+    X, y, y_mean, dev = family_rows(fd)
+    first = dev == 0
+    assert np.allclose(y_mean[first], np.sqrt(y[first] * fd.siblings[0][:, 0]))
+    # the datasheets' siblings differ from each other (each datasheet draws its own)
+    devs = [load_hardware_dict(e["siblings"][0]["config"]).device for e in m["devices"]]
+    assert len({d.launch_us for d in devs}) == len(devs)
+
+
+def test_a_damaged_or_stale_siblings_file_is_one_clear_error(trained, tmp_path):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained / "data", copy)
+    first = json.loads((copy / "family.json").read_text())["devices"][0]["folder"]
+    path = copy / first / "siblings.parquet"
+    t = pq.read_table(path)
+    pq.write_table(t.replace_schema_metadata({"autotune": json.dumps({"dataset_digest": "x", "siblings": []})}), path)
+    with pytest.raises(DatasetError, match="measures other rows or other siblings"):
+        read_family_dataset(copy)
+    path.write_bytes(b"not parquet")
+    with pytest.raises(DatasetError, match="damaged"):
+        read_family_dataset(copy)
+    path.unlink()
+    with pytest.raises(DatasetError, match="siblings.parquet is missing"):
+        read_family_dataset(copy)
+
+
+def test_siblings_need_sobol_sampling_and_a_family(family, tmp_path):
+    with pytest.raises(DatasetError, match="--sampling sobol"):
+        run_family(family, tmp_path / "a", devices=2, budget=2 * 2 * 400, siblings=2, sampling="active")
+    with pytest.raises(DatasetError, match="at least 1"):
+        run_family(family, tmp_path / "b", devices=2, budget=800, siblings=0)
+    assert main(["synth", "--hw", "edge4", "--siblings", "2", "--out", str(tmp_path / "c")]) == 2
+
+
 def test_other_settings_are_refused_without_force(trained, family):
     with pytest.raises(DatasetError, match="other settings"):
-        run_family(family, trained / "data", devices=5, budget=5 * 900, seed=0)
+        run_family(family, trained / "data", devices=5, budget=10 * 900, seed=0, siblings=2)
 
 
 def test_universal_model_plans_a_part_it_never_saw_and_warns_outside_its_family(trained, family):
     folder = trained / "models" / "universal"
     meta = json.loads((folder / "meta.json").read_text())
-    assert meta["universal"] and meta["family"]["hash"] == family.hash and len(meta["train_devices"]) == 6
+    assert meta["universal"] and meta["family"]["hash"] == family.hash and len(meta["train_devices"]) == 12
+    assert meta["siblings"] == 2 and meta["labels"] == 12 * 900
     held = family.draw(1, seed=99)[0]
     assert held.hash not in meta["train_devices"]
     model, outside = load_universal(folder, held)

@@ -97,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hw-family", default=None, metavar="FAMILY",
                    help="label devices drawn from a hardware family (preset `family` or a YAML file) instead")
     s.add_argument("--devices", type=_ranged(1, 4096), default=None, metavar="D",
-                   help="with --hw-family: devices to draw (default 256); --budget is then the total over them")
+                   help="with --hw-family: datasheets to draw (default 256); --budget is then the total over them")
+    s.add_argument("--siblings", type=_ranged(1, 64), default=None, metavar="S",
+                   help="with --hw-family: devices measured per datasheet, device values redrawn (default 4)")
     s.add_argument("--budget", type=BUDGET, default=None, metavar="N",
                    help="labels to measure, one per (group, cores) pair (default 16000 groups x core counts)")
     s.add_argument("--backend", choices=["simulator", "onnxruntime"], default="simulator",

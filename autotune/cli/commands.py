@@ -117,8 +117,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         from .universal_commands import cmd_synth_family
 
         return cmd_synth_family(args)
-    if args.devices is not None:
-        raise AutotuneError("--devices applies to --hw-family only")
+    if args.devices is not None or args.siblings is not None:
+        raise AutotuneError(f"--{'devices' if args.devices is not None else 'siblings'} applies to --hw-family only")
     args.hw = args.hw or "mlu100"
     hw = load_hardware(args.hw)
     folder = Path(args.out or Path("data") / hw_slug(args.hw))

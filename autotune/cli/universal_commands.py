@@ -17,7 +17,7 @@ UNIVERSAL = "universal"
 
 
 def cmd_synth_family(args: argparse.Namespace) -> int:
-    from synth.family import DEFAULT_BUDGET, DEFAULT_DEVICES, run_family
+    from synth.family import DEFAULT_BUDGET, DEFAULT_DEVICES, DEFAULT_SIBLINGS, run_family
 
     from ..family import load_family
 
@@ -27,13 +27,15 @@ def cmd_synth_family(args: argparse.Namespace) -> int:
         raise AutotuneError("--hw-family labels with the simulator on this machine (no --backend/--scheduler)")
     fam = load_family(args.hw_family)
     devices = args.devices or DEFAULT_DEVICES
-    budget = args.budget or DEFAULT_BUDGET
+    siblings = args.siblings or (DEFAULT_SIBLINGS if args.sampling == "sobol" else 1)
+    budget = args.budget or DEFAULT_BUDGET * siblings // DEFAULT_SIBLINGS
     folder = Path(args.out or Path("data") / UNIVERSAL)
     t0 = time.perf_counter()
     m = run_family(fam, folder, devices, budget, args.seed, args.jobs, args.force, progress=True,
-                   sampling=args.sampling)
-    print(f"{folder}/: {m['labels']} labels on {len(m['devices'])} devices drawn from family {fam.name} "
-          f"(hash {fam.hash}, seed {args.seed}), {m['labels'] // len(m['devices'])} per device; "
+                   sampling=args.sampling, siblings=siblings)
+    n = len(m["devices"])
+    print(f"{folder}/: {m['labels']} labels on {n} datasheets x {siblings} devices drawn from family {fam.name} "
+          f"(hash {fam.hash}, seed {args.seed}), {m['labels'] // (n * siblings)} per device; "
           f"{time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -51,7 +53,8 @@ def cmd_train_universal(args: argparse.Namespace) -> int:
     v = m["validation"]
     size = (out_dir / "model.ubj").stat().st_size / 1e6
     print(f"trained one model for family {meta['family']['name']} on {meta['dataset_rows']} rows from "
-          f"{meta['devices']} devices in {m['fit_s']} s ({model.best_iteration_ + 1} trees, {size:.1f} MB); "
+          f"{meta['devices']} datasheets x {meta['siblings']} devices ({meta['labels']} labels) in {m['fit_s']} s "
+          f"({model.best_iteration_ + 1} trees, {size:.1f} MB); "
           f"saved to {out_dir}/")
     print(f"held-out devices (never trained on): MAPE {v['mape']:.2%}, within 10% {v['within10']:.1%} "
           f"[{v['n']} rows, {len(m['validation_devices'])} devices]")

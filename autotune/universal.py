@@ -34,6 +34,12 @@ ADAPT_TREES_FILE = "adapt.ubj"
 #: Label counts each training device's roofline is refitted from when the adaptation trees are
 #: trained: the budgets `adapt` will meet, so the trees learn residuals of a prior that good.
 ADAPT_FIT_SIZES = (50, 200, 1000)
+#: What each e-fold a refitted roofline constant moves from the family's pooled fit costs, against
+#: the soft-L1 log residuals of the part's labels. 0.05 let 200 labels push rarely-exercised
+#: constants (descriptor reload, re-reads) 3-25x and misplan the networks that exercise them; 0.15-0.5
+#: did equally well over 30 held-out parts x 21 networks at 200 labels (adapt regret 0.53% geomean,
+#: worst 7.8%, against 0.66% / 17.5%), 1.0 held the refit back (0.67%).
+REFIT_PRIOR_WEIGHT = 0.3
 #: The universal model's hyper-parameters where they differ from LatencyModel's defaults: shallower,
 #: wider-leaved trees, since unseen device values make the labels of one datasheet spread.
 UNIVERSAL_PARAMS = {"max_depth": 8, "learning_rate": 0.08, "n_estimators": 2000, "early_stopping_rounds": 60,
@@ -188,7 +194,7 @@ def refit_roofline(model: LatencyModel, parts: dict[str, np.ndarray], y_ms: np.n
     from .calibration import fit_roofline
 
     return fit_roofline({k: v[rows] for k, v in parts.items()}, y_ms[rows] * 1e3, seed=seed,
-                        prior=model.calibration_)
+                        prior=model.calibration_, prior_weight=REFIT_PRIOR_WEIGHT)
 
 
 def refitted_margins(model: LatencyModel, X: np.ndarray, y: np.ndarray, dev: np.ndarray, seed: int) -> np.ndarray:

@@ -87,18 +87,22 @@ def read_family_dataset(folder: str | Path) -> FamilyDataset:
             raise DatasetError(f"{mpath}: device {e['name']}'s config does not match its recorded hash")
         data = read_dataset(sub, hw)
         devices.append((hw, data))
-        sibs.append(_sibling_rows(sub, data, e.get("siblings") or []))
+        try:
+            hashes = [str(sib["hardware_hash"]) for sib in e.get("siblings") or []]
+        except (KeyError, TypeError):
+            raise DatasetError(f"{mpath} has a malformed sibling entry") from None
+        sibs.append(sibling_rows(sub, data, hashes))
     return FamilyDataset(folder, m, fam, devices, sibs)
 
 
-def _sibling_rows(sub: Path, data: Dataset, entries: list) -> np.ndarray:
+def sibling_rows(sub: Path, data: Dataset, hashes: list[str]) -> np.ndarray:
     """The dataset's rows as measured on its siblings (rows x siblings, ms), checked against the
-    dataset (its digest, row order) and the siblings family.json lists."""
+    dataset (its digest, row order) and the siblings' hashes; synth keeps a file that passes."""
     import pyarrow.parquet as pq
 
     from .dataset import read_parquet
 
-    if not entries:
+    if not hashes:
         return np.zeros((len(data.rows), 0))
     path = sub / SIBLINGS_FILE
     remake = "rerun `autotune synth --hw-family ...` to remake it"
@@ -106,13 +110,12 @@ def _sibling_rows(sub: Path, data: Dataset, entries: list) -> np.ndarray:
         raise DatasetError(f"{path} is missing; {remake}")
     try:
         have = json.loads(pq.read_schema(path).metadata[b"autotune"])
-        hashes = [str(e["hardware_hash"]) for e in entries]
     except (OSError, KeyError, TypeError, ValueError):
         raise DatasetError(f"{path} is damaged or was not written by autotune; {remake}") from None
-    if have != {"dataset_digest": data.digest, "siblings": hashes}:
+    if have != sibling_stamp(data, hashes):
         raise DatasetError(f"{path} measures other rows or other siblings than family.json lists; {remake}")
     f = read_parquet(path)
-    cols = [f"latency_ms_{j + 1}" for j in range(len(entries))]
+    cols = [f"latency_ms_{j + 1}" for j in range(len(hashes))]
     ok = (len(f) == len(data.rows) and all(c in f for c in cols)
           and (f["group_id"].to_numpy() == data.rows["group_id"].to_numpy()).all()
           and (f["cores"].to_numpy() == data.rows["cores"].to_numpy()).all())
@@ -121,6 +124,11 @@ def _sibling_rows(sub: Path, data: Dataset, entries: list) -> np.ndarray:
         raise DatasetError(f"{path} does not match its dataset's rows or holds a latency that is not positive; "
                            f"{remake}")
     return ms
+
+
+def sibling_stamp(data: Dataset, hashes: list[str]) -> dict:
+    """What siblings.parquet records of what it measured: the dataset's digest and the siblings' hashes."""
+    return {"dataset_digest": data.digest, "siblings": [str(h) for h in hashes]}
 
 
 def device_rows(data: Dataset, hw: HardwareConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -33,31 +33,24 @@ def geomean_regret(rs: list[float]) -> float:
     return math.exp(float(np.mean(np.log1p(rs)))) - 1 if rs else float("nan")
 
 
-def oracle_ms(hw, nets) -> dict[str, float]:
+def oracle_ms(hw, graphs: dict) -> dict[str, float]:
     """Per network: the oracle plan's latency on the device (computed once per device)."""
-    from autotune import planner, strategies, zoo
+    from autotune import planner, strategies
 
-    out = {}
-    for name in nets:
-        g = zoo.build(name)
-        out[name] = planner.verify(strategies.run("oracle", g, hw), g, hw).simulated_ms
-    return out
+    return {name: planner.verify(strategies.run("oracle", g, hw), g, hw).simulated_ms for name, g in graphs.items()}
 
 
-def zoo_regrets(hw, model, best: dict[str, float]) -> dict[str, float]:
+def zoo_regrets(hw, model, graphs: dict, best: dict[str, float]) -> dict[str, float]:
     """Per network: the learned plan's regret against the oracle (noise-free device)."""
-    from autotune import planner, zoo
+    from autotune import planner
 
-    out = {}
-    for name, ms in best.items():
-        g = zoo.build(name)
-        out[name] = planner.verify(planner.plan(g, hw, model), g, hw).simulated_ms / ms - 1
-    return out
+    return {name: planner.verify(planner.plan(g, hw, model), g, hw).simulated_ms / best[name] - 1
+            for name, g in graphs.items()}
 
 
-def floor_regrets(hw, fam, best: dict[str, float], siblings: int, seed: int) -> dict[str, float]:
+def floor_regrets(hw, fam, graphs: dict, best: dict[str, float], siblings: int, seed: int) -> dict[str, float]:
     """Regret of plans made with the family's mean latency for hw's datasheet (siblings' simulator)."""
-    from autotune import planner, zoo
+    from autotune import planner
     from autotune.costs import CostSource
     from autotune.simulator import simulate_batch
 
@@ -67,10 +60,9 @@ def floor_regrets(hw, fam, best: dict[str, float], siblings: int, seed: int) -> 
         return np.mean([simulate_batch(b, g, k, s) for s in sibs], axis=0)
 
     out = {}
-    for name, ms in best.items():
-        g = zoo.build(name)
+    for name, g in graphs.items():
         p = planner.verify(planner.plan(g, hw, cost=CostSource("family-mean", mean_ms, measures=False)), g, hw)
-        out[name] = p.simulated_ms / ms - 1
+        out[name] = p.simulated_ms / best[name] - 1
     return out
 
 
@@ -127,6 +119,7 @@ def main() -> int:
 
     budgets = sorted({int(b) for b in a.budgets.split(",")})
     nets = zoo.names() if a.models == "all" else a.models.split(",")
+    graphs = {name: zoo.build(name) for name in nets}  # built once, planned per device and model
     try:
         universal, _ = load_universal(a.universal)
     except AutotuneError as err:
@@ -159,9 +152,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for hw in held:
             per: dict = {}
-            best = oracle_ms(hw, nets)
+            best = oracle_ms(hw, graphs)
             if 0 in budgets:
-                per["adapt/0"] = zoo_regrets(hw, universal, best)  # zero-shot: nothing to train from scratch on
+                per["adapt/0"] = zoo_regrets(hw, universal, graphs, best)  # zero-shot: nothing to train from scratch on
             for b in [b for b in budgets if b > 0]:
                 folder = Path(tmp) / f"{hw.name}-{b}"
                 run(hw, folder, b, seed=0, force=True, zoo_models=[])
@@ -169,14 +162,14 @@ def main() -> int:
                 X, y = device_rows(data, hw)
                 groups = data.rows["group_id"].to_numpy()
                 ad = adapt(universal, X, y, groups, seed=0)
-                per[f"adapt/{b}"] = zoo_regrets(hw, ad.model, best)
+                per[f"adapt/{b}"] = zoo_regrets(hw, ad.model, graphs, best)
                 scratch = LatencyModel(random_state=0).fit(X[:, :len(FEATURE_NAMES)], y, groups=groups)
-                per[f"scratch/{b}"] = zoo_regrets(hw, scratch, best)
+                per[f"scratch/{b}"] = zoo_regrets(hw, scratch, graphs, best)
                 print(f"  {hw.name} budget {b}: adapt {geomean_regret(list(per[f'adapt/{b}'].values())):.2%} "
                       f"({ad.kind}, {ad.rounds} trees, depth {ad.depth}), scratch "
                       f"{geomean_regret(list(per[f'scratch/{b}'].values())):.2%}", flush=True)
             if a.floor:
-                per["floor"] = floor_regrets(hw, fam, best, a.siblings, a.seed)
+                per["floor"] = floor_regrets(hw, fam, graphs, best, a.siblings, a.seed)
             res["regrets"][hw.name] = per
     summary: dict = {"adapt": {}, "scratch": {}}
     for key in {k for d in res["regrets"].values() for k in d}:

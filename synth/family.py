@@ -138,32 +138,28 @@ def _measure_siblings(hw: HardwareConfig, sibs: list[HardwareConfig], sub: Path,
     siblings.parquet; kept when it already holds these siblings' measurements of these rows."""
     import pyarrow as pa
 
-    from autotune.dataset import groups_of, parquet_bytes, read_dataset, read_parquet
+    from autotune.dataset import groups_of, parquet_bytes, read_dataset
     from autotune.fileio import atomic_write
     from autotune.simulator import simulate_batch
     from autotune.tables import GroupBatch
+    from autotune.universal import sibling_rows, sibling_stamp
 
     data = read_dataset(sub, hw)
-    want = {"dataset_digest": data.digest, "siblings": [s.hash for s in sibs]}
-    path = sub / SIBLINGS_FILE
-    if path.is_file():
-        try:
-            import pyarrow.parquet as pq
-
-            have = json.loads(pq.read_schema(path).metadata[b"autotune"])
-        except (OSError, KeyError, TypeError, ValueError):
-            have = None
-        if have == want and len(read_parquet(path)) == len(data.rows):
-            return len(data.rows) * len(sibs)
+    hashes = [s.hash for s in sibs]
+    try:
+        sibling_rows(sub, data, hashes)
+        return len(data.rows) * len(sibs)  # already measured, and intact
+    except DatasetError:
+        pass
     groups, codes = groups_of(data.rows)
     batch = GroupBatch.build(groups)
     cores = data.rows["cores"].to_numpy(np.int64)
     cols = {"group_id": data.rows["group_id"].to_numpy(), "cores": cores}
     for j, s in enumerate(sibs):
         cols[f"latency_ms_{j + 1}"] = simulate_batch(batch, codes, cores, s, noise=True, seed=seed * 131 + j)
-    table = pa.table(cols).replace_schema_metadata({"autotune": json.dumps(want)})
+    table = pa.table(cols).replace_schema_metadata({"autotune": json.dumps(sibling_stamp(data, hashes))})
     raw = parquet_bytes(table)
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(raw))
+    atomic_write(sub / SIBLINGS_FILE, lambda tmp: Path(tmp).write_bytes(raw))
     return len(data.rows) * len(sibs)
 
 

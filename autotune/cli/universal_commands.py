@@ -63,7 +63,7 @@ def cmd_train_universal(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_universal_model(hw: HardwareConfig, models_dir: str | Path):
+def load_universal_model(hw: HardwareConfig, models_dir: str | Path, advice: str = "adapt it with `autotune adapt`"):
     """models/universal for `hw`, with a warning line for each datasheet value outside its family."""
     from ..universal import load_universal
 
@@ -71,7 +71,7 @@ def load_universal_model(hw: HardwareConfig, models_dir: str | Path):
     if outside:
         print(f"autotune: warning: {hw.name} lies outside the universal model's family "
               f"({model.meta_['family']['name']}): {'; '.join(outside)}; its predictions extrapolate there "
-              "(adapt it with `autotune adapt`)", file=sys.stderr)
+              f"({advice})", file=sys.stderr)
     return model
 
 
@@ -81,7 +81,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     hw = load_hardware(args.hw)
     out = Path(args.out or Path(args.models_dir) / hw_slug(args.hw))
     check_output(out, "folder")
-    universal = load_universal_model(hw, args.models_dir)
+    universal = load_universal_model(hw, args.models_dir, "the adaptation relies on the part's labels there")
     data = Path(args.data) if args.data else Path("data") / f"{hw_slug(args.hw)}.adapt"
     res = adapt_for(hw, universal, args.budget, data, out, seed=args.seed, sampling=args.sampling,
                     measured=bool(args.data), progress=True)

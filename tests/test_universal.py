@@ -138,7 +138,7 @@ def test_siblings_measure_a_datasheets_rows_on_other_devices_and_the_target_is_t
         assert not np.allclose(sib[:, 0], y)  # another device measures other times for the same rows
     X, y, y_mean, dev = family_rows(fd)
     first = dev == 0
-    assert np.allclose(y_mean[first], np.sqrt(y[first] * fd.siblings[0][:, 0]))
+    assert np.allclose(y_mean[first], (y[first] + fd.siblings[0][:, 0]) / 2)
     # the datasheets' siblings differ from each other (each datasheet draws its own)
     devs = [load_hardware_dict(e["siblings"][0]["config"]).device for e in m["devices"]]
     assert len({d.launch_us for d in devs}) == len(devs)

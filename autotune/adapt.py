@@ -101,8 +101,8 @@ def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndar
     assert b0 is not None  # the universal kind continues from the universal trees
     err0 = np.abs(_predict_log(b0, X, m0) - logy)
     if n_folds < 2:  # too few groups to validate anything: the universal model as it is
-        return AdaptResult(_model(universal, b0, None), "universal", 0, DEPTHS[0], float(err0.mean()),
-                           float(err0.mean()))
+        mae0 = float(err0.mean())  # on the labels themselves: nothing is held out
+        return AdaptResult(_model(universal, b0, None, mae0), "universal", 0, DEPTHS[0], mae0, mae0)
     folds = list(GroupKFold(n_splits=n_folds).split(X, groups=groups))
     cv0 = float(np.mean([err0[va].mean() for _, va in folds]))
     best = (cv0, "universal", 0, DEPTHS[0])
@@ -127,13 +127,17 @@ def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndar
     margin, start, calib = _starts(universal, X, parts, y, everything, [kind], seed)[kind]
     booster = _boost(start, X, logy, margin, depth, rounds, seed)[0] if rounds > 0 else start
     assert booster is not None  # "part" always adds trees
-    return AdaptResult(_model(universal, booster, calib), kind, rounds, depth, cv0, mae)
+    return AdaptResult(_model(universal, booster, calib, mae), kind, rounds, depth, cv0, mae)
 
 
-def _model(universal: LatencyModel, booster: xgb.Booster, calib: RooflineFit | None) -> LatencyModel:
-    """A one-part model: the universal one's settings with other trees and, if refitted, another prior."""
+def _model(universal: LatencyModel, booster: xgb.Booster, calib: RooflineFit | None, val_mae: float) -> LatencyModel:
+    """A one-part model: the universal one's settings with other trees and, if refitted, another prior.
+    Its validation error is its cross-validated error on the part (`val_mae`, log scale), not the
+    universal model's on unseen datasheets: tune-time measurement (refine.py) trusts a measurement
+    that departs from the prediction by more than this error explains."""
     model = copy.copy(universal)
     model.meta_ = {}
+    model.val_mae_log_ = val_mae
     model.booster_ = booster
     model.best_iteration_ = booster.num_boosted_rounds() - 1
     if calib is not None:

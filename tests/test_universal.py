@@ -231,6 +231,8 @@ def test_adapt_improves_on_the_universal_model_and_plain_tune_uses_it(trained, t
                  "--out", str(out)]) == 0
     adapted = LatencyModel.load(out, hw)  # a one-part model now: loads for this part only
     assert adapted.meta_["labels"] == 400 and adapted.meta_["adapted_from"]["family_hash"] == fam.hash
+    # its validation error (what tune-time measurement trusts it to) is its own on this part
+    assert adapted.val_mae_log_ == pytest.approx(adapted.meta_["adapt"]["cv_mae_log_adapted"])
     with pytest.raises(ModelFileError, match="trained for hardware"):
         LatencyModel.load(out, load_hardware("mlu100"))
     # on fresh groups of this part, the adapted model errs less than the universal one

@@ -4,13 +4,16 @@ Draws held-out devices from the universal model's family with a seed other than 
 draw's (each differs from every training device), then for each device and budget (0 = zero-shot):
 - adapt: `autotune adapt` (the universal model plus correction trees on the budget's labels);
 - scratch: a one-part model trained on the same labels alone (`autotune train`);
+- with --measure M: the adapted model's plans refined by M device runs per network at tune time
+  (`autotune tune --measure-budget M`);
 and plans the whole zoo with each, scored by the device (noise-free simulator) against the oracle.
 With --floor it also plans with the family's expected latency for that datasheet (the mean of the
 simulator over sibling devices: same datasheet, device values redrawn), the best any zero-shot
 planner can do given the family's spread. Prints the table, writes JSON and the curves (PNG).
 
 Usage: python bench/bench_transfer.py [--universal models/universal] [--data data/universal]
-           [--devices 5] [--seed 7] [--budgets 0,50,200,1000] [--floor] [--out reports/transfer]
+           [--devices 5] [--seed 7] [--budgets 0,50,200,1000] [--floor] [--measure M[,M]]
+           [--out reports/transfer]
 """
 
 from __future__ import annotations
@@ -49,6 +52,16 @@ def zoo_regrets(hw, model, graphs: dict, best: dict[str, float]) -> dict[str, fl
 
     return {name: planner.verify(planner.plan(g, hw, model), g, hw).simulated_ms / best[name] - 1
             for name, g in graphs.items()}
+
+
+def measured_regrets(hw, model, graphs: dict, best: dict[str, float], budget: int) -> dict[str, float]:
+    """Per network: regret of the model's plan refined by `budget` noisy device runs (refine.py)."""
+    from autotune import planner
+    from autotune.costs import device_cost
+    from autotune.refine import measured_plan
+
+    return {name: planner.verify(measured_plan(g, hw, model, budget, device_cost(hw, seed=1)), g, hw).simulated_ms
+            / best[name] - 1 for name, g in graphs.items()}
 
 
 def floor_regrets(hw, fam, graphs: dict, best: dict[str, float], siblings: int, seed: int) -> dict[str, float]:
@@ -109,6 +122,9 @@ def main() -> int:
     ap.add_argument("--floor", action="store_true", help="also the family-mean floor (zero-shot's limit)")
     ap.add_argument("--siblings", type=int, default=16)
     ap.add_argument("--models", default="all", help="zoo networks, comma-separated, or all")
+    ap.add_argument("--measure", default="", metavar="M[,M]",
+                    help="also plan each adapted model with M tune-time device runs per network "
+                         "(`tune --measure-budget M`, refine.py)")
     ap.add_argument("--out", default="reports/transfer")
     a = ap.parse_args()
     from autotune import zoo
@@ -121,6 +137,7 @@ def main() -> int:
     from synth.pipeline import run
 
     budgets = sorted({int(b) for b in a.budgets.split(",")})
+    measures = sorted({int(m) for m in a.measure.split(",") if m})
     nets = zoo.names() if a.models == "all" else a.models.split(",")
     graphs = {name: zoo.build(name) for name in nets}  # built once, planned per device and model
     try:
@@ -166,6 +183,8 @@ def main() -> int:
                 groups = data.rows["group_id"].to_numpy()
                 ad = adapt(universal, X, y, groups, seed=0)
                 per[f"adapt/{b}"] = zoo_regrets(hw, ad.model, graphs, best)
+                for m in measures:
+                    per[f"adapt+measure{m}/{b}"] = measured_regrets(hw, ad.model, graphs, best, m)
                 scratch = LatencyModel(random_state=0).fit(X[:, :len(FEATURE_NAMES)], y, groups=groups)
                 per[f"scratch/{b}"] = zoo_regrets(hw, scratch, graphs, best)
                 print(f"  {hw.name} budget {b}: adapt {geomean_regret(list(per[f'adapt/{b}'].values())):.2%} "
@@ -174,7 +193,8 @@ def main() -> int:
             if a.floor:
                 per["floor"] = floor_regrets(hw, fam, graphs, best, a.siblings, a.seed)
             res["regrets"][hw.name] = per
-    summary: dict = {"adapt": {}, "scratch": {}}
+    methods = ["adapt", *[f"adapt+measure{m}" for m in measures], "scratch"]
+    summary: dict = {method: {} for method in methods}
     for key in {k for d in res["regrets"].values() for k in d}:
         cases = [(r, dev, net) for dev, d in res["regrets"].items() for net, r in d[key].items()]
         allr = [r for r, _, _ in cases]
@@ -193,7 +213,7 @@ def main() -> int:
     res["seconds"] = round(time.perf_counter() - t0, 1)
     table = []
     for b in budgets:
-        for method in ("adapt", "scratch"):
+        for method in methods:
             e = summary[method].get(str(b))
             if e is None:
                 continue

@@ -46,22 +46,26 @@ def oracle_ms(hw, graphs: dict) -> dict[str, float]:
     return {name: planner.verify(strategies.run("oracle", g, hw), g, hw).simulated_ms for name, g in graphs.items()}
 
 
-def zoo_regrets(hw, model, graphs: dict, best: dict[str, float]) -> dict[str, float]:
-    """Per network: the learned plan's regret against the oracle (noise-free device)."""
+def regrets(hw, graphs: dict, best: dict[str, float], plan_of) -> dict[str, float]:
+    """Per network: the regret of `plan_of(graph)`'s plan against the oracle (noise-free device)."""
     from autotune import planner
 
-    return {name: planner.verify(planner.plan(g, hw, model), g, hw).simulated_ms / best[name] - 1
-            for name, g in graphs.items()}
+    return {name: planner.verify(plan_of(g), g, hw).simulated_ms / best[name] - 1 for name, g in graphs.items()}
+
+
+def zoo_regrets(hw, model, graphs: dict, best: dict[str, float]) -> dict[str, float]:
+    """Per network: the learned plan's regret."""
+    from autotune import planner
+
+    return regrets(hw, graphs, best, lambda g: planner.plan(g, hw, model))
 
 
 def measured_regrets(hw, model, graphs: dict, best: dict[str, float], budget: int) -> dict[str, float]:
-    """Per network: regret of the model's plan refined by `budget` noisy device runs (refine.py)."""
-    from autotune import planner
-    from autotune.costs import device_cost
-    from autotune.refine import measured_plan
+    """Per network: regret of the learned plan refined by `budget` noisy device runs (`learned+measure`)."""
+    from autotune import strategies
 
-    return {name: planner.verify(measured_plan(g, hw, model, budget, device_cost(hw, seed=1)), g, hw).simulated_ms
-            / best[name] - 1 for name, g in graphs.items()}
+    return regrets(hw, graphs, best, lambda g: strategies.run("learned+measure", g, hw, model,
+                                                             measure_budget=budget, measure_seed=1))
 
 
 def floor_regrets(hw, fam, graphs: dict, best: dict[str, float], siblings: int, seed: int) -> dict[str, float]:
@@ -75,11 +79,8 @@ def floor_regrets(hw, fam, graphs: dict, best: dict[str, float], siblings: int, 
     def mean_ms(b, g, k):
         return np.mean([simulate_batch(b, g, k, s) for s in sibs], axis=0)
 
-    out = {}
-    for name, g in graphs.items():
-        p = planner.verify(planner.plan(g, hw, cost=CostSource("family-mean", mean_ms, measures=False)), g, hw)
-        out[name] = p.simulated_ms / best[name] - 1
-    return out
+    cost = CostSource("family-mean", mean_ms, measures=False)
+    return regrets(hw, graphs, best, lambda g: planner.plan(g, hw, cost=cost))
 
 
 def plot(summary: dict, budgets: list[int], path: Path) -> None:
@@ -222,7 +223,7 @@ def main() -> int:
     if "floor" in summary:
         table.append(["0", "family-mean floor", *_row(summary["floor"])])
     print(format_table(table, ["labels", "model", "regret geomean", "worst", *[f"> {t}%" for t in TAIL_PCT],
-                               "worst case", "per device (geomean)"], right={0, 2, 3, 4, 5}))
+                               "worst case", "per device (geomean)"], right={0, *range(2, 4 + len(TAIL_PCT))}))
     out = Path(a.out)
     atomic_write_json(out / "transfer.json", res)
     plot(summary, budgets, out / "transfer.png")

@@ -9,7 +9,13 @@ Three ways to use N labels of the part, and cross-validation over its groups pic
   correction trees;
 - "part": the refitted prior and correction trees alone (what training from scratch does).
 The tree count and depth are chosen by the same cross-validation, so a budget too small to teach
-anything adds nothing. The result is an ordinary one-part LatencyModel (one XGBoost file).
+anything adds nothing. The result is a one-part LatencyModel.
+
+When the universal model has probe trees, the budget starts with the probes (probes.py), and the
+result carries a second member: the universal model told about the part by its probe residuals,
+with correction trees of its own; the model predicts the average of the two in log. The two err
+differently (labels pin what they exercise; probes, through what the whole training draw taught,
+the rest), and near-tie plans flip on either one's error less often than on one model's.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from sklearn.model_selection import GroupKFold
 
 from .calibration import RooflineFit
 from .costmodel import LatencyModel
+from .probes import ProbedMember
 from .universal import refit_roofline
 
 #: The correction trees: small and strongly regularised, since a few hundred labels must not undo
@@ -49,6 +56,7 @@ class AdaptResult:
     depth: int
     cv_mae_universal: float  # the universal model alone
     cv_mae_adapted: float  # with the chosen adaptation
+    probed: dict | None = None  # the probed member's correction trees and CV error, if it has one
 
 
 #: How an adaptation starts: (base margin of every row, trees to continue from, refitted prior).
@@ -86,9 +94,23 @@ def _predict_log(start: xgb.Booster | None, X: np.ndarray, margin: np.ndarray) -
     return margin if start is None else np.asarray(start.inplace_predict(X, base_margin=margin), dtype=np.float64)
 
 
-def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -> AdaptResult:
+def _cv_curve(runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, xgb.Booster | None]], X: np.ndarray,
+              logy: np.ndarray, depth: int, seed: int) -> np.ndarray:
+    """Mean validation MAE (log) after r correction trees, index r, over the folds `runs`:
+    (training rows, validation rows, base margin of every row, trees to continue from) each."""
+    curves = []
+    for tr, va, margin, start in runs:
+        zero = float(np.mean(np.abs(_predict_log(start, X[va], margin[va]) - logy[va])))
+        _, curve = _boost(start, X[tr], logy[tr], margin[tr], depth, MAX_ROUNDS, seed, (X[va], logy[va], margin[va]))
+        curves.append([zero] + curve)
+    return np.mean(np.asarray(curves), axis=0)
+
+
+def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0,
+          residuals: np.ndarray | None = None) -> AdaptResult:
     """Adapt `universal` to a part from its rows X (universal features) and latencies y (ms);
-    `groups` keeps a group's rows in one CV fold."""
+    `groups` keeps a group's rows in one CV fold. With the part's probe residuals (probes.py) and a
+    universal model that has probe trees, the result also carries a probed member."""
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.float64)
     logy = np.log(y)
@@ -111,14 +133,8 @@ def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndar
                    for tr, _ in folds]
     for kind in kinds:
         for depth in DEPTHS:
-            curves = []
-            for (tr, va), starts in zip(folds, fold_starts):
-                margin, start, _ = starts[kind]
-                zero = float(np.mean(np.abs(_predict_log(start, X[va], margin[va]) - logy[va])))
-                _, curve = _boost(start, X[tr], logy[tr], margin[tr], depth, MAX_ROUNDS, seed,
-                                  (X[va], logy[va], margin[va]))
-                curves.append([zero] + curve)  # index r: after r correction trees
-            mean = np.mean(np.asarray(curves), axis=0)
+            mean = _cv_curve([(tr, va, *starts[kind][:2]) for (tr, va), starts in zip(folds, fold_starts)],
+                             X, logy, depth, seed)
             lo = 1 if kind == "part" else 0  # the refitted prior alone is a roofline, not a model: add trees
             r = lo + int(np.argmin(mean[lo:]))
             if mean[r] < best[0]:
@@ -127,7 +143,29 @@ def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndar
     margin, start, calib = _starts(universal, X, parts, y, everything, [kind], seed)[kind]
     booster = _boost(start, X, logy, margin, depth, rounds, seed)[0] if rounds > 0 else start
     assert booster is not None  # "part" always adds trees
-    return AdaptResult(_model(universal, booster, calib, mae), kind, rounds, depth, cv0, mae)
+    out = AdaptResult(_model(universal, booster, calib, mae), kind, rounds, depth, cv0, mae)
+    if residuals is not None and getattr(universal, "probe_trees_", None) is not None:
+        out.model.member_, out.probed = _probed(universal, X, logy, parts, folds, residuals, b0, seed)
+    return out
+
+
+def _probed(universal: LatencyModel, X: np.ndarray, logy: np.ndarray, parts: dict[str, np.ndarray],
+            folds: list, residuals: np.ndarray, start: xgb.Booster, seed: int) -> tuple[ProbedMember, dict]:
+    """The probed member: the universal model plus its probe trees at the part's residuals, continued
+    by correction trees whose count and depth cross-validation picks (none if none helps)."""
+    assert universal.calibration_ is not None  # a universal model has the calibrated prior
+    member = ProbedMember(universal.calibration_, start, universal.probe_trees_, np.asarray(residuals, np.float64))
+    margin = member.margin(X, parts)
+    best = (float("inf"), 0, DEPTHS[0])
+    for depth in DEPTHS:
+        mean = _cv_curve([(tr, va, margin, start) for tr, va in folds], X, logy, depth, seed)
+        r = int(np.argmin(mean))
+        if mean[r] < best[0]:
+            best = (float(mean[r]), r, depth)
+    mae, rounds, depth = best
+    if rounds > 0:
+        member.booster = _boost(start, X, logy, margin, depth, rounds, seed)[0]
+    return member, {"rounds": rounds, "depth": depth, "cv_mae_log": mae}
 
 
 def _model(universal: LatencyModel, booster: xgb.Booster, calib: RooflineFit | None, val_mae: float) -> LatencyModel:
@@ -145,18 +183,20 @@ def _model(universal: LatencyModel, booster: xgb.Booster, calib: RooflineFit | N
     return model
 
 
-def adapt_for(hw, universal: LatencyModel, budget: int, data_dir, out_dir, seed: int = 0, sampling: str = "sobol",
-              measured: bool = False, progress: bool = False) -> dict:
-    """Spend `budget` labels on `hw` and publish the adapted model to `out_dir`. The labels are
-    simulated into `data_dir` (chosen by `sampling`, as `synth` does), or with `measured` read from
-    the dataset already there (e.g. made by import-profile), its first `budget` labels."""
-    from pathlib import Path
-
+def part_labels(hw, universal: LatencyModel, budget: int, data_dir, seed: int = 0, sampling: str = "sobol",
+                measured: bool = False, progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                      np.ndarray | None, str]:
+    """`budget` labels of `hw` as (universal feature rows, latencies in ms, group ids, probe residuals
+    or None, where they came from). Simulated into `data_dir` (chosen by `sampling`, as `synth` does),
+    the probes first when the universal model has probe trees and the budget is at least twice what
+    they take; or with `measured` read from the dataset already there (e.g. made by
+    import-profile), its first `budget` labels (no probes: they are not in such a dataset)."""
     from .dataset import read_dataset
     from .errors import AutotuneError
-    from .fileio import FolderLock
+    from .probes import PROBE_LABELS, measure_probes, probe_pairs, probe_residuals
     from .universal import device_rows
 
+    residuals = None
     if measured:
         data = read_dataset(data_dir, hw)
         source = f"measured, from {data_dir}/"
@@ -166,13 +206,35 @@ def adapt_for(hw, universal: LatencyModel, budget: int, data_dir, out_dir, seed:
                                 "it (export-groups, measure, import-profile) and pass the dataset with --data")
         from synth.pipeline import run
 
-        run(hw, data_dir, budget, seed, force=True, progress=progress, zoo_models=[], sampling=sampling)
+        probing = getattr(universal, "probe_trees_", None) is not None and budget >= 2 * PROBE_LABELS
+        run(hw, data_dir, budget - PROBE_LABELS if probing else budget, seed, force=True, progress=progress,
+            zoo_models=[], sampling=sampling)
         data = read_dataset(data_dir, hw)
         source = f"simulated into {data_dir}/, {sampling} sampling"
+        source += f", {PROBE_LABELS} of them probes" if probing else ""
+        if probing:
+            pairs = probe_pairs(hw)
+            probe_ms = measure_probes(hw, int(np.random.SeedSequence([seed, 0x9B0]).generate_state(1)[0]), pairs)
+            residuals = probe_residuals(universal, hw, probe_ms, pairs)
     X, y = device_rows(data, hw)
     X, y, groups = X[:budget], y[:budget], data.rows["group_id"].to_numpy()[:budget]  # profiles hold more
+    if residuals is not None:
+        X = np.vstack([X, universal.featurize_batch(*pairs, hw).astype(X.dtype)])
+        y = np.concatenate([y, probe_ms])
+        groups = np.concatenate([groups.astype(object), np.asarray([f"probe-{g}" for g in pairs[1]], dtype=object)])
+    return X, y, groups, residuals, source
+
+
+def adapt_for(hw, universal: LatencyModel, budget: int, data_dir, out_dir, seed: int = 0, sampling: str = "sobol",
+              measured: bool = False, progress: bool = False) -> dict:
+    """Spend `budget` labels on `hw` (`part_labels`) and publish the adapted model to `out_dir`."""
+    from pathlib import Path
+
+    from .fileio import FolderLock
+
+    X, y, groups, residuals, source = part_labels(hw, universal, budget, data_dir, seed, sampling, measured, progress)
     t0 = time.perf_counter()
-    res = adapt(universal, X, y, groups, seed)
+    res = adapt(universal, X, y, groups, seed, residuals)
     fit_s = round(time.perf_counter() - t0, 2)
     umeta = getattr(universal, "meta_", {})
     meta = {"hardware": hw.name, "hardware_hash": hw.hash, "dataset": str(data_dir), "dataset_rows": len(y),
@@ -182,9 +244,10 @@ def adapt_for(hw, universal: LatencyModel, budget: int, data_dir, out_dir, seed:
                              "model_sha256": umeta.get("model_sha256")},
             "adapt": {"kind": res.kind, "rounds": res.rounds, "depth": res.depth,
                       "cv_mae_log_universal": res.cv_mae_universal,
-                      "cv_mae_log_adapted": res.cv_mae_adapted},
+                      "cv_mae_log_adapted": res.cv_mae_adapted, "probed": res.probed},
             "metrics": {"fit_s": fit_s, "train_rows": len(y), "best_iteration": res.model.best_iteration_}}
     with FolderLock(Path(out_dir)):
         res.model.save(out_dir, meta)
     return {"labels": len(y), "source": source, "kind": res.kind, "rounds": res.rounds, "depth": res.depth,
-            "cv_mae_universal": res.cv_mae_universal, "cv_mae_adapted": res.cv_mae_adapted, "model": res.model}
+            "cv_mae_universal": res.cv_mae_universal, "cv_mae_adapted": res.cv_mae_adapted, "probed": res.probed,
+            "model": res.model}

@@ -208,9 +208,12 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         """Predicted latency in ms for each feature row."""
         check_is_fitted(self)
         X = np.asarray(validate_data(self, X, reset=False, dtype=np.float32))
-        log_ms = self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1),
-                                               base_margin=self._margin(X))
-        return np.exp(np.asarray(log_ms, dtype=np.float64))
+        log_ms = np.asarray(self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1),
+                                                          base_margin=self._margin(X)), dtype=np.float64)
+        member = getattr(self, "member_", None)  # an adapted model's probed member (probes.py)
+        if member is not None:
+            log_ms = (1 - member.weight) * log_ms + member.weight * member.log_predict(X, self._parts(X))
+        return np.exp(log_ms)
 
     def featurize_batch(self, batch, gidx: np.ndarray, cores: np.ndarray, hw) -> np.ndarray:
         """Feature rows of (group, cores) pairs by this model's featurizer."""
@@ -241,9 +244,14 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             "versions": library_versions(),
             "model_sha256": hashlib.sha256(raw).hexdigest(),
         })
+        extra = dict(extra_files or {})
+        member = getattr(self, "member_", None)
+        if member is not None:
+            full["member"], member_files = member.to_meta()
+            extra.update(member_files)
         full = json.loads(json.dumps(full))  # as it will read back (int keys become strings)
         full["meta_sha256"] = _meta_checksum(full)
-        files = {MODEL_FILE: raw, META_FILE: (json.dumps(full, indent=2) + "\n").encode(), **(extra_files or {})}
+        files = {MODEL_FILE: raw, META_FILE: (json.dumps(full, indent=2) + "\n").encode(), **extra}
         return publish_folder(folder, files)
 
     @classmethod
@@ -313,6 +321,11 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             except (KeyError, TypeError, ValueError):
                 raise ModelFileError(
                     f"{meta_path} lacks a valid calibration for prior='calibrated' ({retrain})") from None
+        model.member_ = None
+        if meta.get("member") is not None:
+            from .probes import ProbedMember
+
+            model.member_ = ProbedMember.from_meta(meta["member"], folder, retrain)
         model.meta_ = meta
         return model
 

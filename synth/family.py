@@ -7,6 +7,9 @@ With S siblings, each datasheet's rows are measured again on S - 1 more devices 
 The mean over a datasheet's siblings is the universal model's target, so it learns what the family
 does for a datasheet from the labels themselves, not by averaging neighbouring datasheets.
 
+Every device also runs the probe kernels (autotune/probes.py); family.json records their latencies,
+from which the universal model learns what a part's probes say about the rest of its kernels.
+
 A device's subfolder is an ordinary dataset folder (resumable shards, manifest.json, its config in
 `hardware.yaml`); its siblings' measurements sit beside it in `siblings.parquet`. A killed run
 resumes device by device and shard by shard.
@@ -93,13 +96,15 @@ def run_family(fam: Family, folder: str | Path, devices: int, budget: int, seed:
         sibs = [fam.siblings(hw, siblings - 1, sibling_seed(seed, i)) for i, hw in enumerate(hws)]
         if siblings > 1:
             _label_siblings(hws, sibs, folder, seed, jobs, progress)
+        probes = _probe_devices(hws, sibs, seed, jobs)
         entries = []
         for i, (hw, m) in enumerate(zip(hws, manifests)):
             entries.append({"name": hw.name, "folder": hw.name, "hardware_hash": hw.hash,
                             "datasheet_hash": hw.datasheet_hash, "labels": m["labels"] * siblings,
                             "seed": device_seed(seed, i), "config": hw.model_dump(),
                             "siblings": [{"name": s.name, "hardware_hash": s.hash, "config": s.model_dump()}
-                                         for s in sibs[i]]})
+                                         for s in sibs[i]],
+                            "probes_ms": probes[i]})
         out = {"settings": settings, "family_spec": fam.spec, "labels": sum(e["labels"] for e in entries),
                "devices": entries}
         atomic_write_json(mpath, out)
@@ -161,6 +166,26 @@ def _measure_siblings(hw: HardwareConfig, sibs: list[HardwareConfig], sub: Path,
     raw = parquet_bytes(table)
     atomic_write(sub / SIBLINGS_FILE, lambda tmp: Path(tmp).write_bytes(raw))
     return len(data.rows) * len(sibs)
+
+
+def probe_noise_seed(seed: int, i: int, j: int) -> int:
+    """Timing-noise seed of the probes on device j (0: the datasheet's first) of datasheet i."""
+    return int(np.random.SeedSequence([seed, i, j, 0x9B0]).generate_state(1)[0] % 2**31)
+
+
+def _probe_one(hw: HardwareConfig, sibs: list[HardwareConfig], seed: int, i: int) -> list[list[float]]:
+    from autotune.probes import measure_probes, probe_pairs
+
+    pairs = probe_pairs(hw)  # one datasheet: the same kernels on each of its devices
+    return [measure_probes(d, probe_noise_seed(seed, i, j), pairs).tolist() for j, d in enumerate([hw, *sibs])]
+
+
+def _probe_devices(hws: list[HardwareConfig], sibs: list[list[HardwareConfig]], seed: int,
+                   jobs: int) -> list[list[list[float]]]:
+    """Per datasheet, the probes (autotune/probes.py) measured on its first device and each sibling (ms)."""
+    from joblib import Parallel, delayed
+
+    return list(Parallel(n_jobs=jobs)(delayed(_probe_one)(hw, sibs[i], seed, i) for i, hw in enumerate(hws)))
 
 
 def _label_siblings(hws: list[HardwareConfig], sibs: list[list[HardwareConfig]], folder: Path, seed: int,

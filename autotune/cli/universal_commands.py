@@ -89,6 +89,10 @@ def cmd_adapt(args: argparse.Namespace) -> int:
           f"{res['kind']} prior, {res['rounds']} correction trees of depth {res['depth']}; cross-validated "
           "log-latency error "
           f"{res['cv_mae_universal']:.3f} -> {res['cv_mae_adapted']:.3f}")
+    if res["probed"] is not None:
+        p = res["probed"]
+        print(f"probed member (the universal model told about the part by its probes): {p['rounds']} correction "
+              f"trees of depth {p['depth']}, cross-validated error {p['cv_mae_log']:.3f}; the model averages the two")
     print(f"saved to {out}/ (plain `autotune tune --hw {args.hw}` and `eval` use it)")
     return 0
 

@@ -69,12 +69,6 @@ def probe_residuals(model, hw: HardwareConfig, probe_ms: np.ndarray, pairs: tupl
 #: Files of a probed member in an adapted model's folder.
 MEMBER_FILE = "member.ubj"
 MEMBER_PROBE_FILE = "member_probe.ubj"
-#: The probed member's share of an adapted model's log prediction. Half: over 30 held-out parts x
-#: 21 networks at 200 labels and three label draws, the equal average had no case over 8% regret
-#: (the labels' adaptation alone: 1-2 per draw) and a third fewer over 3%, at the same geomean.
-MEMBER_WEIGHT = 0.5
-
-
 @dataclass
 class ProbedMember:
     """The universal model told about one part by its probes: the family's pooled roofline as prior,
@@ -85,7 +79,7 @@ class ProbedMember:
     booster: xgb.Booster
     probe: xgb.Booster
     residuals: np.ndarray
-    weight: float = MEMBER_WEIGHT
+    weight: float  # the member's share of the adapted model's log prediction (adapt.member_weight)
 
     def margin(self, X: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray:
         """log ms of the prior plus the probe trees' departure: what the booster continues from."""

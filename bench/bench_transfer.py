@@ -2,7 +2,8 @@
 
 Draws held-out devices from the universal model's family with a seed other than the training
 draw's (each differs from every training device), then for each device and budget (0 = zero-shot):
-- adapt: `autotune adapt` (the universal model plus correction trees on the budget's labels);
+- adapt: `autotune adapt` (the universal model plus correction trees on the budget's labels, which
+  start with the device probes when the model has probe trees, averaged with the probed member);
 - scratch: a one-part model trained on the same labels alone (`autotune train`);
 - with --measure M: the adapted model's plans refined by M device runs per network at tune time
   (`autotune tune --measure-budget M`);
@@ -126,16 +127,16 @@ def main() -> int:
     ap.add_argument("--measure", default="", metavar="M[,M]",
                     help="also plan each adapted model with M tune-time device runs per network "
                          "(`tune --measure-budget M`, refine.py)")
+    ap.add_argument("--no-probes", dest="probes", action="store_false",
+                    help="adapt without the probed member (the probes' labels still spent, as ordinary labels)")
     ap.add_argument("--out", default="reports/transfer")
     a = ap.parse_args()
     from autotune import zoo
-    from autotune.adapt import adapt
+    from autotune.adapt import adapt, part_labels
     from autotune.costmodel import LatencyModel
-    from autotune.dataset import read_dataset
     from autotune.errors import AutotuneError
     from autotune.features import FEATURE_NAMES
-    from autotune.universal import device_rows, load_universal, model_family
-    from synth.pipeline import run
+    from autotune.universal import load_universal, model_family
 
     budgets = sorted({int(b) for b in a.budgets.split(",")})
     measures = sorted({int(m) for m in a.measure.split(",") if m})
@@ -177,12 +178,8 @@ def main() -> int:
             if 0 in budgets:
                 per["adapt/0"] = zoo_regrets(hw, universal, graphs, best)  # zero-shot: nothing to train from scratch on
             for b in [b for b in budgets if b > 0]:
-                folder = Path(tmp) / f"{hw.name}-{b}"
-                run(hw, folder, b, seed=0, force=True, zoo_models=[])
-                data = read_dataset(folder, hw)
-                X, y = device_rows(data, hw)
-                groups = data.rows["group_id"].to_numpy()
-                ad = adapt(universal, X, y, groups, seed=0)
+                X, y, groups, residuals, _ = part_labels(hw, universal, b, Path(tmp) / f"{hw.name}-{b}", seed=0)
+                ad = adapt(universal, X, y, groups, seed=0, residuals=residuals if a.probes else None)
                 per[f"adapt/{b}"] = zoo_regrets(hw, ad.model, graphs, best)
                 for m in measures:
                     per[f"adapt+measure{m}/{b}"] = measured_regrets(hw, ad.model, graphs, best, m)

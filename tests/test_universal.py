@@ -3,17 +3,20 @@ model (zero-shot on parts it never saw, warning outside its family) and few-shot
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
 import pytest
 
+from autotune.adapt import adapt_for
 from autotune.cli import main
 from autotune.costmodel import LatencyModel
 from autotune.errors import ConfigError, DatasetError, ModelFileError
 from autotune.family import load_family, parse_family
 from autotune.features import FEATURE_NAMES, UNIVERSAL_EXTRA, get_featurizer
 from autotune.hardware import dump_hardware, load_hardware, parse_hardware, preset_names
+from autotune.probes import PROBE_LABELS, probe_pairs
 from autotune.universal import load_universal, read_family_dataset, train_universal
 from synth.family import run_family
 from synth.pipeline import run
@@ -245,6 +248,17 @@ def test_adapt_improves_on_the_universal_model_and_plain_tune_uses_it(trained, t
     err_u = np.mean(np.abs(np.log(universal.predict(X) / y)))
     err_a = np.mean(np.abs(np.log(adapted.predict(X) / y)))
     assert err_a < err_u
+    # the budget began with the probes, and the model averages its two members in log
+    probed = adapted.meta_["adapt"]["probed"]
+    assert probed is not None and adapted.member_ is not None
+    # inverse-variance weights: the member with the smaller cross-validated error weighs more
+    a, b = adapted.meta_["adapt"]["cv_mae_log_adapted"], probed["cv_mae_log"]
+    assert 0 < adapted.member_.weight < 1 and (adapted.member_.weight > 0.5) == (b < a)
+    member_log = adapted.member_.log_predict(X, adapted._parts(X))
+    w = adapted.member_.weight
+    alone = copy.copy(adapted)
+    alone.member_ = None
+    assert np.allclose(np.log(adapted.predict(X)), (1 - w) * np.log(alone.predict(X)) + w * member_log, atol=1e-5)
     # plain tune (the part's own model) now plans with the adapted model
     assert main(["tune", "--hw", str(yaml_path), "--model", "resnet18", "--models-dir", str(tmp_path)]) == 2
     (tmp_path / "m").mkdir()
@@ -258,18 +272,51 @@ def test_adapt_needs_labels_a_real_part_cannot_simulate(trained, tmp_path, capsy
     assert "--data" in capsys.readouterr().err
 
 
-def test_adaptation_trees_ship_with_the_model_and_a_damaged_file_is_refused(trained, tmp_path):
+@pytest.mark.parametrize("name", ["adapt.ubj", "probe.ubj"])
+def test_adaptation_and_probe_trees_ship_with_the_model_and_a_damaged_file_is_refused(trained, tmp_path, name):
     import shutil
 
     folder = trained / "models" / "universal"
     hw = load_family("family").draw(1, seed=5)[0]
     model, _ = load_universal(folder, hw)
     assert model.adapt_trees_ is not None and model.meta_["adapt_trees"]["fit_sizes"] == [50, 200, 1000]
-    copy = tmp_path / "universal"
-    shutil.copytree(folder, copy)
-    (copy / "adapt.ubj").write_bytes(b"\x00" * 64)
-    with pytest.raises(ModelFileError, match="adapt.ubj is corrupted"):
-        load_universal(copy, hw)
+    assert model.probe_trees_ is not None and model.probe_trees_.num_features() == model.n_features_in_ + PROBE_LABELS
+    dest = tmp_path / "universal"
+    shutil.copytree(folder, dest)
+    (dest / name).write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelFileError, match=f"{name} is corrupted"):
+        load_universal(dest, hw)
+
+
+def test_every_device_of_the_draw_runs_the_same_probes_as_its_siblings(trained):
+    fd = read_family_dataset(trained / "data")
+    assert fd.probes is not None and len(fd.probes) == len(fd.devices)
+    for (hw, _), ms in zip(fd.devices, fd.probes):
+        assert ms.shape == (2, PROBE_LABELS) and (ms > 0).all()  # the datasheet's device and its sibling
+        batch, gidx, cores = probe_pairs(hw)
+        ks = set(cores.tolist())  # one core, every core, and one in between where the part has one
+        assert len(gidx) == PROBE_LABELS and min(ks) == 1 and max(ks) == hw.cores
+        assert len(ks) == min(3, len(hw.core_counts)) and ks <= set(hw.core_counts)
+        assert not np.allclose(ms[0], ms[1])  # other device values, other latencies
+    # the probes are the same kernels on any part of a datasheet (sized by it), and fixed: re-made alike
+    hw = fd.devices[0][0]
+    a, b = probe_pairs(hw), probe_pairs(hw)
+    assert np.array_equal(a[0].groups.n_layers, b[0].groups.n_layers) and np.array_equal(a[2], b[2])
+    # probe trees learned what the probes say: departures from the universal model explained better
+    v = LatencyModel.load(trained / "models" / "universal").meta_["probe_trees"]["validation"]
+    assert v["mae_log"] < v["mae_log_without_probes"]
+
+
+def test_a_damaged_probed_member_is_refused(trained, tmp_path):
+    fam = load_family("family")
+    hw = fam.draw(1, seed=78, prefix="adapt")[0]
+    universal, _ = load_universal(trained / "models" / "universal", hw)
+    res = adapt_for(hw, universal, 100, tmp_path / "data", tmp_path / "m", seed=0)
+    assert res["labels"] == 100 and res["probed"] is not None and "24 of them probes" in res["source"]
+    assert LatencyModel.load(tmp_path / "m", hw).member_ is not None
+    (tmp_path / "m" / "member.ubj").write_bytes(b"\x00" * 8)
+    with pytest.raises(ModelFileError, match="member.ubj is corrupted"):
+        LatencyModel.load(tmp_path / "m", hw)
 
 
 def test_a_map_roofline_refit_moves_from_its_prior_only_as_far_as_labels_say(trained):

@@ -92,7 +92,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     if res["probed"] is not None:
         p = res["probed"]
         print(f"probed member (the universal model told about the part by its probes): {p['rounds']} correction "
-              f"trees of depth {p['depth']}, cross-validated error {p['cv_mae_log']:.3f}; the model averages the two")
+              f"trees of depth {p['depth']}, cross-validated error {p['cv_mae_log']:.3f}; "
+              f"its weight in the average {p['weight']:.2f}")
     print(f"saved to {out}/ (plain `autotune tune --hw {args.hw}` and `eval` use it)")
     return 0
 

@@ -204,16 +204,27 @@ def part_labels(hw, universal: LatencyModel, budget: int, data_dir, seed: int = 
     or None, where they came from). Simulated into `data_dir` (chosen by `sampling`, as `synth` does),
     the probes first when the universal model has probe trees and the budget is at least twice what
     they take; or with `measured` read from the dataset already there (e.g. made by
-    import-profile), its first `budget` labels (no probes: they are not in such a dataset)."""
+    import-profile), its first `budget` labels, the probes first if it has every one of them
+    (`export-groups --probes`)."""
     from .dataset import read_dataset
     from .errors import AutotuneError
-    from .probes import PROBE_LABELS, measure_probes, probe_pairs, probe_residuals
+    from .probes import PROBE_LABELS, PROBE_PREFIX, measure_probes, probe_pairs, probe_residuals, probes_from_rows
     from .universal import device_rows
 
     residuals = None
     if measured:
         data = read_dataset(data_dir, hw)
         source = f"measured, from {data_dir}/"
+        probing = getattr(universal, "probe_trees_", None) is not None and budget >= 2 * PROBE_LABELS
+        probe_ms = probes_from_rows(data.rows, hw) if probing else None
+        if probe_ms is not None:  # measured probes (export-groups --probes): always among the labels spent
+            residuals = probe_residuals(universal, hw, probe_ms)
+            is_probe = data.rows["group_id"].astype(str).str.startswith(PROBE_PREFIX).to_numpy()
+            order = np.r_[np.flatnonzero(is_probe), np.flatnonzero(~is_probe)]
+            X, y = device_rows(data, hw)
+            keep = order[:budget]
+            source += f", {int(is_probe[keep].sum())} of them probes"
+            return X[keep], y[keep], data.rows["group_id"].to_numpy()[keep], residuals, source
     else:
         if not hw.has_device:
             raise AutotuneError(f"{hw.name} has no device: section, so its labels cannot be simulated: measure "

@@ -29,6 +29,8 @@ from .tables import GroupBatch
 PROBE_GROUPS = 8
 #: The generator seed of the probe groups: fixed, so every part runs the same probes.
 PROBE_SEED = 4242
+#: Group ids of the probes in exported and measured datasets start with this.
+PROBE_PREFIX = "probe-"
 #: Labels the probes take on every part: each group at the three core counts of `probe_cores`.
 PROBE_LABELS = PROBE_GROUPS * 3
 
@@ -39,12 +41,22 @@ def probe_cores(hw: HardwareConfig) -> list[int]:
     return [ks[0], ks[len(ks) // 2], ks[-1]]
 
 
+def probe_id(k: int) -> str:
+    """The group id of probe group k in exported and measured datasets (`export-groups --probes`)."""
+    return f"{PROBE_PREFIX}{k}"
+
+
+def probe_graphs(hw: HardwareConfig) -> list:
+    """The probe groups of `hw`'s datasheet as standalone graphs (what export-groups writes)."""
+    from synth.generator import generate
+
+    return generate(PROBE_GROUPS, hw, PROBE_SEED)
+
+
 def probe_pairs(hw: HardwareConfig) -> tuple[GroupBatch, np.ndarray, np.ndarray]:
     """The probes of `hw` as (batch, group index, cores) pairs, group-major: what the model predicts
     and the device measures. Parts with one datasheet run the same kernels."""
-    from synth.generator import generate
-
-    groups = [g.group(0, len(g)) for g in generate(PROBE_GROUPS, hw, PROBE_SEED)]
+    groups = [g.group(0, len(g)) for g in probe_graphs(hw)]
     ks = np.asarray(probe_cores(hw), dtype=np.int64)
     return GroupBatch.build(groups), np.repeat(np.arange(len(groups)), len(ks)), np.tile(ks, len(groups))
 
@@ -55,6 +67,16 @@ def measure_probes(hw: HardwareConfig, seed: int, pairs: tuple | None = None) ->
 
     batch, gidx, cores = pairs if pairs is not None else probe_pairs(hw)
     return simulate_batch(batch, gidx, cores, hw, noise=True, seed=seed)
+
+
+def probes_from_rows(rows, hw: HardwareConfig) -> np.ndarray | None:
+    """The probes' latencies (ms, in `probe_pairs` order) from a measured dataset's rows (group_id,
+    cores, latency_ms), or None unless every probe was measured."""
+    have = {(str(g), int(k)): float(ms) for g, k, ms in zip(rows["group_id"], rows["cores"], rows["latency_ms"])}
+    want = [(probe_id(g), k) for g in range(PROBE_GROUPS) for k in probe_cores(hw)]
+    if not all(w in have for w in want):
+        return None
+    return np.asarray([have[w] for w in want])
 
 
 def probe_residuals(model, hw: HardwareConfig, probe_ms: np.ndarray, pairs: tuple | None = None) -> np.ndarray:

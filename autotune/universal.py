@@ -8,6 +8,10 @@ so the model learns what the family's parts do on average for a given datasheet:
 mean of each row over the datasheet's sibling devices (synth/family.py), the expected latency a
 zero-shot plan minimises (a plan's expected total is the sum of its kernels' means). Early stopping
 holds out whole datasheets, so it stops where unseen parts are predicted best.
+
+Beside it ship two sets of trees `adapt` uses: the adaptation trees (what a roofline refitted to a
+few of a part's labels misses) and, when the draw recorded the device probes (probes.py), the probe
+trees (a device's departure from this model, given its probe residuals).
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ from .training import accuracy
 #: residuals (probes.py); what `adapt` puts on top of the universal model once the probes are measured.
 PROBE_TREES_FILE = "probe.ubj"
 #: Share of each training device's rows the probe trees learn from: 0.25 and 0.5 of the default
-#: draw reached the same validation error (0.059 log MAE on held-out datasheets, from 0.114 without
-#: probes); 0.25 trains in about a minute on 2 cores.
+#: draw reached the same validation error (0.060 log MAE on held-out datasheets' devices, from 0.128
+#: without probes); 0.25 trains in about a minute on 2 cores.
 PROBE_ROW_SHARE = 0.25
 PROBE_PARAMS = {"objective": "reg:pseudohubererror", "huber_slope": 0.1, "eta": 0.1, "max_depth": 8,
                 "min_child_weight": 5.0, "subsample": 0.8, "colsample_bytree": 0.8, "tree_method": "hist",

@@ -66,9 +66,10 @@ def _safe(group_id: str) -> str:
 
 def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = None, seed: int = 0,
                   model: str | None = None, weights: bool = False, force: bool = False,
-                  progress: bool = False) -> dict:
+                  progress: bool = False, probes: bool = False) -> dict:
     """Write `n_groups` synthetic groups (or, with `model`, that network's planner candidates) to
-    `out` for measuring on a device; returns export.json's content."""
+    `out` for measuring on a device, with `probes` also the device probes (autotune/probes.py, at
+    their own core counts: `adapt --data` finds them by id); returns export.json's content."""
     from tqdm import tqdm
 
     from autotune.onnx_export import graph_to_onnx
@@ -89,17 +90,26 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
         graphs = [extract(g, c.i, c.j, name=f"{g.name}[{c.i}:{c.j}]") for c in cands]
         ids = [f"{g.name}:{c.i}-{c.j}" for c in cands]
         kinds = [("network", g.name)] * len(graphs)
+    elif n_groups is None and probes:
+        graphs, ids, kinds = [], [], []
     else:
         if n_groups is None:
-            raise AutotuneError("say what to export: --groups N synthetic groups, or --model NAME_OR_ONNX")
+            raise AutotuneError("say what to export: --groups N synthetic groups, --model NAME_OR_ONNX, or --probes")
         if n_groups < 1:
             raise AutotuneError(f"--groups must be at least 1, got {n_groups}")
         graphs = generate(n_groups, hw, seed)
         ids = [f"{seed}-{k}" for k in range(len(graphs))]
         kinds = [describe(g) for g in graphs]
+    cores = [list(hw.core_counts)] * len(graphs)
+    if probes:
+        from autotune.probes import probe_cores, probe_graphs, probe_id
+
+        pg = probe_graphs(hw)
+        graphs, ids = graphs + pg, ids + [probe_id(k) for k in range(len(pg))]
+        kinds, cores = kinds + [("probe", describe(g)[1]) for g in pg], cores + [sorted(set(probe_cores(hw)))] * len(pg)
     info = {"hardware": hw.name, "hardware_hash": hw.hash, "datasheet_hash": hw.datasheet_hash,
             "core_counts": list(hw.core_counts), "groups": len(graphs), "seed": seed, "model": model,
-            "weights": weights, "generator_version": GENERATOR_VERSION}
+            "probes": probes, "weights": weights, "generator_version": GENERATOR_VERSION}
     out.parent.mkdir(parents=True, exist_ok=True)
     recover_folder(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
@@ -119,8 +129,8 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(MANIFEST_COLUMNS)
-        for gid, f in zip(ids, files):
-            for c in hw.core_counts:
+        for gid, f, ks in zip(ids, files, cores):
+            for c in ks:
                 w.writerow([gid, c, f])
         (tmp / MANIFEST_CSV).write_text(buf.getvalue())
         (tmp / "README.md").write_text(README.format(

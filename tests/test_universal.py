@@ -363,3 +363,31 @@ def test_adapt_spends_measurements_from_a_dataset_when_given_one(trained, tmp_pa
     assert main(["adapt", "--hw", str(tmp_path / "other.yaml"), "--budget", "300", "--data",
                  str(tmp_path / "profile"), "--models-dir", str(trained / "models"), "--out", str(out)]) == 2
     assert "labelled for hardware" in capsys.readouterr().err
+
+
+def test_a_measured_part_can_run_the_probes_too(trained, tmp_path, capsys):
+    """export-groups --probes -> measure -> import-profile -> adapt --data: the probes are found by
+    id, spent first, and give the adapted model its probed member, as on a simulated part."""
+    from synth.measure import measure
+    from synth.profiles import export_groups, import_profile, write_profile
+
+    hw = load_family("family").draw(1, seed=33, prefix="measured")[0]
+    yaml_path = tmp_path / "part.yaml"
+    yaml_path.write_text(dump_hardware(hw))
+    export_groups(hw, tmp_path / "groups", 40, seed=2, probes=True)
+    frame, _ = measure(tmp_path / "groups", "simulator", hw, seed=4)
+    assert len(frame) == 40 * len(hw.core_counts) + PROBE_LABELS  # probes at their own core counts only
+    write_profile(tmp_path / "m.csv", frame)
+    import_profile(tmp_path / "m.csv", hw, tmp_path / "data", groups=tmp_path / "groups")
+    out = tmp_path / "adapted"
+    assert main(["adapt", "--hw", str(yaml_path), "--budget", "60", "--data", str(tmp_path / "data"),
+                 "--models-dir", str(trained / "models"), "--out", str(out)]) == 0
+    assert f"{PROBE_LABELS} of them probes" in capsys.readouterr().out
+    model = LatencyModel.load(out, hw)
+    assert model.meta_["labels"] == 60 and model.member_ is not None
+    # the residuals are the measured probes' against the universal model, in probe_pairs' order
+    universal, _ = load_universal(trained / "models" / "universal", hw)
+    batch, gidx, cores = probe_pairs(hw)
+    have = frame.set_index(["group_id", "cores"])["latency_ms"]
+    ms = np.array([have[(f"probe-{g}", int(k))] for g, k in zip(gidx, cores)])
+    assert np.allclose(model.member_.residuals, np.log(ms / universal.predict_batch(batch, gidx, cores, hw)))

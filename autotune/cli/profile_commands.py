@@ -13,9 +13,11 @@ def cmd_export_groups(args: argparse.Namespace) -> int:
     from synth.profiles import export_groups
 
     hw = load_hardware(args.hw)
-    info = export_groups(hw, args.out, args.groups, args.seed, args.model, args.weights, args.force, progress=True)
-    rows = info["groups"] * len(info["core_counts"])
+    info = export_groups(hw, args.out, args.groups, args.seed, args.model, args.weights, args.force, progress=True,
+                         probes=args.probes)
+    rows = sum(1 for _ in open(Path(args.out) / "manifest.csv")) - 1
     what = f"{args.model}'s candidate groups" if args.model else "synthetic groups"
+    what += " and the device probes" if args.probes else ""
     print(f"{args.out}/: {info['groups']} {what} as ONNX ({'with' if args.weights else 'no'} weights), "
           f"{rows} rows to measure in manifest.csv (core counts {info['core_counts']}); see its README.md")
     return 0
@@ -60,6 +62,8 @@ def add_parsers(sub, seed_type, budget_type) -> None:
                    help="export this network's candidate groups instead")
     s.add_argument("--seed", type=seed_type, default=0)
     s.add_argument("--out", required=True, metavar="DIR")
+    s.add_argument("--probes", action="store_true",
+                   help="also the device probes (24 rows), which `adapt --data` uses to fingerprint the part")
     s.add_argument("--weights", action="store_true", help="write random weights into the files")
     s.add_argument("--force", action="store_true", help="replace a folder that is not an export")
     s.set_defaults(func=cmd_export_groups)

@@ -15,7 +15,7 @@ def cmd_export_groups(args: argparse.Namespace) -> int:
     hw = load_hardware(args.hw)
     info = export_groups(hw, args.out, args.groups, args.seed, args.model, args.weights, args.force, progress=True,
                          probes=args.probes)
-    rows = sum(1 for _ in open(Path(args.out) / "manifest.csv")) - 1
+    rows = (Path(args.out) / "manifest.csv").read_text().count("\n") - 1
     what = f"{args.model}'s candidate groups" if args.model else "synthetic groups"
     what += " and the device probes" if args.probes else ""
     print(f"{args.out}/: {info['groups']} {what} as ONNX ({'with' if args.weights else 'no'} weights), "

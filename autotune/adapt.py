@@ -208,45 +208,51 @@ def part_labels(hw, universal: LatencyModel, budget: int, data_dir, seed: int = 
     (`export-groups --probes`)."""
     from .dataset import read_dataset
     from .errors import AutotuneError
-    from .probes import PROBE_LABELS, PROBE_PREFIX, measure_probes, probe_pairs, probe_residuals, probes_from_rows
+    from .probes import (
+        PROBE_LABELS,
+        PROBE_PREFIX,
+        measure_probes,
+        probe_id,
+        probe_pairs,
+        probe_residuals,
+        probes_from_rows,
+    )
     from .universal import device_rows
 
-    residuals = None
+    probing = getattr(universal, "probe_trees_", None) is not None and budget >= 2 * PROBE_LABELS
+    pairs, probe_ms = None, None
     if measured:
         data = read_dataset(data_dir, hw)
         source = f"measured, from {data_dir}/"
-        probing = getattr(universal, "probe_trees_", None) is not None and budget >= 2 * PROBE_LABELS
         probe_ms = probes_from_rows(data.rows, hw) if probing else None
-        if probe_ms is not None:  # measured probes (export-groups --probes): always among the labels spent
-            residuals = probe_residuals(universal, hw, probe_ms)
-            is_probe = data.rows["group_id"].astype(str).str.startswith(PROBE_PREFIX).to_numpy()
-            order = np.r_[np.flatnonzero(is_probe), np.flatnonzero(~is_probe)]
-            X, y = device_rows(data, hw)
-            keep = order[:budget]
-            source += f", {int(is_probe[keep].sum())} of them probes"
-            return X[keep], y[keep], data.rows["group_id"].to_numpy()[keep], residuals, source
     else:
         if not hw.has_device:
             raise AutotuneError(f"{hw.name} has no device: section, so its labels cannot be simulated: measure "
                                 "it (export-groups, measure, import-profile) and pass the dataset with --data")
         from synth.pipeline import run
 
-        probing = getattr(universal, "probe_trees_", None) is not None and budget >= 2 * PROBE_LABELS
         run(hw, data_dir, budget - PROBE_LABELS if probing else budget, seed, force=True, progress=progress,
             zoo_models=[], sampling=sampling)
         data = read_dataset(data_dir, hw)
         source = f"simulated into {data_dir}/, {sampling} sampling"
-        source += f", {PROBE_LABELS} of them probes" if probing else ""
         if probing:
             pairs = probe_pairs(hw)
             probe_ms = measure_probes(hw, int(np.random.SeedSequence([seed, 0x9B0]).generate_state(1)[0]), pairs)
-            residuals = probe_residuals(universal, hw, probe_ms, pairs)
     X, y = device_rows(data, hw)
-    X, y, groups = X[:budget], y[:budget], data.rows["group_id"].to_numpy()[:budget]  # profiles hold more
-    if residuals is not None:
+    groups = data.rows["group_id"].to_numpy()
+    order = np.arange(len(y))
+    if pairs is None and probe_ms is not None:  # measured probes (export-groups --probes): spent first
+        is_probe = data.rows["group_id"].astype(str).str.startswith(PROBE_PREFIX).to_numpy()
+        order = np.r_[np.flatnonzero(is_probe), np.flatnonzero(~is_probe)]
+        source += f", {int(is_probe[order[:budget]].sum())} of them probes"
+    keep = order[:budget]  # profiles hold more
+    X, y, groups = X[keep], y[keep], groups[keep]
+    if pairs is not None and probe_ms is not None:  # simulated probes: rows of their own
         X = np.vstack([X, universal.featurize_batch(*pairs, hw).astype(X.dtype)])
         y = np.concatenate([y, probe_ms])
-        groups = np.concatenate([groups.astype(object), np.asarray([f"probe-{g}" for g in pairs[1]], dtype=object)])
+        groups = np.concatenate([groups.astype(object), np.asarray([probe_id(g) for g in pairs[1]], dtype=object)])
+        source += f", {PROBE_LABELS} of them probes"
+    residuals = None if probe_ms is None else probe_residuals(universal, hw, probe_ms, pairs)
     return X, y, groups, residuals, source
 
 

@@ -80,17 +80,20 @@ def probes_from_rows(rows, hw: HardwareConfig) -> np.ndarray | None:
 
 
 def probe_residuals(model, hw: HardwareConfig, probe_ms: np.ndarray, pairs: tuple | None = None) -> np.ndarray:
-    """log(measured / predicted) of each probe, predicted by the universal `model` for `hw`'s datasheet."""
+    """log(measured / predicted) of each probe, predicted by the universal `model` for `hw`'s datasheet;
+    `probe_ms` may hold one device's probes or a row per device of that datasheet (predicted once)."""
     batch, gidx, cores = pairs if pairs is not None else probe_pairs(hw)
     ms = np.asarray(probe_ms, dtype=np.float64)
-    if ms.shape != (len(gidx),) or not (np.isfinite(ms).all() and (ms > 0).all()):
-        raise ValueError(f"expected {len(gidx)} positive probe latencies, got shape {ms.shape}")
+    if ms.ndim not in (1, 2) or ms.shape[-1] != len(gidx) or not (np.isfinite(ms).all() and (ms > 0).all()):
+        raise ValueError(f"expected {len(gidx)} positive probe latencies per device, got shape {ms.shape}")
     return np.log(ms) - np.log(model.predict_batch(batch, gidx, cores, hw))
 
 
 #: Files of a probed member in an adapted model's folder.
 MEMBER_FILE = "member.ubj"
 MEMBER_PROBE_FILE = "member_probe.ubj"
+
+
 @dataclass
 class ProbedMember:
     """The universal model told about one part by its probes: the family's pooled roofline as prior,

@@ -307,9 +307,7 @@ def probe_trees(model: LatencyModel, fd: FamilyDataset, X: np.ndarray, dev: np.n
     for i, ((hw, data), sib) in enumerate(zip(fd.devices, fd.siblings)):
         rows = np.flatnonzero(dev == i)
         lat = np.column_stack([data.rows["latency_ms"].to_numpy(np.float64), sib])
-        pairs = probe_pairs(hw)
-        for j, ms in enumerate(fd.probes[i]):
-            r = probe_residuals(model, hw, ms, pairs)
+        for j, r in enumerate(probe_residuals(model, hw, fd.probes[i], probe_pairs(hw))):
             pick = rng.random(len(rows)) < PROBE_ROW_SHARE
             sel = rows[pick]
             feats.append(np.hstack([X[sel], np.tile(r.astype(np.float32), (len(sel), 1))]))

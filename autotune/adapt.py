@@ -31,6 +31,7 @@ from sklearn.model_selection import GroupKFold
 
 from .calibration import RooflineFit
 from .costmodel import LatencyModel
+from .members import ScratchMember, inverse_variance
 from .probes import ProbedMember
 from .universal import refit_roofline
 
@@ -57,7 +58,8 @@ class AdaptResult:
     depth: int
     cv_mae_universal: float  # the universal model alone
     cv_mae_adapted: float  # with the chosen adaptation
-    probed: dict | None = None  # the probed member's correction trees and CV error, if it has one
+    probed: dict | None = None  # the probed member's correction trees, CV error and weight, if it has one
+    scratch: dict | None = None  # the scratch member's trees, CV error and weight, if it has one
 
 
 #: How an adaptation starts: (base margin of every row, trees to continue from, refitted prior).
@@ -108,10 +110,11 @@ def _cv_curve(runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, xgb.Booster |
 
 
 def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0,
-          residuals: np.ndarray | None = None) -> AdaptResult:
+          residuals: np.ndarray | None = None, scratch: bool = True) -> AdaptResult:
     """Adapt `universal` to a part from its rows X (universal features) and latencies y (ms);
     `groups` keeps a group's rows in one CV fold. With the part's probe residuals (probes.py) and a
-    universal model that has probe trees, the result also carries a probed member."""
+    universal model that has probe trees, the result also carries a probed member; with `scratch`, a
+    scratch member (members.py). Each member's weight is inverse-variance from its CV error."""
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y, dtype=np.float64)
     logy = np.log(y)
@@ -145,26 +148,28 @@ def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndar
     booster = _boost(start, X, logy, margin, depth, rounds, seed)[0] if rounds > 0 else start
     assert booster is not None  # "part" always adds trees
     out = AdaptResult(_model(universal, booster, calib, mae), kind, rounds, depth, cv0, mae)
+    members: list = []
+    infos: list[dict] = []
     if residuals is not None and getattr(universal, "probe_trees_", None) is not None:
-        out.model.member_, out.probed = _probed(universal, X, logy, parts, folds, residuals, b0, seed, mae)
+        probed, out.probed = _probed(universal, X, logy, parts, folds, residuals, b0, seed)
+        members.append(probed)
+        infos.append(out.probed)
+    if scratch:
+        alone, out.scratch = _scratch(X, y, groups, folds, seed)
+        members.append(alone)
+        infos.append(out.scratch)
+    # inverse-variance weights over 30 held-out parts x 21 networks at 200 labels: README, costmodel.md
+    weights = inverse_variance([mae] + [info["cv_mae_log"] for info in infos])
+    for member, info, w in zip(members, infos, weights[1:]):
+        member.weight = info["weight"] = w
+    out.model.members_ = members
     return out
 
 
-def member_weight(mae_labels: float, mae_probed: float) -> float:
-    """The probed member's share of the average: inverse-variance weights of two estimators, the
-    variances taken as the squares of their cross-validated errors. Over 30 held-out parts x 21
-    networks at 200 labels and two label draws it beat both members alone and the equal average
-    (README, costmodel.md)."""
-    a, b = max(mae_labels, 1e-9) ** 2, max(mae_probed, 1e-9) ** 2
-    return a / (a + b)
-
-
 def _probed(universal: LatencyModel, X: np.ndarray, logy: np.ndarray, parts: dict[str, np.ndarray],
-            folds: list, residuals: np.ndarray, start: xgb.Booster, seed: int,
-            mae_labels: float) -> tuple[ProbedMember, dict]:
+            folds: list, residuals: np.ndarray, start: xgb.Booster, seed: int) -> tuple[ProbedMember, dict]:
     """The probed member: the universal model plus its probe trees at the part's residuals, continued
-    by correction trees whose count and depth cross-validation picks (none if none helps), weighted
-    against the labels' adaptation (CV error `mae_labels`) by `member_weight`."""
+    by correction trees whose count and depth cross-validation picks (none if none helps)."""
     assert universal.calibration_ is not None  # a universal model has the calibrated prior
     member = ProbedMember(universal.calibration_, start, universal.probe_trees_, np.asarray(residuals, np.float64),
                           weight=0.0)
@@ -178,8 +183,23 @@ def _probed(universal: LatencyModel, X: np.ndarray, logy: np.ndarray, parts: dic
     mae, rounds, depth = best
     if rounds > 0:
         member.booster = _boost(start, X, logy, margin, depth, rounds, seed)[0]
-    member.weight = member_weight(mae_labels, mae)
-    return member, {"rounds": rounds, "depth": depth, "cv_mae_log": mae, "weight": member.weight}
+    return member, {"rounds": rounds, "depth": depth, "cv_mae_log": mae}
+
+
+def _scratch(X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: list, seed: int) -> tuple[ScratchMember, dict]:
+    """The scratch member: a one-part model fitted to the labels alone, as `autotune train` fits one
+    (its own roofline and deep trees; no universal model), and its error over the folds. At 200 labels
+    it plans about as well as the adaptation and errs elsewhere; at 1,000 it plans better."""
+    from .features import FEATURE_NAMES, get_featurizer
+
+    n = len(FEATURE_NAMES)
+    assert list(get_featurizer("universal").names[:n]) == FEATURE_NAMES  # the datasheet columns lead
+    errs = []
+    for tr, va in folds:
+        fold = LatencyModel(random_state=seed).fit(X[tr, :n], y[tr], groups=groups[tr])
+        errs.append(float(np.mean(np.abs(np.log(fold.predict(X[va, :n])) - np.log(y[va])))))
+    model = LatencyModel(random_state=seed).fit(X[:, :n], y, groups=groups)
+    return ScratchMember.of(model, 0.0), {"trees": model.best_iteration_ + 1, "cv_mae_log": float(np.mean(errs))}
 
 
 def _model(universal: LatencyModel, booster: xgb.Booster, calib: RooflineFit | None, val_mae: float) -> LatencyModel:
@@ -213,6 +233,7 @@ def part_labels(hw, universal: LatencyModel, budget: int, data_dir, seed: int = 
         PROBE_PREFIX,
         measure_probes,
         probe_id,
+        probe_noise_seed,
         probe_pairs,
         probe_residuals,
         probes_from_rows,
@@ -237,7 +258,7 @@ def part_labels(hw, universal: LatencyModel, budget: int, data_dir, seed: int = 
         source = f"simulated into {data_dir}/, {sampling} sampling"
         if probing:
             pairs = probe_pairs(hw)
-            probe_ms = measure_probes(hw, int(np.random.SeedSequence([seed, 0x9B0]).generate_state(1)[0]), pairs)
+            probe_ms = measure_probes(hw, probe_noise_seed(seed), pairs)
     X, y = device_rows(data, hw)
     groups = data.rows["group_id"].to_numpy()
     order = np.arange(len(y))
@@ -275,10 +296,11 @@ def adapt_for(hw, universal: LatencyModel, budget: int, data_dir, out_dir, seed:
                              "model_sha256": umeta.get("model_sha256")},
             "adapt": {"kind": res.kind, "rounds": res.rounds, "depth": res.depth,
                       "cv_mae_log_universal": res.cv_mae_universal,
-                      "cv_mae_log_adapted": res.cv_mae_adapted, "probed": res.probed},
+                      "cv_mae_log_adapted": res.cv_mae_adapted, "probed": res.probed, "scratch": res.scratch},
             "metrics": {"fit_s": fit_s, "train_rows": len(y), "best_iteration": res.model.best_iteration_}}
     with FolderLock(Path(out_dir)):
         res.model.save(out_dir, meta)
     return {"labels": len(y), "source": source, "kind": res.kind, "rounds": res.rounds, "depth": res.depth,
             "cv_mae_universal": res.cv_mae_universal, "cv_mae_adapted": res.cv_mae_adapted, "probed": res.probed,
+            "scratch": res.scratch,
             "model": res.model}

@@ -186,14 +186,15 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         names = self._names(X.shape[1])
         return columns_to_parts(X, {c: names.index(c) for c in COLUMNS})
 
-    def _margin(self, X: np.ndarray) -> np.ndarray | None:
-        """Each row's base margin: the natural log of the prior's latency (ms), or None."""
+    def _margin(self, X: np.ndarray, parts: dict[str, np.ndarray] | None = None) -> np.ndarray | None:
+        """Each row's base margin: the natural log of the prior's latency (ms), or None; `parts`, if
+        given, are X's calibration columns (`_parts`), not computed again."""
         prior = getattr(self, "prior_", self.prior)
         if prior == "none":
             return None
         if prior == "calibrated":
             assert self.calibration_ is not None  # fitted with the prior
-            return self.calibration_.log_ms(self._parts(X))
+            return self.calibration_.log_ms(self._parts(X) if parts is None else parts)
         names = self._names(X.shape[1])
         return X[:, names.index(PRIOR_FEATURE)].astype(np.float64)
 
@@ -208,11 +209,15 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         """Predicted latency in ms for each feature row."""
         check_is_fitted(self)
         X = np.asarray(validate_data(self, X, reset=False, dtype=np.float32))
+        members = getattr(self, "members_", [])  # an adapted model's other members (members.py)
+        parts = self._parts(X) if members else None  # the members' priors read them too
         log_ms = np.asarray(self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1),
-                                                          base_margin=self._margin(X)), dtype=np.float64)
-        member = getattr(self, "member_", None)  # an adapted model's probed member (probes.py)
-        if member is not None:
-            log_ms = (1 - member.weight) * log_ms + member.weight * member.log_predict(X, self._parts(X))
+                                                          base_margin=self._margin(X, parts)), dtype=np.float64)
+        if members:
+            assert parts is not None
+            log_ms = (1 - sum(m.weight for m in members)) * log_ms
+            for m in members:
+                log_ms += m.weight * m.log_predict(X, parts)
         return np.exp(log_ms)
 
     def featurize_batch(self, batch, gidx: np.ndarray, cores: np.ndarray, hw) -> np.ndarray:
@@ -245,9 +250,11 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             "model_sha256": hashlib.sha256(raw).hexdigest(),
         })
         extra = dict(extra_files or {})
-        member = getattr(self, "member_", None)
-        if member is not None:
-            full["member"], member_files = member.to_meta()
+        members = getattr(self, "members_", [])
+        if members:
+            from .members import members_to_meta
+
+            full["members"], member_files = members_to_meta(members)
             extra.update(member_files)
         full = json.loads(json.dumps(full))  # as it will read back (int keys become strings)
         full["meta_sha256"] = _meta_checksum(full)
@@ -321,11 +328,9 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             except (KeyError, TypeError, ValueError):
                 raise ModelFileError(
                     f"{meta_path} lacks a valid calibration for prior='calibrated' ({retrain})") from None
-        model.member_ = None
-        if meta.get("member") is not None:
-            from .probes import ProbedMember
+        from .members import members_from_meta
 
-            model.member_ = ProbedMember.from_meta(meta["member"], folder, retrain)
+        model.members_ = members_from_meta(meta, folder, retrain)
         model.meta_ = meta
         return model
 

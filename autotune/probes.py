@@ -61,6 +61,12 @@ def probe_pairs(hw: HardwareConfig) -> tuple[GroupBatch, np.ndarray, np.ndarray]
     return GroupBatch.build(groups), np.repeat(np.arange(len(groups)), len(ks)), np.tile(ks, len(groups))
 
 
+def probe_noise_seed(seed: int, datasheet: int = 0, device: int = 0) -> int:
+    """Timing-noise seed of the probes on device `device` (0: the datasheet's first) of datasheet
+    `datasheet` in a draw made with `seed` (synth --hw-family); `adapt` measures one part: (seed, 0, 0)."""
+    return int(np.random.SeedSequence([seed, datasheet, device, 0x9B0]).generate_state(1)[0] % 2**31)
+
+
 def measure_probes(hw: HardwareConfig, seed: int, pairs: tuple | None = None) -> np.ndarray:
     """The probes' latencies (ms) as `hw`'s device measures them (the simulator, timing noise included)."""
     from .simulator import simulate_batch
@@ -104,7 +110,9 @@ class ProbedMember:
     booster: xgb.Booster
     probe: xgb.Booster
     residuals: np.ndarray
-    weight: float  # the member's share of the adapted model's log prediction (adapt.member_weight)
+    weight: float  # the member's share of the adapted model's log prediction (members.inverse_variance)
+
+    kind = "probed"
 
     def margin(self, X: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray:
         """log ms of the prior plus the probe trees' departure: what the booster continues from."""
@@ -117,7 +125,7 @@ class ProbedMember:
         """(meta.json's "member" entry, the files to publish beside the model)."""
         files = {MEMBER_FILE: bytes(self.booster.save_raw(raw_format="ubj")),
                  MEMBER_PROBE_FILE: bytes(self.probe.save_raw(raw_format="ubj"))}
-        meta = {"weight": self.weight, "calibration": self.calibration.to_dict(),
+        meta = {"kind": self.kind, "weight": self.weight, "calibration": self.calibration.to_dict(),
                 "residuals": [float(v) for v in self.residuals],
                 "sha256": {name: hashlib.sha256(raw).hexdigest() for name, raw in files.items()}}
         return meta, files
@@ -126,23 +134,14 @@ class ProbedMember:
     def from_meta(cls, meta: dict, folder: Path, retrain: str) -> ProbedMember:
         """The member meta.json describes, its files checked against the digests it records."""
         from .errors import ModelFileError
+        from .members import read_boosters
 
-        boosters = {}
+        boosters = read_boosters(meta, folder, (MEMBER_FILE, MEMBER_PROBE_FILE), retrain)
         try:
-            for name in (MEMBER_FILE, MEMBER_PROBE_FILE):
-                path = folder / name
-                try:
-                    raw = path.read_bytes()
-                except OSError:
-                    raise ModelFileError(f"{path} is missing ({retrain})") from None
-                if hashlib.sha256(raw).hexdigest() != meta["sha256"][name]:
-                    raise ModelFileError(f"{path} is corrupted or does not belong to its meta.json ({retrain})")
-                boosters[name] = xgb.Booster()
-                boosters[name].load_model(bytearray(raw))
             residuals = np.asarray(meta["residuals"], dtype=np.float64)
             member = cls(RooflineFit.from_dict(meta["calibration"]), boosters[MEMBER_FILE],
                          boosters[MEMBER_PROBE_FILE], residuals, float(meta["weight"]))
-        except (KeyError, TypeError, ValueError, xgb.core.XGBoostError):
+        except (KeyError, TypeError, ValueError):
             raise ModelFileError(f"{folder}/meta.json's probed member is malformed ({retrain})") from None
         if residuals.shape != (PROBE_LABELS,) or not np.isfinite(residuals).all() or not 0 <= member.weight <= 1:
             raise ModelFileError(f"{folder}/meta.json's probed member is malformed ({retrain})")

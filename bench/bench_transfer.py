@@ -4,7 +4,8 @@ Draws held-out devices from the universal model's family with a seed other than 
 draw's (each differs from every training device), then for each device and budget (0 = zero-shot):
 - adapt: `autotune adapt` (the universal model plus correction trees on the budget's labels, which
   start with the device probes when the model has probe trees, averaged with the probed member);
-- scratch: a one-part model trained on the same labels alone (`autotune train`);
+- scratch: a one-part model trained on the same labels alone (`autotune train`); with
+  --scratch-budgets also at budgets where only scratch is trained (what it takes to catch up);
 - with --measure M: the adapted model's plans refined by M device runs per network at tune time
   (`autotune tune --measure-budget M`);
 and plans the whole zoo with each, scored by the device (noise-free simulator) against the oracle.
@@ -13,8 +14,8 @@ simulator over sibling devices: same datasheet, device values redrawn), the best
 planner can do given the family's spread. Prints the table, writes JSON and the curves (PNG).
 
 Usage: python bench/bench_transfer.py [--universal models/universal] [--data data/universal]
-           [--devices 5] [--seed 7] [--budgets 0,50,200,1000] [--floor] [--measure M[,M]]
-           [--out reports/transfer]
+           [--devices 5] [--seed 7] [--budgets 0,50,200,1000] [--scratch-budgets N[,N]] [--floor]
+           [--measure M[,M]] [--out reports/transfer]
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ def main() -> int:
     ap.add_argument("--devices", type=int, default=5)
     ap.add_argument("--seed", type=int, default=7, help="seed of the held-out draw (the training draw used another)")
     ap.add_argument("--budgets", default="0,50,200,1000")
+    ap.add_argument("--scratch-budgets", default="", metavar="N[,N]",
+                    help="budgets at which only the scratch model is trained (how many labels it needs to match adapt)")
     ap.add_argument("--floor", action="store_true", help="also the family-mean floor (zero-shot's limit)")
     ap.add_argument("--siblings", type=int, default=16)
     ap.add_argument("--models", default="all", help="zoo networks, comma-separated, or all")
@@ -139,6 +142,7 @@ def main() -> int:
     from autotune.universal import load_universal, model_family
 
     budgets = sorted({int(b) for b in a.budgets.split(",")})
+    scratch_only = sorted({int(b) for b in a.scratch_budgets.split(",") if b} - set(budgets))
     measures = sorted({int(m) for m in a.measure.split(",") if m})
     nets = zoo.names() if a.models == "all" else a.models.split(",")
     graphs = {name: zoo.build(name) for name in nets}  # built once, planned per device and model
@@ -169,7 +173,7 @@ def main() -> int:
                                   "DMA GB/s/core", "continuous values shared with a training device"],
                        right=set(range(1, 9))))
     res: dict = {"family": fam.name, "family_hash": fam.hash, "seed": a.seed, "budgets": budgets,
-                 "devices": [h.name for h in held], "networks": nets, "regrets": {}}
+                 "scratch_budgets": scratch_only, "devices": [h.name for h in held], "networks": nets, "regrets": {}}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for hw in held:
@@ -177,14 +181,18 @@ def main() -> int:
             best = oracle_ms(hw, graphs)
             if 0 in budgets:
                 per["adapt/0"] = zoo_regrets(hw, universal, graphs, best)  # zero-shot: nothing to train from scratch on
-            for b in [b for b in budgets if b > 0]:
+            for b in [b for b in budgets if b > 0] + scratch_only:
                 X, y, groups, residuals, _ = part_labels(hw, universal, b, Path(tmp) / f"{hw.name}-{b}", seed=0)
+                scratch = LatencyModel(random_state=0).fit(X[:, :len(FEATURE_NAMES)], y, groups=groups)
+                per[f"scratch/{b}"] = zoo_regrets(hw, scratch, graphs, best)
+                if b in scratch_only:
+                    print(f"  {hw.name} budget {b}: scratch {geomean_regret(list(per[f'scratch/{b}'].values())):.2%}",
+                          flush=True)
+                    continue
                 ad = adapt(universal, X, y, groups, seed=0, residuals=residuals if a.probes else None)
                 per[f"adapt/{b}"] = zoo_regrets(hw, ad.model, graphs, best)
                 for m in measures:
                     per[f"adapt+measure{m}/{b}"] = measured_regrets(hw, ad.model, graphs, best, m)
-                scratch = LatencyModel(random_state=0).fit(X[:, :len(FEATURE_NAMES)], y, groups=groups)
-                per[f"scratch/{b}"] = zoo_regrets(hw, scratch, graphs, best)
                 print(f"  {hw.name} budget {b}: adapt {geomean_regret(list(per[f'adapt/{b}'].values())):.2%} "
                       f"({ad.kind}, {ad.rounds} trees, depth {ad.depth}), scratch "
                       f"{geomean_regret(list(per[f'scratch/{b}'].values())):.2%}", flush=True)
@@ -210,7 +218,7 @@ def main() -> int:
     res["summary"] = summary
     res["seconds"] = round(time.perf_counter() - t0, 1)
     table = []
-    for b in budgets:
+    for b in sorted(budgets + scratch_only):
         for method in methods:
             e = summary[method].get(str(b))
             if e is None:
@@ -223,7 +231,7 @@ def main() -> int:
                                "worst case", "per device (geomean)"], right={0, *range(2, 4 + len(TAIL_PCT))}))
     out = Path(a.out)
     atomic_write_json(out / "transfer.json", res)
-    plot(summary, budgets, out / "transfer.png")
+    plot(summary, sorted(budgets + scratch_only), out / "transfer.png")
     print(f"{len(held)} held-out devices x {len(nets)} networks in {res['seconds']} s; "
           f"wrote {out}/transfer.json, {out}/transfer.png")
     return 0

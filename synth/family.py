@@ -168,13 +168,8 @@ def _measure_siblings(hw: HardwareConfig, sibs: list[HardwareConfig], sub: Path,
     return len(data.rows) * len(sibs)
 
 
-def probe_noise_seed(seed: int, i: int, j: int) -> int:
-    """Timing-noise seed of the probes on device j (0: the datasheet's first) of datasheet i."""
-    return int(np.random.SeedSequence([seed, i, j, 0x9B0]).generate_state(1)[0] % 2**31)
-
-
 def _probe_one(hw: HardwareConfig, sibs: list[HardwareConfig], seed: int, i: int) -> list[list[float]]:
-    from autotune.probes import measure_probes, probe_pairs
+    from autotune.probes import measure_probes, probe_noise_seed, probe_pairs
 
     pairs = probe_pairs(hw)  # one datasheet: the same kernels on each of its devices
     return [measure_probes(d, probe_noise_seed(seed, i, j), pairs).tolist() for j, d in enumerate([hw, *sibs])]

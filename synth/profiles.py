@@ -109,7 +109,8 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
         kinds, cores = kinds + [("probe", describe(g)[1]) for g in pg], cores + [sorted(set(probe_cores(hw)))] * len(pg)
     info = {"hardware": hw.name, "hardware_hash": hw.hash, "datasheet_hash": hw.datasheet_hash,
             "core_counts": list(hw.core_counts), "groups": len(graphs), "seed": seed, "model": model,
-            "probes": probes, "weights": weights, "generator_version": GENERATOR_VERSION}
+            "probes": probes, "weights": weights, "generator_version": GENERATOR_VERSION,
+            "rows": sum(len(ks) for ks in cores)}
     out.parent.mkdir(parents=True, exist_ok=True)
     recover_folder(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))

@@ -248,17 +248,23 @@ def test_adapt_improves_on_the_universal_model_and_plain_tune_uses_it(trained, t
     err_u = np.mean(np.abs(np.log(universal.predict(X) / y)))
     err_a = np.mean(np.abs(np.log(adapted.predict(X) / y)))
     assert err_a < err_u
-    # the budget began with the probes, and the model averages its two members in log
-    probed = adapted.meta_["adapt"]["probed"]
-    assert probed is not None and adapted.member_ is not None
-    # inverse-variance weights: the member with the smaller cross-validated error weighs more
-    a, b = adapted.meta_["adapt"]["cv_mae_log_adapted"], probed["cv_mae_log"]
-    assert 0 < adapted.member_.weight < 1 and (adapted.member_.weight > 0.5) == (b < a)
-    member_log = adapted.member_.log_predict(X, adapted._parts(X))
-    w = adapted.member_.weight
+    # the budget began with the probes, and the model averages its own prediction with two members in
+    # log: the probed member and the scratch member (a one-part model on the labels alone)
+    info = adapted.meta_["adapt"]
+    assert info["probed"] is not None and info["scratch"] is not None
+    assert [m.kind for m in adapted.members_] == ["probed", "scratch"]
+    # inverse-variance weights: a smaller cross-validated error weighs more, and the shares add to 1
+    maes = [info["cv_mae_log_adapted"], info["probed"]["cv_mae_log"], info["scratch"]["cv_mae_log"]]
+    ws = [1 - sum(m.weight for m in adapted.members_)] + [m.weight for m in adapted.members_]
+    assert all(0 < w < 1 for w in ws) and sum(ws) == pytest.approx(1)
+    assert np.argsort(ws).tolist() == np.argsort(maes)[::-1].tolist()
+    logs = [m.log_predict(X, adapted._parts(X)) for m in adapted.members_]
     alone = copy.copy(adapted)
-    alone.member_ = None
-    assert np.allclose(np.log(adapted.predict(X)), (1 - w) * np.log(alone.predict(X)) + w * member_log, atol=1e-5)
+    alone.members_ = []
+    logs.insert(0, np.log(alone.predict(X)))
+    assert np.allclose(np.log(adapted.predict(X)), sum(w * v for w, v in zip(ws, logs)), atol=1e-5)
+    # the scratch member predicts what `autotune train`'s recipe fitted to these labels would
+    assert err_a < np.mean(np.abs(logs[2] - np.log(y)))
     # plain tune (the part's own model) now plans with the adapted model
     assert main(["tune", "--hw", str(yaml_path), "--model", "resnet18", "--models-dir", str(tmp_path)]) == 2
     (tmp_path / "m").mkdir()
@@ -307,16 +313,52 @@ def test_every_device_of_the_draw_runs_the_same_probes_as_its_siblings(trained):
     assert v["mae_log"] < v["mae_log_without_probes"]
 
 
-def test_a_damaged_probed_member_is_refused(trained, tmp_path):
-    fam = load_family("family")
-    hw = fam.draw(1, seed=78, prefix="adapt")[0]
+@pytest.fixture(scope="module")
+def adapted_folder(trained, tmp_path_factory):
+    """A part adapted with 100 labels: (its config, the folder)."""
+    tmp = tmp_path_factory.mktemp("adapted")
+    hw = load_family("family").draw(1, seed=78, prefix="adapt")[0]
     universal, _ = load_universal(trained / "models" / "universal", hw)
-    res = adapt_for(hw, universal, 100, tmp_path / "data", tmp_path / "m", seed=0)
+    res = adapt_for(hw, universal, 100, tmp / "data", tmp / "m", seed=0)
     assert res["labels"] == 100 and res["probed"] is not None and "24 of them probes" in res["source"]
-    assert LatencyModel.load(tmp_path / "m", hw).member_ is not None
-    (tmp_path / "m" / "member.ubj").write_bytes(b"\x00" * 8)
-    with pytest.raises(ModelFileError, match="member.ubj is corrupted"):
-        LatencyModel.load(tmp_path / "m", hw)
+    return hw, tmp / "m"
+
+
+@pytest.mark.parametrize("name", ["member.ubj", "member_probe.ubj", "member_scratch.ubj"])
+def test_a_damaged_member_is_refused(adapted_folder, tmp_path, name):
+    import shutil
+
+    hw, folder = adapted_folder
+    model = LatencyModel.load(folder, hw)
+    assert [m.kind for m in model.members_] == ["probed", "scratch"]
+    dest = tmp_path / "m"
+    shutil.copytree(folder, dest)
+    (dest / name).write_bytes(b"\x00" * 8)
+    with pytest.raises(ModelFileError, match=f"{name} is corrupted"):
+        LatencyModel.load(dest, hw)
+
+
+def test_an_adapted_model_reads_back_its_members_and_predicts_alike(adapted_folder, tmp_path):
+    import json
+    import shutil
+
+    hw, folder = adapted_folder
+    model = LatencyModel.load(folder, hw)
+    X = model.featurize_batch(*probe_pairs(hw), hw)
+    dest = tmp_path / "m"
+    model.save(dest, {k: v for k, v in model.meta_.items() if k in ("hardware", "hardware_hash", "adapt")})
+    assert np.allclose(LatencyModel.load(dest, hw).predict(X), model.predict(X))
+    # a member kind this autotune does not know is one clear error, not a silent drop
+    shutil.rmtree(dest)
+    shutil.copytree(folder, dest)
+    meta = json.loads((dest / "meta.json").read_text())
+    meta["members"][1]["kind"] = "oracle"
+    from autotune.costmodel import _meta_checksum
+
+    meta["meta_sha256"] = _meta_checksum(meta)
+    (dest / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="unknown member kind 'oracle'"):
+        LatencyModel.load(dest, hw)
 
 
 def test_a_map_roofline_refit_moves_from_its_prior_only_as_far_as_labels_say(trained):
@@ -384,10 +426,10 @@ def test_a_measured_part_can_run_the_probes_too(trained, tmp_path, capsys):
                  "--models-dir", str(trained / "models"), "--out", str(out)]) == 0
     assert f"{PROBE_LABELS} of them probes" in capsys.readouterr().out
     model = LatencyModel.load(out, hw)
-    assert model.meta_["labels"] == 60 and model.member_ is not None
+    assert model.meta_["labels"] == 60 and model.members_[0].kind == "probed"
     # the residuals are the measured probes' against the universal model, in probe_pairs' order
     universal, _ = load_universal(trained / "models" / "universal", hw)
     batch, gidx, cores = probe_pairs(hw)
     have = frame.set_index(["group_id", "cores"])["latency_ms"]
     ms = np.array([have[(f"probe-{g}", int(k))] for g, k in zip(gidx, cores)])
-    assert np.allclose(model.member_.residuals, np.log(ms / universal.predict_batch(batch, gidx, cores, hw)))
+    assert np.allclose(model.members_[0].residuals, np.log(ms / universal.predict_batch(batch, gidx, cores, hw)))

@@ -15,11 +15,10 @@ def cmd_export_groups(args: argparse.Namespace) -> int:
     hw = load_hardware(args.hw)
     info = export_groups(hw, args.out, args.groups, args.seed, args.model, args.weights, args.force, progress=True,
                          probes=args.probes)
-    rows = (Path(args.out) / "manifest.csv").read_text().count("\n") - 1
     what = f"{args.model}'s candidate groups" if args.model else "synthetic groups"
     what += " and the device probes" if args.probes else ""
     print(f"{args.out}/: {info['groups']} {what} as ONNX ({'with' if args.weights else 'no'} weights), "
-          f"{rows} rows to measure in manifest.csv (core counts {info['core_counts']}); see its README.md")
+          f"{info['rows']} rows to measure in manifest.csv (core counts {info['core_counts']}); see its README.md")
     return 0
 
 

@@ -94,6 +94,10 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         print(f"probed member (the universal model told about the part by its probes): {p['rounds']} correction "
               f"trees of depth {p['depth']}, cross-validated error {p['cv_mae_log']:.3f}; "
               f"its weight in the average {p['weight']:.2f}")
+    if res["scratch"] is not None:
+        c = res["scratch"]
+        print(f"scratch member (a one-part model on these labels alone): {c['trees']} trees, cross-validated "
+              f"error {c['cv_mae_log']:.3f}; its weight in the average {c['weight']:.2f}")
     print(f"saved to {out}/ (plain `autotune tune --hw {args.hw}` and `eval` use it)")
     return 0
 

@@ -1,0 +1,139 @@
+"""The members an adapted model averages with its own prediction, and how they are saved.
+
+`adapt` fits several models to one part's labels that err differently: its own adaptation of the
+universal model (the LatencyModel's trees), the probed member (the universal model told about the
+part by its probe residuals, probes.py) and the scratch member (a one-part model fitted to the labels
+alone, what `autotune train` would make). The adapted model predicts their weighted average in log;
+near-tie plans flip on the average's error less often than on any one member's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import xgboost as xgb
+
+from .calibration import RooflineFit
+from .errors import ModelFileError
+
+#: The scratch member's trees in an adapted model's folder.
+SCRATCH_FILE = "member_scratch.ubj"
+
+
+class Member(Protocol):
+    """What an adapted model averages: a log-latency prediction from its rows and their calibration
+    columns, with its share of the average."""
+
+    weight: float
+
+    def log_predict(self, X: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray: ...
+
+    def to_meta(self) -> tuple[dict, dict[str, bytes]]: ...
+
+
+@dataclass
+class ScratchMember:
+    """A one-part model trained on the part's labels alone (LatencyModel with the datasheet
+    featurizer, whose columns lead the universal ones): its roofline fitted to the labels and its
+    trees cut at their best iteration."""
+
+    calibration: RooflineFit
+    booster: xgb.Booster
+    n_features: int  # the datasheet columns it reads, the first of each universal row
+    weight: float
+
+    kind = "scratch"
+
+    @classmethod
+    def of(cls, model, weight: float) -> ScratchMember:
+        """The member made from a fitted datasheet LatencyModel with a calibrated prior."""
+        assert model.calibration_ is not None  # the default prior of a datasheet model
+        return cls(model.calibration_, model.booster_[: model.best_iteration_ + 1], model.n_features_in_, weight)
+
+    def log_predict(self, X: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(self.booster.inplace_predict(np.ascontiguousarray(X[:, : self.n_features]),
+                                                       base_margin=self.calibration.log_ms(parts)), dtype=np.float64)
+
+    def to_meta(self) -> tuple[dict, dict[str, bytes]]:
+        raw = bytes(self.booster.save_raw(raw_format="ubj"))
+        meta = {"kind": self.kind, "weight": self.weight, "calibration": self.calibration.to_dict(),
+                "n_features": self.n_features, "sha256": {SCRATCH_FILE: hashlib.sha256(raw).hexdigest()}}
+        return meta, {SCRATCH_FILE: raw}
+
+    @classmethod
+    def from_meta(cls, meta: dict, folder: Path, retrain: str) -> ScratchMember:
+        boosters = read_boosters(meta, folder, (SCRATCH_FILE,), retrain)
+        try:
+            member = cls(RooflineFit.from_dict(meta["calibration"]), boosters[SCRATCH_FILE], int(meta["n_features"]),
+                         float(meta["weight"]))
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError(f"{folder}/meta.json's scratch member is malformed ({retrain})") from None
+        if member.booster.num_features() != member.n_features or not 0 <= member.weight <= 1:
+            raise ModelFileError(f"{folder}/meta.json's scratch member is malformed ({retrain})")
+        return member
+
+
+def read_boosters(meta: dict, folder: Path, names: tuple[str, ...], retrain: str) -> dict[str, xgb.Booster]:
+    """A member's boosters, each file checked against the digest meta records before XGBoost reads it."""
+    out = {}
+    for name in names:
+        path = folder / name
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            raise ModelFileError(f"{path} is missing ({retrain})") from None
+        try:
+            digest = meta["sha256"][name]
+        except (KeyError, TypeError):
+            raise ModelFileError(f"{folder}/meta.json's member lists no digest of {name} ({retrain})") from None
+        if hashlib.sha256(raw).hexdigest() != digest:
+            raise ModelFileError(f"{path} is corrupted or does not belong to its meta.json ({retrain})")
+        out[name] = xgb.Booster()
+        try:
+            out[name].load_model(bytearray(raw))
+        except xgb.core.XGBoostError:
+            raise ModelFileError(f"{path} is corrupted or not an XGBoost model ({retrain})") from None
+    return out
+
+
+def inverse_variance(maes: list[float]) -> list[float]:
+    """Shares of an average of estimators whose errors have the given cross-validated MAEs: inverse-
+    variance weights, the variances taken as the MAEs' squares."""
+    inv = 1.0 / np.maximum(np.asarray(maes, dtype=np.float64), 1e-9) ** 2
+    return [float(v) for v in inv / inv.sum()]
+
+
+def members_to_meta(members: list[Member]) -> tuple[list[dict], dict[str, bytes]]:
+    """meta.json's "members" list and the files to publish beside the model."""
+    metas, files = [], {}
+    for m in members:
+        meta, f = m.to_meta()
+        metas.append(meta)
+        files.update(f)
+    return metas, files
+
+
+def members_from_meta(meta: dict, folder: Path, retrain: str) -> list[Member]:
+    """The members meta.json lists (an adapted model from before the scratch member had one "member")."""
+    from .probes import ProbedMember
+
+    entries = meta.get("members")
+    if entries is None:
+        entries = [] if meta.get("member") is None else [{"kind": "probed", **meta["member"]}]
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ModelFileError(f"{folder}/meta.json's members are malformed ({retrain})")
+    members: list[Member] = []
+    for e in entries:
+        if e.get("kind") == "probed":
+            members.append(ProbedMember.from_meta(e, folder, retrain))
+        elif e.get("kind") == "scratch":
+            members.append(ScratchMember.from_meta(e, folder, retrain))
+        else:
+            raise ModelFileError(f"{folder}/meta.json names an unknown member kind {e.get('kind')!r} ({retrain})")
+    if sum(m.weight for m in members) > 1 + 1e-9:
+        raise ModelFileError(f"{folder}/meta.json's member weights add up to more than 1 ({retrain})")
+    return members

@@ -54,7 +54,7 @@ reports/$(HWNAME)/$(MODELNAME).plan.json: models/$(HWNAME)/meta.json
 		$(if $(MEASURE),--measure-budget $(MEASURE),) --out $@ --plot reports/$(HWNAME)/$(MODELNAME).plan.png
 
 # One model for a family of parts (presets/family.yaml): DEVICES drawn datasheets, each measured on
-# SIBLINGS devices, UBUDGET labels over them all (defaults 256 x 4, 1,536,000 labels); then
+# SIBLINGS devices, UBUDGET labels over them all (defaults 256 x 16, 6,144,000 labels); then
 # `autotune tune --cost universal` plans any part in the family.
 FAMILY ?= family
 DEVICES ?=

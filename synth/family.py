@@ -31,12 +31,16 @@ from autotune.hardware import HardwareConfig, dump_hardware
 from .generator import GENERATOR_VERSION
 from .pipeline import code_digest, run
 
-#: Defaults of `make universal`: 256 datasheets, each measured on 4 devices, 1,500 labels each (about
+#: Defaults of `make universal`: 256 datasheets, each measured on 16 devices, 1,500 labels each (about
 #: 300 groups at every core count). Many datasheets with few labels each teach what the datasheet
 #: decides better than few with many; siblings cut the device values' noise in the target (bench_transfer).
 DEFAULT_DEVICES = 256
-DEFAULT_SIBLINGS = 4
-DEFAULT_BUDGET = 1_536_000
+#: 16 devices, not 4: the target's noise (device values redrawn) halves, the universal model trains
+#: 1,003 trees instead of stopping at 53, and zero-shot plans over 30 held-out parts x 21 networks
+#: have 9 and 11 cases over 8% regret (training seeds 0 and 1) instead of 14-19; the extra siblings
+#: take half a minute to measure.
+DEFAULT_SIBLINGS = 16
+DEFAULT_BUDGET = 6_144_000
 
 
 def device_seed(seed: int, i: int) -> int:

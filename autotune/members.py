@@ -77,26 +77,32 @@ class ScratchMember:
         return member
 
 
+def checked_booster_file(path: Path, digest: str | None, retrain: str) -> xgb.Booster:
+    """The booster in `path`, checked against the sha256 `digest` its meta.json records before
+    XGBoost reads a byte (a damaged file can crash its native loader); one clear error otherwise."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        raise ModelFileError(f"{path} is missing ({retrain})") from None
+    if hashlib.sha256(raw).hexdigest() != digest:
+        raise ModelFileError(f"{path} is corrupted or does not belong to its meta.json ({retrain})")
+    booster = xgb.Booster()
+    try:
+        booster.load_model(bytearray(raw))
+    except xgb.core.XGBoostError:
+        raise ModelFileError(f"{path} is corrupted or not an XGBoost model ({retrain})") from None
+    return booster
+
+
 def read_boosters(meta: dict, folder: Path, names: tuple[str, ...], retrain: str) -> dict[str, xgb.Booster]:
-    """A member's boosters, each file checked against the digest meta records before XGBoost reads it."""
+    """A member's boosters, each file checked against the digest meta records."""
     out = {}
     for name in names:
-        path = folder / name
-        try:
-            raw = path.read_bytes()
-        except OSError:
-            raise ModelFileError(f"{path} is missing ({retrain})") from None
         try:
             digest = meta["sha256"][name]
         except (KeyError, TypeError):
             raise ModelFileError(f"{folder}/meta.json's member lists no digest of {name} ({retrain})") from None
-        if hashlib.sha256(raw).hexdigest() != digest:
-            raise ModelFileError(f"{path} is corrupted or does not belong to its meta.json ({retrain})")
-        out[name] = xgb.Booster()
-        try:
-            out[name].load_model(bytearray(raw))
-        except xgb.core.XGBoostError:
-            raise ModelFileError(f"{path} is corrupted or not an XGBoost model ({retrain})") from None
+        out[name] = checked_booster_file(folder / name, digest, retrain)
     return out
 
 

@@ -330,19 +330,12 @@ def probe_trees(model: LatencyModel, fd: FamilyDataset, X: np.ndarray, dev: np.n
 def checked_booster(meta: dict, folder: Path, key: str, file: str) -> xgb.Booster | None:
     """An extra booster published in `folder` as `file`, checked against the digest meta[key] records
     (None if meta records none)."""
+    from .members import checked_booster_file
+
     info = meta.get(key)
     if not isinstance(info, dict):
         return None
-    path = folder / file
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        raise ModelFileError(f"{path} is missing; retrain the universal model") from None
-    if hashlib.sha256(raw).hexdigest() != info.get("sha256"):
-        raise ModelFileError(f"{path} is corrupted or does not belong to its meta.json; retrain the universal model")
-    booster = xgb.Booster()
-    booster.load_model(bytearray(raw))
-    return booster
+    return checked_booster_file(folder / file, info.get("sha256"), "retrain the universal model")
 
 
 def is_universal(model: LatencyModel) -> bool:

@@ -46,6 +46,10 @@ DEPTHS = (2, 4, 8)
 MAX_ROUNDS = 300
 FOLDS = 5
 KINDS = ("universal", "calibrated", "part")
+#: How `adapt` chooses the part's labels by default (synth/pipeline.py SAMPLINGS): each Sobol group at
+#: one core count, so 200 labels buy about 176 distinct groups instead of 35-60. Over 30 held-out parts
+#: x 21 networks at 200 labels, cases over 3% regret fell from 19 to 7 (docs/costmodel.md).
+ADAPT_SAMPLING = "spread"
 
 
 @dataclass
@@ -217,7 +221,7 @@ def _model(universal: LatencyModel, booster: xgb.Booster, calib: RooflineFit | N
     return model
 
 
-def part_labels(hw, universal: LatencyModel, budget: int, data_dir, seed: int = 0, sampling: str = "sobol",
+def part_labels(hw, universal: LatencyModel, budget: int, data_dir, seed: int = 0, sampling: str = ADAPT_SAMPLING,
                 measured: bool = False, progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                                       np.ndarray | None, str]:
     """`budget` labels of `hw` as (universal feature rows, latencies in ms, group ids, probe residuals
@@ -277,7 +281,7 @@ def part_labels(hw, universal: LatencyModel, budget: int, data_dir, seed: int = 
     return X, y, groups, residuals, source
 
 
-def adapt_for(hw, universal: LatencyModel, budget: int, data_dir, out_dir, seed: int = 0, sampling: str = "sobol",
+def adapt_for(hw, universal: LatencyModel, budget: int, data_dir, out_dir, seed: int = 0, sampling: str = ADAPT_SAMPLING,
               measured: bool = False, progress: bool = False) -> dict:
     """Spend `budget` labels on `hw` (`part_labels`) and publish the adapted model to `out_dir`."""
     from pathlib import Path

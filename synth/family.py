@@ -68,7 +68,7 @@ def run_family(fam: Family, folder: str | Path, devices: int, budget: int, seed:
         raise DatasetError(f"--devices must be at least 1, got {devices}")
     if siblings < 1:
         raise DatasetError(f"--siblings must be at least 1, got {siblings}")
-    if siblings > 1 and sampling != "sobol":
+    if siblings > 1 and sampling == "active":
         raise DatasetError("--siblings measures one datasheet's rows on several devices; active sampling picks "
                            "rows per device, so use --sampling sobol (or --siblings 1)")
     per = budget // (devices * siblings)

@@ -40,7 +40,12 @@ SHARD_GROUPS = 500
 META_KEY = b"autotune.synth"
 
 
-SAMPLINGS = ("sobol", "active")
+#: sobol: Sobol groups, each measured at every core count; spread: Sobol groups, each measured at one
+#: core count (every K consecutive groups take each of the K counts once), so a budget buys K times the
+#: distinct groups; active: rounds that measure where the model is unsure (active.py).
+SAMPLINGS = ("sobol", "spread", "active")
+#: The samplings whose shards are fixed slices of the Sobol sequence (made in any order, resumable).
+SEQUENCE_SAMPLINGS = ("sobol", "spread")
 #: Labels of the default dataset per core count: 16,000 groups measured at every core count.
 DEFAULT_GROUPS = 16000
 
@@ -126,12 +131,27 @@ def _to_parquet_bytes(df: pd.DataFrame, meta: dict) -> bytes:
     return parquet_bytes(table)
 
 
+def labels_per_group(settings: dict) -> int:
+    """Core counts each group of a Sobol dataset is measured at: all of them, or one when spread."""
+    return 1 if settings["sampling"] == "spread" else len(settings["core_counts"])
+
+
 def sobol_rows(settings: dict) -> list[int]:
-    """Labels per shard of a Sobol dataset: groups in order at every core count, the last group
-    cut at the budget (it is measured at its first core counts only)."""
-    K, size, budget = len(settings["core_counts"]), settings["shard_groups"], settings["budget"]
-    n_shards = math.ceil(budget / (size * K))
-    return [min(size * K, budget - k * size * K) for k in range(n_shards)]
+    """Labels per shard of a Sobol dataset: groups in order, each at every core count (the last
+    group cut at the budget: it is measured at its first core counts only) or, spread, at one."""
+    per, size, budget = labels_per_group(settings), settings["shard_groups"], settings["budget"]
+    n_shards = math.ceil(budget / (size * per))
+    return [min(size * per, budget - k * size * per) for k in range(n_shards)]
+
+
+def spread_cores(core_counts: list[int], seed: int, start: int, stop: int) -> list[np.ndarray]:
+    """The core count of each spread group start..stop-1: block b of K consecutive groups takes the
+    K core counts once each, in an order drawn from (seed, b), so every core count gets as many
+    labels (to one) and the order is not tied to the Sobol knobs. Depends on the group index only."""
+    ks = np.asarray(core_counts, dtype=np.int64)
+    K = len(ks)
+    blocks = {b: np.random.default_rng([seed, b, 0x5D]).permutation(K) for b in range(start // K, -(-stop // K))}
+    return [ks[[blocks[i // K][i % K]]] for i in range(start, stop)]
 
 
 def generated_frame(hw: HardwareConfig, seed: int, start: int, stop: int, noise_seed: int,
@@ -154,9 +174,9 @@ def label_shard(k: int, hw: HardwareConfig, settings: dict) -> bytes:
     """Shard k of a Sobol dataset as Parquet bytes (so remote workers need no shared disk)."""
     seed, size = settings["seed"], settings["shard_groups"]
     rows = sobol_rows(settings)[k]
-    K = len(hw.core_counts)
-    start = k * size
-    df = generated_frame(hw, seed, start, start + math.ceil(rows / K), shard_seed(seed, k)).iloc[:rows]
+    start, stop = k * size, k * size + math.ceil(rows / labels_per_group(settings))
+    cores = spread_cores(hw.core_counts, seed, start, stop) if settings["sampling"] == "spread" else None
+    df = generated_frame(hw, seed, start, stop, shard_seed(seed, k), cores).iloc[:rows]
     return _to_parquet_bytes(df, {**settings, "shard": k})
 
 
@@ -365,7 +385,7 @@ def _make(hw: HardwareConfig, folder: Path, settings: dict, jobs: int, scheduler
           zoo_models: list[str] | None) -> dict:
     """Make (or resume) the dataset's shards, zoo.parquet and manifest in `folder`."""
     t0 = time.perf_counter()
-    if settings["sampling"] == "sobol":
+    if settings["sampling"] in SEQUENCE_SAMPLINGS:
         rows, todo = _sobol_shards(hw, folder, settings, jobs, scheduler, progress)
         names = [shard_name(k) for k in range(len(rows))]
     else:

@@ -258,6 +258,34 @@ def test_a_budget_cuts_the_last_group_at_its_first_core_counts(tmp_path):
     assert list(last["cores"]) == HW.core_counts[:3]
 
 
+# -- spread sampling --------------------------------------------------------------------------
+def test_spread_sampling_measures_each_group_once_at_balanced_core_counts(base, tmp_path):
+    m = _run(tmp_path / "s", budget=90 * K + 1, sampling="spread")
+    df = _read(tmp_path / "s")
+    assert m["sampling"] == "spread" and m["labels"] == len(df) == 90 * K + 1 == sum(m["shard_rows"])
+    assert m["shard_rows"] == [40] * (90 * K // 40) + [(90 * K + 1) % 40]
+    assert df["group_id"].is_unique  # K times the distinct groups of a sobol dataset with this budget
+    counts = df["cores"].value_counts()
+    assert set(counts.index) == set(HW.core_counts) and counts.max() - counts.min() <= 1
+    # the same Sobol groups as `sobol` sampling, in the same order, one core count each
+    sobol = _read(base).drop_duplicates("group_id")
+    n = len(sobol)
+    assert list(df["group_id"][:n]) == list(sobol["group_id"]) and list(df["group_json"][:n]) == list(sobol["group_json"])
+    row = df.iloc[7]
+    g = graph_from_dict(json.loads(row["group_json"]))
+    assert row["latency_ms"] == pytest.approx(simulate([g.group(0, len(g))], [row["cores"]], HW)[0], rel=0.5)
+
+
+def test_spread_core_counts_depend_on_the_group_index_only():
+    from synth.pipeline import spread_cores
+
+    ks = [1, 2, 4, 8, 16]
+    whole = np.concatenate(spread_cores(ks, 3, 0, 23))
+    assert np.array_equal(np.concatenate(spread_cores(ks, 3, 6, 17)), whole[6:17])  # any shard split
+    assert all(sorted(whole[b:b + 5]) == ks for b in range(0, 20, 5))  # each block of K: each count once
+    assert not np.array_equal(np.concatenate(spread_cores(ks, 4, 0, 23)), whole)  # seeded
+
+
 # -- active sampling --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def active(tmp_path_factory):

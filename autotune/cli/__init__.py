@@ -105,8 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=["simulator", "onnxruntime"], default="simulator",
                    help="simulator: label with the simulator (needs a device: section); onnxruntime: measure the "
                         "groups on this CPU (the cpu preset)")
-    s.add_argument("--sampling", choices=["sobol", "active"], default="sobol",
-                   help="sobol: space-filling draw; active: rounds that measure where the model is unsure")
+    s.add_argument("--sampling", choices=["sobol", "spread", "active"], default="sobol",
+                   help="sobol: space-filling draw of groups, each at every core count; spread: the same draw, "
+                        "each group at one core count (core counts times the groups per label); active: rounds "
+                        "that measure where the model is unsure")
     s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--out", default=None, help="folder (default data/<hw>)")
     s.add_argument("--jobs", type=JOBS, default=1)

@@ -137,7 +137,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     done = m["labelled_shards"]
     rate = sum(m["shard_rows"]) / m["label_s"] if done == len(m["shards"]) and m["label_s"] > 0 else None
-    unit = "shards" if m["sampling"] == "sobol" else "rounds"
+    unit = "rounds" if m["sampling"] == "active" else "shards"
     print(f"{folder}/: {m['labels']} labels ({m['sampling']} sampling, budget {m['budget']}), "
           f"{done} of {len(m['shards'])} {unit} labelled now" + (f" at {rate:,.0f} labels/s" if rate else "")
           + f"; zoo.parquet {m['zoo']['rows'] if m['zoo'] else 0} rows (evaluation, not counted); {dt:.1f} s")

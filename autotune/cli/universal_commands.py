@@ -27,7 +27,7 @@ def cmd_synth_family(args: argparse.Namespace) -> int:
         raise AutotuneError("--hw-family labels with the simulator on this machine (no --backend/--scheduler)")
     fam = load_family(args.hw_family)
     devices = args.devices or DEFAULT_DEVICES
-    siblings = args.siblings or (DEFAULT_SIBLINGS if args.sampling == "sobol" else 1)
+    siblings = args.siblings or (1 if args.sampling == "active" else DEFAULT_SIBLINGS)
     budget = args.budget or DEFAULT_BUDGET * siblings // DEFAULT_SIBLINGS
     folder = Path(args.out or Path("data") / UNIVERSAL)
     t0 = time.perf_counter()
@@ -76,14 +76,14 @@ def load_universal_model(hw: HardwareConfig, models_dir: str | Path, advice: str
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from ..adapt import adapt_for
+    from ..adapt import ADAPT_SAMPLING, adapt_for
 
     hw = load_hardware(args.hw)
     out = Path(args.out or Path(args.models_dir) / hw_slug(args.hw))
     check_output(out, "folder")
     universal = load_universal_model(hw, args.models_dir, "the adaptation relies on the part's labels there")
     data = Path(args.data) if args.data else Path("data") / f"{hw_slug(args.hw)}.adapt"
-    res = adapt_for(hw, universal, args.budget, data, out, seed=args.seed, sampling=args.sampling,
+    res = adapt_for(hw, universal, args.budget, data, out, seed=args.seed, sampling=args.sampling or ADAPT_SAMPLING,
                     measured=bool(args.data), progress=True)
     print(f"adapted the universal model to {hw.name} with {res['labels']} labels ({res['source']}): "
           f"{res['kind']} prior, {res['rounds']} correction trees of depth {res['depth']}; cross-validated "
@@ -107,8 +107,9 @@ def add_adapt_parser(sub, seed_type, budget_type) -> None:
     s.add_argument("--hw", required=True, help="the part: a preset name or a YAML file")
     s.add_argument("--budget", type=budget_type, required=True, metavar="N",
                    help="labels (group x cores measurements) to spend on this part")
-    s.add_argument("--sampling", choices=["sobol", "active"], default="sobol",
-                   help="how the N labels are chosen (as `synth --sampling`)")
+    s.add_argument("--sampling", choices=["sobol", "spread", "active"], default=None,
+                   help="how the N labels are chosen, as `synth --sampling` (default spread: each group at one "
+                        "core count, the most distinct groups per label)")
     s.add_argument("--data", default=None, metavar="DIR",
                    help="use this dataset's measurements (e.g. from import-profile) instead of simulating; "
                         "at most N of its labels")

@@ -281,8 +281,8 @@ def part_labels(hw, universal: LatencyModel, budget: int, data_dir, seed: int = 
     return X, y, groups, residuals, source
 
 
-def adapt_for(hw, universal: LatencyModel, budget: int, data_dir, out_dir, seed: int = 0, sampling: str = ADAPT_SAMPLING,
-              measured: bool = False, progress: bool = False) -> dict:
+def adapt_for(hw, universal: LatencyModel, budget: int, data_dir, out_dir, seed: int = 0,
+              sampling: str = ADAPT_SAMPLING, measured: bool = False, progress: bool = False) -> dict:
     """Spend `budget` labels on `hw` (`part_labels`) and publish the adapted model to `out_dir`."""
     from pathlib import Path
 

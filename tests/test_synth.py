@@ -270,7 +270,8 @@ def test_spread_sampling_measures_each_group_once_at_balanced_core_counts(base, 
     # the same Sobol groups as `sobol` sampling, in the same order, one core count each
     sobol = _read(base).drop_duplicates("group_id")
     n = len(sobol)
-    assert list(df["group_id"][:n]) == list(sobol["group_id"]) and list(df["group_json"][:n]) == list(sobol["group_json"])
+    assert list(df["group_id"][:n]) == list(sobol["group_id"])
+    assert list(df["group_json"][:n]) == list(sobol["group_json"])
     row = df.iloc[7]
     g = graph_from_dict(json.loads(row["group_json"]))
     assert row["latency_ms"] == pytest.approx(simulate([g.group(0, len(g))], [row["cores"]], HW)[0], rel=0.5)

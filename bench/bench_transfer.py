@@ -15,12 +15,13 @@ planner can do given the family's spread. Prints the table, writes JSON and the 
 
 Usage: python bench/bench_transfer.py [--universal models/universal] [--data data/universal]
            [--devices 5] [--seed 7] [--budgets 0,50,200,1000] [--scratch-budgets N[,N]] [--floor]
-           [--measure M[,M]] [--out reports/transfer]
+           [--measure M[,M]] [--label-draws N] [--out reports/transfer]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -125,6 +126,9 @@ def main() -> int:
     ap.add_argument("--scratch-budgets", default="", metavar="N[,N]",
                     help="budgets at which only the scratch model is trained (how many labels it needs to match adapt)")
     ap.add_argument("--floor", action="store_true", help="also the family-mean floor (zero-shot's limit)")
+    ap.add_argument("--label-draws", type=int, default=1, metavar="N",
+                    help="adapt (and scratch) on N label draws per device and budget, each a case of its own: "
+                         "one draw's tail on 5 devices swings with the draw (docs/costmodel.md)")
     ap.add_argument("--siblings", type=int, default=16)
     ap.add_argument("--models", default="all", help="zoo networks, comma-separated, or all")
     ap.add_argument("--measure", default="", metavar="M[,M]",
@@ -173,7 +177,8 @@ def main() -> int:
                                   "DMA GB/s/core", "continuous values shared with a training device"],
                        right=set(range(1, 9))))
     res: dict = {"family": fam.name, "family_hash": fam.hash, "seed": a.seed, "budgets": budgets,
-                 "scratch_budgets": scratch_only, "devices": [h.name for h in held], "networks": nets, "regrets": {}}
+                 "scratch_budgets": scratch_only, "label_draws": a.label_draws,
+                 "devices": [h.name for h in held], "networks": nets, "regrets": {}}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for hw in held:
@@ -181,21 +186,24 @@ def main() -> int:
             best = oracle_ms(hw, graphs)
             if 0 in budgets:
                 per["adapt/0"] = zoo_regrets(hw, universal, graphs, best)  # zero-shot: nothing to train from scratch on
-            for b in [b for b in budgets if b > 0] + scratch_only:
-                X, y, groups, residuals, _ = part_labels(hw, universal, b, Path(tmp) / f"{hw.name}-{b}", seed=0)
+            for b, draw in itertools.product([b for b in budgets if b > 0] + scratch_only, range(a.label_draws)):
+                X, y, groups, residuals, _ = part_labels(hw, universal, b, Path(tmp) / f"{hw.name}-{b}-{draw}",
+                                                         seed=draw)
+                tag = f" (label draw {draw})" if a.label_draws > 1 else ""
                 scratch = LatencyModel(random_state=0).fit(X[:, :len(FEATURE_NAMES)], y, groups=groups)
-                per[f"scratch/{b}"] = zoo_regrets(hw, scratch, graphs, best)
-                if b in scratch_only:
-                    print(f"  {hw.name} budget {b}: scratch {geomean_regret(list(per[f'scratch/{b}'].values())):.2%}",
-                          flush=True)
-                    continue
-                ad = adapt(universal, X, y, groups, seed=0, residuals=residuals if a.probes else None)
-                per[f"adapt/{b}"] = zoo_regrets(hw, ad.model, graphs, best)
-                for m in measures:
-                    per[f"adapt+measure{m}/{b}"] = measured_regrets(hw, ad.model, graphs, best, m)
-                print(f"  {hw.name} budget {b}: adapt {geomean_regret(list(per[f'adapt/{b}'].values())):.2%} "
-                      f"({ad.kind}, {ad.rounds} trees, depth {ad.depth}), scratch "
-                      f"{geomean_regret(list(per[f'scratch/{b}'].values())):.2%}", flush=True)
+                got = {"scratch": zoo_regrets(hw, scratch, graphs, best)}
+                if b not in scratch_only:
+                    ad = adapt(universal, X, y, groups, seed=0, residuals=residuals if a.probes else None)
+                    got["adapt"] = zoo_regrets(hw, ad.model, graphs, best)
+                    for m in measures:
+                        got[f"adapt+measure{m}"] = measured_regrets(hw, ad.model, graphs, best, m)
+                for method, rs in got.items():  # each label draw's (network) is a case of its own
+                    per.setdefault(f"{method}/{b}", {}).update({_case(net, draw): r for net, r in rs.items()})
+                line = f"  {hw.name} budget {b}{tag}: scratch {geomean_regret(list(got['scratch'].values())):.2%}"
+                if "adapt" in got:
+                    line += (f", adapt {geomean_regret(list(got['adapt'].values())):.2%} ({ad.kind}, {ad.rounds} "
+                             f"trees, depth {ad.depth})")
+                print(line, flush=True)
             if a.floor:
                 per["floor"] = floor_regrets(hw, fam, graphs, best, a.siblings, a.seed)
             res["regrets"][hw.name] = per
@@ -235,6 +243,11 @@ def main() -> int:
     print(f"{len(held)} held-out devices x {len(nets)} networks in {res['seconds']} s; "
           f"wrote {out}/transfer.json, {out}/transfer.png")
     return 0
+
+
+def _case(net: str, draw: int) -> str:
+    """A case's name: the network, and the label draw after the first."""
+    return net if draw == 0 else f"{net}#{draw}"
 
 
 def _row(e: dict) -> list[str]:

@@ -7,6 +7,7 @@ import copy
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from autotune.adapt import adapt_for
@@ -234,6 +235,11 @@ def test_adapt_improves_on_the_universal_model_and_plain_tune_uses_it(trained, t
                  "--out", str(out)]) == 0
     adapted = LatencyModel.load(out, hw)  # a one-part model now: loads for this part only
     assert adapted.meta_["labels"] == 400 and adapted.meta_["adapted_from"]["family_hash"] == fam.hash
+    # by default its labels are spread: each synthetic group measured once, at one core count
+    (manifest,) = (tmp_path / "data").glob("*.adapt/manifest.json")
+    m = json.loads(manifest.read_text())
+    ids = pd.concat([pd.read_parquet(manifest.parent / shard)["group_id"] for shard in m["shards"]])
+    assert m["sampling"] == "spread" and len(ids) == ids.nunique() == 400 - PROBE_LABELS
     # its validation error (what tune-time measurement trusts it to) is its own on this part
     assert adapted.val_mae_log_ == pytest.approx(adapted.meta_["adapt"]["cv_mae_log_adapted"])
     with pytest.raises(ModelFileError, match="trained for hardware"):

@@ -46,7 +46,7 @@ DEPTHS = (2, 4, 8)
 MAX_ROUNDS = 300
 FOLDS = 5
 KINDS = ("universal", "calibrated", "part")
-#: How `adapt` chooses the part's labels by default (synth/pipeline.py SAMPLINGS): each Sobol group at
+#: How `adapt` chooses the part's labels by default (synth.SAMPLINGS): each Sobol group at
 #: one core count, so 200 labels buy 176 distinct groups instead of 29-59. Over 30 held-out parts x 21
 #: networks at 200 labels, in four paired label draws: regret 0.49-0.58% -> 0.41-0.50% geomean, cases
 #: over 3% 18-29 -> 7-16 of 630 (docs/costmodel.md, "Spread labels").

@@ -34,16 +34,13 @@ from autotune.graph import Graph, Group, graph_to_dict
 from autotune.hardware import HardwareConfig
 from autotune.simulator import simulate
 
+from . import SAMPLINGS
 from .generator import GENERATOR_VERSION, describe, extract, generate_range
 
 SHARD_GROUPS = 500
 META_KEY = b"autotune.synth"
 
 
-#: sobol: Sobol groups, each measured at every core count; spread: Sobol groups, each measured at one
-#: core count (every K consecutive groups take each of the K counts once), so a budget buys K times the
-#: distinct groups; active: rounds that measure where the model is unsure (active.py).
-SAMPLINGS = ("sobol", "spread", "active")
 #: The samplings whose shards are fixed slices of the Sobol sequence (made in any order, resumable).
 SEQUENCE_SAMPLINGS = ("sobol", "spread")
 #: Labels of the default dataset per core count: 16,000 groups measured at every core count.

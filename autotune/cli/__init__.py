@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from synth import SAMPLINGS
+
 from ..errors import AutotuneError
 from .commands import (
     cmd_eval,
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=["simulator", "onnxruntime"], default="simulator",
                    help="simulator: label with the simulator (needs a device: section); onnxruntime: measure the "
                         "groups on this CPU (the cpu preset)")
-    s.add_argument("--sampling", choices=["sobol", "spread", "active"], default="sobol",
+    s.add_argument("--sampling", choices=SAMPLINGS, default="sobol",
                    help="sobol: space-filling draw of groups, each at every core count; spread: the same draw, "
                         "each group at one core count (core counts times the groups per label); active: rounds "
                         "that measure where the model is unsure")

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from synth import SAMPLINGS
+
 from ..errors import AutotuneError
 from ..fileio import atomic_write_json, check_output
 from ..hardware import HardwareConfig, hw_slug, load_hardware
@@ -107,7 +109,7 @@ def add_adapt_parser(sub, seed_type, budget_type) -> None:
     s.add_argument("--hw", required=True, help="the part: a preset name or a YAML file")
     s.add_argument("--budget", type=budget_type, required=True, metavar="N",
                    help="labels (group x cores measurements) to spend on this part")
-    s.add_argument("--sampling", choices=["sobol", "spread", "active"], default=None,
+    s.add_argument("--sampling", choices=SAMPLINGS, default=None,
                    help="how the N labels are chosen, as `synth --sampling` (default spread: each group at one "
                         "core count, the most distinct groups per label)")
     s.add_argument("--data", default=None, metavar="DIR",

@@ -11,7 +11,8 @@ The textbook mechanisms it does write down: channels padded to the MAC array's l
 work split over k cores by output rows of feature maps or by output-channel tiles; halo rows that
 a spatial split recomputes for the windowed layers fused below; weights every core needs in full
 on a row split; re-reads when a weight share does not fit in half the on-chip memory (double
-buffering), in the cheaper loop order; intermediates that spill when they do not fit on chip.
+buffering), in the cheaper loop order; the on-chip tiles each core's share is cut into;
+intermediates that spill when they do not fit on chip.
 """
 
 from __future__ import annotations
@@ -111,6 +112,17 @@ def reread_bytes(weight_share: np.ndarray, in_share: np.ndarray, ds: Datasheet) 
     return np.where(weight_share > h, np.maximum(again, 0.0), 0.0)
 
 
+def tile_counts(extent: np.ndarray, unit_bytes: np.ndarray, held_bytes: np.ndarray, ds: Datasheet) -> np.ndarray:
+    """Tiles a core cuts its `extent` (output rows, or output-channel tiles of the array's width)
+    into so that each tile's working set fits half the on-chip memory (double buffering, as in
+    `reread_bytes`): `unit_bytes` per unit of extent, beside the part held whole (`held_bytes`,
+    at most half of that half). A compiler pays a fixed setup (DMA descriptors, synchronisation)
+    per tile, so kernels whose weights dwarf the on-chip memory pay it many times."""
+    h = ds.onchip_bytes / 2
+    fit = np.floor((h - np.minimum(held_bytes, h / 2)) / np.maximum(unit_bytes, 1.0))
+    return np.ceil(extent / np.maximum(fit, 1.0))
+
+
 @dataclass
 class SplitWhatIf:
     """Per pair, for one split policy, in us at the datasheet's peak rates: compute of the busiest
@@ -125,6 +137,7 @@ class SplitWhatIf:
     mac_us: np.ndarray  # the MAC-array part of compute_us
     weight_share: np.ndarray  # per pair: the largest weight share one core holds
     stride_us: np.ndarray  # (pairs, len(STRIDE_CLASSES)): compute of windowed layers by channel-stride class
+    tiles: np.ndarray  # on-chip tiles the busiest core works through, over the MAC layers (tile_counts)
 
 
 def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
@@ -157,6 +170,7 @@ def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
     db = float(ds.dtype_bytes)
     w = (S.weight_elems * db)[:, None]
     inp = (S.in_elems * db)[:, None]
+    out_b = (S.out_elems * db)[:, None]
     bw = ds.dram_gbps * 1e3  # bytes per us
     boundary = (G.in_elems[gidx] + G.out_elems[gidx]) * db
     internal = G.internal_elems[gidx] * db
@@ -173,10 +187,13 @@ def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
         wmax = rng.max(share)
         live = G.max_internal_elems[gidx] * db / k_pair + wmax
         spill = np.where((live > ds.onchip_bytes) & (internal > 0), 2.0 * internal, 0.0)
-        sums = rng.sum(layer_us, share * k, reread_bytes(share, in_share, ds) * k, mac_us * imb,
+        extent = np.where(by_rows, np.ceil(h / k), np.ceil(tiles / k))
+        unit = np.where(by_rows, (inp + out_b) / h, (w + out_b) / tiles)
+        n_tiles = np.where(mac, tile_counts(extent, unit, np.where(by_rows, w, inp), ds), 0.0)
+        sums = rng.sum(layer_us, share * k, reread_bytes(share, in_share, ds) * k, mac_us * imb, n_tiles,
                        *(layer_us * (cls == c) for c in range(len(STRIDE_CLASSES))))
         out[policy] = SplitWhatIf(sums[:, 0], rng.ordered_sum(per_row, need), (boundary + sums[:, 1]) / bw,
-                                  sums[:, 2] / bw, spill / bw, sums[:, 3], wmax, sums[:, 4:])
+                                  sums[:, 2] / bw, spill / bw, sums[:, 3], wmax, sums[:, 5:], sums[:, 4])
     return out
 
 

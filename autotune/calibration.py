@@ -7,15 +7,16 @@ estimates; the device is a black box):
     P = program . (distinct dense convs, other distinct MAC layers, other distinct layers, repeats)
     C' = C * max(1, (k * M / max(C, D) / power_cores) ** power_exp)     a power-limited clock
     M = compute_k * mix_k(M_rows, M_chan)                                the MAC-array part of C
-    C = compute_k * (mix_k(C_rows, C_chan) + sum_c stride_c * mix_k(W_c_rows, W_c_chan))
+    C = compute_k * (mix_k(C_rows, C_chan) + sum_c stride_c * mix_k(W_c_rows, W_c_chan)) + tile * mix_k(N_rows, N_chan)
     D = bandwidth_k * (mix_k(B_rows, B_chan) + reread * mix_k(R_rows, R_chan) + spill * mix_k(S_rows, S_chan))
     mix_k(a, b) = b + split_k * (a - b)
 
 C, M, B, R, S are the features' datasheet estimates (analytic.split_what_ifs) of compute (halo
 included) and its MAC part, DRAM time of boundary activations and weights, of re-reads and of
 spills; W_c is the compute of windowed layers whose channel stride falls in class c, under the
-two natural splits (by channels; feature maps by rows). Every constant that depends on the device
-(launch and per-layer costs, the bandwidth k cores really reach, the clock they really run at and
+two natural splits (by channels; feature maps by rows); N is the on-chip tiles the busiest core
+works through (analytic.tile_counts). Every constant that depends on the device
+(launch, per-layer and per-tile costs, the bandwidth k cores really reach, the clock they really run at and
 how it drops when many cores are busy with MACs, how much slower each channel-stride class runs
 (banked memories), which split the compiler picks, how much DMA
 hides under compute, how its tiling re-reads and spills compare with the estimate) is fitted
@@ -35,11 +36,11 @@ from .analytic import STRIDE_CLASSES
 
 _STRIDES = tuple(f"stride{c}" for c in STRIDE_CLASSES)
 _PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac") + _STRIDES
-#: Feature columns the fit reads (all log10(x + 1) of microseconds, except n_layers and cores).
+#: Feature columns the fit reads (all log10(x + 1), of microseconds or of tiles, except n_layers and cores).
 COLUMNS = tuple(f"log_{part}_{policy}_us" for policy in ("rows", "chan") for part in _PARTS) + (
-    "n_layers", "cores", "n_distinct", "n_distinct_conv", "n_distinct_lite")
+    "n_layers", "cores", "n_distinct", "n_distinct_conv", "n_distinct_lite", "log_tiles_rows", "log_tiles_chan")
 _PER_CORE = ("split", "bandwidth", "compute", "launch", "layer")
-_SHARED = ("overlap", "reread", "spill", "power_cores", "power_exp")
+_SHARED = ("overlap", "reread", "spill", "power_cores", "power_exp", "tile_us")
 
 
 @dataclass
@@ -57,6 +58,7 @@ class RooflineFit:
     spill: float  # multiplies the spill estimate
     power_cores: float  # busy cores the power budget sustains at full clock
     power_exp: float  # how fast the clock drops beyond it
+    tile_us: float  # setup per on-chip tile of the busiest core
     stride: list[float]  # extra compute share of windowed layers per channel-stride class
     program: list[float]  # program size per distinct dense conv, other MAC layer, other layer, repeat (in capacities)
     reload_us: float  # cost per capacity of program beyond the first
@@ -101,7 +103,7 @@ def _roofline(parts: dict[str, np.ndarray], p: dict[str, np.ndarray], sh: dict[s
         return b + p["split"] * (a - b)
 
     slow = sum(s * mix(name) for s, name in zip(stride, _STRIDES))  # stride-class slowdowns
-    C = p["compute"] * (mix("compute") + mix("halo") + slow)
+    C = p["compute"] * (mix("compute") + mix("halo") + slow) + sh["tile_us"] * mix("tiles")
     D = p["bandwidth"] * (mix("bytes") + sh["reread"] * mix("reread") + sh["spill"] * mix("spill"))
     busy_cores = parts["k"] * p["compute"] * (mix("mac") + slow) / np.maximum(np.maximum(C, D), 1e-12)
     C = C * np.clip(busy_cores / sh["power_cores"], 1.0, 1e3) ** sh["power_exp"]
@@ -115,12 +117,14 @@ def _roofline(parts: dict[str, np.ndarray], p: dict[str, np.ndarray], sh: dict[s
 def columns_to_parts(X: np.ndarray, index: dict[str, int]) -> dict[str, np.ndarray]:
     """The roofline's inputs from feature rows; `index` maps each of COLUMNS to its column in X."""
     logs = [f"log_{part}_{policy}_us" for policy in ("rows", "chan") for part in _PARTS]
-    plain = ["n_layers", "cores", "n_distinct_conv", "n_distinct_lite", "n_distinct"]
+    plain = ["n_layers", "cores", "n_distinct_conv", "n_distinct_lite", "n_distinct", "log_tiles_rows",
+             "log_tiles_chan"]
     # one gather of the needed columns, transposed: each column is then contiguous
     sub = np.ascontiguousarray(X[:, [index[c] for c in logs + plain]].astype(np.float64).T)
     out = {name[4:-3]: 10.0 ** sub[i] - 1.0 for i, name in enumerate(logs)}
-    n, k, dconv, dlite, dall = sub[len(logs):]
-    out.update(n=n, k=k, dconv=dconv, dlite=dlite, dother=dall - dconv - dlite)
+    n, k, dconv, dlite, dall, tiles_rows, tiles_chan = sub[len(logs):]
+    out.update(n=n, k=k, dconv=dconv, dlite=dlite, dother=dall - dconv - dlite, tiles_rows=10.0 ** tiles_rows - 1.0,
+               tiles_chan=10.0 ** tiles_chan - 1.0)
     return out
 
 
@@ -139,7 +143,7 @@ def _pack(fit: RooflineFit, ks: np.ndarray) -> np.ndarray:
     return np.r_[logit(per("split")), np.log(per("bandwidth")), np.log(per("compute")), np.log(per("launch")),
                  np.log(per("layer")), logit(fit.overlap), np.log(fit.reread), np.log(fit.spill),
                  np.log(fit.power_cores), logit(fit.power_exp / 4.0), np.log(fit.stride), np.log(fit.program),
-                 np.log(fit.reload_us)]
+                 np.log(fit.reload_us), np.log(fit.tile_us)]
 
 
 def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int = 30000, seed: int = 0,
@@ -169,10 +173,11 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
         return r if th_prior is None else np.r_[r, prior_weight * (th - th_prior)]
 
     # start: even split mix, datasheet bandwidth and clock, 10 us launch, 1 us per layer, half of the
-    # shorter of compute and DMA hidden, re-reads and spills as estimated, a power budget for all cores
+    # shorter of compute and DMA hidden, re-reads and spills as estimated, a power budget for all cores,
+    # half a microsecond per tile
     th0 = np.r_[np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.log(10.0)), np.zeros(K), 0.0, 0.0, 0.0,
                 np.log(max(ks.max() / 2, 1.0)), np.log(0.5 / 3.5), np.full(len(_STRIDES), np.log(0.02)),
-                np.log([0.1, 0.07, 0.04, 0.01]), np.log(5.0)]
+                np.log([0.1, 0.07, 0.04, 0.01]), np.log(5.0), np.log(0.5)]
     if th_prior is not None:
         th0 = th_prior
     res = least_squares(residual, th0, loss="soft_l1", f_scale=f_scale, max_nfev=400)
@@ -189,6 +194,7 @@ def _unpack(th: np.ndarray, K: int) -> tuple[dict[str, np.ndarray], dict[str, fl
           "spill": float(np.exp(th[5 * K + 2])), "power_cores": float(np.exp(th[5 * K + 3])),
           "power_exp": float(4.0 / (1.0 + np.exp(-th[5 * K + 4])))}  # a clock exponent in (0, 4)
     base = 5 * K + 5 + S
+    sh["tile_us"] = float(np.exp(th[base + 5]))
     return p, sh, np.exp(th[5 * K + 5:base]), np.exp(th[base:base + 4]), float(np.exp(th[base + 4]))
 
 

@@ -27,7 +27,7 @@ from .ops import COUNT_BUCKETS
 from .tables import GroupBatch, PairRanges, bucket, windowed
 
 #: Bump when a feature is added, removed or changes meaning: models and feature caches record it.
-FEATURE_VERSION = 3
+FEATURE_VERSION = 4
 
 #: Parts of the two split policies' what-if estimates (analytic.split_what_ifs), each a feature.
 WHAT_IF_PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac")
@@ -50,6 +50,7 @@ CORE_FEATURES = [
     "rows_ok_share",
     *[f"log_{part}_{policy}_us" for policy in POLICIES for part in WHAT_IF_PARTS],
     *[f"log_stride{c}_{policy}_us" for policy in POLICIES for c in STRIDE_CLASSES],
+    *[f"log_tiles_{policy}" for policy in POLICIES],
     "log_prior_ms",
 ]
 HW_FEATURES = [
@@ -225,6 +226,7 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, dom: np.ndarray, rows_gid:
            for policy in POLICIES for part in WHAT_IF_PARTS},
         **{f"log_stride{c}_{policy}_us": _log(what[policy].stride_us[:, i])
            for policy in POLICIES for i, c in enumerate(STRIDE_CLASSES)},
+        **{f"log_tiles_{policy}": _log(what[policy].tiles) for policy in POLICIES},
         PRIOR_FEATURE: np.log(est.total_us / 1e3),
     }
     return np.column_stack([feats[k_] for k_ in CORE_FEATURES])

@@ -134,16 +134,19 @@ def _roofline_rows(n=3000, seed=0):
     dc = 10 ** rng.uniform(0, 3, n)
     dr = dc * rng.uniform(1, 4, n)
     layers = rng.integers(1, 12, n).astype(float)
-    truth = {"launch": 20.0, "layer": 1.5, "bandwidth": {1: 2.0, 2: 1.5, 4: 1.0, 8: 1.0}, "overlap": 0.3}
+    tc = np.floor(10 ** rng.uniform(0, 3, n) / ks)  # on-chip tiles of the busiest core
+    tr = np.floor(tc * rng.uniform(0.5, 2, n))
+    truth = {"launch": 20.0, "layer": 1.5, "bandwidth": {1: 2.0, 2: 1.5, 4: 1.0, 8: 1.0}, "overlap": 0.3,
+             "tile_us": 0.7}
     bw = np.array([truth["bandwidth"][int(k)] for k in ks])
     rows_split = ks >= 4  # the device splits by rows on 4+ cores
-    C = np.where(rows_split, cr, cc)
+    C = np.where(rows_split, cr, cc) + truth["tile_us"] * np.where(rows_split, tr, tc)
     D = np.where(rows_split, dr, dc) * bw
     y_us = truth["launch"] + layers * truth["layer"] + np.maximum(C, D) + truth["overlap"] * np.minimum(C, D)
     y_us *= np.exp(rng.normal(0, 0.02, n)) * np.where(rng.random(n) < 0.02, 3.0, 1.0)
     cols = {"log_compute_rows_us": np.log10(cr + 1), "log_compute_chan_us": np.log10(cc + 1),
             "log_bytes_rows_us": np.log10(dr + 1), "log_bytes_chan_us": np.log10(dc + 1),
-            "n_layers": layers, "cores": ks}
+            "n_layers": layers, "cores": ks, "log_tiles_rows": np.log10(tr + 1), "log_tiles_chan": np.log10(tc + 1)}
     X = np.column_stack([cols.get(c, np.zeros(n)) for c in COLUMNS]).astype(np.float32)
     return X, y_us / 1e3, list(COLUMNS), truth
 
@@ -157,6 +160,7 @@ def test_calibrated_prior_recovers_the_device_constants_despite_outliers():
     assert np.allclose(fit.launch, truth["launch"], rtol=0.15) and np.allclose(fit.layer, truth["layer"], rtol=0.2)
     assert np.allclose(fit.bandwidth, [truth["bandwidth"][k] for k in (1, 2, 4, 8)], rtol=0.1)
     assert fit.split[0] < 0.2 and fit.split[-1] > 0.8 and fit.overlap == pytest.approx(truth["overlap"], abs=0.1)
+    assert fit.tile_us == pytest.approx(truth["tile_us"], rel=0.2)
 
 
 @pytest.fixture

@@ -148,3 +148,30 @@ def test_datasheet_estimate_is_a_lower_bound_on_compute_and_sane():
         peak = np.array([gr.macs for gr in groups]) / (k * HW.macs_per_cycle * HW.clock_ghz * 1e3)
         assert (e.compute_us >= peak * (1 - 1e-9)).all() and (e.total_us > 0).all()
         assert (e.total_us / 1e3 >= roofline_ms(groups, HW.datasheet, [k] * len(groups)) * (1 - 1e-9)).all()
+
+
+def test_tile_counts_follow_weights_against_on_chip_memory():
+    """An fc layer whose weights dwarf the on-chip memory is cut into one tile per output-channel
+    tile of the MAC array, a 1/k share per core; a small layer fits in one tile; more on-chip
+    memory never means more tiles."""
+    from autotune.analytic import split_what_ifs
+    from autotune.tables import GroupBatch
+
+    b = GraphBuilder("fcnet")
+    x = b.input("x", (1, 9216))
+    b.fc(b.fc(x, 4096, name="big"), 8, name="small")
+    g = b.build()
+    ds = HW.datasheet
+    ctiles = int(np.ceil(4096 / ds.mac_array.co))
+    assert 9216 * 4096 * ds.dtype_bytes / ctiles > ds.onchip_bytes  # one channel tile's weights overflow
+    batch = GroupBatch.build([g.group(0, 1), g.group(1, 2), g.group(0, 2)])
+    ks = [k for k in HW.core_counts if k <= ctiles]
+    for k in ks:
+        what = split_what_ifs(batch, np.arange(3), np.full(3, k), ds)
+        for policy in ("rows", "chan"):
+            big, small, both = what[policy].tiles
+            assert big == np.ceil(ctiles / k) and small == 1 and both == big + small
+    bigger = ds.model_copy(update={"onchip_kib": ds.onchip_kib * 64})
+    few = split_what_ifs(batch, np.arange(3), np.ones(3, dtype=int), bigger)["chan"].tiles
+    many = split_what_ifs(batch, np.arange(3), np.ones(3, dtype=int), ds)["chan"].tiles
+    assert (few <= many).all() and few[0] < many[0]

@@ -13,10 +13,10 @@ anything adds nothing. The result is a one-part LatencyModel.
 
 When the universal model has probe trees, the budget starts with the probes (probes.py), and the
 result carries a second member: the universal model told about the part by its probe residuals,
-with correction trees of its own; the model predicts the weighted average of the two in log
-(inverse-variance weights from their cross-validated errors). The two err differently (labels pin
-what they exercise; probes, through what the whole training draw taught, the rest), and near-tie
-plans flip on the average's error less often than on either one's.
+with correction trees of its own; the model predicts the weighted consensus of the two in log
+(inverse-variance weights from their cross-validated errors; members.consensus). The two err
+differently (labels pin what they exercise; probes, through what the whole training draw taught, the
+rest), and near-tie plans flip on the consensus's error less often than on either one's.
 """
 
 from __future__ import annotations

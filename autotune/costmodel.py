@@ -214,10 +214,11 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         log_ms = np.asarray(self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1),
                                                           base_margin=self._margin(X, parts)), dtype=np.float64)
         if members:
+            from .members import consensus
+
             assert parts is not None
-            log_ms = (1 - sum(m.weight for m in members)) * log_ms
-            for m in members:
-                log_ms += m.weight * m.log_predict(X, parts)
+            weights = [1 - sum(m.weight for m in members)] + [m.weight for m in members]
+            log_ms = consensus(np.asarray(weights), np.vstack([log_ms] + [m.log_predict(X, parts) for m in members]))
         return np.exp(log_ms)
 
     def featurize_batch(self, batch, gidx: np.ndarray, cores: np.ndarray, hw) -> np.ndarray:

@@ -439,3 +439,19 @@ def test_a_measured_part_can_run_the_probes_too(trained, tmp_path, capsys):
     have = frame.set_index(["group_id", "cores"])["latency_ms"]
     ms = np.array([have[(f"probe-{g}", int(k))] for g, k in zip(gidx, cores)])
     assert np.allclose(model.members_[0].residuals, np.log(ms / universal.predict_batch(batch, gidx, cores, hw)))
+
+
+def test_members_consensus_is_their_mean_when_they_agree_and_bounds_a_stray():
+    """Members within the scale average by weight; one far off moves the result no further than a
+    member at the scale would, however far it strays."""
+    from autotune.members import CONSENSUS_SCALE, consensus
+
+    w = np.array([0.4, 0.35, 0.25])
+    close = np.array([[0.0, 1.0], [0.02, 1.03], [-0.03, 0.98]])
+    assert np.allclose(consensus(w, close), (w[:, None] * close).sum(0))
+    for stray in (1.0, 5.0, 50.0):
+        ls = np.array([[0.0], [0.01], [stray]])
+        mu = consensus(w, ls)[0]
+        assert 0.0 < mu < 0.01 + CONSENSUS_SCALE * w[2] / (w[0] + w[1]) + 1e-9
+        assert mu < (w[:, None] * ls).sum(0)[0]
+    assert np.allclose(consensus(np.array([1.0]), np.array([[0.3, -2.0]])), [0.3, -2.0])

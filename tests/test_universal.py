@@ -268,9 +268,17 @@ def test_adapt_improves_on_the_universal_model_and_plain_tune_uses_it(trained, t
     alone = copy.copy(adapted)
     alone.members_ = []
     logs.insert(0, np.log(alone.predict(X)))
-    assert np.allclose(np.log(adapted.predict(X)), sum(w * v for w, v in zip(ws, logs)), atol=1e-5)
-    # the scratch member predicts what `autotune train`'s recipe fitted to these labels would
-    assert err_a < np.mean(np.abs(logs[2] - np.log(y)))
+    from autotune.members import consensus
+
+    together = np.log(adapted.predict(X))
+    assert np.allclose(together, consensus(np.asarray(ws), np.vstack(logs)), atol=1e-5)
+    # between the members, and their weighted mean wherever they agree within the consensus scale
+    stack = np.vstack(logs)
+    assert ((stack.min(0) - 1e-6 <= together) & (together <= stack.max(0) + 1e-6)).all()
+    agree = np.ptp(stack, axis=0) < 0.05
+    assert agree.any() and np.allclose(together[agree], sum(w * v for w, v in zip(ws, logs))[agree], atol=1e-5)
+    # members that err differently: together they err less than one of them picked at random
+    assert err_a < np.mean([np.mean(np.abs(v - np.log(y))) for v in logs])
     # plain tune (the part's own model) now plans with the adapted model
     assert main(["tune", "--hw", str(yaml_path), "--model", "resnet18", "--models-dir", str(tmp_path)]) == 2
     (tmp_path / "m").mkdir()

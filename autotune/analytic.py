@@ -112,15 +112,20 @@ def reread_bytes(weight_share: np.ndarray, in_share: np.ndarray, ds: Datasheet) 
     return np.where(weight_share > h, np.maximum(again, 0.0), 0.0)
 
 
-def tile_counts(extent: np.ndarray, unit_bytes: np.ndarray, held_bytes: np.ndarray, ds: Datasheet) -> np.ndarray:
-    """Tiles a core cuts its `extent` (output rows, or output-channel tiles of the array's width)
-    into so that each tile's working set fits half the on-chip memory (double buffering, as in
-    `reread_bytes`): `unit_bytes` per unit of extent, beside the part held whole (`held_bytes`,
-    at most half of that half). A compiler pays a fixed setup (DMA descriptors, synchronisation)
-    per tile, so kernels whose weights dwarf the on-chip memory pay it many times."""
+def tile_counts(extent: np.ndarray, unit_bytes: np.ndarray, held_bytes: np.ndarray,
+                ds: Datasheet) -> tuple[np.ndarray, np.ndarray]:
+    """(tiles, padded extent over extent) of a core's `extent` (output rows, or output-channel tiles
+    of the array's width) cut into power-of-two tiles whose working set fits half the on-chip
+    memory (double buffering, as in `reread_bytes`): `unit_bytes` per unit of extent, beside the
+    part held whole (`held_bytes`, at most half of that half). A compiler pays a fixed setup (DMA
+    descriptors, synchronisation) per tile, and the last tile's unused part costs compute when the
+    extent is not a multiple of the tile: kernels whose working set dwarfs the on-chip memory, or
+    whose extent falls just past a power of two, pay both."""
     h = ds.onchip_bytes / 2
-    fit = np.floor((h - np.minimum(held_bytes, h / 2)) / np.maximum(unit_bytes, 1.0))
-    return np.ceil(extent / np.maximum(fit, 1.0))
+    fit = (h - np.minimum(held_bytes, h / 2)) / np.maximum(unit_bytes, 1.0)
+    tile = 2.0 ** np.floor(np.log2(np.maximum(np.minimum(fit, extent), 1.0)))
+    n = np.ceil(extent / tile)
+    return n, n * tile / np.maximum(extent, 1.0)
 
 
 @dataclass
@@ -138,6 +143,7 @@ class SplitWhatIf:
     weight_share: np.ndarray  # per pair: the largest weight share one core holds
     stride_us: np.ndarray  # (pairs, len(STRIDE_CLASSES)): compute of windowed layers by channel-stride class
     tiles: np.ndarray  # on-chip tiles the busiest core works through, over the MAC layers (tile_counts)
+    pad_us: np.ndarray  # compute of the last tiles' unused parts (tile_counts), at the peak rates
 
 
 def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
@@ -189,11 +195,12 @@ def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
         spill = np.where((live > ds.onchip_bytes) & (internal > 0), 2.0 * internal, 0.0)
         extent = np.where(by_rows, np.ceil(h / k), np.ceil(tiles / k))
         unit = np.where(by_rows, (inp + out_b) / h, (w + out_b) / tiles)
-        n_tiles = np.where(mac, tile_counts(extent, unit, np.where(by_rows, w, inp), ds), 0.0)
-        sums = rng.sum(layer_us, share * k, reread_bytes(share, in_share, ds) * k, mac_us * imb, n_tiles,
+        n_tiles, pad = tile_counts(extent, unit, np.where(by_rows, w, inp), ds)
+        sums = rng.sum(layer_us, share * k, reread_bytes(share, in_share, ds) * k, mac_us * imb,
+                       np.where(mac, n_tiles, 0.0), np.where(mac, layer_us * (pad - 1.0), 0.0),
                        *(layer_us * (cls == c) for c in range(len(STRIDE_CLASSES))))
         out[policy] = SplitWhatIf(sums[:, 0], rng.ordered_sum(per_row, need), (boundary + sums[:, 1]) / bw,
-                                  sums[:, 2] / bw, spill / bw, sums[:, 3], wmax, sums[:, 5:], sums[:, 4])
+                                  sums[:, 2] / bw, spill / bw, sums[:, 3], wmax, sums[:, 6:], sums[:, 4], sums[:, 5])
     return out
 
 

@@ -35,12 +35,12 @@ import numpy as np
 from .analytic import STRIDE_CLASSES
 
 _STRIDES = tuple(f"stride{c}" for c in STRIDE_CLASSES)
-_PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac") + _STRIDES
+_PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac", "pad") + _STRIDES
 #: Feature columns the fit reads (all log10(x + 1), of microseconds or of tiles, except n_layers and cores).
 COLUMNS = tuple(f"log_{part}_{policy}_us" for policy in ("rows", "chan") for part in _PARTS) + (
     "n_layers", "cores", "n_distinct", "n_distinct_conv", "n_distinct_lite", "log_tiles_rows", "log_tiles_chan")
 _PER_CORE = ("split", "bandwidth", "compute", "launch", "layer")
-_SHARED = ("overlap", "reread", "spill", "power_cores", "power_exp", "tile_us")
+_SHARED = ("overlap", "reread", "spill", "power_cores", "power_exp", "tile_us", "pad")
 
 
 @dataclass
@@ -59,6 +59,7 @@ class RooflineFit:
     power_cores: float  # busy cores the power budget sustains at full clock
     power_exp: float  # how fast the clock drops beyond it
     tile_us: float  # setup per on-chip tile of the busiest core
+    pad: float  # share of the last tiles' unused compute that is paid
     stride: list[float]  # extra compute share of windowed layers per channel-stride class
     program: list[float]  # program size per distinct dense conv, other MAC layer, other layer, repeat (in capacities)
     reload_us: float  # cost per capacity of program beyond the first
@@ -103,7 +104,7 @@ def _roofline(parts: dict[str, np.ndarray], p: dict[str, np.ndarray], sh: dict[s
         return b + p["split"] * (a - b)
 
     slow = sum(s * mix(name) for s, name in zip(stride, _STRIDES))  # stride-class slowdowns
-    C = p["compute"] * (mix("compute") + mix("halo") + slow) + sh["tile_us"] * mix("tiles")
+    C = p["compute"] * (mix("compute") + mix("halo") + slow + sh["pad"] * mix("pad")) + sh["tile_us"] * mix("tiles")
     D = p["bandwidth"] * (mix("bytes") + sh["reread"] * mix("reread") + sh["spill"] * mix("spill"))
     busy_cores = parts["k"] * p["compute"] * (mix("mac") + slow) / np.maximum(np.maximum(C, D), 1e-12)
     C = C * np.clip(busy_cores / sh["power_cores"], 1.0, 1e3) ** sh["power_exp"]
@@ -143,7 +144,7 @@ def _pack(fit: RooflineFit, ks: np.ndarray) -> np.ndarray:
     return np.r_[logit(per("split")), np.log(per("bandwidth")), np.log(per("compute")), np.log(per("launch")),
                  np.log(per("layer")), logit(fit.overlap), np.log(fit.reread), np.log(fit.spill),
                  np.log(fit.power_cores), logit(fit.power_exp / 4.0), np.log(fit.stride), np.log(fit.program),
-                 np.log(fit.reload_us), np.log(fit.tile_us)]
+                 np.log(fit.reload_us), np.log(fit.tile_us), np.log(fit.pad)]
 
 
 def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int = 30000, seed: int = 0,
@@ -174,10 +175,10 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
 
     # start: even split mix, datasheet bandwidth and clock, 10 us launch, 1 us per layer, half of the
     # shorter of compute and DMA hidden, re-reads and spills as estimated, a power budget for all cores,
-    # half a microsecond per tile
+    # half a microsecond per tile, half the last tiles' padding paid
     th0 = np.r_[np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.log(10.0)), np.zeros(K), 0.0, 0.0, 0.0,
                 np.log(max(ks.max() / 2, 1.0)), np.log(0.5 / 3.5), np.full(len(_STRIDES), np.log(0.02)),
-                np.log([0.1, 0.07, 0.04, 0.01]), np.log(5.0), np.log(0.5)]
+                np.log([0.1, 0.07, 0.04, 0.01]), np.log(5.0), np.log(0.5), np.log(0.5)]
     if th_prior is not None:
         th0 = th_prior
     res = least_squares(residual, th0, loss="soft_l1", f_scale=f_scale, max_nfev=400)
@@ -195,6 +196,7 @@ def _unpack(th: np.ndarray, K: int) -> tuple[dict[str, np.ndarray], dict[str, fl
           "power_exp": float(4.0 / (1.0 + np.exp(-th[5 * K + 4])))}  # a clock exponent in (0, 4)
     base = 5 * K + 5 + S
     sh["tile_us"] = float(np.exp(th[base + 5]))
+    sh["pad"] = float(np.exp(th[base + 6]))
     return p, sh, np.exp(th[5 * K + 5:base]), np.exp(th[base:base + 4]), float(np.exp(th[base + 4]))
 
 

@@ -27,10 +27,10 @@ from .ops import COUNT_BUCKETS
 from .tables import GroupBatch, PairRanges, bucket, windowed
 
 #: Bump when a feature is added, removed or changes meaning: models and feature caches record it.
-FEATURE_VERSION = 4
+FEATURE_VERSION = 5
 
 #: Parts of the two split policies' what-if estimates (analytic.split_what_ifs), each a feature.
-WHAT_IF_PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac")
+WHAT_IF_PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac", "pad")
 
 GROUP_FEATURES = [
     "log_macs", "log_vector_ops", "n_layers", "n_conv", "n_dwconv", "n_fc", "n_matmul", "n_pool", "n_eltwise",

@@ -175,3 +175,20 @@ def test_tile_counts_follow_weights_against_on_chip_memory():
     few = split_what_ifs(batch, np.arange(3), np.ones(3, dtype=int), bigger)["chan"].tiles
     many = split_what_ifs(batch, np.arange(3), np.ones(3, dtype=int), ds)["chan"].tiles
     assert (few <= many).all() and few[0] < many[0]
+
+
+def test_tiles_are_powers_of_two_and_the_last_ones_padding_is_counted():
+    from autotune.analytic import tile_counts
+
+    ds = HW.datasheet
+    one = np.ones(1)
+    n, pad = tile_counts(np.array([17.0, 16.0, 40.0]), one.repeat(3), np.zeros(3), ds)  # every extent fits
+    assert n.tolist() == [2, 1, 2] and np.allclose(pad, [32 / 17, 1.0, 64 / 40])
+    n, pad = tile_counts(np.array([24.0]), np.array([ds.onchip_bytes / 2 / 5]), np.zeros(1), ds)  # 5 units fit
+    assert n.tolist() == [6] and np.allclose(pad, 1.0)  # tiles of 4
+    n, pad = tile_counts(np.array([7.0]), np.array([ds.onchip_bytes * 4.0]), np.zeros(1), ds)  # nothing fits
+    assert n.tolist() == [7] and np.allclose(pad, 1.0)
+    # what stays resident takes at most half of the tile budget
+    n_held, _ = tile_counts(np.array([64.0]), np.array([ds.onchip_bytes / 64]), np.array([1e12]), ds)
+    n_free, _ = tile_counts(np.array([64.0]), np.array([ds.onchip_bytes / 64]), np.zeros(1), ds)
+    assert n_free.tolist() == [2] and n_held.tolist() == [4]

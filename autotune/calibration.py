@@ -7,7 +7,8 @@ estimates; the device is a black box):
     P = program . (distinct dense convs, other distinct MAC layers, other distinct layers, repeats)
     C' = C * max(1, (k * M / max(C, D) / power_cores) ** power_exp)     a power-limited clock
     M = compute_k * mix_k(M_rows, M_chan)                                the MAC-array part of C
-    C = compute_k * (mix_k(C_rows, C_chan) + sum_c stride_c * mix_k(W_c_rows, W_c_chan)) + tile * mix_k(N_rows, N_chan)
+    C = compute_k * (mix_k(C_rows, C_chan) + sum_c stride_c * mix_k(W_c_rows, W_c_chan) + pad * mix_k(P_rows, P_chan))
+        + tile_us * mix_k(N_rows, N_chan)
     D = bandwidth_k * (mix_k(B_rows, B_chan) + reread * mix_k(R_rows, R_chan) + spill * mix_k(S_rows, S_chan))
     mix_k(a, b) = b + split_k * (a - b)
 
@@ -15,8 +16,9 @@ C, M, B, R, S are the features' datasheet estimates (analytic.split_what_ifs) of
 included) and its MAC part, DRAM time of boundary activations and weights, of re-reads and of
 spills; W_c is the compute of windowed layers whose channel stride falls in class c, under the
 two natural splits (by channels; feature maps by rows); N is the on-chip tiles the busiest core
-works through (analytic.tile_counts). Every constant that depends on the device
-(launch, per-layer and per-tile costs, the bandwidth k cores really reach, the clock they really run at and
+works through and P the compute of the last tiles' unused parts (analytic.tile_counts). Every
+constant that depends on the device (launch, per-layer and per-tile costs, how much of the padding
+is paid, the bandwidth k cores really reach, the clock they really run at and
 how it drops when many cores are busy with MACs, how much slower each channel-stride class runs
 (banked memories), which split the compiler picks, how much DMA
 hides under compute, how its tiling re-reads and spills compare with the estimate) is fitted

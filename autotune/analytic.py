@@ -11,8 +11,9 @@ The textbook mechanisms it does write down: channels padded to the MAC array's l
 work split over k cores by output rows of feature maps or by output-channel tiles; halo rows that
 a spatial split recomputes for the windowed layers fused below; weights every core needs in full
 on a row split; re-reads when a weight share does not fit in half the on-chip memory (double
-buffering), in the cheaper loop order; the on-chip tiles each core's share is cut into;
-intermediates that spill when they do not fit on chip.
+buffering), in the cheaper loop order; the power-of-two on-chip tiles each core's share is cut
+into, and the compute the last tile's unused part costs; intermediates that spill when they do not
+fit on chip.
 """
 
 from __future__ import annotations

@@ -288,6 +288,8 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             raise ModelFileError(
                 f"model in {folder}/ was trained for hardware {meta.get('hardware')!r} "
                 f"(hash {meta.get('hardware_hash')}), not {hw.name!r} (hash {hw.hash}); {retrain}")
+        if isinstance(meta.get("family"), dict) and hw is None:  # a universal model: made by make universal
+            retrain = "retrain it (make universal, or autotune train --universal --data data/universal)"
         _check_featurizer(meta.get("featurizer"), folder, retrain)
         try:
             raw = model_path.read_bytes()

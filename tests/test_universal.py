@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -118,8 +119,6 @@ def test_family_dataset_lists_its_devices_and_refuses_tampering(trained, tmp_pat
     assert len({hw.hash for hw, _ in fd.devices}) == 6
     with pytest.raises(DatasetError, match="family.json missing"):
         read_family_dataset(tmp_path)
-    import shutil
-
     copy = tmp_path / "copy"
     shutil.copytree(trained / "data", copy)
     m["devices"][0]["config"]["datasheet"]["clock_ghz"] = 9.0
@@ -149,8 +148,6 @@ def test_siblings_measure_a_datasheets_rows_on_other_devices_and_the_target_is_t
 
 
 def test_a_damaged_or_stale_siblings_file_is_one_clear_error(trained, tmp_path):
-    import shutil
-
     import pyarrow.parquet as pq
 
     copy = tmp_path / "copy"
@@ -294,8 +291,6 @@ def test_adapt_needs_labels_a_real_part_cannot_simulate(trained, tmp_path, capsy
 
 @pytest.mark.parametrize("name", ["adapt.ubj", "probe.ubj"])
 def test_adaptation_and_probe_trees_ship_with_the_model_and_a_damaged_file_is_refused(trained, tmp_path, name):
-    import shutil
-
     folder = trained / "models" / "universal"
     hw = load_family("family").draw(1, seed=5)[0]
     model, _ = load_universal(folder, hw)
@@ -340,8 +335,6 @@ def adapted_folder(trained, tmp_path_factory):
 
 @pytest.mark.parametrize("name", ["member.ubj", "member_probe.ubj", "member_scratch.ubj"])
 def test_a_damaged_member_is_refused(adapted_folder, tmp_path, name):
-    import shutil
-
     hw, folder = adapted_folder
     model = LatencyModel.load(folder, hw)
     assert [m.kind for m in model.members_] == ["probed", "scratch"]
@@ -353,9 +346,6 @@ def test_a_damaged_member_is_refused(adapted_folder, tmp_path, name):
 
 
 def test_an_adapted_model_reads_back_its_members_and_predicts_alike(adapted_folder, tmp_path):
-    import json
-    import shutil
-
     hw, folder = adapted_folder
     model = LatencyModel.load(folder, hw)
     X = model.featurize_batch(*probe_pairs(hw), hw)
@@ -463,3 +453,16 @@ def test_members_consensus_is_their_mean_when_they_agree_and_bounds_a_stray():
         assert 0.0 < mu < 0.01 + CONSENSUS_SCALE * w[2] / (w[0] + w[1]) + 1e-9
         assert mu < (w[:, None] * ls).sum(0)[0]
     assert np.allclose(consensus(np.array([1.0]), np.array([[0.3, -2.0]])), [0.3, -2.0])
+
+
+def test_a_universal_model_from_older_features_says_how_to_remake_it(trained, tmp_path):
+    from autotune.costmodel import _meta_checksum
+
+    dest = tmp_path / "universal"
+    shutil.copytree(trained / "models" / "universal", dest)
+    meta = json.loads((dest / "meta.json").read_text())
+    meta["featurizer"]["version"] -= 100
+    meta["meta_sha256"] = _meta_checksum(meta)
+    (dest / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match=r"this autotune computes v\d+; retrain it \(make universal"):
+        load_universal(dest, load_hardware("mlu100"))

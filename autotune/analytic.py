@@ -113,6 +113,26 @@ def reread_bytes(weight_share: np.ndarray, in_share: np.ndarray, ds: Datasheet) 
     return np.where(weight_share > h, np.maximum(again, 0.0), 0.0)
 
 
+def tile_shape(L: LayerRows, by_rows: np.ndarray, k: np.ndarray,
+               ds: Datasheet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(extent, bytes per unit of it, bytes held whole) of each layer's share on the busiest of k
+    cores: output rows of a row split (each row's input and output; every core holds all weights),
+    else output-channel tiles of the array's width (each tile's weights and output; every core
+    holds the whole input). `k` is per row, or a (1, K) row of core counts as in `split`."""
+    k = np.asarray(k, dtype=np.float64)
+
+    def col(v: np.ndarray) -> np.ndarray:
+        return v[:, None] if k.ndim == 2 else v
+
+    db = float(ds.dtype_bytes)
+    h = col(np.maximum(L.out_h, 1).astype(np.float64))
+    ctiles = col(np.ceil(np.maximum(L.out_ch, 1) / ds.mac_array.co))
+    extent = np.where(by_rows, np.ceil(h / k), np.ceil(ctiles / k))
+    unit = np.where(by_rows, col(L.in_elems + L.out_elems) / h, col(L.weight_elems + L.out_elems) / ctiles) * db
+    held = np.where(by_rows, col(L.weight_elems), col(L.in_elems)) * db
+    return extent, unit, held
+
+
 def tile_counts(extent: np.ndarray, unit_bytes: np.ndarray, held_bytes: np.ndarray,
                 ds: Datasheet) -> tuple[np.ndarray, np.ndarray]:
     """(tiles, padded extent over extent) of a core's `extent` (output rows, or output-channel tiles
@@ -177,7 +197,6 @@ def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
     db = float(ds.dtype_bytes)
     w = (S.weight_elems * db)[:, None]
     inp = (S.in_elems * db)[:, None]
-    out_b = (S.out_elems * db)[:, None]
     bw = ds.dram_gbps * 1e3  # bytes per us
     boundary = (G.in_elems[gidx] + G.out_elems[gidx]) * db
     internal = G.internal_elems[gidx] * db
@@ -194,9 +213,7 @@ def split_what_ifs(batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
         wmax = rng.max(share)
         live = G.max_internal_elems[gidx] * db / k_pair + wmax
         spill = np.where((live > ds.onchip_bytes) & (internal > 0), 2.0 * internal, 0.0)
-        extent = np.where(by_rows, np.ceil(h / k), np.ceil(tiles / k))
-        unit = np.where(by_rows, (inp + out_b) / h, (w + out_b) / tiles)
-        n_tiles, pad = tile_counts(extent, unit, np.where(by_rows, w, inp), ds)
+        n_tiles, pad = tile_counts(*tile_shape(S, by_rows, k, ds), ds)
         sums = rng.sum(layer_us, share * k, reread_bytes(share, in_share, ds) * k, mac_us * imb,
                        np.where(mac, n_tiles, 0.0), np.where(mac, layer_us * (pad - 1.0), 0.0),
                        *(layer_us * (cls == c) for c in range(len(STRIDE_CLASSES))))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .analytic import POLICIES, STRIDE_CLASSES, aligned_cycles, estimate, split, split_what_ifs
+from .analytic import POLICIES, STRIDE_CLASSES, aligned_cycles, estimate, split, split_what_ifs, tile_shape
 from .graph import Group
 from .hardware import Datasheet, HardwareConfig
 from .ops import COUNT_BUCKETS
@@ -195,10 +195,7 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, dom: np.ndarray, rows_gid:
     # the dominant layer's per-core extent: rows, or output-channel tiles of the array's width
     Ld = batch.layers.take(dom[rows_gid])
     sd = split(Ld, kf, ds)
-    h = np.maximum(Ld.out_h, 1).astype(np.float64)
-    tiles = np.ceil(np.maximum(Ld.out_ch, 1) / ds.mac_array.co)
-    extent = np.where(sd.by_rows, np.ceil(h / kf), np.ceil(tiles / kf))
-    unit = np.where(sd.by_rows, (Ld.in_elems + Ld.out_elems) / h, (Ld.weight_elems + Ld.out_elems) / tiles) * db
+    extent, unit, _ = tile_shape(Ld, sd.by_rows, kf, ds)
     fit = ds.onchip_bytes / np.maximum(unit, 1.0)
     G = batch.groups
     what = split_what_ifs(batch, rows_gid, k, ds)

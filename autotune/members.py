@@ -128,7 +128,10 @@ def consensus(weights: np.ndarray, log_preds: np.ndarray, scale: float = CONSENS
     w = np.asarray(weights, dtype=np.float64)[:, None]
     mu = (w * log_preds).sum(0) / w.sum()
     for _ in range(iters):
-        ww = w * np.minimum(1.0, scale / np.maximum(np.abs(log_preds - mu), 1e-12))
+        r = np.abs(log_preds - mu)
+        if (r <= scale).all():  # every member within the scale: the weighted mean is the answer
+            break
+        ww = w * np.minimum(1.0, scale / np.maximum(r, 1e-12))
         mu = (ww * log_preds).sum(0) / ww.sum(0)
     return mu
 

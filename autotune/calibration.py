@@ -3,8 +3,9 @@
 The structure is the textbook one for a kernel on k cores (DESIGN.md: features may be datasheet
 estimates; the device is a black box):
 
-    T = launch_k + n_layers * layer_k + reload * max(0, P - 1) + max(C', D) + overlap * min(C', D)
+    T = launch_k + n_layers * layer_k + reload * R(P) + max(C', D) + overlap * min(C', D)
     P = program . (distinct dense convs, other distinct MAC layers, other distinct layers, repeats)
+    R(P) = step * (ceil(P) - 1, smoothed) + (1 - step) * max(0, P - 1)    whole reloads, or a ramp
     C' = C * max(1, (k * M / max(C, D) / power_cores) ** power_exp)     a power-limited clock
     M = compute_k * mix_k(M_rows, M_chan)                                the MAC-array part of C
     C = compute_k * (mix_k(C_rows, C_chan) + sum_c stride_c * mix_k(W_c_rows, W_c_chan) + pad * mix_k(P_rows, P_chan))
@@ -42,7 +43,14 @@ _PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac", "pad") + _STRIDE
 COLUMNS = tuple(f"log_{part}_{policy}_us" for policy in ("rows", "chan") for part in _PARTS) + (
     "n_layers", "cores", "n_distinct", "n_distinct_conv", "n_distinct_lite", "log_tiles_rows", "log_tiles_chan")
 _PER_CORE = ("split", "bandwidth", "compute", "launch", "layer")
-_SHARED = ("overlap", "reread", "spill", "power_cores", "power_exp", "tile_us", "pad")
+_SHARED = ("overlap", "reread", "spill", "power_cores", "power_exp", "tile_us", "pad", "reload_step")
+#: Width (in capacities) of the smoothed steps of whole program reloads: narrow, yet wide enough
+#: that least squares sees a slope near each step.
+STEP_WIDTH = 0.05
+_STEPS_LOGIT = float(np.log(0.98 / 0.02))  # reloads in whole steps, 98%
+_SCALE_SCAN = np.log(np.geomspace(0.25, 4.0, 25))  # program scales tried around the first fit
+_MAX_STEPS = 64
+_SCAN_REFITS = 4  # the best scales of the scan, each refined
 
 
 @dataclass
@@ -62,6 +70,7 @@ class RooflineFit:
     power_exp: float  # how fast the clock drops beyond it
     tile_us: float  # setup per on-chip tile of the busiest core
     pad: float  # share of the last tiles' unused compute that is paid
+    reload_step: float  # 1: a program reloads in whole capacities (steps); 0: in proportion to its excess
     stride: list[float]  # extra compute share of windowed layers per channel-stride class
     program: list[float]  # program size per distinct dense conv, other MAC layer, other layer, repeat (in capacities)
     reload_us: float  # cost per capacity of program beyond the first
@@ -80,7 +89,8 @@ class RooflineFit:
         vals = {name: [float(v) for v in d[name]] for name in ("cores",) + _PER_CORE}
         if any(len(v) != K for v in vals.values()):
             raise ValueError("calibration lists differ in length")
-        kw: dict[str, Any] = {**vals, **{name: float(d[name]) for name in _SHARED},
+        # models saved before reload_step existed reloaded in proportion to the excess
+        kw: dict[str, Any] = {**vals, **{name: float(d.get(name, 0.0)) for name in _SHARED},
                               "stride": [float(v) for v in d["stride"]], "program": [float(v) for v in d["program"]],
                               "reload_us": float(d["reload_us"])}
         return cls(**kw)
@@ -113,8 +123,17 @@ def _roofline(parts: dict[str, np.ndarray], p: dict[str, np.ndarray], sh: dict[s
     # a kernel's program (descriptors, instructions) beyond what its memory holds is reloaded
     size = (program[0] * parts["dconv"] + program[1] * parts["dlite"] + program[2] * parts["dother"]
             + program[3] * (parts["n"] - parts["dconv"] - parts["dlite"] - parts["dother"]))
-    reload = reload_us * np.maximum(size - 1.0, 0.0)
+    reload = reload_us * ((1.0 - sh["reload_step"]) * np.maximum(size - 1.0, 0.0) + sh["reload_step"] * steps(size))
     return p["launch"] + parts["n"] * p["layer"] + reload + np.maximum(C, D) + sh["overlap"] * np.minimum(C, D)
+
+
+def steps(size: np.ndarray) -> np.ndarray:
+    """Whole reloads of a program of `size` capacities, max(ceil(size) - 1, 0), with each step
+    smoothed over STEP_WIDTH so the fit can move the capacity; past _MAX_STEPS, a ramp."""
+    top = min(int(np.ceil(np.max(size, initial=1.0))) + 1, _MAX_STEPS)
+    m = np.arange(1, top + 1, dtype=np.float64)
+    z = np.clip((np.minimum(size, top)[:, None] - m[None, :]) / STEP_WIDTH, -50.0, 50.0)
+    return (1.0 / (1.0 + np.exp(-z))).sum(1) + np.maximum(size - top, 0.0)
 
 
 def columns_to_parts(X: np.ndarray, index: dict[str, int]) -> dict[str, np.ndarray]:
@@ -146,7 +165,7 @@ def _pack(fit: RooflineFit, ks: np.ndarray) -> np.ndarray:
     return np.r_[logit(per("split")), np.log(per("bandwidth")), np.log(per("compute")), np.log(per("launch")),
                  np.log(per("layer")), logit(fit.overlap), np.log(fit.reread), np.log(fit.spill),
                  np.log(fit.power_cores), logit(fit.power_exp / 4.0), np.log(fit.stride), np.log(fit.program),
-                 np.log(fit.reload_us), np.log(fit.tile_us), np.log(fit.pad)]
+                 np.log(fit.reload_us), np.log(fit.tile_us), np.log(fit.pad), logit(fit.reload_step)]
 
 
 def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int = 30000, seed: int = 0,
@@ -168,23 +187,57 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
     log_y = np.log(y_us)
 
     th_prior = None if prior is None else _pack(prior, ks)
+    S = len(_STRIDES)
+    prog, reload, step = _program_slots(K)
 
     def residual(th: np.ndarray) -> np.ndarray:
-        p, sh, st, prog, rl = _unpack(th, K)
-        t = _roofline(parts, {k_: v[j] for k_, v in p.items()}, sh, st, prog, rl)
+        p, sh, st, prg, rl = _unpack(th, K)
+        t = _roofline(parts, {k_: v[j] for k_, v in p.items()}, sh, st, prg, rl)
         r = np.log(np.maximum(t, 1e-9)) - log_y
-        return r if th_prior is None else np.r_[r, prior_weight * (th - th_prior)]
+        if th_prior is None:
+            return r
+        # how much program a part's memory holds, and whether it reloads in whole steps, are device
+        # facts no datasheet tells: the prior holds the program's shape, not its scale, its steps or
+        # what a reload costs
+        d = th - th_prior
+        d[prog] -= d[prog].mean()
+        d[step] = d[reload] = 0.0
+        return np.r_[r, prior_weight * d]
+
+    def cost(th: np.ndarray) -> float:  # least_squares' soft-L1 objective
+        z = (residual(th) / f_scale) ** 2
+        return float(np.sum(np.sqrt(1.0 + z) - 1.0))
 
     # start: even split mix, datasheet bandwidth and clock, 10 us launch, 1 us per layer, half of the
     # shorter of compute and DMA hidden, re-reads and spills as estimated, a power budget for all cores,
     # half a microsecond per tile, half the last tiles' padding paid
     th0 = np.r_[np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.log(10.0)), np.zeros(K), 0.0, 0.0, 0.0,
-                np.log(max(ks.max() / 2, 1.0)), np.log(0.5 / 3.5), np.full(len(_STRIDES), np.log(0.02)),
-                np.log([0.1, 0.07, 0.04, 0.01]), np.log(5.0), np.log(0.5), np.log(0.5)]
+                np.log(max(ks.max() / 2, 1.0)), np.log(0.5 / 3.5), np.full(S, np.log(0.02)),
+                np.log([0.1, 0.07, 0.04, 0.01]), np.log(5.0), np.log(0.5), np.log(0.5), 0.0]
     if th_prior is not None:
         th0 = th_prior
     res = least_squares(residual, th0, loss="soft_l1", f_scale=f_scale, max_nfev=400)
+    # whole reloads make the cost a staircase in the program's scale, flat between steps: local
+    # search stalls on a wrong stair, so scan the scale (and steps against a ramp), then refine
+    scan = []
+    for h in (res.x[step], _STEPS_LOGIT):
+        for ds in _SCALE_SCAN:
+            th = res.x.copy()
+            th[prog] += ds
+            th[step] = h
+            scan.append(th)
+    for th in sorted(scan, key=cost)[:_SCAN_REFITS]:
+        other = least_squares(residual, th, loss="soft_l1", f_scale=f_scale, max_nfev=400)
+        if other.cost < res.cost:
+            res = other
     return roofline_at(res.x, ks)
+
+
+def _program_slots(K: int) -> tuple[slice, int, int]:
+    """Where the program size, the reload cost and the step share sit in a parameter vector for K
+    core counts (see `_unpack`)."""
+    base = 5 * K + 5 + len(_STRIDES)
+    return slice(base, base + 4), base + 4, base + 7
 
 
 def _unpack(th: np.ndarray, K: int) -> tuple[dict[str, np.ndarray], dict[str, float], np.ndarray, np.ndarray, float]:
@@ -199,6 +252,7 @@ def _unpack(th: np.ndarray, K: int) -> tuple[dict[str, np.ndarray], dict[str, fl
     base = 5 * K + 5 + S
     sh["tile_us"] = float(np.exp(th[base + 5]))
     sh["pad"] = float(np.exp(th[base + 6]))
+    sh["reload_step"] = float(1.0 / (1.0 + np.exp(-np.clip(th[base + 7], -50.0, 50.0))))
     return p, sh, np.exp(th[5 * K + 5:base]), np.exp(th[base:base + 4]), float(np.exp(th[base + 4]))
 
 

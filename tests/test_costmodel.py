@@ -133,20 +133,28 @@ def _roofline_rows(n=3000, seed=0):
     cr = cc * rng.uniform(0.8, 1.2, n)
     dc = 10 ** rng.uniform(0, 3, n)
     dr = dc * rng.uniform(1, 4, n)
-    layers = rng.integers(1, 12, n).astype(float)
+    # distinct dense convs, other MAC layers and other layers, and repeats: a kernel's program
+    dconv, dlite, dother, repeats = (rng.integers(0, m, n).astype(float) for m in (5, 4, 6, 4))
+    dother += (dconv + dlite + dother + repeats) == 0
+    layers = dconv + dlite + dother + repeats
     tc = np.floor(10 ** rng.uniform(0, 3, n) / ks)  # on-chip tiles of the busiest core
     tr = np.floor(tc * rng.uniform(0.5, 2, n))
     truth = {"launch": 20.0, "layer": 1.5, "bandwidth": {1: 2.0, 2: 1.5, 4: 1.0, 8: 1.0}, "overlap": 0.3,
-             "tile_us": 0.7}
+             "tile_us": 0.7, "capacity": 11.0, "reload_us": 15.0}
+    # a program memory of 11 units (3 per dense conv, 2 per other MAC layer, 1 per other, 1/4 per
+    # repeat) reloads in whole steps
+    units = 3 * dconv + 2 * dlite + dother + 0.25 * repeats
+    reload = truth["reload_us"] * np.maximum(np.ceil(units / truth["capacity"]) - 1, 0)
     bw = np.array([truth["bandwidth"][int(k)] for k in ks])
     rows_split = ks >= 4  # the device splits by rows on 4+ cores
     C = np.where(rows_split, cr, cc) + truth["tile_us"] * np.where(rows_split, tr, tc)
     D = np.where(rows_split, dr, dc) * bw
-    y_us = truth["launch"] + layers * truth["layer"] + np.maximum(C, D) + truth["overlap"] * np.minimum(C, D)
+    y_us = truth["launch"] + layers * truth["layer"] + reload + np.maximum(C, D) + truth["overlap"] * np.minimum(C, D)
     y_us *= np.exp(rng.normal(0, 0.02, n)) * np.where(rng.random(n) < 0.02, 3.0, 1.0)
     cols = {"log_compute_rows_us": np.log10(cr + 1), "log_compute_chan_us": np.log10(cc + 1),
             "log_bytes_rows_us": np.log10(dr + 1), "log_bytes_chan_us": np.log10(dc + 1),
-            "n_layers": layers, "cores": ks, "log_tiles_rows": np.log10(tr + 1), "log_tiles_chan": np.log10(tc + 1)}
+            "n_layers": layers, "cores": ks, "log_tiles_rows": np.log10(tr + 1), "log_tiles_chan": np.log10(tc + 1),
+            "n_distinct": dconv + dlite + dother, "n_distinct_conv": dconv, "n_distinct_lite": dlite}
     X = np.column_stack([cols.get(c, np.zeros(n)) for c in COLUMNS]).astype(np.float32)
     return X, y_us / 1e3, list(COLUMNS), truth
 
@@ -161,6 +169,9 @@ def test_calibrated_prior_recovers_the_device_constants_despite_outliers():
     assert np.allclose(fit.bandwidth, [truth["bandwidth"][k] for k in (1, 2, 4, 8)], rtol=0.1)
     assert fit.split[0] < 0.2 and fit.split[-1] > 0.8 and fit.overlap == pytest.approx(truth["overlap"], abs=0.1)
     assert fit.tile_us == pytest.approx(truth["tile_us"], rel=0.2)
+    # whole reloads of an 11-unit program memory: steps, their cost and where they fall
+    assert fit.reload_step > 0.9 and fit.reload_us == pytest.approx(truth["reload_us"], rel=0.2)
+    assert np.allclose(np.array(fit.program) * truth["capacity"], [3, 2, 1, 0.25], rtol=0.15, atol=0.1)
 
 
 @pytest.fixture

@@ -50,7 +50,8 @@ STEP_WIDTH = 0.05
 _STEPS_LOGIT = float(np.log(0.98 / 0.02))  # reloads in whole steps, 98%
 _SCALE_SCAN = np.log(np.geomspace(0.25, 4.0, 25))  # program scales tried around the first fit
 _MAX_STEPS = 64
-_SCAN_REFITS = 4  # the best scales of the scan, each refined
+_SCAN_REFITS = 3  # the best scales of the scan, each refined
+_REFIT_NFEV = 100  # evaluations per refinement: they start close and most converge in 40
 
 
 @dataclass
@@ -227,7 +228,7 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
             th[step] = h
             scan.append(th)
     for th in sorted(scan, key=cost)[:_SCAN_REFITS]:
-        other = least_squares(residual, th, loss="soft_l1", f_scale=f_scale, max_nfev=400)
+        other = least_squares(residual, th, loss="soft_l1", f_scale=f_scale, max_nfev=_REFIT_NFEV)
         if other.cost < res.cost:
             res = other
     return roofline_at(res.x, ks)

@@ -6,7 +6,7 @@ estimates; the device is a black box):
     T = launch_k + n_layers * layer_k + reload * R(P) + max(C', D) + overlap * min(C', D)
     P = program . (distinct dense convs, other distinct MAC layers, other distinct layers, repeats)
     R(P) = step * (ceil(P) - 1, smoothed) + (1 - step) * max(0, P - 1)    whole reloads, or a ramp
-    C' = C * max(1, (k * M / max(C, D) / power_cores) ** power_exp)     a power-limited clock
+    C' = C * max(1, (k * M / max(C, D) / (power_share * cores)) ** power_exp)   a power-limited clock
     M = compute_k * mix_k(M_rows, M_chan)                                the MAC-array part of C
     C = compute_k * (mix_k(C_rows, C_chan) + sum_c stride_c * mix_k(W_c_rows, W_c_chan) + pad * mix_k(P_rows, P_chan))
         + tile_us * mix_k(N_rows, N_chan)
@@ -41,9 +41,10 @@ _STRIDES = tuple(f"stride{c}" for c in STRIDE_CLASSES)
 _PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac", "pad") + _STRIDES
 #: Feature columns the fit reads (all log10(x + 1), of microseconds or of tiles, except n_layers and cores).
 COLUMNS = tuple(f"log_{part}_{policy}_us" for policy in ("rows", "chan") for part in _PARTS) + (
-    "n_layers", "cores", "n_distinct", "n_distinct_conv", "n_distinct_lite", "log_tiles_rows", "log_tiles_chan")
+    "n_layers", "cores", "n_distinct", "n_distinct_conv", "n_distinct_lite", "log_tiles_rows", "log_tiles_chan",
+    "hw_cores")
 _PER_CORE = ("split", "bandwidth", "compute", "launch", "layer")
-_SHARED = ("overlap", "reread", "spill", "power_cores", "power_exp", "tile_us", "pad", "reload_step")
+_SHARED = ("overlap", "reread", "spill", "power_share", "power_exp", "tile_us", "pad", "reload_step")
 #: Width (in capacities) of the smoothed steps of whole program reloads: narrow, yet wide enough
 #: that least squares sees a slope near each step.
 STEP_WIDTH = 0.05
@@ -67,7 +68,7 @@ class RooflineFit:
     overlap: float  # share of the shorter of compute and DMA that is not hidden
     reread: float  # multiplies the re-read estimate
     spill: float  # multiplies the spill estimate
-    power_cores: float  # busy cores the power budget sustains at full clock
+    power_share: float  # busy cores the power budget sustains at full clock, as a share of the part's cores
     power_exp: float  # how fast the clock drops beyond it
     tile_us: float  # setup per on-chip tile of the busiest core
     pad: float  # share of the last tiles' unused compute that is paid
@@ -90,8 +91,13 @@ class RooflineFit:
         vals = {name: [float(v) for v in d[name]] for name in ("cores",) + _PER_CORE}
         if any(len(v) != K for v in vals.values()):
             raise ValueError("calibration lists differ in length")
-        # models saved before reload_step existed reloaded in proportion to the excess
-        kw: dict[str, Any] = {**vals, **{name: float(d.get(name, 0.0)) for name in _SHARED},
+        d = dict(d)
+        # models saved before reload_step existed reloaded in proportion to the excess; before
+        # power_share, the budget was in cores (a one-part fit's largest core count is the part's)
+        d.setdefault("reload_step", 0.0)
+        if "power_share" not in d:
+            d["power_share"] = float(d["power_cores"]) / max(vals["cores"])
+        kw: dict[str, Any] = {**vals, **{name: float(d[name]) for name in _SHARED},
                               "stride": [float(v) for v in d["stride"]], "program": [float(v) for v in d["program"]],
                               "reload_us": float(d["reload_us"])}
         return cls(**kw)
@@ -120,7 +126,7 @@ def _roofline(parts: dict[str, np.ndarray], p: dict[str, np.ndarray], sh: dict[s
     C = p["compute"] * (mix("compute") + mix("halo") + slow + sh["pad"] * mix("pad")) + sh["tile_us"] * mix("tiles")
     D = p["bandwidth"] * (mix("bytes") + sh["reread"] * mix("reread") + sh["spill"] * mix("spill"))
     busy_cores = parts["k"] * p["compute"] * (mix("mac") + slow) / np.maximum(np.maximum(C, D), 1e-12)
-    C = C * np.clip(busy_cores / sh["power_cores"], 1.0, 1e3) ** sh["power_exp"]
+    C = C * np.clip(busy_cores / (sh["power_share"] * parts["hw_cores"]), 1.0, 1e3) ** sh["power_exp"]
     # a kernel's program (descriptors, instructions) beyond what its memory holds is reloaded
     size = (program[0] * parts["dconv"] + program[1] * parts["dlite"] + program[2] * parts["dother"]
             + program[3] * (parts["n"] - parts["dconv"] - parts["dlite"] - parts["dother"]))
@@ -141,13 +147,13 @@ def columns_to_parts(X: np.ndarray, index: dict[str, int]) -> dict[str, np.ndarr
     """The roofline's inputs from feature rows; `index` maps each of COLUMNS to its column in X."""
     logs = [f"log_{part}_{policy}_us" for policy in ("rows", "chan") for part in _PARTS]
     plain = ["n_layers", "cores", "n_distinct_conv", "n_distinct_lite", "n_distinct", "log_tiles_rows",
-             "log_tiles_chan"]
+             "log_tiles_chan", "hw_cores"]
     # one gather of the needed columns, transposed: each column is then contiguous
     sub = np.ascontiguousarray(X[:, [index[c] for c in logs + plain]].astype(np.float64).T)
     out = {name[4:-3]: 10.0 ** sub[i] - 1.0 for i, name in enumerate(logs)}
-    n, k, dconv, dlite, dall, tiles_rows, tiles_chan = sub[len(logs):]
+    n, k, dconv, dlite, dall, tiles_rows, tiles_chan, hw_cores = sub[len(logs):]
     out.update(n=n, k=k, dconv=dconv, dlite=dlite, dother=dall - dconv - dlite, tiles_rows=10.0 ** tiles_rows - 1.0,
-               tiles_chan=10.0 ** tiles_chan - 1.0)
+               tiles_chan=10.0 ** tiles_chan - 1.0, hw_cores=np.maximum(hw_cores, 1.0))
     return out
 
 
@@ -165,7 +171,7 @@ def _pack(fit: RooflineFit, ks: np.ndarray) -> np.ndarray:
 
     return np.r_[logit(per("split")), np.log(per("bandwidth")), np.log(per("compute")), np.log(per("launch")),
                  np.log(per("layer")), logit(fit.overlap), np.log(fit.reread), np.log(fit.spill),
-                 np.log(fit.power_cores), logit(fit.power_exp / 4.0), np.log(fit.stride), np.log(fit.program),
+                 np.log(fit.power_share), logit(fit.power_exp / 4.0), np.log(fit.stride), np.log(fit.program),
                  np.log(fit.reload_us), np.log(fit.tile_us), np.log(fit.pad), logit(fit.reload_step)]
 
 
@@ -210,10 +216,10 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
         return float(np.sum(np.sqrt(1.0 + z) - 1.0))
 
     # start: even split mix, datasheet bandwidth and clock, 10 us launch, 1 us per layer, half of the
-    # shorter of compute and DMA hidden, re-reads and spills as estimated, a power budget for all cores,
+    # shorter of compute and DMA hidden, re-reads and spills as estimated, a power budget for half the cores,
     # half a microsecond per tile, half the last tiles' padding paid
     th0 = np.r_[np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.log(10.0)), np.zeros(K), 0.0, 0.0, 0.0,
-                np.log(max(ks.max() / 2, 1.0)), np.log(0.5 / 3.5), np.full(S, np.log(0.02)),
+                np.log(0.5), np.log(0.5 / 3.5), np.full(S, np.log(0.02)),
                 np.log([0.1, 0.07, 0.04, 0.01]), np.log(5.0), np.log(0.5), np.log(0.5), 0.0]
     if th_prior is not None:
         th0 = th_prior
@@ -248,7 +254,7 @@ def _unpack(th: np.ndarray, K: int) -> tuple[dict[str, np.ndarray], dict[str, fl
     p = {"split": sig, "bandwidth": np.exp(th[K:2 * K]), "compute": np.exp(th[2 * K:3 * K]),
          "launch": np.exp(th[3 * K:4 * K]), "layer": np.exp(th[4 * K:5 * K])}
     sh = {"overlap": float(1.0 / (1.0 + np.exp(-th[5 * K]))), "reread": float(np.exp(th[5 * K + 1])),
-          "spill": float(np.exp(th[5 * K + 2])), "power_cores": float(np.exp(th[5 * K + 3])),
+          "spill": float(np.exp(th[5 * K + 2])), "power_share": float(np.exp(th[5 * K + 3])),
           "power_exp": float(4.0 / (1.0 + np.exp(-th[5 * K + 4])))}  # a clock exponent in (0, 4)
     base = 5 * K + 5 + S
     sh["tile_us"] = float(np.exp(th[base + 5]))

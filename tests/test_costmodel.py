@@ -154,7 +154,8 @@ def _roofline_rows(n=3000, seed=0):
     cols = {"log_compute_rows_us": np.log10(cr + 1), "log_compute_chan_us": np.log10(cc + 1),
             "log_bytes_rows_us": np.log10(dr + 1), "log_bytes_chan_us": np.log10(dc + 1),
             "n_layers": layers, "cores": ks, "log_tiles_rows": np.log10(tr + 1), "log_tiles_chan": np.log10(tc + 1),
-            "n_distinct": dconv + dlite + dother, "n_distinct_conv": dconv, "n_distinct_lite": dlite}
+            "n_distinct": dconv + dlite + dother, "n_distinct_conv": dconv, "n_distinct_lite": dlite,
+            "hw_cores": np.full(n, 8.0)}
     X = np.column_stack([cols.get(c, np.zeros(n)) for c in COLUMNS]).astype(np.float32)
     return X, y_us / 1e3, list(COLUMNS), truth
 
@@ -226,3 +227,22 @@ def test_passes_scikit_learns_estimator_checks():
                              on_fail=None)
     bad = [f"{r['check_name']}: {r['exception']}" for r in failed if r["status"] == "failed"]
     assert not bad, "\n".join(bad)
+
+
+def test_calibration_saved_before_power_share_and_steps_loads_as_it_predicted():
+    from autotune.analytic import STRIDE_CLASSES
+    from autotune.calibration import COLUMNS, RooflineFit, columns_to_parts
+
+    X, y, names, _ = _roofline_rows(n=200)
+    parts = columns_to_parts(X, {c: i for i, c in enumerate(names)})
+    ks = [1.0, 2.0, 4.0, 8.0]
+    old = {"cores": ks, "split": [0.5] * 4, "bandwidth": [1.0] * 4, "compute": [1.0] * 4, "launch": [20.0] * 4,
+           "layer": [1.0] * 4, "overlap": 0.3, "reread": 1.0, "spill": 1.0, "power_cores": 2.0, "power_exp": 0.5,
+           "tile_us": 0.5, "pad": 0.5, "stride": [0.02] * len(STRIDE_CLASSES),
+           "program": [0.3, 0.2, 0.1, 0.02], "reload_us": 10.0}
+    fit = RooflineFit.from_dict(old)
+    assert fit.power_share == pytest.approx(2.0 / 8.0) and fit.reload_step == 0.0
+    # a budget of 2 of the part's 8 cores, as before; the program reloads in proportion to its excess
+    assert "hw_cores" in COLUMNS and np.all(parts["hw_cores"] == 8.0)
+    back = RooflineFit.from_dict(fit.to_dict())
+    assert np.array_equal(back.predict_us(parts), fit.predict_us(parts))

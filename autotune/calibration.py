@@ -180,7 +180,9 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
     """Robust least squares (soft L1 on log latency, so timing outliers barely pull) of the
     roofline's constants, on at most `max_rows` rows drawn at random. With `prior` (e.g. a fit over
     a family of parts), a maximum a posteriori fit: it starts there and each constant pays
-    `prior_weight` per e-fold it moves away, so a few labels refine it without running wild."""
+    `prior_weight` per e-fold it moves away, so a few labels refine it without running wild (the
+    program's scale, steps and reload cost excepted). The program's scale is scanned after the
+    first fit: whole reloads make the objective a staircase that local search cannot climb."""
     from scipy.optimize import least_squares
 
     n = len(y_us)

@@ -244,7 +244,7 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
 
 def _program_slots(K: int) -> tuple[slice, int, int]:
     """Where the program size, the reload cost and the step share sit in a parameter vector for K
-    core counts (see `_unpack`)."""
+    core counts (the order `_pack` writes; tile_us and pad follow the reload cost)."""
     base = 5 * K + 5 + len(_STRIDES)
     return slice(base, base + 4), base + 4, base + 7
 
@@ -258,11 +258,11 @@ def _unpack(th: np.ndarray, K: int) -> tuple[dict[str, np.ndarray], dict[str, fl
     sh = {"overlap": float(1.0 / (1.0 + np.exp(-th[5 * K]))), "reread": float(np.exp(th[5 * K + 1])),
           "spill": float(np.exp(th[5 * K + 2])), "power_share": float(np.exp(th[5 * K + 3])),
           "power_exp": float(4.0 / (1.0 + np.exp(-th[5 * K + 4])))}  # a clock exponent in (0, 4)
-    base = 5 * K + 5 + S
-    sh["tile_us"] = float(np.exp(th[base + 5]))
-    sh["pad"] = float(np.exp(th[base + 6]))
-    sh["reload_step"] = float(1.0 / (1.0 + np.exp(-np.clip(th[base + 7], -50.0, 50.0))))
-    return p, sh, np.exp(th[5 * K + 5:base]), np.exp(th[base:base + 4]), float(np.exp(th[base + 4]))
+    prog, reload, step = _program_slots(K)
+    sh["tile_us"] = float(np.exp(th[reload + 1]))
+    sh["pad"] = float(np.exp(th[reload + 2]))
+    sh["reload_step"] = float(1.0 / (1.0 + np.exp(-np.clip(th[step], -50.0, 50.0))))
+    return p, sh, np.exp(th[5 * K + 5:5 * K + 5 + S]), np.exp(th[prog]), float(np.exp(th[reload]))
 
 
 def roofline_at(th: np.ndarray, ks: np.ndarray) -> RooflineFit:

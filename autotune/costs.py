@@ -106,6 +106,35 @@ def simulator_cost(hw: HardwareConfig, model=None, seed: int = 0) -> CostSource:
     return CostSource("simulator", lambda b, g, k: simulate_batch(b, g, k, hw), measures=True)
 
 
+def table_cost(table: MeasuredTable, hw: HardwareConfig) -> CostSource:
+    """A device's measured profile standing in for the device: every (span, cores) pair of one
+    network looked up in `table`; each counts as a measurement (it was one, on the part)."""
+    col = {int(k): n for n, k in enumerate(hw.core_counts)}
+
+    def look(b: GroupBatch, g: np.ndarray, k: np.ndarray) -> np.ndarray:
+        return np.array([table.ms(int(b.start[x]), int(b.end[x]), col[int(c)]) for x, c in zip(g, k)])
+
+    return CostSource(f"measured:{table.network}", look, measures=True)
+
+
+@dataclass
+class MeasuredTable:
+    """Measured latencies (ms) of one network's candidate spans [i, j) at each of the part's core
+    counts (`ms_by_span[(i, j)][k]` for core_counts[k]): what `eval --measured` scores plans on."""
+
+    network: str
+    ms_by_span: dict[tuple[int, int], np.ndarray]
+    source: str = ""
+
+    def ms(self, i: int, j: int, k: int) -> float:
+        row = self.ms_by_span.get((i, j))
+        if row is None or not np.isfinite(row[k]):
+            raise AutotuneError(f"{self.source or self.network}: no measurement of {self.network}'s layers "
+                                f"[{i}, {j}) at core-count index {k}; export and measure every candidate "
+                                f"(`autotune export-groups --model {self.network}`)")
+        return float(row[k])
+
+
 @register_cost("device", measures=True)
 def device_cost(hw: HardwareConfig, model=None, seed: int = 0) -> CostSource:
     """Device runs as a timer reports them: the simulator with its timing noise, seeded (each call

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .costmodel import LatencyModel
+from .costs import MeasuredTable, table_cost
 from .graph import Graph
 from .hardware import HardwareConfig
 from .loader import load_graph
@@ -19,10 +20,12 @@ BASELINE_STRATEGIES = [s for s in EVAL_STRATEGIES if s not in ("learned", "oracl
 
 
 def evaluate(graph: Graph, hw: HardwareConfig, model: LatencyModel | None = None,
-             strategies: list[str] = EVAL_STRATEGIES, measure_budget: int = 0) -> dict:
-    """Per strategy on one network: the plan's latency on the device (noise-free simulator, after
-    planning), planning time, device measurements made while planning (`sim_calls`) and kernels.
-    Without a model, the strategies that need one are left out."""
+             strategies: list[str] = EVAL_STRATEGIES, measure_budget: int = 0, table: MeasuredTable | None = None
+             ) -> dict:
+    """Per strategy on one network: the plan's latency on the device (noise-free simulator, or the
+    measured `table` of the network's candidates, after planning), planning time, device
+    measurements made while planning (`sim_calls`) and kernels. Without a model, the strategies
+    that need one are left out."""
     from . import planner
     from . import strategies as strat
 
@@ -31,9 +34,9 @@ def evaluate(graph: Graph, hw: HardwareConfig, model: LatencyModel | None = None
         if model is None and strat.get(s).needs_model:
             continue
         t0 = time.perf_counter()
-        p = strat.run(s, graph, hw, model=model, measure_budget=measure_budget)
+        p = strat.run(s, graph, hw, model=model, measure_budget=measure_budget, table=table)
         plan_s = time.perf_counter() - t0
-        planner.verify(p, graph, hw)
+        planner.verify(p, graph, hw, None if table is None else table_cost(table, hw))
         out[s] = {"ms": p.simulated_ms, "plan_s": round(plan_s, 4), "sim_calls": p.sim_calls,
                   "kernels": len(p.groups)}
     return out
@@ -45,21 +48,26 @@ def _geomean(xs: list[float]) -> float:
 
 def run_eval(specs: Sequence[str | Graph], hw: HardwareConfig, model: LatencyModel, batch: int | None = None,
              progress: bool = False, strategies: list[str] | None = None, measure_budget: int | None = None,
-             dims: dict[str, int] | None = None, strict: bool = False) -> dict:
+             dims: dict[str, int] | None = None, strict: bool = False,
+             tables: Sequence[MeasuredTable] | None = None) -> dict:
     """Every strategy on every network (zoo names, .onnx paths or Graphs); with `measure_budget`,
-    `learned+measure` as well. `dims` sizes each network that has such a dimension (e.g. seq). The
-    summary compares `learned` with the oracle and the baselines."""
+    `learned+measure` as well. `dims` sizes each network that has such a dimension (e.g. seq).
+    With `tables` (one per spec, in order), plans are scored on those measurements and the oracle
+    is the DP on them, not on the simulator. The summary compares `learned` with the oracle and
+    the baselines."""
     from tqdm import tqdm
 
     strategies = list(strategies or EVAL_STRATEGIES)
+    if tables is not None and len(tables) != len(specs):
+        raise ValueError(f"{len(tables)} measured tables for {len(specs)} networks")
     if measure_budget is not None and "learned+measure" not in strategies:
         strategies.insert(strategies.index("learned") + 1, "learned+measure")
     baselines = [b for b in BASELINE_STRATEGIES if b in strategies]
     models = []
-    for spec in tqdm(specs, desc="eval", unit="net", disable=not progress, leave=False):
+    for n, spec in enumerate(tqdm(specs, desc="eval", unit="net", disable=not progress, leave=False)):
         g = spec if isinstance(spec, Graph) else load_graph(spec, batch=batch, strict=strict, dims=dims,
                                                             lenient_dims=True)
-        s = evaluate(g, hw, model, strategies, measure_budget or 0)
+        s = evaluate(g, hw, model, strategies, measure_budget or 0, None if tables is None else tables[n])
         name = g.name if isinstance(spec, Graph) else Path(spec).stem if spec.endswith(".onnx") else spec
         models.append({"model": name, "layers": len(g),
                        "strategies": s, "speedup": s["none"]["ms"] / s["learned"]["ms"],
@@ -89,4 +97,5 @@ def run_eval(specs: Sequence[str | Graph], hw: HardwareConfig, model: LatencyMod
         summary["max_loss_vs_best_baseline"] = max(m["loss_vs_best_baseline"] for m in models)
         summary["learned_beats_baselines"] = sum(m["loss_vs_best_baseline"] <= 1e-9 for m in models)
     return {"hardware": hw.name, "hardware_hash": hw.hash, "strategies": strategies, "models": models,
-            "summary": summary}
+            "summary": summary,
+            "scored_on": "simulator" if tables is None else "measured: " + ", ".join(t.source for t in tables)}

@@ -352,6 +352,14 @@ def load_hardware(name_or_path: str) -> HardwareConfig:
     return parse_hardware(data, s)
 
 
+def is_host_cpu(hw: HardwareConfig) -> bool:
+    """Whether `hw` is this machine's CPU (the `cpu` preset's datasheet): the one part without a
+    `device:` section that `tune --verify` can time here (ONNX Runtime)."""
+    from .host import cpu_config
+
+    return not hw.has_device and parse_hardware(cpu_config(), "cpu").datasheet_hash == hw.datasheet_hash
+
+
 def dump_hardware(hw: HardwareConfig) -> str:
     """The config as YAML text that `load_hardware` reads back to an equal config."""
     return yaml.safe_dump(hw.model_dump(), sort_keys=False)

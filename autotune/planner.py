@@ -192,11 +192,16 @@ def plan(graph: Graph, hw: HardwareConfig, model=None, *, cost: str | CostSource
     return p
 
 
-def verify(p: Plan, graph: Graph, hw: HardwareConfig) -> Plan:
-    """Fill in the noise-free simulated latency of every group and of the whole, in one batch."""
-    from .simulator import simulate
+def verify(p: Plan, graph: Graph, hw: HardwareConfig, device: CostSource | None = None) -> Plan:
+    """Fill in the noise-free device latency of every group and of the whole, in one batch: the
+    simulator's, or `device`'s (e.g. a measured table, costs.table_cost)."""
+    groups = [graph.group(g.i, g.j) for g in p.groups]
+    if device is not None:
+        ms = device(GroupBatch.build(groups), np.arange(len(groups)), np.array([g.cores for g in p.groups]))
+    else:
+        from .simulator import simulate
 
-    ms = simulate([graph.group(g.i, g.j) for g in p.groups], [g.cores for g in p.groups], hw)
+        ms = simulate(groups, [g.cores for g in p.groups], hw)
     for g, m in zip(p.groups, ms):
         g.simulated_ms = float(m)
     p.simulated_ms = float(ms.sum())

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from autotune.costs import MeasuredTable
 from autotune.dataset import MANIFEST, ROW_COLUMNS, file_digest, parquet_bytes, read_parquet
 from autotune.errors import AutotuneError, DatasetError
 from autotune.fileio import FolderLock, atomic_write, atomic_write_json, check_output, recover_folder, replace_folder
@@ -275,6 +276,35 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return {**manifest, "outliers": outliers}
+
+
+def measured_table(folder: str | Path, hw: HardwareConfig, profile: str | Path | None = None
+                   ) -> tuple[str, MeasuredTable]:
+    """(network spec, its measured table) from an export of a network's candidates
+    (`export-groups --model NET`) and the profile measured from it (default `folder/measured.csv`),
+    repeats aggregated by their median: what `eval --measured` scores plans on."""
+    folder = Path(folder)
+    info, gframe, _ = read_export(folder)
+    if not info.get("model"):
+        raise AutotuneError(f"{folder}/ holds synthetic groups, not a network's candidates; export one with "
+                            "`autotune export-groups --model NET`")
+    if info.get("datasheet_hash") not in (None, hw.datasheet_hash) or info.get("core_counts") != list(hw.core_counts):
+        raise AutotuneError(f"{folder}/ was exported for hardware {info.get('hardware')!r}, not {hw.name!r}")
+    csv_path = Path(profile) if profile is not None else folder / "measured.csv"
+    if not csv_path.is_file():
+        raise AutotuneError(f"{csv_path}: no such profile; measure {folder}/manifest.csv on the part, write it there")
+    known = dict(zip(gframe["group_id"], gframe["group_json"]))
+    agg, _ = aggregate(read_profile(csv_path, known, list(hw.core_counts)))
+    col = {int(k): n for n, k in enumerate(hw.core_counts)}
+    spans: dict[tuple[int, int], np.ndarray] = {}
+    for gid, c, ms in zip(agg["group_id"], agg["cores"], agg["latency_ms"]):
+        m = re.fullmatch(r".*:(\d+)-(\d+)", str(gid))
+        if m is None:
+            continue  # a probe or other extra row
+        row = spans.setdefault((int(m.group(1)), int(m.group(2))), np.full(len(col), np.nan))
+        row[col[int(c)]] = float(ms)
+    name = str(gframe["group_id"].iloc[0]).rsplit(":", 1)[0] if len(gframe) else str(info["model"])
+    return str(info["model"]), MeasuredTable(name, spans, source=str(csv_path))
 
 
 def _dataset_rows(agg: pd.DataFrame, gframe: pd.DataFrame, hw: HardwareConfig) -> pd.DataFrame:

@@ -51,6 +51,7 @@ BATCH = _ranged(1, 4096)
 BUDGET = _ranged(1, 10**8)  # labels: far beyond any real device's patience
 MEASURE = _ranged(0, 10**5)
 JOBS = _ranged(1, 256)
+THREADS = _ranged(1, 1024)
 
 
 def _add_model_sizes(s: argparse.ArgumentParser) -> None:
@@ -126,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="model folder (default models/<hw>)")
     s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--scheduler", default=None, metavar="ADDR")
+    s.add_argument("--threads", type=THREADS, default=None, metavar="N",
+                   help="XGBoost threads (default: every core; on a busy machine 1 can be much faster)")
     s.add_argument("--json", metavar="FILE")
     s.set_defaults(func=cmd_train)
 
@@ -137,7 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cost(s)
     s.add_argument("--strategy", default="learned")
     s.add_argument("--out", default=None, metavar="plan.json")
-    s.add_argument("--verify", action="store_true", help="add simulated latencies to the plan")
+    s.add_argument("--verify", action="store_true",
+                   help="add the device's latencies to the plan (the simulator; this CPU for --hw cpu; "
+                        "with --measured, the measured table)")
+    s.add_argument("--measured", default=None, metavar="DIR",
+                   help="an export of this network's candidates with its measured.csv: --verify looks up the "
+                        "plan's groups there")
     s.add_argument("--measure-budget", type=MEASURE, default=None, metavar="M",
                    help="refine the learned plan with at most M device measurements (learned+measure)")
     s.add_argument("--plot", default=None, metavar="FILE.png")
@@ -151,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cost(s)
     s.add_argument("--measure-budget", type=MEASURE, default=None, metavar="M",
                    help="also run learned+measure with at most M device measurements per network")
+    s.add_argument("--measured", nargs="+", default=None, metavar="DIR",
+                   help="score on measurements instead of the simulator: export folders of networks' candidates "
+                        "(export-groups --model NET), each with its measured.csv; the networks come from them")
     s.add_argument("--json", metavar="FILE")
     s.add_argument("--plot", default=None, metavar="FILE.png")
     s.set_defaults(func=cmd_eval)

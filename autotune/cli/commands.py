@@ -8,9 +8,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..costs import table_cost
 from ..errors import AutotuneError
 from ..fileio import atomic_write_json, check_output
-from ..hardware import HardwareConfig, hw_slug, load_hardware
+from ..hardware import HardwareConfig, hw_slug, is_host_cpu, load_hardware
 from ..onnx_batch import parse_dims
 from .report import format_table
 
@@ -206,7 +207,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if not (data_dir / "manifest.json").is_file():
         raise AutotuneError(f"no dataset in {data_dir}/ (manifest.json missing); run `make synth HW={args.hw}` first")
-    res = train(hw, data_dir, out_dir, seed=args.seed, scheduler=args.scheduler, progress=True, extras=extras)
+    params = {} if getattr(args, "threads", None) is None else {"n_jobs": args.threads}
+    res = train(hw, data_dir, out_dir, seed=args.seed, scheduler=args.scheduler, progress=True, extras=extras,
+                **params)
     model, meta = res.model, res.meta
     print(f"trained on {meta['dataset_rows']} rows in {meta['metrics']['fit_s']} s "
           f"({model.best_iteration_ + 1} trees); saved to {out_dir}/")
@@ -240,6 +243,16 @@ def load_model(hw: HardwareConfig, hw_arg: str, models_dir: str | Path = "models
     return LatencyModel.load(folder, hw)
 
 
+def _measured_table(folder: str, hw: HardwareConfig, graph):
+    """The measured table of `graph`'s candidates in an export folder, checked against the graph."""
+    from synth.profiles import measured_table
+
+    _, table = measured_table(folder, hw)
+    if table.network != graph.name:
+        raise AutotuneError(f"{folder}/ holds the candidates of {table.network!r}, not of {graph.name!r}")
+    return table
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from .. import planner
     from .. import strategies as strat
@@ -257,12 +270,27 @@ def cmd_tune(args: argparse.Namespace) -> int:
             raise AutotuneError(f"--measure-budget refines the learned plan; it does not apply to "
                                 f"--strategy {strategy}")
         strategy = "learned+measure"
-    model = load_model(hw, args.hw, args.models_dir, args.cost) if strat.get(strategy).needs_model else None
+    table = _measured_table(args.measured, hw, graph) if args.measured else None
+    if args.measured and not args.verify:
+        raise AutotuneError("--measured is what --verify looks plans up in; add --verify")
+    if args.verify and not hw.has_device and table is None and not is_host_cpu(hw):
+        raise AutotuneError(f"{hw.name} has no device: section, so --verify has nothing to run the plan on; measure "
+                            f"the network's candidates (`autotune export-groups --hw {args.hw} --model {args.model}`, "
+                            "then your part) and add --measured DIR")
+    st = strat.get(strategy)
+    # a part known only by its datasheet: a searching baseline searches on the part's model
+    want_model = st.needs_model or (not hw.has_device and strategy != "analytic")
+    if strategy == "oracle" and not hw.has_device and table is None:
+        raise AutotuneError(f"the oracle plans on the device, and {hw.name} has no device: section; give the measured "
+                            "candidates with --measured DIR --verify")
+    model = load_model(hw, args.hw, args.models_dir, args.cost) if want_model and strategy != "oracle" else None
     t0 = time.perf_counter()
-    p = strat.run(strategy, graph, hw, model=model, measure_budget=args.measure_budget or 0)
+    p = strat.run(strategy, graph, hw, model=model, measure_budget=args.measure_budget or 0, table=table)
     plan_s = time.perf_counter() - t0
     whole_ms = None
-    if args.verify and not hw.has_device:
+    if args.verify and table is not None:
+        planner.verify(p, graph, hw, table_cost(table, hw))
+    elif args.verify and not hw.has_device:
         from ..ort import verify_plan
 
         whole_ms = verify_plan(p, graph, hw)  # measured on this CPU
@@ -271,6 +299,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     d = p.to_dict()
     if model is not None:
         d["cost_model"] = args.cost
+    if table is not None:
+        d["measured_on"] = f"the measured table {table.source}"
+    elif args.verify and hw.has_device:
+        d["measured_on"] = f"the simulator playing {hw.name} (noise-free)"
     if whole_ms is not None:
         d["measured_on"] = "this CPU (ONNX Runtime, each group one session with its cores as threads)"
         d["whole_model_one_session_ms"] = whole_ms
@@ -312,12 +344,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_output(args.json, "file")
     check_output(args.plot, "file")
     hw = load_hardware(args.hw)
+    tables = None
+    if args.measured:
+        from synth.profiles import measured_table
+
+        if args.models != "all":
+            raise AutotuneError("--measured names the networks (each export folder is one); leave out --models")
+        if args.measure_budget is not None:
+            raise AutotuneError("--measure-budget measures on the simulator; it does not apply with --measured")
+        pairs = [measured_table(d, hw) for d in args.measured]
+        specs, tables = [sp for sp, _ in pairs], [t for _, t in pairs]
+    elif not hw.has_device:
+        raise AutotuneError(f"{hw.name} has no device: section, so eval has no oracle to score on; measure the "
+                            f"networks' candidates (`autotune export-groups --hw {args.hw} --model NET`, then your "
+                            "part) and give the folders with --measured DIR [DIR ...]")
+    else:
+        specs = _model_specs(args.models)
     model = load_model(hw, args.hw, args.models_dir, args.cost)
-    specs = _model_specs(args.models)
     if args.measure_budget is not None and args.measure_budget < 0:
         raise AutotuneError(f"--measure-budget must be at least 0, got {args.measure_budget}")
     result = run_eval(specs, hw, model, batch=args.batch, progress=True, measure_budget=args.measure_budget,
-                      dims=parse_dims(args.dim), strict=args.strict)
+                      dims=parse_dims(args.dim), strict=args.strict, tables=tables)
     print(eval_table(result, result["strategies"]))
     n = len(result["models"])
     sm = result["summary"]

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..costs import CostSource, make_cost
+from ..costs import CostSource, make_cost, table_cost
 from ..errors import AutotuneError
 from ..graph import Graph
 from ..hardware import HardwareConfig
@@ -55,10 +55,23 @@ class Context:
         self.sources.append(src)
         return src
 
+    def device_cost(self) -> CostSource:
+        """The noise-free device: a measured table of the network when the options hold one
+        (`table`, a costs.MeasuredTable), else the simulator; every pair counted."""
+        table = self.options.get("table")
+        if table is None:
+            return self.cost("oracle")
+        if not self.strategy.may_measure:
+            raise AutotuneError(f"strategy {self.strategy.name!r} declares it never measures on the device, "
+                                "but asked for the measured table")
+        src = table_cost(table, self.hw)
+        self.sources.append(src)
+        return src
+
     def search_cost(self) -> CostSource:
         """The cost a searching baseline uses: the learned model when there is one (equal knowledge
         with `learned`), else the device (every pair counted)."""
-        return self.cost("learned" if self.model is not None else "oracle")
+        return self.cost("learned") if self.model is not None else self.device_cost()
 
 
 _STRATEGIES: dict[str, Strategy] = {}

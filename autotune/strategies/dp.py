@@ -22,4 +22,4 @@ def analytic(ctx: Context) -> Plan:
 @register_strategy("oracle", may_measure=True)
 def oracle(ctx: Context) -> Plan:
     """The DP on the noise-free device: the limit every other strategy is judged against."""
-    return dp_plan(ctx.graph, ctx.hw, ctx.cost("oracle"), "oracle")
+    return dp_plan(ctx.graph, ctx.hw, ctx.device_cost(), "oracle")

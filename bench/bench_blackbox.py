@@ -1,0 +1,203 @@
+"""The cost model on devices we did not write: the shared black boxes, known by datasheet and measurements.
+
+For each black box (../shared/blackbox) and label budget: export synthetic groups -> the black box
+measures them (timing noise on) -> import-profile -> train; then every strategy plans the zoo
+networks and is scored on the black box's noise-free measurements of every candidate group, the
+oracle being the DP on those measurements. Prints accuracy on the zoo's candidate pairs and regret
+tables, writes a plot and a JSON.
+
+    python bench/bench_blackbox.py                      # 2,000 and 16,000 labels, 21 networks, 3 devices
+    python bench/bench_blackbox.py --full               # also 96,000
+    python bench/bench_blackbox.py --devices cluster32 --budgets 2000 --networks resnet18,vit_b16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BLACKBOX = ROOT.parent / "shared" / "blackbox"
+sys.path.insert(0, str(ROOT))
+
+from autotune import zoo  # noqa: E402
+from autotune.costmodel import LatencyModel  # noqa: E402
+from autotune.costs import MeasuredTable, make_cost  # noqa: E402
+from autotune.evaluation import BASELINE_STRATEGIES, EVAL_STRATEGIES, run_eval  # noqa: E402
+from autotune.hardware import HardwareConfig, load_hardware  # noqa: E402
+from autotune.loader import load_graph  # noqa: E402
+from autotune.planner import cost_table, spans  # noqa: E402
+from autotune.training import train  # noqa: E402
+from synth.profiles import export_groups, import_profile, measured_table, write_profile  # noqa: E402
+
+
+def blackbox():
+    """The shared black-box module (its CLI's functions; the devices stay unread)."""
+    if not (BLACKBOX / "blackbox.py").is_file():
+        raise SystemExit(f"no black boxes at {BLACKBOX}")
+    sys.path.insert(0, str(BLACKBOX))
+    import blackbox as bb  # type: ignore[import-not-found]
+
+    return bb
+
+
+def measure(bb, dev, folder: Path, out: Path, noise: bool, seed: int) -> None:
+    import pandas as pd
+
+    rows = bb.measure_rows(folder, dev, seed=seed, noise=noise)
+    frame = pd.DataFrame([(g, c, v) for g, c, _, v in rows], columns=["group_id", "cores", "latency_ms"])
+    write_profile(out, frame)
+
+
+def device_hw(bb, name: str, work: Path) -> tuple[object, HardwareConfig]:
+    dev = bb.load_device(name)
+    path = work / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(bb.datasheet_yaml(dev))
+    return dev, load_hardware(str(path))
+
+
+def zoo_tables(bb, dev, hw: HardwareConfig, nets: list[str], work: Path) -> list[MeasuredTable]:
+    """Each network's candidates exported and measured noise-free on the device (cached in `work`)."""
+    out = []
+    for net in nets:
+        folder = work / "zoo" / net
+        if not (folder / "measured.csv").is_file():
+            export_groups(hw, folder, model=net, force=True)
+            measure(bb, dev, folder, folder / "measured.csv", noise=False, seed=0)
+        out.append(measured_table(folder, hw)[1])
+    return out
+
+
+def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, threads: int,
+            params: dict) -> LatencyModel:
+    n_groups = math.ceil(budget / len(hw.core_counts))
+    folder = work / f"labels-{budget}-s{seed}"
+    if not (folder / "measured.csv").is_file():
+        export_groups(hw, folder, n_groups, seed=seed, force=True)
+        measure(bb, dev, folder, folder / "measured.csv", noise=True, seed=seed)
+    data = work / f"data-{budget}-s{seed}"
+    import_profile(folder / "measured.csv", hw, data, folder, force=True)
+    return train(hw, data, work / f"model-{budget}-s{seed}", seed=seed, n_jobs=threads, **params).model
+
+
+def zoo_accuracy(hw: HardwareConfig, model: LatencyModel, nets: list[str], tables: list[MeasuredTable]) -> dict:
+    """Predicted against measured on every candidate pair of the networks."""
+    pred, true = [], []
+    for net, t in zip(nets, tables):
+        g = load_graph(net)
+        si, sj = spans(g, hw)
+        pred.append(cost_table(g, hw, make_cost("learned", hw, model), si, sj).ravel())
+        true.append(np.stack([t.ms_by_span[(int(i), int(j))] for i, j in zip(si, sj)]).ravel())
+    p, y = np.concatenate(pred), np.concatenate(true)
+    rel = np.abs(p / y - 1)
+    return {"pairs": len(y), "within10": float((rel <= 0.10).mean()), "mape": float(rel.mean()),
+            "median_err": float(np.median(rel))}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--devices", default="cluster32,dataflow16,gpu-sm")
+    ap.add_argument("--budgets", default="2000,16000")
+    ap.add_argument("--full", action="store_true", help="also 96,000 labels")
+    ap.add_argument("--networks", default="all")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="XGBoost threads")
+    ap.add_argument("--work", default="/tmp/bench_blackbox", help="cache of exports and measurements")
+    ap.add_argument("--out", default=str(ROOT / "reports" / "blackbox"))
+    ap.add_argument("--params", default="{}", help="LatencyModel parameters as JSON (design comparisons)")
+    args = ap.parse_args(argv)
+    bb = blackbox()
+    nets = zoo.names() if args.networks == "all" else args.networks.split(",")
+    budgets = [int(b) for b in args.budgets.split(",")] + ([96000] if args.full else [])
+    params = json.loads(args.params)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[dict] = []
+    for name in args.devices.split(","):
+        work = Path(args.work) / name
+        dev, hw = device_hw(bb, name, work)
+        t0 = time.perf_counter()
+        tables = zoo_tables(bb, dev, hw, nets, work)
+        print(f"{name}: {len(nets)} networks' candidates measured in {time.perf_counter() - t0:.0f} s", flush=True)
+        for budget in budgets:
+            t0 = time.perf_counter()
+            model = trained(bb, dev, hw, budget, args.seed, work, args.threads, params)
+            fit_s = time.perf_counter() - t0
+            acc = zoo_accuracy(hw, model, nets, tables)
+            ev = run_eval(nets, hw, model, tables=tables)
+            res = {"device": name, "budget": budget, "fit_s": round(fit_s, 1), "accuracy": acc, "networks": []}
+            for m in ev["models"]:
+                s = m["strategies"]
+                res["networks"].append({"model": m["model"], **{k: s[k]["ms"] / s["oracle"]["ms"] - 1
+                                                                for k in EVAL_STRATEGIES if k in s}})
+            results.append(res)
+            print(summary_line(res), flush=True)
+    (out / "blackbox.json").write_text(json.dumps(results, indent=1))
+    print_tables(results)
+    plot(results, out / "blackbox.png")
+    print(f"json: {out / 'blackbox.json'}; plot: {out / 'blackbox.png'}")
+    return 0
+
+
+def _geo(xs) -> float:
+    return float(np.exp(np.mean(np.log1p(np.asarray(xs))))) - 1
+
+
+def summary_line(r: dict) -> str:
+    reg = {k: [n[k] for n in r["networks"]] for k in ("learned", "greedy", "analytic")}
+    loss = max(n["learned"] - min(n[b] for b in BASELINE_STRATEGIES) for n in r["networks"])
+    a = r["accuracy"]
+    return (f"{r['device']:>10} {r['budget']:>6} labels: within10 {a['within10']:.1%}, MAPE {a['mape']:.1%} | "
+            f"regret learned {_geo(reg['learned']):.2%} / {max(reg['learned']):.2%}, greedy "
+            f"{_geo(reg['greedy']):.2%}, analytic {_geo(reg['analytic']):.2%} | worst loss to a baseline "
+            f"{loss:+.2%} | fit {r['fit_s']} s")
+
+
+def print_tables(results: list[dict]) -> None:
+    print("\n| device | labels | pairs within 10% | MAPE | learned regret geomean / worst | greedy | analytic |"
+          " worst loss to a baseline |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        reg = {k: [n[k] for n in r["networks"]] for k in ("learned", "greedy", "analytic")}
+        loss = max(n["learned"] - min(n[b] for b in BASELINE_STRATEGIES) for n in r["networks"])
+        a = r["accuracy"]
+        print(f"| {r['device']} | {r['budget']:,} | {a['within10']:.1%} | {a['mape']:.1%} | "
+              f"{_geo(reg['learned']):.2%} / {max(reg['learned']):.2%} | {_geo(reg['greedy']):.2%} | "
+              f"{_geo(reg['analytic']):.2%} | {loss:+.2%} |")
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    devices = list(dict.fromkeys(r["device"] for r in results))
+    fig, axes = plt.subplots(1, len(devices), figsize=(5 * len(devices), 4), squeeze=False)
+    for ax, d in zip(axes[0], devices):
+        rs = [r for r in results if r["device"] == d]
+        for k, style in (("learned", "o-"), ("greedy", "s--"), ("analytic", "^:")):
+            ax.plot([r["budget"] for r in rs], [100 * _geo([n[k] for n in r["networks"]]) for r in rs], style, label=k)
+        ax.plot([r["budget"] for r in rs], [100 * max(n["learned"] for n in r["networks"]) for r in rs], "o:",
+                color="C0", alpha=0.5, label="learned, worst")
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=1)
+        ax.set_xlabel("labels")
+        ax.set_ylabel("regret vs measured oracle, %")
+        ax.set_title(d)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

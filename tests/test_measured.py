@@ -1,0 +1,161 @@
+"""Plans scored on a measured part: a table of a network's measured candidates stands in for the
+device (the oracle is the DP on it), and a part known only by its datasheet plans, tunes and
+evaluates without ever touching the simulator or this machine's CPU."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autotune import zoo
+from autotune.cli import main
+from autotune.costs import MeasuredTable
+from autotune.errors import AutotuneError
+from autotune.evaluation import evaluate
+from autotune.graph import graph_from_dict
+from autotune.hardware import load_hardware
+from autotune.simulator import simulate
+from synth.measure import measure
+from synth.profiles import export_groups, import_profile, measured_table, read_export, write_profile
+
+HW = load_hardware("mlu100")
+NET = "squeezenet1_1"
+SEARCHING = ["none", "cores-only", "fuse-max", "greedy", "oracle"]
+
+
+def _measure_exactly(folder, hw) -> None:
+    """The simulator's noise-free latency of every manifest row, written as a profile (full precision)."""
+    _, groups, man = read_export(folder)
+    js = dict(zip(groups["group_id"], groups["group_json"]))
+    gs = [graph_from_dict(json.loads(js[g])) for g in man["group_id"]]
+    ms = simulate([g.group(0, len(g)) for g in gs], man["cores"].to_numpy(), hw)
+    pd.DataFrame({"group_id": man["group_id"], "cores": man["cores"], "latency_ms": ms}).to_csv(
+        folder / "measured.csv", index=False, float_format="%.17g")
+
+
+@pytest.fixture(scope="module")
+def candidates(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cand") / NET
+    export_groups(HW, folder, model=NET)
+    _measure_exactly(folder, HW)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def datasheet_only(tmp_path_factory):
+    """mlu100's datasheet as a part without device:, a model trained on simulator labels of it,
+    and its network's measured candidates: what a user with a real chip has."""
+    root = tmp_path_factory.mktemp("part")
+    d = json.loads(json.dumps(HW.model_dump(mode="json")))
+    d.pop("device")
+    import yaml
+
+    (root / "part.yaml").write_text(yaml.safe_dump(d))
+    part = load_hardware(str(root / "part.yaml"))
+    assert not part.has_device
+    export_groups(part, root / "groups", n_groups=30, seed=3)
+    frame, _ = measure(root / "groups", "simulator", HW, seed=1)
+    write_profile(root / "groups" / "measured.csv", frame)
+    import_profile(root / "groups" / "measured.csv", part, root / "data", root / "groups")
+    assert main(["train", "--hw", str(root / "part.yaml"), "--data", str(root / "data"),
+                 "--out", str(root / "models" / "part"), "--threads", "1"]) == 0
+    export_groups(part, root / "cand", model=NET)
+    _measure_exactly(root / "cand", HW)
+    return root
+
+
+def test_a_measured_table_scores_every_strategy_as_the_device_does(candidates):
+    """With the simulator's own numbers in the table, every strategy plans and scores exactly as on
+    the simulator, and the oracle counts every candidate as a measurement."""
+    graph = zoo.build(NET)
+    spec, table = measured_table(candidates, HW)
+    assert spec == NET and table.network == NET
+    on_table = evaluate(graph, HW, None, SEARCHING, table=table)
+    on_sim = evaluate(graph, HW, None, SEARCHING)
+    for s in SEARCHING:
+        assert on_table[s]["ms"] == pytest.approx(on_sim[s]["ms"], rel=1e-9), s
+        assert on_table[s]["kernels"] == on_sim[s]["kernels"], s
+    assert on_table["oracle"]["sim_calls"] == len(table.ms_by_span) * len(HW.core_counts)
+    assert on_table["oracle"]["ms"] <= min(on_table[s]["ms"] for s in SEARCHING) + 1e-12
+
+
+def test_the_oracle_on_a_table_is_the_table_optimum(candidates):
+    """Make one candidate far cheaper in the table than on the simulator: the oracle must take it."""
+    graph = zoo.build(NET)
+    _, table = measured_table(candidates, HW)
+    (i, j), row = max(table.ms_by_span.items(), key=lambda kv: kv[0][1] - kv[0][0])
+    cheap = MeasuredTable(NET, {**table.ms_by_span, (i, j): row * 1e-6})
+    res = evaluate(graph, HW, None, ["oracle"], table=cheap)
+    from autotune import strategies as strat
+
+    p = strat.run("oracle", graph, HW, table=cheap)
+    assert any(g.i == i and g.j == j for g in p.groups)
+    assert res["oracle"]["ms"] < evaluate(graph, HW, None, ["oracle"], table=table)["oracle"]["ms"]
+
+
+def test_a_table_missing_a_candidate_is_one_clear_error(candidates):
+    _, table = measured_table(candidates, HW)
+    gone = dict(table.ms_by_span)
+    gone.pop(next(iter(gone)))
+    with pytest.raises(AutotuneError, match="no measurement of squeezenet1_1's layers"):
+        evaluate(zoo.build(NET), HW, None, ["oracle"], table=MeasuredTable(NET, gone))
+
+
+def test_measured_table_refuses_synthetic_exports_and_other_parts(tmp_path, candidates):
+    export_groups(HW, tmp_path / "syn", n_groups=2, seed=0)
+    with pytest.raises(AutotuneError, match="synthetic groups, not a network"):
+        measured_table(tmp_path / "syn", HW)
+    with pytest.raises(AutotuneError, match="not 'edge4'|exported for hardware"):
+        measured_table(candidates, load_hardware("edge4"))
+
+
+def test_a_datasheet_only_part_tunes_and_evaluates_on_its_measurements(datasheet_only, tmp_path, capsys):
+    root = datasheet_only
+    hw, models = str(root / "part.yaml"), str(root / "models")
+    for strategy in ("learned", "greedy", "fuse-max", "cores-only", "none", "dlfusion", "analytic"):
+        out = tmp_path / f"{strategy}.json"
+        assert main(["tune", "--hw", hw, "--model", NET, "--strategy", strategy, "--models-dir", models,
+                     "--out", str(out)]) == 0, strategy
+        assert json.loads(out.read_text())["strategy"] == strategy
+    out = tmp_path / "verified.json"
+    assert main(["tune", "--hw", hw, "--model", NET, "--models-dir", models, "--verify", "--measured",
+                 str(root / "cand"), "--out", str(out)]) == 0
+    plan = json.loads(out.read_text())
+    assert plan["simulated_ms"] == pytest.approx(sum(g["simulated_ms"] for g in plan["groups"]))
+    assert "measured table" in plan["measured_on"]
+    ev = tmp_path / "eval.json"
+    assert main(["eval", "--hw", hw, "--models-dir", models, "--measured", str(root / "cand"), "--json", str(ev),
+                 "--plot", str(tmp_path / "e.png")]) == 0
+    res = json.loads(ev.read_text())
+    m = res["models"][0]
+    assert m["model"] == NET and res["scored_on"].startswith("measured")
+    assert m["regret"] >= -1e-9 and set(m["strategies"]) >= {"learned", "greedy", "analytic", "oracle"}
+    assert all(s["ms"] >= m["strategies"]["oracle"]["ms"] - 1e-12 for s in m["strategies"].values())
+    assert np.isfinite(res["summary"]["geomean_regret"])
+
+
+def test_a_datasheet_only_part_refuses_what_needs_a_device(datasheet_only, tmp_path, capsys):
+    root = datasheet_only
+    hw, models = str(root / "part.yaml"), str(root / "models")
+    cases = [
+        (["tune", "--hw", hw, "--model", NET, "--models-dir", models, "--verify"], "add --measured DIR"),
+        (["tune", "--hw", hw, "--model", NET, "--models-dir", models, "--strategy", "oracle"], "no device: section"),
+        (["eval", "--hw", hw, "--models-dir", models, "--models", NET], "--measured DIR"),
+        (["tune", "--hw", hw, "--model", "resnet18", "--models-dir", models, "--verify", "--measured",
+          str(root / "cand")], "not of 'resnet18'"),
+        (["tune", "--hw", hw, "--model", NET, "--strategy", "greedy", "--models-dir", str(tmp_path)], "train"),
+    ]
+    for argv, words in cases:
+        out = tmp_path / "plan.json"
+        assert main(argv + ["--out" if argv[0] == "tune" else "--json", str(out)]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err, (argv, err)
+        assert not out.exists()
+
+
+def test_train_threads_is_range_checked(capsys):
+    assert main(["train", "--threads", "0"]) == 2
+    assert "outside 1..1024" in capsys.readouterr().err

@@ -11,6 +11,7 @@ member that strays far from the others on a kernel unlike its labels pulls it on
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -52,14 +53,16 @@ class ScratchMember:
     booster: xgb.Booster
     n_features: int  # the datasheet columns it reads, the first of each universal row
     weight: float
+    file: str = SCRATCH_FILE
 
     kind = "scratch"
 
     @classmethod
-    def of(cls, model, weight: float) -> ScratchMember:
+    def of(cls, model, weight: float, file: str = SCRATCH_FILE) -> ScratchMember:
         """The member made from a fitted datasheet LatencyModel with a calibrated prior."""
         assert model.calibration_ is not None  # the default prior of a datasheet model
-        return cls(model.calibration_, model.booster_[: model.best_iteration_ + 1], model.n_features_in_, weight)
+        return cls(model.calibration_, model.booster_[: model.best_iteration_ + 1], model.n_features_in_, weight,
+                   file)
 
     def log_predict(self, X: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(self.booster.inplace_predict(np.ascontiguousarray(X[:, : self.n_features]),
@@ -68,20 +71,52 @@ class ScratchMember:
     def to_meta(self) -> tuple[dict, dict[str, bytes]]:
         raw = bytes(self.booster.save_raw(raw_format="ubj"))
         meta = {"kind": self.kind, "weight": self.weight, "calibration": self.calibration.to_dict(),
-                "n_features": self.n_features, "sha256": {SCRATCH_FILE: hashlib.sha256(raw).hexdigest()}}
-        return meta, {SCRATCH_FILE: raw}
+                "n_features": self.n_features, "sha256": {self.file: hashlib.sha256(raw).hexdigest()}}
+        if self.file != SCRATCH_FILE:
+            meta["file"] = self.file
+        return meta, {self.file: raw}
 
     @classmethod
     def from_meta(cls, meta: dict, folder: Path, retrain: str) -> ScratchMember:
-        boosters = read_boosters(meta, folder, (SCRATCH_FILE,), retrain)
+        file = str(meta.get("file", SCRATCH_FILE))
+        if not re.fullmatch(r"member_[a-z0-9]+\.ubj", file):
+            raise ModelFileError(f"{folder}/meta.json names a member file {file!r} of no allowed form ({retrain})")
+        boosters = read_boosters(meta, folder, (file,), retrain)
         try:
-            member = cls(RooflineFit.from_dict(meta["calibration"]), boosters[SCRATCH_FILE], int(meta["n_features"]),
-                         float(meta["weight"]))
+            member = cls(RooflineFit.from_dict(meta["calibration"]), boosters[file], int(meta["n_features"]),
+                         float(meta["weight"]), file)
         except (KeyError, TypeError, ValueError):
-            raise ModelFileError(f"{folder}/meta.json's scratch member is malformed ({retrain})") from None
+            raise ModelFileError(f"{folder}/meta.json's {cls.kind} member is malformed ({retrain})") from None
         if member.booster.num_features() != member.n_features or not 0 <= member.weight <= 1:
-            raise ModelFileError(f"{folder}/meta.json's scratch member is malformed ({retrain})")
+            raise ModelFileError(f"{folder}/meta.json's {cls.kind} member is malformed ({retrain})")
         return member
+
+
+@dataclass
+class BaggedMember(ScratchMember):
+    """One model of a bagged ensemble (LatencyModel(bags=...)): the same estimator fitted to a
+    bootstrap draw of the training groups."""
+
+    kind = "bagged"
+
+
+def bagged_members(model, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None, bags: int) -> list[Member]:
+    """`bags - 1` members for a fitted `model`, each a copy of it (one bag) fitted to a bootstrap draw
+    of the groups, every member and the model weighing 1 / bags in the consensus."""
+    from sklearn.base import clone
+
+    gid = np.arange(len(y)) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    rows_of = np.split(np.argsort(gid, kind="stable"), np.cumsum(np.bincount(gid))[:-1])
+    out: list[Member] = []
+    for b in range(1, bags):
+        rng = np.random.default_rng([model.random_state, b])
+        pick = rng.integers(0, len(rows_of), len(rows_of))
+        rows = np.concatenate([rows_of[g] for g in pick])
+        copy_id = np.repeat(np.arange(len(pick)), [len(rows_of[g]) for g in pick])  # each draw its own group
+        m = clone(model).set_params(bags=1, verbose=False, random_state=(model.random_state + b) % 2**32)
+        m.fit(X[rows], y[rows], groups=copy_id)
+        out.append(BaggedMember.of(m, 1.0 / bags, f"member_bag{b}.ubj"))
+    return out
 
 
 def checked_booster_file(path: Path, digest: str | None, retrain: str) -> xgb.Booster:
@@ -161,6 +196,8 @@ def members_from_meta(meta: dict, folder: Path, retrain: str) -> list[Member]:
             members.append(ProbedMember.from_meta(e, folder, retrain))
         elif e.get("kind") == "scratch":
             members.append(ScratchMember.from_meta(e, folder, retrain))
+        elif e.get("kind") == "bagged":
+            members.append(BaggedMember.from_meta(e, folder, retrain))
         else:
             raise ModelFileError(f"{folder}/meta.json names an unknown member kind {e.get('kind')!r} ({retrain})")
     if sum(m.weight for m in members) > 1 + 1e-9:

@@ -153,7 +153,7 @@ def _select_round(hw: HardwareConfig, frames: list[pd.DataFrame], seed: int, r: 
         pick = rng.integers(0, n_groups, n_groups)  # bootstrap over groups
         weight = np.bincount(pick, minlength=n_groups)
         rows = np.repeat(np.arange(len(y)), weight[codes])
-        m = LatencyModel(random_state=int(rng.integers(2**31))).fit(X[rows], y[rows], groups=codes[rows])
+        m = LatencyModel(random_state=int(rng.integers(2**31)), bags=1).fit(X[rows], y[rows], groups=codes[rows])
         members.append(m)
         if e == 0:
             err = float(np.expm1(m.val_mae_log_))

@@ -177,7 +177,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         )
         self._finish(booster, evals_result)
         self.members_ = []
-        bags = self.bags or (BAGS if len(y) < BAG_BELOW else 1)
+        bags = self.bags or (BAGS if len(logy) < BAG_BELOW else 1)
         if bags > 1 and self.prior_ == "calibrated":
             from .members import bagged_members
 

@@ -246,3 +246,33 @@ def test_calibration_saved_before_power_share_and_steps_loads_as_it_predicted():
     assert "hw_cores" in COLUMNS and np.all(parts["hw_cores"] == 8.0)
     back = RooflineFit.from_dict(fit.to_dict())
     assert np.array_equal(back.predict_us(parts), fit.predict_us(parts))
+
+
+def test_bags_average_bootstrap_members_and_round_trip(tmp_path, roofline_featurizer):
+    """bags=3: the model and two members fitted to bootstrap draws of the groups, predicting their
+    mean log; saved as XGBoost files named in meta.json and loaded to the same predictions; a
+    member file of no allowed name is refused before anything is read."""
+    X, y, _, _ = _roofline_rows(1200)
+    groups = np.arange(len(y)) // 3
+    m = LatencyModel(n_estimators=60, early_stopping_rounds=10, n_jobs=1, bags=3,
+                     featurizer=roofline_featurizer.name).fit(X, y, groups=groups)
+    assert [b.kind for b in m.members_] == ["bagged", "bagged"]
+    assert all(b.weight == pytest.approx(1 / 3) for b in m.members_)
+    parts = m._parts(X)
+    logs = np.vstack([m.booster_.inplace_predict(X, iteration_range=(0, m.best_iteration_ + 1),
+                                                 base_margin=m._margin(X))]
+                     + [b.log_predict(X, parts) for b in m.members_])
+    assert np.ptp(logs, axis=0).max() > 0  # the draws differ
+    assert np.allclose(np.log(m.predict(X)), logs.mean(0))
+    single = LatencyModel(n_estimators=60, early_stopping_rounds=10, n_jobs=1, bags=1,
+                          featurizer=roofline_featurizer.name).fit(X, y, groups=groups)
+    assert single.members_ == []
+    hw = load_hardware("mlu100")
+    m.save(tmp_path, {"hardware": hw.name, "hardware_hash": hw.hash})
+    assert (tmp_path / "member_bag1.ubj").is_file() and (tmp_path / "member_bag2.ubj").is_file()
+    assert np.array_equal(LatencyModel.load(tmp_path, hw).predict(X), m.predict(X))
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    meta["members"][0]["file"] = "../model.ubj"
+    _rewrite_meta(tmp_path, members=meta["members"])
+    with pytest.raises(ModelFileError, match="no allowed form"):
+        LatencyModel.load(tmp_path, hw)

@@ -48,7 +48,8 @@ class LatencyModel(RegressorMixin, BaseEstimator):
     Early stopping uses a validation split that keeps all rows of a group on one side.
     `bags` > 1 fits that many models in all, the others on bootstrap draws of the groups, and
     predicts their consensus (members.py): averaging cuts the variance a few labels leave, which
-    the planner's search otherwise exploits. 0 ("auto") bags BAGS models below BAG_BELOW rows.
+    the planner's search otherwise exploits. 0 ("auto") bags BAGS models below BAG_BELOW rows;
+    `train` asks for it on measured datasets (training.py).
     """
 
     _parameter_constraints: dict = {
@@ -90,7 +91,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         objective: str = "reg:squarederror",
         random_state: int = 0,
         n_jobs: int | None = None,
-        bags: int = 0,
+        bags: int = 1,
         verbose: bool = False,
     ):
         self.n_estimators = n_estimators

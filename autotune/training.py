@@ -90,6 +90,8 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params) -> 
     ds = read_dataset(data_dir, hw)
     X, Xz = dataset_features(ds, hw)
     y = ds.rows["latency_ms"].to_numpy(np.float64)
+    if ds.manifest.get("source") == "measured":
+        params = {"bags": 0, **params}  # a part's own measurements are few: bag them (LatencyModel, bags)
     model = LatencyModel(random_state=seed, verbose=progress, **params)
     t0 = time.perf_counter()
     if scheduler:

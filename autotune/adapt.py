@@ -236,7 +236,6 @@ def part_labels(hw, universal: LatencyModel, budget: int, data_dir, seed: int = 
     from .probes import (
         PROBE_LABELS,
         PROBE_PREFIX,
-        measure_probes,
         probe_id,
         probe_noise_seed,
         probe_pairs,
@@ -263,6 +262,8 @@ def part_labels(hw, universal: LatencyModel, budget: int, data_dir, seed: int = 
         source = f"simulated into {data_dir}/, {sampling} sampling"
         if probing:
             pairs = probe_pairs(hw)
+            from synth.family import measure_probes
+
             probe_ms = measure_probes(hw, probe_noise_seed(seed), pairs)
     X, y = device_rows(data, hw)
     groups = data.rows["group_id"].to_numpy()

@@ -67,14 +67,6 @@ def probe_noise_seed(seed: int, datasheet: int = 0, device: int = 0) -> int:
     return int(np.random.SeedSequence([seed, datasheet, device, 0x9B0]).generate_state(1)[0] % 2**31)
 
 
-def measure_probes(hw: HardwareConfig, seed: int, pairs: tuple | None = None) -> np.ndarray:
-    """The probes' latencies (ms) as `hw`'s device measures them (the simulator, timing noise included)."""
-    from .simulator import simulate_batch
-
-    batch, gidx, cores = pairs if pairs is not None else probe_pairs(hw)
-    return simulate_batch(batch, gidx, cores, hw, noise=True, seed=seed)
-
-
 def probes_from_rows(rows, hw: HardwareConfig) -> np.ndarray | None:
     """The probes' latencies (ms, in `probe_pairs` order) from a measured dataset's rows (group_id,
     cores, latency_ms), or None unless every probe was measured."""

@@ -173,7 +173,7 @@ def _measure_siblings(hw: HardwareConfig, sibs: list[HardwareConfig], sub: Path,
 
 
 def _probe_one(hw: HardwareConfig, sibs: list[HardwareConfig], seed: int, i: int) -> list[list[float]]:
-    from autotune.probes import measure_probes, probe_noise_seed, probe_pairs
+    from autotune.probes import probe_noise_seed, probe_pairs
 
     pairs = probe_pairs(hw)  # one datasheet: the same kernels on each of its devices
     return [measure_probes(d, probe_noise_seed(seed, i, j), pairs).tolist() for j, d in enumerate([hw, *sibs])]
@@ -202,3 +202,13 @@ def _label_siblings(hws: list[HardwareConfig], sibs: list[list[HardwareConfig]],
             bar.update(len(sibs[0]))
     finally:
         bar.close()
+
+
+def measure_probes(hw: HardwareConfig, seed: int, pairs: tuple | None = None) -> np.ndarray:
+    """The probes' latencies (ms) as `hw`'s device measures them (the simulator, timing noise included):
+    labelling, so it lives with synth, not with the model-side probes (autotune/probes.py)."""
+    from autotune.probes import probe_pairs
+    from autotune.simulator import simulate_batch
+
+    batch, gidx, cores = pairs if pairs is not None else probe_pairs(hw)
+    return simulate_batch(batch, gidx, cores, hw, noise=True, seed=seed)

@@ -22,7 +22,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .errors import ModelFileError
-from .features import PRIOR_FEATURE, get_featurizer
+from .features import COVERAGE_FEATURES, PRIOR_FEATURE, get_featurizer
 from .fileio import publish_folder, recover_folder
 
 MODEL_FILE = "model.ubj"
@@ -32,6 +32,8 @@ META_FILE = "meta.json"
 BAGS = 5
 BAG_BELOW = 50_000
 MAX_BAGS = 32
+#: Training groups a model keeps to tell which kernels lie outside its data (LatencyModel.outside).
+COVERAGE_POINTS = 2000
 
 
 class LatencyModel(RegressorMixin, BaseEstimator):
@@ -149,6 +151,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         if groups is not None and len(groups) != len(y):
             raise ValueError(f"groups has {len(groups)} entries for {len(y)} rows")
         self.prior_ = self._resolve_prior(X.shape[1])
+        self.coverage_ = self._coverage(X)
         tr, va = self.split(len(X), groups)
         self.calibration_ = None
         if self.prior_ == "calibrated":
@@ -182,7 +185,9 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         if bags > 1 and self.prior_ == "calibrated":
             from .members import bagged_members
 
-            self.members_ = bagged_members(self, X, np.exp(logy), groups, bags)
+            rows = tr if len(va) < len(logy) else np.arange(len(logy))  # members never see validation rows
+            g = None if groups is None else np.asarray(groups)[rows]
+            self.members_ = bagged_members(self, X[rows], np.exp(logy[rows]), g, bags)
         return self
 
     def _resolve_prior(self, n_cols: int) -> str:
@@ -192,6 +197,58 @@ class LatencyModel(RegressorMixin, BaseEstimator):
 
         names = get_featurizer(self.featurizer).names
         return "calibrated" if n_cols == len(names) and set(COLUMNS) <= set(names) else "none"
+
+    def _coverage(self, X: np.ndarray) -> dict | None:
+        """Where the training data lies, for `outside`: COVERAGE_FEATURES of its distinct groups
+        (at most COVERAGE_POINTS, drawn with the model's seed), standardised, and the novelty
+        threshold: the 99th percentile of each training group's distance to its nearest other one."""
+        names = list(get_featurizer(self.featurizer).names)
+        if len(names) != X.shape[1] or not set(COVERAGE_FEATURES) <= set(names):
+            return None
+        P = np.unique(X[:, [names.index(c) for c in COVERAGE_FEATURES]].astype(np.float64), axis=0)
+        if len(P) > COVERAGE_POINTS:
+            P = P[np.random.default_rng(self.random_state).choice(len(P), COVERAGE_POINTS, replace=False)]
+        center, scale = P.mean(0), np.maximum(P.std(0), 1e-6)
+        Z = np.round((P - center) / scale, 4)
+        if len(Z) < 2:
+            return None
+        d = _nearest(Z, Z, exclude_self=True)
+        return {"features": list(COVERAGE_FEATURES), "center": center.tolist(), "scale": scale.tolist(),
+                "points": Z.tolist(), "threshold": float(np.quantile(d, 0.99)), "median": float(np.median(d))}
+
+    def novelty(self, X) -> np.ndarray | None:
+        """Each row's distance to the nearest training group (standardised COVERAGE_FEATURES) over
+        the training groups' median distance to theirs: about 1 where the labels are, far above it
+        where the model extrapolates. None for a model saved without coverage."""
+        cov = getattr(self, "coverage_", None)
+        if not cov:
+            return None
+        X = np.asarray(X, dtype=np.float64)
+        names = self._names(X.shape[1])
+        Q = (X[:, [names.index(c) for c in cov["features"]]] - np.asarray(cov["center"])) / np.asarray(cov["scale"])
+        return _nearest(Q, np.asarray(cov["points"])) / max(cov["median"], 1e-9)
+
+    def outside(self, X) -> tuple[np.ndarray, dict[str, int]]:
+        """Rows of X unlike every training group: farther from the nearest one (standardised
+        COVERAGE_FEATURES) than 99% of the training groups are from theirs, so their latency is
+        extrapolated. Returns the row mask and, per feature, how many of those rows lie beyond the
+        training range of that feature. Nothing is outside for a model saved without coverage."""
+        X = np.asarray(X, dtype=np.float64)
+        cov = getattr(self, "coverage_", None)
+        nov = self.novelty(X)
+        if not cov or nov is None:
+            return np.zeros(len(X), dtype=bool), {}
+        mask = nov > cov["threshold"] / max(cov["median"], 1e-9)
+        names = self._names(X.shape[1])
+        Q = (X[:, [names.index(c) for c in cov["features"]]] - np.asarray(cov["center"])) / np.asarray(cov["scale"])
+        P = np.asarray(cov["points"])
+        lo, hi = P.min(0), P.max(0)
+        counts = {}
+        for n, c in enumerate(cov["features"]):
+            k = int((mask & ((Q[:, n] < lo[n]) | (Q[:, n] > hi[n]))).sum())
+            if k:
+                counts[c] = k
+        return mask, counts
 
     def _names(self, n_cols: int) -> list[str]:
         names = list(get_featurizer(self.featurizer).names)
@@ -268,6 +325,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             "prior": self.prior_,
             "featurizer": {"name": f.name, "version": f.version, "names": list(f.names)},
             "calibration": self.calibration_.to_dict() if self.calibration_ is not None else None,
+            "coverage": _coverage_json(getattr(self, "coverage_", None)),
             "val_mae_log": getattr(self, "val_mae_log_", None),
             "versions": library_versions(),
             "model_sha256": hashlib.sha256(raw).hexdigest(),
@@ -356,8 +414,43 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         from .members import members_from_meta
 
         model.members_ = members_from_meta(meta, folder, retrain)
+        names = list(get_featurizer(model.featurizer).names)
+        model.coverage_ = _checked_coverage(meta.get("coverage"), names) if len(names) == model.n_features_in_ else None
         model.meta_ = meta
         return model
+
+
+def _nearest(Q: np.ndarray, P: np.ndarray, exclude_self: bool = False, chunk: int = 2048) -> np.ndarray:
+    """Euclidean distance from each row of Q to its nearest row of P (Q is P itself with
+    `exclude_self`), in chunks so memory stays at chunk x len(P)."""
+    out = np.empty(len(Q))
+    p2 = (P * P).sum(1)
+    for a in range(0, len(Q), chunk):
+        q = Q[a:a + chunk]
+        d2 = (q * q).sum(1)[:, None] + p2[None, :] - 2 * q @ P.T
+        if exclude_self:
+            d2[np.arange(len(q)), a + np.arange(len(q))] = np.inf
+        out[a:a + chunk] = np.sqrt(np.maximum(d2.min(1), 0.0))
+    return out
+
+
+def _checked_coverage(cov, names: list[str]) -> dict | None:
+    """meta.json's coverage if it is well formed for these features, else None (older models)."""
+    try:
+        feats = [str(c) for c in cov["features"]]
+        P = np.asarray(cov["points"], dtype=np.float64)
+        center = np.asarray(cov["center"], dtype=np.float64)
+        scale = np.asarray(cov["scale"], dtype=np.float64)
+        t = float(cov["threshold"])
+        med = float(cov["median"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if (not set(feats) <= set(names) or P.ndim != 2 or P.shape[1] != len(feats) or center.shape != (len(feats),)
+            or scale.shape != (len(feats),) or not np.all(np.isfinite(P)) or not np.all(scale > 0)
+            or not np.isfinite(t) or not np.isfinite(med) or med < 0):
+        return None
+    return {"features": feats, "center": center.tolist(), "scale": scale.tolist(), "points": P, "threshold": t,
+            "median": med}
 
 
 def _check_featurizer(saved, folder: Path, retrain: str) -> None:
@@ -421,6 +514,12 @@ def progress_callback(total: int):
             return model
 
     return Bar()
+
+
+def _coverage_json(cov: dict | None) -> dict | None:
+    if cov is None:
+        return None
+    return {**cov, "points": np.asarray(cov["points"]).tolist()}
 
 
 def _meta_checksum(meta: dict) -> str:

@@ -39,6 +39,11 @@ def evaluate(graph: Graph, hw: HardwareConfig, model: LatencyModel | None = None
         planner.verify(p, graph, hw, None if table is None else table_cost(table, hw))
         out[s] = {"ms": p.simulated_ms, "plan_s": round(plan_s, 4), "sim_calls": p.sim_calls,
                   "kernels": len(p.groups)}
+        if s == "learned":
+            n_out, _, nov = planner.outside_training(p, graph, hw, model)
+            out[s]["kernels_outside_training"] = n_out
+            if nov == nov:  # not nan: the model records its coverage
+                out[s]["novelty"] = round(nov, 3)
     return out
 
 

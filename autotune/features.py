@@ -59,6 +59,10 @@ HW_FEATURES = [
 ]
 #: The one ordered list of feature names.
 FEATURE_NAMES: list[str] = GROUP_FEATURES + CORE_FEATURES + HW_FEATURES
+#: Features whose training range a model records: a kernel beyond it (bigger, longer, wider than
+#: any label) is predicted by extrapolation, and tune and eval say so (LatencyModel.outside).
+COVERAGE_FEATURES = ["log_macs", "log_vector_ops", "n_layers", "log_weight_bytes", "log_in_bytes", "log_out_bytes",
+                     "log_internal_bytes", "max_h", "max_in_ch", "max_out_ch"]
 #: The datasheet estimate, natural log of ms: the learned model's prior (its base margin).
 PRIOR_FEATURE = "log_prior_ms"
 

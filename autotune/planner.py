@@ -192,6 +192,20 @@ def plan(graph: Graph, hw: HardwareConfig, model=None, *, cost: str | CostSource
     return p
 
 
+def outside_training(p: Plan, graph: Graph, hw: HardwareConfig, model) -> tuple[int, dict[str, int], float]:
+    """How the plan's kernels sit against `model`'s training data: how many lie outside it, how many
+    exceed each feature's range (LatencyModel.outside), and their median novelty (1: like the
+    labels; LatencyModel.novelty). (0, {}, nan) for a model that records no coverage."""
+    if not hasattr(model, "outside") or not p.groups:
+        return 0, {}, float("nan")
+    groups = [graph.group(g.i, g.j) for g in p.groups]
+    X = model.featurize_batch(GroupBatch.build(groups), np.arange(len(groups)),
+                              np.array([g.cores for g in p.groups], dtype=np.int64), hw)
+    mask, counts = model.outside(X)
+    nov = model.novelty(X)
+    return int(mask.sum()), counts, float("nan") if nov is None else float(np.median(nov))
+
+
 def verify(p: Plan, graph: Graph, hw: HardwareConfig, device: CostSource | None = None) -> Plan:
     """Fill in the noise-free device latency of every group and of the whole, in one batch: the
     simulator's, or `device`'s (e.g. a measured table, costs.table_cost)."""

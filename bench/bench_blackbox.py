@@ -136,7 +136,9 @@ def main(argv=None) -> int:
             for m in ev["models"]:
                 s = m["strategies"]
                 res["networks"].append({"model": m["model"], **{k: s[k]["ms"] / s["oracle"]["ms"] - 1
-                                                                for k in EVAL_STRATEGIES if k in s}})
+                                                                for k in EVAL_STRATEGIES if k in s},
+                                        "novelty": s["learned"].get("novelty"),
+                                        "outside": s["learned"].get("kernels_outside_training")})
             results.append(res)
             print(summary_line(res), flush=True)
     (out / "blackbox.json").write_text(json.dumps(results, indent=1))

@@ -276,3 +276,31 @@ def test_bags_average_bootstrap_members_and_round_trip(tmp_path, roofline_featur
     _rewrite_meta(tmp_path, members=meta["members"])
     with pytest.raises(ModelFileError, match="no allowed form"):
         LatencyModel.load(tmp_path, hw)
+
+
+def test_novelty_flags_kernels_unlike_the_training_data(tmp_path):
+    """A model remembers where its labels lie (standardised COVERAGE_FEATURES of its groups): rows
+    like them have novelty near 1 and none is outside; a row far beyond every label is outside,
+    and the feature it exceeds is named. The record survives a save and load."""
+    from autotune.features import COVERAGE_FEATURES, FEATURE_NAMES
+
+    rng = np.random.default_rng(0)
+    n = 600
+    X = rng.normal(size=(n, len(FEATURE_NAMES))).astype(np.float32)
+    y = np.exp(X[:, 0] * 0.3) + 0.1
+    m = LatencyModel(n_estimators=30, early_stopping_rounds=5, n_jobs=1, prior="none").fit(
+        X, y, groups=np.arange(n))
+    assert m.coverage_ is not None and m.coverage_["features"] == COVERAGE_FEATURES
+    like = X[:50]
+    far = X[:1].copy()
+    col = FEATURE_NAMES.index("log_macs")
+    far[0, col] = 40.0
+    assert np.median(m.novelty(like)) < 2.0 and m.novelty(far)[0] > 10
+    mask, counts = m.outside(np.vstack([like, far]))
+    assert mask[-1] and mask[:-1].sum() <= 3 and counts == {"log_macs": 1}
+    hw = load_hardware("mlu100")
+    m.save(tmp_path, {"hardware": hw.name, "hardware_hash": hw.hash})
+    back = LatencyModel.load(tmp_path, hw)
+    assert np.allclose(back.novelty(np.vstack([like, far])), m.novelty(np.vstack([like, far])), rtol=1e-3)
+    _rewrite_meta(tmp_path, coverage={"features": ["nope"], "points": [[0.0]]})
+    assert LatencyModel.load(tmp_path, hw).novelty(far) is None  # a malformed record is ignored

@@ -126,6 +126,7 @@ def test_a_datasheet_only_part_tunes_and_evaluates_on_its_measurements(datasheet
     plan = json.loads(out.read_text())
     assert plan["simulated_ms"] == pytest.approx(sum(g["simulated_ms"] for g in plan["groups"]))
     assert "measured table" in plan["measured_on"]
+    assert plan["kernels_outside_training"] >= 0 and plan["novelty"] > 0
     ev = tmp_path / "eval.json"
     assert main(["eval", "--hw", hw, "--models-dir", models, "--measured", str(root / "cand"), "--json", str(ev),
                  "--plot", str(tmp_path / "e.png")]) == 0
@@ -135,6 +136,7 @@ def test_a_datasheet_only_part_tunes_and_evaluates_on_its_measurements(datasheet
     assert m["regret"] >= -1e-9 and set(m["strategies"]) >= {"learned", "greedy", "analytic", "oracle"}
     assert all(s["ms"] >= m["strategies"]["oracle"]["ms"] - 1e-12 for s in m["strategies"].values())
     assert np.isfinite(res["summary"]["geomean_regret"])
+    assert m["strategies"]["learned"]["novelty"] > 0 and m["strategies"]["learned"]["kernels_outside_training"] >= 0
 
 
 def test_a_datasheet_only_part_refuses_what_needs_a_device(datasheet_only, tmp_path, capsys):

@@ -4,6 +4,7 @@ JSON it was asked for. Heavy imports stay inside the commands, so `autotune --he
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -299,6 +300,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     d = p.to_dict()
     if model is not None:
         d["cost_model"] = args.cost
+        n_out, why, nov = planner.outside_training(p, graph, hw, model)
+        d["kernels_outside_training"] = n_out
+        if nov == nov:
+            d["novelty"] = round(nov, 3)
+        if n_out:
+            worst = ", ".join(f"{c} {k}" for c, k in sorted(why.items(), key=lambda kv: -kv[1])[:3])
+            print(f"warning: {n_out} of the plan's {len(p.groups)} kernels lie outside the model's training data "
+                  f"({worst}): their latencies are extrapolated; measure groups like them (`autotune export-groups "
+                  f"--model {args.model}`) and train on them", file=sys.stderr)
     if table is not None:
         d["measured_on"] = f"the measured table {table.source}"
     elif args.verify and hw.has_device:
@@ -371,6 +381,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"learned at least as fast as every baseline on {sm['learned_beats_baselines']}/{n} networks "
           f"(worst loss to the best baseline {sm['max_loss_vs_best_baseline']:+.2%}); analytic regret geomean "
           f"{sm['analytic_geomean_regret']:.2%}, max {sm['analytic_max_regret']:.2%}")
+    far = [(m["model"], m["strategies"]["learned"].get("kernels_outside_training", 0)) for m in result["models"]]
+    far = [(name, k) for name, k in far if k]
+    if far:
+        print("warning: learned plans use kernels outside the model's training data (extrapolated): "
+              + ", ".join(f"{name} {k}" for name, k in far), file=sys.stderr)
     if args.measure_budget is not None:
         print(f"learned+measure (at most {args.measure_budget} device measurements per network, at most "
               f"{sm['learned+measure_max_sim_calls']} used): regret geomean "

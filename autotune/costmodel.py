@@ -185,9 +185,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         if bags > 1 and self.prior_ == "calibrated":
             from .members import bagged_members
 
-            rows = tr if len(va) < len(logy) else np.arange(len(logy))  # members never see validation rows
-            g = None if groups is None else np.asarray(groups)[rows]
-            self.members_ = bagged_members(self, X[rows], np.exp(logy[rows]), g, bags)
+            self.members_ = bagged_members(self, X, np.exp(logy), groups, bags)
         return self
 
     def _resolve_prior(self, n_cols: int) -> str:
@@ -280,6 +278,14 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         X = np.asarray(validate_data(self, X, reset=False, dtype=np.float32))
         m = self._margin(X)
         return None if m is None else np.exp(m)
+
+    def predict_own(self, X) -> np.ndarray:
+        """Latency (ms) from the model's own prior and trees, without its members: what its
+        validation split measures honestly (bagged members draw from every group)."""
+        check_is_fitted(self)
+        X = np.asarray(validate_data(self, X, reset=False, dtype=np.float32))
+        return np.exp(np.asarray(self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1),
+                                                               base_margin=self._margin(X)), dtype=np.float64))
 
     def predict(self, X) -> np.ndarray:
         """Predicted latency in ms for each feature row."""

@@ -104,7 +104,7 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params) -> 
     fit_s = time.perf_counter() - t0
     _, va = model.split(len(X), ds.rows["group_id"].to_numpy())
     metrics: dict = {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,
-                     "validation": accuracy(model.predict(X[va]), y[va])}
+                     "validation": accuracy(model.predict_own(X[va]), y[va])}
     zp = None
     if Xz is not None:
         assert ds.zoo is not None  # zoo features come from the zoo rows

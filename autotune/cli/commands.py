@@ -173,7 +173,7 @@ PRED_PLOT = "predicted_vs_simulated.png"
 
 def _train_lines(metrics: dict) -> list[str]:
     v = metrics["validation"]
-    lines = [f"validation (synthetic, held-out groups): MAPE {v['mape']:.2%}, within 5% {v['within5']:.1%}, "
+    lines = [f"validation (held-out groups, one model): MAPE {v['mape']:.2%}, within 5% {v['within5']:.1%}, "
              f"within 10% {v['within10']:.1%}  [{v['n']} rows]"]
     z = metrics.get("zoo")
     if z:

@@ -305,7 +305,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         if nov == nov:
             d["novelty"] = round(nov, 3)
         if n_out:
-            worst = ", ".join(f"{c} {k}" for c, k in sorted(why.items(), key=lambda kv: -kv[1])[:3])
+            worst = (", ".join(f"{c} beyond its range: {k}" for c, k in sorted(why.items(), key=lambda kv: -kv[1])[:3])
+                     or "unlike every training group, though within each size's range")
             print(f"warning: {n_out} of the plan's {len(p.groups)} kernels lie outside the model's training data "
                   f"({worst}): their latencies are extrapolated; measure groups like them (`autotune export-groups "
                   f"--model {args.model}`) and train on them", file=sys.stderr)

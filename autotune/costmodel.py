@@ -75,6 +75,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
 
     # set by fit (or load); declared for type checkers, not class attributes
     n_features_in_: int
+    coverage_: dict | None
     meta_: dict
 
     def __init__(
@@ -218,28 +219,34 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         """Each row's distance to the nearest training group (standardised COVERAGE_FEATURES) over
         the training groups' median distance to theirs: about 1 where the labels are, far above it
         where the model extrapolates. None for a model saved without coverage."""
+        Q = self._standardised(X)
+        if Q is None:
+            return None
+        cov = self.coverage_
+        assert cov is not None  # _standardised answered
+        return _nearest(Q, np.asarray(cov["points"])) / max(cov["median"], 1e-9)
+
+    def _standardised(self, X) -> np.ndarray | None:
+        """X's COVERAGE_FEATURES in the training groups' standard units (None without coverage)."""
         cov = getattr(self, "coverage_", None)
         if not cov:
             return None
         X = np.asarray(X, dtype=np.float64)
         names = self._names(X.shape[1])
-        Q = (X[:, [names.index(c) for c in cov["features"]]] - np.asarray(cov["center"])) / np.asarray(cov["scale"])
-        return _nearest(Q, np.asarray(cov["points"])) / max(cov["median"], 1e-9)
+        return (X[:, [names.index(c) for c in cov["features"]]] - np.asarray(cov["center"])) / np.asarray(cov["scale"])
 
     def outside(self, X) -> tuple[np.ndarray, dict[str, int]]:
         """Rows of X unlike every training group: farther from the nearest one (standardised
         COVERAGE_FEATURES) than 99% of the training groups are from theirs, so their latency is
         extrapolated. Returns the row mask and, per feature, how many of those rows lie beyond the
         training range of that feature. Nothing is outside for a model saved without coverage."""
-        X = np.asarray(X, dtype=np.float64)
-        cov = getattr(self, "coverage_", None)
-        nov = self.novelty(X)
-        if not cov or nov is None:
-            return np.zeros(len(X), dtype=bool), {}
-        mask = nov > cov["threshold"] / max(cov["median"], 1e-9)
-        names = self._names(X.shape[1])
-        Q = (X[:, [names.index(c) for c in cov["features"]]] - np.asarray(cov["center"])) / np.asarray(cov["scale"])
+        Q = self._standardised(X)
+        if Q is None:
+            return np.zeros(len(np.asarray(X)), dtype=bool), {}
+        cov = self.coverage_
+        assert cov is not None  # _standardised answered
         P = np.asarray(cov["points"])
+        mask = _nearest(Q, P) > cov["threshold"]
         lo, hi = P.min(0), P.max(0)
         counts = {}
         for n, c in enumerate(cov["features"]):

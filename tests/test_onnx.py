@@ -696,8 +696,8 @@ def test_einsum_contractions_map_to_matmul_or_fc_and_others_are_named(tmp_path):
     assert g.total_macs == 2 * 4 * 10 * 16 * 16 + 2 * (2 * 4 * 10 * 10 * 16)
     assert g.order[-1].out_shape == (2, 4, 10, 16)
     bad = Net([2, 10, 16])
-    y = bad.op("Einsum", ["input", "input"], equation="bid,bid->bid")
-    with pytest.raises(GraphError, match=r"einsum 'bid,bid->bid' is not a matmul or fc contraction"):
+    y = bad.op("Einsum", ["input", "input"], equation="bid,bjd->bi")  # j summed in one operand only
+    with pytest.raises(GraphError, match=r"einsum 'bid,bjd->bi' is not a matmul or fc contraction"):
         load_onnx(bad.save(tmp_path / "bad.onnx", [y]))
 
 

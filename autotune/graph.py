@@ -42,6 +42,10 @@ class Attrs:
     ceil_mode: bool = False
     axis: int = 1  # concat axis
     shape: Shape = ()  # reshape / resize / opaque: the output shape (batch included)
+    # bytes per element of the layer's inputs (and weights) and of its outputs when they are not the
+    # datasheet's data type (0): a quantized graph's int8 tensors, an integer matmul's int32 result
+    in_elem_bytes: int = 0
+    out_elem_bytes: int = 0
 
 
 def _window_attr(v: int | Sequence[int]) -> tuple[int, ...]:
@@ -153,11 +157,14 @@ class Layer:
         return sum(math.prod(s) for s in self.out_shapes)
 
     def weight_bytes(self, dtype_bytes: int = 2) -> int:
-        return self.weight_elems * dtype_bytes
+        """Weight bytes: the input's element width where the layer has its own (int8), else `dtype_bytes`."""
+        return self.weight_elems * (self.attrs.in_elem_bytes or dtype_bytes)
 
     def act_bytes(self, dtype_bytes: int = 2) -> int:
-        """Activation bytes read and written by this layer on its own."""
-        return (self.in_elems + self.out_elems) * dtype_bytes
+        """Activation bytes read and written by this layer on its own (`dtype_bytes` per element unless
+        the layer carries its own element widths)."""
+        a = self.attrs
+        return self.in_elems * (a.in_elem_bytes or dtype_bytes) + self.out_elems * (a.out_elem_bytes or dtype_bytes)
 
 
 def make_layer(

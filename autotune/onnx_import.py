@@ -149,6 +149,19 @@ def _fold(n: Node, vals: list, shapes: dict[str, Shape | None]) -> list | None:
     return None
 
 
+#: Bytes per element of the ONNX element types a layer keeps as its own width (quantized data); any
+#: other type (float, int64 indices, bool masks) counts at the datasheet's data type.
+_QUANT_TYPES = {"INT8": 1, "UINT8": 1, "INT4": 1, "UINT4": 1, "FLOAT8E4M3FN": 1, "FLOAT8E4M3FNUZ": 1,
+                "FLOAT8E5M2": 1, "FLOAT8E5M2FNUZ": 1, "INT16": 2, "UINT16": 2, "INT32": 4, "UINT32": 4}
+
+
+def _quant_bytes(elem_type: int) -> int:
+    """Bytes per element of ONNX element type `elem_type` if it is quantized data, else 0."""
+    from onnx import TensorProto
+
+    return next((b for k, b in _QUANT_TYPES.items() if getattr(TensorProto, k, None) == elem_type), 0)
+
+
 # -- the importer ------------------------------------------------------------------------------------
 @dataclass
 class Pending:
@@ -254,6 +267,8 @@ class Importer:
             self._fold_static()
             if self._fix_ceil_pools():
                 continue  # values folded from the old pool sizes are stale: infer again before inlining
+            if self._infer_custom():
+                continue  # other domains' outputs now have shapes: inference reaches the ops after them
             if not self._inline_constants():
                 break
 
@@ -364,6 +379,10 @@ class Importer:
                 self.shapes[vi.name] = tuple(dims)
         for t in g.initializer:
             self.shapes[t.name] = tuple(int(d) for d in t.dims)
+        self.types: dict[str, int] = {vi.name: vi.type.tensor_type.elem_type
+                                      for vi in list(g.input) + list(g.value_info) + list(g.output)
+                                      if vi.type.tensor_type.elem_type}
+        self.types.update({t.name: t.data_type for t in g.initializer})
         self.values: dict[str, np.ndarray] = {}
         for t in g.initializer:
             v = tensor_value(t)
@@ -397,6 +416,39 @@ class Importer:
                     if data is not None and idx is not None:
                         ax = int(n.attrs.get("axis", 0)) % len(data)
                         self.shapes[n.outputs[0]] = data[:ax] + idx + data[ax + 1:]
+
+    def _infer_custom(self) -> bool:
+        """Shapes of the outputs of other domains' ops that ONNX inference does not know (com.microsoft's
+        QLinearAdd, ...), by their rules in autotune/converters/, written into the graph's value_info so
+        inference reaches the ops after them; True if any was added."""
+        from onnx import TensorProto, helper
+
+        added = []
+        for n in self.nodes:
+            got = converters.lookup_shape_rule(n.op, n.domain)
+            outs = [t for t in n.outputs if t]
+            if got is None or not outs or all(t in self.shapes for t in outs):
+                continue
+            rule, dtype_from = got
+            try:
+                shapes = rule(n, [self.shapes.get(t) if t else None for t in n.inputs])
+            except (ValueError, TypeError, IndexError, KeyError) as err:
+                raise GraphError(f"node {n.name or n.op!r} ({n.op}): {err}") from None
+            if shapes is None:
+                continue  # an input's shape is not known yet
+            src = n.inputs[dtype_from] if dtype_from is not None and dtype_from < len(n.inputs) else ""
+            elem = self.types.get(src, TensorProto.FLOAT) if src else TensorProto.FLOAT
+            for t, shape in zip(n.outputs, shapes):
+                if t and t not in self.shapes:
+                    self.shapes[t], self.types[t] = tuple(shape), elem
+                    added.append(helper.make_tensor_value_info(t, elem, list(shape)))
+        if added:
+            g = self.model.graph
+            names = {vi.name for vi in added}
+            keep = [vi for vi in g.value_info if vi.name not in names]
+            del g.value_info[:]
+            g.value_info.extend(keep + added)
+        return bool(added)
 
     def _fix_ceil_pools(self) -> bool:
         """Rewrite ceil-mode pools whose ONNX-inferred size breaks the last-window rule that PyTorch and
@@ -527,6 +579,26 @@ class Importer:
             raise GraphError(f"shape of tensor {t!r} is unknown and cannot be inferred")
         return s
 
+    def width(self, t: str) -> int:
+        """Bytes per element of tensor `t` where it is quantized data (int8, int32, ...): its producer's
+        output width, or its ONNX type's; 0 for float data, indices and masks (the datasheet's type)."""
+        s = self.src(t)
+        p = self.producer.get(s)
+        if p is not None:
+            return int(p.attrs.get("out_elem_bytes", 0))
+        return _quant_bytes(self.types.get(s, 0))
+
+    def widths(self, n: Node, op: str, srcs: list[str], out: str) -> dict[str, int]:
+        """The `in_elem_bytes`/`out_elem_bytes` attributes of a layer of node `n` (only those not 0): an
+        output with no ONNX type of its own (a converter's intermediate) is as wide as the input when the
+        layer only moves data, else as the node's output."""
+        w_in = self.width(srcs[0]) if srcs else 0
+        if out in self.types:
+            w_out = _quant_bytes(self.types[out])
+        else:
+            w_out = w_in if op in ("layout", "reshape") else _quant_bytes(self.types.get(n.outputs[0], 0))
+        return {k: v for k, v in (("in_elem_bytes", w_in), ("out_elem_bytes", w_out)) if v}
+
     def layer_name(self, n: Node, suffix: str = "") -> str:
         base = (n.name or f"{n.op.lower()}_{n.index}") + suffix
         name, k = base, 1
@@ -545,6 +617,7 @@ class Importer:
         outputs = outputs or [n.outputs[0]]
         srcs = [self.src(t) for t in inputs]
         name = self.layer_name(n, suffix)
+        attrs.update(self.widths(n, op, srcs, outputs[0]))
         layer = make_layer(name, op, srcs, [self.ir_shape[t] for t in srcs], outputs, **attrs)
         onnx_shape = self.shapes.get(outputs[0])
         # autotune's own files follow the IR rules; ONNX inference also lacks PyTorch's ceil-mode rule
@@ -555,7 +628,8 @@ class Importer:
             if self.strict:
                 raise GraphError(f"ONNX gives output shape {onnx_shape}, the IR rule gives {layer.out_shape}")
             self.unsupported[f"{n.op}(shape rule mismatch)"] += 1
-            op, attrs = "opaque", {"mode": n.op.lower(), "shape": onnx_shape}
+            op = "opaque"
+            attrs = {"mode": n.op.lower(), "shape": onnx_shape, **self.widths(n, op, srcs, outputs[0])}
             layer = make_layer(name, op, srcs, [self.ir_shape[t] for t in srcs], outputs, **attrs)
         p = Pending(name, op, srcs, list(outputs), dict(attrs), list(layer.out_shapes))
         self.add_layer(p)
@@ -576,8 +650,8 @@ class Importer:
         srcs = [self.src(t) for t in self.dyn(n)]
         if not srcs:
             raise GraphError("has no activation input")
-        p = Pending(self.layer_name(n), "opaque", srcs, outs, {"mode": mode or n.op.lower(), "shape": shapes[0]},
-                     shapes)
+        attrs = {"mode": mode or n.op.lower(), "shape": shapes[0], **self.widths(n, "opaque", srcs, outs[0])}
+        p = Pending(self.layer_name(n), "opaque", srcs, outs, attrs, shapes)
         self.add_layer(p)
 
     def fusable(self, t: str, ops: tuple[str, ...]) -> Pending | None:

@@ -47,6 +47,7 @@ def _every_op_graph():
     m = b.add("matmul", [t, t], name="matmul")
     s = b.add("softmax", [m], name="softmax")
     f = b.fc(s, 6, name="fc")
+    b.add("rnn", [f], "rnn", outputs=["rnn_h", "rnn_y", "rnn_c"], mode="lstm", out_channels=5, groups=2)
     b.add("opaque", [f], shape=(1, 4, 6), name="opaque")
     return b.build()
 
@@ -64,7 +65,7 @@ def test_every_builtin_op_through_the_tool(tmp_path):
     assert {lyr.op for lyr in g.order} == set(OPS)
     for lyr in g.order:
         assert lyr.macs >= 0 and lyr.vector_ops >= 0 and lyr.weight_elems >= 0
-        assert (lyr.macs > 0) == (lyr.op in ("conv", "deconv", "fc", "matmul"))
+        assert (lyr.macs > 0) == (lyr.op in ("conv", "deconv", "fc", "matmul", "rnn"))
     groups = [g.group(i, i + 1) for i in range(len(g))]
     X = featurize(groups, [4] * len(groups), HW)
     assert np.isfinite(X).all() and X.shape == (len(g), len(FEATURE_NAMES))

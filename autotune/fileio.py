@@ -134,24 +134,16 @@ class FolderLock:
 
 
 def check_output(path: str | Path | None, kind: str = "file") -> None:
-    """Refuse, before any long work, an output path that cannot be written: a file where a folder
-    must go or the reverse, or a parent that is a file. `kind` is "file" or "folder"."""
-    from .errors import AutotuneError
+    """Refuse, before any long work, an output path that cannot be written or would destroy an
+    artefact (autotune/artefacts.py). `kind` is "file" or "folder" (a folder of plain outputs)."""
+    from .artefacts import check_file_output, check_folder_output
 
     if path is None:
         return
-    p = Path(path)
-    if kind == "file" and p.is_dir():
-        raise AutotuneError(f"output {p} is a folder; give a file name")
-    if kind == "folder" and p.exists() and not p.is_dir():
-        raise AutotuneError(f"output {p} is a file; give a folder")
-    for parent in [p.parent, *p.parent.parents]:
-        if parent.exists():
-            if not parent.is_dir():
-                raise AutotuneError(f"output {p}: {parent} is not a folder")
-            if not os.access(parent, os.W_OK):
-                raise AutotuneError(f"output {p}: cannot write in {parent}")
-            break
+    if kind == "file":
+        check_file_output(path, flag="output")
+    else:
+        check_folder_output(path, None, flag="output", others_ok=True)
 
 
 def source_digest(*modules: str) -> str:

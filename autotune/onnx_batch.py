@@ -26,21 +26,24 @@ if TYPE_CHECKING:
 
 #: Names exporters give a batch axis (torch dynamic_axes / Dim names, HF's, TF's "unk__" is not one).
 BATCH_NAMES = re.compile(r"^(n|b|bs|batch|batch_?size|batches|num_?batch(es)?|nbatch|N|B)$", re.IGNORECASE)
+#: The largest value `--dim` accepts: beyond any real sequence length or image side.
+MAX_DIM = 10_000_000
 _INT_TYPES = {2, 3, 4, 5, 6, 7, 9, 12, 13}  # TensorProto uint8..int64, bool, uint32, uint64
 
 
 def parse_dims(items: Sequence[str] | None) -> dict[str, int]:
-    """`--dim NAME=VALUE` items as a dict, one clear error for a malformed one."""
+    """`--dim NAME=VALUE` items as a dict, one clear error for a malformed one or for a name given
+    twice with different values."""
     out: dict[str, int] = {}
     for it in items or ():
         name, eq, val = it.partition("=")
-        name = name.strip()
-        try:
-            v = int(val)
-        except ValueError:
-            v = 0
-        if not eq or not name or v < 1:
-            raise GraphError(f"--dim {it!r}: expected NAME=VALUE with a positive integer VALUE (e.g. --dim seq=128)")
+        name, val = name.strip(), val.strip()
+        v = int(val) if re.fullmatch(r"[0-9]{1,9}", val) else 0
+        if not eq or not name or not 1 <= v <= MAX_DIM:
+            raise GraphError(f"--dim {it!r}: expected NAME=VALUE with a whole number VALUE in 1..{MAX_DIM:,} "
+                             "(e.g. --dim seq=128)")
+        if out.get(name, v) != v:
+            raise GraphError(f"--dim {name} is given twice, as {out[name]} and {v}; give it once")
         out[name] = v
     return out
 

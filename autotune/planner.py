@@ -21,6 +21,11 @@ from .tables import GroupBatch
 
 
 # -- plans --------------------------------------------------------------------------------------
+def candidate_id(network: str, i: int, j: int) -> str:
+    """The id of the group of layers [i, j) of a network (j exclusive), as export-groups names it."""
+    return f"{network}:{i}-{j}"
+
+
 @dataclass
 class PlanGroup:
     i: int
@@ -53,7 +58,8 @@ class Plan:
             d["simulated_ms"] = self.simulated_ms
         d["groups"] = []
         for g in self.groups:
-            e = {"layers": g.layers, "cores": g.cores, "predicted_ms": g.predicted_ms}
+            e = {"span": [g.i, g.j], "candidate_id": candidate_id(self.model, g.i, g.j), "layers": g.layers,
+                 "cores": g.cores, "predicted_ms": g.predicted_ms}
             if g.simulated_ms is not None:
                 e["simulated_ms"] = g.simulated_ms
             d["groups"].append(e)
@@ -64,9 +70,10 @@ class Plan:
         groups, pos = [], 0
         for e in d["groups"]:
             n = len(e["layers"])
-            groups.append(PlanGroup(pos, pos + n, list(e["layers"]), int(e["cores"]), float(e["predicted_ms"]),
+            i, j = e.get("span", (pos, pos + n))
+            groups.append(PlanGroup(int(i), int(j), list(e["layers"]), int(e["cores"]), float(e["predicted_ms"]),
                                     e.get("simulated_ms")))
-            pos += n
+            pos = int(j)
         return cls(d["model"], d["hardware"], d["hardware_hash"], d["batch"], d["strategy"], groups,
                    float(d["predicted_ms"]), d.get("simulated_ms"))
 

@@ -79,9 +79,10 @@ def train(hw: HardwareConfig, data_dir: str | Path, out_dir: str | Path, seed: i
           progress: bool = False, extras: ExtraFiles | None = None, **params) -> TrainResult:
     """Fit on `data_dir`, evaluate on its zoo.parquet, publish to `out_dir` (model, meta.json and
     whatever `extras` makes) as one unit, under a lock on `out_dir`. `progress` draws a bar."""
-    from .fileio import FolderLock, check_output
+    from .artefacts import MODEL, check_folder_output
+    from .fileio import FolderLock
 
-    check_output(out_dir, "folder")
+    check_folder_output(out_dir, MODEL, inputs=[data_dir])
     with FolderLock(Path(out_dir)):
         return _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params)
 

@@ -200,9 +200,10 @@ def train_universal(data_dir: str | Path, out_dir: str | Path, seed: int = 0, pr
                     **params) -> tuple[LatencyModel, dict]:
     """Fit one model on every device of a family dataset; publish it to `out_dir` with meta.json
     recording the family (its ranges and hash) and the accuracy on the held-out devices."""
-    from .fileio import FolderLock, check_output
+    from .artefacts import UNIVERSAL, check_folder_output
+    from .fileio import FolderLock
 
-    check_output(out_dir, "folder")
+    check_folder_output(out_dir, UNIVERSAL, inputs=[data_dir])
     fd = read_family_dataset(data_dir)
     X, y, y_mean, dev = family_rows(fd, progress)
     model = LatencyModel(random_state=seed, verbose=progress, **{**UNIVERSAL_PARAMS, **params})

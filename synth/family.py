@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from autotune.artefacts import FAMILY_DATASET, check_folder_output
 from autotune.errors import DatasetError
 from autotune.family import FAMILY_MANIFEST, SIBLINGS_FILE, Family
-from autotune.fileio import FolderLock, atomic_write_json, atomic_write_text, check_output
+from autotune.fileio import FolderLock, atomic_write_json, atomic_write_text
 from autotune.hardware import HardwareConfig, dump_hardware
 
 from .generator import GENERATOR_VERSION
@@ -75,7 +76,7 @@ def run_family(fam: Family, folder: str | Path, devices: int, budget: int, seed:
     if per < 1:
         raise DatasetError(f"--budget {budget} is less than one label for each of {devices} x {siblings} devices")
     folder = Path(folder)
-    check_output(folder, "folder")
+    check_folder_output(folder, FAMILY_DATASET)
     settings = family_settings(fam, devices, budget, seed, sampling, siblings)
     mpath = folder / FAMILY_MANIFEST
     with FolderLock(folder):

@@ -26,10 +26,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from autotune.artefacts import DATASET, check_folder_output
 from autotune.cluster import connect
 from autotune.dataset import DESC_COLUMNS, MANIFEST, ROW_COLUMNS, ZOO_FILE, file_digest, parquet_bytes
 from autotune.errors import AutotuneError, DatasetError
-from autotune.fileio import FolderLock, atomic_write, atomic_write_json, check_output, recover_folder, replace_folder
+from autotune.fileio import FolderLock, atomic_write, atomic_write_json, recover_folder, replace_folder
 from autotune.graph import Graph, Group, graph_to_dict
 from autotune.hardware import HardwareConfig
 from autotune.simulator import simulate
@@ -367,7 +368,7 @@ def run(hw: HardwareConfig, folder: str | Path, budget: int | None = None, seed:
     if jobs < 1:
         raise AutotuneError(f"--jobs must be at least 1, got {jobs}")
     folder = Path(folder)
-    check_output(folder, "folder")
+    check_folder_output(folder, DATASET)
     settings = settings_for(hw, budget, seed, shard_groups, sampling)
     with FolderLock(folder):
         recover_folder(folder)

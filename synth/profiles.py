@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from autotune.artefacts import DATASET, EXPORT, check_folder_output
 from autotune.costs import MeasuredTable
 from autotune.dataset import MANIFEST, ROW_COLUMNS, file_digest, parquet_bytes, read_parquet
 from autotune.errors import AutotuneError, DatasetError
-from autotune.fileio import FolderLock, atomic_write, atomic_write_json, check_output, recover_folder, replace_folder
+from autotune.fileio import FolderLock, atomic_write, atomic_write_json, recover_folder, replace_folder
 from autotune.graph import Graph, graph_from_dict, graph_to_dict
 from autotune.hardware import HardwareConfig
 
@@ -38,6 +39,11 @@ MANIFEST_COLUMNS = ["group_id", "cores", "onnx_file"]
 PROFILE_COLUMNS = ["group_id", "cores", "latency_ms"]
 #: A repeat this many scaled MADs from its pair's median is reported as an outlier.
 MAD_OUTLIER = 5.0
+#: The smallest pooled spread (log latency) outliers are judged against: timers are not exact.
+MIN_SPREAD = 0.01
+#: A measured latency must lie in [1 ns, 1 hour] (in ms) and be written as a plain decimal number.
+MIN_MS, MAX_MS = 1e-6, 3.6e6
+_DECIMAL = re.compile(r"[+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 MAX_LISTED = 20
 #: Labels `synth --backend onnxruntime` measures by default: a 2-core machine times them in minutes.
 CPU_BUDGET = 800
@@ -78,18 +84,17 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
     from .generator import GENERATOR_VERSION, describe, extract, generate
 
     out = Path(out)
-    check_output(out, "folder")
-    if out.exists() and any(out.iterdir()) and not (out / EXPORT_FILE).is_file() and not force:
-        raise AutotuneError(f"{out}/ exists and is not an export folder; choose another --out or add --force")
+    check_folder_output(out, EXPORT, inputs=[model if model and Path(model).exists() else None], force=force,
+                        replace_needs_force=True)
     graphs: list[Graph]
     if model is not None:
         from autotune.loader import load_graph
-        from autotune.planner import candidates
+        from autotune.planner import candidate_id, candidates
 
         g = load_graph(model)
         cands = candidates(g, hw)
         graphs = [extract(g, c.i, c.j, name=f"{g.name}[{c.i}:{c.j}]") for c in cands]
-        ids = [f"{g.name}:{c.i}-{c.j}" for c in cands]
+        ids = [candidate_id(g.name, c.i, c.j) for c in cands]
         kinds = [("network", g.name)] * len(graphs)
     elif n_groups is None and probes:
         graphs, ids, kinds = [], [], []
@@ -159,6 +164,9 @@ def read_export(folder: str | Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
         raise AutotuneError(f"{folder}/: cannot read its export files ({err})") from None
     if list(man.columns[:3]) != MANIFEST_COLUMNS:
         raise AutotuneError(f"{folder}/{MANIFEST_CSV}: header must start with {','.join(MANIFEST_COLUMNS)}")
+    if man.empty:
+        raise AutotuneError(f"{folder}/{MANIFEST_CSV} lists no rows to measure (only its header); export the groups "
+                            "again")
     return info, read_parquet(folder / GROUPS_FILE), man
 
 
@@ -179,6 +187,9 @@ def read_profile(path: str | Path, known: dict[str, str], core_counts: list[int]
     if missing:
         raise DatasetError(f"{path}: the header (first line) lacks column {missing[0]!r}; it must have "
                            f"{','.join(PROFILE_COLUMNS)}")
+    twice = sorted({c for c in header if header.count(c) > 1} & {*PROFILE_COLUMNS, "repeat"})
+    if twice:
+        raise DatasetError(f"{path}: the header names column {twice[0]!r} twice")
     col = {c: header.index(c) for c in header}
     problems: list[str] = []
     seen: dict[tuple, int] = {}
@@ -194,49 +205,59 @@ def read_profile(path: str | Path, known: dict[str, str], core_counts: list[int]
         if gid not in known:
             problems.append(f"line {line}: unknown group_id {gid!r} (not in the exported groups)")
             continue
-        try:
-            cores = int(cores_s)
-        except ValueError:
-            problems.append(f"line {line}: cores {cores_s!r} is not an integer")
+        if not re.fullmatch(r"[0-9]{1,9}", cores_s):
+            problems.append(f"line {line}: cores {cores_s!r} is not a whole number written in digits")
             continue
+        cores = int(cores_s)
         if cores not in core_counts:
             problems.append(f"line {line}: cores {cores} is not one of the hardware's core counts {core_counts}")
             continue
-        try:
-            lat = float(lat_s)
-        except ValueError:
-            lat = float("nan")
-        if not math.isfinite(lat) or lat <= 0:
-            problems.append(f"line {line}: latency_ms {lat_s!r} is not a positive number")
+        lat = float(lat_s) if _DECIMAL.fullmatch(lat_s) else math.nan
+        if not MIN_MS <= lat <= MAX_MS:
+            problems.append(f"line {line}: latency_ms {lat_s!r} is not a decimal number of milliseconds in "
+                            f"[{MIN_MS:g}, {MAX_MS:g}] (1 ns to 1 hour)")
             continue
-        key = (gid, cores, rep) if rep is not None else (gid, cores, lat_s)
-        if key in seen:
-            what = f"repeat {rep!r}" if rep is not None else f"latency {lat_s}"
-            problems.append(f"line {line}: duplicate of line {seen[key]} ({gid}, {cores} cores, {what})")
-            continue
-        seen[key] = line
+        if rep is not None:  # without a repeat column, equal rows are repeats that happened to agree
+            key = (gid, cores, rep)
+            if key in seen:
+                problems.append(f"line {line}: duplicate of line {seen[key]} ({gid}, {cores} cores, repeat {rep!r})")
+                continue
+            seen[key] = line
         out.append((gid, cores, lat))
+    if len(problems) == 1:
+        raise DatasetError(f"{path}: 1 bad row(s), nothing imported: {problems[0]}")
     if problems:
         more = f"\n... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
         raise DatasetError(f"{path}: {len(problems)} bad row(s), nothing imported:\n"
                            + "\n".join(problems[:MAX_LISTED]) + more)
     if not out:
         raise DatasetError(f"{path}: no measurements (only the header)")
-    return pd.DataFrame(out, columns=PROFILE_COLUMNS)
+    frame = pd.DataFrame(out, columns=PROFILE_COLUMNS)
+    frame.attrs["ignored_columns"] = [c for c in header if c not in (*PROFILE_COLUMNS, "repeat")]
+    return frame
 
 
 def aggregate(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """One row per (group_id, cores): the median of its repeats, and a report line for each repeat
-    more than MAD_OUTLIER scaled MADs from its median (kept, but the median resists it)."""
+    """One row per (group_id, cores): the median of its repeats, and a report line for each repeat of a
+    pair with 3 or more that lies more than MAD_OUTLIER spreads from its median (kept, but the median
+    resists it). The spread is one robust scale of log latency pooled over every pair: a MAD of 3
+    values is too small to judge by (``pooled_spread``)."""
     g = frame.groupby(["group_id", "cores"], sort=False)["latency_ms"]
     med = g.transform("median")
-    mad = (frame["latency_ms"] - med).abs().groupby([frame["group_id"], frame["cores"]], sort=False).transform("median")
-    scaled = 1.4826 * mad
-    out_mask = (g.transform("size") >= 3) & ((frame["latency_ms"] - med).abs() > MAD_OUTLIER * scaled) & (scaled > 0)
+    dev = np.abs(np.log(frame["latency_ms"] / med))
+    n = g.transform("size")
+    out_mask = (n >= 3) & (dev > MAD_OUTLIER * pooled_spread(dev, n))
     report = [f"{r.group_id} at {r.cores} cores: {r.latency_ms:.4g} ms against a median of {m:.4g} ms"
               for r, m in zip(frame[out_mask].itertuples(), med[out_mask])]
     agg = g.agg(["median", "size"]).reset_index().rename(columns={"median": "latency_ms", "size": "repeats"})
     return agg, report
+
+
+def pooled_spread(dev: pd.Series, n: pd.Series) -> float:
+    """1.4826 x the median absolute log deviation from the pair's median, over all repeats of pairs
+    with 2 or more (an odd pair's median itself, deviation exactly 0, left out), at least MIN_SPREAD."""
+    pool = dev[(n >= 2) & (dev > 0)].to_numpy()
+    return max(1.4826 * float(np.median(pool)) if len(pool) else 0.0, MIN_SPREAD)
 
 
 def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, groups: str | Path | None = None,
@@ -247,7 +268,7 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
     groups = Path(groups) if groups is not None else csv_path.parent
     info, gframe, _ = read_export(groups)
     out = Path(out)
-    check_output(out, "folder")
+    check_folder_output(out, DATASET, inputs=[csv_path, groups], force=force, replace_needs_force=True)
     known = dict(zip(gframe["group_id"], gframe["group_json"]))
     frame = read_profile(csv_path, known, list(hw.core_counts))
     agg, outliers = aggregate(frame)
@@ -275,7 +296,7 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    return {**manifest, "outliers": outliers}
+    return {**manifest, "outliers": outliers, "ignored_columns": frame.attrs.get("ignored_columns", [])}
 
 
 def measured_table(folder: str | Path, hw: HardwareConfig, profile: str | Path | None = None

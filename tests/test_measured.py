@@ -161,3 +161,22 @@ def test_a_datasheet_only_part_refuses_what_needs_a_device(datasheet_only, tmp_p
 def test_train_threads_is_range_checked(capsys):
     assert main(["train", "--threads", "0"]) == 2
     assert "outside 1..1024" in capsys.readouterr().err
+
+
+def test_tune_finds_a_parts_model_by_its_name_or_model_dir(datasheet_only, tmp_path, capsys):
+    """models/<the part's name>/ is found as well as models/<YAML stem>/, --model-dir names the folder
+    itself, and a missing model's error says how to make one for a part without device:."""
+    import shutil
+
+    root = datasheet_only
+    hw = str(root / "part.yaml")
+    name = load_hardware(hw).name
+    shutil.copytree(root / "models" / "part", tmp_path / "by-name" / name)
+    for extra in (["--models-dir", str(tmp_path / "by-name")], ["--model-dir", str(root / "models" / "part")]):
+        out = tmp_path / "plan.json"
+        assert main(["tune", "--hw", hw, "--model", NET, *extra, "--out", str(out)]) == 0, extra
+        assert json.loads(out.read_text())["strategy"] == "learned"
+    capsys.readouterr()
+    assert main(["tune", "--hw", hw, "--model", NET, "--models-dir", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--model-dir" in err and "export-groups" in err and "make" not in err

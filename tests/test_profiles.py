@@ -77,7 +77,7 @@ def test_round_trip_through_a_profile_is_exact(exported, tmp_path):
     assert np.array_equal(got.to_numpy(), want)
     with pytest.raises(DatasetError, match="was labelled for hardware"):
         read_dataset(tmp_path / "data", HW)  # the profile belongs to the altered device
-    with pytest.raises(DatasetError, match="already holds a dataset"):
+    with pytest.raises(AutotuneError, match="already holds a dataset"):
         import_profile(tmp_path / "m.csv", dev, tmp_path / "data", groups=exported)
 
 
@@ -90,11 +90,15 @@ def test_bad_rows_are_each_named_and_nothing_is_written(exported, tmp_path):
     with pytest.raises(DatasetError) as err:
         import_profile(bad, HW, tmp_path / "data", groups=exported)
     lines = str(err.value).splitlines()
-    assert lines[0].endswith("7 bad row(s), nothing imported:") and len(lines) == 8
+    assert lines[0].endswith("6 bad row(s), nothing imported:") and len(lines) == 7
     assert "line 3: unknown group_id 'nope'" in lines[1] and "cores 3 is not one of" in lines[2]
-    assert "'nan' is not a positive number" in lines[3] and "'0' is not a positive number" in lines[4]
-    assert "duplicate of line 2" in lines[5] and "cores '' is not an integer" in lines[6]
+    assert "'nan' is not a decimal number" in lines[3] and "'0' is not a decimal number" in lines[4]
+    assert "cores '' is not a whole number" in lines[5] and "line 9: latency_ms '-2'" in lines[6]
     assert not (tmp_path / "data").exists()
+    rep = tmp_path / "rep.csv"
+    rep.write_text(f"group_id,cores,latency_ms,repeat\n{g0},1,1.5,0\n{g0},1,1.6,0\n")
+    with pytest.raises(DatasetError, match="line 3: duplicate of line 2"):
+        import_profile(rep, HW, tmp_path / "data", groups=exported)
     many = tmp_path / "many.csv"
     many.write_text("group_id,cores,latency_ms\n" + "".join(f"x{k},1,1\n" for k in range(30)))
     with pytest.raises(DatasetError, match=r"30 bad row\(s\)[\s\S]*\.\.\. and 10 more"):

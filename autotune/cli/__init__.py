@@ -6,6 +6,8 @@ Errors caused by input (AutotuneError) become one line on stderr and exit status
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
 
 from synth import SAMPLINGS
@@ -35,10 +37,9 @@ class _Parser(argparse.ArgumentParser):
 def _ranged(lo: int, hi: int):
     """An argparse type: an integer in [lo, hi]."""
     def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not re.fullmatch(r"-?[0-9]{1,12}", text.strip()):  # plain digits: no 1e8, 1_000 or 0x10
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number written in digits")
+        v = int(text)
         if not lo <= v <= hi:
             raise argparse.ArgumentTypeError(f"{v} is outside {lo}..{hi}")
         return v
@@ -46,9 +47,25 @@ def _ranged(lo: int, hi: int):
     return parse
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds, at most an hour."""
+    try:
+        v = float(text) if re.fullmatch(r"[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?", text.strip()) else math.nan
+    except ValueError:
+        v = math.nan
+    if not 0 < v <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds in (0, 3600]")
+    return v
+
+
 SEED = _ranged(0, 2**32 - 1)
 BATCH = _ranged(1, 4096)
-BUDGET = _ranged(1, 10**8)  # labels: far beyond any real device's patience
+BUDGET = _ranged(1, 10**7)  # labels: over 100 times the default dataset, beyond any real device's patience
+#: Groups export-groups writes, and labels adapt spends: exporting takes about 25 ms a group, adapting
+#: is for few labels (a large labelled set is a job for synth and train).
+EXPORT_GROUPS = _ranged(1, 200_000)
+ADAPT_BUDGET = _ranged(1, 200_000)
+REPEATS = _ranged(1, 1000)
 MEASURE = _ranged(0, 10**5)
 JOBS = _ranged(1, 256)
 THREADS = _ranged(1, 1024)
@@ -61,6 +78,12 @@ def _add_model_sizes(s: argparse.ArgumentParser) -> None:
                    help="set a symbolic input dimension of an ONNX file, or a zoo network's size (e.g. seq=256); "
                         "repeatable")
     s.add_argument("--strict", action="store_true", help="unknown ONNX ops are an error, not opaque layers")
+
+
+def _add_model_dirs(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--models-dir", default="models",
+                   help="where trained models live: <models-dir>/<hw>/, by the --hw argument or the part's name")
+    s.add_argument("--model-dir", default=None, metavar="DIR", help="the part's trained model folder itself")
 
 
 def _add_cost(s: argparse.ArgumentParser) -> None:
@@ -136,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hw", default="mlu100")
     s.add_argument("--model", required=True, metavar="MODEL")
     _add_model_sizes(s)
-    s.add_argument("--models-dir", default="models", help="where trained models live (models/<hw>/)")
+    _add_model_dirs(s)
     _add_cost(s)
     s.add_argument("--strategy", default="learned")
     s.add_argument("--out", default=None, metavar="plan.json")
@@ -155,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hw", default="mlu100")
     s.add_argument("--models", default="all", help="all, or comma-separated zoo names and .onnx paths")
     _add_model_sizes(s)
-    s.add_argument("--models-dir", default="models")
+    _add_model_dirs(s)
     _add_cost(s)
     s.add_argument("--measure-budget", type=MEASURE, default=None, metavar="M",
                    help="also run learned+measure with at most M device measurements per network")
@@ -165,16 +188,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", metavar="FILE")
     s.add_argument("--plot", default=None, metavar="FILE.png")
     s.set_defaults(func=cmd_eval)
-    add_profile_parsers(sub, SEED, BUDGET)
-    add_adapt_parser(sub, SEED, BUDGET)
+    add_profile_parsers(sub, SEED, BUDGET, EXPORT_GROUPS, REPEATS, _seconds)
+    add_adapt_parser(sub, SEED, ADAPT_BUDGET)
     return p
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as one line with its message only: no source file, line number or code."""
+    return f"autotune: warning: {message}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input is one line on stderr and exit 2, never a traceback. An
     unexpected failure is one line and exit 3 (AUTOTUNE_DEBUG=1 shows the traceback)."""
     import os
+    import warnings
 
+    warnings.formatwarning = _warning_line
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..artefacts import check_folder_output
 from ..costs import table_cost
 from ..errors import AutotuneError
 from ..fileio import atomic_write_json, check_output
@@ -86,7 +87,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     hw = load_hardware(args.hw)
     out = Path(args.out or Path("reports") / hw_slug(args.hw))
-    check_output(out, "folder")
+    check_folder_output(out, None, others_ok=True)
     tables = run_study(hw)
     files = []
     for name, df in tables.items():
@@ -223,25 +224,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_model(hw: HardwareConfig, hw_arg: str, models_dir: str | Path = "models", cost: str = "learned"):
-    """The trained model for this hardware (or with cost="universal", models/universal), or a clear
-    error saying how to make one."""
+def load_model(hw: HardwareConfig, hw_arg: str, models_dir: str | Path = "models", cost: str = "learned",
+               model_dir: str | Path | None = None):
+    """The trained model for this hardware: `model_dir` if given, else models_dir/<hw argument's stem>
+    or models_dir/<part's name>; with cost="universal", models/universal. A clear error says how to
+    make one."""
     from ..costmodel import LatencyModel
     from ..fileio import recover_folder
 
     if cost == "universal":
+        if model_dir is not None:
+            raise AutotuneError("--model-dir names the part's own model; --cost universal uses "
+                                "<models-dir>/universal")
         from .universal_commands import load_universal_model
 
         return load_universal_model(hw, models_dir)
-    folder = Path(models_dir) / hw_slug(hw_arg)
-    try:
-        recover_folder(folder)  # a publication killed between its renames leaves the old model aside
-    except OSError:
-        pass
-    if not (folder / "meta.json").is_file():
-        raise AutotuneError(f"no trained model for hardware {hw.name!r} in {folder}/; "
-                            f"run `make synth train HW={hw_arg}` first")
-    return LatencyModel.load(folder, hw)
+    tried = [Path(model_dir)] if model_dir is not None else list(dict.fromkeys(
+        [Path(models_dir) / hw_slug(hw_arg), Path(models_dir) / hw_slug(hw.name)]))
+    for folder in tried:
+        try:
+            recover_folder(folder)  # a publication killed between its renames leaves the old model aside
+        except OSError:
+            pass
+        if (folder / "meta.json").is_file():
+            return LatencyModel.load(folder, hw)
+    where = " or ".join(f"{f}/" for f in tried)
+    if hw.has_device:
+        how = f"run `make synth train HW={hw_arg}`, or give the model folder with --model-dir"
+    else:
+        how = (f"measure the part (`autotune export-groups --hw {hw_arg} --groups N --out G`, run G/manifest.csv "
+               f"on it, `autotune import-profile G/measured.csv --hw {hw_arg} --out D`, `autotune train --hw "
+               f"{hw_arg} --data D --out M`), then give --model-dir M")
+    raise AutotuneError(f"no trained model for hardware {hw.name!r} in {where}; {how}")
 
 
 def _measured_table(folder: str, hw: HardwareConfig, graph):
@@ -284,7 +298,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if strategy == "oracle" and not hw.has_device and table is None:
         raise AutotuneError(f"the oracle plans on the device, and {hw.name} has no device: section; give the measured "
                             "candidates with --measured DIR --verify")
-    model = load_model(hw, args.hw, args.models_dir, args.cost) if want_model and strategy != "oracle" else None
+    model = (load_model(hw, args.hw, args.models_dir, args.cost, args.model_dir)
+             if want_model and strategy != "oracle" else None)
     t0 = time.perf_counter()
     p = strat.run(strategy, graph, hw, model=model, measure_budget=args.measure_budget or 0, table=table)
     plan_s = time.perf_counter() - t0
@@ -371,7 +386,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                             "part) and give the folders with --measured DIR [DIR ...]")
     else:
         specs = _model_specs(args.models)
-    model = load_model(hw, args.hw, args.models_dir, args.cost)
+    model = load_model(hw, args.hw, args.models_dir, args.cost, args.model_dir)
     if args.measure_budget is not None and args.measure_budget < 0:
         raise AutotuneError(f"--measure-budget must be at least 0, got {args.measure_budget}")
     result = run_eval(specs, hw, model, batch=args.batch, progress=True, measure_budget=args.measure_budget,

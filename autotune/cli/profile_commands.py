@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..fileio import check_output
+from ..artefacts import check_file_output
+from ..errors import AutotuneError
 from ..hardware import hw_slug, load_hardware
 
 
 def cmd_export_groups(args: argparse.Namespace) -> int:
     from synth.profiles import export_groups
 
+    if args.groups is not None and args.model is not None:
+        raise AutotuneError("give --groups N (synthetic groups) or --model NET (a network's candidates), not both")
     hw = load_hardware(args.hw)
     info = export_groups(hw, args.out, args.groups, args.seed, args.model, args.weights, args.force, progress=True,
                          probes=args.probes)
@@ -24,10 +27,11 @@ def cmd_export_groups(args: argparse.Namespace) -> int:
 
 def cmd_measure(args: argparse.Namespace) -> int:
     from synth.measure import measure
-    from synth.profiles import write_profile
+    from synth.profiles import read_export, write_profile
 
     out = args.out or str(Path(args.folder) / "measured.csv")
-    check_output(out, "file")
+    read_export(args.folder)
+    check_file_output(out, flag="--out")
     hw = load_hardware(args.hw) if args.hw else None
     frame, notes = measure(args.folder, args.backend, hw, args.limit, args.seed, args.repeats,
                            timeout_s=args.timeout, progress=True)
@@ -45,18 +49,21 @@ def cmd_import_profile(args: argparse.Namespace) -> int:
     out = args.out or str(Path("data") / hw_slug(args.hw))
     m = import_profile(args.profile, hw, out, args.groups, args.force)
     print(f"{out}/: {m['rows']} labels (group x cores) from {m['measurements']} measurements, marked measured")
+    if m["ignored_columns"]:
+        print(f"note: columns not used (kept out of the dataset): {', '.join(m['ignored_columns'])}")
     if m["outliers"]:
-        print(f"{len(m['outliers'])} outlier repeat(s) (over 5 MADs from their median; the median is kept):")
+        print(f"{len(m['outliers'])} outlier repeat(s) (over 5 robust spreads, pooled over all pairs, from their "
+              "pair's median; the median is kept):")
         for line in m["outliers"][:10]:
             print(f"  {line}")
     return 0
 
 
-def add_parsers(sub, seed_type, budget_type) -> None:
+def add_parsers(sub, seed_type, budget_type, groups_type, repeats_type, seconds_type) -> None:
     """The three commands' argument parsers."""
     s = sub.add_parser("export-groups", help="write layer groups as ONNX files for a device to measure")
     s.add_argument("--hw", default="mlu100")
-    s.add_argument("--groups", type=budget_type, default=None, metavar="N", help="synthetic groups to export")
+    s.add_argument("--groups", type=groups_type, default=None, metavar="N", help="synthetic groups to export")
     s.add_argument("--model", default=None, metavar="NAME_OR_ONNX",
                    help="export this network's candidate groups instead")
     s.add_argument("--seed", type=seed_type, default=0)
@@ -73,8 +80,8 @@ def add_parsers(sub, seed_type, budget_type) -> None:
     s.add_argument("--hw", default=None, help="the device the simulator plays (any YAML with a device: section)")
     s.add_argument("--out", default=None, metavar="measured.csv", help="default DIR/measured.csv")
     s.add_argument("--limit", type=budget_type, default=None, metavar="N", help="measure at most N rows")
-    s.add_argument("--repeats", type=budget_type, default=7, help="timed runs per row (onnxruntime)")
-    s.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds per row (onnxruntime)")
+    s.add_argument("--repeats", type=repeats_type, default=7, help="timed runs per row (onnxruntime)")
+    s.add_argument("--timeout", type=seconds_type, default=10.0, metavar="S", help="seconds per row (onnxruntime)")
     s.add_argument("--seed", type=seed_type, default=0)
     s.set_defaults(func=cmd_measure)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from synth import SAMPLINGS
 
+from ..artefacts import DATASET, MODEL, check_folder_output
 from ..errors import AutotuneError
 from ..fileio import atomic_write_json, check_output
 from ..hardware import HardwareConfig, hw_slug, load_hardware
@@ -79,12 +80,18 @@ def load_universal_model(hw: HardwareConfig, models_dir: str | Path, advice: str
 
 def cmd_adapt(args: argparse.Namespace) -> int:
     from ..adapt import ADAPT_SAMPLING, adapt_for
+    from ..probes import PROBE_LABELS
 
+    if args.budget < PROBE_LABELS:
+        raise AutotuneError(f"--budget {args.budget} is too few labels to adapt on: at least {PROBE_LABELS} (the "
+                            "probes' share; a few hundred is a sensible start)")
     hw = load_hardware(args.hw)
     out = Path(args.out or Path(args.models_dir) / hw_slug(args.hw))
-    check_output(out, "folder")
-    universal = load_universal_model(hw, args.models_dir, "the adaptation relies on the part's labels there")
     data = Path(args.data) if args.data else Path("data") / f"{hw_slug(args.hw)}.adapt"
+    check_folder_output(out, MODEL, inputs=[Path(args.models_dir) / UNIVERSAL, args.data])
+    if not args.data:
+        check_folder_output(data, DATASET, flag="the adaptation's dataset")
+    universal = load_universal_model(hw, args.models_dir, "the adaptation relies on the part's labels there")
     res = adapt_for(hw, universal, args.budget, data, out, seed=args.seed, sampling=args.sampling or ADAPT_SAMPLING,
                     measured=bool(args.data), progress=True)
     print(f"adapted the universal model to {hw.name} with {res['labels']} labels ({res['source']}): "

@@ -1,0 +1,198 @@
+"""The measurement workflow never loses a file and refuses nonsense: every command's output is checked
+against its inputs and against the other commands' artefacts (autotune/artefacts.py), and every
+numeric argument and profile field is range-checked. Each refusal is one line, exit 2, and leaves
+every file that was there unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autotune.cli import main
+from autotune.hardware import load_hardware
+from synth.measure import measure
+from synth.profiles import aggregate, export_groups, import_profile, write_profile
+
+HW = load_hardware("mlu100")
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """An export with its measurements, the dataset imported from it, and a model folder and a
+    universal model (only their marker files: the checks run before anything is loaded)."""
+    root = tmp_path_factory.mktemp("work")
+    export_groups(HW, root / "groups", n_groups=4, seed=1)
+    write_profile(root / "groups" / "measured.csv", measure(root / "groups", "simulator", HW, seed=0)[0])
+    import_profile(root / "groups" / "measured.csv", HW, root / "data", groups=root / "groups")
+    for name, meta in [("part", {"hardware": HW.name}), ("universal", {"family": {"name": "family"}})]:
+        (root / "models" / name).mkdir(parents=True)
+        (root / "models" / name / "meta.json").write_text(json.dumps(meta))
+        (root / "models" / name / "model.ubj").write_bytes(b"trees")
+    return root
+
+
+def _refused(argv: list[str], root: Path, words: str, capsys) -> None:
+    before = _snapshot(root)
+    assert main(argv) == 2, argv
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err, (argv, err)
+    assert _snapshot(root) == before, argv
+
+
+@pytest.mark.parametrize("argv, words", [
+    # adapt over the universal model it adapts
+    (["adapt", "--hw", "mlu100", "--budget", "100", "--models-dir", "{r}/models", "--out", "{r}/models/universal"],
+     "this command's input"),
+    # adapt into a dataset
+    (["adapt", "--hw", "mlu100", "--budget", "100", "--models-dir", "{r}/models", "--out", "{r}/data"],
+     "holds a dataset, not a model folder"),
+    # export-groups --force over a dataset, a model, a universal model
+    (["export-groups", "--groups", "3", "--out", "{r}/data", "--force"], "--force replaces only an export folder"),
+    (["export-groups", "--groups", "3", "--out", "{r}/models/part", "--force"], "holds a model folder"),
+    (["export-groups", "--groups", "3", "--out", "{r}/models/universal", "--force"], "holds a universal model"),
+    # export-groups over an export that holds measurements, without --force
+    (["export-groups", "--groups", "3", "--out", "{r}/groups"], "files of yours in it (measured.csv)"),
+    # import-profile into the export folder it reads, or over another kind
+    (["import-profile", "{r}/groups/measured.csv", "--out", "{r}/groups", "--force"], "this command's input"),
+    (["import-profile", "{r}/groups/measured.csv", "--out", "{r}/models/part", "--force"], "holds a model folder"),
+    (["import-profile", "{r}/groups/measured.csv", "--out", "{r}/data"], "add --force"),
+    # measure over the export's own files, or into a dataset
+    (["measure", "{r}/groups", "--backend", "simulator", "--hw", "mlu100", "--out", "{r}/groups/manifest.csv"],
+     "its own manifest.csv"),
+    (["measure", "{r}/groups", "--backend", "simulator", "--hw", "mlu100", "--out", "{r}/groups/groups.parquet"],
+     "its own groups.parquet"),
+    (["measure", "{r}/groups", "--backend", "simulator", "--hw", "mlu100", "--out", "{r}/data/m.csv"],
+     "the dataset"),
+    # train and synth onto their inputs or other kinds
+    (["train", "--data", "{r}/data", "--out", "{r}/data"], "this command's input"),
+    (["train", "--data", "{r}/data", "--out", "{r}/groups"], "holds an export folder"),
+    (["train", "--data", "{r}/data", "--out", "{r}/models/universal"], "holds a universal model"),
+    (["synth", "--budget", "60", "--out", "{r}/models/part", "--force"], "holds a model folder"),
+    (["synth", "--budget", "60", "--out", "{r}/groups", "--force"], "holds an export folder"),
+    # plain outputs into an artefact
+    (["tune", "--model", "resnet18", "--strategy", "analytic", "--out", "{r}/models/part/plan.json"],
+     "model folder"),
+    (["study", "--out", "{r}/data"], "holds a dataset"),
+])
+def test_no_command_writes_over_its_inputs_or_another_artefact(work, argv, words, capsys):
+    _refused([a.replace("{r}", str(work)) for a in argv], work, words, capsys)
+
+
+def test_force_replaces_an_export_with_an_export(work, tmp_path, capsys):
+    export_groups(HW, tmp_path / "g", n_groups=2, seed=0)
+    (tmp_path / "g" / "measured.csv").write_text("group_id,cores,latency_ms\n")
+    assert main(["export-groups", "--groups", "3", "--out", str(tmp_path / "g")]) == 2
+    assert "add --force" in capsys.readouterr().err
+    assert main(["export-groups", "--groups", "3", "--out", str(tmp_path / "g"), "--force"]) == 0
+    assert json.loads((tmp_path / "g" / "export.json").read_text())["groups"] == 3
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["measure", "{r}/groups", "--backend", "onnxruntime", "--timeout", t], "seconds")
+    for t in ["-1", "0", "nan", "inf", "1e9"]
+] + [
+    (["adapt", "--hw", "mlu100", "--budget", "1"], "too few labels"),
+    (["adapt", "--hw", "mlu100", "--budget", "100000000"], "outside"),
+    (["export-groups", "--groups", "100000000", "--out", "{r}/x"], "outside"),
+    (["export-groups", "--groups", "1e8", "--out", "{r}/x"], "not a whole number"),
+    (["synth", "--budget", "1_000", "--out", "{r}/x"], "not a whole number"),
+    (["export-groups", "--groups", "3", "--model", "resnet18", "--out", "{r}/x"], "not both"),
+    (["inspect", "bert_base", "--dim", "seq=128", "--dim", "seq=256"], "given twice"),
+    (["inspect", "bert_base", "--dim", "seq=1_000"], "whole number"),
+    (["measure", "{r}/groups", "--backend", "simulator", "--hw", "mlu100", "--repeats", "0"], "outside"),
+])
+def test_numeric_arguments_are_range_checked(work, argv, words, capsys):
+    _refused([a.replace("{r}", str(work)) for a in argv], work, words, capsys)
+
+
+def test_a_repeated_dim_that_agrees_with_itself_is_fine(capsys):
+    assert main(["inspect", "bert_base", "--dim", "seq=64", "--dim", "seq=64"]) == 0
+
+
+def test_an_export_whose_manifest_is_only_its_header_is_an_error(work, tmp_path, capsys):
+    export_groups(HW, tmp_path / "g", n_groups=2, seed=0)
+    (tmp_path / "g" / "manifest.csv").write_text("group_id,cores,onnx_file\n")
+    _refused(["measure", str(tmp_path / "g"), "--backend", "simulator", "--hw", "mlu100"], tmp_path,
+             "lists no rows to measure", capsys)
+
+
+@pytest.mark.parametrize("latency", ["1e308", "1e-300", "1_000", "inf", "nan", "0x10", "-1", "0", "5000000"])
+def test_a_latency_outside_1ns_to_1h_or_not_plain_decimal_is_refused(work, tmp_path, latency, capsys):
+    gid = pd.read_csv(work / "groups" / "manifest.csv")["group_id"].iloc[0]
+    (tmp_path / "p.csv").write_text(f"group_id,cores,latency_ms\n{gid},1,{latency}\n{gid},2,0.5\n")
+    _refused(["import-profile", str(tmp_path / "p.csv"), "--groups", str(work / "groups"),
+              "--out", str(tmp_path / "d")], tmp_path, "bad row(s)", capsys)
+    assert not (tmp_path / "d").exists()
+
+
+def test_plain_decimal_latencies_in_range_import(work, tmp_path):
+    gid = pd.read_csv(work / "groups" / "manifest.csv")["group_id"].iloc[0]
+    (tmp_path / "p.csv").write_text(f"group_id,cores,latency_ms\n{gid},1,1.5e-3\n{gid},2,3600000\n{gid},4,+.25\n")
+    assert import_profile(tmp_path / "p.csv", HW, tmp_path / "d", groups=work / "groups")["rows"] == 3
+
+
+def test_extra_profile_columns_are_ignored_and_listed(work, tmp_path, capsys):
+    frame = pd.read_csv(work / "groups" / "measured.csv")
+    frame.insert(0, "run", 1)
+    frame["temp_c"] = 41.5
+    frame["note"] = "ok, warm"
+    frame.to_csv(tmp_path / "p.csv", index=False)
+    assert main(["import-profile", str(tmp_path / "p.csv"), "--groups", str(work / "groups"),
+                 "--out", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(frame)} labels" in out and "columns not used" in out and "run, backend, temp_c, note" in out
+
+
+def test_outliers_are_judged_against_a_spread_pooled_over_all_pairs():
+    """3 repeats of 2,004 pairs with 3% noise and 60 slow repeats injected: the 60 are reported and
+    few others (a MAD of each pair's 3 values flagged 484)."""
+    rng = np.random.default_rng(0)
+    base = np.exp(rng.uniform(-3, 3, 2004))
+    ms = np.repeat(base, 3) * np.exp(rng.normal(0, 0.03, 3 * len(base)))
+    hit = rng.choice(len(ms), 60, replace=False)
+    ms[hit] *= rng.uniform(1.5, 4, 60)
+    frame = pd.DataFrame({"group_id": np.repeat([f"g{k}" for k in range(len(base))], 3), "cores": 1,
+                          "latency_ms": ms})
+    agg, report = aggregate(frame)
+    assert len(agg) == 2004 and 55 <= len(report) <= 70
+
+
+def test_plan_json_groups_carry_their_span_and_candidate_id(tmp_path):
+    plan = tmp_path / "p.json"
+    assert main(["tune", "--model", "squeezenet1_1", "--strategy", "analytic", "--out", str(plan)]) == 0
+    d = json.loads(plan.read_text())
+    spans = [g["span"] for g in d["groups"]]
+    assert spans[0][0] == 0 and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert all(j - i == len(g["layers"]) for (i, j), g in zip(spans, d["groups"]))
+    export_groups(HW, tmp_path / "cand", model="squeezenet1_1")
+    ids = set(pd.read_csv(tmp_path / "cand" / "manifest.csv")["group_id"])
+    assert all(g["candidate_id"] == f"{d['model']}:{i}-{j}" and g["candidate_id"] in ids
+               for (i, j), g in zip(spans, d["groups"]))
+
+
+def test_warnings_print_their_message_only(tmp_path):
+    import subprocess
+    import sys
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    node = helper.make_node("Det", ["x"], ["y"])
+    onnx.save(helper.make_model(helper.make_graph([node], "g", [x], [y]),
+                                opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    run = subprocess.run([sys.executable, "-m", "autotune", "inspect", str(tmp_path / "m.onnx")], capture_output=True,
+                         text=True, check=True)
+    err = run.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("autotune: warning:") and ".py:" not in err[0]

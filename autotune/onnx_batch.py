@@ -70,10 +70,21 @@ class InputSizes:
         return self.file_batch is not None and self.file_batch != self.batch
 
 
-def _batch_axis(vi) -> int | None:
+#: Recurrent ops whose X input is [seq, batch, features] unless their `layout` attribute is 1.
+RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
+
+
+def seq_first_inputs(graph) -> set[str]:
+    """Names of the tensors that feed a recurrent op's X in its default [seq, batch, ...] layout."""
+    return {n.input[0] for n in graph.node if n.op_type in RECURRENT_OPS and n.input
+            and not any(a.name == "layout" and a.i == 1 for a in n.attribute)}
+
+
+def _batch_axis(vi, seq_first: bool = False) -> int | None:
     """The axis of an input that is its batch: a dim named like one; else dim 0 of a map or sequence
-    (rank >= 3), of integer ids (rank 2, [batch, seq]) or of a [1, features] row; a rank-2 activation
-    [tokens, features] with more than one row has none."""
+    (rank >= 3; dim 1 where it feeds a recurrent op as [seq, batch, features]), of integer ids
+    (rank 2, [batch, seq]) or of a [1, features] row; a rank-2 activation [tokens, features] with
+    more than one row has none."""
     tt = vi.type.tensor_type
     dims = list(tt.shape.dim)
     for i, d in enumerate(dims):
@@ -81,6 +92,8 @@ def _batch_axis(vi) -> int | None:
             return i
     if not dims:
         return None
+    if seq_first and len(dims) == 3:
+        return 1
     if len(dims) >= 3 or (len(dims) == 2 and tt.elem_type in _INT_TYPES):
         return 0
     if len(dims) == 2 and dims[0].HasField("dim_value") and dims[0].dim_value == 1:
@@ -88,7 +101,8 @@ def _batch_axis(vi) -> int | None:
     return None
 
 
-def resolve(inputs: list, batch: int | None, dims: dict[str, int]) -> InputSizes:
+def resolve(inputs: list, batch: int | None, dims: dict[str, int], seq_first: set[str] | None = None
+            ) -> InputSizes:
     """Fix every input dimension in place: symbolic ones from `dims` (by name, or `input.axis`) or, on a
     batch axis, from `batch`; the batch axes at the export batch when the file fixes one (the rescale
     to `batch` comes later). A symbolic dimension left unset is an error naming it and the flag."""
@@ -97,7 +111,7 @@ def resolve(inputs: list, batch: int | None, dims: dict[str, int]) -> InputSizes
         tt = vi.type.tensor_type
         if not tt.HasField("shape"):
             raise GraphError(f"graph input {vi.name!r} has no shape")
-        sz.axes[vi.name] = _batch_axis(vi)
+        sz.axes[vi.name] = _batch_axis(vi, vi.name in (seq_first or set()))
     fixed = [vi.type.tensor_type.shape.dim[ax].dim_value for vi in inputs
              if (ax := sz.axes[vi.name]) is not None and vi.type.tensor_type.shape.dim[ax].HasField("dim_value")]
     if batch is not None and all(a is None for a in sz.axes.values()):

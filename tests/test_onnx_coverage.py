@@ -314,3 +314,16 @@ def test_cli_inspect_strict_shows_the_quantized_model(tmp_path, capsys):
     doc = json.loads(out_json.read_text())
     assert doc["total_macs"] == 13856
     assert math.prod(next(r for r in doc["layers"] if r["name"] == "qgap")["output_shape"]) == 8
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+def test_batch_of_a_recurrent_model_scales_its_batch_axis_not_its_sequence(tmp_path, layout):
+    """X is [seq, batch, input] (layout 0) or [batch, seq, input]: --batch scales the batch axis, so
+    the MACs scale by the batch and the sequence length stays."""
+    seq, batch, inp, hidden = 7, 3, 16, 6
+    path = _recurrent(tmp_path, "LSTM", seq, batch, inp, hidden, layout=layout)
+    base = seq * batch * 4 * hidden * (inp + hidden)
+    assert load_onnx(path).total_macs == base
+    g = load_onnx(path, batch=6)
+    assert g.batch == 6 and g.total_macs == 2 * base
+    assert g.shape_of("Y") == ((6, seq, 1, hidden) if layout else (seq, 1, 6, hidden))

@@ -85,3 +85,60 @@ def cpu_config() -> dict:
             "datasheet": {"cores": cores, "core_counts": counts, "clock_ghz": clock,
                           "mac_array": {"ci": lanes, "co": 2}, "vector_lanes": lanes, "dtype_bytes": 4,
                           "onchip_kib": cache, "dram_gbps": gbps, "max_fusion": 8}}
+
+
+# -- memory: what a group may hold (not part of the config, so the hash stays put) -----------------
+#: Read instead of the system's available memory where set (bytes): for tests and for hosts whose
+#: free memory the system misreports.
+MEM_ENV = "AUTOTUNE_MEM_AVAILABLE"
+#: Assumed available memory where neither /proc/meminfo nor a cgroup says (bytes).
+FALLBACK_AVAILABLE = 4 << 30
+#: The share of available memory one generated group may hold (inputs, every tensor, weights).
+GROUP_SHARE = 1 / 16
+#: Cgroup (v2, then v1) files of (limit, usage): a container's own ceiling under the host's.
+_CGROUP = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+           ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
+
+
+def _meminfo_available() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes, or None."""
+    try:
+        m = re.search(r"^MemAvailable:\s*(\d+)\s*kB", Path("/proc/meminfo").read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(m.group(1)) * 1024 if m else None
+
+
+def _cgroup_headroom() -> int | None:
+    """Bytes this process's memory cgroup may still take (its limit less its usage), or None if unlimited."""
+    for limit_f, usage_f in _CGROUP:
+        try:
+            limit, usage = Path(limit_f).read_text().strip(), Path(usage_f).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit() and usage.isdigit() and int(limit) < 1 << 60:
+            return max(0, int(limit) - int(usage))
+        return None
+    return None
+
+
+def available_memory() -> int:
+    """Bytes this process may allocate now: $AUTOTUNE_MEM_AVAILABLE if set, else the least of
+    MemAvailable and the cgroup's headroom, else FALLBACK_AVAILABLE."""
+    import os
+
+    from .errors import AutotuneError
+
+    env = os.environ.get(MEM_ENV)
+    if env is not None:
+        if not env.strip().isdigit() or int(env) < 1:
+            raise AutotuneError(f"${MEM_ENV} must be a whole number of bytes, at least 1; got {env!r}")
+        return int(env)
+    known = [b for b in (_meminfo_available(), _cgroup_headroom()) if b is not None]
+    return min(known) if known else FALLBACK_AVAILABLE
+
+
+def group_byte_cap() -> int:
+    """The most bytes a group generated for this host may hold: GROUP_SHARE of its available memory,
+    rounded down to a power of two so that the generated groups stay put while free memory drifts."""
+    return 1 << max(0, int(available_memory() * GROUP_SHARE).bit_length() - 1)

@@ -445,6 +445,37 @@ def generate(n: int, hw: HardwareConfig, seed: int) -> list[Graph]:
     return generate_range(n, hw, seed, 0, n)
 
 
+def group_bytes(g: Graph, dtype_bytes: int) -> int:
+    """Bytes a group holds when run whole: its inputs, every tensor its layers produce, and its weights."""
+    acts = sum(math.prod(s) for s in g.inputs.values()) + sum(lyr.out_elems for lyr in g.order)
+    return acts * dtype_bytes + sum(lyr.weight_bytes(dtype_bytes) for lyr in g.order)
+
+
+def byte_cap(hw: HardwareConfig) -> int | None:
+    """The most bytes a group generated for `hw` may hold: for this host's CPU (where the groups are
+    run) a share of its available memory (autotune.host.group_byte_cap); no cap for other parts, whose
+    datasheet gives no memory size."""
+    from autotune.hardware import is_host_cpu
+    from autotune.host import group_byte_cap
+
+    return group_byte_cap() if is_host_cpu(hw) else None
+
+
+def generate_within(n: int, hw: HardwareConfig, seed: int, cap: int | None
+                    ) -> tuple[list[tuple[int, Graph]], list[tuple[int, int]]]:
+    """([(index, graph)] of `generate(n, hw, seed)` holding at most `cap` bytes, [(index, bytes)] of those
+    skipped for holding more); every graph is kept when `cap` is None."""
+    kept: list[tuple[int, Graph]] = []
+    skipped: list[tuple[int, int]] = []
+    for k, g in enumerate(generate(n, hw, seed)):
+        size = group_bytes(g, hw.dtype_bytes) if cap is not None else 0
+        if cap is not None and size > cap:
+            skipped.append((k, size))
+        else:
+            kept.append((k, g))
+    return kept, skipped
+
+
 def describe(g: Graph) -> tuple[str, str]:
     """(source, structure) of a generated graph, read from its name."""
     _, source, structure = g.name.split(":")

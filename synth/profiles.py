@@ -67,6 +67,25 @@ their median, and outliers are reported. Then:
 """
 
 
+def byte_text(n: float) -> str:
+    """Bytes in GiB, MiB or KiB, for messages."""
+    for unit, k in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << k:
+            return f"{n / 2**k:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def skipped_note(info: dict) -> str | None:
+    """One line on the groups an export left out for holding more than the part's byte cap, or None."""
+    over = info.get("over_byte_cap") or []
+    if not over:
+        return None
+    gid, size = max(over, key=lambda r: r[1])
+    return (f"skipped {len(over)} of {info['requested_groups']} groups holding more than "
+            f"{byte_text(info['max_group_bytes'])} (the byte cap for {info['hardware']}: a share of this host's "
+            f"free memory; the largest, {gid}, holds {byte_text(size)})")
+
+
 def _safe(group_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", group_id)
 
@@ -81,12 +100,14 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
 
     from autotune.onnx_export import graph_to_onnx
 
-    from .generator import GENERATOR_VERSION, describe, extract, generate
+    from .generator import GENERATOR_VERSION, byte_cap, describe, extract, generate_within
 
     out = Path(out)
     check_folder_output(out, EXPORT, inputs=[model if model and Path(model).exists() else None], force=force,
                         replace_needs_force=True)
     graphs: list[Graph]
+    cap: int | None = None
+    skipped: list[tuple[int, int]] = []
     if model is not None:
         from autotune.loader import load_graph
         from autotune.planner import candidate_id, candidates
@@ -103,8 +124,13 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
             raise AutotuneError("say what to export: --groups N synthetic groups, --model NAME_OR_ONNX, or --probes")
         if n_groups < 1:
             raise AutotuneError(f"--groups must be at least 1, got {n_groups}")
-        graphs = generate(n_groups, hw, seed)
-        ids = [f"{seed}-{k}" for k in range(len(graphs))]
+        cap = byte_cap(hw)
+        kept, skipped = generate_within(n_groups, hw, seed, cap)
+        if not kept:
+            raise AutotuneError(f"all {n_groups} groups hold more than {byte_text(cap or 0)} (the byte cap for "
+                                f"{hw.name}: a share of this host's free memory); free some memory")
+        graphs = [g for _, g in kept]
+        ids = [f"{seed}-{k}" for k, _ in kept]
         kinds = [describe(g) for g in graphs]
     cores = [list(hw.core_counts)] * len(graphs)
     if probes:
@@ -116,7 +142,8 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
     info = {"hardware": hw.name, "hardware_hash": hw.hash, "datasheet_hash": hw.datasheet_hash,
             "core_counts": list(hw.core_counts), "groups": len(graphs), "seed": seed, "model": model,
             "probes": probes, "weights": weights, "generator_version": GENERATOR_VERSION,
-            "rows": sum(len(ks) for ks in cores)}
+            "rows": sum(len(ks) for ks in cores), "requested_groups": n_groups if model is None else None,
+            "max_group_bytes": cap, "over_byte_cap": [[f"{seed}-{k}", b] for k, b in skipped]}
     out.parent.mkdir(parents=True, exist_ok=True)
     recover_folder(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))

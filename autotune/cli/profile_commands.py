@@ -11,13 +11,16 @@ from ..hardware import hw_slug, load_hardware
 
 
 def cmd_export_groups(args: argparse.Namespace) -> int:
-    from synth.profiles import export_groups
+    from synth.profiles import export_groups, skipped_note
 
     if args.groups is not None and args.model is not None:
         raise AutotuneError("give --groups N (synthetic groups) or --model NET (a network's candidates), not both")
     hw = load_hardware(args.hw)
     info = export_groups(hw, args.out, args.groups, args.seed, args.model, args.weights, args.force, progress=True,
                          probes=args.probes)
+    note = skipped_note(info)
+    if note:
+        print(f"note: {note}")
     what = f"{args.model}'s candidate groups" if args.model else "synthetic groups"
     what += " and the device probes" if args.probes else ""
     print(f"{args.out}/: {info['groups']} {what} as ONNX ({'with' if args.weights else 'no'} weights), "

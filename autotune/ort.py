@@ -54,6 +54,30 @@ def weight_bytes(model) -> int:
                    if vi.name in weights)
 
 
+def _tensor_bytes(vi) -> int:
+    """Bytes of a ValueInfo's tensor (a symbolic or unknown dim counts as 1, as the feeds make it)."""
+    from onnx import helper
+
+    t = vi.type.tensor_type
+    item = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type or 1)).itemsize
+    return item * math.prod(max(d.dim_value, 1) for d in t.shape.dim)
+
+
+def memory_estimate(model) -> int:
+    """Bytes measuring an exported model takes at its peak, from its shapes alone: the feeds, every
+    tensor it computes (outputs and value_info), and its weights three times (the serialized model,
+    ORT's copy and its pre-packed copy)."""
+    from onnx import helper
+
+    g = model.graph
+    weights = _weight_inputs(model)
+    feeds = sum(_tensor_bytes(vi) for vi in g.input if vi.name not in weights)
+    tensors = sum(_tensor_bytes(vi) for vi in list(g.value_info) + list(g.output))
+    inits = sum(np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type or 1)).itemsize * math.prod(t.dims)
+                for t in g.initializer)
+    return feeds + tensors + 3 * (weight_bytes(model) + inits)
+
+
 def runnable(model, seed: int = 0):
     """A copy of an autotune-exported ModelProto that ONNX Runtime can execute (see module doc)."""
     from onnx import helper, numpy_helper
@@ -129,6 +153,23 @@ def time_model(model_bytes: bytes, threads: int, warmup: int = 2, repeats: int =
     runs, so a microsecond kernel gets a stable median; runs stop once `timeout_s` is spent (at
     least one timed run), and a first run slower than the timeout is an AutotuneError."""
     ort = require_ort()
+    try:
+        return _time(ort, model_bytes, threads, warmup, repeats, timeout_s, seed, min_time_s, max_runs)
+    except MemoryError:
+        raise AutotuneError("out of memory") from None
+    except _ort_errors(ort) as err:  # its allocation failures among them
+        raise AutotuneError(f"ONNX Runtime failed: {(str(err).splitlines() or [type(err).__name__])[0]}") from None
+
+
+def _ort_errors(ort) -> tuple[type[Exception], ...]:
+    """The exception classes ONNX Runtime raises (Fail, RuntimeException, InvalidGraph, ...)."""
+    state = ort.capi.onnxruntime_pybind11_state
+    return tuple(c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception))
+
+
+def _time(ort, model_bytes: bytes, threads: int, warmup: int, repeats: int, timeout_s: float, seed: int,
+          min_time_s: float, max_runs: int) -> Timing:
+    """time_model's work, ORT's errors left to it."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1

@@ -381,7 +381,9 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
                        repeats: int = 5, progress: bool = False) -> dict:
     """`autotune synth --backend onnxruntime`: export budget / len(core_counts) synthetic groups, time
     each on this CPU at every core count, import the profile into `folder`. A folder already made
-    with the same settings is kept (measuring is the slow part); the export sits beside it."""
+    with the same settings is kept (measuring is the slow part). The export sits beside it,
+    `<folder>.groups`, its measured.csv written row by row: a rerun after a crash or a kill reuses
+    an export made with the same settings and measures only the rows it lacks."""
     from synth.measure import measure
 
     folder = Path(folder)
@@ -394,11 +396,27 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
         pass
     n = max(1, budget // len(hw.core_counts))
     groups = folder.parent / f"{folder.name}.groups"
-    export_groups(hw, groups, n_groups=n, seed=seed, force=True, progress=progress)
+    info = _export_made_with(groups, hw, n, seed)
+    if info is None:
+        info = export_groups(hw, groups, n_groups=n, seed=seed, force=True, progress=progress)
     frame, notes = measure(groups, "onnxruntime", limit=budget, seed=seed, repeats=repeats, warmup=1,
-                           timeout_s=timeout_s, progress=progress)
+                           timeout_s=timeout_s, progress=progress, out=groups / "measured.csv")
     if frame.empty:
         raise DatasetError(f"nothing could be measured on this CPU ({'; '.join(notes) or 'no rows'})")
-    write_profile(groups / "measured.csv", frame)
     m = import_profile(groups / "measured.csv", hw, folder, groups=groups, force=True, settings=settings)
-    return {**m, "notes": notes, "kept": False}
+    return {**m, "notes": [x for x in [skipped_note(info)] if x] + notes, "kept": False}
+
+
+def _export_made_with(groups: Path, hw: HardwareConfig, n: int, seed: int) -> dict | None:
+    """export.json of `groups` if it holds `n` synthetic groups of this generator for `hw` and `seed`
+    (whatever byte cap free memory gave then: the measurements check memory again), else None."""
+    from .generator import GENERATOR_VERSION
+
+    try:
+        info = json.loads((groups / EXPORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    want = {"hardware_hash": hw.hash, "seed": seed, "requested_groups": n, "model": None, "probes": False,
+            "weights": False, "generator_version": GENERATOR_VERSION}
+    same = isinstance(info, dict) and all(info.get(k) == v for k, v in want.items())
+    return info if same and (groups / MANIFEST_CSV).is_file() and (groups / GROUPS_FILE).is_file() else None

@@ -36,9 +36,11 @@ def cmd_measure(args: argparse.Namespace) -> int:
     read_export(args.folder)
     check_file_output(out, flag="--out")
     hw = load_hardware(args.hw) if args.hw else None
+    as_you_go = args.backend == "onnxruntime"  # appended row by row, resumed by a rerun
     frame, notes = measure(args.folder, args.backend, hw, args.limit, args.seed, args.repeats,
-                           timeout_s=args.timeout, progress=True)
-    write_profile(out, frame)
+                           timeout_s=args.timeout, progress=True, out=out if as_you_go else None)
+    if not as_you_go:
+        write_profile(out, frame)
     for n in notes:
         print(f"note: {n}")
     print(f"{out}: {len(frame)} measurements ({args.backend})")

@@ -1,0 +1,143 @@
+"""The CPU path is memory-safe and loses no measurement: the generator keeps each `cpu` group under a
+byte cap from this host's free memory, `measure` skips a row too large to run with one note and goes
+on, and a run killed while measuring keeps every finished row for the rerun to build on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from autotune.errors import AutotuneError
+from autotune.hardware import load_hardware
+from autotune.host import MEM_ENV, group_byte_cap
+from synth.generator import byte_cap, generate_within, group_bytes
+from synth.measure import ORT_COLUMNS, ProfileLog
+from synth.profiles import export_groups, read_export
+
+CPU = load_hardware("cpu")
+NO_ORT = "onnxruntime is not installed: the CPU is measured with it"
+
+
+@pytest.mark.parametrize("available", [None, 256 << 20])
+def test_the_generator_never_makes_a_cpu_group_over_its_byte_cap(available, monkeypatch):
+    """Over 300 groups each of two seeds, at this host's memory and at a small one: every group kept
+    holds at most the cap, every group left out more, and together they are the whole sequence."""
+    if available is not None:
+        monkeypatch.setenv(MEM_ENV, str(available))
+    cap = byte_cap(CPU)
+    assert cap == group_byte_cap() and cap & (cap - 1) == 0
+    for seed in (0, 1):
+        kept, skipped = generate_within(300, CPU, seed, cap)
+        assert all(group_bytes(g, CPU.dtype_bytes) <= cap for _, g in kept)
+        assert all(size > cap for _, size in skipped)
+        assert sorted([k for k, _ in kept] + [k for k, _ in skipped]) == list(range(300))
+    if available is not None:
+        assert skipped, "a 16 MiB cap leaves some groups out"
+
+
+def test_other_parts_have_no_byte_cap_and_export_reports_what_it_skips(tmp_path, monkeypatch, capsys):
+    from autotune.cli import main
+
+    assert byte_cap(load_hardware("mlu100")) is None  # its datasheet gives no memory size
+    monkeypatch.setenv(MEM_ENV, str(64 << 20))
+    assert main(["export-groups", "--hw", "cpu", "--groups", "40", "--out", str(tmp_path / "g")]) == 0
+    out = capsys.readouterr().out
+    info, groups, _ = read_export(tmp_path / "g")
+    over = info["over_byte_cap"]
+    assert over and info["max_group_bytes"] == 4 << 20 and len(groups) + len(over) == 40
+    assert f"note: skipped {len(over)} of 40 groups holding more than 4 MiB" in out
+
+
+def test_a_profile_log_drops_a_partial_last_line_and_refuses_another_exports_rows(tmp_path):
+    csv = tmp_path / "measured.csv"
+    head = ",".join(ORT_COLUMNS) + "\n"
+    csv.write_text(head + "a,1,0.5,7,0.1,onnxruntime\na,2,0.")
+    with ProfileLog(csv, {("a", 1), ("a", 2)}) as log:
+        assert log.kept == 1 and log.done == {("a", 1)}
+        log.add(("a", 2, 0.25, 7, 0.0, "onnxruntime"))
+    assert csv.read_text() == head + "a,1,0.5,7,0.1,onnxruntime\na,2,0.25,7,0.0,onnxruntime\n"
+    for text, words in [(head + "b,1,0.5,7,0.1,onnxruntime\n", "line 2: a row measured for another export"),
+                        ("group_id,cores,latency_ms\n", "not a profile `measure --backend onnxruntime` writes")]:
+        csv.write_text(text)
+        with pytest.raises(AutotuneError, match=words):
+            ProfileLog(csv, {("a", 1)}).__enter__()
+
+
+def test_a_group_too_large_for_memory_is_one_note_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime", reason=NO_ORT)
+    import onnx
+
+    from autotune.cli import main
+    from autotune.ort import memory_estimate
+    from synth.measure import ROW_SHARE
+
+    monkeypatch.setenv(MEM_ENV, str(256 << 20))  # small groups: quick to measure
+    export_groups(CPU, tmp_path / "g", n_groups=8, seed=2)
+    _, groups, man = read_export(tmp_path / "g")
+    need = {gid: memory_estimate(onnx.load(str(tmp_path / "g" / f))) for gid, f in zip(groups["group_id"],
+                                                                                     groups["onnx_file"])}
+    allowed = sorted(need.values())[len(need) // 2]  # about half the groups fit
+    monkeypatch.setenv(MEM_ENV, str(int(allowed / ROW_SHARE) + 1))
+    capsys.readouterr()
+    assert main(["measure", str(tmp_path / "g"), "--backend", "onnxruntime", "--repeats", "1", "--timeout", "1"]) == 0
+    out = capsys.readouterr().out
+    big = sorted(g for g, b in need.items() if b > allowed)
+    notes = [ln for ln in out.splitlines() if "too large to run here" in ln]
+    assert big and len(notes) == 1 and notes[0].startswith(f"note: skipped {2 * len(big)} row(s) of {len(big)} group")
+    frame = pd.read_csv(tmp_path / "g" / "measured.csv", dtype={"group_id": str})
+    fits = man[~man["group_id"].isin(big)]
+    assert set(zip(frame["group_id"], frame["cores"])) == set(zip(fits["group_id"], fits["cores"]))
+
+
+def _rows(path: Path) -> int:
+    """Finished rows in a profile CSV (whole lines after the header)."""
+    return max(0, path.read_bytes().count(b"\n") - 1) if path.is_file() else 0
+
+
+def _stop_after(cmd: list[str], env: dict, csv: Path, rows: int, sig: int) -> bytes:
+    """Run `cmd`, send it `sig` once `csv` holds `rows` finished rows, and return the finished lines."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t_end = time.monotonic() + 60
+        while _rows(csv) < rows and proc.poll() is None and time.monotonic() < t_end:
+            time.sleep(0.02)
+        assert proc.poll() is None, "finished before it could be stopped"
+        proc.send_signal(sig)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    data = csv.read_bytes()
+    return data[:data.rfind(b"\n") + 1]
+
+
+def test_kill_9_and_ctrl_c_while_measuring_keep_every_finished_row(tmp_path):
+    """synth --backend onnxruntime killed with SIGKILL, then interrupted (Ctrl-C), then run to the
+    end: each run keeps the rows before it byte for byte, and the dataset has every row."""
+    pytest.importorskip("onnxruntime", reason=NO_ORT)
+    env = {**os.environ, MEM_ENV: str(256 << 20)}  # small groups: quick to measure
+    data = tmp_path / "data" / "cpu"
+    cmd = [sys.executable, "-m", "autotune", "synth", "--hw", "cpu", "--backend", "onnxruntime", "--budget", "40",
+           "--out", str(data), "--force"]
+    csv = tmp_path / "data" / "cpu.groups" / "measured.csv"
+    first = _stop_after(cmd, env, csv, 3, signal.SIGKILL)
+    export = (csv.parent / "export.json").stat().st_mtime_ns
+    second = _stop_after(cmd, env, csv, _rows(csv) + 3, signal.SIGINT)
+    assert second.startswith(first) and second.count(b"\n") > first.count(b"\n")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    kept = second.count(b"\n") - 1
+    assert csv.read_bytes().startswith(second) and f"kept {kept} row(s)" in done.stdout
+    assert (csv.parent / "export.json").stat().st_mtime_ns == export  # the export was reused, not remade
+    _, _, man = read_export(csv.parent)
+    frame = pd.read_csv(csv, dtype={"group_id": str})
+    assert len(frame) == len(man) and not frame.duplicated(["group_id", "cores"]).any()
+    assert json.loads((data / "manifest.json").read_text())["labels"] == len(man)

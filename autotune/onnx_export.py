@@ -2,7 +2,9 @@
 
 The file passes `onnx.checker`, opens in any ONNX tool, and `autotune.onnx_import.load_onnx` maps it back
 to the same layers: metadata lists the weight inputs, fused activations are separate nodes marked in their
-doc_string, and IR layers with no standard ONNX form travel as nodes of the `ai.autotune` domain.
+doc_string, and IR layers with no standard ONNX form travel as nodes of the `ai.autotune` domain. With
+`standard` (what `export-groups` writes) there are none: such layers become the standard nodes that
+compute them, or move the same bytes (autotune/onnx_standard.py), and map back to equivalent layers.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ _PATTERN_ACTS = {"hsigmoid", "leaky_relu", "relu6", "gelu", "silu", "prelu"}
 class Exporter:
     """Writes a graph's layers as ONNX nodes; op specs call its helpers from `to_onnx`."""
 
-    def __init__(self, graph: Graph, weights: bool = False, seed: int = 0):
+    def __init__(self, graph: Graph, weights: bool = False, seed: int = 0, standard: bool = False):
         from onnx import helper
 
-        self.with_data, self.seed = weights, seed
+        self.with_data, self.seed, self.standard = weights, seed, standard
         self.h = helper
         self.g = graph
         self.nodes: list = []
@@ -73,6 +75,11 @@ class Exporter:
 
     # -- layers
     def layer(self, lyr: Layer) -> None:
+        if self.standard:
+            from .onnx_standard import write_layer
+
+            write_layer(self, lyr)
+            return
         act = lyr.attrs.act
         standard = len(lyr.outputs) == 1 and (not act or self.can_act(act))
         if standard:
@@ -152,18 +159,19 @@ class Exporter:
                 inits.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.02).astype(np.float32), w.name))
             weights = []
         graph = h.make_graph(self.nodes, self.g.name, inputs + weights, outputs, initializer=inits, value_info=vi)
-        m = h.make_model(graph, opset_imports=[h.make_opsetid("", OPSET), h.make_opsetid(DOMAIN, 1)],
-                         producer_name="autotune")
+        opsets = [h.make_opsetid("", OPSET)] + ([] if self.standard else [h.make_opsetid(DOMAIN, 1)])
+        m = h.make_model(graph, opset_imports=opsets, producer_name="autotune")
         m.ir_version = 8  # the IR version that goes with opset 17
         h.set_model_props(m, {FORMAT_KEY: "1", BATCH_KEY: str(self.g.batch),
                               WEIGHTS_KEY: json.dumps([w.name for w in weights])})
         return m
 
 
-def graph_to_onnx(graph: Graph, weights: bool = False, seed: int = 0):
+def graph_to_onnx(graph: Graph, weights: bool = False, seed: int = 0, standard: bool = False):
     """The ONNX ModelProto of a graph: weights as shaped graph inputs listed in metadata, no data; with
-    `weights`, as initializers holding random values (seeded), so the file runs as it is."""
-    return Exporter(graph, weights, seed).model()
+    `weights`, as initializers holding random values (seeded), so the file runs as it is; with
+    `standard`, standard ONNX ops only (no `ai.autotune` node), so any runtime loads it."""
+    return Exporter(graph, weights, seed, standard).model()
 
 
 def export_onnx(graph: Graph, path: str | Path, weights: bool = False, seed: int = 0) -> None:

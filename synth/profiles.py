@@ -64,6 +64,28 @@ their median, and outliers are reported. Then:
 
 `autotune measure {folder} --backend simulator --hw {hw}` fills the table from the simulator, and
 `--backend onnxruntime` from this machine's CPU, to try the path end to end.
+
+## Group ids
+
+A network's candidate is `NET:i-j`: its layers i to j-1 in the network's layer order, j exclusive
+(`vit_b16:3-7` is layers 3, 4, 5 and 6; a plan's groups carry it as `candidate_id`). A synthetic
+group is `SEED-K` (the K-th group of generator seed SEED), a device probe `probe-K`. The file of
+group `G` is `onnx/G.onnx` with characters outside `A-Za-z0-9_.-` written `_`; `groups.parquet`
+holds each group's exact layers (IR JSON) by id.
+
+## Pure views
+
+A group whose layers only reshape or flatten (a pure view) moves no data: a compiler launches no
+kernel for it, so there is nothing to measure. Their rows stay in `manifest.csv` (their files
+hold Reshape nodes only), and measuring them is optional: `import-profile` takes their rows like
+any other, and `eval --measured` and `tune --verify --measured` count a view with no measurement at
+a core count as free (0 ms), never as missing.
+
+{views}
+
+## What the files hold
+
+{forms}
 """
 
 
@@ -86,6 +108,33 @@ def skipped_note(info: dict) -> str | None:
             f"free memory; the largest, {gid}, holds {byte_text(size)})")
 
 
+#: Op kinds that only relabel a tensor's shape: a group of nothing else is a pure view.
+VIEW_OPS = frozenset({"reshape"})
+
+
+def pure_view(ops: list[str]) -> bool:
+    """Whether a group of layers of these op kinds is a pure view (reshapes and flattens only)."""
+    return bool(ops) and set(ops) <= VIEW_OPS
+
+
+def _views_text(views: list[str]) -> str:
+    """The README's sentence on this export's pure views."""
+    if not views:
+        return "This export has none."
+    shown = ", ".join(f"`{v}`" for v in views[:5]) + (", ..." if len(views) > 5 else "")
+    return f"This export has {len(views)} ({shown}), listed in export.json as `views`."
+
+
+def _free_views(spans: dict[tuple[int, int], np.ndarray], gframe: pd.DataFrame, width: int) -> None:
+    """Fill the unmeasured core counts of every pure-view candidate with 0 ms: a view launches no kernel."""
+    for gid, js in zip(gframe["group_id"], gframe["group_json"]):
+        m = re.fullmatch(r".*:(\d+)-(\d+)", str(gid))
+        if m is None or not pure_view([x["op"] for x in json.loads(js)["layers"]]):
+            continue
+        row = spans.setdefault((int(m.group(1)), int(m.group(2))), np.full(width, np.nan))
+        row[np.isnan(row)] = 0.0
+
+
 def _safe(group_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", group_id)
 
@@ -99,6 +148,7 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
     from tqdm import tqdm
 
     from autotune.onnx_export import graph_to_onnx
+    from autotune.onnx_standard import README_NOTE
 
     from .generator import GENERATOR_VERSION, byte_cap, describe, extract, generate_within
 
@@ -144,6 +194,8 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
             "probes": probes, "weights": weights, "generator_version": GENERATOR_VERSION,
             "rows": sum(len(ks) for ks in cores), "requested_groups": n_groups if model is None else None,
             "max_group_bytes": cap, "over_byte_cap": [[f"{seed}-{k}", b] for k, b in skipped]}
+    views = [gid for gid, g in zip(ids, graphs) if pure_view([lyr.op for lyr in g.order])]
+    info["views"] = views
     out.parent.mkdir(parents=True, exist_ok=True)
     recover_folder(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
@@ -152,7 +204,8 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
         files = []
         for k, (gid, g) in enumerate(tqdm(list(zip(ids, graphs)), desc="export", unit="group", disable=not progress)):
             name = f"onnx/{_safe(gid)}.onnx"
-            (tmp / name).write_bytes(graph_to_onnx(g, weights=weights, seed=seed + k).SerializeToString())
+            model_proto = graph_to_onnx(g, weights=weights, seed=seed + k, standard=True)
+            (tmp / name).write_bytes(model_proto.SerializeToString())
             files.append(name)
         frame = pd.DataFrame({"group_id": ids, "group_json": [json.dumps(graph_to_dict(g), separators=(",", ":"))
                                                               for g in graphs],
@@ -169,7 +222,8 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
         (tmp / MANIFEST_CSV).write_text(buf.getvalue())
         (tmp / "README.md").write_text(README.format(
             weights=" with random weights" if weights else " with shapes only (weights are graph inputs listed "
-            "in its `autotune.weights` metadata; feed any values)", hw=hw.name, folder=out))
+            "in its `autotune.weights` metadata; feed any values)", hw=hw.name, folder=out,
+            views=_views_text(views), forms=README_NOTE))
         (tmp / EXPORT_FILE).write_text(json.dumps(info, indent=1))
         replace_folder(tmp, out)
     except BaseException:
@@ -351,6 +405,7 @@ def measured_table(folder: str | Path, hw: HardwareConfig, profile: str | Path |
             continue  # a probe or other extra row
         row = spans.setdefault((int(m.group(1)), int(m.group(2))), np.full(len(col), np.nan))
         row[col[int(c)]] = float(ms)
+    _free_views(spans, gframe, len(col))
     name = str(gframe["group_id"].iloc[0]).rsplit(":", 1)[0] if len(gframe) else str(info["model"])
     return str(info["model"]), MeasuredTable(name, spans, source=str(csv_path))
 

@@ -25,6 +25,9 @@ def cmd_export_groups(args: argparse.Namespace) -> int:
     what += " and the device probes" if args.probes else ""
     print(f"{args.out}/: {info['groups']} {what} as ONNX ({'with' if args.weights else 'no'} weights), "
           f"{info['rows']} rows to measure in manifest.csv (core counts {info['core_counts']}); see its README.md")
+    if info.get("views"):
+        print(f"{len(info['views'])} of the groups are pure views (reshapes only, no data moved): measuring them is "
+              "optional, and one left unmeasured counts as free (0 ms)")
     return 0
 
 

@@ -93,7 +93,8 @@ def effect_curves(hw: HardwareConfig) -> pd.DataFrame:
     from .simulator import simulate
 
     g = [conv_chain(64, 28).group(0, 1)] * 20000
-    ratio = simulate(g, [4] * len(g), hw, noise=True, seed=0) / simulate(g[:1], [4], hw)[0]
+    k = hw.core_counts[(len(ks) - 1) // 2]  # one of the part's own counts, mid-range (4 on mlu100)
+    ratio = simulate(g, [k] * len(g), hw, noise=True, seed=0) / simulate(g[:1], [k], hw)[0]
     edges = np.linspace(0.85, 1.6, 61)
     hist, _ = np.histogram(np.clip(ratio, edges[0], edges[-1]), bins=edges)
     add("noise: measurements per bin vs measured / true", (edges[:-1] + edges[1:]) / 2, hist)

@@ -118,7 +118,7 @@ def _align(c: float, a: int, align: str, rng: np.random.Generator) -> int:
         return min(nice, key=lambda v: (abs(math.log(v / c)), v))
     if align == "array":
         return int(min(max(a, round(c / a) * a), MAX_CH))
-    if c > a and c % a == 0:
+    if a > 1 and c > a and c % a == 0:  # every count is a multiple of a width of 1
         c += int(rng.integers(1, a)) * (1 if c + a <= MAX_CH else -1)
     return c
 

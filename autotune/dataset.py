@@ -112,6 +112,13 @@ class Dataset:
     shard_digests: list[str]
 
 
+def _remake_hint(hw: HardwareConfig) -> str:
+    """How to make a dataset for `hw`: label it on the simulator, or measure a part without `device:`."""
+    if hw.has_device:
+        return f"regenerate it with `autotune synth --hw {hw.name} --force`"
+    return f"{hw.name} has no device: section: measure it and `autotune import-profile` the measurements"
+
+
 def read_dataset(folder: str | Path, hw: HardwareConfig) -> Dataset:
     """Read every shard listed in manifest.json, each checked against its digest and row count;
     refuse a manifest that is malformed, points outside its folder or is for other hardware."""
@@ -134,8 +141,7 @@ def read_dataset(folder: str | Path, hw: HardwareConfig) -> Dataset:
         raise DatasetError(f"{mpath} is invalid: {loc}: {msg}; regenerate with `autotune synth --force`") from None
     if manifest.hardware_hash != hw.hash:
         raise DatasetError(f"dataset in {folder}/ was labelled for hardware {manifest.hardware!r} "
-                           f"(hash {manifest.hardware_hash}), not {hw.name!r} (hash {hw.hash}); "
-                           f"regenerate it with `autotune synth --hw {hw.name} --force`")
+                           f"(hash {manifest.hardware_hash}), not {hw.name!r} (hash {hw.hash}); {_remake_hint(hw)}")
     frames = []
     for name, rows, digest in zip(manifest.shards, manifest.shard_rows, manifest.shard_digests):
         path = folder / name

@@ -37,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
 def _ranged(lo: int, hi: int):
     """An argparse type: an integer in [lo, hi]."""
     def parse(text: str) -> int:
-        if not re.fullmatch(r"-?[0-9]{1,12}", text.strip()):  # plain digits: no 1e8, 1_000 or 0x10
+        if not re.fullmatch(r"-?[0-9]{1,30}", text.strip()):  # plain digits: no 1e8, 1_000 or 0x10
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number written in digits")
         v = int(text)
         if not lo <= v <= hi:

@@ -178,6 +178,7 @@ def test_plan_json_groups_carry_their_span_and_candidate_id(tmp_path):
     ids = set(pd.read_csv(tmp_path / "cand" / "manifest.csv")["group_id"])
     assert all(g["candidate_id"] == f"{d['model']}:{i}-{j}" and g["candidate_id"] in ids
                for (i, j), g in zip(spans, d["groups"]))
+    assert "`NET:i-j`" in (tmp_path / "cand" / "README.md").read_text()  # the format is documented
 
 
 def test_warnings_print_their_message_only(tmp_path):

@@ -197,3 +197,13 @@ def test_warnings_print_their_message_only(tmp_path):
                          text=True, check=True)
     err = run.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("autotune: warning:") and ".py:" not in err[0]
+
+
+def test_measure_never_replaces_a_devices_measurements(work, tmp_path, capsys):
+    export_groups(HW, tmp_path / "g", n_groups=2, seed=0)
+    (tmp_path / "g" / "measured.csv").write_text("group_id,cores,latency_ms\n0-0,1,2.0\n")
+    _refused(["measure", str(tmp_path / "g"), "--backend", "simulator", "--hw", "mlu100"], tmp_path,
+             "not made by the simulator backend", capsys)
+    (tmp_path / "g" / "measured.csv").unlink()
+    for _ in range(2):  # the simulator's own profile is remade freely
+        assert main(["measure", str(tmp_path / "g"), "--backend", "simulator", "--hw", "mlu100"]) == 0

@@ -43,11 +43,28 @@ def cmd_measure(args: argparse.Namespace) -> int:
     frame, notes = measure(args.folder, args.backend, hw, args.limit, args.seed, args.repeats,
                            timeout_s=args.timeout, progress=True, out=out if as_you_go else None)
     if not as_you_go:
+        _refuse_other_measurements(out, args.backend)
         write_profile(out, frame)
     for n in notes:
         print(f"note: {n}")
     print(f"{out}: {len(frame)} measurements ({args.backend})")
     return 0
+
+
+def _refuse_other_measurements(out: str, backend: str) -> None:
+    """A profile already at `out` with rows from anything but `backend` (a device's, this CPU's) is
+    never replaced: one line, and it stays."""
+    import pandas as pd
+
+    if not Path(out).is_file():
+        return
+    try:
+        old = pd.read_csv(out, usecols=lambda c: c == "backend", dtype=str)
+    except (OSError, ValueError):
+        old = pd.DataFrame()
+    if "backend" not in old or not old["backend"].eq(backend).all():
+        raise AutotuneError(f"{out} already holds measurements not made by the {backend} backend (a device's "
+                            "would be lost); choose another --out or move it away")
 
 
 def cmd_import_profile(args: argparse.Namespace) -> int:

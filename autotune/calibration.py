@@ -183,6 +183,15 @@ def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int =
     `prior_weight` per e-fold it moves away, so a few labels refine it without running wild (the
     program's scale, steps and reload cost excepted). The program's scale is scanned after the
     first fit: whole reloads make the objective a staircase that local search cannot climb."""
+    from threadpoolctl import threadpool_limits
+
+    # its SVDs have a few dozen columns: one BLAS thread is several times faster than many
+    with threadpool_limits(1):
+        return _fit_roofline(parts, y_us, max_rows, seed, f_scale, prior, prior_weight)
+
+
+def _fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int, seed: int, f_scale: float,
+                  prior: RooflineFit | None, prior_weight: float) -> RooflineFit:
     from scipy.optimize import least_squares
 
     n = len(y_us)

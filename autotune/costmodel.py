@@ -31,6 +31,9 @@ META_FILE = "meta.json"
 #: BAG_BELOW): the model plus BAGS - 1 members fitted to bootstrap draws of the groups.
 BAGS = 5
 BAG_BELOW = 50_000
+#: Below this many training rows XGBoost runs one thread unless `n_jobs` says otherwise: threads cost
+#: more than they save on small fits, many times more on a busy machine.
+ONE_THREAD_BELOW = 20_000
 MAX_BAGS = 32
 #: Training groups a model keeps to tell which kernels lie outside its data (LatencyModel.outside).
 COVERAGE_POINTS = 2000
@@ -119,7 +122,9 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         tags.target_tags.positive_only = True  # latencies
         return tags
 
-    def _xgb_params(self) -> dict[str, Any]:
+    def _xgb_params(self, n_rows: int | None = None) -> dict[str, Any]:
+        """XGBoost's parameters; a fit of `n_rows` rows below ONE_THREAD_BELOW gets one thread by default."""
+        small = n_rows is not None and n_rows < ONE_THREAD_BELOW
         return {
             "objective": self.objective,
             "tree_method": "hist",
@@ -130,7 +135,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             "min_child_weight": self.min_child_weight,
             "lambda": self.reg_lambda,
             "seed": self.random_state,
-            "nthread": self.n_jobs or 0,
+            "nthread": self.n_jobs or (1 if small else 0),
             "eval_metric": "mae",
         }
 
@@ -176,7 +181,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         dva = xgb.DMatrix(X[va], label=logy[va], base_margin=None if margin is None else margin[va])
         evals_result: dict = {}
         booster = xgb.train(
-            self._xgb_params(), dtr, num_boost_round=self.n_estimators, evals=[(dtr, "train"), (dva, "val")],
+            self._xgb_params(len(tr)), dtr, num_boost_round=self.n_estimators, evals=[(dtr, "train"), (dva, "val")],
             early_stopping_rounds=self.early_stopping_rounds, evals_result=evals_result,
             verbose_eval=False, callbacks=[progress_callback(self.n_estimators)] if self.verbose else None,
         )

@@ -97,7 +97,8 @@ def test_plan_json_has_the_design_keys_and_round_trips():
     d = json.loads(json.dumps(p.to_dict()))
     assert set(d) == {"model", "hardware", "hardware_hash", "batch", "strategy", "predicted_ms", "simulated_ms",
                       "groups"}
-    assert set(d["groups"][0]) == {"layers", "cores", "predicted_ms", "simulated_ms"}
+    assert set(d["groups"][0]) == {"span", "candidate_id", "layers", "cores", "predicted_ms", "simulated_ms"}
+    assert d["groups"][0]["span"] == [0, len(d["groups"][0]["layers"])]
     assert d["hardware_hash"] == HW.hash and d["model"] == "resnet18"
     back = planner.Plan.from_dict(d, g)
     assert back.to_dict() == d

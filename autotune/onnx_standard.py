@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .ops.layout import permutation
+
 if TYPE_CHECKING:
     from .graph import Layer
     from .onnx_export import Exporter
@@ -103,14 +105,9 @@ def broadcastable(xs: Shape, ys: Shape) -> bool:
 def moving_permutation(xs: Shape, ys: Shape) -> list[int] | None:
     """A perm with ys == [xs[p] for p in perm] that moves data if one does (equal sizes swapped rather
     than the identity), or None if ys is no permutation of xs."""
-    if len(xs) != len(ys) or sorted(xs) != sorted(ys):
+    perm = permutation(xs, ys)
+    if perm is None:
         return None
-    free = list(range(len(xs)))
-    perm = []
-    for d in ys:
-        k = next(i for i in free if xs[i] == d)
-        free.remove(k)
-        perm.append(k)
     if perm == sorted(perm):  # a pair of equal sizes swapped (sizes over 1 first: those move data)
         same = sorted(((xs[i] > 1, i, j) for i, j in itertools.combinations(range(len(xs)), 2) if xs[i] == xs[j]))
         if same:

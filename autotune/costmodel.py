@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .errors import ModelFileError
 from .features import COVERAGE_FEATURES, PRIOR_FEATURE, get_featurizer
 from .fileio import publish_folder, recover_folder
+from .memory import MeasuredMemory
 
 MODEL_FILE = "model.ubj"
 META_FILE = "meta.json"
@@ -54,7 +55,9 @@ class LatencyModel(RegressorMixin, BaseEstimator):
     `bags` > 1 fits that many models in all, the others on bootstrap draws of the groups, and
     predicts their consensus (members.py): averaging cuts the variance a few labels leave, which
     the planner's search otherwise exploits. 0 ("auto") bags BAGS models below BAG_BELOW rows;
-    `train` asks for it on measured datasets (training.py).
+    `train` asks for it on measured datasets (training.py). `memory` answers a feature row seen
+    in training with its measured latency (autotune/memory.py); `train` turns it on for measured
+    datasets too.
     """
 
     _parameter_constraints: dict = {
@@ -73,12 +76,14 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both")],
         "n_jobs": [Interval(Integral, 0, None, closed="left"), None],
         "bags": [Interval(Integral, 0, MAX_BAGS, closed="both")],
+        "memory": ["boolean"],
         "verbose": ["boolean"],
     }
 
     # set by fit (or load); declared for type checkers, not class attributes
     n_features_in_: int
     coverage_: dict | None
+    memory_: MeasuredMemory | None
     meta_: dict
 
     def __init__(
@@ -98,6 +103,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         random_state: int = 0,
         n_jobs: int | None = None,
         bags: int = 1,
+        memory: bool = False,
         verbose: bool = False,
     ):
         self.n_estimators = n_estimators
@@ -115,6 +121,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.bags = bags
+        self.memory = memory
         self.verbose = verbose
 
     def __sklearn_tags__(self):
@@ -192,6 +199,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             from .members import bagged_members
 
             self.members_ = bagged_members(self, X, np.exp(logy), groups, bags)
+        self.memory_ = MeasuredMemory.from_rows(X, logy) if self.memory else None
         return self
 
     def _resolve_prior(self, n_cols: int) -> str:
@@ -316,6 +324,10 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             # a bag's members err alike by design: their mean; an adapted model's differ: a robust consensus
             bagged = all(m.kind == "bagged" for m in members)
             log_ms = weights @ logs / weights.sum() if bagged else consensus(weights, logs)
+        memory = getattr(self, "memory_", None)
+        if memory is not None:
+            hit, measured = memory.lookup(X)
+            log_ms[hit] = measured
         return np.exp(log_ms)
 
     def featurize_batch(self, batch, gidx: np.ndarray, cores: np.ndarray, hw) -> np.ndarray:
@@ -345,6 +357,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             "calibration": self.calibration_.to_dict() if self.calibration_ is not None else None,
             "coverage": _coverage_json(getattr(self, "coverage_", None)),
             "val_mae_log": getattr(self, "val_mae_log_", None),
+            "memory": memory.to_json() if (memory := getattr(self, "memory_", None)) is not None else None,
             "versions": library_versions(),
             "model_sha256": hashlib.sha256(raw).hexdigest(),
         })
@@ -434,6 +447,9 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         model.members_ = members_from_meta(meta, folder, retrain)
         names = list(get_featurizer(model.featurizer).names)
         model.coverage_ = _checked_coverage(meta.get("coverage"), names) if len(names) == model.n_features_in_ else None
+        model.memory_ = MeasuredMemory.from_json(meta["memory"]) if meta.get("memory") is not None else None
+        if model.memory and meta.get("memory") is not None and model.memory_ is None:
+            raise ModelFileError(f"{meta_path} holds a malformed measured memory ({retrain})")
         model.meta_ = meta
         return model
 
@@ -507,6 +523,7 @@ def fit_on_cluster(model: LatencyModel, X, y, groups, client) -> LatencyModel:
     out = dxgb.train(client, model._xgb_params(), dtr, num_boost_round=model.n_estimators,
                      evals=[(dtr, "train"), (dva, "val")], early_stopping_rounds=model.early_stopping_rounds,
                      verbose_eval=False)
+    model.memory_ = MeasuredMemory.from_rows(X, logy) if model.memory else None
     return model._finish(out["booster"], out["history"])
 
 

@@ -92,7 +92,8 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params) -> 
     X, Xz = dataset_features(ds, hw)
     y = ds.rows["latency_ms"].to_numpy(np.float64)
     if ds.manifest.get("source") == "measured":
-        params = {"bags": 0, **params}  # a part's own measurements are few: bag them (LatencyModel, bags)
+        # a part's own measurements are few: bag them, and answer a measured kernel with its measurement
+        params = {"bags": 0, "memory": True, **params}
     model = LatencyModel(random_state=seed, verbose=progress, **params)
     t0 = time.perf_counter()
     if scheduler:

@@ -34,6 +34,7 @@ from autotune.hardware import HardwareConfig, load_hardware  # noqa: E402
 from autotune.loader import load_graph  # noqa: E402
 from autotune.planner import cost_table, spans  # noqa: E402
 from autotune.training import train  # noqa: E402
+from synth.plan_labels import learn_part  # noqa: E402
 from synth.profiles import export_groups, import_profile, measured_table, write_profile  # noqa: E402
 
 
@@ -76,15 +77,26 @@ def zoo_tables(bb, dev, hw: HardwareConfig, nets: list[str], work: Path) -> list
 
 
 def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, threads: int,
-            params: dict) -> LatencyModel:
+            params: dict, nets: list[str], labels: str) -> tuple[LatencyModel, int]:
+    """The model from `budget` labels: all synthetic, or (`labels="plans"`) a synthetic share and
+    then rounds on the kernels the plans of `nets` use (synth/plan_labels.py); and the labels used."""
+    if labels == "plans":
+        def run(folder: Path) -> Path:
+            measure(bb, dev, folder, folder / "measured.csv", noise=True, seed=seed)
+            return folder / "measured.csv"
+
+        res = learn_part(hw, run, work / f"plans-{budget}-s{seed}", budget, [load_graph(n) for n in nets],
+                         seed=seed, threads=threads, params=params,
+                         log=lambda m: print(f"  {hw.name} {budget}: {m}", flush=True))
+        return res.model, res.labels
     n_groups = math.ceil(budget / len(hw.core_counts))
     folder = work / f"labels-{budget}-s{seed}"
     if not (folder / "measured.csv").is_file():
         export_groups(hw, folder, n_groups, seed=seed, force=True)
         measure(bb, dev, folder, folder / "measured.csv", noise=True, seed=seed)
     data = work / f"data-{budget}-s{seed}"
-    import_profile(folder / "measured.csv", hw, data, folder, force=True)
-    return train(hw, data, work / f"model-{budget}-s{seed}", seed=seed, n_jobs=threads, **params).model
+    made = import_profile(folder / "measured.csv", hw, data, folder, force=True)
+    return train(hw, data, work / f"model-{budget}-s{seed}", seed=seed, n_jobs=threads, **params).model, made["labels"]
 
 
 def zoo_accuracy(hw: HardwareConfig, model: LatencyModel, nets: list[str], tables: list[MeasuredTable]) -> dict:
@@ -112,6 +124,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="/tmp/bench_blackbox", help="cache of exports and measurements")
     ap.add_argument("--out", default=str(ROOT / "reports" / "blackbox"))
     ap.add_argument("--params", default="{}", help="LatencyModel parameters as JSON (design comparisons)")
+    ap.add_argument("--labels", choices=["plans", "synthetic"], default="plans",
+                    help="plans: half synthetic, then rounds on the plans' kernels; synthetic: all synthetic")
     args = ap.parse_args(argv)
     bb = blackbox()
     nets = zoo.names() if args.networks == "all" else args.networks.split(",")
@@ -128,11 +142,12 @@ def main(argv=None) -> int:
         print(f"{name}: {len(nets)} networks' candidates measured in {time.perf_counter() - t0:.0f} s", flush=True)
         for budget in budgets:
             t0 = time.perf_counter()
-            model = trained(bb, dev, hw, budget, args.seed, work, args.threads, params)
+            model, used = trained(bb, dev, hw, budget, args.seed, work, args.threads, params, nets, args.labels)
             fit_s = time.perf_counter() - t0
             acc = zoo_accuracy(hw, model, nets, tables)
             ev = run_eval(nets, hw, model, tables=tables)
-            res = {"device": name, "budget": budget, "fit_s": round(fit_s, 1), "accuracy": acc, "networks": []}
+            res = {"device": name, "budget": budget, "labels_used": used, "sampling": args.labels,
+                   "fit_s": round(fit_s, 1), "accuracy": acc, "networks": []}
             for m in ev["models"]:
                 s = m["strategies"]
                 res["networks"].append({"model": m["model"], **{k: s[k]["ms"] / s["oracle"]["ms"] - 1
@@ -156,7 +171,8 @@ def summary_line(r: dict) -> str:
     reg = {k: [n[k] for n in r["networks"]] for k in ("learned", "greedy", "analytic")}
     loss = max(n["learned"] - min(n[b] for b in BASELINE_STRATEGIES) for n in r["networks"])
     a = r["accuracy"]
-    return (f"{r['device']:>10} {r['budget']:>6} labels: within10 {a['within10']:.1%}, MAPE {a['mape']:.1%} | "
+    return (f"{r['device']:>10} {r.get('labels_used', r['budget']):>6} labels: within10 {a['within10']:.1%}, "
+            f"MAPE {a['mape']:.1%} | "
             f"regret learned {_geo(reg['learned']):.2%} / {max(reg['learned']):.2%}, greedy "
             f"{_geo(reg['greedy']):.2%}, analytic {_geo(reg['analytic']):.2%} | worst loss to a baseline "
             f"{loss:+.2%} | fit {r['fit_s']} s")

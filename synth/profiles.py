@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from autotune.artefacts import DATASET, EXPORT, check_folder_output
+from autotune.artefacts import DATASET, EXPORT, check_folder_output, kind_of
 from autotune.costs import MeasuredTable
 from autotune.dataset import MANIFEST, ROW_COLUMNS, file_digest, parquet_bytes, read_parquet
 from autotune.errors import AutotuneError, DatasetError
@@ -141,10 +141,12 @@ def _safe(group_id: str) -> str:
 
 def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = None, seed: int = 0,
                   model: str | None = None, weights: bool = False, force: bool = False,
-                  progress: bool = False, probes: bool = False) -> dict:
+                  progress: bool = False, probes: bool = False, pairs: list | None = None) -> dict:
     """Write `n_groups` synthetic groups (or, with `model`, that network's planner candidates) to
     `out` for measuring on a device, with `probes` also the device probes (autotune/probes.py, at
-    their own core counts: `adapt --data` finds them by id); returns export.json's content."""
+    their own core counts: `adapt --data` finds them by id); returns export.json's content.
+    `pairs` exports chosen candidates instead: (graph, i, j, core counts) each, as
+    synth/plan_labels.py picks them, with ids `NET:i-j` and only those core counts in the manifest."""
     from tqdm import tqdm
 
     from autotune.onnx_export import graph_to_onnx
@@ -158,7 +160,17 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
     graphs: list[Graph]
     cap: int | None = None
     skipped: list[tuple[int, int]] = []
-    if model is not None:
+    cores: list[list[int]] | None = None
+    if pairs is not None:
+        from autotune.planner import candidate_id
+
+        if not pairs:
+            raise AutotuneError("no pairs to export: every pair the plans pick is measured already")
+        graphs = [extract(g, i, j, name=f"{g.name}[{i}:{j}]") for g, i, j, _ in pairs]
+        ids = [candidate_id(g.name, i, j) for g, i, j, _ in pairs]
+        kinds = [("network", g.name) for g, _, _, _ in pairs]
+        cores = [sorted(int(k) for k in ks) for _, _, _, ks in pairs]
+    elif model is not None:
         from autotune.loader import load_graph
         from autotune.planner import candidate_id, candidates
 
@@ -182,7 +194,8 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
         graphs = [g for _, g in kept]
         ids = [f"{seed}-{k}" for k, _ in kept]
         kinds = [describe(g) for g in graphs]
-    cores = [list(hw.core_counts)] * len(graphs)
+    if cores is None:
+        cores = [list(hw.core_counts)] * len(graphs)
     if probes:
         from autotune.probes import probe_cores, probe_graphs, probe_id
 
@@ -193,6 +206,7 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
             "core_counts": list(hw.core_counts), "groups": len(graphs), "seed": seed, "model": model,
             "probes": probes, "weights": weights, "generator_version": GENERATOR_VERSION,
             "rows": sum(len(ks) for ks in cores), "requested_groups": n_groups if model is None else None,
+            "plan_pairs": pairs is not None,
             "max_group_bytes": cap, "over_byte_cap": [[f"{seed}-{k}", b] for k, b in skipped]}
     views = [gid for gid, g in zip(ids, graphs) if pure_view([lyr.op for lyr in g.order])]
     info["views"] = views
@@ -342,32 +356,52 @@ def pooled_spread(dev: pd.Series, n: pd.Series) -> float:
 
 
 def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, groups: str | Path | None = None,
-                   force: bool = False, settings: dict | None = None) -> dict:
+                   force: bool = False, settings: dict | None = None, append: bool = False) -> dict:
     """Validate a profile, aggregate its repeats and write the dataset `train` reads to `out`; returns
-    the manifest plus `outliers` (report lines) and `measurements` (rows read)."""
+    the manifest plus `outliers` (report lines) and `measurements` (rows read). With `append`, the
+    rows become one more shard of the measured dataset already in `out` (a later round of labels)."""
     csv_path = Path(csv_path)
     groups = Path(groups) if groups is not None else csv_path.parent
     info, gframe, _ = read_export(groups)
     out = Path(out)
-    check_folder_output(out, DATASET, inputs=[csv_path, groups], force=force, replace_needs_force=True)
+    if append:
+        if force:
+            raise AutotuneError("--append adds to the dataset in --out; --force would replace it: give one")
+        if not (out / MANIFEST).is_file():
+            raise DatasetError(f"{out}/ holds no dataset to append to; import the first profile without --append")
+    elif not force and (out / MANIFEST).is_file() and kind_of(out) == DATASET:
+        raise DatasetError(f"{out}/ already holds a dataset; add --force to replace it, --append to add these "
+                           "rows to it, or choose another --out")
+    check_folder_output(out, DATASET, inputs=[csv_path, groups], force=force or append, replace_needs_force=True)
     known = dict(zip(gframe["group_id"], gframe["group_json"]))
     frame = read_profile(csv_path, known, list(hw.core_counts))
     agg, outliers = aggregate(frame)
     rows = _dataset_rows(agg, gframe, hw)
     with FolderLock(out):
         recover_folder(out)
-        if (out / MANIFEST).is_file() and not force:
-            raise DatasetError(f"{out}/ already holds a dataset; add --force to replace it, or choose another --out")
+        if (out / MANIFEST).is_file() and not force and not append:
+            raise DatasetError(f"{out}/ already holds a dataset; add --force to replace it, --append to add these "
+                               "rows to it, or choose another --out")
+        old = _appendable(out, hw, rows) if append else None
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent if out.parent.exists() else None))
         try:
             import pyarrow as pa
 
-            name = "shard-00000.parquet"
+            shards = list(old["shards"]) if old else []
+            name = f"shard-{len(shards):05d}.parquet"
+            if old:
+                for f in shards:
+                    shutil.copy2(out / f, tmp / f)
             (tmp / name).write_bytes(parquet_bytes(pa.Table.from_pandas(rows, preserve_index=False)))
+            exports = (old.get("exports") or [old.get("export")]) + [info] if old else [info]
             manifest = {"hardware": hw.name, "hardware_hash": hw.hash, "sampling": "profile", "settings": settings,
-                        "source": "measured", "profile": str(csv_path), "export": info, "rows": len(rows),
-                        "labels": len(rows), "measurements": len(frame), "shards": [name],
-                        "shard_rows": [len(rows)], "shard_digests": [file_digest(tmp / name)], "zoo": None,
+                        "source": "measured", "profile": str(csv_path), "export": exports[0], "exports": exports,
+                        "rows": len(rows) + (old["rows"] if old else 0),
+                        "labels": len(rows) + (old["labels"] if old else 0),
+                        "measurements": len(frame) + (old.get("measurements", 0) if old else 0),
+                        "shards": shards + [name], "shard_rows": (list(old["shard_rows"]) if old else []) + [len(rows)],
+                        "shard_digests": (list(old["shard_digests"]) if old else []) + [file_digest(tmp / name)],
+                        "zoo": None,
                         "columns": {"rows": ROW_COLUMNS, "label": "latency_ms", "descriptive": ["repeats", "macs",
                                                                                                  "n_layers", "batch",
                                                                                                  "kind", "structure"]}}
@@ -378,6 +412,22 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return {**manifest, "outliers": outliers, "ignored_columns": frame.attrs.get("ignored_columns", [])}
+
+
+def _appendable(out: Path, hw: HardwareConfig, rows: pd.DataFrame) -> dict:
+    """The manifest of the measured dataset in `out` that `rows` may join, or one clear error."""
+    from autotune.dataset import read_dataset
+
+    ds = read_dataset(out, hw)
+    if ds.manifest.get("source") != "measured":
+        raise DatasetError(f"{out}/ holds a {ds.manifest.get('source') or 'simulated'} dataset; --append adds "
+                           "measurements to a dataset made by import-profile")
+    have = set(zip(ds.rows["group_id"].astype(str), ds.rows["cores"].astype(int)))
+    again = [f"{g}@{c}" for g, c in zip(rows["group_id"].astype(str), rows["cores"].astype(int)) if (g, c) in have]
+    if again:
+        raise DatasetError(f"{out}/ already holds {len(again)} of these pairs (first: {again[0]}); measure new "
+                           "pairs, or import into a new --out")
+    return ds.manifest
 
 
 def measured_table(folder: str | Path, hw: HardwareConfig, profile: str | Path | None = None

@@ -106,7 +106,7 @@ def test_force_replaces_an_export_with_an_export(work, tmp_path, capsys):
     (["export-groups", "--groups", "100000000", "--out", "{r}/x"], "outside"),
     (["export-groups", "--groups", "1e8", "--out", "{r}/x"], "not a whole number"),
     (["synth", "--budget", "1_000", "--out", "{r}/x"], "not a whole number"),
-    (["export-groups", "--groups", "3", "--model", "resnet18", "--out", "{r}/x"], "not both"),
+    (["export-groups", "--groups", "3", "--model", "resnet18", "--out", "{r}/x"], "give one of"),
     (["inspect", "bert_base", "--dim", "seq=128", "--dim", "seq=256"], "given twice"),
     (["inspect", "bert_base", "--dim", "seq=1_000"], "whole number"),
     (["measure", "{r}/groups", "--backend", "simulator", "--hw", "mlu100", "--repeats", "0"], "outside"),

@@ -13,9 +13,12 @@ from ..hardware import hw_slug, load_hardware
 def cmd_export_groups(args: argparse.Namespace) -> int:
     from synth.profiles import export_groups, skipped_note
 
-    if args.groups is not None and args.model is not None:
-        raise AutotuneError("give --groups N (synthetic groups) or --model NET (a network's candidates), not both")
+    if sum(x is not None for x in (args.groups, args.model, args.plans)) > 1:
+        raise AutotuneError("give one of --groups N (synthetic groups), --model NET (a network's candidates) or "
+                            "--plans NETS (the kernels a model's plans use)")
     hw = load_hardware(args.hw)
+    if args.plans is not None:
+        return _export_plan_pairs(args, hw)
     info = export_groups(hw, args.out, args.groups, args.seed, args.model, args.weights, args.force, progress=True,
                          probes=args.probes)
     note = skipped_note(info)
@@ -29,6 +32,36 @@ def cmd_export_groups(args: argparse.Namespace) -> int:
         print(f"{len(info['views'])} of the groups are pure views (reshapes only, no data moved): measuring them is "
               "optional, and one left unmeasured counts as free (0 ms)")
     return 0
+
+
+def _export_plan_pairs(args: argparse.Namespace, hw) -> int:
+    """export-groups --plans: the pairs the part's model plans with and has not measured."""
+    from synth.plan_labels import as_pairs, plan_picks
+    from synth.profiles import export_groups
+
+    from ..loader import load_graph
+    from .commands import load_model
+
+    model = load_model(hw, args.hw, args.models_dir, model_dir=args.model_dir)
+    graphs = [load_graph(n) for n in _names(args.plans)]
+    picks = plan_picks(hw, model, graphs, args.limit or 10**9, args.explore)
+    if not picks:
+        print(f"every kernel the plans of {args.plans} use is measured already; nothing to export "
+              f"(--explore > 0 also exports close rivals)")
+        return 0
+    info = export_groups(hw, args.out, pairs=as_pairs(picks), seed=args.seed, weights=args.weights, force=args.force,
+                         progress=True)
+    print(f"{args.out}/: {info['rows']} (group, cores) pairs the plans use and the model has not measured, "
+          f"{info['groups']} groups as ONNX; measure manifest.csv, then `autotune import-profile "
+          f"{args.out}/measured.csv --hw {args.hw} --out DATA --append` and train again")
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise AutotuneError("--plans/--networks names no network")
+    return names
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
@@ -72,7 +105,9 @@ def cmd_import_profile(args: argparse.Namespace) -> int:
 
     hw = load_hardware(args.hw)
     out = args.out or str(Path("data") / hw_slug(args.hw))
-    m = import_profile(args.profile, hw, out, args.groups, args.force)
+    m = import_profile(args.profile, hw, out, args.groups, args.force, append=args.append)
+    if args.append:
+        print(f"{out}/: {m['shard_rows'][-1]} labels added as shard {len(m['shards'])}")
     print(f"{out}/: {m['rows']} labels (group x cores) from {m['measurements']} measurements, marked measured")
     if m["ignored_columns"]:
         print(f"note: columns not used (kept out of the dataset): {', '.join(m['ignored_columns'])}")
@@ -81,6 +116,76 @@ def cmd_import_profile(args: argparse.Namespace) -> int:
               "pair's median; the median is kept):")
         for line in m["outliers"][:10]:
             print(f"  {line}")
+    return 0
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    import re
+
+    v = float(text) if re.fullmatch(r"0?\.[0-9]{1,12}|0", text.strip()) else -1.0
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in [0, 1) written as 0.N")
+    return v
+
+
+def _ranged_threads(text: str) -> int:
+    from . import THREADS
+
+    return THREADS(text)
+
+
+def _ranged_rounds(text: str) -> int:
+    from . import _ranged
+
+    return _ranged(1, 50)(text)
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    import shlex
+    import subprocess
+
+    from synth.plan_labels import ROUNDS, SYNTH_SHARE, learn_part
+
+    from ..artefacts import MODEL, check_folder_output
+    from ..fileio import publish_folder
+    from ..loader import load_graph
+
+    hw = load_hardware(args.hw)
+    work = Path(args.work or Path("work") / hw_slug(args.hw))
+    out = Path(args.out or Path("models") / hw_slug(args.hw))
+    check_folder_output(out, MODEL, inputs=[work])
+    try:
+        template = shlex.split(args.measure_cmd)
+    except ValueError as err:
+        raise AutotuneError(f"--measure-cmd cannot be read: {err}") from None
+    if not template or not any("{export}" in t for t in template) or not any("{profile}" in t for t in template):
+        raise AutotuneError("--measure-cmd must name {export} (the folder to measure) and {profile} (the CSV to "
+                            "write)")
+    graphs = [load_graph(n) for n in _names(args.networks)]
+
+    def run(folder: Path) -> Path:
+        profile = folder / "measured.csv"
+        cmd = [t.replace("{export}", str(folder)).replace("{profile}", str(profile)) for t in template]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True)
+        except OSError as err:
+            raise AutotuneError(f"--measure-cmd could not run {cmd[0]!r}: {err.strerror or err}") from None
+        if done.returncode != 0 or not profile.is_file():
+            why = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no message"]
+            raise AutotuneError(f"--measure-cmd failed on {folder}/ (exit {done.returncode}"
+                                f"{'' if profile.is_file() else ', no ' + profile.name}): {why[0]}")
+        return profile
+
+    res = learn_part(hw, run, work, args.budget, graphs, seed=args.seed, threads=args.threads,
+                     synth_share=SYNTH_SHARE if args.synth_share is None else args.synth_share,
+                     rounds=ROUNDS if args.rounds is None else args.rounds,
+                     log=lambda m: print(m, flush=True))
+    files = {p.name: p.read_bytes() for p in res.model_dir.iterdir() if p.is_file()}
+    publish_folder(out, files)
+    print(f"{out}/: model from {res.labels} labels ({res.rounds[0]['labels']} synthetic, "
+          f"{res.labels - res.rounds[0]['labels']} on the plans' kernels, {len(res.rounds) - 1} rounds); "
+          f"dataset {res.data}/")
     return 0
 
 
@@ -96,6 +201,15 @@ def add_parsers(sub, seed_type, budget_type, groups_type, repeats_type, seconds_
     s.add_argument("--probes", action="store_true",
                    help="also the device probes (24 rows), which `adapt --data` uses to fingerprint the part")
     s.add_argument("--weights", action="store_true", help="write random weights into the files")
+    s.add_argument("--plans", default=None, metavar="NETS",
+                   help="export the kernels the part's model plans these networks with (comma-separated zoo names "
+                        "or .onnx files) and has not measured: the next round of labels")
+    s.add_argument("--limit", type=groups_type, default=None, metavar="N", help="with --plans: at most N pairs, "
+                   "the most predicted time first")
+    s.add_argument("--explore", type=fraction, default=0.0, metavar="F",
+                   help="with --plans: unmeasured pairs count F cheaper, so close rivals are exported too")
+    s.add_argument("--models-dir", default="models")
+    s.add_argument("--model-dir", default=None, metavar="DIR", help="with --plans: the model folder itself")
     s.add_argument("--force", action="store_true", help="replace a folder that is not an export")
     s.set_defaults(func=cmd_export_groups)
 
@@ -116,4 +230,25 @@ def add_parsers(sub, seed_type, budget_type, groups_type, repeats_type, seconds_
     s.add_argument("--groups", default=None, metavar="DIR", help="the export folder (default: the CSV's folder)")
     s.add_argument("--out", default=None, metavar="DIR", help="dataset folder (default data/<hw>)")
     s.add_argument("--force", action="store_true", help="replace a dataset already there")
+    s.add_argument("--append", action="store_true",
+                   help="add the rows to the measured dataset already in --out (a later round of labels)")
     s.set_defaults(func=cmd_import_profile)
+
+    s = sub.add_parser("learn", help="label a part through your measuring command: synthetic groups, then rounds "
+                                     "on the kernels the plans use; trains the model")
+    s.add_argument("--hw", required=True, help="the part's datasheet YAML")
+    s.add_argument("--measure-cmd", required=True, metavar="CMD",
+                   help="shell-free command that measures an export: {export} is the folder, {profile} the CSV it "
+                        "must write (e.g. 'python blackbox.py measure {export} --device X --out {profile}')")
+    s.add_argument("--networks", required=True, metavar="NETS", help="networks to plan (zoo names or .onnx files)")
+    s.add_argument("--budget", type=groups_type, required=True, metavar="N", help="labels, (group, cores) pairs")
+    s.add_argument("--work", default=None, metavar="DIR", help="rounds' exports and profiles, and the dataset "
+                   "(default work/<hw>)")
+    s.add_argument("--out", default=None, metavar="DIR", help="the model folder (default models/<hw>)")
+    s.add_argument("--seed", type=seed_type, default=0)
+    s.add_argument("--threads", type=_ranged_threads, default=1, help="XGBoost threads")
+    s.add_argument("--rounds", type=_ranged_rounds, default=None, metavar="N",
+                   help="rounds on the plans' kernels after the synthetic one (default 6)")
+    s.add_argument("--synth-share", type=fraction, default=None, metavar="F",
+                   help="share of the budget spent on synthetic groups first (default 0.5)")
+    s.set_defaults(func=cmd_learn)

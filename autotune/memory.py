@@ -1,0 +1,81 @@
+"""The measured memory: a model answers a kernel it has measured with that measurement.
+
+Trees and a roofline smooth over their labels, so a kernel measured on the part still comes back
+predicted, a few percent off, and the planner's search can prefer an unmeasured rival whose
+prediction errs low (the optimizer's curse). The memory keys every training row by its feature row
+(two pairs with the same row are the same kernel to the model) and returns the median measured
+latency of that row, in log ms, wherever a query row matches exactly. Rows are keyed by a 64-bit
+hash of their float32 bytes, computed with numpy over the whole matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Fixed odd multipliers, one per feature column (drawn once; changing them changes saved keys).
+_SEED = 20261203
+_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def row_keys(X: np.ndarray) -> np.ndarray:
+    """A 64-bit key per row of X from its float32 bytes (collisions need ~2^32 distinct rows)."""
+    bits = np.ascontiguousarray(np.asarray(X, dtype=np.float32)).view(np.uint32).astype(np.uint64)
+    n_cols = bits.shape[1] if bits.ndim == 2 else 0
+    mult = np.random.default_rng(_SEED).integers(1, 2**63, size=max(n_cols, 1), dtype=np.uint64) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        mixed = (bits ^ (bits >> np.uint64(7))) * mult[:n_cols]
+        h = np.bitwise_xor.reduce(mixed * np.uint64(0x9E3779B97F4A7C15), axis=1) if n_cols else np.zeros(len(bits),
+                                                                                                         np.uint64)
+        h = h + mixed.sum(axis=1, dtype=np.uint64)
+        h ^= h >> np.uint64(31)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(29)
+    return h & _MASK
+
+
+@dataclass(frozen=True)
+class MeasuredMemory:
+    """Sorted row keys and the median measured log latency (ms) of each."""
+
+    keys: np.ndarray
+    log_ms: np.ndarray
+
+    @classmethod
+    def from_rows(cls, X: np.ndarray, log_ms: np.ndarray) -> MeasuredMemory:
+        """The memory of training rows X labelled log_ms: rows with the same key share their median."""
+        keys = row_keys(X)
+        order = np.argsort(keys, kind="stable")
+        k, v = keys[order], np.asarray(log_ms, dtype=np.float64)[order]
+        uniq, start = np.unique(k, return_index=True)
+        bounds = np.append(start, len(k))
+        med = np.array([np.median(v[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
+        return cls(uniq, med)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def lookup(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mask of rows measured, their log ms in row order)."""
+        q = row_keys(X)
+        if not len(self.keys):
+            return np.zeros(len(q), dtype=bool), np.zeros(0)
+        at = np.minimum(np.searchsorted(self.keys, q), len(self.keys) - 1)
+        hit = self.keys[at] == q
+        return hit, self.log_ms[at[hit]]
+
+    def to_json(self) -> dict:
+        return {"keys": [format(int(k), "016x") for k in self.keys], "log_ms": [float(v) for v in self.log_ms]}
+
+    @classmethod
+    def from_json(cls, d) -> MeasuredMemory | None:
+        """The memory from meta.json, or None when it is absent or malformed."""
+        try:
+            keys = np.array([int(str(k), 16) for k in d["keys"]], dtype=np.uint64)
+            vals = np.asarray(d["log_ms"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return None
+        if keys.shape != vals.shape or not np.all(np.isfinite(vals)) or not np.all(keys[1:] > keys[:-1]):
+            return None
+        return cls(keys, vals)

@@ -1,0 +1,176 @@
+"""Plan-focused labels: spend a part's label budget on the kernels its plans choose.
+
+A cost model trained on synthetic groups mispredicts some of a network's kernels, and the planner's
+search finds exactly those it underrates (the optimizer's curse). So after a first round of
+synthetic labels, each round plans the target networks on the current model, measures the kernels
+the plans use that the model has not measured, and retrains. A trained model answers a measured
+kernel with its measurement (autotune/memory.py), so a plan made of measured kernels is what it
+costs on the part, and the search moves on to the next kernel it may underrate. In the later half
+of the rounds unmeasured pairs count `explore` cheaper than predicted, so close rivals the model
+overrates get measured too (as in autotune/refine.py, at training time and counted as labels).
+
+`learn_part` runs the whole loop through any `measure(export folder) -> profile CSV` callable: a
+device's own tool, a user's script (`autotune learn --measure-cmd`) or a black box.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from autotune.costmodel import LatencyModel
+from autotune.errors import AutotuneError
+from autotune.graph import Graph
+from autotune.hardware import HardwareConfig
+from autotune.memory import row_keys
+from autotune.planner import dp_from_table, spans
+from autotune.tables import GroupBatch
+
+#: Share of the budget spent on synthetic groups before the first plans.
+SYNTH_SHARE = 0.5
+#: Rounds of plan-focused labels after the synthetic round.
+ROUNDS = 6
+#: In the later half of the rounds, unmeasured pairs count this much cheaper than predicted.
+EXPLORE = 0.1
+#: The baselines whose plans (on the same model, or the datasheet's for `analytic`) are measured
+#: too: once their kernels are measured, the learned DP can only beat them by its own unmeasured
+#: kernels, which the next round measures; and a fusion the model overrates gets a measurement.
+RIVALS = ("greedy", "fuse-max", "cores-only", "none", "dlfusion", "analytic")
+
+
+@dataclass
+class Pick:
+    """One (candidate group, core count) pair of a plan: what it would cost to measure, and why."""
+
+    graph: Graph
+    i: int
+    j: int
+    cores: int
+    predicted_ms: float
+    key: int = field(repr=False)
+
+
+def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], limit: int,
+               explore: float = 0.0, rivals: tuple[str, ...] = RIVALS) -> list[Pick]:
+    """The pairs the model's plans of `graphs` use that the model has not measured, at most `limit`:
+    the learned plan's first, then the `rivals`' plans', each by most predicted time first; a kernel
+    met in several plans (a repeated block) is picked once."""
+    from autotune import strategies
+
+    ks = np.asarray(hw.core_counts, dtype=np.int64)
+    picks: dict[int, Pick] = {}
+    tier: dict[int, int] = {}
+    for g in graphs:
+        si, sj = spans(g, hw)
+        if not len(si):
+            continue
+        first, inverse = GroupBatch.from_ranges(g, si, sj).distinct()
+        sub = GroupBatch.from_ranges(g, si[first], sj[first])
+        gidx = np.repeat(np.arange(len(first)), len(ks))
+        X = model.featurize_batch(sub, gidx, np.tile(ks, len(first)), hw)
+        pred = model.predict(X).reshape(len(first), len(ks))
+        keys = row_keys(X).reshape(len(first), len(ks))
+        memory = getattr(model, "memory_", None)
+        measured = (memory.lookup(X)[0] if memory is not None else np.zeros(len(X), bool)).reshape(pred.shape)
+        table = np.where(measured, pred, pred * (1.0 - explore))[inverse]
+        plans = [dp_from_table(g, hw, si, sj, table, "learned")]
+        plans += [strategies.run(name, g, hw, model=model) for name in rivals]
+        at = {(int(a), int(b)): s for s, (a, b) in enumerate(zip(si, sj))}
+        for rank, plan in enumerate(plans):
+            for grp in plan.groups:
+                if (grp.i, grp.j) not in at:  # a kernel no fused span holds (an unfusable layer alone)
+                    continue
+                d, c = int(inverse[at[(grp.i, grp.j)]]), int(np.flatnonzero(ks == grp.cores)[0])
+                key = int(keys[d, c])
+                if measured[d, c] or key in picks:
+                    continue
+                picks[key] = Pick(g, grp.i, grp.j, int(grp.cores), float(pred[d, c]), key)
+                tier[key] = min(rank, 1)
+    return sorted(picks.values(), key=lambda p: (tier[p.key], -p.predicted_ms))[:limit]
+
+
+def as_pairs(picks: list[Pick]) -> list[tuple[Graph, int, int, list[int]]]:
+    """Picks merged per candidate group, in `export_groups(pairs=...)`'s form."""
+    merged: dict[tuple[int, int, int], tuple[Graph, int, int, list[int]]] = {}
+    for p in picks:
+        merged.setdefault((id(p.graph), p.i, p.j), (p.graph, p.i, p.j, []))[3].append(p.cores)
+    return list(merged.values())
+
+
+@dataclass
+class LearnResult:
+    """What `learn_part` made: the final model, its dataset folder, and the labels of each round."""
+
+    model: LatencyModel
+    data: Path
+    model_dir: Path
+    rounds: list[dict]
+
+    @property
+    def labels(self) -> int:
+        return sum(r["labels"] for r in self.rounds)
+
+
+def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | Path, budget: int,
+               graphs: list[Graph], seed: int = 0, synth_share: float = SYNTH_SHARE, rounds: int = ROUNDS,
+               explore: float = EXPLORE, threads: int | None = None, params: dict | None = None,
+               log: Callable[[str], None] | None = None) -> LearnResult:
+    """Label a part within `budget` (group, cores) pairs: synthetic groups first, then the kernels
+    the plans of `graphs` use, round by round; returns the model trained on everything. `measure`
+    is given an export folder and returns the profile CSV it wrote; `work` keeps every round's
+    export, profile, the dataset (`work/data`) and the model (`work/model`)."""
+    from autotune.training import train
+
+    from .profiles import export_groups, import_profile
+
+    work = Path(work)
+    say = log or (lambda _m: None)
+    n_cores = len(hw.core_counts)
+    if budget < 2 * n_cores:
+        raise AutotuneError(f"--budget must be at least {2 * n_cores} labels (two groups at each of "
+                            f"{n_cores} core counts), got {budget}")
+    if not 0 < synth_share <= 1:
+        raise AutotuneError(f"the synthetic share must be in (0, 1], got {synth_share}")
+    data, model_dir = work / "data", work / "model"
+    for old in (data, model_dir):
+        if old.exists():
+            shutil.rmtree(old)
+    n_groups = max(2, math.ceil(budget * synth_share / n_cores))
+    t0 = time.perf_counter()
+    folder = work / "labels-00"
+    export_groups(hw, folder, n_groups, seed=seed, force=True)
+    made = import_profile(measure(folder), hw, data, folder)
+    log_rows = [{"round": 0, "kind": "synthetic", "labels": int(made["labels"]), "explore": 0.0}]
+    say(f"round 0: {made['labels']} synthetic labels")
+    kw = {"seed": seed, "n_jobs": threads, **(params or {})}
+    model = train(hw, data, model_dir, **kw).model
+    used = int(made["labels"])
+    for r in range(1, rounds + 1):
+        left = budget - used
+        if left <= 0:
+            break
+        size = math.ceil(left / (rounds - r + 1))
+        rate = explore if r > rounds // 2 else 0.0
+        picks = plan_picks(hw, model, graphs, size, rate)
+        if not picks and rate == 0.0 and explore > 0:
+            rate = explore  # every plan is measured already: look at close rivals now
+            picks = plan_picks(hw, model, graphs, size, rate)
+        if not picks:
+            say(f"round {r}: every pair the plans use is measured; stopping at {used} labels")
+            break
+        folder = work / f"labels-{r:02d}"
+        export_groups(hw, folder, pairs=as_pairs(picks), seed=seed, force=True)
+        made = import_profile(measure(folder), hw, data, folder, append=True)
+        added = int(made["labels"]) - used
+        used = int(made["labels"])
+        log_rows.append({"round": r, "kind": "plans", "labels": added, "explore": rate})
+        say(f"round {r}: {added} labels on the plans' kernels (explore {rate:.0%}), {used} in all, "
+            f"{time.perf_counter() - t0:.0f} s")
+        model = train(hw, data, model_dir, **kw).model
+    return LearnResult(model, data, model_dir, log_rows)

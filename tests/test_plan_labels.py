@@ -1,0 +1,234 @@
+"""Plan-focused labels: the measured memory, exports of chosen pairs, appended profiles, and the
+loop that spends a budget on the kernels the plans use (the simulator plays a part known only by
+its datasheet)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autotune import zoo
+from autotune.cli import main
+from autotune.costmodel import LatencyModel
+from autotune.costs import make_cost
+from autotune.errors import AutotuneError, DatasetError
+from autotune.hardware import load_hardware
+from autotune.memory import MeasuredMemory, row_keys
+from autotune.planner import cost_table, dp_from_table, spans
+from synth.measure import measure
+from synth.plan_labels import as_pairs, learn_part, plan_picks
+from synth.profiles import export_groups, import_profile, read_export, write_profile
+
+HW = load_hardware("mlu100")
+NET = "squeezenet1_1"
+
+
+def _part(root):
+    """mlu100's datasheet without device: (a part measured for real)."""
+    import yaml
+
+    d = json.loads(json.dumps(HW.model_dump(mode="json")))
+    d.pop("device")
+    (root / "part.yaml").write_text(yaml.safe_dump(d))
+    return load_hardware(str(root / "part.yaml"))
+
+
+def _simulator_measures(folder, seed=1):
+    """The device's tool: measure an export (mlu100's simulator, noise on) and write its profile."""
+    frame, _ = measure(folder, "simulator", HW, seed=seed)
+    write_profile(folder / "measured.csv", frame)
+    return folder / "measured.csv"
+
+
+# -- the measured memory ------------------------------------------------------------------------
+def test_row_keys_tell_rows_apart_and_repeat():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 12)).astype(np.float32)
+    k = row_keys(X)
+    assert len(np.unique(k)) == 500
+    assert np.array_equal(k, row_keys(X.copy()))
+    Y = X.copy()
+    Y[7, 3] = np.nextafter(Y[7, 3], np.float32(np.inf))  # one bit
+    assert (row_keys(Y) != k).sum() == 1
+
+
+def test_memory_answers_measured_rows_with_their_median_and_nothing_else():
+    rng = np.random.default_rng(1)
+    X = rng.uniform(0, 1, size=(200, 6)).astype(np.float32)
+    y = np.exp(2 * X[:, 0] + X[:, 1]) * rng.lognormal(0, 0.05, 200)
+    X[1] = X[0]  # a repeated measurement of one kernel
+    m = LatencyModel(prior="none", n_estimators=40, memory=True, random_state=0).fit(X, y)
+    plain = LatencyModel(prior="none", n_estimators=40, random_state=0).fit(X, y)
+    p = m.predict(X)
+    assert np.allclose(p[2:], y[2:])
+    assert np.isclose(p[0], np.exp(np.median(np.log(y[:2])))) and np.isclose(p[1], p[0])
+    new = rng.uniform(0, 1, size=(50, 6)).astype(np.float32)
+    assert np.allclose(m.predict(new), plain.predict(new))
+    assert not np.allclose(m.predict_own(X), y)  # validation reads the trees, not the memory
+
+
+def test_memory_survives_save_and_load_and_a_malformed_one_is_refused(tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.uniform(0, 1, size=(80, 5)).astype(np.float32)
+    y = np.exp(X[:, 0]) + 0.1
+    m = LatencyModel(prior="none", n_estimators=20, memory=True).fit(X, y)
+    m.save(tmp_path / "m", {"hardware": "x", "hardware_hash": "h"})
+    back = LatencyModel.load(tmp_path / "m")
+    assert np.allclose(back.predict(X), y)
+    assert MeasuredMemory.from_json({"keys": ["zz"], "log_ms": [1.0]}) is None
+    assert MeasuredMemory.from_json({"keys": ["0000000000000002", "0000000000000001"], "log_ms": [1.0, 2.0]}) is None
+    assert MeasuredMemory.from_json({"keys": ["0000000000000001"], "log_ms": [float("nan")]}) is None
+
+
+# -- exports of chosen pairs and appended profiles -------------------------------------------------
+def test_an_export_of_chosen_pairs_lists_only_their_core_counts(tmp_path):
+    g = zoo.build(NET)
+    info = export_groups(HW, tmp_path / "ex", pairs=[(g, 0, 2, [4, 1]), (g, 3, 4, [32])])
+    _, groups, man = read_export(tmp_path / "ex")
+    assert info["plan_pairs"] and list(groups["group_id"]) == [f"{g.name}:0-2", f"{g.name}:3-4"]
+    assert list(zip(man["group_id"], man["cores"])) == [(f"{g.name}:0-2", 1), (f"{g.name}:0-2", 4),
+                                                         (f"{g.name}:3-4", 32)]
+    with pytest.raises(AutotuneError, match="no pairs to export"):
+        export_groups(HW, tmp_path / "none", pairs=[])
+
+
+def test_append_adds_a_shard_and_refuses_pairs_already_measured(tmp_path):
+    export_groups(HW, tmp_path / "a", n_groups=4, seed=1)
+    export_groups(HW, tmp_path / "b", n_groups=3, seed=2)
+    import_profile(_simulator_measures(tmp_path / "a"), HW, tmp_path / "data", tmp_path / "a")
+    before = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    made = import_profile(_simulator_measures(tmp_path / "b"), HW, tmp_path / "data", tmp_path / "b", append=True)
+    assert made["shards"] == ["shard-00000.parquet", "shard-00001.parquet"]
+    assert made["rows"] == before["rows"] + 3 * len(HW.core_counts) and len(made["exports"]) == 2
+    from autotune.dataset import read_dataset
+
+    assert len(read_dataset(tmp_path / "data", HW).rows) == made["rows"]
+    snapshot = (tmp_path / "data" / "manifest.json").read_bytes()
+    with pytest.raises(DatasetError, match="already holds .* of these pairs"):
+        import_profile(tmp_path / "b" / "measured.csv", HW, tmp_path / "data", tmp_path / "b", append=True)
+    with pytest.raises(DatasetError, match="no dataset to append to"):
+        import_profile(tmp_path / "b" / "measured.csv", HW, tmp_path / "other", tmp_path / "b", append=True)
+    with pytest.raises(AutotuneError, match="give one"):
+        import_profile(tmp_path / "b" / "measured.csv", HW, tmp_path / "data", tmp_path / "b", append=True,
+                       force=True)
+    assert (tmp_path / "data" / "manifest.json").read_bytes() == snapshot
+
+
+def test_import_profile_append_on_the_command_line(tmp_path, capsys):
+    export_groups(HW, tmp_path / "a", n_groups=2, seed=1)
+    export_groups(HW, tmp_path / "b", n_groups=2, seed=2)
+    _simulator_measures(tmp_path / "a")
+    _simulator_measures(tmp_path / "b")
+    base = ["import-profile", "--hw", "mlu100", "--out", str(tmp_path / "d")]
+    assert main([base[0], str(tmp_path / "a" / "measured.csv"), *base[1:]]) == 0
+    assert main([base[0], str(tmp_path / "b" / "measured.csv"), *base[1:]]) == 2  # no --append: refused
+    assert "--append" in capsys.readouterr().err
+    assert main([base[0], str(tmp_path / "b" / "measured.csv"), *base[1:], "--append"]) == 0
+    assert json.loads((tmp_path / "d" / "manifest.json").read_text())["rows"] == 4 * len(HW.core_counts)
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("learn")
+    part = _part(root)
+    graphs = [zoo.build(NET)]
+    res = learn_part(part, _simulator_measures, root / "work", 150, graphs, seed=0, rounds=3, threads=1,
+                     params={"n_estimators": 60, "bags": 2})
+    return part, graphs, res
+
+
+def test_learn_part_spends_at_most_its_budget_and_labels_plan_kernels(learned):
+    part, graphs, res = learned
+    assert res.labels <= 150 and res.rounds[0]["kind"] == "synthetic" and len(res.rounds) >= 2
+    from autotune.dataset import read_dataset
+
+    rows = read_dataset(res.data, part).rows
+    assert len(rows) == res.labels  # every label counted, none twice
+    net_rows = rows[rows["group_id"].str.startswith(graphs[0].name + ":")]
+    assert len(net_rows) == sum(r["labels"] for r in res.rounds[1:]) > 0
+    assert not net_rows.duplicated(["group_id", "cores"]).any()
+
+
+def test_after_learning_the_plan_costs_what_was_measured(learned):
+    """Every kernel the final model's plan uses that was measured is predicted at its measurement,
+    and what it has not measured would be the next round's picks."""
+    part, graphs, res = learned
+    g = graphs[0]
+    si, sj = spans(g, part)
+    table = cost_table(g, part, make_cost("learned", part, res.model), si, sj)
+    plan = dp_from_table(g, part, si, sj, table, "learned")
+    from autotune.dataset import read_dataset
+
+    rows = read_dataset(res.data, part).rows
+    measured = {(gid, int(c)): ms for gid, c, ms in zip(rows["group_id"], rows["cores"], rows["latency_ms"])}
+    at = {(int(a), int(b)): s for s, (a, b) in enumerate(zip(si, sj))}
+    hits = 0
+    for grp in plan.groups:
+        ms = measured.get((f"{g.name}:{grp.i}-{grp.j}", grp.cores))
+        if ms is not None:
+            hits += 1
+            assert np.isclose(table[at[(grp.i, grp.j)], list(part.core_counts).index(grp.cores)], ms)
+    picks = plan_picks(part, res.model, graphs, 10_000)
+    assert hits + len(picks) >= len({(grp.i, grp.j, grp.cores) for grp in plan.groups}) - hits or hits > 0
+    assert all(p.predicted_ms > 0 for p in picks) and len({p.key for p in picks}) == len(picks)
+    few = plan_picks(part, res.model, graphs, 3)
+    assert [p.key for p in few] == [p.key for p in picks[:3]]
+    mine = plan_picks(part, res.model, graphs, 10_000, rivals=())
+    assert {p.key for p in mine} <= {p.key for p in picks}  # the learned plan's own come first
+    assert [p.key for p in picks[:len(mine)]] == [p.key for p in mine]
+
+
+def test_plan_picks_merge_into_one_export_row_per_group():
+    g = zoo.build(NET)
+    from synth.plan_labels import Pick
+
+    picks = [Pick(g, 0, 2, 1, 3.0, 1), Pick(g, 0, 2, 4, 2.0, 2), Pick(g, 3, 5, 8, 1.0, 3)]
+    assert [(i, j, ks) for _, i, j, ks in as_pairs(picks)] == [(0, 2, [1, 4]), (3, 5, [8])]
+
+
+def test_learn_part_refuses_a_budget_below_two_groups(tmp_path):
+    with pytest.raises(AutotuneError, match="--budget must be at least"):
+        learn_part(HW, _simulator_measures, tmp_path / "w", 5, [zoo.build(NET)])
+    assert not (tmp_path / "w").exists()
+
+
+def test_profile_rows_of_a_pairs_export_import_as_measured(tmp_path):
+    g = zoo.build(NET)
+    export_groups(HW, tmp_path / "ex", pairs=[(g, 0, 3, [2, 8])])
+    made = import_profile(_simulator_measures(tmp_path / "ex"), HW, tmp_path / "d", tmp_path / "ex")
+    assert made["labels"] == 2
+    frame = pd.read_csv(tmp_path / "ex" / "measured.csv")
+    assert sorted(frame["cores"]) == [2, 8]
+
+
+def test_learn_and_export_plans_on_the_command_line(tmp_path, capsys):
+    """`autotune learn` drives a measuring command (here autotune's own simulator backend, playing
+    mlu100 for a datasheet-only part) and publishes a model; `export-groups --plans` then exports
+    what its plans still lack."""
+    import sys
+
+    _part(tmp_path)
+    cmd = (f"{sys.executable} -m autotune measure {{export}} --backend simulator --hw mlu100 --out {{profile}}")
+    argv = ["learn", "--hw", str(tmp_path / "part.yaml"), "--measure-cmd", cmd, "--networks", NET, "--budget", "60",
+            "--rounds", "1", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "m")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "synthetic" in out and (tmp_path / "m" / "meta.json").is_file()
+    assert LatencyModel.load(tmp_path / "m").memory_ is not None
+    assert main(["export-groups", "--hw", str(tmp_path / "part.yaml"), "--plans", NET, "--model-dir",
+                 str(tmp_path / "m"), "--explore", "0.5", "--out", str(tmp_path / "next")]) == 0
+    said = capsys.readouterr().out
+    assert "measured already" in said or (tmp_path / "next" / "manifest.csv").is_file()
+    bad = [*argv[:4], "true {export}", *argv[5:]]
+    assert main(bad) == 2
+    assert "{profile}" in capsys.readouterr().err
+    fails = [*argv[:4], f"{sys.executable} -c raise(SystemExit(3)) {{export}} {{profile}}", *argv[5:]]
+    fails[fails.index(str(tmp_path / "w"))] = str(tmp_path / "w2")
+    fails[fails.index(str(tmp_path / "m"))] = str(tmp_path / "m2")
+    assert main(fails) == 2
+    err = capsys.readouterr().err
+    assert "--measure-cmd failed" in err and err.count("\n") == 1

@@ -10,6 +10,8 @@ JOBS ?= 2
 # HW=cpu: this machine measured with ONNX Runtime (synth picks a budget a 2-core machine labels in minutes)
 CPUHW := $(filter cpu,$(HW))
 BUDGET_ARG := $(if $(BUDGET),--budget $(BUDGET),)
+# on the CPU a share of the labels goes to the kernels MODEL's plans use (synth/plan_labels.py)
+CPUPLANS := $(if $(CPUHW),$(MODEL),)
 
 PYTHON ?= python3
 VENV := .venv
@@ -35,12 +37,12 @@ $(STAMP): pyproject.toml
 PARAMS := data/$(HWNAME)/.make-params
 $(PARAMS): FORCE
 	@mkdir -p $(dir $@)
-	@echo "$(BUDGET) $(SAMPLING) $(SEED)" | cmp -s - $@ || echo "$(BUDGET) $(SAMPLING) $(SEED)" > $@
+	@echo "$(BUDGET) $(SAMPLING) $(SEED) $(CPUPLANS)" | cmp -s - $@ || echo "$(BUDGET) $(SAMPLING) $(SEED) $(CPUPLANS)" > $@
 
 synth: data/$(HWNAME)/manifest.json
 data/$(HWNAME)/manifest.json: $(STAMP) $(SRC) $(HWDEP) $(PARAMS)
 	$(BIN)/autotune synth --hw $(HW) $(BUDGET_ARG) --sampling $(SAMPLING) --seed $(SEED) \
-		--jobs $(JOBS) --out data/$(HWNAME) --force $(if $(CPUHW),--backend onnxruntime,)
+		--jobs $(JOBS) --out data/$(HWNAME) --force $(if $(CPUHW),--backend onnxruntime --plans $(MODEL),)
 
 train: models/$(HWNAME)/meta.json
 models/$(HWNAME)/meta.json: data/$(HWNAME)/manifest.json autotune/costmodel.py autotune/training.py \

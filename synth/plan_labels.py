@@ -36,6 +36,8 @@ from autotune.tables import GroupBatch
 SYNTH_SHARE = 0.5
 #: Rounds of plan-focused labels after the synthetic round.
 ROUNDS = 6
+#: Rounds when measuring this machine's CPU (`synth --backend onnxruntime --plans`): each retrains.
+CPU_ROUNDS = 3
 #: In the later half of the rounds, unmeasured pairs count this much cheaper than predicted.
 EXPLORE = 0.1
 #: The baselines whose plans (on the same model, or the datasheet's for `analytic`) are measured
@@ -125,8 +127,6 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
     the plans of `graphs` use, round by round; returns the model trained on everything. `measure`
     is given an export folder and returns the profile CSV it wrote; `work` keeps every round's
     export, profile, the dataset (`work/data`) and the model (`work/model`)."""
-    from autotune.training import train
-
     from .profiles import export_groups, import_profile
 
     work = Path(work)
@@ -141,16 +141,36 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
     for old in (data, model_dir):
         if old.exists():
             shutil.rmtree(old)
-    n_groups = max(2, math.ceil(budget * synth_share / n_cores))
-    t0 = time.perf_counter()
     folder = work / "labels-00"
-    export_groups(hw, folder, n_groups, seed=seed, force=True)
+    export_groups(hw, folder, max(2, math.ceil(budget * synth_share / n_cores)), seed=seed, force=True)
     made = import_profile(measure(folder), hw, data, folder)
-    log_rows = [{"round": 0, "kind": "synthetic", "labels": int(made["labels"]), "explore": 0.0}]
     say(f"round 0: {made['labels']} synthetic labels")
-    kw = {"seed": seed, "n_jobs": threads, **(params or {})}
+    log_rows = [{"round": 0, "kind": "synthetic", "labels": int(made["labels"]), "explore": 0.0}]
+    train_kw = {"seed": seed, "n_jobs": threads, **(params or {})}
+    model, more = plan_rounds(hw, measure, work, data, model_dir, budget, graphs, seed, rounds, explore, train_kw,
+                              say)
+    return LearnResult(model, data, model_dir, log_rows + more)
+
+
+def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,
+                budget: int, graphs: list[Graph], seed: int = 0, rounds: int = ROUNDS, explore: float = EXPLORE,
+                train_kw: dict | None = None, say: Callable[[str], None] = lambda _m: None
+                ) -> tuple[LatencyModel, list[dict]]:
+    """Rounds on the plans' kernels, adding to the measured dataset `data` until it holds `budget`
+    labels: train (into `model_dir`), pick, export to `work/labels-NN`, measure, append; the later
+    half of the rounds explore. A round's export that already
+    holds exactly its picks is measured again in place (a killed run resumes). Returns the model
+    trained on everything and a line per round."""
+    from autotune.dataset import read_dataset
+    from autotune.training import train
+
+    from .profiles import import_profile
+
+    kw = train_kw or {}
     model = train(hw, data, model_dir, **kw).model
-    used = int(made["labels"])
+    used = len(read_dataset(data, hw).rows)
+    out: list[dict] = []
+    t0 = time.perf_counter()
     for r in range(1, rounds + 1):
         left = budget - used
         if left <= 0:
@@ -165,12 +185,28 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
             say(f"round {r}: every pair the plans use is measured; stopping at {used} labels")
             break
         folder = work / f"labels-{r:02d}"
-        export_groups(hw, folder, pairs=as_pairs(picks), seed=seed, force=True)
+        _export_picks(hw, folder, picks, seed)
         made = import_profile(measure(folder), hw, data, folder, append=True)
-        added = int(made["labels"]) - used
-        used = int(made["labels"])
-        log_rows.append({"round": r, "kind": "plans", "labels": added, "explore": rate})
+        added, used = int(made["labels"]) - used, int(made["labels"])
+        out.append({"round": r, "kind": "plans", "labels": added, "explore": rate})
         say(f"round {r}: {added} labels on the plans' kernels (explore {rate:.0%}), {used} in all, "
             f"{time.perf_counter() - t0:.0f} s")
         model = train(hw, data, model_dir, **kw).model
-    return LearnResult(model, data, model_dir, log_rows)
+    return model, out
+
+
+def _export_picks(hw: HardwareConfig, folder: Path, picks: list[Pick], seed: int) -> None:
+    """Export the picks to `folder`, unless it already holds exactly them (its profile is kept)."""
+    from autotune.planner import candidate_id
+
+    from .profiles import export_groups, read_export
+
+    pairs = as_pairs(picks)
+    want = {(candidate_id(g.name, i, j), int(k)) for g, i, j, ks in pairs for k in ks}
+    try:
+        _, _, man = read_export(folder)
+        if set(zip(man["group_id"].astype(str), man["cores"].astype(int))) == want:
+            return
+    except AutotuneError:
+        pass
+    export_groups(hw, folder, pairs=pairs, seed=seed, force=True)

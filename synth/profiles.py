@@ -394,6 +394,8 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
                     shutil.copy2(out / f, tmp / f)
             (tmp / name).write_bytes(parquet_bytes(pa.Table.from_pandas(rows, preserve_index=False)))
             exports = (old.get("exports") or [old.get("export")]) + [info] if old else [info]
+            if old and settings is None:
+                settings = old.get("settings")
             manifest = {"hardware": hw.name, "hardware_hash": hw.hash, "sampling": "profile", "settings": settings,
                         "source": "measured", "profile": str(csv_path), "export": exports[0], "exports": exports,
                         "rows": len(rows) + (old["rows"] if old else 0),
@@ -482,34 +484,70 @@ def write_profile(path: str | Path, frame: pd.DataFrame) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(data))
 
 
+#: Share of a CPU budget spent on the kernels the plans use (`synth --backend onnxruntime --plans`).
+CPU_PLAN_SHARE = 0.3
+
+
 def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed: int = 0, timeout_s: float = 1.0,
-                       repeats: int = 5, progress: bool = False) -> dict:
+                       repeats: int = 5, progress: bool = False, plans: list[str] | None = None,
+                       plan_share: float = CPU_PLAN_SHARE) -> dict:
     """`autotune synth --backend onnxruntime`: export budget / len(core_counts) synthetic groups, time
     each on this CPU at every core count, import the profile into `folder`. A folder already made
     with the same settings is kept (measuring is the slow part). The export sits beside it,
     `<folder>.groups`, its measured.csv written row by row: a rerun after a crash or a kill reuses
-    an export made with the same settings and measures only the rows it lacks."""
+    an export made with the same settings and measures only the rows it lacks. With `plans`
+    (networks), `plan_share` of the budget goes to rounds on the kernels their plans use
+    (synth/plan_labels.py), exported and measured beside it in `<folder>.rounds`."""
     from synth.measure import measure
 
     folder = Path(folder)
     settings = {"hardware_hash": hw.hash, "budget": int(budget), "seed": int(seed), "backend": "onnxruntime"}
+    if plans:
+        settings.update({"plans": list(plans), "plan_share": plan_share})
     try:
         old = json.loads((folder / MANIFEST).read_text())
         if old.get("settings") == settings:
             return {**old, "outliers": [], "kept": True}
     except (OSError, ValueError):
         pass
-    n = max(1, budget // len(hw.core_counts))
+    synthetic = budget - (round(budget * plan_share) if plans else 0)
+    n = max(1, synthetic // len(hw.core_counts))
     groups = folder.parent / f"{folder.name}.groups"
     info = _export_made_with(groups, hw, n, seed)
     if info is None:
         info = export_groups(hw, groups, n_groups=n, seed=seed, force=True, progress=progress)
-    frame, notes = measure(groups, "onnxruntime", limit=budget, seed=seed, repeats=repeats, warmup=1,
-                           timeout_s=timeout_s, progress=progress, out=groups / "measured.csv")
-    if frame.empty:
-        raise DatasetError(f"nothing could be measured on this CPU ({'; '.join(notes) or 'no rows'})")
-    m = import_profile(groups / "measured.csv", hw, folder, groups=groups, force=True, settings=settings)
+    notes: list[str] = []
+
+    def on_cpu(export: Path) -> Path:
+        frame, said = measure(export, "onnxruntime", limit=budget, seed=seed, repeats=repeats, warmup=1,
+                              timeout_s=timeout_s, progress=progress, out=export / "measured.csv")
+        notes.extend(said)
+        if frame.empty:
+            raise DatasetError(f"nothing could be measured on this CPU ({'; '.join(said) or 'no rows'})")
+        return export / "measured.csv"
+
+    m = import_profile(on_cpu(groups), hw, folder, groups=groups, force=True,
+                       settings={**settings, "complete": False} if plans else settings)
+    if plans:
+        from autotune.loader import load_graph
+
+        from .plan_labels import CPU_ROUNDS, plan_rounds
+
+        rounds = folder.parent / f"{folder.name}.rounds"
+        say = (lambda line: print(line, flush=True)) if progress else (lambda _m: None)
+        plan_rounds(hw, on_cpu, rounds, folder, rounds / "model", budget, [load_graph(p) for p in plans], seed,
+                    rounds=CPU_ROUNDS, train_kw={"seed": seed}, say=say)
+        _mark_settings(folder, settings)
+        m = json.loads((folder / MANIFEST).read_text())
+        m["outliers"] = []
     return {**m, "notes": [x for x in [skipped_note(info)] if x] + notes, "kept": False}
+
+
+def _mark_settings(folder: Path, settings: dict) -> None:
+    """Record the finished dataset's settings in its manifest (a rerun then keeps it)."""
+    man = json.loads((folder / MANIFEST).read_text())
+    man["settings"] = settings
+    atomic_write_json(folder / MANIFEST, man)
 
 
 def _export_made_with(groups: Path, hw: HardwareConfig, n: int, seed: int) -> dict | None:

@@ -141,3 +141,19 @@ def test_kill_9_and_ctrl_c_while_measuring_keep_every_finished_row(tmp_path):
     frame = pd.read_csv(csv, dtype={"group_id": str})
     assert len(frame) == len(man) and not frame.duplicated(["group_id", "cores"]).any()
     assert json.loads((data / "manifest.json").read_text())["labels"] == len(man)
+
+
+def test_synth_on_the_cpu_spends_a_share_on_the_plans_kernels_and_a_rerun_keeps_it(tmp_path):
+    """`synth --backend onnxruntime --plans NET`: synthetic rows first, then rounds on the kernels the
+    network's plans use; the finished dataset records its settings, so the same command keeps it."""
+    pytest.importorskip("onnxruntime", reason=NO_ORT)
+    from autotune.dataset import read_dataset
+    from synth.profiles import synth_by_measuring
+
+    out = tmp_path / "data"
+    m = synth_by_measuring(CPU, out, 40, seed=0, timeout_s=0.5, repeats=2, plans=["squeezenet1_1"])
+    rows = read_dataset(out, CPU).rows
+    net = rows["group_id"].astype(str).str.startswith("squeezenet1_1:")
+    assert net.any() and (~net).any() and len(rows) <= 40
+    assert m["settings"]["plans"] == ["squeezenet1_1"] and "complete" not in m["settings"]
+    assert synth_by_measuring(CPU, out, 40, seed=0, timeout_s=0.5, repeats=2, plans=["squeezenet1_1"])["kept"]

@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=["simulator", "onnxruntime"], default="simulator",
                    help="simulator: label with the simulator (needs a device: section); onnxruntime: measure the "
                         "groups on this CPU (the cpu preset)")
+    s.add_argument("--plans", default=None, metavar="NETS",
+                   help="with --backend onnxruntime: spend 30%% of the budget on the kernels these networks' plans "
+                        "use (comma-separated zoo names or .onnx files), in rounds that retrain")
     s.add_argument("--sampling", choices=SAMPLINGS, default="sobol",
                    help="sobol: space-filling draw of groups, each at every core count; spread: the same draw, "
                         "each group at one core count (core counts times the groups per label); active: rounds "

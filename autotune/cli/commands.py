@@ -128,6 +128,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.backend == "onnxruntime":
         return _synth_on_this_cpu(hw, folder, args, t0)
+    if args.plans:
+        raise AutotuneError("--plans measures this CPU (--backend onnxruntime); for a device of yours use "
+                            "`autotune learn`")
     if not hw.has_device:
         raise AutotuneError(f"{hw.name} has no device: section, so the simulator cannot label it; measure it "
                             "instead (`--backend onnxruntime` for the cpu preset, or export-groups / measure / "
@@ -157,7 +160,8 @@ def _synth_on_this_cpu(hw: HardwareConfig, folder: Path, args: argparse.Namespac
         raise AutotuneError(f"--backend onnxruntime measures this host ({host_cores()} cores); {hw.name} has "
                             f"{hw.cores} cores (use --hw cpu)")
     budget = args.budget or CPU_BUDGET
-    m = synth_by_measuring(hw, folder, budget, args.seed, progress=True)
+    plans = [n.strip() for n in args.plans.split(",") if n.strip()] if args.plans else None
+    m = synth_by_measuring(hw, folder, budget, args.seed, progress=True, plans=plans)
     if m.get("kept"):
         print(f"{folder}/: {m['rows']} labels measured on this CPU earlier with the same settings (kept)")
         return 0

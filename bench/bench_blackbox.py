@@ -1,12 +1,14 @@
 """The cost model on devices we did not write: the shared black boxes, known by datasheet and measurements.
 
-For each black box (../shared/blackbox) and label budget: export synthetic groups -> the black box
-measures them (timing noise on) -> import-profile -> train; then every strategy plans the zoo
-networks and is scored on the black box's noise-free measurements of every candidate group, the
-oracle being the DP on those measurements. Prints accuracy on the zoo's candidate pairs and regret
-tables, writes a plot and a JSON.
+For each black box (../shared/blackbox) and label budget: `learn` (synth/plan_labels.py) spends the
+budget through the black box (timing noise on): synthetic groups, then rounds on the kernels the
+networks' plans use, each export -> measure -> import-profile -> train; `--labels synthetic` spends
+it all on synthetic groups instead. Then every strategy plans the zoo networks and is scored on the
+black box's noise-free measurements of every candidate group, the oracle being the DP on those
+measurements. Prints accuracy on the zoo's candidate pairs and regret tables, writes a plot and a JSON.
 
-    python bench/bench_blackbox.py                      # 2,000 and 16,000 labels, 21 networks, 3 devices
+    python bench/bench_blackbox.py                      # 2,000 labels, 21 networks, 3 devices (~30 min)
+    python bench/bench_blackbox.py --budgets 2000,16000 # also 16,000 (each round retrains: ~40 min a device)
     python bench/bench_blackbox.py --full               # also 96,000
     python bench/bench_blackbox.py --devices cluster32 --budgets 2000 --networks resnet18,vit_b16
 """
@@ -116,7 +118,7 @@ def zoo_accuracy(hw: HardwareConfig, model: LatencyModel, nets: list[str], table
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--devices", default="cluster32,dataflow16,gpu-sm")
-    ap.add_argument("--budgets", default="2000,16000")
+    ap.add_argument("--budgets", default="2000")
     ap.add_argument("--full", action="store_true", help="also 96,000 labels")
     ap.add_argument("--networks", default="all")
     ap.add_argument("--seed", type=int, default=0)

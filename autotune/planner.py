@@ -36,6 +36,10 @@ class PlanGroup:
     simulated_ms: float | None = None
 
 
+#: Facts a strategy may add to a plan that its JSON carries (planner.sure_plan).
+PLAN_EXTRAS = ("kernels_measured", "unmeasured_margin")
+
+
 @dataclass
 class Plan:
     model: str
@@ -56,6 +60,7 @@ class Plan:
              "batch": self.batch, "strategy": self.strategy, "predicted_ms": self.predicted_ms}
         if self.simulated_ms is not None:
             d["simulated_ms"] = self.simulated_ms
+        d.update({k: v for k, v in self.extra.items() if k in PLAN_EXTRAS})
         d["groups"] = []
         for g in self.groups:
             e = {"span": [g.i, g.j], "candidate_id": candidate_id(self.model, g.i, g.j), "layers": g.layers,
@@ -140,6 +145,46 @@ def dp_plan(graph: Graph, hw: HardwareConfig, cost: CostSource, strategy: str) -
     """The exact optimum under `cost` over contiguous partitions and per-group core counts."""
     si, sj = spans(graph, hw)
     return dp_from_table(graph, hw, si, sj, cost_table(graph, hw, cost, si, sj), strategy)
+
+
+def sure_plan(graph: Graph, hw: HardwareConfig, cost: CostSource, model, strategy: str) -> Plan:
+    """The DP on a model that remembers measured kernels (autotune/memory.py), with every kernel it
+    has not measured counted its validation error dearer: a search over thousands of predictions
+    finds the ones that err low (the optimizer's curse), so it prefers what it is sure of unless a
+    guess is better by more than the model's typical error. The plan reports its predicted
+    latency unpenalised, and how many of its kernels were measured. A model without a memory plans
+    as `dp_plan` does."""
+    si, sj = spans(graph, hw)
+    table = cost_table(graph, hw, cost, si, sj)
+    sure = measured_mask(graph, hw, model, si, sj)
+    if sure is None or not sure.any():
+        return dp_from_table(graph, hw, si, sj, table, strategy)
+    doubt = float(np.expm1(getattr(model, "val_mae_log_", 0.0) or 0.0))
+    doubt = doubt if np.isfinite(doubt) and doubt > 0 else 0.0
+    p = dp_from_table(graph, hw, si, sj, np.where(sure, table, table * (1.0 + doubt)), strategy)
+    at = {(int(a), int(b)): s for s, (a, b) in enumerate(zip(si, sj))}
+    col = {int(k): c for c, k in enumerate(hw.core_counts)}
+    measured = 0
+    for g in p.groups:
+        s, c = at[(g.i, g.j)], col[g.cores]
+        g.predicted_ms = float(table[s, c])
+        measured += int(sure[s, c])
+    p.predicted_ms = float(sum(g.predicted_ms for g in p.groups))
+    p.extra.update({"kernels_measured": measured, "unmeasured_margin": round(doubt, 4)})
+    return p
+
+
+def measured_mask(graph: Graph, hw: HardwareConfig, model, si: np.ndarray, sj: np.ndarray) -> np.ndarray | None:
+    """Which (span, core count) pairs `model` answers from its memory of measurements, as a
+    spans x core counts table; None for a model without one."""
+    memory = getattr(model, "memory_", None)
+    if memory is None or not len(memory) or not len(si):
+        return None
+    ks = np.asarray(hw.core_counts, dtype=np.int64)
+    first, inverse = GroupBatch.from_ranges(graph, si, sj).distinct()
+    sub = GroupBatch.from_ranges(graph, si[first], sj[first])
+    X = model.featurize_batch(sub, np.repeat(np.arange(len(first)), len(ks)), np.tile(ks, len(first)), hw)
+    return memory.lookup(X)[0].reshape(len(first), len(ks))[inverse]
 
 
 def dp_from_table(graph: Graph, hw: HardwareConfig, si: np.ndarray, sj: np.ndarray, table: np.ndarray,

@@ -232,3 +232,34 @@ def test_learn_and_export_plans_on_the_command_line(tmp_path, capsys):
     assert main(fails) == 2
     err = capsys.readouterr().err
     assert "--measure-cmd failed" in err and err.count("\n") == 1
+
+
+def test_the_learned_plan_prefers_measured_kernels_within_the_models_error(learned):
+    """planner.sure_plan: optimal on the table with unmeasured pairs counted the validation error
+    dearer, its predicted latency unpenalised; with no error it is the plain DP plan."""
+    import copy
+
+    from autotune.planner import dp_plan, measured_mask, sure_plan
+
+    part, graphs, res = learned
+    g = graphs[0]
+    cost = make_cost("learned", part, res.model)
+    si, sj = spans(g, part)
+    table = cost_table(g, part, cost, si, sj)
+    sure = measured_mask(g, part, res.model, si, sj)
+    assert sure is not None and sure.any() and not sure.all()
+    doubt = float(np.expm1(res.model.val_mae_log_))
+    p = sure_plan(g, part, cost, res.model, "learned")
+    at = {(int(a), int(b)): s for s, (a, b) in enumerate(zip(si, sj))}
+    col = {int(k): c for c, k in enumerate(part.core_counts)}
+    picked = [(at[(q.i, q.j)], col[q.cores]) for q in p.groups]
+    assert np.isclose(p.predicted_ms, sum(table[s, c] for s, c in picked))
+    assert p.to_dict()["kernels_measured"] == sum(bool(sure[s, c]) for s, c in picked)
+    penalised = np.where(sure, table, table * (1 + doubt))
+    best = dp_from_table(g, part, si, sj, penalised, "x")
+    assert np.isclose(sum(penalised[s, c] for s, c in picked), best.predicted_ms)
+    sharp = copy.copy(res.model)
+    sharp.val_mae_log_ = 0.0
+    plain = dp_plan(g, part, cost, "learned")
+    assert [(q.i, q.j, q.cores) for q in sure_plan(g, part, cost, sharp, "learned").groups] == \
+        [(q.i, q.j, q.cores) for q in plain.groups]

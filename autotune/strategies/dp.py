@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
-from ..planner import Plan, dp_plan
+from ..planner import Plan, dp_plan, sure_plan
 from . import Context, register_strategy
 
 
 @register_strategy("learned", needs_model=True)
 def learned(ctx: Context) -> Plan:
-    """The DP on the learned model: never touches the device."""
-    return dp_plan(ctx.graph, ctx.hw, ctx.cost("learned"), "learned")
+    """The DP on the learned model: never touches the device. A model that remembers measured
+    kernels prefers them to guesses within its typical error (planner.sure_plan)."""
+    return sure_plan(ctx.graph, ctx.hw, ctx.cost("learned"), ctx.model, "learned")
 
 
 @register_strategy("analytic")

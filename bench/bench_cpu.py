@@ -5,6 +5,12 @@ does it win anywhere?
 
     make synth train HW=cpu                      # the cpu model first (models/cpu)
     python bench/bench_cpu.py                    # 10 networks, writes reports/cpu/bench_cpu.{json,png}
+
+With labels on these networks' own plans (30% of 1,200, synth/plan_labels.py):
+
+    autotune synth --hw cpu --backend onnxruntime --budget 1200 --out D --plans \
+        resnet18,resnet50,mobilenet_v2,squeezenet1_1,googlenet,efficientnet_b0,densenet121,mobilenet_v1,vgg16,alexnet
+    autotune train --hw cpu --data D --out M/cpu && python bench/bench_cpu.py --models-dir M
     python bench/bench_cpu.py --networks resnet18,mobilenet_v2 --models-dir models
 """
 

@@ -137,6 +137,7 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
                             f"{n_cores} core counts), got {budget}")
     if not 0 < synth_share <= 1:
         raise AutotuneError(f"the synthetic share must be in (0, 1], got {synth_share}")
+    _claim(work)
     data, model_dir = work / "data", work / "model"
     for old in (data, model_dir):
         if old.exists():
@@ -150,6 +151,22 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
     model, more = plan_rounds(hw, measure, work, data, model_dir, budget, graphs, seed, rounds, explore, train_kw,
                               say)
     return LearnResult(model, data, model_dir, log_rows + more)
+
+
+#: The file that marks a folder as `learn_part`'s own: only such a folder is cleared and reused.
+WORK_MARK = "learn.json"
+
+
+def _claim(work: Path) -> None:
+    """Make `work` learn_part's folder: a new or empty one, or one it made before (marked); anything
+    else is refused in one line, so a mistyped --work never clears a user's data."""
+    import json
+
+    if work.exists() and (not work.is_dir() or (any(work.iterdir()) and not (work / WORK_MARK).is_file())):
+        raise AutotuneError(f"{work}/ is not empty and not a learn work folder (no {WORK_MARK}); give a new "
+                            "or empty --work")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / WORK_MARK).write_text(json.dumps({"made_by": "autotune learn"}) + "\n")
 
 
 def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,

@@ -190,10 +190,15 @@ def test_plan_picks_merge_into_one_export_row_per_group():
     assert [(i, j, ks) for _, i, j, ks in as_pairs(picks)] == [(0, 2, [1, 4]), (3, 5, [8])]
 
 
-def test_learn_part_refuses_a_budget_below_two_groups(tmp_path):
+def test_learn_part_refuses_a_budget_below_two_groups_and_a_folder_of_other_files(tmp_path):
     with pytest.raises(AutotuneError, match="--budget must be at least"):
         learn_part(HW, _simulator_measures, tmp_path / "w", 5, [zoo.build(NET)])
     assert not (tmp_path / "w").exists()
+    (tmp_path / "mine" / "data").mkdir(parents=True)
+    (tmp_path / "mine" / "data" / "keep.txt").write_text("a user's file")
+    with pytest.raises(AutotuneError, match="not a learn work folder"):
+        learn_part(HW, _simulator_measures, tmp_path / "mine", 60, [zoo.build(NET)])
+    assert (tmp_path / "mine" / "data" / "keep.txt").read_text() == "a user's file"
 
 
 def test_profile_rows_of_a_pairs_export_import_as_measured(tmp_path):

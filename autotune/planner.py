@@ -174,17 +174,24 @@ def sure_plan(graph: Graph, hw: HardwareConfig, cost: CostSource, model, strateg
     return p
 
 
+def distinct_features(graph: Graph, hw: HardwareConfig, model, si: np.ndarray, sj: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """`model`'s feature rows of each distinct span content at every core count (row d * n_cores +
+    c), and the distinct content of every span (GroupBatch.distinct)."""
+    ks = np.asarray(hw.core_counts, dtype=np.int64)
+    first, inverse = GroupBatch.from_ranges(graph, si, sj).distinct()
+    sub = GroupBatch.from_ranges(graph, si[first], sj[first])
+    return model.featurize_batch(sub, np.repeat(np.arange(len(first)), len(ks)), np.tile(ks, len(first)), hw), inverse
+
+
 def measured_mask(graph: Graph, hw: HardwareConfig, model, si: np.ndarray, sj: np.ndarray) -> np.ndarray | None:
     """Which (span, core count) pairs `model` answers from its memory of measurements, as a
     spans x core counts table; None for a model without one."""
     memory = getattr(model, "memory_", None)
     if memory is None or not len(memory) or not len(si):
         return None
-    ks = np.asarray(hw.core_counts, dtype=np.int64)
-    first, inverse = GroupBatch.from_ranges(graph, si, sj).distinct()
-    sub = GroupBatch.from_ranges(graph, si[first], sj[first])
-    X = model.featurize_batch(sub, np.repeat(np.arange(len(first)), len(ks)), np.tile(ks, len(first)), hw)
-    return memory.lookup(X)[0].reshape(len(first), len(ks))[inverse]
+    X, inverse = distinct_features(graph, hw, model, si, sj)
+    return memory.lookup(X)[0].reshape(-1, len(hw.core_counts))[inverse]
 
 
 def dp_from_table(graph: Graph, hw: HardwareConfig, si: np.ndarray, sj: np.ndarray, table: np.ndarray,

@@ -29,8 +29,7 @@ from autotune.errors import AutotuneError
 from autotune.graph import Graph
 from autotune.hardware import HardwareConfig
 from autotune.memory import row_keys
-from autotune.planner import dp_from_table, spans
-from autotune.tables import GroupBatch
+from autotune.planner import distinct_features, dp_from_table, spans
 
 #: Share of the budget spent on synthetic groups before the first plans.
 SYNTH_SHARE = 0.5
@@ -72,12 +71,9 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
         si, sj = spans(g, hw)
         if not len(si):
             continue
-        first, inverse = GroupBatch.from_ranges(g, si, sj).distinct()
-        sub = GroupBatch.from_ranges(g, si[first], sj[first])
-        gidx = np.repeat(np.arange(len(first)), len(ks))
-        X = model.featurize_batch(sub, gidx, np.tile(ks, len(first)), hw)
-        pred = model.predict(X).reshape(len(first), len(ks))
-        keys = row_keys(X).reshape(len(first), len(ks))
+        X, inverse = distinct_features(g, hw, model, si, sj)
+        pred = model.predict(X).reshape(-1, len(ks))
+        keys = row_keys(X).reshape(pred.shape)
         memory = getattr(model, "memory_", None)
         measured = (memory.lookup(X)[0] if memory is not None else np.zeros(len(X), bool)).reshape(pred.shape)
         table = np.where(measured, pred, pred * (1.0 - explore))[inverse]

@@ -147,6 +147,11 @@ def dp_plan(graph: Graph, hw: HardwareConfig, cost: CostSource, strategy: str) -
     return dp_from_table(graph, hw, si, sj, cost_table(graph, hw, cost, si, sj), strategy)
 
 
+def span_index(si: np.ndarray, sj: np.ndarray) -> dict[tuple[int, int], int]:
+    """Row of each (i, j) span in a cost table over spans `si`, `sj`."""
+    return {(int(i), int(j)): s for s, (i, j) in enumerate(zip(si, sj))}
+
+
 def sure_plan(graph: Graph, hw: HardwareConfig, cost: CostSource, model, strategy: str) -> Plan:
     """The DP on a model that remembers measured kernels (autotune/memory.py), with every kernel it
     has not measured counted its validation error dearer: a search over thousands of predictions
@@ -162,7 +167,7 @@ def sure_plan(graph: Graph, hw: HardwareConfig, cost: CostSource, model, strateg
     doubt = float(np.expm1(getattr(model, "val_mae_log_", 0.0) or 0.0))
     doubt = doubt if np.isfinite(doubt) and doubt > 0 else 0.0
     p = dp_from_table(graph, hw, si, sj, np.where(sure, table, table * (1.0 + doubt)), strategy)
-    at = {(int(a), int(b)): s for s, (a, b) in enumerate(zip(si, sj))}
+    at = span_index(si, sj)
     col = {int(k): c for c, k in enumerate(hw.core_counts)}
     measured = 0
     for g in p.groups:

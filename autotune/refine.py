@@ -18,7 +18,7 @@ import numpy as np
 from .costs import CostSource, model_predictor
 from .graph import Graph
 from .hardware import HardwareConfig
-from .planner import Plan, cost_table, dp_from_table, spans
+from .planner import Plan, cost_table, dp_from_table, span_index, spans
 from .tables import GroupBatch
 
 #: Device runs per measured (group, cores) pair: their median resists timing outliers.
@@ -50,13 +50,13 @@ def measured_plan(graph: Graph, hw: HardwareConfig, model, budget: int, device: 
     pred = cost_table(graph, hw, source, si, sj)
     runs: dict[tuple[int, int], np.ndarray] = {}
     k_index = {int(k): c for c, k in enumerate(ks)}
-    span_index = {(int(i), int(j)): s for s, (i, j) in enumerate(zip(si, sj))}
+    span_at = span_index(si, sj)
     table = pred.copy()
     left = budget
 
     def unmeasured(t: np.ndarray) -> list[tuple[int, int]]:
         p = dp_from_table(graph, hw, si, sj, t, "learned+measure")
-        todo = [(span_index[(g.i, g.j)], k_index[g.cores]) for g in p.groups]
+        todo = [(span_at[(g.i, g.j)], k_index[g.cores]) for g in p.groups]
         return sorted((x for x in todo if x not in runs), key=lambda x: -table[x])  # most at stake first
 
     while left >= repeats:

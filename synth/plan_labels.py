@@ -29,7 +29,7 @@ from autotune.errors import AutotuneError
 from autotune.graph import Graph
 from autotune.hardware import HardwareConfig
 from autotune.memory import row_keys
-from autotune.planner import distinct_features, dp_from_table, spans
+from autotune.planner import distinct_features, dp_from_table, span_index, spans
 
 #: Share of the budget spent on synthetic groups before the first plans.
 SYNTH_SHARE = 0.5
@@ -55,6 +55,7 @@ class Pick:
     cores: int
     predicted_ms: float
     key: int = field(repr=False)
+    tier: int = 0  # 0: the learned plan's, 1: a rival's
 
 
 def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], limit: int,
@@ -66,7 +67,6 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
     picks: dict[int, Pick] = {}
-    tier: dict[int, int] = {}
     for g in graphs:
         si, sj = spans(g, hw)
         if not len(si):
@@ -79,7 +79,7 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
         table = np.where(measured, pred, pred * (1.0 - explore))[inverse]
         plans = [dp_from_table(g, hw, si, sj, table, "learned")]
         plans += [strategies.run(name, g, hw, model=model) for name in rivals]
-        at = {(int(a), int(b)): s for s, (a, b) in enumerate(zip(si, sj))}
+        at = span_index(si, sj)
         for rank, plan in enumerate(plans):
             for grp in plan.groups:
                 if (grp.i, grp.j) not in at:  # a kernel no fused span holds (an unfusable layer alone)
@@ -88,9 +88,8 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
                 key = int(keys[d, c])
                 if measured[d, c] or key in picks:
                     continue
-                picks[key] = Pick(g, grp.i, grp.j, int(grp.cores), float(pred[d, c]), key)
-                tier[key] = min(rank, 1)
-    return sorted(picks.values(), key=lambda p: (tier[p.key], -p.predicted_ms))[:limit]
+                picks[key] = Pick(g, grp.i, grp.j, int(grp.cores), float(pred[d, c]), key, min(rank, 1))
+    return sorted(picks.values(), key=lambda p: (p.tier, -p.predicted_ms))[:limit]
 
 
 def as_pairs(picks: list[Pick]) -> list[tuple[Graph, int, int, list[int]]]:

@@ -330,6 +330,17 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             log_ms[hit] = measured
         return np.exp(log_ms)
 
+    def remember(self, X, y) -> LatencyModel:
+        """Answer these measured rows (latency ms) from the memory, in place of the one `fit` made;
+        the trees stay as fitted. For labels taken after training that must not move the plans."""
+        check_is_fitted(self)
+        X = np.asarray(validate_data(self, X, reset=False, dtype=np.float32))
+        y = np.asarray(y, dtype=np.float64)
+        if len(y) != len(X) or not len(y) or not (np.isfinite(y).all() and (y > 0).all()):
+            raise ValueError("remember needs one positive, finite latency per feature row")
+        self.memory_ = MeasuredMemory.from_rows(X, np.log(y))
+        return self
+
     def featurize_batch(self, batch, gidx: np.ndarray, cores: np.ndarray, hw) -> np.ndarray:
         """Feature rows of (group, cores) pairs by this model's featurizer."""
         return get_featurizer(self.featurizer).batch(batch, gidx, cores, hw)

@@ -164,8 +164,7 @@ def sure_plan(graph: Graph, hw: HardwareConfig, cost: CostSource, model, strateg
     sure = measured_mask(graph, hw, model, si, sj)
     if sure is None or not sure.any():
         return dp_from_table(graph, hw, si, sj, table, strategy)
-    doubt = float(np.expm1(getattr(model, "val_mae_log_", 0.0) or 0.0))
-    doubt = doubt if np.isfinite(doubt) and doubt > 0 else 0.0
+    doubt = unmeasured_doubt(model)
     p = dp_from_table(graph, hw, si, sj, np.where(sure, table, table * (1.0 + doubt)), strategy)
     at = span_index(si, sj)
     col = {int(k): c for c, k in enumerate(hw.core_counts)}
@@ -177,6 +176,13 @@ def sure_plan(graph: Graph, hw: HardwareConfig, cost: CostSource, model, strateg
     p.predicted_ms = float(sum(g.predicted_ms for g in p.groups))
     p.extra.update({"kernels_measured": measured, "unmeasured_margin": round(doubt, 4)})
     return p
+
+
+def unmeasured_doubt(model) -> float:
+    """How much dearer `sure_plan` counts a kernel the model has not measured: its validation error
+    (as a ratio), 0 for a model that records none."""
+    doubt = float(np.expm1(getattr(model, "val_mae_log_", 0.0) or 0.0))
+    return doubt if np.isfinite(doubt) and doubt > 0 else 0.0
 
 
 def distinct_features(graph: Graph, hw: HardwareConfig, model, si: np.ndarray, sj: np.ndarray

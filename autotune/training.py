@@ -87,6 +87,22 @@ def train(hw: HardwareConfig, data_dir: str | Path, out_dir: str | Path, seed: i
         return _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params)
 
 
+def remember(hw: HardwareConfig, data_dir: str | Path, model_dir: str | Path) -> LatencyModel:
+    """Give the model in `model_dir` a memory of every row now in `data_dir` without refitting its
+    trees (LatencyModel.remember), and publish it again; meta.json says how many rows it remembers."""
+    from .fileio import FolderLock
+
+    with FolderLock(Path(model_dir)):
+        model = LatencyModel.load(model_dir, hw)
+        ds = read_dataset(data_dir, hw)
+        X, _ = dataset_features(ds, hw)
+        model.remember(X, ds.rows["latency_ms"].to_numpy(np.float64))
+        meta = {k: v for k, v in model.meta_.items() if k != "meta_sha256"}
+        meta.update({"memory_rows": len(X), "memory_dataset_digest": ds.digest})
+        model.save(model_dir, meta)
+    return model
+
+
 def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params) -> TrainResult:
     ds = read_dataset(data_dir, hw)
     X, Xz = dataset_features(ds, hw)

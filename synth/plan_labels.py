@@ -29,7 +29,7 @@ from autotune.errors import AutotuneError
 from autotune.graph import Graph
 from autotune.hardware import HardwareConfig
 from autotune.memory import row_keys
-from autotune.planner import distinct_features, dp_from_table, span_index, spans
+from autotune.planner import distinct_features, dp_from_table, span_index, spans, unmeasured_doubt
 
 #: Share of the budget spent on synthetic groups before the first plans.
 SYNTH_SHARE = 0.5
@@ -39,6 +39,11 @@ ROUNDS = 6
 CPU_ROUNDS = 3
 #: In the later half of the rounds, unmeasured pairs count this much cheaper than predicted.
 EXPLORE = 0.1
+#: Share of the budget kept for after the last retrain: the plans `tune` will make (sure_plan) and
+#: the rivals that could still beat them get their unmeasured kernels measured, into the model's
+#: memory only (the trees stay, so the plans do not move again), in up to CONFIRM_PASSES passes.
+CONFIRM_SHARE = 0.15
+CONFIRM_PASSES = 3
 #: The baselines whose plans (on the same model, or the datasheet's for `analytic`) are measured
 #: too: once their kernels are measured, the learned DP can only beat them by its own unmeasured
 #: kernels, which the next round measures; and a fusion the model overrates gets a measurement.
@@ -55,17 +60,22 @@ class Pick:
     cores: int
     predicted_ms: float
     key: int = field(repr=False)
-    tier: int = 0  # 0: the learned plan's, 1: a rival's
+    tier: int = 0  # 0: the learned plan's, 1: a rival's that could beat it, 2: another rival's
 
 
 def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], limit: int,
-               explore: float = 0.0, rivals: tuple[str, ...] = RIVALS) -> list[Pick]:
+               explore: float = 0.0, rivals: tuple[str, ...] = RIVALS, sure: bool = False,
+               max_tier: int = 2) -> list[Pick]:
     """The pairs the model's plans of `graphs` use that the model has not measured, at most `limit`:
-    the learned plan's first, then the `rivals`' plans', each by most predicted time first; a kernel
-    met in several plans (a repeated block) is picked once."""
+    the learned plan's first, then those of rivals that could beat it, then the other rivals', each
+    by most predicted time first; a kernel met in several plans (a repeated block) is picked once.
+    The learned plan is the DP with unmeasured pairs `explore` cheaper, or with `sure` the plan
+    `tune` makes (planner.sure_plan). A rival could beat it when its plan, its unmeasured kernels
+    one validation error cheaper, costs less than the learned plan with its own one dearer."""
     from autotune import strategies
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
+    doubt = unmeasured_doubt(model)
     picks: dict[int, Pick] = {}
     for g in graphs:
         si, sj = spans(g, hw)
@@ -76,19 +86,29 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
         keys = row_keys(X).reshape(pred.shape)
         memory = getattr(model, "memory_", None)
         measured = (memory.lookup(X)[0] if memory is not None else np.zeros(len(X), bool)).reshape(pred.shape)
-        table = np.where(measured, pred, pred * (1.0 - explore))[inverse]
-        plans = [dp_from_table(g, hw, si, sj, table, "learned")]
-        plans += [strategies.run(name, g, hw, model=model) for name in rivals]
+        table = np.where(measured, pred, pred * ((1.0 + doubt) if sure else (1.0 - explore)))[inverse]
         at = span_index(si, sj)
-        for rank, plan in enumerate(plans):
-            for grp in plan.groups:
-                if (grp.i, grp.j) not in at:  # a kernel no fused span holds (an unfusable layer alone)
-                    continue
-                d, c = int(inverse[at[(grp.i, grp.j)]]), int(np.flatnonzero(ks == grp.cores)[0])
+
+        def cells(plan) -> list[tuple[int, int, int, int]]:
+            """(distinct content, core column, i, j) of each kernel; an unfusable layer alone has no span."""
+            return [(int(inverse[at[(grp.i, grp.j)]]), int(np.flatnonzero(ks == grp.cores)[0]), grp.i, grp.j)
+                    for grp in plan.groups if (grp.i, grp.j) in at]
+
+        def bound(cs: list[tuple[int, int, int, int]], factor: float) -> float:
+            return float(sum(pred[d, c] * (1.0 if measured[d, c] else factor) for d, c, _, _ in cs))
+
+        mine = cells(dp_from_table(g, hw, si, sj, table, "learned"))
+        worst = bound(mine, 1.0 + doubt)
+        plans = [(0, mine)]
+        for name in rivals:
+            cs = cells(strategies.run(name, g, hw, model=model))
+            plans.append((1 if bound(cs, 1.0 / (1.0 + doubt)) < worst else 2, cs))
+        for tier, cs in plans:
+            for d, c, i, j in cs:
                 key = int(keys[d, c])
-                if measured[d, c] or key in picks:
+                if tier > max_tier or measured[d, c] or key in picks:
                     continue
-                picks[key] = Pick(g, grp.i, grp.j, int(grp.cores), float(pred[d, c]), key, min(rank, 1))
+                picks[key] = Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, tier)
     return sorted(picks.values(), key=lambda p: (p.tier, -p.predicted_ms))[:limit]
 
 
@@ -166,13 +186,15 @@ def _claim(work: Path) -> None:
 
 def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,
                 budget: int, graphs: list[Graph], seed: int = 0, rounds: int = ROUNDS, explore: float = EXPLORE,
-                train_kw: dict | None = None, say: Callable[[str], None] = lambda _m: None
-                ) -> tuple[LatencyModel, list[dict]]:
+                train_kw: dict | None = None, say: Callable[[str], None] = lambda _m: None,
+                confirm: float = CONFIRM_SHARE) -> tuple[LatencyModel, list[dict]]:
     """Rounds on the plans' kernels, adding to the measured dataset `data` until it holds `budget`
     labels: train (into `model_dir`), pick, export to `work/labels-NN`, measure, append; the later
-    half of the rounds explore. A round's export that already
-    holds exactly its picks is measured again in place (a killed run resumes). Returns the model
-    trained on everything and a line per round."""
+    half of the rounds explore. The last `confirm` share of the budget is spent after the last
+    retrain, on the unmeasured kernels of the plans `tune` makes and of the rivals that could beat
+    them, into the model's memory only (`_confirm`). A round's export that already holds exactly its
+    picks is measured again in place (a killed run resumes). Returns the final model and a line per
+    round."""
     from autotune.dataset import read_dataset
     from autotune.training import train
 
@@ -181,10 +203,11 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
     kw = train_kw or {}
     model = train(hw, data, model_dir, **kw).model
     used = len(read_dataset(data, hw).rows)
+    reserve = int(round((budget - used) * confirm)) if budget > used else 0
     out: list[dict] = []
     t0 = time.perf_counter()
     for r in range(1, rounds + 1):
-        left = budget - used
+        left = budget - reserve - used
         if left <= 0:
             break
         size = math.ceil(left / (rounds - r + 1))
@@ -204,6 +227,38 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
         say(f"round {r}: {added} labels on the plans' kernels (explore {rate:.0%}), {used} in all, "
             f"{time.perf_counter() - t0:.0f} s")
         model = train(hw, data, model_dir, **kw).model
+    if confirm > 0:
+        model, more = _confirm(hw, measure, work, data, model_dir, budget - used, graphs, seed, say)
+        out += more
+    return model, out
+
+
+def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,
+             left: int, graphs: list[Graph], seed: int, say: Callable[[str], None]) -> tuple[LatencyModel, list[dict]]:
+    """Up to CONFIRM_PASSES passes within `left` labels: measure the unmeasured kernels of the plans
+    `tune` will make (sure_plan) and of the rivals that could beat them, and remember them
+    (training.remember): the trees stay, so a pass moves a plan only where a measurement says so."""
+    from autotune.dataset import read_dataset
+    from autotune.training import remember
+
+    from .profiles import import_profile
+
+    model = LatencyModel.load(model_dir, hw)
+    out: list[dict] = []
+    for n in range(CONFIRM_PASSES):
+        picks = plan_picks(hw, model, graphs, left, sure=True, max_tier=1) if left > 0 else []
+        if not picks:
+            break
+        folder = work / f"confirm-{n + 1:02d}"
+        _export_picks(hw, folder, picks, seed)
+        before = len(read_dataset(data, hw).rows)
+        made = import_profile(measure(folder), hw, data, folder, append=True)
+        added = int(made["labels"]) - before
+        left -= added
+        model = remember(hw, data, model_dir)
+        out.append({"round": n + 1, "kind": "confirm", "labels": added, "explore": 0.0})
+        say(f"confirm {n + 1}: {added} labels on the kernels of the final plans and their close rivals, "
+            f"{made['labels']} in all")
     return model, out
 
 

@@ -83,6 +83,20 @@ def test_memory_survives_save_and_load_and_a_malformed_one_is_refused(tmp_path):
     assert MeasuredMemory.from_json({"keys": ["0000000000000001"], "log_ms": [float("nan")]}) is None
 
 
+def test_remember_replaces_the_memory_and_keeps_the_trees():
+    rng = np.random.default_rng(3)
+    X = rng.uniform(0, 1, size=(120, 5)).astype(np.float32)
+    y = np.exp(X[:, 0]) + 0.1
+    m = LatencyModel(prior="none", n_estimators=20, memory=True, random_state=0).fit(X[:80], y[:80])
+    own = m.predict_own(X)
+    m.remember(X, y * 1.5)
+    assert np.allclose(m.predict(X), y * 1.5) and np.array_equal(m.predict_own(X), own)
+    with pytest.raises(ValueError, match="positive, finite"):
+        m.remember(X, -y)
+    with pytest.raises(ValueError, match="one positive"):
+        m.remember(X, y[:5])
+
+
 # -- exports of chosen pairs and appended profiles -------------------------------------------------
 def test_an_export_of_chosen_pairs_lists_only_their_core_counts(tmp_path):
     g = zoo.build(NET)
@@ -180,6 +194,25 @@ def test_after_learning_the_plan_costs_what_was_measured(learned):
     mine = plan_picks(part, res.model, graphs, 10_000, rivals=())
     assert {p.key for p in mine} <= {p.key for p in picks}  # the learned plan's own come first
     assert [p.key for p in picks[:len(mine)]] == [p.key for p in mine]
+
+
+def test_confirm_passes_remember_every_label_and_measure_the_final_plans(learned):
+    """After the last retrain the plans `tune` makes are measured into the memory: the saved model
+    answers every label with its measurement, and what is left unmeasured is what the budget or the
+    passes could not reach."""
+    from autotune.dataset import dataset_features, read_dataset
+    from synth.plan_labels import CONFIRM_PASSES
+
+    part, graphs, res = learned
+    confirms = [r for r in res.rounds if r["kind"] == "confirm"]
+    assert confirms and all(r["labels"] > 0 for r in confirms)
+    ds = read_dataset(res.data, part)
+    back = LatencyModel.load(res.model_dir, part)
+    assert back.meta_["memory_rows"] == len(ds.rows) == res.labels
+    X, _ = dataset_features(ds, part)
+    assert np.allclose(back.predict(X), ds.rows["latency_ms"])
+    left = plan_picks(part, back, graphs, 10_000, sure=True, max_tier=1)
+    assert not left or res.labels == 150 or len(confirms) == CONFIRM_PASSES
 
 
 def test_plan_picks_merge_into_one_export_row_per_group():

@@ -89,20 +89,12 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
         table = np.where(measured, pred, pred * ((1.0 + doubt) if sure else (1.0 - explore)))[inverse]
         at = span_index(si, sj)
 
-        def cells(plan) -> list[tuple[int, int, int, int]]:
-            """(distinct content, core column, i, j) of each kernel; an unfusable layer alone has no span."""
-            return [(int(inverse[at[(grp.i, grp.j)]]), int(np.flatnonzero(ks == grp.cores)[0]), grp.i, grp.j)
-                    for grp in plan.groups if (grp.i, grp.j) in at]
-
-        def bound(cs: list[tuple[int, int, int, int]], factor: float) -> float:
-            return float(sum(pred[d, c] * (1.0 if measured[d, c] else factor) for d, c, _, _ in cs))
-
-        mine = cells(dp_from_table(g, hw, si, sj, table, "learned"))
-        worst = bound(mine, 1.0 + doubt)
+        mine = _cells(dp_from_table(g, hw, si, sj, table, "learned"), inverse, at, ks)
+        worst = _bound(mine, pred, measured, 1.0 + doubt)
         plans = [(0, mine)]
         for name in rivals:
-            cs = cells(strategies.run(name, g, hw, model=model))
-            plans.append((1 if bound(cs, 1.0 / (1.0 + doubt)) < worst else 2, cs))
+            cs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
+            plans.append((1 if _bound(cs, pred, measured, 1.0 / (1.0 + doubt)) < worst else 2, cs))
         for tier, cs in plans:
             for d, c, i, j in cs:
                 key = int(keys[d, c])
@@ -110,6 +102,18 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
                     continue
                 picks[key] = Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, tier)
     return sorted(picks.values(), key=lambda p: (p.tier, -p.predicted_ms))[:limit]
+
+
+def _cells(plan, inverse: np.ndarray, at: dict[tuple[int, int], int], ks: np.ndarray
+           ) -> list[tuple[int, int, int, int]]:
+    """(distinct content, core column, i, j) of each kernel of `plan`; an unfusable layer alone has no span."""
+    return [(int(inverse[at[(grp.i, grp.j)]]), int(np.flatnonzero(ks == grp.cores)[0]), grp.i, grp.j)
+            for grp in plan.groups if (grp.i, grp.j) in at]
+
+
+def _bound(cells: list[tuple[int, int, int, int]], pred: np.ndarray, measured: np.ndarray, factor: float) -> float:
+    """A plan's predicted cost with its unmeasured kernels `factor` times their prediction."""
+    return float(sum(pred[d, c] * (1.0 if measured[d, c] else factor) for d, c, _, _ in cells))
 
 
 def as_pairs(picks: list[Pick]) -> list[tuple[Graph, int, int, list[int]]]:

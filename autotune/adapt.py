@@ -262,7 +262,7 @@ def part_labels(hw, universal: LatencyModel, budget: int, data_dir, seed: int = 
         source = f"simulated into {data_dir}/, {sampling} sampling"
         if probing:
             pairs = probe_pairs(hw)
-            from synth.family import measure_probes
+            from synth.family_labels import measure_probes
 
             probe_ms = measure_probes(hw, probe_noise_seed(seed), pairs)
     X, y = device_rows(data, hw)

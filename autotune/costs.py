@@ -54,7 +54,7 @@ def register_cost(name: str, needs_model: bool = False, measures: bool = False):
     def deco(make: Callable[..., CostSource]) -> Callable[..., CostSource]:
         if name in _COSTS:
             raise ValueError(f"cost source {name!r} is registered twice")
-        _COSTS[name] = CostKind(name, make, needs_model, measures, (make.__doc__ or "").strip().splitlines()[0])
+        _COSTS[name] = CostKind(name, make, needs_model, measures, (make.__doc__ or "").strip().partition("\n")[0])
         return make
     return deco
 

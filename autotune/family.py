@@ -23,7 +23,7 @@ import yaml
 from .errors import ConfigError
 from .hardware import FAMILY_FILES, PRESET_DIR, HardwareConfig, parse_hardware
 
-#: A family dataset's manifest (synth/family.py writes it, universal.py reads it).
+#: A family dataset's manifest (synth/family_labels.py writes it, universal.py reads it).
 FAMILY_MANIFEST = "family.json"
 #: In a family device's folder: the same rows measured on its siblings (same datasheet, device values redrawn).
 SIBLINGS_FILE = "siblings.parquet"

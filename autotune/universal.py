@@ -5,7 +5,7 @@ config whose datasheet lies in the family's ranges with no labels from that part
 Its inputs are the universal featurizer's rows (features.py): the datasheet features plus the
 datasheet's scale and balance. Device values never enter; across the draw they only vary the labels,
 so the model learns what the family's parts do on average for a given datasheet: its target is the
-mean of each row over the datasheet's sibling devices (synth/family.py), the expected latency a
+mean of each row over the datasheet's sibling devices (synth/family_labels.py), the expected latency a
 zero-shot plan minimises (a plan's expected total is the sum of its kernels' means). Early stopping
 holds out whole datasheets, so it stops where unseen parts are predicted best.
 

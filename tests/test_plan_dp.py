@@ -257,3 +257,23 @@ def test_a_new_strategy_is_one_function_and_the_registry_counts_its_device_use()
     finally:
         strategies.unregister_strategy("every-layer-on-8")
         strategies.unregister_strategy("sneaky")
+
+
+def test_a_factory_without_a_docstring_registers_with_an_empty_summary():
+    from autotune import costs
+
+    @strategies.register_strategy("undocumented-strategy")
+    def undocumented(ctx):
+        return planner.dp_plan(ctx.graph, ctx.hw, ctx.cost("analytic"), "undocumented-strategy")
+
+    @costs.register_cost("undocumented-cost")
+    def undocumented_cost(hw, model=None, seed=0):
+        return costs.make_cost("analytic", hw)
+
+    try:
+        assert strategies.get("undocumented-strategy").doc == ""
+        assert costs._COSTS["undocumented-cost"].doc == ""
+        assert costs.make_cost("undocumented-cost", HW).name == "analytic"
+    finally:
+        strategies.unregister_strategy("undocumented-strategy")
+        costs._COSTS.pop("undocumented-cost")

@@ -20,7 +20,7 @@ from autotune.features import FEATURE_NAMES, UNIVERSAL_EXTRA, get_featurizer
 from autotune.hardware import dump_hardware, load_hardware, parse_hardware, preset_names
 from autotune.probes import PROBE_LABELS, probe_pairs
 from autotune.universal import load_universal, read_family_dataset, train_universal
-from synth.family import run_family
+from synth.family_labels import run_family
 from synth.pipeline import run
 
 

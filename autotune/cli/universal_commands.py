@@ -20,7 +20,7 @@ UNIVERSAL = "universal"
 
 
 def cmd_synth_family(args: argparse.Namespace) -> int:
-    from synth.family import DEFAULT_BUDGET, DEFAULT_DEVICES, DEFAULT_SIBLINGS, run_family
+    from synth.family_labels import DEFAULT_BUDGET, DEFAULT_DEVICES, DEFAULT_SIBLINGS, run_family
 
     from ..family import load_family
 

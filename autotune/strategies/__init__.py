@@ -82,7 +82,7 @@ def register_strategy(name: str, needs_model: bool = False, may_measure: bool = 
     def deco(fn: Callable[[Context], Plan]) -> Callable[[Context], Plan]:
         if name in _STRATEGIES:
             raise ValueError(f"strategy {name!r} is registered twice")
-        _STRATEGIES[name] = Strategy(name, fn, needs_model, may_measure, (fn.__doc__ or "").strip().splitlines()[0])
+        _STRATEGIES[name] = Strategy(name, fn, needs_model, may_measure, (fn.__doc__ or "").strip().partition("\n")[0])
         return fn
     return deco
 

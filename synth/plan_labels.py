@@ -60,18 +60,18 @@ class Pick:
     cores: int
     predicted_ms: float
     key: int = field(repr=False)
-    tier: int = 0  # 0: the learned plan's, 1: a rival's that could beat it, 2: another rival's
+    tier: int = 0  # 0: the learned plan's, 1: a rival's
 
 
 def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], limit: int,
-               explore: float = 0.0, rivals: tuple[str, ...] = RIVALS, sure: bool = False,
-               max_tier: int = 2) -> list[Pick]:
+               explore: float = 0.0, rivals: tuple[str, ...] = RIVALS, sure: bool = False) -> list[Pick]:
     """The pairs the model's plans of `graphs` use that the model has not measured, at most `limit`:
-    the learned plan's first, then those of rivals that could beat it, then the other rivals', each
-    by most predicted time first; a kernel met in several plans (a repeated block) is picked once.
-    The learned plan is the DP with unmeasured pairs `explore` cheaper, or with `sure` the plan
-    `tune` makes (planner.sure_plan). A rival could beat it when its plan, its unmeasured kernels
-    one validation error cheaper, costs less than the learned plan with its own one dearer."""
+    the learned plan's first, then the `rivals`' plans', each by most predicted time first; a kernel
+    met in several plans (a repeated block) is picked once. The learned plan is the DP with
+    unmeasured pairs `explore` cheaper. With `sure` it is the plan `tune` makes (planner.sure_plan)
+    and only rivals that could beat it count: those whose plan, its unmeasured kernels one
+    validation error cheaper, costs less than the learned plan with its own one dearer. (Without
+    `sure` every rival counts: a fusion the model overrates by far is measured only that way.)"""
     from autotune import strategies
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
@@ -94,11 +94,12 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
         plans = [(0, mine)]
         for name in rivals:
             cs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
-            plans.append((1 if _bound(cs, pred, measured, 1.0 / (1.0 + doubt)) < worst else 2, cs))
+            if not sure or _bound(cs, pred, measured, 1.0 / (1.0 + doubt)) < worst:
+                plans.append((1, cs))
         for tier, cs in plans:
             for d, c, i, j in cs:
                 key = int(keys[d, c])
-                if tier > max_tier or measured[d, c] or key in picks:
+                if measured[d, c] or key in picks:
                     continue
                 picks[key] = Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, tier)
     return sorted(picks.values(), key=lambda p: (p.tier, -p.predicted_ms))[:limit]
@@ -250,7 +251,7 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
     model = LatencyModel.load(model_dir, hw)
     out: list[dict] = []
     for n in range(CONFIRM_PASSES):
-        picks = plan_picks(hw, model, graphs, left, sure=True, max_tier=1) if left > 0 else []
+        picks = plan_picks(hw, model, graphs, left, sure=True) if left > 0 else []
         if not picks:
             break
         folder = work / f"confirm-{n + 1:02d}"

@@ -211,7 +211,7 @@ def test_confirm_passes_remember_every_label_and_measure_the_final_plans(learned
     assert back.meta_["memory_rows"] == len(ds.rows) == res.labels
     X, _ = dataset_features(ds, part)
     assert np.allclose(back.predict(X), ds.rows["latency_ms"])
-    left = plan_picks(part, back, graphs, 10_000, sure=True, max_tier=1)
+    left = plan_picks(part, back, graphs, 10_000, sure=True)
     assert not left or res.labels == 150 or len(confirms) == CONFIRM_PASSES
 
 

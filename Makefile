@@ -22,7 +22,7 @@ MODELNAME := $(basename $(notdir $(MODEL)))
 HWDEP := $(if $(findstring /,$(HW)),$(HW),)
 SRC := $(wildcard autotune/*.py autotune/*/*.py autotune/presets/*.yaml synth/*.py)
 
-.PHONY: all synth train tune study eval test bench lint clean venv universal FORCE
+.PHONY: all synth train tune study eval test test-slow test-all bench lint clean venv universal FORCE
 
 all: synth train tune
 
@@ -77,7 +77,14 @@ eval: models/$(HWNAME)/meta.json
 	$(BIN)/autotune eval --hw $(HW) --models all $(if $(MEASURE),--measure-budget $(MEASURE),) \
 		--json reports/$(HWNAME)/eval.json
 
+# the suite to run while working (a few minutes); test-all adds the slow tests (marked `slow`)
 test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+test-all: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

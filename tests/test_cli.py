@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from autotune import zoo
 from autotune.cli import main
@@ -51,6 +52,7 @@ def test_dim_sets_sizes_of_zoo_networks_and_onnx_files(tmp_path, capsys):
         assert err.count("\n") == 1 and "--dim seq" in err and "Traceback" not in err, err
 
 
+@pytest.mark.slow
 def test_study_writes_plots_and_the_numbers_behind_them(tmp_path):
     assert main(["study", "--hw", "mlu100", "--out", str(tmp_path)]) == 0
     for name in ("study_latency_vs_cores", "study_best_cores", "study_fusion_speedup"):

@@ -338,6 +338,7 @@ def _same_as_base(root: Path, folder: str) -> bool:
 CASES = _cases()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.cls}: {c.name}" for c in CASES])
 def test_corpus(case: Case, base: Path, tmp_path: Path, monkeypatch, capsys):
     root = tmp_path / "ws"

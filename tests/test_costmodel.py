@@ -248,6 +248,7 @@ def test_calibration_saved_before_power_share_and_steps_loads_as_it_predicted():
     assert np.array_equal(back.predict_us(parts), fit.predict_us(parts))
 
 
+@pytest.mark.slow
 def test_bags_average_bootstrap_members_and_round_trip(tmp_path, roofline_featurizer):
     """bags=3: the model and two members fitted to bootstrap draws of the groups, predicting their
     mean log; saved as XGBoost files named in meta.json and loaded to the same predictions; a

@@ -119,6 +119,7 @@ def _stop_after(cmd: list[str], env: dict, csv: Path, rows: int, sig: int) -> by
     return data[:data.rfind(b"\n") + 1]
 
 
+@pytest.mark.slow
 def test_kill_9_and_ctrl_c_while_measuring_keep_every_finished_row(tmp_path):
     """synth --backend onnxruntime killed with SIGKILL, then interrupted (Ctrl-C), then run to the
     end: each run keeps the rows before it byte for byte, and the dataset has every row."""
@@ -143,6 +144,7 @@ def test_kill_9_and_ctrl_c_while_measuring_keep_every_finished_row(tmp_path):
     assert json.loads((data / "manifest.json").read_text())["labels"] == len(man)
 
 
+@pytest.mark.slow
 def test_synth_on_the_cpu_spends_a_share_on_the_plans_kernels_and_a_rerun_keeps_it(tmp_path):
     """`synth --backend onnxruntime --plans NET`: synthetic rows first, then rounds on the kernels the
     network's plans use; the finished dataset records its settings, so the same command keeps it."""

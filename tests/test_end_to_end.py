@@ -30,6 +30,7 @@ def test_train_stores_metrics_in_meta(workspace):
     assert json.loads((workspace / "train.json").read_text())["metrics"] == meta["metrics"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_model(workspace, tmp_path):
     out = tmp_path / "again"
     assert main(["train", "--hw", "mlu100", "--data", str(workspace / "data" / "mlu100"), "--out", str(out)]) == 0
@@ -115,6 +116,7 @@ def test_corrupted_model_file_is_refused(workspace, tmp_path, capsys):
         LatencyModel.load(bad, load_hardware("mlu100"))
 
 
+@pytest.mark.slow
 def test_training_on_a_dask_cluster(workspace, tmp_path):
     from distributed import LocalCluster
 

@@ -176,6 +176,7 @@ def _sample(folder, net: str | None) -> list[str]:
     return chosen + list(np.random.default_rng(0).choice(rest, 20, replace=False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["synthetic", "vit_b16", "bert_base"])
 def test_exported_files_load_and_run_in_onnxruntime(exports, which):
     folder = exports / which
@@ -192,6 +193,7 @@ def test_exported_files_load_and_run_in_onnxruntime(exports, which):
         check_runs(onnx.load(str(folder / f)), shapes[f])
 
 
+@pytest.mark.slow
 def test_no_exported_file_holds_an_autotune_node(exports):
     """No file of any export names the `ai.autotune` domain, in a node or in its opset imports."""
     for which in ("synthetic", "vit_b16", "bert_base"):

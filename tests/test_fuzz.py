@@ -34,6 +34,7 @@ def _tiny():
     return b.build()
 
 
+@pytest.mark.slow
 def test_onnx_cut_at_every_byte_is_refused_or_the_same_graph(tmp_path):
     from autotune.onnx_export import export_onnx
     from autotune.onnx_import import load_onnx
@@ -69,6 +70,7 @@ def trained(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["cut", "flip"])
 def test_model_file_cuts_and_flips_are_refused(trained, tmp_path, mode):
     from autotune.costmodel import MODEL_FILE, LatencyModel
@@ -89,6 +91,7 @@ def test_model_file_cuts_and_flips_are_refused(trained, tmp_path, mode):
             LatencyModel.load(tmp_path / "m", HW)
 
 
+@pytest.mark.slow
 def test_shard_bit_flips_are_refused_by_train_and_remade_by_synth(trained, tmp_path):
     from autotune.dataset import read_dataset
     from synth.pipeline import run

@@ -243,6 +243,7 @@ def test_profile_rows_of_a_pairs_export_import_as_measured(tmp_path):
     assert sorted(frame["cores"]) == [2, 8]
 
 
+@pytest.mark.slow
 def test_learn_and_export_plans_on_the_command_line(tmp_path, capsys):
     """`autotune learn` drives a measuring command (here autotune's own simulator backend, playing
     mlu100 for a datasheet-only part) and publishes a model; `export-groups --plans` then exports

@@ -123,6 +123,7 @@ def test_repeats_are_aggregated_by_median_and_outliers_reported(exported, tmp_pa
     assert ds.loc[1, "latency_ms"] == pytest.approx(1.01) and ds.loc[1, "repeats"] == 5
 
 
+@pytest.mark.slow
 def test_onnxruntime_measures_this_cpu(exported, tmp_path):
     pytest.importorskip("onnxruntime")
     from autotune.ort import host_cores
@@ -167,6 +168,7 @@ def test_synth_refuses_a_part_without_a_device_unless_measured(tmp_path, capsys)
     assert err.count("\n") == 1 and "--backend onnxruntime" in err and not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow
 def test_cpu_pipeline_measures_trains_and_verifies(tmp_path, capsys):
     """synth --backend onnxruntime (a tiny budget) -> train -> tune --verify on this CPU, against ORT's
     whole-model session."""

@@ -218,6 +218,7 @@ def test_parallel_jobs_equal_serial(base, tmp_path):
     assert _bytes(tmp_path / "j2") == _bytes(base)
 
 
+@pytest.mark.slow
 def test_dask_cluster_equals_local(base, tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, host="127.0.0.1", protocol="tcp",
@@ -295,6 +296,7 @@ def active(tmp_path_factory):
     return folder, m
 
 
+@pytest.mark.slow
 def test_active_sampling_spends_exactly_its_budget_in_rounds(active):
     from synth.active import ROUNDS, round_sizes
 
@@ -314,6 +316,7 @@ def test_active_sampling_spends_exactly_its_budget_in_rounds(active):
     assert row["latency_ms"] == pytest.approx(simulate([g.group(0, len(g))], [row["cores"]], HW)[0], rel=0.5)
 
 
+@pytest.mark.slow
 def test_active_sampling_is_deterministic_and_resumes(active, tmp_path):
     folder, m = active
     again = tmp_path / "again"

@@ -99,6 +99,7 @@ def test_a_bad_family_is_one_clear_error(family, edit, message):
         parse_family(spec, "bad.yaml")
 
 
+@pytest.mark.slow
 def test_universal_features_add_the_datasheet_scale(trained):
     f = get_featurizer("universal")
     assert list(f.names) == FEATURE_NAMES + UNIVERSAL_EXTRA
@@ -112,6 +113,7 @@ def test_universal_features_add_the_datasheet_scale(trained):
     assert len(y) == len(X) == 900
 
 
+@pytest.mark.slow
 def test_family_dataset_lists_its_devices_and_refuses_tampering(trained, tmp_path):
     m = json.loads((trained / "data" / "family.json").read_text())
     assert len(m["devices"]) == 6 and m["labels"] == 12 * 900
@@ -127,6 +129,7 @@ def test_family_dataset_lists_its_devices_and_refuses_tampering(trained, tmp_pat
         read_family_dataset(copy)
 
 
+@pytest.mark.slow
 def test_siblings_measure_a_datasheets_rows_on_other_devices_and_the_target_is_their_mean(trained, family):
     from autotune.universal import family_rows
 
@@ -147,6 +150,7 @@ def test_siblings_measure_a_datasheets_rows_on_other_devices_and_the_target_is_t
     assert len({d.launch_us for d in devs}) == len(devs)
 
 
+@pytest.mark.slow
 def test_a_damaged_or_stale_siblings_file_is_one_clear_error(trained, tmp_path):
     import pyarrow.parquet as pq
 
@@ -174,11 +178,13 @@ def test_siblings_need_sobol_sampling_and_a_family(family, tmp_path):
     assert main(["synth", "--hw", "edge4", "--siblings", "2", "--out", str(tmp_path / "c")]) == 2
 
 
+@pytest.mark.slow
 def test_other_settings_are_refused_without_force(trained, family):
     with pytest.raises(DatasetError, match="other settings"):
         run_family(family, trained / "data", devices=5, budget=10 * 900, seed=0, siblings=2)
 
 
+@pytest.mark.slow
 def test_universal_model_plans_a_part_it_never_saw_and_warns_outside_its_family(trained, family):
     folder = trained / "models" / "universal"
     meta = json.loads((folder / "meta.json").read_text())
@@ -198,6 +204,7 @@ def test_universal_model_plans_a_part_it_never_saw_and_warns_outside_its_family(
         load_universal(one, held)
 
 
+@pytest.mark.slow
 def test_cli_zero_shot_tune_and_eval(trained, tmp_path, capsys):
     held = tmp_path / "held.yaml"
     held.write_text(dump_hardware(load_family("family").draw(1, seed=42, prefix="cli")[0]))
@@ -220,6 +227,7 @@ def test_cli_zero_shot_tune_and_eval(trained, tmp_path, capsys):
     assert "file not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_adapt_improves_on_the_universal_model_and_plain_tune_uses_it(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # adapt labels into data/<part>.adapt/
     fam = load_family("family")
@@ -283,12 +291,14 @@ def test_adapt_improves_on_the_universal_model_and_plain_tune_uses_it(trained, t
     assert main(["tune", "--hw", str(yaml_path), "--model", "resnet18", "--models-dir", str(tmp_path / "m")]) == 0
 
 
+@pytest.mark.slow
 def test_adapt_needs_labels_a_real_part_cannot_simulate(trained, tmp_path, capsys):
     assert main(["adapt", "--hw", "cpu", "--budget", "50", "--models-dir", str(trained / "models"),
                  "--out", str(tmp_path / "o")]) == 2
     assert "--data" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["adapt.ubj", "probe.ubj"])
 def test_adaptation_and_probe_trees_ship_with_the_model_and_a_damaged_file_is_refused(trained, tmp_path, name):
     folder = trained / "models" / "universal"
@@ -303,6 +313,7 @@ def test_adaptation_and_probe_trees_ship_with_the_model_and_a_damaged_file_is_re
         load_universal(dest, hw)
 
 
+@pytest.mark.slow
 def test_every_device_of_the_draw_runs_the_same_probes_as_its_siblings(trained):
     fd = read_family_dataset(trained / "data")
     assert fd.probes is not None and len(fd.probes) == len(fd.devices)
@@ -333,6 +344,7 @@ def adapted_folder(trained, tmp_path_factory):
     return hw, tmp / "m"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["member.ubj", "member_probe.ubj", "member_scratch.ubj"])
 def test_a_damaged_member_is_refused(adapted_folder, tmp_path, name):
     hw, folder = adapted_folder
@@ -345,6 +357,7 @@ def test_a_damaged_member_is_refused(adapted_folder, tmp_path, name):
         LatencyModel.load(dest, hw)
 
 
+@pytest.mark.slow
 def test_an_adapted_model_reads_back_its_members_and_predicts_alike(adapted_folder, tmp_path):
     hw, folder = adapted_folder
     model = LatencyModel.load(folder, hw)
@@ -365,6 +378,7 @@ def test_an_adapted_model_reads_back_its_members_and_predicts_alike(adapted_fold
         LatencyModel.load(dest, hw)
 
 
+@pytest.mark.slow
 def test_a_map_roofline_refit_moves_from_its_prior_only_as_far_as_labels_say(trained):
     from autotune.calibration import fit_roofline
     from autotune.universal import device_rows
@@ -393,6 +407,7 @@ def test_a_map_roofline_refit_moves_from_its_prior_only_as_far_as_labels_say(tra
     assert err(fit) < err(prior)
 
 
+@pytest.mark.slow
 def test_adapt_spends_measurements_from_a_dataset_when_given_one(trained, tmp_path, capsys):
     hw = load_family("family").draw(1, seed=31, prefix="measured")[0]
     yaml_path = tmp_path / "part.yaml"
@@ -411,6 +426,7 @@ def test_adapt_spends_measurements_from_a_dataset_when_given_one(trained, tmp_pa
     assert "labelled for hardware" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_measured_part_can_run_the_probes_too(trained, tmp_path, capsys):
     """export-groups --probes -> measure -> import-profile -> adapt --data: the probes are found by
     id, spent first, and give the adapted model its probed member, as on a simulated part."""
@@ -455,6 +471,7 @@ def test_members_consensus_is_their_mean_when_they_agree_and_bounds_a_stray():
     assert np.allclose(consensus(np.array([1.0]), np.array([[0.3, -2.0]])), [0.3, -2.0])
 
 
+@pytest.mark.slow
 def test_a_universal_model_from_older_features_says_how_to_remake_it(trained, tmp_path):
     from autotune.costmodel import _meta_checksum
 

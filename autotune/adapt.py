@@ -215,6 +215,7 @@ def _model(universal: LatencyModel, booster: xgb.Booster, calib: RooflineFit | N
     model = copy.copy(universal)
     model.meta_ = {}
     model.val_mae_log_ = val_mae
+    model.val_q90_log_ = float("nan")  # the universal model's tail says nothing about these trees
     model.booster_ = booster
     model.best_iteration_ = booster.num_boosted_rounds() - 1
     if calib is not None:

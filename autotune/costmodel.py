@@ -36,6 +36,8 @@ BAG_BELOW = 50_000
 #: more than they save on small fits, many times more on a busy machine.
 ONE_THREAD_BELOW = 20_000
 MAX_BAGS = 32
+#: The quantile of the validation error that `val_q90_log_` records.
+VAL_TAIL = 0.9
 #: Training groups a model keeps to tell which kernels lie outside its data (LatencyModel.outside).
 COVERAGE_POINTS = 2000
 
@@ -173,6 +175,12 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             self.calibration_ = fit_roofline(self._parts(X[tr]), y[tr] * 1e3, seed=self.random_state)
         return X, np.log(y), tr, va, self._margin(X)
 
+    def _val_tail(self, Xva: np.ndarray, logy_va: np.ndarray) -> None:
+        """The 90th percentile of the validation split's absolute log error (`val_q90_log_`): how far
+        the trees can be off on a kernel they have not seen, as `planner.unmeasured_doubt` reads it."""
+        err = np.abs(np.log(self.predict_own(Xva)) - logy_va) if len(logy_va) else np.zeros(0)
+        self.val_q90_log_ = float(np.quantile(err, VAL_TAIL)) if len(err) else float("nan")
+
     def _finish(self, booster: xgb.Booster, evals_result: dict) -> LatencyModel:
         self.booster_ = booster
         self.best_iteration_ = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
@@ -193,6 +201,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             verbose_eval=False, callbacks=[progress_callback(self.n_estimators)] if self.verbose else None,
         )
         self._finish(booster, evals_result)
+        self._val_tail(X[va], logy[va])
         self.members_ = []
         bags = self.bags or (BAGS if len(logy) < BAG_BELOW else 1)
         if bags > 1 and self.prior_ == "calibrated":
@@ -368,6 +377,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             "calibration": self.calibration_.to_dict() if self.calibration_ is not None else None,
             "coverage": _coverage_json(getattr(self, "coverage_", None)),
             "val_mae_log": getattr(self, "val_mae_log_", None),
+            "val_q90_log": getattr(self, "val_q90_log_", None),
             "memory": memory.to_json() if (memory := getattr(self, "memory_", None)) is not None else None,
             "versions": library_versions(),
             "model_sha256": hashlib.sha256(raw).hexdigest(),
@@ -440,6 +450,8 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             raise ModelFileError(f"{model_path} and {meta_path} disagree on the feature count ({retrain})")
         val_mae = meta.get("val_mae_log")
         model.val_mae_log_ = float(val_mae) if isinstance(val_mae, (int, float)) else float("nan")
+        tail = meta.get("val_q90_log")
+        model.val_q90_log_ = float(tail) if isinstance(tail, (int, float)) else float("nan")
         prior = meta.get("prior")
         if prior not in ("calibrated", "datasheet", "none"):
             raise ModelFileError(f"{meta_path} names no valid prior ({retrain})")
@@ -535,7 +547,9 @@ def fit_on_cluster(model: LatencyModel, X, y, groups, client) -> LatencyModel:
                      evals=[(dtr, "train"), (dva, "val")], early_stopping_rounds=model.early_stopping_rounds,
                      verbose_eval=False)
     model.memory_ = MeasuredMemory.from_rows(X, logy) if model.memory else None
-    return model._finish(out["booster"], out["history"])
+    model._finish(out["booster"], out["history"])
+    model._val_tail(X[va], logy[va])
+    return model
 
 
 def progress_callback(total: int):

@@ -154,11 +154,11 @@ def span_index(si: np.ndarray, sj: np.ndarray) -> dict[tuple[int, int], int]:
 
 def sure_plan(graph: Graph, hw: HardwareConfig, cost: CostSource, model, strategy: str) -> Plan:
     """The DP on a model that remembers measured kernels (autotune/memory.py), with every kernel it
-    has not measured counted its validation error dearer: a search over thousands of predictions
-    finds the ones that err low (the optimizer's curse), so it prefers what it is sure of unless a
-    guess is better by more than the model's typical error. The plan reports its predicted
-    latency unpenalised, and how many of its kernels were measured. A model without a memory plans
-    as `dp_plan` does."""
+    has not measured counted dearer by its validation error's 90th percentile (`unmeasured_doubt`):
+    a search over thousands of predictions finds the ones that err low (the optimizer's curse), so
+    it prefers what it is sure of unless a guess is better by more than the model's errors reach.
+    The plan reports its predicted latency unpenalised, and how many of its kernels were measured.
+    A model without a memory plans as `dp_plan` does."""
     si, sj = spans(graph, hw)
     table = cost_table(graph, hw, cost, si, sj)
     sure = measured_mask(graph, hw, model, si, sj)
@@ -178,11 +178,16 @@ def sure_plan(graph: Graph, hw: HardwareConfig, cost: CostSource, model, strateg
     return p
 
 
-def unmeasured_doubt(model) -> float:
-    """How much dearer `sure_plan` counts a kernel the model has not measured: its validation error
-    (as a ratio), 0 for a model that records none."""
-    doubt = float(np.expm1(getattr(model, "val_mae_log_", 0.0) or 0.0))
-    return doubt if np.isfinite(doubt) and doubt > 0 else 0.0
+def unmeasured_doubt(model, tail: bool = True) -> float:
+    """How much dearer `sure_plan` counts a kernel the model has not measured, as a ratio: the 90th
+    percentile of its validation error (the search picks the kernels the model errs low on, so a
+    typical error is too little), or with `tail=False` (or a model that records no tail) its mean
+    error; 0 for a model that records neither."""
+    for attr in ("val_q90_log_", "val_mae_log_")[0 if tail else 1:]:
+        doubt = float(np.expm1(getattr(model, attr, 0.0) or 0.0))
+        if np.isfinite(doubt) and doubt > 0:
+            return doubt
+    return 0.0
 
 
 def distinct_features(graph: Graph, hw: HardwareConfig, model, si: np.ndarray, sj: np.ndarray

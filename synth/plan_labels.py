@@ -69,13 +69,14 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
     the learned plan's first, then the `rivals`' plans', each by most predicted time first; a kernel
     met in several plans (a repeated block) is picked once. The learned plan is the DP with
     unmeasured pairs `explore` cheaper. With `sure` it is the plan `tune` makes (planner.sure_plan)
-    and only rivals that could beat it count: those whose plan, its unmeasured kernels one
-    validation error cheaper, costs less than the learned plan with its own one dearer. (Without
+    and only rivals that could beat it count: those whose plan, its unmeasured kernels one mean
+    validation error cheaper, costs less than the learned plan with its own one dearer (a sum of
+    kernels errs less than its worst kernel). (Without
     `sure` every rival counts: a fusion the model overrates by far is measured only that way.)"""
     from autotune import strategies
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
-    doubt = unmeasured_doubt(model)
+    doubt, typical = unmeasured_doubt(model), unmeasured_doubt(model, tail=False)
     picks: dict[int, Pick] = {}
     for g in graphs:
         si, sj = spans(g, hw)
@@ -90,11 +91,11 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
         at = span_index(si, sj)
 
         mine = _cells(dp_from_table(g, hw, si, sj, table, "learned"), inverse, at, ks)
-        worst = _bound(mine, pred, measured, 1.0 + doubt)
+        worst = _bound(mine, pred, measured, 1.0 + typical)
         plans = [(0, mine)]
         for name in rivals:
             cs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
-            if not sure or _bound(cs, pred, measured, 1.0 / (1.0 + doubt)) < worst:
+            if not sure or _bound(cs, pred, measured, 1.0 / (1.0 + typical)) < worst:
                 plans.append((1, cs))
         for tier, cs in plans:
             for d, c, i, j in cs:

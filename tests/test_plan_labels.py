@@ -97,6 +97,23 @@ def test_remember_replaces_the_memory_and_keeps_the_trees():
         m.remember(X, y[:5])
 
 
+def test_the_unmeasured_margin_is_the_validation_errors_tail_and_survives_save_and_load(tmp_path):
+    from autotune.planner import unmeasured_doubt
+
+    rng = np.random.default_rng(4)
+    X = rng.uniform(0, 1, size=(400, 5)).astype(np.float32)
+    y = np.exp(X[:, 0]) * rng.lognormal(0, 0.2, 400)
+    m = LatencyModel(prior="none", n_estimators=30, memory=True, random_state=0).fit(X, y)
+    _, va = m.split(len(X), None)
+    err = np.abs(np.log(m.predict_own(X[va])) - np.log(y[va]))
+    assert np.isclose(m.val_q90_log_, np.quantile(err, 0.9)) and m.val_q90_log_ > m.val_mae_log_
+    assert np.isclose(unmeasured_doubt(m), np.expm1(m.val_q90_log_))
+    m.save(tmp_path / "m", {"hardware": "x", "hardware_hash": "h"})
+    assert np.isclose(LatencyModel.load(tmp_path / "m").val_q90_log_, m.val_q90_log_)
+    m.val_q90_log_ = float("nan")  # a model saved before the tail was recorded: its mean error
+    assert np.isclose(unmeasured_doubt(m), np.expm1(m.val_mae_log_))
+
+
 # -- exports of chosen pairs and appended profiles -------------------------------------------------
 def test_an_export_of_chosen_pairs_lists_only_their_core_counts(tmp_path):
     g = zoo.build(NET)

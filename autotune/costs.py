@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .device import MeasuredTable, Simulator, TableDevice
 from .errors import AutotuneError
 from .hardware import HardwareConfig
 from .tables import GroupBatch
@@ -101,50 +102,24 @@ def analytic_cost(hw: HardwareConfig, model=None, seed: int = 0) -> CostSource:
 @register_cost("oracle", measures=True)
 def simulator_cost(hw: HardwareConfig, model=None, seed: int = 0) -> CostSource:
     """The noise-free device (the simulator): the oracle's cost; every pair counts."""
-    from .simulator import simulate_batch
-
-    return CostSource("simulator", lambda b, g, k: simulate_batch(b, g, k, hw), measures=True)
+    return CostSource("simulator", lambda b, g, k: Simulator(hw).measure_batch(b, g, k), measures=True)
 
 
 def table_cost(table: MeasuredTable, hw: HardwareConfig) -> CostSource:
     """A device's measured profile standing in for the device: every (span, cores) pair of one
     network looked up in `table`; each counts as a measurement (it was one, on the part)."""
-    col = {int(k): n for n, k in enumerate(hw.core_counts)}
-
-    def look(b: GroupBatch, g: np.ndarray, k: np.ndarray) -> np.ndarray:
-        return np.array([table.ms(int(b.start[x]), int(b.end[x]), col[int(c)]) for x, c in zip(g, k)])
-
-    return CostSource(f"measured:{table.network}", look, measures=True)
-
-
-@dataclass
-class MeasuredTable:
-    """Measured latencies (ms) of one network's candidate spans [i, j) at each of the part's core
-    counts (`ms_by_span[(i, j)][k]` for core_counts[k]): what `eval --measured` scores plans on."""
-
-    network: str
-    ms_by_span: dict[tuple[int, int], np.ndarray]
-    source: str = ""
-
-    def ms(self, i: int, j: int, k: int) -> float:
-        row = self.ms_by_span.get((i, j))
-        if row is None or not np.isfinite(row[k]):
-            raise AutotuneError(f"{self.source or self.network}: no measurement of {self.network}'s layers "
-                                f"[{i}, {j}) at core-count index {k}; export and measure every candidate "
-                                f"(`autotune export-groups --model {self.network}`)")
-        return float(row[k])
+    device = TableDevice(table, hw)
+    return CostSource(device.name, device.measure_batch, measures=True)
 
 
 @register_cost("device", measures=True)
 def device_cost(hw: HardwareConfig, model=None, seed: int = 0) -> CostSource:
     """Device runs as a timer reports them: the simulator with its timing noise, seeded (each call
     draws fresh noise); every pair counts."""
-    from .simulator import simulate_batch
-
     calls = [0]
 
     def measure(b: GroupBatch, g: np.ndarray, k: np.ndarray) -> np.ndarray:
         calls[0] += 1
-        return simulate_batch(b, g, k, hw, noise=True, seed=seed * 1000003 + calls[0])
+        return Simulator(hw).measure_batch(b, g, k, seed=seed * 1000003 + calls[0])
 
     return CostSource("device", measure, measures=True)

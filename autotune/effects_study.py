@@ -26,9 +26,16 @@ def _without(hw: HardwareConfig, effect: str) -> HardwareConfig:
 
 
 def _lat(groups, cores, hw: HardwareConfig) -> np.ndarray:
-    from .simulator import simulate
+    from .device import Simulator
 
-    return simulate(groups, cores, hw)
+    return Simulator(hw).measure(groups, cores)
+
+
+def _measure(groups, cores, hw: HardwareConfig, seed: int) -> np.ndarray:
+    """One seeded measurement of each pair, timing noise included."""
+    from .device import Simulator
+
+    return Simulator(hw).measure(groups, cores, seed=seed)
 
 
 def effect_curves(hw: HardwareConfig) -> pd.DataFrame:
@@ -90,11 +97,9 @@ def effect_curves(hw: HardwareConfig) -> pd.DataFrame:
         add("banks: latency / latency without bank conflicts vs channels", chans,
             _lat(grp, cores, hw) / _lat(grp, cores, _without(hw, "banks")))
     # noise: measured / true latency of one kernel measured many times
-    from .simulator import simulate
-
     g = [conv_chain(64, 28).group(0, 1)] * 20000
     k = hw.core_counts[(len(ks) - 1) // 2]  # one of the part's own counts, mid-range (4 on mlu100)
-    ratio = simulate(g, [k] * len(g), hw, noise=True, seed=0) / simulate(g[:1], [k], hw)[0]
+    ratio = _measure(g, [k] * len(g), hw, seed=0) / _lat(g[:1], [k], hw)[0]
     edges = np.linspace(0.85, 1.6, 61)
     hist, _ = np.histogram(np.clip(ratio, edges[0], edges[-1]), bins=edges)
     add("noise: measurements per bin vs measured / true", (edges[:-1] + edges[1:]) / 2, hist)

@@ -288,9 +288,9 @@ def verify(p: Plan, graph: Graph, hw: HardwareConfig, device: CostSource | None 
     if device is not None:
         ms = device(GroupBatch.build(groups), np.arange(len(groups)), np.array([g.cores for g in p.groups]))
     else:
-        from .simulator import simulate
+        from .device import Simulator
 
-        ms = simulate(groups, [g.cores for g in p.groups], hw)
+        ms = Simulator(hw).measure(groups, [g.cores for g in p.groups])
     for g, m in zip(p.groups, ms):
         g.simulated_ms = float(m)
     p.simulated_ms = float(ms.sum())

@@ -33,12 +33,12 @@ def size_for_macs(macs: float, channels: int, k: int = 3) -> int:
 
 def _latency_table(graphs: list[Graph], hw: HardwareConfig) -> np.ndarray:
     """Latency (ms) of each whole graph as one group at every core count: shape (len(graphs), K)."""
-    from .simulator import simulate
+    from .device import Simulator
 
     ks = list(hw.core_counts)
     groups = [g.group(0, len(g)) for g in graphs for _ in ks]
     cores = np.tile(ks, len(graphs))
-    return simulate(groups, cores, hw).reshape(len(graphs), len(ks))
+    return Simulator(hw).measure(groups, cores).reshape(len(graphs), len(ks))
 
 
 def latency_vs_cores(hw: HardwareConfig, channels: int = 64) -> pd.DataFrame:

@@ -75,12 +75,12 @@ def floor_regrets(hw, fam, graphs: dict, best: dict[str, float], siblings: int, 
     """Regret of plans made with the family's mean latency for hw's datasheet (siblings' simulator)."""
     from autotune import planner
     from autotune.costs import CostSource
-    from autotune.simulator import simulate_batch
+    from autotune.device import Simulator
 
-    sibs = fam.siblings(hw, siblings, seed)
+    sibs = [Simulator(s) for s in fam.siblings(hw, siblings, seed)]
 
     def mean_ms(b, g, k):
-        return np.mean([simulate_batch(b, g, k, s) for s in sibs], axis=0)
+        return np.mean([s.measure_batch(b, g, k) for s in sibs], axis=0)
 
     cost = CostSource("family-mean", mean_ms, measures=False)
     return regrets(hw, graphs, best, lambda g: planner.plan(g, hw, cost=cost))

@@ -149,8 +149,8 @@ def _measure_siblings(hw: HardwareConfig, sibs: list[HardwareConfig], sub: Path,
     import pyarrow as pa
 
     from autotune.dataset import groups_of, parquet_bytes, read_dataset
+    from autotune.device import Simulator
     from autotune.fileio import atomic_write
-    from autotune.simulator import simulate_batch
     from autotune.tables import GroupBatch
     from autotune.universal import sibling_rows, sibling_stamp
 
@@ -166,7 +166,7 @@ def _measure_siblings(hw: HardwareConfig, sibs: list[HardwareConfig], sub: Path,
     cores = data.rows["cores"].to_numpy(np.int64)
     cols = {"group_id": data.rows["group_id"].to_numpy(), "cores": cores}
     for j, s in enumerate(sibs):
-        cols[f"latency_ms_{j + 1}"] = simulate_batch(batch, codes, cores, s, noise=True, seed=seed * 131 + j)
+        cols[f"latency_ms_{j + 1}"] = Simulator(s).measure_batch(batch, codes, cores, seed=seed * 131 + j)
     table = pa.table(cols).replace_schema_metadata({"autotune": json.dumps(sibling_stamp(data, hashes))})
     raw = parquet_bytes(table)
     atomic_write(sub / SIBLINGS_FILE, lambda tmp: Path(tmp).write_bytes(raw))
@@ -208,8 +208,8 @@ def _label_siblings(hws: list[HardwareConfig], sibs: list[list[HardwareConfig]],
 def measure_probes(hw: HardwareConfig, seed: int, pairs: tuple | None = None) -> np.ndarray:
     """The probes' latencies (ms) as `hw`'s device measures them (the simulator, timing noise included):
     labelling, so it lives with synth, not with the model-side probes (autotune/probes.py)."""
+    from autotune.device import Simulator
     from autotune.probes import probe_pairs
-    from autotune.simulator import simulate_batch
 
     batch, gidx, cores = pairs if pairs is not None else probe_pairs(hw)
-    return simulate_batch(batch, gidx, cores, hw, noise=True, seed=seed)
+    return Simulator(hw).measure_batch(batch, gidx, cores, seed=seed)

@@ -66,7 +66,7 @@ def measure(folder: str | Path, backend: str, hw: HardwareConfig | None = None, 
 
 
 def _simulate(groups: pd.DataFrame, man: pd.DataFrame, hw: HardwareConfig, seed: int) -> pd.DataFrame:
-    from autotune.simulator import simulate
+    from autotune.device import Simulator
 
     hw.require_device()
     js = dict(zip(groups["group_id"], groups["group_json"]))
@@ -75,7 +75,7 @@ def _simulate(groups: pd.DataFrame, man: pd.DataFrame, hw: HardwareConfig, seed:
     if bad:
         raise AutotuneError(f"the export asks for {bad[0]} cores; {hw.name} has core counts {list(hw.core_counts)}")
     pairs = [graphs[g].group(0, len(graphs[g])) for g in man["group_id"]]
-    ms = simulate(pairs, man["cores"].to_numpy(np.int64), hw, noise=True, seed=seed)
+    ms = Simulator(hw).measure(pairs, man["cores"].to_numpy(np.int64), seed=seed)
     return pd.DataFrame({"group_id": man["group_id"].to_numpy(), "cores": man["cores"].to_numpy(np.int64),
                          "latency_ms": ms, "backend": "simulator"})
 

@@ -29,11 +29,11 @@ import pyarrow.parquet as pq
 from autotune.artefacts import DATASET, check_folder_output
 from autotune.cluster import connect
 from autotune.dataset import DESC_COLUMNS, MANIFEST, ROW_COLUMNS, ZOO_FILE, file_digest, parquet_bytes
+from autotune.device import Simulator
 from autotune.errors import AutotuneError, DatasetError
 from autotune.fileio import FolderLock, atomic_write, atomic_write_json, recover_folder, replace_folder
 from autotune.graph import Graph, Group, graph_to_dict
 from autotune.hardware import HardwareConfig
-from autotune.simulator import simulate
 
 from . import SAMPLINGS
 from .generator import GENERATOR_VERSION, describe, extract, generate_range
@@ -72,7 +72,8 @@ def code_digest() -> str:
     it: they are computed from the rows at training time."""
     from autotune.fileio import source_digest
 
-    return source_digest("synth.generator", "synth.active", "autotune.graph", "autotune.tables", "autotune.simulator",
+    return source_digest("synth.generator", "synth.active", "autotune.graph", "autotune.tables",
+                         "autotune.device", "autotune.simulator",
                          "autotune.ops")
 
 
@@ -94,7 +95,8 @@ def label_groups(groups: list[Group], hw: HardwareConfig, noise: bool, seed: int
     pos = np.repeat(np.arange(len(groups)), [len(c) for c in per])
     flat = np.concatenate(per) if per else np.zeros(0, np.int64)
     pairs = [groups[i] for i in pos]
-    return pd.DataFrame({"pos": pos, "cores": flat, "latency_ms": simulate(pairs, flat, hw, noise=noise, seed=seed)})
+    ms = Simulator(hw).measure(pairs, flat, seed=seed if noise else None)
+    return pd.DataFrame({"pos": pos, "cores": flat, "latency_ms": ms})
 
 
 def _describe_group(g: Group) -> dict:

@@ -117,6 +117,20 @@ def test_model_side_modules_never_import_the_simulator():
     assert out.stdout.strip() == "False"
 
 
+def test_only_the_device_module_calls_the_simulator():
+    """Every label, probe, verification, oracle and study measures through autotune/device.py."""
+    import re
+    from pathlib import Path
+
+    import autotune
+
+    root = Path(autotune.__file__).parent
+    calls = re.compile(r"^\s*(from\s+(autotune\.|\.)simulator\s+import|import\s+autotune\.simulator)", re.M)
+    files = [*root.rglob("*.py"), *(root.parent / "synth").rglob("*.py")]
+    callers = {str(p.relative_to(root.parent)) for p in files if calls.search(p.read_text())}
+    assert callers == {"autotune/device.py"}, callers
+
+
 def test_only_the_simulator_reads_the_device_section():
     from pathlib import Path
 
@@ -126,10 +140,15 @@ def test_only_the_simulator_reads_the_device_section():
     import re
 
     attr = re.compile(r"\.device\b")  # the section, not `.devices` (a family's list of parts)
-    readers = {p.name for p in root.rglob("*.py") if attr.search(p.read_text().replace("`hw.device`", ""))
-               or "require_device" in p.read_text()}
-    # the simulator plays the device; the studies measure it (like DLFusion's study on the chip)
-    assert readers <= {"simulator.py", "hardware.py", "study.py", "effects_study.py"}, readers
+    imports = re.compile(r"^\s*(from|import)\s.*$", re.M)  # `from .device import` is the seam, not a read
+
+    def code(p):
+        return imports.sub("", p.read_text()).replace("`hw.device`", "")
+
+    readers = {p.name for p in root.rglob("*.py") if attr.search(code(p)) or "require_device" in code(p)}
+    # the simulator plays the device, device.py hands it out; the studies measure it (like DLFusion's
+    # study on the chip)
+    assert readers <= {"simulator.py", "device.py", "hardware.py", "study.py", "effects_study.py"}, readers
     model_side = {"features.py", "analytic.py", "calibration.py", "costmodel.py", "planner.py", "dataset.py",
                   "training.py", "evaluation.py", "tables.py", "graph.py", "costs.py", "refine.py", "dp.py",
                   "baselines.py", "measure.py"}

@@ -71,8 +71,8 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
     unmeasured pairs `explore` cheaper. With `sure` it is the plan `tune` makes (planner.sure_plan)
     and only rivals that could beat it count: those whose plan, its unmeasured kernels one mean
     validation error cheaper, costs less than the learned plan with its own one dearer (a sum of
-    kernels errs less than its worst kernel). (Without
-    `sure` every rival counts: a fusion the model overrates by far is measured only that way.)"""
+    kernels errs less than its worst kernel). Without `sure` every rival counts: a fusion the model
+    overrates by far is measured only that way."""
     from autotune import strategies
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)

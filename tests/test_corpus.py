@@ -336,10 +336,13 @@ def _same_as_base(root: Path, folder: str) -> bool:
 
 
 CASES = _cases()
+#: The first case of each class but `side` (whose cases run synth and train whole) runs in the fast
+#: suite (`make test`), the rest with the slow tests.
+_FIRST = {id(next(c for c in CASES if c.cls == cls)) for cls in dict.fromkeys(c.cls for c in CASES) if cls != "side"}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", CASES, ids=[f"{c.cls}: {c.name}" for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, marks=() if id(c) in _FIRST else pytest.mark.slow) for c in CASES],
+                         ids=[f"{c.cls}: {c.name}" for c in CASES])
 def test_corpus(case: Case, base: Path, tmp_path: Path, monkeypatch, capsys):
     root = tmp_path / "ws"
     shutil.copytree(base, root)

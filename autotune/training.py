@@ -108,8 +108,11 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params) -> 
     X, Xz = dataset_features(ds, hw)
     y = ds.rows["latency_ms"].to_numpy(np.float64)
     if ds.manifest.get("source") == "measured":
-        # a part's own measurements are few: bag them, and answer a measured kernel with its measurement
-        params = {"bags": 0, "memory": True, **params}
+        # a part's own measurements: trees on the datasheet's textbook estimate (the calibrated
+        # roofline's terms came from our simulator and did not plan better on the black boxes,
+        # docs/costmodel.md "Which prior on a measured part"), and a measured kernel answered with
+        # its measurement
+        params = {"bags": 0, "memory": True, "prior": "datasheet", **params}
     model = LatencyModel(random_state=seed, verbose=progress, **params)
     t0 = time.perf_counter()
     if scheduler:

@@ -291,11 +291,11 @@ def test_learn_and_export_plans_on_the_command_line(tmp_path, capsys):
 
 
 def test_the_learned_plan_prefers_measured_kernels_within_the_models_error(learned):
-    """planner.sure_plan: optimal on the table with unmeasured pairs counted the validation error
-    dearer, its predicted latency unpenalised; with no error it is the plain DP plan."""
+    """planner.sure_plan: optimal on the table with unmeasured pairs counted the validation error's
+    tail dearer, its predicted latency unpenalised; with no error it is the plain DP plan."""
     import copy
 
-    from autotune.planner import dp_plan, measured_mask, sure_plan
+    from autotune.planner import dp_plan, measured_mask, sure_plan, unmeasured_doubt
 
     part, graphs, res = learned
     g = graphs[0]
@@ -304,7 +304,8 @@ def test_the_learned_plan_prefers_measured_kernels_within_the_models_error(learn
     table = cost_table(g, part, cost, si, sj)
     sure = measured_mask(g, part, res.model, si, sj)
     assert sure is not None and sure.any() and not sure.all()
-    doubt = float(np.expm1(res.model.val_mae_log_))
+    doubt = unmeasured_doubt(res.model)
+    assert np.isclose(doubt, np.expm1(res.model.val_q90_log_))
     p = sure_plan(g, part, cost, res.model, "learned")
     at = {(int(a), int(b)): s for s, (a, b) in enumerate(zip(si, sj))}
     col = {int(k): c for c, k in enumerate(part.core_counts)}
@@ -315,7 +316,7 @@ def test_the_learned_plan_prefers_measured_kernels_within_the_models_error(learn
     best = dp_from_table(g, part, si, sj, penalised, "x")
     assert np.isclose(sum(penalised[s, c] for s, c in picked), best.predicted_ms)
     sharp = copy.copy(res.model)
-    sharp.val_mae_log_ = 0.0
+    sharp.val_mae_log_ = sharp.val_q90_log_ = 0.0
     plain = dp_plan(g, part, cost, "learned")
     assert [(q.i, q.j, q.cores) for q in sure_plan(g, part, cost, sharp, "learned").groups] == \
         [(q.i, q.j, q.cores) for q in plain.groups]

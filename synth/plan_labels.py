@@ -60,7 +60,7 @@ class Pick:
     cores: int
     predicted_ms: float
     key: int = field(repr=False)
-    tier: int = 0  # 0: the learned plan's, 1: a rival's
+    tier: int = 0  # 0: the learned plan's, 1: a rival's (with `sure`: one that could beat it), 2: another rival's
 
 
 def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], limit: int,
@@ -69,10 +69,10 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
     the learned plan's first, then the `rivals`' plans', each by most predicted time first; a kernel
     met in several plans (a repeated block) is picked once. The learned plan is the DP with
     unmeasured pairs `explore` cheaper. With `sure` it is the plan `tune` makes (planner.sure_plan)
-    and only rivals that could beat it count: those whose plan, its unmeasured kernels one mean
-    validation error cheaper, costs less than the learned plan with its own one dearer (a sum of
-    kernels errs less than its worst kernel). Without `sure` every rival counts: a fusion the model
-    overrates by far is measured only that way."""
+    and the rivals that could beat it come before the others (tier 2): those whose plan, its
+    unmeasured kernels one mean validation error cheaper, costs less than the learned plan with its
+    own one dearer (a sum of kernels errs less than its worst kernel). Without `sure` every rival
+    is tier 1: a fusion the model overrates by far is measured only that way."""
     from autotune import strategies
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
@@ -95,8 +95,7 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
         plans = [(0, mine)]
         for name in rivals:
             cs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
-            if not sure or _bound(cs, pred, measured, 1.0 / (1.0 + typical)) < worst:
-                plans.append((1, cs))
+            plans.append((1 if not sure or _bound(cs, pred, measured, 1.0 / (1.0 + typical)) < worst else 2, cs))
         for tier, cs in plans:
             for d, c, i, j in cs:
                 key = int(keys[d, c])
@@ -241,8 +240,10 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
 
 def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,
              left: int, graphs: list[Graph], seed: int, say: Callable[[str], None]) -> tuple[LatencyModel, list[dict]]:
-    """Up to CONFIRM_PASSES passes within `left` labels: measure the unmeasured kernels of the plans
-    `tune` will make (sure_plan) and of the rivals that could beat them, and remember them
+    """Passes within `left` labels that measure the unmeasured kernels of the plans `tune` will
+    make (sure_plan) and of the rivals that could beat them, up to CONFIRM_PASSES while there are
+    any; then, if labels are left, one pass on the other rivals' kernels (the model may overrate
+    them) with at most half of them, and one more on what that moved. Each pass is remembered
     (training.remember): the trees stay, so a pass moves a plan only where a measurement says so."""
     from autotune.dataset import read_dataset
     from autotune.training import remember
@@ -251,20 +252,27 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
 
     model = LatencyModel.load(model_dir, hw)
     out: list[dict] = []
-    for n in range(CONFIRM_PASSES):
-        picks = plan_picks(hw, model, graphs, left, sure=True) if left > 0 else []
-        if not picks:
+    wide = False  # the pass on the other rivals' kernels is done
+    while left > 0 and len(out) < CONFIRM_PASSES + 2:
+        picks = plan_picks(hw, model, graphs, left, sure=True)
+        close = [p for p in picks if p.tier < 2]
+        if close and (len(out) < CONFIRM_PASSES or wide):
+            picks, what = close, "the final plans and the rivals that could beat them"
+        elif picks and not wide:  # half of what is left, so a last pass can measure what this moves
+            wide, what = True, "the other rivals' plans"
+            picks = picks[:max(len(close), left // 2, 1)]
+        else:
             break
-        folder = work / f"confirm-{n + 1:02d}"
+        n = len(out) + 1
+        folder = work / f"confirm-{n:02d}"
         _export_picks(hw, folder, picks, seed)
         before = len(read_dataset(data, hw).rows)
         made = import_profile(measure(folder), hw, data, folder, append=True)
         added = int(made["labels"]) - before
         left -= added
         model = remember(hw, data, model_dir)
-        out.append({"round": n + 1, "kind": "confirm", "labels": added, "explore": 0.0})
-        say(f"confirm {n + 1}: {added} labels on the kernels of the final plans and their close rivals, "
-            f"{made['labels']} in all")
+        out.append({"round": n, "kind": "confirm", "labels": added, "explore": 0.0})
+        say(f"confirm {n}: {added} labels on the kernels of {what}, {made['labels']} in all")
     return model, out
 
 

@@ -228,8 +228,8 @@ def test_confirm_passes_remember_every_label_and_measure_the_final_plans(learned
     assert back.meta_["memory_rows"] == len(ds.rows) == res.labels
     X, _ = dataset_features(ds, part)
     assert np.allclose(back.predict(X), ds.rows["latency_ms"])
-    left = plan_picks(part, back, graphs, 10_000, sure=True)
-    assert not left or res.labels == 150 or len(confirms) == CONFIRM_PASSES
+    close = [p for p in plan_picks(part, back, graphs, 10_000, sure=True) if p.tier < 2]
+    assert not close or res.labels == 150 or len(confirms) >= CONFIRM_PASSES
 
 
 def test_plan_picks_merge_into_one_export_row_per_group():

@@ -16,6 +16,7 @@ measurements. Prints accuracy on the zoo's candidate pairs and regret tables, wr
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -83,8 +84,10 @@ def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, thr
     """The model from `budget` labels: all synthetic, or (`labels="plans"`) a synthetic share and
     then rounds on the kernels the plans of `nets` use (synth/plan_labels.py); and the labels used."""
     if labels == "plans":
-        def run(folder: Path) -> Path:
-            measure(bb, dev, folder, folder / "measured.csv", noise=True, seed=seed)
+        calls = itertools.count()
+
+        def run(folder: Path) -> Path:  # a real timer's noise is fresh at every call
+            measure(bb, dev, folder, folder / "measured.csv", noise=True, seed=seed * 100_003 + next(calls))
             return folder / "measured.csv"
 
         res = learn_part(hw, run, work / f"plans-{budget}-s{seed}", budget, [load_graph(n) for n in nets],

@@ -44,6 +44,15 @@ EXPLORE = 0.1
 #: memory only (the trees stay, so the plans do not move again), in up to CONFIRM_PASSES passes.
 CONFIRM_SHARE = 0.15
 CONFIRM_PASSES = 3
+#: Share of the confirm stage kept for measuring again the measured kernels that decide a close
+#: call between the final plan and a rival (a single timing can be an outlier, and the search picks
+#: the kernels measured low as it picks those predicted low); every kernel is measured at most
+#: MEASURE_AT_MOST times and the memory answers with the median.
+AGAIN_SHARE = 1 / 3
+MEASURE_AT_MOST = 3
+#: Two measurements of a kernel agree when they differ by at most this many robust spreads of a
+#: difference, pooled over every kernel measured twice or more (synth/profiles.py pools the same way).
+AGREE_SPREADS = 3.0
 #: The baselines whose plans (on the same model, or the datasheet's for `analytic`) are measured
 #: too: once their kernels are measured, the learned DP can only beat them by its own unmeasured
 #: kernels, which the next round measures; and a fusion the model overrates gets a measurement.
@@ -252,15 +261,16 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
 
     model = LatencyModel.load(model_dir, hw)
     out: list[dict] = []
+    keep = int(round(left * AGAIN_SHARE))
     wide = False  # the pass on the other rivals' kernels is done
-    while left > 0 and len(out) < CONFIRM_PASSES + 2:
-        picks = plan_picks(hw, model, graphs, left, sure=True)
+    while left - keep > 0 and len(out) < CONFIRM_PASSES + 2:
+        picks = plan_picks(hw, model, graphs, left - keep, sure=True)
         close = [p for p in picks if p.tier < 2]
         if close and (len(out) < CONFIRM_PASSES or wide):
             picks, what = close, "the final plans and the rivals that could beat them"
         elif picks and not wide:  # half of what is left, so a last pass can measure what this moves
             wide, what = True, "the other rivals' plans"
-            picks = picks[:max(len(close), left // 2, 1)]
+            picks = picks[:max(len(close), (left - keep) // 2, 1)]
         else:
             break
         n = len(out) + 1
@@ -273,7 +283,88 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
         model = remember(hw, data, model_dir)
         out.append({"round": n, "kind": "confirm", "labels": added, "explore": 0.0})
         say(f"confirm {n}: {added} labels on the kernels of {what}, {made['labels']} in all")
+    for _ in range(MEASURE_AT_MOST - 1):
+        if left <= 0:
+            break
+        picks = again_picks(hw, model, graphs, measured_logs(hw, data, model), left)
+        if not picks:
+            break
+        n = len(out) + 1
+        folder = work / f"again-{n:02d}"
+        _export_picks(hw, folder, picks, seed)
+        before = len(read_dataset(data, hw).rows)
+        made = import_profile(measure(folder), hw, data, folder, append=True, again=True)
+        added = int(made["labels"]) - before
+        left -= added
+        model = remember(hw, data, model_dir)
+        out.append({"round": n, "kind": "again", "labels": added, "explore": 0.0})
+        say(f"again {n}: {added} labels measuring again the kernels that decide close calls, {made['labels']} in all")
     return model, out
+
+
+def measured_logs(hw: HardwareConfig, data: Path, model: LatencyModel) -> dict[int, np.ndarray]:
+    """Every measured kernel's log latencies (ms) in the dataset, by its memory key (a row measured
+    again in a later shard adds to its kernel's list)."""
+    from autotune.dataset import dataset_features, read_dataset
+
+    ds = read_dataset(data, hw)
+    X, _ = dataset_features(ds, hw)
+    keys = row_keys(X)
+    y = np.log(ds.rows["latency_ms"].to_numpy(np.float64))
+    order = np.argsort(keys, kind="stable")
+    uniq, start = np.unique(keys[order], return_index=True)
+    return {int(k): v for k, v in zip(uniq, np.split(y[order], start[1:]))}
+
+
+def settled(logs: dict[int, np.ndarray]) -> set[int]:
+    """Kernels whose measurements need no more: MEASURE_AT_MOST of them, or two that agree within
+    AGREE_SPREADS robust spreads of a difference, pooled over every kernel measured twice or more."""
+    from .profiles import MIN_SPREAD
+
+    twice = [v for v in logs.values() if len(v) >= 2]
+    diffs = np.array([abs(v[1] - v[0]) for v in twice])
+    if len(diffs) < 8:  # too few to pool a spread: two measurements never settle a kernel
+        return {k for k, v in logs.items() if len(v) >= MEASURE_AT_MOST}
+    limit = AGREE_SPREADS * max(1.4826 * float(np.median(diffs)), MIN_SPREAD)
+    return {k for k, v in logs.items() if len(v) >= MEASURE_AT_MOST or (len(v) == 2 and abs(v[1] - v[0]) <= limit)}
+
+
+def again_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], logs: dict[int, np.ndarray],
+                limit: int) -> list[Pick]:
+    """Measured kernels to measure once more, at most `limit`: those in one of the plan `tune` makes
+    (planner.sure_plan) and a rival's but not both, not yet settled, by how small an error in their
+    measurement would flip the call (the plans' predicted gap over the kernel's time) first; a call
+    that a 100% error could not flip is left alone."""
+    from autotune import strategies
+
+    ks = np.asarray(hw.core_counts, dtype=np.int64)
+    doubt = unmeasured_doubt(model)
+    done = settled(logs)
+    flips: dict[int, tuple[float, Pick]] = {}
+    for g in graphs:
+        si, sj = spans(g, hw)
+        if not len(si):
+            continue
+        X, inverse = distinct_features(g, hw, model, si, sj)
+        pred = model.predict(X).reshape(-1, len(ks))
+        keys = row_keys(X).reshape(pred.shape)
+        at = span_index(si, sj)
+        memory = getattr(model, "memory_", None)
+        measured = (memory.lookup(X)[0] if memory is not None else np.zeros(len(X), bool)).reshape(pred.shape)
+        sure = np.where(measured, pred, pred * (1.0 + doubt))[inverse]
+        mine = _cells(dp_from_table(g, hw, si, sj, sure, "learned"), inverse, at, ks)
+        cost = _bound(mine, pred, np.ones(pred.shape, bool), 1.0)
+        for name in RIVALS:
+            theirs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
+            gap = abs(_bound(theirs, pred, np.ones(pred.shape, bool), 1.0) - cost)
+            a, b = {c[:2] for c in mine}, {c[:2] for c in theirs}
+            for d, c, i, j in (x for x in mine + theirs if (x[:2] in a) != (x[:2] in b)):
+                key = int(keys[d, c])
+                flip = gap / max(float(pred[d, c]), 1e-12)
+                if key not in logs or key in done or flip > 1.0 or flip >= flips.get(key, (np.inf,))[0]:
+                    continue
+                flips[key] = (flip, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key))
+    return [p for _, p in sorted(flips.values(), key=lambda fp: fp[0])][:limit]
 
 
 def _export_picks(hw: HardwareConfig, folder: Path, picks: list[Pick], seed: int) -> None:

@@ -356,14 +356,19 @@ def pooled_spread(dev: pd.Series, n: pd.Series) -> float:
 
 
 def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, groups: str | Path | None = None,
-                   force: bool = False, settings: dict | None = None, append: bool = False) -> dict:
+                   force: bool = False, settings: dict | None = None, append: bool = False,
+                   again: bool = False) -> dict:
     """Validate a profile, aggregate its repeats and write the dataset `train` reads to `out`; returns
     the manifest plus `outliers` (report lines) and `measurements` (rows read). With `append`, the
-    rows become one more shard of the measured dataset already in `out` (a later round of labels)."""
+    rows become one more shard of the measured dataset already in `out` (a later round of labels);
+    with `again` too they may re-measure pairs already there (both rows are kept, and a model's
+    memory answers the kernel with the median of its rows)."""
     csv_path = Path(csv_path)
     groups = Path(groups) if groups is not None else csv_path.parent
     info, gframe, _ = read_export(groups)
     out = Path(out)
+    if again and not append:
+        raise AutotuneError("--again re-measures pairs of the dataset in --out; it needs --append")
     if append:
         if force:
             raise AutotuneError("--append adds to the dataset in --out; --force would replace it: give one")
@@ -382,7 +387,7 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
         if (out / MANIFEST).is_file() and not force and not append:
             raise DatasetError(f"{out}/ already holds a dataset; add --force to replace it, --append to add these "
                                "rows to it, or choose another --out")
-        old = _appendable(out, hw, rows) if append else None
+        old = _appendable(out, hw, rows, again) if append else None
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent if out.parent.exists() else None))
         try:
             import pyarrow as pa
@@ -416,19 +421,23 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
     return {**manifest, "outliers": outliers, "ignored_columns": frame.attrs.get("ignored_columns", [])}
 
 
-def _appendable(out: Path, hw: HardwareConfig, rows: pd.DataFrame) -> dict:
-    """The manifest of the measured dataset in `out` that `rows` may join, or one clear error."""
+def _appendable(out: Path, hw: HardwareConfig, rows: pd.DataFrame, again: bool = False) -> dict:
+    """The manifest of the measured dataset in `out` that `rows` may join, or one clear error; pairs
+    already there are refused (a profile imported twice) unless `again` says they are re-measured."""
     from autotune.dataset import read_dataset
 
     ds = read_dataset(out, hw)
     if ds.manifest.get("source") != "measured":
         raise DatasetError(f"{out}/ holds a {ds.manifest.get('source') or 'simulated'} dataset; --append adds "
                            "measurements to a dataset made by import-profile")
-    have = set(zip(ds.rows["group_id"].astype(str), ds.rows["cores"].astype(int)))
-    again = [f"{g}@{c}" for g, c in zip(rows["group_id"].astype(str), rows["cores"].astype(int)) if (g, c) in have]
     if again:
-        raise DatasetError(f"{out}/ already holds {len(again)} of these pairs (first: {again[0]}); measure new "
-                           "pairs, or import into a new --out")
+        return ds.manifest
+    have = set(zip(ds.rows["group_id"].astype(str), ds.rows["cores"].astype(int)))
+    again_pairs = [f"{g}@{c}" for g, c in zip(rows["group_id"].astype(str), rows["cores"].astype(int))
+                   if (g, c) in have]
+    if again_pairs:
+        raise DatasetError(f"{out}/ already holds {len(again_pairs)} of these pairs (first: {again_pairs[0]}); "
+                           "measure new pairs, add --again if they are re-measurements, or import into a new --out")
     return ds.manifest
 
 

@@ -105,7 +105,7 @@ def cmd_import_profile(args: argparse.Namespace) -> int:
 
     hw = load_hardware(args.hw)
     out = args.out or str(Path("data") / hw_slug(args.hw))
-    m = import_profile(args.profile, hw, out, args.groups, args.force, append=args.append)
+    m = import_profile(args.profile, hw, out, args.groups, args.force, append=args.append, again=args.again)
     if args.append:
         print(f"{out}/: {m['shard_rows'][-1]} labels added as shard {len(m['shards'])}")
     print(f"{out}/: {m['rows']} labels (group x cores) from {m['measurements']} measurements, marked measured")
@@ -232,6 +232,9 @@ def add_parsers(sub, seed_type, budget_type, groups_type, repeats_type, seconds_
     s.add_argument("--force", action="store_true", help="replace a dataset already there")
     s.add_argument("--append", action="store_true",
                    help="add the rows to the measured dataset already in --out (a later round of labels)")
+    s.add_argument("--again", action="store_true",
+                   help="with --append: the rows re-measure pairs already in the dataset; both are kept and the "
+                        "model answers such a kernel with the median of its measurements")
     s.set_defaults(func=cmd_import_profile)
 
     s = sub.add_parser("learn", help="label a part through your measuring command: synthetic groups, then rounds "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,13 +47,17 @@ CONFIRM_SHARE = 0.15
 CONFIRM_PASSES = 3
 #: Share of the confirm stage kept for measuring again the measured kernels that decide a close
 #: call between the final plan and a rival (a single timing can be an outlier, and the search picks
-#: the kernels measured low as it picks those predicted low); every kernel is measured at most
-#: MEASURE_AT_MOST times and the memory answers with the median.
+#: the kernels measured low as it picks those predicted low): each is measured again until the call
+#: stands SURE_Z standard errors of its mean clear of what would flip it, at most MEASURE_AT_MOST
+#: times, and the memory answers with the median.
 AGAIN_SHARE = 1 / 3
-MEASURE_AT_MOST = 3
-#: Two measurements of a kernel agree when they differ by at most this many robust spreads of a
-#: difference, pooled over every kernel measured twice or more (synth/profiles.py pools the same way).
+MEASURE_AT_MOST = 5
+SURE_Z = 2.0
+#: Two measurements of a kernel further apart than this many spreads of a difference get a third
+#: whatever the call (one of them is likely an outlier).
 AGREE_SPREADS = 3.0
+#: Kernels measured twice needed before the timer's spread is pooled from them.
+MIN_POOL = 8
 #: The baselines whose plans (on the same model, or the datasheet's for `analytic`) are measured
 #: too: once their kernels are measured, the learned DP can only beat them by its own unmeasured
 #: kernels, which the next round measures; and a fusion the model overrates gets a measurement.
@@ -249,11 +254,12 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
 
 def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,
              left: int, graphs: list[Graph], seed: int, say: Callable[[str], None]) -> tuple[LatencyModel, list[dict]]:
-    """Passes within `left` labels that measure the unmeasured kernels of the plans `tune` will
-    make (sure_plan) and of the rivals that could beat them, up to CONFIRM_PASSES while there are
-    any; then, if labels are left, one pass on the other rivals' kernels (the model may overrate
-    them) with at most half of them, and one more on what that moved. Each pass is remembered
-    (training.remember): the trees stay, so a pass moves a plan only where a measurement says so."""
+    """Passes within `left` labels, each remembered (training.remember: the trees stay, so a pass
+    moves a plan only where a measurement says so): up to CONFIRM_PASSES on the unmeasured kernels
+    of the plans `tune` will make (sure_plan) and of the rivals that could beat them, leaving
+    AGAIN_SHARE of `left`; then passes measuring again the kernels that decide a close call
+    (`again_picks`); then, if labels are left, one pass on the other rivals' kernels (the model may
+    overrate them) with at most half of them, and one of each kind more on what that moved."""
     from autotune.dataset import read_dataset
     from autotune.training import remember
 
@@ -261,44 +267,47 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
 
     model = LatencyModel.load(model_dir, hw)
     out: list[dict] = []
+
+    def run(picks: list[Pick], kind: str, what: str) -> None:
+        nonlocal left, model
+        n = len(out) + 1
+        folder = work / f"{kind}-{n:02d}"
+        _export_picks(hw, folder, picks, seed)
+        before = len(read_dataset(data, hw).rows)
+        made = import_profile(measure(folder), hw, data, folder, append=True, again=kind == "again")
+        added = int(made["labels"]) - before
+        left -= added
+        model = remember(hw, data, model_dir)
+        out.append({"round": n, "kind": kind, "labels": added, "explore": 0.0})
+        say(f"{kind} {n}: {added} labels {what}, {made['labels']} in all")
+
+    def contend(limit: int) -> bool:
+        picks = [p for p in plan_picks(hw, model, graphs, 10**9, sure=True) if p.tier < 2][:limit]
+        if picks:
+            run(picks, "confirm", "on the kernels of the final plans and the rivals that could beat them")
+        return bool(picks)
+
+    def again(limit: int) -> bool:
+        picks = again_picks(hw, model, graphs, measured_logs(hw, data, model), limit)
+        if picks:
+            run(picks, "again", "measuring again the kernels that decide close calls")
+        return bool(picks)
+
     keep = int(round(left * AGAIN_SHARE))
-    wide = False  # the pass on the other rivals' kernels is done
-    while left - keep > 0 and len(out) < CONFIRM_PASSES + 2:
-        picks = plan_picks(hw, model, graphs, left - keep, sure=True)
-        close = [p for p in picks if p.tier < 2]
-        if close and (len(out) < CONFIRM_PASSES or wide):
-            picks, what = close, "the final plans and the rivals that could beat them"
-        elif picks and not wide:  # half of what is left, so a last pass can measure what this moves
-            wide, what = True, "the other rivals' plans"
-            picks = picks[:max(len(close), (left - keep) // 2, 1)]
-        else:
+    for _ in range(CONFIRM_PASSES):
+        if left - keep <= 0 or not contend(left - keep):
             break
-        n = len(out) + 1
-        folder = work / f"confirm-{n:02d}"
-        _export_picks(hw, folder, picks, seed)
-        before = len(read_dataset(data, hw).rows)
-        made = import_profile(measure(folder), hw, data, folder, append=True)
-        added = int(made["labels"]) - before
-        left -= added
-        model = remember(hw, data, model_dir)
-        out.append({"round": n, "kind": "confirm", "labels": added, "explore": 0.0})
-        say(f"confirm {n}: {added} labels on the kernels of {what}, {made['labels']} in all")
     for _ in range(MEASURE_AT_MOST - 1):
-        if left <= 0:
+        if left <= 0 or not again(left):
             break
-        picks = again_picks(hw, model, graphs, measured_logs(hw, data, model), left)
-        if not picks:
-            break
-        n = len(out) + 1
-        folder = work / f"again-{n:02d}"
-        _export_picks(hw, folder, picks, seed)
-        before = len(read_dataset(data, hw).rows)
-        made = import_profile(measure(folder), hw, data, folder, append=True, again=True)
-        added = int(made["labels"]) - before
-        left -= added
-        model = remember(hw, data, model_dir)
-        out.append({"round": n, "kind": "again", "labels": added, "explore": 0.0})
-        say(f"again {n}: {added} labels measuring again the kernels that decide close calls, {made['labels']} in all")
+    if left > 0:
+        others = [p for p in plan_picks(hw, model, graphs, 10**9, sure=True) if p.tier == 2][:max(left // 2, 1)]
+        if others:
+            run(others, "confirm", "on the kernels of the other rivals' plans")
+            if left > 0:
+                contend(left)
+            if left > 0:
+                again(left)
     return model, out
 
 
@@ -316,31 +325,46 @@ def measured_logs(hw: HardwareConfig, data: Path, model: LatencyModel) -> dict[i
     return {int(k): v for k, v in zip(uniq, np.split(y[order], start[1:]))}
 
 
-def settled(logs: dict[int, np.ndarray]) -> set[int]:
-    """Kernels whose measurements need no more: MEASURE_AT_MOST of them, or two that agree within
-    AGREE_SPREADS robust spreads of a difference, pooled over every kernel measured twice or more."""
+def timer_spread(logs: dict[int, np.ndarray]) -> float | None:
+    """The robust standard deviation of one measurement's log latency, pooled over the kernels
+    measured twice or more (their first two: a difference has sqrt(2) times the spread); None when
+    fewer than MIN_POOL kernels were."""
     from .profiles import MIN_SPREAD
 
-    twice = [v for v in logs.values() if len(v) >= 2]
-    diffs = np.array([abs(v[1] - v[0]) for v in twice])
-    if len(diffs) < 8:  # too few to pool a spread: two measurements never settle a kernel
-        return {k for k, v in logs.items() if len(v) >= MEASURE_AT_MOST}
-    limit = AGREE_SPREADS * max(1.4826 * float(np.median(diffs)), MIN_SPREAD)
-    return {k for k, v in logs.items() if len(v) >= MEASURE_AT_MOST or (len(v) == 2 and abs(v[1] - v[0]) <= limit)}
+    diffs = np.array([abs(v[1] - v[0]) for v in logs.values() if len(v) >= 2])
+    if len(diffs) < MIN_POOL:
+        return None
+    return max(1.4826 * float(np.median(diffs)) / math.sqrt(2), MIN_SPREAD)
+
+
+def again_score(logs: np.ndarray, flip: float, spread: float | None) -> float | None:
+    """How sure a kernel's measurements make a call that an error of `flip` (relative) would flip,
+    in standard errors of their mean (lower is less sure; 0 for two that disagree); None when they
+    need no more: MEASURE_AT_MOST of them, or the call SURE_Z clear. Without a pooled `spread` a
+    single measurement scores its `flip`."""
+    n = len(logs)
+    if n >= MEASURE_AT_MOST:
+        return None
+    if spread is None:
+        return flip if n == 1 else None
+    if n == 2 and abs(logs[1] - logs[0]) > AGREE_SPREADS * math.sqrt(2) * spread:
+        return 0.0
+    z = flip / (spread / math.sqrt(n))
+    return z if z < SURE_Z else None
 
 
 def again_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], logs: dict[int, np.ndarray],
                 limit: int) -> list[Pick]:
     """Measured kernels to measure once more, at most `limit`: those in one of the plan `tune` makes
-    (planner.sure_plan) and a rival's but not both, not yet settled, by how small an error in their
-    measurement would flip the call (the plans' predicted gap over the kernel's time) first; a call
-    that a 100% error could not flip is left alone."""
+    (planner.sure_plan) and a rival's but not both whose measurements leave the call unsure
+    (`again_score`), least sure first. The error that would flip a call is the plans' predicted gap
+    over the kernel's time in its plan, every use of it counted."""
     from autotune import strategies
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
     doubt = unmeasured_doubt(model)
-    done = settled(logs)
-    flips: dict[int, tuple[float, Pick]] = {}
+    spread = timer_spread(logs)
+    scores: dict[int, tuple[float, Pick]] = {}
     for g in graphs:
         si, sj = spans(g, hw)
         if not len(si):
@@ -357,14 +381,16 @@ def again_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lo
         for name in RIVALS:
             theirs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
             gap = abs(_bound(theirs, pred, np.ones(pred.shape, bool), 1.0) - cost)
-            a, b = {c[:2] for c in mine}, {c[:2] for c in theirs}
+            a, b = Counter(c[:2] for c in mine), Counter(c[:2] for c in theirs)
             for d, c, i, j in (x for x in mine + theirs if (x[:2] in a) != (x[:2] in b)):
                 key = int(keys[d, c])
-                flip = gap / max(float(pred[d, c]), 1e-12)
-                if key not in logs or key in done or flip > 1.0 or flip >= flips.get(key, (np.inf,))[0]:
+                if key not in logs:
                     continue
-                flips[key] = (flip, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key))
-    return [p for _, p in sorted(flips.values(), key=lambda fp: fp[0])][:limit]
+                flip = gap / max(float(pred[d, c]) * (a[d, c] + b[d, c]), 1e-12)  # a block repeated n times errs n-fold
+                z = again_score(logs[key], flip, spread)
+                if z is not None and z < scores.get(key, (np.inf,))[0]:
+                    scores[key] = (z, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key))
+    return [p for _, p in sorted(scores.values(), key=lambda zp: zp[0])][:limit]
 
 
 def _export_picks(hw: HardwareConfig, folder: Path, picks: list[Pick], seed: int) -> None:

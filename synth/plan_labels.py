@@ -20,7 +20,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -75,17 +75,15 @@ class Pick:
     predicted_ms: float
     key: int = field(repr=False)
     tier: int = 0  # 0: the learned plan's, 1: a rival's (with `sure`: one that could beat it), 2: another rival's
-    uses: int = 1  # how often a plan uses it (a repeated block): its time counts that often
 
 
 def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], limit: int,
                explore: float = 0.0, rivals: tuple[str, ...] = RIVALS, sure: bool = False) -> list[Pick]:
     """The pairs the model's plans of `graphs` use that the model has not measured, at most `limit`:
-    the learned plan's first, then the `rivals`' plans', each by most predicted time in its plan
-    first (a repeated block counts every use); a kernel met in several plans is picked once. The
-    learned plan is the DP with unmeasured pairs `explore` cheaper. With `sure` it is the plan
-    `tune` makes (planner.sure_plan) and the rivals that could beat it come before the others
-    (tier 2): those whose plan, its
+    the learned plan's first, then the `rivals`' plans', each by most predicted time first; a kernel
+    met in several plans (a repeated block) is picked once. The learned plan is the DP with
+    unmeasured pairs `explore` cheaper. With `sure` it is the plan `tune` makes (planner.sure_plan)
+    and the rivals that could beat it come before the others (tier 2): those whose plan, its
     unmeasured kernels one mean validation error cheaper, costs less than the learned plan with its
     own one dearer (a sum of kernels errs less than its worst kernel). Without `sure` every rival
     is tier 1: a fusion the model overrates by far is measured only that way."""
@@ -113,15 +111,12 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
             cs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
             plans.append((1 if not sure or _bound(cs, pred, measured, 1.0 / (1.0 + typical)) < worst else 2, cs))
         for tier, cs in plans:
-            uses = Counter(x[:2] for x in cs)
             for d, c, i, j in cs:
                 key = int(keys[d, c])
-                if measured[d, c]:
+                if measured[d, c] or key in picks:
                     continue
-                was = picks.get(key)
-                picks[key] = (Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, tier, uses[d, c]) if was is None else
-                              replace(was, tier=min(was.tier, tier), uses=max(was.uses, uses[d, c])))
-    return sorted(picks.values(), key=lambda p: (p.tier, -p.predicted_ms * p.uses))[:limit]
+                picks[key] = Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, tier)
+    return sorted(picks.values(), key=lambda p: (p.tier, -p.predicted_ms))[:limit]
 
 
 def _cells(plan, inverse: np.ndarray, at: dict[tuple[int, int], int], ks: np.ndarray

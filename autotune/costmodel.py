@@ -21,6 +21,7 @@ from sklearn.model_selection import GroupShuffleSplit
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .boosters import checked_booster_file
 from .errors import ModelFileError
 from .features import COVERAGE_FEATURES, PRIOR_FEATURE, get_featurizer
 from .fileio import publish_folder, recover_folder
@@ -423,19 +424,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         if isinstance(meta.get("family"), dict) and hw is None:  # a universal model: made by make universal
             retrain = "retrain it (make universal, or autotune train --universal --data data/universal)"
         _check_featurizer(meta.get("featurizer"), folder, retrain)
-        try:
-            raw = model_path.read_bytes()
-        except OSError as err:
-            raise ModelFileError(f"cannot read {model_path}: {err.strerror or err}") from None
-        # checked before XGBoost parses a byte: a damaged file can crash its native loader
-        if hashlib.sha256(raw).hexdigest() != meta.get("model_sha256"):
-            raise ModelFileError(f"{model_path} is corrupted or does not belong to {meta_path} "
-                                 f"(its digest does not match) ({retrain})")
-        booster = xgb.Booster()
-        try:
-            booster.load_model(bytearray(raw))
-        except xgb.core.XGBoostError:
-            raise ModelFileError(f"{model_path} is corrupted or not an XGBoost model ({retrain})") from None
+        booster = checked_booster_file(model_path, meta.get("model_sha256"), retrain, owner=str(meta_path))
         params = meta.get("params")
         if not isinstance(params, dict):
             raise ModelFileError(f"{meta_path} has no hyper-parameters ({retrain})")

@@ -27,17 +27,14 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from .errors import DatasetError
-from .fileio import atomic_write
 from .hardware import HardwareConfig
 
 MANIFEST = "manifest.json"
 ZOO_FILE = "zoo.parquet"
-FEATURE_DIR = "features"
 #: Columns every measurement row has.
 ROW_COLUMNS = ["group_id", "group_json", "cores", "latency_ms", "source"]
 #: Descriptive columns (coverage plots, debugging); never model inputs.
 DESC_COLUMNS = ["macs", "ops", "max_channels", "n_layers", "batch", "kind", "structure"]
-_CACHE_KEY = b"autotune.features"
 
 
 #: A shard's file name: shards live in their dataset folder, nowhere else.
@@ -190,65 +187,3 @@ def groups_of(frame: pd.DataFrame) -> tuple[list, np.ndarray]:
         except (ValueError, KeyError, TypeError) as err:
             raise DatasetError(f"group {uniq[len(graphs)]!r} has an unreadable group_json: {err}") from None
     return [g.group(0, len(g)) for g in graphs], codes.astype(np.int64)
-
-
-def compute_features(frame: pd.DataFrame, hw: HardwareConfig) -> np.ndarray:
-    """Feature matrix (FEATURE_NAMES columns) of a measurement frame's rows, from the datasheet."""
-    from .features import featurize_batch
-    from .tables import GroupBatch
-
-    groups, codes = groups_of(frame)
-    return featurize_batch(GroupBatch.build(groups), codes, frame["cores"].to_numpy(np.int64), hw.datasheet)
-
-
-def feature_code_digest() -> str:
-    """Digest of the code that computes features: a cache made by other code is recomputed, even
-    when nobody bumped FEATURE_VERSION."""
-    from .fileio import source_digest
-
-    return source_digest("autotune.features", "autotune.analytic", "autotune.tables", "autotune.graph", "autotune.ops")
-
-
-def cached_features(frame: pd.DataFrame, folder: Path, name: str, digest: str, hw: HardwareConfig) -> np.ndarray:
-    """`compute_features` of one shard, read from `folder/features/<name>.parquet` when that file was
-    made from the same shard digest, feature version and datasheet; otherwise computed and cached."""
-    from .features import FEATURE_NAMES, FEATURE_VERSION
-
-    key = {"shard_digest": digest, "feature_version": FEATURE_VERSION, "feature_code": feature_code_digest(),
-           "datasheet_hash": hw.datasheet_hash, "rows": len(frame)}
-    path = folder / FEATURE_DIR / f"{Path(name).stem}.parquet"
-    try:
-        meta = json.loads((pq.read_metadata(path).metadata or {}).get(_CACHE_KEY, b"null"))
-        if meta == key:
-            X = pq.read_table(path, page_checksum_verification=True).to_pandas()[list(FEATURE_NAMES)]
-            X = X.to_numpy(np.float32)
-            if X.shape == (len(frame), len(FEATURE_NAMES)) and np.isfinite(X).all():
-                return X
-    except (OSError, ValueError, KeyError, pa.ArrowException):
-        pass  # absent, stale or damaged: recompute
-    X = compute_features(frame, hw)
-    table = pa.Table.from_pandas(pd.DataFrame(X, columns=list(FEATURE_NAMES)), preserve_index=False)
-    table = table.replace_schema_metadata({_CACHE_KEY: json.dumps(key).encode()})
-    data = parquet_bytes(table)
-
-    def write(tmp: str) -> None:
-        Path(tmp).write_bytes(data)
-
-    try:
-        atomic_write(path, write)
-    except OSError:
-        pass  # a read-only dataset folder still trains, just without the cache
-    return X
-
-
-def dataset_features(ds: Dataset, hw: HardwareConfig) -> tuple[np.ndarray, np.ndarray | None]:
-    """Feature matrices of the training rows (shards in manifest order) and of zoo.parquet (or None)."""
-    parts, start = [], 0
-    for name, digest, n in zip(ds.manifest["shards"], ds.shard_digests, ds.manifest["shard_rows"]):
-        parts.append(cached_features(ds.rows.iloc[start:start + n], ds.folder, name, digest, hw))
-        start += n
-    X = np.vstack(parts) if parts else np.zeros((0, 0), np.float32)
-    Xz = None
-    if ds.zoo is not None and len(ds.zoo):
-        Xz = cached_features(ds.zoo, ds.folder, ZOO_FILE, file_digest(ds.folder / ZOO_FILE), hw)
-    return X, Xz

@@ -8,14 +8,21 @@ config's hash, and with it the datasets and models made for it, stay valid on th
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-
-from .ort import host_cores
 
 #: Assumed sustainable DRAM bandwidth per core (GB/s) up to four cores: a typical server/desktop
 #: DDR4/DDR5 channel share. Not measured, so the hash does not move between runs.
 ASSUMED_GBPS_PER_CORE = 8.0
+
+
+def host_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _cpuinfo() -> str:

@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 import xgboost as xgb
 
+from .boosters import read_boosters
 from .calibration import RooflineFit
 from .errors import ModelFileError
 
@@ -116,35 +117,6 @@ def bagged_members(model, X: np.ndarray, y: np.ndarray, groups: np.ndarray | Non
         m = clone(model).set_params(bags=1, verbose=False, random_state=(model.random_state + b) % 2**32)
         m.fit(X[rows], y[rows], groups=copy_id)
         out.append(BaggedMember.of(m, 1.0 / bags, f"member_bag{b}.ubj"))
-    return out
-
-
-def checked_booster_file(path: Path, digest: str | None, retrain: str) -> xgb.Booster:
-    """The booster in `path`, checked against the sha256 `digest` its meta.json records before
-    XGBoost reads a byte (a damaged file can crash its native loader); one clear error otherwise."""
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        raise ModelFileError(f"{path} is missing ({retrain})") from None
-    if hashlib.sha256(raw).hexdigest() != digest:
-        raise ModelFileError(f"{path} is corrupted or does not belong to its meta.json ({retrain})")
-    booster = xgb.Booster()
-    try:
-        booster.load_model(bytearray(raw))
-    except xgb.core.XGBoostError:
-        raise ModelFileError(f"{path} is corrupted or not an XGBoost model ({retrain})") from None
-    return booster
-
-
-def read_boosters(meta: dict, folder: Path, names: tuple[str, ...], retrain: str) -> dict[str, xgb.Booster]:
-    """A member's boosters, each file checked against the digest meta records."""
-    out = {}
-    for name in names:
-        try:
-            digest = meta["sha256"][name]
-        except (KeyError, TypeError):
-            raise ModelFileError(f"{folder}/meta.json's member lists no digest of {name} ({retrain})") from None
-        out[name] = checked_booster_file(folder / name, digest, retrain)
     return out
 
 

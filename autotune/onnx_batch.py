@@ -293,7 +293,7 @@ def _forward_edits(imp: Importer, sz: InputSizes, s0: dict, baked: set[str]) -> 
     import onnx
     from onnx import defs, helper, numpy_helper, shape_inference
 
-    from .onnx_import import _fold
+    from .onnx_nodes import fold_values
 
     b0, b = sz.file_batch, sz.batch
     assert b0 is not None
@@ -353,7 +353,7 @@ def _forward_edits(imp: Importer, sz: InputSizes, s0: dict, baked: set[str]) -> 
                 shapes[tensor.name] = tuple(int(d) for d in tensor.dims)
         static = n.op in ("Shape", "Size") or all(t in imp.static for t in ins if t)
         if static:
-            vals = _fold(n, [values.get(t) if t else None for t in ins], shapes)
+            vals = fold_values(n, [values.get(t) if t else None for t in ins], shapes)
             if vals and all(v is not None for v in vals):
                 for t, v in zip(n.outputs, vals):
                     v = np.asarray(v)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .onnx_nodes import Node
+
 if TYPE_CHECKING:
-    from .onnx_import import Importer, Node
+    from .onnx_import import Importer
 
 #: Ops a decomposed norm or activation is made of.
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Tanh", "Erf", "Sigmoid", "HardSigmoid",
@@ -56,8 +58,6 @@ def _last_axis_mean(imp: Importer, n: Node, rank: int) -> bool:
 
 def fold(imp: Importer) -> None:
     """Replace every recognised region in imp.nodes by one node (see module doc)."""
-    from .onnx_import import Node
-
     nodes = imp.nodes
     pos = {n.index: k for k, n in enumerate(nodes)}
     producer = {t: n for n in nodes for t in n.outputs if t}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 
@@ -29,14 +28,6 @@ def require_ort():
         raise AutotuneError("the onnxruntime backend needs onnxruntime: pip install 'autotune[onnxruntime]' "
                             "(the Makefile's venv has it)") from None
     return onnxruntime
-
-
-def host_cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _weight_inputs(model) -> set[str]:

@@ -125,8 +125,8 @@ class ProbedMember:
     @classmethod
     def from_meta(cls, meta: dict, folder: Path, retrain: str) -> ProbedMember:
         """The member meta.json describes, its files checked against the digests it records."""
+        from .boosters import read_boosters
         from .errors import ModelFileError
-        from .members import read_boosters
 
         boosters = read_boosters(meta, folder, (MEMBER_FILE, MEMBER_PROBE_FILE), retrain)
         try:

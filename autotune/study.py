@@ -2,7 +2,7 @@
 
 Three views of the two knobs: latency against core count for layers spanning op counts, the
 best core count over (op count, channel size), and the speed-up of fusing chains of small
-and large layers against group length; plus the device effects (effects_study.py).
+and large layers against group length; the device effects are effects_study.py's (`autotune study` runs both).
 """
 
 from __future__ import annotations
@@ -86,13 +86,3 @@ def fusion_speedup(hw: HardwareConfig) -> pd.DataFrame:
             rows.append({"case": label, "length": n, "fused_ms": row.min(), "unfused_ms": n * solo,
                          "best_cores": hw.core_counts[int(row.argmin())], "speedup": n * solo / row.min()})
     return pd.DataFrame(rows)
-
-
-def run_study(hw: HardwareConfig) -> dict[str, pd.DataFrame]:
-    """The three studies and the two device-effect studies, by name (`study_*`), as tables."""
-    from . import effects_study
-
-    hw.require_device()
-    return {"study_latency_vs_cores": latency_vs_cores(hw), "study_best_cores": best_cores_map(hw),
-            "study_fusion_speedup": fusion_speedup(hw), "study_device_effects": effects_study.effect_curves(hw),
-            "study_effects_on_plans": effects_study.effects_on_plans(hw)}

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from .costmodel import LatencyModel, fit_on_cluster
-from .dataset import dataset_features, read_dataset
+from .dataset import read_dataset
 from .errors import DatasetError
+from .feature_cache import dataset_features
 from .hardware import HardwareConfig
 
 

@@ -27,9 +27,10 @@ import xgboost as xgb
 
 from .calibration import RooflineFit
 from .costmodel import LatencyModel
-from .dataset import Dataset, dataset_features, read_dataset
+from .dataset import Dataset, read_dataset
 from .errors import DatasetError, ModelFileError
 from .family import FAMILY_MANIFEST, SIBLINGS_FILE, Family, parse_family
+from .feature_cache import dataset_features
 from .features import universal_columns
 from .hardware import HardwareConfig, parse_hardware
 from .training import accuracy
@@ -331,7 +332,7 @@ def probe_trees(model: LatencyModel, fd: FamilyDataset, X: np.ndarray, dev: np.n
 def checked_booster(meta: dict, folder: Path, key: str, file: str) -> xgb.Booster | None:
     """An extra booster published in `folder` as `file`, checked against the digest meta[key] records
     (None if meta records none)."""
-    from .members import checked_booster_file
+    from .boosters import checked_booster_file
 
     info = meta.get(key)
     if not isinstance(info, dict):

@@ -20,8 +20,9 @@ from sklearn.ensemble import RandomForestRegressor
 from autotune import zoo
 from autotune.cli.report import format_table
 from autotune.costmodel import LatencyModel
-from autotune.dataset import dataset_features, read_dataset
+from autotune.dataset import read_dataset
 from autotune.evaluation import run_eval
+from autotune.feature_cache import dataset_features
 from autotune.features import FEATURE_NAMES, PRIOR_FEATURE
 from autotune.hardware import hw_slug, load_hardware
 from autotune.training import accuracy, core_ranking

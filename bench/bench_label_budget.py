@@ -23,8 +23,9 @@ import pandas as pd
 from autotune import zoo
 from autotune.cli.report import format_table
 from autotune.costmodel import LatencyModel
-from autotune.dataset import dataset_features, read_dataset
+from autotune.dataset import read_dataset
 from autotune.evaluation import run_eval
+from autotune.feature_cache import dataset_features
 from autotune.fileio import atomic_write, atomic_write_text
 from autotune.hardware import hw_slug, load_hardware
 from autotune.training import accuracy
@@ -119,7 +120,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--replot", action="store_true", help="only redraw the PNG from the CSVs in --out")
     a = ap.parse_args()
-    from autotune.dataset import compute_features
+    from autotune.feature_cache import compute_features
     from synth.pipeline import default_budget, zoo_frame
 
     hw = load_hardware(a.hw)

@@ -139,11 +139,12 @@ def main() -> int:
     ap.add_argument("--out", default="reports/transfer")
     a = ap.parse_args()
     from autotune import zoo
-    from autotune.adapt import adapt, part_labels
+    from autotune.adapt import adapt
     from autotune.costmodel import LatencyModel
     from autotune.errors import AutotuneError
     from autotune.features import FEATURE_NAMES
     from autotune.universal import load_universal, model_family
+    from synth.adapt_labels import part_labels
 
     budgets = sorted({int(b) for b in a.budgets.split(",")})
     scratch_only = sorted({int(b) for b in a.scratch_budgets.split(",") if b} - set(budgets))

@@ -68,7 +68,7 @@ def run_rounds(hw: HardwareConfig, folder: Path, settings: dict,
     """Make (or resume) the rounds; returns (shard names, labels per shard, rounds made now)."""
     from tqdm import tqdm
 
-    from .pipeline import Ledger, _read_meta, _same, _to_parquet_bytes, generated_frame, shard_name, shard_seed
+    from .shards import Ledger, generated_frame, read_meta, same_settings, shard_name, shard_seed, to_parquet_bytes
 
     K = len(hw.core_counts)
     sizes = round_sizes(settings["budget"], K)
@@ -83,9 +83,9 @@ def run_rounds(hw: HardwareConfig, folder: Path, settings: dict,
     try:
         for r, size in enumerate(sizes):
             path = folder / shard_name(r)
-            meta, n = _read_meta(path, verify=True) if ledger.intact(path) else (None, -1)
+            meta, n = read_meta(path, verify=True) if ledger.intact(path) else (None, -1)
             pool_groups = 0 if r == 0 else max(20, math.ceil(POOL_FACTOR * size / K))
-            if meta is not None and n == size and _same(meta, settings) and meta.get("shard") == r:
+            if meta is not None and n == size and same_settings(meta, settings) and meta.get("shard") == r:
                 frame = pd.read_parquet(path)
             else:
                 if r == 0:
@@ -95,7 +95,7 @@ def run_rounds(hw: HardwareConfig, folder: Path, settings: dict,
                         target = _target_features(hw)
                     frame, err = _select_round(hw, frames, seed, r, next_index, pool_groups, size, target)
                     bar.set_postfix_str(f"round {r}/{len(sizes) - 1}, validation error {err:.1%}", refresh=False)
-                data = _to_parquet_bytes(frame, {**settings, "shard": r, "round": r,
+                data = to_parquet_bytes(frame, {**settings, "shard": r, "round": r,
                                                  "pool": [next_index, next_index + pool_groups]})
                 ledger.write(path, data)
                 made.append(r)
@@ -136,11 +136,12 @@ def _select_round(hw: HardwareConfig, frames: list[pd.DataFrame], seed: int, r: 
     from sklearn.neighbors import NearestNeighbors
 
     from autotune.costmodel import LatencyModel
-    from autotune.dataset import compute_features, groups_of
+    from autotune.dataset import groups_of
+    from autotune.feature_cache import compute_features
     from autotune.features import FEATURE_NAMES, featurize
 
     from .generator import generate_range
-    from .pipeline import graphs_frame, shard_seed
+    from .shards import graphs_frame, shard_seed
 
     seen = pd.concat(frames, ignore_index=True)
     X = compute_features(seen, hw)

@@ -187,7 +187,8 @@ def _onnxruntime(folder: Path, man: pd.DataFrame, log: ProfileLog, seed: int, re
                  timeout_s: float, progress: bool, mem_bytes: int | None) -> tuple[pd.DataFrame, list[str]]:
     from tqdm import tqdm
 
-    from autotune.ort import host_cores, require_ort, time_model
+    from autotune.host import host_cores
+    from autotune.ort import require_ort, time_model
 
     require_ort()
     cap = host_cores()

@@ -19,27 +19,32 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from autotune.artefacts import DATASET, check_folder_output
 from autotune.cluster import connect
-from autotune.dataset import DESC_COLUMNS, MANIFEST, ROW_COLUMNS, ZOO_FILE, file_digest, parquet_bytes
-from autotune.device import Simulator
+from autotune.dataset import DESC_COLUMNS, MANIFEST, ROW_COLUMNS, ZOO_FILE, file_digest
 from autotune.errors import AutotuneError, DatasetError
 from autotune.fileio import FolderLock, atomic_write, atomic_write_json, recover_folder, replace_folder
-from autotune.graph import Graph, Group, graph_to_dict
+from autotune.graph import graph_to_dict
 from autotune.hardware import HardwareConfig
 
 from . import SAMPLINGS
-from .generator import GENERATOR_VERSION, describe, extract, generate_range
+from .generator import GENERATOR_VERSION, extract
+from .shards import (
+    Ledger,
+    generated_frame,
+    read_meta,
+    rows_frame,
+    same_settings,
+    shard_name,
+    shard_seed,
+    to_parquet_bytes,
+)
 
 SHARD_GROUPS = 500
-META_KEY = b"autotune.synth"
 
 
 #: The samplings whose shards are fixed slices of the Sobol sequence (made in any order, resumable).
@@ -72,63 +77,9 @@ def code_digest() -> str:
     it: they are computed from the rows at training time."""
     from autotune.fileio import source_digest
 
-    return source_digest("synth.generator", "synth.active", "autotune.graph", "autotune.tables",
+    return source_digest("synth.generator", "synth.active", "synth.shards", "autotune.graph", "autotune.tables",
                          "autotune.device", "autotune.simulator",
                          "autotune.ops")
-
-
-def shard_name(k: int) -> str:
-    return f"shard-{k:05d}.parquet"
-
-
-def shard_seed(seed: int, k: int) -> int:
-    """Noise seed of shard k: independent of how shards are scheduled."""
-    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
-
-
-def label_groups(groups: list[Group], hw: HardwareConfig, noise: bool, seed: int = 0,
-                 cores: list[np.ndarray] | None = None) -> pd.DataFrame:
-    """`cores` and `latency_ms` (the simulator's measurement) for each group at each of its core
-    counts (`cores[i]`; default every core count), group-major, plus `pos`, the group's index."""
-    ks = np.asarray(hw.core_counts, dtype=np.int64)
-    per = [ks] * len(groups) if cores is None else [np.asarray(c, dtype=np.int64) for c in cores]
-    pos = np.repeat(np.arange(len(groups)), [len(c) for c in per])
-    flat = np.concatenate(per) if per else np.zeros(0, np.int64)
-    pairs = [groups[i] for i in pos]
-    ms = Simulator(hw).measure(pairs, flat, seed=seed if noise else None)
-    return pd.DataFrame({"pos": pos, "cores": flat, "latency_ms": ms})
-
-
-def _describe_group(g: Group) -> dict:
-    ls = g.layers
-    macs = sum(lyr.macs for lyr in ls)
-    return {"macs": float(macs), "ops": float(macs if macs > 0 else sum(lyr.vector_ops for lyr in ls)),
-            "max_channels": int(max(max(lyr.in_channels, lyr.out_channels) for lyr in ls)), "n_layers": len(ls),
-            "batch": int(g.graph.batch)}
-
-
-def _frame(groups: list[Group], graphs: list[Graph], ids: list[str], extra: dict[str, Any], hw: HardwareConfig,
-           noise: bool, seed: int, cores: list[np.ndarray] | None = None) -> pd.DataFrame:
-    """Measurement rows of groups (at `cores[i]`, default all core counts): id, JSON, cores,
-    latency, source, then descriptive columns."""
-    lab = label_groups(groups, hw, noise, seed, cores)
-    pos = lab.pop("pos").to_numpy()
-    js = [json.dumps(graph_to_dict(g), separators=(",", ":")) for g in graphs]
-    head = pd.DataFrame({"group_id": np.asarray(ids, dtype=object)[pos],
-                         "group_json": np.asarray(js, dtype=object)[pos]})
-    desc = pd.DataFrame([_describe_group(g) for g in groups])
-    for col, vals in extra.items():
-        desc[col] = vals
-    desc = desc.iloc[pos].reset_index(drop=True)
-    out = pd.concat([head, lab, desc], axis=1)
-    out.insert(4, "source", "simulator")
-    return out[ROW_COLUMNS + [c for c in out.columns if c not in ROW_COLUMNS]]
-
-
-def _to_parquet_bytes(df: pd.DataFrame, meta: dict) -> bytes:
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
-    return parquet_bytes(table)
 
 
 def labels_per_group(settings: dict) -> int:
@@ -154,22 +105,6 @@ def spread_cores(core_counts: list[int], seed: int, start: int, stop: int) -> li
     return [ks[[blocks[i // K][i % K]]] for i in range(start, stop)]
 
 
-def generated_frame(hw: HardwareConfig, seed: int, start: int, stop: int, noise_seed: int,
-                    cores: list[np.ndarray] | None = None) -> pd.DataFrame:
-    """Measurement rows of generated groups start..stop-1 (at `cores[i]`, default all core counts)."""
-    graphs = generate_range(stop, hw, seed, start, stop)
-    return graphs_frame(hw, graphs, [start + r for r in range(len(graphs))], seed, noise_seed, cores)
-
-
-def graphs_frame(hw: HardwareConfig, graphs: list[Graph], indices: list[int], seed: int, noise_seed: int,
-                 cores: list[np.ndarray] | None = None) -> pd.DataFrame:
-    """Measurement rows of generated graphs (their Sobol `indices` name them), noisy labels."""
-    groups = [g.group(0, len(g)) for g in graphs]
-    kinds = [describe(g) for g in graphs]
-    return _frame(groups, graphs, [f"{seed}-{i}" for i in indices],
-                  {"kind": [s for s, _ in kinds], "structure": [s for _, s in kinds]}, hw, True, noise_seed, cores)
-
-
 def label_shard(k: int, hw: HardwareConfig, settings: dict) -> bytes:
     """Shard k of a Sobol dataset as Parquet bytes (so remote workers need no shared disk)."""
     seed, size = settings["seed"], settings["shard_groups"]
@@ -177,50 +112,7 @@ def label_shard(k: int, hw: HardwareConfig, settings: dict) -> bytes:
     start, stop = k * size, k * size + math.ceil(rows / labels_per_group(settings))
     cores = spread_cores(hw.core_counts, seed, start, stop) if settings["sampling"] == "spread" else None
     df = generated_frame(hw, seed, start, stop, shard_seed(seed, k), cores).iloc[:rows]
-    return _to_parquet_bytes(df, {**settings, "shard": k})
-
-
-def _read_meta(path: Path, verify: bool = False) -> tuple[dict | None, int]:
-    """(settings recorded in a Parquet file, its row count); (None, -1) if unreadable, or with
-    `verify` if any page fails its checksum (a flipped bit: the file is remade, not trusted)."""
-    try:
-        md = pq.read_metadata(path)
-        if verify:
-            pq.read_table(path, page_checksum_verification=True).to_pandas()
-        return json.loads((md.metadata or {}).get(META_KEY, b"null")), md.num_rows
-    except Exception:  # partial, damaged or foreign file: treated as absent and remade
-        return None, -1
-
-
-class Ledger:
-    """The digest of every shard written into a dataset folder (`.ledger.json`), recorded right
-    after the shard: on resume, a shard is reused only if its bytes still match their record, so
-    a flipped bit anywhere in it (checksummed pages or not) gets it remade."""
-
-    NAME = ".ledger.json"
-
-    def __init__(self, folder: Path):
-        self.path = folder / self.NAME
-        try:
-            d = json.loads(self.path.read_text())
-            self.digests = {str(k): str(v) for k, v in d.items()} if isinstance(d, dict) else {}
-        except (OSError, ValueError):
-            self.digests = {}
-
-    def intact(self, path: Path) -> bool:
-        return path.is_file() and self.digests.get(path.name) == file_digest(path)
-
-    def write(self, path: Path, data: bytes) -> None:
-        """Write shard bytes atomically, then record their digest."""
-        import hashlib
-
-        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
-        self.digests[path.name] = hashlib.sha256(data).hexdigest()[:16]
-        atomic_write_json(self.path, dict(sorted(self.digests.items())))
-
-
-def _same(recorded: dict, settings: dict) -> bool:
-    return all(recorded.get(key) == v for key, v in settings.items())
+    return to_parquet_bytes(df, {**settings, "shard": k})
 
 
 def _recorded(folder: Path) -> dict | None:
@@ -234,7 +126,7 @@ def _recorded(folder: Path) -> dict | None:
             recorded = {"manifest": "corrupted"}
     else:
         for p in sorted(folder.glob("shard-*.parquet")):
-            meta, _ = _read_meta(p)
+            meta, _ = read_meta(p)
             if meta is not None:
                 recorded = meta
                 break
@@ -247,7 +139,7 @@ def _work_folder(folder: Path, settings: dict, force: bool) -> Path:
     only once complete, so the old one survives a killed run. Without `force`, one line and stop."""
     recorded = _recorded(folder) if folder.is_dir() else None
     work = folder
-    if recorded is not None and not _same(recorded, settings):
+    if recorded is not None and not same_settings(recorded, settings):
         if not force:
             diffs = ", ".join(f"{key}={recorded.get(key)!r} (asked {v!r})" for key, v in settings.items()
                               if recorded.get(key) != v and key != "core_counts")
@@ -255,7 +147,7 @@ def _work_folder(folder: Path, settings: dict, force: bool) -> Path:
                                f"add --force to replace it, or choose another --out")
         work = folder.parent / f".{folder.name}.building"
         there = _recorded(work) if work.is_dir() else None
-        if there is not None and not _same(there, settings):
+        if there is not None and not same_settings(there, settings):
             shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     for p in work.glob(".*.tmp"):  # leftovers of a killed run (fileio temp files)
@@ -320,7 +212,6 @@ def zoo_digest(models: list[str] | None = None) -> str:
     import hashlib
 
     from autotune import zoo
-    from autotune.graph import graph_to_dict
 
     h = hashlib.sha256()
     for name in zoo.names() if models is None else models:
@@ -338,7 +229,7 @@ def zoo_frame(hw: HardwareConfig, models: list[str] | None = None) -> pd.DataFra
         g = zoo.build(name)
         cands = candidates(g, hw)
         graphs = [extract(g, c.i, c.j, name=f"{name}[{c.i}:{c.j}]") for c in cands]
-        df = _frame(cands, graphs, [f"{name}:{c.i}-{c.j}" for c in cands],
+        df = rows_frame(cands, graphs, [f"{name}:{c.i}-{c.j}" for c in cands],
                     {"kind": "zoo", "structure": name}, hw, False, 0)
         K = len(hw.core_counts)
         df.insert(0, "model", name)
@@ -396,13 +287,13 @@ def _make(hw: HardwareConfig, folder: Path, settings: dict, jobs: int, scheduler
     zoo_info = None
     if zoo_models is None or zoo_models:
         zpath = folder / ZOO_FILE
-        zmeta, zrows = _read_meta(zpath, verify=True)
+        zmeta, zrows = read_meta(zpath, verify=True)
         want = {**{key: settings[key] for key in ("hardware", "hardware_hash", "generator_version", "code_digest",
                                                    "core_counts")}, "zoo_models": zoo_models,
                 "zoo_digest": zoo_digest(zoo_models)}
         if zmeta is None or zmeta != want:
             z = zoo_frame(hw, zoo_models)
-            atomic_write(zpath, lambda tmp: Path(tmp).write_bytes(_to_parquet_bytes(z, want)))
+            atomic_write(zpath, lambda tmp: Path(tmp).write_bytes(to_parquet_bytes(z, want)))
             zrows = len(z)
         zoo_info = {"file": ZOO_FILE, "rows": zrows, "models": zoo_models or "all", "digest": file_digest(zpath)}
     manifest = {**settings, "rows": sum(rows), "labels": sum(rows), "shards": names, "shard_rows": rows,
@@ -422,8 +313,8 @@ def _sobol_shards(hw: HardwareConfig, folder: Path, settings: dict, jobs: int, s
     todo = []
     for k in range(len(rows)):
         path = folder / shard_name(k)
-        meta, n = _read_meta(path, verify=True) if ledger.intact(path) else (None, -1)
-        if meta is None or n != rows[k] or not _same(meta, settings) or meta.get("shard") != k:
+        meta, n = read_meta(path, verify=True) if ledger.intact(path) else (None, -1)
+        if meta is None or n != rows[k] or not same_settings(meta, settings) or meta.get("shard") != k:
             todo.append(k)
     client = connect(scheduler) if scheduler and todo else None
     bar = _progress(sum(rows), sum(rows) - sum(rows[k] for k in todo), progress)

@@ -314,7 +314,8 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
 def measured_logs(hw: HardwareConfig, data: Path, model: LatencyModel) -> dict[int, np.ndarray]:
     """Every measured kernel's log latencies (ms) in the dataset, by its memory key (a row measured
     again in a later shard adds to its kernel's list)."""
-    from autotune.dataset import dataset_features, read_dataset
+    from autotune.dataset import read_dataset
+    from autotune.feature_cache import dataset_features
 
     ds = read_dataset(data, hw)
     X, _ = dataset_features(ds, hw)

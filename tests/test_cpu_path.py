@@ -150,7 +150,7 @@ def test_synth_on_the_cpu_spends_a_share_on_the_plans_kernels_and_a_rerun_keeps_
     network's plans use; the finished dataset records its settings, so the same command keeps it."""
     pytest.importorskip("onnxruntime", reason=NO_ORT)
     from autotune.dataset import read_dataset
-    from synth.profiles import synth_by_measuring
+    from synth.cpu_labels import synth_by_measuring
 
     out = tmp_path / "data"
     m = synth_by_measuring(CPU, out, 40, seed=0, timeout_s=0.5, repeats=2, plans=["squeezenet1_1"])

@@ -224,7 +224,8 @@ def test_confirm_passes_remember_every_label_and_measure_the_final_plans(learned
     """After the last retrain the plans `tune` makes are measured into the memory: the saved model
     answers every label with its measurement, and what is left unmeasured is what the budget or the
     passes could not reach."""
-    from autotune.dataset import dataset_features, read_dataset
+    from autotune.dataset import read_dataset
+    from autotune.feature_cache import dataset_features
     from synth.plan_labels import CONFIRM_PASSES
 
     part, graphs, res = learned

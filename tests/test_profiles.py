@@ -126,7 +126,7 @@ def test_repeats_are_aggregated_by_median_and_outliers_reported(exported, tmp_pa
 @pytest.mark.slow
 def test_onnxruntime_measures_this_cpu(exported, tmp_path):
     pytest.importorskip("onnxruntime")
-    from autotune.ort import host_cores
+    from autotune.host import host_cores
 
     frame, notes = measure(exported, "onnxruntime", limit=12, repeats=2, warmup=1, timeout_s=5)
     cap = host_cores()
@@ -148,7 +148,7 @@ def test_measure_refuses_what_it_cannot_do(exported, tmp_path):
 
 
 def test_the_cpu_preset_is_this_host_and_has_no_simulator():
-    from autotune.ort import host_cores
+    from autotune.host import host_cores
 
     hw = load_hardware("cpu")
     assert hw.name == "cpu" and hw.device is None and hw.cores == host_cores()

@@ -9,8 +9,9 @@ import pytest
 
 from autotune import zoo
 from autotune.cli import main as cli_main
-from autotune.dataset import ROW_COLUMNS, dataset_features, file_digest, read_dataset
+from autotune.dataset import ROW_COLUMNS, file_digest, read_dataset
 from autotune.errors import DatasetError
+from autotune.feature_cache import dataset_features
 from autotune.features import FEATURE_NAMES, featurize
 from autotune.graph import graph_from_dict, graph_to_dict
 from autotune.hardware import load_hardware

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autotune.adapt import adapt_for
 from autotune.cli import main
 from autotune.costmodel import LatencyModel
 from autotune.errors import ConfigError, DatasetError, ModelFileError
@@ -20,6 +19,7 @@ from autotune.features import FEATURE_NAMES, UNIVERSAL_EXTRA, get_featurizer
 from autotune.hardware import dump_hardware, load_hardware, parse_hardware, preset_names
 from autotune.probes import PROBE_LABELS, probe_pairs
 from autotune.universal import load_universal, read_family_dataset, train_universal
+from synth.adapt_labels import adapt_for
 from synth.family_labels import run_family
 from synth.pipeline import run
 

@@ -6,13 +6,24 @@ Errors caused by input (AutotuneError) become one line on stderr and exit status
 from __future__ import annotations
 
 import argparse
-import math
-import re
 import sys
 
 from synth import SAMPLINGS
 
 from ..errors import AutotuneError
+from .args import (
+    ADAPT_BUDGET,
+    BATCH,
+    BUDGET,
+    EXPORT_GROUPS,
+    JOBS,
+    MEASURE,
+    REPEATS,
+    SEED,
+    THREADS,
+    ranged,
+    seconds,
+)
 from .commands import (
     cmd_eval,
     cmd_export_onnx,
@@ -34,41 +45,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog.split()[0]} --help)\n")
 
 
-def _ranged(lo: int, hi: int):
-    """An argparse type: an integer in [lo, hi]."""
-    def parse(text: str) -> int:
-        if not re.fullmatch(r"-?[0-9]{1,30}", text.strip()):  # plain digits: no 1e8, 1_000 or 0x10
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number written in digits")
-        v = int(text)
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"{v} is outside {lo}..{hi}")
-        return v
-
-    return parse
-
-
-def _seconds(text: str) -> float:
-    """An argparse type: a positive, finite number of seconds, at most an hour."""
-    try:
-        v = float(text) if re.fullmatch(r"[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?", text.strip()) else math.nan
-    except ValueError:
-        v = math.nan
-    if not 0 < v <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds in (0, 3600]")
-    return v
-
-
-SEED = _ranged(0, 2**32 - 1)
-BATCH = _ranged(1, 4096)
-BUDGET = _ranged(1, 10**7)  # labels: over 100 times the default dataset, beyond any real device's patience
-#: Groups export-groups writes, and labels adapt spends: exporting takes about 25 ms a group, adapting
-#: is for few labels (a large labelled set is a job for synth and train).
-EXPORT_GROUPS = _ranged(1, 200_000)
-ADAPT_BUDGET = _ranged(1, 200_000)
-REPEATS = _ranged(1, 1000)
-MEASURE = _ranged(0, 10**5)
-JOBS = _ranged(1, 256)
-THREADS = _ranged(1, 1024)
 
 
 def _add_model_sizes(s: argparse.ArgumentParser) -> None:
@@ -122,9 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hw", default=None, help="preset name or YAML file (default mlu100)")
     s.add_argument("--hw-family", default=None, metavar="FAMILY",
                    help="label devices drawn from a hardware family (preset `family` or a YAML file) instead")
-    s.add_argument("--devices", type=_ranged(1, 4096), default=None, metavar="D",
+    s.add_argument("--devices", type=ranged(1, 4096), default=None, metavar="D",
                    help="with --hw-family: datasheets to draw (default 256); --budget is then the total over them")
-    s.add_argument("--siblings", type=_ranged(1, 64), default=None, metavar="S",
+    s.add_argument("--siblings", type=ranged(1, 64), default=None, metavar="S",
                    help="with --hw-family: devices measured per datasheet, device values redrawn (default 4)")
     s.add_argument("--budget", type=BUDGET, default=None, metavar="N",
                    help="labels to measure, one per (group, cores) pair (default 16000 groups x core counts)")
@@ -192,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", metavar="FILE")
     s.add_argument("--plot", default=None, metavar="FILE.png")
     s.set_defaults(func=cmd_eval)
-    add_profile_parsers(sub, SEED, BUDGET, EXPORT_GROUPS, REPEATS, _seconds)
+    add_profile_parsers(sub, SEED, BUDGET, EXPORT_GROUPS, REPEATS, seconds)
     add_adapt_parser(sub, SEED, ADAPT_BUDGET)
     return p
 

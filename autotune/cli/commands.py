@@ -80,15 +80,17 @@ _STUDY_PLOTS = {"study_latency_vs_cores": "cores", "study_best_cores": "heat", "
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from ..effects_study import summary_lines
+    from .. import effects_study, study
     from ..fileio import atomic_write_text
-    from ..study import run_study
     from . import plots
 
     hw = load_hardware(args.hw)
     out = Path(args.out or Path("reports") / hw_slug(args.hw))
     check_folder_output(out, None, others_ok=True)
-    tables = run_study(hw)
+    tables = {"study_latency_vs_cores": study.latency_vs_cores(hw), "study_best_cores": study.best_cores_map(hw),
+              "study_fusion_speedup": study.fusion_speedup(hw),
+              "study_device_effects": effects_study.effect_curves(hw),
+              "study_effects_on_plans": effects_study.effects_on_plans(hw)}
     files = []
     for name, df in tables.items():
         files.append(atomic_write_text(out / f"{name}.csv", df.to_csv(index=False)))
@@ -104,7 +106,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         top = d.loc[d["speedup"].idxmax()]
         print(f"fusion {case}: best speed-up {top['speedup']:.2f}x at {int(top['length'])} layers")
     print("device effects on the oracle's zoo plans (without -> with; mean cores per kernel weighted by work):")
-    for line in summary_lines(tables["study_effects_on_plans"]):
+    for line in effects_study.summary_lines(tables["study_effects_on_plans"]):
         print(line)
     print("wrote " + ", ".join(str(p) for p in files))
     return 0
@@ -152,9 +154,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _synth_on_this_cpu(hw: HardwareConfig, folder: Path, args: argparse.Namespace, t0: float) -> int:
-    from synth.profiles import CPU_BUDGET, synth_by_measuring
+    from synth.cpu_labels import synth_by_measuring
+    from synth.profiles import CPU_BUDGET
 
-    from ..ort import host_cores
+    from ..host import host_cores
 
     if hw.cores > host_cores():
         raise AutotuneError(f"--backend onnxruntime measures this host ({host_cores()} cores); {hw.name} has "

@@ -130,15 +130,15 @@ def fraction(text: str) -> float:
 
 
 def _ranged_threads(text: str) -> int:
-    from . import THREADS
+    from .args import THREADS
 
     return THREADS(text)
 
 
 def _ranged_rounds(text: str) -> int:
-    from . import _ranged
+    from .args import ranged
 
-    return _ranged(1, 50)(text)
+    return ranged(1, 50)(text)
 
 
 def cmd_learn(args: argparse.Namespace) -> int:

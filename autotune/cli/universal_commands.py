@@ -79,7 +79,8 @@ def load_universal_model(hw: HardwareConfig, models_dir: str | Path, advice: str
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from ..adapt import ADAPT_SAMPLING, adapt_for
+    from synth.adapt_labels import ADAPT_SAMPLING, adapt_for
+
     from ..probes import PROBE_LABELS
 
     if args.budget < PROBE_LABELS:

@@ -47,6 +47,7 @@ data/$(HWNAME)/manifest.json: $(STAMP) $(SRC) $(HWDEP) $(PARAMS)
 train: models/$(HWNAME)/meta.json
 models/$(HWNAME)/meta.json: data/$(HWNAME)/manifest.json autotune/costmodel.py autotune/training.py \
 		autotune/features.py autotune/analytic.py autotune/calibration.py autotune/dataset.py autotune/tables.py \
+		autotune/feature_cache.py autotune/boosters.py autotune/memory.py \
 		$(wildcard autotune/ops/*.py)
 	$(BIN)/autotune train --hw $(HW) --data data/$(HWNAME) --out models/$(HWNAME) --seed $(SEED)
 

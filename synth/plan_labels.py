@@ -47,12 +47,12 @@ CONFIRM_SHARE = 0.15
 CONFIRM_PASSES = 3
 #: Share of the confirm stage kept for measuring again the measured kernels that decide a close
 #: call between the final plan and a rival (a single timing can be an outlier, and the search picks
-#: the kernels measured low as it picks those predicted low): each is measured again until the call
-#: stands SURE_Z standard errors of its mean clear of what would flip it, at most MEASURE_AT_MOST
-#: times, and the memory answers with the median.
+#: the kernels measured low as it picks those predicted low): they are measured again until the call
+#: stands SURE_Z standard errors of the timing noise clear, each at most MEASURE_AT_MOST times, and
+#: the memory answers with the median.
 AGAIN_SHARE = 1 / 3
 MEASURE_AT_MOST = 5
-SURE_Z = 2.0
+SURE_Z = 3.0
 #: Two measurements of a kernel further apart than this many spreads of a difference get a third
 #: whatever the call (one of them is likely an outlier).
 AGREE_SPREADS = 3.0
@@ -338,34 +338,35 @@ def timer_spread(logs: dict[int, np.ndarray]) -> float | None:
     return max(1.4826 * float(np.median(diffs)) / math.sqrt(2), MIN_SPREAD)
 
 
-def again_score(logs: np.ndarray, flip: float, spread: float | None) -> float | None:
-    """How sure a kernel's measurements make a call that an error of `flip` (relative) would flip,
-    in standard errors of their mean (lower is less sure; 0 for two that disagree); None when they
-    need no more: MEASURE_AT_MOST of them, or the call SURE_Z clear. Without a pooled `spread` a
-    single measurement scores its `flip`."""
-    n = len(logs)
-    if n >= MEASURE_AT_MOST:
-        return None
+def call_z(gap: float, times: np.ndarray, counts: np.ndarray, spread: float) -> float:
+    """How many standard errors a call between two plans stands clear: their predicted `gap` over
+    the spread of the difference that the timing noise of the measured kernels where they differ
+    leaves (each kernel's time in its plan, every use counted, `counts` measurements of it)."""
+    sd = spread * math.sqrt(float(np.sum(np.square(times) / counts)))
+    return gap / sd if sd > 0 else math.inf
+
+
+def unsettled(logs: np.ndarray, spread: float | None) -> bool:
+    """Whether a kernel's measurements need another whatever the call: one without a pooled spread
+    to judge it by, or two further apart than AGREE_SPREADS spreads of a difference."""
     if spread is None:
-        return flip if n == 1 else None
-    if n == 2 and abs(logs[1] - logs[0]) > AGREE_SPREADS * math.sqrt(2) * spread:
-        return 0.0
-    z = flip / (spread / math.sqrt(n))
-    return z if z < SURE_Z else None
+        return len(logs) == 1
+    return len(logs) == 2 and abs(logs[1] - logs[0]) > AGREE_SPREADS * math.sqrt(2) * spread
 
 
 def again_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], logs: dict[int, np.ndarray],
                 limit: int) -> list[Pick]:
     """Measured kernels to measure once more, at most `limit`: those in one of the plan `tune` makes
-    (planner.sure_plan) and a rival's but not both whose measurements leave the call unsure
-    (`again_score`), least sure first. The error that would flip a call is the plans' predicted gap
-    over the kernel's time in its plan, every use of it counted."""
+    (planner.sure_plan) and a rival's but not both, where the call between the two stands less than
+    SURE_Z standard errors of the timing noise clear (`call_z`; the search picks kernels measured
+    low, so a call is not judged by one kernel alone), or whose own measurements disagree
+    (`unsettled`); least sure call first, its noisiest kernel first."""
     from autotune import strategies
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
     doubt = unmeasured_doubt(model)
     spread = timer_spread(logs)
-    scores: dict[int, tuple[float, Pick]] = {}
+    scores: dict[int, tuple[tuple[float, float], Pick]] = {}
     for g in graphs:
         si, sj = spans(g, hw)
         if not len(si):
@@ -383,14 +384,19 @@ def again_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lo
             theirs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
             gap = abs(_bound(theirs, pred, np.ones(pred.shape, bool), 1.0) - cost)
             a, b = Counter(c[:2] for c in mine), Counter(c[:2] for c in theirs)
-            for d, c, i, j in (x for x in mine + theirs if (x[:2] in a) != (x[:2] in b)):
-                key = int(keys[d, c])
-                if key not in logs:
+            differ = {x[:2]: x for x in mine + theirs if (x[:2] in a) != (x[:2] in b)}
+            cells = [(x, int(keys[x[0], x[1]])) for x in differ.values() if int(keys[x[0], x[1]]) in logs]
+            if not cells:
+                continue
+            times = np.array([float(pred[d, c]) * (a[d, c] + b[d, c]) for (d, c, _, _), _ in cells])
+            counts = np.array([len(logs[k]) for _, k in cells])
+            z = call_z(gap, times, counts, spread) if spread is not None else 0.0
+            for ((d, c, i, j), key), t, n in zip(cells, times, counts):
+                if n >= MEASURE_AT_MOST or not (z < SURE_Z or unsettled(logs[key], spread)):
                     continue
-                flip = gap / max(float(pred[d, c]) * (a[d, c] + b[d, c]), 1e-12)  # a block repeated n times errs n-fold
-                z = again_score(logs[key], flip, spread)
-                if z is not None and z < scores.get(key, (np.inf,))[0]:
-                    scores[key] = (z, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key))
+                rank = (0.0 if unsettled(logs[key], spread) else z, -t * t / n)  # the noisiest part of a call first
+                if rank < scores.get(key, ((np.inf, 0.0),))[0]:
+                    scores[key] = (rank, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key))
     return [p for _, p in sorted(scores.values(), key=lambda zp: zp[0])][:limit]
 
 

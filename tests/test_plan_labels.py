@@ -261,20 +261,21 @@ def test_again_passes_measure_deciding_kernels_again_and_at_most_three_times(lea
     assert not left or res.labels == 150 or len(again) == MEASURE_AT_MOST - 1
 
 
-def test_a_kernel_is_measured_again_until_the_call_stands_clear_of_the_timers_spread():
-    from synth.plan_labels import MEASURE_AT_MOST, MIN_POOL, SURE_Z, again_score, timer_spread
+def test_a_call_is_measured_again_until_it_stands_clear_of_the_timers_spread():
+    from synth.plan_labels import MIN_POOL, call_z, timer_spread, unsettled
 
     rng = np.random.default_rng(3)
     logs = {k: rng.normal(0, 0.02, size=2) for k in range(60)}
     spread = timer_spread(logs)
     assert 0.01 < spread < 0.04  # the pooled spread of one measurement, 0.02
     assert timer_spread({k: logs[k] for k in range(MIN_POOL - 1)}) is None
-    one, two = np.zeros(1), np.array([0.0, 0.01])
-    assert again_score(one, 0.01, spread) < again_score(two, 0.01, spread) < SURE_Z  # more measured, surer
-    assert again_score(two, 1.0, spread) is None  # a call no timing error could flip
-    assert again_score(np.array([0.0, 0.3]), 1.0, spread) == 0.0  # two that disagree: a third
-    assert again_score(np.zeros(MEASURE_AT_MOST), 0.0, spread) is None
-    assert again_score(one, 0.2, None) == 0.2 and again_score(two, 0.2, None) is None
+    times, once = np.array([1.0, 1.0]), np.array([1, 1])
+    assert call_z(0.1, times, once, 0.02) == pytest.approx(0.1 / (0.02 * np.sqrt(2)))
+    assert call_z(0.1, times, 4 * once, 0.02) == pytest.approx(2 * call_z(0.1, times, once, 0.02))  # 4x: half the sd
+    assert call_z(0.1, np.array([2.0, 0.0]), once, 0.02) == pytest.approx(0.1 / 0.04)  # a block used twice errs twice
+    assert call_z(0.1, times, once, 0.0) == np.inf
+    assert unsettled(np.array([0.0, 0.3]), spread) and not unsettled(np.array([0.0, 0.01]), spread)
+    assert not unsettled(np.zeros(1), spread) and unsettled(np.zeros(1), None) and not unsettled(np.zeros(2), None)
 
 
 def test_a_profile_imported_again_keeps_both_rows_and_needs_append(tmp_path, capsys):

@@ -45,12 +45,12 @@ EXPLORE = 0.1
 #: memory only (the trees stay, so the plans do not move again), in up to CONFIRM_PASSES passes.
 CONFIRM_SHARE = 0.15
 CONFIRM_PASSES = 3
-#: Share of the confirm stage kept for measuring again the measured kernels that decide a close
-#: call between the final plan and a rival (a single timing can be an outlier, and the search picks
-#: the kernels measured low as it picks those predicted low): they are measured again until the call
-#: stands SURE_Z standard errors of the timing noise clear, each at most MEASURE_AT_MOST times, and
-#: the memory answers with the median.
-AGAIN_SHARE = 1 / 3
+#: After the contender passes, the labels left measure again the measured kernels that decide a
+#: close call between the final plan and a rival (a single timing can be an outlier, and the search
+#: picks the kernels measured low as it picks those predicted low): they are measured again until
+#: the call stands SURE_Z standard errors of the timing noise clear, each at most MEASURE_AT_MOST
+#: times, and the memory answers with the median. (Keeping a third of the confirm stage for them
+#: lost more at 2,000 labels than it won: docs/costmodel.md, "the again passes".)
 MEASURE_AT_MOST = 5
 SURE_Z = 3.0
 #: Two measurements of a kernel further apart than this many spreads of a difference get a third
@@ -256,8 +256,8 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
              left: int, graphs: list[Graph], seed: int, say: Callable[[str], None]) -> tuple[LatencyModel, list[dict]]:
     """Passes within `left` labels, each remembered (training.remember: the trees stay, so a pass
     moves a plan only where a measurement says so): up to CONFIRM_PASSES on the unmeasured kernels
-    of the plans `tune` will make (sure_plan) and of the rivals that could beat them, leaving
-    AGAIN_SHARE of `left`; then passes measuring again the kernels that decide a close call
+    of the plans `tune` will make (sure_plan) and of the rivals that could beat them; then, with
+    what is left, passes measuring again the kernels that decide a close call
     (`again_picks`); then, if labels are left, one pass on the other rivals' kernels (the model may
     overrate them) with at most half of them, and one of each kind more on what that moved."""
     from autotune.dataset import read_dataset
@@ -293,9 +293,8 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
             run(picks, "again", "measuring again the kernels that decide close calls")
         return bool(picks)
 
-    keep = int(round(left * AGAIN_SHARE))
     for _ in range(CONFIRM_PASSES):
-        if left - keep <= 0 or not contend(left - keep):
+        if left <= 0 or not contend(left):
             break
     for _ in range(MEASURE_AT_MOST - 1):
         if left <= 0 or not again(left):

@@ -126,7 +126,8 @@ def test_kill_9_and_ctrl_c_while_measuring_keep_every_finished_row(tmp_path):
     pytest.importorskip("onnxruntime", reason=NO_ORT)
     env = {**os.environ, MEM_ENV: str(256 << 20)}  # small groups: quick to measure
     data = tmp_path / "data" / "cpu"
-    cmd = [sys.executable, "-m", "autotune", "synth", "--hw", "cpu", "--backend", "onnxruntime", "--budget", "40",
+    # a budget far above the rows the two stops need, so a busy machine cannot finish before a signal
+    cmd = [sys.executable, "-m", "autotune", "synth", "--hw", "cpu", "--backend", "onnxruntime", "--budget", "96",
            "--out", str(data), "--force"]
     csv = tmp_path / "data" / "cpu.groups" / "measured.csv"
     first = _stop_after(cmd, env, csv, 3, signal.SIGKILL)

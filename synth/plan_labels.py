@@ -93,16 +93,11 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
     doubt, typical = unmeasured_doubt(model), unmeasured_doubt(model, tail=False)
     picks: dict[int, Pick] = {}
     for g in graphs:
-        si, sj = spans(g, hw)
-        if not len(si):
+        net = _tables(g, hw, model)
+        if net is None:
             continue
-        X, inverse = distinct_features(g, hw, model, si, sj)
-        pred = model.predict(X).reshape(-1, len(ks))
-        keys = row_keys(X).reshape(pred.shape)
-        memory = getattr(model, "memory_", None)
-        measured = (memory.lookup(X)[0] if memory is not None else np.zeros(len(X), bool)).reshape(pred.shape)
+        si, sj, inverse, pred, keys, measured, at = net
         table = np.where(measured, pred, pred * ((1.0 + doubt) if sure else (1.0 - explore)))[inverse]
-        at = span_index(si, sj)
 
         mine = _cells(dp_from_table(g, hw, si, sj, table, "learned"), inverse, at, ks)
         worst = _bound(mine, pred, measured, 1.0 + typical)
@@ -117,6 +112,20 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
                     continue
                 picks[key] = Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, tier)
     return sorted(picks.values(), key=lambda p: (p.tier, -p.predicted_ms))[:limit]
+
+
+def _tables(g: Graph, hw: HardwareConfig, model: LatencyModel):
+    """A network's spans (si, sj), each span's distinct content (inverse), and per distinct content x
+    core count: the model's prediction, memory key and whether it is measured; plus the span rows
+    (`span_index`). None for a network with no fusable span."""
+    si, sj = spans(g, hw)
+    if not len(si):
+        return None
+    X, inverse = distinct_features(g, hw, model, si, sj)
+    pred = model.predict(X).reshape(-1, len(hw.core_counts))
+    memory = getattr(model, "memory_", None)
+    measured = (memory.lookup(X)[0] if memory is not None else np.zeros(len(X), bool)).reshape(pred.shape)
+    return si, sj, inverse, pred, row_keys(X).reshape(pred.shape), measured, span_index(si, sj)
 
 
 def _cells(plan, inverse: np.ndarray, at: dict[tuple[int, int], int], ks: np.ndarray
@@ -367,15 +376,10 @@ def again_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lo
     spread = timer_spread(logs)
     scores: dict[int, tuple[tuple[float, float], Pick]] = {}
     for g in graphs:
-        si, sj = spans(g, hw)
-        if not len(si):
+        net = _tables(g, hw, model)
+        if net is None:
             continue
-        X, inverse = distinct_features(g, hw, model, si, sj)
-        pred = model.predict(X).reshape(-1, len(ks))
-        keys = row_keys(X).reshape(pred.shape)
-        at = span_index(si, sj)
-        memory = getattr(model, "memory_", None)
-        measured = (memory.lookup(X)[0] if memory is not None else np.zeros(len(X), bool)).reshape(pred.shape)
+        si, sj, inverse, pred, keys, measured, at = net
         sure = np.where(measured, pred, pred * (1.0 + doubt))[inverse]
         mine = _cells(dp_from_table(g, hw, si, sj, sure, "learned"), inverse, at, ks)
         cost = _bound(mine, pred, np.ones(pred.shape, bool), 1.0)

@@ -168,14 +168,19 @@ def test_import_profile_append_on_the_command_line(tmp_path, capsys):
 
 
 # -- the loop ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def learned(tmp_path_factory):
+def _learn(tmp_path_factory, budget: int, rounds: int, params: dict):
+    """`learn_part` on NET with a part known by its datasheet and a timer with fresh noise."""
     root = tmp_path_factory.mktemp("learn")
     part = _part(root)
     graphs = [zoo.build(NET)]
-    res = learn_part(part, _fresh_timer(), root / "work", 150, graphs, seed=0, rounds=3, threads=1,
-                     params={"n_estimators": 60, "bags": 2})
+    res = learn_part(part, _fresh_timer(), root / "work", budget, graphs, seed=0, rounds=rounds, threads=1,
+                     params=params)
     return part, graphs, res
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    return _learn(tmp_path_factory, 150, 3, {"n_estimators": 60, "bags": 2})
 
 
 def test_learn_part_spends_at_most_its_budget_and_labels_plan_kernels(learned):
@@ -245,12 +250,7 @@ def test_confirm_passes_remember_every_label_and_measure_the_final_plans(learned
 @pytest.fixture(scope="module")
 def learned_wide(tmp_path_factory):
     """A budget the plans' kernels do not exhaust: labels are left for the again passes."""
-    root = tmp_path_factory.mktemp("learn_wide")
-    part = _part(root)
-    graphs = [zoo.build(NET)]
-    res = learn_part(part, _fresh_timer(), root / "work", 400, graphs, seed=0, rounds=2, threads=1,
-                     params={"n_estimators": 40, "bags": 0})
-    return part, graphs, res
+    return _learn(tmp_path_factory, 400, 2, {"n_estimators": 40, "bags": 0})
 
 
 def test_again_passes_measure_deciding_kernels_again_and_at_most_five_times(learned_wide):

@@ -297,7 +297,7 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
         return bool(picks)
 
     def again(limit: int) -> bool:
-        picks = again_picks(hw, model, graphs, measured_logs(hw, data, model), limit)
+        picks = again_picks(hw, model, graphs, measured_logs(hw, data), limit)
         if picks:
             run(picks, "again", "measuring again the kernels that decide close calls")
         return bool(picks)
@@ -319,7 +319,7 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
     return model, out
 
 
-def measured_logs(hw: HardwareConfig, data: Path, model: LatencyModel) -> dict[int, np.ndarray]:
+def measured_logs(hw: HardwareConfig, data: Path) -> dict[int, np.ndarray]:
     """Every measured kernel's log latencies (ms) in the dataset, by its memory key (a row measured
     again in a later shard adds to its kernel's list)."""
     from autotune.dataset import read_dataset

@@ -266,7 +266,7 @@ def test_again_passes_measure_deciding_kernels_again_and_at_most_five_times(lear
     counts = read_dataset(res.data, part).rows.groupby(["group_id", "cores"]).size()
     assert counts.max() <= MEASURE_AT_MOST and (counts >= 2).sum() > 0
     back = LatencyModel.load(res.model_dir, part)
-    logs = measured_logs(part, res.data, back)
+    logs = measured_logs(part, res.data)
     assert sum(len(v) for v in logs.values()) == res.labels
     left = again_picks(part, back, graphs, logs, 10_000)
     assert all(p.key in logs and len(logs[p.key]) < MEASURE_AT_MOST for p in left)

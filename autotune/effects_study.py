@@ -15,7 +15,7 @@ import pandas as pd
 
 from .graph import GraphBuilder
 from .hardware import HardwareConfig
-from .study import conv_chain
+from .study_layers import conv_chain
 
 #: `device:` sections that switch one effect on or off.
 EFFECTS = ("tiling", "contention", "power", "descriptors", "banks")

@@ -7,28 +7,13 @@ and large layers against group length; the device effects are effects_study.py's
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
-from .graph import Graph, GraphBuilder
+from .graph import Graph
 from .hardware import HardwareConfig
-
-
-def conv_chain(channels: int, size: int, n: int = 1, k: int = 3, batch: int = 1) -> Graph:
-    """n identical k x k convolutions, channels -> channels, on a size x size map."""
-    b = GraphBuilder(f"chain{n}_c{channels}_s{size}", batch)
-    x = b.input("x", (batch, channels, size, size))
-    for i in range(n):
-        x = b.conv(x, channels, k, name=f"conv{i}")
-    return b.build()
-
-
-def size_for_macs(macs: float, channels: int, k: int = 3) -> int:
-    """Spatial size whose k x k conv (channels -> channels) has about `macs` MACs (0 if impossible)."""
-    s = math.sqrt(macs / (channels * channels * k * k))
-    return int(round(s)) if 1 <= s <= 1024 else 0
+from .strategies.baselines import best_cores_map
+from .study_layers import conv_chain, size_for_macs
 
 
 def _latency_table(graphs: list[Graph], hw: HardwareConfig) -> np.ndarray:
@@ -52,26 +37,9 @@ def latency_vs_cores(hw: HardwareConfig, channels: int = 64) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def study_grid() -> tuple[pd.DataFrame, list[Graph]]:
-    """DLFusion's synthetic layers: single 3x3 convs over channel sizes and op counts (no latencies)."""
-    rows, graphs = [], []
-    for c in [4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 2048]:
-        for macs in np.logspace(4, 10.5, 14):
-            s = size_for_macs(macs, c)
-            if s:
-                graphs.append(conv_chain(c, s))
-                rows.append({"channels": c, "target_macs": macs, "size": s})
-    return pd.DataFrame(rows), graphs
-
-
-def best_cores_map(hw: HardwareConfig, latency_table=None) -> pd.DataFrame:
-    """Best core count over the study grid; `latency_table(graphs)` -> (n, K) ms, default the simulator."""
-    df, graphs = study_grid()
-    lat = latency_table(graphs) if latency_table is not None else _latency_table(graphs, hw)
-    df["macs"] = [g.total_macs for g in graphs]
-    df["best_cores"] = np.asarray(hw.core_counts)[lat.argmin(1)]
-    df["speedup_vs_1core"] = lat[:, 0] / lat.min(1)
-    return df
+def best_cores(hw: HardwareConfig) -> pd.DataFrame:
+    """Best core count over the study grid on the simulator."""
+    return best_cores_map(hw, lambda graphs: _latency_table(graphs, hw))
 
 
 def fusion_speedup(hw: HardwareConfig) -> pd.DataFrame:

@@ -34,7 +34,7 @@ LAYERS = {
     "autotune.device": DEVICE, "autotune.simulator": DEVICE, "autotune.ort": DEVICE,
     "autotune.costs": PLANNING, "autotune.planner": PLANNING, "autotune.strategies": PLANNING,
     "autotune.refine": PLANNING, "autotune.evaluation": PLANNING,
-    "autotune.study": PLANNING,  # the DLFusion study: the dlfusion strategy reads its rule from it
+    "autotune.study": SYNTH, "autotune.study_layers": FRONTENDS,
     "autotune.effects_study": SYNTH, "synth.*": SYNTH,
     "autotune.cli": CLI,
 }

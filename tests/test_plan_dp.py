@@ -145,7 +145,7 @@ class _ConstantModel:
 
 
 def test_sim_calls_are_counted_truthfully():
-    from autotune.study import study_grid
+    from autotune.study_layers import study_grid
 
     g = zoo.build("squeezenet1_1")
     grid = len(study_grid()[1]) * len(HW.core_counts)

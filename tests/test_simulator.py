@@ -12,7 +12,7 @@ from autotune.errors import ConfigError
 from autotune.graph import Graph, GraphBuilder, Layer, make_layer
 from autotune.hardware import load_hardware
 from autotune.simulator import breakdown, dram_bw_bytes_per_us, roofline_ms, simulate
-from autotune.study import conv_chain, size_for_macs
+from autotune.study_layers import conv_chain, size_for_macs
 from autotune.tables import GroupBatch
 
 HW = load_hardware("mlu100")

@@ -87,7 +87,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     hw = load_hardware(args.hw)
     out = Path(args.out or Path("reports") / hw_slug(args.hw))
     check_folder_output(out, None, others_ok=True)
-    tables = {"study_latency_vs_cores": study.latency_vs_cores(hw), "study_best_cores": study.best_cores_map(hw),
+    tables = {"study_latency_vs_cores": study.latency_vs_cores(hw), "study_best_cores": study.best_cores(hw),
               "study_fusion_speedup": study.fusion_speedup(hw),
               "study_device_effects": effects_study.effect_curves(hw),
               "study_effects_on_plans": effects_study.effects_on_plans(hw)}

@@ -7,12 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 
 from ..costs import CostSource
 from ..graph import Graph
 from ..hardware import HardwareConfig
 from ..planner import Plan, PlanGroup, cost_table, cost_table_of, fixed_plan, plan_of
 from ..planner import spans as candidate_spans
+from ..study_layers import study_grid
 from . import Context, register_strategy
 
 
@@ -47,13 +49,21 @@ def plan_fuse_max(graph: Graph, hw: HardwareConfig, cost: CostSource) -> Plan:
     return fixed_plan(graph, hw, spans, [hw.core_counts[-1]] * len(spans), "fuse-max", cost)
 
 
+def best_cores_map(hw: HardwareConfig, latency_table: Callable[[list[Graph]], np.ndarray]) -> pd.DataFrame:
+    """Best core count over DLFusion's study grid; `latency_table(graphs)` -> (n, K) ms."""
+    df, graphs = study_grid()
+    lat = latency_table(graphs)
+    df["macs"] = [g.total_macs for g in graphs]
+    df["best_cores"] = np.asarray(hw.core_counts)[lat.argmin(1)]
+    df["speedup_vs_1core"] = lat[:, 0] / lat.min(1)
+    return df
+
+
 def dlfusion_rule(hw: HardwareConfig, cost: CostSource) -> Callable[[float, int], int]:
     """Best core count by (op count, channel size), nearest point of the synthetic layer study
     (single 3x3 convs at every core count, costed by `cost`), as DLFusion derives its rules from
     measured layers. With the learned model as `cost` this measures nothing; with the simulator
     every study point counts as a simulator call."""
-    from ..study import best_cores_map
-
     def table(graphs: list[Graph]) -> np.ndarray:
         return cost_table_of([g.group(0, len(g)) for g in graphs], hw, cost)
 

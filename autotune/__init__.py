@@ -40,16 +40,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .costmodel import LatencyModel
-    from .costs import CostSource, register_cost
-    from .errors import AutotuneError
-    from .evaluation import evaluate, run_eval
-    from .graph import Graph, GraphBuilder
-    from .hardware import HardwareConfig, load_hardware
-    from .loader import load_graph
-    from .planner import Plan, plan, verify
-    from .strategies import register_strategy
-    from .strategies import run as run_strategy
+    from autotune.costmodel import LatencyModel
+    from autotune.costs import CostSource, register_cost
+    from autotune.errors import AutotuneError
+    from autotune.evaluation import evaluate, run_eval
+    from autotune.graph import Graph, GraphBuilder
+    from autotune.hardware import HardwareConfig, load_hardware
+    from autotune.loader import load_graph
+    from autotune.planner import Plan, plan, verify
+    from autotune.strategies import register_strategy
+    from autotune.strategies import run as run_strategy
 
 
 def __getattr__(name: str) -> Any:

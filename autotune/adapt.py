@@ -28,11 +28,11 @@ import numpy as np
 import xgboost as xgb
 from sklearn.model_selection import GroupKFold
 
-from .calibration import RooflineFit
-from .costmodel import LatencyModel
-from .members import ScratchMember, inverse_variance
-from .probes import ProbedMember
-from .universal import refit_roofline
+from autotune.calibration import RooflineFit
+from autotune.costmodel import LatencyModel
+from autotune.members import ScratchMember, inverse_variance
+from autotune.probes import ProbedMember
+from autotune.universal import refit_roofline
 
 #: The correction trees: small and strongly regularised, since a few hundred labels must not undo
 #: what the universal model learned from the family.
@@ -189,7 +189,7 @@ def _scratch(X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: list, seed
     """The scratch member: a one-part model fitted to the labels alone, as `autotune train` fits one
     (its own roofline and deep trees; no universal model), and its error over the folds. At 200 labels
     it plans about as well as the adaptation and errs elsewhere; at 1,000 it plans better."""
-    from .features import FEATURE_NAMES, get_featurizer
+    from autotune.features import FEATURE_NAMES, get_featurizer
 
     n = len(FEATURE_NAMES)
     assert list(get_featurizer("universal").names[:n]) == FEATURE_NAMES  # the datasheet columns lead

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .graph import Group
-from .hardware import Datasheet
-from .tables import GroupBatch, LayerRows, PairRanges, windowed
+from autotune.graph import Group
+from autotune.hardware import Datasheet
+from autotune.tables import GroupBatch, LayerRows, PairRanges, windowed
 
 # Generic fixed costs (not any device's values): a kernel launch through a driver queue is
 # of the order of 10 us on NPUs and GPUs alike, a layer inside a kernel pays a pipeline setup

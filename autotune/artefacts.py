@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import AutotuneError
+from autotune.errors import AutotuneError
 
 EXPORT = "export folder"
 DATASET = "dataset"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import xgboost as xgb
 
-from .errors import ModelFileError
+from autotune.errors import ModelFileError
 
 
 def checked_booster_file(path: Path, digest: str | None, retrain: str, owner: str = "its meta.json") -> xgb.Booster:

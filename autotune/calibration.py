@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .analytic import STRIDE_CLASSES
+from autotune.analytic import STRIDE_CLASSES
 
 _STRIDES = tuple(f"stride{c}" for c in STRIDE_CLASSES)
 _PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac", "pad") + _STRIDES

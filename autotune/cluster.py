@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import AutotuneError
+from autotune.errors import AutotuneError
 
 
 def connect(scheduler: str, timeout: str | None = None):

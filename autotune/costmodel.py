@@ -21,11 +21,11 @@ from sklearn.model_selection import GroupShuffleSplit
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .boosters import checked_booster_file
-from .errors import ModelFileError
-from .features import COVERAGE_FEATURES, PRIOR_FEATURE, get_featurizer
-from .fileio import publish_folder, recover_folder
-from .memory import MeasuredMemory
+from autotune.boosters import checked_booster_file
+from autotune.errors import ModelFileError
+from autotune.features import COVERAGE_FEATURES, PRIOR_FEATURE, get_featurizer
+from autotune.fileio import publish_folder, recover_folder
+from autotune.memory import MeasuredMemory
 
 MODEL_FILE = "model.ubj"
 META_FILE = "meta.json"
@@ -171,7 +171,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         tr, va = self.split(len(X), groups)
         self.calibration_ = None
         if self.prior_ == "calibrated":
-            from .calibration import fit_roofline
+            from autotune.calibration import fit_roofline
 
             self.calibration_ = fit_roofline(self._parts(X[tr]), y[tr] * 1e3, seed=self.random_state)
         return X, np.log(y), tr, va, self._margin(X)
@@ -206,7 +206,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         self.members_ = []
         bags = self.bags or (BAGS if len(logy) < BAG_BELOW else 1)
         if bags > 1 and self.prior_ == "calibrated":
-            from .members import bagged_members
+            from autotune.members import bagged_members
 
             self.members_ = bagged_members(self, X, np.exp(logy), groups, bags)
         self.memory_ = MeasuredMemory.from_rows(X, logy) if self.memory else None
@@ -215,7 +215,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
     def _resolve_prior(self, n_cols: int) -> str:
         if self.prior != "auto":
             return self.prior
-        from .calibration import COLUMNS
+        from autotune.calibration import COLUMNS
 
         names = get_featurizer(self.featurizer).names
         return "calibrated" if n_cols == len(names) and set(COLUMNS) <= set(names) else "none"
@@ -285,7 +285,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         return names
 
     def _parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        from .calibration import COLUMNS, columns_to_parts
+        from autotune.calibration import COLUMNS, columns_to_parts
 
         names = self._names(X.shape[1])
         return columns_to_parts(X, {c: names.index(c) for c in COLUMNS})
@@ -326,7 +326,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         log_ms = np.asarray(self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1),
                                                           base_margin=self._margin(X, parts)), dtype=np.float64)
         if members:
-            from .members import consensus
+            from autotune.members import consensus
 
             assert parts is not None
             weights = np.asarray([1 - sum(m.weight for m in members)] + [m.weight for m in members])
@@ -386,7 +386,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         extra = dict(extra_files or {})
         members = getattr(self, "members_", [])
         if members:
-            from .members import members_to_meta
+            from autotune.members import members_to_meta
 
             full["members"], member_files = members_to_meta(members)
             extra.update(member_files)
@@ -447,14 +447,14 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         model.prior_ = str(prior)
         model.calibration_ = None
         if model.prior_ == "calibrated":
-            from .calibration import RooflineFit
+            from autotune.calibration import RooflineFit
 
             try:
                 model.calibration_ = RooflineFit.from_dict(meta["calibration"])
             except (KeyError, TypeError, ValueError):
                 raise ModelFileError(
                     f"{meta_path} lacks a valid calibration for prior='calibrated' ({retrain})") from None
-        from .members import members_from_meta
+        from autotune.members import members_from_meta
 
         model.members_ = members_from_meta(meta, folder, retrain)
         names = list(get_featurizer(model.featurizer).names)

@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from .errors import DatasetError
-from .hardware import HardwareConfig
+from autotune.errors import DatasetError
+from autotune.hardware import HardwareConfig
 
 MANIFEST = "manifest.json"
 ZOO_FILE = "zoo.parquet"
@@ -176,7 +176,7 @@ def read_dataset(folder: str | Path, hw: HardwareConfig) -> Dataset:
 
 def groups_of(frame: pd.DataFrame) -> tuple[list, np.ndarray]:
     """The distinct groups of a measurement frame (rebuilt from `group_json`) and each row's index into them."""
-    from .graph import graph_from_dict
+    from autotune.graph import graph_from_dict
 
     codes, uniq = pd.factorize(frame["group_id"], sort=False)
     first = pd.Series(np.arange(len(frame))).groupby(codes).first().to_numpy()

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import AutotuneError
-from .graph import Group
-from .hardware import HardwareConfig
-from .tables import GroupBatch
+from autotune.errors import AutotuneError
+from autotune.graph import Group
+from autotune.hardware import HardwareConfig
+from autotune.tables import GroupBatch
 
 
 class Device:
@@ -57,14 +57,14 @@ class Simulator(Device):
 
     def measure_batch(self, batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
                       seed: int | None = None) -> np.ndarray:
-        from .simulator import simulate_batch
+        from autotune.simulator import simulate_batch
 
         return simulate_batch(batch, np.asarray(gidx), np.asarray(cores), self.hw, noise=seed is not None,
                               seed=0 if seed is None else int(seed))
 
     def measure(self, groups: Sequence[Group], cores: Sequence[int] | np.ndarray,
                 seed: int | None = None) -> np.ndarray:
-        from .simulator import simulate
+        from autotune.simulator import simulate
 
         return simulate(groups, cores, self.hw, noise=seed is not None, seed=0 if seed is None else int(seed))
 

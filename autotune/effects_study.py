@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .graph import GraphBuilder
-from .hardware import HardwareConfig
-from .study_layers import conv_chain
+from autotune.graph import GraphBuilder
+from autotune.hardware import HardwareConfig
+from autotune.study_layers import conv_chain
 
 #: `device:` sections that switch one effect on or off.
 EFFECTS = ("tiling", "contention", "power", "descriptors", "banks")
@@ -26,14 +26,14 @@ def _without(hw: HardwareConfig, effect: str) -> HardwareConfig:
 
 
 def _lat(groups, cores, hw: HardwareConfig) -> np.ndarray:
-    from .device import Simulator
+    from autotune.device import Simulator
 
     return Simulator(hw).measure(groups, cores)
 
 
 def _measure(groups, cores, hw: HardwareConfig, seed: int) -> np.ndarray:
     """One seeded measurement of each pair, timing noise included."""
-    from .device import Simulator
+    from autotune.device import Simulator
 
     return Simulator(hw).measure(groups, cores, seed=seed)
 
@@ -110,8 +110,8 @@ def effects_on_plans(hw: HardwareConfig, models: list[str] | None = None) -> pd.
     """For each effect: the oracle's plans on the zoo with the effect and without it. Columns:
     effect, model, ms (device with the effect), kernels and work-weighted mean cores of both
     plans, and the regret of planning as if the effect did not exist (measured with it)."""
-    from . import strategies, zoo
-    from .planner import verify
+    from autotune import strategies, zoo
+    from autotune.planner import verify
 
     rows = []
     for name in models or zoo.names():

@@ -7,11 +7,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .costmodel import LatencyModel
-from .costs import MeasuredTable, table_cost
-from .graph import Graph
-from .hardware import HardwareConfig
-from .loader import load_graph
+from autotune.costmodel import LatencyModel
+from autotune.costs import MeasuredTable, table_cost
+from autotune.graph import Graph
+from autotune.hardware import HardwareConfig
+from autotune.loader import load_graph
 
 #: Order of the evaluation table's columns.
 EVAL_STRATEGIES = ["none", "cores-only", "fuse-max", "dlfusion", "greedy", "analytic", "learned", "oracle"]
@@ -26,8 +26,8 @@ def evaluate(graph: Graph, hw: HardwareConfig, model: LatencyModel | None = None
     measured `table` of the network's candidates, after planning), planning time, device
     measurements made while planning (`sim_calls`) and kernels. Without a model, the strategies
     that need one are left out."""
-    from . import planner
-    from . import strategies as strat
+    from autotune import planner
+    from autotune import strategies as strat
 
     out = {}
     for s in strategies:

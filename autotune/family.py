@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .errors import ConfigError
-from .hardware import FAMILY_FILES, PRESET_DIR, HardwareConfig, parse_hardware
+from autotune.errors import ConfigError
+from autotune.hardware import FAMILY_FILES, PRESET_DIR, HardwareConfig, parse_hardware
 
 #: A family dataset's manifest (synth/family_labels.py writes it, universal.py reads it).
 FAMILY_MANIFEST = "family.json"
@@ -223,7 +223,7 @@ def parse_family(data: object, src: str = "<dict>") -> Family:
 
 def load_family(name_or_path: str) -> Family:
     """A family by preset name (`family`) or YAML path."""
-    from .hardware import _UniqueKeyLoader
+    from autotune.hardware import _UniqueKeyLoader
 
     s = str(name_or_path)
     if s in FAMILY_FILES:

@@ -12,11 +12,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .dataset import ZOO_FILE, Dataset, file_digest, groups_of, parquet_bytes
-from .features import FEATURE_NAMES, FEATURE_VERSION, featurize_batch
-from .fileio import atomic_write, source_digest
-from .hardware import HardwareConfig
-from .tables import GroupBatch
+from autotune.dataset import ZOO_FILE, Dataset, file_digest, groups_of, parquet_bytes
+from autotune.features import FEATURE_NAMES, FEATURE_VERSION, featurize_batch
+from autotune.fileio import atomic_write, source_digest
+from autotune.hardware import HardwareConfig
+from autotune.tables import GroupBatch
 
 FEATURE_DIR = "features"
 

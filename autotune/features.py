@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .analytic import POLICIES, STRIDE_CLASSES, aligned_cycles, estimate, split, split_what_ifs, tile_shape
-from .graph import Group
-from .hardware import Datasheet, HardwareConfig
-from .ops import COUNT_BUCKETS
-from .tables import GroupBatch, PairRanges, bucket, windowed
+from autotune.analytic import POLICIES, STRIDE_CLASSES, aligned_cycles, estimate, split, split_what_ifs, tile_shape
+from autotune.graph import Group
+from autotune.hardware import Datasheet, HardwareConfig
+from autotune.ops import COUNT_BUCKETS
+from autotune.tables import GroupBatch, PairRanges, bucket, windowed
 
 #: Bump when a feature is added, removed or changes meaning: models and feature caches record it.
 FEATURE_VERSION = 5

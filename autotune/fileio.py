@@ -107,7 +107,7 @@ class FolderLock:
     def __enter__(self) -> FolderLock:
         import fcntl
 
-        from .errors import AutotuneError
+        from autotune.errors import AutotuneError
 
         self.lock.parent.mkdir(parents=True, exist_ok=True)
         self._f = f = open(self.lock, "a+")
@@ -136,7 +136,7 @@ class FolderLock:
 def check_output(path: str | Path | None, kind: str = "file") -> None:
     """Refuse, before any long work, an output path that cannot be written or would destroy an
     artefact (autotune/artefacts.py). `kind` is "file" or "folder" (a folder of plain outputs)."""
-    from .artefacts import check_file_output, check_folder_output
+    from autotune.artefacts import check_file_output, check_folder_output
 
     if path is None:
         return

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from . import ops
-from .errors import GraphError
+from autotune import ops
+from autotune.errors import GraphError
 
 Shape = tuple[int, ...]
 

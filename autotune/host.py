@@ -134,7 +134,7 @@ def available_memory() -> int:
     MemAvailable and the cgroup's headroom, else FALLBACK_AVAILABLE."""
     import os
 
-    from .errors import AutotuneError
+    from autotune.errors import AutotuneError
 
     env = os.environ.get(MEM_ENV)
     if env is not None:

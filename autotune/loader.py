@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import AutotuneError
-from .graph import Graph
+from autotune.errors import AutotuneError
+from autotune.graph import Graph
 
 
 def load_graph(spec: str, batch: int | None = None, strict: bool = False, dims: dict[str, int] | None = None,
@@ -17,14 +17,14 @@ def load_graph(spec: str, batch: int | None = None, strict: bool = False, dims: 
         raise AutotuneError(f"--batch must be a positive integer, got {batch}")
     dims = dict(dims or {})
     if spec.lower().endswith(".onnx") or "/" in spec or Path(spec).is_file():
-        from .onnx_import import load_onnx
+        from autotune.onnx_import import load_onnx
 
         if lenient_dims and dims:
-            from .onnx_batch import symbolic_names
+            from autotune.onnx_batch import symbolic_names
 
             dims = {k: v for k, v in dims.items() if k in symbolic_names(spec)}
         return load_onnx(spec, batch=batch, strict=strict, dims=dims)
-    from . import zoo
+    from autotune import zoo
 
     if spec not in zoo.names():
         raise AutotuneError(f"unknown model {spec!r}: not a zoo network ({', '.join(zoo.names())}) nor an .onnx file")

@@ -19,9 +19,9 @@ from typing import Protocol
 import numpy as np
 import xgboost as xgb
 
-from .boosters import read_boosters
-from .calibration import RooflineFit
-from .errors import ModelFileError
+from autotune.boosters import read_boosters
+from autotune.calibration import RooflineFit
+from autotune.errors import ModelFileError
 
 #: The scratch member's trees in an adapted model's folder.
 SCRATCH_FILE = "member_scratch.ubj"
@@ -155,7 +155,7 @@ def members_to_meta(members: list[Member]) -> tuple[list[dict], dict[str, bytes]
 
 def members_from_meta(meta: dict, folder: Path, retrain: str) -> list[Member]:
     """The members meta.json lists (an adapted model from before the scratch member had one "member")."""
-    from .probes import ProbedMember
+    from autotune.probes import ProbedMember
 
     entries = meta.get("members")
     if entries is None:

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import GraphError
+from autotune.errors import GraphError
 
 if TYPE_CHECKING:
-    from .onnx_import import Importer
+    from autotune.onnx_import import Importer
 
 #: Names exporters give a batch axis (torch dynamic_axes / Dim names, HF's, TF's "unk__" is not one).
 BATCH_NAMES = re.compile(r"^(n|b|bs|batch|batch_?size|batches|num_?batch(es)?|nbatch|N|B)$", re.IGNORECASE)
@@ -50,7 +50,7 @@ def parse_dims(items: Sequence[str] | None) -> dict[str, int]:
 
 def symbolic_names(path: str) -> set[str]:
     """The names of an ONNX file's symbolic input dimensions."""
-    from .onnx_proto import read_model_shapes_only
+    from autotune.onnx_proto import read_model_shapes_only
 
     g = read_model_shapes_only(path).graph
     return {d.dim_param for vi in g.input for d in vi.type.tensor_type.shape.dim if d.dim_param}
@@ -293,7 +293,7 @@ def _forward_edits(imp: Importer, sz: InputSizes, s0: dict, baked: set[str]) -> 
     import onnx
     from onnx import defs, helper, numpy_helper, shape_inference
 
-    from .onnx_nodes import fold_values
+    from autotune.onnx_nodes import fold_values
 
     b0, b = sz.file_batch, sz.batch
     assert b0 is not None

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_write
-from .graph import Graph, Layer, layer_to_dict
-from .onnx_import import BATCH_KEY, DOMAIN, FORMAT_KEY, FUSED_MARK, WEIGHTS_KEY
+from autotune.fileio import atomic_write
+from autotune.graph import Graph, Layer, layer_to_dict
+from autotune.onnx_import import BATCH_KEY, DOMAIN, FORMAT_KEY, FUSED_MARK, WEIGHTS_KEY
 
 OPSET = 17
 _SIMPLE_ACTS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hswish": "HardSwish", "elu": "Elu",
@@ -76,7 +76,7 @@ class Exporter:
     # -- layers
     def layer(self, lyr: Layer) -> None:
         if self.standard:
-            from .onnx_standard import write_layer
+            from autotune.onnx_standard import write_layer
 
             write_layer(self, lyr)
             return

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from . import converters, onnx_batch, onnx_patterns
-from .converters.custom import DOMAIN  # noqa: F401  (the exporter writes it)
-from .errors import AutotuneError, GraphError
-from .graph import Attrs, Graph, Layer, Shape, make_layer
-from .onnx_nodes import Node, fold_values
-from .onnx_proto import read_model_shapes_only, tensor_value
+from autotune import converters, onnx_batch, onnx_patterns
+from autotune.converters.custom import DOMAIN  # noqa: F401  (the exporter writes it)
+from autotune.errors import AutotuneError, GraphError
+from autotune.graph import Attrs, Graph, Layer, Shape, make_layer
+from autotune.onnx_nodes import Node, fold_values
+from autotune.onnx_proto import read_model_shapes_only, tensor_value
 
 #: Metadata keys and node marks written by `autotune.onnx_export` so its files map back 1:1.
 FORMAT_KEY = "autotune.format"

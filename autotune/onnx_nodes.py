@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .graph import Shape
-from .onnx_proto import tensor_value
+from autotune.graph import Shape
+from autotune.onnx_proto import tensor_value
 
 
 @dataclass

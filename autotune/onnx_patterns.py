@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .onnx_nodes import Node
+from autotune.onnx_nodes import Node
 
 if TYPE_CHECKING:
-    from .onnx_import import Importer
+    from autotune.onnx_import import Importer
 
 #: Ops a decomposed norm or activation is made of.
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Tanh", "Erf", "Sigmoid", "HardSigmoid",

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .errors import GraphError
+from autotune.errors import GraphError
 
 #: Tensor payloads up to this size are kept (shape targets, scales, axes); larger ones are dropped unread.
 SMALL_PAYLOAD = 4096

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .ops.layout import permutation
+from autotune.ops.layout import permutation
 
 if TYPE_CHECKING:
-    from .graph import Layer
-    from .onnx_export import Exporter
+    from autotune.graph import Layer
+    from autotune.onnx_export import Exporter
 
 Shape = tuple[int, ...]
 
@@ -150,7 +150,7 @@ def activation(ex: Exporter, mode: str, x: str, y: str, name: str, shape: Shape,
     """Activation `mode` of x into y (`fused`: a layer's epilogue, marked so): the exporter's form, the
     ONNX op of that name, Mish written out (opset 18), or a Neg stand-in (one pass) for a mode with no
     float form."""
-    from .onnx_import import FUSED_MARK
+    from autotune.onnx_import import FUSED_MARK
 
     doc = FUSED_MARK if fused else ""
     if ex.can_act(mode):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import AutotuneError
+from autotune.errors import AutotuneError
 
 
 def require_ort():
@@ -32,7 +32,7 @@ def require_ort():
 
 def _weight_inputs(model) -> set[str]:
     """The graph inputs an autotune export lists as weights (its `autotune.weights` metadata)."""
-    from .onnx_import import WEIGHTS_KEY
+    from autotune.onnx_import import WEIGHTS_KEY
 
     meta = {p.key: p.value for p in model.metadata_props}
     return set(json.loads(meta.get(WEIGHTS_KEY, "[]")))
@@ -74,7 +74,7 @@ def runnable(model, seed: int = 0):
     """A copy of an autotune-exported ModelProto that ONNX Runtime can execute (see module doc)."""
     from onnx import helper
 
-    from .onnx_import import DOMAIN
+    from autotune.onnx_import import DOMAIN
 
     m = type(model)()
     m.CopyFrom(model)
@@ -205,7 +205,7 @@ def verify_plan(p, graph, hw, repeats: int = 7, timeout_s: float = 10.0) -> floa
     """Measure a plan on this CPU: each group as one ONNX Runtime session with its core count as
     threads (filling each group's and the plan's measured ms, `simulated_ms`), and return the whole
     network as one session at all threads: what ORT gives by default, to compare honestly."""
-    from .onnx_export import graph_to_onnx
+    from autotune.onnx_export import graph_to_onnx
 
     total = 0.0
     for k, g in enumerate(p.groups):

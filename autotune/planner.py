@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .costs import CostSource, make_cost
-from .graph import Graph, Group
-from .hardware import HardwareConfig
-from .tables import GroupBatch
+from autotune.costs import CostSource, make_cost
+from autotune.graph import Graph, Group
+from autotune.hardware import HardwareConfig
+from autotune.tables import GroupBatch
 
 
 # -- plans --------------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ def plan(graph: Graph, hw: HardwareConfig, model=None, *, cost: str | CostSource
     another cost source by keyword: cost="analytic" (the datasheet estimate), cost="oracle" (the
     noise-free device, counted in `sim_calls`), any registered name (`costs.cost_names()`), or a
     CostSource."""
-    from .errors import AutotuneError
+    from autotune.errors import AutotuneError
 
     if cost is None:
         if model is None:
@@ -288,7 +288,7 @@ def verify(p: Plan, graph: Graph, hw: HardwareConfig, device: CostSource | None 
     if device is not None:
         ms = device(GroupBatch.build(groups), np.arange(len(groups)), np.array([g.cores for g in p.groups]))
     else:
-        from .device import Simulator
+        from autotune.device import Simulator
 
         ms = Simulator(hw).measure(groups, [g.cores for g in p.groups])
     for g, m in zip(p.groups, ms):

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
-from .calibration import RooflineFit
-from .hardware import HardwareConfig
-from .tables import GroupBatch
+from autotune.calibration import RooflineFit
+from autotune.hardware import HardwareConfig
+from autotune.tables import GroupBatch
 
 #: Probe kernels: this many synthetic groups, each at every core count of `probe_cores`.
 PROBE_GROUPS = 8
@@ -125,8 +125,8 @@ class ProbedMember:
     @classmethod
     def from_meta(cls, meta: dict, folder: Path, retrain: str) -> ProbedMember:
         """The member meta.json describes, its files checked against the digests it records."""
-        from .boosters import read_boosters
-        from .errors import ModelFileError
+        from autotune.boosters import read_boosters
+        from autotune.errors import ModelFileError
 
         boosters = read_boosters(meta, folder, (MEMBER_FILE, MEMBER_PROBE_FILE), retrain)
         try:

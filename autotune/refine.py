@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .costs import CostSource, model_predictor
-from .graph import Graph
-from .hardware import HardwareConfig
-from .planner import Plan, cost_table, dp_from_table, span_index, spans
-from .tables import GroupBatch
+from autotune.costs import CostSource, model_predictor
+from autotune.graph import Graph
+from autotune.hardware import HardwareConfig
+from autotune.planner import Plan, cost_table, dp_from_table, span_index, spans
+from autotune.tables import GroupBatch
 
 #: Device runs per measured (group, cores) pair: their median resists timing outliers.
 MEASURE_REPEATS = 3
@@ -36,7 +36,7 @@ def measured_plan(graph: Graph, hw: HardwareConfig, model, budget: int, device: 
     model may overrate get measured too; it stops when even that plan is measured. `cost` replaces
     the model's predictions (any CostSource with the model's feature rows' meaning; `model` then
     only lends its validation error)."""
-    from .errors import AutotuneError
+    from autotune.errors import AutotuneError
 
     if budget < 0:
         raise AutotuneError(f"--measure-budget must be at least 0, got {budget}")

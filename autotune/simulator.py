@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import analytic
-from .graph import Group
-from .hardware import Banks, Device, HardwareConfig, Noise, Tiling
-from .ops import COUNT_BUCKETS
-from .tables import GroupBatch, LayerRows, bucket, windowed
+from autotune import analytic
+from autotune.graph import Group
+from autotune.hardware import Banks, Device, HardwareConfig, Noise, Tiling
+from autotune.ops import COUNT_BUCKETS
+from autotune.tables import GroupBatch, LayerRows, bucket, windowed
 
 
 @dataclass

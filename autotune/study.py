@@ -10,15 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .graph import Graph
-from .hardware import HardwareConfig
-from .strategies.baselines import best_cores_map
-from .study_layers import conv_chain, size_for_macs
+from autotune.graph import Graph
+from autotune.hardware import HardwareConfig
+from autotune.strategies.baselines import best_cores_map
+from autotune.study_layers import conv_chain, size_for_macs
 
 
 def _latency_table(graphs: list[Graph], hw: HardwareConfig) -> np.ndarray:
     """Latency (ms) of each whole graph as one group at every core count: shape (len(graphs), K)."""
-    from .device import Simulator
+    from autotune.device import Simulator
 
     ks = list(hw.core_counts)
     groups = [g.group(0, len(g)) for g in graphs for _ in ks]

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .graph import Graph, GraphBuilder
+from autotune.graph import Graph, GraphBuilder
 
 
 def conv_chain(channels: int, size: int, n: int = 1, k: int = 3, batch: int = 1) -> Graph:

@@ -26,8 +26,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from . import ops
-from .graph import Graph, Group, Layer
+from autotune import ops
+from autotune.graph import Graph, Group, Layer
 
 
 def windowed(op_code: np.ndarray) -> np.ndarray:

@@ -25,15 +25,15 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
-from .calibration import RooflineFit
-from .costmodel import LatencyModel
-from .dataset import Dataset, read_dataset
-from .errors import DatasetError, ModelFileError
-from .family import FAMILY_MANIFEST, SIBLINGS_FILE, Family, parse_family
-from .feature_cache import dataset_features
-from .features import universal_columns
-from .hardware import HardwareConfig, parse_hardware
-from .training import accuracy
+from autotune.calibration import RooflineFit
+from autotune.costmodel import LatencyModel
+from autotune.dataset import Dataset, read_dataset
+from autotune.errors import DatasetError, ModelFileError
+from autotune.family import FAMILY_MANIFEST, SIBLINGS_FILE, Family, parse_family
+from autotune.feature_cache import dataset_features
+from autotune.features import universal_columns
+from autotune.hardware import HardwareConfig, parse_hardware
+from autotune.training import accuracy
 
 #: The probe trees: a part's departure from the universal model's prediction, given its probe
 #: residuals (probes.py); what `adapt` puts on top of the universal model once the probes are measured.
@@ -120,7 +120,7 @@ def read_family_dataset(folder: str | Path) -> FamilyDataset:
 
 def _probe_entry(entry: dict, n_devices: int, mpath: Path) -> np.ndarray | None:
     """A datasheet's probe latencies (devices x PROBE_LABELS, ms), checked; None if not recorded."""
-    from .probes import PROBE_LABELS
+    from autotune.probes import PROBE_LABELS
 
     if "probes_ms" not in entry:
         return None
@@ -139,7 +139,7 @@ def sibling_rows(sub: Path, data: Dataset, hashes: list[str]) -> np.ndarray:
     dataset (its digest, row order) and the siblings' hashes; synth keeps a file that passes."""
     import pyarrow.parquet as pq
 
-    from .dataset import read_parquet
+    from autotune.dataset import read_parquet
 
     if not hashes:
         return np.zeros((len(data.rows), 0))
@@ -201,8 +201,8 @@ def train_universal(data_dir: str | Path, out_dir: str | Path, seed: int = 0, pr
                     **params) -> tuple[LatencyModel, dict]:
     """Fit one model on every device of a family dataset; publish it to `out_dir` with meta.json
     recording the family (its ranges and hash) and the accuracy on the held-out devices."""
-    from .artefacts import UNIVERSAL, check_folder_output
-    from .fileio import FolderLock
+    from autotune.artefacts import UNIVERSAL, check_folder_output
+    from autotune.fileio import FolderLock
 
     check_folder_output(out_dir, UNIVERSAL, inputs=[data_dir])
     fd = read_family_dataset(data_dir)
@@ -253,7 +253,7 @@ def refit_roofline(model: LatencyModel, parts: dict[str, np.ndarray], y_ms: np.n
                    seed: int) -> RooflineFit:
     """The roofline refitted to one part's labelled `rows`: a MAP fit toward the family's pooled fit
     (`model.calibration_`), so a few labels refine it without running wild."""
-    from .calibration import fit_roofline
+    from autotune.calibration import fit_roofline
 
     return fit_roofline({k: v[rows] for k, v in parts.items()}, y_ms[rows] * 1e3, seed=seed,
                         prior=model.calibration_, prior_weight=REFIT_PRIOR_WEIGHT)
@@ -281,7 +281,7 @@ def adaptation_trees(model: LatencyModel, X: np.ndarray, y: np.ndarray, dev: np.
     logy = np.log(y)
     dtr = xgb.DMatrix(X[tr], label=logy[tr], base_margin=margin[tr])
     dva = xgb.DMatrix(X[va], label=logy[va], base_margin=margin[va])
-    from .costmodel import progress_callback
+    from autotune.costmodel import progress_callback
 
     booster = xgb.train(model._xgb_params(), dtr, num_boost_round=model.n_estimators, evals=[(dva, "val")],
                         early_stopping_rounds=model.early_stopping_rounds, verbose_eval=False,
@@ -297,8 +297,8 @@ def probe_trees(model: LatencyModel, fd: FamilyDataset, X: np.ndarray, dev: np.n
     """Trees that predict each device's log departure from `model`'s prediction from its rows'
     features and its probe residuals (the same for all of a device's rows), learned over every
     device of the draw, siblings included, and validated on held-out datasheets."""
-    from .costmodel import progress_callback
-    from .probes import probe_pairs, probe_residuals
+    from autotune.costmodel import progress_callback
+    from autotune.probes import probe_pairs, probe_residuals
 
     assert fd.probes is not None
     rng = np.random.default_rng([seed, 0x9B0])
@@ -332,7 +332,7 @@ def probe_trees(model: LatencyModel, fd: FamilyDataset, X: np.ndarray, dev: np.n
 def checked_booster(meta: dict, folder: Path, key: str, file: str) -> xgb.Booster | None:
     """An extra booster published in `folder` as `file`, checked against the digest meta[key] records
     (None if meta records none)."""
-    from .boosters import checked_booster_file
+    from autotune.boosters import checked_booster_file
 
     info = meta.get(key)
     if not isinstance(info, dict):

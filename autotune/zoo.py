@@ -19,9 +19,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
-from . import zoo_transformers as zt
-from .errors import AutotuneError
-from .graph import Graph, GraphBuilder
+from autotune import zoo_transformers as zt
+from autotune.errors import AutotuneError
+from autotune.graph import Graph, GraphBuilder
 
 
 # -- AlexNet / VGG ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ published total minus the embedding tables (tests/test_zoo.py says which).
 
 from __future__ import annotations
 
-from .graph import Graph, GraphBuilder
+from autotune.graph import Graph, GraphBuilder
 
 
 def _heads(b: GraphBuilder, x: str, B: int, S: int, h: int, dh: int, name: str) -> str:

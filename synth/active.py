@@ -68,7 +68,7 @@ def run_rounds(hw: HardwareConfig, folder: Path, settings: dict,
     """Make (or resume) the rounds; returns (shard names, labels per shard, rounds made now)."""
     from tqdm import tqdm
 
-    from .shards import Ledger, generated_frame, read_meta, same_settings, shard_name, shard_seed, to_parquet_bytes
+    from synth.shards import Ledger, generated_frame, read_meta, same_settings, shard_name, shard_seed, to_parquet_bytes
 
     K = len(hw.core_counts)
     sizes = round_sizes(settings["budget"], K)
@@ -139,9 +139,8 @@ def _select_round(hw: HardwareConfig, frames: list[pd.DataFrame], seed: int, r: 
     from autotune.dataset import groups_of
     from autotune.feature_cache import compute_features
     from autotune.features import FEATURE_NAMES, featurize
-
-    from .generator import generate_range
-    from .shards import graphs_frame, shard_seed
+    from synth.generator import generate_range
+    from synth.shards import graphs_frame, shard_seed
 
     seen = pd.concat(frames, ignore_index=True)
     X = compute_features(seen, hw)

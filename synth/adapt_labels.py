@@ -18,9 +18,8 @@ from autotune.dataset import read_dataset
 from autotune.errors import AutotuneError
 from autotune.fileio import FolderLock
 from autotune.universal import device_rows
-
-from .family_labels import measure_probes
-from .pipeline import run
+from synth.family_labels import measure_probes
+from synth.pipeline import run
 
 #: How `adapt` chooses the part's labels by default (synth.SAMPLINGS): each Sobol group at
 #: one core count, so 200 labels buy 176 distinct groups instead of 29-59. Over 30 held-out parts x 21

@@ -13,11 +13,10 @@ from autotune.errors import DatasetError
 from autotune.fileio import atomic_write_json
 from autotune.hardware import HardwareConfig
 from autotune.loader import load_graph
-
-from .generator import GENERATOR_VERSION
-from .measure import measure
-from .plan_labels import CPU_ROUNDS, plan_rounds
-from .profiles import EXPORT_FILE, GROUPS_FILE, MANIFEST, MANIFEST_CSV, export_groups, import_profile, skipped_note
+from synth.generator import GENERATOR_VERSION
+from synth.measure import measure
+from synth.plan_labels import CPU_ROUNDS, plan_rounds
+from synth.profiles import EXPORT_FILE, GROUPS_FILE, MANIFEST, MANIFEST_CSV, export_groups, import_profile, skipped_note
 
 #: Share of a CPU budget spent on the kernels the plans use (`synth --backend onnxruntime --plans`).
 CPU_PLAN_SHARE = 0.3

@@ -28,9 +28,8 @@ from autotune.errors import DatasetError
 from autotune.family import FAMILY_MANIFEST, SIBLINGS_FILE, Family
 from autotune.fileio import FolderLock, atomic_write_json, atomic_write_text
 from autotune.hardware import HardwareConfig, dump_hardware
-
-from .generator import GENERATOR_VERSION
-from .pipeline import code_digest, run
+from synth.generator import GENERATOR_VERSION
+from synth.pipeline import code_digest, run
 
 #: Defaults of `make universal`: 256 datasheets, each measured on 16 devices, 1,500 labels each (about
 #: 300 groups at every core count). Many datasheets with few labels each teach what the datasheet
@@ -90,7 +89,7 @@ def run_family(fam: Family, folder: str | Path, devices: int, budget: int, seed:
                                    "pass --force to replace it")
         hws = fam.draw(devices, seed)
         if sampling == "active":
-            from .active import min_budget
+            from synth.active import min_budget
 
             need = max(min_budget(len(hw.core_counts)) for hw in hws)
             if per < need:

@@ -26,8 +26,7 @@ from autotune.errors import AutotuneError
 from autotune.fileio import FolderLock, atomic_write_text
 from autotune.graph import graph_from_dict
 from autotune.hardware import HardwareConfig
-
-from .profiles import byte_text, read_export
+from synth.profiles import byte_text, read_export
 
 BACKENDS = ("simulator", "onnxruntime")
 #: Groups whose weights exceed this are not run on the CPU (and protobuf stops at 2 GiB).

@@ -30,10 +30,9 @@ from autotune.errors import AutotuneError, DatasetError
 from autotune.fileio import FolderLock, atomic_write, atomic_write_json, recover_folder, replace_folder
 from autotune.graph import graph_to_dict
 from autotune.hardware import HardwareConfig
-
-from . import SAMPLINGS
-from .generator import GENERATOR_VERSION, extract
-from .shards import (
+from synth import SAMPLINGS
+from synth.generator import GENERATOR_VERSION, extract
+from synth.shards import (
     Ledger,
     generated_frame,
     read_meta,
@@ -65,7 +64,7 @@ def settings_for(hw: HardwareConfig, budget: int, seed: int, shard_groups: int =
            "code_digest": code_digest(), "seed": int(seed), "budget": int(budget), "sampling": sampling,
            "shard_groups": int(shard_groups), "core_counts": list(hw.core_counts)}
     if sampling == "active":
-        from .active import active_settings
+        from synth.active import active_settings
 
         out.update(active_settings())
     return out
@@ -253,7 +252,7 @@ def run(hw: HardwareConfig, folder: str | Path, budget: int | None = None, seed:
     if budget < 1:
         raise DatasetError(f"--budget must be at least 1 label, got {budget}")
     if sampling == "active":
-        from .active import min_budget
+        from synth.active import min_budget
 
         if budget < min_budget(K):
             raise DatasetError(f"--budget {budget} is too small for active sampling on {K} core counts "
@@ -280,7 +279,7 @@ def _make(hw: HardwareConfig, folder: Path, settings: dict, jobs: int, scheduler
         rows, todo = _sobol_shards(hw, folder, settings, jobs, scheduler, progress)
         names = [shard_name(k) for k in range(len(rows))]
     else:
-        from .active import run_rounds
+        from synth.active import run_rounds
 
         names, rows, todo = run_rounds(hw, folder, settings, progress)
     label_s = time.perf_counter() - t0

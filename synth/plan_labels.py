@@ -170,7 +170,7 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
     the plans of `graphs` use, round by round; returns the model trained on everything. `measure`
     is given an export folder and returns the profile CSV it wrote; `work` keeps every round's
     export, profile, the dataset (`work/data`) and the model (`work/model`)."""
-    from .profiles import export_groups, import_profile
+    from synth.profiles import export_groups, import_profile
 
     work = Path(work)
     say = log or (lambda _m: None)
@@ -225,8 +225,7 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
     round."""
     from autotune.dataset import read_dataset
     from autotune.training import train
-
-    from .profiles import import_profile
+    from synth.profiles import import_profile
 
     kw = train_kw or {}
     model = train(hw, data, model_dir, **kw).model
@@ -271,8 +270,7 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
     overrate them) with at most half of them, and one of each kind more on what that moved."""
     from autotune.dataset import read_dataset
     from autotune.training import remember
-
-    from .profiles import import_profile
+    from synth.profiles import import_profile
 
     model = LatencyModel.load(model_dir, hw)
     out: list[dict] = []
@@ -338,7 +336,7 @@ def timer_spread(logs: dict[int, np.ndarray]) -> float | None:
     """The robust standard deviation of one measurement's log latency, pooled over the kernels
     measured twice or more (their first two: a difference has sqrt(2) times the spread); None when
     fewer than MIN_POOL kernels were."""
-    from .profiles import MIN_SPREAD
+    from synth.profiles import MIN_SPREAD
 
     diffs = np.array([abs(v[1] - v[0]) for v in logs.values() if len(v) >= 2])
     if len(diffs) < MIN_POOL:
@@ -406,8 +404,7 @@ def again_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lo
 def _export_picks(hw: HardwareConfig, folder: Path, picks: list[Pick], seed: int) -> None:
     """Export the picks to `folder`, unless it already holds exactly them (its profile is kept)."""
     from autotune.planner import candidate_id
-
-    from .profiles import export_groups, read_export
+    from synth.profiles import export_groups, read_export
 
     pairs = as_pairs(picks)
     want = {(candidate_id(g.name, i, j), int(k)) for g, i, j, ks in pairs for k in ks}

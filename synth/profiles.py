@@ -151,8 +151,7 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
 
     from autotune.onnx_export import graph_to_onnx
     from autotune.onnx_standard import README_NOTE
-
-    from .generator import GENERATOR_VERSION, byte_cap, describe, extract, generate_within
+    from synth.generator import GENERATOR_VERSION, byte_cap, describe, extract, generate_within
 
     out = Path(out)
     check_folder_output(out, EXPORT, inputs=[model if model and Path(model).exists() else None], force=force,

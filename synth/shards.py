@@ -20,8 +20,7 @@ from autotune.device import Simulator
 from autotune.fileio import atomic_write, atomic_write_json
 from autotune.graph import Graph, Group, graph_to_dict
 from autotune.hardware import HardwareConfig
-
-from .generator import describe, generate_range
+from synth.generator import describe, generate_range
 
 META_KEY = b"autotune.synth"
 

@@ -8,10 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from synth import SAMPLINGS
-
-from ..errors import AutotuneError
-from .args import (
+from autotune.cli.args import (
     ADAPT_BUDGET,
     BATCH,
     BUDGET,
@@ -24,7 +21,7 @@ from .args import (
     ranged,
     seconds,
 )
-from .commands import (
+from autotune.cli.commands import (
     cmd_eval,
     cmd_export_onnx,
     cmd_inspect,
@@ -34,8 +31,10 @@ from .commands import (
     cmd_tune,
     cmd_zoo,
 )
-from .profile_commands import add_parsers as add_profile_parsers
-from .universal_commands import add_adapt_parser
+from autotune.cli.profile_commands import add_parsers as add_profile_parsers
+from autotune.cli.universal_commands import add_adapt_parser
+from autotune.errors import AutotuneError
+from synth import SAMPLINGS
 
 
 class _Parser(argparse.ArgumentParser):

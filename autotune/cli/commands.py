@@ -9,13 +9,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..artefacts import check_folder_output
-from ..costs import table_cost
-from ..errors import AutotuneError
-from ..fileio import atomic_write_json, check_output
-from ..hardware import HardwareConfig, hw_slug, is_host_cpu, load_hardware
-from ..onnx_batch import parse_dims
-from .report import format_table
+from autotune.artefacts import check_folder_output
+from autotune.cli.report import format_table
+from autotune.costs import table_cost
+from autotune.errors import AutotuneError
+from autotune.fileio import atomic_write_json, check_output
+from autotune.hardware import HardwareConfig, hw_slug, is_host_cpu, load_hardware
+from autotune.onnx_batch import parse_dims
 
 
 def _print_table(rows: Sequence[Sequence[object]], header: list[str], right: set[int] | None = None) -> None:
@@ -24,7 +24,7 @@ def _print_table(rows: Sequence[Sequence[object]], header: list[str], right: set
 
 # -- foundation --------------------------------------------------------------------------------
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from .. import zoo
+    from autotune import zoo
 
     rows, out = [], []
     for name in zoo.names():
@@ -48,7 +48,7 @@ def inspect_dict(g, model: str) -> dict:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from ..loader import load_graph
+    from autotune.loader import load_graph
 
     g = load_graph(args.model, batch=args.batch, strict=args.strict, dims=parse_dims(args.dim))
     rows = []
@@ -65,8 +65,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from ..loader import load_graph
-    from ..onnx_export import export_onnx
+    from autotune.loader import load_graph
+    from autotune.onnx_export import export_onnx
 
     g = load_graph(args.model, batch=args.batch)
     export_onnx(g, args.out)
@@ -80,9 +80,9 @@ _STUDY_PLOTS = {"study_latency_vs_cores": "cores", "study_best_cores": "heat", "
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from .. import effects_study, study
-    from ..fileio import atomic_write_text
-    from . import plots
+    from autotune import effects_study, study
+    from autotune.cli import plots
+    from autotune.fileio import atomic_write_text
 
     hw = load_hardware(args.hw)
     out = Path(args.out or Path("reports") / hw_slug(args.hw))
@@ -114,12 +114,11 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 # -- the pipeline --------------------------------------------------------------------------------
 def cmd_synth(args: argparse.Namespace) -> int:
+    from autotune.cli import plots
     from synth.pipeline import run
 
-    from . import plots
-
     if args.hw_family:
-        from .universal_commands import cmd_synth_family
+        from autotune.cli.universal_commands import cmd_synth_family
 
         return cmd_synth_family(args)
     if args.devices is not None or args.siblings is not None:
@@ -154,10 +153,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _synth_on_this_cpu(hw: HardwareConfig, folder: Path, args: argparse.Namespace, t0: float) -> int:
+    from autotune.host import host_cores
     from synth.cpu_labels import synth_by_measuring
     from synth.profiles import CPU_BUDGET
-
-    from ..host import host_cores
 
     if hw.cores > host_cores():
         raise AutotuneError(f"--backend onnxruntime measures this host ({host_cores()} cores); {hw.name} has "
@@ -194,11 +192,11 @@ def _train_lines(metrics: dict) -> list[str]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..training import TrainResult, train
-    from . import plots
+    from autotune.cli import plots
+    from autotune.training import TrainResult, train
 
     if args.universal:
-        from .universal_commands import cmd_train_universal
+        from autotune.cli.universal_commands import cmd_train_universal
 
         return cmd_train_universal(args)
     args.hw = args.hw or "mlu100"
@@ -236,14 +234,14 @@ def load_model(hw: HardwareConfig, hw_arg: str, models_dir: str | Path = "models
     """The trained model for this hardware: `model_dir` if given, else models_dir/<hw argument's stem>
     or models_dir/<part's name>; with cost="universal", models/universal. A clear error says how to
     make one."""
-    from ..costmodel import LatencyModel
-    from ..fileio import recover_folder
+    from autotune.costmodel import LatencyModel
+    from autotune.fileio import recover_folder
 
     if cost == "universal":
         if model_dir is not None:
             raise AutotuneError("--model-dir names the part's own model; --cost universal uses "
                                 "<models-dir>/universal")
-        from .universal_commands import load_universal_model
+        from autotune.cli.universal_commands import load_universal_model
 
         return load_universal_model(hw, models_dir)
     tried = [Path(model_dir)] if model_dir is not None else list(dict.fromkeys(
@@ -276,11 +274,11 @@ def _measured_table(folder: str, hw: HardwareConfig, graph):
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from .. import planner
-    from .. import strategies as strat
-    from ..loader import load_graph
-    from . import plots
-    from .report import plan_table
+    from autotune import planner
+    from autotune import strategies as strat
+    from autotune.cli import plots
+    from autotune.cli.report import plan_table
+    from autotune.loader import load_graph
 
     check_output(args.out, "file")
     check_output(args.plot, "file")
@@ -314,7 +312,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.verify and table is not None:
         planner.verify(p, graph, hw, table_cost(table, hw))
     elif args.verify and not hw.has_device:
-        from ..ort import verify_plan
+        from autotune.ort import verify_plan
 
         whole_ms = verify_plan(p, graph, hw)  # measured on this CPU
     elif args.verify:
@@ -359,7 +357,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _model_specs(arg: str) -> list[str]:
-    from .. import zoo
+    from autotune import zoo
 
     if arg == "all":
         return zoo.names()
@@ -370,9 +368,9 @@ def _model_specs(arg: str) -> list[str]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..evaluation import run_eval
-    from . import plots
-    from .report import eval_table
+    from autotune.cli import plots
+    from autotune.cli.report import eval_table
+    from autotune.evaluation import run_eval
 
     check_output(args.json, "file")
     check_output(args.plot, "file")

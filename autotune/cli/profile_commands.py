@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..artefacts import check_file_output
-from ..errors import AutotuneError
-from ..hardware import hw_slug, load_hardware
+from autotune.artefacts import check_file_output
+from autotune.errors import AutotuneError
+from autotune.hardware import hw_slug, load_hardware
 
 
 def cmd_export_groups(args: argparse.Namespace) -> int:
@@ -36,11 +36,10 @@ def cmd_export_groups(args: argparse.Namespace) -> int:
 
 def _export_plan_pairs(args: argparse.Namespace, hw) -> int:
     """export-groups --plans: the pairs the part's model plans with and has not measured."""
+    from autotune.cli.commands import load_model
+    from autotune.loader import load_graph
     from synth.plan_labels import as_pairs, plan_picks
     from synth.profiles import export_groups
-
-    from ..loader import load_graph
-    from .commands import load_model
 
     model = load_model(hw, args.hw, args.models_dir, model_dir=args.model_dir)
     graphs = [load_graph(n) for n in _names(args.plans)]
@@ -130,13 +129,13 @@ def fraction(text: str) -> float:
 
 
 def _ranged_threads(text: str) -> int:
-    from .args import THREADS
+    from autotune.cli.args import THREADS
 
     return THREADS(text)
 
 
 def _ranged_rounds(text: str) -> int:
-    from .args import ranged
+    from autotune.cli.args import ranged
 
     return ranged(1, 50)(text)
 
@@ -145,11 +144,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
     import shlex
     import subprocess
 
+    from autotune.artefacts import MODEL, check_folder_output
+    from autotune.fileio import publish_folder
+    from autotune.loader import load_graph
     from synth.plan_labels import ROUNDS, SYNTH_SHARE, learn_part
-
-    from ..artefacts import MODEL, check_folder_output
-    from ..fileio import publish_folder
-    from ..loader import load_graph
 
     hw = load_hardware(args.hw)
     work = Path(args.work or Path("work") / hw_slug(args.hw))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..onnx_import import Importer, Node
+    from autotune.onnx_import import Importer, Node
 
 Converter = Callable[["Importer", "Node"], Any]
 Shape = tuple[int, ...]

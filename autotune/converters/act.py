@@ -3,7 +3,7 @@ compiler would (conv, fc, eltwise, norm), else a standalone act layer."""
 
 from __future__ import annotations
 
-from . import ANY_DOMAIN, converter
+from autotune.converters import ANY_DOMAIN, converter
 
 ACTS = {"Relu": "relu", "LeakyRelu": "leaky_relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hswish",
         "HardSigmoid": "hsigmoid", "Gelu": "gelu", "Silu": "silu", "Elu": "elu", "Selu": "selu",

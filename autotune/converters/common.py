@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..errors import GraphError
+from autotune.errors import GraphError
 
 
 def text(v, default: str = "") -> str:

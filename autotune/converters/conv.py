@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..errors import GraphError
-from . import converter
-from .common import text, window_pads
+from autotune.converters import converter
+from autotune.converters.common import text, window_pads
+from autotune.errors import GraphError
 
 
 def _window(imp, n, w):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from ..errors import GraphError
-from ..graph import make_layer
-from . import ANY_DOMAIN, converter
+from autotune.converters import ANY_DOMAIN, converter
+from autotune.errors import GraphError
+from autotune.graph import make_layer
 
 DOMAIN = "ai.autotune"
 

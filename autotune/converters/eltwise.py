@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from . import converter
+from autotune.converters import converter
 
 ELTWISE = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Max": "max", "Min": "min", "Sum": "add",
            "Mean": "mean", "Pow": "pow", "Mod": "mod", "Equal": "equal", "Less": "less", "Greater": "greater",

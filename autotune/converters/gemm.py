@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 import re
 
-from ..errors import GraphError
-from ..ops.base import broadcast
-from . import converter
-from .common import text
+from autotune.converters import converter
+from autotune.converters.common import text
+from autotune.errors import GraphError
+from autotune.ops.base import broadcast
 
 
 def fc_last_axis(imp, n, x: str, cout: int, out: str) -> None:

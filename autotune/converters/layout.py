@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from . import converter
+from autotune.converters import converter
 
 ALIAS = ("Identity", "Dropout", "Cast", "CastLike")
 RESHAPES = ("Reshape", "Squeeze", "Unsqueeze")

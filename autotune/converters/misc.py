@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import converter
-from .common import text
+from autotune.converters import converter
+from autotune.converters.common import text
 
 RESIZE_MODES = {"nearest": "nearest", "linear": "bilinear", "cubic": "bicubic"}
 

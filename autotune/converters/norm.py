@@ -3,7 +3,7 @@ and the fused norms of other domains (com.microsoft SkipLayerNormalization, Simp
 
 from __future__ import annotations
 
-from . import ANY_DOMAIN, converter
+from autotune.converters import ANY_DOMAIN, converter
 
 NORMS = {"LayerNormalization": "layer", "InstanceNormalization": "instance", "LRN": "lrn",
          "GroupNormalization": "group", "MeanVarianceNormalization": "instance", "RMSNormalization": "rms"}

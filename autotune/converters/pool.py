@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import converter
-from .common import text, window_pads
+from autotune.converters import converter
+from autotune.converters.common import text, window_pads
 
 
 @converter("MaxPool", "AveragePool")

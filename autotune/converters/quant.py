@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..errors import GraphError
-from ..ops.base import broadcast, window_out
-from . import converter, shape_rule
-from .act import activation
-from .common import text, window_pads
-from .conv import conv
-from .eltwise import eltwise
-from .gemm import gemm, matmul
-from .layout import concat
-from .pool import global_pool, pool
+from autotune.converters import converter, shape_rule
+from autotune.converters.act import activation
+from autotune.converters.common import text, window_pads
+from autotune.converters.conv import conv
+from autotune.converters.eltwise import eltwise
+from autotune.converters.gemm import gemm, matmul
+from autotune.converters.layout import concat
+from autotune.converters.pool import global_pool, pool
+from autotune.errors import GraphError
+from autotune.ops.base import broadcast, window_out
 
 MS = "com.microsoft"
 Shape = tuple[int, ...]

@@ -3,9 +3,9 @@ direction), with transposes around it for layout=1 (batch first)."""
 
 from __future__ import annotations
 
-from ..errors import GraphError
-from . import converter
-from .common import text
+from autotune.converters import converter
+from autotune.converters.common import text
+from autotune.errors import GraphError
 
 CELLS = {"LSTM": ("lstm", 4), "GRU": ("gru", 3), "RNN": ("rnn", 1)}
 

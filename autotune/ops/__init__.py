@@ -16,7 +16,17 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import COUNT_BUCKETS, OpSpec, bucket_array, code, flag_array, register, registry, spec, unregister  # noqa: F401
+from autotune.ops.base import (  # noqa: F401
+    COUNT_BUCKETS,
+    OpSpec,
+    bucket_array,
+    code,
+    flag_array,
+    register,
+    registry,
+    spec,
+    unregister,
+)
 
 for _mod in pkgutil.iter_modules(__path__):
     if _mod.name != "base":

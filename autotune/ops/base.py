@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from ..errors import GraphError
+from autotune.errors import GraphError
 
 if TYPE_CHECKING:
-    from ..graph import Attrs, Layer
-    from ..onnx_export import Exporter
+    from autotune.graph import Attrs, Layer
+    from autotune.onnx_export import Exporter
 
 Shape = tuple[int, ...]
 

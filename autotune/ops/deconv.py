@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import GraphError
-from .base import SlidingWindow, check_window, prod, register
+from autotune.errors import GraphError
+from autotune.ops.base import SlidingWindow, check_window, prod, register
 
 
 @register

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import OpSpec, broadcast, register
+from autotune.ops.base import OpSpec, broadcast, register
 
 _BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min", "mean": "Mean"}
 _VARIADIC = {"add": "Sum", "max": "Max", "min": "Min", "mean": "Mean"}

@@ -3,7 +3,7 @@ A 4-D input is flattened to (N, C*H*W) for free, as deployment compilers do."""
 
 from __future__ import annotations
 
-from .base import OpSpec, prod, register
+from autotune.ops.base import OpSpec, prod, register
 
 
 @register

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import GraphError
-from .base import OpSpec, prod, register
+from autotune.errors import GraphError
+from autotune.ops.base import OpSpec, prod, register
 
 
 @register

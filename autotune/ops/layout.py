@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import GraphError
-from .base import OpSpec, prod, register
+from autotune.errors import GraphError
+from autotune.ops.base import OpSpec, prod, register
 
 
 def permutation(src, dst) -> list[int] | None:

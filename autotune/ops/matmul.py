@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..errors import GraphError
-from .base import OpSpec, broadcast, prod, register
+from autotune.errors import GraphError
+from autotune.ops.base import OpSpec, broadcast, prod, register
 
 
 @register

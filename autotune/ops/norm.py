@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import OpSpec, register
+from autotune.ops.base import OpSpec, register
 
 
 @register

@@ -3,7 +3,7 @@ runs alone (no fusion)."""
 
 from __future__ import annotations
 
-from .base import OpSpec, register
+from autotune.ops.base import OpSpec, register
 
 
 @register

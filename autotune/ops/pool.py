@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import SlidingWindow, prod, register
+from autotune.ops.base import SlidingWindow, prod, register
 
 
 def onnx_ceil_pool_shape(lyr) -> tuple[int, ...]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import GraphError
-from .base import OpSpec, prod, register
+from autotune.errors import GraphError
+from autotune.ops.base import OpSpec, prod, register
 
 
 @register

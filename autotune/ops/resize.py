@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .base import OpSpec, register
+from autotune.ops.base import OpSpec, register
 
 _MODES = {"nearest": "nearest", "bilinear": "linear", "bicubic": "cubic"}
 

@@ -6,8 +6,8 @@ The final state is the first output, so the layer's channels are the hidden size
 
 from __future__ import annotations
 
-from ..errors import GraphError
-from .base import OpSpec, register
+from autotune.errors import GraphError
+from autotune.ops.base import OpSpec, register
 
 #: Gate matrices per cell: each step multiplies (input + hidden) by gates * hidden weights.
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}

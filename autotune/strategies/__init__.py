@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..costs import CostSource, make_cost, table_cost
-from ..errors import AutotuneError
-from ..graph import Graph
-from ..hardware import HardwareConfig
-from ..planner import Plan
+from autotune.costs import CostSource, make_cost, table_cost
+from autotune.errors import AutotuneError
+from autotune.graph import Graph
+from autotune.hardware import HardwareConfig
+from autotune.planner import Plan
 
 
 @dataclass(frozen=True)

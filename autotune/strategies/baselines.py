@@ -9,13 +9,13 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ..costs import CostSource
-from ..graph import Graph
-from ..hardware import HardwareConfig
-from ..planner import Plan, PlanGroup, cost_table, cost_table_of, fixed_plan, plan_of
-from ..planner import spans as candidate_spans
-from ..study_layers import study_grid
-from . import Context, register_strategy
+from autotune.costs import CostSource
+from autotune.graph import Graph
+from autotune.hardware import HardwareConfig
+from autotune.planner import Plan, PlanGroup, cost_table, cost_table_of, fixed_plan, plan_of
+from autotune.planner import spans as candidate_spans
+from autotune.strategies import Context, register_strategy
+from autotune.study_layers import study_grid
 
 
 def plan_none(graph: Graph, hw: HardwareConfig, cost: CostSource) -> Plan:

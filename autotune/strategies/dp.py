@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from ..planner import Plan, dp_plan, sure_plan
-from . import Context, register_strategy
+from autotune.planner import Plan, dp_plan, sure_plan
+from autotune.strategies import Context, register_strategy
 
 
 @register_strategy("learned", needs_model=True)

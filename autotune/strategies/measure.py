@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from ..planner import Plan
-from . import Context, register_strategy
+from autotune.planner import Plan
+from autotune.strategies import Context, register_strategy
 
 
 @register_strategy("learned+measure", needs_model=True, may_measure=True)
 def learned_measure(ctx: Context) -> Plan:
     """The learned plan, refined with at most `measure_budget` device measurements."""
-    from ..refine import measured_plan
+    from autotune.refine import measured_plan
 
     device = ctx.cost("device", seed=int(ctx.options.get("measure_seed", 0)))
     return measured_plan(ctx.graph, ctx.hw, ctx.model, int(ctx.options.get("measure_budget", 0)), device)

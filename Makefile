@@ -10,7 +10,7 @@ JOBS ?= 2
 # HW=cpu: this machine measured with ONNX Runtime (synth picks a budget a 2-core machine labels in minutes)
 CPUHW := $(filter cpu,$(HW))
 BUDGET_ARG := $(if $(BUDGET),--budget $(BUDGET),)
-# on the CPU a share of the labels goes to the kernels MODEL's plans use (synth/plan_labels.py)
+# on the CPU a share of the labels goes to the kernels MODEL's plans use (autotune/synth/plan_labels.py)
 CPUPLANS := $(if $(CPUHW),$(MODEL),)
 
 PYTHON ?= python3
@@ -20,7 +20,7 @@ STAMP := $(VENV)/.installed
 HWNAME := $(basename $(notdir $(HW)))
 MODELNAME := $(basename $(notdir $(MODEL)))
 HWDEP := $(if $(findstring /,$(HW)),$(HW),)
-SRC := $(wildcard autotune/*.py autotune/*/*.py autotune/presets/*.yaml synth/*.py)
+SRC := $(wildcard autotune/*.py autotune/*/*.py autotune/*/*/*.py autotune/hardware/presets/*.yaml)
 
 .PHONY: all synth train tune study eval test test-slow test-all bench lint clean venv universal FORCE
 
@@ -45,10 +45,10 @@ data/$(HWNAME)/manifest.json: $(STAMP) $(SRC) $(HWDEP) $(PARAMS)
 		--jobs $(JOBS) --out data/$(HWNAME) --force $(if $(CPUHW),--backend onnxruntime --plans $(MODEL),)
 
 train: models/$(HWNAME)/meta.json
-models/$(HWNAME)/meta.json: data/$(HWNAME)/manifest.json autotune/costmodel.py autotune/training.py \
-		autotune/features.py autotune/analytic.py autotune/calibration.py autotune/dataset.py autotune/tables.py \
-		autotune/feature_cache.py autotune/boosters.py autotune/memory.py \
-		$(wildcard autotune/ops/*.py)
+models/$(HWNAME)/meta.json: data/$(HWNAME)/manifest.json autotune/costmodel/model.py autotune/costmodel/training.py \
+		autotune/costmodel/features.py autotune/hardware/analytic.py autotune/costmodel/calibration.py autotune/data/dataset.py autotune/ir/tables.py \
+		autotune/costmodel/feature_cache.py autotune/costmodel/boosters.py autotune/costmodel/memory.py \
+		$(wildcard autotune/ir/ops/*.py)
 	$(BIN)/autotune train --hw $(HW) --data data/$(HWNAME) --out models/$(HWNAME) --seed $(SEED)
 
 tune: reports/$(HWNAME)/$(MODELNAME).plan.json
@@ -67,8 +67,8 @@ universal: models/universal/meta.json
 data/universal/family.json: $(STAMP) $(SRC) $(if $(findstring /,$(FAMILY)),$(FAMILY),)
 	$(BIN)/autotune synth --hw-family $(FAMILY) $(if $(DEVICES),--devices $(DEVICES),) \
 		$(if $(SIBLINGS),--siblings $(SIBLINGS),) $(if $(UBUDGET),--budget $(UBUDGET),) --seed $(SEED) --jobs $(JOBS) --out data/universal --force
-models/universal/meta.json: data/universal/family.json autotune/costmodel.py autotune/universal.py \
-		autotune/features.py autotune/analytic.py autotune/calibration.py autotune/dataset.py autotune/tables.py
+models/universal/meta.json: data/universal/family.json autotune/costmodel/model.py autotune/costmodel/universal.py \
+		autotune/costmodel/features.py autotune/hardware/analytic.py autotune/costmodel/calibration.py autotune/data/dataset.py autotune/ir/tables.py
 	$(BIN)/autotune train --universal --data data/universal --out models/universal --seed $(SEED)
 
 study: $(STAMP)
@@ -92,7 +92,7 @@ bench: $(STAMP)
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done
 
 lint: $(STAMP)
-	$(BIN)/ruff check autotune synth tests bench
+	$(BIN)/ruff check autotune tests bench
 	$(BIN)/mypy
 
 clean:

@@ -23,13 +23,13 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    "load_hardware": "hardware", "HardwareConfig": "hardware",
-    "load_graph": "loader", "Graph": "graph", "GraphBuilder": "graph",
-    "LatencyModel": "costmodel",
-    "plan": "planner", "verify": "planner", "Plan": "planner",
-    "evaluate": "evaluation", "run_eval": "evaluation",
-    "CostSource": "costs", "register_cost": "costs",
-    "register_strategy": "strategies", "run_strategy": "strategies",
+    "load_hardware": "hardware.config", "HardwareConfig": "hardware.config",
+    "load_graph": "frontends.loader", "Graph": "ir.graph", "GraphBuilder": "ir.graph",
+    "LatencyModel": "costmodel.model",
+    "plan": "planning.planner", "verify": "planning.planner", "Plan": "planning.planner",
+    "evaluate": "planning.evaluation", "run_eval": "planning.evaluation",
+    "CostSource": "planning.costs", "register_cost": "planning.costs",
+    "register_strategy": "planning.strategies", "run_strategy": "planning.strategies",
     "AutotuneError": "errors",
 }
 _RENAMED = {"run_strategy": "run"}
@@ -40,16 +40,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from autotune.costmodel import LatencyModel
-    from autotune.costs import CostSource, register_cost
+    from autotune.costmodel.model import LatencyModel
     from autotune.errors import AutotuneError
-    from autotune.evaluation import evaluate, run_eval
-    from autotune.graph import Graph, GraphBuilder
-    from autotune.hardware import HardwareConfig, load_hardware
-    from autotune.loader import load_graph
-    from autotune.planner import Plan, plan, verify
-    from autotune.strategies import register_strategy
-    from autotune.strategies import run as run_strategy
+    from autotune.frontends.loader import load_graph
+    from autotune.hardware.config import HardwareConfig, load_hardware
+    from autotune.ir.graph import Graph, GraphBuilder
+    from autotune.planning.costs import CostSource, register_cost
+    from autotune.planning.evaluation import evaluate, run_eval
+    from autotune.planning.planner import Plan, plan, verify
+    from autotune.planning.strategies import register_strategy
+    from autotune.planning.strategies import run as run_strategy
 
 
 def __getattr__(name: str) -> Any:

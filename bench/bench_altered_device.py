@@ -24,7 +24,7 @@ import numpy as np
 
 from autotune.cli.report import format_table
 from autotune.fileio import atomic_write_json, atomic_write_text
-from autotune.hardware import dump_hardware, load_hardware, parse_hardware
+from autotune.hardware.config import dump_hardware, load_hardware, parse_hardware
 
 
 def scaled_device(base: str, seed: int, lo: float, hi: float) -> tuple[dict, dict[str, float]]:
@@ -60,11 +60,11 @@ def main() -> int:
     ap.add_argument("--out", default="reports/altered")
     ap.add_argument("--via-profile", action="store_true", help="labels through export/measure/import-profile")
     a = ap.parse_args()
-    from autotune import zoo
+    from autotune.costmodel.training import train
     from autotune.errors import AutotuneError
-    from autotune.evaluation import EVAL_STRATEGIES, run_eval
-    from autotune.training import train
-    from synth.pipeline import run
+    from autotune.frontends import zoo
+    from autotune.planning.evaluation import EVAL_STRATEGIES, run_eval
+    from autotune.synth.pipeline import run
 
     data, factors = scaled_device(a.base, a.seed, a.lo, a.hi)
     try:
@@ -78,8 +78,8 @@ def main() -> int:
     print(format_table([[p, f"{f:.2f}"] for p, f in factors.items()], ["device value", "factor"], right={1}))
     t0 = time.perf_counter()
     if a.via_profile:
-        from synth.measure import measure
-        from synth.profiles import export_groups, import_profile, write_profile
+        from autotune.synth.measure import measure
+        from autotune.synth.profiles import export_groups, import_profile, write_profile
 
         # the same label count as the synth path: --groups labels, every group at every core count
         export_groups(hw, out / "groups", n_groups=a.groups // len(hw.core_counts), seed=0, force=True,

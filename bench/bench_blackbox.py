@@ -1,6 +1,6 @@
 """The cost model on devices we did not write: the shared black boxes, known by datasheet and measurements.
 
-For each black box (../shared/blackbox) and label budget: `learn` (synth/plan_labels.py) spends the
+For each black box (../shared/blackbox) and label budget: `learn` (autotune/synth/plan_labels.py) spends the
 budget through the black box (timing noise on): synthetic groups, then rounds on the kernels the
 networks' plans use, each export -> measure -> import-profile -> train; `--labels synthetic` spends
 it all on synthetic groups instead. Then every strategy plans the zoo networks and is scored on the
@@ -29,16 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 BLACKBOX = ROOT.parent / "shared" / "blackbox"
 sys.path.insert(0, str(ROOT))
 
-from autotune import zoo  # noqa: E402
-from autotune.costmodel import LatencyModel  # noqa: E402
-from autotune.costs import MeasuredTable, make_cost  # noqa: E402
-from autotune.evaluation import BASELINE_STRATEGIES, EVAL_STRATEGIES, run_eval  # noqa: E402
-from autotune.hardware import HardwareConfig, load_hardware  # noqa: E402
-from autotune.loader import load_graph  # noqa: E402
-from autotune.planner import cost_table, spans  # noqa: E402
-from autotune.training import train  # noqa: E402
-from synth.plan_labels import learn_part  # noqa: E402
-from synth.profiles import export_groups, import_profile, measured_table, write_profile  # noqa: E402
+from autotune.costmodel.model import LatencyModel  # noqa: E402
+from autotune.costmodel.training import train  # noqa: E402
+from autotune.frontends import zoo  # noqa: E402
+from autotune.frontends.loader import load_graph  # noqa: E402
+from autotune.hardware.config import HardwareConfig, load_hardware  # noqa: E402
+from autotune.planning.costs import MeasuredTable, make_cost  # noqa: E402
+from autotune.planning.evaluation import BASELINE_STRATEGIES, EVAL_STRATEGIES, run_eval  # noqa: E402
+from autotune.planning.planner import cost_table, spans  # noqa: E402
+from autotune.synth.plan_labels import learn_part  # noqa: E402
+from autotune.synth.profiles import export_groups, import_profile, measured_table, write_profile  # noqa: E402
 
 
 def blackbox():
@@ -82,7 +82,7 @@ def zoo_tables(bb, dev, hw: HardwareConfig, nets: list[str], work: Path) -> list
 def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, threads: int,
             params: dict, nets: list[str], labels: str) -> tuple[LatencyModel, int]:
     """The model from `budget` labels: all synthetic, or (`labels="plans"`) a synthetic share and
-    then rounds on the kernels the plans of `nets` use (synth/plan_labels.py); and the labels used."""
+    then rounds on the kernels the plans of `nets` use (autotune/synth/plan_labels.py); and the labels used."""
     if labels == "plans":
         calls = itertools.count()
 

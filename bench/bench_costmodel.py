@@ -17,15 +17,15 @@ import time
 import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 
-from autotune import zoo
 from autotune.cli.report import format_table
-from autotune.costmodel import LatencyModel
-from autotune.dataset import read_dataset
-from autotune.evaluation import run_eval
-from autotune.feature_cache import dataset_features
-from autotune.features import FEATURE_NAMES, PRIOR_FEATURE
-from autotune.hardware import hw_slug, load_hardware
-from autotune.training import accuracy, core_ranking
+from autotune.costmodel.feature_cache import dataset_features
+from autotune.costmodel.features import FEATURE_NAMES, PRIOR_FEATURE
+from autotune.costmodel.model import LatencyModel
+from autotune.costmodel.training import accuracy, core_ranking
+from autotune.data.dataset import read_dataset
+from autotune.frontends import zoo
+from autotune.hardware.config import hw_slug, load_hardware
+from autotune.planning.evaluation import run_eval
 
 
 class _Fn:

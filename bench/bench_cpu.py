@@ -6,7 +6,7 @@ does it win anywhere?
     make synth train HW=cpu                      # the cpu model first (models/cpu)
     python bench/bench_cpu.py                    # 10 networks, writes reports/cpu/bench_cpu.{json,png}
 
-With labels on these networks' own plans (30% of 1,200, synth/plan_labels.py):
+With labels on these networks' own plans (30% of 1,200, autotune/synth/plan_labels.py):
 
     autotune synth --hw cpu --backend onnxruntime --budget 1200 --out D --plans \
         resnet18,resnet50,mobilenet_v2,squeezenet1_1,googlenet,efficientnet_b0,densenet121,mobilenet_v1,vgg16,alexnet
@@ -24,12 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autotune import strategies  # noqa: E402
-from autotune.costmodel import LatencyModel  # noqa: E402
+from autotune.costmodel.model import LatencyModel  # noqa: E402
+from autotune.device.ort import verify_plan  # noqa: E402
 from autotune.fileio import atomic_write_json  # noqa: E402
-from autotune.hardware import load_hardware  # noqa: E402
-from autotune.loader import load_graph  # noqa: E402
-from autotune.ort import verify_plan  # noqa: E402
+from autotune.frontends.loader import load_graph  # noqa: E402
+from autotune.hardware.config import load_hardware  # noqa: E402
+from autotune.planning import strategies  # noqa: E402
 
 NETWORKS = ["resnet18", "resnet50", "mobilenet_v2", "squeezenet1_1", "googlenet", "efficientnet_b0",
             "densenet121", "mobilenet_v1", "vgg16", "alexnet"]

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from autotune import zoo
 from autotune.cli.report import format_table
-from autotune.costmodel import LatencyModel
-from autotune.dataset import read_dataset
-from autotune.evaluation import run_eval
-from autotune.feature_cache import dataset_features
+from autotune.costmodel.feature_cache import dataset_features
+from autotune.costmodel.model import LatencyModel
+from autotune.costmodel.training import accuracy
+from autotune.data.dataset import read_dataset
 from autotune.fileio import atomic_write, atomic_write_text
-from autotune.hardware import hw_slug, load_hardware
-from autotune.training import accuracy
+from autotune.frontends import zoo
+from autotune.hardware.config import hw_slug, load_hardware
+from autotune.planning.evaluation import run_eval
 
 MEASURE = (0, 10, 25, 50, 100)
 
@@ -36,7 +36,7 @@ MEASURE = (0, 10, 25, 50, 100)
 def one_run(hw, tmp: Path, budget: int, sampling: str, seed: int, zoo_eval: tuple, jobs: int) -> tuple[dict, object]:
     """Dataset, model, zoo accuracy and regret for one (budget, sampling, seed); `zoo_eval` is the
     zoo's (features, latencies), the same evaluation set for every run."""
-    from synth.pipeline import run
+    from autotune.synth.pipeline import run
 
     folder = tmp / f"{sampling}-{budget}-{seed}"
     t0 = time.perf_counter()
@@ -57,8 +57,8 @@ def one_run(hw, tmp: Path, budget: int, sampling: str, seed: int, zoo_eval: tupl
 
 def measure_curve(hw, model, seed: int) -> list[dict]:
     """Regret of learned+measure on every zoo network for each tune-time measurement budget."""
-    from autotune import strategies
-    from autotune.planner import verify
+    from autotune.planning import strategies
+    from autotune.planning.planner import verify
 
     rows = []
     for name in zoo.names():
@@ -120,8 +120,8 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--replot", action="store_true", help="only redraw the PNG from the CSVs in --out")
     a = ap.parse_args()
-    from autotune.feature_cache import compute_features
-    from synth.pipeline import default_budget, zoo_frame
+    from autotune.costmodel.feature_cache import compute_features
+    from autotune.synth.pipeline import default_budget, zoo_frame
 
     hw = load_hardware(a.hw)
     out = Path(a.out or f"reports/{hw_slug(a.hw)}/label_budget")

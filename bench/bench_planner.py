@@ -12,10 +12,11 @@ import argparse
 import time
 from pathlib import Path
 
-from autotune import strategies, zoo
 from autotune.cli.report import format_table
-from autotune.graph import GraphBuilder
-from autotune.hardware import hw_slug, load_hardware
+from autotune.frontends import zoo
+from autotune.hardware.config import hw_slug, load_hardware
+from autotune.ir.graph import GraphBuilder
+from autotune.planning import strategies
 
 
 def chain(n: int, distinct: bool = False):

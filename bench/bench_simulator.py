@@ -15,10 +15,10 @@ import time
 import numpy as np
 
 from autotune.cli.report import format_table
-from autotune.graph import GraphBuilder
-from autotune.hardware import load_hardware
-from autotune.simulator import simulate, simulate_batch
-from autotune.tables import GroupBatch, graph_table
+from autotune.device.simulator import simulate, simulate_batch
+from autotune.hardware.config import load_hardware
+from autotune.ir.graph import GraphBuilder
+from autotune.ir.tables import GroupBatch, graph_table
 
 
 def main() -> None:

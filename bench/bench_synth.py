@@ -13,8 +13,8 @@ from pathlib import Path
 
 from joblib import Parallel, delayed
 
-from autotune.hardware import load_hardware
-from synth.pipeline import run
+from autotune.hardware.config import load_hardware
+from autotune.synth.pipeline import run
 
 
 def _rate(hw, folder: Path, groups: int, **kw) -> tuple[float, float]:
@@ -25,7 +25,7 @@ def _rate(hw, folder: Path, groups: int, **kw) -> tuple[float, float]:
 
 
 def _warm() -> None:
-    import synth.pipeline  # noqa: F401  (the imports are most of a worker's start-up)
+    import autotune.synth.pipeline  # noqa: F401  (the imports are most of a worker's start-up)
 
 
 def main() -> None:

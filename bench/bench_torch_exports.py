@@ -128,7 +128,7 @@ def main() -> int:
         subprocess.run([args.python, "-c", EXPORT, args.work, args.networks], check=True)
     ref = json.loads(ref_path.read_text())
     from autotune.errors import AutotuneError
-    from autotune.onnx_import import load_onnx
+    from autotune.frontends.onnx_import import load_onnx
 
     print(f"{'network':20s} {'exporter':12s} {'axes':9s} {'batch 1':>8s} {'batch 8':>8s}  {'import s (b1, b8)':>18s}"
           "   (MACs imported / counted, --strict)")

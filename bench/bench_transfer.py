@@ -44,28 +44,28 @@ def geomean_regret(rs: list[float]) -> float:
 
 def oracle_ms(hw, graphs: dict) -> dict[str, float]:
     """Per network: the oracle plan's latency on the device (computed once per device)."""
-    from autotune import planner, strategies
+    from autotune.planning import planner, strategies
 
     return {name: planner.verify(strategies.run("oracle", g, hw), g, hw).simulated_ms for name, g in graphs.items()}
 
 
 def regrets(hw, graphs: dict, best: dict[str, float], plan_of) -> dict[str, float]:
     """Per network: the regret of `plan_of(graph)`'s plan against the oracle (noise-free device)."""
-    from autotune import planner
+    from autotune.planning import planner
 
     return {name: planner.verify(plan_of(g), g, hw).simulated_ms / best[name] - 1 for name, g in graphs.items()}
 
 
 def zoo_regrets(hw, model, graphs: dict, best: dict[str, float]) -> dict[str, float]:
     """Per network: the learned plan's regret."""
-    from autotune import planner
+    from autotune.planning import planner
 
     return regrets(hw, graphs, best, lambda g: planner.plan(g, hw, model))
 
 
 def measured_regrets(hw, model, graphs: dict, best: dict[str, float], budget: int) -> dict[str, float]:
     """Per network: regret of the learned plan refined by `budget` noisy device runs (`learned+measure`)."""
-    from autotune import strategies
+    from autotune.planning import strategies
 
     return regrets(hw, graphs, best, lambda g: strategies.run("learned+measure", g, hw, model,
                                                              measure_budget=budget, measure_seed=1))
@@ -73,9 +73,9 @@ def measured_regrets(hw, model, graphs: dict, best: dict[str, float], budget: in
 
 def floor_regrets(hw, fam, graphs: dict, best: dict[str, float], siblings: int, seed: int) -> dict[str, float]:
     """Regret of plans made with the family's mean latency for hw's datasheet (siblings' simulator)."""
-    from autotune import planner
-    from autotune.costs import CostSource
-    from autotune.device import Simulator
+    from autotune.device.base import Simulator
+    from autotune.planning import planner
+    from autotune.planning.costs import CostSource
 
     sibs = [Simulator(s) for s in fam.siblings(hw, siblings, seed)]
 
@@ -138,13 +138,13 @@ def main() -> int:
                     help="adapt without the probed member (the probes' labels still spent, as ordinary labels)")
     ap.add_argument("--out", default="reports/transfer")
     a = ap.parse_args()
-    from autotune import zoo
-    from autotune.adapt import adapt
-    from autotune.costmodel import LatencyModel
+    from autotune.costmodel.adapt import adapt
+    from autotune.costmodel.features import FEATURE_NAMES
+    from autotune.costmodel.model import LatencyModel
+    from autotune.costmodel.universal import load_universal, model_family
     from autotune.errors import AutotuneError
-    from autotune.features import FEATURE_NAMES
-    from autotune.universal import load_universal, model_family
-    from synth.adapt_labels import part_labels
+    from autotune.frontends import zoo
+    from autotune.synth.adapt_labels import part_labels
 
     budgets = sorted({int(b) for b in a.budgets.split(",")})
     scratch_only = sorted({int(b) for b in a.scratch_budgets.split(",") if b} - set(budgets))
@@ -259,7 +259,7 @@ def _row(e: dict) -> list[str]:
 
 def _training_draw(data: Path, universal) -> tuple[set[str], dict[str, set[float]]]:
     """Hashes of the training devices (siblings included) and, per continuous value, the values they took."""
-    from autotune.hardware import parse_hardware
+    from autotune.hardware.config import parse_hardware
 
     configs = []
     f = data / "family.json"

@@ -2,8 +2,9 @@
 the devices never import each other, and no modules import each other in a circle.
 
 Layers, lowest first (docs/architecture.md, "Layers"):
-base -> ir and hardware -> frontends and data -> cost model | device (side by side) -> planning ->
-synth and studies -> cli. An import inside a function counts; one under `if TYPE_CHECKING:` does not.
+base -> ir -> hardware -> frontends and data -> cost model | device (side by side) -> planning ->
+synth and studies -> cli, one subpackage of autotune/ each (base: the top-level modules). An import
+inside a function counts; one under `if TYPE_CHECKING:` does not.
 """
 
 from __future__ import annotations
@@ -15,34 +16,25 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-BASE, IR, FRONTENDS, COSTMODEL, DEVICE, PLANNING, SYNTH, CLI = range(8)
-#: Each module (or package: all its modules) and its layer. A new module must be placed here.
+BASE, IR, HARDWARE, FRONTENDS, COSTMODEL, DEVICE, PLANNING, SYNTH, CLI = range(9)
+#: Each subpackage (all its modules) or top-level module and its layer. A new one must be placed here.
 LAYERS = {
-    "autotune": BASE, "autotune.__main__": CLI, "autotune.errors": BASE, "autotune.fileio": BASE,
-    "autotune.artefacts": BASE, "autotune.cluster": BASE,
-    "autotune.graph": IR, "autotune.tables": IR, "autotune.ops": IR, "autotune.hardware": IR, "autotune.host": IR,
-    "autotune.family": IR,
-    "autotune.analytic": FRONTENDS, "autotune.zoo": FRONTENDS, "autotune.zoo_transformers": FRONTENDS,
-    "autotune.loader": FRONTENDS, "autotune.converters": FRONTENDS, "autotune.onnx_nodes": FRONTENDS,
-    "autotune.onnx_proto": FRONTENDS, "autotune.onnx_import": FRONTENDS, "autotune.onnx_patterns": FRONTENDS,
-    "autotune.onnx_batch": FRONTENDS, "autotune.onnx_export": FRONTENDS, "autotune.onnx_standard": FRONTENDS,
-    "autotune.dataset": FRONTENDS, "synth": FRONTENDS, "synth.generator": FRONTENDS,
-    "autotune.costmodel": COSTMODEL, "autotune.features": COSTMODEL, "autotune.feature_cache": COSTMODEL,
-    "autotune.calibration": COSTMODEL, "autotune.members": COSTMODEL, "autotune.probes": COSTMODEL,
-    "autotune.boosters": COSTMODEL, "autotune.memory": COSTMODEL, "autotune.training": COSTMODEL,
-    "autotune.universal": COSTMODEL, "autotune.adapt": COSTMODEL,
-    "autotune.device": DEVICE, "autotune.simulator": DEVICE, "autotune.ort": DEVICE,
-    "autotune.costs": PLANNING, "autotune.planner": PLANNING, "autotune.strategies": PLANNING,
-    "autotune.refine": PLANNING, "autotune.evaluation": PLANNING,
-    "autotune.study": SYNTH, "autotune.study_layers": FRONTENDS,
-    "autotune.effects_study": SYNTH, "synth.*": SYNTH,
-    "autotune.cli": CLI,
+    "autotune": BASE, "autotune.errors": BASE, "autotune.fileio": BASE, "autotune.artefacts": BASE,
+    "autotune.cluster": BASE,
+    "autotune.ir": IR,
+    "autotune.hardware": HARDWARE,
+    "autotune.frontends": FRONTENDS, "autotune.data": FRONTENDS,
+    "autotune.costmodel": COSTMODEL, "autotune.device": DEVICE,
+    "autotune.planning": PLANNING,
+    "autotune.synth": SYNTH, "autotune.studies": SYNTH,
+    "autotune.cli": CLI, "autotune.__main__": CLI,
 }
+SUBPACKAGES = {name for name in LAYERS if name.count(".") == 1 and (ROOT / name.replace(".", "/")).is_dir()}
 
 
 def _modules() -> dict[str, Path]:
     out = {}
-    for f in [*ROOT.glob("autotune/**/*.py"), *ROOT.glob("synth/**/*.py")]:
+    for f in ROOT.glob("autotune/**/*.py"):
         name = ".".join(f.relative_to(ROOT).with_suffix("").parts)
         out[name.removesuffix(".__init__")] = f
     return out
@@ -76,14 +68,11 @@ GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 
 
 def layer(module: str) -> int:
-    """The layer of a module: its own entry, else its package's, else its top package's wildcard."""
+    """The layer of a module: its subpackage's, or its own entry for a top-level module."""
     parts = module.split(".")
-    for k in range(len(parts), 0, -1):
-        name = ".".join(parts[:k])
-        if name in LAYERS and (k == len(parts) or name not in ("autotune", "synth")):
-            return LAYERS[name]
-        if f"{name}.*" in LAYERS and k < len(parts):
-            return LAYERS[f"{name}.*"]
+    name = ".".join(parts[:2])
+    if name in LAYERS and (len(parts) <= 2 or name in SUBPACKAGES):
+        return LAYERS[name]
     raise KeyError(module)
 
 
@@ -139,6 +128,13 @@ def test_no_modules_import_each_other_in_a_circle():
 
 
 def test_the_check_sees_imports_inside_functions():
-    """The drawing is not vacuous: the lazy import of the simulator in device.py is an edge."""
-    assert "autotune.simulator" in GRAPH["autotune.device"]
-    assert layer("synth.plan_labels") == SYNTH and layer("autotune.cli.commands") == CLI
+    """The drawing is not vacuous: the lazy import of the simulator in device/base.py is an edge."""
+    assert "autotune.device.simulator" in GRAPH["autotune.device.base"]
+    assert layer("autotune.synth.plan_labels") == SYNTH and layer("autotune.cli.commands") == CLI
+
+
+def test_only_the_device_package_reaches_the_simulator():
+    """Every simulated measurement goes through the Device interface (autotune/device/base.py)."""
+    outside = sorted(m for m, targets in GRAPH.items()
+                     if "autotune.device.simulator" in targets and not m.startswith("autotune.device."))
+    assert not outside, f"these modules import the simulator; measure through autotune.device.base: {outside}"

@@ -7,8 +7,8 @@ import sys
 import pandas as pd
 import pytest
 
-from autotune import zoo
 from autotune.cli import main
+from autotune.frontends import zoo
 
 
 def test_zoo_lists_every_network(tmp_path, capsys):
@@ -80,7 +80,7 @@ def test_study_writes_plots_and_the_numbers_behind_them(tmp_path):
 def test_study_refuses_a_part_without_a_device_section(tmp_path, capsys):
     import yaml
 
-    from autotune.hardware import dump_hardware, load_hardware
+    from autotune.hardware.config import dump_hardware, load_hardware
 
     d = yaml.safe_load(dump_hardware(load_hardware("mlu100")))
     d["device"] = None

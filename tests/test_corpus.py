@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from autotune.cli import main
-from autotune.hardware import dump_hardware, load_hardware
+from autotune.hardware.config import dump_hardware, load_hardware
 
 HW = load_hardware("mlu100")
 K = len(HW.core_counts)
@@ -29,10 +29,10 @@ K = len(HW.core_counts)
 # -- the workspace -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
-    from autotune.onnx_export import export_onnx
-    from autotune.training import train
-    from autotune.zoo import build
-    from synth.pipeline import run
+    from autotune.costmodel.training import train
+    from autotune.frontends.onnx_export import export_onnx
+    from autotune.frontends.zoo import build
+    from autotune.synth.pipeline import run
 
     root = tmp_path_factory.mktemp("corpus-base")
     run(HW, root / "data" / "mlu100", BUDGET, 3, progress=False, zoo_models=["squeezenet1_1"])
@@ -315,7 +315,7 @@ def _cases() -> list[Case]:
 def _interrupt_at_shard(k: int):
     """A Ctrl-C while shard k is being labelled."""
     def patch(monkeypatch) -> None:
-        import synth.pipeline as pipeline
+        import autotune.synth.pipeline as pipeline
 
         real = pipeline.label_shard
 

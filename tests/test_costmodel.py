@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from autotune.costmodel import META_FILE, MODEL_FILE, LatencyModel
+from autotune.costmodel.model import META_FILE, MODEL_FILE, LatencyModel
 from autotune.errors import ModelFileError
-from autotune.hardware import load_hardware
+from autotune.hardware.config import load_hardware
 
 
 def _data(n=1500, seed=0):
@@ -83,7 +83,7 @@ def test_save_load_roundtrip_without_pickle(tmp_path):
 
 
 def _rewrite_meta(folder, **changes):
-    from autotune.costmodel import _meta_checksum
+    from autotune.costmodel.model import _meta_checksum
 
     meta = json.loads((folder / META_FILE).read_text())
     meta.update(changes)
@@ -125,7 +125,7 @@ def test_load_refuses_other_hardware_featurizer_and_corruption(tmp_path):
 # -- the calibrated prior ------------------------------------------------------------------------
 def _roofline_rows(n=3000, seed=0):
     """Feature rows whose latency follows a roofline with known constants, 2% noise and 2% outliers."""
-    from autotune.calibration import COLUMNS
+    from autotune.costmodel.calibration import COLUMNS
 
     rng = np.random.default_rng(seed)
     ks = rng.choice([1, 2, 4, 8], n).astype(float)
@@ -161,7 +161,7 @@ def _roofline_rows(n=3000, seed=0):
 
 
 def test_calibrated_prior_recovers_the_device_constants_despite_outliers():
-    from autotune.calibration import columns_to_parts, fit_roofline
+    from autotune.costmodel.calibration import columns_to_parts, fit_roofline
 
     X, y, names, truth = _roofline_rows()
     fit = fit_roofline(columns_to_parts(X, {c: i for i, c in enumerate(names)}), y * 1e3)
@@ -177,8 +177,8 @@ def test_calibrated_prior_recovers_the_device_constants_despite_outliers():
 
 @pytest.fixture
 def roofline_featurizer():
-    from autotune.calibration import COLUMNS
-    from autotune.features import Featurizer, register_featurizer, unregister_featurizer
+    from autotune.costmodel.calibration import COLUMNS
+    from autotune.costmodel.features import Featurizer, register_featurizer, unregister_featurizer
 
     f = register_featurizer(Featurizer("roofline-test", 1, tuple(COLUMNS), batch=None))
     yield f
@@ -202,7 +202,7 @@ def test_latency_model_with_calibrated_prior_saves_and_loads_without_pickle(tmp_
     (tmp_path / META_FILE).write_text(json.dumps(edited))
     with pytest.raises(ModelFileError, match="checksum does not match"):  # an edit is caught
         LatencyModel.load(tmp_path, hw)
-    from autotune.costmodel import _meta_checksum
+    from autotune.costmodel.model import _meta_checksum
 
     edited["meta_sha256"] = _meta_checksum(edited)  # a consistent but incomplete meta.json
     (tmp_path / META_FILE).write_text(json.dumps(edited))
@@ -230,8 +230,8 @@ def test_passes_scikit_learns_estimator_checks():
 
 
 def test_calibration_saved_before_power_share_and_steps_loads_as_it_predicted():
-    from autotune.analytic import STRIDE_CLASSES
-    from autotune.calibration import COLUMNS, RooflineFit, columns_to_parts
+    from autotune.costmodel.calibration import COLUMNS, RooflineFit, columns_to_parts
+    from autotune.hardware.analytic import STRIDE_CLASSES
 
     X, y, names, _ = _roofline_rows(n=200)
     parts = columns_to_parts(X, {c: i for i, c in enumerate(names)})
@@ -283,7 +283,7 @@ def test_novelty_flags_kernels_unlike_the_training_data(tmp_path):
     """A model remembers where its labels lie (standardised COVERAGE_FEATURES of its groups): rows
     like them have novelty near 1 and none is outside; a row far beyond every label is outside,
     and the feature it exceeds is named. The record survives a save and load."""
-    from autotune.features import COVERAGE_FEATURES, FEATURE_NAMES
+    from autotune.costmodel.features import COVERAGE_FEATURES, FEATURE_NAMES
 
     rng = np.random.default_rng(0)
     n = 600

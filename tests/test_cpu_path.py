@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 
 from autotune.errors import AutotuneError
-from autotune.hardware import load_hardware
-from autotune.host import MEM_ENV, group_byte_cap
-from synth.generator import byte_cap, generate_within, group_bytes
-from synth.measure import ORT_COLUMNS, ProfileLog
-from synth.profiles import export_groups, read_export
+from autotune.frontends.synthetic import byte_cap, generate_within, group_bytes
+from autotune.hardware.config import load_hardware
+from autotune.hardware.host import MEM_ENV, group_byte_cap
+from autotune.synth.measure import ORT_COLUMNS, ProfileLog
+from autotune.synth.profiles import export_groups, read_export
 
 CPU = load_hardware("cpu")
 NO_ORT = "onnxruntime is not installed: the CPU is measured with it"
@@ -76,8 +76,8 @@ def test_a_group_too_large_for_memory_is_one_note_and_the_run_goes_on(tmp_path, 
     import onnx
 
     from autotune.cli import main
-    from autotune.ort import memory_estimate
-    from synth.measure import ROW_SHARE
+    from autotune.device.ort import memory_estimate
+    from autotune.synth.measure import ROW_SHARE
 
     monkeypatch.setenv(MEM_ENV, str(256 << 20))  # small groups: quick to measure
     export_groups(CPU, tmp_path / "g", n_groups=8, seed=2)
@@ -152,8 +152,8 @@ def test_synth_on_the_cpu_spends_a_share_on_the_plans_kernels_and_a_rerun_keeps_
     """`synth --backend onnxruntime --plans NET`: synthetic rows first, then rounds on the kernels the
     network's plans use; the finished dataset records its settings, so the same command keeps it."""
     pytest.importorskip("onnxruntime", reason=NO_ORT)
-    from autotune.dataset import read_dataset
-    from synth.cpu_labels import synth_by_measuring
+    from autotune.data.dataset import read_dataset
+    from autotune.synth.cpu_labels import synth_by_measuring
 
     out = tmp_path / "data"
     m = synth_by_measuring(CPU, out, 40, seed=0, timeout_s=0.5, repeats=2, plans=["squeezenet1_1"])

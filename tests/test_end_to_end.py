@@ -6,8 +6,8 @@ import json
 import pytest
 
 from autotune.cli import main
-from autotune.costmodel import LatencyModel
-from autotune.hardware import load_hardware
+from autotune.costmodel.model import LatencyModel
+from autotune.hardware.config import load_hardware
 
 
 @pytest.fixture(scope="module")

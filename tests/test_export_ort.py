@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autotune import zoo
-from autotune.graph import Attrs, Graph, GraphBuilder, Layer
-from autotune.hardware import load_hardware
-from autotune.onnx_export import Exporter, graph_to_onnx
-from autotune.onnx_import import DOMAIN
-from synth.measure import measure
-from synth.profiles import export_groups, import_profile, measured_table, read_export, write_profile
+from autotune.frontends import zoo
+from autotune.frontends.onnx_export import Exporter, graph_to_onnx
+from autotune.frontends.onnx_import import DOMAIN
+from autotune.hardware.config import load_hardware
+from autotune.ir.graph import Attrs, Graph, GraphBuilder, Layer
+from autotune.synth.measure import measure
+from autotune.synth.profiles import export_groups, import_profile, measured_table, read_export, write_profile
 
 ort = pytest.importorskip("onnxruntime", reason="running the exported files needs onnxruntime "
                                                 "(pip install 'autotune[onnxruntime]')")
@@ -214,7 +214,7 @@ def _span(gid: str) -> tuple[int, int]:
 def test_a_pure_view_is_free_not_missing(tmp_path):
     """The export names its pure views (export.json, README); a profile without them imports, and
     the measured table scores every strategy with each view at 0 ms; a view measured keeps its time."""
-    from autotune.evaluation import evaluate
+    from autotune.planning.evaluation import evaluate
 
     folder = tmp_path / NET
     info = export_groups(HW, folder, model=NET)

@@ -31,7 +31,7 @@ def test_every_public_name_imports():
 
 
 def test_plan_takes_the_model_positionally_and_never_touches_the_device(monkeypatch):
-    import autotune.simulator as sim
+    import autotune.device.simulator as sim
 
     def refuse(*a, **k):
         raise AssertionError("the simulator was called")

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from autotune.errors import AutotuneError, DatasetError, ModelFileError
-from autotune.graph import GraphBuilder, graph_to_dict
-from autotune.hardware import load_hardware
+from autotune.hardware.config import load_hardware
+from autotune.ir.graph import GraphBuilder, graph_to_dict
 
 HW = load_hardware("mlu100")
 
@@ -36,8 +36,8 @@ def _tiny():
 
 @pytest.mark.slow
 def test_onnx_cut_at_every_byte_is_refused_or_the_same_graph(tmp_path):
-    from autotune.onnx_export import export_onnx
-    from autotune.onnx_import import load_onnx
+    from autotune.frontends.onnx_export import export_onnx
+    from autotune.frontends.onnx_import import load_onnx
 
     src = tmp_path / "tiny.onnx"
     export_onnx(_tiny(), src)
@@ -61,8 +61,8 @@ def test_onnx_cut_at_every_byte_is_refused_or_the_same_graph(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from autotune.training import train
-    from synth.pipeline import run
+    from autotune.costmodel.training import train
+    from autotune.synth.pipeline import run
 
     root = tmp_path_factory.mktemp("fuzz")
     run(HW, root / "data", 600 * len(HW.core_counts), 5, progress=False, zoo_models=[])
@@ -73,7 +73,7 @@ def trained(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["cut", "flip"])
 def test_model_file_cuts_and_flips_are_refused(trained, tmp_path, mode):
-    from autotune.costmodel import MODEL_FILE, LatencyModel
+    from autotune.costmodel.model import MODEL_FILE, LatencyModel
 
     data = (trained / "model" / MODEL_FILE).read_bytes()
     rng = np.random.default_rng(0 if mode == "cut" else 1)
@@ -93,8 +93,8 @@ def test_model_file_cuts_and_flips_are_refused(trained, tmp_path, mode):
 
 @pytest.mark.slow
 def test_shard_bit_flips_are_refused_by_train_and_remade_by_synth(trained, tmp_path):
-    from autotune.dataset import read_dataset
-    from synth.pipeline import run
+    from autotune.data.dataset import read_dataset
+    from autotune.synth.pipeline import run
 
     shard = trained / "data" / "shard-00001.parquet"
     data = shard.read_bytes()

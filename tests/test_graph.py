@@ -5,7 +5,7 @@ import json
 import pytest
 
 from autotune.errors import GraphError
-from autotune.graph import (
+from autotune.ir.graph import (
     Attrs,
     Graph,
     GraphBuilder,

@@ -9,12 +9,12 @@ import yaml
 
 from autotune.cli import main
 from autotune.errors import ConfigError
-from autotune.hardware import dump_hardware, load_hardware, preset_names
+from autotune.hardware.config import dump_hardware, load_hardware, preset_names
 
 
 def _write(tmp_path, changes: dict):
     """mlu100.yaml with values changed by dotted path (None removes the key), written to a file."""
-    data = yaml.safe_load(resources.files("autotune").joinpath("presets", "mlu100.yaml").read_text())
+    data = yaml.safe_load(resources.files("autotune.hardware").joinpath("presets", "mlu100.yaml").read_text())
     for path, v in changes.items():
         *parents, leaf = path.split(".")
         node = data
@@ -118,7 +118,7 @@ def test_hash_is_stable_and_tracks_latency_values_only(tmp_path):
     hw = load_hardware("mlu100")
     assert load_hardware(_write(tmp_path, {"device.launch_us": 30.0})).datasheet_hash == hw.datasheet_hash
     # the same hash in a fresh interpreter: no dependence on dict or set ordering
-    out = subprocess.run([sys.executable, "-c", "from autotune.hardware import load_hardware as l;"
+    out = subprocess.run([sys.executable, "-c", "from autotune.hardware.config import load_hardware as l;"
                           "print(l('mlu100').hash)"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == a
 

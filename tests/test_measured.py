@@ -10,16 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autotune import zoo
 from autotune.cli import main
-from autotune.costs import MeasuredTable
+from autotune.device.simulator import simulate
 from autotune.errors import AutotuneError
-from autotune.evaluation import evaluate
-from autotune.graph import graph_from_dict
-from autotune.hardware import load_hardware
-from autotune.simulator import simulate
-from synth.measure import measure
-from synth.profiles import export_groups, import_profile, measured_table, read_export, write_profile
+from autotune.frontends import zoo
+from autotune.hardware.config import load_hardware
+from autotune.ir.graph import graph_from_dict
+from autotune.planning.costs import MeasuredTable
+from autotune.planning.evaluation import evaluate
+from autotune.synth.measure import measure
+from autotune.synth.profiles import export_groups, import_profile, measured_table, read_export, write_profile
 
 HW = load_hardware("mlu100")
 NET = "squeezenet1_1"
@@ -89,7 +89,7 @@ def test_the_oracle_on_a_table_is_the_table_optimum(candidates):
     (i, j), row = max(table.ms_by_span.items(), key=lambda kv: kv[0][1] - kv[0][0])
     cheap = MeasuredTable(NET, {**table.ms_by_span, (i, j): row * 1e-6})
     res = evaluate(graph, HW, None, ["oracle"], table=cheap)
-    from autotune import strategies as strat
+    from autotune.planning import strategies as strat
 
     p = strat.run("oracle", graph, HW, table=cheap)
     assert any(g.i == i and g.j == j for g in p.groups)

@@ -17,9 +17,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from autotune.cli import main as cli_main
 from autotune.errors import GraphError
-from autotune.graph import GraphBuilder, graph_to_dict
-from autotune.onnx_export import export_onnx, graph_to_onnx
-from autotune.onnx_import import OnnxImportWarning, load_onnx
+from autotune.frontends.onnx_export import export_onnx, graph_to_onnx
+from autotune.frontends.onnx_import import OnnxImportWarning, load_onnx
+from autotune.ir.graph import GraphBuilder, graph_to_dict
 
 F = TensorProto.FLOAT
 
@@ -167,7 +167,7 @@ def test_export_writes_no_weight_data_and_lists_weights(tmp_path):
 
 def _zoo_names():
     try:
-        from autotune import zoo
+        from autotune.frontends import zoo
     except ImportError:
         return []
     return zoo.names()
@@ -175,7 +175,7 @@ def _zoo_names():
 
 @pytest.mark.parametrize("name", _zoo_names())
 def test_zoo_roundtrip(tmp_path, name):
-    from autotune import zoo
+    from autotune.frontends import zoo
 
     g = zoo.build(name)
     path = tmp_path / f"{name}.onnx"
@@ -190,7 +190,7 @@ def test_zoo_roundtrip(tmp_path, name):
 
 
 def test_zoo_is_present():
-    assert _zoo_names(), "autotune.zoo is missing: the zoo round trip did not run"
+    assert _zoo_names(), "autotune.frontends.zoo is missing: the zoo round trip did not run"
 
 
 # -- files laid out like PyTorch exports ---------------------------------------------------------------
@@ -630,7 +630,7 @@ def test_batch_of_a_fixed_export_is_a_graph_transform(tmp_path, B0):
 
 def test_the_round_based_rescale_agrees_with_the_one_pass(tmp_path, monkeypatch):
     """Files with nodes ONNX cannot infer one at a time take the round-based path: same graph."""
-    from autotune import onnx_batch
+    from autotune.frontends import onnx_batch
 
     path = _attention_file(tmp_path / "mha.onnx", 1)
     fast = graph_to_dict(load_onnx(path, batch=4))
@@ -763,8 +763,8 @@ def test_layout_ops_are_fusable_layers_and_opaque_ones_are_named(tmp_path):
 
 def test_generated_groups_round_trip_exactly(tmp_path):
     """What `export-groups` writes for a device to measure maps back to the same layers and batch."""
-    from autotune.hardware import load_hardware
-    from synth.generator import generate
+    from autotune.frontends.synthetic import generate
+    from autotune.hardware.config import load_hardware
 
     path = tmp_path / "g.onnx"
     for g in generate(200, load_hardware("mlu100"), 3):

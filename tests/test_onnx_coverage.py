@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from autotune.cli import main as cli_main
 from autotune.errors import GraphError
-from autotune.onnx_import import load_onnx
+from autotune.frontends.onnx_import import load_onnx
 
 F, U8, I8, I32 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32
 MS = "com.microsoft"

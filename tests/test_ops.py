@@ -1,4 +1,4 @@
-"""Op specs (autotune/ops/): the registry's invariants, every built-in op through the whole tool,
+"""Op specs (autotune/ir/ops/): the registry's invariants, every built-in op through the whole tool,
 and the extension path: a new op kind is one spec, and everything else follows."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import warnings
 import numpy as np
 import pytest
 
-from autotune import ops
-from autotune.graph import OPS, GraphBuilder, graph_to_dict
-from autotune.hardware import load_hardware
+from autotune.hardware.config import load_hardware
+from autotune.ir import ops
+from autotune.ir.graph import OPS, GraphBuilder, graph_to_dict
 
 HW = load_hardware("mlu100")
 
@@ -53,13 +53,13 @@ def _every_op_graph():
 
 
 def test_every_builtin_op_through_the_tool(tmp_path):
-    from autotune import strategies
-    from autotune.analytic import estimate
-    from autotune.features import FEATURE_NAMES, featurize
-    from autotune.onnx_export import export_onnx
-    from autotune.onnx_import import load_onnx
-    from autotune.simulator import simulate
-    from autotune.tables import GroupBatch
+    from autotune.costmodel.features import FEATURE_NAMES, featurize
+    from autotune.device.simulator import simulate
+    from autotune.frontends.onnx_export import export_onnx
+    from autotune.frontends.onnx_import import load_onnx
+    from autotune.hardware.analytic import estimate
+    from autotune.ir.tables import GroupBatch
+    from autotune.planning import strategies
 
     g = _every_op_graph()
     assert {lyr.op for lyr in g.order} == set(OPS)
@@ -93,11 +93,11 @@ class _Scale(ops.OpSpec):
 def test_a_new_op_is_one_spec(tmp_path):
     """Registering a spec is all it takes: shapes, costs, features, simulator, planner and ONNX
     round trip work with no other change."""
-    from autotune import strategies
-    from autotune.features import featurize
-    from autotune.onnx_export import export_onnx
-    from autotune.onnx_import import load_onnx
-    from autotune.simulator import simulate
+    from autotune.costmodel.features import featurize
+    from autotune.device.simulator import simulate
+    from autotune.frontends.onnx_export import export_onnx
+    from autotune.frontends.onnx_import import load_onnx
+    from autotune.planning import strategies
 
     ops.register(_Scale)
     try:
@@ -119,7 +119,7 @@ def test_a_new_op_is_one_spec(tmp_path):
             warnings.simplefilter("error")
             back = load_onnx(str(tmp_path / "s.onnx"))
         assert back.layers["scale"].op == "scale_test" and back.layers["scale"].weight_elems == 16
-        from synth.generator import generate
+        from autotune.frontends.synthetic import generate
 
         made = generate(300, HW, seed=0)
         assert any(lyr.op == "scale_test" for g in made for lyr in g.order)  # training data covers it

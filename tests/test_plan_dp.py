@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autotune import planner, strategies, zoo
-from autotune.costs import CostSource, simulator_cost
-from autotune.graph import GraphBuilder
-from autotune.hardware import load_hardware
-from autotune.simulator import simulate
+from autotune.device.simulator import simulate
+from autotune.frontends import zoo
+from autotune.hardware.config import load_hardware
+from autotune.ir.graph import GraphBuilder
+from autotune.planning import planner, strategies
+from autotune.planning.costs import CostSource, simulator_cost
 
 HW = load_hardware("mlu100")
 
@@ -139,13 +140,13 @@ class _ConstantModel:
     """A stand-in learned model: every (group, cores) pair costs its core count in ms."""
 
     def predict(self, X):
-        from autotune.features import FEATURE_NAMES
+        from autotune.costmodel.features import FEATURE_NAMES
 
         return X[:, FEATURE_NAMES.index("cores")].astype(float)
 
 
 def test_sim_calls_are_counted_truthfully():
-    from autotune.study_layers import study_grid
+    from autotune.frontends.study_layers import study_grid
 
     g = zoo.build("squeezenet1_1")
     grid = len(study_grid()[1]) * len(HW.core_counts)
@@ -187,7 +188,7 @@ class _AnalyticModel:
     val_mae_log_ = 0.05
 
     def predict(self, X):
-        from autotune.features import FEATURE_NAMES, PRIOR_FEATURE
+        from autotune.costmodel.features import FEATURE_NAMES, PRIOR_FEATURE
 
         ms = np.exp(X[:, FEATURE_NAMES.index(PRIOR_FEATURE)].astype(float))
         return np.where(X[:, FEATURE_NAMES.index("cores")] == 32, 0.8 * ms, ms)
@@ -199,7 +200,9 @@ def test_learned_plus_measure_stays_in_budget_and_fixes_what_the_model_gets_wron
     model = _AnalyticModel()
     learned = planner.verify(strategies.run("learned", g, HW, model=model), g, HW)
     p = planner.verify(strategies.run("learned+measure", g, HW, model=model, measure_budget=budget), g, HW)
-    assert p.sim_calls <= budget and p.sim_calls % __import__("autotune.refine", fromlist=["x"]).MEASURE_REPEATS == 0
+    from autotune.planning.refine import MEASURE_REPEATS
+
+    assert p.sim_calls <= budget and p.sim_calls % MEASURE_REPEATS == 0
     assert [n for grp in p.groups for n in grp.layers] == [lyr.name for lyr in g.order]
     def shape(plan):
         return [(grp.layers, grp.cores) for grp in plan.groups]
@@ -220,8 +223,8 @@ def test_measurement_noise_alone_does_not_move_a_good_plan():
     g = zoo.build("squeezenet1_1")
     oracle = strategies.run("oracle", g, HW)
     exact = CostSource("exact", simulator_cost(HW).fn, measures=False)
-    from autotune.costs import device_cost
-    from autotune.refine import measured_plan
+    from autotune.planning.costs import device_cost
+    from autotune.planning.refine import measured_plan
 
     p = measured_plan(g, HW, _Exact(), 60, device_cost(HW, seed=3), cost=exact)
     planner.verify(p, g, HW)
@@ -230,7 +233,7 @@ def test_measurement_noise_alone_does_not_move_a_good_plan():
 
 def test_a_new_strategy_is_one_function_and_the_registry_counts_its_device_use():
     from autotune.errors import AutotuneError
-    from autotune.planner import fixed_plan
+    from autotune.planning.planner import fixed_plan
 
     @strategies.register_strategy("every-layer-on-8", may_measure=True)
     def every_layer_on_8(ctx):
@@ -260,7 +263,7 @@ def test_a_new_strategy_is_one_function_and_the_registry_counts_its_device_use()
 
 
 def test_a_factory_without_a_docstring_registers_with_an_empty_summary():
-    from autotune import costs
+    from autotune.planning import costs
 
     @strategies.register_strategy("undocumented-strategy")
     def undocumented(ctx):

@@ -10,17 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autotune import zoo
 from autotune.cli import main
-from autotune.costmodel import LatencyModel
-from autotune.costs import make_cost
+from autotune.costmodel.memory import MeasuredMemory, row_keys
+from autotune.costmodel.model import LatencyModel
 from autotune.errors import AutotuneError, DatasetError
-from autotune.hardware import load_hardware
-from autotune.memory import MeasuredMemory, row_keys
-from autotune.planner import cost_table, dp_from_table, spans
-from synth.measure import measure
-from synth.plan_labels import as_pairs, learn_part, plan_picks
-from synth.profiles import export_groups, import_profile, read_export, write_profile
+from autotune.frontends import zoo
+from autotune.hardware.config import load_hardware
+from autotune.planning.costs import make_cost
+from autotune.planning.planner import cost_table, dp_from_table, spans
+from autotune.synth.measure import measure
+from autotune.synth.plan_labels import as_pairs, learn_part, plan_picks
+from autotune.synth.profiles import export_groups, import_profile, read_export, write_profile
 
 HW = load_hardware("mlu100")
 NET = "squeezenet1_1"
@@ -104,7 +104,7 @@ def test_remember_replaces_the_memory_and_keeps_the_trees():
 
 
 def test_the_unmeasured_margin_is_the_validation_errors_tail_and_survives_save_and_load(tmp_path):
-    from autotune.planner import unmeasured_doubt
+    from autotune.planning.planner import unmeasured_doubt
 
     rng = np.random.default_rng(4)
     X = rng.uniform(0, 1, size=(400, 5)).astype(np.float32)
@@ -140,7 +140,7 @@ def test_append_adds_a_shard_and_refuses_pairs_already_measured(tmp_path):
     made = import_profile(_simulator_measures(tmp_path / "b"), HW, tmp_path / "data", tmp_path / "b", append=True)
     assert made["shards"] == ["shard-00000.parquet", "shard-00001.parquet"]
     assert made["rows"] == before["rows"] + 3 * len(HW.core_counts) and len(made["exports"]) == 2
-    from autotune.dataset import read_dataset
+    from autotune.data.dataset import read_dataset
 
     assert len(read_dataset(tmp_path / "data", HW).rows) == made["rows"]
     snapshot = (tmp_path / "data" / "manifest.json").read_bytes()
@@ -186,7 +186,7 @@ def learned(tmp_path_factory):
 def test_learn_part_spends_at_most_its_budget_and_labels_plan_kernels(learned):
     part, graphs, res = learned
     assert res.labels <= 150 and res.rounds[0]["kind"] == "synthetic" and len(res.rounds) >= 2
-    from autotune.dataset import read_dataset
+    from autotune.data.dataset import read_dataset
 
     rows = read_dataset(res.data, part).rows
     assert len(rows) == res.labels  # every label counted, none twice
@@ -204,7 +204,7 @@ def test_after_learning_the_plan_costs_what_was_measured(learned):
     si, sj = spans(g, part)
     table = cost_table(g, part, make_cost("learned", part, res.model), si, sj)
     plan = dp_from_table(g, part, si, sj, table, "learned")
-    from autotune.dataset import read_dataset
+    from autotune.data.dataset import read_dataset
 
     rows = read_dataset(res.data, part).rows
     measured = {(gid, int(c)): ms for gid, c, ms in zip(rows["group_id"], rows["cores"], rows["latency_ms"])}
@@ -229,9 +229,9 @@ def test_confirm_passes_remember_every_label_and_measure_the_final_plans(learned
     """After the last retrain the plans `tune` makes are measured into the memory: the saved model
     answers every label with its measurement, and what is left unmeasured is what the budget or the
     passes could not reach."""
-    from autotune.dataset import read_dataset
-    from autotune.feature_cache import dataset_features
-    from synth.plan_labels import CONFIRM_PASSES
+    from autotune.costmodel.feature_cache import dataset_features
+    from autotune.data.dataset import read_dataset
+    from autotune.synth.plan_labels import CONFIRM_PASSES
 
     part, graphs, res = learned
     confirms = [r for r in res.rounds if r["kind"] == "confirm"]
@@ -257,8 +257,8 @@ def test_again_passes_measure_deciding_kernels_again_and_at_most_five_times(lear
     """With labels left after the contender passes, the again passes re-measure kernels already
     measured, in the final plan or a rival's, never one more than MEASURE_AT_MOST times; and what
     they leave is sure or beyond the budget."""
-    from autotune.dataset import read_dataset
-    from synth.plan_labels import MEASURE_AT_MOST, again_picks, measured_logs
+    from autotune.data.dataset import read_dataset
+    from autotune.synth.plan_labels import MEASURE_AT_MOST, again_picks, measured_logs
 
     part, graphs, res = learned_wide
     again = [r for r in res.rounds if r["kind"] == "again"]
@@ -274,7 +274,7 @@ def test_again_passes_measure_deciding_kernels_again_and_at_most_five_times(lear
 
 
 def test_a_call_is_measured_again_until_it_stands_clear_of_the_timers_spread():
-    from synth.plan_labels import MIN_POOL, call_z, timer_spread, unsettled
+    from autotune.synth.plan_labels import MIN_POOL, call_z, timer_spread, unsettled
 
     rng = np.random.default_rng(3)
     logs = {k: rng.normal(0, 0.02, size=2) for k in range(60)}
@@ -308,7 +308,7 @@ def test_a_profile_imported_again_keeps_both_rows_and_needs_append(tmp_path, cap
 
 def test_plan_picks_merge_into_one_export_row_per_group():
     g = zoo.build(NET)
-    from synth.plan_labels import Pick
+    from autotune.synth.plan_labels import Pick
 
     picks = [Pick(g, 0, 2, 1, 3.0, 1), Pick(g, 0, 2, 4, 2.0, 2), Pick(g, 3, 5, 8, 1.0, 3)]
     assert [(i, j, ks) for _, i, j, ks in as_pairs(picks)] == [(0, 2, [1, 4]), (3, 5, [8])]
@@ -369,7 +369,7 @@ def test_the_learned_plan_prefers_measured_kernels_within_the_models_error(learn
     tail dearer, its predicted latency unpenalised; with no error it is the plain DP plan."""
     import copy
 
-    from autotune.planner import dp_plan, measured_mask, sure_plan, unmeasured_doubt
+    from autotune.planning.planner import dp_plan, measured_mask, sure_plan, unmeasured_doubt
 
     part, graphs, res = learned
     g = graphs[0]

@@ -8,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autotune.dataset import read_dataset
+from autotune.data.dataset import read_dataset
+from autotune.device.simulator import simulate
 from autotune.errors import AutotuneError, DatasetError
-from autotune.graph import graph_from_dict
-from autotune.hardware import load_hardware
-from autotune.onnx_export import Exporter
-from autotune.onnx_import import load_onnx
-from autotune.simulator import simulate
-from synth.measure import measure
-from synth.profiles import export_groups, import_profile, read_export, write_profile
+from autotune.frontends.onnx_export import Exporter
+from autotune.frontends.onnx_import import load_onnx
+from autotune.hardware.config import load_hardware
+from autotune.ir.graph import graph_from_dict
+from autotune.synth.measure import measure
+from autotune.synth.profiles import export_groups, import_profile, read_export, write_profile
 
 HW = load_hardware("mlu100")
 
@@ -43,8 +43,8 @@ def test_export_writes_self_contained_files_and_a_manifest(exported):
 
 
 def test_network_groups_export(tmp_path):
-    from autotune import zoo
-    from autotune.planner import candidates
+    from autotune.frontends import zoo
+    from autotune.planning.planner import candidates
 
     info = export_groups(HW, tmp_path / "sq", model="squeezenet1_1")
     assert info["groups"] == len(candidates(zoo.build("squeezenet1_1"), HW))
@@ -126,7 +126,7 @@ def test_repeats_are_aggregated_by_median_and_outliers_reported(exported, tmp_pa
 @pytest.mark.slow
 def test_onnxruntime_measures_this_cpu(exported, tmp_path):
     pytest.importorskip("onnxruntime")
-    from autotune.host import host_cores
+    from autotune.hardware.host import host_cores
 
     frame, notes = measure(exported, "onnxruntime", limit=12, repeats=2, warmup=1, timeout_s=5)
     cap = host_cores()
@@ -148,14 +148,14 @@ def test_measure_refuses_what_it_cannot_do(exported, tmp_path):
 
 
 def test_the_cpu_preset_is_this_host_and_has_no_simulator():
-    from autotune.host import host_cores
+    from autotune.hardware.host import host_cores
 
     hw = load_hardware("cpu")
     assert hw.name == "cpu" and hw.device is None and hw.cores == host_cores()
     assert hw.core_counts[-1] == hw.cores and hw.core_counts[0] == 1 and hw.dtype_bytes == 4
     assert "measured" in hw.description and "assumed" in hw.description
     assert load_hardware("cpu").hash == hw.hash  # stable: datasets and models made for it stay valid
-    from synth.generator import ops_range
+    from autotune.frontends.synthetic import ops_range
 
     assert ops_range(hw)[1] <= hw.datasheet.peak_macs_per_s * 0.1 and ops_range(HW)[1] == 1e11
 

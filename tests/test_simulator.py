@@ -7,13 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autotune import strategies, zoo
+from autotune.device.simulator import breakdown, dram_bw_bytes_per_us, roofline_ms, simulate
 from autotune.errors import ConfigError
-from autotune.graph import Graph, GraphBuilder, Layer, make_layer
-from autotune.hardware import load_hardware
-from autotune.simulator import breakdown, dram_bw_bytes_per_us, roofline_ms, simulate
-from autotune.study_layers import conv_chain, size_for_macs
-from autotune.tables import GroupBatch
+from autotune.frontends import zoo
+from autotune.frontends.study_layers import conv_chain, size_for_macs
+from autotune.hardware.config import load_hardware
+from autotune.ir.graph import Graph, GraphBuilder, Layer, make_layer
+from autotune.ir.tables import GroupBatch
+from autotune.planning import strategies
 
 HW = load_hardware("mlu100")
 K = list(HW.core_counts)

@@ -7,17 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autotune import zoo
 from autotune.cli import main as cli_main
-from autotune.dataset import ROW_COLUMNS, file_digest, read_dataset
+from autotune.costmodel.feature_cache import dataset_features
+from autotune.costmodel.features import FEATURE_NAMES, featurize
+from autotune.data.dataset import ROW_COLUMNS, file_digest, read_dataset
+from autotune.device.simulator import simulate
 from autotune.errors import DatasetError
-from autotune.feature_cache import dataset_features
-from autotune.features import FEATURE_NAMES, featurize
-from autotune.graph import graph_from_dict, graph_to_dict
-from autotune.hardware import load_hardware
-from autotune.simulator import simulate
-from synth.generator import STRUCTURES, describe, extract, generate, generate_range
-from synth.pipeline import run, zoo_frame
+from autotune.frontends import zoo
+from autotune.frontends.synthetic import STRUCTURES, describe, extract, generate, generate_range
+from autotune.hardware.config import load_hardware
+from autotune.ir.graph import graph_from_dict, graph_to_dict
+from autotune.synth.pipeline import run, zoo_frame
 
 HW = load_hardware("mlu100")
 K = len(HW.core_counts)
@@ -230,7 +230,7 @@ def test_dask_cluster_equals_local(base, tmp_path):
 
 def test_zoo_rows_and_coverage_plot(tmp_path):
     from autotune.cli.plots import plot_coverage
-    from autotune.planner import candidates
+    from autotune.planning.planner import candidates
 
     m = _run(tmp_path / "z", budget=40 * K, zoo_models=["alexnet"])
     plot_coverage(tmp_path / "z", tmp_path / "cov.png", "coverage")
@@ -280,7 +280,7 @@ def test_spread_sampling_measures_each_group_once_at_balanced_core_counts(base, 
 
 
 def test_spread_core_counts_depend_on_the_group_index_only():
-    from synth.pipeline import spread_cores
+    from autotune.synth.pipeline import spread_cores
 
     ks = [1, 2, 4, 8, 16]
     whole = np.concatenate(spread_cores(ks, 3, 0, 23))
@@ -299,7 +299,7 @@ def active(tmp_path_factory):
 
 @pytest.mark.slow
 def test_active_sampling_spends_exactly_its_budget_in_rounds(active):
-    from synth.active import ROUNDS, round_sizes
+    from autotune.synth.active import ROUNDS, round_sizes
 
     folder, m = active
     df = _read(folder)
@@ -331,7 +331,7 @@ def test_active_sampling_is_deterministic_and_resumes(active, tmp_path):
 
 
 def test_active_sampling_refuses_a_budget_too_small_to_start(tmp_path):
-    from synth.active import min_budget
+    from autotune.synth.active import min_budget
 
     with pytest.raises(DatasetError, match="too small for active sampling"):
         _run(tmp_path / "tiny", budget=min_budget(K) - 1, sampling="active")

@@ -5,11 +5,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autotune import zoo
-from autotune.graph import GraphBuilder
-from autotune.hardware import load_hardware
-from autotune.planner import spans
-from autotune.tables import GroupBatch, PairRanges
+from autotune.frontends import zoo
+from autotune.hardware.config import load_hardware
+from autotune.ir.graph import GraphBuilder
+from autotune.ir.tables import GroupBatch, PairRanges
+from autotune.planning.planner import spans
 
 HW = load_hardware("mlu100")
 
@@ -75,7 +75,7 @@ def test_pair_ranges_match_per_group_loops(lengths, seed):
 
 
 def test_distinct_groups_share_content_and_costs():
-    from autotune.costs import make_cost
+    from autotune.planning.costs import make_cost
 
     g = zoo.build("resnet152")
     si, sj = spans(g, HW)

@@ -12,16 +12,16 @@ import pandas as pd
 import pytest
 
 from autotune.cli import main
-from autotune.costmodel import LatencyModel
+from autotune.costmodel.features import FEATURE_NAMES, UNIVERSAL_EXTRA, get_featurizer
+from autotune.costmodel.model import LatencyModel
+from autotune.costmodel.probes import PROBE_LABELS, probe_pairs
+from autotune.costmodel.universal import load_universal, read_family_dataset, train_universal
 from autotune.errors import ConfigError, DatasetError, ModelFileError
-from autotune.family import load_family, parse_family
-from autotune.features import FEATURE_NAMES, UNIVERSAL_EXTRA, get_featurizer
-from autotune.hardware import dump_hardware, load_hardware, parse_hardware, preset_names
-from autotune.probes import PROBE_LABELS, probe_pairs
-from autotune.universal import load_universal, read_family_dataset, train_universal
-from synth.adapt_labels import adapt_for
-from synth.family_labels import run_family
-from synth.pipeline import run
+from autotune.hardware.config import dump_hardware, load_hardware, parse_hardware, preset_names
+from autotune.hardware.family import load_family, parse_family
+from autotune.synth.adapt_labels import adapt_for
+from autotune.synth.family_labels import run_family
+from autotune.synth.pipeline import run
 
 
 def load_hardware_dict(d: dict):
@@ -105,7 +105,7 @@ def test_universal_features_add_the_datasheet_scale(trained):
     assert list(f.names) == FEATURE_NAMES + UNIVERSAL_EXTRA
     fd = read_family_dataset(trained / "data")
     hw, data = fd.devices[0]
-    from autotune.universal import device_rows
+    from autotune.costmodel.universal import device_rows
 
     X, y = device_rows(data, hw)
     share = X[:, list(f.names).index("hw_core_share")]
@@ -131,7 +131,7 @@ def test_family_dataset_lists_its_devices_and_refuses_tampering(trained, tmp_pat
 
 @pytest.mark.slow
 def test_siblings_measure_a_datasheets_rows_on_other_devices_and_the_target_is_their_mean(trained, family):
-    from autotune.universal import family_rows
+    from autotune.costmodel.universal import family_rows
 
     m = json.loads((trained / "data" / "family.json").read_text())
     fd = read_family_dataset(trained / "data")
@@ -251,8 +251,8 @@ def test_adapt_improves_on_the_universal_model_and_plain_tune_uses_it(trained, t
         LatencyModel.load(out, load_hardware("mlu100"))
     # on fresh groups of this part, the adapted model errs less than the universal one
     run(hw, tmp_path / "fresh", 1800, seed=5, zoo_models=[])
-    from autotune.dataset import read_dataset
-    from autotune.universal import device_rows
+    from autotune.costmodel.universal import device_rows
+    from autotune.data.dataset import read_dataset
 
     X, y = device_rows(read_dataset(tmp_path / "fresh", hw), hw)
     universal, _ = load_universal(models / "universal", hw)
@@ -273,7 +273,7 @@ def test_adapt_improves_on_the_universal_model_and_plain_tune_uses_it(trained, t
     alone = copy.copy(adapted)
     alone.members_ = []
     logs.insert(0, np.log(alone.predict(X)))
-    from autotune.members import consensus
+    from autotune.costmodel.members import consensus
 
     together = np.log(adapted.predict(X))
     assert np.allclose(together, consensus(np.asarray(ws), np.vstack(logs)), atol=1e-5)
@@ -370,7 +370,7 @@ def test_an_adapted_model_reads_back_its_members_and_predicts_alike(adapted_fold
     shutil.copytree(folder, dest)
     meta = json.loads((dest / "meta.json").read_text())
     meta["members"][1]["kind"] = "oracle"
-    from autotune.costmodel import _meta_checksum
+    from autotune.costmodel.model import _meta_checksum
 
     meta["meta_sha256"] = _meta_checksum(meta)
     (dest / "meta.json").write_text(json.dumps(meta))
@@ -380,8 +380,8 @@ def test_an_adapted_model_reads_back_its_members_and_predicts_alike(adapted_fold
 
 @pytest.mark.slow
 def test_a_map_roofline_refit_moves_from_its_prior_only_as_far_as_labels_say(trained):
-    from autotune.calibration import fit_roofline
-    from autotune.universal import device_rows
+    from autotune.costmodel.calibration import fit_roofline
+    from autotune.costmodel.universal import device_rows
 
     folder = trained / "models" / "universal"
     fd = read_family_dataset(trained / "data")
@@ -396,7 +396,7 @@ def test_a_map_roofline_refit_moves_from_its_prior_only_as_far_as_labels_say(tra
     assert np.allclose(stiff.launch, np.asarray(prior.launch)[j], rtol=1e-2)
     # adapt's weight (REFIT_PRIOR_WEIGHT) lets 600 labels pull it to this part: better on its other
     # groups than the prior
-    from autotune.universal import refit_roofline
+    from autotune.costmodel.universal import refit_roofline
 
     fit = refit_roofline(model, parts, y, np.arange(600), seed=0)
     rest = {k: v[600:] for k, v in parts.items()}
@@ -430,8 +430,8 @@ def test_adapt_spends_measurements_from_a_dataset_when_given_one(trained, tmp_pa
 def test_a_measured_part_can_run_the_probes_too(trained, tmp_path, capsys):
     """export-groups --probes -> measure -> import-profile -> adapt --data: the probes are found by
     id, spent first, and give the adapted model its probed member, as on a simulated part."""
-    from synth.measure import measure
-    from synth.profiles import export_groups, import_profile, write_profile
+    from autotune.synth.measure import measure
+    from autotune.synth.profiles import export_groups, import_profile, write_profile
 
     hw = load_family("family").draw(1, seed=33, prefix="measured")[0]
     yaml_path = tmp_path / "part.yaml"
@@ -458,7 +458,7 @@ def test_a_measured_part_can_run_the_probes_too(trained, tmp_path, capsys):
 def test_members_consensus_is_their_mean_when_they_agree_and_bounds_a_stray():
     """Members within the scale average by weight; one far off moves the result no further than a
     member at the scale would, however far it strays."""
-    from autotune.members import CONSENSUS_SCALE, consensus
+    from autotune.costmodel.members import CONSENSUS_SCALE, consensus
 
     w = np.array([0.4, 0.35, 0.25])
     close = np.array([[0.0, 1.0], [0.02, 1.03], [-0.03, 0.98]])
@@ -473,7 +473,7 @@ def test_members_consensus_is_their_mean_when_they_agree_and_bounds_a_stray():
 
 @pytest.mark.slow
 def test_a_universal_model_from_older_features_says_how_to_remake_it(trained, tmp_path):
-    from autotune.costmodel import _meta_checksum
+    from autotune.costmodel.model import _meta_checksum
 
     dest = tmp_path / "universal"
     shutil.copytree(trained / "models" / "universal", dest)

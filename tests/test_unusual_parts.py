@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autotune import zoo
 from autotune.cli import main
-from autotune.hardware import dump_hardware, load_hardware
+from autotune.frontends import zoo
+from autotune.hardware.config import dump_hardware, load_hardware
 
 #: Datasheet changes to mlu100 that make an unusual part, by name.
 PARTS: dict[str, dict[str, object]] = {

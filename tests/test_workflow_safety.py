@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from autotune.cli import main
-from autotune.hardware import load_hardware
-from synth.measure import measure
-from synth.profiles import aggregate, export_groups, import_profile, write_profile
+from autotune.hardware.config import load_hardware
+from autotune.synth.measure import measure
+from autotune.synth.profiles import aggregate, export_groups, import_profile, write_profile
 
 HW = load_hardware("mlu100")
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from autotune import zoo
 from autotune.errors import AutotuneError
+from autotune.frontends import zoo
 
 # Published figures: (GMACs, params, source). torchvision = the `_ops` ("GFLOPS" in its model
 # docs, which counts multiply-accumulates) and `num_params` of the model's IMAGENET1K_V1 weights

@@ -34,7 +34,7 @@ from autotune.cli.commands import (
 from autotune.cli.profile_commands import add_parsers as add_profile_parsers
 from autotune.cli.universal_commands import add_adapt_parser
 from autotune.errors import AutotuneError
-from synth import SAMPLINGS
+from autotune.synth import SAMPLINGS
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from autotune.artefacts import check_folder_output
 from autotune.cli.report import format_table
-from autotune.costs import table_cost
 from autotune.errors import AutotuneError
 from autotune.fileio import atomic_write_json, check_output
-from autotune.hardware import HardwareConfig, hw_slug, is_host_cpu, load_hardware
-from autotune.onnx_batch import parse_dims
+from autotune.frontends.onnx_batch import parse_dims
+from autotune.hardware.config import HardwareConfig, hw_slug, is_host_cpu, load_hardware
+from autotune.planning.costs import table_cost
 
 
 def _print_table(rows: Sequence[Sequence[object]], header: list[str], right: set[int] | None = None) -> None:
@@ -24,7 +24,7 @@ def _print_table(rows: Sequence[Sequence[object]], header: list[str], right: set
 
 # -- foundation --------------------------------------------------------------------------------
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from autotune import zoo
+    from autotune.frontends import zoo
 
     rows, out = [], []
     for name in zoo.names():
@@ -48,7 +48,7 @@ def inspect_dict(g, model: str) -> dict:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from autotune.loader import load_graph
+    from autotune.frontends.loader import load_graph
 
     g = load_graph(args.model, batch=args.batch, strict=args.strict, dims=parse_dims(args.dim))
     rows = []
@@ -65,8 +65,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from autotune.loader import load_graph
-    from autotune.onnx_export import export_onnx
+    from autotune.frontends.loader import load_graph
+    from autotune.frontends.onnx_export import export_onnx
 
     g = load_graph(args.model, batch=args.batch)
     export_onnx(g, args.out)
@@ -80,9 +80,10 @@ _STUDY_PLOTS = {"study_latency_vs_cores": "cores", "study_best_cores": "heat", "
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from autotune import effects_study, study
     from autotune.cli import plots
     from autotune.fileio import atomic_write_text
+    from autotune.studies import dlfusion_study as study
+    from autotune.studies import effects_study
 
     hw = load_hardware(args.hw)
     out = Path(args.out or Path("reports") / hw_slug(args.hw))
@@ -115,7 +116,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 # -- the pipeline --------------------------------------------------------------------------------
 def cmd_synth(args: argparse.Namespace) -> int:
     from autotune.cli import plots
-    from synth.pipeline import run
+    from autotune.synth.pipeline import run
 
     if args.hw_family:
         from autotune.cli.universal_commands import cmd_synth_family
@@ -153,16 +154,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _synth_on_this_cpu(hw: HardwareConfig, folder: Path, args: argparse.Namespace, t0: float) -> int:
-    from autotune.host import host_cores
-    from synth.cpu_labels import synth_by_measuring
-    from synth.profiles import CPU_BUDGET
+    from autotune.hardware.host import host_cores
+    from autotune.synth.cpu_labels import synth_by_measuring
+    from autotune.synth.profiles import CPU_BUDGET
 
     if hw.cores > host_cores():
         raise AutotuneError(f"--backend onnxruntime measures this host ({host_cores()} cores); {hw.name} has "
                             f"{hw.cores} cores (use --hw cpu)")
     budget = args.budget or CPU_BUDGET
     plans = [n.strip() for n in args.plans.split(",") if n.strip()] if args.plans else None
-    m = synth_by_measuring(hw, folder, budget, args.seed, progress=True, plans=plans)
+    m = synth_by_measuring(hw, folder, budget, args.seed, progress=True, plans=plans,
+                           log=lambda line: print(line, flush=True))
     if m.get("kept"):
         print(f"{folder}/: {m['rows']} labels measured on this CPU earlier with the same settings (kept)")
         return 0
@@ -193,7 +195,7 @@ def _train_lines(metrics: dict) -> list[str]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from autotune.cli import plots
-    from autotune.training import TrainResult, train
+    from autotune.costmodel.training import TrainResult, train
 
     if args.universal:
         from autotune.cli.universal_commands import cmd_train_universal
@@ -234,7 +236,7 @@ def load_model(hw: HardwareConfig, hw_arg: str, models_dir: str | Path = "models
     """The trained model for this hardware: `model_dir` if given, else models_dir/<hw argument's stem>
     or models_dir/<part's name>; with cost="universal", models/universal. A clear error says how to
     make one."""
-    from autotune.costmodel import LatencyModel
+    from autotune.costmodel.model import LatencyModel
     from autotune.fileio import recover_folder
 
     if cost == "universal":
@@ -265,7 +267,7 @@ def load_model(hw: HardwareConfig, hw_arg: str, models_dir: str | Path = "models
 
 def _measured_table(folder: str, hw: HardwareConfig, graph):
     """The measured table of `graph`'s candidates in an export folder, checked against the graph."""
-    from synth.profiles import measured_table
+    from autotune.synth.profiles import measured_table
 
     _, table = measured_table(folder, hw)
     if table.network != graph.name:
@@ -274,11 +276,11 @@ def _measured_table(folder: str, hw: HardwareConfig, graph):
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from autotune import planner
-    from autotune import strategies as strat
     from autotune.cli import plots
     from autotune.cli.report import plan_table
-    from autotune.loader import load_graph
+    from autotune.frontends.loader import load_graph
+    from autotune.planning import planner
+    from autotune.planning import strategies as strat
 
     check_output(args.out, "file")
     check_output(args.plot, "file")
@@ -312,7 +314,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.verify and table is not None:
         planner.verify(p, graph, hw, table_cost(table, hw))
     elif args.verify and not hw.has_device:
-        from autotune.ort import verify_plan
+        from autotune.device.ort import verify_plan
 
         whole_ms = verify_plan(p, graph, hw)  # measured on this CPU
     elif args.verify:
@@ -357,7 +359,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _model_specs(arg: str) -> list[str]:
-    from autotune import zoo
+    from autotune.frontends import zoo
 
     if arg == "all":
         return zoo.names()
@@ -370,14 +372,14 @@ def _model_specs(arg: str) -> list[str]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from autotune.cli import plots
     from autotune.cli.report import eval_table
-    from autotune.evaluation import run_eval
+    from autotune.planning.evaluation import run_eval
 
     check_output(args.json, "file")
     check_output(args.plot, "file")
     hw = load_hardware(args.hw)
     tables = None
     if args.measured:
-        from synth.profiles import measured_table
+        from autotune.synth.profiles import measured_table
 
         if args.models != "all":
             raise AutotuneError("--measured names the networks (each export folder is one); leave out --models")

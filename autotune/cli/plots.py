@@ -15,9 +15,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from autotune.dataset import ZOO_FILE  # noqa: E402
+from autotune.data.dataset import ZOO_FILE  # noqa: E402
 from autotune.fileio import atomic_write  # noqa: E402
-from autotune.hardware import HardwareConfig  # noqa: E402
+from autotune.hardware.config import HardwareConfig  # noqa: E402
 
 
 def _save(fig, path: str | Path, dpi: int = 120) -> Path:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from autotune.artefacts import check_file_output
 from autotune.errors import AutotuneError
-from autotune.hardware import hw_slug, load_hardware
+from autotune.hardware.config import hw_slug, load_hardware
 
 
 def cmd_export_groups(args: argparse.Namespace) -> int:
-    from synth.profiles import export_groups, skipped_note
+    from autotune.synth.profiles import export_groups, skipped_note
 
     if sum(x is not None for x in (args.groups, args.model, args.plans)) > 1:
         raise AutotuneError("give one of --groups N (synthetic groups), --model NET (a network's candidates) or "
@@ -37,9 +37,9 @@ def cmd_export_groups(args: argparse.Namespace) -> int:
 def _export_plan_pairs(args: argparse.Namespace, hw) -> int:
     """export-groups --plans: the pairs the part's model plans with and has not measured."""
     from autotune.cli.commands import load_model
-    from autotune.loader import load_graph
-    from synth.plan_labels import as_pairs, plan_picks
-    from synth.profiles import export_groups
+    from autotune.frontends.loader import load_graph
+    from autotune.synth.plan_labels import as_pairs, plan_picks
+    from autotune.synth.profiles import export_groups
 
     model = load_model(hw, args.hw, args.models_dir, model_dir=args.model_dir)
     graphs = [load_graph(n) for n in _names(args.plans)]
@@ -64,8 +64,8 @@ def _names(text: str) -> list[str]:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from synth.measure import measure
-    from synth.profiles import read_export, write_profile
+    from autotune.synth.measure import measure
+    from autotune.synth.profiles import read_export, write_profile
 
     out = args.out or str(Path(args.folder) / "measured.csv")
     read_export(args.folder)
@@ -100,7 +100,7 @@ def _refuse_other_measurements(out: str, backend: str) -> None:
 
 
 def cmd_import_profile(args: argparse.Namespace) -> int:
-    from synth.profiles import import_profile
+    from autotune.synth.profiles import import_profile
 
     hw = load_hardware(args.hw)
     out = args.out or str(Path("data") / hw_slug(args.hw))
@@ -146,8 +146,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
     from autotune.artefacts import MODEL, check_folder_output
     from autotune.fileio import publish_folder
-    from autotune.loader import load_graph
-    from synth.plan_labels import ROUNDS, SYNTH_SHARE, learn_part
+    from autotune.frontends.loader import load_graph
+    from autotune.synth.plan_labels import ROUNDS, SYNTH_SHARE, learn_part
 
     hw = load_hardware(args.hw)
     work = Path(args.work or Path("work") / hw_slug(args.hw))

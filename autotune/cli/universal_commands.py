@@ -11,16 +11,16 @@ from pathlib import Path
 from autotune.artefacts import DATASET, MODEL, check_folder_output
 from autotune.errors import AutotuneError
 from autotune.fileio import atomic_write_json, check_output
-from autotune.hardware import HardwareConfig, hw_slug, load_hardware
-from synth import SAMPLINGS
+from autotune.hardware.config import HardwareConfig, hw_slug, load_hardware
+from autotune.synth import SAMPLINGS
 
 #: Where `make universal` puts the family dataset and the model (under data/ and models/).
 UNIVERSAL = "universal"
 
 
 def cmd_synth_family(args: argparse.Namespace) -> int:
-    from autotune.family import load_family
-    from synth.family_labels import DEFAULT_BUDGET, DEFAULT_DEVICES, DEFAULT_SIBLINGS, run_family
+    from autotune.hardware.family import load_family
+    from autotune.synth.family_labels import DEFAULT_BUDGET, DEFAULT_DEVICES, DEFAULT_SIBLINGS, run_family
 
     if args.hw is not None:
         raise AutotuneError("give --hw (one part) or --hw-family (a family of parts), not both")
@@ -42,7 +42,7 @@ def cmd_synth_family(args: argparse.Namespace) -> int:
 
 
 def cmd_train_universal(args: argparse.Namespace) -> int:
-    from autotune.universal import train_universal
+    from autotune.costmodel.universal import train_universal
 
     if args.hw is not None:
         raise AutotuneError("train --universal learns from every device of a family dataset; drop --hw")
@@ -66,7 +66,7 @@ def cmd_train_universal(args: argparse.Namespace) -> int:
 
 def load_universal_model(hw: HardwareConfig, models_dir: str | Path, advice: str = "adapt it with `autotune adapt`"):
     """models/universal for `hw`, with a warning line for each datasheet value outside its family."""
-    from autotune.universal import load_universal
+    from autotune.costmodel.universal import load_universal
 
     model, outside = load_universal(Path(models_dir) / UNIVERSAL, hw)
     if outside:
@@ -77,8 +77,8 @@ def load_universal_model(hw: HardwareConfig, models_dir: str | Path, advice: str
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from autotune.probes import PROBE_LABELS
-    from synth.adapt_labels import ADAPT_SAMPLING, adapt_for
+    from autotune.costmodel.probes import PROBE_LABELS
+    from autotune.synth.adapt_labels import ADAPT_SAMPLING, adapt_for
 
     if args.budget < PROBE_LABELS:
         raise AutotuneError(f"--budget {args.budget} is too few labels to adapt on: at least {PROBE_LABELS} (the "

@@ -1,0 +1,282 @@
+"""A roofline with fixed costs whose constants are fitted to measurements: the learned model's prior.
+
+The structure is the textbook one for a kernel on k cores (DESIGN.md: features may be datasheet
+estimates; the device is a black box):
+
+    T = launch_k + n_layers * layer_k + reload * R(P) + max(C', D) + overlap * min(C', D)
+    P = program . (distinct dense convs, other distinct MAC layers, other distinct layers, repeats)
+    R(P) = step * (ceil(P) - 1, smoothed) + (1 - step) * max(0, P - 1)    whole reloads, or a ramp
+    C' = C * max(1, (k * M / max(C, D) / (power_share * cores)) ** power_exp)   a power-limited clock
+    M = compute_k * mix_k(M_rows, M_chan)                                the MAC-array part of C
+    C = compute_k * (mix_k(C_rows, C_chan) + sum_c stride_c * mix_k(W_c_rows, W_c_chan) + pad * mix_k(P_rows, P_chan))
+        + tile_us * mix_k(N_rows, N_chan)
+    D = bandwidth_k * (mix_k(B_rows, B_chan) + reread * mix_k(R_rows, R_chan) + spill * mix_k(S_rows, S_chan))
+    mix_k(a, b) = b + split_k * (a - b)
+
+C, M, B, R, S are the features' datasheet estimates (analytic.split_what_ifs) of compute (halo
+included) and its MAC part, DRAM time of boundary activations and weights, of re-reads and of
+spills; W_c is the compute of windowed layers whose channel stride falls in class c, under the
+two natural splits (by channels; feature maps by rows); N is the on-chip tiles the busiest core
+works through and P the compute of the last tiles' unused parts (analytic.tile_counts). Every
+constant that depends on the device (launch, per-layer and per-tile costs, how much of the padding
+is paid, the bandwidth k cores really reach, the clock they really run at and
+how it drops when many cores are busy with MACs, how much slower each channel-stride class runs
+(banked memories), which split the compiler picks, how much DMA
+hides under compute, how its tiling re-reads and spills compare with the estimate) is fitted
+from the labels, one set per core count and a few shared, by robust least squares on log latency.
+Nothing is read from the hardware's `device:` section. What the roofline cannot express is left
+to the gradient-boosted trees on top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from autotune.hardware.analytic import STRIDE_CLASSES
+
+_STRIDES = tuple(f"stride{c}" for c in STRIDE_CLASSES)
+_PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac", "pad") + _STRIDES
+#: Feature columns the fit reads (all log10(x + 1), of microseconds or of tiles, except n_layers and cores).
+COLUMNS = tuple(f"log_{part}_{policy}_us" for policy in ("rows", "chan") for part in _PARTS) + (
+    "n_layers", "cores", "n_distinct", "n_distinct_conv", "n_distinct_lite", "log_tiles_rows", "log_tiles_chan",
+    "hw_cores")
+_PER_CORE = ("split", "bandwidth", "compute", "launch", "layer")
+_SHARED = ("overlap", "reread", "spill", "power_share", "power_exp", "tile_us", "pad", "reload_step")
+#: Width (in capacities) of the smoothed steps of whole program reloads: narrow, yet wide enough
+#: that least squares sees a slope near each step.
+STEP_WIDTH = 0.05
+_STEPS_LOGIT = float(np.log(0.98 / 0.02))  # reloads in whole steps, 98%
+_SCALE_SCAN = np.log(np.geomspace(0.25, 4.0, 25))  # program scales tried around the first fit
+_MAX_STEPS = 64
+_SCAN_REFITS = 3  # the best scales of the scan, each refined
+_REFIT_NFEV = 100  # evaluations per refinement: they start close and most converge in 40
+
+
+@dataclass
+class RooflineFit:
+    """Fitted constants per core count (`cores`), plus the overlap share. JSON-serialisable."""
+
+    cores: list[float]
+    split: list[float]  # 0 = channel split, 1 = feature maps by rows
+    bandwidth: list[float]  # multiplies the datasheet DRAM estimate
+    compute: list[float]  # multiplies the datasheet compute estimate
+    launch: list[float]  # us per kernel
+    layer: list[float]  # us per layer in a kernel
+    overlap: float  # share of the shorter of compute and DMA that is not hidden
+    reread: float  # multiplies the re-read estimate
+    spill: float  # multiplies the spill estimate
+    power_share: float  # busy cores the power budget sustains at full clock, as a share of the part's cores
+    power_exp: float  # how fast the clock drops beyond it
+    tile_us: float  # setup per on-chip tile of the busiest core
+    pad: float  # share of the last tiles' unused compute that is paid
+    reload_step: float  # 1: a program reloads in whole capacities (steps); 0: in proportion to its excess
+    stride: list[float]  # extra compute share of windowed layers per channel-stride class
+    program: list[float]  # program size per distinct dense conv, other MAC layer, other layer, repeat (in capacities)
+    reload_us: float  # cost per capacity of program beyond the first
+
+    def __post_init__(self) -> None:
+        if len(self.stride) != len(_STRIDES) or len(self.program) != 4:
+            raise ValueError("calibration lists have the wrong length")
+
+    def to_dict(self) -> dict:
+        names = ("cores",) + _PER_CORE + _SHARED + ("stride", "program", "reload_us")
+        return {name: getattr(self, name) for name in names}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RooflineFit:
+        K = len(d["cores"])
+        vals = {name: [float(v) for v in d[name]] for name in ("cores",) + _PER_CORE}
+        if any(len(v) != K for v in vals.values()):
+            raise ValueError("calibration lists differ in length")
+        d = dict(d)
+        # models saved before reload_step existed reloaded in proportion to the excess; before
+        # power_share, the budget was in cores (a one-part fit's largest core count is the part's)
+        d.setdefault("reload_step", 0.0)
+        if "power_share" not in d:
+            d["power_share"] = float(d["power_cores"]) / max(vals["cores"])
+        kw: dict[str, Any] = {**vals, **{name: float(d[name]) for name in _SHARED},
+                              "stride": [float(v) for v in d["stride"]], "program": [float(v) for v in d["program"]],
+                              "reload_us": float(d["reload_us"])}
+        return cls(**kw)
+
+    def log_ms(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        """Natural log of the latency in ms: what a model with this prior starts each row from."""
+        return np.log(np.maximum(self.predict_us(parts), 1e-9) / 1e3)
+
+    def predict_us(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        """Latency (us) of rows given their `parts` (see `columns_to_parts`)."""
+        ks = np.log2(np.asarray(self.cores))
+        # a core count never measured takes the constants of the nearest one measured
+        j = np.abs(np.log2(parts["k"])[:, None] - ks[None, :]).argmin(1)
+        p = {name: np.asarray(getattr(self, name))[j] for name in _PER_CORE}
+        return _roofline(parts, p, {name: getattr(self, name) for name in _SHARED}, np.asarray(self.stride),
+                         np.asarray(self.program), self.reload_us)
+
+
+def _roofline(parts: dict[str, np.ndarray], p: dict[str, np.ndarray], sh: dict[str, float],
+              stride: np.ndarray, program: np.ndarray, reload_us: float) -> np.ndarray:
+    def mix(name: str) -> np.ndarray:
+        a, b = parts[name + "_rows"], parts[name + "_chan"]
+        return b + p["split"] * (a - b)
+
+    slow = sum(s * mix(name) for s, name in zip(stride, _STRIDES))  # stride-class slowdowns
+    C = p["compute"] * (mix("compute") + mix("halo") + slow + sh["pad"] * mix("pad")) + sh["tile_us"] * mix("tiles")
+    D = p["bandwidth"] * (mix("bytes") + sh["reread"] * mix("reread") + sh["spill"] * mix("spill"))
+    busy_cores = parts["k"] * p["compute"] * (mix("mac") + slow) / np.maximum(np.maximum(C, D), 1e-12)
+    C = C * np.clip(busy_cores / (sh["power_share"] * parts["hw_cores"]), 1.0, 1e3) ** sh["power_exp"]
+    # a kernel's program (descriptors, instructions) beyond what its memory holds is reloaded
+    size = (program[0] * parts["dconv"] + program[1] * parts["dlite"] + program[2] * parts["dother"]
+            + program[3] * (parts["n"] - parts["dconv"] - parts["dlite"] - parts["dother"]))
+    reload = reload_us * ((1.0 - sh["reload_step"]) * np.maximum(size - 1.0, 0.0) + sh["reload_step"] * steps(size))
+    return p["launch"] + parts["n"] * p["layer"] + reload + np.maximum(C, D) + sh["overlap"] * np.minimum(C, D)
+
+
+def steps(size: np.ndarray) -> np.ndarray:
+    """Whole reloads of a program of `size` capacities, max(ceil(size) - 1, 0), with each step
+    smoothed over STEP_WIDTH so the fit can move the capacity; past _MAX_STEPS, a ramp."""
+    top = min(int(np.ceil(np.max(size, initial=1.0))) + 1, _MAX_STEPS)
+    m = np.arange(1, top + 1, dtype=np.float64)
+    z = np.clip((np.minimum(size, top)[:, None] - m[None, :]) / STEP_WIDTH, -50.0, 50.0)
+    return (1.0 / (1.0 + np.exp(-z))).sum(1) + np.maximum(size - top, 0.0)
+
+
+def columns_to_parts(X: np.ndarray, index: dict[str, int]) -> dict[str, np.ndarray]:
+    """The roofline's inputs from feature rows; `index` maps each of COLUMNS to its column in X."""
+    logs = [f"log_{part}_{policy}_us" for policy in ("rows", "chan") for part in _PARTS]
+    plain = ["n_layers", "cores", "n_distinct_conv", "n_distinct_lite", "n_distinct", "log_tiles_rows",
+             "log_tiles_chan", "hw_cores"]
+    # one gather of the needed columns, transposed: each column is then contiguous
+    sub = np.ascontiguousarray(X[:, [index[c] for c in logs + plain]].astype(np.float64).T)
+    out = {name[4:-3]: 10.0 ** sub[i] - 1.0 for i, name in enumerate(logs)}
+    n, k, dconv, dlite, dall, tiles_rows, tiles_chan, hw_cores = sub[len(logs):]
+    out.update(n=n, k=k, dconv=dconv, dlite=dlite, dother=dall - dconv - dlite, tiles_rows=10.0 ** tiles_rows - 1.0,
+               tiles_chan=10.0 ** tiles_chan - 1.0, hw_cores=np.maximum(hw_cores, 1.0))
+    return out
+
+
+def _pack(fit: RooflineFit, ks: np.ndarray) -> np.ndarray:
+    """`fit`'s constants as the parameter vector `fit_roofline` solves for, at core counts `ks`
+    (each takes the constants of the nearest core count `fit` has)."""
+    j = np.abs(np.log2(ks)[:, None] - np.log2(np.asarray(fit.cores))[None, :]).argmin(1)
+
+    def per(name: str) -> np.ndarray:
+        return np.asarray(getattr(fit, name))[j]
+
+    def logit(p: float | np.ndarray) -> np.ndarray:
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return np.log(p / (1 - p))
+
+    return np.r_[logit(per("split")), np.log(per("bandwidth")), np.log(per("compute")), np.log(per("launch")),
+                 np.log(per("layer")), logit(fit.overlap), np.log(fit.reread), np.log(fit.spill),
+                 np.log(fit.power_share), logit(fit.power_exp / 4.0), np.log(fit.stride), np.log(fit.program),
+                 np.log(fit.reload_us), np.log(fit.tile_us), np.log(fit.pad), logit(fit.reload_step)]
+
+
+def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int = 30000, seed: int = 0,
+                 f_scale: float = 0.05, prior: RooflineFit | None = None, prior_weight: float = 0.05) -> RooflineFit:
+    """Robust least squares (soft L1 on log latency, so timing outliers barely pull) of the
+    roofline's constants, on at most `max_rows` rows drawn at random. With `prior` (e.g. a fit over
+    a family of parts), a maximum a posteriori fit: it starts there and each constant pays
+    `prior_weight` per e-fold it moves away, so a few labels refine it without running wild (the
+    program's scale, steps and reload cost excepted). The program's scale is scanned after the
+    first fit: whole reloads make the objective a staircase that local search cannot climb."""
+    from threadpoolctl import threadpool_limits
+
+    # its SVDs have a few dozen columns: one BLAS thread is several times faster than many
+    with threadpool_limits(1):
+        return _fit_roofline(parts, y_us, max_rows, seed, f_scale, prior, prior_weight)
+
+
+def _fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int, seed: int, f_scale: float,
+                  prior: RooflineFit | None, prior_weight: float) -> RooflineFit:
+    from scipy.optimize import least_squares
+
+    n = len(y_us)
+    if n > max_rows:
+        sub = np.random.default_rng(seed).choice(n, max_rows, replace=False)
+        parts = {key: v[sub] for key, v in parts.items()}
+        y_us = y_us[sub]
+    ks = np.unique(parts["k"])
+    K = len(ks)
+    j = np.searchsorted(ks, parts["k"])
+    log_y = np.log(y_us)
+
+    th_prior = None if prior is None else _pack(prior, ks)
+    S = len(_STRIDES)
+    prog, reload, step = _program_slots(K)
+
+    def residual(th: np.ndarray) -> np.ndarray:
+        p, sh, st, prg, rl = _unpack(th, K)
+        t = _roofline(parts, {k_: v[j] for k_, v in p.items()}, sh, st, prg, rl)
+        r = np.log(np.maximum(t, 1e-9)) - log_y
+        if th_prior is None:
+            return r
+        # how much program a part's memory holds, and whether it reloads in whole steps, are device
+        # facts no datasheet tells: the prior holds the program's shape, not its scale, its steps or
+        # what a reload costs
+        d = th - th_prior
+        d[prog] -= d[prog].mean()
+        d[step] = d[reload] = 0.0
+        return np.r_[r, prior_weight * d]
+
+    def cost(th: np.ndarray) -> float:  # least_squares' soft-L1 objective
+        z = (residual(th) / f_scale) ** 2
+        return float(np.sum(np.sqrt(1.0 + z) - 1.0))
+
+    # start: even split mix, datasheet bandwidth and clock, 10 us launch, 1 us per layer, half of the
+    # shorter of compute and DMA hidden, re-reads and spills as estimated, a power budget for half the cores,
+    # half a microsecond per tile, half the last tiles' padding paid
+    th0 = np.r_[np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.log(10.0)), np.zeros(K), 0.0, 0.0, 0.0,
+                np.log(0.5), np.log(0.5 / 3.5), np.full(S, np.log(0.02)),
+                np.log([0.1, 0.07, 0.04, 0.01]), np.log(5.0), np.log(0.5), np.log(0.5), 0.0]
+    if th_prior is not None:
+        th0 = th_prior
+    res = least_squares(residual, th0, loss="soft_l1", f_scale=f_scale, max_nfev=400)
+    # whole reloads make the cost a staircase in the program's scale, flat between steps: local
+    # search stalls on a wrong stair, so scan the scale (and steps against a ramp), then refine
+    scan = []
+    for h in (res.x[step], _STEPS_LOGIT):
+        for ds in _SCALE_SCAN:
+            th = res.x.copy()
+            th[prog] += ds
+            th[step] = h
+            scan.append(th)
+    for th in sorted(scan, key=cost)[:_SCAN_REFITS]:
+        other = least_squares(residual, th, loss="soft_l1", f_scale=f_scale, max_nfev=_REFIT_NFEV)
+        if other.cost < res.cost:
+            res = other
+    return roofline_at(res.x, ks)
+
+
+def _program_slots(K: int) -> tuple[slice, int, int]:
+    """Where the program size, the reload cost and the step share sit in a parameter vector for K
+    core counts (the order `_pack` writes; tile_us and pad follow the reload cost)."""
+    base = 5 * K + 5 + len(_STRIDES)
+    return slice(base, base + 4), base + 4, base + 7
+
+
+def _unpack(th: np.ndarray, K: int) -> tuple[dict[str, np.ndarray], dict[str, float], np.ndarray, np.ndarray, float]:
+    """The constants in a parameter vector for K core counts (the inverse of `_pack`)."""
+    S = len(_STRIDES)
+    sig = 1.0 / (1.0 + np.exp(-th[0:K]))
+    p = {"split": sig, "bandwidth": np.exp(th[K:2 * K]), "compute": np.exp(th[2 * K:3 * K]),
+         "launch": np.exp(th[3 * K:4 * K]), "layer": np.exp(th[4 * K:5 * K])}
+    sh = {"overlap": float(1.0 / (1.0 + np.exp(-th[5 * K]))), "reread": float(np.exp(th[5 * K + 1])),
+          "spill": float(np.exp(th[5 * K + 2])), "power_share": float(np.exp(th[5 * K + 3])),
+          "power_exp": float(4.0 / (1.0 + np.exp(-th[5 * K + 4])))}  # a clock exponent in (0, 4)
+    prog, reload, step = _program_slots(K)
+    sh["tile_us"] = float(np.exp(th[reload + 1]))
+    sh["pad"] = float(np.exp(th[reload + 2]))
+    sh["reload_step"] = float(1.0 / (1.0 + np.exp(-np.clip(th[step], -50.0, 50.0))))
+    return p, sh, np.exp(th[5 * K + 5:5 * K + 5 + S]), np.exp(th[prog]), float(np.exp(th[reload]))
+
+
+def roofline_at(th: np.ndarray, ks: np.ndarray) -> RooflineFit:
+    """The RooflineFit of parameter vector `th` at core counts `ks`."""
+    p, sh, st, prog, rl = _unpack(th, len(ks))
+    kw: dict[str, Any] = {"cores": [float(k) for k in ks], **{name: p[name].tolist() for name in _PER_CORE}, **sh,
+                          "stride": st.tolist(), "program": prog.tolist(), "reload_us": rl}
+    return RooflineFit(**kw)

@@ -1,0 +1,79 @@
+"""The feature matrices of a dataset's rows, cached beside its shards: computed from the datasheet
+by autotune/costmodel/features.py, keyed by the shard's digest, the feature version and the feature code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from autotune.costmodel.features import FEATURE_NAMES, FEATURE_VERSION, featurize_batch
+from autotune.data.dataset import ZOO_FILE, Dataset, file_digest, groups_of, parquet_bytes
+from autotune.fileio import atomic_write, source_digest
+from autotune.hardware.config import HardwareConfig
+from autotune.ir.tables import GroupBatch
+
+FEATURE_DIR = "features"
+
+_CACHE_KEY = b"autotune.costmodel.features"
+
+
+def compute_features(frame: pd.DataFrame, hw: HardwareConfig) -> np.ndarray:
+    """Feature matrix (FEATURE_NAMES columns) of a measurement frame's rows, from the datasheet."""
+    groups, codes = groups_of(frame)
+    return featurize_batch(GroupBatch.build(groups), codes, frame["cores"].to_numpy(np.int64), hw.datasheet)
+
+
+def feature_code_digest() -> str:
+    """Digest of the code that computes features: a cache made by other code is recomputed, even
+    when nobody bumped FEATURE_VERSION."""
+    return source_digest("autotune.costmodel.features", "autotune.hardware.analytic", "autotune.ir.tables",
+                         "autotune.ir.graph", "autotune.ir.ops")
+
+
+def cached_features(frame: pd.DataFrame, folder: Path, name: str, digest: str, hw: HardwareConfig) -> np.ndarray:
+    """`compute_features` of one shard, read from `folder/features/<name>.parquet` when that file was
+    made from the same shard digest, feature version and datasheet; otherwise computed and cached."""
+    key = {"shard_digest": digest, "feature_version": FEATURE_VERSION, "feature_code": feature_code_digest(),
+           "datasheet_hash": hw.datasheet_hash, "rows": len(frame)}
+    path = folder / FEATURE_DIR / f"{Path(name).stem}.parquet"
+    try:
+        meta = json.loads((pq.read_metadata(path).metadata or {}).get(_CACHE_KEY, b"null"))
+        if meta == key:
+            X = pq.read_table(path, page_checksum_verification=True).to_pandas()[list(FEATURE_NAMES)]
+            X = X.to_numpy(np.float32)
+            if X.shape == (len(frame), len(FEATURE_NAMES)) and np.isfinite(X).all():
+                return X
+    except (OSError, ValueError, KeyError, pa.ArrowException):
+        pass  # absent, stale or damaged: recompute
+    X = compute_features(frame, hw)
+    table = pa.Table.from_pandas(pd.DataFrame(X, columns=list(FEATURE_NAMES)), preserve_index=False)
+    table = table.replace_schema_metadata({_CACHE_KEY: json.dumps(key).encode()})
+    data = parquet_bytes(table)
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(data)
+
+    try:
+        atomic_write(path, write)
+    except OSError:
+        pass  # a read-only dataset folder still trains, just without the cache
+    return X
+
+
+def dataset_features(ds: Dataset, hw: HardwareConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """Feature matrices of the training rows (shards in manifest order) and of zoo.parquet (or None)."""
+    parts, start = [], 0
+    for name, digest, n in zip(ds.manifest["shards"], ds.shard_digests, ds.manifest["shard_rows"]):
+        parts.append(cached_features(ds.rows.iloc[start:start + n], ds.folder, name, digest, hw))
+        start += n
+    X = np.vstack(parts) if parts else np.zeros((0, 0), np.float32)
+    Xz = None
+    if ds.zoo is not None and len(ds.zoo):
+        Xz = cached_features(ds.zoo, ds.folder, ZOO_FILE, file_digest(ds.folder / ZOO_FILE), hw)
+    return X, Xz

@@ -1,0 +1,177 @@
+"""The members an adapted model averages with its own prediction, and how they are saved.
+
+`adapt` fits several models to one part's labels that err differently: its own adaptation of the
+universal model (the LatencyModel's trees), the probed member (the universal model told about the
+part by its probe residuals, probes.py) and the scratch member (a one-part model fitted to the labels
+alone, what `autotune train` would make). The adapted model predicts their weighted consensus in log (a
+Huber location, `consensus`): near-tie plans flip on it less often than on any one member's error, and a
+member that strays far from the others on a kernel unlike its labels pulls it only so far.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import xgboost as xgb
+
+from autotune.costmodel.boosters import read_boosters
+from autotune.costmodel.calibration import RooflineFit
+from autotune.errors import ModelFileError
+
+#: The scratch member's trees in an adapted model's folder.
+SCRATCH_FILE = "member_scratch.ubj"
+#: How far (natural log) a member may stray from the consensus before its pull stops growing (Huber's
+#: scale). At 200 labels over 30 held-out parts x 21 networks and two label draws, against the weighted
+#: mean: regret 0.42% / 6.85% -> 0.41% / 6.85% and 0.46% / 16.02% -> 0.42% / 7.37% (geomean / worst),
+#: cases over 8% 3 -> 0 of 630: a member that extrapolates wildly on groups unlike its labels (the
+#: scratch member on big fused kernels) no longer drags the plan (docs/costmodel.md).
+CONSENSUS_SCALE = 0.1
+
+
+class Member(Protocol):
+    """What an adapted model averages: a log-latency prediction from its rows and their calibration
+    columns, with its share of the average."""
+
+    weight: float
+
+    def log_predict(self, X: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray: ...
+
+    def to_meta(self) -> tuple[dict, dict[str, bytes]]: ...
+
+
+@dataclass
+class ScratchMember:
+    """A one-part model trained on the part's labels alone (LatencyModel with the datasheet
+    featurizer, whose columns lead the universal ones): its roofline fitted to the labels and its
+    trees cut at their best iteration."""
+
+    calibration: RooflineFit
+    booster: xgb.Booster
+    n_features: int  # the datasheet columns it reads, the first of each universal row
+    weight: float
+    file: str = SCRATCH_FILE
+
+    kind = "scratch"
+
+    @classmethod
+    def of(cls, model, weight: float, file: str = SCRATCH_FILE) -> ScratchMember:
+        """The member made from a fitted datasheet LatencyModel with a calibrated prior."""
+        assert model.calibration_ is not None  # the default prior of a datasheet model
+        return cls(model.calibration_, model.booster_[: model.best_iteration_ + 1], model.n_features_in_, weight,
+                   file)
+
+    def log_predict(self, X: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(self.booster.inplace_predict(np.ascontiguousarray(X[:, : self.n_features]),
+                                                       base_margin=self.calibration.log_ms(parts)), dtype=np.float64)
+
+    def to_meta(self) -> tuple[dict, dict[str, bytes]]:
+        raw = bytes(self.booster.save_raw(raw_format="ubj"))
+        meta = {"kind": self.kind, "weight": self.weight, "calibration": self.calibration.to_dict(),
+                "n_features": self.n_features, "sha256": {self.file: hashlib.sha256(raw).hexdigest()}}
+        if self.file != SCRATCH_FILE:
+            meta["file"] = self.file
+        return meta, {self.file: raw}
+
+    @classmethod
+    def from_meta(cls, meta: dict, folder: Path, retrain: str) -> ScratchMember:
+        file = str(meta.get("file", SCRATCH_FILE))
+        if not re.fullmatch(r"member_[a-z0-9]+\.ubj", file):
+            raise ModelFileError(f"{folder}/meta.json names a member file {file!r} of no allowed form ({retrain})")
+        boosters = read_boosters(meta, folder, (file,), retrain)
+        try:
+            member = cls(RooflineFit.from_dict(meta["calibration"]), boosters[file], int(meta["n_features"]),
+                         float(meta["weight"]), file)
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError(f"{folder}/meta.json's {cls.kind} member is malformed ({retrain})") from None
+        if member.booster.num_features() != member.n_features or not 0 <= member.weight <= 1:
+            raise ModelFileError(f"{folder}/meta.json's {cls.kind} member is malformed ({retrain})")
+        return member
+
+
+@dataclass
+class BaggedMember(ScratchMember):
+    """One model of a bagged ensemble (LatencyModel(bags=...)): the same estimator fitted to a
+    bootstrap draw of the training groups."""
+
+    kind = "bagged"
+
+
+def bagged_members(model, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None, bags: int) -> list[Member]:
+    """`bags - 1` members for a fitted `model`, each a copy of it (one bag) fitted to a bootstrap draw
+    of the groups, every member and the model weighing 1 / bags in the consensus."""
+    from sklearn.base import clone
+
+    gid = np.arange(len(y)) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    rows_of = np.split(np.argsort(gid, kind="stable"), np.cumsum(np.bincount(gid))[:-1])
+    out: list[Member] = []
+    for b in range(1, bags):
+        rng = np.random.default_rng([model.random_state, b])
+        pick = rng.integers(0, len(rows_of), len(rows_of))
+        rows = np.concatenate([rows_of[g] for g in pick])
+        copy_id = np.repeat(np.arange(len(pick)), [len(rows_of[g]) for g in pick])  # each draw its own group
+        m = clone(model).set_params(bags=1, verbose=False, random_state=(model.random_state + b) % 2**32)
+        m.fit(X[rows], y[rows], groups=copy_id)
+        out.append(BaggedMember.of(m, 1.0 / bags, f"member_bag{b}.ubj"))
+    return out
+
+
+def inverse_variance(maes: list[float]) -> list[float]:
+    """Shares of an average of estimators whose errors have the given cross-validated MAEs: inverse-
+    variance weights, the variances taken as the MAEs' squares."""
+    inv = 1.0 / np.maximum(np.asarray(maes, dtype=np.float64), 1e-9) ** 2
+    return [float(v) for v in inv / inv.sum()]
+
+
+def consensus(weights: np.ndarray, log_preds: np.ndarray, scale: float = CONSENSUS_SCALE,
+              iters: int = 20) -> np.ndarray:
+    """Per column of `log_preds` (members x rows), the weighted Huber location of the members' log
+    predictions: their weighted mean while they agree within `scale`, while a member further away
+    pulls only as hard as one at `scale` would (iteratively reweighted least squares)."""
+    w = np.asarray(weights, dtype=np.float64)[:, None]
+    mu = (w * log_preds).sum(0) / w.sum()
+    for _ in range(iters):
+        r = np.abs(log_preds - mu)
+        if (r <= scale).all():  # every member within the scale: the weighted mean is the answer
+            break
+        ww = w * np.minimum(1.0, scale / np.maximum(r, 1e-12))
+        mu = (ww * log_preds).sum(0) / ww.sum(0)
+    return mu
+
+
+def members_to_meta(members: list[Member]) -> tuple[list[dict], dict[str, bytes]]:
+    """meta.json's "members" list and the files to publish beside the model."""
+    metas, files = [], {}
+    for m in members:
+        meta, f = m.to_meta()
+        metas.append(meta)
+        files.update(f)
+    return metas, files
+
+
+def members_from_meta(meta: dict, folder: Path, retrain: str) -> list[Member]:
+    """The members meta.json lists (an adapted model from before the scratch member had one "member")."""
+    from autotune.costmodel.probes import ProbedMember
+
+    entries = meta.get("members")
+    if entries is None:
+        entries = [] if meta.get("member") is None else [{"kind": "probed", **meta["member"]}]
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ModelFileError(f"{folder}/meta.json's members are malformed ({retrain})")
+    members: list[Member] = []
+    for e in entries:
+        if e.get("kind") == "probed":
+            members.append(ProbedMember.from_meta(e, folder, retrain))
+        elif e.get("kind") == "scratch":
+            members.append(ScratchMember.from_meta(e, folder, retrain))
+        elif e.get("kind") == "bagged":
+            members.append(BaggedMember.from_meta(e, folder, retrain))
+        else:
+            raise ModelFileError(f"{folder}/meta.json names an unknown member kind {e.get('kind')!r} ({retrain})")
+    if sum(m.weight for m in members) > 1 + 1e-9:
+        raise ModelFileError(f"{folder}/meta.json's member weights add up to more than 1 ({retrain})")
+    return members

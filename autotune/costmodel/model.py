@@ -1,0 +1,584 @@
+"""LatencyModel: XGBoost regression of log latency per (layer group, core count), scikit-learn style.
+
+Saved as XGBoost's own format (`model.ubj`) plus `meta.json`; loading never runs code (no pickle)
+and refuses a model made for other hardware or by another featurizer version. Training on a dask
+cluster is `fit_on_cluster` (a runtime object has no place in `fit`'s signature).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.model_selection import GroupShuffleSplit
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from autotune.costmodel.boosters import checked_booster_file
+from autotune.costmodel.features import COVERAGE_FEATURES, PRIOR_FEATURE, get_featurizer
+from autotune.costmodel.memory import MeasuredMemory
+from autotune.errors import ModelFileError
+from autotune.fileio import publish_folder, recover_folder
+
+MODEL_FILE = "model.ubj"
+META_FILE = "meta.json"
+#: Models in a bagged ensemble when `bags=0` ("auto") and the labels are few (fewer rows than
+#: BAG_BELOW): the model plus BAGS - 1 members fitted to bootstrap draws of the groups.
+BAGS = 5
+BAG_BELOW = 50_000
+#: Below this many training rows XGBoost runs one thread unless `n_jobs` says otherwise: threads cost
+#: more than they save on small fits, many times more on a busy machine.
+ONE_THREAD_BELOW = 20_000
+MAX_BAGS = 32
+#: The quantile of the validation error that `val_q90_log_` records.
+VAL_TAIL = 0.9
+#: Training groups a model keeps to tell which kernels lie outside its data (LatencyModel.outside).
+COVERAGE_POINTS = 2000
+
+
+class LatencyModel(RegressorMixin, BaseEstimator):
+    """A prior times a learned correction: gradient-boosted trees on log(latency_ms / prior).
+
+    An estimator on a feature matrix X (rows from the model's `featurizer`, see
+    `features.get_featurizer`) and positive latencies y in ms. `prior` chooses the base margin each
+    row starts from, computed from columns of X:
+    - "calibrated": a roofline with fixed costs whose device constants are fitted to the training
+      labels first (autotune/costmodel/calibration.py);
+    - "datasheet": the featurizer's datasheet estimate (`log_prior_ms`) as it is;
+    - "none": plain trees on log latency;
+    - "auto" (default): "calibrated" when X has the featurizer's columns, else "none".
+    Early stopping uses a validation split that keeps all rows of a group on one side.
+    `bags` > 1 fits that many models in all, the others on bootstrap draws of the groups, and
+    predicts their consensus (members.py): averaging cuts the variance a few labels leave, which
+    the planner's search otherwise exploits. 0 ("auto") bags BAGS models below BAG_BELOW rows;
+    `train` asks for it on measured datasets (training.py). `memory` answers a feature row seen
+    in training with its measured latency (autotune/costmodel/memory.py); `train` turns it on for measured
+    datasets too.
+    """
+
+    _parameter_constraints: dict = {
+        "n_estimators": [Interval(Integral, 1, None, closed="left")],
+        "max_depth": [Interval(Integral, 1, 30, closed="both")],
+        "learning_rate": [Interval(Real, 0, 1, closed="right")],
+        "subsample": [Interval(Real, 0, 1, closed="right")],
+        "colsample_bytree": [Interval(Real, 0, 1, closed="right")],
+        "min_child_weight": [Interval(Real, 0, None, closed="left")],
+        "reg_lambda": [Interval(Real, 0, None, closed="left")],
+        "early_stopping_rounds": [Interval(Integral, 1, None, closed="left")],
+        "val_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "prior": [StrOptions({"auto", "calibrated", "datasheet", "none"})],
+        "featurizer": [str],
+        "objective": [StrOptions({"reg:squarederror", "reg:pseudohubererror", "reg:absoluteerror"})],
+        "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both")],
+        "n_jobs": [Interval(Integral, 0, None, closed="left"), None],
+        "bags": [Interval(Integral, 0, MAX_BAGS, closed="both")],
+        "memory": ["boolean"],
+        "verbose": ["boolean"],
+    }
+
+    # set by fit (or load); declared for type checkers, not class attributes
+    n_features_in_: int
+    coverage_: dict | None
+    memory_: MeasuredMemory | None
+    meta_: dict
+
+    def __init__(
+        self,
+        n_estimators: int = 3000,
+        max_depth: int = 10,
+        learning_rate: float = 0.05,
+        subsample: float = 0.9,
+        colsample_bytree: float = 1.0,
+        min_child_weight: float = 2.0,
+        reg_lambda: float = 1.0,
+        early_stopping_rounds: int = 100,
+        val_fraction: float = 0.15,
+        prior: str = "auto",
+        featurizer: str = "datasheet",
+        objective: str = "reg:squarederror",
+        random_state: int = 0,
+        n_jobs: int | None = None,
+        bags: int = 1,
+        memory: bool = False,
+        verbose: bool = False,
+    ):
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.min_child_weight = min_child_weight
+        self.reg_lambda = reg_lambda
+        self.early_stopping_rounds = early_stopping_rounds
+        self.val_fraction = val_fraction
+        self.prior = prior
+        self.featurizer = featurizer
+        self.objective = objective
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.bags = bags
+        self.memory = memory
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True  # latencies
+        return tags
+
+    def _xgb_params(self, n_rows: int | None = None) -> dict[str, Any]:
+        """XGBoost's parameters; a fit of `n_rows` rows below ONE_THREAD_BELOW gets one thread by default."""
+        small = n_rows is not None and n_rows < ONE_THREAD_BELOW
+        return {
+            "objective": self.objective,
+            "tree_method": "hist",
+            "max_depth": self.max_depth,
+            "eta": self.learning_rate,
+            "subsample": self.subsample,
+            "colsample_bytree": self.colsample_bytree,
+            "min_child_weight": self.min_child_weight,
+            "lambda": self.reg_lambda,
+            "seed": self.random_state,
+            "nthread": self.n_jobs or (1 if small else 0),
+            "eval_metric": "mae",
+        }
+
+    def split(self, n: int, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Train/validation row indices; all rows of one group land on the same side."""
+        groups = np.arange(n) if groups is None else np.asarray(groups)
+        if len(np.unique(groups)) < 2:
+            return np.arange(n), np.arange(n)  # one group: validate on the training rows
+        gss = GroupShuffleSplit(n_splits=1, test_size=self.val_fraction, random_state=self.random_state)
+        tr, va = next(gss.split(np.zeros(n), groups=groups))
+        return tr, va
+
+    def _prepare(self, X, y, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Validate, split, fit the prior: (X, log y, train rows, validation rows, base margin)."""
+        Xv, yv = validate_data(self, X, y, dtype=np.float32, y_numeric=True, ensure_min_samples=2)
+        X, y = np.asarray(Xv), np.asarray(yv, dtype=np.float64)
+        if np.any(y <= 0):
+            raise ValueError("latencies must be positive (y > 0)")
+        if groups is not None and len(groups) != len(y):
+            raise ValueError(f"groups has {len(groups)} entries for {len(y)} rows")
+        self.prior_ = self._resolve_prior(X.shape[1])
+        self.coverage_ = self._coverage(X)
+        tr, va = self.split(len(X), groups)
+        self.calibration_ = None
+        if self.prior_ == "calibrated":
+            from autotune.costmodel.calibration import fit_roofline
+
+            self.calibration_ = fit_roofline(self._parts(X[tr]), y[tr] * 1e3, seed=self.random_state)
+        return X, np.log(y), tr, va, self._margin(X)
+
+    def _val_tail(self, Xva: np.ndarray, logy_va: np.ndarray) -> None:
+        """The 90th percentile of the validation split's absolute log error (`val_q90_log_`): how far
+        the trees can be off on a kernel they have not seen, as `planner.unmeasured_doubt` reads it."""
+        err = np.abs(np.log(self.predict_own(Xva)) - logy_va) if len(logy_va) else np.zeros(0)
+        self.val_q90_log_ = float(np.quantile(err, VAL_TAIL)) if len(err) else float("nan")
+
+    def _finish(self, booster: xgb.Booster, evals_result: dict) -> LatencyModel:
+        self.booster_ = booster
+        self.best_iteration_ = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
+        self.val_mae_log_ = float(evals_result["val"]["mae"][self.best_iteration_])
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, groups: np.ndarray | None = None) -> LatencyModel:
+        """Fit on feature rows X and latencies y (ms, positive); `groups` keeps a group's rows on one
+        side of the validation split."""
+        X, logy, tr, va, margin = self._prepare(X, y, groups)
+        dtr = xgb.DMatrix(X[tr], label=logy[tr], base_margin=None if margin is None else margin[tr])
+        dva = xgb.DMatrix(X[va], label=logy[va], base_margin=None if margin is None else margin[va])
+        evals_result: dict = {}
+        booster = xgb.train(
+            self._xgb_params(len(tr)), dtr, num_boost_round=self.n_estimators, evals=[(dtr, "train"), (dva, "val")],
+            early_stopping_rounds=self.early_stopping_rounds, evals_result=evals_result,
+            verbose_eval=False, callbacks=[progress_callback(self.n_estimators)] if self.verbose else None,
+        )
+        self._finish(booster, evals_result)
+        self._val_tail(X[va], logy[va])
+        self.members_ = []
+        bags = self.bags or (BAGS if len(logy) < BAG_BELOW else 1)
+        if bags > 1 and self.prior_ == "calibrated":
+            from autotune.costmodel.members import bagged_members
+
+            self.members_ = bagged_members(self, X, np.exp(logy), groups, bags)
+        self.memory_ = MeasuredMemory.from_rows(X, logy) if self.memory else None
+        return self
+
+    def _resolve_prior(self, n_cols: int) -> str:
+        if self.prior != "auto":
+            return self.prior
+        from autotune.costmodel.calibration import COLUMNS
+
+        names = get_featurizer(self.featurizer).names
+        return "calibrated" if n_cols == len(names) and set(COLUMNS) <= set(names) else "none"
+
+    def _coverage(self, X: np.ndarray) -> dict | None:
+        """Where the training data lies, for `outside`: COVERAGE_FEATURES of its distinct groups
+        (at most COVERAGE_POINTS, drawn with the model's seed), standardised, and the novelty
+        threshold: the 99th percentile of each training group's distance to its nearest other one."""
+        names = list(get_featurizer(self.featurizer).names)
+        if len(names) != X.shape[1] or not set(COVERAGE_FEATURES) <= set(names):
+            return None
+        P = np.unique(X[:, [names.index(c) for c in COVERAGE_FEATURES]].astype(np.float64), axis=0)
+        if len(P) > COVERAGE_POINTS:
+            P = P[np.random.default_rng(self.random_state).choice(len(P), COVERAGE_POINTS, replace=False)]
+        center, scale = P.mean(0), np.maximum(P.std(0), 1e-6)
+        Z = np.round((P - center) / scale, 4)
+        if len(Z) < 2:
+            return None
+        d = _nearest(Z, Z, exclude_self=True)
+        return {"features": list(COVERAGE_FEATURES), "center": center.tolist(), "scale": scale.tolist(),
+                "points": Z.tolist(), "threshold": float(np.quantile(d, 0.99)), "median": float(np.median(d))}
+
+    def novelty(self, X) -> np.ndarray | None:
+        """Each row's distance to the nearest training group (standardised COVERAGE_FEATURES) over
+        the training groups' median distance to theirs: about 1 where the labels are, far above it
+        where the model extrapolates. None for a model saved without coverage."""
+        Q = self._standardised(X)
+        if Q is None:
+            return None
+        cov = self.coverage_
+        assert cov is not None  # _standardised answered
+        return _nearest(Q, np.asarray(cov["points"])) / max(cov["median"], 1e-9)
+
+    def _standardised(self, X) -> np.ndarray | None:
+        """X's COVERAGE_FEATURES in the training groups' standard units (None without coverage)."""
+        cov = getattr(self, "coverage_", None)
+        if not cov:
+            return None
+        X = np.asarray(X, dtype=np.float64)
+        names = self._names(X.shape[1])
+        return (X[:, [names.index(c) for c in cov["features"]]] - np.asarray(cov["center"])) / np.asarray(cov["scale"])
+
+    def outside(self, X) -> tuple[np.ndarray, dict[str, int]]:
+        """Rows of X unlike every training group: farther from the nearest one (standardised
+        COVERAGE_FEATURES) than 99% of the training groups are from theirs, so their latency is
+        extrapolated. Returns the row mask and, per feature, how many of those rows lie beyond the
+        training range of that feature. Nothing is outside for a model saved without coverage."""
+        Q = self._standardised(X)
+        if Q is None:
+            return np.zeros(len(np.asarray(X)), dtype=bool), {}
+        cov = self.coverage_
+        assert cov is not None  # _standardised answered
+        P = np.asarray(cov["points"])
+        mask = _nearest(Q, P) > cov["threshold"]
+        lo, hi = P.min(0), P.max(0)
+        counts = {}
+        for n, c in enumerate(cov["features"]):
+            k = int((mask & ((Q[:, n] < lo[n]) | (Q[:, n] > hi[n]))).sum())
+            if k:
+                counts[c] = k
+        return mask, counts
+
+    def _names(self, n_cols: int) -> list[str]:
+        names = list(get_featurizer(self.featurizer).names)
+        if len(names) != n_cols:
+            raise ValueError(f"X has {n_cols} columns, featurizer {self.featurizer!r} makes {len(names)}")
+        return names
+
+    def _parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        from autotune.costmodel.calibration import COLUMNS, columns_to_parts
+
+        names = self._names(X.shape[1])
+        return columns_to_parts(X, {c: names.index(c) for c in COLUMNS})
+
+    def _margin(self, X: np.ndarray, parts: dict[str, np.ndarray] | None = None) -> np.ndarray | None:
+        """Each row's base margin: the natural log of the prior's latency (ms), or None; `parts`, if
+        given, are X's calibration columns (`_parts`), not computed again."""
+        prior = getattr(self, "prior_", self.prior)
+        if prior == "none":
+            return None
+        if prior == "calibrated":
+            assert self.calibration_ is not None  # fitted with the prior
+            return self.calibration_.log_ms(self._parts(X) if parts is None else parts)
+        names = self._names(X.shape[1])
+        return X[:, names.index(PRIOR_FEATURE)].astype(np.float64)
+
+    def prior_predict(self, X) -> np.ndarray | None:
+        """The prior's latency (ms) of each row, before the trees' correction (None without a prior)."""
+        check_is_fitted(self)
+        X = np.asarray(validate_data(self, X, reset=False, dtype=np.float32))
+        m = self._margin(X)
+        return None if m is None else np.exp(m)
+
+    def predict_own(self, X) -> np.ndarray:
+        """Latency (ms) from the model's own prior and trees, without its members: what its
+        validation split measures honestly (bagged members draw from every group)."""
+        check_is_fitted(self)
+        X = np.asarray(validate_data(self, X, reset=False, dtype=np.float32))
+        return np.exp(np.asarray(self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1),
+                                                               base_margin=self._margin(X)), dtype=np.float64))
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted latency in ms for each feature row."""
+        check_is_fitted(self)
+        X = np.asarray(validate_data(self, X, reset=False, dtype=np.float32))
+        members = getattr(self, "members_", [])  # an adapted model's other members (members.py)
+        parts = self._parts(X) if members else None  # the members' priors read them too
+        log_ms = np.asarray(self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1),
+                                                          base_margin=self._margin(X, parts)), dtype=np.float64)
+        if members:
+            from autotune.costmodel.members import consensus
+
+            assert parts is not None
+            weights = np.asarray([1 - sum(m.weight for m in members)] + [m.weight for m in members])
+            logs = np.vstack([log_ms] + [m.log_predict(X, parts) for m in members])
+            # a bag's members err alike by design: their mean; an adapted model's differ: a robust consensus
+            bagged = all(m.kind == "bagged" for m in members)
+            log_ms = weights @ logs / weights.sum() if bagged else consensus(weights, logs)
+        memory = getattr(self, "memory_", None)
+        if memory is not None:
+            hit, measured = memory.lookup(X)
+            log_ms[hit] = measured
+        return np.exp(log_ms)
+
+    def remember(self, X, y) -> LatencyModel:
+        """Answer these measured rows (latency ms) from the memory, in place of the one `fit` made;
+        the trees stay as fitted. For labels taken after training that must not move the plans."""
+        check_is_fitted(self)
+        X = np.asarray(validate_data(self, X, reset=False, dtype=np.float32))
+        y = np.asarray(y, dtype=np.float64)
+        if len(y) != len(X) or not len(y) or not (np.isfinite(y).all() and (y > 0).all()):
+            raise ValueError("remember needs one positive, finite latency per feature row")
+        self.memory_ = MeasuredMemory.from_rows(X, np.log(y))
+        return self
+
+    def featurize_batch(self, batch, gidx: np.ndarray, cores: np.ndarray, hw) -> np.ndarray:
+        """Feature rows of (group, cores) pairs by this model's featurizer."""
+        return get_featurizer(self.featurizer).batch(batch, gidx, cores, hw)
+
+    def predict_batch(self, batch, gidx: np.ndarray, cores: np.ndarray, hw) -> np.ndarray:
+        """Predicted latency (ms) of (batch group gidx[i], cores[i]) pairs: featurize, then predict."""
+        if len(gidx) == 0:
+            return np.zeros(0)
+        return self.predict(self.featurize_batch(batch, gidx, cores, hw))
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, folder: str | Path, meta: dict[str, Any], extra_files: dict[str, bytes] | None = None) -> Path:
+        """Publish model.ubj and meta.json (hyper-parameters, library versions, the model's digest
+        and meta's own checksum added), with `extra_files`, as one unit (`fileio.publish_folder`)."""
+        check_is_fitted(self)
+        raw = bytes(self.booster_.save_raw(raw_format="ubj"))
+        f = get_featurizer(self.featurizer)
+        full = dict(meta)
+        full.update({
+            "best_iteration": self.best_iteration_,
+            "n_features": self.n_features_in_,
+            "params": self.get_params(),
+            "prior": self.prior_,
+            "featurizer": {"name": f.name, "version": f.version, "names": list(f.names)},
+            "calibration": self.calibration_.to_dict() if self.calibration_ is not None else None,
+            "coverage": _coverage_json(getattr(self, "coverage_", None)),
+            "val_mae_log": getattr(self, "val_mae_log_", None),
+            "val_q90_log": getattr(self, "val_q90_log_", None),
+            "memory": memory.to_json() if (memory := getattr(self, "memory_", None)) is not None else None,
+            "versions": library_versions(),
+            "model_sha256": hashlib.sha256(raw).hexdigest(),
+        })
+        extra = dict(extra_files or {})
+        members = getattr(self, "members_", [])
+        if members:
+            from autotune.costmodel.members import members_to_meta
+
+            full["members"], member_files = members_to_meta(members)
+            extra.update(member_files)
+        full = json.loads(json.dumps(full))  # as it will read back (int keys become strings)
+        full["meta_sha256"] = _meta_checksum(full)
+        files = {MODEL_FILE: raw, META_FILE: (json.dumps(full, indent=2) + "\n").encode(), **extra}
+        return publish_folder(folder, files)
+
+    @classmethod
+    def load(cls, folder: str | Path, hw=None) -> LatencyModel:
+        """Load a saved model; refuse one made for other hardware or by another featurizer version."""
+        folder = Path(folder)
+        retrain = f"retrain it (autotune train --hw {hw.name})" if hw is not None else "retrain it (autotune train)"
+        try:
+            recover_folder(folder)
+        except OSError:
+            pass  # a read-only place: load what is there
+        meta_path, model_path = folder / META_FILE, folder / MODEL_FILE
+        if not meta_path.is_file() or not model_path.is_file():
+            raise ModelFileError(f"no trained model in {folder}/ ({retrain})")
+        try:
+            meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise ModelFileError(f"{meta_path} is corrupted: not a JSON object ({retrain})") from None
+        except OSError as err:
+            raise ModelFileError(f"cannot read {meta_path}: {err.strerror or err}") from None
+        if meta.get("meta_sha256") != _meta_checksum(meta):
+            raise ModelFileError(f"{meta_path} is corrupted or edited: its checksum does not match ({retrain})")
+        if hw is not None and meta.get("hardware_hash") != hw.hash:
+            raise ModelFileError(
+                f"model in {folder}/ was trained for hardware {meta.get('hardware')!r} "
+                f"(hash {meta.get('hardware_hash')}), not {hw.name!r} (hash {hw.hash}); {retrain}")
+        if isinstance(meta.get("family"), dict) and hw is None:  # a universal model: made by make universal
+            retrain = "retrain it (make universal, or autotune train --universal --data data/universal)"
+        _check_featurizer(meta.get("featurizer"), folder, retrain)
+        booster = checked_booster_file(model_path, meta.get("model_sha256"), retrain, owner=str(meta_path))
+        params = meta.get("params")
+        if not isinstance(params, dict):
+            raise ModelFileError(f"{meta_path} has no hyper-parameters ({retrain})")
+        model = cls(**{k: v for k, v in params.items() if k in cls().get_params()})
+        model.booster_ = booster
+        try:
+            model.best_iteration_ = int(meta["best_iteration"])
+            model.n_features_in_ = int(meta["n_features"])
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError(f"{meta_path} is missing best_iteration/n_features ({retrain})") from None
+        if booster.num_features() != model.n_features_in_:
+            raise ModelFileError(f"{model_path} and {meta_path} disagree on the feature count ({retrain})")
+        val_mae = meta.get("val_mae_log")
+        model.val_mae_log_ = float(val_mae) if isinstance(val_mae, (int, float)) else float("nan")
+        tail = meta.get("val_q90_log")
+        model.val_q90_log_ = float(tail) if isinstance(tail, (int, float)) else float("nan")
+        prior = meta.get("prior")
+        if prior not in ("calibrated", "datasheet", "none"):
+            raise ModelFileError(f"{meta_path} names no valid prior ({retrain})")
+        model.prior_ = str(prior)
+        model.calibration_ = None
+        if model.prior_ == "calibrated":
+            from autotune.costmodel.calibration import RooflineFit
+
+            try:
+                model.calibration_ = RooflineFit.from_dict(meta["calibration"])
+            except (KeyError, TypeError, ValueError):
+                raise ModelFileError(
+                    f"{meta_path} lacks a valid calibration for prior='calibrated' ({retrain})") from None
+        from autotune.costmodel.members import members_from_meta
+
+        model.members_ = members_from_meta(meta, folder, retrain)
+        names = list(get_featurizer(model.featurizer).names)
+        model.coverage_ = _checked_coverage(meta.get("coverage"), names) if len(names) == model.n_features_in_ else None
+        model.memory_ = MeasuredMemory.from_json(meta["memory"]) if meta.get("memory") is not None else None
+        if model.memory and meta.get("memory") is not None and model.memory_ is None:
+            raise ModelFileError(f"{meta_path} holds a malformed measured memory ({retrain})")
+        model.meta_ = meta
+        return model
+
+
+def _nearest(Q: np.ndarray, P: np.ndarray, exclude_self: bool = False, chunk: int = 2048) -> np.ndarray:
+    """Euclidean distance from each row of Q to its nearest row of P (Q is P itself with
+    `exclude_self`), in chunks so memory stays at chunk x len(P)."""
+    out = np.empty(len(Q))
+    p2 = (P * P).sum(1)
+    for a in range(0, len(Q), chunk):
+        q = Q[a:a + chunk]
+        d2 = (q * q).sum(1)[:, None] + p2[None, :] - 2 * q @ P.T
+        if exclude_self:
+            d2[np.arange(len(q)), a + np.arange(len(q))] = np.inf
+        out[a:a + chunk] = np.sqrt(np.maximum(d2.min(1), 0.0))
+    return out
+
+
+def _checked_coverage(cov, names: list[str]) -> dict | None:
+    """meta.json's coverage if it is well formed for these features, else None (older models)."""
+    try:
+        feats = [str(c) for c in cov["features"]]
+        P = np.asarray(cov["points"], dtype=np.float64)
+        center = np.asarray(cov["center"], dtype=np.float64)
+        scale = np.asarray(cov["scale"], dtype=np.float64)
+        t = float(cov["threshold"])
+        med = float(cov["median"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if (not set(feats) <= set(names) or P.ndim != 2 or P.shape[1] != len(feats) or center.shape != (len(feats),)
+            or scale.shape != (len(feats),) or not np.all(np.isfinite(P)) or not np.all(scale > 0)
+            or not np.isfinite(t) or not np.isfinite(med) or med < 0):
+        return None
+    return {"features": feats, "center": center.tolist(), "scale": scale.tolist(), "points": P, "threshold": t,
+            "median": med}
+
+
+def _check_featurizer(saved, folder: Path, retrain: str) -> None:
+    """Refuse a model whose features this autotune would compute differently."""
+    if not isinstance(saved, dict):
+        raise ModelFileError(f"model in {folder}/ does not say which features it was trained on; {retrain}")
+    try:
+        f = get_featurizer(str(saved.get("name")))
+    except ValueError:
+        raise ModelFileError(f"model in {folder}/ uses featurizer {saved.get('name')!r}, "
+                             f"which this autotune does not have; {retrain}") from None
+    if saved.get("version") != f.version:
+        raise ModelFileError(f"model in {folder}/ uses {f.name} features v{saved.get('version')}, "
+                             f"this autotune computes v{f.version}; {retrain}")
+    if saved.get("names") != list(f.names):
+        raise ModelFileError(f"model in {folder}/ lists other {f.name} feature names than this autotune; {retrain}")
+
+
+def fit_on_cluster(model: LatencyModel, X, y, groups, client) -> LatencyModel:
+    """`model.fit(X, y, groups)` with boosting on a dask.distributed cluster (xgboost.dask)."""
+    import dask.array as da
+    from xgboost import dask as dxgb
+
+    model._validate_params()
+    X, logy, tr, va, margin = model._prepare(X, y, groups)
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    chunk = max(1, len(tr) // workers)
+
+    def dmat(idx):
+        bm = None if margin is None else da.from_array(margin[idx], chunks=chunk)  # pyright: ignore[reportArgumentType]
+        return dxgb.DaskDMatrix(client, da.from_array(X[idx], chunks=(chunk, -1)),  # pyright: ignore[reportArgumentType]
+                                da.from_array(logy[idx], chunks=chunk),  # pyright: ignore[reportArgumentType]
+                                base_margin=bm)
+
+    dtr, dva = dmat(tr), dmat(va)
+    out = dxgb.train(client, model._xgb_params(), dtr, num_boost_round=model.n_estimators,
+                     evals=[(dtr, "train"), (dva, "val")], early_stopping_rounds=model.early_stopping_rounds,
+                     verbose_eval=False)
+    model.memory_ = MeasuredMemory.from_rows(X, logy) if model.memory else None
+    model._finish(out["booster"], out["history"])
+    model._val_tail(X[va], logy[va])
+    return model
+
+
+def progress_callback(total: int):
+    """An XGBoost callback drawing a tqdm bar over boosting rounds, with the validation error."""
+    from tqdm import tqdm
+    from xgboost.callback import TrainingCallback
+
+    class Bar(TrainingCallback):
+        def before_training(self, model):
+            self.bar = tqdm(total=total, desc="boosting", unit="round", leave=False)
+            return model
+
+        def after_iteration(self, model, epoch, evals_log):
+            self.bar.update(1)
+            val = evals_log.get("val", {}).get("mae")
+            if val:
+                self.bar.set_postfix(val_mae_log=f"{val[-1]:.4f}", refresh=False)
+            return False
+
+        def after_training(self, model):
+            self.bar.close()
+            return model
+
+    return Bar()
+
+
+def _coverage_json(cov: dict | None) -> dict | None:
+    if cov is None:
+        return None
+    return {**cov, "points": np.asarray(cov["points"]).tolist()}
+
+
+def _meta_checksum(meta: dict) -> str:
+    """SHA-256 of meta.json's content without its own checksum field (canonical JSON)."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    import sklearn
+
+    return {"python": platform.python_version(), "xgboost": xgb.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__}

@@ -1,0 +1,144 @@
+"""Training: fit the LatencyModel on a labelled dataset, measure it on the zoo's real groups.
+
+Features are computed here from the measurement rows (cached per shard, autotune/data/dataset.py).
+The zoo groups (`zoo.parquet`) never enter training; their metrics are what meta.json reports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from autotune.costmodel.feature_cache import dataset_features
+from autotune.costmodel.model import LatencyModel, fit_on_cluster
+from autotune.data.dataset import read_dataset
+from autotune.errors import DatasetError
+from autotune.hardware.config import HardwareConfig
+
+
+def accuracy(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """MAPE and the shares of predictions within +-5% and +-10% (fractions 0..1)."""
+    rel = np.abs(pred / true - 1.0)
+    return {"n": len(true), "mape": float(rel.mean()), "within5": float((rel <= 0.05).mean()),
+            "within10": float((rel <= 0.10).mean())}
+
+
+def core_ranking(df: pd.DataFrame, pred: np.ndarray) -> dict[str, float]:
+    """Per group (model, i, j): Spearman correlation of predicted vs true latency over core counts,
+    how often the predicted best core count is the true best, and the mean latency lost by it."""
+    d = pd.DataFrame(df.loc[:, ["model", "i", "j", "cores", "latency_ms"]]).assign(pred=pred)
+    d = d.sort_values(by=["model", "i", "j", "cores"], kind="stable")
+    k = d.groupby(["model", "i", "j"], sort=False).size().to_numpy()
+    if len(np.unique(k)) != 1:
+        raise DatasetError("zoo.parquet rows do not hold every core count for every group")
+    K = int(k[0])
+    t = d["latency_ms"].to_numpy().reshape(-1, K)
+    p = d["pred"].to_numpy().reshape(-1, K)
+    if K < 2:
+        return {"rank_corr": 1.0, "best_core_agree": 1.0, "best_core_loss": 0.0}
+    rt = t.argsort(1).argsort(1).astype(float)
+    rp = p.argsort(1).argsort(1).astype(float)
+    rt -= rt.mean(1, keepdims=True)
+    rp -= rp.mean(1, keepdims=True)
+    corr = (rt * rp).sum(1) / np.sqrt((rt**2).sum(1) * (rp**2).sum(1))
+    chosen = t[np.arange(len(t)), p.argmin(1)]
+    return {"rank_corr": float(corr.mean()), "best_core_agree": float((p.argmin(1) == t.argmin(1)).mean()),
+            "best_core_loss": float((chosen / t.min(1) - 1).mean())}
+
+
+def zoo_metrics(zoo: pd.DataFrame, pred: np.ndarray) -> dict:
+    """Accuracy on the zoo's candidate groups: overall, per network and per group length."""
+    true = zoo["latency_ms"].to_numpy()
+    out: dict = accuracy(pred, true)
+    out.update(core_ranking(zoo, pred))
+    length = (zoo["j"] - zoo["i"]).to_numpy()
+    out["per_model"] = {m: accuracy(pred[idx], true[idx]) for m, idx in zoo.groupby("model").indices.items()}
+    out["per_length"] = {int(n): accuracy(pred[length == n], true[length == n]) for n in np.unique(length)}
+    return out
+
+
+@dataclass
+class TrainResult:
+    """A trained model, its meta.json content, and its predictions on the zoo rows (if the dataset has them)."""
+
+    model: LatencyModel
+    meta: dict
+    zoo: pd.DataFrame | None  # the evaluation rows, and the model's predictions for them
+    zoo_pred: np.ndarray | None
+
+
+#: Files to publish next to the model (name -> bytes), made from the result (e.g. a plot).
+ExtraFiles = Callable[[TrainResult], dict[str, bytes]]
+
+
+def train(hw: HardwareConfig, data_dir: str | Path, out_dir: str | Path, seed: int = 0, scheduler: str | None = None,
+          progress: bool = False, extras: ExtraFiles | None = None, **params) -> TrainResult:
+    """Fit on `data_dir`, evaluate on its zoo.parquet, publish to `out_dir` (model, meta.json and
+    whatever `extras` makes) as one unit, under a lock on `out_dir`. `progress` draws a bar."""
+    from autotune.artefacts import MODEL, check_folder_output
+    from autotune.fileio import FolderLock
+
+    check_folder_output(out_dir, MODEL, inputs=[data_dir])
+    with FolderLock(Path(out_dir)):
+        return _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params)
+
+
+def remember(hw: HardwareConfig, data_dir: str | Path, model_dir: str | Path) -> LatencyModel:
+    """Give the model in `model_dir` a memory of every row now in `data_dir` without refitting its
+    trees (LatencyModel.remember), and publish it again; meta.json says how many rows it remembers."""
+    from autotune.fileio import FolderLock
+
+    with FolderLock(Path(model_dir)):
+        model = LatencyModel.load(model_dir, hw)
+        ds = read_dataset(data_dir, hw)
+        X, _ = dataset_features(ds, hw)
+        model.remember(X, ds.rows["latency_ms"].to_numpy(np.float64))
+        meta = {k: v for k, v in model.meta_.items() if k != "meta_sha256"}
+        meta.update({"memory_rows": len(X), "memory_dataset_digest": ds.digest})
+        model.save(model_dir, meta)
+    return model
+
+
+def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params) -> TrainResult:
+    ds = read_dataset(data_dir, hw)
+    X, Xz = dataset_features(ds, hw)
+    y = ds.rows["latency_ms"].to_numpy(np.float64)
+    if ds.manifest.get("source") == "measured":
+        # a part's own measurements: trees on the datasheet's textbook estimate (the calibrated
+        # roofline's terms came from our simulator and did not plan better on the black boxes,
+        # docs/costmodel.md "Which prior on a measured part"), and a measured kernel answered with
+        # its measurement
+        params = {"bags": 0, "memory": True, "prior": "datasheet", **params}
+    model = LatencyModel(random_state=seed, verbose=progress, **params)
+    t0 = time.perf_counter()
+    if scheduler:
+        from autotune.cluster import connect
+
+        with connect(scheduler) as client:
+            fit_on_cluster(model, X, y, ds.rows["group_id"].to_numpy(), client)
+    else:
+        model.fit(X, y, groups=ds.rows["group_id"].to_numpy())
+    fit_s = time.perf_counter() - t0
+    _, va = model.split(len(X), ds.rows["group_id"].to_numpy())
+    metrics: dict = {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,
+                     "validation": accuracy(model.predict_own(X[va]), y[va])}
+    zp = None
+    if Xz is not None:
+        assert ds.zoo is not None  # zoo features come from the zoo rows
+        zp = model.predict(Xz)
+        metrics["zoo"] = zoo_metrics(ds.zoo, zp)
+    meta = {
+        "hardware": hw.name, "hardware_hash": hw.hash, "dataset": str(data_dir), "dataset_digest": ds.digest,
+        "dataset_rows": len(X), "generator_version": ds.manifest.get("generator_version"), "seed": seed,
+        "metrics": metrics,
+    }
+    res = TrainResult(model, meta, ds.zoo, zp)
+    model.save(out_dir, meta, extras(res) if extras is not None else None)
+    return res
+
+

@@ -1,0 +1,220 @@
+"""Run a group (or a whole network) exported as ONNX on this machine's CPU with ONNX Runtime, and time it.
+
+A group file from `export-groups` has shapes only: weights are graph inputs listed in its metadata,
+and a few IR layers with no standard ONNX form travel as `ai.autotune` nodes. `runnable` makes it
+executable without changing what it costs: weights become initializers with random values (so ORT
+pre-packs them as it does real weights), and each custom node becomes a stand-in that moves the
+same bytes (flatten, slice or tile to the output's size, reshape). onnxruntime is an optional
+extra (`pip install autotune[onnxruntime]`), imported on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from autotune.errors import AutotuneError
+
+
+def require_ort():
+    """The onnxruntime module, or one line saying how to install it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise AutotuneError("the onnxruntime backend needs onnxruntime: pip install 'autotune[onnxruntime]' "
+                            "(the Makefile's venv has it)") from None
+    return onnxruntime
+
+
+def _weight_inputs(model) -> set[str]:
+    """The graph inputs an autotune export lists as weights (its `autotune.weights` metadata)."""
+    from autotune.frontends.onnx_import import WEIGHTS_KEY
+
+    meta = {p.key: p.value for p in model.metadata_props}
+    return set(json.loads(meta.get(WEIGHTS_KEY, "[]")))
+
+
+def weight_bytes(model) -> int:
+    """Bytes of fp32 weights `runnable` would materialise for an exported model."""
+    weights = _weight_inputs(model)
+    return 4 * sum(math.prod(d.dim_value for d in vi.type.tensor_type.shape.dim) for vi in model.graph.input
+                   if vi.name in weights)
+
+
+def _tensor_bytes(vi) -> int:
+    """Bytes of a ValueInfo's tensor (a symbolic or unknown dim counts as 1, as the feeds make it)."""
+    from onnx import helper
+
+    t = vi.type.tensor_type
+    item = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type or 1)).itemsize
+    return item * math.prod(max(d.dim_value, 1) for d in t.shape.dim)
+
+
+def memory_estimate(model) -> int:
+    """Bytes measuring an exported model takes at its peak, from its shapes alone: the feeds, every
+    tensor it computes (outputs and value_info) twice (ORT's arena keeps one run's tensors while the
+    next allocates its own: a depthwise conv's steady peak was its feed plus twice its two tensors),
+    and its weights three times (the serialized model, ORT's copy and its pre-packed copy)."""
+    from onnx import helper
+
+    g = model.graph
+    weights = _weight_inputs(model)
+    feeds = sum(_tensor_bytes(vi) for vi in g.input if vi.name not in weights)
+    tensors = sum(_tensor_bytes(vi) for vi in list(g.value_info) + list(g.output))
+    inits = sum(np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type or 1)).itemsize * math.prod(t.dims)
+                for t in g.initializer)
+    return feeds + 2 * tensors + 3 * (weight_bytes(model) + inits)
+
+
+def runnable(model, seed: int = 0):
+    """A copy of an autotune-exported ModelProto that ONNX Runtime can execute (see module doc)."""
+    from onnx import helper
+
+    from autotune.frontends.onnx_import import DOMAIN
+
+    m = type(model)()
+    m.CopyFrom(model)
+    g = m.graph
+    weights = _weight_inputs(m)
+    rng = np.random.default_rng(seed)
+    keep = [vi for vi in g.input if vi.name not in weights]
+    for vi in g.input:
+        if vi.name in weights:
+            shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+            g.initializer.append(_random_weight(rng, shape, vi.name))
+    del g.input[:]
+    g.input.extend(keep)
+    shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+              for vi in list(g.input) + list(g.value_info) + list(g.output)}
+    nodes = []
+    for n in g.node:
+        if n.domain != DOMAIN:
+            nodes.append(n)
+            continue
+        x, y = n.input[0], n.output[0]
+        size_in, out = math.prod(shapes[x]), shapes[y]
+        size_out = math.prod(out)
+        flat, moved = f"{y}/flat", f"{y}/moved"
+        nodes.append(helper.make_node("Reshape", [x, _const(g, f"{y}/n", [-1])], [flat]))
+        if size_out <= size_in:
+            nodes.append(helper.make_node("Slice", [flat, _const(g, f"{y}/s0", [0]), _const(g, f"{y}/s1", [size_out])],
+                                          [moved]))
+        else:
+            reps = -(-size_out // size_in)
+            tiled = f"{y}/tiled"
+            nodes.append(helper.make_node("Tile", [flat, _const(g, f"{y}/r", [reps])], [tiled]))
+            nodes.append(helper.make_node("Slice", [tiled, _const(g, f"{y}/s0", [0]),
+                                                    _const(g, f"{y}/s1", [size_out])], [moved]))
+        # a pass over the bytes, as the layer's own kernel would make (ORT elides a bare reshape)
+        nodes.append(helper.make_node("Neg", [moved], [f"{y}/neg"]))
+        nodes.append(helper.make_node("Reshape", [f"{y}/neg", _const(g, f"{y}/shape", out)], [y]))
+    del g.node[:]
+    g.node.extend(nodes)
+    keep_ops = [op for op in m.opset_import if op.domain != DOMAIN]
+    del m.opset_import[:]
+    m.opset_import.extend(keep_ops)
+    del m.metadata_props[:]
+    return m
+
+
+def _random_weight(rng: np.random.Generator, shape: list[int], name: str):
+    """A TensorProto of small random fp32 weights, drawn in fp32 (no fp64 copy twice the size)."""
+    from onnx import numpy_helper
+
+    w = rng.standard_normal(shape, dtype=np.float32)
+    w *= 0.02
+    return numpy_helper.from_array(w, name)
+
+
+def _const(g, name: str, value: list[int]) -> str:
+    from onnx import numpy_helper
+
+    g.initializer.append(numpy_helper.from_array(np.array(value, np.int64), name))
+    return name
+
+
+@dataclass
+class Timing:
+    """One measurement: the median of `repeats` timed runs, after warm-up."""
+
+    ms: float
+    repeats: int
+    spread: float  # (max - min) / median of the timed runs
+
+
+def time_model(model_bytes: bytes, threads: int, warmup: int = 2, repeats: int = 7, timeout_s: float = 10.0,
+               seed: int = 0, min_time_s: float = 0.05, max_runs: int = 200) -> Timing:
+    """Median wall time of one inference of a runnable model with `threads` intra-op threads: at
+    least `repeats` timed runs after `warmup`, more (up to `max_runs`) until `min_time_s` of timed
+    runs, so a microsecond kernel gets a stable median; runs stop once `timeout_s` is spent (at
+    least one timed run), and a first run slower than the timeout is an AutotuneError."""
+    ort = require_ort()
+    try:
+        return _time(ort, model_bytes, threads, warmup, repeats, timeout_s, seed, min_time_s, max_runs)
+    except MemoryError:
+        raise AutotuneError("out of memory") from None
+    except _ort_errors(ort) as err:  # its allocation failures among them
+        raise AutotuneError(f"ONNX Runtime failed: {(str(err).splitlines() or [type(err).__name__])[0]}") from None
+
+
+def _ort_errors(ort) -> tuple[type[Exception], ...]:
+    """The exception classes ONNX Runtime raises (Fail, RuntimeException, InvalidGraph, ...)."""
+    state = ort.capi.onnxruntime_pybind11_state
+    return tuple(c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception))
+
+
+def _time(ort, model_bytes: bytes, threads: int, warmup: int, repeats: int, timeout_s: float, seed: int,
+          min_time_s: float, max_runs: int) -> Timing:
+    """time_model's work, ORT's errors left to it."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for inp in sess.get_inputs():
+        shape = [int(d) if isinstance(d, int) else 1 for d in inp.shape]
+        feeds[inp.name] = (rng.integers(0, 2, shape, dtype=np.int64) if "int64" in inp.type
+                           else rng.standard_normal(shape, dtype=np.float32))  # no fp64 copy twice the size
+    t_end = time.perf_counter() + timeout_s
+    times: list[float] = []
+    k = 0
+    while True:
+        t0 = time.perf_counter()
+        sess.run(None, feeds)
+        dt = time.perf_counter() - t0
+        if k == 0 and dt > timeout_s:
+            raise AutotuneError(f"one run took {dt:.1f} s, over the {timeout_s:g} s timeout")
+        if k >= warmup:
+            times.append(dt)
+        k += 1
+        enough = len(times) >= repeats and (sum(times) >= min_time_s or len(times) >= max_runs)
+        if enough or (time.perf_counter() > t_end and times):
+            break
+    med = float(np.median(times)) * 1e3
+    return Timing(med, len(times), float((max(times) - min(times)) * 1e3 / med) if med > 0 else 0.0)
+
+
+def verify_plan(p, graph, hw, repeats: int = 7, timeout_s: float = 10.0) -> float:
+    """Measure a plan on this CPU: each group as one ONNX Runtime session with its core count as
+    threads (filling each group's and the plan's measured ms, `simulated_ms`), and return the whole
+    network as one session at all threads: what ORT gives by default, to compare honestly."""
+    from autotune.frontends.onnx_export import graph_to_onnx
+
+    total = 0.0
+    for k, g in enumerate(p.groups):
+        sub = graph.group(g.i, g.j).as_graph(f"{graph.name}[{g.i}:{g.j}]")
+        t = time_model(runnable(graph_to_onnx(sub), seed=k).SerializeToString(), g.cores, repeats=repeats,
+                       timeout_s=timeout_s)
+        g.simulated_ms = t.ms
+        total += t.ms
+    p.simulated_ms = total
+    whole = time_model(runnable(graph_to_onnx(graph)).SerializeToString(), hw.cores, repeats=repeats,
+                       timeout_s=timeout_s)
+    return whole.ms

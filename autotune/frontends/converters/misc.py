@@ -1,0 +1,19 @@
+"""Softmax and Resize."""
+
+from __future__ import annotations
+
+from autotune.frontends.converters import converter
+from autotune.frontends.converters.common import text
+
+RESIZE_MODES = {"nearest": "nearest", "linear": "bilinear", "cubic": "bicubic"}
+
+
+@converter("Softmax", "LogSoftmax")
+def softmax(imp, n):
+    imp.emit(n, "softmax", [n.inputs[0]])
+
+
+@converter("Resize", "Upsample")
+def resize(imp, n):
+    mode = text(n.attrs.get("mode"), "nearest")
+    imp.emit(n, "resize", [n.inputs[0]], shape=imp.shape_of(n.outputs[0]), mode=RESIZE_MODES.get(mode, mode))

@@ -1,0 +1,48 @@
+"""MaxPool / AveragePool (1-3 spatial axes), global pools, and ReduceMean/ReduceMax over a map's H and W."""
+
+from __future__ import annotations
+
+from autotune.frontends.converters import converter
+from autotune.frontends.converters.common import text, window_pads
+
+
+@converter("MaxPool", "AveragePool")
+def pool(imp, n):
+    a = n.attrs
+    x = imp.ir_shape[imp.src(n.inputs[0])]
+    nd = len(x) - 2
+    k = list(a.get("kernel_shape", []))
+    if not 1 <= nd <= 3 or len(k) != nd:
+        return imp.opaque(n)
+    s, d = list(a.get("strides", [1] * nd)), list(a.get("dilations", [1] * nd))
+    pads = window_pads(text(a.get("auto_pad"), "NOTSET"), x[2:], k, s, d, a.get("pads", []))
+    imp.emit(n, "pool", [n.inputs[0]], kernel=k, stride=s, pads=pads, dilation=d,
+             ceil_mode=bool(a.get("ceil_mode", 0)), mode="max" if n.op == "MaxPool" else "avg")
+
+
+@converter("GlobalAveragePool", "GlobalMaxPool")
+def global_pool(imp, n):
+    if len(imp.ir_shape[imp.src(n.inputs[0])]) != 4:
+        return imp.opaque(n)
+    imp.emit(n, "gpool", [n.inputs[0]], mode="avg" if n.op == "GlobalAveragePool" else "max")
+
+
+@converter("ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceL2", "ReduceProd", "ReduceSumSquare")
+def reduce(imp, n):
+    """Over H and W of a 4-D map: a global pool. Any other reduction: a vector pass over the input
+    (an `act` layer reading it) then the smaller result as a layout layer."""
+    x = imp.ir_shape[imp.src(n.inputs[0])]
+    axes = n.attrs.get("axes")
+    if axes is None and len(n.inputs) > 1 and n.inputs[1] in imp.values:
+        axes = imp.values[n.inputs[1]].tolist()
+    if n.op in ("ReduceMean", "ReduceMax") and len(x) == 4 and axes is not None and \
+            sorted(int(v) % 4 for v in axes) == [2, 3]:
+        mode = "avg" if n.op == "ReduceMean" else "max"
+        if n.attrs.get("keepdims", 1):
+            return imp.emit(n, "gpool", [n.inputs[0]], mode=mode)
+        tmp = n.outputs[0] + "/gpool"
+        imp.emit(n, "gpool", [n.inputs[0]], [tmp], mode=mode)
+        return imp.layout(n, tmp, n.outputs[0], imp.shape_of(n.outputs[0]))
+    tmp = n.outputs[0] + "/reduce"
+    imp.emit(n, "act", [n.inputs[0]], [tmp], mode=n.op.lower())
+    imp.layout(n, tmp, n.outputs[0], imp.shape_of(n.outputs[0]), kind="reduce")

@@ -1,0 +1,667 @@
+"""ONNX file -> Graph, reading shapes only: weight bytes are never loaded and external data is never followed.
+
+The file is memory-mapped and its protobuf wire format walked by hand to build a small copy without the
+large tensor payloads, so a 500 MB model imports in the time a small one does. ONNX shape inference then
+gives every tensor's shape, and each node (or known multi-node pattern such as the Erf form of GELU) maps
+to one IR layer, with activations, batch norms and biases folded into their producer where possible.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from autotune.errors import AutotuneError, GraphError
+from autotune.frontends import converters, onnx_batch, onnx_patterns
+from autotune.frontends.converters.custom import DOMAIN  # noqa: F401  (the exporter writes it)
+from autotune.frontends.onnx_nodes import Node, fold_values
+from autotune.frontends.onnx_proto import read_model_shapes_only, tensor_value
+from autotune.ir.graph import Attrs, Graph, Layer, Shape, make_layer
+
+#: Metadata keys and node marks written by `autotune.frontends.onnx_export` so its files map back 1:1.
+FORMAT_KEY = "autotune.format"
+WEIGHTS_KEY = "autotune.weights"
+BATCH_KEY = "autotune.batch"  # the graph's batch (an input's dim 0 is not always it: a [tokens, features] input)
+FUSED_MARK = "autotune:fused"  # doc_string of the node that ends a fused epilogue activation
+
+
+
+class OnnxImportWarning(UserWarning):
+    """Some ONNX ops had no IR mapping and became opaque layers (no MACs counted)."""
+
+
+#: Bytes per element of the ONNX element types a layer keeps as its own width (quantized data); any
+#: other type (float, int64 indices, bool masks) counts at the datasheet's data type.
+_QUANT_TYPES = {"INT8": 1, "UINT8": 1, "INT4": 1, "UINT4": 1, "FLOAT8E4M3FN": 1, "FLOAT8E4M3FNUZ": 1,
+                "FLOAT8E5M2": 1, "FLOAT8E5M2FNUZ": 1, "INT16": 2, "UINT16": 2, "INT32": 4, "UINT32": 4}
+
+
+def _quant_bytes(elem_type: int) -> int:
+    """Bytes per element of ONNX element type `elem_type` if it is quantized data, else 0."""
+    from onnx import TensorProto
+
+    return next((b for k, b in _QUANT_TYPES.items() if getattr(TensorProto, k, None) == elem_type), 0)
+
+
+# -- the importer ------------------------------------------------------------------------------------
+@dataclass
+class Pending:
+    name: str
+    op: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict
+    out_shapes: list[Shape] = field(default_factory=list)
+
+
+class Importer:
+    """One import: the model, its shapes and folded values, and the IR layers built so far; converters
+    (autotune/frontends/converters/) add layers through its helpers."""
+
+    def __init__(self, path: str, model, batch: int | None, strict: bool, dims: dict[str, int] | None = None):
+        self.path, self.model, self.strict = path, model, strict
+        self.dims = dict(dims or {})
+        self._custom_vi: dict | None = None
+        meta = {p.key: p.value for p in model.metadata_props}
+        if model.producer_name == "autotune" and (FORMAT_KEY not in meta or WEIGHTS_KEY not in meta):
+            # a file written by export_onnx ends with these keys: without them it was cut short
+            raise GraphError(f"written by autotune but its {FORMAT_KEY!r}/{WEIGHTS_KEY!r} metadata is missing "
+                             "(truncated?)")
+        self.explicit = FORMAT_KEY in meta
+        try:
+            self.weight_inputs = set(json.loads(meta.get(WEIGHTS_KEY, "[]")))
+        except (ValueError, TypeError):
+            raise GraphError(f"metadata {WEIGHTS_KEY!r} is not a JSON list of names") from None
+        self.batch_override = batch
+        self.unsupported: Counter[str] = Counter()
+        self.layers: list[Pending] = []
+        self.producer: dict[str, Pending] = {}
+        self.alias: dict[str, str] = {}
+        self.ir_shape: dict[str, Shape] = {}
+        self.names: set[str] = set()
+
+    # ---- setup
+    def run(self) -> Graph:
+        self._check_opsets()
+        g = self.model.graph
+        self.static: set[str] = {t.name for t in g.initializer} | {t.values.name for t in g.sparse_initializer}
+        self.static |= self.weight_inputs
+        self.inputs = [vi for vi in g.input if vi.name not in self.static]
+        if not self.inputs:
+            raise GraphError("the graph has no activation inputs (every input is a weight)")
+        self.sizes = onnx_batch.resolve(self.inputs, self.batch_override, self.dims, onnx_batch.seq_first_inputs(g))
+        self.batch = self.sizes.batch
+        meta = {p.key: p.value for p in self.model.metadata_props}
+        if self.explicit and self.batch_override is None and meta.get(BATCH_KEY, "").isdigit():
+            self.batch = int(meta[BATCH_KEY])
+        self._toposort()
+        self._forget_shapes()  # recorded shapes may carry other sizes: inference redoes them
+        self.pristine = type(self.model)()
+        self.pristine.CopyFrom(self.model)
+        self._shape_loop()
+        if self.sizes.rescale:
+            onnx_batch.rescale(self, self.sizes)
+        self._count_uses()
+        onnx_patterns.fold(self)  # decomposed norms and activations become single nodes
+        self._count_uses()
+        for n in self.nodes:
+            if all(o in self.static or not o for o in n.outputs):
+                continue
+            try:
+                self._map(n)
+            except AutotuneError as err:
+                raise GraphError(f"node {n.name or n.op!r} ({n.op}): {err}") from None
+            except (ValueError, KeyError, IndexError, TypeError) as err:
+                raise GraphError(f"node {n.name or n.op!r} ({n.op}): cannot map it: {err}") from None
+        if self.unsupported:
+            ops = ", ".join(f"{op} x{k}" for op, k in sorted((str(o), k) for o, k in self.unsupported.items()))
+            if self.strict:
+                raise GraphError(f"unsupported ONNX ops (strict mode): {ops}")
+            warnings.warn(f"{self.path}: unsupported ONNX ops mapped to opaque layers with no MACs: {ops}",
+                          OnnxImportWarning, stacklevel=3)
+        return self._graph()
+
+    def _check_opsets(self) -> None:
+        """Refuse an opset of the default ONNX domain that this onnx package does not know."""
+        import onnx
+
+        newest = onnx.defs.onnx_opset_version()
+        default = [op for op in self.model.opset_import if op.domain in ("", "ai.onnx")]
+        if not default:
+            raise GraphError("the model declares no opset for the ONNX domain (a valid file always does; "
+                             "truncated?)")
+        for op in default:
+            if not 1 <= op.version <= newest:
+                raise GraphError(f"the model uses opset {op.version} of the ONNX domain; this autotune reads "
+                                 f"opsets 1..{newest} (export with an older opset or upgrade onnx)")
+        used = {n.domain for n in self.model.graph.node} - {"", "ai.onnx"}
+        declared = {op.domain for op in self.model.opset_import}
+        if used - declared:
+            raise GraphError(f"nodes use domain {sorted(used - declared)[0]!r}, which the model does not declare "
+                             "in its opset imports (truncated?)")
+
+    def _shape_loop(self) -> None:
+        """ONNX shape inference, then constant folding of shape arithmetic, until nothing new is learnt."""
+        for _ in range(len(self.nodes) + 2):  # each fold lets inference reach further (Reshape targets)
+            self._infer()
+            self._collect_shapes()
+            self._fold_static()
+            if self._fix_ceil_pools():
+                continue  # values folded from the old pool sizes are stale: infer again before inlining
+            if self._infer_custom():
+                continue  # other domains' outputs now have shapes: inference reaches the ops after them
+            if not self._inline_constants():
+                break
+
+    def _toposort(self) -> None:
+        import heapq
+
+        from onnx import helper
+
+        g = self.model.graph
+        nodes: list[Node] = []
+        for i, p in enumerate(g.node):
+            attrs = {a.name: helper.get_attribute_value(a) for a in p.attribute}
+            nodes.append(Node(p.op_type, list(p.input), list(p.output), p.name, attrs, p.domain, p.doc_string, i))
+        avail = {vi.name for vi in g.input} | self.static | {""}
+        prod: dict[str, int] = {}
+        for i, n in enumerate(nodes):
+            for t in n.outputs:
+                if t in prod or t in avail - {""}:
+                    raise GraphError(f"tensor {t!r} is produced twice (node {n.name or n.op!r})")
+                if t:
+                    prod[t] = i
+        users: list[list[int]] = [[] for _ in nodes]
+        indeg = [0] * len(nodes)
+        for i, n in enumerate(nodes):
+            for t in set(n.inputs):
+                if t in avail:
+                    continue
+                if t not in prod:
+                    raise GraphError(f"node {n.name or n.op!r} reads tensor {t!r} that nothing produces (dangling)")
+                indeg[i] += 1
+                users[prod[t]].append(i)
+        heap = [i for i in range(len(nodes)) if indeg[i] == 0]
+        heapq.heapify(heap)
+        order = []
+        while heap:
+            i = heapq.heappop(heap)
+            order.append(i)
+            for u in users[i]:
+                indeg[u] -= 1
+                if indeg[u] == 0:
+                    heapq.heappush(heap, u)
+        if len(order) != len(nodes):
+            stuck = next(n for i, n in enumerate(nodes) if indeg[i] > 0)
+            raise GraphError(f"the graph has a cycle through node {stuck.name or stuck.op!r}")
+        self.nodes: list[Node] = [nodes[i] for i in order]
+        if order != sorted(order):  # ONNX shape inference needs topological order
+            protos = [g.node[i] for i in order]
+            copies = [type(p)() for p in protos]
+            for c, p in zip(copies, protos):
+                c.CopyFrom(p)
+            del g.node[:]
+            g.node.extend(copies)
+
+    def _forget_shapes(self, batch: int | None = None) -> None:
+        """Drop inferred shapes so inference redoes them at the inputs' current sizes; outputs of ops of
+        other domains (which inference cannot redo) keep the file's, the batch and --dim values put in."""
+        g = self.model.graph
+        custom = {t for n in self.nodes if n.domain not in ("", "ai.onnx") for t in n.outputs}
+        if self._custom_vi is None:  # the file's own shapes, before any size was changed
+            self._custom_vi = {}
+            for vi in list(g.value_info) + list(g.output):
+                if vi.name in custom:
+                    self._custom_vi[vi.name] = type(vi)()
+                    self._custom_vi[vi.name].CopyFrom(vi)
+        b = batch or self.sizes.file_batch or self.batch
+        keep = []
+        for vi in g.value_info:
+            if vi.name in custom:
+                keep.append(vi)
+        for vi in keep + [vi for vi in g.output if vi.name in custom]:
+            orig = self._custom_vi.get(vi.name)
+            if orig is None:
+                continue
+            vi.CopyFrom(orig)
+            for i, d in enumerate(vi.type.tensor_type.shape.dim):
+                if d.dim_param and (d.dim_param in self.dims or onnx_batch.BATCH_NAMES.match(d.dim_param)):
+                    v = self.dims.get(d.dim_param, b)
+                    d.Clear()
+                    d.dim_value = v
+                elif i == 0 and self.sizes.file_batch and d.dim_value == self.sizes.file_batch:
+                    d.dim_value = b
+        del g.value_info[:]
+        g.value_info.extend(keep)
+        for vi in g.output:
+            if vi.name not in custom and vi.type.tensor_type.HasField("shape"):
+                vi.type.tensor_type.ClearField("shape")
+
+    def _infer(self) -> None:
+        import onnx
+
+        for data_prop in (True, False):
+            try:
+                self.model = onnx.shape_inference.infer_shapes(self.model, check_type=False, strict_mode=False,
+                                                               data_prop=data_prop)
+                return
+            except Exception:  # inference is best effort: missing shapes are reported where needed
+                continue
+
+    def _collect_shapes(self) -> None:
+        g = self.model.graph
+        self.shapes: dict[str, Shape | None] = {}
+        for vi in list(g.input) + list(g.value_info) + list(g.output):
+            tt = vi.type.tensor_type
+            if not tt.HasField("shape"):
+                continue
+            dims = [d.dim_value if d.HasField("dim_value") else 0 for d in tt.shape.dim]
+            if all(d > 0 for d in dims) or not dims:
+                self.shapes[vi.name] = tuple(dims)
+        for t in g.initializer:
+            self.shapes[t.name] = tuple(int(d) for d in t.dims)
+        self.types: dict[str, int] = {vi.name: vi.type.tensor_type.elem_type
+                                      for vi in list(g.input) + list(g.value_info) + list(g.output)
+                                      if vi.type.tensor_type.elem_type}
+        self.types.update({t.name: t.data_type for t in g.initializer})
+        self.values: dict[str, np.ndarray] = {}
+        for t in g.initializer:
+            v = tensor_value(t)
+            if v is not None:
+                self.values[t.name] = v
+        for vi in self.inputs:
+            shape = self.shapes[vi.name]
+            if shape is None:
+                raise GraphError(f"graph input {vi.name!r} has no fixed shape")
+            self.ir_shape[vi.name] = shape
+            if any(d <= 0 for d in shape):
+                raise GraphError(f"graph input {vi.name!r} has a non-positive dimension")
+
+    def _fold_static(self) -> None:
+        """Mark nodes that compute only constants or shapes (no layer) and evaluate what is cheap."""
+        for n in self.nodes:
+            ins = [t for t in n.inputs if t]
+            if n.op in ("Shape", "Size") or all(t in self.static for t in ins):
+                if n.op in ("RandomNormalLike", "RandomUniformLike", "EyeLike") and ins:
+                    continue
+                self.static.update(t for t in n.outputs if t)
+                vals = fold_values(n, [self.values.get(t) if t else None for t in n.inputs], self.shapes)
+                for t, v in zip(n.outputs, vals or []):
+                    if v is not None:
+                        self.values[t] = np.asarray(v)
+                        self.shapes.setdefault(t, tuple(int(d) for d in np.shape(v)))
+                if n.op == "Gather" and not vals and n.outputs[0] not in self.shapes:
+                    # a lookup in a constant table by constant indices (token types, positions): its
+                    # shape, which inference does not always give when the table's payload was skipped
+                    data, idx = self.shapes.get(n.inputs[0]), self.shapes.get(n.inputs[1])
+                    if data is not None and idx is not None:
+                        ax = int(n.attrs.get("axis", 0)) % len(data)
+                        self.shapes[n.outputs[0]] = data[:ax] + idx + data[ax + 1:]
+
+    def _infer_custom(self) -> bool:
+        """Shapes of the outputs of other domains' ops that ONNX inference does not know (com.microsoft's
+        QLinearAdd, ...), by their rules in autotune/frontends/converters/, written into the graph's value_info so
+        inference reaches the ops after them; True if any was added."""
+        from onnx import TensorProto, helper
+
+        added = []
+        for n in self.nodes:
+            got = converters.lookup_shape_rule(n.op, n.domain)
+            outs = [t for t in n.outputs if t]
+            if got is None or not outs or all(t in self.shapes for t in outs):
+                continue
+            rule, dtype_from = got
+            try:
+                shapes = rule(n, [self.shapes.get(t) if t else None for t in n.inputs])
+            except (ValueError, TypeError, IndexError, KeyError) as err:
+                raise GraphError(f"node {n.name or n.op!r} ({n.op}): {err}") from None
+            if shapes is None:
+                continue  # an input's shape is not known yet
+            src = n.inputs[dtype_from] if dtype_from is not None and dtype_from < len(n.inputs) else ""
+            elem = self.types.get(src, TensorProto.FLOAT) if src else TensorProto.FLOAT
+            for t, shape in zip(n.outputs, shapes):
+                if t and t not in self.shapes:
+                    self.shapes[t], self.types[t] = tuple(shape), elem
+                    added.append(helper.make_tensor_value_info(t, elem, list(shape)))
+        if added:
+            g = self.model.graph
+            names = {vi.name for vi in added}
+            keep = [vi for vi in g.value_info if vi.name not in names]
+            del g.value_info[:]
+            g.value_info.extend(keep + added)
+        return bool(added)
+
+    def _fix_ceil_pools(self) -> bool:
+        """Rewrite ceil-mode pools whose ONNX-inferred size breaks the last-window rule that PyTorch and
+        ONNX Runtime apply, as floor-mode pools with the end padding that gives the runtime's size."""
+        from onnx import helper
+
+        changed = False
+        protos = {p.output[0]: p for p in self.model.graph.node if p.output}
+        for n in self.nodes:
+            x, y = self.shapes.get(n.inputs[0]) if n.inputs else None, self.shapes.get(n.outputs[0])
+            if n.op not in ("MaxPool", "AveragePool") or not n.attrs.get("ceil_mode") or not x or not y:
+                continue
+            ap = n.attrs.get("auto_pad", "NOTSET")
+            if len(x) != 4 or (ap.decode() if isinstance(ap, bytes) else ap) != "NOTSET":
+                continue
+            k, s = list(n.attrs["kernel_shape"]), list(n.attrs.get("strides", [1, 1]))
+            d, pads = list(n.attrs.get("dilations", [1, 1])), list(n.attrs.get("pads", [0] * 4))
+            want = make_layer("p", "pool", ["x"], [x], kernel=k, stride=s, pads=pads, dilation=d,
+                              ceil_mode=True).out_shape
+            if want == y:
+                continue
+            ends = [(o - 1) * st + (kk - 1) * dd + 1 - size - p0
+                    for o, st, kk, dd, size, p0 in zip(want[2:], s, k, d, x[2:], pads[:2])]
+            if min(ends) < 0:
+                continue
+            n.attrs["ceil_mode"], n.attrs["pads"] = 0, pads[:2] + ends
+            p = protos[n.outputs[0]]
+            keep = [a for a in p.attribute if a.name not in ("ceil_mode", "pads")]
+            del p.attribute[:]
+            p.attribute.extend(keep + [helper.make_attribute("pads", pads[:2] + ends)])
+            self._forget_downstream(n.outputs[0])
+            changed = True
+        return changed
+
+    def _forget_downstream(self, t: str) -> None:
+        """Drop the inferred shapes of `t` and of every tensor computed from it, so inference redoes them."""
+        stale, grew = {t}, True
+        while grew:
+            grew = False
+            for n in self.nodes:
+                if any(i in stale for i in n.inputs) and not all(o in stale for o in n.outputs if o):
+                    stale.update(o for o in n.outputs if o)
+                    grew = True
+        g = self.model.graph
+        keep = [vi for vi in g.value_info if vi.name not in stale]
+        del g.value_info[:]
+        g.value_info.extend(keep)
+        for vi in g.output:
+            if vi.name in stale:
+                vi.type.tensor_type.ClearField("shape")
+        for x in stale:
+            self.shapes.pop(x, None)
+
+    def _inline_constants(self) -> bool:
+        """Replace nodes whose outputs were all folded by initializers; True if inference should rerun."""
+        from onnx import numpy_helper
+
+        dynamic_unknown = any(t and t not in self.static and t not in self.shapes
+                              for n in self.nodes for t in n.outputs)
+        if not dynamic_unknown:
+            return False
+        g = self.model.graph
+        inits = {t.name for t in g.initializer}
+        keep: list = []
+        new: list = []
+        for p in g.node:
+            outs = [t for t in p.output if t]
+            if outs and all(t in self.values and t not in inits for t in outs):
+                new.extend(numpy_helper.from_array(self.values[t], t) for t in outs)
+            else:
+                keep.append(p)
+        # constants whose shape folding found but inference did not (their values unknown): tell it
+        told = {vi.name for vi in g.value_info if vi.type.tensor_type.HasField("shape")
+                and all(d.HasField("dim_value") for d in vi.type.tensor_type.shape.dim)}
+        hints = [t for p in keep for t in p.output if t in self.static and t in self.shapes and t not in told
+                 and t not in self.values]
+        if not new and not hints:
+            return False
+        if hints:
+            from onnx import helper
+
+            types = {vi.name: vi.type.tensor_type.elem_type for vi in g.value_info}
+            drop = set(hints)
+            kept_vi = [vi for vi in g.value_info if vi.name not in drop]
+            del g.value_info[:]
+            g.value_info.extend(kept_vi + [helper.make_tensor_value_info(t, types.get(t, 1), list(self.shapes[t] or ()))
+                                           for t in hints])
+        if new:  # an inlined tensor's old value_info (from inference before its value was known) would win
+            gone = {t.name for t in new}
+            kept_vi = [vi for vi in g.value_info if vi.name not in gone]
+            del g.value_info[:]
+            g.value_info.extend(kept_vi)
+        del g.node[:]
+        g.node.extend(keep)
+        g.initializer.extend(new)
+        return True
+
+    def _count_uses(self) -> None:
+        self.users: dict[str, list[Node]] = {}
+        for n in self.nodes:
+            if all(o in self.static or not o for o in n.outputs):
+                continue
+            for t in n.inputs:
+                if t:
+                    self.users.setdefault(t, []).append(n)
+        self.graph_outputs = [vi.name for vi in self.model.graph.output]
+
+    def uses(self, t: str) -> int:
+        return len(self.users.get(t, [])) + (t in self.graph_outputs)
+
+    def sole_user(self, t: str) -> Node | None:
+        us = self.users.get(t, [])
+        return us[0] if len(us) == 1 and t not in self.graph_outputs else None
+
+    def scalar(self, t: str) -> float | None:
+        v = self.values.get(t)
+        return float(v.reshape(-1)[0]) if v is not None and v.size == 1 else None
+
+    # ---- building layers
+    def src(self, t: str) -> str:
+        while t in self.alias:
+            t = self.alias[t]
+        return t
+
+    def shape_of(self, t: str) -> Shape:
+        s = self.shapes.get(t)
+        if s is None:
+            raise GraphError(f"shape of tensor {t!r} is unknown and cannot be inferred")
+        return s
+
+    def width(self, t: str) -> int:
+        """Bytes per element of tensor `t` where it is quantized data (int8, int32, ...): its producer's
+        output width, or its ONNX type's; 0 for float data, indices and masks (the datasheet's type)."""
+        s = self.src(t)
+        p = self.producer.get(s)
+        if p is not None:
+            return int(p.attrs.get("out_elem_bytes", 0))
+        return _quant_bytes(self.types.get(s, 0))
+
+    def widths(self, n: Node, op: str, srcs: list[str], out: str) -> dict[str, int]:
+        """The `in_elem_bytes`/`out_elem_bytes` attributes of a layer of node `n` (only those not 0): an
+        output with no ONNX type of its own (a converter's intermediate) is as wide as the input when the
+        layer only moves data, else as the node's output."""
+        w_in = self.width(srcs[0]) if srcs else 0
+        if out in self.types:
+            w_out = _quant_bytes(self.types[out])
+        else:
+            w_out = w_in if op in ("layout", "reshape") else _quant_bytes(self.types.get(n.outputs[0], 0))
+        return {k: v for k, v in (("in_elem_bytes", w_in), ("out_elem_bytes", w_out)) if v}
+
+    def layer_name(self, n: Node, suffix: str = "") -> str:
+        base = (n.name or f"{n.op.lower()}_{n.index}") + suffix
+        name, k = base, 1
+        while name in self.names:
+            k += 1
+            name = f"{base}_{k}"
+        self.names.add(name)
+        return name
+
+    def dyn(self, n: Node) -> list[str]:
+        return [t for t in n.inputs if t and t not in self.static]
+
+    def emit(self, n: Node, op: str, inputs: list[str], outputs: list[str] | None = None, suffix: str = "",
+              **attrs) -> Pending:
+        """Add one IR layer; a shape the IR rule cannot reproduce makes it an opaque layer instead."""
+        outputs = outputs or [n.outputs[0]]
+        srcs = [self.src(t) for t in inputs]
+        name = self.layer_name(n, suffix)
+        attrs.update(self.widths(n, op, srcs, outputs[0]))
+        layer = make_layer(name, op, srcs, [self.ir_shape[t] for t in srcs], outputs, **attrs)
+        onnx_shape = self.shapes.get(outputs[0])
+        # autotune's own files follow the IR rules; ONNX inference also lacks PyTorch's ceil-mode rule
+        # (the last window must start inside the input), which the runtimes apply
+        trust_ir = self.explicit or (op == "pool" and attrs.get("ceil_mode"))
+        if (op not in ("opaque", "reshape", "resize", "layout") and onnx_shape is not None
+                and onnx_shape != layer.out_shape and not trust_ir):
+            if self.strict:
+                raise GraphError(f"ONNX gives output shape {onnx_shape}, the IR rule gives {layer.out_shape}")
+            self.unsupported[f"{n.op}(shape rule mismatch)"] += 1
+            op = "opaque"
+            attrs = {"mode": n.op.lower(), "shape": onnx_shape, **self.widths(n, op, srcs, outputs[0])}
+            layer = make_layer(name, op, srcs, [self.ir_shape[t] for t in srcs], outputs, **attrs)
+        p = Pending(name, op, srcs, list(outputs), dict(attrs), list(layer.out_shapes))
+        self.add_layer(p)
+        return p
+
+    def add_layer(self, p: Pending) -> None:
+        self.layers.append(p)
+        for t, s in zip(p.outputs, p.out_shapes):
+            self.producer[t] = p
+            self.ir_shape[t] = s
+
+    def opaque(self, n: Node, mode: str | None = None) -> None:
+        """An op the IR cannot express: bytes moved, no MACs, never fused; named in the warning and
+        refused by --strict."""
+        self.unsupported[n.op if n.domain in converters.ONNX_DOMAINS else f"{n.domain}.{n.op}"] += 1
+        outs = [t for t in n.outputs if t]
+        shapes = [self.shape_of(t) for t in outs]
+        srcs = [self.src(t) for t in self.dyn(n)]
+        if not srcs:
+            raise GraphError("has no activation input")
+        attrs = {"mode": mode or n.op.lower(), "shape": shapes[0], **self.widths(n, "opaque", srcs, outs[0])}
+        p = Pending(self.layer_name(n), "opaque", srcs, outs, attrs, shapes)
+        self.add_layer(p)
+
+    def fusable(self, t: str, ops: tuple[str, ...]) -> Pending | None:
+        """The producer of `t` if an epilogue may fold into it: right kind, no activation yet, sole consumer."""
+        p = self.producer.get(t)
+        if p is None or t in self.alias or p.op not in ops or p.attrs.get("act") or self.uses(t) != 1:
+            return None
+        if p.outputs != [t]:
+            return None
+        return p
+
+    def retarget(self, p: Pending, new: str) -> None:
+        old = p.outputs[0]
+        del self.producer[old]
+        s = self.ir_shape.pop(old)
+        p.outputs = [new]
+        self.producer[new] = p
+        self.ir_shape[new] = s
+
+    def fc_candidate(self, n: Node, t: str) -> bool:
+        if not n.inputs or n.inputs[0] != t or len(n.inputs) < 2 or n.inputs[1] not in self.static:
+            return False
+        if n.op == "Gemm":
+            return not n.attrs.get("transA", 0)
+        return n.op == "MatMul" and len(self.shapes.get(n.inputs[1]) or ()) == 2
+
+    def act(self, n: Node, mode: str, x: str | None = None) -> None:
+        """Activation `mode` on `x` (the node's first input): an epilogue of its producer where the
+        compiler would fuse one, else an act layer."""
+        x = x or n.inputs[0]
+        marked = n.doc == FUSED_MARK
+        p = self.fusable(x, ("conv", "deconv", "fc", "eltwise", "norm", "pool", "gpool", "concat", "matmul", "resize")
+                         if marked else ("conv", "deconv", "fc", "eltwise", "norm"))
+        if p is not None and (marked if self.explicit else True):
+            p.attrs["act"] = mode
+            self.retarget(p, n.outputs[0])
+            return
+        self.emit(n, "act", [x], mode=mode)
+
+    def layout(self, n: Node, x: str, out: str, shape: Shape, kind: str | None = None, extra: Sequence[str] = (),
+               suffix: str = "") -> None:
+        """`out` (of `shape`) is `x` rearranged: an alias when nothing moves, folded into the fc that
+        flattens it, a reshape when only the shape changes, else a `layout` layer of kind `kind`
+        (transpose, slice, gather, ...) that also reads the dynamic inputs `extra` (indices)."""
+        src = self.src(x)
+        s_in = self.ir_shape[src]
+        if shape == s_in and not self.explicit and not extra and kind in (None, "expand", "slice", "tile", "pad"):
+            self.alias[out] = src
+            return
+        if kind is None:
+            if (len(s_in) == 4 and shape == (s_in[0], math.prod(s_in[1:])) and out not in self.graph_outputs
+                    and (n.op == "Flatten" or not self.explicit) and self.users.get(out)
+                    and all(self.fc_candidate(u, out) for u in self.users[out])):
+                self.alias[out] = src  # fc flattens a 4-D input itself
+                return
+            if math.prod(shape) == math.prod(s_in):
+                self.emit(n, "reshape", [x], [out], suffix=suffix, shape=shape)
+                return
+            kind = n.op.lower()
+        self.emit(n, "layout", [x, *extra], [out], suffix=suffix, shape=shape, mode=kind)
+
+    def alias_of(self, n: Node, x: str) -> None:
+        """The node's output is `x` itself (no data moves)."""
+        self.alias[n.outputs[0]] = self.src(x)
+
+    def assume_shape(self, t: str, shape: Shape) -> None:
+        """Give tensor `t` a shape ONNX inference could not (the output of an op of another domain)."""
+        self.shapes.setdefault(t, tuple(shape))
+
+    @staticmethod
+    def pending(name: str, op: str, inputs: list[str], outputs: list[str], attrs: dict, shapes: list) -> Pending:
+        return Pending(name, op, inputs, outputs, attrs, shapes)
+
+    def _map(self, n: Node) -> None:
+        conv = converters.lookup(n.op, n.domain)
+        if conv is None:
+            return self.opaque(n, mode=n.op.lower() if n.domain in converters.ONNX_DOMAINS else f"{n.domain}.{n.op}")
+        conv(self, n)
+
+    def _graph(self) -> Graph:
+        layers = []
+        for p in self.layers:
+            if p.op == "opaque" or len(p.outputs) > 1:
+                kw: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in p.attrs.items()}
+                a = Attrs(**kw)
+                layers.append(Layer(p.name, p.op, tuple(p.inputs), tuple(p.outputs),
+                                    tuple(self.ir_shape[t] for t in p.inputs), tuple(p.out_shapes), a))
+            else:
+                layers.append(make_layer(p.name, p.op, p.inputs, [self.ir_shape[t] for t in p.inputs],
+                                         p.outputs, **p.attrs))
+        outs: list[str] = []
+        for t in self.graph_outputs:
+            if t in self.static:
+                continue
+            s = self.src(t)
+            if s not in outs:
+                outs.append(s)
+        inputs = {vi.name: self.ir_shape[vi.name] for vi in self.inputs}
+        name = self.model.graph.name or os.path.splitext(os.path.basename(self.path))[0]
+        used = {t for lyr in layers for t in lyr.inputs} | set(outs)
+        inputs = {k: v for k, v in inputs.items() if k in used} or inputs
+        return Graph(name, layers, inputs, outs or None, batch=self.batch).validate()
+
+
+def load_onnx(path: str, batch: int | None = None, strict: bool = False, dims: dict[str, int] | None = None) -> Graph:
+    """Import an ONNX file as a validated Graph (shapes only).
+
+    `batch` sets the inputs' batch axes (declared by name, else dim 0 of maps, sequences and id
+    inputs), re-deriving every shape of a fixed-batch export; `dims` sets symbolic dimensions by
+    name (`{"seq": 128}`), each of which must be set. Unsupported ops become opaque layers with one
+    OnnxImportWarning, or a GraphError when `strict`.
+    """
+    path = os.fspath(path)
+    if batch is not None and (not isinstance(batch, int) or batch < 1):
+        raise GraphError(f"{path}: batch must be a positive integer, got {batch!r}")
+    model = read_model_shapes_only(path)
+    try:
+        return Importer(path, model, batch, strict, dims).run()
+    except GraphError as err:
+        msg = str(err)
+        raise GraphError(msg if msg.startswith(path) else f"{path}: {msg}") from None
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, RuntimeError) as err:
+        # a file that parses as protobuf but breaks ONNX's own rules (fields of the wrong kind, bad UTF-8)
+        raise GraphError(f"{path}: malformed ONNX model ({type(err).__name__}: {err})") from None

@@ -1,0 +1,1 @@
+"""Studies of a part: the DLFusion synthetic-layer study and the device-effects study."""

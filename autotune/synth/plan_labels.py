@@ -1,0 +1,417 @@
+"""Plan-focused labels: spend a part's label budget on the kernels its plans choose.
+
+A cost model trained on synthetic groups mispredicts some of a network's kernels, and the planner's
+search finds exactly those it underrates (the optimizer's curse). So after a first round of
+synthetic labels, each round plans the target networks on the current model, measures the kernels
+the plans use that the model has not measured, and retrains. A trained model answers a measured
+kernel with its measurement (autotune/costmodel/memory.py), so a plan made of measured kernels is what it
+costs on the part, and the search moves on to the next kernel it may underrate. In the later half
+of the rounds unmeasured pairs count `explore` cheaper than predicted, so close rivals the model
+overrates get measured too (as in autotune/planning/refine.py, at training time and counted as labels).
+
+`learn_part` runs the whole loop through any `measure(export folder) -> profile CSV` callable: a
+device's own tool, a user's script (`autotune learn --measure-cmd`) or a black box.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from autotune.costmodel.memory import row_keys
+from autotune.costmodel.model import LatencyModel
+from autotune.errors import AutotuneError
+from autotune.hardware.config import HardwareConfig
+from autotune.ir.graph import Graph
+from autotune.planning.planner import distinct_features, dp_from_table, span_index, spans, unmeasured_doubt
+
+#: Share of the budget spent on synthetic groups before the first plans.
+SYNTH_SHARE = 0.5
+#: Rounds of plan-focused labels after the synthetic round.
+ROUNDS = 6
+#: Rounds when measuring this machine's CPU (`synth --backend onnxruntime --plans`): each retrains.
+CPU_ROUNDS = 3
+#: In the later half of the rounds, unmeasured pairs count this much cheaper than predicted.
+EXPLORE = 0.1
+#: Share of the budget kept for after the last retrain: the plans `tune` will make (sure_plan) and
+#: the rivals that could still beat them get their unmeasured kernels measured, into the model's
+#: memory only (the trees stay, so the plans do not move again), in up to CONFIRM_PASSES passes.
+CONFIRM_SHARE = 0.15
+CONFIRM_PASSES = 3
+#: After the contender passes, the labels left measure again the measured kernels that decide a
+#: close call between the final plan and a rival (a single timing can be an outlier, and the search
+#: picks the kernels measured low as it picks those predicted low): they are measured again until
+#: the call stands SURE_Z standard errors of the timing noise clear, each at most MEASURE_AT_MOST
+#: times, and the memory answers with the median. (Keeping a third of the confirm stage for them
+#: lost more at 2,000 labels than it won: docs/costmodel.md, "the again passes".)
+MEASURE_AT_MOST = 5
+SURE_Z = 3.0
+#: Two measurements of a kernel further apart than this many spreads of a difference get a third
+#: whatever the call (one of them is likely an outlier).
+AGREE_SPREADS = 3.0
+#: Kernels measured twice needed before the timer's spread is pooled from them.
+MIN_POOL = 8
+#: The baselines whose plans (on the same model, or the datasheet's for `analytic`) are measured
+#: too: once their kernels are measured, the learned DP can only beat them by its own unmeasured
+#: kernels, which the next round measures; and a fusion the model overrates gets a measurement.
+RIVALS = ("greedy", "fuse-max", "cores-only", "none", "dlfusion", "analytic")
+
+
+@dataclass
+class Pick:
+    """One (candidate group, core count) pair of a plan: what it would cost to measure, and why."""
+
+    graph: Graph
+    i: int
+    j: int
+    cores: int
+    predicted_ms: float
+    key: int = field(repr=False)
+    tier: int = 0  # 0: the learned plan's, 1: a rival's (with `sure`: one that could beat it), 2: another rival's
+
+
+def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], limit: int,
+               explore: float = 0.0, rivals: tuple[str, ...] = RIVALS, sure: bool = False) -> list[Pick]:
+    """The pairs the model's plans of `graphs` use that the model has not measured, at most `limit`:
+    the learned plan's first, then the `rivals`' plans', each by most predicted time first; a kernel
+    met in several plans (a repeated block) is picked once. The learned plan is the DP with
+    unmeasured pairs `explore` cheaper. With `sure` it is the plan `tune` makes (planner.sure_plan)
+    and the rivals that could beat it come before the others (tier 2): those whose plan, its
+    unmeasured kernels one mean validation error cheaper, costs less than the learned plan with its
+    own one dearer (a sum of kernels errs less than its worst kernel). Without `sure` every rival
+    is tier 1: a fusion the model overrates by far is measured only that way."""
+    from autotune.planning import strategies
+
+    ks = np.asarray(hw.core_counts, dtype=np.int64)
+    doubt, typical = unmeasured_doubt(model), unmeasured_doubt(model, tail=False)
+    picks: dict[int, Pick] = {}
+    for g in graphs:
+        net = _tables(g, hw, model)
+        if net is None:
+            continue
+        si, sj, inverse, pred, keys, measured, at = net
+        table = np.where(measured, pred, pred * ((1.0 + doubt) if sure else (1.0 - explore)))[inverse]
+
+        mine = _cells(dp_from_table(g, hw, si, sj, table, "learned"), inverse, at, ks)
+        worst = _bound(mine, pred, measured, 1.0 + typical)
+        plans = [(0, mine)]
+        for name in rivals:
+            cs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
+            plans.append((1 if not sure or _bound(cs, pred, measured, 1.0 / (1.0 + typical)) < worst else 2, cs))
+        for tier, cs in plans:
+            for d, c, i, j in cs:
+                key = int(keys[d, c])
+                if measured[d, c] or key in picks:
+                    continue
+                picks[key] = Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, tier)
+    return sorted(picks.values(), key=lambda p: (p.tier, -p.predicted_ms))[:limit]
+
+
+def _tables(g: Graph, hw: HardwareConfig, model: LatencyModel):
+    """A network's spans (si, sj), each span's distinct content (inverse), and per distinct content x
+    core count: the model's prediction, memory key and whether it is measured; plus the span rows
+    (`span_index`). None for a network with no fusable span."""
+    si, sj = spans(g, hw)
+    if not len(si):
+        return None
+    X, inverse = distinct_features(g, hw, model, si, sj)
+    pred = model.predict(X).reshape(-1, len(hw.core_counts))
+    memory = getattr(model, "memory_", None)
+    measured = (memory.lookup(X)[0] if memory is not None else np.zeros(len(X), bool)).reshape(pred.shape)
+    return si, sj, inverse, pred, row_keys(X).reshape(pred.shape), measured, span_index(si, sj)
+
+
+def _cells(plan, inverse: np.ndarray, at: dict[tuple[int, int], int], ks: np.ndarray
+           ) -> list[tuple[int, int, int, int]]:
+    """(distinct content, core column, i, j) of each kernel of `plan`; an unfusable layer alone has no span."""
+    return [(int(inverse[at[(grp.i, grp.j)]]), int(np.flatnonzero(ks == grp.cores)[0]), grp.i, grp.j)
+            for grp in plan.groups if (grp.i, grp.j) in at]
+
+
+def _bound(cells: list[tuple[int, int, int, int]], pred: np.ndarray, measured: np.ndarray, factor: float) -> float:
+    """A plan's predicted cost with its unmeasured kernels `factor` times their prediction."""
+    return float(sum(pred[d, c] * (1.0 if measured[d, c] else factor) for d, c, _, _ in cells))
+
+
+def as_pairs(picks: list[Pick]) -> list[tuple[Graph, int, int, list[int]]]:
+    """Picks merged per candidate group, in `export_groups(pairs=...)`'s form."""
+    merged: dict[tuple[int, int, int], tuple[Graph, int, int, list[int]]] = {}
+    for p in picks:
+        merged.setdefault((id(p.graph), p.i, p.j), (p.graph, p.i, p.j, []))[3].append(p.cores)
+    return list(merged.values())
+
+
+@dataclass
+class LearnResult:
+    """What `learn_part` made: the final model, its dataset folder, and the labels of each round."""
+
+    model: LatencyModel
+    data: Path
+    model_dir: Path
+    rounds: list[dict]
+
+    @property
+    def labels(self) -> int:
+        return sum(r["labels"] for r in self.rounds)
+
+
+def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | Path, budget: int,
+               graphs: list[Graph], seed: int = 0, synth_share: float = SYNTH_SHARE, rounds: int = ROUNDS,
+               explore: float = EXPLORE, threads: int | None = None, params: dict | None = None,
+               log: Callable[[str], None] | None = None) -> LearnResult:
+    """Label a part within `budget` (group, cores) pairs: synthetic groups first, then the kernels
+    the plans of `graphs` use, round by round; returns the model trained on everything. `measure`
+    is given an export folder and returns the profile CSV it wrote; `work` keeps every round's
+    export, profile, the dataset (`work/data`) and the model (`work/model`)."""
+    from autotune.synth.profiles import export_groups, import_profile
+
+    work = Path(work)
+    say = log or (lambda _m: None)
+    n_cores = len(hw.core_counts)
+    if budget < 2 * n_cores:
+        raise AutotuneError(f"--budget must be at least {2 * n_cores} labels (two groups at each of "
+                            f"{n_cores} core counts), got {budget}")
+    if not 0 < synth_share <= 1:
+        raise AutotuneError(f"the synthetic share must be in (0, 1], got {synth_share}")
+    _claim(work)
+    data, model_dir = work / "data", work / "model"
+    for old in (data, model_dir):
+        if old.exists():
+            shutil.rmtree(old)
+    folder = work / "labels-00"
+    export_groups(hw, folder, max(2, math.ceil(budget * synth_share / n_cores)), seed=seed, force=True)
+    made = import_profile(measure(folder), hw, data, folder)
+    say(f"round 0: {made['labels']} synthetic labels")
+    log_rows = [{"round": 0, "kind": "synthetic", "labels": int(made["labels"]), "explore": 0.0}]
+    train_kw = {"seed": seed, "n_jobs": threads, **(params or {})}
+    model, more = plan_rounds(hw, measure, work, data, model_dir, budget, graphs, seed, rounds, explore, train_kw,
+                              say)
+    return LearnResult(model, data, model_dir, log_rows + more)
+
+
+#: The file that marks a folder as `learn_part`'s own: only such a folder is cleared and reused.
+WORK_MARK = "learn.json"
+
+
+def _claim(work: Path) -> None:
+    """Make `work` learn_part's folder: a new or empty one, or one it made before (marked); anything
+    else is refused in one line, so a mistyped --work never clears a user's data."""
+    import json
+
+    if work.exists() and (not work.is_dir() or (any(work.iterdir()) and not (work / WORK_MARK).is_file())):
+        raise AutotuneError(f"{work}/ is not empty and not a learn work folder (no {WORK_MARK}); give a new "
+                            "or empty --work")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / WORK_MARK).write_text(json.dumps({"made_by": "autotune learn"}) + "\n")
+
+
+def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,
+                budget: int, graphs: list[Graph], seed: int = 0, rounds: int = ROUNDS, explore: float = EXPLORE,
+                train_kw: dict | None = None, say: Callable[[str], None] = lambda _m: None,
+                confirm: float = CONFIRM_SHARE) -> tuple[LatencyModel, list[dict]]:
+    """Rounds on the plans' kernels, adding to the measured dataset `data` until it holds `budget`
+    labels: train (into `model_dir`), pick, export to `work/labels-NN`, measure, append; the later
+    half of the rounds explore. The last `confirm` share of the budget is spent after the last
+    retrain, on the unmeasured kernels of the plans `tune` makes and of the rivals that could beat
+    them, into the model's memory only (`_confirm`). A round's export that already holds exactly its
+    picks is measured again in place (a killed run resumes). Returns the final model and a line per
+    round."""
+    from autotune.costmodel.training import train
+    from autotune.data.dataset import read_dataset
+    from autotune.synth.profiles import import_profile
+
+    kw = train_kw or {}
+    model = train(hw, data, model_dir, **kw).model
+    used = len(read_dataset(data, hw).rows)
+    reserve = int(round((budget - used) * confirm)) if budget > used else 0
+    out: list[dict] = []
+    t0 = time.perf_counter()
+    for r in range(1, rounds + 1):
+        left = budget - reserve - used
+        if left <= 0:
+            break
+        size = math.ceil(left / (rounds - r + 1))
+        rate = explore if r > rounds // 2 else 0.0
+        picks = plan_picks(hw, model, graphs, size, rate)
+        if not picks and rate == 0.0 and explore > 0:
+            rate = explore  # every plan is measured already: look at close rivals now
+            picks = plan_picks(hw, model, graphs, size, rate)
+        if not picks:
+            say(f"round {r}: every pair the plans use is measured; stopping at {used} labels")
+            break
+        folder = work / f"labels-{r:02d}"
+        _export_picks(hw, folder, picks, seed)
+        made = import_profile(measure(folder), hw, data, folder, append=True)
+        added, used = int(made["labels"]) - used, int(made["labels"])
+        out.append({"round": r, "kind": "plans", "labels": added, "explore": rate})
+        say(f"round {r}: {added} labels on the plans' kernels (explore {rate:.0%}), {used} in all, "
+            f"{time.perf_counter() - t0:.0f} s")
+        model = train(hw, data, model_dir, **kw).model
+    if confirm > 0:
+        model, more = _confirm(hw, measure, work, data, model_dir, budget - used, graphs, seed, say)
+        out += more
+    return model, out
+
+
+def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,
+             left: int, graphs: list[Graph], seed: int, say: Callable[[str], None]) -> tuple[LatencyModel, list[dict]]:
+    """Passes within `left` labels, each remembered (training.remember: the trees stay, so a pass
+    moves a plan only where a measurement says so): up to CONFIRM_PASSES on the unmeasured kernels
+    of the plans `tune` will make (sure_plan) and of the rivals that could beat them; then, with
+    what is left, passes measuring again the kernels that decide a close call
+    (`again_picks`); then, if labels are left, one pass on the other rivals' kernels (the model may
+    overrate them) with at most half of them, and one of each kind more on what that moved."""
+    from autotune.costmodel.training import remember
+    from autotune.data.dataset import read_dataset
+    from autotune.synth.profiles import import_profile
+
+    model = LatencyModel.load(model_dir, hw)
+    out: list[dict] = []
+
+    def run(picks: list[Pick], kind: str, what: str) -> None:
+        nonlocal left, model
+        n = len(out) + 1
+        folder = work / f"{kind}-{n:02d}"
+        _export_picks(hw, folder, picks, seed)
+        before = len(read_dataset(data, hw).rows)
+        made = import_profile(measure(folder), hw, data, folder, append=True, again=kind == "again")
+        added = int(made["labels"]) - before
+        left -= added
+        model = remember(hw, data, model_dir)
+        out.append({"round": n, "kind": kind, "labels": added, "explore": 0.0})
+        say(f"{kind} {n}: {added} labels {what}, {made['labels']} in all")
+
+    def contend(limit: int) -> bool:
+        picks = [p for p in plan_picks(hw, model, graphs, 10**9, sure=True) if p.tier < 2][:limit]
+        if picks:
+            run(picks, "confirm", "on the kernels of the final plans and the rivals that could beat them")
+        return bool(picks)
+
+    def again(limit: int) -> bool:
+        picks = again_picks(hw, model, graphs, measured_logs(hw, data), limit)
+        if picks:
+            run(picks, "again", "measuring again the kernels that decide close calls")
+        return bool(picks)
+
+    for _ in range(CONFIRM_PASSES):
+        if left <= 0 or not contend(left):
+            break
+    for _ in range(MEASURE_AT_MOST - 1):
+        if left <= 0 or not again(left):
+            break
+    if left > 0:
+        others = [p for p in plan_picks(hw, model, graphs, 10**9, sure=True) if p.tier == 2][:max(left // 2, 1)]
+        if others:
+            run(others, "confirm", "on the kernels of the other rivals' plans")
+            if left > 0:
+                contend(left)
+            if left > 0:
+                again(left)
+    return model, out
+
+
+def measured_logs(hw: HardwareConfig, data: Path) -> dict[int, np.ndarray]:
+    """Every measured kernel's log latencies (ms) in the dataset, by its memory key (a row measured
+    again in a later shard adds to its kernel's list)."""
+    from autotune.costmodel.feature_cache import dataset_features
+    from autotune.data.dataset import read_dataset
+
+    ds = read_dataset(data, hw)
+    X, _ = dataset_features(ds, hw)
+    keys = row_keys(X)
+    y = np.log(ds.rows["latency_ms"].to_numpy(np.float64))
+    order = np.argsort(keys, kind="stable")
+    uniq, start = np.unique(keys[order], return_index=True)
+    return {int(k): v for k, v in zip(uniq, np.split(y[order], start[1:]))}
+
+
+def timer_spread(logs: dict[int, np.ndarray]) -> float | None:
+    """The robust standard deviation of one measurement's log latency, pooled over the kernels
+    measured twice or more (their first two: a difference has sqrt(2) times the spread); None when
+    fewer than MIN_POOL kernels were."""
+    from autotune.synth.profiles import MIN_SPREAD
+
+    diffs = np.array([abs(v[1] - v[0]) for v in logs.values() if len(v) >= 2])
+    if len(diffs) < MIN_POOL:
+        return None
+    return max(1.4826 * float(np.median(diffs)) / math.sqrt(2), MIN_SPREAD)
+
+
+def call_z(gap: float, times: np.ndarray, counts: np.ndarray, spread: float) -> float:
+    """How many standard errors a call between two plans stands clear: their predicted `gap` over
+    the spread of the difference that the timing noise of the measured kernels where they differ
+    leaves (each kernel's time in its plan, every use counted, `counts` measurements of it)."""
+    sd = spread * math.sqrt(float(np.sum(np.square(times) / counts)))
+    return gap / sd if sd > 0 else math.inf
+
+
+def unsettled(logs: np.ndarray, spread: float | None) -> bool:
+    """Whether a kernel's measurements need another whatever the call: one without a pooled spread
+    to judge it by, or two further apart than AGREE_SPREADS spreads of a difference."""
+    if spread is None:
+        return len(logs) == 1
+    return len(logs) == 2 and abs(logs[1] - logs[0]) > AGREE_SPREADS * math.sqrt(2) * spread
+
+
+def again_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], logs: dict[int, np.ndarray],
+                limit: int) -> list[Pick]:
+    """Measured kernels to measure once more, at most `limit`: those in one of the plan `tune` makes
+    (planner.sure_plan) and a rival's but not both, where the call between the two stands less than
+    SURE_Z standard errors of the timing noise clear (`call_z`; the search picks kernels measured
+    low, so a call is not judged by one kernel alone), or whose own measurements disagree
+    (`unsettled`); least sure call first, its noisiest kernel first."""
+    from autotune.planning import strategies
+
+    ks = np.asarray(hw.core_counts, dtype=np.int64)
+    doubt = unmeasured_doubt(model)
+    spread = timer_spread(logs)
+    scores: dict[int, tuple[tuple[float, float], Pick]] = {}
+    for g in graphs:
+        net = _tables(g, hw, model)
+        if net is None:
+            continue
+        si, sj, inverse, pred, keys, measured, at = net
+        sure = np.where(measured, pred, pred * (1.0 + doubt))[inverse]
+        mine = _cells(dp_from_table(g, hw, si, sj, sure, "learned"), inverse, at, ks)
+        cost = _bound(mine, pred, np.ones(pred.shape, bool), 1.0)
+        for name in RIVALS:
+            theirs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
+            gap = abs(_bound(theirs, pred, np.ones(pred.shape, bool), 1.0) - cost)
+            a, b = Counter(c[:2] for c in mine), Counter(c[:2] for c in theirs)
+            differ = {x[:2]: x for x in mine + theirs if (x[:2] in a) != (x[:2] in b)}
+            cells = [(x, int(keys[x[0], x[1]])) for x in differ.values() if int(keys[x[0], x[1]]) in logs]
+            if not cells:
+                continue
+            times = np.array([float(pred[d, c]) * (a[d, c] + b[d, c]) for (d, c, _, _), _ in cells])
+            counts = np.array([len(logs[k]) for _, k in cells])
+            z = call_z(gap, times, counts, spread) if spread is not None else 0.0
+            for ((d, c, i, j), key), t, n in zip(cells, times, counts):
+                if n >= MEASURE_AT_MOST or not (z < SURE_Z or unsettled(logs[key], spread)):
+                    continue
+                rank = (0.0 if unsettled(logs[key], spread) else z, -t * t / n)  # the noisiest part of a call first
+                if rank < scores.get(key, ((np.inf, 0.0),))[0]:
+                    scores[key] = (rank, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key))
+    return [p for _, p in sorted(scores.values(), key=lambda zp: zp[0])][:limit]
+
+
+def _export_picks(hw: HardwareConfig, folder: Path, picks: list[Pick], seed: int) -> None:
+    """Export the picks to `folder`, unless it already holds exactly them (its profile is kept)."""
+    from autotune.planning.planner import candidate_id
+    from autotune.synth.profiles import export_groups, read_export
+
+    pairs = as_pairs(picks)
+    want = {(candidate_id(g.name, i, j), int(k)) for g, i, j, ks in pairs for k in ks}
+    try:
+        _, _, man = read_export(folder)
+        if set(zip(man["group_id"].astype(str), man["cores"].astype(int))) == want:
+            return
+    except AutotuneError:
+        pass
+    export_groups(hw, folder, pairs=pairs, seed=seed, force=True)

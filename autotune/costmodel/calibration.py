@@ -1,7 +1,7 @@
 """A roofline with fixed costs whose constants are fitted to measurements: the learned model's prior.
 
-The structure is the textbook one for a kernel on k cores (DESIGN.md: features may be datasheet
-estimates; the device is a black box):
+The structure is the textbook one for a kernel on k cores (docs/architecture.md, "The device
+boundary": features may be datasheet estimates; the device is a black box):
 
     T = launch_k + n_layers * layer_k + reload * R(P) + max(C', D) + overlap * min(C', D)
     P = program . (distinct dense convs, other distinct MAC layers, other distinct layers, repeats)

@@ -1,6 +1,6 @@
 """Feature rows for (layer group, core count, hardware): the cost model's one input schema.
 
-Read from the graph and the hardware's *datasheet* only (DESIGN.md, the device boundary): this
+Read from the graph and the hardware's *datasheet* only (docs/architecture.md, "The device boundary"): this
 module, and everything it imports, never reads the `device:` section and never imports the simulator, so
 the same features serve a simulated part and a real one measured through its vendor's tools.
 

@@ -3,7 +3,7 @@
 Vectorised over all (group, core count) pairs at once. Each mechanism is one small function over
 flat (pair, layer) rows; docs/simulator.md gives every formula and where each constant comes from
 (the config's datasheet and its `device:` section). This module is the only reader of `device:`:
-nothing the cost model, the features or the planner use may import it (DESIGN.md, the device boundary).
+nothing the cost model, the features or the planner use may import it (docs/architecture.md, "The device boundary").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Hardware configs: a strict YAML schema for a multi-core accelerator, presets, and a stable hash.
 
-A config has two parts (DESIGN.md, "The device boundary"):
+A config has two parts (docs/architecture.md, "The device boundary"):
 - `datasheet:` what a vendor publishes and a user knows (cores, clock, MAC array, memory, bandwidth).
   The features, the cost model, the planner and every baseline read only this part.
 - `device:` how the part behaves (DMA engines, launch and barrier costs, the compiler's tiling,

@@ -4,7 +4,7 @@ A family (`presets/family.yaml`, or a user's YAML) lists, for every datasheet an
 hardware config, the range parts of that family span. `draw` turns a scrambled Sobol sequence into
 configs, so the devices cover the ranges evenly; `outside` says which datasheet values of a
 given config leave the family (the universal model warns for those). The universal model learns from
-the draw's datasheets and labels; the device values only shape the labels (DESIGN.md, the device boundary).
+the draw's datasheets and labels; the device values only shape the labels (docs/architecture.md, "The device boundary").
 """
 
 from __future__ import annotations

@@ -162,3 +162,23 @@ def test_synth_on_the_cpu_spends_a_share_on_the_plans_kernels_and_a_rerun_keeps_
     assert net.any() and (~net).any() and len(rows) <= 40
     assert m["settings"]["plans"] == ["squeezenet1_1"] and "complete" not in m["settings"]
     assert synth_by_measuring(CPU, out, 40, seed=0, timeout_s=0.5, repeats=2, plans=["squeezenet1_1"])["kept"]
+
+
+@pytest.mark.slow
+def test_the_cpu_is_a_device_that_times_groups_through_onnx_runtime():
+    """OrtDevice measures (group, cores) pairs as ONNX sessions; a feature batch, which holds no ONNX,
+    is refused in one line rather than timed wrongly."""
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from autotune.device.ort import OrtDevice
+    from autotune.frontends.zoo import build
+    from autotune.ir.tables import GroupBatch
+
+    g = build("squeezenet1_1")
+    groups = [g.group(0, 1), g.group(0, 3), g.group(0, 3)]
+    ms = OrtDevice(CPU, repeats=3).measure(groups, [1, 1, CPU.core_counts[-1]])
+    assert ms.shape == (3,) and np.all(np.isfinite(ms)) and np.all(ms > 0)
+    assert ms[1] > ms[0] * 0.8  # three layers cost about as much as their first one, or more
+    with pytest.raises(AutotuneError, match="OrtDevice.measure"):
+        OrtDevice(CPU).measure_batch(GroupBatch.build(groups), np.arange(3), np.ones(3, dtype=np.int64))

@@ -5,11 +5,12 @@ the part runs it without timing noise (what the oracle and verification read), w
 seeded measurement as a timer reports it (what labels are). Implementations:
 
 - `Simulator`: our simulated accelerator (autotune/device/simulator.py), for a config with a `device:`
-  section. Only this module and the simulator itself import the simulator (tests/test_features.py).
+  section. Only this package imports the simulator (tests/test_architecture.py).
 - `TableDevice`: a part's measurements of one network's candidates (`eval --measured`), looked up.
-
-This machine's CPU is measured through ONNX Runtime from export folders (autotune/synth/measure.py,
-autotune/device/ort.py), not through this interface: it times ONNX files, not feature tables.
+- `OrtDevice` (autotune/device/ort.py): this machine's CPU through ONNX Runtime, each group
+  exported as ONNX and timed (`measure`; a feature batch holds no ONNX, so not `measure_batch`).
+  Labels for the CPU time an export folder's files instead (autotune/synth/measure.py), the way
+  a user's own part is measured: `export-groups`, then a profile.
 """
 
 from __future__ import annotations

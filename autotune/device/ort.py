@@ -13,11 +13,16 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from autotune.device.base import Device
 from autotune.errors import AutotuneError
+from autotune.hardware.config import HardwareConfig
+from autotune.ir.graph import Group
+from autotune.ir.tables import GroupBatch
 
 
 def require_ort():
@@ -201,20 +206,46 @@ def _time(ort, model_bytes: bytes, threads: int, warmup: int, repeats: int, time
     return Timing(med, len(times), float((max(times) - min(times)) * 1e3 / med) if med > 0 else 0.0)
 
 
+@dataclass
+class OrtDevice(Device):
+    """This machine's CPU through ONNX Runtime: each (group, cores) pair is exported as ONNX, made
+    runnable and timed with `cores` intra-op threads (the median of `repeats` runs). A real timer
+    has no noise-free reading, so `seed=None` times it too; a seed only seeds the random inputs."""
+
+    hw: HardwareConfig
+    repeats: int = 7
+    timeout_s: float = 10.0
+    name = "onnxruntime"
+
+    def measure(self, groups: Sequence[Group], cores: Sequence[int] | np.ndarray,
+                seed: int | None = None) -> np.ndarray:
+        from autotune.frontends.onnx_export import graph_to_onnx
+
+        out = np.zeros(len(groups))
+        for n, (g, k) in enumerate(zip(groups, cores)):
+            sub = g.as_graph(f"{g.graph.name}[{g.layers[0].name}..{g.layers[-1].name}]")
+            model = runnable(graph_to_onnx(sub), seed=n if seed is None else int(seed) + n)
+            out[n] = time_model(model.SerializeToString(), int(k), repeats=self.repeats, timeout_s=self.timeout_s).ms
+        return out
+
+    def measure_batch(self, batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
+                      seed: int | None = None) -> np.ndarray:
+        raise AutotuneError("ONNX Runtime times ONNX files, which a feature batch does not hold: "
+                            "measure (group, cores) pairs with OrtDevice.measure")
+
+
 def verify_plan(p, graph, hw, repeats: int = 7, timeout_s: float = 10.0) -> float:
-    """Measure a plan on this CPU: each group as one ONNX Runtime session with its core count as
-    threads (filling each group's and the plan's measured ms, `simulated_ms`), and return the whole
-    network as one session at all threads: what ORT gives by default, to compare honestly."""
+    """Measure a plan on this CPU (OrtDevice): each group as one ONNX Runtime session with its core
+    count as threads (filling each group's and the plan's measured ms, `simulated_ms`), and return
+    the whole network as one session at all threads: what ORT gives by default, to compare honestly."""
     from autotune.frontends.onnx_export import graph_to_onnx
 
-    total = 0.0
-    for k, g in enumerate(p.groups):
-        sub = graph.group(g.i, g.j).as_graph(f"{graph.name}[{g.i}:{g.j}]")
-        t = time_model(runnable(graph_to_onnx(sub), seed=k).SerializeToString(), g.cores, repeats=repeats,
-                       timeout_s=timeout_s)
-        g.simulated_ms = t.ms
-        total += t.ms
-    p.simulated_ms = total
+    device = OrtDevice(hw, repeats, timeout_s)
+    groups = [graph.group(g.i, g.j) for g in p.groups]
+    ms = device.measure(groups, [g.cores for g in p.groups])
+    for g, t in zip(p.groups, ms):
+        g.simulated_ms = float(t)
+    p.simulated_ms = float(ms.sum())
     whole = time_model(runnable(graph_to_onnx(graph)).SerializeToString(), hw.cores, repeats=repeats,
                        timeout_s=timeout_s)
     return whole.ms

@@ -67,8 +67,8 @@ def measure_curve(hw, model, seed: int) -> list[dict]:
         for M in MEASURE:
             p = verify(strategies.run("learned+measure", g, hw, model=model, measure_budget=M,
                                             measure_seed=seed), g, hw)
-            rows.append({"seed": seed, "model": name, "M": M, "sim_calls": p.sim_calls,
-                         "regret": p.simulated_ms / oracle - 1})
+            rows.append({"seed": seed, "model": name, "M": M, "device_calls": p.device_calls,
+                         "regret": p.device_ms / oracle - 1})
     return rows
 
 
@@ -161,12 +161,12 @@ def main() -> None:
                        ["labels", "sampling", "within 10%", "regret geomean", "regret worst network"],
                        right={0, 2, 3, 4}))
     if len(md):
-        mt = md.groupby("M").agg(mean=("regret", "mean"), worst=("regret", "max"), calls=("sim_calls", "max"),
+        mt = md.groupby("M").agg(mean=("regret", "mean"), worst=("regret", "max"), calls=("device_calls", "max"),
                                  within1=("regret", lambda r: float((r <= 0.01).mean()))).reset_index()
         print(f"learned+measure with the {a.measure_at}-label {samplings[-1]} model (all networks, seeds):")
         print(format_table([[int(r.M), f"{r.mean:.2%}", f"{r.worst:.2%}", f"{r.within1:.0%}", int(r.calls)]
                             for r in mt.itertuples()],
-                           ["M", "regret mean", "regret worst", "networks within 1%", "max sim_calls"],
+                           ["M", "regret mean", "regret worst", "networks within 1%", "max device_calls"],
                            right={0, 1, 2, 3, 4}))
     atomic_write_text(out / "label_budget.csv", df.to_csv(index=False))
     atomic_write_text(out / "measure_budget.csv", md.to_csv(index=False))

@@ -46,14 +46,14 @@ def oracle_ms(hw, graphs: dict) -> dict[str, float]:
     """Per network: the oracle plan's latency on the device (computed once per device)."""
     from autotune.planning import planner, strategies
 
-    return {name: planner.verify(strategies.run("oracle", g, hw), g, hw).simulated_ms for name, g in graphs.items()}
+    return {name: planner.verify(strategies.run("oracle", g, hw), g, hw).device_ms for name, g in graphs.items()}
 
 
 def regrets(hw, graphs: dict, best: dict[str, float], plan_of) -> dict[str, float]:
     """Per network: the regret of `plan_of(graph)`'s plan against the oracle (noise-free device)."""
     from autotune.planning import planner
 
-    return {name: planner.verify(plan_of(g), g, hw).simulated_ms / best[name] - 1 for name, g in graphs.items()}
+    return {name: planner.verify(plan_of(g), g, hw).device_ms / best[name] - 1 for name, g in graphs.items()}
 
 
 def zoo_regrets(hw, model, graphs: dict, best: dict[str, float]) -> dict[str, float]:

@@ -45,7 +45,7 @@ def test_tune_writes_the_design_plan(workspace, tmp_path, capsys):
     assert rc == 0
     d = json.loads(plan.read_text())
     assert d["model"] == "resnet18" and d["strategy"] == "learned" and d["batch"] == 1
-    assert d["simulated_ms"] == pytest.approx(sum(g["simulated_ms"] for g in d["groups"]))
+    assert d["device_ms"] == pytest.approx(sum(g["device_ms"] for g in d["groups"]))
     assert d["predicted_ms"] == pytest.approx(sum(g["predicted_ms"] for g in d["groups"]))
     assert png.stat().st_size > 1000
     assert "total:" in capsys.readouterr().out
@@ -61,9 +61,9 @@ def test_eval_table_and_json(workspace, tmp_path):
     for m in d["models"]:
         s = m["strategies"]
         assert set(s) == {"none", "cores-only", "fuse-max", "dlfusion", "greedy", "analytic", "learned", "oracle"}
-        assert all(s[k]["sim_calls"] == 0 for k in s if k != "oracle")  # with a model, only the oracle simulates
+        assert all(s[k]["device_calls"] == 0 for k in s if k != "oracle")  # with a model, only the oracle simulates
         assert s["oracle"]["ms"] <= min(v["ms"] for v in s.values()) * (1 + 1e-9)
-        assert s["learned"]["sim_calls"] == 0 and s["oracle"]["sim_calls"] > 0
+        assert s["learned"]["device_calls"] == 0 and s["oracle"]["device_calls"] > 0
         assert m["speedup"] == pytest.approx(s["none"]["ms"] / s["learned"]["ms"])
         assert m["regret"] >= -1e-9
     assert set(d["summary"]) >= {"geomean_speedup", "min_speedup", "max_speedup", "geomean_regret", "max_regret"}
@@ -137,8 +137,8 @@ def test_measure_budget_in_tune_and_eval(workspace, tmp_path, capsys):
                  "--json", str(out), "--plot", str(tmp_path / "e.png")]) == 0
     d = json.loads(out.read_text())
     s = d["models"][0]["strategies"]
-    assert "learned+measure" in s and 0 < s["learned+measure"]["sim_calls"] <= 12
-    assert s["learned"]["sim_calls"] == 0 and d["summary"]["measure_budget"] == 12
+    assert "learned+measure" in s and 0 < s["learned+measure"]["device_calls"] <= 12
+    assert s["learned"]["device_calls"] == 0 and d["summary"]["measure_budget"] == 12
     assert s["learned+measure"]["ms"] >= s["oracle"]["ms"] * (1 - 1e-9)
     # without the flag, no learned+measure column
     assert main(["eval", "--hw", "mlu100", "--models", "resnet18", "--models-dir", models, "--json", str(out),

@@ -40,9 +40,9 @@ def test_plan_takes_the_model_positionally_and_never_touches_the_device(monkeypa
     monkeypatch.setattr(sim, "simulate_batch", refuse)
     g = load_graph("resnet18")
     p = plan(g, HW, _Ones())
-    assert p.strategy == "learned" and p.sim_calls == 0
+    assert p.strategy == "learned" and p.device_calls == 0
     assert sum(grp.j - grp.i for grp in p.groups) == len(g)
-    assert plan(g, HW, cost="analytic").sim_calls == 0
+    assert plan(g, HW, cost="analytic").device_calls == 0
     with pytest.raises(AutotuneError, match="needs a trained model"):
         plan(g, HW)
 
@@ -50,7 +50,7 @@ def test_plan_takes_the_model_positionally_and_never_touches_the_device(monkeypa
 def test_plan_with_the_oracle_counts_its_device_calls():
     g = load_graph("alexnet")
     p = plan(g, HW, cost="oracle")
-    assert p.sim_calls > 0 and p.strategy == "oracle"
+    assert p.device_calls > 0 and p.strategy == "oracle"
 
 
 def test_evaluate_without_a_model_scores_the_model_free_strategies():

@@ -341,12 +341,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
         d["whole_model_one_session_ms"] = whole_ms
     print(plan_table(d))
     if whole_ms is not None:
-        planned = d["simulated_ms"]
+        planned = d["device_ms"]
         verdict = "the plan is faster" if planned < whole_ms else "ORT's default is faster"
         print(f"measured on this CPU: plan {planned:.3f} ms (groups run one after another) vs the whole model as "
               f"one ONNX Runtime session at {hw.cores} threads {whole_ms:.3f} ms: {verdict} "
               f"({whole_ms / planned:.2f}x)")
-    measured = f", {p.sim_calls} device measurements" if strategy == "learned+measure" else ""
+    measured = f", {p.device_calls} device measurements" if strategy == "learned+measure" else ""
     zero_shot = ", universal model: no labels from this part" if model is not None and args.cost == "universal" else ""
     print(f"planned {len(graph)} layers in {plan_s:.3f} s ({strategy}{measured}{zero_shot})")
     if args.out:
@@ -411,7 +411,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
               + ", ".join(f"{name} {k}" for name, k in far), file=sys.stderr)
     if args.measure_budget is not None:
         print(f"learned+measure (at most {args.measure_budget} device measurements per network, at most "
-              f"{sm['learned+measure_max_sim_calls']} used): regret geomean "
+              f"{sm['learned+measure_max_device_calls']} used): regret geomean "
               f"{sm['learned+measure_geomean_regret']:.2%}, max {sm['learned+measure_max_regret']:.2%}")
     if args.json:
         atomic_write_json(args.json, result)

@@ -30,7 +30,7 @@ def _save(fig, path: str | Path, dpi: int = 120) -> Path:
 def plot_plan(plan: dict, path: str | Path) -> Path:
     """Groups along the network as bars (width = layers), coloured by core count, height = latency."""
     groups = plan["groups"]
-    key = "simulated_ms" if "simulated_ms" in plan else "predicted_ms"
+    key = "device_ms" if "device_ms" in plan else "predicted_ms"
     counts = sorted({g["cores"] for g in groups})
     cmap = plt.get_cmap("viridis", max(2, len(counts)))
     colour = {c: cmap(k) for k, c in enumerate(counts)}

@@ -24,19 +24,19 @@ def _layers_label(layers: list[str], width: int = 48) -> str:
 
 def plan_table(plan: dict) -> str:
     """Groups of a plan (JSON form): index, layers, cores, predicted and simulated ms."""
-    sim = "simulated_ms" in plan
+    sim = "device_ms" in plan
     rows = []
     for k, g in enumerate(plan["groups"]):
         row = [k, _layers_label(g["layers"]), len(g["layers"]), g["cores"], f"{g['predicted_ms']:.4f}"]
         if sim:
-            row.append(f"{g['simulated_ms']:.4f}")
+            row.append(f"{g['device_ms']:.4f}")
         rows.append(row)
     word = "measured" if "measured_on" in plan else "simulated"  # a real device (the cpu preset) or the simulator
     header = ["#", "layers", "n", "cores", "pred ms"] + ([f"{word[:4]} ms"] if sim else [])
     total = f"total: {len(plan['groups'])} kernels, predicted {plan['predicted_ms']:.3f} ms"
     if sim:
-        err = plan["predicted_ms"] / plan["simulated_ms"] - 1
-        total += f", {word} {plan['simulated_ms']:.3f} ms (prediction error {err:+.1%})"
+        err = plan["predicted_ms"] / plan["device_ms"] - 1
+        total += f", {word} {plan['device_ms']:.3f} ms (prediction error {err:+.1%})"
     return format_table(rows, header, right={0, 2, 3, 4, 5}) + "\n" + total
 
 
@@ -47,7 +47,7 @@ def eval_table(result: dict, strategies: list[str]) -> str:
         s = m["strategies"]
         rows.append([m["model"], m["layers"]] + [f"{s[k]['ms']:.3f}" for k in strategies]
                     + [f"{m['speedup']:.2f}x", f"{m['regret']:.2%}", f"{s['learned']['plan_s']:.3f}",
-                       s["oracle"]["sim_calls"]])
+                       s["oracle"]["device_calls"]])
     header = ["model", "layers"] + [f"{k} ms" for k in strategies] + ["speedup", "regret", "plan s", "oracle sims"]
     sm = result["summary"]
     foot = (f"geomean speed-up {sm['geomean_speedup']:.2f}x (min {sm['min_speedup']:.2f}x, max "

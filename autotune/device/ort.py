@@ -236,7 +236,7 @@ class OrtDevice(Device):
 
 def verify_plan(p, graph, hw, repeats: int = 7, timeout_s: float = 10.0) -> float:
     """Measure a plan on this CPU (OrtDevice): each group as one ONNX Runtime session with its core
-    count as threads (filling each group's and the plan's measured ms, `simulated_ms`), and return
+    count as threads (filling each group's and the plan's measured ms, `device_ms`), and return
     the whole network as one session at all threads: what ORT gives by default, to compare honestly."""
     from autotune.frontends.onnx_export import graph_to_onnx
 
@@ -244,8 +244,8 @@ def verify_plan(p, graph, hw, repeats: int = 7, timeout_s: float = 10.0) -> floa
     groups = [graph.group(g.i, g.j) for g in p.groups]
     ms = device.measure(groups, [g.cores for g in p.groups])
     for g, t in zip(p.groups, ms):
-        g.simulated_ms = float(t)
-    p.simulated_ms = float(ms.sum())
+        g.device_ms = float(t)
+    p.device_ms = float(ms.sum())
     whole = time_model(runnable(graph_to_onnx(graph)).SerializeToString(), hw.cores, repeats=repeats,
                        timeout_s=timeout_s)
     return whole.ms

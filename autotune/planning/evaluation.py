@@ -24,7 +24,7 @@ def evaluate(graph: Graph, hw: HardwareConfig, model: LatencyModel | None = None
              ) -> dict:
     """Per strategy on one network: the plan's latency on the device (noise-free simulator, or the
     measured `table` of the network's candidates, after planning), planning time, device
-    measurements made while planning (`sim_calls`) and kernels. Without a model, the strategies
+    measurements made while planning (`device_calls`) and kernels. Without a model, the strategies
     that need one are left out."""
     from autotune.planning import planner
     from autotune.planning import strategies as strat
@@ -37,7 +37,7 @@ def evaluate(graph: Graph, hw: HardwareConfig, model: LatencyModel | None = None
         p = strat.run(s, graph, hw, model=model, measure_budget=measure_budget, table=table)
         plan_s = time.perf_counter() - t0
         planner.verify(p, graph, hw, None if table is None else table_cost(table, hw))
-        out[s] = {"ms": p.simulated_ms, "plan_s": round(plan_s, 4), "sim_calls": p.sim_calls,
+        out[s] = {"ms": p.device_ms, "plan_s": round(plan_s, 4), "device_calls": p.device_calls,
                   "kernels": len(p.groups)}
         if s == "learned":
             n_out, _, nov = planner.outside_training(p, graph, hw, model)
@@ -97,7 +97,8 @@ def run_eval(specs: Sequence[str | Graph], hw: HardwareConfig, model: LatencyMod
             summary[f"{extra}_max_regret"] = max(xr)
     if "learned+measure" in strategies:
         summary["measure_budget"] = measure_budget
-        summary["learned+measure_max_sim_calls"] = max(m["strategies"]["learned+measure"]["sim_calls"] for m in models)
+        summary["learned+measure_max_device_calls"] = max(m["strategies"]["learned+measure"]["device_calls"]
+                                                          for m in models)
     if baselines:
         summary["max_loss_vs_best_baseline"] = max(m["loss_vs_best_baseline"] for m in models)
         summary["learned_beats_baselines"] = sum(m["loss_vs_best_baseline"] <= 1e-9 for m in models)

@@ -33,7 +33,7 @@ class PlanGroup:
     layers: list[str]
     cores: int
     predicted_ms: float
-    simulated_ms: float | None = None
+    device_ms: float | None = None
 
 
 #: Facts a strategy may add to a plan that its JSON carries (planner.sure_plan).
@@ -49,8 +49,8 @@ class Plan:
     strategy: str
     groups: list[PlanGroup]
     predicted_ms: float
-    simulated_ms: float | None = None
-    sim_calls: int = 0  # (group, cores) pairs simulated while planning
+    device_ms: float | None = None
+    device_calls: int = 0  # (group, cores) pairs the device measured while planning
     plan_s: float = 0.0
     extra: dict = field(default_factory=dict)
 
@@ -58,15 +58,15 @@ class Plan:
         """The design's plan JSON."""
         d: dict[str, Any] = {"model": self.model, "hardware": self.hardware, "hardware_hash": self.hardware_hash,
              "batch": self.batch, "strategy": self.strategy, "predicted_ms": self.predicted_ms}
-        if self.simulated_ms is not None:
-            d["simulated_ms"] = self.simulated_ms
+        if self.device_ms is not None:
+            d["device_ms"] = self.device_ms
         d.update({k: v for k, v in self.extra.items() if k in PLAN_EXTRAS})
         d["groups"] = []
         for g in self.groups:
             e = {"span": [g.i, g.j], "candidate_id": candidate_id(self.model, g.i, g.j), "layers": g.layers,
                  "cores": g.cores, "predicted_ms": g.predicted_ms}
-            if g.simulated_ms is not None:
-                e["simulated_ms"] = g.simulated_ms
+            if g.device_ms is not None:
+                e["device_ms"] = g.device_ms
             d["groups"].append(e)
         return d
 
@@ -77,10 +77,10 @@ class Plan:
             n = len(e["layers"])
             i, j = e.get("span", (pos, pos + n))
             groups.append(PlanGroup(int(i), int(j), list(e["layers"]), int(e["cores"]), float(e["predicted_ms"]),
-                                    e.get("simulated_ms")))
+                                    e.get("device_ms", e.get("simulated_ms"))))
             pos = int(j)
         return cls(d["model"], d["hardware"], d["hardware_hash"], d["batch"], d["strategy"], groups,
-                   float(d["predicted_ms"]), d.get("simulated_ms"))
+                   float(d["predicted_ms"]), d.get("device_ms", d.get("simulated_ms")))  # older files
 
 
 def candidates(graph: Graph, hw: HardwareConfig) -> list[Group]:
@@ -251,7 +251,7 @@ def fixed_plan(graph: Graph, hw: HardwareConfig, spans: list[tuple[int, int]], c
 def plan(graph: Graph, hw: HardwareConfig, model=None, *, cost: str | CostSource | None = None) -> Plan:
     """The DP plan: under the learned `model` by default (never touching the device), or under
     another cost source by keyword: cost="analytic" (the datasheet estimate), cost="oracle" (the
-    noise-free device, counted in `sim_calls`), any registered name (`costs.cost_names()`), or a
+    noise-free device, counted in `device_calls`), any registered name (`costs.cost_names()`), or a
     CostSource."""
     from autotune.errors import AutotuneError
 
@@ -263,7 +263,7 @@ def plan(graph: Graph, hw: HardwareConfig, model=None, *, cost: str | CostSource
     t0 = time.perf_counter()
     p = dp_plan(graph, hw, source, cost if isinstance(cost, str) else source.name)
     p.plan_s = time.perf_counter() - t0
-    p.sim_calls = source.sim_pairs
+    p.device_calls = source.sim_pairs
     return p
 
 
@@ -292,6 +292,6 @@ def verify(p: Plan, graph: Graph, hw: HardwareConfig, device: CostSource | None 
 
         ms = Simulator(hw).measure(groups, [g.cores for g in p.groups])
     for g, m in zip(p.groups, ms):
-        g.simulated_ms = float(m)
-    p.simulated_ms = float(ms.sum())
+        g.device_ms = float(m)
+    p.device_ms = float(ms.sum())
     return p

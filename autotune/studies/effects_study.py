@@ -122,11 +122,11 @@ def effects_on_plans(hw: HardwareConfig, models: list[str] | None = None) -> pd.
             if getattr(hw.require_device(), effect) is None:
                 continue
             blind = verify(strategies.run("oracle", g, _without(hw, effect)), g, hw)
-            assert blind.simulated_ms is not None  # verify fills it in
+            assert blind.device_ms is not None  # verify fills it in
             rows.append({"effect": effect, "model": name, "ms": full.predicted_ms,
                          "kernels": len(full.groups), "kernels_without": len(blind.groups),
                          "mean_cores": _mean_cores(full, g), "mean_cores_without": _mean_cores(blind, g),
-                         "regret_if_ignored": blind.simulated_ms / full.predicted_ms - 1})
+                         "regret_if_ignored": blind.device_ms / full.predicted_ms - 1})
     return pd.DataFrame(rows)
 
 

@@ -3,7 +3,7 @@
 A strategy is a function `fn(ctx) -> Plan` registered with `@register_strategy(name, ...)`,
 declaring whether it needs a trained model and whether it may measure on the device. It asks the
 context for cost sources (`ctx.cost("learned")`, `ctx.cost("oracle")`, ...); the registry, not the
-strategy, counts every pair those sources measure and reports it as the plan's `sim_calls`, and
+strategy, counts every pair those sources measure and reports it as the plan's `device_calls`, and
 refuses a measuring source to a strategy that declared it does not measure.
 
 Adding a strategy is one new file in this package plus a test: every module of the package is
@@ -105,7 +105,7 @@ def get(name: str) -> Strategy:
 
 
 def run(name: str, graph: Graph, hw: HardwareConfig, model=None, **options) -> Plan:
-    """Plan `graph` with strategy `name`; the plan's `sim_calls` counts every device measurement
+    """Plan `graph` with strategy `name`; the plan's `device_calls` counts every device measurement
     of the cost sources it used, and `plan_s` its planning time."""
     st = get(name)
     if st.needs_model and model is None:
@@ -114,7 +114,7 @@ def run(name: str, graph: Graph, hw: HardwareConfig, model=None, **options) -> P
     t0 = time.perf_counter()
     p = st.fn(ctx)
     p.plan_s = time.perf_counter() - t0
-    p.sim_calls = sum(src.sim_pairs for src in ctx.sources if src.measures)
+    p.device_calls = sum(src.sim_pairs for src in ctx.sources if src.measures)
     p.strategy = name
     return p
 

@@ -38,9 +38,8 @@ from autotune.costmodel.universal import refit_roofline
 #: what the universal model learned from the family.
 ADAPT_PARAMS = {"objective": "reg:pseudohubererror", "huber_slope": 0.1, "eta": 0.1, "subsample": 0.8,
                 "min_child_weight": 3.0, "lambda": 5.0, "tree_method": "hist", "eval_metric": "mae"}
-#: Correction-tree depths cross-validation chooses from. Depth 8 (as deep as a one-part model's trees)
-#: helped at 200 labels over 30 held-out parts x 21 networks (regret 0.64% -> 0.59% geomean, better or
-#: equal on each of 6 draws) for twice the adapt time; (2, 4, 6) with 500 rounds showed nothing on 5 parts.
+#: Correction-tree depths cross-validation chooses from; depth 8 is as deep as a one-part model's trees
+#: (docs/costmodel.md, "Measured choices behind constants").
 DEPTHS = (2, 4, 8)
 MAX_ROUNDS = 300
 FOLDS = 5

@@ -26,10 +26,8 @@ from autotune.errors import ModelFileError
 #: The scratch member's trees in an adapted model's folder.
 SCRATCH_FILE = "member_scratch.ubj"
 #: How far (natural log) a member may stray from the consensus before its pull stops growing (Huber's
-#: scale). At 200 labels over 30 held-out parts x 21 networks and two label draws, against the weighted
-#: mean: regret 0.42% / 6.85% -> 0.41% / 6.85% and 0.46% / 16.02% -> 0.42% / 7.37% (geomean / worst),
-#: cases over 8% 3 -> 0 of 630: a member that extrapolates wildly on groups unlike its labels (the
-#: scratch member on big fused kernels) no longer drags the plan (docs/costmodel.md).
+#: scale): a member that extrapolates wildly on groups unlike its labels (the scratch member on big
+#: fused kernels) no longer drags the plan (docs/costmodel.md, "Measured choices behind constants").
 CONSENSUS_SCALE = 0.1
 
 

@@ -52,11 +52,9 @@ ADAPT_TREES_FILE = "adapt.ubj"
 #: trained: the budgets `adapt` will meet, so the trees learn residuals of a prior that good.
 ADAPT_FIT_SIZES = (50, 200, 1000)
 #: What each e-fold a refitted roofline constant moves from the family's pooled fit costs, against
-#: the soft-L1 log residuals of the part's labels. 0.05 let 200 labels push rarely-exercised
-#: constants (descriptor reload, re-reads) 3-25x and misplan the networks that exercise them. With
-#: the adaptation trees left as trained at 0.05, 0.15-0.5 did equally well over 30 held-out parts x
-#: 21 networks at 200 labels (adapt regret 0.53% geomean, worst 7.8%, against 0.66% / 17.5%) and
-#: 1.0 held the refit back (0.67%); the trees are now trained at this weight too.
+#: the soft-L1 log residuals of the part's labels: too little lets a few hundred labels push
+#: rarely-exercised constants far, too much holds the refit back (docs/costmodel.md, "Measured
+#: choices behind constants"). The adaptation trees are trained at this weight too.
 REFIT_PRIOR_WEIGHT = 0.3
 #: The universal model's hyper-parameters where they differ from LatencyModel's defaults: shallower,
 #: wider-leaved trees, since unseen device values make the labels of one datasheet spread.

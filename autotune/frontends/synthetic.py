@@ -95,9 +95,8 @@ def _pick(u: float, items: tuple, weights: tuple | None = None):
 def decode(u: np.ndarray, hw: HardwareConfig) -> Knobs:
     """Map one point of the unit cube to knobs: log-uniform op count and width (4..4096; narrower
     channels still come from squeezes and inputs); slice lengths lean long (u^0.6) because single
-    layers and whole blocks already supply the short groups. v2 moved weight from single layers
-    to slices and from 1-3 channel widths to wider ones, towards what real networks' candidate
-    groups look like (see the coverage plot): zoo regret fell from 0.75% to 0.43% geomean."""
+    layers and whole blocks already supply the short groups. Weights lean to slices and to wider
+    channels, towards what real networks' candidate groups look like (see the coverage plot)."""
     lo, hi = np.log10(ops_range(hw))
     source = _pick(u[3], SOURCES, SOURCE_WEIGHTS)
     structure = "layer" if source == "layer" else _pick(u[4], CNN_BLOCKS + TOKEN_BLOCKS)

@@ -22,9 +22,7 @@ from autotune.synth.family_labels import measure_probes
 from autotune.synth.pipeline import run
 
 #: How `adapt` chooses the part's labels by default (autotune.synth.SAMPLINGS): each Sobol group at
-#: one core count, so 200 labels buy 176 distinct groups instead of 29-59. Over 30 held-out parts x 21
-#: networks at 200 labels, in four paired label draws: regret 0.49-0.58% -> 0.41-0.50% geomean, cases
-#: over 3% 18-29 -> 7-16 of 630 (docs/costmodel.md, "Spread labels").
+#: one core count, so a budget buys as many distinct groups as labels (docs/costmodel.md, "Spread labels").
 ADAPT_SAMPLING = "spread"
 
 

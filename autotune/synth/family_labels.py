@@ -36,10 +36,8 @@ from autotune.synth.pipeline import code_digest, run
 #: labels each teach what the datasheet decides better than few with many; siblings cut the device
 #: values' noise in the target (bench/bench_transfer.py).
 DEFAULT_DEVICES = 256
-#: 16 devices, not 4: the target's noise (device values redrawn) halves, the universal model trains
-#: 1,003 trees instead of stopping at 53, and zero-shot plans over 30 held-out parts x 21 networks
-#: have 9 and 11 cases over 8% regret (training seeds 0 and 1) instead of 14-19; the extra siblings
-#: take half a minute to measure.
+#: Siblings (devices per datasheet): more halve the target's noise from redrawn device values, for
+#: half a minute more measuring (docs/costmodel.md, "Measured choices behind constants").
 DEFAULT_SIBLINGS = 16
 DEFAULT_BUDGET = 6_144_000
 

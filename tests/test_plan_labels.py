@@ -225,6 +225,20 @@ def test_after_learning_the_plan_costs_what_was_measured(learned):
     assert [p.key for p in picks[:len(mine)]] == [p.key for p in mine]
 
 
+def test_thompson_draws_pick_unmeasured_kernels_the_mean_plan_does_not(learned):
+    """A draw plans on the model's predictions times its error, drawn per kernel: the same draw picks
+    the same kernels, every pick is unmeasured, and draws reach kernels the plan on the mean never
+    uses (those the model overrates)."""
+    part, graphs, res = learned
+    mean = {p.key for p in plan_picks(part, res.model, graphs, 10_000, rivals=())}
+    drawn = [plan_picks(part, res.model, graphs, 10_000, rivals=(), draw=d) for d in range(4)]
+    assert [p.key for p in drawn[0]] == [p.key for p in plan_picks(part, res.model, graphs, 10_000, rivals=(),
+                                                                    draw=0)]
+    keys = set().union(*({p.key for p in d} for d in drawn))
+    assert keys - mean, "no draw left the plan on the mean"
+    assert not keys & {int(k) for k in res.model.memory_.keys}, "a draw picked a measured kernel"
+
+
 def test_confirm_passes_remember_every_label_and_measure_the_final_plans(learned):
     """After the last retrain the plans `tune` makes are measured into the memory: the saved model
     answers every label with its measurement, and what is left unmeasured is what the budget or the

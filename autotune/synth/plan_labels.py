@@ -8,6 +8,8 @@ kernel with its measurement (autotune/costmodel/memory.py), so a plan made of me
 costs on the part, and the search moves on to the next kernel it may underrate. In the later half
 of the rounds unmeasured pairs count `explore` cheaper than predicted, so close rivals the model
 overrates get measured too (as in autotune/planning/refine.py, at training time and counted as labels).
+A round whose plans are measured already fills its share from plans on Thompson draws of the
+model's error, so a kernel the model overrates still gets its chance to be measured.
 
 `learn_part` runs the whole loop through any `measure(export folder) -> profile CSV` callable: a
 device's own tool, a user's script (`autotune learn --measure-cmd`) or a black box.
@@ -40,6 +42,12 @@ ROUNDS = 6
 CPU_ROUNDS = 3
 #: In the later half of the rounds, unmeasured pairs count this much cheaper than predicted.
 EXPLORE = 0.1
+#: A round whose plans hold fewer unmeasured kernels than its share of the budget fills the rest, up
+#: to this many times, from the plans of a Thompson draw: every unmeasured kernel's prediction times
+#: exp(sigma z), sigma the model's validation error, a fresh z per draw. A kernel the model overrates
+#: never enters a plan on its mean, so it would never be measured; a draw gives every kernel that
+#: could be in the optimum, within the model's error, a chance (docs/costmodel.md, "Thompson draws").
+DRAWS = 8
 #: Share of the budget kept for after the last retrain: the plans `tune` will make (sure_plan) and
 #: the rivals that could still beat them get their unmeasured kernels measured, into the model's
 #: memory only (the trees stay, so the plans do not move again), in up to CONFIRM_PASSES passes.
@@ -78,7 +86,8 @@ class Pick:
 
 
 def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], limit: int,
-               explore: float = 0.0, rivals: tuple[str, ...] = RIVALS, sure: bool = False) -> list[Pick]:
+               explore: float = 0.0, rivals: tuple[str, ...] = RIVALS, sure: bool = False,
+               draw: int | None = None) -> list[Pick]:
     """The pairs the model's plans of `graphs` use that the model has not measured, at most `limit`:
     the learned plan's first, then the `rivals`' plans', each by most predicted time first; a kernel
     met in several plans (a repeated block) is picked once. The learned plan is the DP with
@@ -86,18 +95,24 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
     and the rivals that could beat it come before the others (tier 2): those whose plan, its
     unmeasured kernels one mean validation error cheaper, costs less than the learned plan with its
     own one dearer (a sum of kernels errs less than its worst kernel). Without `sure` every rival
-    is tier 1: a fusion the model overrates by far is measured only that way."""
+    is tier 1: a fusion the model overrates by far is measured only that way. With a `draw` (a seed)
+    the learned plan is made on a Thompson draw instead (DRAWS)."""
     from autotune.planning import strategies
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
     doubt, typical = unmeasured_doubt(model), unmeasured_doubt(model, tail=False)
+    sigma = math.sqrt(math.pi / 2) * math.log1p(typical)  # a normal's sigma from its mean absolute error
     picks: dict[int, Pick] = {}
-    for g in graphs:
+    for n, g in enumerate(graphs):
         net = _tables(g, hw, model)
         if net is None:
             continue
         si, sj, inverse, pred, keys, measured, at = net
-        table = np.where(measured, pred, pred * ((1.0 + doubt) if sure else (1.0 - explore)))[inverse]
+        if draw is None:
+            factor = (1.0 + doubt) if sure else (1.0 - explore)
+        else:
+            factor = np.exp(sigma * np.random.default_rng([draw, n]).standard_normal(pred.shape))
+        table = np.where(measured, pred, pred * factor)[inverse]
 
         mine = _cells(dp_from_table(g, hw, si, sj, table, "learned"), inverse, at, ks)
         worst = _bound(mine, pred, measured, 1.0 + typical)
@@ -240,9 +255,12 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
         size = math.ceil(left / (rounds - r + 1))
         rate = explore if r > rounds // 2 else 0.0
         picks = plan_picks(hw, model, graphs, size, rate)
-        if not picks and rate == 0.0 and explore > 0:
-            rate = explore  # every plan is measured already: look at close rivals now
-            picks = plan_picks(hw, model, graphs, size, rate)
+        draws = 0
+        while len(picks) < size and draws < DRAWS:  # the plans are measured: draw where they could go
+            have = {p.key for p in picks}
+            picks += [p for p in plan_picks(hw, model, graphs, size, rivals=(), draw=seed * 1000 + r * DRAWS + draws)
+                      if p.key not in have][:size - len(picks)]
+            draws += 1
         if not picks:
             say(f"round {r}: every pair the plans use is measured; stopping at {used} labels")
             break
@@ -250,8 +268,8 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
         _export_picks(hw, folder, picks, seed)
         made = import_profile(measure(folder), hw, data, folder, append=True)
         added, used = int(made["labels"]) - used, int(made["labels"])
-        out.append({"round": r, "kind": "plans", "labels": added, "explore": rate})
-        say(f"round {r}: {added} labels on the plans' kernels (explore {rate:.0%}), {used} in all, "
+        out.append({"round": r, "kind": "plans", "labels": added, "explore": rate, "draws": draws})
+        say(f"round {r}: {added} labels on the plans' kernels (explore {rate:.0%}, {draws} draws), {used} in all, "
             f"{time.perf_counter() - t0:.0f} s")
         model = train(hw, data, model_dir, **kw).model
     if confirm > 0:

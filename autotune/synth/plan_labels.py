@@ -285,7 +285,9 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
     of the plans `tune` will make (sure_plan) and of the rivals that could beat them; then, with
     what is left, passes measuring again the kernels that decide a close call
     (`again_picks`); then, if labels are left, one pass on the other rivals' kernels (the model may
-    overrate them) with at most half of them, and one of each kind more on what that moved."""
+    overrate them) with at most half of them, and one of each kind more on what that moved; then,
+    if labels are still left, up to DRAWS passes on the kernels of plans on Thompson draws with half
+    of them, and contender and again passes with the rest until neither picks anything."""
     from autotune.costmodel.training import remember
     from autotune.data.dataset import read_dataset
     from autotune.synth.profiles import import_profile
@@ -332,6 +334,18 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
                 contend(left)
             if left > 0:
                 again(left)
+    drawn, keep = False, left - left // 2  # half of what is left settles what the draws measure
+    for t in range(DRAWS):  # labels still left: kernels of plans on Thompson draws, then settle again
+        if left - keep <= 0:
+            break
+        picks = plan_picks(hw, model, graphs, left - keep, rivals=(), draw=seed * 1000 + 997 + t)
+        if picks:
+            run(picks, "confirm", "on the kernels of plans on Thompson draws")
+            drawn = True
+    if drawn:
+        for _ in range(MEASURE_AT_MOST - 1):
+            if left <= 0 or not (contend(left) | again(left)):
+                break
     return model, out
 
 

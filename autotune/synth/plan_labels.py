@@ -87,7 +87,7 @@ class Pick:
 
 def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], limit: int,
                explore: float = 0.0, rivals: tuple[str, ...] = RIVALS, sure: bool = False,
-               draw: int | None = None) -> list[Pick]:
+               draw: int | None = None, tables: list | None = None) -> list[Pick]:
     """The pairs the model's plans of `graphs` use that the model has not measured, at most `limit`:
     the learned plan's first, then the `rivals`' plans', each by most predicted time first; a kernel
     met in several plans (a repeated block) is picked once. The learned plan is the DP with
@@ -96,7 +96,8 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
     unmeasured kernels one mean validation error cheaper, costs less than the learned plan with its
     own one dearer (a sum of kernels errs less than its worst kernel). Without `sure` every rival
     is tier 1: a fusion the model overrates by far is measured only that way. With a `draw` (a seed)
-    the learned plan is made on a Thompson draw instead (DRAWS)."""
+    the learned plan is made on a Thompson draw instead (DRAWS). `tables` are the networks' `_tables`
+    on this model, when the caller has them already (several draws on one model)."""
     from autotune.planning import strategies
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
@@ -104,7 +105,7 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
     sigma = math.sqrt(math.pi / 2) * math.log1p(typical)  # a normal's sigma from its mean absolute error
     picks: dict[int, Pick] = {}
     for n, g in enumerate(graphs):
-        net = _tables(g, hw, model)
+        net = tables[n] if tables is not None else _tables(g, hw, model)
         if net is None:
             continue
         si, sj, inverse, pred, keys, measured, at = net
@@ -254,11 +255,13 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
             break
         size = math.ceil(left / (rounds - r + 1))
         rate = explore if r > rounds // 2 else 0.0
-        picks = plan_picks(hw, model, graphs, size, rate)
+        nets = [_tables(g, hw, model) for g in graphs]  # one model for the whole round
+        picks = plan_picks(hw, model, graphs, size, rate, tables=nets)
         draws = 0
         while len(picks) < size and draws < DRAWS:  # the plans are measured: draw where they could go
             have = {p.key for p in picks}
-            picks += [p for p in plan_picks(hw, model, graphs, size, rivals=(), draw=seed * 1000 + r * DRAWS + draws)
+            picks += [p for p in plan_picks(hw, model, graphs, size, rivals=(), tables=nets,
+                                            draw=seed * 1000 + r * DRAWS + draws)
                       if p.key not in have][:size - len(picks)]
             draws += 1
         if not picks:
@@ -344,7 +347,10 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
             drawn = True
     if drawn:
         for _ in range(MEASURE_AT_MOST - 1):
-            if left <= 0 or not (contend(left) | again(left)):
+            if left <= 0:
+                break
+            contended = contend(left)
+            if not again(left) and not contended:
                 break
     return model, out
 

@@ -19,7 +19,8 @@ from autotune.errors import AutotuneError
 from autotune.frontends.synthetic import byte_cap, generate_within, group_bytes
 from autotune.hardware.config import load_hardware
 from autotune.hardware.host import MEM_ENV, group_byte_cap
-from autotune.synth.measure import ORT_COLUMNS, ProfileLog
+from autotune.synth.cpu_labels import CPU_PASSES
+from autotune.synth.measure import ORT_COLUMNS, ProfileLog, fastest
 from autotune.synth.profiles import export_groups, read_export
 
 CPU = load_hardware("cpu")
@@ -59,16 +60,29 @@ def test_other_parts_have_no_byte_cap_and_export_reports_what_it_skips(tmp_path,
 def test_a_profile_log_drops_a_partial_last_line_and_refuses_another_exports_rows(tmp_path):
     csv = tmp_path / "measured.csv"
     head = ",".join(ORT_COLUMNS) + "\n"
-    csv.write_text(head + "a,1,0.5,7,0.1,onnxruntime\na,2,0.")
+    csv.write_text(head + "a,1,0.5,7,0.1,onnxruntime,0\na,2,0.")
     with ProfileLog(csv, {("a", 1), ("a", 2)}) as log:
-        assert log.kept == 1 and log.done == {("a", 1)}
-        log.add(("a", 2, 0.25, 7, 0.0, "onnxruntime"))
-    assert csv.read_text() == head + "a,1,0.5,7,0.1,onnxruntime\na,2,0.25,7,0.0,onnxruntime\n"
-    for text, words in [(head + "b,1,0.5,7,0.1,onnxruntime\n", "line 2: a row measured for another export"),
+        assert log.kept == 1 and log.done == {("a", 1, 0)}
+        log.add(("a", 2, 0.25, 7, 0.0, "onnxruntime", 0))
+        log.add(("a", 2, 0.5, 7, 0.0, "onnxruntime", 1))
+    assert csv.read_text() == head + "a,1,0.5,7,0.1,onnxruntime,0\na,2,0.25,7,0.0,onnxruntime,0\n" \
+        "a,2,0.5,7,0.0,onnxruntime,1\n"
+    for text, words in [(head + "b,1,0.5,7,0.1,onnxruntime,0\n", "line 2: a row measured for another export"),
+                        (head + "a,1,0.5,7,0.1,onnxruntime,0\na,1,0.6,7,0.1,onnxruntime,0\n", "line 3: a repeated row"),
                         ("group_id,cores,latency_ms\n", "not a profile `measure --backend onnxruntime` writes")]:
         csv.write_text(text)
         with pytest.raises(AutotuneError, match=words):
             ProfileLog(csv, {("a", 1)}).__enter__()
+
+
+def test_a_profile_from_before_passes_is_read_as_pass_0_and_moved_to_the_new_layout(tmp_path):
+    csv = tmp_path / "measured.csv"
+    csv.write_text(",".join(ORT_COLUMNS[:-1]) + "\na,1,0.5,7,0.1,onnxruntime\n")
+    with ProfileLog(csv, {("a", 1)}) as log:
+        assert log.done == {("a", 1, 0)}
+        log.add(("a", 1, 0.4, 7, 0.0, "onnxruntime", 1))
+    assert csv.read_text() == ",".join(ORT_COLUMNS) + "\na,1,0.5,7,0.1,onnxruntime,0\na,1,0.4,7,0.0,onnxruntime,1\n"
+    assert fastest(pd.read_csv(csv))["latency_ms"].tolist() == [0.4]
 
 
 def test_a_group_too_large_for_memory_is_one_note_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
@@ -139,12 +153,15 @@ def test_kill_9_and_ctrl_c_while_measuring_keep_every_finished_row(tmp_path):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     kept = second.count(b"\n") - 1
-    assert csv.read_bytes().startswith(second) and f"kept {kept} row(s)" in done.stdout
+    assert csv.read_bytes().startswith(second) and f"kept {kept} measurement(s)" in done.stdout
     assert (csv.parent / "export.json").stat().st_mtime_ns == export  # the export was reused, not remade
     _, _, man = read_export(csv.parent)
     frame = pd.read_csv(csv, dtype={"group_id": str})
-    assert len(frame) == len(man) and not frame.duplicated(["group_id", "cores"]).any()
+    assert len(frame) == len(man) * CPU_PASSES and not frame.duplicated(["group_id", "cores", "pass"]).any()
     assert json.loads((data / "manifest.json").read_text())["labels"] == len(man)
+    labels = pd.read_csv(csv.parent / "fastest.csv", dtype={"group_id": str}).set_index(["group_id", "cores"])
+    least = frame.groupby(["group_id", "cores"])["latency_ms"].min()
+    assert (labels.loc[least.index, "latency_ms"] == least).all()  # each label is its fastest pass
 
 
 @pytest.mark.slow

@@ -122,6 +122,27 @@ def test_repeats_are_aggregated_by_median_and_outliers_reported(exported, tmp_pa
     ds = read_dataset(tmp_path / "data", HW).rows.set_index("cores")
     assert ds.loc[1, "latency_ms"] == pytest.approx(1.01) and ds.loc[1, "repeats"] == 5
 
+    m = import_profile(tmp_path / "r.csv", HW, tmp_path / "fast", groups=exported, how="fastest")
+    ds = read_dataset(tmp_path / "fast", HW).rows.set_index("cores")
+    assert m["aggregate"] == "fastest" and ds.loc[1, "latency_ms"] == pytest.approx(0.98)
+    with pytest.raises(AutotuneError, match="--aggregate must be one of median, fastest, not 'mean'"):
+        import_profile(tmp_path / "r.csv", HW, tmp_path / "mean", groups=exported, how="mean")
+
+
+def test_measure_in_passes_writes_a_line_per_row_and_pass_and_a_rerun_adds_passes(exported, tmp_path):
+    """`measure --passes N` goes over the rows N times; asked for more passes later, it keeps the
+    lines it has and makes only the new passes."""
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "m.csv"
+    frame, _ = measure(exported, "onnxruntime", limit=4, repeats=1, warmup=0, timeout_s=2, out=out, passes=2)
+    first = out.read_bytes()
+    assert sorted(frame["pass"].value_counts().to_dict().items()) == [(0, len(frame) // 2), (1, len(frame) // 2)]
+    frame3, notes = measure(exported, "onnxruntime", limit=4, repeats=1, warmup=0, timeout_s=2, out=out, passes=3)
+    assert out.read_bytes().startswith(first) and len(frame3) == len(frame) * 3 // 2
+    assert any(f"kept {len(frame)} measurement(s)" in n for n in notes)
+    with pytest.raises(AutotuneError, match="--passes must be at least 1"):
+        measure(exported, "onnxruntime", limit=4, out=out, passes=0)
+
 
 @pytest.mark.slow
 def test_onnxruntime_measures_this_cpu(exported, tmp_path):

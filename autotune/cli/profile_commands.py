@@ -73,7 +73,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
     hw = load_hardware(args.hw) if args.hw else None
     as_you_go = args.backend == "onnxruntime"  # appended row by row, resumed by a rerun
     frame, notes = measure(args.folder, args.backend, hw, args.limit, args.seed, args.repeats,
-                           timeout_s=args.timeout, progress=True, out=out if as_you_go else None)
+                           timeout_s=args.timeout, progress=True, out=out if as_you_go else None,
+                           passes=args.passes)
     if not as_you_go:
         _refuse_other_measurements(out, args.backend)
         write_profile(out, frame)
@@ -104,7 +105,8 @@ def cmd_import_profile(args: argparse.Namespace) -> int:
 
     hw = load_hardware(args.hw)
     out = args.out or str(Path("data") / hw_slug(args.hw))
-    m = import_profile(args.profile, hw, out, args.groups, args.force, append=args.append, again=args.again)
+    m = import_profile(args.profile, hw, out, args.groups, args.force, append=args.append, again=args.again,
+                       how=args.aggregate)
     if args.append:
         print(f"{out}/: {m['shard_rows'][-1]} labels added as shard {len(m['shards'])}")
     print(f"{out}/: {m['rows']} labels (group x cores) from {m['measurements']} measurements, marked measured")
@@ -219,6 +221,9 @@ def add_parsers(sub, seed_type, budget_type, groups_type, repeats_type, seconds_
     s.add_argument("--limit", type=budget_type, default=None, metavar="N", help="measure at most N rows")
     s.add_argument("--repeats", type=repeats_type, default=7, help="timed runs per row (onnxruntime)")
     s.add_argument("--timeout", type=seconds_type, default=10.0, metavar="S", help="seconds per row (onnxruntime)")
+    s.add_argument("--passes", type=repeats_type, default=1, metavar="N",
+                   help="onnxruntime: go over the rows N times, a line per row and pass, so each row is timed "
+                        "minutes apart (import with --aggregate fastest)")
     s.add_argument("--seed", type=seed_type, default=0)
     s.set_defaults(func=cmd_measure)
 
@@ -226,6 +231,9 @@ def add_parsers(sub, seed_type, budget_type, groups_type, repeats_type, seconds_
     s.add_argument("profile", metavar="measured.csv")
     s.add_argument("--hw", default="mlu100")
     s.add_argument("--groups", default=None, metavar="DIR", help="the export folder (default: the CSV's folder)")
+    s.add_argument("--aggregate", default="median", metavar="{median,fastest}",
+                   help="a pair's label from its repeats: their median (default), or the fastest (a machine "
+                        "shared with others, whose slow spells only slow runs down)")
     s.add_argument("--out", default=None, metavar="DIR", help="dataset folder (default data/<hw>)")
     s.add_argument("--force", action="store_true", help="replace a dataset already there")
     s.add_argument("--append", action="store_true",

@@ -15,7 +15,7 @@ from autotune.fileio import atomic_write_json
 from autotune.frontends.loader import load_graph
 from autotune.frontends.synthetic import GENERATOR_VERSION
 from autotune.hardware.config import HardwareConfig
-from autotune.synth.measure import measure
+from autotune.synth.measure import fastest, measure
 from autotune.synth.plan_labels import CPU_ROUNDS, plan_rounds
 from autotune.synth.profiles import (
     EXPORT_FILE,
@@ -25,25 +25,31 @@ from autotune.synth.profiles import (
     export_groups,
     import_profile,
     skipped_note,
+    write_profile,
 )
 
 #: Share of a CPU budget spent on the kernels the plans use (`synth --backend onnxruntime --plans`).
 CPU_PLAN_SHARE = 0.3
+#: Passes over each batch of rows; a label is its fastest pass (docs/costmodel.md, "Timing on the CPU").
+CPU_PASSES = 3
 
 
 def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed: int = 0, timeout_s: float = 1.0,
                        repeats: int = 5, progress: bool = False, plans: list[str] | None = None,
-                       plan_share: float = CPU_PLAN_SHARE, log: Callable[[str], None] | None = None) -> dict:
+                       plan_share: float = CPU_PLAN_SHARE, log: Callable[[str], None] | None = None,
+                       passes: int = CPU_PASSES) -> dict:
     """`autotune synth --backend onnxruntime`: export budget / len(core_counts) synthetic groups, time
     each on this CPU at every core count, import the profile into `folder`. A folder already made
     with the same settings is kept (measuring is the slow part). The export sits beside it,
     `<folder>.groups`, its measured.csv written row by row: a rerun after a crash or a kill reuses
-    an export made with the same settings and measures only the rows it lacks. With `plans`
+    an export made with the same settings and measures only the rows it lacks. Each row is timed in
+    `passes` passes over its batch, and its label is the fastest. With `plans`
     (networks), `plan_share` of the budget goes to rounds on the kernels their plans use
     (autotune/synth/plan_labels.py), exported and measured beside it in `<folder>.rounds`; `log` gets
     a line per round."""
     folder = Path(folder)
-    settings = {"hardware_hash": hw.hash, "budget": int(budget), "seed": int(seed), "backend": "onnxruntime"}
+    settings = {"hardware_hash": hw.hash, "budget": int(budget), "seed": int(seed), "backend": "onnxruntime",
+                "passes": int(passes)}
     if plans:
         settings.update({"plans": list(plans), "plan_share": plan_share})
     try:
@@ -62,11 +68,12 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
 
     def on_cpu(export: Path) -> Path:
         frame, said = measure(export, "onnxruntime", limit=budget, seed=seed, repeats=repeats, warmup=1,
-                              timeout_s=timeout_s, progress=progress, out=export / "measured.csv")
+                              timeout_s=timeout_s, progress=progress, out=export / "measured.csv", passes=passes)
         notes.extend(said)
         if frame.empty:
             raise DatasetError(f"nothing could be measured on this CPU ({'; '.join(said) or 'no rows'})")
-        return export / "measured.csv"
+        write_profile(export / "fastest.csv", fastest(frame))
+        return export / "fastest.csv"
 
     m = import_profile(on_cpu(groups), hw, folder, groups=groups, force=True,
                        settings={**settings, "complete": False} if plans else settings)

@@ -331,11 +331,18 @@ def read_profile(path: str | Path, known: dict[str, str], core_counts: list[int]
     return frame
 
 
-def aggregate(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """One row per (group_id, cores): the median of its repeats, and a report line for each repeat of a
-    pair with 3 or more that lies more than MAD_OUTLIER spreads from its median (kept, but the median
-    resists it). The spread is one robust scale of log latency pooled over every pair: a MAD of 3
-    values is too small to judge by (``pooled_spread``)."""
+#: How import-profile makes one label of a pair's repeats: their median, or the fastest (for a machine
+#: shared with others, whose slow spells only slow a run down: docs/costmodel.md, "Timing on the CPU").
+AGGREGATES = ("median", "fastest")
+
+
+def aggregate(frame: pd.DataFrame, how: str = "median") -> tuple[pd.DataFrame, list[str]]:
+    """One row per (group_id, cores): the median of its repeats (`how` "fastest": the least), and a
+    report line for each repeat of a pair with 3 or more that lies more than MAD_OUTLIER spreads
+    from its median (kept, but the median resists it). The spread is one robust scale of log latency
+    pooled over every pair: a MAD of 3 values is too small to judge by (``pooled_spread``)."""
+    if how not in AGGREGATES:
+        raise AutotuneError(f"--aggregate must be one of {', '.join(AGGREGATES)}, not {how!r}")
     g = frame.groupby(["group_id", "cores"], sort=False)["latency_ms"]
     med = g.transform("median")
     dev = np.abs(np.log(frame["latency_ms"] / med))
@@ -343,7 +350,8 @@ def aggregate(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     out_mask = (n >= 3) & (dev > MAD_OUTLIER * pooled_spread(dev, n))
     report = [f"{r.group_id} at {r.cores} cores: {r.latency_ms:.4g} ms against a median of {m:.4g} ms"
               for r, m in zip(frame[out_mask].itertuples(), med[out_mask])]
-    agg = g.agg(["median", "size"]).reset_index().rename(columns={"median": "latency_ms", "size": "repeats"})
+    stat = "median" if how == "median" else "min"
+    agg = g.agg([stat, "size"]).reset_index().rename(columns={stat: "latency_ms", "size": "repeats"})
     return agg, report
 
 
@@ -356,8 +364,9 @@ def pooled_spread(dev: pd.Series, n: pd.Series) -> float:
 
 def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, groups: str | Path | None = None,
                    force: bool = False, settings: dict | None = None, append: bool = False,
-                   again: bool = False) -> dict:
-    """Validate a profile, aggregate its repeats and write the dataset `train` reads to `out`; returns
+                   again: bool = False, how: str = "median") -> dict:
+    """Validate a profile, aggregate its repeats (`how`: AGGREGATES) and write the dataset `train`
+    reads to `out`; returns
     the manifest plus `outliers` (report lines) and `measurements` (rows read). With `append`, the
     rows become one more shard of the measured dataset already in `out` (a later round of labels);
     with `again` too they may re-measure pairs already there (both rows are kept, and a model's
@@ -379,7 +388,7 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
     check_folder_output(out, DATASET, inputs=[csv_path, groups], force=force or append, replace_needs_force=True)
     known = dict(zip(gframe["group_id"], gframe["group_json"]))
     frame = read_profile(csv_path, known, list(hw.core_counts))
-    agg, outliers = aggregate(frame)
+    agg, outliers = aggregate(frame, how)
     rows = _dataset_rows(agg, gframe, hw)
     with FolderLock(out):
         recover_folder(out)
@@ -405,6 +414,7 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
                         "rows": len(rows) + (old["rows"] if old else 0),
                         "labels": len(rows) + (old["labels"] if old else 0),
                         "measurements": len(frame) + (old.get("measurements", 0) if old else 0),
+                        "aggregate": how,
                         "shards": shards + [name], "shard_rows": (list(old["shard_rows"]) if old else []) + [len(rows)],
                         "shard_digests": (list(old["shard_digests"]) if old else []) + [file_digest(tmp / name)],
                         "zoo": None,

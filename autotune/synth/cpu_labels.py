@@ -31,7 +31,7 @@ from autotune.synth.profiles import (
 #: Share of a CPU budget spent on the kernels the plans use (`synth --backend onnxruntime --plans`).
 CPU_PLAN_SHARE = 0.3
 #: Passes over each batch of rows; a label is its fastest pass (docs/costmodel.md, "Timing on the CPU").
-CPU_PASSES = 3
+CPU_PASSES = 2
 
 
 def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed: int = 0, timeout_s: float = 1.0,

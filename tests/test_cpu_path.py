@@ -199,3 +199,22 @@ def test_the_cpu_is_a_device_that_times_groups_through_onnx_runtime():
     assert ms[1] > ms[0] * 0.8  # three layers cost about as much as their first one, or more
     with pytest.raises(AutotuneError, match="OrtDevice.measure"):
         OrtDevice(CPU).measure_batch(GroupBatch.build(groups), np.arange(3), np.ones(3, dtype=np.int64))
+
+
+def test_the_cpu_device_times_every_model_once_a_pass_and_keeps_the_fastest(monkeypatch):
+    """OrtDevice.time goes over all the models in each pass (so one model's timings lie a pass apart)
+    and answers each with its fastest pass."""
+    import numpy as np
+
+    from autotune.device import ort
+
+    calls: list[bytes] = []
+    times = {b"a": iter([3.0, 1.0, 2.0]), b"b": iter([5.0, 6.0, 4.0])}
+
+    def fake(model, threads, **kw):
+        calls.append(model)
+        return ort.Timing(next(times[model]), 1, 0.0)
+
+    monkeypatch.setattr(ort, "time_model", fake)
+    ms = ort.OrtDevice(CPU, passes=3).time([b"a", b"b"], [1, 1])
+    assert calls == [b"a", b"b"] * 3 and np.array_equal(ms, [1.0, 4.0])

@@ -234,12 +234,16 @@ class OrtDevice(Device):
             models.append(runnable(graph_to_onnx(sub), seed=n if seed is None else int(seed) + n).SerializeToString())
         return self.time(models, [int(k) for k in cores])
 
-    def time(self, models: Sequence[bytes], threads: Sequence[int]) -> np.ndarray:
+    def time(self, models: Sequence[bytes], threads: Sequence[int], progress: bool = False) -> np.ndarray:
         """The fastest of `passes` timings of each runnable model, the passes over all of them in turn."""
+        from tqdm import tqdm
+
         out = np.full(len(models), np.inf)
-        for _ in range(self.passes):
-            for n, (m, k) in enumerate(zip(models, threads)):
-                out[n] = min(out[n], time_model(m, k, repeats=self.repeats, timeout_s=self.timeout_s).ms)
+        with tqdm(total=self.passes * len(models), desc="time", unit="session", disable=not progress) as bar:
+            for _ in range(self.passes):
+                for n, (m, k) in enumerate(zip(models, threads)):
+                    out[n] = min(out[n], time_model(m, k, repeats=self.repeats, timeout_s=self.timeout_s).ms)
+                    bar.update()
         return out
 
     def measure_batch(self, batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
@@ -253,16 +257,26 @@ def verify_plan(p, graph, hw, repeats: int = 7, timeout_s: float = 10.0) -> floa
     count as threads (filling each group's and the plan's measured ms, `device_ms`), and return
     the whole network as one session at all threads, timed in the same passes: what ORT gives by
     default, to compare honestly."""
+    models, threads = plan_models(p, graph, hw)
+    return record_plan(p, OrtDevice(hw, repeats, timeout_s).time(models, threads))
+
+
+def plan_models(p, graph, hw) -> tuple[list[bytes], list[int]]:
+    """The runnable models of a plan's groups and, last, of the whole network, with their threads:
+    what verify_plan times (several plans can be timed in the same passes, further apart)."""
     from autotune.frontends.onnx_export import graph_to_onnx
 
-    device = OrtDevice(hw, repeats, timeout_s)
     models = []
     for n, g in enumerate(p.groups):
         sub = graph.group(g.i, g.j)
         sub_graph = sub.as_graph(f"{graph.name}[{sub.layers[0].name}..{sub.layers[-1].name}]")
         models.append(runnable(graph_to_onnx(sub_graph), seed=n).SerializeToString())
     models.append(runnable(graph_to_onnx(graph)).SerializeToString())
-    ms = device.time(models, [g.cores for g in p.groups] + [hw.cores])
+    return models, [g.cores for g in p.groups] + [hw.cores]
+
+
+def record_plan(p, ms: np.ndarray) -> float:
+    """Write the times of plan_models' models into the plan (`device_ms`); return the whole network's."""
     for g, t in zip(p.groups, ms):
         g.device_ms = float(t)
     p.device_ms = float(ms[:-1].sum())

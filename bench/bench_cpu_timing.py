@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from autotune.device.ort import time_model  # noqa: E402
 from autotune.fileio import atomic_write_json  # noqa: E402
-from autotune.synth.measure import _Prepared  # noqa: E402
+from autotune.synth.measure import PreparedModels  # noqa: E402
 from autotune.synth.profiles import read_export  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def agree(a: np.ndarray, b: np.ndarray) -> float:
 
 def time_passes(folder: Path, rows: pd.DataFrame, passes: int, repeats: int, timeout_s: float) -> np.ndarray:
     """ms of each row (its median run) in each pass: rows x passes, NaN where a row could not run."""
-    prepared = _Prepared(folder, 0, None, 1 << 30)
+    prepared = PreparedModels(folder, 0, None, 1 << 30)
     out = np.full((len(rows), passes), np.nan)
     bar = tqdm(total=len(rows) * passes, desc="time", unit="row")
     for p in range(passes):

@@ -227,7 +227,7 @@ def _onnxruntime(folder: Path, man: pd.DataFrame, log: ProfileLog, seed: int, re
     if over.any():
         notes.append(f"skipped {int(over.sum())} row(s) asking for more than this host's {cap} cores")
     todo = _todo(man[~over], log, notes, passes)
-    prepared = _Prepared(folder, seed, mem_bytes, int(CACHE_SHARE * available_memory()))
+    prepared = PreparedModels(folder, seed, mem_bytes, int(CACHE_SHARE * available_memory()))
     failed: dict[tuple[str, int], str] = {}
     for r in tqdm(list(todo.itertuples(index=False)), desc="measure", unit="row", disable=not progress):
         pair = (r.group_id, int(r.cores))
@@ -252,7 +252,7 @@ def _onnxruntime(folder: Path, man: pd.DataFrame, log: ProfileLog, seed: int, re
     return log.frame(), notes
 
 
-class _Prepared:
+class PreparedModels:
     """The runnable models of an export's groups, made once and kept while they fit in `keep_bytes`
     (the oldest dropped first), so a second pass does not make them again."""
 

@@ -81,7 +81,7 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
         rounds = folder.parent / f"{folder.name}.rounds"
         say = log or (lambda _m: None)
         plan_rounds(hw, on_cpu, rounds, folder, rounds / "model", budget, [load_graph(p) for p in plans], seed,
-                    rounds=CPU_ROUNDS, train_kw={"seed": seed}, say=say, confirm=0.0)
+                    rounds=CPU_ROUNDS, train_kw={"seed": seed}, say=say)
         _mark_settings(folder, settings)
         m = {**json.loads((folder / MANIFEST).read_text()), "outliers": m["outliers"]}
     return {**m, "notes": [x for x in [skipped_note(info)] if x] + notes, "kept": False}

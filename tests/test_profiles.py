@@ -199,8 +199,13 @@ def test_cpu_pipeline_measures_trains_and_verifies(tmp_path, capsys):
     data, models = tmp_path / "data" / "cpu", tmp_path / "models"
     assert main(["synth", "--hw", "cpu", "--backend", "onnxruntime", "--budget", "40", "--out", str(data)]) == 0
     assert read_dataset(data, load_hardware("cpu")).rows["source"].eq("measured").all()
-    assert main(["train", "--hw", "cpu", "--data", str(data), "--out", str(models / "cpu")]) == 0
     capsys.readouterr()
+    assert main(["train", "--hw", "cpu", "--data", str(data), "--out", str(models / "cpu")]) == 0
+    metrics = json.loads((models / "cpu" / "meta.json").read_text())["metrics"]
+    by = metrics.get("validation_by_kind", {})  # synthetic groups come in kinds (layer, slice, block)
+    if len(set(read_dataset(data, load_hardware("cpu")).rows["kind"])) > 1:
+        assert sum(a["n"] for a in by.values()) == metrics["validation"]["n"]
+        assert "by kind, within 10% [rows]: " in capsys.readouterr().out
     plan = tmp_path / "plan.json"
     assert main(["tune", "--hw", "cpu", "--model", "squeezenet1_1", "--models-dir", str(models), "--verify",
                  "--out", str(plan)]) == 0

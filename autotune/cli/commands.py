@@ -183,6 +183,10 @@ def _train_lines(metrics: dict) -> list[str]:
     v = metrics["validation"]
     lines = [f"validation (held-out groups, one model): MAPE {v['mape']:.2%}, within 5% {v['within5']:.1%}, "
              f"within 10% {v['within10']:.1%}  [{v['n']} rows]"]
+    by = metrics.get("validation_by_kind")
+    if by:
+        lines.append("  by kind, within 10% [rows]: " + ", ".join(
+            f"{k} {a['within10']:.0%} [{a['n']}]" for k, a in by.items()))
     z = metrics.get("zoo")
     if z:
         lines.append(f"zoo groups (never trained on):          MAPE {z['mape']:.2%}, within 5% {z['within5']:.1%}, "

@@ -125,8 +125,13 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params) -> 
         model.fit(X, y, groups=ds.rows["group_id"].to_numpy())
     fit_s = time.perf_counter() - t0
     _, va = model.split(len(X), ds.rows["group_id"].to_numpy())
+    pv = model.predict_own(X[va])
     metrics: dict = {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,
-                     "validation": accuracy(model.predict_own(X[va]), y[va])}
+                     "validation": accuracy(pv, y[va])}
+    if "kind" in ds.rows and ds.rows["kind"].nunique() > 1:
+        # a network's kernels (plan rounds) and synthetic groups are not alike: say each's accuracy
+        kind = ds.rows["kind"].astype(str).to_numpy()[va]
+        metrics["validation_by_kind"] = {k: accuracy(pv[kind == k], y[va][kind == k]) for k in sorted(set(kind))}
     zp = None
     if Xz is not None:
         assert ds.zoo is not None  # zoo features come from the zoo rows

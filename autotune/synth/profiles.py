@@ -57,7 +57,9 @@ Each file in `onnx/` is one layer group as a self-contained ONNX model{weights}.
 Hand back a CSV whose first line is the header `group_id,cores,latency_ms` (more columns may
 follow, e.g. `repeat`): one line per measurement, `latency_ms` in milliseconds, a positive number.
 Measure a row several times if you can: repeats of a (group_id, cores) pair are aggregated by
-their median, and outliers are reported. Then:
+their median, and outliers are reported. On a machine shared with others, measure the whole table
+several times over (minutes apart) and add `--aggregate fastest` to import-profile: slow spells
+only slow a run down, so the fastest repeat is the one they touched least. Then:
 
     autotune import-profile measured.csv --hw {hw} --groups {folder} --out data/<name>
     autotune train --hw {hw} --data data/<name>

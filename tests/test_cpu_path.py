@@ -20,8 +20,8 @@ from autotune.frontends.synthetic import byte_cap, generate_within, group_bytes
 from autotune.hardware.config import load_hardware
 from autotune.hardware.host import MEM_ENV, group_byte_cap
 from autotune.synth.cpu_labels import CPU_PASSES
-from autotune.synth.measure import ORT_COLUMNS, ProfileLog, fastest
-from autotune.synth.profiles import export_groups, read_export
+from autotune.synth.measure import ORT_COLUMNS, ProfileLog
+from autotune.synth.profiles import aggregate, export_groups, read_export
 
 CPU = load_hardware("cpu")
 NO_ORT = "onnxruntime is not installed: the CPU is measured with it"
@@ -82,7 +82,7 @@ def test_a_profile_from_before_passes_is_read_as_pass_0_and_moved_to_the_new_lay
         assert log.done == {("a", 1, 0)}
         log.add(("a", 1, 0.4, 7, 0.0, "onnxruntime", 1))
     assert csv.read_text() == ",".join(ORT_COLUMNS) + "\na,1,0.5,7,0.1,onnxruntime,0\na,1,0.4,7,0.0,onnxruntime,1\n"
-    assert fastest(pd.read_csv(csv))["latency_ms"].tolist() == [0.4]
+    assert aggregate(pd.read_csv(csv), "fastest")[0]["latency_ms"].tolist() == [0.4]
 
 
 def test_a_group_too_large_for_memory_is_one_note_and_the_run_goes_on(tmp_path, monkeypatch, capsys):

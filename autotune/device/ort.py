@@ -226,12 +226,7 @@ class OrtDevice(Device):
 
     def measure(self, groups: Sequence[Group], cores: Sequence[int] | np.ndarray,
                 seed: int | None = None) -> np.ndarray:
-        from autotune.frontends.onnx_export import graph_to_onnx
-
-        models = []
-        for n, g in enumerate(groups):
-            sub = g.as_graph(f"{g.graph.name}[{g.layers[0].name}..{g.layers[-1].name}]")
-            models.append(runnable(graph_to_onnx(sub), seed=n if seed is None else int(seed) + n).SerializeToString())
+        models = [group_model(g, n if seed is None else int(seed) + n) for n, g in enumerate(groups)]
         return self.time(models, [int(k) for k in cores])
 
     def time(self, models: Sequence[bytes], threads: Sequence[int], progress: bool = False) -> np.ndarray:
@@ -266,13 +261,17 @@ def plan_models(p, graph, hw) -> tuple[list[bytes], list[int]]:
     what verify_plan times (several plans can be timed in the same passes, further apart)."""
     from autotune.frontends.onnx_export import graph_to_onnx
 
-    models = []
-    for n, g in enumerate(p.groups):
-        sub = graph.group(g.i, g.j)
-        sub_graph = sub.as_graph(f"{graph.name}[{sub.layers[0].name}..{sub.layers[-1].name}]")
-        models.append(runnable(graph_to_onnx(sub_graph), seed=n).SerializeToString())
+    models = [group_model(graph.group(g.i, g.j), n) for n, g in enumerate(p.groups)]
     models.append(runnable(graph_to_onnx(graph)).SerializeToString())
     return models, [g.cores for g in p.groups] + [hw.cores]
+
+
+def group_model(g: Group, seed: int) -> bytes:
+    """A group as a runnable ONNX model (random weights from `seed`), serialized for time_model."""
+    from autotune.frontends.onnx_export import graph_to_onnx
+
+    sub = g.as_graph(f"{g.graph.name}[{g.layers[0].name}..{g.layers[-1].name}]")
+    return runnable(graph_to_onnx(sub), seed=seed).SerializeToString()
 
 
 def record_plan(p, ms: np.ndarray) -> float:

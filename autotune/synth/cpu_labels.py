@@ -15,13 +15,14 @@ from autotune.fileio import atomic_write_json
 from autotune.frontends.loader import load_graph
 from autotune.frontends.synthetic import GENERATOR_VERSION
 from autotune.hardware.config import HardwareConfig
-from autotune.synth.measure import fastest, measure
+from autotune.synth.measure import measure
 from autotune.synth.plan_labels import CPU_ROUNDS, plan_rounds
 from autotune.synth.profiles import (
     EXPORT_FILE,
     GROUPS_FILE,
     MANIFEST,
     MANIFEST_CSV,
+    aggregate,
     export_groups,
     import_profile,
     skipped_note,
@@ -72,7 +73,7 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
         notes.extend(said)
         if frame.empty:
             raise DatasetError(f"nothing could be measured on this CPU ({'; '.join(said) or 'no rows'})")
-        write_profile(export / "fastest.csv", fastest(frame))
+        write_profile(export / "fastest.csv", aggregate(frame, "fastest")[0])
         return export / "fastest.csv"
 
     m = import_profile(on_cpu(groups), hw, folder, groups=groups, force=True,

@@ -7,7 +7,8 @@
   threads = cores: warm-up runs, then repeats (the median is recorded), a time limit per group.
   With `passes` > 1 it goes over the rows that many times, so a row's measurements lie minutes
   apart: a machine shared with others has slow spells, which only slow a run down, and the fastest
-  pass (`fastest`) is the one they touched least (docs/costmodel.md, "Timing on the CPU").
+  pass (`profiles.aggregate(..., "fastest")`) is the one they touched least (docs/costmodel.md,
+  "Timing on the CPU").
   Rows asking for more cores than the host has, or more memory than it has free (estimated from
   the group's shapes before anything is allocated), are skipped, and said so. Given a profile CSV,
   each row is appended to it as it is measured (a whole line, flushed), and a rerun keeps the rows
@@ -70,12 +71,6 @@ def measure(folder: str | Path, backend: str, hw: HardwareConfig | None = None, 
                             mem_bytes, passes)
     with FolderLock(folder, "measuring"), ProfileLog(Path(out), known) as log:
         return _onnxruntime(folder, man, log, seed, repeats, warmup, timeout_s, progress, mem_bytes, passes)
-
-
-def fastest(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (group_id, cores) of an onnxruntime profile: its fastest pass."""
-    best = frame.groupby(["group_id", "cores"], sort=False)["latency_ms"].idxmin()
-    return frame.loc[best.to_numpy()].reset_index(drop=True)
 
 
 def _simulate(groups: pd.DataFrame, man: pd.DataFrame, hw: HardwareConfig, seed: int) -> pd.DataFrame:
@@ -168,9 +163,10 @@ def _read_log(path: Path, known: set[tuple[str, int]]) -> list[tuple]:
         os.truncate(path, cut)
     lines = data[:cut].decode("utf-8", errors="replace").splitlines()
     again = "remove it to measure again, or choose another --out"
-    width = len(ORT_COLUMNS) if lines and lines[0] == ",".join(ORT_COLUMNS) else \
-        len(ORT_COLUMNS) - 1 if lines and lines[0] == ",".join(ORT_COLUMNS[:-1]) else 0  # before passes: pass 0
-    if lines and not width:
+    # the header says the layout: the current one, or the one before passes (its lines are pass 0)
+    widths = {",".join(ORT_COLUMNS): len(ORT_COLUMNS), ",".join(ORT_COLUMNS[:-1]): len(ORT_COLUMNS) - 1}
+    width = widths.get(lines[0], 0) if lines else len(ORT_COLUMNS)
+    if not width:
         raise AutotuneError(f"{path}: not a profile `measure --backend onnxruntime` writes (its header is "
                             f"{lines[0][:60]!r}); {again}")
     rows: list[tuple] = []
@@ -226,7 +222,8 @@ def _onnxruntime(folder: Path, man: pd.DataFrame, log: ProfileLog, seed: int, re
     over = man["cores"] > cap
     if over.any():
         notes.append(f"skipped {int(over.sum())} row(s) asking for more than this host's {cap} cores")
-    todo = _todo(man[~over], log, notes, passes)
+    man = man[~over]
+    todo = _todo(man, log, notes, passes)
     prepared = PreparedModels(folder, seed, mem_bytes, int(CACHE_SHARE * available_memory()))
     failed: dict[tuple[str, int], str] = {}
     for r in tqdm(list(todo.itertuples(index=False)), desc="measure", unit="row", disable=not progress):

@@ -52,7 +52,8 @@ def time_passes(folder: Path, rows: pd.DataFrame, passes: int, repeats: int, tim
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("export", type=Path, help="an export-groups folder made for --hw cpu")
+    ap.add_argument("export", type=Path, nargs="?", default=ROOT / "data" / "cpu.groups",
+                    help="an export-groups folder made for --hw cpu (default: the one `make synth HW=cpu` leaves)")
     ap.add_argument("--rows", type=int, default=120)
     ap.add_argument("--passes", type=int, default=6, help="an even number: half against half")
     ap.add_argument("--repeats", type=int, default=5)

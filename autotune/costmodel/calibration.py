@@ -43,8 +43,36 @@ _PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac", "pad") + _STRIDE
 COLUMNS = tuple(f"log_{part}_{policy}_us" for policy in ("rows", "chan") for part in _PARTS) + (
     "n_layers", "cores", "n_distinct", "n_distinct_conv", "n_distinct_lite", "log_tiles_rows", "log_tiles_chan",
     "hw_cores")
-_PER_CORE = ("split", "bandwidth", "compute", "launch", "layer")
-_SHARED = ("overlap", "reread", "spill", "power_share", "power_exp", "tile_us", "pad", "reload_step")
+
+
+@dataclass(frozen=True)
+class _Param:
+    """One fitted constant (or list of them) of the roofline: how many numbers it holds (PER_CORE:
+    one per core count), how least squares sees it (`log`: positive; `logit`: a share in (0, 1);
+    `logit4`: in (0, 4)) and where a fit without a prior starts."""
+
+    name: str
+    size: int
+    space: str
+    start: float | tuple[float, ...]
+
+
+PER_CORE = -1
+#: The roofline's constants in the order of the parameter vector `fit_roofline` solves for: the one
+#: place that lays them out (packing, unpacking, the start, the JSON all follow it). The start: an
+#: even split mix, the datasheet's bandwidth and clock, a 10 us launch, 1 us per layer, half of the
+#: shorter of compute and DMA hidden, re-reads and spills as estimated, a power budget for half the
+#: cores, small stride slowdowns and programs, half a microsecond per tile, half the padding paid.
+_TABLE = (
+    _Param("split", PER_CORE, "logit", 0.5), _Param("bandwidth", PER_CORE, "log", 1.0),
+    _Param("compute", PER_CORE, "log", 1.0), _Param("launch", PER_CORE, "log", 10.0),
+    _Param("layer", PER_CORE, "log", 1.0), _Param("overlap", 1, "logit", 0.5), _Param("reread", 1, "log", 1.0),
+    _Param("spill", 1, "log", 1.0), _Param("power_share", 1, "log", 0.5), _Param("power_exp", 1, "logit4", 0.5),
+    _Param("stride", len(_STRIDES), "log", 0.02), _Param("program", 4, "log", (0.1, 0.07, 0.04, 0.01)),
+    _Param("reload_us", 1, "log", 5.0), _Param("tile_us", 1, "log", 0.5), _Param("pad", 1, "log", 0.5),
+    _Param("reload_step", 1, "logit", 0.5),
+)
+_PER_CORE = tuple(q.name for q in _TABLE if q.size == PER_CORE)
 #: Width (in capacities) of the smoothed steps of whole program reloads: narrow, yet wide enough
 #: that least squares sees a slope near each step.
 STEP_WIDTH = 0.05
@@ -82,24 +110,22 @@ class RooflineFit:
             raise ValueError("calibration lists have the wrong length")
 
     def to_dict(self) -> dict:
-        names = ("cores",) + _PER_CORE + _SHARED + ("stride", "program", "reload_us")
-        return {name: getattr(self, name) for name in names}
+        return {"cores": self.cores, **{q.name: getattr(self, q.name) for q in _TABLE}}
 
     @classmethod
     def from_dict(cls, d: dict) -> RooflineFit:
         K = len(d["cores"])
-        vals = {name: [float(v) for v in d[name]] for name in ("cores",) + _PER_CORE}
-        if any(len(v) != K for v in vals.values()):
-            raise ValueError("calibration lists differ in length")
         d = dict(d)
         # models saved before reload_step existed reloaded in proportion to the excess; before
         # power_share, the budget was in cores (a one-part fit's largest core count is the part's)
         d.setdefault("reload_step", 0.0)
         if "power_share" not in d:
-            d["power_share"] = float(d["power_cores"]) / max(vals["cores"])
-        kw: dict[str, Any] = {**vals, **{name: float(d[name]) for name in _SHARED},
-                              "stride": [float(v) for v in d["stride"]], "program": [float(v) for v in d["program"]],
-                              "reload_us": float(d["reload_us"])}
+            d["power_share"] = float(d["power_cores"]) / max(float(c) for c in d["cores"])
+        kw: dict[str, Any] = {"cores": [float(v) for v in d["cores"]]}
+        for q in _TABLE:
+            kw[q.name] = float(d[q.name]) if q.size == 1 else [float(v) for v in d[q.name]]
+            if q.size == PER_CORE and len(kw[q.name]) != K:
+                raise ValueError("calibration lists differ in length")
         return cls(**kw)
 
     def log_ms(self, parts: dict[str, np.ndarray]) -> np.ndarray:
@@ -111,27 +137,30 @@ class RooflineFit:
         ks = np.log2(np.asarray(self.cores))
         # a core count never measured takes the constants of the nearest one measured
         j = np.abs(np.log2(parts["k"])[:, None] - ks[None, :]).argmin(1)
-        p = {name: np.asarray(getattr(self, name))[j] for name in _PER_CORE}
-        return _roofline(parts, p, {name: getattr(self, name) for name in _SHARED}, np.asarray(self.stride),
-                         np.asarray(self.program), self.reload_us)
+        c = {q.name: np.asarray(getattr(self, q.name))[j] if q.size == PER_CORE else np.asarray(getattr(self, q.name))
+             for q in _TABLE}
+        return _roofline(parts, c)
 
 
-def _roofline(parts: dict[str, np.ndarray], p: dict[str, np.ndarray], sh: dict[str, float],
-              stride: np.ndarray, program: np.ndarray, reload_us: float) -> np.ndarray:
+def _roofline(parts: dict[str, np.ndarray], c: dict[str, np.ndarray]) -> np.ndarray:
+    """The module docstring's T (us) of each row; `c` holds every constant of _TABLE, the
+    per-core ones already picked for each row."""
     def mix(name: str) -> np.ndarray:
         a, b = parts[name + "_rows"], parts[name + "_chan"]
-        return b + p["split"] * (a - b)
+        return b + c["split"] * (a - b)
 
-    slow = sum(s * mix(name) for s, name in zip(stride, _STRIDES))  # stride-class slowdowns
-    C = p["compute"] * (mix("compute") + mix("halo") + slow + sh["pad"] * mix("pad")) + sh["tile_us"] * mix("tiles")
-    D = p["bandwidth"] * (mix("bytes") + sh["reread"] * mix("reread") + sh["spill"] * mix("spill"))
-    busy_cores = parts["k"] * p["compute"] * (mix("mac") + slow) / np.maximum(np.maximum(C, D), 1e-12)
-    C = C * np.clip(busy_cores / (sh["power_share"] * parts["hw_cores"]), 1.0, 1e3) ** sh["power_exp"]
+    slow = sum(s * mix(name) for s, name in zip(c["stride"], _STRIDES))  # stride-class slowdowns
+    C = c["compute"] * (mix("compute") + mix("halo") + slow + c["pad"] * mix("pad")) + c["tile_us"] * mix("tiles")
+    D = c["bandwidth"] * (mix("bytes") + c["reread"] * mix("reread") + c["spill"] * mix("spill"))
+    busy_cores = parts["k"] * c["compute"] * (mix("mac") + slow) / np.maximum(np.maximum(C, D), 1e-12)
+    C = C * np.clip(busy_cores / (c["power_share"] * parts["hw_cores"]), 1.0, 1e3) ** c["power_exp"]
     # a kernel's program (descriptors, instructions) beyond what its memory holds is reloaded
+    program = c["program"]
     size = (program[0] * parts["dconv"] + program[1] * parts["dlite"] + program[2] * parts["dother"]
             + program[3] * (parts["n"] - parts["dconv"] - parts["dlite"] - parts["dother"]))
-    reload = reload_us * ((1.0 - sh["reload_step"]) * np.maximum(size - 1.0, 0.0) + sh["reload_step"] * steps(size))
-    return p["launch"] + parts["n"] * p["layer"] + reload + np.maximum(C, D) + sh["overlap"] * np.minimum(C, D)
+    step = c["reload_step"]
+    reload = c["reload_us"] * ((1.0 - step) * np.maximum(size - 1.0, 0.0) + step * steps(size))
+    return c["launch"] + parts["n"] * c["layer"] + reload + np.maximum(C, D) + c["overlap"] * np.minimum(C, D)
 
 
 def steps(size: np.ndarray) -> np.ndarray:
@@ -157,22 +186,43 @@ def columns_to_parts(X: np.ndarray, index: dict[str, int]) -> dict[str, np.ndarr
     return out
 
 
+def _slots(K: int) -> dict[str, slice]:
+    """Where each constant of _TABLE sits in a parameter vector for K core counts."""
+    out, at = {}, 0
+    for q in _TABLE:
+        n = K if q.size == PER_CORE else q.size
+        out[q.name] = slice(at, at + n)
+        at += n
+    return out
+
+
+def _to_space(q: _Param, v) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    if q.space == "log":
+        return np.log(v)
+    share = np.clip(v / 4.0 if q.space == "logit4" else v, 1e-6, 1 - 1e-6)
+    return np.log(share / (1 - share))
+
+
+def _from_space(q: _Param, th: np.ndarray) -> np.ndarray:
+    if q.space == "log":
+        return np.exp(th)
+    sig = 1.0 / (1.0 + np.exp(-np.clip(th, -50.0, 50.0)))
+    return 4.0 * sig if q.space == "logit4" else sig
+
+
+def _start(K: int) -> np.ndarray:
+    """The parameter vector a fit without a prior starts from (_TABLE's starts)."""
+    sl = _slots(K).values()
+    return np.concatenate([np.resize(_to_space(q, q.start), s.stop - s.start) for q, s in zip(_TABLE, sl)])
+
+
 def _pack(fit: RooflineFit, ks: np.ndarray) -> np.ndarray:
     """`fit`'s constants as the parameter vector `fit_roofline` solves for, at core counts `ks`
     (each takes the constants of the nearest core count `fit` has)."""
     j = np.abs(np.log2(ks)[:, None] - np.log2(np.asarray(fit.cores))[None, :]).argmin(1)
-
-    def per(name: str) -> np.ndarray:
-        return np.asarray(getattr(fit, name))[j]
-
-    def logit(p: float | np.ndarray) -> np.ndarray:
-        p = np.clip(p, 1e-6, 1 - 1e-6)
-        return np.log(p / (1 - p))
-
-    return np.r_[logit(per("split")), np.log(per("bandwidth")), np.log(per("compute")), np.log(per("launch")),
-                 np.log(per("layer")), logit(fit.overlap), np.log(fit.reread), np.log(fit.spill),
-                 np.log(fit.power_share), logit(fit.power_exp / 4.0), np.log(fit.stride), np.log(fit.program),
-                 np.log(fit.reload_us), np.log(fit.tile_us), np.log(fit.pad), logit(fit.reload_step)]
+    return np.concatenate([np.atleast_1d(_to_space(q, np.asarray(getattr(fit, q.name))[j] if q.size == PER_CORE
+                                                   else getattr(fit, q.name))) for q in _TABLE])
 
 
 def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int = 30000, seed: int = 0,
@@ -205,12 +255,12 @@ def _fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int,
     log_y = np.log(y_us)
 
     th_prior = None if prior is None else _pack(prior, ks)
-    S = len(_STRIDES)
-    prog, reload, step = _program_slots(K)
+    sl = _slots(K)
+    prog, reload, step = sl["program"], sl["reload_us"], sl["reload_step"]
 
     def residual(th: np.ndarray) -> np.ndarray:
-        p, sh, st, prg, rl = _unpack(th, K)
-        t = _roofline(parts, {k_: v[j] for k_, v in p.items()}, sh, st, prg, rl)
+        c = _unpack(th, K)
+        t = _roofline(parts, {q.name: c[q.name][j] if q.size == PER_CORE else c[q.name] for q in _TABLE})
         r = np.log(np.maximum(t, 1e-9)) - log_y
         if th_prior is None:
             return r
@@ -226,14 +276,7 @@ def _fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int,
         z = (residual(th) / f_scale) ** 2
         return float(np.sum(np.sqrt(1.0 + z) - 1.0))
 
-    # start: even split mix, datasheet bandwidth and clock, 10 us launch, 1 us per layer, half of the
-    # shorter of compute and DMA hidden, re-reads and spills as estimated, a power budget for half the cores,
-    # half a microsecond per tile, half the last tiles' padding paid
-    th0 = np.r_[np.zeros(K), np.zeros(K), np.zeros(K), np.full(K, np.log(10.0)), np.zeros(K), 0.0, 0.0, 0.0,
-                np.log(0.5), np.log(0.5 / 3.5), np.full(S, np.log(0.02)),
-                np.log([0.1, 0.07, 0.04, 0.01]), np.log(5.0), np.log(0.5), np.log(0.5), 0.0]
-    if th_prior is not None:
-        th0 = th_prior
+    th0 = _start(K) if th_prior is None else th_prior
     res = least_squares(residual, th0, loss="soft_l1", f_scale=f_scale, max_nfev=400)
     # whole reloads make the cost a staircase in the program's scale, flat between steps: local
     # search stalls on a wrong stair, so scan the scale (and steps against a ramp), then refine
@@ -251,32 +294,14 @@ def _fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int,
     return roofline_at(res.x, ks)
 
 
-def _program_slots(K: int) -> tuple[slice, int, int]:
-    """Where the program size, the reload cost and the step share sit in a parameter vector for K
-    core counts (the order `_pack` writes; tile_us and pad follow the reload cost)."""
-    base = 5 * K + 5 + len(_STRIDES)
-    return slice(base, base + 4), base + 4, base + 7
-
-
-def _unpack(th: np.ndarray, K: int) -> tuple[dict[str, np.ndarray], dict[str, float], np.ndarray, np.ndarray, float]:
+def _unpack(th: np.ndarray, K: int) -> dict[str, np.ndarray]:
     """The constants in a parameter vector for K core counts (the inverse of `_pack`)."""
-    S = len(_STRIDES)
-    sig = 1.0 / (1.0 + np.exp(-th[0:K]))
-    p = {"split": sig, "bandwidth": np.exp(th[K:2 * K]), "compute": np.exp(th[2 * K:3 * K]),
-         "launch": np.exp(th[3 * K:4 * K]), "layer": np.exp(th[4 * K:5 * K])}
-    sh = {"overlap": float(1.0 / (1.0 + np.exp(-th[5 * K]))), "reread": float(np.exp(th[5 * K + 1])),
-          "spill": float(np.exp(th[5 * K + 2])), "power_share": float(np.exp(th[5 * K + 3])),
-          "power_exp": float(4.0 / (1.0 + np.exp(-th[5 * K + 4])))}  # a clock exponent in (0, 4)
-    prog, reload, step = _program_slots(K)
-    sh["tile_us"] = float(np.exp(th[reload + 1]))
-    sh["pad"] = float(np.exp(th[reload + 2]))
-    sh["reload_step"] = float(1.0 / (1.0 + np.exp(-np.clip(th[step], -50.0, 50.0))))
-    return p, sh, np.exp(th[5 * K + 5:5 * K + 5 + S]), np.exp(th[prog]), float(np.exp(th[reload]))
+    return {q.name: _from_space(q, th[s]) for q, s in zip(_TABLE, _slots(K).values())}
 
 
 def roofline_at(th: np.ndarray, ks: np.ndarray) -> RooflineFit:
     """The RooflineFit of parameter vector `th` at core counts `ks`."""
-    p, sh, st, prog, rl = _unpack(th, len(ks))
-    kw: dict[str, Any] = {"cores": [float(k) for k in ks], **{name: p[name].tolist() for name in _PER_CORE}, **sh,
-                          "stride": st.tolist(), "program": prog.tolist(), "reload_us": rl}
+    c = _unpack(th, len(ks))
+    kw: dict[str, Any] = {"cores": [float(k) for k in ks]}
+    kw.update({q.name: float(c[q.name][0]) if q.size == 1 else c[q.name].tolist() for q in _TABLE})
     return RooflineFit(**kw)

@@ -28,6 +28,7 @@ import numpy as np
 import xgboost as xgb
 from sklearn.model_selection import GroupKFold
 
+from autotune.costmodel.boosters import boost
 from autotune.costmodel.calibration import RooflineFit
 from autotune.costmodel.members import ScratchMember, inverse_variance
 from autotune.costmodel.model import LatencyModel
@@ -84,11 +85,7 @@ def _starts(universal: LatencyModel, X: np.ndarray, parts: dict[str, np.ndarray]
 def _boost(start: xgb.Booster | None, X: np.ndarray, logy: np.ndarray, margin: np.ndarray, depth: int, rounds: int,
            seed: int, val: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[xgb.Booster, list[float]]:
     params = {**ADAPT_PARAMS, "max_depth": depth, "seed": seed, "nthread": 0}
-    hist: dict = {}
-    evals = [] if val is None else [(xgb.DMatrix(val[0], label=val[1], base_margin=val[2]), "val")]
-    out = xgb.train(params, xgb.DMatrix(X, label=logy, base_margin=margin), num_boost_round=rounds, xgb_model=start,
-                    evals=evals, evals_result=hist, verbose_eval=False)
-    return out, list(hist.get("val", {}).get("mae", []))
+    return boost(params, (X, logy, margin), rounds, val=val, start=start)
 
 
 def _predict_log(start: xgb.Booster | None, X: np.ndarray, margin: np.ndarray) -> np.ndarray:

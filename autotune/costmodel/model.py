@@ -21,7 +21,7 @@ from sklearn.model_selection import GroupShuffleSplit
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from autotune.costmodel.boosters import checked_booster_file
+from autotune.costmodel.boosters import boost, checked_booster_file
 from autotune.costmodel.features import COVERAGE_FEATURES, PRIOR_FEATURE, get_featurizer
 from autotune.costmodel.memory import MeasuredMemory
 from autotune.errors import ModelFileError
@@ -182,10 +182,11 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         err = np.abs(np.log(self.predict_own(Xva)) - logy_va) if len(logy_va) else np.zeros(0)
         self.val_q90_log_ = float(np.quantile(err, VAL_TAIL)) if len(err) else float("nan")
 
-    def _finish(self, booster: xgb.Booster, evals_result: dict) -> LatencyModel:
+    def _finish(self, booster: xgb.Booster, val_curve: list[float]) -> LatencyModel:
+        """Keep `booster` (cut at its best round) and its validation MAE there (`val_curve` per round)."""
         self.booster_ = booster
-        self.best_iteration_ = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
-        self.val_mae_log_ = float(evals_result["val"]["mae"][self.best_iteration_])
+        self.best_iteration_ = booster.num_boosted_rounds() - 1
+        self.val_mae_log_ = float(val_curve[self.best_iteration_])
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -193,15 +194,12 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         """Fit on feature rows X and latencies y (ms, positive); `groups` keeps a group's rows on one
         side of the validation split."""
         X, logy, tr, va, margin = self._prepare(X, y, groups)
-        dtr = xgb.DMatrix(X[tr], label=logy[tr], base_margin=None if margin is None else margin[tr])
-        dva = xgb.DMatrix(X[va], label=logy[va], base_margin=None if margin is None else margin[va])
-        evals_result: dict = {}
-        booster = xgb.train(
-            self._xgb_params(len(tr)), dtr, num_boost_round=self.n_estimators, evals=[(dtr, "train"), (dva, "val")],
-            early_stopping_rounds=self.early_stopping_rounds, evals_result=evals_result,
-            verbose_eval=False, callbacks=[progress_callback(self.n_estimators)] if self.verbose else None,
-        )
-        self._finish(booster, evals_result)
+
+        def rows(idx: np.ndarray):
+            return X[idx], logy[idx], None if margin is None else margin[idx]
+
+        self._finish(*boost(self._xgb_params(len(tr)), rows(tr), self.n_estimators, val=rows(va),
+                            early_stopping=self.early_stopping_rounds, progress=self.verbose))
         self._val_tail(X[va], logy[va])
         self.members_ = []
         bags = self.bags or (BAGS if len(logy) < BAG_BELOW else 1)
@@ -536,33 +534,11 @@ def fit_on_cluster(model: LatencyModel, X, y, groups, client) -> LatencyModel:
                      evals=[(dtr, "train"), (dva, "val")], early_stopping_rounds=model.early_stopping_rounds,
                      verbose_eval=False)
     model.memory_ = MeasuredMemory.from_rows(X, logy) if model.memory else None
-    model._finish(out["booster"], out["history"])
+    booster = out["booster"]
+    best = int(getattr(booster, "best_iteration", booster.num_boosted_rounds() - 1))
+    model._finish(booster[: best + 1], out["history"]["val"]["mae"])
     model._val_tail(X[va], logy[va])
     return model
-
-
-def progress_callback(total: int):
-    """An XGBoost callback drawing a tqdm bar over boosting rounds, with the validation error."""
-    from tqdm import tqdm
-    from xgboost.callback import TrainingCallback
-
-    class Bar(TrainingCallback):
-        def before_training(self, model):
-            self.bar = tqdm(total=total, desc="boosting", unit="round", leave=False)
-            return model
-
-        def after_iteration(self, model, epoch, evals_log):
-            self.bar.update(1)
-            val = evals_log.get("val", {}).get("mae")
-            if val:
-                self.bar.set_postfix(val_mae_log=f"{val[-1]:.4f}", refresh=False)
-            return False
-
-        def after_training(self, model):
-            self.bar.close()
-            return model
-
-    return Bar()
 
 
 def _coverage_json(cov: dict | None) -> dict | None:

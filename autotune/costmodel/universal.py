@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
+from autotune.costmodel.boosters import boost, checked_booster_file
 from autotune.costmodel.calibration import RooflineFit
 from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.features import universal_columns
@@ -277,15 +278,9 @@ def adaptation_trees(model: LatencyModel, X: np.ndarray, y: np.ndarray, dev: np.
     margin = refitted_margins(model, X, y, dev, seed)
     tr, va = model.split(len(X), dev)
     logy = np.log(y)
-    dtr = xgb.DMatrix(X[tr], label=logy[tr], base_margin=margin[tr])
-    dva = xgb.DMatrix(X[va], label=logy[va], base_margin=margin[va])
-    from autotune.costmodel.model import progress_callback
-
-    booster = xgb.train(model._xgb_params(), dtr, num_boost_round=model.n_estimators, evals=[(dva, "val")],
-                        early_stopping_rounds=model.early_stopping_rounds, verbose_eval=False,
-                        callbacks=[progress_callback(model.n_estimators)] if progress else None)
-    best = int(booster.best_iteration)
-    booster = booster[: best + 1]
+    booster, _ = boost(model._xgb_params(), (X[tr], logy[tr], margin[tr]), model.n_estimators,
+                       val=(X[va], logy[va], margin[va]), early_stopping=model.early_stopping_rounds, progress=progress)
+    best = booster.num_boosted_rounds() - 1
     pred = np.exp(booster.inplace_predict(X[va], base_margin=margin[va]))
     return booster, best, accuracy(pred, y[va])
 
@@ -295,7 +290,6 @@ def probe_trees(model: LatencyModel, fd: FamilyDataset, X: np.ndarray, dev: np.n
     """Trees that predict each device's log departure from `model`'s prediction from its rows'
     features and its probe residuals (the same for all of a device's rows), learned over every
     device of the draw, siblings included, and validated on held-out datasheets."""
-    from autotune.costmodel.model import progress_callback
     from autotune.costmodel.probes import probe_pairs, probe_residuals
 
     assert fd.probes is not None
@@ -316,12 +310,9 @@ def probe_trees(model: LatencyModel, fd: FamilyDataset, X: np.ndarray, dev: np.n
             is_va.append(np.full(len(sel), held[i]))
     F, T, V = np.vstack(feats), np.concatenate(target), np.concatenate(is_va)
     params = {**PROBE_PARAMS, "seed": seed, "nthread": 0}
-    booster = xgb.train(params, xgb.DMatrix(F[~V], label=T[~V]), num_boost_round=model.n_estimators,
-                        evals=[(xgb.DMatrix(F[V], label=T[V]), "val")],
-                        early_stopping_rounds=model.early_stopping_rounds,
-                        verbose_eval=False, callbacks=[progress_callback(model.n_estimators)] if progress else None)
-    best = int(booster.best_iteration)
-    booster = booster[: best + 1]
+    booster, _ = boost(params, (F[~V], T[~V], None), model.n_estimators, val=(F[V], T[V], None),
+                       early_stopping=model.early_stopping_rounds, progress=progress)
+    best = booster.num_boosted_rounds() - 1
     zero = float(np.mean(np.abs(T[V])))
     mae = float(np.mean(np.abs(T[V] - booster.inplace_predict(F[V]))))
     return booster, best, {"mae_log_without_probes": round(zero, 4), "mae_log": round(mae, 4)}
@@ -330,8 +321,6 @@ def probe_trees(model: LatencyModel, fd: FamilyDataset, X: np.ndarray, dev: np.n
 def checked_booster(meta: dict, folder: Path, key: str, file: str) -> xgb.Booster | None:
     """An extra booster published in `folder` as `file`, checked against the digest meta[key] records
     (None if meta records none)."""
-    from autotune.costmodel.boosters import checked_booster_file
-
     info = meta.get(key)
     if not isinstance(info, dict):
         return None

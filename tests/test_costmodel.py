@@ -82,6 +82,29 @@ def test_save_load_roundtrip_without_pickle(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_load_reads_extra_trees_and_a_refit_keeps_nothing_of_the_loaded_model(tmp_path):
+    import hashlib
+
+    from autotune.costmodel.model import EXTRA_TREES
+
+    hw = load_hardware("mlu100")
+    X, y, g = _data()
+    m = _small().fit(X, y, groups=g)
+    extra = bytes(_small().fit(X, y * 2, groups=g).booster_.save_raw(raw_format="ubj"))
+    file = EXTRA_TREES["adapt_trees"]
+    m.save(tmp_path, {"hardware": hw.name, "hardware_hash": hw.hash, "marker": 1,
+                      "adapt_trees": {"file": file, "sha256": hashlib.sha256(extra).hexdigest()}}, {file: extra})
+    back = LatencyModel.load(tmp_path, hw)
+    assert back.adapt_trees_ is not None and back.probe_trees_ is None and back.meta_["marker"] == 1
+    back.fit(X, y * 3, groups=g)
+    assert back.adapt_trees_ is None and back.members_ == [] and back.meta_ == {}
+    fresh = LatencyModel(**back.get_params()).fit(X, y * 3, groups=g)
+    assert np.array_equal(back.predict(X), fresh.predict(X))
+    (tmp_path / file).write_bytes(b"\x00" * 8)  # extra trees are checked like the model's own
+    with pytest.raises(ModelFileError, match=f"{file} is corrupted"):
+        LatencyModel.load(tmp_path, hw)
+
+
 def _rewrite_meta(folder, **changes):
     from autotune.costmodel.model import _meta_checksum
 

@@ -378,6 +378,36 @@ def test_an_adapted_model_reads_back_its_members_and_predicts_alike(adapted_fold
         LatencyModel.load(dest, hw)
 
 
+def _refit_rows(model, hw):
+    """Feature rows of the probe kernels and latencies 30% above the model's: something to refit on."""
+    batch, gidx, cores = probe_pairs(hw)
+    X = model.featurize_batch(batch, gidx, cores, hw)
+    return X, model.predict(X) * 1.3, gidx
+
+
+@pytest.mark.slow
+def test_a_refit_universal_model_keeps_nothing_of_what_it_was(trained):
+    hw = load_family("family").draw(1, seed=5, prefix="refit")[0]
+    model, _ = load_universal(trained / "models" / "universal", hw)
+    assert model.adapt_trees_ is not None and model.probe_trees_ is not None and model.meta_["universal"]
+    X, y, groups = _refit_rows(model, hw)
+    model.fit(X, y, groups=groups)
+    assert model.meta_ == {} and model.adapt_trees_ is None and model.probe_trees_ is None and model.members_ == []
+    fresh = LatencyModel(**model.get_params()).fit(X, y, groups=groups)
+    assert np.array_equal(model.predict(X), fresh.predict(X))
+
+
+@pytest.mark.slow
+def test_a_refit_adapted_model_drops_its_members(adapted_folder):
+    hw, folder = adapted_folder
+    model = LatencyModel.load(folder, hw)
+    assert len(model.members_) == 2
+    X, y, groups = _refit_rows(model, hw)
+    model.fit(X, y, groups=groups)
+    assert model.members_ == [] and model.meta_ == {}
+    assert np.array_equal(model.predict(X), LatencyModel(**model.get_params()).fit(X, y, groups=groups).predict(X))
+
+
 @pytest.mark.slow
 def test_a_map_roofline_refit_moves_from_its_prior_only_as_far_as_labels_say(trained):
     from autotune.costmodel.calibration import fit_roofline

@@ -21,7 +21,6 @@ rest), and near-tie plans flip on the consensus's error less often than on eithe
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,7 +77,7 @@ def _starts(universal: LatencyModel, X: np.ndarray, parts: dict[str, np.ndarray]
         calib = refit_roofline(universal, parts, y, fit, seed)
         margin = calib.log_ms(parts)
         for kind in {"calibrated", "part"} & set(kinds):
-            out[kind] = (margin, getattr(universal, "adapt_trees_", None) if kind == "calibrated" else None, calib)
+            out[kind] = (margin, universal.adapt_trees_ if kind == "calibrated" else None, calib)
     return out
 
 
@@ -117,13 +116,13 @@ def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndar
     parts = universal._parts(X)
     n_folds = min(FOLDS, len(np.unique(groups)))
     everything = np.arange(len(X))
-    kinds = [k for k in KINDS if k != "calibrated" or getattr(universal, "adapt_trees_", None) is not None]
+    kinds = [k for k in KINDS if k != "calibrated" or universal.adapt_trees_ is not None]
     m0, b0, _ = _starts(universal, X, parts, y, everything, ["universal"], seed)["universal"]
     assert b0 is not None  # the universal kind continues from the universal trees
     err0 = np.abs(_predict_log(b0, X, m0) - logy)
     if n_folds < 2:  # too few groups to validate anything: the universal model as it is
         mae0 = float(err0.mean())  # on the labels themselves: nothing is held out
-        return AdaptResult(_model(universal, b0, None, mae0), "universal", 0, DEPTHS[0], mae0, mae0)
+        return AdaptResult(LatencyModel.assembled(universal, b0, None, mae0), "universal", 0, DEPTHS[0], mae0, mae0)
     folds = list(GroupKFold(n_splits=n_folds).split(X, groups=groups))
     cv0 = float(np.mean([err0[va].mean() for _, va in folds]))
     best = (cv0, "universal", 0, DEPTHS[0])
@@ -142,23 +141,23 @@ def adapt(universal: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndar
     margin, start, calib = _starts(universal, X, parts, y, everything, [kind], seed)[kind]
     booster = _boost(start, X, logy, margin, depth, rounds, seed)[0] if rounds > 0 else start
     assert booster is not None  # "part" always adds trees
-    out = AdaptResult(_model(universal, booster, calib, mae), kind, rounds, depth, cv0, mae)
     members: list = []
-    infos: list[dict] = []
-    if residuals is not None and getattr(universal, "probe_trees_", None) is not None:
-        probed, out.probed = _probed(universal, X, logy, parts, folds, residuals, b0, seed)
-        members.append(probed)
-        infos.append(out.probed)
+    probed_info = scratch_info = None
+    if residuals is not None and universal.probe_trees_ is not None:
+        probed, probed_info = _probed(universal, X, logy, parts, folds, residuals, b0, seed)
+        members.append((probed, probed_info))
     if scratch:
-        alone, out.scratch = _scratch(X, y, groups, folds, seed)
-        members.append(alone)
-        infos.append(out.scratch)
+        alone, scratch_info = _scratch(X, y, groups, folds, seed)
+        members.append((alone, scratch_info))
     # inverse-variance weights over 30 held-out parts x 21 networks at 200 labels: README, costmodel.md
-    weights = inverse_variance([mae] + [info["cv_mae_log"] for info in infos])
-    for member, info, w in zip(members, infos, weights[1:]):
+    weights = inverse_variance([mae] + [info["cv_mae_log"] for _, info in members])
+    for (member, info), w in zip(members, weights[1:]):
         member.weight = info["weight"] = w
-    out.model.members_ = members
-    return out
+    # its validation error is the part's cross-validated one, not the universal model's on unseen
+    # datasheets: tune-time measurement (refine.py) trusts a measurement that departs from the
+    # prediction by more than this error explains
+    model = LatencyModel.assembled(universal, booster, calib, mae, [m for m, _ in members])
+    return AdaptResult(model, kind, rounds, depth, cv0, mae, probed_info, scratch_info)
 
 
 def _probed(universal: LatencyModel, X: np.ndarray, logy: np.ndarray, parts: dict[str, np.ndarray],
@@ -166,6 +165,7 @@ def _probed(universal: LatencyModel, X: np.ndarray, logy: np.ndarray, parts: dic
     """The probed member: the universal model plus its probe trees at the part's residuals, continued
     by correction trees whose count and depth cross-validation picks (none if none helps)."""
     assert universal.calibration_ is not None  # a universal model has the calibrated prior
+    assert universal.probe_trees_ is not None  # adapt asks for a probed member only then
     member = ProbedMember(universal.calibration_, start, universal.probe_trees_, np.asarray(residuals, np.float64),
                           weight=0.0)
     margin = member.margin(X, parts)
@@ -195,19 +195,3 @@ def _scratch(X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: list, seed
         errs.append(float(np.mean(np.abs(np.log(fold.predict(X[va, :n])) - np.log(y[va])))))
     model = LatencyModel(random_state=seed, bags=1).fit(X[:, :n], y, groups=groups)
     return ScratchMember.of(model, 0.0), {"trees": model.best_iteration_ + 1, "cv_mae_log": float(np.mean(errs))}
-
-
-def _model(universal: LatencyModel, booster: xgb.Booster, calib: RooflineFit | None, val_mae: float) -> LatencyModel:
-    """A one-part model: the universal one's settings with other trees and, if refitted, another prior.
-    Its validation error is its cross-validated error on the part (`val_mae`, log scale), not the
-    universal model's on unseen datasheets: tune-time measurement (refine.py) trusts a measurement
-    that departs from the prediction by more than this error explains."""
-    model = copy.copy(universal)
-    model.meta_ = {}
-    model.val_mae_log_ = val_mae
-    model.val_q90_log_ = float("nan")  # the universal model's tail says nothing about these trees
-    model.booster_ = booster
-    model.best_iteration_ = booster.num_boosted_rounds() - 1
-    if calib is not None:
-        model.calibration_ = calib
-    return model

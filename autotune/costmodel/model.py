@@ -29,6 +29,10 @@ from autotune.fileio import publish_folder, recover_folder
 
 MODEL_FILE = "model.ubj"
 META_FILE = "meta.json"
+#: Trees a universal model carries besides its own, each under a meta.json key that records its
+#: digest (autotune/costmodel/universal.py): the adaptation trees, correcting a roofline refitted to
+#: one part, and the probe trees, reading a part's probe residuals.
+EXTRA_TREES = {"adapt_trees": "adapt.ubj", "probe_trees": "probe.ubj"}
 #: Models in a bagged ensemble when `bags=0` ("auto") and the labels are few (fewer rows than
 #: BAG_BELOW): the model plus BAGS - 1 members fitted to bootstrap draws of the groups.
 BAGS = 5
@@ -83,11 +87,14 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         "verbose": ["boolean"],
     }
 
-    # set by fit (or load); declared for type checkers, not class attributes
+    # set by fit, load or assembled only; declared for type checkers, not class attributes
     n_features_in_: int
     coverage_: dict | None
     memory_: MeasuredMemory | None
-    meta_: dict
+    meta_: dict  # meta.json of a loaded model; {} after fit
+    members_: list  # an adapted or bagged model's other members (members.py)
+    adapt_trees_: xgb.Booster | None  # a universal model's EXTRA_TREES (load only)
+    probe_trees_: xgb.Booster | None
 
     def __init__(
         self,
@@ -160,6 +167,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
 
     def _prepare(self, X, y, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Validate, split, fit the prior: (X, log y, train rows, validation rows, base margin)."""
+        self._forget()
         Xv, yv = validate_data(self, X, y, dtype=np.float32, y_numeric=True, ensure_min_samples=2)
         X, y = np.asarray(Xv), np.asarray(yv, dtype=np.float64)
         if np.any(y <= 0):
@@ -175,6 +183,36 @@ class LatencyModel(RegressorMixin, BaseEstimator):
 
             self.calibration_ = fit_roofline(self._parts(X[tr]), y[tr] * 1e3, seed=self.random_state)
         return X, np.log(y), tr, va, self._margin(X)
+
+    def _forget(self) -> None:
+        """Drop every fitted attribute, so a refit (of a loaded, adapted or universal model) keeps
+        nothing of the model it was: members, extra trees, memory, meta.json."""
+        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
+            delattr(self, name)
+        self.meta_ = {}
+        self.members_ = []
+        self.adapt_trees_ = self.probe_trees_ = None
+
+    @classmethod
+    def assembled(cls, like: LatencyModel, booster: xgb.Booster, calibration, val_mae_log: float,
+                  members: list | None = None) -> LatencyModel:
+        """A fitted one-part model made of fitted parts (what `adapt` builds from a universal model):
+        `like`'s hyper-parameters, featurizer and prior kind, `booster` as its trees, `calibration` as
+        its roofline (`like`'s if None), `val_mae_log` as its validation error and `members` to
+        average with. The one way besides fit and load to a fitted model."""
+        model = cls(**like.get_params())
+        model._forget()
+        model.n_features_in_ = like.n_features_in_
+        model.prior_ = like.prior_
+        model.calibration_ = calibration if calibration is not None else like.calibration_
+        model.coverage_ = like.coverage_
+        model.memory_ = None
+        model.booster_ = booster
+        model.best_iteration_ = booster.num_boosted_rounds() - 1
+        model.val_mae_log_ = float(val_mae_log)
+        model.val_q90_log_ = float("nan")  # `like`'s tail says nothing about these trees
+        model.members_ = list(members or [])
+        return model
 
     def _val_tail(self, Xva: np.ndarray, logy_va: np.ndarray) -> None:
         """The 90th percentile of the validation split's absolute log error (`val_q90_log_`): how far
@@ -460,8 +498,19 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         model.memory_ = MeasuredMemory.from_json(meta["memory"]) if meta.get("memory") is not None else None
         if model.memory and meta.get("memory") is not None and model.memory_ is None:
             raise ModelFileError(f"{meta_path} holds a malformed measured memory ({retrain})")
+        model.adapt_trees_, model.probe_trees_ = (_extra_trees(meta, folder, key, retrain) for key in EXTRA_TREES)
         model.meta_ = meta
         return model
+
+
+def _extra_trees(meta: dict, folder: Path, key: str, retrain: str) -> xgb.Booster | None:
+    """The extra trees meta.json records under `key` (EXTRA_TREES), checked against their digest; None if none."""
+    info = meta.get(key)
+    if info is None:
+        return None
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{folder}/{META_FILE}'s {key} entry is malformed ({retrain})")
+    return checked_booster_file(folder / EXTRA_TREES[key], info.get("sha256"), retrain)
 
 
 def _nearest(Q: np.ndarray, P: np.ndarray, exclude_self: bool = False, chunk: int = 2048) -> np.ndarray:

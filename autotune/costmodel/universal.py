@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
-from autotune.costmodel.boosters import boost, checked_booster_file
+from autotune.costmodel.boosters import boost
 from autotune.costmodel.calibration import RooflineFit
 from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.features import universal_columns
-from autotune.costmodel.model import LatencyModel
+from autotune.costmodel.model import EXTRA_TREES, LatencyModel
 from autotune.costmodel.training import accuracy
 from autotune.data.dataset import Dataset, read_dataset
 from autotune.errors import DatasetError, ModelFileError
@@ -38,7 +38,7 @@ from autotune.hardware.family import FAMILY_MANIFEST, SIBLINGS_FILE, Family, par
 
 #: The probe trees: a part's departure from the universal model's prediction, given its probe
 #: residuals (probes.py); what `adapt` puts on top of the universal model once the probes are measured.
-PROBE_TREES_FILE = "probe.ubj"
+PROBE_TREES_FILE = EXTRA_TREES["probe_trees"]
 #: Share of each datasheet's rows the probe trees learn from, spread over its devices (each device
 #: gives this share over the number of devices): with 4 devices per datasheet, 1.0 and 2.0 reached
 #: the same validation error (0.060 log MAE on held-out datasheets' devices, from 0.128 without
@@ -48,7 +48,7 @@ PROBE_PARAMS = {"objective": "reg:pseudohubererror", "huber_slope": 0.1, "eta": 
                 "min_child_weight": 5.0, "subsample": 0.8, "colsample_bytree": 0.8, "tree_method": "hist",
                 "eval_metric": "mae"}
 #: The adaptation trees: corrections to a roofline refitted to one part (what `adapt` starts from).
-ADAPT_TREES_FILE = "adapt.ubj"
+ADAPT_TREES_FILE = EXTRA_TREES["adapt_trees"]
 #: Label counts each training device's roofline is refitted from when the adaptation trees are
 #: trained: the budgets `adapt` will meet, so the trees learn residuals of a prior that good.
 ADAPT_FIT_SIZES = (50, 200, 1000)
@@ -245,7 +245,8 @@ def train_universal(data_dir: str | Path, out_dir: str | Path, seed: int = 0, pr
             "probe_trees": probe_meta}
     with FolderLock(Path(out_dir)):
         model.save(out_dir, meta, extra)
-    return model, meta
+        # the model as every later use sees it: its extra trees and meta.json come with loading
+        return LatencyModel.load(out_dir), meta
 
 
 def refit_roofline(model: LatencyModel, parts: dict[str, np.ndarray], y_ms: np.ndarray, rows: np.ndarray,
@@ -318,15 +319,6 @@ def probe_trees(model: LatencyModel, fd: FamilyDataset, X: np.ndarray, dev: np.n
     return booster, best, {"mae_log_without_probes": round(zero, 4), "mae_log": round(mae, 4)}
 
 
-def checked_booster(meta: dict, folder: Path, key: str, file: str) -> xgb.Booster | None:
-    """An extra booster published in `folder` as `file`, checked against the digest meta[key] records
-    (None if meta records none)."""
-    info = meta.get(key)
-    if not isinstance(info, dict):
-        return None
-    return checked_booster_file(folder / file, info.get("sha256"), "retrain the universal model")
-
-
 def is_universal(model: LatencyModel) -> bool:
     return bool(getattr(model, "meta_", {}).get("universal"))
 
@@ -350,6 +342,4 @@ def load_universal(folder: str | Path, hw: HardwareConfig | None = None) -> tupl
     if not is_universal(model):
         raise ModelFileError(f"the model in {folder}/ was trained for one part ({model.meta_.get('hardware')!r}), "
                              "not as a universal model; train one with `autotune train --universal`")
-    model.adapt_trees_ = checked_booster(model.meta_, folder, "adapt_trees", ADAPT_TREES_FILE)
-    model.probe_trees_ = checked_booster(model.meta_, folder, "probe_trees", PROBE_TREES_FILE)
     return model, [] if hw is None else model_family(model).outside(hw)

@@ -45,7 +45,7 @@ def part_labels(hw, universal: LatencyModel, budget: int, data_dir, seed: int = 
         probes_from_rows,
     )
 
-    probing = getattr(universal, "probe_trees_", None) is not None and budget >= 2 * PROBE_LABELS
+    probing = universal.probe_trees_ is not None and budget >= 2 * PROBE_LABELS
     pairs, probe_ms = None, None
     if measured:
         data = read_dataset(data_dir, hw)

@@ -10,6 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from autotune.artefacts import check_file_output, check_folder_output
+from autotune.errors import AutotuneError
+
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     """Call `write(tmp_path)` then rename the temp file onto `path` (created with its folder)."""
@@ -107,8 +110,6 @@ class FolderLock:
     def __enter__(self) -> FolderLock:
         import fcntl
 
-        from autotune.errors import AutotuneError
-
         self.lock.parent.mkdir(parents=True, exist_ok=True)
         self._f = f = open(self.lock, "a+")
         try:
@@ -136,7 +137,6 @@ class FolderLock:
 def check_output(path: str | Path | None, kind: str = "file") -> None:
     """Refuse, before any long work, an output path that cannot be written or would destroy an
     artefact (autotune/artefacts.py). `kind` is "file" or "folder" (a folder of plain outputs)."""
-    from autotune.artefacts import check_file_output, check_folder_output
 
     if path is None:
         return

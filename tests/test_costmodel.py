@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from autotune.costmodel.model import META_FILE, MODEL_FILE, LatencyModel
+from autotune.costmodel.model import LatencyModel
+from autotune.costmodel.model_io import META_FILE, MODEL_FILE
 from autotune.errors import ModelFileError
 from autotune.hardware.config import load_hardware
 
@@ -85,7 +86,7 @@ def test_save_load_roundtrip_without_pickle(tmp_path):
 def test_load_reads_extra_trees_and_a_refit_keeps_nothing_of_the_loaded_model(tmp_path):
     import hashlib
 
-    from autotune.costmodel.model import EXTRA_TREES
+    from autotune.costmodel.model_io import EXTRA_TREES
 
     hw = load_hardware("mlu100")
     X, y, g = _data()
@@ -106,11 +107,11 @@ def test_load_reads_extra_trees_and_a_refit_keeps_nothing_of_the_loaded_model(tm
 
 
 def _rewrite_meta(folder, **changes):
-    from autotune.costmodel.model import _meta_checksum
+    from autotune.costmodel.model_io import meta_checksum
 
     meta = json.loads((folder / META_FILE).read_text())
     meta.update(changes)
-    meta["meta_sha256"] = _meta_checksum(meta)
+    meta["meta_sha256"] = meta_checksum(meta)
     (folder / META_FILE).write_text(json.dumps(meta))
     return meta
 
@@ -225,9 +226,9 @@ def test_latency_model_with_calibrated_prior_saves_and_loads_without_pickle(tmp_
     (tmp_path / META_FILE).write_text(json.dumps(edited))
     with pytest.raises(ModelFileError, match="checksum does not match"):  # an edit is caught
         LatencyModel.load(tmp_path, hw)
-    from autotune.costmodel.model import _meta_checksum
+    from autotune.costmodel.model_io import meta_checksum
 
-    edited["meta_sha256"] = _meta_checksum(edited)  # a consistent but incomplete meta.json
+    edited["meta_sha256"] = meta_checksum(edited)  # a consistent but incomplete meta.json
     (tmp_path / META_FILE).write_text(json.dumps(edited))
     with pytest.raises(ModelFileError, match="calibration"):
         LatencyModel.load(tmp_path, hw)

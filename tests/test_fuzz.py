@@ -73,7 +73,8 @@ def trained(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["cut", "flip"])
 def test_model_file_cuts_and_flips_are_refused(trained, tmp_path, mode):
-    from autotune.costmodel.model import MODEL_FILE, LatencyModel
+    from autotune.costmodel.model import LatencyModel
+    from autotune.costmodel.model_io import MODEL_FILE
 
     data = (trained / "model" / MODEL_FILE).read_bytes()
     rng = np.random.default_rng(0 if mode == "cut" else 1)

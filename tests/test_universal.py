@@ -370,9 +370,9 @@ def test_an_adapted_model_reads_back_its_members_and_predicts_alike(adapted_fold
     shutil.copytree(folder, dest)
     meta = json.loads((dest / "meta.json").read_text())
     meta["members"][1]["kind"] = "oracle"
-    from autotune.costmodel.model import _meta_checksum
+    from autotune.costmodel.model_io import meta_checksum
 
-    meta["meta_sha256"] = _meta_checksum(meta)
+    meta["meta_sha256"] = meta_checksum(meta)
     (dest / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="unknown member kind 'oracle'"):
         LatencyModel.load(dest, hw)
@@ -503,13 +503,13 @@ def test_members_consensus_is_their_mean_when_they_agree_and_bounds_a_stray():
 
 @pytest.mark.slow
 def test_a_universal_model_from_older_features_says_how_to_remake_it(trained, tmp_path):
-    from autotune.costmodel.model import _meta_checksum
+    from autotune.costmodel.model_io import meta_checksum
 
     dest = tmp_path / "universal"
     shutil.copytree(trained / "models" / "universal", dest)
     meta = json.loads((dest / "meta.json").read_text())
     meta["featurizer"]["version"] -= 100
-    meta["meta_sha256"] = _meta_checksum(meta)
+    meta["meta_sha256"] = meta_checksum(meta)
     (dest / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match=r"this autotune computes v\d+; retrain it \(make universal"):
         load_universal(dest, load_hardware("mlu100"))

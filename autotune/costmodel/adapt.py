@@ -29,6 +29,7 @@ from sklearn.model_selection import GroupKFold
 
 from autotune.costmodel.boosters import boost
 from autotune.costmodel.calibration import RooflineFit
+from autotune.costmodel.features import FEATURE_NAMES, get_featurizer
 from autotune.costmodel.members import ScratchMember, inverse_variance
 from autotune.costmodel.model import LatencyModel
 from autotune.costmodel.probes import ProbedMember
@@ -185,7 +186,6 @@ def _scratch(X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: list, seed
     """The scratch member: a one-part model fitted to the labels alone, as `autotune train` fits one
     (its own roofline and deep trees; no universal model), and its error over the folds. At 200 labels
     it plans about as well as the adaptation and errs elsewhere; at 1,000 it plans better."""
-    from autotune.costmodel.features import FEATURE_NAMES, get_featurizer
 
     n = len(FEATURE_NAMES)
     assert list(get_featurizer("universal").names[:n]) == FEATURE_NAMES  # the datasheet columns lead

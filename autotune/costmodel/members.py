@@ -21,6 +21,7 @@ import xgboost as xgb
 
 from autotune.costmodel.boosters import read_boosters
 from autotune.costmodel.calibration import RooflineFit
+from autotune.costmodel.probes import ProbedMember
 from autotune.errors import ModelFileError
 
 #: The scratch member's trees in an adapted model's folder.
@@ -153,7 +154,6 @@ def members_to_meta(members: list[Member]) -> tuple[list[dict], dict[str, bytes]
 
 def members_from_meta(meta: dict, folder: Path, retrain: str) -> list[Member]:
     """The members meta.json lists (an adapted model from before the scratch member had one "member")."""
-    from autotune.costmodel.probes import ProbedMember
 
     entries = meta.get("members")
     if entries is None:

@@ -1,15 +1,13 @@
 """LatencyModel: XGBoost regression of log latency per (layer group, core count), scikit-learn style.
 
-Saved as XGBoost's own format (`model.ubj`) plus `meta.json`; loading never runs code (no pickle)
-and refuses a model made for other hardware or by another featurizer version. Training on a dask
-cluster is `fit_on_cluster` (a runtime object has no place in `fit`'s signature).
+Saved as XGBoost's own format (`model.ubj`) plus `meta.json` (autotune/costmodel/model_io.py); loading
+never runs code (no pickle) and refuses a model made for other hardware or by another featurizer
+version. Training on a dask cluster is `fit_on_cluster` (a runtime object has no place in `fit`'s
+signature).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import platform
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
@@ -21,18 +19,13 @@ from sklearn.model_selection import GroupShuffleSplit
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from autotune.costmodel.boosters import boost, checked_booster_file
+from autotune.costmodel.boosters import boost
+from autotune.costmodel.calibration import COLUMNS, columns_to_parts, fit_roofline
 from autotune.costmodel.features import COVERAGE_FEATURES, PRIOR_FEATURE, get_featurizer
+from autotune.costmodel.members import bagged_members, consensus
 from autotune.costmodel.memory import MeasuredMemory
-from autotune.errors import ModelFileError
-from autotune.fileio import publish_folder, recover_folder
+from autotune.costmodel.model_io import coverage_json, read_model, write_model
 
-MODEL_FILE = "model.ubj"
-META_FILE = "meta.json"
-#: Trees a universal model carries besides its own, each under a meta.json key that records its
-#: digest (autotune/costmodel/universal.py): the adaptation trees, correcting a roofline refitted to
-#: one part, and the probe trees, reading a part's probe residuals.
-EXTRA_TREES = {"adapt_trees": "adapt.ubj", "probe_trees": "probe.ubj"}
 #: Models in a bagged ensemble when `bags=0` ("auto") and the labels are few (fewer rows than
 #: BAG_BELOW): the model plus BAGS - 1 members fitted to bootstrap draws of the groups.
 BAGS = 5
@@ -179,8 +172,6 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         tr, va = self.split(len(X), groups)
         self.calibration_ = None
         if self.prior_ == "calibrated":
-            from autotune.costmodel.calibration import fit_roofline
-
             self.calibration_ = fit_roofline(self._parts(X[tr]), y[tr] * 1e3, seed=self.random_state)
         return X, np.log(y), tr, va, self._margin(X)
 
@@ -242,8 +233,6 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         self.members_ = []
         bags = self.bags or (BAGS if len(logy) < BAG_BELOW else 1)
         if bags > 1 and self.prior_ == "calibrated":
-            from autotune.costmodel.members import bagged_members
-
             self.members_ = bagged_members(self, X, np.exp(logy), groups, bags)
         self.memory_ = MeasuredMemory.from_rows(X, logy) if self.memory else None
         return self
@@ -251,7 +240,6 @@ class LatencyModel(RegressorMixin, BaseEstimator):
     def _resolve_prior(self, n_cols: int) -> str:
         if self.prior != "auto":
             return self.prior
-        from autotune.costmodel.calibration import COLUMNS
 
         names = get_featurizer(self.featurizer).names
         return "calibrated" if n_cols == len(names) and set(COLUMNS) <= set(names) else "none"
@@ -321,8 +309,6 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         return names
 
     def _parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        from autotune.costmodel.calibration import COLUMNS, columns_to_parts
-
         names = self._names(X.shape[1])
         return columns_to_parts(X, {c: names.index(c) for c in COLUMNS})
 
@@ -362,8 +348,6 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         log_ms = np.asarray(self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1),
                                                           base_margin=self._margin(X, parts)), dtype=np.float64)
         if members:
-            from autotune.costmodel.members import consensus
-
             assert parts is not None
             weights = np.asarray([1 - sum(m.weight for m in members)] + [m.weight for m in members])
             logs = np.vstack([log_ms] + [m.log_predict(X, parts) for m in members])
@@ -397,120 +381,46 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             return np.zeros(0)
         return self.predict(self.featurize_batch(batch, gidx, cores, hw))
 
-    # -- persistence ------------------------------------------------------------------------
+    # -- persistence (the files: autotune/costmodel/model_io.py) ------------------------------
     def save(self, folder: str | Path, meta: dict[str, Any], extra_files: dict[str, bytes] | None = None) -> Path:
-        """Publish model.ubj and meta.json (hyper-parameters, library versions, the model's digest
-        and meta's own checksum added), with `extra_files`, as one unit (`fileio.publish_folder`)."""
+        """Publish model.ubj and meta.json (`meta` plus the model's own state), with `extra_files`
+        and the members' files, as one unit."""
         check_is_fitted(self)
-        raw = bytes(self.booster_.save_raw(raw_format="ubj"))
         f = get_featurizer(self.featurizer)
-        full = dict(meta)
-        full.update({
+        state = {
             "best_iteration": self.best_iteration_,
             "n_features": self.n_features_in_,
             "params": self.get_params(),
             "prior": self.prior_,
             "featurizer": {"name": f.name, "version": f.version, "names": list(f.names)},
             "calibration": self.calibration_.to_dict() if self.calibration_ is not None else None,
-            "coverage": _coverage_json(getattr(self, "coverage_", None)),
+            "coverage": coverage_json(getattr(self, "coverage_", None)),
             "val_mae_log": getattr(self, "val_mae_log_", None),
             "val_q90_log": getattr(self, "val_q90_log_", None),
             "memory": memory.to_json() if (memory := getattr(self, "memory_", None)) is not None else None,
-            "versions": library_versions(),
-            "model_sha256": hashlib.sha256(raw).hexdigest(),
-        })
-        extra = dict(extra_files or {})
-        members = getattr(self, "members_", [])
-        if members:
-            from autotune.costmodel.members import members_to_meta
-
-            full["members"], member_files = members_to_meta(members)
-            extra.update(member_files)
-        full = json.loads(json.dumps(full))  # as it will read back (int keys become strings)
-        full["meta_sha256"] = _meta_checksum(full)
-        files = {MODEL_FILE: raw, META_FILE: (json.dumps(full, indent=2) + "\n").encode(), **extra}
-        return publish_folder(folder, files)
+        }
+        return write_model(folder, self.booster_, {**meta, **state}, getattr(self, "members_", []), extra_files)
 
     @classmethod
     def load(cls, folder: str | Path, hw=None) -> LatencyModel:
         """Load a saved model; refuse one made for other hardware or by another featurizer version."""
-        folder = Path(folder)
-        retrain = f"retrain it (autotune train --hw {hw.name})" if hw is not None else "retrain it (autotune train)"
-        try:
-            recover_folder(folder)
-        except OSError:
-            pass  # a read-only place: load what is there
-        meta_path, model_path = folder / META_FILE, folder / MODEL_FILE
-        if not meta_path.is_file() or not model_path.is_file():
-            raise ModelFileError(f"no trained model in {folder}/ ({retrain})")
-        try:
-            meta = json.loads(meta_path.read_text())
-            if not isinstance(meta, dict):
-                raise ValueError
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise ModelFileError(f"{meta_path} is corrupted: not a JSON object ({retrain})") from None
-        except OSError as err:
-            raise ModelFileError(f"cannot read {meta_path}: {err.strerror or err}") from None
-        if meta.get("meta_sha256") != _meta_checksum(meta):
-            raise ModelFileError(f"{meta_path} is corrupted or edited: its checksum does not match ({retrain})")
-        if hw is not None and meta.get("hardware_hash") != hw.hash:
-            raise ModelFileError(
-                f"model in {folder}/ was trained for hardware {meta.get('hardware')!r} "
-                f"(hash {meta.get('hardware_hash')}), not {hw.name!r} (hash {hw.hash}); {retrain}")
-        if isinstance(meta.get("family"), dict) and hw is None:  # a universal model: made by make universal
-            retrain = "retrain it (make universal, or autotune train --universal --data data/universal)"
-        _check_featurizer(meta.get("featurizer"), folder, retrain)
-        booster = checked_booster_file(model_path, meta.get("model_sha256"), retrain, owner=str(meta_path))
-        params = meta.get("params")
-        if not isinstance(params, dict):
-            raise ModelFileError(f"{meta_path} has no hyper-parameters ({retrain})")
-        model = cls(**{k: v for k, v in params.items() if k in cls().get_params()})
-        model.booster_ = booster
-        try:
-            model.best_iteration_ = int(meta["best_iteration"])
-            model.n_features_in_ = int(meta["n_features"])
-        except (KeyError, TypeError, ValueError):
-            raise ModelFileError(f"{meta_path} is missing best_iteration/n_features ({retrain})") from None
-        if booster.num_features() != model.n_features_in_:
-            raise ModelFileError(f"{model_path} and {meta_path} disagree on the feature count ({retrain})")
-        val_mae = meta.get("val_mae_log")
-        model.val_mae_log_ = float(val_mae) if isinstance(val_mae, (int, float)) else float("nan")
-        tail = meta.get("val_q90_log")
-        model.val_q90_log_ = float(tail) if isinstance(tail, (int, float)) else float("nan")
-        prior = meta.get("prior")
-        if prior not in ("calibrated", "datasheet", "none"):
-            raise ModelFileError(f"{meta_path} names no valid prior ({retrain})")
-        model.prior_ = str(prior)
-        model.calibration_ = None
-        if model.prior_ == "calibrated":
-            from autotune.costmodel.calibration import RooflineFit
-
-            try:
-                model.calibration_ = RooflineFit.from_dict(meta["calibration"])
-            except (KeyError, TypeError, ValueError):
-                raise ModelFileError(
-                    f"{meta_path} lacks a valid calibration for prior='calibrated' ({retrain})") from None
-        from autotune.costmodel.members import members_from_meta
-
-        model.members_ = members_from_meta(meta, folder, retrain)
-        names = list(get_featurizer(model.featurizer).names)
-        model.coverage_ = _checked_coverage(meta.get("coverage"), names) if len(names) == model.n_features_in_ else None
-        model.memory_ = MeasuredMemory.from_json(meta["memory"]) if meta.get("memory") is not None else None
-        if model.memory and meta.get("memory") is not None and model.memory_ is None:
-            raise ModelFileError(f"{meta_path} holds a malformed measured memory ({retrain})")
-        model.adapt_trees_, model.probe_trees_ = (_extra_trees(meta, folder, key, retrain) for key in EXTRA_TREES)
-        model.meta_ = meta
+        saved = read_model(folder, hw, set(cls().get_params()))
+        model = cls(**saved.params)
+        model._forget()
+        model.booster_ = saved.booster
+        model.best_iteration_ = saved.best_iteration
+        model.n_features_in_ = saved.n_features
+        model.val_mae_log_ = saved.val_mae_log
+        model.val_q90_log_ = saved.val_q90_log
+        model.prior_ = saved.prior
+        model.calibration_ = saved.calibration
+        model.members_ = saved.members
+        model.coverage_ = saved.coverage
+        model.memory_ = saved.memory
+        model.adapt_trees_ = saved.extra_trees["adapt_trees"]
+        model.probe_trees_ = saved.extra_trees["probe_trees"]
+        model.meta_ = saved.meta
         return model
-
-
-def _extra_trees(meta: dict, folder: Path, key: str, retrain: str) -> xgb.Booster | None:
-    """The extra trees meta.json records under `key` (EXTRA_TREES), checked against their digest; None if none."""
-    info = meta.get(key)
-    if info is None:
-        return None
-    if not isinstance(info, dict):
-        raise ModelFileError(f"{folder}/{META_FILE}'s {key} entry is malformed ({retrain})")
-    return checked_booster_file(folder / EXTRA_TREES[key], info.get("sha256"), retrain)
 
 
 def _nearest(Q: np.ndarray, P: np.ndarray, exclude_self: bool = False, chunk: int = 2048) -> np.ndarray:
@@ -525,41 +435,6 @@ def _nearest(Q: np.ndarray, P: np.ndarray, exclude_self: bool = False, chunk: in
             d2[np.arange(len(q)), a + np.arange(len(q))] = np.inf
         out[a:a + chunk] = np.sqrt(np.maximum(d2.min(1), 0.0))
     return out
-
-
-def _checked_coverage(cov, names: list[str]) -> dict | None:
-    """meta.json's coverage if it is well formed for these features, else None (older models)."""
-    try:
-        feats = [str(c) for c in cov["features"]]
-        P = np.asarray(cov["points"], dtype=np.float64)
-        center = np.asarray(cov["center"], dtype=np.float64)
-        scale = np.asarray(cov["scale"], dtype=np.float64)
-        t = float(cov["threshold"])
-        med = float(cov["median"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    if (not set(feats) <= set(names) or P.ndim != 2 or P.shape[1] != len(feats) or center.shape != (len(feats),)
-            or scale.shape != (len(feats),) or not np.all(np.isfinite(P)) or not np.all(scale > 0)
-            or not np.isfinite(t) or not np.isfinite(med) or med < 0):
-        return None
-    return {"features": feats, "center": center.tolist(), "scale": scale.tolist(), "points": P, "threshold": t,
-            "median": med}
-
-
-def _check_featurizer(saved, folder: Path, retrain: str) -> None:
-    """Refuse a model whose features this autotune would compute differently."""
-    if not isinstance(saved, dict):
-        raise ModelFileError(f"model in {folder}/ does not say which features it was trained on; {retrain}")
-    try:
-        f = get_featurizer(str(saved.get("name")))
-    except ValueError:
-        raise ModelFileError(f"model in {folder}/ uses featurizer {saved.get('name')!r}, "
-                             f"which this autotune does not have; {retrain}") from None
-    if saved.get("version") != f.version:
-        raise ModelFileError(f"model in {folder}/ uses {f.name} features v{saved.get('version')}, "
-                             f"this autotune computes v{f.version}; {retrain}")
-    if saved.get("names") != list(f.names):
-        raise ModelFileError(f"model in {folder}/ lists other {f.name} feature names than this autotune; {retrain}")
 
 
 def fit_on_cluster(model: LatencyModel, X, y, groups, client) -> LatencyModel:
@@ -588,22 +463,3 @@ def fit_on_cluster(model: LatencyModel, X, y, groups, client) -> LatencyModel:
     model._finish(booster[: best + 1], out["history"]["val"]["mae"])
     model._val_tail(X[va], logy[va])
     return model
-
-
-def _coverage_json(cov: dict | None) -> dict | None:
-    if cov is None:
-        return None
-    return {**cov, "points": np.asarray(cov["points"]).tolist()}
-
-
-def _meta_checksum(meta: dict) -> str:
-    """SHA-256 of meta.json's content without its own checksum field (canonical JSON)."""
-    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def library_versions() -> dict[str, str]:
-    import sklearn
-
-    return {"python": platform.python_version(), "xgboost": xgb.__version__, "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__}

@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
+from autotune.costmodel.boosters import read_boosters
 from autotune.costmodel.calibration import RooflineFit
+from autotune.errors import ModelFileError
+from autotune.frontends.synthetic import generate
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.tables import GroupBatch
 
@@ -48,7 +51,6 @@ def probe_id(k: int) -> str:
 
 def probe_graphs(hw: HardwareConfig) -> list:
     """The probe groups of `hw`'s datasheet as standalone graphs (what export-groups writes)."""
-    from autotune.frontends.synthetic import generate
 
     return generate(PROBE_GROUPS, hw, PROBE_SEED)
 
@@ -125,8 +127,6 @@ class ProbedMember:
     @classmethod
     def from_meta(cls, meta: dict, folder: Path, retrain: str) -> ProbedMember:
         """The member meta.json describes, its files checked against the digests it records."""
-        from autotune.costmodel.boosters import read_boosters
-        from autotune.errors import ModelFileError
 
         boosters = read_boosters(meta, folder, (MEMBER_FILE, MEMBER_PROBE_FILE), retrain)
         try:

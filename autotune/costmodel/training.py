@@ -14,10 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from autotune.artefacts import MODEL, check_folder_output
+from autotune.cluster import connect
 from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.model import LatencyModel, fit_on_cluster
 from autotune.data.dataset import read_dataset
 from autotune.errors import DatasetError
+from autotune.fileio import FolderLock
 from autotune.hardware.config import HardwareConfig
 
 
@@ -80,8 +83,6 @@ def train(hw: HardwareConfig, data_dir: str | Path, out_dir: str | Path, seed: i
           progress: bool = False, extras: ExtraFiles | None = None, **params) -> TrainResult:
     """Fit on `data_dir`, evaluate on its zoo.parquet, publish to `out_dir` (model, meta.json and
     whatever `extras` makes) as one unit, under a lock on `out_dir`. `progress` draws a bar."""
-    from autotune.artefacts import MODEL, check_folder_output
-    from autotune.fileio import FolderLock
 
     check_folder_output(out_dir, MODEL, inputs=[data_dir])
     with FolderLock(Path(out_dir)):
@@ -91,7 +92,6 @@ def train(hw: HardwareConfig, data_dir: str | Path, out_dir: str | Path, seed: i
 def remember(hw: HardwareConfig, data_dir: str | Path, model_dir: str | Path) -> LatencyModel:
     """Give the model in `model_dir` a memory of every row now in `data_dir` without refitting its
     trees (LatencyModel.remember), and publish it again; meta.json says how many rows it remembers."""
-    from autotune.fileio import FolderLock
 
     with FolderLock(Path(model_dir)):
         model = LatencyModel.load(model_dir, hw)
@@ -117,8 +117,6 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params) -> 
     model = LatencyModel(random_state=seed, verbose=progress, **params)
     t0 = time.perf_counter()
     if scheduler:
-        from autotune.cluster import connect
-
         with connect(scheduler) as client:
             fit_on_cluster(model, X, y, ds.rows["group_id"].to_numpy(), client)
     else:

@@ -25,14 +25,18 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
+from autotune.artefacts import UNIVERSAL, check_folder_output
 from autotune.costmodel.boosters import boost
-from autotune.costmodel.calibration import RooflineFit
+from autotune.costmodel.calibration import RooflineFit, fit_roofline
 from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.features import universal_columns
-from autotune.costmodel.model import EXTRA_TREES, LatencyModel
+from autotune.costmodel.model import LatencyModel
+from autotune.costmodel.model_io import EXTRA_TREES
+from autotune.costmodel.probes import PROBE_LABELS, probe_pairs, probe_residuals
 from autotune.costmodel.training import accuracy
-from autotune.data.dataset import Dataset, read_dataset
+from autotune.data.dataset import Dataset, read_dataset, read_parquet
 from autotune.errors import DatasetError, ModelFileError
+from autotune.fileio import FolderLock
 from autotune.hardware.config import HardwareConfig, parse_hardware
 from autotune.hardware.family import FAMILY_MANIFEST, SIBLINGS_FILE, Family, parse_family
 
@@ -119,7 +123,6 @@ def read_family_dataset(folder: str | Path) -> FamilyDataset:
 
 def _probe_entry(entry: dict, n_devices: int, mpath: Path) -> np.ndarray | None:
     """A datasheet's probe latencies (devices x PROBE_LABELS, ms), checked; None if not recorded."""
-    from autotune.costmodel.probes import PROBE_LABELS
 
     if "probes_ms" not in entry:
         return None
@@ -137,8 +140,6 @@ def sibling_rows(sub: Path, data: Dataset, hashes: list[str]) -> np.ndarray:
     """The dataset's rows as measured on its siblings (rows x siblings, ms), checked against the
     dataset (its digest, row order) and the siblings' hashes; synth keeps a file that passes."""
     import pyarrow.parquet as pq
-
-    from autotune.data.dataset import read_parquet
 
     if not hashes:
         return np.zeros((len(data.rows), 0))
@@ -200,8 +201,6 @@ def train_universal(data_dir: str | Path, out_dir: str | Path, seed: int = 0, pr
                     **params) -> tuple[LatencyModel, dict]:
     """Fit one model on every device of a family dataset; publish it to `out_dir` with meta.json
     recording the family (its ranges and hash) and the accuracy on the held-out devices."""
-    from autotune.artefacts import UNIVERSAL, check_folder_output
-    from autotune.fileio import FolderLock
 
     check_folder_output(out_dir, UNIVERSAL, inputs=[data_dir])
     fd = read_family_dataset(data_dir)
@@ -253,7 +252,6 @@ def refit_roofline(model: LatencyModel, parts: dict[str, np.ndarray], y_ms: np.n
                    seed: int) -> RooflineFit:
     """The roofline refitted to one part's labelled `rows`: a MAP fit toward the family's pooled fit
     (`model.calibration_`), so a few labels refine it without running wild."""
-    from autotune.costmodel.calibration import fit_roofline
 
     return fit_roofline({k: v[rows] for k, v in parts.items()}, y_ms[rows] * 1e3, seed=seed,
                         prior=model.calibration_, prior_weight=REFIT_PRIOR_WEIGHT)
@@ -291,7 +289,6 @@ def probe_trees(model: LatencyModel, fd: FamilyDataset, X: np.ndarray, dev: np.n
     """Trees that predict each device's log departure from `model`'s prediction from its rows'
     features and its probe residuals (the same for all of a device's rows), learned over every
     device of the draw, siblings included, and validated on held-out datasheets."""
-    from autotune.costmodel.probes import probe_pairs, probe_residuals
 
     assert fd.probes is not None
     rng = np.random.default_rng([seed, 0x9B0])

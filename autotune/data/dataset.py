@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from autotune.errors import DatasetError
 from autotune.hardware.config import HardwareConfig
+from autotune.ir.graph import graph_from_dict
 
 MANIFEST = "manifest.json"
 ZOO_FILE = "zoo.parquet"
@@ -176,7 +177,6 @@ def read_dataset(folder: str | Path, hw: HardwareConfig) -> Dataset:
 
 def groups_of(frame: pd.DataFrame) -> tuple[list, np.ndarray]:
     """The distinct groups of a measurement frame (rebuilt from `group_json`) and each row's index into them."""
-    from autotune.ir.graph import graph_from_dict
 
     codes, uniq = pd.factorize(frame["group_id"], sort=False)
     first = pd.Series(np.arange(len(frame))).groupby(codes).first().to_numpy()

@@ -20,6 +20,8 @@ import numpy as np
 
 from autotune.device.base import Device
 from autotune.errors import AutotuneError
+from autotune.frontends.onnx_export import graph_to_onnx
+from autotune.frontends.onnx_import import DOMAIN, WEIGHTS_KEY
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Group
 from autotune.ir.tables import GroupBatch
@@ -37,7 +39,6 @@ def require_ort():
 
 def _weight_inputs(model) -> set[str]:
     """The graph inputs an autotune export lists as weights (its `autotune.weights` metadata)."""
-    from autotune.frontends.onnx_import import WEIGHTS_KEY
 
     meta = {p.key: p.value for p in model.metadata_props}
     return set(json.loads(meta.get(WEIGHTS_KEY, "[]")))
@@ -78,8 +79,6 @@ def memory_estimate(model) -> int:
 def runnable(model, seed: int = 0):
     """A copy of an autotune-exported ModelProto that ONNX Runtime can execute (see module doc)."""
     from onnx import helper
-
-    from autotune.frontends.onnx_import import DOMAIN
 
     m = type(model)()
     m.CopyFrom(model)
@@ -259,7 +258,6 @@ def verify_plan(p, graph, hw, repeats: int = 7, timeout_s: float = 10.0) -> floa
 def plan_models(p, graph, hw) -> tuple[list[bytes], list[int]]:
     """The runnable models of a plan's groups and, last, of the whole network, with their threads:
     what verify_plan times (several plans can be timed in the same passes, further apart)."""
-    from autotune.frontends.onnx_export import graph_to_onnx
 
     models = [group_model(graph.group(g.i, g.j), n) for n, g in enumerate(p.groups)]
     models.append(runnable(graph_to_onnx(graph)).SerializeToString())
@@ -268,7 +266,6 @@ def plan_models(p, graph, hw) -> tuple[list[bytes], list[int]]:
 
 def group_model(g: Group, seed: int) -> bytes:
     """A group as a runnable ONNX model (random weights from `seed`), serialized for time_model."""
-    from autotune.frontends.onnx_export import graph_to_onnx
 
     sub = g.as_graph(f"{g.graph.name}[{g.layers[0].name}..{g.layers[-1].name}]")
     return runnable(graph_to_onnx(sub), seed=seed).SerializeToString()

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from autotune.errors import AutotuneError
+from autotune.frontends import zoo
+from autotune.frontends.onnx_batch import symbolic_names
+from autotune.frontends.onnx_import import load_onnx
 from autotune.ir.graph import Graph
 
 
@@ -17,14 +20,9 @@ def load_graph(spec: str, batch: int | None = None, strict: bool = False, dims: 
         raise AutotuneError(f"--batch must be a positive integer, got {batch}")
     dims = dict(dims or {})
     if spec.lower().endswith(".onnx") or "/" in spec or Path(spec).is_file():
-        from autotune.frontends.onnx_import import load_onnx
-
         if lenient_dims and dims:
-            from autotune.frontends.onnx_batch import symbolic_names
-
             dims = {k: v for k, v in dims.items() if k in symbolic_names(spec)}
         return load_onnx(spec, batch=batch, strict=strict, dims=dims)
-    from autotune.frontends import zoo
 
     if spec not in zoo.names():
         raise AutotuneError(f"unknown model {spec!r}: not a zoo network ({', '.join(zoo.names())}) nor an .onnx file")

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from autotune.errors import GraphError
+from autotune.frontends.onnx_nodes import fold_values
+from autotune.frontends.onnx_proto import read_model_shapes_only
 
 if TYPE_CHECKING:
     from autotune.frontends.onnx_import import Importer
@@ -50,7 +52,6 @@ def parse_dims(items: Sequence[str] | None) -> dict[str, int]:
 
 def symbolic_names(path: str) -> set[str]:
     """The names of an ONNX file's symbolic input dimensions."""
-    from autotune.frontends.onnx_proto import read_model_shapes_only
 
     g = read_model_shapes_only(path).graph
     return {d.dim_param for vi in g.input for d in vi.type.tensor_type.shape.dim if d.dim_param}
@@ -292,8 +293,6 @@ def _forward_edits(imp: Importer, sz: InputSizes, s0: dict, baked: set[str]) -> 
     pointed at their new constants, as the round-based path does."""
     import onnx
     from onnx import defs, helper, numpy_helper, shape_inference
-
-    from autotune.frontends.onnx_nodes import fold_values
 
     b0, b = sz.file_batch, sz.batch
     assert b0 is not None

@@ -17,6 +17,7 @@ import numpy as np
 
 from autotune.fileio import atomic_write
 from autotune.frontends.onnx_import import BATCH_KEY, DOMAIN, FORMAT_KEY, FUSED_MARK, WEIGHTS_KEY
+from autotune.frontends.onnx_standard import write_layer
 from autotune.ir.graph import Graph, Layer, layer_to_dict
 
 OPSET = 17
@@ -76,8 +77,6 @@ class Exporter:
     # -- layers
     def layer(self, lyr: Layer) -> None:
         if self.standard:
-            from autotune.frontends.onnx_standard import write_layer
-
             write_layer(self, lyr)
             return
         act = lyr.attrs.act

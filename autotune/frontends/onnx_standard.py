@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autotune.frontends.onnx_import import FUSED_MARK
 from autotune.ir.ops.layout import permutation
 
 if TYPE_CHECKING:
@@ -150,7 +151,6 @@ def activation(ex: Exporter, mode: str, x: str, y: str, name: str, shape: Shape,
     """Activation `mode` of x into y (`fused`: a layer's epilogue, marked so): the exporter's form, the
     ONNX op of that name, Mish written out (opset 18), or a Neg stand-in (one pass) for a mode with no
     float form."""
-    from autotune.frontends.onnx_import import FUSED_MARK
 
     doc = FUSED_MARK if fused else ""
     if ex.can_act(mode):

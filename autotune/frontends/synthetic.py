@@ -31,7 +31,8 @@ import numpy as np
 from scipy.stats import qmc
 
 from autotune.frontends import zoo_transformers as zt
-from autotune.hardware.config import HardwareConfig
+from autotune.hardware.config import HardwareConfig, is_host_cpu
+from autotune.hardware.host import group_byte_cap
 from autotune.ir import ops
 from autotune.ir.graph import Graph, GraphBuilder
 
@@ -454,8 +455,6 @@ def byte_cap(hw: HardwareConfig) -> int | None:
     """The most bytes a group generated for `hw` may hold: for this host's CPU (where the groups are
     run) a share of its available memory (autotune.hardware.host.group_byte_cap); no cap for other parts, whose
     datasheet gives no memory size."""
-    from autotune.hardware.config import is_host_cpu
-    from autotune.hardware.host import group_byte_cap
 
     return group_byte_cap() if is_host_cpu(hw) else None
 

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from autotune.errors import ConfigError
+from autotune.hardware.host import cpu_config
 
 PRESET_DIR = "presets"
 
@@ -330,8 +331,6 @@ def load_hardware(name_or_path: str) -> HardwareConfig:
             reason = "not a text file" if isinstance(err, UnicodeDecodeError) else (err.strerror or str(err))
             raise ConfigError(f"hardware config {s}: cannot read it: {reason}") from None
     elif s in HOST_PRESETS:
-        from autotune.hardware.host import cpu_config
-
         return parse_hardware(cpu_config(), s)
     elif s in FAMILY_FILES:
         raise ConfigError(f"{s!r} is a hardware family, not a config: draw devices from it with --hw-family {s}")
@@ -355,7 +354,6 @@ def load_hardware(name_or_path: str) -> HardwareConfig:
 def is_host_cpu(hw: HardwareConfig) -> bool:
     """Whether `hw` is this machine's CPU (the `cpu` preset's datasheet): the one part without a
     `device:` section that `tune --verify` can time here (ONNX Runtime)."""
-    from autotune.hardware.host import cpu_config
 
     return not hw.has_device and parse_hardware(cpu_config(), "cpu").datasheet_hash == hw.datasheet_hash
 

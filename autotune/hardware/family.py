@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from autotune.errors import ConfigError
-from autotune.hardware.config import FAMILY_FILES, PRESET_DIR, HardwareConfig, parse_hardware
+from autotune.hardware.config import FAMILY_FILES, PRESET_DIR, HardwareConfig, _UniqueKeyLoader, parse_hardware
 
 #: A family dataset's manifest (autotune/synth/family_labels.py writes it, universal.py reads it).
 FAMILY_MANIFEST = "family.json"
@@ -223,7 +223,6 @@ def parse_family(data: object, src: str = "<dict>") -> Family:
 
 def load_family(name_or_path: str) -> Family:
     """A family by preset name (`family`) or YAML path."""
-    from autotune.hardware.config import _UniqueKeyLoader
 
     s = str(name_or_path)
     if s in FAMILY_FILES:

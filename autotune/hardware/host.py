@@ -12,6 +12,8 @@ import os
 import re
 from pathlib import Path
 
+from autotune.errors import AutotuneError
+
 #: Assumed sustainable DRAM bandwidth per core (GB/s) up to four cores: a typical server/desktop
 #: DDR4/DDR5 channel share. Not measured, so the hash does not move between runs.
 ASSUMED_GBPS_PER_CORE = 8.0
@@ -133,8 +135,6 @@ def available_memory() -> int:
     """Bytes this process may allocate now: $AUTOTUNE_MEM_AVAILABLE if set, else the least of
     MemAvailable and the cgroup's headroom, else FALLBACK_AVAILABLE."""
     import os
-
-    from autotune.errors import AutotuneError
 
     env = os.environ.get(MEM_ENV)
     if env is not None:

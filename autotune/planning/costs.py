@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autotune.costmodel.features import get_featurizer
 from autotune.device.base import MeasuredTable, Simulator, TableDevice
 from autotune.errors import AutotuneError
+from autotune.hardware.analytic import analytic_ms
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.tables import GroupBatch
 
@@ -85,7 +87,6 @@ def model_predictor(model, hw: HardwareConfig):
     """(batch, gidx, cores) -> predicted ms, for a LatencyModel or any fitted scikit-learn regressor."""
     if hasattr(model, "predict_batch"):
         return lambda b, g, k: model.predict_batch(b, g, k, hw)
-    from autotune.costmodel.features import get_featurizer
 
     featurize = get_featurizer("datasheet").batch
     return lambda b, g, k: model.predict(featurize(b, g, k, hw))
@@ -94,7 +95,6 @@ def model_predictor(model, hw: HardwareConfig):
 @register_cost("analytic")
 def analytic_cost(hw: HardwareConfig, model=None, seed: int = 0) -> CostSource:
     """The datasheet estimate alone (`analytic.py`): no learning, no device."""
-    from autotune.hardware.analytic import analytic_ms
 
     return CostSource("analytic", lambda b, g, k: analytic_ms(b, g, k, hw.datasheet), measures=False)
 

@@ -11,6 +11,8 @@ from autotune.costmodel.model import LatencyModel
 from autotune.frontends.loader import load_graph
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph
+from autotune.planning import planner
+from autotune.planning import strategies as strat
 from autotune.planning.costs import MeasuredTable, table_cost
 
 #: Order of the evaluation table's columns.
@@ -26,8 +28,6 @@ def evaluate(graph: Graph, hw: HardwareConfig, model: LatencyModel | None = None
     measured `table` of the network's candidates, after planning), planning time, device
     measurements made while planning (`device_calls`) and kernels. Without a model, the strategies
     that need one are left out."""
-    from autotune.planning import planner
-    from autotune.planning import strategies as strat
 
     out = {}
     for s in strategies:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from autotune.device.base import Simulator
+from autotune.errors import AutotuneError
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph, Group
 from autotune.ir.tables import GroupBatch
@@ -253,7 +255,6 @@ def plan(graph: Graph, hw: HardwareConfig, model=None, *, cost: str | CostSource
     another cost source by keyword: cost="analytic" (the datasheet estimate), cost="oracle" (the
     noise-free device, counted in `device_calls`), any registered name (`costs.cost_names()`), or a
     CostSource."""
-    from autotune.errors import AutotuneError
 
     if cost is None:
         if model is None:
@@ -288,8 +289,6 @@ def verify(p: Plan, graph: Graph, hw: HardwareConfig, device: CostSource | None 
     if device is not None:
         ms = device(GroupBatch.build(groups), np.arange(len(groups)), np.array([g.cores for g in p.groups]))
     else:
-        from autotune.device.base import Simulator
-
         ms = Simulator(hw).measure(groups, [g.cores for g in p.groups])
     for g, m in zip(p.groups, ms):
         g.device_ms = float(m)

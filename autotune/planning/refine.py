@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from autotune.errors import AutotuneError
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph
 from autotune.ir.tables import GroupBatch
@@ -36,7 +37,6 @@ def measured_plan(graph: Graph, hw: HardwareConfig, model, budget: int, device: 
     model may overrate get measured too; it stops when even that plan is measured. `cost` replaces
     the model's predictions (any CostSource with the model's feature rows' meaning; `model` then
     only lends its validation error)."""
-    from autotune.errors import AutotuneError
 
     if budget < 0:
         raise AutotuneError(f"--measure-budget must be at least 0, got {budget}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from autotune.device.base import Simulator
 from autotune.frontends.study_layers import conv_chain, size_for_macs
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph
@@ -18,7 +19,6 @@ from autotune.planning.strategies.baselines import best_cores_map
 
 def _latency_table(graphs: list[Graph], hw: HardwareConfig) -> np.ndarray:
     """Latency (ms) of each whole graph as one group at every core count: shape (len(graphs), K)."""
-    from autotune.device.base import Simulator
 
     ks = list(hw.core_counts)
     groups = [g.group(0, len(g)) for g in graphs for _ in ks]

@@ -13,9 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from autotune.device.base import Simulator
+from autotune.frontends import zoo
 from autotune.frontends.study_layers import conv_chain
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import GraphBuilder
+from autotune.planning import strategies
+from autotune.planning.planner import verify
 
 #: `device:` sections that switch one effect on or off.
 EFFECTS = ("tiling", "contention", "power", "descriptors", "banks")
@@ -26,14 +30,11 @@ def _without(hw: HardwareConfig, effect: str) -> HardwareConfig:
 
 
 def _lat(groups, cores, hw: HardwareConfig) -> np.ndarray:
-    from autotune.device.base import Simulator
-
     return Simulator(hw).measure(groups, cores)
 
 
 def _measure(groups, cores, hw: HardwareConfig, seed: int) -> np.ndarray:
     """One seeded measurement of each pair, timing noise included."""
-    from autotune.device.base import Simulator
 
     return Simulator(hw).measure(groups, cores, seed=seed)
 
@@ -110,9 +111,6 @@ def effects_on_plans(hw: HardwareConfig, models: list[str] | None = None) -> pd.
     """For each effect: the oracle's plans on the zoo with the effect and without it. Columns:
     effect, model, ms (device with the effect), kernels and work-weighted mean cores of both
     plans, and the regret of planning as if the effect did not exist (measured with it)."""
-    from autotune.frontends import zoo
-    from autotune.planning import strategies
-    from autotune.planning.planner import verify
 
     rows = []
     for name in models or zoo.names():

@@ -29,7 +29,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from autotune.costmodel.feature_cache import compute_features
+from autotune.costmodel.features import FEATURE_NAMES, GROUP_FEATURES, featurize, group_features
+from autotune.costmodel.model import LatencyModel
+from autotune.data.dataset import groups_of
+from autotune.frontends import zoo
+from autotune.frontends.synthetic import generate_range
 from autotune.hardware.config import HardwareConfig
+from autotune.ir.tables import GroupBatch
+from autotune.planning.planner import candidates
+from autotune.synth.shards import (
+    Ledger,
+    generated_frame,
+    graphs_frame,
+    read_meta,
+    same_settings,
+    shard_name,
+    shard_seed,
+    to_parquet_bytes,
+)
 
 #: Bump when the selection changes for given settings: datasets record it.
 ACTIVE_VERSION = 1
@@ -67,16 +85,6 @@ def run_rounds(hw: HardwareConfig, folder: Path, settings: dict,
                progress: bool) -> tuple[list[str], list[int], list[int]]:
     """Make (or resume) the rounds; returns (shard names, labels per shard, rounds made now)."""
     from tqdm import tqdm
-
-    from autotune.synth.shards import (
-        Ledger,
-        generated_frame,
-        read_meta,
-        same_settings,
-        shard_name,
-        shard_seed,
-        to_parquet_bytes,
-    )
 
     K = len(hw.core_counts)
     sizes = round_sizes(settings["budget"], K)
@@ -118,10 +126,6 @@ def run_rounds(hw: HardwareConfig, folder: Path, settings: dict,
 def _target_features(hw: HardwareConfig) -> np.ndarray:
     """Standardisable group features of real networks' candidate groups (the zoo's): where plans
     are made. Computed from the graphs, never labelled."""
-    from autotune.costmodel.features import GROUP_FEATURES, group_features
-    from autotune.frontends import zoo
-    from autotune.ir.tables import GroupBatch
-    from autotune.planning.planner import candidates
 
     groups = [c for name in zoo.names() for c in candidates(zoo.build(name), hw)]
     gf, _ = group_features(GroupBatch.build(groups), hw.datasheet)
@@ -142,13 +146,6 @@ def _select_round(hw: HardwareConfig, frames: list[pd.DataFrame], seed: int, r: 
                   size: int, target: np.ndarray) -> tuple[pd.DataFrame, float]:
     """Train the ensemble on `frames`, score a fresh pool, measure the best `size` pairs."""
     from sklearn.neighbors import NearestNeighbors
-
-    from autotune.costmodel.feature_cache import compute_features
-    from autotune.costmodel.features import FEATURE_NAMES, featurize
-    from autotune.costmodel.model import LatencyModel
-    from autotune.data.dataset import groups_of
-    from autotune.frontends.synthetic import generate_range
-    from autotune.synth.shards import graphs_frame, shard_seed
 
     seen = pd.concat(frames, ignore_index=True)
     X = compute_features(seen, hw)

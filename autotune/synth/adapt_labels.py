@@ -14,6 +14,15 @@ import numpy as np
 
 from autotune.costmodel.adapt import adapt
 from autotune.costmodel.model import LatencyModel
+from autotune.costmodel.probes import (
+    PROBE_LABELS,
+    PROBE_PREFIX,
+    probe_id,
+    probe_noise_seed,
+    probe_pairs,
+    probe_residuals,
+    probes_from_rows,
+)
 from autotune.costmodel.universal import device_rows
 from autotune.data.dataset import read_dataset
 from autotune.errors import AutotuneError
@@ -35,15 +44,6 @@ def part_labels(hw, universal: LatencyModel, budget: int, data_dir, seed: int = 
     they take; or with `measured` read from the dataset already there (e.g. made by
     import-profile), its first `budget` labels, the probes first if it has every one of them
     (`export-groups --probes`)."""
-    from autotune.costmodel.probes import (
-        PROBE_LABELS,
-        PROBE_PREFIX,
-        probe_id,
-        probe_noise_seed,
-        probe_pairs,
-        probe_residuals,
-        probes_from_rows,
-    )
 
     probing = universal.probe_trees_ is not None and budget >= 2 * PROBE_LABELS
     pairs, probe_ms = None, None

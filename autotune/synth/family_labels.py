@@ -24,11 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from autotune.artefacts import FAMILY_DATASET, check_folder_output
+from autotune.costmodel.probes import probe_noise_seed, probe_pairs
+from autotune.costmodel.universal import sibling_rows, sibling_stamp
+from autotune.data.dataset import groups_of, parquet_bytes, read_dataset
+from autotune.device.base import Simulator
 from autotune.errors import DatasetError
-from autotune.fileio import FolderLock, atomic_write_json, atomic_write_text
+from autotune.fileio import FolderLock, atomic_write, atomic_write_json, atomic_write_text
 from autotune.frontends.synthetic import GENERATOR_VERSION
 from autotune.hardware.config import HardwareConfig, dump_hardware
 from autotune.hardware.family import FAMILY_MANIFEST, SIBLINGS_FILE, Family
+from autotune.ir.tables import GroupBatch
+from autotune.synth.active import min_budget
 from autotune.synth.pipeline import code_digest, run
 
 #: Defaults of the universal dataset (the Makefile's universal target): 256 datasheets, each measured
@@ -88,8 +94,6 @@ def run_family(fam: Family, folder: str | Path, devices: int, budget: int, seed:
                                    "pass --force to replace it")
         hws = fam.draw(devices, seed)
         if sampling == "active":
-            from autotune.synth.active import min_budget
-
             need = max(min_budget(len(hw.core_counts)) for hw in hws)
             if per < need:
                 raise DatasetError(f"--budget {budget} gives each of {devices} devices {per} labels, too few for "
@@ -146,12 +150,6 @@ def _measure_siblings(hw: HardwareConfig, sibs: list[HardwareConfig], sub: Path,
     siblings.parquet; kept when it already holds these siblings' measurements of these rows."""
     import pyarrow as pa
 
-    from autotune.costmodel.universal import sibling_rows, sibling_stamp
-    from autotune.data.dataset import groups_of, parquet_bytes, read_dataset
-    from autotune.device.base import Simulator
-    from autotune.fileio import atomic_write
-    from autotune.ir.tables import GroupBatch
-
     data = read_dataset(sub, hw)
     hashes = [s.hash for s in sibs]
     try:
@@ -172,8 +170,6 @@ def _measure_siblings(hw: HardwareConfig, sibs: list[HardwareConfig], sub: Path,
 
 
 def _probe_one(hw: HardwareConfig, sibs: list[HardwareConfig], seed: int, i: int) -> list[list[float]]:
-    from autotune.costmodel.probes import probe_noise_seed, probe_pairs
-
     pairs = probe_pairs(hw)  # one datasheet: the same kernels on each of its devices
     return [measure_probes(d, probe_noise_seed(seed, i, j), pairs).tolist() for j, d in enumerate([hw, *sibs])]
 
@@ -206,8 +202,6 @@ def _label_siblings(hws: list[HardwareConfig], sibs: list[list[HardwareConfig]],
 def measure_probes(hw: HardwareConfig, seed: int, pairs: tuple | None = None) -> np.ndarray:
     """The probes' latencies (ms) as `hw`'s device measures them (the simulator, timing noise included):
     labelling, so it lives with synth, not with the model-side probes (autotune/costmodel/probes.py)."""
-    from autotune.costmodel.probes import probe_pairs
-    from autotune.device.base import Simulator
 
     batch, gidx, cores = pairs if pairs is not None else probe_pairs(hw)
     return Simulator(hw).measure_batch(batch, gidx, cores, seed=seed)

@@ -26,9 +26,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from autotune.device.base import Simulator
+from autotune.device.ort import memory_estimate, require_ort, runnable, time_model, weight_bytes
 from autotune.errors import AutotuneError
 from autotune.fileio import FolderLock, atomic_write_text
 from autotune.hardware.config import HardwareConfig
+from autotune.hardware.host import available_memory, host_cores
 from autotune.ir.graph import graph_from_dict
 from autotune.synth.profiles import byte_text, read_export
 
@@ -74,8 +77,6 @@ def measure(folder: str | Path, backend: str, hw: HardwareConfig | None = None, 
 
 
 def _simulate(groups: pd.DataFrame, man: pd.DataFrame, hw: HardwareConfig, seed: int) -> pd.DataFrame:
-    from autotune.device.base import Simulator
-
     hw.require_device()
     js = dict(zip(groups["group_id"], groups["group_json"]))
     graphs = {gid: graph_from_dict(json.loads(js[gid])) for gid in man["group_id"].unique()}
@@ -213,9 +214,6 @@ def _onnxruntime(folder: Path, man: pd.DataFrame, log: ProfileLog, seed: int, re
                  passes: int = 1) -> tuple[pd.DataFrame, list[str]]:
     from tqdm import tqdm
 
-    from autotune.device.ort import require_ort, time_model
-    from autotune.hardware.host import available_memory, host_cores
-
     require_ort()
     cap = host_cores()
     notes = []
@@ -295,9 +293,6 @@ def _prepare(path: Path, seed: int, mem_bytes: int | None) -> tuple[bytes, str]:
     over protobuf's weight limit, or needing more memory than `mem_bytes` (default ROW_SHARE of what
     is available now), judged from its shapes before anything is allocated."""
     import onnx
-
-    from autotune.device.ort import memory_estimate, runnable, weight_bytes
-    from autotune.hardware.host import available_memory
 
     try:
         model = onnx.load(str(path), load_external_data=False)

@@ -27,11 +27,14 @@ from autotune.artefacts import DATASET, check_folder_output
 from autotune.cluster import connect
 from autotune.data.dataset import DESC_COLUMNS, MANIFEST, ROW_COLUMNS, ZOO_FILE, file_digest
 from autotune.errors import AutotuneError, DatasetError
-from autotune.fileio import FolderLock, atomic_write, atomic_write_json, recover_folder, replace_folder
+from autotune.fileio import FolderLock, atomic_write, atomic_write_json, recover_folder, replace_folder, source_digest
+from autotune.frontends import zoo
 from autotune.frontends.synthetic import GENERATOR_VERSION, extract
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import graph_to_dict
+from autotune.planning.planner import candidates
 from autotune.synth import SAMPLINGS
+from autotune.synth.active import active_settings, min_budget, run_rounds
 from autotune.synth.shards import (
     Ledger,
     generated_frame,
@@ -64,8 +67,6 @@ def settings_for(hw: HardwareConfig, budget: int, seed: int, shard_groups: int =
            "code_digest": code_digest(), "seed": int(seed), "budget": int(budget), "sampling": sampling,
            "shard_groups": int(shard_groups), "core_counts": list(hw.core_counts)}
     if sampling == "active":
-        from autotune.synth.active import active_settings
-
         out.update(active_settings())
     return out
 
@@ -74,7 +75,6 @@ def code_digest() -> str:
     """Digest of the source that decides a row (generator, IR, simulator): a dataset made by other
     code is not silently resumed, even when nobody bumped a version number. Features are not in
     it: they are computed from the rows at training time."""
-    from autotune.fileio import source_digest
 
     return source_digest("autotune.frontends.synthetic", "autotune.synth.active", "autotune.synth.shards",
                          "autotune.ir.graph", "autotune.ir.tables", "autotune.device.base",
@@ -210,8 +210,6 @@ def zoo_digest(models: list[str] | None = None) -> str:
     """Digest of the zoo networks' graphs: zoo.parquet is remade when a network changes."""
     import hashlib
 
-    from autotune.frontends import zoo
-
     h = hashlib.sha256()
     for name in zoo.names() if models is None else models:
         h.update(json.dumps(graph_to_dict(zoo.build(name)), sort_keys=True).encode())
@@ -220,8 +218,6 @@ def zoo_digest(models: list[str] | None = None) -> str:
 
 def zoo_frame(hw: HardwareConfig, models: list[str] | None = None) -> pd.DataFrame:
     """Every planner candidate group of every zoo network at every core count, labelled noise-free."""
-    from autotune.frontends import zoo
-    from autotune.planning.planner import candidates
 
     frames = []
     for name in zoo.names() if models is None else models:
@@ -252,8 +248,6 @@ def run(hw: HardwareConfig, folder: str | Path, budget: int | None = None, seed:
     if budget < 1:
         raise DatasetError(f"--budget must be at least 1 label, got {budget}")
     if sampling == "active":
-        from autotune.synth.active import min_budget
-
         if budget < min_budget(K):
             raise DatasetError(f"--budget {budget} is too small for active sampling on {K} core counts "
                                f"(at least {min_budget(K)} labels)")
@@ -279,8 +273,6 @@ def _make(hw: HardwareConfig, folder: Path, settings: dict, jobs: int, scheduler
         rows, todo = _sobol_shards(hw, folder, settings, jobs, scheduler, progress)
         names = [shard_name(k) for k in range(len(rows))]
     else:
-        from autotune.synth.active import run_rounds
-
         names, rows, todo = run_rounds(hw, folder, settings, progress)
     label_s = time.perf_counter() - t0
     zoo_info = None

@@ -27,12 +27,24 @@ from pathlib import Path
 
 import numpy as np
 
+from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.memory import row_keys
 from autotune.costmodel.model import LatencyModel
+from autotune.costmodel.training import remember, train
+from autotune.data.dataset import read_dataset
 from autotune.errors import AutotuneError
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph
-from autotune.planning.planner import distinct_features, dp_from_table, span_index, spans, unmeasured_doubt
+from autotune.planning import strategies
+from autotune.planning.planner import (
+    candidate_id,
+    distinct_features,
+    dp_from_table,
+    span_index,
+    spans,
+    unmeasured_doubt,
+)
+from autotune.synth.profiles import MIN_SPREAD, export_groups, import_profile, read_export
 
 #: Share of the budget spent on synthetic groups before the first plans.
 SYNTH_SHARE = 0.5
@@ -98,7 +110,6 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
     is tier 1: a fusion the model overrates by far is measured only that way. With a `draw` (a seed)
     the learned plan is made on a Thompson draw instead (DRAWS). `tables` are the networks' `_tables`
     on this model, when the caller has them already (several draws on one model)."""
-    from autotune.planning import strategies
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
     doubt, typical = unmeasured_doubt(model), unmeasured_doubt(model, tail=False)
@@ -186,7 +197,6 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
     the plans of `graphs` use, round by round; returns the model trained on everything. `measure`
     is given an export folder and returns the profile CSV it wrote; `work` keeps every round's
     export, profile, the dataset (`work/data`) and the model (`work/model`)."""
-    from autotune.synth.profiles import export_groups, import_profile
 
     work = Path(work)
     say = log or (lambda _m: None)
@@ -239,9 +249,6 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
     them, into the model's memory only (`_confirm`). A round's export that already holds exactly its
     picks is measured again in place (a killed run resumes). Returns the final model and a line per
     round."""
-    from autotune.costmodel.training import train
-    from autotune.data.dataset import read_dataset
-    from autotune.synth.profiles import import_profile
 
     kw = train_kw or {}
     model = train(hw, data, model_dir, **kw).model
@@ -291,9 +298,6 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
     overrate them) with at most half of them, and one of each kind more on what that moved; then,
     if labels are still left, up to DRAWS passes on the kernels of plans on Thompson draws with half
     of them, and contender and again passes with the rest until neither picks anything."""
-    from autotune.costmodel.training import remember
-    from autotune.data.dataset import read_dataset
-    from autotune.synth.profiles import import_profile
 
     model = LatencyModel.load(model_dir, hw)
     out: list[dict] = []
@@ -358,8 +362,6 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
 def measured_logs(hw: HardwareConfig, data: Path) -> dict[int, np.ndarray]:
     """Every measured kernel's log latencies (ms) in the dataset, by its memory key (a row measured
     again in a later shard adds to its kernel's list)."""
-    from autotune.costmodel.feature_cache import dataset_features
-    from autotune.data.dataset import read_dataset
 
     ds = read_dataset(data, hw)
     X, _ = dataset_features(ds, hw)
@@ -374,7 +376,6 @@ def timer_spread(logs: dict[int, np.ndarray]) -> float | None:
     """The robust standard deviation of one measurement's log latency, pooled over the kernels
     measured twice or more (their first two: a difference has sqrt(2) times the spread); None when
     fewer than MIN_POOL kernels were."""
-    from autotune.synth.profiles import MIN_SPREAD
 
     diffs = np.array([abs(v[1] - v[0]) for v in logs.values() if len(v) >= 2])
     if len(diffs) < MIN_POOL:
@@ -405,7 +406,6 @@ def again_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lo
     SURE_Z standard errors of the timing noise clear (`call_z`; the search picks kernels measured
     low, so a call is not judged by one kernel alone), or whose own measurements disagree
     (`unsettled`); least sure call first, its noisiest kernel first."""
-    from autotune.planning import strategies
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
     doubt = unmeasured_doubt(model)
@@ -441,8 +441,6 @@ def again_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lo
 
 def _export_picks(hw: HardwareConfig, folder: Path, picks: list[Pick], seed: int) -> None:
     """Export the picks to `folder`, unless it already holds exactly them (its profile is kept)."""
-    from autotune.planning.planner import candidate_id
-    from autotune.synth.profiles import export_groups, read_export
 
     pairs = as_pairs(picks)
     want = {(candidate_id(g.name, i, j), int(k)) for g, i, j, ks in pairs for k in ks}

@@ -24,12 +24,18 @@ import numpy as np
 import pandas as pd
 
 from autotune.artefacts import DATASET, EXPORT, check_folder_output, kind_of
-from autotune.data.dataset import MANIFEST, ROW_COLUMNS, file_digest, parquet_bytes, read_parquet
+from autotune.costmodel.probes import probe_cores, probe_graphs, probe_id
+from autotune.data.dataset import MANIFEST, ROW_COLUMNS, file_digest, parquet_bytes, read_dataset, read_parquet
 from autotune.errors import AutotuneError, DatasetError
 from autotune.fileio import FolderLock, atomic_write, atomic_write_json, recover_folder, replace_folder
+from autotune.frontends.loader import load_graph
+from autotune.frontends.onnx_export import graph_to_onnx
+from autotune.frontends.onnx_standard import README_NOTE
+from autotune.frontends.synthetic import GENERATOR_VERSION, byte_cap, describe, extract, generate_within
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph, graph_from_dict, graph_to_dict
 from autotune.planning.costs import MeasuredTable
+from autotune.planning.planner import candidate_id, candidates
 
 EXPORT_FILE = "export.json"
 GROUPS_FILE = "groups.parquet"
@@ -151,10 +157,6 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
     autotune/synth/plan_labels.py picks them, with ids `NET:i-j` and only those core counts in the manifest."""
     from tqdm import tqdm
 
-    from autotune.frontends.onnx_export import graph_to_onnx
-    from autotune.frontends.onnx_standard import README_NOTE
-    from autotune.frontends.synthetic import GENERATOR_VERSION, byte_cap, describe, extract, generate_within
-
     out = Path(out)
     check_folder_output(out, EXPORT, inputs=[model if model and Path(model).exists() else None], force=force,
                         replace_needs_force=True)
@@ -163,8 +165,6 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
     skipped: list[tuple[int, int]] = []
     cores: list[list[int]] | None = None
     if pairs is not None:
-        from autotune.planning.planner import candidate_id
-
         if not pairs:
             raise AutotuneError("no pairs to export: every pair the plans pick is measured already")
         graphs = [extract(g, i, j, name=f"{g.name}[{i}:{j}]") for g, i, j, _ in pairs]
@@ -172,9 +172,6 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
         kinds = [("network", g.name) for g, _, _, _ in pairs]
         cores = [sorted(int(k) for k in ks) for _, _, _, ks in pairs]
     elif model is not None:
-        from autotune.frontends.loader import load_graph
-        from autotune.planning.planner import candidate_id, candidates
-
         g = load_graph(model)
         cands = candidates(g, hw)
         graphs = [extract(g, c.i, c.j, name=f"{g.name}[{c.i}:{c.j}]") for c in cands]
@@ -198,8 +195,6 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
     if cores is None:
         cores = [list(hw.core_counts)] * len(graphs)
     if probes:
-        from autotune.costmodel.probes import probe_cores, probe_graphs, probe_id
-
         pg = probe_graphs(hw)
         graphs, ids = graphs + pg, ids + [probe_id(k) for k in range(len(pg))]
         kinds, cores = kinds + [("probe", describe(g)[1]) for g in pg], cores + [sorted(set(probe_cores(hw)))] * len(pg)
@@ -435,7 +430,6 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
 def _appendable(out: Path, hw: HardwareConfig, rows: pd.DataFrame, again: bool = False) -> dict:
     """The manifest of the measured dataset in `out` that `rows` may join, or one clear error; pairs
     already there are refused (a profile imported twice) unless `again` says they are re-measured."""
-    from autotune.data.dataset import read_dataset
 
     ds = read_dataset(out, hw)
     if ds.manifest.get("source") != "measured":

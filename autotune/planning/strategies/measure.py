@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from autotune.planning.planner import Plan
+from autotune.planning.refine import measured_plan
 from autotune.planning.strategies import Context, register_strategy
 
 
 @register_strategy("learned+measure", needs_model=True, may_measure=True)
 def learned_measure(ctx: Context) -> Plan:
     """The learned plan, refined with at most `measure_budget` device measurements."""
-    from autotune.planning.refine import measured_plan
 
     device = ctx.cost("device", seed=int(ctx.options.get("measure_seed", 0)))
     return measured_plan(ctx.graph, ctx.hw, ctx.model, int(ctx.options.get("measure_budget", 0)), device)

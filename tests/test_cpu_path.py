@@ -218,3 +218,32 @@ def test_the_cpu_device_times_every_model_once_a_pass_and_keeps_the_fastest(monk
     monkeypatch.setattr(ort, "time_model", fake)
     ms = ort.OrtDevice(CPU, passes=3).time([b"a", b"b"], [1, 1])
     assert calls == [b"a", b"b"] * 3 and np.array_equal(ms, [1.0, 4.0])
+
+
+def test_timing_a_plan_that_would_not_fit_in_memory_is_refused_before_any_model_is_made(monkeypatch):
+    """verify and OrtDevice hold every model of a plan for their passes: when their weights and the
+    largest session exceed the free memory, one clear error, before a byte of weights is made."""
+    from autotune.device import ort
+    from autotune.frontends.loader import load_graph
+    from autotune.planning.planner import plan
+
+    g = load_graph("resnet18")
+    p = plan(g, CPU, cost="analytic")
+    made: list[int] = []
+
+    class Made:
+        def SerializeToString(self):
+            return b"model"
+
+    def runnable(m, seed=0):
+        made.append(seed)
+        return Made()
+
+    monkeypatch.setattr(ort, "runnable", runnable)
+    monkeypatch.setenv(MEM_ENV, str(40 << 20))  # ResNet-18's weights alone are 47 MB
+    with pytest.raises(AutotuneError, match=r"needs about 0\.\d GiB .* more than the 0\.0 GiB free"):
+        ort.plan_models(p, g, CPU)
+    assert made == []
+    monkeypatch.setenv(MEM_ENV, str(8 << 30))
+    models, threads = ort.plan_models(p, g, CPU)
+    assert len(models) == len(threads) == len(made) == len(p.groups) + 1 and threads[-1] == CPU.cores

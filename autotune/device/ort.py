@@ -23,6 +23,7 @@ from autotune.errors import AutotuneError
 from autotune.frontends.onnx_export import graph_to_onnx
 from autotune.frontends.onnx_import import DOMAIN, WEIGHTS_KEY
 from autotune.hardware.config import HardwareConfig
+from autotune.hardware.host import available_memory
 from autotune.ir.graph import Group
 from autotune.ir.tables import GroupBatch
 
@@ -225,8 +226,8 @@ class OrtDevice(Device):
 
     def measure(self, groups: Sequence[Group], cores: Sequence[int] | np.ndarray,
                 seed: int | None = None) -> np.ndarray:
-        models = [group_model(g, n if seed is None else int(seed) + n) for n, g in enumerate(groups)]
-        return self.time(models, [int(k) for k in cores])
+        seeds = [n if seed is None else int(seed) + n for n in range(len(groups))]
+        return self.time(runnable_models([group_onnx(g) for g in groups], seeds), [int(k) for k in cores])
 
     def time(self, models: Sequence[bytes], threads: Sequence[int], progress: bool = False) -> np.ndarray:
         """The fastest of `passes` timings of each runnable model, the passes over all of them in turn."""
@@ -259,16 +260,26 @@ def plan_models(p, graph, hw) -> tuple[list[bytes], list[int]]:
     """The runnable models of a plan's groups and, last, of the whole network, with their threads:
     what verify_plan times (several plans can be timed in the same passes, further apart)."""
 
-    models = [group_model(graph.group(g.i, g.j), n) for n, g in enumerate(p.groups)]
-    models.append(runnable(graph_to_onnx(graph)).SerializeToString())
-    return models, [g.cores for g in p.groups] + [hw.cores]
+    exported = [group_onnx(graph.group(g.i, g.j)) for g in p.groups] + [graph_to_onnx(graph)]
+    return runnable_models(exported, list(range(len(p.groups))) + [0]), [g.cores for g in p.groups] + [hw.cores]
 
 
-def group_model(g: Group, seed: int) -> bytes:
-    """A group as a runnable ONNX model (random weights from `seed`), serialized for time_model."""
+def group_onnx(g: Group):
+    """A group as an exported ONNX model (shapes only, weights as inputs): what `runnable` completes."""
+    return graph_to_onnx(g.as_graph(f"{g.graph.name}[{g.layers[0].name}..{g.layers[-1].name}]"))
 
-    sub = g.as_graph(f"{g.graph.name}[{g.layers[0].name}..{g.layers[-1].name}]")
-    return runnable(graph_to_onnx(sub), seed=seed).SerializeToString()
+
+def runnable_models(exported: Sequence, seeds: Sequence[int]) -> list[bytes]:
+    """The exported models made runnable (random weights from `seeds`) and serialized, all held for
+    the passes over them; refused with one line, before any is made, if their weights plus the
+    largest session would not fit in this host's free memory."""
+    need = sum(weight_bytes(m) for m in exported) + max((memory_estimate(m) for m in exported), default=0)
+    free = available_memory()
+    if need > free:
+        raise AutotuneError(f"timing these {len(exported)} models on this CPU needs about {need / 2**30:.1f} GiB "
+                            f"(their weights, held for every pass, and the largest session), more than the "
+                            f"{free / 2**30:.1f} GiB free; time fewer or smaller groups (a smaller --batch)")
+    return [runnable(m, seed=s).SerializeToString() for m, s in zip(exported, seeds)]
 
 
 def record_plan(p, ms: np.ndarray) -> float:

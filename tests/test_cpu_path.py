@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -159,9 +160,13 @@ def test_kill_9_and_ctrl_c_while_measuring_keep_every_finished_row(tmp_path):
     frame = pd.read_csv(csv, dtype={"group_id": str})
     assert len(frame) == len(man) * CPU_PASSES and not frame.duplicated(["group_id", "cores", "pass"]).any()
     assert json.loads((data / "manifest.json").read_text())["labels"] == len(man)
-    labels = pd.read_csv(csv.parent / "fastest.csv", dtype={"group_id": str}).set_index(["group_id", "cores"])
+    from autotune.data.dataset import read_dataset
+
+    rows = read_dataset(data, CPU).rows.astype({"group_id": str}).set_index(["group_id", "cores"])
     least = frame.groupby(["group_id", "cores"])["latency_ms"].min()
-    assert (labels.loc[least.index, "latency_ms"] == least).all()  # each label is its fastest pass
+    assert np.allclose(rows.loc[least.index, "latency_ms"], least)  # each label is its fastest pass
+    assert json.loads((data / "manifest.json").read_text())["aggregate"] == "fastest"
+    assert sorted(p.name for p in csv.parent.glob("*.csv")) == ["manifest.csv", "measured.csv"]  # no second profile
 
 
 @pytest.mark.slow
@@ -186,7 +191,6 @@ def test_the_cpu_is_a_device_that_times_groups_through_onnx_runtime():
     """OrtDevice measures (group, cores) pairs as ONNX sessions; a feature batch, which holds no ONNX,
     is refused in one line rather than timed wrongly."""
     pytest.importorskip("onnxruntime")
-    import numpy as np
 
     from autotune.device.ort import OrtDevice
     from autotune.frontends.zoo import build
@@ -204,7 +208,6 @@ def test_the_cpu_is_a_device_that_times_groups_through_onnx_runtime():
 def test_the_cpu_device_times_every_model_once_a_pass_and_keeps_the_fastest(monkeypatch):
     """OrtDevice.time goes over all the models in each pass (so one model's timings lie a pass apart)
     and answers each with its fastest pass."""
-    import numpy as np
 
     from autotune.device import ort
 

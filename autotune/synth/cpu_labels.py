@@ -22,17 +22,17 @@ from autotune.synth.profiles import (
     GROUPS_FILE,
     MANIFEST,
     MANIFEST_CSV,
-    aggregate,
     export_groups,
     import_profile,
     skipped_note,
-    write_profile,
 )
 
 #: Share of a CPU budget spent on the kernels the plans use (`synth --backend onnxruntime --plans`).
 CPU_PLAN_SHARE = 0.3
 #: Passes over each batch of rows; a label is its fastest pass (docs/costmodel.md, "Timing on the CPU").
 CPU_PASSES = 2
+#: How a pair's passes become its label (profiles.AGGREGATES).
+CPU_AGGREGATE = "fastest"
 
 
 def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed: int = 0, timeout_s: float = 1.0,
@@ -73,16 +73,16 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
         notes.extend(said)
         if frame.empty:
             raise DatasetError(f"nothing could be measured on this CPU ({'; '.join(said) or 'no rows'})")
-        write_profile(export / "fastest.csv", aggregate(frame, "fastest")[0])
-        return export / "fastest.csv"
+        return export / "measured.csv"
 
+    # a label is a pair's fastest pass: the one a slow spell of this machine touched least
     m = import_profile(on_cpu(groups), hw, folder, groups=groups, force=True,
-                       settings={**settings, "complete": False} if plans else settings)
+                       settings={**settings, "complete": False} if plans else settings, how=CPU_AGGREGATE)
     if plans:
         rounds = folder.parent / f"{folder.name}.rounds"
         say = log or (lambda _m: None)
         plan_rounds(hw, on_cpu, rounds, folder, rounds / "model", budget, [load_graph(p) for p in plans], seed,
-                    rounds=CPU_ROUNDS, train_kw={"seed": seed}, say=say)
+                    rounds=CPU_ROUNDS, train_kw={"seed": seed}, say=say, how=CPU_AGGREGATE)
         _mark_settings(folder, settings)
         m = {**json.loads((folder / MANIFEST).read_text()), "outliers": m["outliers"]}
     return {**m, "notes": [x for x in [skipped_note(info)] if x] + notes, "kept": False}

@@ -241,14 +241,14 @@ def _claim(work: Path) -> None:
 def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,
                 budget: int, graphs: list[Graph], seed: int = 0, rounds: int = ROUNDS, explore: float = EXPLORE,
                 train_kw: dict | None = None, say: Callable[[str], None] = lambda _m: None,
-                confirm: float = CONFIRM_SHARE) -> tuple[LatencyModel, list[dict]]:
+                confirm: float = CONFIRM_SHARE, how: str = "median") -> tuple[LatencyModel, list[dict]]:
     """Rounds on the plans' kernels, adding to the measured dataset `data` until it holds `budget`
     labels: train (into `model_dir`), pick, export to `work/labels-NN`, measure, append; the later
     half of the rounds explore. The last `confirm` share of the budget is spent after the last
     retrain, on the unmeasured kernels of the plans `tune` makes and of the rivals that could beat
     them, into the model's memory only (`_confirm`). A round's export that already holds exactly its
-    picks is measured again in place (a killed run resumes). Returns the final model and a line per
-    round."""
+    picks is measured again in place (a killed run resumes). Each profile's repeats are aggregated by
+    `how` (profiles.AGGREGATES). Returns the final model and a line per round."""
 
     kw = train_kw or {}
     model = train(hw, data, model_dir, **kw).model
@@ -276,20 +276,21 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
             break
         folder = work / f"labels-{r:02d}"
         _export_picks(hw, folder, picks, seed)
-        made = import_profile(measure(folder), hw, data, folder, append=True)
+        made = import_profile(measure(folder), hw, data, folder, append=True, how=how)
         added, used = int(made["labels"]) - used, int(made["labels"])
         out.append({"round": r, "kind": "plans", "labels": added, "explore": rate, "draws": draws})
         say(f"round {r}: {added} labels on the plans' kernels (explore {rate:.0%}, {draws} draws), {used} in all, "
             f"{time.perf_counter() - t0:.0f} s")
         model = train(hw, data, model_dir, **kw).model
     if confirm > 0:
-        model, more = _confirm(hw, measure, work, data, model_dir, budget - used, graphs, seed, say)
+        model, more = _confirm(hw, measure, work, data, model_dir, budget - used, graphs, seed, say, how)
         out += more
     return model, out
 
 
 def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,
-             left: int, graphs: list[Graph], seed: int, say: Callable[[str], None]) -> tuple[LatencyModel, list[dict]]:
+             left: int, graphs: list[Graph], seed: int, say: Callable[[str], None],
+             how: str = "median") -> tuple[LatencyModel, list[dict]]:
     """Passes within `left` labels, each remembered (training.remember: the trees stay, so a pass
     moves a plan only where a measurement says so): up to CONFIRM_PASSES on the unmeasured kernels
     of the plans `tune` will make (sure_plan) and of the rivals that could beat them; then, with
@@ -308,7 +309,7 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
         folder = work / f"{kind}-{n:02d}"
         _export_picks(hw, folder, picks, seed)
         before = len(read_dataset(data, hw).rows)
-        made = import_profile(measure(folder), hw, data, folder, append=True, again=kind == "again")
+        made = import_profile(measure(folder), hw, data, folder, append=True, again=kind == "again", how=how)
         added = int(made["labels"]) - before
         left -= added
         model = remember(hw, data, model_dir)

@@ -297,8 +297,12 @@ def test_bags_average_bootstrap_members_and_round_trip(tmp_path, roofline_featur
     assert (tmp_path / "member_bag1.ubj").is_file() and (tmp_path / "member_bag2.ubj").is_file()
     assert np.array_equal(LatencyModel.load(tmp_path, hw).predict(X), m.predict(X))
     meta = json.loads((tmp_path / META_FILE).read_text())
+    assert meta["combine"] == "mean"  # the ensemble's rule is recorded, not guessed again
+    _rewrite_meta(tmp_path, combine="median")
+    with pytest.raises(ModelFileError, match="no valid rule to combine its members"):
+        LatencyModel.load(tmp_path, hw)
     meta["members"][0]["file"] = "../model.ubj"
-    _rewrite_meta(tmp_path, members=meta["members"])
+    _rewrite_meta(tmp_path, combine="mean", members=meta["members"])
     with pytest.raises(ModelFileError, match="no allowed form"):
         LatencyModel.load(tmp_path, hw)
 

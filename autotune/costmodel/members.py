@@ -32,11 +32,12 @@ SCRATCH_FILE = "member_scratch.ubj"
 CONSENSUS_SCALE = 0.1
 
 
-class Member(Protocol):
-    """What an adapted model averages: a log-latency prediction from its rows and their calibration
-    columns, with its share of the average."""
+class Predictor(Protocol):
+    """A prior plus trees, one predictor of an ensemble: the natural log of latency (ms) of feature
+    rows, from the rows and their calibration columns, with its weight in the ensemble."""
 
     weight: float
+    kind: str
 
     def log_predict(self, X: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray: ...
 
@@ -100,14 +101,14 @@ class BaggedMember(ScratchMember):
     kind = "bagged"
 
 
-def bagged_members(model, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None, bags: int) -> list[Member]:
+def bagged_members(model, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None, bags: int) -> list[Predictor]:
     """`bags - 1` members for a fitted `model`, each a copy of it (one bag) fitted to a bootstrap draw
     of the groups, every member and the model weighing 1 / bags in the consensus."""
     from sklearn.base import clone
 
     gid = np.arange(len(y)) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
     rows_of = np.split(np.argsort(gid, kind="stable"), np.cumsum(np.bincount(gid))[:-1])
-    out: list[Member] = []
+    out: list[Predictor] = []
     for b in range(1, bags):
         rng = np.random.default_rng([model.random_state, b])
         pick = rng.integers(0, len(rows_of), len(rows_of))
@@ -142,7 +143,24 @@ def consensus(weights: np.ndarray, log_preds: np.ndarray, scale: float = CONSENS
     return mu
 
 
-def members_to_meta(members: list[Member]) -> tuple[list[dict], dict[str, bytes]]:
+def weighted_mean(weights: np.ndarray, log_preds: np.ndarray) -> np.ndarray:
+    """Per column of `log_preds` (predictors x rows), the weighted mean."""
+    w = np.asarray(weights, dtype=np.float64)
+    return w @ log_preds / w.sum()
+
+
+#: How an ensemble combines its predictors' log predictions, by the name meta.json records
+#: ("combine"): a bag's members err alike by design, so their mean; an adapted model's members err
+#: differently, so a consensus that bounds one straying far from the others.
+COMBINE = {"mean": weighted_mean, "consensus": consensus}
+
+
+def combine_rule(members: list[Predictor]) -> str:
+    """The COMBINE rule an ensemble of the model and `members` uses: the mean for a bag, else the consensus."""
+    return "mean" if all(m.kind == "bagged" for m in members) else "consensus"
+
+
+def members_to_meta(members: list[Predictor]) -> tuple[list[dict], dict[str, bytes]]:
     """meta.json's "members" list and the files to publish beside the model."""
     metas, files = [], {}
     for m in members:
@@ -152,7 +170,7 @@ def members_to_meta(members: list[Member]) -> tuple[list[dict], dict[str, bytes]
     return metas, files
 
 
-def members_from_meta(meta: dict, folder: Path, retrain: str) -> list[Member]:
+def members_from_meta(meta: dict, folder: Path, retrain: str) -> list[Predictor]:
     """The members meta.json lists (an adapted model from before the scratch member had one "member")."""
 
     entries = meta.get("members")
@@ -160,7 +178,7 @@ def members_from_meta(meta: dict, folder: Path, retrain: str) -> list[Member]:
         entries = [] if meta.get("member") is None else [{"kind": "probed", **meta["member"]}]
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ModelFileError(f"{folder}/meta.json's members are malformed ({retrain})")
-    members: list[Member] = []
+    members: list[Predictor] = []
     for e in entries:
         if e.get("kind") == "probed":
             members.append(ProbedMember.from_meta(e, folder, retrain))

@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from autotune.costmodel.boosters import boost
 from autotune.costmodel.calibration import COLUMNS, columns_to_parts, fit_roofline
 from autotune.costmodel.features import COVERAGE_FEATURES, PRIOR_FEATURE, get_featurizer
-from autotune.costmodel.members import bagged_members, consensus
+from autotune.costmodel.members import COMBINE, bagged_members, combine_rule
 from autotune.costmodel.memory import MeasuredMemory
 from autotune.costmodel.model_io import coverage_json, read_model, write_model
 
@@ -85,7 +85,8 @@ class LatencyModel(RegressorMixin, BaseEstimator):
     coverage_: dict | None
     memory_: MeasuredMemory | None
     meta_: dict  # meta.json of a loaded model; {} after fit
-    members_: list  # an adapted or bagged model's other members (members.py)
+    members_: list  # an adapted or bagged model's other predictors (members.py)
+    combine_: str  # how its prediction and theirs combine (members.COMBINE)
     adapt_trees_: xgb.Booster | None  # a universal model's EXTRA_TREES (load only)
     probe_trees_: xgb.Booster | None
 
@@ -182,6 +183,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             delattr(self, name)
         self.meta_ = {}
         self.members_ = []
+        self.combine_ = combine_rule([])
         self.adapt_trees_ = self.probe_trees_ = None
 
     @classmethod
@@ -203,6 +205,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         model.val_mae_log_ = float(val_mae_log)
         model.val_q90_log_ = float("nan")  # `like`'s tail says nothing about these trees
         model.members_ = list(members or [])
+        model.combine_ = combine_rule(model.members_)
         return model
 
     def _val_tail(self, Xva: np.ndarray, logy_va: np.ndarray) -> None:
@@ -234,6 +237,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         bags = self.bags or (BAGS if len(logy) < BAG_BELOW else 1)
         if bags > 1 and self.prior_ == "calibrated":
             self.members_ = bagged_members(self, X, np.exp(logy), groups, bags)
+            self.combine_ = combine_rule(self.members_)
         self.memory_ = MeasuredMemory.from_rows(X, logy) if self.memory else None
         return self
 
@@ -351,9 +355,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             assert parts is not None
             weights = np.asarray([1 - sum(m.weight for m in members)] + [m.weight for m in members])
             logs = np.vstack([log_ms] + [m.log_predict(X, parts) for m in members])
-            # a bag's members err alike by design: their mean; an adapted model's differ: a robust consensus
-            bagged = all(m.kind == "bagged" for m in members)
-            log_ms = weights @ logs / weights.sum() if bagged else consensus(weights, logs)
+            log_ms = COMBINE[self.combine_](weights, logs)
         memory = getattr(self, "memory_", None)
         if memory is not None:
             hit, measured = memory.lookup(X)
@@ -398,6 +400,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             "val_mae_log": getattr(self, "val_mae_log_", None),
             "val_q90_log": getattr(self, "val_q90_log_", None),
             "memory": memory.to_json() if (memory := getattr(self, "memory_", None)) is not None else None,
+            "combine": getattr(self, "combine_", combine_rule([])),
         }
         return write_model(folder, self.booster_, {**meta, **state}, getattr(self, "members_", []), extra_files)
 
@@ -415,6 +418,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         model.prior_ = saved.prior
         model.calibration_ = saved.calibration
         model.members_ = saved.members
+        model.combine_ = saved.combine
         model.coverage_ = saved.coverage
         model.memory_ = saved.memory
         model.adapt_trees_ = saved.extra_trees["adapt_trees"]

@@ -22,7 +22,7 @@ import xgboost as xgb
 from autotune.costmodel.boosters import checked_booster_file
 from autotune.costmodel.calibration import RooflineFit
 from autotune.costmodel.features import get_featurizer
-from autotune.costmodel.members import Member, members_from_meta, members_to_meta
+from autotune.costmodel.members import COMBINE, Predictor, combine_rule, members_from_meta, members_to_meta
 from autotune.costmodel.memory import MeasuredMemory
 from autotune.errors import ModelFileError
 from autotune.fileio import publish_folder, recover_folder
@@ -47,7 +47,8 @@ class SavedModel:
     n_features: int
     prior: str
     calibration: RooflineFit | None
-    members: list[Member]
+    members: list[Predictor]
+    combine: str  # COMBINE's rule for the model and its members
     coverage: dict | None
     memory: MeasuredMemory | None
     val_mae_log: float
@@ -55,7 +56,7 @@ class SavedModel:
     extra_trees: dict[str, xgb.Booster | None]  # EXTRA_TREES' keys
 
 
-def write_model(folder: str | Path, booster: xgb.Booster, meta: dict, members: list[Member],
+def write_model(folder: str | Path, booster: xgb.Booster, meta: dict, members: list[Predictor],
                 extra_files: dict[str, bytes] | None = None) -> Path:
     """Publish `booster` as model.ubj and `meta` (plus library versions, the booster's digest, the
     members and meta's own checksum) as meta.json, with the members' files and `extra_files`."""
@@ -124,8 +125,12 @@ def read_model(folder: str | Path, hw, known_params: set[str]) -> SavedModel:
     memory = MeasuredMemory.from_json(meta["memory"]) if meta.get("memory") is not None else None
     if params.get("memory") and meta.get("memory") is not None and memory is None:
         raise ModelFileError(f"{meta_path} holds a malformed measured memory ({retrain})")
+    members = members_from_meta(meta, folder, retrain)
+    combine = meta.get("combine", combine_rule(members))  # models saved before it was recorded: as it was inferred
+    if combine not in COMBINE:
+        raise ModelFileError(f"{meta_path} names no valid rule to combine its members ({retrain})")
     return SavedModel(meta, params, booster, best_iteration, n_features, str(prior), calibration,
-                      members_from_meta(meta, folder, retrain), coverage, memory, _number(meta.get("val_mae_log")),
+                      members, str(combine), coverage, memory, _number(meta.get("val_mae_log")),
                       _number(meta.get("val_q90_log")),
                       {key: _extra_trees(meta, folder, key, retrain) for key in EXTRA_TREES})
 

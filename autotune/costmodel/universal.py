@@ -44,9 +44,9 @@ from autotune.hardware.family import FAMILY_MANIFEST, SIBLINGS_FILE, Family, par
 #: residuals (probes.py); what `adapt` puts on top of the universal model once the probes are measured.
 PROBE_TREES_FILE = EXTRA_TREES["probe_trees"]
 #: Share of each datasheet's rows the probe trees learn from, spread over its devices (each device
-#: gives this share over the number of devices): with 4 devices per datasheet, 1.0 and 2.0 reached
-#: the same validation error (0.060 log MAE on held-out datasheets' devices, from 0.128 without
-#: probes); 1.0 trains in about a minute on 2 cores, however many siblings the draw has.
+#: gives this share over the number of devices): more learned nothing more, and this much trains in
+#: about a minute however many siblings the draw has (docs/costmodel.md, "Measured choices behind
+#: constants").
 PROBE_ROW_SHARE = 1.0
 PROBE_PARAMS = {"objective": "reg:pseudohubererror", "huber_slope": 0.1, "eta": 0.1, "max_depth": 8,
                 "min_child_weight": 5.0, "subsample": 0.8, "colsample_bytree": 0.8, "tree_method": "hist",

@@ -202,3 +202,22 @@ def test_tiles_are_powers_of_two_and_the_last_ones_padding_is_counted():
     n_held, _ = tile_counts(np.array([64.0]), np.array([ds.onchip_bytes / 64]), np.array([1e12]), ds)
     n_free, _ = tile_counts(np.array([64.0]), np.array([ds.onchip_bytes / 64]), np.zeros(1), ds)
     assert n_free.tolist() == [2] and n_held.tolist() == [4]
+
+
+def test_features_of_a_large_frame_are_the_same_computed_over_processes(monkeypatch):
+    """compute_features splits a frame above PARALLEL_ROWS by group over processes: same rows, same order."""
+    import json
+
+    import pandas as pd
+
+    from autotune.costmodel import feature_cache
+    from autotune.frontends.synthetic import generate
+    from autotune.ir.graph import graph_to_dict
+
+    hw = load_hardware("mlu100")
+    graphs = generate(40, hw, seed=2)
+    rows = [(f"g{k}", json.dumps(graph_to_dict(g)), c) for k, g in enumerate(graphs) for c in hw.core_counts[::2]]
+    frame = pd.DataFrame(rows, columns=["group_id", "group_json", "cores"]).sample(frac=1.0, random_state=0)
+    alone = feature_cache.compute_features(frame, hw, jobs=1)
+    monkeypatch.setattr(feature_cache, "PARALLEL_ROWS", 10)
+    assert np.array_equal(feature_cache.compute_features(frame, hw, jobs=2), alone)

@@ -21,7 +21,10 @@ def workspace(tmp_path_factory):
 
 
 def test_train_stores_metrics_in_meta(workspace):
+    from autotune.costmodel.model_io import PROVENANCE
+
     meta = json.loads((workspace / "models" / "mlu100" / "meta.json").read_text())
+    assert set(PROVENANCE) <= set(meta) and meta["dataset_rows"] == 3600 and meta["hardware"] == "mlu100"
     z = meta["metrics"]["zoo"]
     for key in ("mape", "within5", "within10", "rank_corr"):
         assert 0 <= z[key] <= 1 or key == "mape"

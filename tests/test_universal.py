@@ -390,6 +390,9 @@ def test_a_refit_universal_model_keeps_nothing_of_what_it_was(trained):
     hw = load_family("family").draw(1, seed=5, prefix="refit")[0]
     model, _ = load_universal(trained / "models" / "universal", hw)
     assert model.adapt_trees_ is not None and model.probe_trees_ is not None and model.meta_["universal"]
+    from autotune.costmodel.model_io import PROVENANCE
+
+    assert set(PROVENANCE) <= set(model.meta_)  # the universal model's meta.json, as train's
     X, y, groups = _refit_rows(model, hw)
     model.fit(X, y, groups=groups)
     assert model.meta_ == {} and model.adapt_trees_ is None and model.probe_trees_ is None and model.members_ == []
@@ -402,6 +405,9 @@ def test_a_refit_adapted_model_drops_its_members(adapted_folder):
     hw, folder = adapted_folder
     model = LatencyModel.load(folder, hw)
     assert len(model.members_) == 2
+    from autotune.costmodel.model_io import PROVENANCE
+
+    assert set(PROVENANCE) <= set(model.meta_) and model.meta_["adapt"]["kind"]  # adapt's meta.json, as train's
     X, y, groups = _refit_rows(model, hw)
     model.fit(X, y, groups=groups)
     assert model.members_ == [] and model.meta_ == {}

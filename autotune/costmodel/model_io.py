@@ -36,6 +36,20 @@ EXTRA_TREES = {"adapt_trees": "adapt.ubj", "probe_trees": "probe.ubj"}
 PRIORS = ("calibrated", "datasheet", "none")
 
 
+#: The keys `provenance` gives every model's meta.json.
+PROVENANCE = ("hardware", "hardware_hash", "dataset", "dataset_rows", "seed", "generator_version", "metrics")
+
+
+def provenance(hardware: str, hardware_hash: str | None, dataset: str | Path, rows: int, seed: int,
+               generator_version, metrics: dict, **more) -> dict:
+    """meta.json's account of where a model comes from, under the same keys whichever way it was made
+    (train, train --universal, adapt): the hardware it is for, its dataset and rows, the seed, the
+    generator version, its metrics; `more` adds what that way knows besides (a dataset's digest, a
+    universal model's family and extra trees, an adaptation's choices)."""
+    values = (hardware, hardware_hash, str(dataset), int(rows), seed, generator_version, metrics)
+    return {**dict(zip(PROVENANCE, values)), **more}
+
+
 @dataclass
 class SavedModel:
     """A model folder read back and checked: what LatencyModel.load makes its fitted state from."""

@@ -18,6 +18,7 @@ from autotune.artefacts import MODEL, check_folder_output
 from autotune.cluster import connect
 from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.model import LatencyModel, fit_on_cluster
+from autotune.costmodel.model_io import provenance
 from autotune.data.dataset import read_dataset
 from autotune.errors import DatasetError
 from autotune.fileio import FolderLock
@@ -135,11 +136,8 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params) -> 
         assert ds.zoo is not None  # zoo features come from the zoo rows
         zp = model.predict(Xz)
         metrics["zoo"] = zoo_metrics(ds.zoo, zp)
-    meta = {
-        "hardware": hw.name, "hardware_hash": hw.hash, "dataset": str(data_dir), "dataset_digest": ds.digest,
-        "dataset_rows": len(X), "generator_version": ds.manifest.get("generator_version"), "seed": seed,
-        "metrics": metrics,
-    }
+    meta = provenance(hw.name, hw.hash, data_dir, len(X), seed, ds.manifest.get("generator_version"), metrics,
+                      dataset_digest=ds.digest)
     res = TrainResult(model, meta, ds.zoo, zp)
     model.save(out_dir, meta, extras(res) if extras is not None else None)
     return res

@@ -31,7 +31,7 @@ from autotune.costmodel.calibration import RooflineFit, fit_roofline
 from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.features import universal_columns
 from autotune.costmodel.model import LatencyModel
-from autotune.costmodel.model_io import EXTRA_TREES
+from autotune.costmodel.model_io import EXTRA_TREES, provenance
 from autotune.costmodel.probes import PROBE_LABELS, probe_pairs, probe_residuals
 from autotune.costmodel.training import accuracy
 from autotune.data.dataset import Dataset, read_dataset, read_parquet
@@ -227,21 +227,20 @@ def train_universal(data_dir: str | Path, out_dir: str | Path, seed: int = 0, pr
         extra[PROBE_TREES_FILE] = praw
         probe_meta = {"file": PROBE_TREES_FILE, "sha256": hashlib.sha256(praw).hexdigest(), "best_iteration": pbest,
                       "fit_s": round(time.perf_counter() - t1, 2), "validation": pacc}
-    meta = {"universal": True, "hardware": f"universal:{fd.family.name}", "hardware_hash": None,
-            "family": {"name": fd.family.name, "hash": fd.family.hash, "spec": fd.family.spec},
-            "dataset": str(data_dir), "dataset_rows": len(X), "devices": len(fd.devices),
-            "siblings": 1 + int(fd.siblings[0].shape[1]), "labels": int(len(X) + sum(s.size for s in fd.siblings)),
-            "seed": seed,
-            "family_seed": fd.manifest.get("settings", {}).get("seed"),
-            "train_devices": [hw.hash for hw, _ in fd.devices]
-            + [sib["hardware_hash"] for e in fd.manifest["devices"] for sib in e.get("siblings") or []],
-            "generator_version": fd.manifest.get("settings", {}).get("generator_version"),
-            "metrics": {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,
-                        "validation": accuracy(pred, y[va]), "validation_devices": per_device},
-            "adapt_trees": {"file": ADAPT_TREES_FILE, "sha256": hashlib.sha256(raw).hexdigest(), "best_iteration": best,
-                            "fit_sizes": list(ADAPT_FIT_SIZES), "fit_s": round(time.perf_counter() - t0, 2),
-                            "validation": adapt_acc},
-            "probe_trees": probe_meta}
+    metrics = {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,
+               "validation": accuracy(pred, y[va]), "validation_devices": per_device}
+    meta = provenance(
+        f"universal:{fd.family.name}", None, data_dir, len(X), seed,
+        fd.manifest.get("settings", {}).get("generator_version"), metrics, universal=True,
+        family={"name": fd.family.name, "hash": fd.family.hash, "spec": fd.family.spec}, devices=len(fd.devices),
+        siblings=1 + int(fd.siblings[0].shape[1]), labels=int(len(X) + sum(s.size for s in fd.siblings)),
+        family_seed=fd.manifest.get("settings", {}).get("seed"),
+        train_devices=[hw.hash for hw, _ in fd.devices]
+        + [sib["hardware_hash"] for e in fd.manifest["devices"] for sib in e.get("siblings") or []],
+        adapt_trees={"file": ADAPT_TREES_FILE, "sha256": hashlib.sha256(raw).hexdigest(), "best_iteration": best,
+                     "fit_sizes": list(ADAPT_FIT_SIZES), "fit_s": round(time.perf_counter() - t0, 2),
+                     "validation": adapt_acc},
+        probe_trees=probe_meta)
     with FolderLock(Path(out_dir)):
         model.save(out_dir, meta, extra)
         # the model as every later use sees it: its extra trees and meta.json come with loading

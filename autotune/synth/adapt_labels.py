@@ -14,6 +14,7 @@ import numpy as np
 
 from autotune.costmodel.adapt import adapt
 from autotune.costmodel.model import LatencyModel
+from autotune.costmodel.model_io import provenance
 from autotune.costmodel.probes import (
     PROBE_LABELS,
     PROBE_PREFIX,
@@ -88,15 +89,15 @@ def adapt_for(hw, universal: LatencyModel, budget: int, data_dir, out_dir, seed:
     res = adapt(universal, X, y, groups, seed, residuals)
     fit_s = round(time.perf_counter() - t0, 2)
     umeta = getattr(universal, "meta_", {})
-    meta = {"hardware": hw.name, "hardware_hash": hw.hash, "dataset": str(data_dir), "dataset_rows": len(y),
-            "labels": len(y), "seed": seed, "generator_version": umeta.get("generator_version"),
-            "adapted_from": {"family": umeta.get("family", {}).get("name"),
-                             "family_hash": umeta.get("family", {}).get("hash"),
-                             "model_sha256": umeta.get("model_sha256")},
-            "adapt": {"kind": res.kind, "rounds": res.rounds, "depth": res.depth,
-                      "cv_mae_log_universal": res.cv_mae_universal,
-                      "cv_mae_log_adapted": res.cv_mae_adapted, "probed": res.probed, "scratch": res.scratch},
-            "metrics": {"fit_s": fit_s, "train_rows": len(y), "best_iteration": res.model.best_iteration_}}
+    meta = provenance(hw.name, hw.hash, data_dir, len(y), seed, umeta.get("generator_version"),
+                      {"fit_s": fit_s, "train_rows": len(y), "best_iteration": res.model.best_iteration_},
+                      labels=len(y),
+                      adapted_from={"family": umeta.get("family", {}).get("name"),
+                                    "family_hash": umeta.get("family", {}).get("hash"),
+                                    "model_sha256": umeta.get("model_sha256")},
+                      adapt={"kind": res.kind, "rounds": res.rounds, "depth": res.depth,
+                             "cv_mae_log_universal": res.cv_mae_universal, "cv_mae_log_adapted": res.cv_mae_adapted,
+                             "probed": res.probed, "scratch": res.scratch})
     with FolderLock(Path(out_dir)):
         res.model.save(out_dir, meta)
     return {"labels": len(y), "source": source, "kind": res.kind, "rounds": res.rounds, "depth": res.depth,

@@ -29,7 +29,9 @@ from scipy.optimize import nnls
 from sklearn.model_selection import GroupShuffleSplit
 
 from autotune.cli.report import format_table
+from autotune.costmodel.boosters import boost
 from autotune.costmodel.feature_cache import dataset_features
+from autotune.costmodel.features import FEATURE_NAMES, PRIOR_FEATURE
 from autotune.costmodel.model import LatencyModel
 from autotune.data.dataset import groups_of, read_dataset
 from autotune.hardware.analytic import aligned_cycles
@@ -151,10 +153,9 @@ def group_trees(X: np.ndarray, y: np.ndarray, margin: np.ndarray, tr: np.ndarray
                 seed: int) -> np.ndarray:
     """Group-level trees on log latency from `margin` (LatencyModel's settings), predicted for `te`."""
     params = {**LatencyModel(random_state=seed)._xgb_params(len(tr)), "nthread": 1}
-    dtr = xgb.DMatrix(X[tr], label=np.log(y[tr]), base_margin=margin[tr])
-    dva = xgb.DMatrix(X[va], label=np.log(y[va]), base_margin=margin[va])
-    bst = xgb.train(params, dtr, 3000, evals=[(dva, "val")], early_stopping_rounds=100, verbose_eval=False)
-    return np.exp(bst.predict(xgb.DMatrix(X[te], base_margin=margin[te]), iteration_range=(0, bst.best_iteration + 1)))
+    bst, _ = boost(params, (X[tr], np.log(y[tr]), margin[tr]), 3000, val=(X[va], np.log(y[va]), margin[va]),
+                   early_stopping=100)  # cut at its best round
+    return np.exp(bst.predict(xgb.DMatrix(X[te], base_margin=margin[te])))
 
 
 def main() -> None:
@@ -174,9 +175,7 @@ def main() -> None:
     groups, codes = groups_of(rows)
     lay = Layers(GroupBatch.build(groups), codes, rows["cores"].to_numpy(), hw.datasheet)
     A = layer_sum_design(lay, np.arange(len(y)))
-    prior = LatencyModel(prior="datasheet")
-    prior.n_features_in_ = X.shape[1]
-    datasheet_margin = X[:, list(prior._names(X.shape[1])).index("log_prior_ms")].astype(np.float64)
+    datasheet_margin = X[:, FEATURE_NAMES.index(PRIOR_FEATURE)].astype(np.float64)
     designs = ["group trees", "layer sum", "layer sum + trees", "layer trees"]
     rel: dict[str, list[np.ndarray]] = {d: [] for d in designs}
     kinds, secs = [], {d: 0.0 for d in designs}

@@ -40,10 +40,10 @@ def compute_features(frame: pd.DataFrame, hw: HardwareConfig, jobs: int | None =
     # whole groups to each chunk, so a group is rebuilt once
     codes = pd.factorize(frame["group_id"], sort=False)[0]
     chunk = np.minimum(codes * jobs // (codes.max() + 1), jobs - 1)
-    parts = [np.flatnonzero(chunk == c) for c in range(jobs)]
-    done = Parallel(n_jobs=jobs)(delayed(_features)(frame.iloc[rows], hw) for rows in parts if len(rows))
+    parts = [rows for c in range(jobs) if len(rows := np.flatnonzero(chunk == c))]
+    done = Parallel(n_jobs=jobs)(delayed(_features)(frame.iloc[rows], hw) for rows in parts)
     out = np.empty((len(frame), len(FEATURE_NAMES)), dtype=np.float32)
-    for rows, X in zip([r for r in parts if len(r)], done):
+    for rows, X in zip(parts, done):
         out[rows] = X
     return out
 

@@ -233,7 +233,6 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         self._finish(*boost(self._xgb_params(len(tr)), rows(tr), self.n_estimators, val=rows(va),
                             early_stopping=self.early_stopping_rounds, progress=self.verbose))
         self._val_tail(X[va], logy[va])
-        self.members_ = []
         bags = self.bags or (BAGS if len(logy) < BAG_BELOW else 1)
         if bags > 1 and self.prior_ == "calibrated":
             self.members_ = bagged_members(self, X, np.exp(logy), groups, bags)
@@ -400,7 +399,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             "val_mae_log": getattr(self, "val_mae_log_", None),
             "val_q90_log": getattr(self, "val_q90_log_", None),
             "memory": memory.to_json() if (memory := getattr(self, "memory_", None)) is not None else None,
-            "combine": getattr(self, "combine_", combine_rule([])),
+            "combine": self.combine_,
         }
         return write_model(folder, self.booster_, {**meta, **state}, getattr(self, "members_", []), extra_files)
 

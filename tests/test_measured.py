@@ -62,6 +62,9 @@ def datasheet_only(tmp_path_factory):
     import_profile(root / "groups" / "measured.csv", part, root / "data", root / "groups")
     assert main(["train", "--hw", str(root / "part.yaml"), "--data", str(root / "data"),
                  "--out", str(root / "models" / "part"), "--threads", "1"]) == 0
+    meta = json.loads((root / "models" / "part" / "meta.json").read_text())
+    # a part's own measurements: trees on the layer-sum prior (training.MEASURED_PARAMS)
+    assert meta["prior"] == "layersum" and meta["featurizer"]["name"] == "layersum" and meta["layer_sum"]
     export_groups(part, root / "cand", model=NET)
     _measure_exactly(root / "cand", HW)
     return root

@@ -207,14 +207,18 @@ def test_after_learning_the_plan_costs_what_was_measured(learned):
     from autotune.data.dataset import read_dataset
 
     rows = read_dataset(res.data, part).rows
-    measured = {(gid, int(c)): ms for gid, c, ms in zip(rows["group_id"], rows["cores"], rows["latency_ms"])}
+    measured: dict[tuple[str, int], list[float]] = {}
+    for gid, c, ms in zip(rows["group_id"], rows["cores"], rows["latency_ms"]):
+        measured.setdefault((gid, int(c)), []).append(ms)  # the again passes measure some twice
     at = {(int(a), int(b)): s for s, (a, b) in enumerate(zip(si, sj))}
     hits = 0
     for grp in plan.groups:
         ms = measured.get((f"{g.name}:{grp.i}-{grp.j}", grp.cores))
         if ms is not None:
             hits += 1
-            assert np.isclose(table[at[(grp.i, grp.j)], list(part.core_counts).index(grp.cores)], ms)
+            # the memory answers a kernel measured more than once with its median (in log ms)
+            assert np.isclose(table[at[(grp.i, grp.j)], list(part.core_counts).index(grp.cores)],
+                              np.exp(np.median(np.log(ms))))
     picks = plan_picks(part, res.model, graphs, 10_000)
     assert hits + len(picks) >= len({(grp.i, grp.j, grp.cores) for grp in plan.groups}) - hits or hits > 0
     assert all(p.predicted_ms > 0 for p in picks) and len({p.key for p in picks}) == len(picks)
@@ -253,7 +257,7 @@ def test_confirm_passes_remember_every_label_and_measure_the_final_plans(learned
     ds = read_dataset(res.data, part)
     back = LatencyModel.load(res.model_dir, part)
     assert back.meta_["memory_rows"] == len(ds.rows) == res.labels
-    X, _ = dataset_features(ds, part)
+    X, _ = dataset_features(ds, part, back.featurizer)
     logs = pd.Series(np.log(ds.rows["latency_ms"].to_numpy()))
     median = np.exp(logs.groupby(row_keys(X)).transform("median"))
     assert np.allclose(back.predict(X), median)  # a kernel measured again: the median of its rows (log ms)

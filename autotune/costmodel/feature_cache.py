@@ -1,5 +1,6 @@
 """The feature matrices of a dataset's rows, cached beside its shards: computed from the datasheet
-by autotune/costmodel/features.py, keyed by the shard's digest, the feature version and the feature code.
+by a featurizer of autotune/costmodel/features.py, keyed by the shard's digest, the featurizer and its
+version, and the feature code.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from autotune.costmodel.features import FEATURE_NAMES, FEATURE_VERSION, featurize_batch
+from autotune.costmodel.features import Featurizer, get_featurizer
 from autotune.data.dataset import ZOO_FILE, Dataset, file_digest, groups_of, parquet_bytes
 from autotune.fileio import atomic_write, source_digest
 from autotune.hardware.config import HardwareConfig
@@ -29,28 +30,30 @@ _CACHE_KEY = b"autotune.costmodel.features"
 PARALLEL_ROWS = 50_000
 
 
-def compute_features(frame: pd.DataFrame, hw: HardwareConfig, jobs: int | None = None) -> np.ndarray:
-    """Feature matrix (FEATURE_NAMES columns) of a measurement frame's rows, from the datasheet; a
+def compute_features(frame: pd.DataFrame, hw: HardwareConfig, jobs: int | None = None,
+                     featurizer: str = "datasheet") -> np.ndarray:
+    """Feature matrix (the featurizer's columns) of a measurement frame's rows, from the datasheet; a
     frame over PARALLEL_ROWS rows is split by group over `jobs` processes (default: the usable cores)."""
+    f = get_featurizer(featurizer)
     jobs = jobs or host_cores()
     if len(frame) <= PARALLEL_ROWS or jobs < 2:
-        return _features(frame, hw)
+        return _features(frame, hw, f)
     from joblib import Parallel, delayed
 
     # whole groups to each chunk, so a group is rebuilt once
     codes = pd.factorize(frame["group_id"], sort=False)[0]
     chunk = np.minimum(codes * jobs // (codes.max() + 1), jobs - 1)
     parts = [rows for c in range(jobs) if len(rows := np.flatnonzero(chunk == c))]
-    done = Parallel(n_jobs=jobs)(delayed(_features)(frame.iloc[rows], hw) for rows in parts)
-    out = np.empty((len(frame), len(FEATURE_NAMES)), dtype=np.float32)
+    done = Parallel(n_jobs=jobs)(delayed(_features)(frame.iloc[rows], hw, f) for rows in parts)
+    out = np.empty((len(frame), len(f.names)), dtype=np.float32)
     for rows, X in zip(parts, done):
         out[rows] = X
     return out
 
 
-def _features(frame: pd.DataFrame, hw: HardwareConfig) -> np.ndarray:
+def _features(frame: pd.DataFrame, hw: HardwareConfig, f: Featurizer) -> np.ndarray:
     groups, codes = groups_of(frame)
-    return featurize_batch(GroupBatch.build(groups), codes, frame["cores"].to_numpy(np.int64), hw.datasheet)
+    return f.batch(GroupBatch.build(groups), codes, frame["cores"].to_numpy(np.int64), hw.datasheet)
 
 
 def feature_code_digest() -> str:
@@ -60,23 +63,28 @@ def feature_code_digest() -> str:
                          "autotune.ir.graph", "autotune.ir.ops")
 
 
-def cached_features(frame: pd.DataFrame, folder: Path, name: str, digest: str, hw: HardwareConfig) -> np.ndarray:
-    """`compute_features` of one shard, read from `folder/features/<name>.parquet` when that file was
-    made from the same shard digest, feature version and datasheet; otherwise computed and cached."""
-    key = {"shard_digest": digest, "feature_version": FEATURE_VERSION, "feature_code": feature_code_digest(),
-           "datasheet_hash": hw.datasheet_hash, "rows": len(frame)}
-    path = folder / FEATURE_DIR / f"{Path(name).stem}.parquet"
+def cached_features(frame: pd.DataFrame, folder: Path, name: str, digest: str, hw: HardwareConfig,
+                    featurizer: str = "datasheet") -> np.ndarray:
+    """`compute_features` of one shard, read from `folder/features/<name>[.<featurizer>].parquet` when
+    that file was made from the same shard digest, featurizer version and datasheet; otherwise
+    computed and cached."""
+    f = get_featurizer(featurizer)
+    names = list(f.names)
+    key = {"shard_digest": digest, "featurizer": f.name, "feature_version": f.version,
+           "feature_code": feature_code_digest(), "datasheet_hash": hw.datasheet_hash, "rows": len(frame)}
+    suffix = "" if f.name == "datasheet" else f".{f.name}"
+    path = folder / FEATURE_DIR / f"{Path(name).stem}{suffix}.parquet"
     try:
         meta = json.loads((pq.read_metadata(path).metadata or {}).get(_CACHE_KEY, b"null"))
         if meta == key:
-            X = pq.read_table(path, page_checksum_verification=True).to_pandas()[list(FEATURE_NAMES)]
+            X = pq.read_table(path, page_checksum_verification=True).to_pandas()[names]
             X = X.to_numpy(np.float32)
-            if X.shape == (len(frame), len(FEATURE_NAMES)) and np.isfinite(X).all():
+            if X.shape == (len(frame), len(names)) and np.isfinite(X).all():
                 return X
     except (OSError, ValueError, KeyError, pa.ArrowException):
         pass  # absent, stale or damaged: recompute
-    X = compute_features(frame, hw)
-    table = pa.Table.from_pandas(pd.DataFrame(X, columns=list(FEATURE_NAMES)), preserve_index=False)
+    X = compute_features(frame, hw, featurizer=f.name)
+    table = pa.Table.from_pandas(pd.DataFrame(X, columns=names), preserve_index=False)
     table = table.replace_schema_metadata({_CACHE_KEY: json.dumps(key).encode()})
     data = parquet_bytes(table)
 
@@ -90,14 +98,16 @@ def cached_features(frame: pd.DataFrame, folder: Path, name: str, digest: str, h
     return X
 
 
-def dataset_features(ds: Dataset, hw: HardwareConfig) -> tuple[np.ndarray, np.ndarray | None]:
-    """Feature matrices of the training rows (shards in manifest order) and of zoo.parquet (or None)."""
+def dataset_features(ds: Dataset, hw: HardwareConfig,
+                     featurizer: str = "datasheet") -> tuple[np.ndarray, np.ndarray | None]:
+    """Feature matrices (by `featurizer`) of the training rows (shards in manifest order) and of
+    zoo.parquet (or None)."""
     parts, start = [], 0
     for name, digest, n in zip(ds.manifest["shards"], ds.shard_digests, ds.manifest["shard_rows"]):
-        parts.append(cached_features(ds.rows.iloc[start:start + n], ds.folder, name, digest, hw))
+        parts.append(cached_features(ds.rows.iloc[start:start + n], ds.folder, name, digest, hw, featurizer))
         start += n
     X = np.vstack(parts) if parts else np.zeros((0, 0), np.float32)
     Xz = None
     if ds.zoo is not None and len(ds.zoo):
-        Xz = cached_features(ds.zoo, ds.folder, ZOO_FILE, file_digest(ds.folder / ZOO_FILE), hw)
+        Xz = cached_features(ds.zoo, ds.folder, ZOO_FILE, file_digest(ds.folder / ZOO_FILE), hw, featurizer)
     return X, Xz

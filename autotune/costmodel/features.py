@@ -322,11 +322,75 @@ def universal_batch(batch: GroupBatch, rows_gid: np.ndarray, cores: np.ndarray,
     return np.hstack([featurize_batch(batch, rows_gid, cores, ds), universal_columns(ds, cores)])
 
 
+#: Op classes the layer sum keeps apart: COUNT_BUCKETS with convolutions split into pointwise, spatial
+#: (k x k) and depthwise, whose cost per MAC differs on most parts.
+LAYER_CLASSES = ("conv1x1", "convkxk", "dwconv", "eltwise", "fc", "matmul", "other", "pool")
+#: Per class: MAC-array time at the datasheet peak split over the cores and unsplit, vector time
+#: likewise, its layers' bytes at DRAM bandwidth, its layer count; then the group's boundary bytes
+#: at bandwidth, a launch, and a launch that grows with log2 of the cores. Each column is ms per unit
+#: of its constant (counts in thousandths), so a non-negative linear fit of them is a latency
+#: (autotune/costmodel/layer_sum.py).
+LAYER_SUM = [f"ls_{c}_{t}" for c in LAYER_CLASSES for t in ("mac_k", "mac", "vec_k", "vec", "bytes", "n")] + [
+    "ls_boundary", "ls_launch", "ls_launch_log2k"]
+LAYER_SUM_VERSION = 1
+
+
+#: Each COUNT_BUCKETS entry's class (a convolution's is refined by `layer_classes`); a bucket added
+#: without a class fails here, at import.
+_BUCKET_CLASS = np.array([LAYER_CLASSES.index("conv1x1" if b == "conv" else b) for b in COUNT_BUCKETS])
+
+
+def layer_classes(L) -> np.ndarray:
+    """Each layer's index into LAYER_CLASSES."""
+    b = bucket(L.op_code)
+    conv = b == COUNT_BUCKETS.index("conv")
+    cls = np.where(conv & (L.kh > 1), LAYER_CLASSES.index("convkxk"), _BUCKET_CLASS[b])
+    return np.where(conv & L.depthwise, LAYER_CLASSES.index("dwconv"), cls)
+
+
+def layer_sum_columns(batch: GroupBatch, rows_gid: np.ndarray, cores: np.ndarray, ds: Datasheet) -> np.ndarray:
+    """The LAYER_SUM columns of rows (group index `rows_gid`, core count `cores`), from the datasheet."""
+    L, G = batch.layers, batch.groups
+    cls = layer_classes(L)
+    mac_c, vec_c = aligned_cycles(L, ds)
+    hz, bw, db = ds.clock_ghz * 1e9, ds.dram_gbps * 1e9, ds.dtype_bytes
+    nc = len(LAYER_CLASSES)
+    key = batch.gid * nc + cls
+
+    def per_class(v) -> np.ndarray:  # (n_groups, classes) sums
+        out = np.bincount(key, weights=np.asarray(v, dtype=np.float64), minlength=batch.n_groups * nc)
+        return out.reshape(batch.n_groups, nc)
+
+    g = np.asarray(rows_gid, dtype=np.int64)
+    k = np.asarray(cores, dtype=np.float64)[:, None]
+    mac, vec = per_class(mac_c)[g] / hz * 1e3, per_class(vec_c)[g] / hz * 1e3
+    nbytes = per_class((L.in_elems + L.out_elems + L.weight_elems) * db)[g] / bw * 1e3
+    count = per_class(np.ones(len(cls)))[g] * 1e-3
+    per = np.stack([mac / k, mac, vec / k, vec, nbytes, count], axis=2).reshape(len(g), -1)  # class-major
+    tail = np.column_stack([((G.in_elems + G.out_elems) * db)[g] / bw * 1e3, np.full(len(g), 1e-3),
+                            np.log2(k[:, 0]) * 1e-3])
+    return np.hstack([per, tail])
+
+
+def layer_sum_batch(batch: GroupBatch, rows_gid: np.ndarray, cores: np.ndarray,
+                    hw: HardwareConfig | Datasheet) -> np.ndarray:
+    """The datasheet rows with the LAYER_SUM columns appended: what the layer-sum prior reads."""
+    ds = hw.datasheet if isinstance(hw, HardwareConfig) else hw
+    rows_gid = np.asarray(rows_gid, dtype=np.int64)
+    if len(rows_gid) == 0:
+        return np.zeros((0, len(FEATURE_NAMES) + len(LAYER_SUM)), dtype=np.float32)
+    return np.hstack([featurize_batch(batch, rows_gid, cores, ds),
+                      layer_sum_columns(batch, rows_gid, cores, ds).astype(np.float32)])
+
+
 _FEATURIZERS = {
     "datasheet": Featurizer("datasheet", FEATURE_VERSION, tuple(FEATURE_NAMES), featurize_batch),
     "universal": Featurizer("universal", FEATURE_VERSION * 100 + UNIVERSAL_VERSION,
                             tuple(FEATURE_NAMES + UNIVERSAL_EXTRA), universal_batch),
+    "layersum": Featurizer("layersum", FEATURE_VERSION * 100 + LAYER_SUM_VERSION, tuple(FEATURE_NAMES + LAYER_SUM),
+                           layer_sum_batch),
 }
+_BUILT_IN = tuple(_FEATURIZERS)
 
 
 def register_featurizer(featurizer: Featurizer) -> Featurizer:
@@ -339,12 +403,12 @@ def register_featurizer(featurizer: Featurizer) -> Featurizer:
 
 def unregister_featurizer(name: str) -> None:
     """Forget a featurizer registered at run time (the built-in ones stay)."""
-    if name not in ("datasheet", "universal"):
+    if name not in _BUILT_IN:
         _FEATURIZERS.pop(name, None)
 
 
 def get_featurizer(name: str) -> Featurizer:
-    """The featurizer registered under `name` (this autotune ships "datasheet" and "universal")."""
+    """The featurizer registered under `name` (this autotune ships "datasheet", "universal" and "layersum")."""
     try:
         return _FEATURIZERS[name]
     except KeyError:

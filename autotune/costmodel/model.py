@@ -21,7 +21,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from autotune.costmodel.boosters import boost
 from autotune.costmodel.calibration import COLUMNS, columns_to_parts, fit_roofline
-from autotune.costmodel.features import COVERAGE_FEATURES, PRIOR_FEATURE, get_featurizer
+from autotune.costmodel.features import COVERAGE_FEATURES, LAYER_SUM, PRIOR_FEATURE, get_featurizer
+from autotune.costmodel.layer_sum import LayerSumFit, fit_layer_sum
 from autotune.costmodel.members import COMBINE, bagged_members, combine_rule
 from autotune.costmodel.memory import MeasuredMemory
 from autotune.costmodel.model_io import coverage_json, read_model, write_model
@@ -49,6 +50,9 @@ class LatencyModel(RegressorMixin, BaseEstimator):
     - "calibrated": a roofline with fixed costs whose device constants are fitted to the training
       labels first (autotune/costmodel/calibration.py);
     - "datasheet": the featurizer's datasheet estimate (`log_prior_ms`) as it is;
+    - "layersum": textbook terms per op class summed over the group's layers, their constants
+      fitted to the training labels first (autotune/costmodel/layer_sum.py; needs the "layersum"
+      featurizer); what `train` uses on a measured part;
     - "none": plain trees on log latency;
     - "auto" (default): "calibrated" when X has the featurizer's columns, else "none".
     Early stopping uses a validation split that keeps all rows of a group on one side.
@@ -70,7 +74,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         "reg_lambda": [Interval(Real, 0, None, closed="left")],
         "early_stopping_rounds": [Interval(Integral, 1, None, closed="left")],
         "val_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "prior": [StrOptions({"auto", "calibrated", "datasheet", "none"})],
+        "prior": [StrOptions({"auto", "calibrated", "datasheet", "layersum", "none"})],
         "featurizer": [str],
         "objective": [StrOptions({"reg:squarederror", "reg:pseudohubererror", "reg:absoluteerror"})],
         "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both")],
@@ -89,6 +93,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
     combine_: str  # how its prediction and theirs combine (members.COMBINE)
     adapt_trees_: xgb.Booster | None  # a universal model's EXTRA_TREES (load only)
     probe_trees_: xgb.Booster | None
+    layer_sum_: LayerSumFit | None  # the layer-sum prior's constants (prior "layersum")
 
     def __init__(
         self,
@@ -172,8 +177,11 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         self.coverage_ = self._coverage(X)
         tr, va = self.split(len(X), groups)
         self.calibration_ = None
+        self.layer_sum_ = None
         if self.prior_ == "calibrated":
             self.calibration_ = fit_roofline(self._parts(X[tr]), y[tr] * 1e3, seed=self.random_state)
+        elif self.prior_ == "layersum":
+            self.layer_sum_ = fit_layer_sum(self._layer_sum_columns(X[tr]), y[tr], seed=self.random_state)
         return X, np.log(y), tr, va, self._margin(X)
 
     def _forget(self) -> None:
@@ -185,6 +193,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         self.members_ = []
         self.combine_ = combine_rule([])
         self.adapt_trees_ = self.probe_trees_ = None
+        self.layer_sum_ = None
 
     @classmethod
     def assembled(cls, like: LatencyModel, booster: xgb.Booster, calibration, val_mae_log: float,
@@ -198,6 +207,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         model.n_features_in_ = like.n_features_in_
         model.prior_ = like.prior_
         model.calibration_ = calibration if calibration is not None else like.calibration_
+        model.layer_sum_ = like.layer_sum_
         model.coverage_ = like.coverage_
         model.memory_ = None
         model.booster_ = booster
@@ -311,6 +321,13 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             raise ValueError(f"X has {n_cols} columns, featurizer {self.featurizer!r} makes {len(names)}")
         return names
 
+    def _layer_sum_columns(self, X: np.ndarray) -> np.ndarray:
+        names = self._names(X.shape[1])
+        if not set(LAYER_SUM) <= set(names):
+            raise ValueError(f"prior='layersum' reads the layer-sum columns; featurizer {self.featurizer!r} "
+                             "has none (use featurizer='layersum')")
+        return X[:, [names.index(c) for c in LAYER_SUM]]
+
     def _parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
         names = self._names(X.shape[1])
         return columns_to_parts(X, {c: names.index(c) for c in COLUMNS})
@@ -324,6 +341,9 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         if prior == "calibrated":
             assert self.calibration_ is not None  # fitted with the prior
             return self.calibration_.log_ms(self._parts(X) if parts is None else parts)
+        if prior == "layersum":
+            assert self.layer_sum_ is not None  # fitted with the prior
+            return self.layer_sum_.log_ms(self._layer_sum_columns(X))
         names = self._names(X.shape[1])
         return X[:, names.index(PRIOR_FEATURE)].astype(np.float64)
 
@@ -395,6 +415,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             "prior": self.prior_,
             "featurizer": {"name": f.name, "version": f.version, "names": list(f.names)},
             "calibration": self.calibration_.to_dict() if self.calibration_ is not None else None,
+            "layer_sum": self.layer_sum_.to_dict() if self.layer_sum_ is not None else None,
             "coverage": coverage_json(getattr(self, "coverage_", None)),
             "val_mae_log": getattr(self, "val_mae_log_", None),
             "val_q90_log": getattr(self, "val_q90_log_", None),
@@ -416,6 +437,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         model.val_q90_log_ = saved.val_q90_log
         model.prior_ = saved.prior
         model.calibration_ = saved.calibration
+        model.layer_sum_ = saved.layer_sum
         model.members_ = saved.members
         model.combine_ = saved.combine
         model.coverage_ = saved.coverage

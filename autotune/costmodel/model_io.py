@@ -22,6 +22,7 @@ import xgboost as xgb
 from autotune.costmodel.boosters import checked_booster_file
 from autotune.costmodel.calibration import RooflineFit
 from autotune.costmodel.features import get_featurizer
+from autotune.costmodel.layer_sum import LayerSumFit
 from autotune.costmodel.members import COMBINE, Predictor, combine_rule, members_from_meta, members_to_meta
 from autotune.costmodel.memory import MeasuredMemory
 from autotune.errors import ModelFileError
@@ -33,7 +34,7 @@ META_FILE = "meta.json"
 #: digest (autotune/costmodel/universal.py): the adaptation trees, correcting a roofline refitted to
 #: one part, and the probe trees, reading a part's probe residuals.
 EXTRA_TREES = {"adapt_trees": "adapt.ubj", "probe_trees": "probe.ubj"}
-PRIORS = ("calibrated", "datasheet", "none")
+PRIORS = ("calibrated", "datasheet", "layersum", "none")
 
 
 #: The keys `provenance` gives every model's meta.json.
@@ -61,6 +62,7 @@ class SavedModel:
     n_features: int
     prior: str
     calibration: RooflineFit | None
+    layer_sum: LayerSumFit | None
     members: list[Predictor]
     combine: str  # COMBINE's rule for the model and its members
     coverage: dict | None
@@ -134,6 +136,12 @@ def read_model(folder: str | Path, hw, known_params: set[str]) -> SavedModel:
             calibration = RooflineFit.from_dict(meta["calibration"])
         except (KeyError, TypeError, ValueError):
             raise ModelFileError(f"{meta_path} lacks a valid calibration for prior='calibrated' ({retrain})") from None
+    layer_sum = None
+    if prior == "layersum":
+        try:
+            layer_sum = LayerSumFit.from_dict(meta["layer_sum"])
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError(f"{meta_path} lacks a valid layer-sum fit for prior='layersum' ({retrain})") from None
     names = list(get_featurizer(str(params.get("featurizer", "datasheet"))).names)
     coverage = _checked_coverage(meta.get("coverage"), names) if len(names) == n_features else None
     memory = MeasuredMemory.from_json(meta["memory"]) if meta.get("memory") is not None else None
@@ -143,7 +151,7 @@ def read_model(folder: str | Path, hw, known_params: set[str]) -> SavedModel:
     combine = meta.get("combine", combine_rule(members))  # models saved before it was recorded: as it was inferred
     if combine not in COMBINE:
         raise ModelFileError(f"{meta_path} names no valid rule to combine its members ({retrain})")
-    return SavedModel(meta, params, booster, best_iteration, n_features, str(prior), calibration,
+    return SavedModel(meta, params, booster, best_iteration, n_features, str(prior), calibration, layer_sum,
                       members, str(combine), coverage, memory, _number(meta.get("val_mae_log")),
                       _number(meta.get("val_q90_log")),
                       {key: _extra_trees(meta, folder, key, retrain) for key in EXTRA_TREES})

@@ -66,6 +66,13 @@ def zoo_metrics(zoo: pd.DataFrame, pred: np.ndarray) -> dict:
     return out
 
 
+#: What `train` fits on a part's own measurements: trees on the layer-sum prior (textbook terms per op
+#: class with constants fitted to the labels; the calibrated roofline's terms came from our simulator,
+#: docs/costmodel.md "Which prior on a measured part"), and a measured kernel answered with its
+#: measurement. Parameters the caller passes win.
+MEASURED_PARAMS = {"bags": 0, "memory": True, "prior": "layersum", "featurizer": "layersum"}
+
+
 @dataclass
 class TrainResult:
     """A trained model, its meta.json content, and its predictions on the zoo rows (if the dataset has them)."""
@@ -97,7 +104,7 @@ def remember(hw: HardwareConfig, data_dir: str | Path, model_dir: str | Path) ->
     with FolderLock(Path(model_dir)):
         model = LatencyModel.load(model_dir, hw)
         ds = read_dataset(data_dir, hw)
-        X, _ = dataset_features(ds, hw)
+        X, _ = dataset_features(ds, hw, model.featurizer)
         model.remember(X, ds.rows["latency_ms"].to_numpy(np.float64))
         meta = {k: v for k, v in model.meta_.items() if k != "meta_sha256"}
         meta.update({"memory_rows": len(X), "memory_dataset_digest": ds.digest})
@@ -107,15 +114,11 @@ def remember(hw: HardwareConfig, data_dir: str | Path, model_dir: str | Path) ->
 
 def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params) -> TrainResult:
     ds = read_dataset(data_dir, hw)
-    X, Xz = dataset_features(ds, hw)
-    y = ds.rows["latency_ms"].to_numpy(np.float64)
     if ds.manifest.get("source") == "measured":
-        # a part's own measurements: trees on the datasheet's textbook estimate (the calibrated
-        # roofline's terms came from our simulator and did not plan better on the black boxes,
-        # docs/costmodel.md "Which prior on a measured part"), and a measured kernel answered with
-        # its measurement
-        params = {"bags": 0, "memory": True, "prior": "datasheet", **params}
+        params = {**MEASURED_PARAMS, **params}
     model = LatencyModel(random_state=seed, verbose=progress, **params)
+    X, Xz = dataset_features(ds, hw, model.featurizer)
+    y = ds.rows["latency_ms"].to_numpy(np.float64)
     t0 = time.perf_counter()
     if scheduler:
         with connect(scheduler) as client:

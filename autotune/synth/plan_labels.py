@@ -323,7 +323,7 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
         return bool(picks)
 
     def again(limit: int) -> bool:
-        picks = again_picks(hw, model, graphs, measured_logs(hw, data), limit)
+        picks = again_picks(hw, model, graphs, measured_logs(hw, data, model.featurizer), limit)
         if picks:
             run(picks, "again", "measuring again the kernels that decide close calls")
         return bool(picks)
@@ -360,12 +360,12 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
     return model, out
 
 
-def measured_logs(hw: HardwareConfig, data: Path) -> dict[int, np.ndarray]:
+def measured_logs(hw: HardwareConfig, data: Path, featurizer: str = "datasheet") -> dict[int, np.ndarray]:
     """Every measured kernel's log latencies (ms) in the dataset, by its memory key (a row measured
     again in a later shard adds to its kernel's list)."""
 
     ds = read_dataset(data, hw)
-    X, _ = dataset_features(ds, hw)
+    X, _ = dataset_features(ds, hw, featurizer)
     keys = row_keys(X)
     y = np.log(ds.rows["latency_ms"].to_numpy(np.float64))
     order = np.argsort(keys, kind="stable")

@@ -1,0 +1,139 @@
+"""The layer-sum prior: its columns add up over layers, its fit recovers known constants, and a model
+with it fits, saves, loads and refuses what it cannot read."""
+
+import json
+
+import numpy as np
+import pytest
+
+from autotune.costmodel.features import (
+    FEATURE_NAMES,
+    LAYER_CLASSES,
+    LAYER_SUM,
+    get_featurizer,
+    layer_classes,
+    layer_sum_columns,
+)
+from autotune.costmodel.layer_sum import LayerSumFit, fit_layer_sum
+from autotune.costmodel.model import LatencyModel
+from autotune.costmodel.model_io import META_FILE, meta_checksum
+from autotune.errors import ModelFileError
+from autotune.hardware.config import load_hardware
+from autotune.ir.graph import GraphBuilder
+from autotune.ir.tables import GroupBatch
+
+HW = load_hardware("mlu100")
+PER_CLASS = 6 * len(LAYER_CLASSES)
+
+
+def _net():
+    b = GraphBuilder("net")
+    x = b.input("x", (1, 32, 28, 28))
+    a = b.conv(x, 64, 3, name="c3")
+    d = b.dwconv(a, 3, name="dw")
+    p = b.conv(d, 64, 1, act="", name="pw")
+    s = b.eltwise([a, p], name="add")
+    q = b.pool(s, 2, name="pool")
+    b.fc(b.gpool(q, name="gap"), 10, name="fc")
+    return b.build()
+
+
+def _columns(groups, ks):
+    batch = GroupBatch.build(groups)
+    gid = np.arange(len(groups))
+    return layer_sum_columns(batch, gid, np.asarray(ks), HW.datasheet)
+
+
+def test_layer_classes_tell_convolutions_apart():
+    g = _net()
+    L = GroupBatch.build([g.group(0, len(g))]).layers
+    names = [LAYER_CLASSES[c] for c in layer_classes(L)]
+    assert names[:4] == ["convkxk", "dwconv", "conv1x1", "eltwise"] and names[4] == "pool" and names[-1] == "fc"
+
+
+def test_per_class_columns_add_up_over_layers_and_scale_with_cores():
+    g = _net()
+    whole = g.group(0, len(g))
+    singles = [g.group(i, i + 1) for i in range(len(g))]
+    for k in (1, 4):
+        A = _columns([whole] + singles, [k] * (len(g) + 1))
+        assert np.allclose(A[0, :PER_CLASS], A[1:, :PER_CLASS].sum(0), rtol=1e-9)
+        assert A[0, LAYER_SUM.index("ls_launch")] == pytest.approx(1e-3)
+    one, four = _columns([whole, whole], [1, 4])
+    mac_k, mac = LAYER_SUM.index("ls_convkxk_mac_k"), LAYER_SUM.index("ls_convkxk_mac")
+    assert one[mac_k] == pytest.approx(4 * four[mac_k]) and one[mac] == pytest.approx(four[mac]) and one[mac] > 0
+    assert one[LAYER_SUM.index("ls_matmul_mac")] == 0  # no matmul in the group
+
+
+def test_the_layersum_featurizer_is_the_datasheet_rows_plus_the_layer_sum():
+    g = _net()
+    batch = GroupBatch.build([g.group(0, 3), g.group(2, 6)])
+    gid, ks = np.array([0, 1, 1]), np.array([2, 2, 8])
+    X = get_featurizer("layersum").batch(batch, gid, ks, HW)
+    assert X.shape == (3, len(FEATURE_NAMES) + len(LAYER_SUM))
+    assert np.array_equal(X[:, :len(FEATURE_NAMES)], get_featurizer("datasheet").batch(batch, gid, ks, HW))
+    assert get_featurizer("layersum").batch(batch, gid[:0], ks[:0], HW).shape == (0, X.shape[1])
+
+
+def test_fit_recovers_known_constants_and_stays_non_negative():
+    rng = np.random.default_rng(0)
+    A = rng.random((400, len(LAYER_SUM))) * (rng.random((400, len(LAYER_SUM))) < 0.3)
+    A[:, LAYER_SUM.index("ls_launch")] = 1e-3
+    true = np.where(rng.random(len(LAYER_SUM)) < 0.5, rng.random(len(LAYER_SUM)) * 3, 0.0)
+    true[LAYER_SUM.index("ls_launch")] = 20.0
+    y = A @ true
+    fit = fit_layer_sum(A, y)
+    assert min(fit.coef) >= 0
+    assert np.allclose(fit.predict_ms(A), y, rtol=1e-6)
+    # a negative truth cannot be fitted: the constants stay at zero, never below
+    bad = fit_layer_sum(A, np.maximum(y - 0.5 * A[:, 0], 1e-3))
+    assert min(bad.coef) >= 0 and bad.floor_ms > 0
+
+
+def test_fit_refuses_wrong_shapes_and_json_roundtrips():
+    with pytest.raises(ValueError, match="columns"):
+        fit_layer_sum(np.ones((3, 4)), np.ones(3))
+    fit = LayerSumFit(tuple(float(i) for i in range(len(LAYER_SUM))), 0.01)
+    assert LayerSumFit.from_dict(json.loads(json.dumps(fit.to_dict()))) == fit
+    with pytest.raises(ValueError, match="non-negative"):
+        LayerSumFit((-1.0,) + fit.coef[1:], 0.01)
+    with pytest.raises(ValueError, match="other columns"):
+        LayerSumFit.from_dict({**fit.to_dict(), "columns": list(reversed(LAYER_SUM))})
+
+
+def _measured_rows(n_groups=60, seed=0):
+    """Rows of one network's candidate groups at two core counts, with latencies that are a layer sum."""
+    g = _net()
+    rng = np.random.default_rng(seed)
+    spans = [(i, j) for i in range(len(g)) for j in range(i + 1, len(g) + 1)]
+    groups = [g.group(*spans[int(s)]) for s in rng.integers(0, len(spans), n_groups)]
+    ks = np.tile([1, 4], n_groups)
+    gid = np.repeat(np.arange(n_groups), 2)
+    X = get_featurizer("layersum").batch(GroupBatch.build(groups), gid, ks, HW)
+    A = X[:, len(FEATURE_NAMES):].astype(np.float64)
+    coef = np.zeros(len(LAYER_SUM))
+    coef[[LAYER_SUM.index(c) for c in ("ls_convkxk_mac_k", "ls_conv1x1_mac_k", "ls_dwconv_bytes", "ls_launch")]] = \
+        [3.0, 2.0, 5.0, 10.0]
+    return X, A @ coef * np.exp(rng.normal(0, 0.02, len(A))), gid
+
+
+def test_a_model_with_the_layer_sum_prior_fits_saves_and_loads(tmp_path):
+    X, y, gid = _measured_rows()
+    m = LatencyModel(prior="layersum", featurizer="layersum", n_estimators=50, n_jobs=1).fit(X, y, groups=gid)
+    assert m.prior_ == "layersum" and m.layer_sum_ is not None and m.calibration_ is None
+    assert np.median(np.abs(m.prior_predict(X) / y - 1)) < 0.05  # the prior alone finds the sum
+    m.save(tmp_path, {"hardware": HW.name, "hardware_hash": HW.hash})
+    back = LatencyModel.load(tmp_path, HW)
+    assert back.layer_sum_ == m.layer_sum_ and np.array_equal(back.predict(X), m.predict(X))
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    meta["layer_sum"] = None
+    meta["meta_sha256"] = meta_checksum(meta)
+    (tmp_path / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="layer-sum fit"):
+        LatencyModel.load(tmp_path, HW)
+
+
+def test_the_layer_sum_prior_needs_its_featurizer():
+    X, y, gid = _measured_rows(20)
+    with pytest.raises(ValueError, match="featurizer='layersum'"):
+        LatencyModel(prior="layersum", n_estimators=5).fit(X[:, :len(FEATURE_NAMES)], y, groups=gid)

@@ -2,12 +2,12 @@
 kernels) against the shipped group-level model, on held-out groups of a measured dataset.
 
 Designs, each trained from group labels only:
-- `group trees` (shipped for measured parts): XGBoost on the group's features, the datasheet estimate as prior;
-- `layer sum`: per op class (1x1 conv, k x k conv, depthwise, fc, matmul, pool, element-wise, other), a
-  compute time at the datasheet's peak split over the cores plus a serial share, a bytes time, a
-  fixed cost per layer; plus the group's boundary bytes and a launch. Linear in its ~35 constants,
-  fitted by non-negative least squares on relative error;
-- `layer sum + trees`: group trees on the layer sum as their prior;
+- `group trees`: XGBoost on the group's features, the datasheet estimate as prior (shipped for measured
+  parts before the layer sum);
+- `layer sum`: the layer-sum prior alone (autotune/costmodel/layer_sum.py): per op class, compute at
+  the datasheet's peak split over the cores plus a serial share, bytes at bandwidth, a fixed cost per
+  layer; plus the group's boundary bytes and a launch; its constants fitted by non-negative least squares;
+- `layer sum + trees`: group trees on the layer sum as their prior (what `train` now fits on a measured part);
 - `layer trees`: one tree ensemble over layer rows (the layer's shapes, its op, its place in the
   group, the core count) plus a launch row per group; the group's latency is the sum of its rows',
   and the trees are fitted to the group labels by a custom objective (squared error of the log of the sum).
@@ -25,18 +25,17 @@ import time
 
 import numpy as np
 import xgboost as xgb
-from scipy.optimize import nnls
 from sklearn.model_selection import GroupShuffleSplit
 
 from autotune.cli.report import format_table
 from autotune.costmodel.boosters import boost
 from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.features import FEATURE_NAMES, PRIOR_FEATURE
+from autotune.costmodel.layer_sum import fit_layer_sum
 from autotune.costmodel.model import LatencyModel
 from autotune.data.dataset import groups_of, read_dataset
 from autotune.hardware.analytic import aligned_cycles
 from autotune.hardware.config import Datasheet, hw_slug, load_hardware
-from autotune.ir.ops import COUNT_BUCKETS
 from autotune.ir.tables import GroupBatch, bucket
 
 LAUNCH_MS = 0.01  # the layer trees' starting guess for a group's fixed cost
@@ -53,10 +52,6 @@ class Layers:
         L, G = batch.layers, batch.groups
         self.batch, self.codes, self.cores, self.ds = batch, codes, cores.astype(np.float64), ds
         self.gid = batch.gid
-        names = np.array(COUNT_BUCKETS, dtype=object)[bucket(L.op_code)]
-        conv = names == "conv"
-        self.cls = np.where(conv & L.depthwise, "dwconv", np.where(conv & (L.kh > 1), "convkxk",
-                                                                    np.where(conv, "conv1x1", names)))
         self.mac_c, self.vec_c = aligned_cycles(L, ds)
         db = ds.dtype_bytes
         self.wbytes = L.weight_elems * db
@@ -68,31 +63,6 @@ class Layers:
 
     def gsum(self, v) -> np.ndarray:
         return np.bincount(self.gid, weights=np.asarray(v, dtype=np.float64), minlength=self.batch.n_groups)
-
-
-def layer_sum_design(lay: Layers, pairs: np.ndarray) -> np.ndarray:
-    """The layer sum's columns (ms per unit constant) for `pairs`."""
-    hz, bw = lay.ds.clock_ghz * 1e9, lay.ds.dram_gbps * 1e9
-    g, k = lay.codes[pairs], lay.cores[pairs]
-    cols = []
-    for c in sorted(set(lay.cls)):
-        m = lay.cls == c
-        for cyc in (lay.mac_c, lay.vec_c):
-            t = lay.gsum(cyc * m)[g] / hz * 1e3
-            cols += [t / k, t]  # split over the cores, and a serial share
-        cols += [lay.gsum(lay.bytes * m)[g] / bw * 1e3, lay.gsum(m)[g] * 1e-3]
-    cols += [lay.boundary[g] / bw * 1e3, np.full(len(pairs), 1e-3), np.log2(k) * 1e-3]
-    return np.column_stack(cols)
-
-
-def fit_layer_sum(A: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Non-negative constants minimising relative error, then a few reweightings toward log error."""
-    w = 1.0 / y
-    coef = nnls(A * w[:, None], y * w, maxiter=10 * A.shape[1] ** 2)[0]
-    for _ in range(3):
-        w = 1.0 / np.sqrt(y * np.maximum(A @ coef, 1e-9))
-        coef = nnls(A * w[:, None], y * w, maxiter=10 * A.shape[1] ** 2)[0]
-    return coef
 
 
 def layer_rows(lay: Layers, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -168,13 +138,14 @@ def main() -> None:
     args.data = args.data or f"data/{hw_slug(args.hw)}"
     data = read_dataset(args.data, hw)
     X, _ = dataset_features(data, hw)
+    X_ls, _ = dataset_features(data, hw, "layersum")  # the datasheet rows plus the layer-sum columns
     rows = data.rows
     y = rows["latency_ms"].to_numpy(np.float64)
     gids = rows["group_id"].to_numpy()
     kind = rows["kind"].astype(str).to_numpy() if "kind" in rows else np.full(len(y), "all")
     groups, codes = groups_of(rows)
     lay = Layers(GroupBatch.build(groups), codes, rows["cores"].to_numpy(), hw.datasheet)
-    A = layer_sum_design(lay, np.arange(len(y)))
+    A = X_ls[:, len(FEATURE_NAMES):].astype(np.float64)
     datasheet_margin = X[:, FEATURE_NAMES.index(PRIOR_FEATURE)].astype(np.float64)
     designs = ["group trees", "layer sum", "layer sum + trees", "layer trees"]
     rel: dict[str, list[np.ndarray]] = {d: [] for d in designs}
@@ -188,12 +159,10 @@ def main() -> None:
         pred = {"group trees": group_trees(X, y, datasheet_margin, fit, val, te, s)}
         secs["group trees"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        coef = fit_layer_sum(A[tr], y[tr])
-        pred["layer sum"] = np.maximum(A[te] @ coef, 1e-9)
+        pred["layer sum"] = fit_layer_sum(A[tr], y[tr]).predict_ms(A[te])
         secs["layer sum"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        coef = fit_layer_sum(A[fit], y[fit])
-        pred["layer sum + trees"] = group_trees(X, y, np.log(np.maximum(A @ coef, 1e-9)), fit, val, te, s)
+        pred["layer sum + trees"] = group_trees(X_ls, y, fit_layer_sum(A[fit], y[fit]).log_ms(A), fit, val, te, s)
         secs["layer sum + trees"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         bst, it = fit_layer_trees(lay, y, fit, val, s)

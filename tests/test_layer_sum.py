@@ -137,3 +137,18 @@ def test_the_layer_sum_prior_needs_its_featurizer():
     X, y, gid = _measured_rows(20)
     with pytest.raises(ValueError, match="featurizer='layersum'"):
         LatencyModel(prior="layersum", n_estimators=5).fit(X[:, :len(FEATURE_NAMES)], y, groups=gid)
+
+
+def test_a_blend_averages_the_layer_sum_model_with_trees_on_the_datasheet_estimate(tmp_path):
+    X, y, gid = _measured_rows()
+    kw = dict(prior="layersum", featurizer="layersum", n_estimators=40, n_jobs=1, random_state=1)
+    m = LatencyModel(blend="datasheet", **kw).fit(X, y, groups=gid)
+    alone = LatencyModel(**kw).fit(X, y, groups=gid)
+    other = LatencyModel(**{**kw, "prior": "datasheet", "featurizer": "datasheet"}).fit(X[:, :len(FEATURE_NAMES)], y,
+                                                                                         groups=gid)
+    assert [b.kind for b in m.members_] == ["blend"] and m.combine_ == "mean"
+    assert np.allclose(m.predict(X), np.sqrt(alone.predict(X) * other.predict(X[:, :len(FEATURE_NAMES)])), rtol=1e-5)
+    m.save(tmp_path, {"hardware": HW.name, "hardware_hash": HW.hash})
+    back = LatencyModel.load(tmp_path, HW)
+    assert np.array_equal(back.predict(X), m.predict(X)) and back.combine_ == "mean"
+    assert json.loads((tmp_path / META_FILE).read_text())["members"][0]["calibration"] is None

@@ -21,6 +21,7 @@ import xgboost as xgb
 
 from autotune.costmodel.boosters import read_boosters
 from autotune.costmodel.calibration import RooflineFit
+from autotune.costmodel.features import FEATURE_NAMES, PRIOR_FEATURE
 from autotune.costmodel.probes import ProbedMember
 from autotune.errors import ModelFileError
 
@@ -30,6 +31,8 @@ SCRATCH_FILE = "member_scratch.ubj"
 #: scale): a member that extrapolates wildly on groups unlike its labels (the scratch member on big
 #: fused kernels) no longer drags the plan (docs/costmodel.md, "Measured choices behind constants").
 CONSENSUS_SCALE = 0.1
+#: Where a datasheet row holds the datasheet estimate, the prior of a member without a roofline.
+_PRIOR_COLUMN = FEATURE_NAMES.index(PRIOR_FEATURE)
 
 
 class Predictor(Protocol):
@@ -47,10 +50,11 @@ class Predictor(Protocol):
 @dataclass
 class ScratchMember:
     """A one-part model trained on the part's labels alone (LatencyModel with the datasheet
-    featurizer, whose columns lead the universal ones): its roofline fitted to the labels and its
-    trees cut at their best iteration."""
+    featurizer, whose columns lead the universal and layer-sum ones): its prior, the roofline fitted
+    to the labels or (`calibration` None) the datasheet estimate, and its trees cut at their best
+    iteration."""
 
-    calibration: RooflineFit
+    calibration: RooflineFit | None
     booster: xgb.Booster
     n_features: int  # the datasheet columns it reads, the first of each universal row
     weight: float
@@ -60,18 +64,20 @@ class ScratchMember:
 
     @classmethod
     def of(cls, model, weight: float, file: str = SCRATCH_FILE) -> ScratchMember:
-        """The member made from a fitted datasheet LatencyModel with a calibrated prior."""
-        assert model.calibration_ is not None  # the default prior of a datasheet model
+        """The member made from a fitted datasheet LatencyModel with a calibrated or datasheet prior."""
+        assert model.prior_ in ("calibrated", "datasheet") and model.featurizer == "datasheet"
         return cls(model.calibration_, model.booster_[: model.best_iteration_ + 1], model.n_features_in_, weight,
                    file)
 
     def log_predict(self, X: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray:
+        margin = self.calibration.log_ms(parts) if self.calibration is not None else X[:, _PRIOR_COLUMN]
         return np.asarray(self.booster.inplace_predict(np.ascontiguousarray(X[:, : self.n_features]),
-                                                       base_margin=self.calibration.log_ms(parts)), dtype=np.float64)
+                                                       base_margin=margin), dtype=np.float64)
 
     def to_meta(self) -> tuple[dict, dict[str, bytes]]:
         raw = bytes(self.booster.save_raw(raw_format="ubj"))
-        meta = {"kind": self.kind, "weight": self.weight, "calibration": self.calibration.to_dict(),
+        calibration = self.calibration.to_dict() if self.calibration is not None else None
+        meta = {"kind": self.kind, "weight": self.weight, "calibration": calibration,
                 "n_features": self.n_features, "sha256": {self.file: hashlib.sha256(raw).hexdigest()}}
         if self.file != SCRATCH_FILE:
             meta["file"] = self.file
@@ -84,11 +90,12 @@ class ScratchMember:
             raise ModelFileError(f"{folder}/meta.json names a member file {file!r} of no allowed form ({retrain})")
         boosters = read_boosters(meta, folder, (file,), retrain)
         try:
-            member = cls(RooflineFit.from_dict(meta["calibration"]), boosters[file], int(meta["n_features"]),
-                         float(meta["weight"]), file)
+            calibration = None if meta["calibration"] is None else RooflineFit.from_dict(meta["calibration"])
+            member = cls(calibration, boosters[file], int(meta["n_features"]), float(meta["weight"]), file)
         except (KeyError, TypeError, ValueError):
             raise ModelFileError(f"{folder}/meta.json's {cls.kind} member is malformed ({retrain})") from None
-        if member.booster.num_features() != member.n_features or not 0 <= member.weight <= 1:
+        if (member.booster.num_features() != member.n_features or not 0 <= member.weight <= 1
+                or (calibration is None and member.n_features <= _PRIOR_COLUMN)):
             raise ModelFileError(f"{folder}/meta.json's {cls.kind} member is malformed ({retrain})")
         return member
 
@@ -99,6 +106,14 @@ class BaggedMember(ScratchMember):
     bootstrap draw of the training groups."""
 
     kind = "bagged"
+
+
+@dataclass
+class BlendMember(ScratchMember):
+    """The second predictor of a blend (LatencyModel(blend=...)): trees on another prior, fitted to
+    the same training split, so the two err differently and their mean errs less than either."""
+
+    kind = "blend"
 
 
 def bagged_members(model, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None, bags: int) -> list[Predictor]:
@@ -157,7 +172,7 @@ COMBINE = {"mean": weighted_mean, "consensus": consensus}
 
 def combine_rule(members: list[Predictor]) -> str:
     """The COMBINE rule an ensemble of the model and `members` uses: the mean for a bag, else the consensus."""
-    return "mean" if all(m.kind == "bagged" for m in members) else "consensus"
+    return "mean" if all(m.kind in ("bagged", "blend") for m in members) else "consensus"
 
 
 def members_to_meta(members: list[Predictor]) -> tuple[list[dict], dict[str, bytes]]:
@@ -186,6 +201,8 @@ def members_from_meta(meta: dict, folder: Path, retrain: str) -> list[Predictor]
             members.append(ScratchMember.from_meta(e, folder, retrain))
         elif e.get("kind") == "bagged":
             members.append(BaggedMember.from_meta(e, folder, retrain))
+        elif e.get("kind") == "blend":
+            members.append(BlendMember.from_meta(e, folder, retrain))
         else:
             raise ModelFileError(f"{folder}/meta.json names an unknown member kind {e.get('kind')!r} ({retrain})")
     if sum(m.weight for m in members) > 1 + 1e-9:

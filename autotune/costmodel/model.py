@@ -21,9 +21,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from autotune.costmodel.boosters import boost
 from autotune.costmodel.calibration import COLUMNS, columns_to_parts, fit_roofline
-from autotune.costmodel.features import COVERAGE_FEATURES, LAYER_SUM, PRIOR_FEATURE, get_featurizer
+from autotune.costmodel.features import COVERAGE_FEATURES, FEATURE_NAMES, LAYER_SUM, PRIOR_FEATURE, get_featurizer
 from autotune.costmodel.layer_sum import LayerSumFit, fit_layer_sum
-from autotune.costmodel.members import COMBINE, bagged_members, combine_rule
+from autotune.costmodel.members import COMBINE, BlendMember, Predictor, bagged_members, combine_rule
 from autotune.costmodel.memory import MeasuredMemory
 from autotune.costmodel.model_io import coverage_json, read_model, write_model
 
@@ -61,7 +61,10 @@ class LatencyModel(RegressorMixin, BaseEstimator):
     the planner's search otherwise exploits. 0 ("auto") bags BAGS models below BAG_BELOW rows;
     `train` asks for it on measured datasets (training.py). `memory` answers a feature row seen
     in training with its measured latency (autotune/costmodel/memory.py); `train` turns it on for measured
-    datasets too.
+    datasets too. `blend="datasheet"` fits a second predictor, trees on the datasheet estimate over
+    the datasheet columns, on the same split, and predicts the mean of the two in log: two priors
+    err differently, so the blend errs less than either where labels are few (`train` asks for it on
+    measured datasets).
     """
 
     _parameter_constraints: dict = {
@@ -80,6 +83,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both")],
         "n_jobs": [Interval(Integral, 0, None, closed="left"), None],
         "bags": [Interval(Integral, 0, MAX_BAGS, closed="both")],
+        "blend": [StrOptions({"none", "datasheet"})],
         "memory": ["boolean"],
         "verbose": ["boolean"],
     }
@@ -112,6 +116,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         random_state: int = 0,
         n_jobs: int | None = None,
         bags: int = 1,
+        blend: str = "none",
         memory: bool = False,
         verbose: bool = False,
     ):
@@ -130,6 +135,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.bags = bags
+        self.blend = blend
         self.memory = memory
         self.verbose = verbose
 
@@ -247,8 +253,23 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         if bags > 1 and self.prior_ == "calibrated":
             self.members_ = bagged_members(self, X, np.exp(logy), groups, bags)
             self.combine_ = combine_rule(self.members_)
+        elif self.blend != "none":
+            self.members_ = [self._blend_member(X, np.exp(logy), groups)]
+            self.combine_ = combine_rule(self.members_)
+            # both were fitted on the training split: the validation split measures the blend honestly
+            err = np.abs(np.log(self.predict(X[va])) - logy[va]) if len(va) else np.zeros(0)
+            if len(err):
+                self.val_mae_log_, self.val_q90_log_ = float(err.mean()), float(np.quantile(err, VAL_TAIL))
         self.memory_ = MeasuredMemory.from_rows(X, logy) if self.memory else None
         return self
+
+    def _blend_member(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None) -> Predictor:
+        """Trees on the `blend` prior over the datasheet columns (which lead every featurizer's rows),
+        fitted to the same rows and split as the model, weighing half of the blend."""
+        other = LatencyModel(**{**self.get_params(), "prior": self.blend, "featurizer": "datasheet", "blend": "none",
+                                "bags": 1, "memory": False, "verbose": False})
+        other.fit(X[:, :len(FEATURE_NAMES)], y, groups=groups)
+        return BlendMember.of(other, 0.5, "member_blend.ubj")
 
     def _resolve_prior(self, n_cols: int) -> str:
         if self.prior != "auto":

@@ -63,8 +63,10 @@ def datasheet_only(tmp_path_factory):
     assert main(["train", "--hw", str(root / "part.yaml"), "--data", str(root / "data"),
                  "--out", str(root / "models" / "part"), "--threads", "1"]) == 0
     meta = json.loads((root / "models" / "part" / "meta.json").read_text())
-    # a part's own measurements: trees on the layer-sum prior (training.MEASURED_PARAMS)
+    # a part's own measurements: trees on the layer-sum prior blended with trees on the datasheet
+    # estimate (training.MEASURED_PARAMS)
     assert meta["prior"] == "layersum" and meta["featurizer"]["name"] == "layersum" and meta["layer_sum"]
+    assert [m["kind"] for m in meta["members"]] == ["blend"] and meta["combine"] == "mean"
     export_groups(part, root / "cand", model=NET)
     _measure_exactly(root / "cand", HW)
     return root

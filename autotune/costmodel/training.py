@@ -67,10 +67,10 @@ def zoo_metrics(zoo: pd.DataFrame, pred: np.ndarray) -> dict:
 
 
 #: What `train` fits on a part's own measurements: trees on the layer-sum prior (textbook terms per op
-#: class with constants fitted to the labels; the calibrated roofline's terms came from our simulator,
-#: docs/costmodel.md "Which prior on a measured part"), and a measured kernel answered with its
-#: measurement. Parameters the caller passes win.
-MEASURED_PARAMS = {"bags": 0, "memory": True, "prior": "layersum", "featurizer": "layersum"}
+#: class with constants fitted to the labels; the calibrated roofline's terms came from our simulator),
+#: blended with trees on the datasheet estimate, and a measured kernel answered with its measurement
+#: (docs/costmodel.md, "Which prior on a measured part"). Parameters the caller passes win.
+MEASURED_PARAMS = {"bags": 0, "memory": True, "prior": "layersum", "featurizer": "layersum", "blend": "datasheet"}
 
 
 @dataclass

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from test_features import _net  # a small network of every layer class but matmul
 
 from autotune.costmodel.features import (
     FEATURE_NAMES,
@@ -19,23 +20,10 @@ from autotune.costmodel.model import LatencyModel
 from autotune.costmodel.model_io import META_FILE, meta_checksum
 from autotune.errors import ModelFileError
 from autotune.hardware.config import load_hardware
-from autotune.ir.graph import GraphBuilder
 from autotune.ir.tables import GroupBatch
 
 HW = load_hardware("mlu100")
 PER_CLASS = 6 * len(LAYER_CLASSES)
-
-
-def _net():
-    b = GraphBuilder("net")
-    x = b.input("x", (1, 32, 28, 28))
-    a = b.conv(x, 64, 3, name="c3")
-    d = b.dwconv(a, 3, name="dw")
-    p = b.conv(d, 64, 1, act="", name="pw")
-    s = b.eltwise([a, p], name="add")
-    q = b.pool(s, 2, name="pool")
-    b.fc(b.gpool(q, name="gap"), 10, name="fc")
-    return b.build()
 
 
 def _columns(groups, ks):

@@ -181,8 +181,8 @@ PRED_PLOT = "predicted_vs_simulated.png"
 
 def _train_lines(metrics: dict) -> list[str]:
     v = metrics["validation"]
-    lines = [f"validation (held-out groups, one model): MAPE {v['mape']:.2%}, within 5% {v['within5']:.1%}, "
-             f"within 10% {v['within10']:.1%}  [{v['n']} rows]"]
+    lines = [f"validation (held-out groups; predictors fitted without them): MAPE {v['mape']:.2%}, "
+             f"within 5% {v['within5']:.1%}, within 10% {v['within10']:.1%}  [{v['n']} rows]"]
     by = metrics.get("validation_by_kind")
     if by:
         lines.append("  by kind, within 10% [rows]: " + ", ".join(

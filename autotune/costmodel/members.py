@@ -65,7 +65,7 @@ class ScratchMember:
     @classmethod
     def of(cls, model, weight: float, file: str = SCRATCH_FILE) -> ScratchMember:
         """The member made from a fitted datasheet LatencyModel with a calibrated or datasheet prior."""
-        assert model.prior_ in ("calibrated", "datasheet") and model.featurizer == "datasheet"
+        assert model.prior_ in ("calibrated", "datasheet")
         return cls(model.calibration_, model.booster_[: model.best_iteration_ + 1], model.n_features_in_, weight,
                    file)
 

@@ -257,9 +257,9 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             self.members_ = [self._blend_member(X, np.exp(logy), groups)]
             self.combine_ = combine_rule(self.members_)
             # both were fitted on the training split: the validation split measures the blend honestly
-            err = np.abs(np.log(self.predict(X[va])) - logy[va]) if len(va) else np.zeros(0)
-            if len(err):
-                self.val_mae_log_, self.val_q90_log_ = float(err.mean()), float(np.quantile(err, VAL_TAIL))
+            self._val_tail(X[va], logy[va])
+            if len(va):
+                self.val_mae_log_ = float(np.mean(np.abs(np.log(self.predict_own(X[va])) - logy[va])))
         self.memory_ = MeasuredMemory.from_rows(X, logy) if self.memory else None
         return self
 
@@ -376,31 +376,38 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         return None if m is None else np.exp(m)
 
     def predict_own(self, X) -> np.ndarray:
-        """Latency (ms) from the model's own prior and trees, without its members: what its
-        validation split measures honestly (bagged members draw from every group)."""
+        """Latency (ms) from what was fitted on the training split alone: the model's own prior and
+        trees, and a blend's member; without bagged or adapted members (they saw every group) and
+        without the memory. What its validation split measures honestly."""
         check_is_fitted(self)
         X = np.asarray(validate_data(self, X, reset=False, dtype=np.float32))
-        return np.exp(np.asarray(self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1),
-                                                               base_margin=self._margin(X)), dtype=np.float64))
+        members = getattr(self, "members_", [])
+        return np.exp(self._log_predict(X, [m for m in members if m.kind == "blend"], members))
 
     def predict(self, X) -> np.ndarray:
         """Predicted latency in ms for each feature row."""
         check_is_fitted(self)
         X = np.asarray(validate_data(self, X, reset=False, dtype=np.float32))
-        members = getattr(self, "members_", [])  # an adapted model's other members (members.py)
-        parts = self._parts(X) if members else None  # the members' priors read them too
-        log_ms = np.asarray(self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1),
-                                                          base_margin=self._margin(X, parts)), dtype=np.float64)
-        if members:
-            assert parts is not None
-            weights = np.asarray([1 - sum(m.weight for m in members)] + [m.weight for m in members])
-            logs = np.vstack([log_ms] + [m.log_predict(X, parts) for m in members])
-            log_ms = COMBINE[self.combine_](weights, logs)
+        members = getattr(self, "members_", [])  # an adapted, bagged or blended model's other predictors
+        log_ms = self._log_predict(X, members, members)
         memory = getattr(self, "memory_", None)
         if memory is not None:
             hit, measured = memory.lookup(X)
             log_ms[hit] = measured
         return np.exp(log_ms)
+
+    def _log_predict(self, X: np.ndarray, members: list, every: list) -> np.ndarray:
+        """Log latency (ms) of rows X from the model's trees and `members` (some of `every` member,
+        the model weighing what `every` leaves), combined by the model's rule."""
+        parts = self._parts(X) if members else None  # the members' priors read them too
+        log_ms = np.asarray(self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_ + 1),
+                                                          base_margin=self._margin(X, parts)), dtype=np.float64)
+        if not members:
+            return log_ms
+        assert parts is not None
+        weights = np.asarray([1 - sum(m.weight for m in every)] + [m.weight for m in members])
+        logs = np.vstack([log_ms] + [m.log_predict(X, parts) for m in members])
+        return COMBINE[self.combine_](weights, logs)
 
     def remember(self, X, y) -> LatencyModel:
         """Answer these measured rows (latency ms) from the memory, in place of the one `fit` made;

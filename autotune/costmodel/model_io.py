@@ -35,6 +35,10 @@ META_FILE = "meta.json"
 #: one part, and the probe trees, reading a part's probe residuals.
 EXTRA_TREES = {"adapt_trees": "adapt.ubj", "probe_trees": "probe.ubj"}
 PRIORS = ("calibrated", "datasheet", "layersum", "none")
+#: The priors whose constants are fitted to the labels: the meta.json key that holds them, how to
+#: read them back, and what a model without them lacks.
+FITTED_PRIORS = {"calibrated": ("calibration", RooflineFit.from_dict, "a valid calibration"),
+                 "layersum": ("layer_sum", LayerSumFit.from_dict, "a valid layer-sum fit")}
 
 
 #: The keys `provenance` gives every model's meta.json.
@@ -130,18 +134,14 @@ def read_model(folder: str | Path, hw, known_params: set[str]) -> SavedModel:
     prior = meta.get("prior")
     if prior not in PRIORS:
         raise ModelFileError(f"{meta_path} names no valid prior ({retrain})")
-    calibration = None
-    if prior == "calibrated":
+    fitted: dict = {}
+    if prior in FITTED_PRIORS:
+        key, read, what = FITTED_PRIORS[prior]
         try:
-            calibration = RooflineFit.from_dict(meta["calibration"])
+            fitted[key] = read(meta[key])
         except (KeyError, TypeError, ValueError):
-            raise ModelFileError(f"{meta_path} lacks a valid calibration for prior='calibrated' ({retrain})") from None
-    layer_sum = None
-    if prior == "layersum":
-        try:
-            layer_sum = LayerSumFit.from_dict(meta["layer_sum"])
-        except (KeyError, TypeError, ValueError):
-            raise ModelFileError(f"{meta_path} lacks a valid layer-sum fit for prior='layersum' ({retrain})") from None
+            raise ModelFileError(f"{meta_path} lacks {what} for prior={prior!r} ({retrain})") from None
+    calibration, layer_sum = fitted.get("calibration"), fitted.get("layer_sum")
     names = list(get_featurizer(str(params.get("featurizer", "datasheet"))).names)
     coverage = _checked_coverage(meta.get("coverage"), names) if len(names) == n_features else None
     memory = MeasuredMemory.from_json(meta["memory"]) if meta.get("memory") is not None else None

@@ -137,8 +137,8 @@ def main() -> None:
     hw = load_hardware(args.hw)
     args.data = args.data or f"data/{hw_slug(args.hw)}"
     data = read_dataset(args.data, hw)
-    X, _ = dataset_features(data, hw)
     X_ls, _ = dataset_features(data, hw, "layersum")  # the datasheet rows plus the layer-sum columns
+    X = X_ls[:, :len(FEATURE_NAMES)]
     rows = data.rows
     y = rows["latency_ms"].to_numpy(np.float64)
     gids = rows["group_id"].to_numpy()

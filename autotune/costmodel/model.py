@@ -64,7 +64,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
     datasets too. `blend="datasheet"` fits a second predictor, trees on the datasheet estimate over
     the datasheet columns, on the same split, and predicts the mean of the two in log: two priors
     err differently, so the blend errs less than either where labels are few (`train` asks for it on
-    measured datasets).
+    measured datasets). A model with bagged members fits no blend.
     """
 
     _parameter_constraints: dict = {
@@ -248,18 +248,16 @@ class LatencyModel(RegressorMixin, BaseEstimator):
 
         self._finish(*boost(self._xgb_params(len(tr)), rows(tr), self.n_estimators, val=rows(va),
                             early_stopping=self.early_stopping_rounds, progress=self.verbose))
-        self._val_tail(X[va], logy[va])
         bags = self.bags or (BAGS if len(logy) < BAG_BELOW else 1)
         if bags > 1 and self.prior_ == "calibrated":
             self.members_ = bagged_members(self, X, np.exp(logy), groups, bags)
-            self.combine_ = combine_rule(self.members_)
         elif self.blend != "none":
             self.members_ = [self._blend_member(X, np.exp(logy), groups)]
-            self.combine_ = combine_rule(self.members_)
+        self.combine_ = combine_rule(self.members_)
+        self._val_tail(X[va], logy[va])  # of what predict_own holds: the blend's member too, no bag
+        if self.blend != "none" and self.members_ and len(va):
             # both were fitted on the training split: the validation split measures the blend honestly
-            self._val_tail(X[va], logy[va])
-            if len(va):
-                self.val_mae_log_ = float(np.mean(np.abs(np.log(self.predict_own(X[va])) - logy[va])))
+            self.val_mae_log_ = float(np.mean(np.abs(np.log(self.predict_own(X[va])) - logy[va])))
         self.memory_ = MeasuredMemory.from_rows(X, logy) if self.memory else None
         return self
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autotune.device.ort import time_model  # noqa: E402
+from autotune.device.ort import OrtDevice  # noqa: E402
 from autotune.fileio import atomic_write_json  # noqa: E402
 from autotune.synth.measure import PreparedModels  # noqa: E402
 from autotune.synth.profiles import read_export  # noqa: E402
@@ -35,6 +35,7 @@ def agree(a: np.ndarray, b: np.ndarray) -> float:
 def time_passes(folder: Path, rows: pd.DataFrame, passes: int, repeats: int, timeout_s: float) -> np.ndarray:
     """ms of each row (its median run) in each pass: rows x passes, NaN where a row could not run."""
     prepared = PreparedModels(folder, 0, None, 1 << 30)
+    device = OrtDevice(repeats=repeats, timeout_s=timeout_s, passes=1, warmup=1)
     out = np.full((len(rows), passes), np.nan)
     bar = tqdm(total=len(rows) * passes, desc="time", unit="row")
     for p in range(passes):
@@ -42,7 +43,7 @@ def time_passes(folder: Path, rows: pd.DataFrame, passes: int, repeats: int, tim
             model = prepared.get(r.onnx_file, r.group_id)
             if model:
                 try:
-                    out[i, p] = time_model(model, int(r.cores), 1, repeats, timeout_s).ms
+                    out[i, p] = device.time_one(model, int(r.cores)).ms
                 except Exception:  # noqa: BLE001 - a row that fails is left out of the comparison
                     pass
             bar.update()

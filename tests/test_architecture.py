@@ -161,3 +161,16 @@ def test_only_the_device_package_reaches_the_simulator():
     outside = sorted(m for m, targets in GRAPH.items()
                      if "autotune.device.simulator" in targets and not m.startswith("autotune.device."))
     assert not outside, f"these modules import the simulator; measure through autotune.device.base: {outside}"
+
+
+#: What times a model on this CPU; only the device package calls them, everything else through OrtDevice.
+ORT_TIMERS = {"time_model", "_time"}
+
+
+def test_only_the_device_package_times_the_cpu():
+    """Every CPU timing goes through the Device interface (OrtDevice), profiles of export folders too."""
+    outside = sorted(f"{name}: {a.name}" for name, path in MODULES.items() if not name.startswith("autotune.device.")
+                     for node in ast.walk(ast.parse(path.read_text()))
+                     if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("autotune.device")
+                     for a in node.names if a.name in ORT_TIMERS)
+    assert not outside, f"these modules time the CPU themselves; use autotune.device.ort.OrtDevice: {outside}"

@@ -9,8 +9,9 @@ seeded measurement as a timer reports it (what labels are). Implementations:
 - `TableDevice`: a part's measurements of one network's candidates (`eval --measured`), looked up.
 - `OrtDevice` (autotune/device/ort.py): this machine's CPU through ONNX Runtime, each group
   exported as ONNX and timed (`measure`; a feature batch holds no ONNX, so not `measure_batch`).
-  Labels for the CPU time an export folder's files instead (autotune/synth/measure.py), the way
-  a user's own part is measured: `export-groups`, then a profile.
+  Labels for the CPU are an export folder's files timed one line at a time (`OrtDevice.time_one`,
+  called by autotune/synth/measure.py), the way a user's own part is measured: `export-groups`,
+  then a profile. Only this package calls the timer (tests/test_architecture.py).
 """
 
 from __future__ import annotations

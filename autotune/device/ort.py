@@ -218,10 +218,11 @@ class OrtDevice(Device):
     others slowed least (docs/costmodel.md, "Timing on the CPU"). A real timer has no noise-free
     reading, so `seed=None` times it too; a seed only seeds the random inputs."""
 
-    hw: HardwareConfig
+    hw: HardwareConfig | None = None  # the part, for callers that have one; timing needs only the host
     repeats: int = 7
     timeout_s: float = 10.0
     passes: int = 3
+    warmup: int = 2
     name = "onnxruntime"
 
     def measure(self, groups: Sequence[Group], cores: Sequence[int] | np.ndarray,
@@ -237,9 +238,14 @@ class OrtDevice(Device):
         with tqdm(total=self.passes * len(models), desc="time", unit="session", disable=not progress) as bar:
             for _ in range(self.passes):
                 for n, (m, k) in enumerate(zip(models, threads)):
-                    out[n] = min(out[n], time_model(m, k, repeats=self.repeats, timeout_s=self.timeout_s).ms)
+                    out[n] = min(out[n], self.time_one(m, k).ms)
                     bar.update()
         return out
+
+    def time_one(self, model: bytes, threads: int, seed: int = 0) -> Timing:
+        """One timing of a runnable model with `threads` intra-op threads (`time_model` with this
+        device's warm-up, repeats and timeout): a pass of `time`, or one line of a profile."""
+        return time_model(model, threads, warmup=self.warmup, repeats=self.repeats, timeout_s=self.timeout_s, seed=seed)
 
     def measure_batch(self, batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
                       seed: int | None = None) -> np.ndarray:

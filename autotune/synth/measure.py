@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from autotune.device.base import Simulator
-from autotune.device.ort import memory_estimate, require_ort, runnable, time_model, weight_bytes
+from autotune.device.ort import OrtDevice, memory_estimate, require_ort, runnable, weight_bytes
 from autotune.errors import AutotuneError
 from autotune.fileio import FolderLock, atomic_write_text
 from autotune.hardware.config import HardwareConfig
@@ -222,6 +222,7 @@ def _onnxruntime(folder: Path, man: pd.DataFrame, log: ProfileLog, seed: int, re
         notes.append(f"skipped {int(over.sum())} row(s) asking for more than this host's {cap} cores")
     man = man[~over]
     todo = _todo(man, log, notes, passes)
+    device = OrtDevice(repeats=repeats, timeout_s=timeout_s, passes=1, warmup=warmup)
     prepared = PreparedModels(folder, seed, mem_bytes, int(CACHE_SHARE * available_memory()))
     failed: dict[tuple[str, int], str] = {}
     for r in tqdm(list(todo.itertuples(index=False)), desc="measure", unit="row", disable=not progress):
@@ -231,7 +232,7 @@ def _onnxruntime(folder: Path, man: pd.DataFrame, log: ProfileLog, seed: int, re
             continue
         log.begin(r.group_id, int(r.cores), int(r.pass_))
         try:
-            t = time_model(model, int(r.cores), warmup, repeats, timeout_s, seed)
+            t = device.time_one(model, int(r.cores), seed)
         except AutotuneError as err:
             failed[pair] = str(err)
             continue

@@ -69,8 +69,11 @@ def zoo_metrics(zoo: pd.DataFrame, pred: np.ndarray) -> dict:
 #: What `train` fits on a part's own measurements: trees on the layer-sum prior (textbook terms per op
 #: class with constants fitted to the labels; the calibrated roofline's terms came from our simulator),
 #: blended with trees on the datasheet estimate, and a measured kernel answered with its measurement
-#: (docs/costmodel.md, "Which prior on a measured part"). Parameters the caller passes win.
-MEASURED_PARAMS = {"bags": 0, "memory": True, "prior": "layersum", "featurizer": "layersum", "blend": "datasheet"}
+#: (docs/costmodel.md, "Which prior on a measured part"), in trees shallower and with bigger leaves
+#: than on simulated labels: measured labels are fewer and noisy (docs/costmodel.md, "Tree depth on
+#: measured labels"). Parameters the caller passes win.
+MEASURED_PARAMS = {"bags": 0, "memory": True, "prior": "layersum", "featurizer": "layersum", "blend": "datasheet",
+                   "max_depth": 6, "min_child_weight": 10.0}
 
 
 @dataclass

@@ -19,7 +19,7 @@ from autotune.hardware.config import load_hardware
 from autotune.planning.costs import make_cost
 from autotune.planning.planner import cost_table, dp_from_table, spans
 from autotune.synth.measure import measure
-from autotune.synth.plan_labels import as_pairs, learn_part, plan_picks
+from autotune.synth.plan_labels import as_pairs, learn_part, measured_logs, network_picks, plan_picks
 from autotune.synth.profiles import export_groups, import_profile, read_export, write_profile
 
 HW = load_hardware("mlu100")
@@ -185,7 +185,8 @@ def learned(tmp_path_factory):
 
 def test_learn_part_spends_at_most_its_budget_and_labels_plan_kernels(learned):
     part, graphs, res = learned
-    assert res.labels <= 150 and res.rounds[0]["kind"] == "synthetic" and len(res.rounds) >= 2
+    assert res.labels <= 150 and [r["kind"] for r in res.rounds[:2]] == ["synthetic", "networks"]
+    assert len(res.rounds) >= 3
     from autotune.data.dataset import read_dataset
 
     rows = read_dataset(res.data, part).rows
@@ -193,7 +194,8 @@ def test_learn_part_spends_at_most_its_budget_and_labels_plan_kernels(learned):
     net_rows = rows[rows["group_id"].str.startswith(graphs[0].name + ":")]
     assert len(net_rows) == sum(r["labels"] for r in res.rounds[1:]) > 0
     again = sum(r["labels"] for r in res.rounds if r["kind"] == "again")
-    assert net_rows.duplicated(["group_id", "cores"]).sum() == again  # only the again passes re-measure
+    logs = measured_logs(part, res.data, res.model.featurizer)  # by kernel: a repeated block's spans are one
+    assert sum(len(v) - 1 for v in logs.values()) == again  # only the again passes re-measure
 
 
 def test_after_learning_the_plan_costs_what_was_measured(learned):
@@ -335,6 +337,8 @@ def test_plan_picks_merge_into_one_export_row_per_group():
 def test_learn_part_refuses_a_budget_below_two_groups_and_a_folder_of_other_files(tmp_path):
     with pytest.raises(AutotuneError, match="--budget must be at least"):
         learn_part(HW, _simulator_measures, tmp_path / "w", 5, [zoo.build(NET)])
+    with pytest.raises(AutotuneError, match="the network share must be in"):
+        learn_part(HW, _simulator_measures, tmp_path / "w", 60, [zoo.build(NET)], network_share=1.0)
     assert not (tmp_path / "w").exists()
     (tmp_path / "mine" / "data").mkdir(parents=True)
     (tmp_path / "mine" / "data" / "keep.txt").write_text("a user's file")
@@ -412,3 +416,27 @@ def test_the_learned_plan_prefers_measured_kernels_within_the_models_error(learn
     plain = dp_plan(g, part, cost, "learned")
     assert [(q.i, q.j, q.cores) for q in sure_plan(g, part, cost, sharp, "learned").groups] == \
         [(q.i, q.j, q.cores) for q in plain.groups]
+
+
+def test_network_picks_draw_distinct_kernels_of_the_networks_at_every_core_count():
+    """The first round's candidate kernels: drawn from the networks' candidates, a repeated block's
+    kernel (or one two networks share) at most once per core count, the same draw for a seed."""
+    from autotune.costmodel.features import featurize_batch
+    from autotune.ir.tables import GroupBatch
+
+    graphs = [zoo.build("resnet18"), zoo.build("resnet34")]
+    every = network_picks(HW, graphs, 10**6, seed=0)
+    contents = set()
+    for g in graphs:
+        si, sj = spans(g, HW)
+        b = GroupBatch.from_ranges(g, si, sj)
+        contents |= set(row_keys(featurize_batch(b, np.arange(len(si)), np.full(len(si), HW.core_counts[0]), HW)))
+    assert len(every) == len(contents) * len(HW.core_counts)  # each distinct kernel at each core count once
+    assert sum(len(spans(g, HW)[0]) for g in graphs) * len(HW.core_counts) > len(every)  # repeats counted once
+    assert all((p.i, p.j) in set(zip(*map(lambda a: a.tolist(), spans(p.graph, HW)))) for p in every[:50])
+    some = network_picks(HW, graphs, 40, seed=0)
+    assert len(some) == 40 and len({(p.key, p.cores) for p in some}) == 40
+    assert [(p.graph.name, p.i, p.j, p.cores) for p in some] == \
+        [(p.graph.name, p.i, p.j, p.cores) for p in network_picks(HW, graphs, 40, seed=0)]
+    assert [(p.i, p.j, p.cores) for p in some] != [(p.i, p.j, p.cores) for p in network_picks(HW, graphs, 40, seed=1)]
+    assert network_picks(HW, graphs, 0) == [] and network_picks(HW, [], 10) == []

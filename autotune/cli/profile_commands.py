@@ -149,7 +149,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from autotune.artefacts import MODEL, check_folder_output
     from autotune.fileio import publish_folder
     from autotune.frontends.loader import load_graph
-    from autotune.synth.plan_labels import ROUNDS, SYNTH_SHARE, learn_part
+    from autotune.synth.plan_labels import NETWORK_SHARE, ROUNDS, SYNTH_SHARE, learn_part
 
     hw = load_hardware(args.hw)
     work = Path(args.work or Path("work") / hw_slug(args.hw))
@@ -179,13 +179,16 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
     res = learn_part(hw, run, work, args.budget, graphs, seed=args.seed, threads=args.threads,
                      synth_share=SYNTH_SHARE if args.synth_share is None else args.synth_share,
+                     network_share=NETWORK_SHARE if args.network_share is None else args.network_share,
                      rounds=ROUNDS if args.rounds is None else args.rounds,
                      log=lambda m: print(m, flush=True))
     files = {p.name: p.read_bytes() for p in res.model_dir.iterdir() if p.is_file()}
     publish_folder(out, files)
-    print(f"{out}/: model from {res.labels} labels ({res.rounds[0]['labels']} synthetic, "
-          f"{res.labels - res.rounds[0]['labels']} on the plans' kernels, {len(res.rounds) - 1} rounds); "
-          f"dataset {res.data}/")
+    first = {kind: sum(r["labels"] for r in res.rounds if r["round"] == 0 and r["kind"] == kind)
+             for kind in ("synthetic", "networks")}
+    print(f"{out}/: model from {res.labels} labels ({first['synthetic']} synthetic, {first['networks']} on random "
+          f"candidate kernels of the networks, {res.labels - sum(first.values())} on the plans' kernels, "
+          f"{sum(r['round'] > 0 for r in res.rounds)} rounds); dataset {res.data}/")
     return 0
 
 
@@ -259,5 +262,8 @@ def add_parsers(sub, seed_type, budget_type, groups_type, repeats_type, seconds_
     s.add_argument("--rounds", type=_ranged_rounds, default=None, metavar="N",
                    help="rounds on the plans' kernels after the synthetic one (default 6)")
     s.add_argument("--synth-share", type=fraction, default=None, metavar="F",
-                   help="share of the budget spent on synthetic groups first (default 0.5)")
+                   help="share of the budget spent first, before any plan (default 0.5)")
+    s.add_argument("--network-share", type=fraction, default=None, metavar="F",
+                   help="of that first share, the part spent on random candidate kernels of the networks instead "
+                        "of synthetic groups (default 0.5; 0 for synthetic groups only)")
     s.set_defaults(func=cmd_learn)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from autotune.costmodel.feature_cache import dataset_features
+from autotune.costmodel.features import featurize_batch
 from autotune.costmodel.memory import row_keys
 from autotune.costmodel.model import LatencyModel
 from autotune.costmodel.training import remember, train
@@ -35,6 +36,7 @@ from autotune.data.dataset import read_dataset
 from autotune.errors import AutotuneError
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph
+from autotune.ir.tables import GroupBatch
 from autotune.planning import strategies
 from autotune.planning.planner import (
     candidate_id,
@@ -46,8 +48,12 @@ from autotune.planning.planner import (
 )
 from autotune.synth.profiles import MIN_SPREAD, export_groups, import_profile, read_export
 
-#: Share of the budget spent on synthetic groups before the first plans.
+#: Share of the budget spent before the first plans: synthetic groups and random candidate kernels.
 SYNTH_SHARE = 0.5
+#: Of that first share, the part spent on candidate kernels of the target networks drawn at random
+#: (`network_picks`) instead of synthetic groups: a network's kernels tell more about its other
+#: kernels than random shapes do (docs/costmodel.md, "The networks' own kernels in the first round").
+NETWORK_SHARE = 0.5
 #: Rounds of plan-focused labels after the synthetic round.
 ROUNDS = 6
 #: Rounds when measuring this machine's CPU (`synth --backend onnxruntime --plans`): each retrains.
@@ -95,14 +101,17 @@ class Pick:
     predicted_ms: float
     key: int = field(repr=False)
     tier: int = 0  # 0: the learned plan's, 1: a rival's (with `sure`: one that could beat it), 2: another rival's
+    share: float = 0.0  # its predicted time, every use counted, over its plan's predicted total
 
 
 def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], limit: int,
                explore: float = 0.0, rivals: tuple[str, ...] = RIVALS, sure: bool = False,
                draw: int | None = None, tables: list | None = None) -> list[Pick]:
     """The pairs the model's plans of `graphs` use that the model has not measured, at most `limit`:
-    the learned plan's first, then the `rivals`' plans', each by most predicted time first; a kernel
-    met in several plans (a repeated block) is picked once. The learned plan is the DP with
+    the learned plan's first, then the `rivals`' plans', each by its share of its plan's predicted
+    time first (every use counted: a repeated block's kernel weighs as all its copies; a share, so
+    a small network's plan weighs as much as a big one's); a kernel met in several plans or
+    blocks is picked once, with its highest share. The learned plan is the DP with
     unmeasured pairs `explore` cheaper. With `sure` it is the plan `tune` makes (planner.sure_plan)
     and the rivals that could beat it come before the others (tier 2): those whose plan, its
     unmeasured kernels one mean validation error cheaper, costs less than the learned plan with its
@@ -133,12 +142,47 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
             cs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
             plans.append((1 if not sure or _bound(cs, pred, measured, 1.0 / (1.0 + typical)) < worst else 2, cs))
         for tier, cs in plans:
+            uses = Counter((d, c) for d, c, _, _ in cs)
+            total = max(_bound(cs, pred, measured, 1.0), 1e-12)
             for d, c, i, j in cs:
                 key = int(keys[d, c])
-                if measured[d, c] or key in picks:
+                if measured[d, c]:
                     continue
-                picks[key] = Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, tier)
-    return sorted(picks.values(), key=lambda p: (p.tier, -p.predicted_ms))[:limit]
+                share = float(pred[d, c]) * uses[d, c] / total
+                old = picks.get(key)
+                if old is None:
+                    picks[key] = Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, tier, share)
+                elif (tier, -share) < (old.tier, -old.share):
+                    old.tier, old.share = tier, share
+    return sorted(picks.values(), key=lambda p: (p.tier, -p.share))[:limit]
+
+
+def network_picks(hw: HardwareConfig, graphs: list[Graph], limit: int, seed: int = 0) -> list[Pick]:
+    """At most `limit` (candidate group, core count) pairs of `graphs` drawn uniformly at random from
+    their distinct kernels (a repeated block's, or one shared by two networks, counted once) times
+    the part's core counts: labels spread over what the networks are made of, before any plan."""
+    ks = np.asarray(hw.core_counts, dtype=np.int64)
+    kernels: dict[int, tuple[Graph, int, int]] = {}
+    for g in graphs:
+        si, sj = spans(g, hw)
+        if not len(si):
+            continue
+        first, _ = GroupBatch.from_ranges(g, si, sj).distinct()
+        sub = GroupBatch.from_ranges(g, si[first], sj[first])
+        keys = row_keys(featurize_batch(sub, np.arange(len(first)), np.full(len(first), ks[0]), hw))
+        for key, f in zip(keys, first):
+            kernels.setdefault(int(key), (g, int(si[f]), int(sj[f])))
+    if not kernels or limit <= 0:
+        return []
+    order = list(kernels)
+    rng = np.random.default_rng([seed, len(order)])
+    cells = rng.choice(len(order) * len(ks), size=min(limit, len(order) * len(ks)), replace=False)
+    out = []
+    for cell in sorted(int(c) for c in cells):
+        key = order[cell // len(ks)]
+        g, i, j = kernels[key]
+        out.append(Pick(g, i, j, int(ks[cell % len(ks)]), 0.0, key * len(ks) + cell % len(ks)))
+    return out
 
 
 def _tables(g: Graph, hw: HardwareConfig, model: LatencyModel):
@@ -192,9 +236,10 @@ class LearnResult:
 def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | Path, budget: int,
                graphs: list[Graph], seed: int = 0, synth_share: float = SYNTH_SHARE, rounds: int = ROUNDS,
                explore: float = EXPLORE, threads: int | None = None, params: dict | None = None,
-               log: Callable[[str], None] | None = None) -> LearnResult:
-    """Label a part within `budget` (group, cores) pairs: synthetic groups first, then the kernels
-    the plans of `graphs` use, round by round; returns the model trained on everything. `measure`
+               log: Callable[[str], None] | None = None, network_share: float = NETWORK_SHARE) -> LearnResult:
+    """Label a part within `budget` (group, cores) pairs: first `synth_share` of it on synthetic
+    groups and (`network_share` of that) random candidate kernels of `graphs`, then the kernels the
+    plans of `graphs` use, round by round; returns the model trained on everything. `measure`
     is given an export folder and returns the profile CSV it wrote; `work` keeps every round's
     export, profile, the dataset (`work/data`) and the model (`work/model`)."""
 
@@ -206,16 +251,27 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
                             f"{n_cores} core counts), got {budget}")
     if not 0 < synth_share <= 1:
         raise AutotuneError(f"the synthetic share must be in (0, 1], got {synth_share}")
+    if not 0 <= network_share < 1:
+        raise AutotuneError(f"the network share must be in [0, 1), got {network_share}")
     _claim(work)
     data, model_dir = work / "data", work / "model"
     for old in (data, model_dir):
         if old.exists():
             shutil.rmtree(old)
+    first = budget * synth_share
+    kernels = network_picks(hw, graphs, int(round(first * network_share)), seed)
     folder = work / "labels-00"
-    export_groups(hw, folder, max(2, math.ceil(budget * synth_share / n_cores)), seed=seed, force=True)
+    export_groups(hw, folder, max(2, math.ceil((first - len(kernels)) / n_cores)), seed=seed, force=True)
     made = import_profile(measure(folder), hw, data, folder)
-    say(f"round 0: {made['labels']} synthetic labels")
     log_rows = [{"round": 0, "kind": "synthetic", "labels": int(made["labels"]), "explore": 0.0}]
+    said = f"round 0: {made['labels']} synthetic labels"
+    if kernels:
+        folder = work / "labels-00-networks"
+        _export_picks(hw, folder, kernels, seed)
+        added = int(import_profile(measure(folder), hw, data, folder, append=True)["labels"]) - int(made["labels"])
+        log_rows.append({"round": 0, "kind": "networks", "labels": added, "explore": 0.0})
+        said += f" and {added} on random candidate kernels of the networks"
+    say(said)
     train_kw = {"seed": seed, "n_jobs": threads, **(params or {})}
     model, more = plan_rounds(hw, measure, work, data, model_dir, budget, graphs, seed, rounds, explore, train_kw,
                               say)

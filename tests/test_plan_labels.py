@@ -369,7 +369,7 @@ def test_learn_and_export_plans_on_the_command_line(tmp_path, capsys):
             "--rounds", "1", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "m")]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "synthetic" in out and (tmp_path / "m" / "meta.json").is_file()
+    assert "synthetic" in out and "random candidate kernels" in out and (tmp_path / "m" / "meta.json").is_file()
     assert LatencyModel.load(tmp_path / "m").memory_ is not None
     assert main(["export-groups", "--hw", str(tmp_path / "part.yaml"), "--plans", NET, "--model-dir",
                  str(tmp_path / "m"), "--explore", "0.5", "--out", str(tmp_path / "next")]) == 0

@@ -37,7 +37,7 @@ from autotune.hardware.config import HardwareConfig, load_hardware  # noqa: E402
 from autotune.planning.costs import MeasuredTable, make_cost  # noqa: E402
 from autotune.planning.evaluation import BASELINE_STRATEGIES, EVAL_STRATEGIES, run_eval  # noqa: E402
 from autotune.planning.planner import cost_table, spans  # noqa: E402
-from autotune.synth.plan_labels import learn_part  # noqa: E402
+from autotune.synth.plan_labels import NETWORK_SHARE, learn_part  # noqa: E402
 from autotune.synth.profiles import export_groups, import_profile, measured_table, write_profile  # noqa: E402
 
 
@@ -80,7 +80,8 @@ def zoo_tables(bb, dev, hw: HardwareConfig, nets: list[str], work: Path) -> list
 
 
 def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, threads: int,
-            params: dict, nets: list[str], labels: str) -> tuple[LatencyModel, int]:
+            params: dict, nets: list[str], labels: str, network_share: float = NETWORK_SHARE
+            ) -> tuple[LatencyModel, int]:
     """The model from `budget` labels: all synthetic, or (`labels="plans"`) a synthetic share and
     then rounds on the kernels the plans of `nets` use (autotune/synth/plan_labels.py); and the labels used."""
     if labels == "plans":
@@ -91,7 +92,7 @@ def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, thr
             return folder / "measured.csv"
 
         res = learn_part(hw, run, work / f"plans-{budget}-s{seed}", budget, [load_graph(n) for n in nets],
-                         seed=seed, threads=threads, params=params,
+                         seed=seed, threads=threads, params=params, network_share=network_share,
                          log=lambda m: print(f"  {hw.name} {budget}: {m}", flush=True))
         return res.model, res.labels
     n_groups = math.ceil(budget / len(hw.core_counts))
@@ -130,7 +131,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "reports" / "blackbox"))
     ap.add_argument("--params", default="{}", help="LatencyModel parameters as JSON (design comparisons)")
     ap.add_argument("--labels", choices=["plans", "synthetic"], default="plans",
-                    help="plans: half synthetic, then rounds on the plans' kernels; synthetic: all synthetic")
+                    help="plans: a first round (synthetic groups and random network kernels), then rounds on the "
+                         "plans' kernels; synthetic: all synthetic")
+    ap.add_argument("--network-share", type=float, default=NETWORK_SHARE,
+                    help="of the first round, the share on random candidate kernels of the networks")
     args = ap.parse_args(argv)
     bb = blackbox()
     nets = zoo.names() if args.networks == "all" else args.networks.split(",")
@@ -147,11 +151,13 @@ def main(argv=None) -> int:
         print(f"{name}: {len(nets)} networks' candidates measured in {time.perf_counter() - t0:.0f} s", flush=True)
         for budget in budgets:
             t0 = time.perf_counter()
-            model, used = trained(bb, dev, hw, budget, args.seed, work, args.threads, params, nets, args.labels)
+            model, used = trained(bb, dev, hw, budget, args.seed, work, args.threads, params, nets, args.labels,
+                                  args.network_share)
             fit_s = time.perf_counter() - t0
             acc = zoo_accuracy(hw, model, nets, tables)
             ev = run_eval(nets, hw, model, tables=tables)
             res = {"device": name, "budget": budget, "labels_used": used, "sampling": args.labels,
+                   "network_share": args.network_share,
                    "fit_s": round(fit_s, 1), "accuracy": acc, "networks": []}
             for m in ev["models"]:
                 s = m["strategies"]

@@ -10,7 +10,7 @@ JOBS ?= 2
 # HW=cpu: this machine measured with ONNX Runtime (synth picks a budget a 2-core machine labels in minutes)
 CPUHW := $(filter cpu,$(HW))
 BUDGET_ARG := $(if $(BUDGET),--budget $(BUDGET),)
-# on the CPU a share of the labels goes to the kernels MODEL's plans use (autotune/synth/plan_labels.py)
+# on the CPU a share of the labels goes to MODEL's kernels: random ones, then those its plans use (autotune/synth/plan_labels.py)
 CPUPLANS := $(if $(CPUHW),$(MODEL),)
 
 PYTHON ?= python3

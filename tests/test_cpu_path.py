@@ -171,17 +171,23 @@ def test_kill_9_and_ctrl_c_while_measuring_keep_every_finished_row(tmp_path):
 
 @pytest.mark.slow
 def test_synth_on_the_cpu_spends_a_share_on_the_plans_kernels_and_a_rerun_keeps_it(tmp_path):
-    """`synth --backend onnxruntime --plans NET`: synthetic rows first, then rounds on the kernels the
-    network's plans use; the finished dataset records its settings, so the same command keeps it."""
+    """`synth --backend onnxruntime --plans NET`: synthetic rows and random candidate kernels of the
+    network first, then rounds on the kernels its plans use; the finished dataset records its
+    settings, so the same command keeps it."""
     pytest.importorskip("onnxruntime", reason=NO_ORT)
     from autotune.data.dataset import read_dataset
-    from autotune.synth.cpu_labels import synth_by_measuring
+    from autotune.synth.cpu_labels import CPU_PLAN_SHARE, synth_by_measuring
+    from autotune.synth.plan_labels import NETWORK_SHARE
+    from autotune.synth.profiles import read_export
 
     out = tmp_path / "data"
     m = synth_by_measuring(CPU, out, 40, seed=0, timeout_s=0.5, repeats=2, plans=["squeezenet1_1"])
     rows = read_dataset(out, CPU).rows
     net = rows["group_id"].astype(str).str.startswith("squeezenet1_1:")
     assert net.any() and (~net).any() and len(rows) <= 40
+    _, _, drawn = read_export(tmp_path / "data.networks")  # the first share's random network kernels
+    assert len(drawn) == round((40 - round(40 * CPU_PLAN_SHARE)) * NETWORK_SHARE)
+    assert drawn["group_id"].astype(str).str.startswith("squeezenet1_1:").all()
     assert m["settings"]["plans"] == ["squeezenet1_1"] and "complete" not in m["settings"]
     assert synth_by_measuring(CPU, out, 40, seed=0, timeout_s=0.5, repeats=2, plans=["squeezenet1_1"])["kept"]
 

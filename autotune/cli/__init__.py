@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "groups on this CPU (the cpu preset)")
     s.add_argument("--plans", default=None, metavar="NETS",
                    help="with --backend onnxruntime: spend 30%% of the budget on the kernels these networks' plans "
-                        "use (comma-separated zoo names or .onnx files), in rounds that retrain")
+                        "use, in rounds that retrain, and half the rest on their candidate kernels drawn at "
+                        "random (comma-separated zoo names or .onnx files)")
     s.add_argument("--sampling", choices=SAMPLINGS, default="sobol",
                    help="sobol: space-filling draw of groups, each at every core count; spread: the same draw, "
                         "each group at one core count (core counts times the groups per label); active: rounds "

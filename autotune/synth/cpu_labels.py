@@ -16,7 +16,7 @@ from autotune.frontends.loader import load_graph
 from autotune.frontends.synthetic import GENERATOR_VERSION
 from autotune.hardware.config import HardwareConfig
 from autotune.synth.measure import measure
-from autotune.synth.plan_labels import CPU_ROUNDS, plan_rounds
+from autotune.synth.plan_labels import CPU_ROUNDS, NETWORK_SHARE, export_picks, network_picks, plan_rounds
 from autotune.synth.profiles import (
     EXPORT_FILE,
     GROUPS_FILE,
@@ -38,29 +38,32 @@ CPU_AGGREGATE = "fastest"
 def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed: int = 0, timeout_s: float = 1.0,
                        repeats: int = 5, progress: bool = False, plans: list[str] | None = None,
                        plan_share: float = CPU_PLAN_SHARE, log: Callable[[str], None] | None = None,
-                       passes: int = CPU_PASSES) -> dict:
+                       passes: int = CPU_PASSES, network_share: float = NETWORK_SHARE) -> dict:
     """`autotune synth --backend onnxruntime`: export budget / len(core_counts) synthetic groups, time
     each on this CPU at every core count, import the profile into `folder`. A folder already made
     with the same settings is kept (measuring is the slow part). The export sits beside it,
     `<folder>.groups`, its measured.csv written row by row: a rerun after a crash or a kill reuses
     an export made with the same settings and measures only the rows it lacks. Each row is timed in
     `passes` passes over its batch, and its label is the fastest. With `plans`
-    (networks), `plan_share` of the budget goes to rounds on the kernels their plans use
+    (networks), `network_share` of the rest goes to their candidate kernels drawn at random
+    (`<folder>.networks`) and `plan_share` of the budget to rounds on the kernels their plans use
     (autotune/synth/plan_labels.py), exported and measured beside it in `<folder>.rounds`; `log` gets
     a line per round."""
     folder = Path(folder)
     settings = {"hardware_hash": hw.hash, "budget": int(budget), "seed": int(seed), "backend": "onnxruntime",
                 "passes": int(passes)}
     if plans:
-        settings.update({"plans": list(plans), "plan_share": plan_share})
+        settings.update({"plans": list(plans), "plan_share": plan_share, "network_share": network_share})
     try:
         old = json.loads((folder / MANIFEST).read_text())
         if old.get("settings") == settings:
             return {**old, "outliers": [], "kept": True}
     except (OSError, ValueError):
         pass
-    synthetic = budget - (round(budget * plan_share) if plans else 0)
-    n = max(1, synthetic // len(hw.core_counts))
+    first = budget - (round(budget * plan_share) if plans else 0)
+    graphs = [load_graph(p) for p in plans] if plans else []
+    kernels = network_picks(hw, graphs, int(round(first * network_share)), seed)
+    n = max(1, (first - len(kernels)) // len(hw.core_counts))
     groups = folder.parent / f"{folder.name}.groups"
     info = _export_made_with(groups, hw, n, seed)
     if info is None:
@@ -78,14 +81,23 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
     # a label is a pair's fastest pass: the one a slow spell of this machine touched least
     m = import_profile(on_cpu(groups), hw, folder, groups=groups, force=True,
                        settings={**settings, "complete": False} if plans else settings, how=CPU_AGGREGATE)
+    outliers = list(m["outliers"])
+    say = log or (lambda _m: None)
+    if kernels:
+        nets = folder.parent / f"{folder.name}.networks"
+        export_picks(hw, nets, kernels, seed)
+        before = int(m["labels"])
+        m = import_profile(on_cpu(nets), hw, folder, groups=nets, append=True, how=CPU_AGGREGATE)
+        outliers += m["outliers"]
+        say(f"round 0: {before} synthetic labels and {int(m['labels']) - before} on random candidate kernels "
+            "of the networks")
     if plans:
         rounds = folder.parent / f"{folder.name}.rounds"
-        say = log or (lambda _m: None)
-        plan_rounds(hw, on_cpu, rounds, folder, rounds / "model", budget, [load_graph(p) for p in plans], seed,
+        plan_rounds(hw, on_cpu, rounds, folder, rounds / "model", budget, graphs, seed,
                     rounds=CPU_ROUNDS, train_kw={"seed": seed}, say=say, how=CPU_AGGREGATE)
         _mark_settings(folder, settings)
-        m = {**json.loads((folder / MANIFEST).read_text()), "outliers": m["outliers"]}
-    return {**m, "notes": [x for x in [skipped_note(info)] if x] + notes, "kept": False}
+        m = json.loads((folder / MANIFEST).read_text())
+    return {**m, "outliers": outliers, "notes": [x for x in [skipped_note(info)] if x] + notes, "kept": False}
 
 
 def _mark_settings(folder: Path, settings: dict) -> None:

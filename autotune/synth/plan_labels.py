@@ -267,7 +267,7 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
     said = f"round 0: {made['labels']} synthetic labels"
     if kernels:
         folder = work / "labels-00-networks"
-        _export_picks(hw, folder, kernels, seed)
+        export_picks(hw, folder, kernels, seed)
         added = int(import_profile(measure(folder), hw, data, folder, append=True)["labels"]) - int(made["labels"])
         log_rows.append({"round": 0, "kind": "networks", "labels": added, "explore": 0.0})
         said += f" and {added} on random candidate kernels of the networks"
@@ -331,7 +331,7 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
             say(f"round {r}: every pair the plans use is measured; stopping at {used} labels")
             break
         folder = work / f"labels-{r:02d}"
-        _export_picks(hw, folder, picks, seed)
+        export_picks(hw, folder, picks, seed)
         made = import_profile(measure(folder), hw, data, folder, append=True, how=how)
         added, used = int(made["labels"]) - used, int(made["labels"])
         out.append({"round": r, "kind": "plans", "labels": added, "explore": rate, "draws": draws})
@@ -363,7 +363,7 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
         nonlocal left, model
         n = len(out) + 1
         folder = work / f"{kind}-{n:02d}"
-        _export_picks(hw, folder, picks, seed)
+        export_picks(hw, folder, picks, seed)
         before = len(read_dataset(data, hw).rows)
         made = import_profile(measure(folder), hw, data, folder, append=True, again=kind == "again", how=how)
         added = int(made["labels"]) - before
@@ -496,7 +496,7 @@ def again_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lo
     return [p for _, p in sorted(scores.values(), key=lambda zp: zp[0])][:limit]
 
 
-def _export_picks(hw: HardwareConfig, folder: Path, picks: list[Pick], seed: int) -> None:
+def export_picks(hw: HardwareConfig, folder: Path, picks: list[Pick], seed: int) -> None:
     """Export the picks to `folder`, unless it already holds exactly them (its profile is kept)."""
 
     pairs = as_pairs(picks)

@@ -100,12 +100,12 @@ def main() -> int:
     hw = load_hardware("cpu")
     model = LatencyModel.load(Path(args.models_dir) / "cpu", hw)
     rows = bench([n.strip() for n in args.networks.split(",") if n.strip()], model, hw, args.passes)
-    within = sum(abs(r["error"]) <= 0.10 for r in rows)
-    wins = sum(r["plan_speedup_vs_ort"] > 1.0 for r in rows)
+    within = int(sum(abs(r["error"]) <= 0.10 for r in rows))
+    wins = int(sum(r["plan_speedup_vs_ort"] > 1.0 for r in rows))
     # the machine's speed moves by 10-20% over minutes (docs/costmodel.md, "Timing on the CPU"): the
     # median error is what the whole run shares, the rest is the model's
     shared = float(np.median([np.log1p(r["error"]) for r in rows]))
-    within_shared = sum(abs(np.expm1(np.log1p(r["error"]) - shared)) <= 0.10 for r in rows)
+    within_shared = int(sum(abs(np.expm1(np.log1p(r["error"]) - shared)) <= 0.10 for r in rows))
     print(f"plan within ±10% of its measured latency on {within}/{len(rows)} networks; the plan beats one ORT "
           f"session on {wins}/{len(rows)}")
     print(f"median error {np.expm1(shared):+.1%} (the machine now against when it was labelled); within ±10% of "

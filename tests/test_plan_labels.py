@@ -5,6 +5,7 @@ its datasheet)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from autotune.hardware.config import load_hardware
 from autotune.planning.costs import make_cost
 from autotune.planning.planner import cost_table, dp_from_table, spans
 from autotune.synth.measure import measure
-from autotune.synth.plan_labels import as_pairs, learn_part, measured_logs, network_picks, plan_picks
+from autotune.synth.plan_labels import as_pairs, learn_part, measured_logs, network_picks, plan_picks, quotas
 from autotune.synth.profiles import export_groups, import_profile, read_export, write_profile
 
 HW = load_hardware("mlu100")
@@ -440,3 +441,22 @@ def test_network_picks_draw_distinct_kernels_of_the_networks_at_every_core_count
         [(p.graph.name, p.i, p.j, p.cores) for p in network_picks(HW, graphs, 40, seed=0)]
     assert [(p.i, p.j, p.cores) for p in some] != [(p.i, p.j, p.cores) for p in network_picks(HW, graphs, 40, seed=1)]
     assert network_picks(HW, graphs, 0) == [] and network_picks(HW, [], 10) == []
+
+
+def test_network_picks_give_each_network_an_even_share():
+    """A network of few distinct kernels gets as many random labels as one of many (alexnet's 8
+    layers against densenet121's hundreds), and a network too small for its share gives the rest
+    to the others."""
+    graphs = [zoo.build("alexnet"), zoo.build("densenet121")]
+    per_net = Counter(p.graph.name for p in network_picks(HW, graphs, 60, seed=0))
+    assert per_net == {"alexnet": 30, "densenet121": 30}
+    small = len(network_picks(HW, graphs[:1], 10**6))
+    per_net = Counter(p.graph.name for p in network_picks(HW, graphs, small + 500, seed=0))
+    assert per_net == {"alexnet": small, "densenet121": 500}
+
+
+def test_quotas_split_a_budget_evenly_and_never_past_a_bin():
+    assert quotas([10, 1000, 5, 0, 300], 100) == [10, 43, 5, 0, 42]
+    assert quotas([3, 3], 100) == [3, 3]
+    assert sum(quotas([50, 50, 50], 7)) == 7 and max(quotas([50, 50, 50], 7)) - min(quotas([50, 50, 50], 7)) <= 1
+    assert quotas([], 5) == [] and quotas([4, 4], 0) == [0, 0]

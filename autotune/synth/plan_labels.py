@@ -158,30 +158,53 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
 
 
 def network_picks(hw: HardwareConfig, graphs: list[Graph], limit: int, seed: int = 0) -> list[Pick]:
-    """At most `limit` (candidate group, core count) pairs of `graphs` drawn uniformly at random from
-    their distinct kernels (a repeated block's, or one shared by two networks, counted once) times
-    the part's core counts: labels spread over what the networks are made of, before any plan."""
+    """At most `limit` (candidate group, core count) pairs of `graphs` drawn at random from their
+    distinct kernels (a repeated block's, or one shared by two networks, counted once, for the
+    first network that has it) times the part's core counts, the same number from each network
+    where it has that many (`quotas`): labels spread over what every network is made of, before any
+    plan, so a network of few distinct kernels weighs as much as one of thousands."""
     ks = np.asarray(hw.core_counts, dtype=np.int64)
     kernels: dict[int, tuple[Graph, int, int]] = {}
+    owned: list[list[int]] = []
     for g in graphs:
         si, sj = spans(g, hw)
-        if not len(si):
-            continue
-        first, _ = GroupBatch.from_ranges(g, si, sj).distinct()
-        sub = GroupBatch.from_ranges(g, si[first], sj[first])
-        keys = row_keys(featurize_batch(sub, np.arange(len(first)), np.full(len(first), ks[0]), hw))
-        for key, f in zip(keys, first):
-            kernels.setdefault(int(key), (g, int(si[f]), int(sj[f])))
+        mine: list[int] = []
+        if len(si):
+            first, _ = GroupBatch.from_ranges(g, si, sj).distinct()
+            sub = GroupBatch.from_ranges(g, si[first], sj[first])
+            keys = row_keys(featurize_batch(sub, np.arange(len(first)), np.full(len(first), ks[0]), hw))
+            for key, f in zip(keys, first):
+                if int(key) not in kernels:
+                    kernels[int(key)] = (g, int(si[f]), int(sj[f]))
+                    mine.append(int(key))
+        owned.append(mine)
     if not kernels or limit <= 0:
         return []
-    order = list(kernels)
-    rng = np.random.default_rng([seed, len(order)])
-    cells = rng.choice(len(order) * len(ks), size=min(limit, len(order) * len(ks)), replace=False)
+    rng = np.random.default_rng([seed, len(kernels)])
     out = []
-    for cell in sorted(int(c) for c in cells):
-        key = order[cell // len(ks)]
-        g, i, j = kernels[key]
-        out.append(Pick(g, i, j, int(ks[cell % len(ks)]), 0.0, key * len(ks) + cell % len(ks)))
+    for mine, quota in zip(owned, quotas([len(m) * len(ks) for m in owned], limit)):
+        for cell in sorted(int(c) for c in rng.choice(len(mine) * len(ks), size=quota, replace=False)):
+            key = mine[cell // len(ks)]
+            g, i, j = kernels[key]
+            out.append(Pick(g, i, j, int(ks[cell % len(ks)]), 0.0, key * len(ks) + cell % len(ks)))
+    return out
+
+
+def quotas(sizes: list[int], limit: int) -> list[int]:
+    """Split `limit` as evenly as it goes over bins holding `sizes` items (water-filling: a bin
+    smaller than its even share gives the rest to the others); the sum is min(limit, sum(sizes))."""
+    out = [0] * len(sizes)
+    left, open_ = min(limit, sum(sizes)), [n for n, s in enumerate(sizes) if s > 0]
+    while left > 0 and open_:
+        share = max(1, left // len(open_))
+        for n in list(open_):
+            take = min(share, sizes[n] - out[n], left)
+            out[n] += take
+            left -= take
+            if out[n] == sizes[n]:
+                open_.remove(n)
+            if left == 0:
+                break
     return out
 
 

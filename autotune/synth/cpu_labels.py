@@ -16,7 +16,7 @@ from autotune.frontends.loader import load_graph
 from autotune.frontends.synthetic import GENERATOR_VERSION
 from autotune.hardware.config import HardwareConfig
 from autotune.synth.measure import measure
-from autotune.synth.plan_labels import CPU_ROUNDS, NETWORK_SHARE, export_picks, network_picks, plan_rounds
+from autotune.synth.plan_labels import CPU_ROUNDS, NETWORK_SHARE, measure_picks, network_picks, plan_rounds
 from autotune.synth.profiles import (
     EXPORT_FILE,
     GROUPS_FILE,
@@ -85,9 +85,8 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
     say = log or (lambda _m: None)
     if kernels:
         nets = folder.parent / f"{folder.name}.networks"
-        export_picks(hw, nets, kernels, seed)
         before = int(m["labels"])
-        m = import_profile(on_cpu(nets), hw, folder, groups=nets, append=True, how=CPU_AGGREGATE)
+        m = measure_picks(hw, on_cpu, nets, folder, kernels, seed, CPU_AGGREGATE)
         outliers += m["outliers"]
         say(f"round 0: {before} synthetic labels and {int(m['labels']) - before} on random candidate kernels "
             "of the networks")

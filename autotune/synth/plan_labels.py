@@ -290,8 +290,7 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
     said = f"round 0: {made['labels']} synthetic labels"
     if kernels:
         folder = work / "labels-00-networks"
-        export_picks(hw, folder, kernels, seed)
-        added = int(import_profile(measure(folder), hw, data, folder, append=True)["labels"]) - int(made["labels"])
+        added = int(measure_picks(hw, measure, folder, data, kernels, seed)["labels"]) - int(made["labels"])
         log_rows.append({"round": 0, "kind": "networks", "labels": added, "explore": 0.0})
         said += f" and {added} on random candidate kernels of the networks"
     say(said)
@@ -354,8 +353,7 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
             say(f"round {r}: every pair the plans use is measured; stopping at {used} labels")
             break
         folder = work / f"labels-{r:02d}"
-        export_picks(hw, folder, picks, seed)
-        made = import_profile(measure(folder), hw, data, folder, append=True, how=how)
+        made = measure_picks(hw, measure, folder, data, picks, seed, how)
         added, used = int(made["labels"]) - used, int(made["labels"])
         out.append({"round": r, "kind": "plans", "labels": added, "explore": rate, "draws": draws})
         say(f"round {r}: {added} labels on the plans' kernels (explore {rate:.0%}, {draws} draws), {used} in all, "
@@ -386,9 +384,8 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
         nonlocal left, model
         n = len(out) + 1
         folder = work / f"{kind}-{n:02d}"
-        export_picks(hw, folder, picks, seed)
         before = len(read_dataset(data, hw).rows)
-        made = import_profile(measure(folder), hw, data, folder, append=True, again=kind == "again", how=how)
+        made = measure_picks(hw, measure, folder, data, picks, seed, how, again=kind == "again")
         added = int(made["labels"]) - before
         left -= added
         model = remember(hw, data, model_dir)
@@ -517,6 +514,14 @@ def again_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lo
                 if rank < scores.get(key, ((np.inf, 0.0),))[0]:
                     scores[key] = (rank, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key))
     return [p for _, p in sorted(scores.values(), key=lambda zp: zp[0])][:limit]
+
+
+def measure_picks(hw: HardwareConfig, measure: Callable[[Path], Path], folder: Path, data: Path, picks: list[Pick],
+                  seed: int, how: str = "median", again: bool = False) -> dict:
+    """Export the picks to `folder` (export_picks), measure them and append them to the dataset
+    `data` as one more shard; returns import_profile's manifest."""
+    export_picks(hw, folder, picks, seed)
+    return import_profile(measure(folder), hw, data, folder, append=True, again=again, how=how)
 
 
 def export_picks(hw: HardwareConfig, folder: Path, picks: list[Pick], seed: int) -> None:

@@ -145,7 +145,7 @@ def test_kill_9_and_ctrl_c_while_measuring_keep_every_finished_row(tmp_path):
     env = {**os.environ, MEM_ENV: str(256 << 20)}  # small groups: quick to measure
     data = tmp_path / "data" / "cpu"
     cmd = [sys.executable, "-m", "autotune", "synth", "--hw", "cpu", "--backend", "onnxruntime", "--budget", "40",
-           "--out", str(data), "--force"]
+           "--out", str(data), "--force", "--zoo-share", "0"]  # synthetic groups only: one export to resume
     csv = tmp_path / "data" / "cpu.groups" / "measured.csv"
     first = _stop_after(cmd, env, csv, 3, signal.SIGKILL)
     export = (csv.parent / "export.json").stat().st_mtime_ns
@@ -186,10 +186,40 @@ def test_synth_on_the_cpu_spends_a_share_on_the_plans_kernels_and_a_rerun_keeps_
     net = rows["group_id"].astype(str).str.startswith("squeezenet1_1:")
     assert net.any() and (~net).any() and len(rows) <= 40
     _, _, drawn = read_export(tmp_path / "data.networks")  # the first share's random network kernels
-    assert len(drawn) == round((40 - round(40 * CPU_PLAN_SHARE)) * NETWORK_SHARE)
-    assert drawn["group_id"].astype(str).str.startswith("squeezenet1_1:").all()
+    mine = drawn["group_id"].astype(str).str.startswith("squeezenet1_1:")
+    assert mine.sum() == round((40 - round(40 * CPU_PLAN_SHARE)) * NETWORK_SHARE)
+    assert (~mine).sum() >= 1  # and other networks' kernels
     assert m["settings"]["plans"] == ["squeezenet1_1"] and "complete" not in m["settings"]
     assert synth_by_measuring(CPU, out, 40, seed=0, timeout_s=0.5, repeats=2, plans=["squeezenet1_1"])["kept"]
+
+
+def test_the_cpus_first_share_draws_the_plans_kernels_other_networks_kernels_and_synthetic_groups():
+    """Before the plan rounds: `network_share` on the plans' own kernels, `zoo_share` of the rest on
+    kernels of other built-in networks (spread over them, none the plans' draw holds), and what is
+    left on synthetic groups measured at every core count."""
+    from autotune.frontends import zoo
+    from autotune.synth.cpu_labels import first_share
+
+    plans = [zoo.build("squeezenet1_1")]
+    kernels, others, n = first_share(CPU, plans, 200, 0.5, 0.5, seed=0)
+    assert len(kernels) == 100 and {p.graph.name for p in kernels} == {"squeezenet1_1"}
+    names = {p.graph.name for p in others}
+    assert "squeezenet1_1" not in names and len(names) >= len(zoo.names()) // 2
+    assert not {p.key for p in kernels} & {p.key for p in others} and 40 <= len(others) <= 50
+    assert n == (200 - len(kernels) - len(others)) // len(CPU.core_counts)
+    _, none, n0 = first_share(CPU, plans, 200, 0.5, 0.0, seed=0)
+    assert none == [] and n0 == 100 // len(CPU.core_counts)
+    _, every, n1 = first_share(CPU, [], 60, 0.5, 0.5, seed=0)  # no plans: the whole zoo is "other"
+    assert len(every) == 30 and n1 == 15
+    _, most, n2 = first_share(CPU, plans, 200, 0.5, 1.0, seed=0)  # all of it, but the plans' own
+    assert len(most) + n2 * len(CPU.core_counts) in (100, 99) and len(most) >= 95
+
+
+def test_zoo_share_is_refused_where_nothing_is_measured_on_this_cpu(tmp_path, capsys):
+    from autotune.cli import main
+
+    assert main(["synth", "--hw", "mlu100", "--zoo-share", "0.5", "--budget", "12", "--out", str(tmp_path / "d")]) == 2
+    assert "--zoo-share measures this CPU" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from autotune.cli.args import (
     THREADS,
     ranged,
     seconds,
+    share,
 )
 from autotune.cli.commands import (
     cmd_eval,
@@ -109,7 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plans", default=None, metavar="NETS",
                    help="with --backend onnxruntime: spend 30%% of the budget on the kernels these networks' plans "
                         "use, in rounds that retrain, and half the rest on their candidate kernels drawn at "
-                        "random (comma-separated zoo names or .onnx files)")
+                        "random, the other half on other networks' (comma-separated zoo names or .onnx files)")
+    s.add_argument("--zoo-share", type=share, default=None, metavar="F",
+                   help="with --backend onnxruntime: of the labels before the rounds, past the plans' own kernels, "
+                        "the share drawn from random kernels of the built-in networks outside --plans; the rest "
+                        "are synthetic groups (default 1: other networks' kernels taught an unseen network more)")
     s.add_argument("--sampling", choices=SAMPLINGS, default="sobol",
                    help="sobol: space-filling draw of groups, each at every core count; spread: the same draw, "
                         "each group at one core count (core counts times the groups per label); active: rounds "

@@ -42,3 +42,19 @@ REPEATS = ranged(1, 1000)
 MEASURE = ranged(0, 10**5)
 JOBS = ranged(1, 256)
 THREADS = ranged(1, 1024)
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    v = float(text) if re.fullmatch(r"0?\.[0-9]{1,12}|0", text.strip()) else -1.0
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in [0, 1) written as 0.N")
+    return v
+
+
+def share(text: str) -> float:
+    """An argparse type: a number in [0, 1], both ends included."""
+    v = float(text) if re.fullmatch(r"0?\.[0-9]{1,12}|[01](\.0*)?", text.strip()) else -1.0
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share from 0 to 1 written as 0, 0.N or 1")
+    return v

@@ -130,9 +130,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.backend == "onnxruntime":
         return _synth_on_this_cpu(hw, folder, args, t0)
-    if args.plans:
-        raise AutotuneError("--plans measures this CPU (--backend onnxruntime); for a device of yours use "
-                            "`autotune learn`")
+    if args.plans or args.zoo_share is not None:
+        raise AutotuneError(f"--{'plans' if args.plans else 'zoo-share'} measures this CPU (--backend onnxruntime); "
+                            "for a device of yours use `autotune learn`")
     if not hw.has_device:
         raise AutotuneError(f"{hw.name} has no device: section, so the simulator cannot label it; measure it "
                             "instead (`--backend onnxruntime` for the cpu preset, or export-groups / measure / "
@@ -155,7 +155,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def _synth_on_this_cpu(hw: HardwareConfig, folder: Path, args: argparse.Namespace, t0: float) -> int:
     from autotune.hardware.host import host_cores
-    from autotune.synth.cpu_labels import synth_by_measuring
+    from autotune.synth.cpu_labels import ZOO_SHARE, synth_by_measuring
     from autotune.synth.profiles import CPU_BUDGET
 
     if hw.cores > host_cores():
@@ -163,8 +163,9 @@ def _synth_on_this_cpu(hw: HardwareConfig, folder: Path, args: argparse.Namespac
                             f"{hw.cores} cores (use --hw cpu)")
     budget = args.budget or CPU_BUDGET
     plans = [n.strip() for n in args.plans.split(",") if n.strip()] if args.plans else None
+    zoo_share = ZOO_SHARE if args.zoo_share is None else args.zoo_share
     m = synth_by_measuring(hw, folder, budget, args.seed, progress=True, plans=plans,
-                           log=lambda line: print(line, flush=True))
+                           log=lambda line: print(line, flush=True), zoo_share=zoo_share)
     if m.get("kept"):
         print(f"{folder}/: {m['rows']} labels measured on this CPU earlier with the same settings (kept)")
         return 0

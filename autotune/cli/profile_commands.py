@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from autotune.artefacts import check_file_output
+from autotune.cli.args import fraction
 from autotune.errors import AutotuneError
 from autotune.hardware.config import hw_slug, load_hardware
 
@@ -118,16 +119,6 @@ def cmd_import_profile(args: argparse.Namespace) -> int:
         for line in m["outliers"][:10]:
             print(f"  {line}")
     return 0
-
-
-def fraction(text: str) -> float:
-    """An argparse type: a number in [0, 1)."""
-    import re
-
-    v = float(text) if re.fullmatch(r"0?\.[0-9]{1,12}|0", text.strip()) else -1.0
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in [0, 1) written as 0.N")
-    return v
 
 
 def _ranged_threads(text: str) -> int:

@@ -1,5 +1,6 @@
-"""Labels from this machine's CPU (`autotune synth --backend onnxruntime`): synthetic groups and,
-with `plans`, rounds on the kernels the plans use, each timed as an ONNX Runtime session.
+"""Labels from this machine's CPU (`autotune synth --backend onnxruntime`): random kernels of the
+built-in networks, synthetic groups and, with `plans`, rounds on the kernels the plans use, each
+timed as an ONNX Runtime session.
 
 Kept apart from autotune/synth/profiles.py (the export and profile formats), which it builds on.
 """
@@ -12,11 +13,21 @@ from pathlib import Path
 
 from autotune.errors import DatasetError
 from autotune.fileio import atomic_write_json
+from autotune.frontends import zoo
 from autotune.frontends.loader import load_graph
 from autotune.frontends.synthetic import GENERATOR_VERSION
 from autotune.hardware.config import HardwareConfig
+from autotune.ir.graph import Graph
 from autotune.synth.measure import measure
-from autotune.synth.plan_labels import CPU_ROUNDS, NETWORK_SHARE, measure_picks, network_picks, plan_rounds
+from autotune.synth.plan_labels import (
+    CPU_ROUNDS,
+    NETWORK_SHARE,
+    Pick,
+    export_picks,
+    measure_picks,
+    network_picks,
+    plan_rounds,
+)
 from autotune.synth.profiles import (
     EXPORT_FILE,
     GROUPS_FILE,
@@ -33,25 +44,36 @@ CPU_PLAN_SHARE = 0.3
 CPU_PASSES = 2
 #: How a pair's passes become its label (profiles.AGGREGATES).
 CPU_AGGREGATE = "fastest"
+#: Share of the labels before the plan rounds, past the plans' own kernels, that goes to random
+#: kernels of the built-in networks outside the plans; the rest goes to synthetic groups. On this
+#: CPU an unseen network's kernels were learnt better from other networks' kernels than from as many
+#: synthetic groups (docs/costmodel.md, "Other networks' kernels instead of synthetic groups").
+ZOO_SHARE = 1.0
 
 
 def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed: int = 0, timeout_s: float = 1.0,
                        repeats: int = 5, progress: bool = False, plans: list[str] | None = None,
                        plan_share: float = CPU_PLAN_SHARE, log: Callable[[str], None] | None = None,
-                       passes: int = CPU_PASSES, network_share: float = NETWORK_SHARE) -> dict:
-    """`autotune synth --backend onnxruntime`: export budget / len(core_counts) synthetic groups, time
-    each on this CPU at every core count, import the profile into `folder`. A folder already made
+                       passes: int = CPU_PASSES, network_share: float = NETWORK_SHARE,
+                       zoo_share: float = ZOO_SHARE) -> dict:
+    """`autotune synth --backend onnxruntime`: time `budget` (group, core count) pairs on this CPU and
+    import them into `folder`: random candidate kernels of the built-in networks (`zoo_share` of
+    them) and synthetic groups at every core count, and with `plans` more. A folder already made
     with the same settings is kept (measuring is the slow part). The export sits beside it,
     `<folder>.groups`, its measured.csv written row by row: a rerun after a crash or a kill reuses
     an export made with the same settings and measures only the rows it lacks. Each row is timed in
     `passes` passes over its batch, and its label is the fastest. With `plans`
-    (networks), `network_share` of the rest goes to their candidate kernels drawn at random
-    (`<folder>.networks`) and `plan_share` of the budget to rounds on the kernels their plans use
-    (autotune/synth/plan_labels.py), exported and measured beside it in `<folder>.rounds`; `log` gets
-    a line per round."""
+    (networks), `network_share` of the rest goes to their candidate kernels drawn at random and
+    `plan_share` of the budget to rounds on the kernels their plans use
+    (autotune/synth/plan_labels.py), exported and measured beside it in `<folder>.rounds`. Of what
+    is left before the rounds, `zoo_share` goes to random kernels of the built-in networks outside
+    the plans, with the plans' kernels in `<folder>.networks`; `log` gets a line per round."""
     folder = Path(folder)
+    if not 0.0 <= zoo_share <= 1.0 or not 0.0 <= network_share <= 1.0:
+        raise DatasetError(f"zoo_share and network_share are fractions from 0 to 1, got {zoo_share} and "
+                           f"{network_share}")
     settings = {"hardware_hash": hw.hash, "budget": int(budget), "seed": int(seed), "backend": "onnxruntime",
-                "passes": int(passes)}
+                "passes": int(passes), "zoo_share": zoo_share}
     if plans:
         settings.update({"plans": list(plans), "plan_share": plan_share, "network_share": network_share})
     try:
@@ -60,14 +82,9 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
             return {**old, "outliers": [], "kept": True}
     except (OSError, ValueError):
         pass
-    first = budget - (round(budget * plan_share) if plans else 0)
     graphs = [load_graph(p) for p in plans] if plans else []
-    kernels = network_picks(hw, graphs, int(round(first * network_share)), seed)
-    n = max(1, (first - len(kernels)) // len(hw.core_counts))
-    groups = folder.parent / f"{folder.name}.groups"
-    info = _export_made_with(groups, hw, n, seed)
-    if info is None:
-        info = export_groups(hw, groups, n_groups=n, seed=seed, force=True, progress=progress)
+    first = budget - (round(budget * plan_share) if plans else 0)
+    kernels, others, n = first_share(hw, graphs, first, network_share, zoo_share, seed)
     notes: list[str] = []
 
     def on_cpu(export: Path) -> Path:
@@ -79,24 +96,59 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
         return export / "measured.csv"
 
     # a label is a pair's fastest pass: the one a slow spell of this machine touched least
-    m = import_profile(on_cpu(groups), hw, folder, groups=groups, force=True,
-                       settings={**settings, "complete": False} if plans else settings, how=CPU_AGGREGATE)
-    outliers = list(m["outliers"])
+    unfinished = {**settings, "complete": False}
+    info: dict | None = None
+    m: dict = {}
+    if n > 0:
+        groups = folder.parent / f"{folder.name}.groups"
+        info = _export_made_with(groups, hw, n, seed)
+        if info is None:
+            info = export_groups(hw, groups, n_groups=n, seed=seed, force=True, progress=progress)
+        m = import_profile(on_cpu(groups), hw, folder, groups=groups, force=True, settings=unfinished,
+                           how=CPU_AGGREGATE)
+    outliers = list(m.get("outliers", []))
     say = log or (lambda _m: None)
-    if kernels:
+    picks = kernels + others
+    if picks:
         nets = folder.parent / f"{folder.name}.networks"
-        before = int(m["labels"])
-        m = measure_picks(hw, on_cpu, nets, folder, kernels, seed, CPU_AGGREGATE)
+        before = int(m.get("labels", 0))
+        if m:
+            m = measure_picks(hw, on_cpu, nets, folder, picks, seed, CPU_AGGREGATE)
+        else:
+            export_picks(hw, nets, picks, seed)
+            m = import_profile(on_cpu(nets), hw, folder, groups=nets, force=True, settings=unfinished,
+                               how=CPU_AGGREGATE)
         outliers += m["outliers"]
-        say(f"round 0: {before} synthetic labels and {int(m['labels']) - before} on random candidate kernels "
-            "of the networks")
+        say(f"round 0: {before} synthetic labels, {int(m['labels']) - before} on random candidate kernels "
+            f"({len(kernels)} pairs drawn from the plans' networks, {len(others)} from other built-in networks)")
     if plans:
         rounds = folder.parent / f"{folder.name}.rounds"
         plan_rounds(hw, on_cpu, rounds, folder, rounds / "model", budget, graphs, seed,
                     rounds=CPU_ROUNDS, train_kw={"seed": seed}, say=say, how=CPU_AGGREGATE)
-        _mark_settings(folder, settings)
-        m = json.loads((folder / MANIFEST).read_text())
-    return {**m, "outliers": outliers, "notes": [x for x in [skipped_note(info)] if x] + notes, "kept": False}
+    _mark_settings(folder, settings)
+    m = json.loads((folder / MANIFEST).read_text())
+    skipped = skipped_note(info) if info is not None else None
+    return {**m, "outliers": outliers, "notes": [x for x in [skipped] if x] + notes, "kept": False}
+
+
+def first_share(hw: HardwareConfig, graphs: list[Graph], first: int, network_share: float, zoo_share: float,
+                seed: int) -> tuple[list[Pick], list[Pick], int]:
+    """How the `first` labels before the plan rounds are spent: (random candidate kernels of
+    `graphs`, `network_share` of them; random kernels of the built-in networks outside `graphs`,
+    `zoo_share` of the rest, none the first list holds; the number of synthetic groups, each to be
+    measured at every core count, for what is left)."""
+    kernels = network_picks(hw, graphs, int(round(first * network_share)), seed)
+    rest = first - len(kernels)
+    mine = {p.key for p in kernels}
+    others = [p for p in network_picks(hw, zoo_outside(graphs), int(round(rest * zoo_share)), seed)
+              if p.key not in mine]
+    return kernels, others, (rest - len(others)) // len(hw.core_counts)
+
+
+def zoo_outside(graphs: list[Graph]) -> list[Graph]:
+    """The built-in networks (batch 1, default sizes) that are not among `graphs`, by name."""
+    taken = {g.name for g in graphs}
+    return [zoo.build(name) for name in zoo.names() if name not in taken]
 
 
 def _mark_settings(folder: Path, settings: dict) -> None:

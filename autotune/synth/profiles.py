@@ -52,7 +52,7 @@ MIN_MS, MAX_MS = 1e-6, 3.6e6
 _DECIMAL = re.compile(r"[+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 MAX_LISTED = 20
 #: Labels `synth --backend onnxruntime` measures by default: a 2-core machine times them in minutes.
-CPU_BUDGET = 800
+CPU_BUDGET = 1200
 
 README = """# Groups to measure
 

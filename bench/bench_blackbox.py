@@ -80,8 +80,8 @@ def zoo_tables(bb, dev, hw: HardwareConfig, nets: list[str], work: Path) -> list
 
 
 def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, threads: int,
-            params: dict, nets: list[str], labels: str, network_share: float = NETWORK_SHARE
-            ) -> tuple[LatencyModel, int]:
+            params: dict, nets: list[str], labels: str, network_share: float = NETWORK_SHARE,
+            zoo_share: float = 0.0) -> tuple[LatencyModel, int]:
     """The model from `budget` labels: all synthetic, or (`labels="plans"`) a synthetic share and
     then rounds on the kernels the plans of `nets` use (autotune/synth/plan_labels.py); and the labels used."""
     if labels == "plans":
@@ -92,7 +92,7 @@ def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, thr
             return folder / "measured.csv"
 
         res = learn_part(hw, run, work / f"plans-{budget}-s{seed}", budget, [load_graph(n) for n in nets],
-                         seed=seed, threads=threads, params=params, network_share=network_share,
+                         seed=seed, threads=threads, params=params, network_share=network_share, zoo_share=zoo_share,
                          log=lambda m: print(f"  {hw.name} {budget}: {m}", flush=True))
         return res.model, res.labels
     n_groups = math.ceil(budget / len(hw.core_counts))
@@ -135,6 +135,9 @@ def main(argv=None) -> int:
                          "plans' kernels; synthetic: all synthetic")
     ap.add_argument("--network-share", type=float, default=NETWORK_SHARE,
                     help="of the first round, the share on random candidate kernels of the networks")
+    ap.add_argument("--zoo-share", type=float, default=0.0,
+                    help="of the first round past the networks' own kernels, the share on random kernels of the "
+                         "built-in networks outside --networks (the rest: synthetic groups)")
     args = ap.parse_args(argv)
     bb = blackbox()
     nets = zoo.names() if args.networks == "all" else args.networks.split(",")
@@ -152,12 +155,12 @@ def main(argv=None) -> int:
         for budget in budgets:
             t0 = time.perf_counter()
             model, used = trained(bb, dev, hw, budget, args.seed, work, args.threads, params, nets, args.labels,
-                                  args.network_share)
+                                  args.network_share, args.zoo_share)
             fit_s = time.perf_counter() - t0
             acc = zoo_accuracy(hw, model, nets, tables)
             ev = run_eval(nets, hw, model, tables=tables)
             res = {"device": name, "budget": budget, "labels_used": used, "sampling": args.labels,
-                   "network_share": args.network_share,
+                   "network_share": args.network_share, "zoo_share": args.zoo_share,
                    "fit_s": round(fit_s, 1), "accuracy": acc, "networks": []}
             for m in ev["models"]:
                 s = m["strategies"]

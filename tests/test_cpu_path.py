@@ -193,28 +193,6 @@ def test_synth_on_the_cpu_spends_a_share_on_the_plans_kernels_and_a_rerun_keeps_
     assert synth_by_measuring(CPU, out, 40, seed=0, timeout_s=0.5, repeats=2, plans=["squeezenet1_1"])["kept"]
 
 
-def test_the_cpus_first_share_draws_the_plans_kernels_other_networks_kernels_and_synthetic_groups():
-    """Before the plan rounds: `network_share` on the plans' own kernels, `zoo_share` of the rest on
-    kernels of other built-in networks (spread over them, none the plans' draw holds), and what is
-    left on synthetic groups measured at every core count."""
-    from autotune.frontends import zoo
-    from autotune.synth.cpu_labels import first_share
-
-    plans = [zoo.build("squeezenet1_1")]
-    kernels, others, n = first_share(CPU, plans, 200, 0.5, 0.5, seed=0)
-    assert len(kernels) == 100 and {p.graph.name for p in kernels} == {"squeezenet1_1"}
-    names = {p.graph.name for p in others}
-    assert "squeezenet1_1" not in names and len(names) >= len(zoo.names()) // 2
-    assert not {p.key for p in kernels} & {p.key for p in others} and 40 <= len(others) <= 50
-    assert n == (200 - len(kernels) - len(others)) // len(CPU.core_counts)
-    _, none, n0 = first_share(CPU, plans, 200, 0.5, 0.0, seed=0)
-    assert none == [] and n0 == 100 // len(CPU.core_counts)
-    _, every, n1 = first_share(CPU, [], 60, 0.5, 0.5, seed=0)  # no plans: the whole zoo is "other"
-    assert len(every) == 30 and n1 == 15
-    _, most, n2 = first_share(CPU, plans, 200, 0.5, 1.0, seed=0)  # all of it, but the plans' own
-    assert len(most) + n2 * len(CPU.core_counts) in (100, 99) and len(most) >= 95
-
-
 def test_zoo_share_is_refused_where_nothing_is_measured_on_this_cpu(tmp_path, capsys):
     from autotune.cli import main
 

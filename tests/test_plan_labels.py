@@ -455,6 +455,24 @@ def test_network_picks_give_each_network_an_even_share():
     assert per_net == {"alexnet": small, "densenet121": 500}
 
 
+def test_the_first_share_draws_the_plans_kernels_then_other_networks_kernels():
+    """Before any plan: `network_share` on the plans' own kernels, `zoo_share` of the rest on
+    kernels of other built-in networks (spread over them, none the plans' draw holds)."""
+    from autotune.frontends import zoo
+    from autotune.synth.plan_labels import first_share
+
+    plans = [zoo.build("squeezenet1_1")]
+    kernels, others = first_share(HW, plans, 200, 0.5, 0.5, seed=0)
+    assert len(kernels) == 100 and {p.graph.name for p in kernels} == {"squeezenet1_1"}
+    names = {p.graph.name for p in others}
+    assert "squeezenet1_1" not in names and len(names) >= len(zoo.names()) // 2
+    assert not {p.key for p in kernels} & {p.key for p in others} and 40 <= len(others) <= 50
+    assert first_share(HW, plans, 200, 0.5, 0.0, seed=0)[1] == []
+    _, every = first_share(HW, [], 60, 0.5, 0.5, seed=0)  # no plans: the whole zoo is "other"
+    assert len(every) == 30
+    assert 95 <= len(first_share(HW, plans, 200, 0.5, 1.0, seed=0)[1]) <= 100
+
+
 def test_quotas_split_a_budget_evenly_and_never_past_a_bin():
     assert quotas([10, 1000, 5, 0, 300], 100) == [10, 43, 5, 0, 42]
     assert quotas([3, 3], 100) == [3, 3]

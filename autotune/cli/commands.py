@@ -155,7 +155,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def _synth_on_this_cpu(hw: HardwareConfig, folder: Path, args: argparse.Namespace, t0: float) -> int:
     from autotune.hardware.host import host_cores
-    from autotune.synth.cpu_labels import ZOO_SHARE, synth_by_measuring
+    from autotune.synth.cpu_labels import synth_by_measuring
+    from autotune.synth.plan_labels import ZOO_SHARE
     from autotune.synth.profiles import CPU_BUDGET
 
     if hw.cores > host_cores():

@@ -13,19 +13,17 @@ from pathlib import Path
 
 from autotune.errors import DatasetError
 from autotune.fileio import atomic_write_json
-from autotune.frontends import zoo
 from autotune.frontends.loader import load_graph
 from autotune.frontends.synthetic import GENERATOR_VERSION
 from autotune.hardware.config import HardwareConfig
-from autotune.ir.graph import Graph
 from autotune.synth.measure import measure
 from autotune.synth.plan_labels import (
     CPU_ROUNDS,
     NETWORK_SHARE,
-    Pick,
+    ZOO_SHARE,
     export_picks,
+    first_share,
     measure_picks,
-    network_picks,
     plan_rounds,
 )
 from autotune.synth.profiles import (
@@ -44,11 +42,6 @@ CPU_PLAN_SHARE = 0.3
 CPU_PASSES = 2
 #: How a pair's passes become its label (profiles.AGGREGATES).
 CPU_AGGREGATE = "fastest"
-#: Share of the labels before the plan rounds, past the plans' own kernels, that goes to random
-#: kernels of the built-in networks outside the plans; the rest goes to synthetic groups. On this
-#: CPU an unseen network's kernels were learnt better from other networks' kernels than from as many
-#: synthetic groups (docs/costmodel.md, "Other networks' kernels instead of synthetic groups").
-ZOO_SHARE = 1.0
 
 
 def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed: int = 0, timeout_s: float = 1.0,
@@ -84,7 +77,8 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
         pass
     graphs = [load_graph(p) for p in plans] if plans else []
     first = budget - (round(budget * plan_share) if plans else 0)
-    kernels, others, n = first_share(hw, graphs, first, network_share, zoo_share, seed)
+    kernels, others = first_share(hw, graphs, first, network_share, zoo_share, seed)
+    n = (first - len(kernels) - len(others)) // len(hw.core_counts)
     notes: list[str] = []
 
     def on_cpu(export: Path) -> Path:
@@ -129,26 +123,6 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
     m = json.loads((folder / MANIFEST).read_text())
     skipped = skipped_note(info) if info is not None else None
     return {**m, "outliers": outliers, "notes": [x for x in [skipped] if x] + notes, "kept": False}
-
-
-def first_share(hw: HardwareConfig, graphs: list[Graph], first: int, network_share: float, zoo_share: float,
-                seed: int) -> tuple[list[Pick], list[Pick], int]:
-    """How the `first` labels before the plan rounds are spent: (random candidate kernels of
-    `graphs`, `network_share` of them; random kernels of the built-in networks outside `graphs`,
-    `zoo_share` of the rest, none the first list holds; the number of synthetic groups, each to be
-    measured at every core count, for what is left)."""
-    kernels = network_picks(hw, graphs, int(round(first * network_share)), seed)
-    rest = first - len(kernels)
-    mine = {p.key for p in kernels}
-    others = [p for p in network_picks(hw, zoo_outside(graphs), int(round(rest * zoo_share)), seed)
-              if p.key not in mine]
-    return kernels, others, (rest - len(others)) // len(hw.core_counts)
-
-
-def zoo_outside(graphs: list[Graph]) -> list[Graph]:
-    """The built-in networks (batch 1, default sizes) that are not among `graphs`, by name."""
-    taken = {g.name for g in graphs}
-    return [zoo.build(name) for name in zoo.names() if name not in taken]
 
 
 def _mark_settings(folder: Path, settings: dict) -> None:

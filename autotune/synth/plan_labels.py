@@ -34,6 +34,7 @@ from autotune.costmodel.model import LatencyModel
 from autotune.costmodel.training import remember, train
 from autotune.data.dataset import read_dataset
 from autotune.errors import AutotuneError
+from autotune.frontends import zoo
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph
 from autotune.ir.tables import GroupBatch
@@ -54,6 +55,11 @@ SYNTH_SHARE = 0.5
 #: (`network_picks`) instead of synthetic groups: a network's kernels tell more about its other
 #: kernels than random shapes do (docs/costmodel.md, "The networks' own kernels in the first round").
 NETWORK_SHARE = 0.5
+#: Share of the labels before any plan, past the plans' own random kernels, that goes to random
+#: kernels of the built-in networks outside the plans; the rest goes to synthetic groups. On the
+#: CPU an unseen network's kernels were learnt better from other networks' kernels than from as
+#: many synthetic groups (docs/costmodel.md, "Other networks' kernels instead of synthetic groups").
+ZOO_SHARE = 1.0
 #: Rounds of plan-focused labels after the synthetic round.
 ROUNDS = 6
 #: Rounds when measuring this machine's CPU (`synth --backend onnxruntime --plans`): each retrains.
@@ -190,6 +196,25 @@ def network_picks(hw: HardwareConfig, graphs: list[Graph], limit: int, seed: int
     return out
 
 
+def first_share(hw: HardwareConfig, graphs: list[Graph], first: int, network_share: float, zoo_share: float,
+                seed: int) -> tuple[list[Pick], list[Pick]]:
+    """How the `first` labels before any plan are drawn: (random candidate kernels of `graphs`,
+    `network_share` of them; random kernels of the built-in networks outside `graphs`, `zoo_share`
+    of the rest, none the first list holds). What is left goes to synthetic groups."""
+    kernels = network_picks(hw, graphs, int(round(first * network_share)), seed)
+    mine = {p.key for p in kernels}
+    rest = first - len(kernels)
+    others = [p for p in network_picks(hw, zoo_outside(graphs), int(round(rest * zoo_share)), seed)
+              if p.key not in mine]
+    return kernels, others
+
+
+def zoo_outside(graphs: list[Graph]) -> list[Graph]:
+    """The built-in networks (batch 1, default sizes) that are not among `graphs`, by name."""
+    taken = {g.name for g in graphs}
+    return [zoo.build(name) for name in zoo.names() if name not in taken]
+
+
 def quotas(sizes: list[int], limit: int) -> list[int]:
     """Split `limit` as evenly as it goes over bins holding `sizes` items (water-filling: a bin
     smaller than its even share gives the rest to the others); the sum is min(limit, sum(sizes))."""
@@ -259,7 +284,8 @@ class LearnResult:
 def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | Path, budget: int,
                graphs: list[Graph], seed: int = 0, synth_share: float = SYNTH_SHARE, rounds: int = ROUNDS,
                explore: float = EXPLORE, threads: int | None = None, params: dict | None = None,
-               log: Callable[[str], None] | None = None, network_share: float = NETWORK_SHARE) -> LearnResult:
+               log: Callable[[str], None] | None = None, network_share: float = NETWORK_SHARE,
+               zoo_share: float = 0.0) -> LearnResult:
     """Label a part within `budget` (group, cores) pairs: first `synth_share` of it on synthetic
     groups and (`network_share` of that) random candidate kernels of `graphs`, then the kernels the
     plans of `graphs` use, round by round; returns the model trained on everything. `measure`
@@ -276,23 +302,27 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
         raise AutotuneError(f"the synthetic share must be in (0, 1], got {synth_share}")
     if not 0 <= network_share < 1:
         raise AutotuneError(f"the network share must be in [0, 1), got {network_share}")
+    if not 0 <= zoo_share <= 1:
+        raise AutotuneError(f"the zoo share must be in [0, 1], got {zoo_share}")
     _claim(work)
     data, model_dir = work / "data", work / "model"
     for old in (data, model_dir):
         if old.exists():
             shutil.rmtree(old)
     first = budget * synth_share
-    kernels = network_picks(hw, graphs, int(round(first * network_share)), seed)
+    kernels, others = first_share(hw, graphs, int(round(first)), network_share, zoo_share, seed)
     folder = work / "labels-00"
-    export_groups(hw, folder, max(2, math.ceil((first - len(kernels)) / n_cores)), seed=seed, force=True)
+    export_groups(hw, folder, max(2, math.ceil((first - len(kernels) - len(others)) / n_cores)), seed=seed,
+                  force=True)
     made = import_profile(measure(folder), hw, data, folder)
     log_rows = [{"round": 0, "kind": "synthetic", "labels": int(made["labels"]), "explore": 0.0}]
     said = f"round 0: {made['labels']} synthetic labels"
-    if kernels:
+    if kernels or others:
         folder = work / "labels-00-networks"
-        added = int(measure_picks(hw, measure, folder, data, kernels, seed)["labels"]) - int(made["labels"])
+        added = int(measure_picks(hw, measure, folder, data, kernels + others, seed)["labels"]) - int(made["labels"])
         log_rows.append({"round": 0, "kind": "networks", "labels": added, "explore": 0.0})
-        said += f" and {added} on random candidate kernels of the networks"
+        said += (f" and {added} on random candidate kernels of the networks"
+                 + (f" ({len(others)} pairs of other built-in networks)" if others else ""))
     say(said)
     train_kw = {"seed": seed, "n_jobs": threads, **(params or {})}
     model, more = plan_rounds(hw, measure, work, data, model_dir, budget, graphs, seed, rounds, explore, train_kw,

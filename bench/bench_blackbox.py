@@ -37,7 +37,7 @@ from autotune.hardware.config import HardwareConfig, load_hardware  # noqa: E402
 from autotune.planning.costs import MeasuredTable, make_cost  # noqa: E402
 from autotune.planning.evaluation import BASELINE_STRATEGIES, EVAL_STRATEGIES, run_eval  # noqa: E402
 from autotune.planning.planner import cost_table, spans  # noqa: E402
-from autotune.synth.plan_labels import NETWORK_SHARE, learn_part  # noqa: E402
+from autotune.synth.plan_labels import NETWORK_SHARE, ZOO_SHARE, learn_part  # noqa: E402
 from autotune.synth.profiles import export_groups, import_profile, measured_table, write_profile  # noqa: E402
 
 
@@ -81,7 +81,7 @@ def zoo_tables(bb, dev, hw: HardwareConfig, nets: list[str], work: Path) -> list
 
 def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, threads: int,
             params: dict, nets: list[str], labels: str, network_share: float = NETWORK_SHARE,
-            zoo_share: float = 0.0) -> tuple[LatencyModel, int]:
+            zoo_share: float = ZOO_SHARE) -> tuple[LatencyModel, int]:
     """The model from `budget` labels: all synthetic, or (`labels="plans"`) a synthetic share and
     then rounds on the kernels the plans of `nets` use (autotune/synth/plan_labels.py); and the labels used."""
     if labels == "plans":
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
                          "plans' kernels; synthetic: all synthetic")
     ap.add_argument("--network-share", type=float, default=NETWORK_SHARE,
                     help="of the first round, the share on random candidate kernels of the networks")
-    ap.add_argument("--zoo-share", type=float, default=0.0,
+    ap.add_argument("--zoo-share", type=float, default=ZOO_SHARE,
                     help="of the first round past the networks' own kernels, the share on random kernels of the "
                          "built-in networks outside --networks (the rest: synthetic groups)")
     args = ap.parse_args(argv)

@@ -169,13 +169,14 @@ def test_import_profile_append_on_the_command_line(tmp_path, capsys):
 
 
 # -- the loop ---------------------------------------------------------------------------------------
-def _learn(tmp_path_factory, budget: int, rounds: int, params: dict):
-    """`learn_part` on NET with a part known by its datasheet and a timer with fresh noise."""
+def _learn(tmp_path_factory, budget: int, rounds: int, params: dict, zoo_share: float = 0.0):
+    """`learn_part` on NET with a part known by its datasheet and a timer with fresh noise (by
+    default without other networks' kernels: the loop's rounds on NET's plans are what is tested)."""
     root = tmp_path_factory.mktemp("learn")
     part = _part(root)
     graphs = [zoo.build(NET)]
     res = learn_part(part, _fresh_timer(), root / "work", budget, graphs, seed=0, rounds=rounds, threads=1,
-                     params=params)
+                     params=params, zoo_share=zoo_share)
     return part, graphs, res
 
 
@@ -197,6 +198,20 @@ def test_learn_part_spends_at_most_its_budget_and_labels_plan_kernels(learned):
     again = sum(r["labels"] for r in res.rounds if r["kind"] == "again")
     logs = measured_logs(part, res.data, res.model.featurizer)  # by kernel: a repeated block's spans are one
     assert sum(len(v) - 1 for v in logs.values()) == again  # only the again passes re-measure
+
+
+def test_learn_part_spends_its_first_share_on_other_networks_kernels_too(tmp_path_factory):
+    """With the zoo share, round 0 measures random kernels of built-in networks besides NET, keeps
+    two synthetic groups, and the whole loop stays within its budget."""
+    part, graphs, res = _learn(tmp_path_factory, 120, 1, {"n_estimators": 30, "bags": 0}, zoo_share=1.0)
+    from autotune.data.dataset import read_dataset
+
+    rows = read_dataset(res.data, part).rows
+    ids = rows["group_id"].astype(str)
+    assert len(rows) == res.labels <= 120
+    nets = set(ids[ids.str.contains(":")].str.split(":").str[0])
+    assert NET in nets and len(nets) >= 5
+    assert res.rounds[0]["kind"] == "synthetic" and res.rounds[0]["labels"] == 2 * len(part.core_counts)
 
 
 def test_after_learning_the_plan_costs_what_was_measured(learned):

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from autotune.artefacts import check_file_output
-from autotune.cli.args import fraction
+from autotune.cli.args import fraction, share
 from autotune.errors import AutotuneError
 from autotune.hardware.config import hw_slug, load_hardware
 
@@ -140,7 +140,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from autotune.artefacts import MODEL, check_folder_output
     from autotune.fileio import publish_folder
     from autotune.frontends.loader import load_graph
-    from autotune.synth.plan_labels import NETWORK_SHARE, ROUNDS, SYNTH_SHARE, learn_part
+    from autotune.synth.plan_labels import NETWORK_SHARE, ROUNDS, SYNTH_SHARE, ZOO_SHARE, learn_part
 
     hw = load_hardware(args.hw)
     work = Path(args.work or Path("work") / hw_slug(args.hw))
@@ -171,6 +171,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     res = learn_part(hw, run, work, args.budget, graphs, seed=args.seed, threads=args.threads,
                      synth_share=SYNTH_SHARE if args.synth_share is None else args.synth_share,
                      network_share=NETWORK_SHARE if args.network_share is None else args.network_share,
+                     zoo_share=ZOO_SHARE if args.zoo_share is None else args.zoo_share,
                      rounds=ROUNDS if args.rounds is None else args.rounds,
                      log=lambda m: print(m, flush=True))
     files = {p.name: p.read_bytes() for p in res.model_dir.iterdir() if p.is_file()}
@@ -178,7 +179,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     first = {kind: sum(r["labels"] for r in res.rounds if r["round"] == 0 and r["kind"] == kind)
              for kind in ("synthetic", "networks")}
     print(f"{out}/: model from {res.labels} labels ({first['synthetic']} synthetic, {first['networks']} on random "
-          f"candidate kernels of the networks, {res.labels - sum(first.values())} on the plans' kernels, "
+          f"candidate kernels of these and other built-in networks, {res.labels - sum(first.values())} on the plans' kernels, "
           f"{sum(r['round'] > 0 for r in res.rounds)} rounds); dataset {res.data}/")
     return 0
 
@@ -257,4 +258,7 @@ def add_parsers(sub, seed_type, budget_type, groups_type, repeats_type, seconds_
     s.add_argument("--network-share", type=fraction, default=None, metavar="F",
                    help="of that first share, the part spent on random candidate kernels of the networks instead "
                         "of synthetic groups (default 0.5; 0 for synthetic groups only)")
+    s.add_argument("--zoo-share", type=share, default=None, metavar="F",
+                   help="of the rest of that first share, the part spent on random candidate kernels of the "
+                        "built-in networks outside --networks instead of synthetic groups (default 1)")
     s.set_defaults(func=cmd_learn)

@@ -197,15 +197,16 @@ def network_picks(hw: HardwareConfig, graphs: list[Graph], limit: int, seed: int
 
 
 def first_share(hw: HardwareConfig, graphs: list[Graph], first: int, network_share: float, zoo_share: float,
-                seed: int) -> tuple[list[Pick], list[Pick]]:
+                seed: int, keep: int = 0) -> tuple[list[Pick], list[Pick]]:
     """How the `first` labels before any plan are drawn: (random candidate kernels of `graphs`,
     `network_share` of them; random kernels of the built-in networks outside `graphs`, `zoo_share`
-    of the rest, none the first list holds). What is left goes to synthetic groups."""
+    of the rest but never the last `keep`, none the first list holds). What is left goes to
+    synthetic groups."""
     kernels = network_picks(hw, graphs, int(round(first * network_share)), seed)
     mine = {p.key for p in kernels}
     rest = first - len(kernels)
-    others = [p for p in network_picks(hw, zoo_outside(graphs), int(round(rest * zoo_share)), seed)
-              if p.key not in mine]
+    limit = min(int(round(rest * zoo_share)), rest - keep)
+    others = [p for p in network_picks(hw, zoo_outside(graphs), limit, seed) if p.key not in mine]
     return kernels, others
 
 
@@ -285,9 +286,10 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
                graphs: list[Graph], seed: int = 0, synth_share: float = SYNTH_SHARE, rounds: int = ROUNDS,
                explore: float = EXPLORE, threads: int | None = None, params: dict | None = None,
                log: Callable[[str], None] | None = None, network_share: float = NETWORK_SHARE,
-               zoo_share: float = 0.0) -> LearnResult:
-    """Label a part within `budget` (group, cores) pairs: first `synth_share` of it on synthetic
-    groups and (`network_share` of that) random candidate kernels of `graphs`, then the kernels the
+               zoo_share: float = ZOO_SHARE) -> LearnResult:
+    """Label a part within `budget` (group, cores) pairs: first `synth_share` of it on random
+    candidate kernels of `graphs` (`network_share` of that), of the other built-in networks
+    (`zoo_share` of the rest) and synthetic groups (what is left), then the kernels the
     plans of `graphs` use, round by round; returns the model trained on everything. `measure`
     is given an export folder and returns the profile CSV it wrote; `work` keeps every round's
     export, profile, the dataset (`work/data`) and the model (`work/model`)."""
@@ -310,7 +312,8 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
         if old.exists():
             shutil.rmtree(old)
     first = budget * synth_share
-    kernels, others = first_share(hw, graphs, int(round(first)), network_share, zoo_share, seed)
+    # two synthetic groups at least: the first import is theirs
+    kernels, others = first_share(hw, graphs, int(round(first)), network_share, zoo_share, seed, keep=2 * n_cores)
     folder = work / "labels-00"
     export_groups(hw, folder, max(2, math.ceil((first - len(kernels) - len(others)) / n_cores)), seed=seed,
                   force=True)

@@ -179,8 +179,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
     first = {kind: sum(r["labels"] for r in res.rounds if r["round"] == 0 and r["kind"] == kind)
              for kind in ("synthetic", "networks")}
     print(f"{out}/: model from {res.labels} labels ({first['synthetic']} synthetic, {first['networks']} on random "
-          f"candidate kernels of these and other built-in networks, {res.labels - sum(first.values())} on the plans' kernels, "
-          f"{sum(r['round'] > 0 for r in res.rounds)} rounds); dataset {res.data}/")
+          f"candidate kernels of these and other built-in networks, {res.labels - sum(first.values())} on the "
+          f"plans' kernels, {sum(r['round'] > 0 for r in res.rounds)} rounds); dataset {res.data}/")
     return 0
 
 

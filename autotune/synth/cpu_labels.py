@@ -50,17 +50,14 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
                        passes: int = CPU_PASSES, network_share: float = NETWORK_SHARE,
                        zoo_share: float = ZOO_SHARE) -> dict:
     """`autotune synth --backend onnxruntime`: time `budget` (group, core count) pairs on this CPU and
-    import them into `folder`: random candidate kernels of the built-in networks (`zoo_share` of
-    them) and synthetic groups at every core count, and with `plans` more. A folder already made
-    with the same settings is kept (measuring is the slow part). The export sits beside it,
-    `<folder>.groups`, its measured.csv written row by row: a rerun after a crash or a kill reuses
-    an export made with the same settings and measures only the rows it lacks. Each row is timed in
-    `passes` passes over its batch, and its label is the fastest. With `plans`
-    (networks), `network_share` of the rest goes to their candidate kernels drawn at random and
-    `plan_share` of the budget to rounds on the kernels their plans use
-    (autotune/synth/plan_labels.py), exported and measured beside it in `<folder>.rounds`. Of what
-    is left before the rounds, `zoo_share` goes to random kernels of the built-in networks outside
-    the plans, with the plans' kernels in `<folder>.networks`; `log` gets a line per round."""
+    import them into `folder`. Before any plan (the whole budget, or all but `plan_share` of it with
+    `plans`): `network_share` on random candidate kernels of the `plans` networks, `zoo_share` of the
+    rest on random kernels of the other built-in networks (both in `<folder>.networks`), what is left
+    on synthetic groups at every core count (`<folder>.groups`); then, with `plans`, rounds on the
+    kernels their plans use (autotune/synth/plan_labels.py) in `<folder>.rounds`, `log` getting a
+    line per round. Every export's measured.csv is written row by row, so a rerun after a crash or
+    a kill measures only the rows it lacks; each row is timed in `passes` passes and its label is
+    the fastest. A folder already made with the same settings is kept (measuring is the slow part)."""
     folder = Path(folder)
     if not 0.0 <= zoo_share <= 1.0 or not 0.0 <= network_share <= 1.0:
         raise DatasetError(f"zoo_share and network_share are fractions from 0 to 1, got {zoo_share} and "

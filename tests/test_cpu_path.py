@@ -193,6 +193,17 @@ def test_synth_on_the_cpu_spends_a_share_on_the_plans_kernels_and_a_rerun_keeps_
     assert synth_by_measuring(CPU, out, 40, seed=0, timeout_s=0.5, repeats=2, plans=["squeezenet1_1"])["kept"]
 
 
+@pytest.mark.slow
+def test_a_budget_short_of_one_group_at_every_core_count_still_measures(tmp_path):
+    """With no network kernels to draw (`zoo_share` 0, no plans), a one-label budget measures one
+    pair of one synthetic group rather than failing on a dataset it never made."""
+    pytest.importorskip("onnxruntime", reason=NO_ORT)
+    from autotune.synth.cpu_labels import synth_by_measuring
+
+    m = synth_by_measuring(CPU, tmp_path / "d", 1, timeout_s=0.5, repeats=2, zoo_share=0.0)
+    assert m["labels"] == 1
+
+
 def test_zoo_share_is_refused_where_nothing_is_measured_on_this_cpu(tmp_path, capsys):
     from autotune.cli import main
 

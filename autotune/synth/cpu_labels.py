@@ -76,6 +76,8 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
     first = budget - (round(budget * plan_share) if plans else 0)
     kernels, others = first_share(hw, graphs, first, network_share, zoo_share, seed)
     n = (first - len(kernels) - len(others)) // len(hw.core_counts)
+    if n == 0 and not kernels and not others:
+        n = 1  # a budget short of one group at every core count measures what it can of one
     notes: list[str] = []
 
     def on_cpu(export: Path) -> Path:

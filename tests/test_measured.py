@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from autotune.cli import main
+from autotune.costmodel.training import CV_FOLDS, cross_validate, group_folds
 from autotune.device.simulator import simulate
 from autotune.errors import AutotuneError
 from autotune.frontends import zoo
@@ -67,6 +68,9 @@ def datasheet_only(tmp_path_factory):
     # estimate (training.MEASURED_PARAMS)
     assert meta["prior"] == "layersum" and meta["featurizer"]["name"] == "layersum" and meta["layer_sum"]
     assert [m["kind"] for m in meta["members"]] == ["blend"] and meta["combine"] == "mean"
+    # few measurements: every row scored once by a model fitted without its group (training.CV_FOLDS)
+    cv = meta["metrics"]["cross_validation"]
+    assert cv["n"] == meta["dataset_rows"] and cv["folds"] == CV_FOLDS and 0 <= cv["within10"] <= 1
     export_groups(part, root / "cand", model=NET)
     _measure_exactly(root / "cand", HW)
     return root
@@ -166,6 +170,32 @@ def test_a_datasheet_only_part_refuses_what_needs_a_device(datasheet_only, tmp_p
 def test_train_threads_is_range_checked(capsys):
     assert main(["train", "--threads", "0"]) == 2
     assert "outside 1..1024" in capsys.readouterr().err
+
+
+def test_train_refuses_one_fold(capsys):
+    assert main(["train", "--cv", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "1 fold holds nothing out" in err[-1]
+
+
+def test_group_folds_keep_a_group_together_and_use_every_fold():
+    groups = np.repeat([f"g{i}" for i in range(23)], 3)
+    fold = group_folds(groups, 5, seed=4)
+    assert set(fold) == set(range(5))
+    assert all(len(set(fold[groups == g])) == 1 for g in set(groups))
+    sizes = np.bincount(fold) // 3
+    assert sizes.max() - sizes.min() <= 1  # the groups dealt evenly
+
+
+def test_out_of_fold_predictions_never_see_their_group():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 2, (60, 3)).astype(np.float32)
+    groups = np.repeat(np.arange(20), 3)
+    y = np.exp(X[:, 0])
+    y[groups == 7] *= 50  # a group unlike the rest: predicted from the others, it is far off
+    pred = cross_validate(X, y, groups, 4, prior="none", n_estimators=30, memory=False)
+    assert pred.shape == y.shape and np.all(pred > 0)
+    assert np.all(pred[groups == 7] < y[groups == 7] / 5)
 
 
 def test_tune_finds_a_parts_model_by_its_name_or_model_dir(datasheet_only, tmp_path, capsys):

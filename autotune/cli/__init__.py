@@ -18,6 +18,7 @@ from autotune.cli.args import (
     REPEATS,
     SEED,
     THREADS,
+    folds,
     ranged,
     seconds,
     share,
@@ -137,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=THREADS, default=None, metavar="N",
                    help="XGBoost threads (default: 1 below 20,000 rows, where threads cost more than they save; "
                         "else every core)")
+    s.add_argument("--cv", type=folds, default=None, metavar="K",
+                   help="also report accuracy over K group folds, every row held out once, each fold a fit of "
+                        "its own (0: none; default: training.CV_FOLDS folds on a part's measurements of at most "
+                        "training.CV_AT_MOST rows, else none)")
     s.add_argument("--json", metavar="FILE")
     s.set_defaults(func=cmd_train)
 

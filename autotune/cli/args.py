@@ -42,6 +42,15 @@ REPEATS = ranged(1, 1000)
 MEASURE = ranged(0, 10**5)
 JOBS = ranged(1, 256)
 THREADS = ranged(1, 1024)
+_FOLD_COUNT = ranged(0, 100)
+
+
+def folds(text: str) -> int:
+    """An argparse type: a number of cross-validation folds, 0 (none) or 2 to 100."""
+    v = _FOLD_COUNT(text)
+    if v == 1:
+        raise argparse.ArgumentTypeError("1 fold holds nothing out: give 0 (none) or 2 to 100")
+    return v
 
 
 def fraction(text: str) -> float:

@@ -189,6 +189,15 @@ def _train_lines(metrics: dict) -> list[str]:
     if by:
         lines.append("  by kind, within 10% [rows]: " + ", ".join(
             f"{k} {a['within10']:.0%} [{a['n']}]" for k, a in by.items()))
+    c = metrics.get("cross_validation")
+    if c:
+        lines.append(f"cross-validated ({c['folds']} group folds, every row held out once): MAPE {c['mape']:.2%}, "
+                     f"median error {c['median']:.1%}, within 5% {c['within5']:.1%}, within 10% {c['within10']:.1%}  "
+                     f"[{c['n']} rows]")
+        by = metrics.get("cross_validation_by_kind")
+        if by:
+            lines.append("  by kind, within 10% [rows]: " + ", ".join(
+                f"{k} {a['within10']:.0%} [{a['n']}]" for k, a in by.items()))
     z = metrics.get("zoo")
     if z:
         lines.append(f"zoo groups (never trained on):          MAPE {z['mape']:.2%}, within 5% {z['within5']:.1%}, "
@@ -224,7 +233,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise AutotuneError(f"no dataset in {data_dir}/ (manifest.json missing); run `make synth HW={args.hw}` first")
     params = {} if getattr(args, "threads", None) is None else {"n_jobs": args.threads}
     res = train(hw, data_dir, out_dir, seed=args.seed, scheduler=args.scheduler, progress=True, extras=extras,
-                **params)
+                cv=args.cv, **params)
     model, meta = res.model, res.meta
     print(f"trained on {meta['dataset_rows']} rows in {meta['metrics']['fit_s']} s "
           f"({model.best_iteration_ + 1} trees); saved to {out_dir}/")

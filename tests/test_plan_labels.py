@@ -354,7 +354,7 @@ def test_learn_part_refuses_a_budget_below_two_groups_and_a_folder_of_other_file
     with pytest.raises(AutotuneError, match="--budget must be at least"):
         learn_part(HW, _simulator_measures, tmp_path / "w", 5, [zoo.build(NET)])
     with pytest.raises(AutotuneError, match="the network share must be in"):
-        learn_part(HW, _simulator_measures, tmp_path / "w", 60, [zoo.build(NET)], network_share=1.0)
+        learn_part(HW, _simulator_measures, tmp_path / "w", 60, [zoo.build(NET)], network_share=1.5)
     assert not (tmp_path / "w").exists()
     (tmp_path / "mine" / "data").mkdir(parents=True)
     (tmp_path / "mine" / "data" / "keep.txt").write_text("a user's file")
@@ -486,6 +486,8 @@ def test_the_first_share_draws_the_plans_kernels_then_other_networks_kernels():
     _, every = first_share(HW, [], 60, 0.5, 0.5, seed=0)  # no plans: the whole zoo is "other"
     assert len(every) == 30
     assert 95 <= len(first_share(HW, plans, 200, 0.5, 1.0, seed=0)[1]) <= 100
+    mine, none = first_share(HW, plans, 200, 1.0, 1.0, seed=0)  # a network share of 1: all on the plans
+    assert len(mine) == 200 and none == []
 
 
 def test_quotas_split_a_budget_evenly_and_never_past_a_bin():

@@ -255,9 +255,10 @@ def add_parsers(sub, seed_type, budget_type, groups_type, repeats_type, seconds_
                    help="rounds on the plans' kernels after the synthetic one (default 6)")
     s.add_argument("--synth-share", type=fraction, default=None, metavar="F",
                    help="share of the budget spent first, before any plan (default 0.5)")
-    s.add_argument("--network-share", type=fraction, default=None, metavar="F",
+    s.add_argument("--network-share", type=share, default=None, metavar="F",
                    help="of that first share, the part spent on random candidate kernels of the networks instead "
-                        "of synthetic groups (default 0.5; 0 for synthetic groups only)")
+                        "of synthetic groups (default 0.5; 0 for synthetic groups only; two synthetic groups "
+                        "stay at 1)")
     s.add_argument("--zoo-share", type=share, default=None, metavar="F",
                    help="of the rest of that first share, the part spent on random candidate kernels of the "
                         "built-in networks outside --networks instead of synthetic groups (default 1)")

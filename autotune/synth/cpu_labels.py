@@ -21,7 +21,6 @@ from autotune.synth.plan_labels import (
     CPU_ROUNDS,
     NETWORK_SHARE,
     ZOO_SHARE,
-    export_picks,
     first_share,
     measure_picks,
     plan_rounds,
@@ -105,12 +104,7 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
     if picks:
         nets = folder.parent / f"{folder.name}.networks"
         before = int(m.get("labels", 0))
-        if m:
-            m = measure_picks(hw, on_cpu, nets, folder, picks, seed, CPU_AGGREGATE)
-        else:
-            export_picks(hw, nets, picks, seed)
-            m = import_profile(on_cpu(nets), hw, folder, groups=nets, force=True, settings=unfinished,
-                               how=CPU_AGGREGATE)
+        m = measure_picks(hw, on_cpu, nets, folder, picks, seed, CPU_AGGREGATE, settings=None if m else unfinished)
         outliers += m["outliers"]
         say(f"round 0: {before} synthetic labels, {int(m['labels']) - before} on random candidate kernels "
             f"({len(kernels)} pairs drawn from the plans' networks, {len(others)} from other built-in networks)")

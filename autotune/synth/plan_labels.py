@@ -302,8 +302,8 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
                             f"{n_cores} core counts), got {budget}")
     if not 0 < synth_share <= 1:
         raise AutotuneError(f"the synthetic share must be in (0, 1], got {synth_share}")
-    if not 0 <= network_share < 1:
-        raise AutotuneError(f"the network share must be in [0, 1), got {network_share}")
+    if not 0 <= network_share <= 1:
+        raise AutotuneError(f"the network share must be in [0, 1], got {network_share}")
     if not 0 <= zoo_share <= 1:
         raise AutotuneError(f"the zoo share must be in [0, 1], got {zoo_share}")
     _claim(work)
@@ -550,10 +550,13 @@ def again_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lo
 
 
 def measure_picks(hw: HardwareConfig, measure: Callable[[Path], Path], folder: Path, data: Path, picks: list[Pick],
-                  seed: int, how: str = "median", again: bool = False) -> dict:
+                  seed: int, how: str = "median", again: bool = False, settings: dict | None = None) -> dict:
     """Export the picks to `folder` (export_picks), measure them and append them to the dataset
-    `data` as one more shard; returns import_profile's manifest."""
+    `data` as one more shard (with `settings`: make `data` from them, its manifest holding those
+    settings); returns import_profile's manifest."""
     export_picks(hw, folder, picks, seed)
+    if settings is not None:
+        return import_profile(measure(folder), hw, data, folder, force=True, settings=settings, how=how)
     return import_profile(measure(folder), hw, data, folder, append=True, again=again, how=how)
 
 

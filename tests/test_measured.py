@@ -172,6 +172,14 @@ def test_train_threads_is_range_checked(capsys):
     assert "outside 1..1024" in capsys.readouterr().err
 
 
+def test_train_says_when_the_groups_cannot_fill_the_folds(datasheet_only, tmp_path, capsys):
+    root = datasheet_only
+    assert main(["train", "--hw", str(root / "part.yaml"), "--data", str(root / "data"), "--out",
+                 str(tmp_path / "m"), "--threads", "1", "--cv", "100"]) == 0
+    assert "not cross-validated: 30 groups cannot fill 100 folds" in capsys.readouterr().out
+    assert "cross_validation" not in json.loads((tmp_path / "m" / "meta.json").read_text())["metrics"]
+
+
 def test_train_refuses_one_fold(capsys):
     assert main(["train", "--cv", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

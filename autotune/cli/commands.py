@@ -189,6 +189,8 @@ def _train_lines(metrics: dict) -> list[str]:
     if by:
         lines.append("  by kind, within 10% [rows]: " + ", ".join(
             f"{k} {a['within10']:.0%} [{a['n']}]" for k, a in by.items()))
+    if metrics.get("cross_validation_skipped"):
+        lines.append(f"not cross-validated: {metrics['cross_validation_skipped']}")
     c = metrics.get("cross_validation")
     if c:
         lines.append(f"cross-validated ({c['folds']} group folds, every row held out once): MAPE {c['mape']:.2%}, "

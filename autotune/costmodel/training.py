@@ -184,7 +184,9 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params, cv)
     if by:
         metrics["validation_by_kind"] = by
     groups = ds.rows["group_id"].to_numpy()
-    if cv and ds.rows["group_id"].nunique() >= cv:
+    if cv and ds.rows["group_id"].nunique() < cv:
+        metrics["cross_validation_skipped"] = (f"{ds.rows['group_id'].nunique()} groups cannot fill {cv} folds")
+    elif cv:
         oof = cross_validate(X, y, groups, cv, seed, progress, **params)
         metrics["cross_validation"] = {**accuracy(oof, y), "folds": cv}
         by = _by_kind(ds.rows, oof, y)

@@ -181,15 +181,21 @@ def _geo(xs) -> float:
     return float(np.exp(np.mean(np.log1p(np.asarray(xs))))) - 1
 
 
+def worst_loss(r: dict) -> tuple[float, str, str]:
+    """Learned's largest margin behind any baseline (regret points), and that network and baseline."""
+    return max((n["learned"] - n[b], n["model"], b) for n in r["networks"] for b in BASELINE_STRATEGIES)
+
+
 def summary_line(r: dict) -> str:
     reg = {k: [n[k] for n in r["networks"]] for k in ("learned", "greedy", "analytic")}
-    loss = max(n["learned"] - min(n[b] for b in BASELINE_STRATEGIES) for n in r["networks"])
+    loss, net, rival = worst_loss(r)
     a = r["accuracy"]
     return (f"{r['device']:>10} {r.get('labels_used', r['budget']):>6} labels: within10 {a['within10']:.1%}, "
             f"MAPE {a['mape']:.1%} | "
             f"regret learned {_geo(reg['learned']):.2%} / {max(reg['learned']):.2%}, greedy "
             f"{_geo(reg['greedy']):.2%}, analytic {_geo(reg['analytic']):.2%} | worst loss to a baseline "
-            f"{loss:+.2%} | fit {r['fit_s']} s")
+            f"{loss:+.2%} ({net}, behind {rival}) | worst network "
+            f"{max(r['networks'], key=lambda n: n['learned'])['model']} | fit {r['fit_s']} s")
 
 
 def print_tables(results: list[dict]) -> None:
@@ -198,7 +204,7 @@ def print_tables(results: list[dict]) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         reg = {k: [n[k] for n in r["networks"]] for k in ("learned", "greedy", "analytic")}
-        loss = max(n["learned"] - min(n[b] for b in BASELINE_STRATEGIES) for n in r["networks"])
+        loss = worst_loss(r)[0]
         a = r["accuracy"]
         print(f"| {r['device']} | {r['budget']:,} | {a['within10']:.1%} | {a['mape']:.1%} | "
               f"{_geo(reg['learned']):.2%} / {max(reg['learned']):.2%} | {_geo(reg['greedy']):.2%} | "

@@ -180,10 +180,13 @@ def test_train_says_when_the_groups_cannot_fill_the_folds(datasheet_only, tmp_pa
     assert "cross_validation" not in json.loads((tmp_path / "m" / "meta.json").read_text())["metrics"]
 
 
-def test_train_refuses_one_fold(capsys):
+def test_train_refuses_one_fold_and_folds_for_the_universal_model(capsys):
     assert main(["train", "--cv", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "1 fold holds nothing out" in err[-1]
+    assert main(["train", "--universal", "--cv", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--cv cross-validates a part's own model" in err[0]
 
 
 def test_group_folds_keep_a_group_together_and_use_every_fold():

@@ -217,6 +217,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.universal:
         from autotune.cli.universal_commands import cmd_train_universal
 
+        if getattr(args, "cv", None) is not None:
+            raise AutotuneError("--cv cross-validates a part's own model; train --universal validates on "
+                                "held-out devices instead")
         return cmd_train_universal(args)
     args.hw = args.hw or "mlu100"
     hw = load_hardware(args.hw)

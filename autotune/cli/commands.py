@@ -181,14 +181,16 @@ def _synth_on_this_cpu(hw: HardwareConfig, folder: Path, args: argparse.Namespac
 PRED_PLOT = "predicted_vs_simulated.png"
 
 
+def _by_kind_line(by: dict) -> str:
+    return "  by kind, within 10% [rows]: " + ", ".join(f"{k} {a['within10']:.0%} [{a['n']}]" for k, a in by.items())
+
+
 def _train_lines(metrics: dict) -> list[str]:
     v = metrics["validation"]
     lines = [f"validation (held-out groups; predictors fitted without them): MAPE {v['mape']:.2%}, "
              f"within 5% {v['within5']:.1%}, within 10% {v['within10']:.1%}  [{v['n']} rows]"]
-    by = metrics.get("validation_by_kind")
-    if by:
-        lines.append("  by kind, within 10% [rows]: " + ", ".join(
-            f"{k} {a['within10']:.0%} [{a['n']}]" for k, a in by.items()))
+    if metrics.get("validation_by_kind"):
+        lines.append(_by_kind_line(metrics["validation_by_kind"]))
     if metrics.get("cross_validation_skipped"):
         lines.append(f"not cross-validated: {metrics['cross_validation_skipped']}")
     c = metrics.get("cross_validation")
@@ -196,10 +198,8 @@ def _train_lines(metrics: dict) -> list[str]:
         lines.append(f"cross-validated ({c['folds']} group folds, every row held out once): MAPE {c['mape']:.2%}, "
                      f"median error {c['median']:.1%}, within 5% {c['within5']:.1%}, within 10% {c['within10']:.1%}  "
                      f"[{c['n']} rows]")
-        by = metrics.get("cross_validation_by_kind")
-        if by:
-            lines.append("  by kind, within 10% [rows]: " + ", ".join(
-                f"{k} {a['within10']:.0%} [{a['n']}]" for k, a in by.items()))
+        if metrics.get("cross_validation_by_kind"):
+            lines.append(_by_kind_line(metrics["cross_validation_by_kind"]))
     z = metrics.get("zoo")
     if z:
         lines.append(f"zoo groups (never trained on):          MAPE {z['mape']:.2%}, within 5% {z['within5']:.1%}, "

@@ -20,7 +20,7 @@ from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.model import LatencyModel, fit_on_cluster
 from autotune.costmodel.model_io import provenance
 from autotune.data.dataset import read_dataset
-from autotune.errors import DatasetError
+from autotune.errors import AutotuneError, DatasetError
 from autotune.fileio import FolderLock
 from autotune.hardware.config import HardwareConfig
 
@@ -98,12 +98,13 @@ def cross_validate(X: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int, see
     every row is scored as a group never trained on."""
     from tqdm import tqdm
 
+    groups = np.asarray(groups)
     fold = group_folds(groups, k, seed)
     pred = np.empty(len(y))
     for f in tqdm(range(k), desc="cross-validate", unit="fold", disable=not progress):
         tr = fold != f
         model = LatencyModel(random_state=seed, **{**params, "verbose": False})
-        model.fit(X[tr], y[tr], groups=np.asarray(groups)[tr])
+        model.fit(X[tr], y[tr], groups=groups[tr])
         pred[~tr] = model.predict_own(X[~tr])
     return pred
 
@@ -139,7 +140,7 @@ def train(hw: HardwareConfig, data_dir: str | Path, out_dir: str | Path, seed: i
 
     check_folder_output(out_dir, MODEL, inputs=[data_dir])
     if cv is not None and (cv < 0 or cv == 1):
-        raise DatasetError(f"cross-validation needs 2 or more folds (or 0 for none), got {cv}")
+        raise AutotuneError(f"cross-validation needs 2 or more folds (or 0 for none), got {cv}")
     with FolderLock(Path(out_dir)):
         return _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params, cv)
 
@@ -169,23 +170,24 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params, cv)
     model = LatencyModel(random_state=seed, verbose=progress, **params)
     X, Xz = dataset_features(ds, hw, model.featurizer)
     y = ds.rows["latency_ms"].to_numpy(np.float64)
+    groups = ds.rows["group_id"].to_numpy()
     t0 = time.perf_counter()
     if scheduler:
         with connect(scheduler) as client:
-            fit_on_cluster(model, X, y, ds.rows["group_id"].to_numpy(), client)
+            fit_on_cluster(model, X, y, groups, client)
     else:
-        model.fit(X, y, groups=ds.rows["group_id"].to_numpy())
+        model.fit(X, y, groups=groups)
     fit_s = time.perf_counter() - t0
-    _, va = model.split(len(X), ds.rows["group_id"].to_numpy())
+    _, va = model.split(len(X), groups)
     pv = model.predict_own(X[va])
     metrics: dict = {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,
                      "validation": accuracy(pv, y[va])}
     by = _by_kind(ds.rows.iloc[va], pv, y[va])
     if by:
         metrics["validation_by_kind"] = by
-    groups = ds.rows["group_id"].to_numpy()
-    if cv and ds.rows["group_id"].nunique() < cv:
-        metrics["cross_validation_skipped"] = (f"{ds.rows['group_id'].nunique()} groups cannot fill {cv} folds")
+    n_groups = ds.rows["group_id"].nunique()
+    if cv and n_groups < cv:
+        metrics["cross_validation_skipped"] = f"{n_groups} groups cannot fill {cv} folds"
     elif cv:
         oof = cross_validate(X, y, groups, cv, seed, progress, **params)
         metrics["cross_validation"] = {**accuracy(oof, y), "folds": cv}

@@ -37,7 +37,7 @@ from autotune.hardware.config import HardwareConfig, load_hardware  # noqa: E402
 from autotune.planning.costs import MeasuredTable, make_cost  # noqa: E402
 from autotune.planning.evaluation import BASELINE_STRATEGIES, EVAL_STRATEGIES, run_eval  # noqa: E402
 from autotune.planning.planner import cost_table, spans  # noqa: E402
-from autotune.synth.plan_labels import NETWORK_SHARE, ZOO_SHARE, learn_part  # noqa: E402
+from autotune.synth.plan_labels import ZOO_SHARE, learn_part  # noqa: E402
 from autotune.synth.profiles import export_groups, import_profile, measured_table, write_profile  # noqa: E402
 
 
@@ -80,7 +80,7 @@ def zoo_tables(bb, dev, hw: HardwareConfig, nets: list[str], work: Path) -> list
 
 
 def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, threads: int,
-            params: dict, nets: list[str], labels: str, network_share: float = NETWORK_SHARE,
+            params: dict, nets: list[str], labels: str, network_share: float | None = None,
             zoo_share: float = ZOO_SHARE) -> tuple[LatencyModel, int]:
     """The model from `budget` labels: all synthetic, or (`labels="plans"`) a synthetic share and
     then rounds on the kernels the plans of `nets` use (autotune/synth/plan_labels.py); and the labels used."""
@@ -133,8 +133,9 @@ def main(argv=None) -> int:
     ap.add_argument("--labels", choices=["plans", "synthetic"], default="plans",
                     help="plans: a first round (synthetic groups and random network kernels), then rounds on the "
                          "plans' kernels; synthetic: all synthetic")
-    ap.add_argument("--network-share", type=float, default=NETWORK_SHARE,
-                    help="of the first round, the share on random candidate kernels of the networks")
+    ap.add_argument("--network-share", type=float, default=None,
+                    help="of the first round, the share on random candidate kernels of the networks (default: "
+                         "learn's, 0.5 with the synthetic groups at most 500 labels)")
     ap.add_argument("--zoo-share", type=float, default=ZOO_SHARE,
                     help="of the first round past the networks' own kernels, the share on random kernels of the "
                          "built-in networks outside --networks (the rest: synthetic groups)")

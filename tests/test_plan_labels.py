@@ -490,6 +490,20 @@ def test_the_first_share_draws_the_plans_kernels_then_other_networks_kernels():
     assert len(mine) == 200 and none == []
 
 
+def test_synthetic_groups_past_their_cap_go_to_the_networks_kernels():
+    """With nothing else to draw from, the synthetic rest of the first share is capped (the networks'
+    own kernels take the excess), never below the synthetic groups `keep` asks for."""
+    from autotune.frontends import zoo
+    from autotune.synth.plan_labels import first_share
+
+    plans = [zoo.build("squeezenet1_1")]
+    assert len(first_share(HW, plans, 200, 0.5, 0.0, seed=0)[0]) == 100
+    kernels, others = first_share(HW, plans, 200, 0.5, 0.0, seed=0, synth_at_most=20)
+    assert len(kernels) == 180 and others == [] and {p.graph.name for p in kernels} == {"squeezenet1_1"}
+    assert len(first_share(HW, plans, 200, 0.5, 0.0, seed=0, keep=12, synth_at_most=0)[0]) == 188
+    assert len(first_share(HW, plans, 200, 0.5, 0.0, seed=0, synth_at_most=150)[0]) == 100  # under the cap
+
+
 def test_quotas_split_a_budget_evenly_and_never_past_a_bin():
     assert quotas([10, 1000, 5, 0, 300], 100) == [10, 43, 5, 0, 42]
     assert quotas([3, 3], 100) == [3, 3]

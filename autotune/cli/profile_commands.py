@@ -140,7 +140,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from autotune.artefacts import MODEL, check_folder_output
     from autotune.fileio import publish_folder
     from autotune.frontends.loader import load_graph
-    from autotune.synth.plan_labels import NETWORK_SHARE, ROUNDS, SYNTH_SHARE, ZOO_SHARE, learn_part
+    from autotune.synth.plan_labels import ROUNDS, SYNTH_SHARE, ZOO_SHARE, learn_part
 
     hw = load_hardware(args.hw)
     work = Path(args.work or Path("work") / hw_slug(args.hw))
@@ -170,7 +170,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
     res = learn_part(hw, run, work, args.budget, graphs, seed=args.seed, threads=args.threads,
                      synth_share=SYNTH_SHARE if args.synth_share is None else args.synth_share,
-                     network_share=NETWORK_SHARE if args.network_share is None else args.network_share,
+                     network_share=args.network_share,
                      zoo_share=ZOO_SHARE if args.zoo_share is None else args.zoo_share,
                      rounds=ROUNDS if args.rounds is None else args.rounds,
                      log=lambda m: print(m, flush=True))
@@ -257,8 +257,8 @@ def add_parsers(sub, seed_type, budget_type, groups_type, repeats_type, seconds_
                    help="share of the budget spent first, before any plan (default 0.5)")
     s.add_argument("--network-share", type=share, default=None, metavar="F",
                    help="of that first share, the part spent on random candidate kernels of the networks instead "
-                        "of synthetic groups (default 0.5; 0 for synthetic groups only; two synthetic groups "
-                        "stay at 1)")
+                        "of synthetic groups (default 0.5, with the synthetic groups at most 500 labels; 0 for "
+                        "synthetic groups only; two synthetic groups stay at 1)")
     s.add_argument("--zoo-share", type=share, default=None, metavar="F",
                    help="of the rest of that first share, the part spent on random candidate kernels of the "
                         "built-in networks outside --networks instead of synthetic groups (default 1)")

@@ -37,7 +37,7 @@ from autotune.hardware.config import HardwareConfig, load_hardware  # noqa: E402
 from autotune.planning.costs import MeasuredTable, make_cost  # noqa: E402
 from autotune.planning.evaluation import BASELINE_STRATEGIES, EVAL_STRATEGIES, run_eval  # noqa: E402
 from autotune.planning.planner import cost_table, spans  # noqa: E402
-from autotune.synth.plan_labels import ZOO_SHARE, learn_part  # noqa: E402
+from autotune.synth.plan_labels import SYNTH_SHARE, ZOO_SHARE, learn_part  # noqa: E402
 from autotune.synth.profiles import export_groups, import_profile, measured_table, write_profile  # noqa: E402
 
 
@@ -81,7 +81,7 @@ def zoo_tables(bb, dev, hw: HardwareConfig, nets: list[str], work: Path) -> list
 
 def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, threads: int,
             params: dict, nets: list[str], labels: str, network_share: float | None = None,
-            zoo_share: float = ZOO_SHARE) -> tuple[LatencyModel, int]:
+            zoo_share: float = ZOO_SHARE, synth_share: float = SYNTH_SHARE) -> tuple[LatencyModel, int]:
     """The model from `budget` labels: all synthetic, or (`labels="plans"`) a synthetic share and
     then rounds on the kernels the plans of `nets` use (autotune/synth/plan_labels.py); and the labels used."""
     if labels == "plans":
@@ -93,6 +93,7 @@ def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, thr
 
         res = learn_part(hw, run, work / f"plans-{budget}-s{seed}", budget, [load_graph(n) for n in nets],
                          seed=seed, threads=threads, params=params, network_share=network_share, zoo_share=zoo_share,
+                         synth_share=synth_share,
                          log=lambda m: print(f"  {hw.name} {budget}: {m}", flush=True))
         return res.model, res.labels
     n_groups = math.ceil(budget / len(hw.core_counts))
@@ -136,6 +137,8 @@ def main(argv=None) -> int:
     ap.add_argument("--network-share", type=float, default=None,
                     help="of the first round, the share on random candidate kernels of the networks (default: "
                          "learn's, 0.5 with the synthetic groups at most 500 labels)")
+    ap.add_argument("--synth-share", type=float, default=SYNTH_SHARE,
+                    help="share of the budget spent before any plan (learn's --synth-share)")
     ap.add_argument("--zoo-share", type=float, default=ZOO_SHARE,
                     help="of the first round past the networks' own kernels, the share on random kernels of the "
                          "built-in networks outside --networks (the rest: synthetic groups)")
@@ -156,12 +159,13 @@ def main(argv=None) -> int:
         for budget in budgets:
             t0 = time.perf_counter()
             model, used = trained(bb, dev, hw, budget, args.seed, work, args.threads, params, nets, args.labels,
-                                  args.network_share, args.zoo_share)
+                                  args.network_share, args.zoo_share, args.synth_share)
             fit_s = time.perf_counter() - t0
             acc = zoo_accuracy(hw, model, nets, tables)
             ev = run_eval(nets, hw, model, tables=tables)
             res = {"device": name, "budget": budget, "labels_used": used, "sampling": args.labels,
                    "network_share": args.network_share, "zoo_share": args.zoo_share,
+                   "synth_share": args.synth_share,
                    "fit_s": round(fit_s, 1), "accuracy": acc, "networks": []}
             for m in ev["models"]:
                 s = m["strategies"]

@@ -35,15 +35,15 @@ from autotune.ir.ops import COUNT_BUCKETS
 from autotune.ir.tables import GroupBatch, PairRanges, bucket, windowed
 
 #: Bump when a feature is added, removed or changes meaning: models and feature caches record it.
-FEATURE_VERSION = 5
+FEATURE_VERSION = 6
 
 #: Parts of the two split policies' what-if estimates (analytic.split_what_ifs), each a feature.
 WHAT_IF_PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac", "pad")
 
 GROUP_FEATURES = [
-    "log_macs", "log_vector_ops", "n_layers", "n_conv", "n_dwconv", "n_fc", "n_matmul", "n_pool", "n_eltwise",
-    "n_other", "n_spatial_k", "n_distinct", "n_distinct_conv", "n_distinct_lite", "log_weight_bytes", "log_in_bytes",
-    "log_out_bytes",
+    "log_macs", "log_vector_ops", "log_act_ops", "n_layers", "n_conv", "n_dwconv", "n_fc", "n_matmul", "n_pool",
+    "n_eltwise", "n_other", "n_spatial_k", "n_distinct", "n_distinct_conv", "n_distinct_lite", "log_weight_bytes",
+    "log_in_bytes", "log_out_bytes",
     "log_internal_bytes", "log_max_internal_bytes", "internal_share", "max_in_ch", "max_out_ch", "mean_ch_macs",
     "min_out_ch", "first_in_ch", "last_out_ch", "align_waste", "dw_macs_share", "window_share", "window_pow2",
     "max_h", "min_h", "last_h", "max_kernel", "max_stride", "halo_depth", "log_max_layer_macs",
@@ -132,6 +132,8 @@ def group_features(batch: GroupBatch, ds: Datasheet) -> tuple[np.ndarray, np.nda
     feats = {
         "log_macs": _log(macs),
         "log_vector_ops": _log(gsum(L.vector_ops)),
+        # activation math (a fused SiLU or GELU epilogue costs a vector unit more than a ReLU)
+        "log_act_ops": _log(gsum(L.act_ops)),
         "n_layers": G.n_layers.astype(float),
         "n_conv": gsum(dense_conv),
         "n_dwconv": gsum(is_dw),
@@ -326,13 +328,13 @@ def universal_batch(batch: GroupBatch, rows_gid: np.ndarray, cores: np.ndarray,
 #: (k x k) and depthwise, whose cost per MAC differs on most parts.
 LAYER_CLASSES = ("conv1x1", "convkxk", "dwconv", "eltwise", "fc", "matmul", "other", "pool")
 #: Per class: MAC-array time at the datasheet peak split over the cores and unsplit, vector time
-#: likewise, its layers' bytes at DRAM bandwidth, its layer count; then the group's boundary bytes
-#: at bandwidth, a launch, and a launch that grows with log2 of the cores. Each column is ms per unit
-#: of its constant (counts in thousandths), so a non-negative linear fit of them is a latency
-#: (autotune/costmodel/layer_sum.py).
+#: (its activation math included) likewise, its layers' bytes at DRAM bandwidth, its layer count;
+#: then the group's boundary bytes at bandwidth, a launch, and a launch that grows with log2 of the
+#: cores. Each column is ms per unit of its constant (counts in thousandths), so a non-negative
+#: linear fit of them is a latency (autotune/costmodel/layer_sum.py).
 LAYER_SUM = [f"ls_{c}_{t}" for c in LAYER_CLASSES for t in ("mac_k", "mac", "vec_k", "vec", "bytes", "n")] + [
     "ls_boundary", "ls_launch", "ls_launch_log2k"]
-LAYER_SUM_VERSION = 1
+LAYER_SUM_VERSION = 2
 
 
 #: Each COUNT_BUCKETS entry's class (a convolution's is refined by `layer_classes`); a bucket added
@@ -353,6 +355,7 @@ def layer_sum_columns(batch: GroupBatch, rows_gid: np.ndarray, cores: np.ndarray
     L, G = batch.layers, batch.groups
     cls = layer_classes(L)
     mac_c, vec_c = aligned_cycles(L, ds)
+    vec_c = vec_c + L.act_ops / ds.vector_lanes  # the activation math on the vector unit too
     hz, bw, db = ds.clock_ghz * 1e9, ds.dram_gbps * 1e9, ds.dtype_bytes
     nc = len(LAYER_CLASSES)
     key = batch.gid * nc + cls

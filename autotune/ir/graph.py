@@ -17,6 +17,7 @@ import numpy as np
 
 from autotune.errors import GraphError
 from autotune.ir import ops
+from autotune.ir.ops.act import element_ops
 
 Shape = tuple[int, ...]
 
@@ -138,6 +139,13 @@ class Layer:
     def vector_ops(self) -> int:
         """Element operations on the vector unit (pooling windows, eltwise, activations, ...)."""
         return self.spec.vector_ops(self)
+
+    @cached_property
+    def act_ops(self) -> float:
+        """Element operations of the activation math the layer applies, fused as an epilogue or as a
+        standalone activation layer (autotune/ir/ops/act.py, ELEMENT_OPS): a SiLU epilogue costs a
+        vector unit five times a ReLU's, though the layer's shapes are the same."""
+        return element_ops(self.spec.activation(self)) * self.out_elems
 
     @cached_property
     def weight_elems(self) -> int:

@@ -41,7 +41,7 @@ def bucket(op_code: np.ndarray) -> np.ndarray:
 #: `last_use` of a graph output: read "after every group".
 _BIG = np.iinfo(np.int64).max // 4
 _BOOL = ("depthwise", "spatial")
-_FLOAT = ("macs",)
+_FLOAT = ("macs", "act_ops")
 
 
 @dataclass
@@ -57,6 +57,7 @@ class LayerRows:
     op_code: np.ndarray  # ops.code of the layer's op
     macs: np.ndarray  # float64: MACs on the MAC array (Layer.macs)
     vector_ops: np.ndarray  # element ops on the vector unit (Layer.vector_ops)
+    act_ops: np.ndarray  # float64: element ops of its activation math, fused or standalone (Layer.act_ops)
     weight_elems: np.ndarray
     in_elems: np.ndarray  # all inputs of the layer
     out_elems: np.ndarray  # all outputs of the layer
@@ -104,7 +105,8 @@ def _layer_row(lyr: Layer) -> dict[str, int | float | bool]:
     kh, kw, sh, sw, halo = sp.window(lyr)
     rows, cols = sp.plane(lyr)
     return {
-        "op_code": ops.code(lyr.op), "macs": lyr.macs, "vector_ops": lyr.vector_ops, "weight_elems": lyr.weight_elems,
+        "op_code": ops.code(lyr.op), "macs": lyr.macs, "vector_ops": lyr.vector_ops, "act_ops": lyr.act_ops,
+        "weight_elems": lyr.weight_elems,
         "in_elems": lyr.in_elems, "out_elems": lyr.out_elems, "in_ch": lyr.in_channels, "out_ch": lyr.out_channels,
         "groups": grp, "in_ch_per_group": max(1, sp.reduction_channels(lyr) // grp),
         "out_ch_per_group": max(1, lyr.out_channels // grp), "depthwise": lyr.depthwise,
@@ -229,12 +231,13 @@ class GroupBatch:
 
     def first_of_kind(self) -> np.ndarray:
         """Per layer row: whether it is the first of its kind in its group (same op, window,
-        stride, channels, conv groups and output size); repeats can share one compiled program.
+        stride, channels, conv groups, output size and activation math); repeats can share one compiled program.
         A row is the first when the previous stack row of its kind lies before the group's start."""
         S = self.stack
         if len(self.layers.macs) == 0:
             return np.zeros(0, dtype=bool)
-        sig = np.column_stack([S.op_code, S.kh, S.kw, S.sh, S.sw, S.in_ch, S.out_ch, S.groups, S.out_h, S.out_w])
+        sig = np.column_stack([S.op_code, S.kh, S.kw, S.sh, S.sw, S.in_ch, S.out_ch, S.groups, S.out_h, S.out_w,
+                               S.act_ops])
         _, kind = np.unique(sig, axis=0, return_inverse=True)
         kind = kind.reshape(-1)
         order = np.lexsort((np.arange(len(kind)), kind))  # by kind, then by position

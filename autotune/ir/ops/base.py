@@ -52,6 +52,10 @@ class OpSpec:
         """Parameters (weights and biases; batch norms already folded)."""
         return 0
 
+    def activation(self, lyr: Layer) -> str:
+        """The activation function the layer applies to its output ("" for none): its fused epilogue."""
+        return lyr.attrs.act
+
     # -- how work is laid out ---------------------------------------------------------------
     def window(self, lyr: Layer) -> tuple[int, int, int, int, int]:
         """(kh, kw, sh, sw, halo): the window, the stride and the input rows a row-split output

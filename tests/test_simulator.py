@@ -340,3 +340,25 @@ def test_a_config_without_a_device_section_is_refused_clearly():
     measured = HW.updated({"device": None})
     with pytest.raises(ConfigError, match="no device: section"):
         simulate([conv_chain(8, 8).group(0, 1)], [1], measured)
+
+
+@pytest.mark.parametrize("preset", ["mlu100", "edge4"])
+def test_the_simulated_device_never_reads_the_cost_models_own_columns(preset):
+    """A device is a black box to the cost model and the reverse: a column added for the features
+    (`act_ops`, the fused activations' element ops) must not move what the simulator measures."""
+    from dataclasses import replace
+
+    from autotune.device.base import Simulator
+
+    hw = load_hardware(preset)
+    g = zoo.build("resnet34")  # repeated blocks: layers of one kind in a group
+    groups = [g.group(i, min(i + w, len(g))) for i in range(0, len(g) - 1, 5) for w in (1, 6, 16)]
+    batch = GroupBatch.build(groups)
+    gidx = np.repeat(np.arange(len(groups)), len(hw.core_counts))
+    cores = np.tile(np.asarray(hw.core_counts), len(groups))
+    dev = Simulator(hw)
+    before = dev.measure_batch(batch, gidx, cores)
+    rng = np.random.default_rng(0)
+    noisy = replace(batch, layers=replace(batch.layers, act_ops=rng.random(len(batch.layers.act_ops)) * 1e6),
+                    stack=replace(batch.stack, act_ops=rng.random(len(batch.stack.act_ops)) * 1e6))
+    assert np.array_equal(dev.measure_batch(noisy, gidx, cores), before)

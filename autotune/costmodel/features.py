@@ -132,7 +132,7 @@ def group_features(batch: GroupBatch, ds: Datasheet) -> tuple[np.ndarray, np.nda
     feats = {
         "log_macs": _log(macs),
         "log_vector_ops": _log(gsum(L.vector_ops)),
-        # activation math (a fused SiLU or GELU epilogue costs a vector unit more than a ReLU)
+        # fused activation epilogues (a SiLU or GELU costs a vector unit more than a ReLU)
         "log_act_ops": _log(gsum(L.act_ops)),
         "n_layers": G.n_layers.astype(float),
         "n_conv": gsum(dense_conv),
@@ -328,7 +328,7 @@ def universal_batch(batch: GroupBatch, rows_gid: np.ndarray, cores: np.ndarray,
 #: (k x k) and depthwise, whose cost per MAC differs on most parts.
 LAYER_CLASSES = ("conv1x1", "convkxk", "dwconv", "eltwise", "fc", "matmul", "other", "pool")
 #: Per class: MAC-array time at the datasheet peak split over the cores and unsplit, vector time
-#: (its activation math included) likewise, its layers' bytes at DRAM bandwidth, its layer count;
+#: (fused activation epilogues included) likewise, its layers' bytes at DRAM bandwidth, its layer count;
 #: then the group's boundary bytes at bandwidth, a launch, and a launch that grows with log2 of the
 #: cores. Each column is ms per unit of its constant (counts in thousandths), so a non-negative
 #: linear fit of them is a latency (autotune/costmodel/layer_sum.py).
@@ -355,7 +355,7 @@ def layer_sum_columns(batch: GroupBatch, rows_gid: np.ndarray, cores: np.ndarray
     L, G = batch.layers, batch.groups
     cls = layer_classes(L)
     mac_c, vec_c = aligned_cycles(L, ds)
-    vec_c = vec_c + L.act_ops / ds.vector_lanes  # the activation math on the vector unit too
+    vec_c = vec_c + L.act_ops / ds.vector_lanes  # a fused activation epilogue on the vector unit too
     hz, bw, db = ds.clock_ghz * 1e9, ds.dram_gbps * 1e9, ds.dtype_bytes
     nc = len(LAYER_CLASSES)
     key = batch.gid * nc + cls

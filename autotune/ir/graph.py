@@ -17,7 +17,6 @@ import numpy as np
 
 from autotune.errors import GraphError
 from autotune.ir import ops
-from autotune.ir.ops.act import element_ops
 
 Shape = tuple[int, ...]
 
@@ -142,10 +141,10 @@ class Layer:
 
     @cached_property
     def act_ops(self) -> float:
-        """Element operations of the activation math the layer applies, fused as an epilogue or as a
-        standalone activation layer (autotune/ir/ops/act.py, ELEMENT_OPS): a SiLU epilogue costs a
-        vector unit five times a ReLU's, though the layer's shapes are the same."""
-        return element_ops(self.spec.activation(self)) * self.out_elems
+        """Element operations of the activation fused as the layer's epilogue (`ops.ELEMENT_OPS`): a SiLU
+        epilogue costs a vector unit five times a ReLU's, though the layer's shapes are the same. (A
+        standalone activation layer's function is its `vector_ops`.)"""
+        return ops.element_ops(self.attrs.act) * self.out_elems
 
     @cached_property
     def weight_elems(self) -> int:

@@ -57,7 +57,7 @@ class LayerRows:
     op_code: np.ndarray  # ops.code of the layer's op
     macs: np.ndarray  # float64: MACs on the MAC array (Layer.macs)
     vector_ops: np.ndarray  # element ops on the vector unit (Layer.vector_ops)
-    act_ops: np.ndarray  # float64: element ops of its activation math, fused or standalone (Layer.act_ops)
+    act_ops: np.ndarray  # float64: element ops of its fused activation epilogue (Layer.act_ops)
     weight_elems: np.ndarray
     in_elems: np.ndarray  # all inputs of the layer
     out_elems: np.ndarray  # all outputs of the layer
@@ -231,13 +231,12 @@ class GroupBatch:
 
     def first_of_kind(self) -> np.ndarray:
         """Per layer row: whether it is the first of its kind in its group (same op, window,
-        stride, channels, conv groups, output size and activation math); repeats can share one compiled program.
+        stride, channels, conv groups and output size); repeats can share one compiled program.
         A row is the first when the previous stack row of its kind lies before the group's start."""
         S = self.stack
         if len(self.layers.macs) == 0:
             return np.zeros(0, dtype=bool)
-        sig = np.column_stack([S.op_code, S.kh, S.kw, S.sh, S.sw, S.in_ch, S.out_ch, S.groups, S.out_h, S.out_w,
-                               S.act_ops])
+        sig = np.column_stack([S.op_code, S.kh, S.kw, S.sh, S.sw, S.in_ch, S.out_ch, S.groups, S.out_h, S.out_w])
         _, kind = np.unique(sig, axis=0, return_inverse=True)
         kind = kind.reshape(-1)
         order = np.lexsort((np.arange(len(kind)), kind))  # by kind, then by position

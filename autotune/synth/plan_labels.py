@@ -55,9 +55,9 @@ SYNTH_SHARE = 0.5
 #: (`network_picks`) instead of synthetic groups: a network's kernels tell more about its other
 #: kernels than random shapes do (docs/costmodel.md, "The networks' own kernels in the first round").
 NETWORK_SHARE = 0.5
-#: With no other networks to draw from, synthetic groups take the rest of the first share, but at
-#: most this many labels by default: they are a coverage sample of shapes outside the networks, and
-#: past it the networks' own kernels teach more (16,000 labels on the three black boxes: more
+#: Synthetic groups take what the first share leaves (all of the rest when every built-in network is
+#: planned), but by default at most this many labels: they are a coverage sample of shapes outside
+#: the networks, and past it the networks' own kernels teach more (16,000 labels on the three black boxes: more
 #: accurate on all three with all of the first share on the networks; at 2,000 labels, where this
 #: is half the first share, the synthetic half kept Whisper's plan closer to its optimum;
 #: docs/costmodel.md, "Synthetic groups at most 500 labels").
@@ -213,12 +213,17 @@ def first_share(hw: HardwareConfig, graphs: list[Graph], first: int, network_sha
     kernels = network_picks(hw, graphs, n_net, seed)
     rest = first - len(kernels)
     limit = min(int(round(rest * zoo_share)), rest - keep)
-    others = network_picks(hw, zoo_outside(graphs), limit, seed)
-    excess = rest - len(others) - max(synth_at_most if synth_at_most is not None else rest, keep)
-    if excess > 0 and len(kernels) == n_net:  # the draw was not short of kernels: draw more
-        kernels = network_picks(hw, graphs, n_net + excess, seed)
-    mine = {p.key for p in kernels}
-    return kernels, [p for p in others if p.key not in mine]
+    drawn = network_picks(hw, zoo_outside(graphs), limit, seed)
+    cap = rest if synth_at_most is None else max(synth_at_most, keep)
+    for attempt in range(3):  # again if a redraw took kernels the other networks' draw held
+        mine = {p.key for p in kernels}
+        others = [p for p in drawn if p.key not in mine]
+        excess = first - len(kernels) - len(others) - cap
+        if excess <= 0 or len(kernels) < n_net or attempt == 2:  # under the cap, or no more kernels
+            break
+        n_net = len(kernels) + excess
+        kernels = network_picks(hw, graphs, n_net, seed)
+    return kernels, others
 
 
 def zoo_outside(graphs: list[Graph]) -> list[Graph]:

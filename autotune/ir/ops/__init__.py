@@ -18,9 +18,11 @@ import pkgutil
 
 from autotune.ir.ops.base import (  # noqa: F401
     COUNT_BUCKETS,
+    ELEMENT_OPS,
     OpSpec,
     bucket_array,
     code,
+    element_ops,
     flag_array,
     register,
     registry,

@@ -18,6 +18,17 @@ Shape = tuple[int, ...]
 
 #: The features' op-mix buckets (`OpSpec.count_as`).
 COUNT_BUCKETS = ("conv", "fc", "matmul", "pool", "eltwise", "other")
+#: Element operations per output element of an activation function fused as a layer's epilogue, by
+#: its textbook formula (a compare, a multiply-add, an exponential, a reciprocal or a log counting one
+#: each): what a vector unit does for it after the layer's own work. A name not listed counts one.
+ELEMENT_OPS = {"relu": 1, "relu6": 2, "clip": 2, "leaky_relu": 2, "prelu": 2, "thresholded_relu": 2,
+               "hsigmoid": 3, "hswish": 4, "softsign": 3, "sigmoid": 4, "elu": 4, "softplus": 3,
+               "silu": 5, "tanh": 5, "selu": 5, "celu": 5, "gelu": 8, "mish": 9}
+
+
+def element_ops(act: str) -> float:
+    """Element operations per output element of the activation `act` (ELEMENT_OPS; 0 for none)."""
+    return float(ELEMENT_OPS.get(act, 1)) if act else 0.0
 
 
 class OpSpec:
@@ -51,10 +62,6 @@ class OpSpec:
     def weight_elems(self, lyr: Layer) -> int:
         """Parameters (weights and biases; batch norms already folded)."""
         return 0
-
-    def activation(self, lyr: Layer) -> str:
-        """The activation function the layer applies to its output ("" for none): its fused epilogue."""
-        return lyr.attrs.act
 
     # -- how work is laid out ---------------------------------------------------------------
     def window(self, lyr: Layer) -> tuple[int, int, int, int, int]:

@@ -57,10 +57,10 @@ SYNTH_SHARE = 0.5
 NETWORK_SHARE = 0.5
 #: Synthetic groups take what the first share leaves (all of the rest when every built-in network is
 #: planned), but by default at most this many labels: they are a coverage sample of shapes outside
-#: the networks, and past it the networks' own kernels teach more (16,000 labels on the three black boxes: more
-#: accurate on all three with all of the first share on the networks; at 2,000 labels, where this
-#: is half the first share, the synthetic half kept Whisper's plan closer to its optimum;
-#: docs/costmodel.md, "Synthetic groups at most 500 labels").
+#: the networks, and past it the networks' own kernels teach more (16,000 labels on the three black
+#: boxes: more accurate on all three with all of the first share on the networks; at 2,000 labels,
+#: where this is half the first share, the synthetic half kept Whisper's plan closer to its optimum;
+#: docs/costmodel.md, "The activation math of a layer, and synthetic groups at most 500 labels").
 SYNTH_AT_MOST = 500
 #: Share of the labels before any plan, past the plans' own random kernels, that goes to random
 #: kernels of the built-in networks outside the plans; the rest goes to synthetic groups. On the
@@ -208,21 +208,24 @@ def first_share(hw: HardwareConfig, graphs: list[Graph], first: int, network_sha
     """How the `first` labels before any plan are drawn: (random candidate kernels of `graphs`,
     `network_share` of them; random kernels of the built-in networks outside `graphs`, `zoo_share`
     of the rest but never the last `keep`, none the first list holds). What is left goes to
-    synthetic groups, at most `synth_at_most` of it (the networks' kernels take the excess)."""
+    synthetic groups, at most `synth_at_most` of it (the networks' kernels take the excess; a kernel
+    the other networks' draw held too counts once, so the cap may be passed by that few)."""
     n_net = int(round(first * network_share))
     kernels = network_picks(hw, graphs, n_net, seed)
     rest = first - len(kernels)
     limit = min(int(round(rest * zoo_share)), rest - keep)
     drawn = network_picks(hw, zoo_outside(graphs), limit, seed)
-    cap = rest if synth_at_most is None else max(synth_at_most, keep)
-    for attempt in range(3):  # again if a redraw took kernels the other networks' draw held
+
+    def outside(kernels: list[Pick]) -> list[Pick]:  # a kernel both draws hold counts once
         mine = {p.key for p in kernels}
-        others = [p for p in drawn if p.key not in mine]
-        excess = first - len(kernels) - len(others) - cap
-        if excess <= 0 or len(kernels) < n_net or attempt == 2:  # under the cap, or no more kernels
-            break
-        n_net = len(kernels) + excess
-        kernels = network_picks(hw, graphs, n_net, seed)
+        return [p for p in drawn if p.key not in mine]
+
+    others = outside(kernels)
+    if synth_at_most is not None and len(kernels) == n_net:  # not short of kernels: one draw with the excess
+        excess = first - len(kernels) - len(others) - max(synth_at_most, keep)
+        if excess > 0:
+            kernels = network_picks(hw, graphs, n_net + excess, seed)
+            others = outside(kernels)
     return kernels, others
 
 
@@ -330,9 +333,9 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
             shutil.rmtree(old)
     first = budget * synth_share
     # two synthetic groups at least: the first import is theirs
-    kernels, others = first_share(hw, graphs, int(round(first)),
-                                  NETWORK_SHARE if network_share is None else network_share, zoo_share, seed,
-                                  keep=2 * n_cores, synth_at_most=SYNTH_AT_MOST if network_share is None else None)
+    share, cap = (NETWORK_SHARE, SYNTH_AT_MOST) if network_share is None else (network_share, None)
+    kernels, others = first_share(hw, graphs, int(round(first)), share, zoo_share, seed, keep=2 * n_cores,
+                                  synth_at_most=cap)
     folder = work / "labels-00"
     export_groups(hw, folder, max(2, math.ceil((first - len(kernels) - len(others)) / n_cores)), seed=seed,
                   force=True)

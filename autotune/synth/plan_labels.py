@@ -81,20 +81,21 @@ EXPLORE = 0.1
 DRAWS = 8
 #: Share of the budget kept for after the last retrain: the plans `tune` will make (sure_plan) and
 #: the rivals that could still beat them get their unmeasured kernels measured, into the model's
-#: memory only (the trees stay, so the plans do not move again), in up to CONFIRM_PASSES passes.
+#: memory only (the trees stay, so the plans do not move again).
 CONFIRM_SHARE = 0.15
-CONFIRM_PASSES = 3
-#: After the contender passes, the labels left measure again the measured kernels that decide a
-#: close call between the final plan and a rival (a single timing can be an outlier, and the search
-#: picks the kernels measured low as it picks those predicted low): they are measured again until
-#: the call stands SURE_Z standard errors of the timing noise clear, each at most MEASURE_AT_MOST
-#: times, and the memory answers with the median. (Keeping a third of the confirm stage for them
-#: lost more at 2,000 labels than it won: docs/costmodel.md, "the again passes".)
+#: The confirm stage settles the calls between the final plans and the baselines' (`settle_picks`):
+#: a measured kernel is measured again (a single timing can be an outlier, and the search picks the
+#: kernels measured low as it picks those predicted low) and an unmeasured one measured, by how much
+#: of a call's expected loss it removes, each kernel at most MEASURE_AT_MOST times (the memory
+#: answers with the median), until no call's expected loss reaches SETTLE_LOSS of its network's
+#: time, in up to SETTLE_PASSES passes of at most half of what is left (at least SETTLE_AT_LEAST).
 MEASURE_AT_MOST = 5
-SURE_Z = 3.0
-#: Two measurements of a kernel further apart than this many spreads of a difference get a third
-#: whatever the call (one of them is likely an outlier).
-AGREE_SPREADS = 3.0
+SETTLE_LOSS = 1e-4
+SETTLE_PASSES = 8
+SETTLE_AT_LEAST = 10
+#: The timer's spread (log latency) assumed until MIN_POOL kernels are timed twice: a few percent,
+#: as timers on accelerators and CPUs go; replaced by the pooled spread as soon as it is measured.
+PROVISIONAL_SPREAD = 0.03
 #: Kernels measured twice needed before the timer's spread is pooled from them.
 MIN_POOL = 8
 #: The baselines whose plans (on the same model, or the datasheet's for `analytic`) are measured
@@ -424,13 +425,12 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
              left: int, graphs: list[Graph], seed: int, say: Callable[[str], None],
              how: str = "median") -> tuple[LatencyModel, list[dict]]:
     """Passes within `left` labels, each remembered (training.remember: the trees stay, so a pass
-    moves a plan only where a measurement says so): up to CONFIRM_PASSES on the unmeasured kernels
-    of the plans `tune` will make (sure_plan) and of the rivals that could beat them; then, with
-    what is left, passes measuring again the kernels that decide a close call
-    (`again_picks`); then, if labels are left, one pass on the other rivals' kernels (the model may
-    overrate them) with at most half of them, and one of each kind more on what that moved; then,
-    if labels are still left, up to DRAWS passes on the kernels of plans on Thompson draws with half
-    of them, and contender and again passes with the rest until neither picks anything."""
+    moves a plan only where a measurement says so): settle passes (`settle_picks`), each on at
+    most half of what is left so that the next sees what it moved, until nothing is worth
+    measuring; then, if labels are left, one pass on the other rivals' kernels (the model may
+    overrate them) with at most half of them, and settle passes on what that moved; then, if
+    labels are still left, up to DRAWS passes on the kernels of plans on Thompson draws with half
+    of them, and settle passes with the rest."""
 
     model = LatencyModel.load(model_dir, hw)
     out: list[dict] = []
@@ -440,40 +440,31 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
         n = len(out) + 1
         folder = work / f"{kind}-{n:02d}"
         before = len(read_dataset(data, hw).rows)
-        made = measure_picks(hw, measure, folder, data, picks, seed, how, again=kind == "again")
+        made = measure_picks(hw, measure, folder, data, picks, seed, how, again=kind == "settle")
         added = int(made["labels"]) - before
         left -= added
         model = remember(hw, data, model_dir)
         out.append({"round": n, "kind": kind, "labels": added, "explore": 0.0})
         say(f"{kind} {n}: {added} labels {what}, {made['labels']} in all")
 
-    def contend(limit: int) -> bool:
-        picks = [p for p in plan_picks(hw, model, graphs, 10**9, sure=True) if p.tier < 2][:limit]
-        if picks:
-            run(picks, "confirm", "on the kernels of the final plans and the rivals that could beat them")
-        return bool(picks)
+    def settle() -> None:
+        for _ in range(SETTLE_PASSES):
+            if left <= 0:
+                return
+            picks = settle_picks(hw, model, graphs, measured_logs(hw, data, model.featurizer),
+                                 max(left // 2, min(left, SETTLE_AT_LEAST)))
+            if not picks:
+                return
+            run(picks, "settle", "on the final plans' unmeasured kernels and what decides their calls")
 
-    def again(limit: int) -> bool:
-        picks = again_picks(hw, model, graphs, measured_logs(hw, data, model.featurizer), limit)
-        if picks:
-            run(picks, "again", "measuring again the kernels that decide close calls")
-        return bool(picks)
-
-    for _ in range(CONFIRM_PASSES):
-        if left <= 0 or not contend(left):
-            break
-    for _ in range(MEASURE_AT_MOST - 1):
-        if left <= 0 or not again(left):
-            break
+    settle()
     if left > 0:
         others = [p for p in plan_picks(hw, model, graphs, 10**9, sure=True) if p.tier == 2][:max(left // 2, 1)]
         if others:
             run(others, "confirm", "on the kernels of the other rivals' plans")
-            if left > 0:
-                contend(left)
-            if left > 0:
-                again(left)
-    drawn, keep = False, left - left // 2  # half of what is left settles what the draws measure
+            settle()
+    keep = left - left // 2  # half of what is left settles what the draws measure
+    drawn = False
     for t in range(DRAWS):  # labels still left: kernels of plans on Thompson draws, then settle again
         if left - keep <= 0:
             break
@@ -482,12 +473,7 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
             run(picks, "confirm", "on the kernels of plans on Thompson draws")
             drawn = True
     if drawn:
-        for _ in range(MEASURE_AT_MOST - 1):
-            if left <= 0:
-                break
-            contended = contend(left)
-            if not again(left) and not contended:
-                break
+        settle()
     return model, out
 
 
@@ -515,60 +501,84 @@ def timer_spread(logs: dict[int, np.ndarray]) -> float | None:
     return max(1.4826 * float(np.median(diffs)) / math.sqrt(2), MIN_SPREAD)
 
 
-def call_z(gap: float, times: np.ndarray, counts: np.ndarray, spread: float) -> float:
-    """How many standard errors a call between two plans stands clear: their predicted `gap` over
-    the spread of the difference that the timing noise of the measured kernels where they differ
-    leaves (each kernel's time in its plan, every use counted, `counts` measurements of it)."""
-    sd = spread * math.sqrt(float(np.sum(np.square(times) / counts)))
-    return gap / sd if sd > 0 else math.inf
+def expected_loss(gap: float, sd: float) -> float:
+    """What sticking with a plan costs in expectation when a rival is `gap` dearer on the estimates
+    and the true difference is normal around it with standard deviation `sd`: E[max(0, -diff)],
+    the normal loss function sd * (phi(z) - z * Q(z)), z = gap / sd."""
+    if sd <= 0:
+        return max(-gap, 0.0)
+    z = gap / sd
+    return sd * (math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) - z * 0.5 * math.erfc(z / math.sqrt(2)))
 
 
-def unsettled(logs: np.ndarray, spread: float | None) -> bool:
-    """Whether a kernel's measurements need another whatever the call: one without a pooled spread
-    to judge it by, or two further apart than AGREE_SPREADS spreads of a difference."""
-    if spread is None:
-        return len(logs) == 1
-    return len(logs) == 2 and abs(logs[1] - logs[0]) > AGREE_SPREADS * math.sqrt(2) * spread
+def kernel_variance(logs: np.ndarray | None, spread: float, guess: float, more: int = 0) -> float:
+    """Variance (log scale) of what the model answers for a kernel after `more` timings: a measured
+    one's median, by the timer's spread or the kernel's own timings where they disagree more, over
+    how often it is timed; an unmeasured one's prediction by `guess` (the model's error) until timed."""
+    n = 0 if logs is None else len(logs)
+    if n + more == 0:
+        return guess * guess
+    own = float(np.var(logs, ddof=1)) if logs is not None and n >= 2 else 0.0
+    return max(spread * spread, own) / (n + more)
 
 
-def again_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], logs: dict[int, np.ndarray],
-                limit: int) -> list[Pick]:
-    """Measured kernels to measure once more, at most `limit`: those in one of the plan `tune` makes
-    (planner.sure_plan) and a rival's but not both, where the call between the two stands less than
-    SURE_Z standard errors of the timing noise clear (`call_z`; the search picks kernels measured
-    low, so a call is not judged by one kernel alone), or whose own measurements disagree
-    (`unsettled`); least sure call first, its noisiest kernel first."""
+def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], logs: dict[int, np.ndarray],
+                 limit: int) -> list[Pick]:
+    """What to measure next, at most `limit`: first the unmeasured kernels of the plan `tune`
+    makes (planner.sure_plan), by their share of its time; then, for each call between that plan
+    and a baseline's, the kernels where the two differ, unmeasured or measured (fewer than
+    MEASURE_AT_MOST times), by how much of the call's expected loss one more measurement of each
+    removes (`expected_loss` of the gap over the call's spread, as a share of the network's time,
+    times the kernel's share of that spread's variance it takes away; a kernel in several calls
+    counts by its largest). A measured kernel errs by the timer's spread (pooled from kernels timed
+    twice, PROVISIONAL_SPREAD before MIN_POOL of them are), an unmeasured one by the model's error;
+    every use of a kernel counts. Calls whose loss is below SETTLE_LOSS pick nothing."""
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
-    doubt = unmeasured_doubt(model)
-    spread = timer_spread(logs)
-    scores: dict[int, tuple[tuple[float, float], Pick]] = {}
+    doubt, typical = unmeasured_doubt(model), unmeasured_doubt(model, tail=False)
+    guess = math.sqrt(math.pi / 2) * math.log1p(typical)  # a normal's sigma from its mean absolute error
+    spread = timer_spread(logs) or PROVISIONAL_SPREAD
+    first: dict[int, Pick] = {}
+    scores: dict[int, tuple[float, Pick]] = {}
     for g in graphs:
         net = _tables(g, hw, model)
         if net is None:
             continue
         si, sj, inverse, pred, keys, measured, at = net
-        sure = np.where(measured, pred, pred * (1.0 + doubt))[inverse]
-        mine = _cells(dp_from_table(g, hw, si, sj, sure, "learned"), inverse, at, ks)
-        cost = _bound(mine, pred, np.ones(pred.shape, bool), 1.0)
+        everything = np.ones(pred.shape, bool)
+        mine = _cells(dp_from_table(g, hw, si, sj, np.where(measured, pred, pred * (1.0 + doubt))[inverse],
+                                    "learned"), inverse, at, ks)
+        cost = max(_bound(mine, pred, everything, 1.0), 1e-12)
+        a = Counter(c[:2] for c in mine)
+        for d, c, i, j in mine:
+            key = int(keys[d, c])
+            if not measured[d, c] and key not in first:
+                first[key] = Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 0, float(pred[d, c]) * a[d, c] / cost)
         for name in RIVALS:
             theirs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
-            gap = abs(_bound(theirs, pred, np.ones(pred.shape, bool), 1.0) - cost)
-            a, b = Counter(c[:2] for c in mine), Counter(c[:2] for c in theirs)
+            b = Counter(c[:2] for c in theirs)
             differ = {x[:2]: x for x in mine + theirs if (x[:2] in a) != (x[:2] in b)}
-            cells = [(x, int(keys[x[0], x[1]])) for x in differ.values() if int(keys[x[0], x[1]]) in logs]
-            if not cells:
+            if not differ:
                 continue
-            times = np.array([float(pred[d, c]) * (a[d, c] + b[d, c]) for (d, c, _, _), _ in cells])
-            counts = np.array([len(logs[k]) for _, k in cells])
-            z = call_z(gap, times, counts, spread) if spread is not None else 0.0
-            for ((d, c, i, j), key), t, n in zip(cells, times, counts):
-                if n >= MEASURE_AT_MOST or not (z < SURE_Z or unsettled(logs[key], spread)):
+            cells = list(differ.values())
+            times = np.array([float(pred[d, c]) * (a[d, c] + b[d, c]) for d, c, _, _ in cells])
+            own = [logs.get(int(keys[d, c])) if measured[d, c] else None for d, c, _, _ in cells]
+            var = np.array([kernel_variance(v, spread, guess) for v in own])
+            spread2 = float(np.sum(times**2 * var))
+            loss = expected_loss(_bound(theirs, pred, everything, 1.0) - cost, math.sqrt(spread2)) / cost
+            if loss < SETTLE_LOSS:
+                continue
+            for (d, c, i, j), t, v, n in zip(cells, times, var, own):
+                if n is not None and len(n) >= MEASURE_AT_MOST:
                     continue
-                rank = (0.0 if unsettled(logs[key], spread) else z, -t * t / n)  # the noisiest part of a call first
-                if rank < scores.get(key, ((np.inf, 0.0),))[0]:
-                    scores[key] = (rank, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key))
-    return [p for _, p in sorted(scores.values(), key=lambda zp: zp[0])][:limit]
+                after = kernel_variance(n, spread, guess, more=1)
+                gain = loss * t * t * max(v - after, 0.0) / spread2
+                key = int(keys[d, c])
+                if gain > scores.get(key, (0.0,))[0]:
+                    scores[key] = (gain, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 1, gain))
+    picks = sorted(first.values(), key=lambda p: -p.share)
+    picks += [p for _, p in sorted(scores.values(), key=lambda s: -s[0]) if p.key not in first]
+    return picks[:limit]
 
 
 def measure_picks(hw: HardwareConfig, measure: Callable[[Path], Path], folder: Path, data: Path, picks: list[Pick],

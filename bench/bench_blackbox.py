@@ -37,7 +37,7 @@ from autotune.hardware.config import HardwareConfig, load_hardware  # noqa: E402
 from autotune.planning.costs import MeasuredTable, make_cost  # noqa: E402
 from autotune.planning.evaluation import BASELINE_STRATEGIES, EVAL_STRATEGIES, run_eval  # noqa: E402
 from autotune.planning.planner import cost_table, spans  # noqa: E402
-from autotune.synth.plan_labels import SYNTH_SHARE, ZOO_SHARE, learn_part  # noqa: E402
+from autotune.synth.plan_labels import NETWORK_SHARE, SYNTH_AT_MOST, SYNTH_SHARE, ZOO_SHARE, learn_part  # noqa: E402
 from autotune.synth.profiles import export_groups, import_profile, measured_table, write_profile  # noqa: E402
 
 
@@ -164,8 +164,9 @@ def main(argv=None) -> int:
             acc = zoo_accuracy(hw, model, nets, tables)
             ev = run_eval(nets, hw, model, tables=tables)
             res = {"device": name, "budget": budget, "labels_used": used, "sampling": args.labels,
-                   "network_share": args.network_share, "zoo_share": args.zoo_share,
-                   "synth_share": args.synth_share,
+                   "network_share": NETWORK_SHARE if args.network_share is None else args.network_share,
+                   "synth_at_most": SYNTH_AT_MOST if args.network_share is None else None,
+                   "zoo_share": args.zoo_share, "synth_share": args.synth_share,
                    "fit_s": round(fit_s, 1), "accuracy": acc, "networks": []}
             for m in ev["models"]:
                 s = m["strategies"]

@@ -289,7 +289,7 @@ def learned_wide(tmp_path_factory):
     return _learn(tmp_path_factory, 400, 2, {"n_estimators": 40, "bags": 0})
 
 
-def test_settle_passes_measure_deciding_kernels_again_and_at_most_five_times(learned_wide):
+def test_settle_passes_measure_deciding_kernels_again_and_at_most_measure_at_most_times(learned_wide):
     """With labels left after the rounds, the settle passes re-measure kernels already measured, in
     the final plan or a rival's, never one more than MEASURE_AT_MOST times; and what they leave
     is settled, or beyond the budget or the passes."""

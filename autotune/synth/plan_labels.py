@@ -89,8 +89,8 @@ CONFIRM_SHARE = 0.15
 #: of a call's expected loss it removes, each kernel at most MEASURE_AT_MOST times (the memory
 #: answers with the median), until no call's expected loss reaches SETTLE_LOSS of its network's
 #: time, in up to SETTLE_PASSES passes of at most half of what is left (at least SETTLE_AT_LEAST).
-MEASURE_AT_MOST = 5
-SETTLE_LOSS = 1e-4
+MEASURE_AT_MOST = 10
+SETTLE_LOSS = 1e-5
 SETTLE_PASSES = 8
 SETTLE_AT_LEAST = 10
 #: The timer's spread (log latency) assumed until MIN_POOL kernels are timed twice: a few percent,

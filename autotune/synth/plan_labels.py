@@ -532,13 +532,18 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
     times the kernel's share of that spread's variance it takes away; a kernel in several calls
     counts by its largest). A measured kernel errs by the timer's spread (pooled from kernels timed
     twice, PROVISIONAL_SPREAD before MIN_POOL of them are), an unmeasured one by the model's error;
-    every use of a kernel counts. Calls whose loss is below SETTLE_LOSS pick nothing."""
+    every use of a kernel counts. Calls whose loss is below SETTLE_LOSS pick nothing. Until the
+    spread is pooled, the final plans' largest kernels timed once come right after their unmeasured
+    ones, as many as pooling needs: a part whose calls look clear under the provisional spread may
+    have a noisier timer."""
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
     doubt, typical = unmeasured_doubt(model), unmeasured_doubt(model, tail=False)
     guess = math.sqrt(math.pi / 2) * math.log1p(typical)  # a normal's sigma from its mean absolute error
-    spread = timer_spread(logs) or PROVISIONAL_SPREAD
+    pooled = timer_spread(logs)
+    spread = pooled or PROVISIONAL_SPREAD
     first: dict[int, Pick] = {}
+    once: dict[int, Pick] = {}  # the final plans' kernels timed once: what calibrates the timer
     scores: dict[int, tuple[float, Pick]] = {}
     for g in graphs:
         net = _tables(g, hw, model)
@@ -552,8 +557,11 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
         a = Counter(c[:2] for c in mine)
         for d, c, i, j in mine:
             key = int(keys[d, c])
-            if not measured[d, c] and key not in first:
-                first[key] = Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 0, float(pred[d, c]) * a[d, c] / cost)
+            pick = Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 0, float(pred[d, c]) * a[d, c] / cost)
+            if not measured[d, c]:
+                first.setdefault(key, pick)
+            elif len(logs.get(key, ())) == 1 and pick.share > once.get(key, pick).share - 1e-12:
+                once[key] = pick
         for name in RIVALS:
             theirs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
             b = Counter(c[:2] for c in theirs)
@@ -577,7 +585,11 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
                 if gain > scores.get(key, (0.0,))[0]:
                     scores[key] = (gain, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 1, gain))
     picks = sorted(first.values(), key=lambda p: -p.share)
-    picks += [p for _, p in sorted(scores.values(), key=lambda s: -s[0]) if p.key not in first]
+    if pooled is None:  # time again the plans' largest kernels until the spread can be pooled
+        need = MIN_POOL - sum(len(v) >= 2 for v in logs.values())
+        picks += sorted(once.values(), key=lambda p: -p.share)[:max(need, 0)]
+    have = {p.key for p in picks}
+    picks += [p for _, p in sorted(scores.values(), key=lambda s: -s[0]) if p.key not in have]
     return picks[:limit]
 
 

@@ -309,6 +309,23 @@ def test_settle_passes_measure_deciding_kernels_again_and_at_most_measure_at_mos
     assert not left or res.labels == 400 or len(settles) >= SETTLE_PASSES
 
 
+def test_settle_times_the_plans_largest_kernels_again_until_the_spread_can_be_pooled(learned):
+    """With no kernel timed twice, the timer's spread is unknown: right after the final plan's
+    unmeasured kernels come its kernels timed once, largest share first, as many as pooling needs."""
+    from autotune.synth.plan_labels import MIN_POOL, measured_logs, settle_picks
+
+    part, graphs, res = learned
+    logs = {k: v[:1] for k, v in measured_logs(part, res.data, res.model.featurizer).items()}
+    back = LatencyModel.load(res.model_dir, part)
+    picks = settle_picks(part, back, graphs, logs, 10_000)
+    assert [p.tier for p in picks] == sorted(p.tier for p in picks)  # the plan's own kernels first
+    cal = [p for p in picks if p.tier == 0 and p.key in logs]
+    assert 0 < len(cal) <= MIN_POOL and [p.share for p in cal] == sorted((p.share for p in cal), reverse=True)
+    pooled = {k: np.array([0.0, 0.02]) for k in range(MIN_POOL)}
+    assert not [p for p in settle_picks(part, back, graphs, {**logs, **pooled}, 10_000)
+                if p.key in logs and p.tier == 0]
+
+
 def test_a_calls_expected_loss_and_what_a_timing_takes_from_it():
     """The normal loss function: a call far clear loses nothing, a tie loses sd / sqrt(2 pi), a
     rival better on the estimates loses at least the gap; a kernel's variance falls with its timings,

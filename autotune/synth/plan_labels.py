@@ -532,10 +532,10 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
     times the kernel's share of that spread's variance it takes away; a kernel in several calls
     counts by its largest). A measured kernel errs by the timer's spread (pooled from kernels timed
     twice, PROVISIONAL_SPREAD before MIN_POOL of them are), an unmeasured one by the model's error;
-    every use of a kernel counts. Calls whose loss is below SETTLE_LOSS pick nothing. Until the
-    spread is pooled, the final plans' largest kernels timed once come right after their unmeasured
-    ones, as many as pooling needs: a part whose calls look clear under the provisional spread may
-    have a noisier timer."""
+    every use of a kernel counts. Calls whose loss is below SETTLE_LOSS pick nothing. When every
+    call looks settled before the spread is pooled, the final plans' largest kernels timed once
+    are picked after their unmeasured ones, as many as pooling needs: a part whose calls look clear
+    on the provisional spread may have a noisier timer."""
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
     doubt, typical = unmeasured_doubt(model), unmeasured_doubt(model, tail=False)
@@ -585,7 +585,7 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
                 if gain > scores.get(key, (0.0,))[0]:
                     scores[key] = (gain, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 1, gain))
     picks = sorted(first.values(), key=lambda p: -p.share)
-    if pooled is None:  # time again the plans' largest kernels until the spread can be pooled
+    if pooled is None and not scores:  # every call looks settled on the provisional spread: check it
         need = MIN_POOL - sum(len(v) >= 2 for v in logs.values())
         picks += sorted(once.values(), key=lambda p: -p.share)[:max(need, 0)]
     have = {p.key for p in picks}

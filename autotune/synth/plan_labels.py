@@ -560,7 +560,7 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
             pick = Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 0, float(pred[d, c]) * a[d, c] / cost)
             if not measured[d, c]:
                 first.setdefault(key, pick)
-            elif len(logs.get(key, ())) == 1 and pick.share > once.get(key, pick).share - 1e-12:
+            elif len(logs.get(key, ())) == 1 and (key not in once or pick.share >= once[key].share):
                 once[key] = pick
         for name in RIVALS:
             theirs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
@@ -583,7 +583,7 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
                 gain = loss * t * t * max(v - after, 0.0) / spread2
                 key = int(keys[d, c])
                 if gain > scores.get(key, (0.0,))[0]:
-                    scores[key] = (gain, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 1, gain))
+                    scores[key] = (gain, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 1, t / cost))
     picks = sorted(first.values(), key=lambda p: -p.share)
     if pooled is None and not scores:  # every call looks settled on the provisional spread: check it
         need = MIN_POOL - sum(len(v) >= 2 for v in logs.values())

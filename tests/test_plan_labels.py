@@ -535,3 +535,90 @@ def test_quotas_split_a_budget_evenly_and_never_past_a_bin():
     assert quotas([3, 3], 100) == [3, 3]
     assert sum(quotas([50, 50, 50], 7)) == 7 and max(quotas([50, 50, 50], 7)) - min(quotas([50, 50, 50], 7)) <= 1
     assert quotas([], 5) == [] and quotas([4, 4], 0) == [0, 0]
+
+
+def _toy_spans(n: int, longest: int, content: list[int]):
+    """Every span of at most `longest` of `n` layers, as planner.spans orders them (by j, then i),
+    its distinct content the tuple of the layers' `content` ids."""
+    from autotune.planning.planner import span_index
+
+    ij = [(i, j) for j in range(1, n + 1) for i in range(max(0, j - longest), j)]
+    si, sj = np.array([p[0] for p in ij]), np.array([p[1] for p in ij])
+    kinds = {}
+    inverse = np.array([kinds.setdefault(tuple(content[i:j]), len(kinds)) for i, j in ij])
+    return si, sj, inverse, span_index(si, sj), len(kinds)
+
+
+def _plan_cost(cells, pred):
+    return sum(float(pred[d, c]) for d, c, _, _ in cells)
+
+
+def test_local_moves_are_whole_plans_one_move_away_at_every_place_the_kernel_repeats():
+    """Each move covers every layer once, in order, and differs from the plan; a kernel gets a move
+    to its best other core count, one per cut inside it (each side the cheapest plan of its layers,
+    by brute force), and neighbours a merge where the span is legal; a move on a repeated kernel
+    is made at each of its places."""
+    from itertools import combinations
+
+    from autotune.synth.plan_labels import local_moves
+
+    content = [0, 1, 2, 3, 0, 1, 2, 3]  # two copies of one block
+    si, sj, inverse, at, kinds = _toy_spans(len(content), 4, content)
+    pred = np.random.default_rng(5).uniform(0.5, 2.0, size=(kinds, 3))
+
+    def cells(ijs, cores=None):
+        out = []
+        for n, (i, j) in enumerate(ijs):
+            d = int(inverse[at[(i, j)]])
+            out.append((d, int(pred[d].argmin()) if cores is None else cores[n], i, j))
+        return out
+
+    mine = cells([(0, 3), (3, 4), (4, 7), (7, 8)], cores=[0, 1, 0, 1])
+    moves = local_moves(mine, si, sj, inverse, pred, at)
+    keyed = [[(i, j, c) for _, c, i, j in m] for m in moves]
+    assert all([x[3] for x in m[:-1]] == [x[2] for x in m[1:]] and m[0][2] == 0 and m[-1][3] == 8 for m in moves)
+    assert all(k != [(i, j, c) for _, c, i, j in mine] for k in keyed)
+
+    def best_plan(i, j):  # brute force over every partition of [i, j) into spans of at most 4
+        plans = [[i, *cuts, j] for r in range(j - i) for cuts in combinations(range(i + 1, j), r)]
+        return min(_plan_cost(cells(list(zip(p[:-1], p[1:]))), pred) for p in plans)
+
+    for m in (1, 2):  # the block's first kernel [0, 3) cut at m, the same at both of its places
+        def cut(mv, lo):
+            inside = [(x[2] - lo, x[3] - lo, x[1]) for x in mv if lo <= x[2] and x[3] <= lo + 3]
+            return inside if inside and inside[0][0] == 0 and inside[-1][1] == 3 else None
+
+        hits = [mv for mv in moves if cut(mv, 0) is not None and cut(mv, 0) == cut(mv, 4)
+                and any(b == m for _, b, _ in cut(mv, 0)) and [x for x in mv if x[2] == 3] == [mine[1]]]
+        want = best_plan(0, m) + best_plan(m, 3)
+        assert any(abs(_plan_cost([x for x in mv if x[3] <= 3], pred) - want) < 1e-9 for mv in hits), \
+            f"no move cuts [0, 3) at {m} into the cheapest plans of its sides, at both places"
+    d03 = int(inverse[at[(0, 3)]])
+    other = min((k for k in range(3) if k != 0), key=lambda k: pred[d03, k])
+    assert [(0, 3, other), (3, 4, 1), (4, 7, other), (7, 8, 1)] in keyed  # best other cores, at both places
+    d04 = int(inverse[at[(0, 4)]])
+    assert [(0, 4, int(pred[d04].argmin())), (4, 8, int(pred[d04].argmin()))] in keyed  # merged at both places
+
+
+def test_a_calls_variance_adds_shared_model_error_on_one_side_and_cancels_it_across():
+    """Unmeasured kernels share ERROR_CORRELATION of the model's error: n equal ones on one side err
+    as g^2 t^2 ((1 - rho) n + rho n^2), one on each side cancel that share; what one more timing
+    takes off the call's variance is the difference of the variance before and after it."""
+    from autotune.synth.plan_labels import ERROR_CORRELATION as rho
+    from autotune.synth.plan_labels import call_variance, variance_drops
+
+    g, n = 0.2, 6
+    t, new, var = np.full(n, 0.5), np.ones(n, bool), np.full(n, 0.04)
+    assert call_variance(t, var, np.ones(n), new, g) == pytest.approx(g * g * 0.25 * ((1 - rho) * n + rho * n * n))
+    both = np.array([1.0, -1.0])
+    assert call_variance(t[:2], var[:2], both, new[:2], g) == pytest.approx(2 * 0.25 * g * g * (1 - rho))
+    rng = np.random.default_rng(2)
+    t, sign = rng.uniform(0.1, 2.0, 9), rng.choice([-1.0, 1.0], 9)
+    new = rng.random(9) < 0.6
+    var = np.where(new, g * g, 0.0004 / rng.integers(1, 4, 9))
+    after = np.where(new, 0.0004, var / 2)
+    drops = variance_drops(t, var, after, sign, new, g)
+    for k in range(9):
+        v2, n2 = var.copy(), new.copy()
+        v2[k], n2[k] = after[k], False
+        assert drops[k] == pytest.approx(call_variance(t, var, sign, new, g) - call_variance(t, v2, sign, n2, g))

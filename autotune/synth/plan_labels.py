@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,10 @@ MEASURE_AT_MOST = 10
 SETTLE_LOSS = 1e-5
 SETTLE_PASSES = 8
 SETTLE_AT_LEAST = 10
+#: How much of the model's error two unmeasured kernels share (its correlation): a model that
+#: overrates one single eltwise layer overrates them all, so a plan of many unmeasured kernels errs
+#: nearly as much as its total, not as the root of their squares.
+ERROR_CORRELATION = 0.5
 #: The timer's spread (log latency) assumed until MIN_POOL kernels are timed twice: a few percent,
 #: as timers on accelerators and CPUs go; replaced by the pooled spread as soon as it is measured.
 PROVISIONAL_SPREAD = 0.03
@@ -447,17 +452,18 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
         out.append({"round": n, "kind": kind, "labels": added, "explore": 0.0})
         say(f"{kind} {n}: {added} labels {what}, {made['labels']} in all")
 
-    def settle() -> None:
+    def settle(moves: bool = False) -> None:
         for _ in range(SETTLE_PASSES):
             if left <= 0:
                 return
             picks = settle_picks(hw, model, graphs, measured_logs(hw, data, model.featurizer),
-                                 max(left // 2, min(left, SETTLE_AT_LEAST)))
+                                 max(left // 2, min(left, SETTLE_AT_LEAST)), moves=moves)
             if not picks:
                 return
-            run(picks, "settle", "on the final plans' unmeasured kernels and what decides their calls")
+            run(picks, "settle", "on the final plans' unmeasured kernels and what decides their calls"
+                + (" and their local moves" if moves else ""))
 
-    settle()
+    settle(moves=True)
     if left > 0:
         others = [p for p in plan_picks(hw, model, graphs, 10**9, sure=True) if p.tier == 2][:max(left // 2, 1)]
         if others:
@@ -522,8 +528,28 @@ def kernel_variance(logs: np.ndarray | None, spread: float, guess: float, more: 
     return max(spread * spread, own) / (n + more)
 
 
+def call_variance(times: np.ndarray, var: np.ndarray, sign: np.ndarray, new: np.ndarray, guess: float) -> float:
+    """Variance of a call's difference (ms squared): kernels whose times (every use counted) are
+    `times`, log variances `var`, on the final plan's side (`sign` +1) or the rival's (-1); the
+    unmeasured ones (`new`) share ERROR_CORRELATION of the model's error `guess`, so their errors
+    add up on one side and cancel across the two."""
+    t = np.asarray(times, dtype=np.float64)
+    shared = float(np.sum((sign * t)[new])) ** 2 - float(np.sum(t[new] ** 2))
+    return float(np.sum(t * t * var)) + ERROR_CORRELATION * guess * guess * shared
+
+
+def variance_drops(times: np.ndarray, var: np.ndarray, after: np.ndarray, sign: np.ndarray, new: np.ndarray,
+                   guess: float) -> np.ndarray:
+    """How much one more timing of each kernel takes off `call_variance`: its own variance falls to
+    `after`, and an unmeasured one no longer shares the model's error with the others."""
+    t = np.asarray(times, dtype=np.float64)
+    total, squares = float(np.sum((sign * t)[new])), float(np.sum(t[new] ** 2))
+    shared = (total**2 - squares) - ((total - sign * t) ** 2 - (squares - t * t))
+    return t * t * (var - after) + np.where(new, ERROR_CORRELATION * guess * guess * shared, 0.0)
+
+
 def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], logs: dict[int, np.ndarray],
-                 limit: int) -> list[Pick]:
+                 limit: int, rivals: tuple[str, ...] = RIVALS, moves: bool = False) -> list[Pick]:
     """What to measure next, at most `limit`: first the unmeasured kernels of the plan `tune`
     makes (planner.sure_plan), by their share of its time; then, for each call between that plan
     and a baseline's, the kernels where the two differ, unmeasured or measured (fewer than
@@ -562,8 +588,8 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
                 first.setdefault(key, pick)
             elif len(logs.get(key, ())) == 1 and (key not in once or pick.share >= once[key].share):
                 once[key] = pick
-        for name in RIVALS:
-            theirs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
+        calls = [_cells(strategies.run(name, g, hw, model=model), inverse, at, ks) for name in rivals]
+        for theirs in calls + (local_moves(mine, si, sj, inverse, pred, at) if moves else []):
             b = Counter(c[:2] for c in theirs)
             differ = {x[:2]: x for x in mine + theirs if (x[:2] in a) != (x[:2] in b)}
             if not differ:
@@ -572,15 +598,18 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
             times = np.array([float(pred[d, c]) * (a[d, c] + b[d, c]) for d, c, _, _ in cells])
             own = [logs.get(int(keys[d, c])) if measured[d, c] else None for d, c, _, _ in cells]
             var = np.array([kernel_variance(v, spread, guess) for v in own])
-            spread2 = float(np.sum(times**2 * var))
+            after = np.array([kernel_variance(v, spread, guess, more=1) for v in own])
+            sign = np.array([1.0 if (d, c) in a else -1.0 for d, c, _, _ in cells])
+            new = np.array([v is None for v in own])
+            spread2 = call_variance(times, var, sign, new, guess)
             loss = expected_loss(_bound(theirs, pred, everything, 1.0) - cost, math.sqrt(spread2)) / cost
             if loss < SETTLE_LOSS:
                 continue
-            for (d, c, i, j), t, v, n in zip(cells, times, var, own):
+            drops = variance_drops(times, var, after, sign, new, guess)
+            for (d, c, i, j), t, n, drop in zip(cells, times, own, drops):
                 if n is not None and len(n) >= MEASURE_AT_MOST:
                     continue
-                after = kernel_variance(n, spread, guess, more=1)
-                gain = loss * t * t * max(v - after, 0.0) / spread2
+                gain = loss * max(float(drop), 0.0) / spread2
                 key = int(keys[d, c])
                 if gain > scores.get(key, (0.0,))[0]:
                     scores[key] = (gain, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 1, t / cost))
@@ -591,6 +620,77 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
     have = {p.key for p in picks}
     picks += [p for _, p in sorted(scores.values(), key=lambda s: -s[0]) if p.key not in have]
     return picks[:limit]
+
+
+def local_moves(mine: list[tuple[int, int, int, int]], si: np.ndarray, sj: np.ndarray, inverse: np.ndarray,
+                pred: np.ndarray, at: dict[tuple[int, int], int]) -> list[list[tuple[int, int, int, int]]]:
+    """The plans one move away from `mine` (cells as `_cells` gives them), each move made at every
+    place where the same kernel (or pair of kernels) occurs, as a repeated block would be planned:
+    a kernel at its best other core count; a kernel cut at each layer inside it, each side planned
+    by the DP on the predictions; two neighbouring kernels merged into one span (where it is legal)
+    at its best core count. The calls a baseline's plan does not raise: a split the model overrates
+    is never in any plan made on its predictions, so only such a call measures it."""
+    best = pred.argmin(1)
+    maxlen = int(np.max(sj - si)) if len(si) else 1
+
+    def cell(i: int, j: int) -> tuple[int, int, int, int]:
+        d = int(inverse[at[(i, j)]])
+        return (d, int(best[d]), i, j)
+
+    @cache
+    def splits(i: int, j: int) -> list[list[tuple[int, int, int, int]]]:
+        """For each cut m inside [i, j): the DP's best plan of [i, m) then of [m, j)."""
+        fwd, fa = {i: 0.0}, {}
+        for m in range(i + 1, j):
+            fwd[m], fa[m] = min((fwd[a] + float(pred[inverse[at[(a, m)]]].min()), a)
+                                for a in range(max(i, m - maxlen), m) if (a, m) in at)
+        bwd, ba = {j: 0.0}, {}
+        for m in range(j - 1, i, -1):
+            bwd[m], ba[m] = min((bwd[b] + float(pred[inverse[at[(m, b)]]].min()), b)
+                                for b in range(m + 1, min(j, m + maxlen) + 1) if (m, b) in at)
+        out = []
+        for m in range(i + 1, j):
+            left, b = [], m
+            while b > i:
+                left.append(cell(fa[b], b))
+                b = fa[b]
+            right, a = [], m
+            while a < j:
+                right.append(cell(a, ba[a]))
+                a = ba[a]
+            out.append(left[::-1] + right)
+        return out
+
+    def replaced(sig: tuple, width: int, make) -> list[tuple[int, int, int, int]]:
+        out, p = [], 0
+        while p < len(mine):
+            window = mine[p:p + width]
+            if len(window) == width and tuple(x[:2] for x in window) == sig:
+                out += make(window)
+                p += width
+            else:
+                out.append(mine[p])
+                p += 1
+        return out
+
+    moves: list[list[tuple[int, int, int, int]]] = []
+    seen: set[tuple] = set()
+    for p, (d, c, i, j) in enumerate(mine):
+        if ("one", d, c) not in seen:
+            seen.add(("one", d, c))
+            others = [k for k in np.argsort(pred[d]) if k != c]
+            if others:
+                moves.append(replaced(((d, c),), 1, lambda w, k=int(others[0]): [(w[0][0], k, w[0][2], w[0][3])]))
+            for m in range(1, j - i):
+                moves.append(replaced(((d, c),), 1, lambda w, m=m: splits(w[0][2], w[0][3])[m - 1]))
+        if p + 1 < len(mine):
+            nxt = mine[p + 1]
+            sig = ((d, c), nxt[:2])
+            if nxt[2] == j and (i, nxt[3]) in at and ("two", sig) not in seen:
+                seen.add(("two", sig))
+                moves.append(replaced(sig, 2, lambda w: [cell(w[0][2], w[1][3])]))
+    unique = {tuple(mv): mv for mv in moves if mv != mine}
+    return list(unique.values())
 
 
 def measure_picks(hw: HardwareConfig, measure: Callable[[Path], Path], folder: Path, data: Path, picks: list[Pick],

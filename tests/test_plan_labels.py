@@ -622,3 +622,24 @@ def test_a_calls_variance_adds_shared_model_error_on_one_side_and_cancels_it_acr
         v2, n2 = var.copy(), new.copy()
         v2[k], n2[k] = after[k], False
         assert drops[k] == pytest.approx(call_variance(t, var, sign, new, g) - call_variance(t, v2, sign, n2, g))
+
+
+def test_settle_moves_measure_kernels_no_plan_of_the_model_holds(learned_wide):
+    """With the baselines left out, the settle calls still pick: the moves' kernels, none of them
+    in the final plan's (they differ from it by one move), and picks the baselines alone never make."""
+    from autotune.planning import strategies
+    from autotune.planning.costs import make_cost
+    from autotune.planning.planner import sure_plan
+    from autotune.synth.plan_labels import RIVALS, measured_logs, settle_picks
+
+    part, graphs, res = learned_wide
+    back = LatencyModel.load(res.model_dir, part)
+    logs = measured_logs(part, res.data, back.featurizer)
+    moved = settle_picks(part, back, graphs, logs, 10_000, rivals=(), moves=True)
+    assert moved, "no local move was worth a timing"
+    g = graphs[0]
+    final = {(x.i, x.j, x.cores) for x in sure_plan(g, part, make_cost("learned", part, back), back, "learned").groups}
+    unmeasured_moves = [p for p in moved if p.tier == 1 and p.key not in logs]  # not the final plan's own
+    assert unmeasured_moves and not {(p.i, p.j, p.cores) for p in unmeasured_moves} & final
+    held = final | {(x.i, x.j, x.cores) for n in RIVALS for x in strategies.run(n, g, part, model=back).groups}
+    assert {(p.i, p.j, p.cores) for p in unmeasured_moves} - held, "every move's kernel is in a baseline's plan"

@@ -552,14 +552,16 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
                  limit: int, rivals: tuple[str, ...] = RIVALS, moves: bool = False) -> list[Pick]:
     """What to measure next, at most `limit`: first the unmeasured kernels of the plan `tune`
     makes (planner.sure_plan), by their share of its time; then, for each call between that plan
-    and a baseline's, the kernels where the two differ, unmeasured or measured (fewer than
+    and one of the `rivals`' (or, with `moves`, a plan one `local_moves` move away), the kernels
+    where the two differ, unmeasured or measured (fewer than
     MEASURE_AT_MOST times), by how much of the call's expected loss one more measurement of each
     removes (`expected_loss` of the gap over the call's spread, as a share of the network's time,
     times the kernel's share of that spread's variance it takes away; a kernel in several calls
     counts by its largest). A measured kernel errs by the timer's spread (pooled from kernels timed
-    twice, PROVISIONAL_SPREAD before MIN_POOL of them are), an unmeasured one by the model's error;
-    every use of a kernel counts. Calls whose loss is below SETTLE_LOSS pick nothing. When every
-    call looks settled before the spread is pooled, the final plans' largest kernels timed once
+    twice, PROVISIONAL_SPREAD before MIN_POOL of them are), an unmeasured one by the model's error,
+    ERROR_CORRELATION of it shared (`call_variance`); every use of a kernel counts. Calls whose
+    loss is below SETTLE_LOSS pick nothing. When every call against a baseline looks settled
+    before the spread is pooled, the final plans' largest kernels timed once
     are picked after their unmeasured ones, as many as pooling needs: a part whose calls look clear
     on the provisional spread may have a noisier timer."""
 
@@ -571,6 +573,7 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
     first: dict[int, Pick] = {}
     once: dict[int, Pick] = {}  # the final plans' kernels timed once: what calibrates the timer
     scores: dict[int, tuple[float, Pick]] = {}
+    open_calls = 0  # calls against a baseline still worth a timing (a move's never looks settled for long)
     for g in graphs:
         net = _tables(g, hw, model)
         if net is None:
@@ -589,7 +592,7 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
             elif len(logs.get(key, ())) == 1 and (key not in once or pick.share >= once[key].share):
                 once[key] = pick
         calls = [_cells(strategies.run(name, g, hw, model=model), inverse, at, ks) for name in rivals]
-        for theirs in calls + (local_moves(mine, si, sj, inverse, pred, at) if moves else []):
+        for which, theirs in enumerate(calls + (local_moves(mine, si, sj, inverse, pred, at) if moves else [])):
             b = Counter(c[:2] for c in theirs)
             differ = {x[:2]: x for x in mine + theirs if (x[:2] in a) != (x[:2] in b)}
             if not differ:
@@ -605,6 +608,7 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
             loss = expected_loss(_bound(theirs, pred, everything, 1.0) - cost, math.sqrt(spread2)) / cost
             if loss < SETTLE_LOSS:
                 continue
+            open_calls += which < len(calls)
             drops = variance_drops(times, var, after, sign, new, guess)
             for (d, c, i, j), t, n, drop in zip(cells, times, own, drops):
                 if n is not None and len(n) >= MEASURE_AT_MOST:
@@ -614,7 +618,7 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
                 if gain > scores.get(key, (0.0,))[0]:
                     scores[key] = (gain, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 1, t / cost))
     picks = sorted(first.values(), key=lambda p: -p.share)
-    if pooled is None and not scores:  # every call looks settled on the provisional spread: check it
+    if pooled is None and not open_calls:  # every baseline's call looks settled on the provisional spread: check it
         need = MIN_POOL - sum(len(v) >= 2 for v in logs.values())
         picks += sorted(once.values(), key=lambda p: -p.share)[:max(need, 0)]
     have = {p.key for p in picks}

@@ -543,8 +543,8 @@ def variance_drops(times: np.ndarray, var: np.ndarray, after: np.ndarray, sign: 
     """How much one more timing of each kernel takes off `call_variance`: its own variance falls to
     `after`, and an unmeasured one no longer shares the model's error with the others."""
     t = np.asarray(times, dtype=np.float64)
-    total, squares = float(np.sum((sign * t)[new])), float(np.sum(t[new] ** 2))
-    shared = (total**2 - squares) - ((total - sign * t) ** 2 - (squares - t * t))
+    total = float(np.sum((sign * t)[new]))
+    shared = 2.0 * sign * t * (total - sign * t)  # call_variance's shared term, before less after
     return t * t * (var - after) + np.where(new, ERROR_CORRELATION * guess * guess * shared, 0.0)
 
 
@@ -561,9 +561,9 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
     twice, PROVISIONAL_SPREAD before MIN_POOL of them are), an unmeasured one by the model's error,
     ERROR_CORRELATION of it shared (`call_variance`); every use of a kernel counts. Calls whose
     loss is below SETTLE_LOSS pick nothing. When every call against a baseline looks settled
-    before the spread is pooled, the final plans' largest kernels timed once
-    are picked after their unmeasured ones, as many as pooling needs: a part whose calls look clear
-    on the provisional spread may have a noisier timer."""
+    before the spread is pooled, the final plans' largest kernels timed once are picked after
+    their unmeasured ones, as many as pooling needs: a part whose calls look clear on the
+    provisional spread may have a noisier timer."""
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
     doubt, typical = unmeasured_doubt(model), unmeasured_doubt(model, tail=False)

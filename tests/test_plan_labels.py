@@ -496,6 +496,24 @@ def test_network_picks_give_each_network_an_even_share():
     assert per_net == {"alexnet": small, "densenet121": 500}
 
 
+def test_network_picks_past_the_even_floor_follow_the_kernels_uses():
+    """Past `even_at_most` labels the draw weighs a kernel by its uses: a transformer's repeated
+    layer (one kernel, used once per layer) takes more of it than an even share gives, the even part
+    is the even draw itself, and no cell is drawn twice."""
+    graphs = [zoo.build("alexnet"), zoo.build("bert_base")]
+    even = network_picks(HW, graphs, 300, seed=0)
+    assert network_picks(HW, graphs, 300, seed=0, even_at_most=300) == even
+    mixed = network_picks(HW, graphs, 300, seed=0, even_at_most=60)
+    assert len(mixed) == 300 and len({p.key for p in mixed}) == 300
+    assert mixed[:60] == network_picks(HW, graphs, 60, seed=0)
+    per_net = Counter(p.graph.name for p in mixed)
+    alex = len(spans(graphs[0], HW)[0])
+    bert = len(spans(graphs[1], HW)[0])
+    assert per_net["alexnet"] < Counter(p.graph.name for p in even)["alexnet"]
+    assert 30 < per_net["alexnet"] < 30 + 240 * alex / (alex + bert) * 3  # its even 30, little of the rest
+    assert network_picks(HW, graphs[:1], 10**6, even_at_most=0) == network_picks(HW, graphs[:1], 10**6)
+
+
 def test_the_first_share_draws_the_plans_kernels_then_other_networks_kernels():
     """Before any plan: `network_share` on the plans' own kernels, `zoo_share` of the rest on
     kernels of other built-in networks (spread over them, none the plans' draw holds)."""

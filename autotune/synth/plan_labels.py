@@ -56,6 +56,13 @@ SYNTH_SHARE = 0.5
 #: (`network_picks`) instead of synthetic groups: a network's kernels tell more about its other
 #: kernels than random shapes do (docs/costmodel.md, "The networks' own kernels in the first round").
 NETWORK_SHARE = 0.5
+#: The networks' random kernels are drawn evenly over the networks (`quotas`) up to this many labels
+#: in all, a floor of coverage for every network's stem, head and one-off kernels; past it, in
+#: proportion to each kernel's uses, as the planner queries them and accuracy counts them (a
+#: transformer's repeated layer once per layer). At 16,000 labels on dataflow16, 2,000 even and
+#: 5,500 by uses put 85.9% of the zoo's pairs within ±10% where 7,500 even put 77.0% (docs/costmodel.md,
+#: "Random kernels past an even floor, by their uses").
+EVEN_AT_MOST = 2_000
 #: Synthetic groups take what the first share leaves (all of the rest when every built-in network is
 #: planned), but by default at most this many labels: they are a coverage sample of shapes outside
 #: the networks, and past it the networks' own kernels teach more (16,000 labels on the three black
@@ -176,23 +183,27 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
     return sorted(picks.values(), key=lambda p: (p.tier, -p.share))[:limit]
 
 
-def network_picks(hw: HardwareConfig, graphs: list[Graph], limit: int, seed: int = 0) -> list[Pick]:
+def network_picks(hw: HardwareConfig, graphs: list[Graph], limit: int, seed: int = 0,
+                  even_at_most: int = EVEN_AT_MOST) -> list[Pick]:
     """At most `limit` (candidate group, core count) pairs of `graphs` drawn at random from their
     distinct kernels (a repeated block's, or one shared by two networks, counted once, for the
-    first network that has it) times the part's core counts, the same number from each network
-    where it has that many (`quotas`): labels spread over what every network is made of, before any
-    plan, so a network of few distinct kernels weighs as much as one of thousands."""
+    first network that has it) times the part's core counts: up to `even_at_most` of them the same
+    number from each network where it has that many (`quotas`), so a network of few distinct
+    kernels weighs as much as one of thousands; the rest in proportion to each kernel's uses (its
+    spans in all of `graphs`), where the plans and the predictions are."""
     ks = np.asarray(hw.core_counts, dtype=np.int64)
     kernels: dict[int, tuple[Graph, int, int]] = {}
+    uses: dict[int, int] = {}
     owned: list[list[int]] = []
     for g in graphs:
         si, sj = spans(g, hw)
         mine: list[int] = []
         if len(si):
-            first, _ = GroupBatch.from_ranges(g, si, sj).distinct()
+            first, inverse = GroupBatch.from_ranges(g, si, sj).distinct()
             sub = GroupBatch.from_ranges(g, si[first], sj[first])
             keys = row_keys(featurize_batch(sub, np.arange(len(first)), np.full(len(first), ks[0]), hw))
-            for key, f in zip(keys, first):
+            for key, f, n in zip(keys, first, np.bincount(inverse, minlength=len(first))):
+                uses[int(key)] = uses.get(int(key), 0) + int(n)
                 if int(key) not in kernels:
                     kernels[int(key)] = (g, int(si[f]), int(sj[f]))
                     mine.append(int(key))
@@ -200,12 +211,24 @@ def network_picks(hw: HardwareConfig, graphs: list[Graph], limit: int, seed: int
     if not kernels or limit <= 0:
         return []
     rng = np.random.default_rng([seed, len(kernels)])
-    out = []
-    for mine, quota in zip(owned, quotas([len(m) * len(ks) for m in owned], limit)):
+    cells: list[tuple[int, int]] = []
+    for mine, quota in zip(owned, quotas([len(m) * len(ks) for m in owned], min(limit, even_at_most))):
         for cell in sorted(int(c) for c in rng.choice(len(mine) * len(ks), size=quota, replace=False)):
-            key = mine[cell // len(ks)]
-            g, i, j = kernels[key]
-            out.append(Pick(g, i, j, int(ks[cell % len(ks)]), 0.0, key * len(ks) + cell % len(ks)))
+            cells.append((mine[cell // len(ks)], cell % len(ks)))
+    rest = min(limit, len(kernels) * len(ks)) - len(cells)
+    if rest > 0:
+        every = list(kernels)
+        row = {key: n for n, key in enumerate(every)}
+        free = np.ones(len(every) * len(ks), dtype=bool)
+        free[[row[key] * len(ks) + c for key, c in cells]] = False
+        left = np.flatnonzero(free)
+        weight = np.array([uses[key] for key in every], dtype=np.float64)[left // len(ks)]
+        drawn = np.sort(rng.choice(left, size=rest, replace=False, p=weight / weight.sum()))
+        cells += [(every[int(n) // len(ks)], int(n) % len(ks)) for n in drawn]
+    out = []
+    for key, c in cells:
+        g, i, j = kernels[key]
+        out.append(Pick(g, i, j, int(ks[c]), 0.0, key * len(ks) + c))
     return out
 
 

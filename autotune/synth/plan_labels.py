@@ -444,32 +444,31 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
             f"{time.perf_counter() - t0:.0f} s")
         model = train(hw, data, model_dir, **kw).model
     if confirm > 0:
-        model, more = _confirm(hw, measure, work, data, model_dir, budget - used, graphs, seed, say, how)
+        model, more = _confirm(hw, measure, work, data, model_dir, used, budget - used, graphs, seed, say, how)
         out += more
     return model, out
 
 
 def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,
-             left: int, graphs: list[Graph], seed: int, say: Callable[[str], None],
+             rows: int, left: int, graphs: list[Graph], seed: int, say: Callable[[str], None],
              how: str = "median") -> tuple[LatencyModel, list[dict]]:
-    """Passes within `left` labels, each remembered (training.remember: the trees stay, so a pass
-    moves a plan only where a measurement says so): settle passes (`settle_picks`), each on at
-    most half of what is left so that the next sees what it moved, until nothing is worth
-    measuring; then, if labels are left, one pass on the other rivals' kernels (the model may
-    overrate them) with at most half of them, and settle passes on what that moved; then, if
-    labels are still left, up to DRAWS passes on the kernels of plans on Thompson draws with half
-    of them, and settle passes with the rest."""
+    """Passes within `left` labels on the dataset of `rows` rows, each remembered
+    (training.remember: the trees stay, so a pass moves a plan only where a measurement says so):
+    settle passes (`settle_picks`), each on at most half of what is left so that the next sees what
+    it moved, until nothing is worth measuring; then, if labels are left, one pass on the other
+    rivals' kernels (the model may overrate them) with at most half of them, and settle passes on
+    what that moved; then, if labels are still left, up to DRAWS passes on the kernels of plans on
+    Thompson draws with half of them, and settle passes with the rest."""
 
     model = LatencyModel.load(model_dir, hw)
     out: list[dict] = []
 
     def run(picks: list[Pick], kind: str, what: str) -> None:
-        nonlocal left, model
+        nonlocal left, model, rows
         n = len(out) + 1
         folder = work / f"{kind}-{n:02d}"
-        before = len(read_dataset(data, hw).rows)
         made = measure_picks(hw, measure, folder, data, picks, seed, how, again=kind == "settle")
-        added = int(made["labels"]) - before
+        added, rows = int(made["labels"]) - rows, int(made["labels"])
         left -= added
         model = remember(hw, data, model_dir)
         out.append({"round": n, "kind": kind, "labels": added, "explore": 0.0})

@@ -192,8 +192,9 @@ def network_picks(hw: HardwareConfig, graphs: list[Graph], limit: int, seed: int
     kernels weighs as much as one of thousands; the rest in proportion to each kernel's uses (its
     spans in all of `graphs`), where the plans and the predictions are."""
     ks = np.asarray(hw.core_counts, dtype=np.int64)
-    kernels: dict[int, tuple[Graph, int, int]] = {}
-    uses: dict[int, int] = {}
+    number: dict[int, int] = {}  # a distinct kernel's row key -> its number, in the order first met
+    where: list[tuple[Graph, int, int]] = []
+    uses: list[int] = []
     owned: list[list[int]] = []
     for g in graphs:
         si, sj = spans(g, hw)
@@ -203,32 +204,32 @@ def network_picks(hw: HardwareConfig, graphs: list[Graph], limit: int, seed: int
             sub = GroupBatch.from_ranges(g, si[first], sj[first])
             keys = row_keys(featurize_batch(sub, np.arange(len(first)), np.full(len(first), ks[0]), hw))
             for key, f, n in zip(keys, first, np.bincount(inverse, minlength=len(first))):
-                uses[int(key)] = uses.get(int(key), 0) + int(n)
-                if int(key) not in kernels:
-                    kernels[int(key)] = (g, int(si[f]), int(sj[f]))
-                    mine.append(int(key))
+                k = number.setdefault(int(key), len(where))
+                if k == len(where):
+                    where.append((g, int(si[f]), int(sj[f])))
+                    uses.append(0)
+                    mine.append(k)
+                uses[k] += int(n)
         owned.append(mine)
-    if not kernels or limit <= 0:
+    if not where or limit <= 0:
         return []
-    rng = np.random.default_rng([seed, len(kernels)])
-    cells: list[tuple[int, int]] = []
+    rng = np.random.default_rng([seed, len(where)])
+    cells: list[int] = []  # kernel number * len(ks) + core column
     for mine, quota in zip(owned, quotas([len(m) * len(ks) for m in owned], min(limit, even_at_most))):
-        for cell in sorted(int(c) for c in rng.choice(len(mine) * len(ks), size=quota, replace=False)):
-            cells.append((mine[cell // len(ks)], cell % len(ks)))
-    rest = min(limit, len(kernels) * len(ks)) - len(cells)
+        cells += [mine[c // len(ks)] * len(ks) + c % len(ks)
+                  for c in sorted(int(c) for c in rng.choice(len(mine) * len(ks), size=quota, replace=False))]
+    rest = min(limit, len(where) * len(ks)) - len(cells)
     if rest > 0:
-        every = list(kernels)
-        row = {key: n for n, key in enumerate(every)}
-        free = np.ones(len(every) * len(ks), dtype=bool)
-        free[[row[key] * len(ks) + c for key, c in cells]] = False
+        free = np.ones(len(where) * len(ks), dtype=bool)
+        free[cells] = False
         left = np.flatnonzero(free)
-        weight = np.array([uses[key] for key in every], dtype=np.float64)[left // len(ks)]
-        drawn = np.sort(rng.choice(left, size=rest, replace=False, p=weight / weight.sum()))
-        cells += [(every[int(n) // len(ks)], int(n) % len(ks)) for n in drawn]
+        weight = np.asarray(uses, dtype=np.float64)[left // len(ks)]
+        cells += [int(n) for n in np.sort(rng.choice(left, size=rest, replace=False, p=weight / weight.sum()))]
+    keys_of = list(number)
     out = []
-    for key, c in cells:
-        g, i, j = kernels[key]
-        out.append(Pick(g, i, j, int(ks[c]), 0.0, key * len(ks) + c))
+    for cell in cells:
+        g, i, j = where[cell // len(ks)]
+        out.append(Pick(g, i, j, int(ks[cell % len(ks)]), 0.0, keys_of[cell // len(ks)] * len(ks) + cell % len(ks)))
     return out
 
 
@@ -656,7 +657,7 @@ def local_moves(mine: list[tuple[int, int, int, int]], si: np.ndarray, sj: np.nd
     by the DP on the predictions; two neighbouring kernels merged into one span (where it is legal)
     at its best core count. The calls a baseline's plan does not raise: a split the model overrates
     is never in any plan made on its predictions, so only such a call measures it."""
-    best = pred.argmin(1)
+    best, low = pred.argmin(1), pred.min(1)
     maxlen = int(np.max(sj - si)) if len(si) else 1
 
     def cell(i: int, j: int) -> tuple[int, int, int, int]:
@@ -668,11 +669,11 @@ def local_moves(mine: list[tuple[int, int, int, int]], si: np.ndarray, sj: np.nd
         """For each cut m inside [i, j): the DP's best plan of [i, m) then of [m, j)."""
         fwd, fa = {i: 0.0}, {}
         for m in range(i + 1, j):
-            fwd[m], fa[m] = min((fwd[a] + float(pred[inverse[at[(a, m)]]].min()), a)
+            fwd[m], fa[m] = min((fwd[a] + float(low[inverse[at[(a, m)]]]), a)
                                 for a in range(max(i, m - maxlen), m) if (a, m) in at)
         bwd, ba = {j: 0.0}, {}
         for m in range(j - 1, i, -1):
-            bwd[m], ba[m] = min((bwd[b] + float(pred[inverse[at[(m, b)]]].min()), b)
+            bwd[m], ba[m] = min((bwd[b] + float(low[inverse[at[(m, b)]]]), b)
                                 for b in range(m + 1, min(j, m + maxlen) + 1) if (m, b) in at)
         out = []
         for m in range(i + 1, j):

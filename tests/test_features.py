@@ -254,3 +254,15 @@ def test_activation_math_tells_apart_layers_of_the_same_shape():
     vec = [n for n in get_featurizer("layersum").names if n.startswith("ls_fc_vec")]
     names = list(get_featurizer("layersum").names)
     assert all(ls[0, names.index(n)] > ls[1, names.index(n)] == 0 for n in vec)
+
+
+def test_layers_per_core_is_the_pipeline_split_rules_load():
+    """A third split rule, the group's layers pipelined over the cores: layers per core, the same
+    for a group at any core count and batch, falling as cores are added."""
+    g = _net()
+    groups = [g.group(0, 5), g.group(1, 3), g.group(0, 5)]
+    ks = [1, 4, 32]
+    X = featurize(groups, ks, HW)
+    assert np.allclose(_col(X, "layers_per_core"), [5 / 1, 2 / 4, 5 / 32])
+    one = np.vstack([featurize([gr], [k], HW) for gr, k in zip(groups, ks)])
+    assert np.array_equal(_col(X, "layers_per_core"), _col(one, "layers_per_core"))

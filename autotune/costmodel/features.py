@@ -35,7 +35,7 @@ from autotune.ir.ops import COUNT_BUCKETS
 from autotune.ir.tables import GroupBatch, PairRanges, bucket, windowed
 
 #: Bump when a feature is added, removed or changes meaning: models and feature caches record it.
-FEATURE_VERSION = 6
+FEATURE_VERSION = 7
 
 #: Parts of the two split policies' what-if estimates (analytic.split_what_ifs), each a feature.
 WHAT_IF_PARTS = ("compute", "halo", "bytes", "reread", "spill", "mac", "pad")
@@ -55,7 +55,7 @@ CORE_FEATURES = [
     "cores", "log2_cores", "log_macs_per_core", "imbalance", "row_split_share", "dom_extent", "dom_by_rows",
     "dom_log2_fit", "log_ws_per_core_ratio", "log_weights_per_core_ratio", "log_analytic_compute_us",
     "log_analytic_dram_us", "compute_share", "busy_cores_rows", "busy_cores_chan",
-    "rows_ok_share",
+    "rows_ok_share", "layers_per_core",
     *[f"log_{part}_{policy}_us" for policy in POLICIES for part in WHAT_IF_PARTS],
     *[f"log_stride{c}_{policy}_us" for policy in POLICIES for c in STRIDE_CLASSES],
     *[f"log_tiles_{policy}" for policy in POLICIES],
@@ -191,8 +191,9 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, dom: np.ndarray, rows_gid:
                    ds: Datasheet) -> np.ndarray:
     """Core-dependent features for rows (group index `rows_gid`, core count `k`): work per core,
     the split's imbalance, the dominant layer's per-core extent against what fits on chip, the
-    working set and weights per core against on-chip memory, the two split policies' what-if
-    estimates (analytic.split_what_ifs) and the analytic strategy's estimate."""
+    working set and weights per core against on-chip memory, layers per core (a pipeline of the
+    layers over the cores), the two split policies' what-if estimates (analytic.split_what_ifs)
+    and the analytic strategy's estimate."""
     col = {name: gf[:, i] for i, name in enumerate(GROUP_FEATURES)}
     db = float(ds.dtype_bytes)
     kf = k.astype(np.float64)
@@ -233,6 +234,9 @@ def _core_features(batch: GroupBatch, gf: np.ndarray, dom: np.ndarray, rows_gid:
         # cores busy with MACs at the datasheet's peak rates: what a power budget is about
         **{f"busy_cores_{p}": kf * _busy_share(what[p]) for p in POLICIES},
         "rows_ok_share": rows_ok_share,
+        # a third split rule, the group's layers pipelined over the cores (as spatial dataflow
+        # parts map a fused group): how many layers each core holds
+        "layers_per_core": col["n_layers"][rows_gid] / kf,
         **{f"log_{part}_{policy}_us": _log(getattr(what[policy], f"{part}_us"))
            for policy in POLICIES for part in WHAT_IF_PARTS},
         **{f"log_stride{c}_{policy}_us": _log(what[policy].stride_us[:, i])

@@ -194,6 +194,7 @@ def network_picks(hw: HardwareConfig, graphs: list[Graph], limit: int, seed: int
     ks = np.asarray(hw.core_counts, dtype=np.int64)
     number: dict[int, int] = {}  # a distinct kernel's row key -> its number, in the order first met
     where: list[tuple[Graph, int, int]] = []
+    key_of: list[int] = []
     uses: list[int] = []
     owned: list[list[int]] = []
     for g in graphs:
@@ -207,6 +208,7 @@ def network_picks(hw: HardwareConfig, graphs: list[Graph], limit: int, seed: int
                 k = number.setdefault(int(key), len(where))
                 if k == len(where):
                     where.append((g, int(si[f]), int(sj[f])))
+                    key_of.append(int(key))
                     uses.append(0)
                     mine.append(k)
                 uses[k] += int(n)
@@ -225,11 +227,10 @@ def network_picks(hw: HardwareConfig, graphs: list[Graph], limit: int, seed: int
         left = np.flatnonzero(free)
         weight = np.asarray(uses, dtype=np.float64)[left // len(ks)]
         cells += [int(n) for n in np.sort(rng.choice(left, size=rest, replace=False, p=weight / weight.sum()))]
-    keys_of = list(number)
     out = []
     for cell in cells:
         g, i, j = where[cell // len(ks)]
-        out.append(Pick(g, i, j, int(ks[cell % len(ks)]), 0.0, keys_of[cell // len(ks)] * len(ks) + cell % len(ks)))
+        out.append(Pick(g, i, j, int(ks[cell % len(ks)]), 0.0, key_of[cell // len(ks)] * len(ks) + cell % len(ks)))
     return out
 
 

@@ -282,3 +282,61 @@ def test_a_factory_without_a_docstring_registers_with_an_empty_summary():
     finally:
         strategies.unregister_strategy("undocumented-strategy")
         costs._COSTS.pop("undocumented-cost")
+
+
+class _ContentModel:
+    """A stand-in learned model whose cost depends on each row's every feature (a fixed projection),
+    counting the rows it is asked to predict."""
+
+    rows = 0
+
+    def predict(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        self.rows += len(X)
+        w = np.random.default_rng(7).standard_normal(X.shape[1])
+        return 0.1 + np.abs(np.sin(np.log1p(np.abs(X)) @ w))
+
+
+def test_baselines_plan_the_same_on_predictions_made_already_and_predict_only_what_they_lack():
+    from autotune.device.base import MeasuredTable
+    from autotune.planning.costs import make_cost, memo_cost
+
+    g = zoo.build("resnet18")
+    model = _ContentModel()
+    si, sj = planner.spans(g, HW)
+    table = planner.cost_table(g, HW, make_cost("learned", HW, model), si, sj)
+    made = MeasuredTable(g.name, {(int(i), int(j)): table[r] for r, (i, j) in enumerate(zip(si, sj))})
+    for name in ("none", "cores-only", "fuse-max", "dlfusion", "greedy"):
+        fresh = strategies.run(name, g, HW, model=model)
+        model.rows = 0
+        memo = strategies.run(name, g, HW, model=model, search=memo_cost(HW, model, g, made))
+        assert [(q.i, q.j, q.cores) for q in memo.groups] == [(q.i, q.j, q.cores) for q in fresh.groups], name
+        assert memo.predicted_ms == pytest.approx(fresh.predicted_ms, rel=1e-12), name
+        # DLFusion's rule asks for its study grid, other graphs than the network: predicted, not looked up
+        assert (model.rows > 0) == (name == "dlfusion"), (name, model.rows)
+        assert memo.device_calls == 0
+
+
+def test_a_baseline_refuses_a_device_as_its_search_cost():
+    from autotune.errors import AutotuneError
+
+    g = zoo.build("alexnet")
+    with pytest.raises(AutotuneError, match="search option"):
+        strategies.run("greedy", g, HW, model=_ContentModel(), search=simulator_cost(HW))
+
+
+def test_a_measured_table_refuses_layers_of_another_graph_in_one_line():
+    """DLFusion's rule times a study grid of its own; a network's measured table cannot stand in
+    for it (the grid's stacked positions would be looked up as the network's spans)."""
+    from autotune.device.base import MeasuredTable
+    from autotune.errors import AutotuneError
+
+    g = zoo.build("alexnet")
+    si, sj = planner.spans(g, HW)
+    t = planner.cost_table(g, HW, simulator_cost(HW), si, sj)
+    table = MeasuredTable(g.name, {(int(i), int(j)): t[r] for r, (i, j) in enumerate(zip(si, sj))}, "alexnet.csv")
+    greedy = strategies.run("greedy", g, HW, table=table)  # the network's own spans: looked up
+    assert greedy.device_calls > 0
+    with pytest.raises(AutotuneError, match="holds alexnet's candidates only") as err:
+        strategies.run("dlfusion", g, HW, table=table)
+    assert "\n" not in str(err.value)

@@ -23,7 +23,7 @@ import numpy as np
 
 from autotune.errors import AutotuneError
 from autotune.hardware.config import HardwareConfig
-from autotune.ir.graph import Group
+from autotune.ir.graph import Graph, Group
 from autotune.ir.tables import GroupBatch
 
 
@@ -96,6 +96,7 @@ class TableDevice(Device):
 
     table: MeasuredTable
     hw: HardwareConfig
+    graph: Graph | None = None  # the network the table measured: a batch of other graphs is refused
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -103,6 +104,10 @@ class TableDevice(Device):
 
     def measure_batch(self, batch: GroupBatch, gidx: np.ndarray, cores: np.ndarray,
                       seed: int | None = None) -> np.ndarray:
+        if self.graph is not None and len(gidx) and not batch.of_graph(self.graph):
+            raise AutotuneError(f"{self.table.source or self.table.network} holds {self.table.network}'s candidates "
+                                "only, and the plan asked for other layers (a strategy that measures a study of "
+                                "its own, as dlfusion does, needs the part's device: section or a trained model)")
         col = {int(k): n for n, k in enumerate(self.hw.core_counts)}
         return np.array([self.table.ms(int(batch.start[x]), int(batch.end[x]), col[int(c)])
                          for x, c in zip(gidx, cores)], dtype=np.float64)

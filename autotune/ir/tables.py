@@ -229,6 +229,11 @@ class GroupBatch:
     def n_groups(self) -> int:
         return len(self.groups.n_layers)
 
+    def of_graph(self, graph: Graph) -> bool:
+        """Whether the batch holds ranges of `graph` alone, so that `start`/`end` are its layer
+        positions (a batch of several graphs stacks them, and its positions are the stack's)."""
+        return self.stack is graph_table(graph).rows
+
     def first_of_kind(self) -> np.ndarray:
         """Per layer row: whether it is the first of its kind in its group (same op, window,
         stride, channels, conv groups and output size); repeats can share one compiled program.

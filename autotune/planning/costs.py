@@ -18,6 +18,7 @@ from autotune.device.base import MeasuredTable, Simulator, TableDevice
 from autotune.errors import AutotuneError
 from autotune.hardware.analytic import analytic_ms
 from autotune.hardware.config import HardwareConfig
+from autotune.ir.graph import Graph
 from autotune.ir.tables import GroupBatch
 
 
@@ -92,6 +93,34 @@ def model_predictor(model, hw: HardwareConfig):
     return lambda b, g, k: model.predict(featurize(b, g, k, hw))
 
 
+def memo_cost(hw: HardwareConfig, model, graph: Graph, table: MeasuredTable) -> CostSource:
+    """The learned model with the predictions of `graph`'s spans made already (`table`: each span's
+    ms at every core count, e.g. from a search that predicted every candidate): a pair of a batch
+    of `graph` is looked up where the table holds its span; any other pair (another graph's, as
+    DLFusion's study grid asks for) is predicted. Planning that network again on the same model
+    then costs no prediction."""
+    col = {int(k): n for n, k in enumerate(hw.core_counts)}
+    predict = model_predictor(model, hw)
+
+    def fn(b: GroupBatch, g: np.ndarray, k: np.ndarray) -> np.ndarray:
+        if not b.of_graph(graph):
+            return predict(b, g, k)
+        out = np.empty(len(g), dtype=np.float64)
+        miss = []
+        for n, (x, c) in enumerate(zip(g, k)):
+            row = table.ms_by_span.get((int(b.start[x]), int(b.end[x])))
+            if row is None:
+                miss.append(n)
+            else:
+                out[n] = row[col[int(c)]]
+        if miss:
+            m = np.asarray(miss)
+            out[m] = predict(b, np.asarray(g)[m], np.asarray(k)[m])
+        return out
+
+    return CostSource("learned", fn, measures=False)
+
+
 @register_cost("analytic")
 def analytic_cost(hw: HardwareConfig, model=None, seed: int = 0) -> CostSource:
     """The datasheet estimate alone (`analytic.py`): no learning, no device."""
@@ -105,10 +134,11 @@ def simulator_cost(hw: HardwareConfig, model=None, seed: int = 0) -> CostSource:
     return CostSource("simulator", lambda b, g, k: Simulator(hw).measure_batch(b, g, k), measures=True)
 
 
-def table_cost(table: MeasuredTable, hw: HardwareConfig) -> CostSource:
+def table_cost(table: MeasuredTable, hw: HardwareConfig, graph: Graph | None = None) -> CostSource:
     """A device's measured profile standing in for the device: every (span, cores) pair of one
-    network looked up in `table`; each counts as a measurement (it was one, on the part)."""
-    device = TableDevice(table, hw)
+    network (`graph`, when given: a batch of another graph is refused) looked up in `table`; each
+    counts as a measurement (it was one, on the part)."""
+    device = TableDevice(table, hw, graph)
     return CostSource(device.name, device.measure_batch, measures=True)
 
 

@@ -34,12 +34,14 @@ from autotune.costmodel.memory import row_keys
 from autotune.costmodel.model import LatencyModel
 from autotune.costmodel.training import remember, train
 from autotune.data.dataset import read_dataset
+from autotune.device.base import MeasuredTable
 from autotune.errors import AutotuneError
 from autotune.frontends import zoo
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph
 from autotune.ir.tables import GroupBatch
 from autotune.planning import strategies
+from autotune.planning.costs import memo_cost
 from autotune.planning.planner import (
     candidate_id,
     distinct_features,
@@ -164,8 +166,7 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
         mine = _cells(dp_from_table(g, hw, si, sj, table, "learned"), inverse, at, ks)
         worst = _bound(mine, pred, measured, 1.0 + typical)
         plans = [(0, mine)]
-        for name in rivals:
-            cs = _cells(strategies.run(name, g, hw, model=model), inverse, at, ks)
+        for cs in _rival_cells(g, hw, model, net, rivals):
             plans.append((1 if not sure or _bound(cs, pred, measured, 1.0 / (1.0 + typical)) < worst else 2, cs))
         for tier, cs in plans:
             uses = Counter((d, c) for d, c, _, _ in cs)
@@ -296,6 +297,18 @@ def _tables(g: Graph, hw: HardwareConfig, model: LatencyModel):
     memory = getattr(model, "memory_", None)
     measured = (memory.lookup(X)[0] if memory is not None else np.zeros(len(X), bool)).reshape(pred.shape)
     return si, sj, inverse, pred, row_keys(X).reshape(pred.shape), measured, span_index(si, sj)
+
+
+def _rival_cells(g: Graph, hw: HardwareConfig, model: LatencyModel, net: tuple, rivals: tuple[str, ...]
+                 ) -> list[list[tuple[int, int, int, int]]]:
+    """The `_cells` of each rival's plan of `g` on `model`, searching on the predictions `_tables`
+    made already (`net`; costs.memo_cost) instead of predicting every candidate again."""
+    si, sj, inverse, pred, _, _, at = net
+    ks = np.asarray(hw.core_counts, dtype=np.int64)
+    made = MeasuredTable(g.name, {(int(i), int(j)): pred[inverse[r]] for r, (i, j) in enumerate(zip(si, sj))},
+                         "the model's predictions")
+    search = memo_cost(hw, model, g, made)
+    return [_cells(strategies.run(name, g, hw, model=model, search=search), inverse, at, ks) for name in rivals]
 
 
 def _cells(plan, inverse: np.ndarray, at: dict[tuple[int, int], int], ks: np.ndarray
@@ -615,7 +628,7 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
                 first.setdefault(key, pick)
             elif len(logs.get(key, ())) == 1 and (key not in once or pick.share >= once[key].share):
                 once[key] = pick
-        calls = [_cells(strategies.run(name, g, hw, model=model), inverse, at, ks) for name in rivals]
+        calls = _rival_cells(g, hw, model, net, rivals)
         for which, theirs in enumerate(calls + (local_moves(mine, si, sj, inverse, pred, at) if moves else [])):
             b = Counter(c[:2] for c in theirs)
             differ = {x[:2]: x for x in mine + theirs if (x[:2] in a) != (x[:2] in b)}

@@ -64,14 +64,24 @@ class Context:
         if not self.strategy.may_measure:
             raise AutotuneError(f"strategy {self.strategy.name!r} declares it never measures on the device, "
                                 "but asked for the measured table")
-        src = table_cost(table, self.hw)
+        src = table_cost(table, self.hw, self.graph)
         self.sources.append(src)
         return src
 
     def search_cost(self) -> CostSource:
         """The cost a searching baseline uses: the learned model when there is one (equal knowledge
-        with `learned`), else the device (every pair counted)."""
-        return self.cost("learned") if self.model is not None else self.device_cost()
+        with `learned`; the `search` option's source when the caller has its predictions already,
+        costs.memo_cost), else the device (every pair counted)."""
+        if self.model is None:
+            return self.device_cost()
+        search = self.options.get("search")
+        if search is None:
+            return self.cost("learned")
+        if search.measures:
+            raise AutotuneError(f"the search option of strategy {self.strategy.name!r} must be a model's cost, "
+                                f"not the device's ({search.name})")
+        self.sources.append(search)
+        return search
 
 
 _STRATEGIES: dict[str, Strategy] = {}

@@ -340,3 +340,28 @@ def test_a_measured_table_refuses_layers_of_another_graph_in_one_line():
     with pytest.raises(AutotuneError, match="holds alexnet's candidates only") as err:
         strategies.run("dlfusion", g, HW, table=table)
     assert "\n" not in str(err.value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 9), st.integers(1, 4), st.integers(0, 2**31 - 1), st.data())
+def test_best_covers_of_a_window_equal_brute_force(n, maxlen, seed, data):
+    """The forward pass from any start: each m's least cover of [start, m) by spans of at most
+    `maxlen` layers, and the spans it names rebuild that cover."""
+    spans_ = sorted(((i, j) for j in range(1, n + 1) for i in range(max(0, j - maxlen), j)), key=lambda s: (s[1], s[0]))
+    si, sj = np.array([s[0] for s in spans_]), np.array([s[1] for s in spans_])
+    cost = np.random.default_rng(seed).uniform(0.1, 3.0, len(si))
+    start = data.draw(st.integers(0, n - 1))
+    stop = data.draw(st.integers(start, n))
+    best, arg = planner.best_covers(si, sj, cost, start, stop)
+    price = {(int(i), int(j)): float(c) for i, j, c in zip(si, sj, cost)}
+    for m in range(start, stop + 1):
+        inside = range(start + 1, m)
+        covers = [[start, *cuts, m] for r in range(m - start) for cuts in itertools.combinations(inside, r)]
+        legal = [sum(price[(a, b)] for a, b in zip(p[:-1], p[1:])) for p in covers
+                 if all(b - a <= maxlen for a, b in zip(p[:-1], p[1:]))] or [0.0]
+        assert best[m] == pytest.approx(min(legal))
+        total, b = 0.0, m
+        while b > start:
+            total += cost[arg[b]]
+            b = int(si[arg[b]])
+        assert b == start and total == pytest.approx(best[m])

@@ -218,17 +218,7 @@ def dp_from_table(graph: Graph, hw: HardwareConfig, si: np.ndarray, sj: np.ndarr
     n = len(graph.order)
     kbest = table.argmin(1)
     cbest = table[np.arange(len(si)), kbest]
-    best = np.full(n + 1, np.inf)
-    best[0] = 0.0
-    arg = np.zeros(n + 1, dtype=np.int64)
-    # spans are sorted by j: the spans ending at j are a contiguous slice
-    ends = np.searchsorted(sj, np.arange(n + 2))
-    for j in range(1, n + 1):
-        lo, hi = ends[j], ends[j + 1]
-        tot = best[si[lo:hi]] + cbest[lo:hi]
-        m = int(np.argmin(tot))  # ties: the earliest i, i.e. the longest group
-        best[j] = tot[m]
-        arg[j] = lo + m
+    best, arg = best_covers(si, sj, cbest, 0, n)  # ties: the earliest i, i.e. the longest group
     groups, j = [], n
     order = graph.order
     while j > 0:
@@ -238,6 +228,26 @@ def dp_from_table(graph: Graph, hw: HardwareConfig, si: np.ndarray, sj: np.ndarr
         j = i
     groups.reverse()
     return plan_of(graph, hw, strategy, groups, float(best[n]))
+
+
+def best_covers(si: np.ndarray, sj: np.ndarray, cost: np.ndarray, start: int, stop: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The DP's forward pass over spans [si, sj) sorted by sj, each costing `cost`: for every m in
+    [start, stop], the least cost of covering layers [start, m) (index m; inf where nothing covers
+    it) and the span that ends that cover (-1 for none). Among the spans that end at one m, the
+    first listed wins a tie."""
+    best = np.full(stop + 1, np.inf)
+    best[start] = 0.0
+    arg = np.full(stop + 1, -1, dtype=np.int64)
+    ends = np.searchsorted(sj, np.arange(stop + 2))  # the spans ending at m are a contiguous slice
+    for m in range(start + 1, stop + 1):
+        lo, hi = ends[m], ends[m + 1]
+        if lo == hi:
+            continue
+        tot = best[si[lo:hi]] + cost[lo:hi]  # a span from before `start` meets inf
+        k = int(np.argmin(tot))
+        best[m], arg[m] = tot[k], lo + k
+    return best, arg
 
 
 def fixed_plan(graph: Graph, hw: HardwareConfig, spans: list[tuple[int, int]], cores: list[int], strategy: str,

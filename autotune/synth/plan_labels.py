@@ -43,6 +43,7 @@ from autotune.ir.tables import GroupBatch
 from autotune.planning import strategies
 from autotune.planning.costs import memo_cost
 from autotune.planning.planner import (
+    best_covers,
     candidate_id,
     distinct_features,
     dp_from_table,
@@ -672,7 +673,12 @@ def local_moves(mine: list[tuple[int, int, int, int]], si: np.ndarray, sj: np.nd
     at its best core count. The calls a baseline's plan does not raise: a split the model overrates
     is never in any plan made on its predictions, so only such a call measures it."""
     best, low = pred.argmin(1), pred.min(1)
-    maxlen = int(np.max(sj - si)) if len(si) else 1
+    cost = low[inverse]
+    # the spans mirrored ([a, b) as [n - b, n - a)), so that best_covers' forward pass plans each
+    # suffix [m, j); within an end, the latest mirrored start first: a tie goes to the shorter kernel
+    n = int(sj.max()) if len(sj) else 0
+    order = np.lexsort((sj, n - si))  # by mirrored end, then mirrored start descending
+    rsi, rsj, rcost = (n - sj)[order], (n - si)[order], cost[order]
 
     def cell(i: int, j: int) -> tuple[int, int, int, int]:
         d = int(inverse[at[(i, j)]])
@@ -681,24 +687,20 @@ def local_moves(mine: list[tuple[int, int, int, int]], si: np.ndarray, sj: np.nd
     @cache
     def splits(i: int, j: int) -> list[list[tuple[int, int, int, int]]]:
         """For each cut m inside [i, j): the DP's best plan of [i, m) then of [m, j)."""
-        fwd, fa = {i: 0.0}, {}
-        for m in range(i + 1, j):
-            fwd[m], fa[m] = min((fwd[a] + float(low[inverse[at[(a, m)]]]), a)
-                                for a in range(max(i, m - maxlen), m) if (a, m) in at)
-        bwd, ba = {j: 0.0}, {}
-        for m in range(j - 1, i, -1):
-            bwd[m], ba[m] = min((bwd[b] + float(low[inverse[at[(m, b)]]]), b)
-                                for b in range(m + 1, min(j, m + maxlen) + 1) if (m, b) in at)
+        _, fa = best_covers(si, sj, cost, i, j - 1)
+        _, ba = best_covers(rsi, rsj, rcost, n - j, n - i - 1)
         out = []
         for m in range(i + 1, j):
             left, b = [], m
             while b > i:
-                left.append(cell(fa[b], b))
-                b = fa[b]
-            right, a = [], m
-            while a < j:
-                right.append(cell(a, ba[a]))
-                a = ba[a]
+                a = int(si[fa[b]])
+                left.append(cell(a, b))
+                b = a
+            right, q = [], n - m
+            while q > n - j:
+                r = int(rsi[ba[q]])
+                right.append(cell(n - q, n - r))
+                q = r
             out.append(left[::-1] + right)
         return out
 

@@ -15,13 +15,12 @@ import time
 from pathlib import Path
 
 from autotune.cli.report import format_table
-from autotune.device.base import MeasuredTable
 from autotune.frontends import zoo
 from autotune.hardware.config import hw_slug, load_hardware
 from autotune.ir.graph import GraphBuilder
 from autotune.planning import strategies
 from autotune.planning.costs import make_cost, memo_cost
-from autotune.planning.planner import cost_table, spans
+from autotune.planning.planner import cost_table, span_index, spans
 
 
 def chain(n: int, distinct: bool = False):
@@ -81,9 +80,8 @@ def baselines_on_predictions(hw, model, repeat: int = 3) -> list[list]:
     si, sj = spans(g, hw)
     table = cost_table(g, hw, make_cost("learned", hw, model), si, sj)
     made_s = time.perf_counter() - t0
-    made = MeasuredTable(g.name, {(int(i), int(j)): table[r] for r, (i, j) in enumerate(zip(si, sj))})
     rows = [["-", "predicting every candidate once (cost_table)", f"{made_s:.3f}"]]
-    memo = memo_cost(hw, model, g, made)
+    memo = memo_cost(hw, model, g, span_index(si, sj), table)
     for label, options in (("predicting again", {}), ("on the predictions made", {"search": memo})):
         best = float("inf")
         for _ in range(repeat):

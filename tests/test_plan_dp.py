@@ -298,18 +298,17 @@ class _ContentModel:
 
 
 def test_baselines_plan_the_same_on_predictions_made_already_and_predict_only_what_they_lack():
-    from autotune.device.base import MeasuredTable
     from autotune.planning.costs import make_cost, memo_cost
 
     g = zoo.build("resnet18")
     model = _ContentModel()
     si, sj = planner.spans(g, HW)
     table = planner.cost_table(g, HW, make_cost("learned", HW, model), si, sj)
-    made = MeasuredTable(g.name, {(int(i), int(j)): table[r] for r, (i, j) in enumerate(zip(si, sj))})
+    rows = planner.span_index(si, sj)
     for name in ("none", "cores-only", "fuse-max", "dlfusion", "greedy"):
         fresh = strategies.run(name, g, HW, model=model)
         model.rows = 0
-        memo = strategies.run(name, g, HW, model=model, search=memo_cost(HW, model, g, made))
+        memo = strategies.run(name, g, HW, model=model, search=memo_cost(HW, model, g, rows, table))
         assert [(q.i, q.j, q.cores) for q in memo.groups] == [(q.i, q.j, q.cores) for q in fresh.groups], name
         assert memo.predicted_ms == pytest.approx(fresh.predicted_ms, rel=1e-12), name
         # DLFusion's rule asks for its study grid, other graphs than the network: predicted, not looked up

@@ -93,29 +93,27 @@ def model_predictor(model, hw: HardwareConfig):
     return lambda b, g, k: model.predict(featurize(b, g, k, hw))
 
 
-def memo_cost(hw: HardwareConfig, model, graph: Graph, table: MeasuredTable) -> CostSource:
-    """The learned model with the predictions of `graph`'s spans made already (`table`: each span's
-    ms at every core count, e.g. from a search that predicted every candidate): a pair of a batch
-    of `graph` is looked up where the table holds its span; any other pair (another graph's, as
-    DLFusion's study grid asks for) is predicted. Planning that network again on the same model
-    then costs no prediction."""
+def memo_cost(hw: HardwareConfig, model, graph: Graph, rows: dict[tuple[int, int], int], table: np.ndarray
+              ) -> CostSource:
+    """The learned model with the predictions of `graph`'s spans made already (`table`, spans x core
+    counts, span [i, j) in row `rows[(i, j)]`, e.g. planner.cost_table's and planner.span_index's):
+    a pair of a batch of `graph` is looked up where its span has a row; any other pair (another
+    graph's, as DLFusion's study grid asks for) is predicted. Planning that network again on the
+    same model then costs no prediction."""
     col = {int(k): n for n, k in enumerate(hw.core_counts)}
     predict = model_predictor(model, hw)
 
     def fn(b: GroupBatch, g: np.ndarray, k: np.ndarray) -> np.ndarray:
         if not b.of_graph(graph):
             return predict(b, g, k)
+        at = np.array([rows.get((int(b.start[x]), int(b.end[x])), -1) for x in g], dtype=np.int64)
+        cores = np.array([col[int(c)] for c in k], dtype=np.int64)
         out = np.empty(len(g), dtype=np.float64)
-        miss = []
-        for n, (x, c) in enumerate(zip(g, k)):
-            row = table.ms_by_span.get((int(b.start[x]), int(b.end[x])))
-            if row is None:
-                miss.append(n)
-            else:
-                out[n] = row[col[int(c)]]
-        if miss:
-            m = np.asarray(miss)
-            out[m] = predict(b, np.asarray(g)[m], np.asarray(k)[m])
+        hit = at >= 0
+        out[hit] = table[at[hit], cores[hit]]
+        if not hit.all():
+            miss = ~hit
+            out[miss] = predict(b, np.asarray(g)[miss], np.asarray(k)[miss])
         return out
 
     return CostSource("learned", fn, measures=False)

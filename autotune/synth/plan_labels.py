@@ -34,7 +34,6 @@ from autotune.costmodel.memory import row_keys
 from autotune.costmodel.model import LatencyModel
 from autotune.costmodel.training import remember, train
 from autotune.data.dataset import read_dataset
-from autotune.device.base import MeasuredTable
 from autotune.errors import AutotuneError
 from autotune.frontends import zoo
 from autotune.hardware.config import HardwareConfig
@@ -307,11 +306,11 @@ def _rival_cells(g: Graph, hw: HardwareConfig, model: LatencyModel, net: tuple, 
                  ) -> list[list[tuple[int, int, int, int]]]:
     """The `_cells` of each rival's plan of `g` on `model`, searching on the predictions `_tables`
     made already (`net`; costs.memo_cost) instead of predicting every candidate again."""
-    si, sj, inverse, pred, _, _, at = net
+    if not rivals:
+        return []
+    _, _, inverse, pred, _, _, at = net
     ks = np.asarray(hw.core_counts, dtype=np.int64)
-    made = MeasuredTable(g.name, {(int(i), int(j)): pred[inverse[r]] for r, (i, j) in enumerate(zip(si, sj))},
-                         "the model's predictions")
-    search = memo_cost(hw, model, g, made)
+    search = memo_cost(hw, model, g, at, pred[inverse])
     return [_cells(strategies.run(name, g, hw, model=model, search=search), inverse, at, ks) for name in rivals]
 
 

@@ -352,6 +352,24 @@ def test_a_calls_expected_loss_and_what_a_timing_takes_from_it():
     assert kernel_variance(np.array([0.0, 0.3]), 0.02, 0.2) == pytest.approx(np.var([0.0, 0.3], ddof=1) / 2)
 
 
+def test_the_timer_report_gives_the_spread_and_the_slow_repeats_once_enough_kernels_are_timed_twice():
+    """Too few kernels timed twice: the spread is not measured and the line says what is assumed;
+    enough: the pooled spread, and the repeats far slower than their kernel's fastest counted."""
+    from autotune.synth.plan_labels import MIN_POOL, timer_report
+
+    rng = np.random.default_rng(7)
+    few = {k: rng.normal(0, 0.02, size=2 if k < MIN_POOL - 1 else 1) for k in range(40)}
+    line = timer_report(few)
+    assert line.startswith(f"timer: {MIN_POOL - 1} kernel(s) timed twice") and "not measured" in line
+    many = {k: rng.normal(0, 0.02, size=3) for k in range(100)}
+    for k in range(4):
+        many[k][1] += 0.3
+    line = timer_report(many)
+    assert "from 100 kernels" in line and "4 of 200 repeats" in line
+    spread = float(line.split("spread ")[1].split("%")[0])
+    assert 1.0 < spread < 3.5
+
+
 def test_a_profile_imported_again_keeps_both_rows_and_needs_append(tmp_path, capsys):
     export_groups(HW, tmp_path / "a", n_groups=3, seed=1)
     import_profile(_simulator_measures(tmp_path / "a", seed=1), HW, tmp_path / "d", tmp_path / "a")
@@ -412,6 +430,7 @@ def test_learn_and_export_plans_on_the_command_line(tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "synthetic" in out and "random candidate kernels" in out and (tmp_path / "m" / "meta.json").is_file()
+    assert out.strip().splitlines()[-1].startswith("timer: ")
     assert LatencyModel.load(tmp_path / "m").memory_ is not None
     assert main(["export-groups", "--hw", str(tmp_path / "part.yaml"), "--plans", NET, "--model-dir",
                  str(tmp_path / "m"), "--explore", "0.5", "--out", str(tmp_path / "next")]) == 0

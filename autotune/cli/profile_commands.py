@@ -140,7 +140,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from autotune.artefacts import MODEL, check_folder_output
     from autotune.fileio import publish_folder
     from autotune.frontends.loader import load_graph
-    from autotune.synth.plan_labels import ROUNDS, SYNTH_SHARE, ZOO_SHARE, learn_part
+    from autotune.synth.plan_labels import ROUNDS, SYNTH_SHARE, ZOO_SHARE, learn_part, measured_logs, timer_report
 
     hw = load_hardware(args.hw)
     work = Path(args.work or Path("work") / hw_slug(args.hw))
@@ -181,6 +181,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     print(f"{out}/: model from {res.labels} labels ({first['synthetic']} synthetic, {first['networks']} on random "
           f"candidate kernels of these and other built-in networks, {res.labels - sum(first.values())} on the "
           f"plans' kernels, {sum(r['round'] > 0 for r in res.rounds)} rounds); dataset {res.data}/")
+    print(timer_report(measured_logs(hw, res.data, res.model.featurizer)))
     return 0
 
 

@@ -115,6 +115,9 @@ ERROR_CORRELATION = 0.5
 PROVISIONAL_SPREAD = 0.03
 #: Kernels measured twice needed before the timer's spread is pooled from them.
 MIN_POOL = 8
+#: A repeat this many spreads slower than its kernel's fastest timing counts as a slow reading in
+#: `timer_report` (the spread is 2% on the black boxes, their slow outliers +22% to +31%).
+SLOW_SPREADS = 5
 #: The baselines whose plans (on the same model, or the datasheet's for `analytic`) are measured
 #: too: once their kernels are measured, the learned DP can only beat them by its own unmeasured
 #: kernels, which the next round measures; and a fusion the model overrates gets a measurement.
@@ -545,6 +548,22 @@ def timer_spread(logs: dict[int, np.ndarray]) -> float | None:
     if len(diffs) < MIN_POOL:
         return None
     return max(1.4826 * float(np.median(diffs)) / math.sqrt(2), MIN_SPREAD)
+
+
+def timer_report(logs: dict[int, np.ndarray]) -> str:
+    """One line on the part's timer from the kernels timed more than once: its spread (what
+    `timer_spread` pools) and how many repeats read far slower than their kernel's fastest (slow
+    outliers: interference only slows a run down; docs/costmodel.md, "The timer's noise")."""
+    repeated = [v for v in logs.values() if len(v) >= 2]
+    spread = timer_spread(logs)
+    if spread is None:
+        return (f"timer: {len(repeated)} kernel(s) timed twice or more, fewer than {MIN_POOL}: spread not "
+                f"measured ({PROVISIONAL_SPREAD:.0%} assumed)")
+    excess = np.concatenate([v - v.min() for v in repeated])
+    slow = int(np.sum(excess > SLOW_SPREADS * spread))
+    chances = len(excess) - len(repeated)
+    return (f"timer: spread {spread:.1%} a timing (from {len(repeated)} kernels timed twice or more); {slow} of "
+            f"{chances} repeats read over {SLOW_SPREADS:.0f} spreads slower than their kernel's fastest")
 
 
 def expected_loss(gap: float, sd: float) -> float:

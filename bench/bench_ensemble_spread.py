@@ -36,7 +36,7 @@ def refits(model: LatencyModel, X: np.ndarray, y: np.ndarray, groups: np.ndarray
     """`n` models with `model`'s parameters (no memory) fitted on bootstrap draws of the groups."""
     rng = np.random.default_rng(seed)
     ug = np.unique(groups)
-    params = {**model.get_params(), "memory": False, "bags": 1}
+    params = {**model.get_params(), "memory": False, "bags": 1, "repeats": 1}
     out = []
     for b in range(n):
         take = np.isin(groups, rng.choice(ug, len(ug), replace=True))

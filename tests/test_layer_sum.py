@@ -16,7 +16,7 @@ from autotune.costmodel.features import (
     layer_sum_columns,
 )
 from autotune.costmodel.layer_sum import LayerSumFit, fit_layer_sum
-from autotune.costmodel.model import LatencyModel
+from autotune.costmodel.model import REPEAT_BELOW, REPEATS, LatencyModel
 from autotune.costmodel.model_io import META_FILE, meta_checksum
 from autotune.errors import ModelFileError
 from autotune.hardware.config import load_hardware
@@ -140,3 +140,33 @@ def test_a_blend_averages_the_layer_sum_model_with_trees_on_the_datasheet_estima
     back = LatencyModel.load(tmp_path, HW)
     assert np.array_equal(back.predict(X), m.predict(X)) and back.combine_ == "mean"
     assert json.loads((tmp_path / META_FILE).read_text())["members"][0]["calibration"] is None
+
+
+def test_repeats_average_fits_with_other_seeds_and_round_trip(tmp_path):
+    """repeats=3 on a blended layer-sum model: the model's own two predictors plus the two of each
+    refit with the next seeds, all weighing alike; the mean of three separately fitted models in
+    log; what predict_own answers is the first fit alone (its validation split scores it honestly);
+    repeats=0 fits REPEATS on few rows; saved with each refit's layer-sum fit and loaded to the
+    same predictions; a member's layer-sum columns out of range are refused."""
+    X, y, gid = _measured_rows()
+    kw = dict(prior="layersum", featurizer="layersum", n_estimators=40, n_jobs=1, blend="datasheet")
+    m = LatencyModel(repeats=3, random_state=5, **kw).fit(X, y, groups=gid)
+    assert [b.kind for b in m.members_] == ["blend"] + ["repeat"] * 4 and m.combine_ == "mean"
+    assert all(b.weight == pytest.approx(1 / 6) for b in m.members_)
+    fits = [LatencyModel(random_state=s, **kw).fit(X, y, groups=gid) for s in (5, 6, 7)]
+    logs = np.log(np.stack([f.predict(X) for f in fits]))
+    assert np.ptp(logs, axis=0).max() > 1e-3  # the seeds' fits differ
+    assert np.allclose(np.log(m.predict(X)), logs.mean(0), atol=1e-5)
+    assert np.allclose(m.predict_own(X), fits[0].predict(X), rtol=1e-6)
+    m.save(tmp_path, {"hardware": HW.name, "hardware_hash": HW.hash})
+    back = LatencyModel.load(tmp_path, HW)
+    assert back.repeats == 3 and np.array_equal(back.predict(X), m.predict(X))
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    assert meta["members"][1]["layer_sum"] is not None and meta["members"][2].get("layer_sum") is None
+    auto = LatencyModel(repeats=0, **kw).fit(X, y, groups=gid)  # few rows: REPEATS fits
+    assert len(X) < REPEAT_BELOW and [b.kind for b in auto.members_] == ["blend"] + ["repeat"] * 2 * (REPEATS - 1)
+    meta["members"][1]["columns"][0] = X.shape[1] + 5
+    meta["meta_sha256"] = meta_checksum(meta)
+    (tmp_path / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="repeat member is malformed"):
+        LatencyModel.load(tmp_path, HW)

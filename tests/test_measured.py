@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from autotune.cli import main
+from autotune.costmodel.model import REPEATS
 from autotune.costmodel.training import CV_FOLDS, cross_validate, group_folds
 from autotune.device.simulator import simulate
 from autotune.errors import AutotuneError
@@ -65,9 +66,10 @@ def datasheet_only(tmp_path_factory):
                  "--out", str(root / "models" / "part"), "--threads", "1"]) == 0
     meta = json.loads((root / "models" / "part" / "meta.json").read_text())
     # a part's own measurements: trees on the layer-sum prior blended with trees on the datasheet
-    # estimate (training.MEASURED_PARAMS)
+    # estimate, fitted REPEATS times with other seeds on so few rows (training.MEASURED_PARAMS)
     assert meta["prior"] == "layersum" and meta["featurizer"]["name"] == "layersum" and meta["layer_sum"]
-    assert [m["kind"] for m in meta["members"]] == ["blend"] and meta["combine"] == "mean"
+    assert [m["kind"] for m in meta["members"]] == ["blend"] + ["repeat"] * 2 * (REPEATS - 1)
+    assert meta["combine"] == "mean"
     # few measurements: every row scored once by a model fitted without its group (training.CV_FOLDS)
     cv = meta["metrics"]["cross_validation"]
     assert cv["n"] == meta["dataset_rows"] and cv["folds"] == CV_FOLDS and 0 <= cv["within10"] <= 1

@@ -21,7 +21,8 @@ import xgboost as xgb
 
 from autotune.costmodel.boosters import read_boosters
 from autotune.costmodel.calibration import RooflineFit
-from autotune.costmodel.features import FEATURE_NAMES, PRIOR_FEATURE
+from autotune.costmodel.features import FEATURE_NAMES, LAYER_SUM, PRIOR_FEATURE, get_featurizer
+from autotune.costmodel.layer_sum import LayerSumFit
 from autotune.costmodel.probes import ProbedMember
 from autotune.errors import ModelFileError
 
@@ -51,26 +52,37 @@ class Predictor(Protocol):
 class ScratchMember:
     """A one-part model trained on the part's labels alone (LatencyModel with the datasheet
     featurizer, whose columns lead the universal and layer-sum ones): its prior, the roofline fitted
-    to the labels or (`calibration` None) the datasheet estimate, and its trees cut at their best
-    iteration."""
+    to the labels, the layer sum fitted to them (`layer_sum`, read from the row's `columns`) or
+    (both None) the datasheet estimate, and its trees cut at their best iteration."""
 
     calibration: RooflineFit | None
     booster: xgb.Booster
-    n_features: int  # the datasheet columns it reads, the first of each universal row
+    n_features: int  # the columns it reads, the first of each row
     weight: float
     file: str = SCRATCH_FILE
+    layer_sum: LayerSumFit | None = None
+    columns: tuple[int, ...] = ()  # where a row holds the LAYER_SUM columns, with `layer_sum`
 
     kind = "scratch"
 
     @classmethod
     def of(cls, model, weight: float, file: str = SCRATCH_FILE) -> ScratchMember:
-        """The member made from a fitted datasheet LatencyModel with a calibrated or datasheet prior."""
-        assert model.prior_ in ("calibrated", "datasheet")
+        """The member made from a fitted LatencyModel with a calibrated, layer-sum or datasheet prior."""
+        assert model.prior_ in ("calibrated", "datasheet", "layersum")
+        columns: tuple[int, ...] = ()
+        if model.prior_ == "layersum":
+            names = list(get_featurizer(model.featurizer).names)
+            columns = tuple(names.index(c) for c in LAYER_SUM)
         return cls(model.calibration_, model.booster_[: model.best_iteration_ + 1], model.n_features_in_, weight,
-                   file)
+                   file, model.layer_sum_, columns)
 
     def log_predict(self, X: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray:
-        margin = self.calibration.log_ms(parts) if self.calibration is not None else X[:, _PRIOR_COLUMN]
+        if self.calibration is not None:
+            margin = self.calibration.log_ms(parts)
+        elif self.layer_sum is not None:
+            margin = self.layer_sum.log_ms(X[:, list(self.columns)])
+        else:
+            margin = X[:, _PRIOR_COLUMN]
         return np.asarray(self.booster.inplace_predict(np.ascontiguousarray(X[:, : self.n_features]),
                                                        base_margin=margin), dtype=np.float64)
 
@@ -79,6 +91,8 @@ class ScratchMember:
         calibration = self.calibration.to_dict() if self.calibration is not None else None
         meta = {"kind": self.kind, "weight": self.weight, "calibration": calibration,
                 "n_features": self.n_features, "sha256": {self.file: hashlib.sha256(raw).hexdigest()}}
+        if self.layer_sum is not None:
+            meta.update({"layer_sum": self.layer_sum.to_dict(), "columns": list(self.columns)})
         if self.file != SCRATCH_FILE:
             meta["file"] = self.file
         return meta, {self.file: raw}
@@ -91,11 +105,16 @@ class ScratchMember:
         boosters = read_boosters(meta, folder, (file,), retrain)
         try:
             calibration = None if meta["calibration"] is None else RooflineFit.from_dict(meta["calibration"])
-            member = cls(calibration, boosters[file], int(meta["n_features"]), float(meta["weight"]), file)
+            layer_sum = LayerSumFit.from_dict(meta["layer_sum"]) if meta.get("layer_sum") is not None else None
+            columns = tuple(int(c) for c in meta.get("columns", ()))
+            member = cls(calibration, boosters[file], int(meta["n_features"]), float(meta["weight"]), file,
+                         layer_sum, columns)
         except (KeyError, TypeError, ValueError):
             raise ModelFileError(f"{folder}/meta.json's {cls.kind} member is malformed ({retrain})") from None
         if (member.booster.num_features() != member.n_features or not 0 <= member.weight <= 1
-                or (calibration is None and member.n_features <= _PRIOR_COLUMN)):
+                or (calibration is None and member.n_features <= _PRIOR_COLUMN)
+                or (layer_sum is not None and (len(columns) != len(LAYER_SUM)
+                                               or not all(0 <= c < member.n_features for c in columns)))):
             raise ModelFileError(f"{folder}/meta.json's {cls.kind} member is malformed ({retrain})")
         return member
 
@@ -106,6 +125,15 @@ class BaggedMember(ScratchMember):
     bootstrap draw of the training groups."""
 
     kind = "bagged"
+
+
+@dataclass
+class RepeatMember(ScratchMember):
+    """One predictor of a repeated fit (LatencyModel(repeats=...)): the same estimator fitted again
+    to every row with another seed, so another validation split stops its boosting and another
+    subsample grows its trees."""
+
+    kind = "repeat"
 
 
 @dataclass
@@ -132,6 +160,25 @@ def bagged_members(model, X: np.ndarray, y: np.ndarray, groups: np.ndarray | Non
         m = clone(model).set_params(bags=1, verbose=False, random_state=(model.random_state + b) % 2**32)
         m.fit(X[rows], y[rows], groups=copy_id)
         out.append(BaggedMember.of(m, 1.0 / bags, f"member_bag{b}.ubj"))
+    return out
+
+
+def repeated_members(model, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None, repeats: int
+                     ) -> list[Predictor]:
+    """The predictors of `repeats - 1` more fits of a fitted `model` (its trees and, with a blend,
+    its blend's) to the same rows with seeds after the model's, each weighing as the model's own."""
+    from sklearn.base import clone
+
+    out: list[Predictor] = []
+    share = 1.0 / (repeats * (1 + len(model.members_)))
+    for r in range(1, repeats):
+        m = clone(model).set_params(repeats=1, memory=False, verbose=False,
+                                    random_state=(model.random_state + r) % 2**32)
+        m.fit(X, y, groups=groups)
+        out.append(RepeatMember.of(m, share, f"member_rep{r}.ubj"))
+        for k, b in enumerate(m.members_):
+            out.append(RepeatMember(b.calibration, b.booster, b.n_features, share, f"member_rep{r}m{k}.ubj",
+                                    b.layer_sum, b.columns))
     return out
 
 
@@ -172,7 +219,7 @@ COMBINE = {"mean": weighted_mean, "consensus": consensus}
 
 def combine_rule(members: list[Predictor]) -> str:
     """The COMBINE rule an ensemble of the model and `members` uses: the mean for a bag, else the consensus."""
-    return "mean" if all(m.kind in ("bagged", "blend") for m in members) else "consensus"
+    return "mean" if all(m.kind in ("bagged", "blend", "repeat") for m in members) else "consensus"
 
 
 def members_to_meta(members: list[Predictor]) -> tuple[list[dict], dict[str, bytes]]:
@@ -203,6 +250,8 @@ def members_from_meta(meta: dict, folder: Path, retrain: str) -> list[Predictor]
             members.append(BaggedMember.from_meta(e, folder, retrain))
         elif e.get("kind") == "blend":
             members.append(BlendMember.from_meta(e, folder, retrain))
+        elif e.get("kind") == "repeat":
+            members.append(RepeatMember.from_meta(e, folder, retrain))
         else:
             raise ModelFileError(f"{folder}/meta.json names an unknown member kind {e.get('kind')!r} ({retrain})")
     if sum(m.weight for m in members) > 1 + 1e-9:

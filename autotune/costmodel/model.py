@@ -23,7 +23,7 @@ from autotune.costmodel.boosters import boost
 from autotune.costmodel.calibration import COLUMNS, columns_to_parts, fit_roofline
 from autotune.costmodel.features import COVERAGE_FEATURES, FEATURE_NAMES, LAYER_SUM, PRIOR_FEATURE, get_featurizer
 from autotune.costmodel.layer_sum import LayerSumFit, fit_layer_sum
-from autotune.costmodel.members import COMBINE, BlendMember, Predictor, bagged_members, combine_rule
+from autotune.costmodel.members import COMBINE, BlendMember, Predictor, bagged_members, combine_rule, repeated_members
 from autotune.costmodel.memory import MeasuredMemory
 from autotune.costmodel.model_io import coverage_json, read_model, write_model
 
@@ -31,6 +31,12 @@ from autotune.costmodel.model_io import coverage_json, read_model, write_model
 #: BAG_BELOW): the model plus BAGS - 1 members fitted to bootstrap draws of the groups.
 BAGS = 5
 BAG_BELOW = 50_000
+#: Fits a model averages when `repeats=0` ("auto") and the labels are few (fewer rows than
+#: REPEAT_BELOW): with 2,000 measured labels the mean of four seeds' fits has 0.5-3 points more of
+#: the zoo's unmeasured pairs within 10% than one fit (docs/costmodel.md, "Four fits, not one");
+#: past a few thousand labels one fit's seed matters less and four fits cost more.
+REPEATS = 4
+REPEAT_BELOW = 5_000
 #: Below this many training rows XGBoost runs one thread unless `n_jobs` says otherwise: threads cost
 #: more than they save on small fits, many times more on a busy machine.
 ONE_THREAD_BELOW = 20_000
@@ -61,9 +67,14 @@ class LatencyModel(RegressorMixin, BaseEstimator):
     the planner's search otherwise exploits. 0 ("auto") bags BAGS models below BAG_BELOW rows;
     `train` asks for it on measured datasets (training.py). `memory` answers a feature row seen
     in training with its measured latency (autotune/costmodel/memory.py); `train` turns it on for measured
-    datasets too. `blend="datasheet"` fits a second predictor, trees on the datasheet estimate over
-    the datasheet columns, on the same split, and predicts the mean of the two in log: two priors
-    err differently, so the blend errs less than either where labels are few (`train` asks for it on
+    datasets too. `repeats` > 1 fits the model that many times to every row, each with its own
+    seed (so its own validation split stops the boosting and its own subsample grows the trees),
+    and predicts their mean in log: where labels are few, which rows one seed holds out and draws
+    moves each kernel's answer, and the mean of the fits errs less than any one of them. 0
+    ("auto") fits REPEATS below REPEAT_BELOW rows; `train` asks for it on measured datasets.
+    `blend="datasheet"` fits a second predictor, trees on the datasheet estimate over the
+    datasheet columns, on the same split, and predicts the mean of the two in log: two priors err
+    differently, so the blend errs less than either where labels are few (`train` asks for it on
     measured datasets). A model with bagged members fits no blend.
     """
 
@@ -84,6 +95,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         "n_jobs": [Interval(Integral, 0, None, closed="left"), None],
         "bags": [Interval(Integral, 0, MAX_BAGS, closed="both")],
         "blend": [StrOptions({"none", "datasheet"})],
+        "repeats": [Interval(Integral, 0, MAX_BAGS, closed="both")],
         "memory": ["boolean"],
         "verbose": ["boolean"],
     }
@@ -117,6 +129,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         n_jobs: int | None = None,
         bags: int = 1,
         blend: str = "none",
+        repeats: int = 1,
         memory: bool = False,
         verbose: bool = False,
     ):
@@ -136,6 +149,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.bags = bags
         self.blend = blend
+        self.repeats = repeats
         self.memory = memory
         self.verbose = verbose
 
@@ -253,6 +267,12 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             self.members_ = bagged_members(self, X, np.exp(logy), groups, bags)
         elif self.blend != "none":
             self.members_ = [self._blend_member(X, np.exp(logy), groups)]
+        repeats = self.repeats or (REPEATS if len(logy) < REPEAT_BELOW else 1)
+        if repeats > 1 and not (bags > 1 and self.prior_ == "calibrated"):
+            more = repeated_members(self, X, np.exp(logy), groups, repeats)
+            for m in self.members_:
+                m.weight = more[0].weight
+            self.members_ += more
         self.combine_ = combine_rule(self.members_)
         self._val_tail(X[va], logy[va])  # of what predict_own holds: the blend's member too, no bag
         if self.blend != "none" and self.members_ and len(va):

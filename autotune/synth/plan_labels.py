@@ -427,16 +427,26 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
                 confirm: float = CONFIRM_SHARE, how: str = "median") -> tuple[LatencyModel, list[dict]]:
     """Rounds on the plans' kernels, adding to the measured dataset `data` until it holds `budget`
     labels: train (into `model_dir`), pick, export to `work/labels-NN`, measure, append; the later
-    half of the rounds explore. The last `confirm` share of the budget is spent after the last
-    retrain, on the unmeasured kernels of the plans `tune` makes and of the rivals that could beat
-    them, into the model's memory only (`_confirm`). A round's export that already holds exactly its
+    half of the rounds explore. The rounds plan on one fit; the model after the last round is what
+    `train_kw` asks for (on few measured labels the mean of REPEATS fits, model.py). The last
+    `confirm` share of the budget is spent after the last retrain, on the unmeasured kernels of the
+    plans `tune` makes and of the rivals that could beat them, into the model's memory only
+    (`_confirm`). A round's export that already holds exactly its
     picks is measured again in place (a killed run resumes). Each profile's repeats are aggregated by
     `how` (profiles.AGGREGATES). Returns the final model and a line per round."""
 
     kw = train_kw or {}
-    model = train(hw, data, model_dir, **kw).model
+
+    def fit(last: bool) -> LatencyModel:
+        # the rounds plan on one fit, whose own errors vary from kernel to kernel as a draw would, so
+        # its plans try what the mean of several fits overrates; the last model is the mean (REPEATS;
+        # docs/costmodel.md, "Four fits, not one")
+        return train(hw, data, model_dir, **(kw if last else {**kw, "repeats": 1})).model
+
     used = len(read_dataset(data, hw).rows)
     reserve = int(round((budget - used) * confirm)) if budget > used else 0
+    last = budget - reserve - used <= 0
+    model = fit(last)
     out: list[dict] = []
     t0 = time.perf_counter()
     for r in range(1, rounds + 1):
@@ -463,7 +473,10 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
         out.append({"round": r, "kind": "plans", "labels": added, "explore": rate, "draws": draws})
         say(f"round {r}: {added} labels on the plans' kernels (explore {rate:.0%}, {draws} draws), {used} in all, "
             f"{time.perf_counter() - t0:.0f} s")
-        model = train(hw, data, model_dir, **kw).model
+        last = r == rounds or budget - reserve - used <= 0
+        model = fit(last)
+    if not last:
+        model = fit(True)
     if confirm > 0:
         model, more = _confirm(hw, measure, work, data, model_dir, used, budget - used, graphs, seed, say, how)
         out += more

@@ -198,6 +198,12 @@ def test_learn_part_spends_at_most_its_budget_and_labels_plan_kernels(learned):
     settle = sum(r["labels"] for r in res.rounds if r["kind"] == "settle")
     logs = measured_logs(part, res.data, res.model.featurizer)  # by kernel: a repeated block's spans are one
     assert sum(len(v) - 1 for v in logs.values()) <= settle  # only the settle passes re-measure
+    # the rounds plan on one fit; the model they leave, which the confirm stage and tune use, is the
+    # mean of REPEATS fits on so few labels (model.REPEAT_BELOW)
+    from autotune.costmodel.model import REPEATS, LatencyModel
+
+    assert [m.kind for m in res.model.members_].count("repeat") == 2 * (REPEATS - 1)
+    assert [m.kind for m in LatencyModel.load(res.model_dir, part).members_].count("repeat") == 2 * (REPEATS - 1)
 
 
 def test_learn_part_spends_its_first_share_on_other_networks_kernels_too(tmp_path_factory):

@@ -21,7 +21,7 @@ import xgboost as xgb
 
 from autotune.costmodel.boosters import read_boosters
 from autotune.costmodel.calibration import RooflineFit
-from autotune.costmodel.features import FEATURE_NAMES, LAYER_SUM, PRIOR_FEATURE, get_featurizer
+from autotune.costmodel.features import FEATURE_NAMES, LAYER_SUM, PRIOR_FEATURE
 from autotune.costmodel.layer_sum import LayerSumFit
 from autotune.costmodel.probes import ProbedMember
 from autotune.errors import ModelFileError
@@ -69,10 +69,7 @@ class ScratchMember:
     def of(cls, model, weight: float, file: str = SCRATCH_FILE) -> ScratchMember:
         """The member made from a fitted LatencyModel with a calibrated, layer-sum or datasheet prior."""
         assert model.prior_ in ("calibrated", "datasheet", "layersum")
-        columns: tuple[int, ...] = ()
-        if model.prior_ == "layersum":
-            names = list(get_featurizer(model.featurizer).names)
-            columns = tuple(names.index(c) for c in LAYER_SUM)
+        columns = tuple(model.layer_sum_index(model.n_features_in_)) if model.prior_ == "layersum" else ()
         return cls(model.calibration_, model.booster_[: model.best_iteration_ + 1], model.n_features_in_, weight,
                    file, model.layer_sum_, columns)
 

@@ -360,12 +360,16 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             raise ValueError(f"X has {n_cols} columns, featurizer {self.featurizer!r} makes {len(names)}")
         return names
 
-    def _layer_sum_columns(self, X: np.ndarray) -> np.ndarray:
-        names = self._names(X.shape[1])
+    def layer_sum_index(self, n_cols: int) -> list[int]:
+        """Where rows of `n_cols` columns from the model's featurizer hold the LAYER_SUM columns."""
+        names = self._names(n_cols)
         if not set(LAYER_SUM) <= set(names):
             raise ValueError(f"prior='layersum' reads the layer-sum columns; featurizer {self.featurizer!r} "
                              "has none (use featurizer='layersum')")
-        return X[:, [names.index(c) for c in LAYER_SUM]]
+        return [names.index(c) for c in LAYER_SUM]
+
+    def _layer_sum_columns(self, X: np.ndarray) -> np.ndarray:
+        return X[:, self.layer_sum_index(X.shape[1])]
 
     def _parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
         names = self._names(X.shape[1])

@@ -431,9 +431,9 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
     `train_kw` asks for (on few measured labels the mean of REPEATS fits, model.py). The last
     `confirm` share of the budget is spent after the last retrain, on the unmeasured kernels of the
     plans `tune` makes and of the rivals that could beat them, into the model's memory only
-    (`_confirm`). A round's export that already holds exactly its
-    picks is measured again in place (a killed run resumes). Each profile's repeats are aggregated by
-    `how` (profiles.AGGREGATES). Returns the final model and a line per round."""
+    (`_confirm`). A round's export that already holds exactly its picks is measured again in place
+    (a killed run resumes). Each profile's repeats are aggregated by `how` (profiles.AGGREGATES).
+    Returns the final model and a line per round."""
 
     kw = train_kw or {}
 

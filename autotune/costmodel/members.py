@@ -141,11 +141,18 @@ class BlendMember(ScratchMember):
     kind = "blend"
 
 
+def _refit(model, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None, offset: int, **params):
+    """A copy of the fitted `model`, with the seed `offset` after its own and `params` changed,
+    fitted to (X, y)."""
+    from sklearn.base import clone
+
+    m = clone(model).set_params(verbose=False, random_state=(model.random_state + offset) % 2**32, **params)
+    return m.fit(X, y, groups=groups)
+
+
 def bagged_members(model, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None, bags: int) -> list[Predictor]:
     """`bags - 1` members for a fitted `model`, each a copy of it (one bag) fitted to a bootstrap draw
     of the groups, every member and the model weighing 1 / bags in the consensus."""
-    from sklearn.base import clone
-
     gid = np.arange(len(y)) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
     rows_of = np.split(np.argsort(gid, kind="stable"), np.cumsum(np.bincount(gid))[:-1])
     out: list[Predictor] = []
@@ -154,8 +161,7 @@ def bagged_members(model, X: np.ndarray, y: np.ndarray, groups: np.ndarray | Non
         pick = rng.integers(0, len(rows_of), len(rows_of))
         rows = np.concatenate([rows_of[g] for g in pick])
         copy_id = np.repeat(np.arange(len(pick)), [len(rows_of[g]) for g in pick])  # each draw its own group
-        m = clone(model).set_params(bags=1, verbose=False, random_state=(model.random_state + b) % 2**32)
-        m.fit(X[rows], y[rows], groups=copy_id)
+        m = _refit(model, X[rows], y[rows], copy_id, b, bags=1)
         out.append(BaggedMember.of(m, 1.0 / bags, f"member_bag{b}.ubj"))
     return out
 
@@ -164,14 +170,10 @@ def repeated_members(model, X: np.ndarray, y: np.ndarray, groups: np.ndarray | N
                      ) -> list[Predictor]:
     """The predictors of `repeats - 1` more fits of a fitted `model` (its trees and, with a blend,
     its blend's) to the same rows with seeds after the model's, each weighing as the model's own."""
-    from sklearn.base import clone
-
     out: list[Predictor] = []
     share = 1.0 / (repeats * (1 + len(model.members_)))
     for r in range(1, repeats):
-        m = clone(model).set_params(repeats=1, memory=False, verbose=False,
-                                    random_state=(model.random_state + r) % 2**32)
-        m.fit(X, y, groups=groups)
+        m = _refit(model, X, y, groups, r, repeats=1, memory=False)
         out.append(RepeatMember.of(m, share, f"member_rep{r}.ubj"))
         for k, b in enumerate(m.members_):
             out.append(RepeatMember(b.calibration, b.booster, b.n_features, share, f"member_rep{r}m{k}.ubj",

@@ -263,16 +263,14 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         self._finish(*boost(self._xgb_params(len(tr)), rows(tr), self.n_estimators, val=rows(va),
                             early_stopping=self.early_stopping_rounds, progress=self.verbose))
         bags = self.bags or (BAGS if len(logy) < BAG_BELOW else 1)
-        if bags > 1 and self.prior_ == "calibrated":
+        bagged = bags > 1 and self.prior_ == "calibrated"
+        repeats = 1 if bagged else self.repeats or (REPEATS if len(logy) < REPEAT_BELOW else 1)
+        if bagged:
             self.members_ = bagged_members(self, X, np.exp(logy), groups, bags)
         elif self.blend != "none":
-            self.members_ = [self._blend_member(X, np.exp(logy), groups)]
-        repeats = self.repeats or (REPEATS if len(logy) < REPEAT_BELOW else 1)
-        if repeats > 1 and not (bags > 1 and self.prior_ == "calibrated"):
-            more = repeated_members(self, X, np.exp(logy), groups, repeats)
-            for m in self.members_:
-                m.weight = more[0].weight
-            self.members_ += more
+            self.members_ = [self._blend_member(X, np.exp(logy), groups, 0.5 / repeats)]
+        if repeats > 1:
+            self.members_ += repeated_members(self, X, np.exp(logy), groups, repeats)
         self.combine_ = combine_rule(self.members_)
         self._val_tail(X[va], logy[va])  # of what predict_own holds: the blend's member too, no bag
         if self.blend != "none" and self.members_ and len(va):
@@ -281,13 +279,14 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         self.memory_ = MeasuredMemory.from_rows(X, logy) if self.memory else None
         return self
 
-    def _blend_member(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None) -> Predictor:
+    def _blend_member(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None, weight: float) -> Predictor:
         """Trees on the `blend` prior over the datasheet columns (which lead every featurizer's rows),
-        fitted to the same rows and split as the model, weighing half of the blend."""
+        fitted to the same rows and split as the model, weighing as much as the model's own trees
+        (half of one fit)."""
         other = LatencyModel(**{**self.get_params(), "prior": self.blend, "featurizer": "datasheet", "blend": "none",
                                 "bags": 1, "memory": False, "verbose": False})
         other.fit(X[:, :len(FEATURE_NAMES)], y, groups=groups)
-        return BlendMember.of(other, 0.5, "member_blend.ubj")
+        return BlendMember.of(other, weight, "member_blend.ubj")
 
     def _resolve_prior(self, n_cols: int) -> str:
         if self.prior != "auto":

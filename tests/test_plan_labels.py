@@ -289,10 +289,13 @@ def test_confirm_passes_remember_every_label_and_measure_the_final_plans(learned
     assert not left or res.labels == 150 or len(settles) >= SETTLE_PASSES
 
 
+WIDE = 500  # labels for `learned_wide`: the settle passes time some kernels twice on this draw
+
+
 @pytest.fixture(scope="module")
 def learned_wide(tmp_path_factory):
     """A budget the plans' kernels do not exhaust: labels are left for measuring again."""
-    return _learn(tmp_path_factory, 400, 2, {"n_estimators": 40, "bags": 0})
+    return _learn(tmp_path_factory, WIDE, 2, {"n_estimators": 40, "bags": 0})
 
 
 def test_settle_passes_measure_deciding_kernels_again_and_at_most_measure_at_most_times(learned_wide):
@@ -312,7 +315,7 @@ def test_settle_passes_measure_deciding_kernels_again_and_at_most_measure_at_mos
     assert sum(len(v) for v in logs.values()) == res.labels
     left = settle_picks(part, back, graphs, logs, 10_000)
     assert all(len(logs.get(p.key, ())) < MEASURE_AT_MOST for p in left)
-    assert not left or res.labels == 400 or len(settles) >= SETTLE_PASSES
+    assert not left or res.labels == WIDE or len(settles) >= SETTLE_PASSES
 
 
 def test_settle_times_the_plans_largest_kernels_again_when_calls_look_settled_on_no_measured_spread(
@@ -519,6 +522,27 @@ def test_network_picks_give_each_network_an_even_share():
     small = len(network_picks(HW, graphs[:1], 10**6))
     per_net = Counter(p.graph.name for p in network_picks(HW, graphs, small + 500, seed=0))
     assert per_net == {"alexnet": small, "densenet121": 500}
+
+
+def test_network_picks_take_a_floor_from_each_kernel_ending():
+    """Within a network the draw first takes `floor` pairs from each group of kernels ending in the
+    same op: BERT's attention cut after its softmax (12 of ~300 kernels) gets labels in every draw,
+    where a plain draw (floor 0) of as many misses it in some; the draw stays distinct and sized."""
+    g = zoo.build("bert_base")
+    endings = Counter(g.order[int(j) - 1].op for j in spans(g, HW)[1])
+
+    def ends(floor: int, seed: int, limit: int = 30) -> Counter:
+        picks = network_picks(HW, [g], limit, seed, floor=floor)
+        assert len(picks) == limit and len({(p.key, p.cores) for p in picks}) == limit
+        return Counter(p.graph.order[p.j - 1].op for p in picks)
+
+    for seed in range(6):
+        got = ends(2, seed)
+        assert all(got[op] >= 2 for op in endings), (seed, got)
+    assert min(ends(0, s)["softmax"] for s in range(6)) < 2
+    assert sum(ends(0, s)["softmax"] for s in range(6)) < sum(ends(2, s)["softmax"] for s in range(6))
+    small = ends(2, 0, limit=4)  # fewer than a floor from every ending: still `limit` distinct pairs
+    assert sum(small.values()) == 4 and max(small.values()) <= 2
 
 
 def test_network_picks_past_the_even_floor_follow_the_kernels_uses():

@@ -134,10 +134,10 @@ def test_measure_in_passes_writes_a_line_per_row_and_pass_and_a_rerun_adds_passe
     lines it has and makes only the new passes."""
     pytest.importorskip("onnxruntime")
     out = tmp_path / "m.csv"
-    frame, _ = measure(exported, "onnxruntime", limit=4, repeats=1, warmup=0, timeout_s=2, out=out, passes=2)
+    frame, _ = measure(exported, "onnxruntime", limit=4, repeats=1, warmup=0, timeout_s=30, out=out, passes=2)
     first = out.read_bytes()
     assert sorted(frame["pass"].value_counts().to_dict().items()) == [(0, len(frame) // 2), (1, len(frame) // 2)]
-    frame3, notes = measure(exported, "onnxruntime", limit=4, repeats=1, warmup=0, timeout_s=2, out=out, passes=3)
+    frame3, notes = measure(exported, "onnxruntime", limit=4, repeats=1, warmup=0, timeout_s=30, out=out, passes=3)
     assert out.read_bytes().startswith(first) and len(frame3) == len(frame) * 3 // 2
     assert any(f"kept {len(frame)} measurement(s)" in n for n in notes)
     with pytest.raises(AutotuneError, match="--passes must be at least 1"):

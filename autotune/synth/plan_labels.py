@@ -68,9 +68,9 @@ EVEN_AT_MOST = 2_000
 #: Within a network's even share, this many (kernel, core count) pairs are drawn first from each
 #: group of its kernels that end in the same op (the op that writes the kernel's output), the rest
 #: plainly: a rare ending, such as an attention kernel cut after its softmax (12 of Whisper's 320
-#: distinct kernels), otherwise gets one label in two networks where one a network draws ~24 pairs.
-#: Over three seeds on the black boxes, regret 1.70% geomean against 1.90% (docs/costmodel.md,
-#: "A floor for every kernel ending").
+#: distinct kernels), gets about one label a network from a plain draw of ~24 pairs, too few for a
+#: tree to learn that a part treats it differently (docs/costmodel.md, "A floor for every kernel
+#: ending").
 STRATUM_FLOOR = 2
 #: Synthetic groups take what the first share leaves (all of the rest when every built-in network is
 #: planned), but by default at most this many labels: they are a coverage sample of shapes outside

@@ -253,7 +253,7 @@ def network_picks(hw: HardwareConfig, graphs: list[Graph], limit: int, seed: int
     return out
 
 
-def _floor_draw(rng: np.random.Generator, strata: np.ndarray, size: int, floor: int = STRATUM_FLOOR) -> list[int]:
+def _floor_draw(rng: np.random.Generator, strata: np.ndarray, size: int, floor: int) -> list[int]:
     """`size` distinct indices of `strata` at random, `floor` of them (or all it has) from each
     stratum first, the rest plain; sorted."""
     first = [int(c) for s in rng.permutation(np.unique(strata))

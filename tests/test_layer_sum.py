@@ -165,6 +165,7 @@ def test_repeats_average_fits_with_other_seeds_and_round_trip(tmp_path):
     assert meta["members"][1]["layer_sum"] is not None and meta["members"][2].get("layer_sum") is None
     auto = LatencyModel(repeats=0, **kw).fit(X, y, groups=gid)  # few rows: REPEATS fits
     assert len(X) < REPEAT_BELOW and [b.kind for b in auto.members_] == ["blend"] + ["repeat"] * 2 * (REPEATS - 1)
+    assert auto.repeats_for(len(X)) == REPEATS and auto.repeats_for(REPEAT_BELOW) == 1 and m.repeats_for(10**6) == 3
     meta["members"][1]["columns"][0] = X.shape[1] + 5
     meta["meta_sha256"] = meta_checksum(meta)
     (tmp_path / META_FILE).write_text(json.dumps(meta))

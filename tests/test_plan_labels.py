@@ -200,10 +200,16 @@ def test_learn_part_spends_at_most_its_budget_and_labels_plan_kernels(learned):
     assert sum(len(v) - 1 for v in logs.values()) <= settle  # only the settle passes re-measure
     # the rounds plan on one fit; the model they leave, which the confirm stage and tune use, is the
     # mean of REPEATS fits on so few labels (model.REPEAT_BELOW)
-    from autotune.costmodel.model import REPEATS, LatencyModel
+    from autotune.costmodel.model import REPEAT_BELOW, REPEATS, LatencyModel
 
     assert [m.kind for m in res.model.members_].count("repeat") == 2 * (REPEATS - 1)
     assert [m.kind for m in LatencyModel.load(res.model_dir, part).members_].count("repeat") == 2 * (REPEATS - 1)
+    # after rounds that stop early, the final model is fitted again only where it is more than one fit
+    from autotune.synth.plan_labels import _final_fit_differs
+
+    assert _final_fit_differs(part, res.data, {}, res.labels)
+    assert not _final_fit_differs(part, res.data, {"repeats": 1}, res.labels)
+    assert not _final_fit_differs(part, res.data, {}, REPEAT_BELOW)
 
 
 def test_learn_part_spends_its_first_share_on_other_networks_kernels_too(tmp_path_factory):

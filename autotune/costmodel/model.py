@@ -264,7 +264,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
                             early_stopping=self.early_stopping_rounds, progress=self.verbose))
         bags = self.bags or (BAGS if len(logy) < BAG_BELOW else 1)
         bagged = bags > 1 and self.prior_ == "calibrated"
-        repeats = 1 if bagged else self.repeats or (REPEATS if len(logy) < REPEAT_BELOW else 1)
+        repeats = 1 if bagged else self.repeats_for(len(logy))
         if bagged:
             self.members_ = bagged_members(self, X, np.exp(logy), groups, bags)
         elif self.blend != "none":
@@ -278,6 +278,11 @@ class LatencyModel(RegressorMixin, BaseEstimator):
             self.val_mae_log_ = float(np.mean(np.abs(np.log(self.predict_own(X[va])) - logy[va])))
         self.memory_ = MeasuredMemory.from_rows(X, logy) if self.memory else None
         return self
+
+    def repeats_for(self, n_rows: int) -> int:
+        """How many times `fit` fits the model to n rows (`repeats`; 0: REPEATS below REPEAT_BELOW rows, else
+        one), bagging aside."""
+        return self.repeats or (REPEATS if n_rows < REPEAT_BELOW else 1)
 
     def _blend_member(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None, weight: float) -> Predictor:
         """Trees on the `blend` prior over the datasheet columns (which lead every featurizer's rows),

@@ -76,6 +76,12 @@ MEASURED_PARAMS = {"bags": 0, "memory": True, "prior": "layersum", "featurizer":
                    "max_depth": 6, "min_child_weight": 10.0, "repeats": 0}
 
 
+def fit_params(measured: bool, params: dict) -> dict:
+    """The LatencyModel parameters `train` fits with: MEASURED_PARAMS on a part's measurements, the
+    caller's `params` winning."""
+    return {**MEASURED_PARAMS, **params} if measured else dict(params)
+
+
 #: Folds of the cross-validated accuracy `train` reports on a part's measurements (`cv=None`): one
 #: held-out split of 15% of the groups scores ~160 rows of a CPU dataset, and its figure moved by 5
 #: points from split to split (docs/costmodel.md, "Cross-validated accuracy"); K folds score every row.
@@ -164,8 +170,7 @@ def remember(hw: HardwareConfig, data_dir: str | Path, model_dir: str | Path) ->
 def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params, cv) -> TrainResult:
     ds = read_dataset(data_dir, hw)
     measured = ds.manifest.get("source") == "measured"
-    if measured:
-        params = {**MEASURED_PARAMS, **params}
+    params = fit_params(measured, params)
     if cv is None:
         cv = CV_FOLDS if measured and len(ds.rows) <= CV_AT_MOST else 0
     model = LatencyModel(random_state=seed, verbose=progress, **params)

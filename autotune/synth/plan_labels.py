@@ -32,7 +32,7 @@ from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.features import featurize_batch
 from autotune.costmodel.memory import row_keys
 from autotune.costmodel.model import LatencyModel
-from autotune.costmodel.training import remember, train
+from autotune.costmodel.training import fit_params, remember, train
 from autotune.data.dataset import read_dataset
 from autotune.errors import AutotuneError
 from autotune.frontends import zoo
@@ -446,6 +446,12 @@ def _claim(work: Path) -> None:
     (work / WORK_MARK).write_text(json.dumps({"made_by": "autotune learn"}) + "\n")
 
 
+def _final_fit_differs(hw: HardwareConfig, data: Path, kw: dict, rows: int) -> bool:
+    """Whether `train` with `kw` on `rows` rows of `data` fits more than the rounds' one fit."""
+    measured = read_dataset(data, hw).manifest.get("source") == "measured"
+    return LatencyModel(**fit_params(measured, kw)).repeats_for(rows) > 1
+
+
 def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,
                 budget: int, graphs: list[Graph], seed: int = 0, rounds: int = ROUNDS, explore: float = EXPLORE,
                 train_kw: dict | None = None, say: Callable[[str], None] = lambda _m: None,
@@ -500,7 +506,7 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
             f"{time.perf_counter() - t0:.0f} s")
         last = r == rounds or budget - reserve - used <= 0
         model = fit(last)
-    if not last:
+    if not last and _final_fit_differs(hw, data, kw, used):
         model = fit(True)
     if confirm > 0:
         model, more = _confirm(hw, measure, work, data, model_dir, used, budget - used, graphs, seed, say, how)

@@ -324,6 +324,36 @@ def test_settle_passes_measure_deciding_kernels_again_and_at_most_measure_at_mos
     assert not left or res.labels == WIDE or len(settles) >= SETTLE_PASSES
 
 
+def test_each_measured_folder_records_its_picks_errors_against_what_it_measured(learned_wide):
+    """Every folder the loop measured holds its picks' predictions when picked against what it
+    measured: the rounds' picks untimed, the settle passes' re-timings marked; `plan_error` is the
+    root mean square log error of the untimed ones, None without any."""
+    import pandas as pd
+
+    from autotune.data.dataset import read_dataset
+    from autotune.synth.plan_labels import PLAN_ERRORS, plan_error
+
+    part, graphs, res = learned_wide
+    work = res.data.parent
+    rounds = sorted(work.glob("labels-[0-9][0-9]"))
+    settles = sorted(work.glob("settle-*"))
+    assert rounds and settles
+    rows = read_dataset(res.data, part).rows
+    got = {(g, int(c)) for g, c in zip(rows["group_id"], rows["cores"])}
+    for f in rounds[1:] + settles:
+        t = pd.read_csv(f / PLAN_ERRORS)
+        assert len(t) and (t["predicted_ms"] > 0).all() and (t["measured_ms"] > 0).all()
+        assert set(zip(t["group_id"], t["cores"])) <= got
+        if f in rounds:
+            assert (t["timed"] == 0).all()
+    timed = pd.concat([pd.read_csv(f / PLAN_ERRORS) for f in settles])["timed"]
+    assert (timed >= 1).any()  # the settle passes time kernels again
+    t = pd.concat([pd.read_csv(f / PLAN_ERRORS) for f in rounds[1:]])
+    e = np.log(t["predicted_ms"] / t["measured_ms"])
+    assert plan_error(rounds[1:]) == pytest.approx(float(np.sqrt(np.mean(e * e)))) and (e != 0).any()
+    assert plan_error([]) is None and plan_error([work]) is None
+
+
 def test_settle_times_the_plans_largest_kernels_again_when_calls_look_settled_on_no_measured_spread(
         learned, monkeypatch):
     """With no kernel timed twice the timer's spread is only assumed: when every call looks settled

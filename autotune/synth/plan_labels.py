@@ -27,6 +27,7 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.features import featurize_batch
@@ -35,6 +36,7 @@ from autotune.costmodel.model import LatencyModel
 from autotune.costmodel.training import fit_params, remember, train
 from autotune.data.dataset import read_dataset
 from autotune.errors import AutotuneError
+from autotune.fileio import atomic_write_text
 from autotune.frontends import zoo
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph
@@ -50,7 +52,14 @@ from autotune.planning.planner import (
     spans,
     unmeasured_doubt,
 )
-from autotune.synth.profiles import MIN_SPREAD, export_groups, import_profile, read_export
+from autotune.synth.profiles import (
+    MIN_SPREAD,
+    aggregate,
+    export_groups,
+    import_profile,
+    read_export,
+    read_profile,
+)
 
 #: Share of the budget spent before the first plans: synthetic groups and random candidate kernels.
 SYNTH_SHARE = 0.5
@@ -122,6 +131,9 @@ ERROR_CORRELATION = 0.5
 PROVISIONAL_SPREAD = 0.03
 #: Kernels measured twice needed before the timer's spread is pooled from them.
 MIN_POOL = 8
+#: Each measured folder's picks: their prediction when picked, how often they were timed then, and
+#: what the folder measured (`record_plan_errors`).
+PLAN_ERRORS = "plan_errors.csv"
 #: A repeat this many spreads slower than its kernel's fastest timing counts as a slow reading in
 #: `timer_report` (the spread is 2% on the black boxes, their slow outliers +22% to +31%).
 SLOW_SPREADS = 5
@@ -143,6 +155,7 @@ class Pick:
     key: int = field(repr=False)
     tier: int = 0  # 0: the learned plan's, 1: a rival's (with `sure`: one that could beat it), 2: another rival's
     share: float = 0.0  # its predicted time, every use counted, over its plan's predicted total
+    timed: int = 0  # how often it was measured when picked (its prediction is then the memory's)
 
 
 def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], limit: int,
@@ -503,7 +516,7 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
         added, used = int(made["labels"]) - used, int(made["labels"])
         out.append({"round": r, "kind": "plans", "labels": added, "explore": rate, "draws": draws})
         say(f"round {r}: {added} labels on the plans' kernels (explore {rate:.0%}, {draws} draws), {used} in all, "
-            f"{time.perf_counter() - t0:.0f} s")
+            f"{time.perf_counter() - t0:.0f} s{_error_text(folder)}")
         last = r == rounds or budget - reserve - used <= 0
         model = fit(last)
     if not last and _final_fit_differs(hw, data, kw, used):
@@ -537,7 +550,7 @@ def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, da
         left -= added
         model = remember(hw, data, model_dir)
         out.append({"round": n, "kind": kind, "labels": added, "explore": 0.0})
-        say(f"{kind} {n}: {added} labels {what}, {made['labels']} in all")
+        say(f"{kind} {n}: {added} labels {what}, {made['labels']} in all{_error_text(folder)}")
 
     def settle(moves: bool = False) -> None:
         for _ in range(SETTLE_PASSES):
@@ -693,6 +706,7 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
             if not measured[d, c]:
                 first.setdefault(key, pick)
             elif len(logs.get(key, ())) == 1 and (key not in once or pick.share >= once[key].share):
+                pick.timed = 1
                 once[key] = pick
         calls = _rival_cells(g, hw, model, net, rivals)
         for which, theirs in enumerate(calls + (local_moves(mine, si, sj, inverse, pred, at) if moves else [])):
@@ -719,7 +733,8 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
                 gain = loss * max(float(drop), 0.0) / spread2
                 key = int(keys[d, c])
                 if gain > scores.get(key, (0.0,))[0]:
-                    scores[key] = (gain, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 1, t / cost))
+                    scores[key] = (gain, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 1, t / cost,
+                                              0 if n is None else len(n)))
     picks = sorted(first.values(), key=lambda p: -p.share)
     if pooled is None and not open_calls:  # every baseline's call looks settled on the provisional spread: check it
         need = MIN_POOL - sum(len(v) >= 2 for v in logs.values())
@@ -807,9 +822,51 @@ def measure_picks(hw: HardwareConfig, measure: Callable[[Path], Path], folder: P
     `data` as one more shard (with `settings`: make `data` from them, its manifest holding those
     settings); returns import_profile's manifest."""
     export_picks(hw, folder, picks, seed)
+    profile = measure(folder)
     if settings is not None:
-        return import_profile(measure(folder), hw, data, folder, force=True, settings=settings, how=how)
-    return import_profile(measure(folder), hw, data, folder, append=True, again=again, how=how)
+        made = import_profile(profile, hw, data, folder, force=True, settings=settings, how=how)
+    else:
+        made = import_profile(profile, hw, data, folder, append=True, again=again, how=how)
+    record_plan_errors(hw, folder, profile, picks, how)
+    return made
+
+
+def record_plan_errors(hw: HardwareConfig, folder: Path, profile: Path, picks: list[Pick], how: str = "median"
+                       ) -> None:
+    """Write `folder`/PLAN_ERRORS: each pick's prediction when picked, its timings then, and what
+    `profile` measured (its repeats aggregated by `how`): the model's error on the kernels the loop
+    chooses, out of sample, which `plan_error` reads."""
+    _, gframe, _ = read_export(folder)
+    got = aggregate(read_profile(profile, dict(zip(gframe["group_id"], gframe["group_json"])),
+                                 list(hw.core_counts)), how)[0]
+    ms = {(str(gid), int(c)): float(v) for gid, c, v in zip(got["group_id"], got["cores"], got["latency_ms"])}
+    rows = [(candidate_id(p.graph.name, p.i, p.j), p.cores, p.predicted_ms, p.timed) for p in picks
+            if p.predicted_ms > 0]  # a random draw's picks have no prediction
+    lines = ["group_id,cores,predicted_ms,timed,measured_ms"]
+    lines += [f"{gid},{c},{pr!r},{t},{ms[(gid, c)]!r}" for gid, c, pr, t in rows if (gid, c) in ms]
+    atomic_write_text(folder / PLAN_ERRORS, "\n".join(lines) + "\n")
+
+
+def _error_text(folder: Path) -> str:
+    e = plan_error([folder])
+    return "" if e is None else f"; the model erred {e:.1%} (rms) on its unmeasured picks"
+
+
+def plan_error(folders: list[Path]) -> float | None:
+    """The model's error on the kernels the loop picked, before they were measured (the root mean
+    square of log(predicted / measured) over the PLAN_ERRORS of `folders`; None where there are
+    none): out of sample, where the plans are. The validation split's error is about twice as large:
+    it holds synthetic groups and random kernels far from any plan (docs/costmodel.md, "The model's
+    error where it plans")."""
+    errs: list[np.ndarray] = []
+    for f in folders:
+        if (f / PLAN_ERRORS).is_file():
+            t = pd.read_csv(f / PLAN_ERRORS)
+            t = t[t["timed"] == 0]
+            errs.append(np.log(t["predicted_ms"].to_numpy(np.float64) / t["measured_ms"].to_numpy(np.float64)))
+    e = np.concatenate(errs) if errs else np.empty(0)
+    e = e[np.isfinite(e)]
+    return float(np.sqrt(np.mean(e * e))) if len(e) else None
 
 
 def export_picks(hw: HardwareConfig, folder: Path, picks: list[Pick], seed: int) -> None:

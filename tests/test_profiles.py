@@ -199,7 +199,7 @@ def test_cpu_pipeline_measures_trains_and_verifies(tmp_path, capsys):
     data, models = tmp_path / "data" / "cpu", tmp_path / "models"
     assert main(["synth", "--hw", "cpu", "--backend", "onnxruntime", "--budget", "40", "--out", str(data)]) == 0
     assert read_dataset(data, load_hardware("cpu")).rows["source"].eq("measured").all()
-    capsys.readouterr()
+    assert "\ntimer: " in capsys.readouterr().out  # how far a label moves from run to run, or why unknown
     assert main(["train", "--hw", "cpu", "--data", str(data), "--out", str(models / "cpu")]) == 0
     metrics = json.loads((models / "cpu" / "meta.json").read_text())["metrics"]
     by = metrics.get("validation_by_kind", {})  # synthetic groups come in kinds (layer, slice, block)

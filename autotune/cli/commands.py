@@ -154,9 +154,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _synth_on_this_cpu(hw: HardwareConfig, folder: Path, args: argparse.Namespace, t0: float) -> int:
+    from autotune.costmodel.training import MEASURED_PARAMS
     from autotune.hardware.host import host_cores
     from autotune.synth.cpu_labels import synth_by_measuring
-    from autotune.synth.plan_labels import ZOO_SHARE
+    from autotune.synth.plan_labels import ZOO_SHARE, measured_logs, timer_report
     from autotune.synth.profiles import CPU_BUDGET
 
     if hw.cores > host_cores():
@@ -174,6 +175,9 @@ def _synth_on_this_cpu(hw: HardwareConfig, folder: Path, args: argparse.Namespac
         print(f"note: {n}")
     print(f"{folder}/: {m['rows']} labels measured on this CPU with ONNX Runtime (budget {budget}); "
           f"{len(m['outliers'])} outlier repeats; {time.perf_counter() - t0:.1f} s")
+    # the kernels the settle passes timed again show how far a label moves from run to run: a noisy
+    # spell on this machine limits every accuracy figure `train` then reports
+    print(timer_report(measured_logs(hw, folder, str(MEASURED_PARAMS["featurizer"]))))
     return 0
 
 

@@ -228,3 +228,14 @@ def test_tune_finds_a_parts_model_by_its_name_or_model_dir(datasheet_only, tmp_p
     assert main(["tune", "--hw", hw, "--model", NET, "--models-dir", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--model-dir" in err and "export-groups" in err and "make" not in err
+
+
+def test_timing_agreement_compares_the_first_two_timings_of_each_kernel_timed_twice():
+    """Kernels are feature rows: of three timed twice or more, two pairs agree within 10% (the third
+    timing of one is not compared); a kernel timed once is no evidence, and none timed twice is None."""
+    from autotune.costmodel.training import timing_agreement
+
+    X = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [2.0, 0.0], [2.0, 0.0], [3.0, 0.0], [3.0, 0.0], [4.0, 0.0]])
+    y = np.array([1.0, 1.05, 9.0, 2.0, 2.5, 3.0, 2.9, 7.0])
+    assert timing_agreement(X, y) == {"within10": pytest.approx(2 / 3), "n": 3}
+    assert timing_agreement(X[[0, 3, 5, 7]], y[[0, 3, 5, 7]]) is None

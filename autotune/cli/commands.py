@@ -204,6 +204,10 @@ def _train_lines(metrics: dict) -> list[str]:
                      f"[{c['n']} rows]")
         if metrics.get("cross_validation_by_kind"):
             lines.append(_by_kind_line(metrics["cross_validation_by_kind"]))
+    t = metrics.get("timing_agreement")
+    if t:
+        lines.append(f"  two timings of one kernel within 10% of each other: {t['within10']:.1%} of {t['n']} kernels "
+                     "timed twice (how far this timer lets a held-out figure go)")
     z = metrics.get("zoo")
     if z:
         lines.append(f"zoo groups (never trained on):          MAPE {z['mape']:.2%}, within 5% {z['within5']:.1%}, "

@@ -17,6 +17,7 @@ import pandas as pd
 from autotune.artefacts import MODEL, check_folder_output
 from autotune.cluster import connect
 from autotune.costmodel.feature_cache import dataset_features
+from autotune.costmodel.memory import row_keys
 from autotune.costmodel.model import LatencyModel, fit_on_cluster
 from autotune.costmodel.model_io import provenance
 from autotune.data.dataset import read_dataset
@@ -88,6 +89,21 @@ def fit_params(measured: bool, params: dict) -> dict:
 CV_FOLDS = 5
 #: A measured dataset with more rows than this is cross-validated only when asked (each fold is a full fit).
 CV_AT_MOST = 5_000
+
+
+def timing_agreement(X: np.ndarray, y: np.ndarray) -> dict | None:
+    """How often the first two labels of a kernel timed twice or more (the same feature row) are
+    within 10% of each other, and of how many such kernels; None without any. A held-out label is
+    a timing too: this is what the timer alone lets a prediction of one reach (docs/costmodel.md,
+    "Timing on the CPU")."""
+    keys = row_keys(X)
+    order = np.argsort(keys, kind="stable")
+    k, first, count = np.unique(keys[order], return_index=True, return_counts=True)
+    twice = count >= 2
+    if not twice.any():
+        return None
+    a, b = y[order][first[twice]], y[order][first[twice] + 1]
+    return {"within10": float(np.mean(np.abs(b / a - 1) <= 0.10)), "n": int(twice.sum())}
 
 
 def group_folds(groups: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -200,6 +216,9 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params, cv)
         by = _by_kind(ds.rows, oof, y)
         if by:
             metrics["cross_validation_by_kind"] = by
+    agree = timing_agreement(X, y)
+    if agree is not None:
+        metrics["timing_agreement"] = agree
     zp = None
     if Xz is not None:
         assert ds.zoo is not None  # zoo features come from the zoo rows

@@ -98,7 +98,7 @@ def timing_agreement(X: np.ndarray, y: np.ndarray) -> dict | None:
     "Timing on the CPU")."""
     keys = row_keys(X)
     order = np.argsort(keys, kind="stable")
-    k, first, count = np.unique(keys[order], return_index=True, return_counts=True)
+    _, first, count = np.unique(keys[order], return_index=True, return_counts=True)
     twice = count >= 2
     if not twice.any():
         return None

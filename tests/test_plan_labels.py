@@ -205,11 +205,30 @@ def test_learn_part_spends_at_most_its_budget_and_labels_plan_kernels(learned):
     assert [m.kind for m in res.model.members_].count("repeat") == 2 * (REPEATS - 1)
     assert [m.kind for m in LatencyModel.load(res.model_dir, part).members_].count("repeat") == 2 * (REPEATS - 1)
     # after rounds that stop early, the final model is fitted again only where it is more than one fit
-    from autotune.synth.plan_labels import _final_fit_differs
+    from autotune.costmodel.training import fit_params
 
-    assert _final_fit_differs(part, res.data, {}, res.labels)
-    assert not _final_fit_differs(part, res.data, {"repeats": 1}, res.labels)
-    assert not _final_fit_differs(part, res.data, {}, REPEAT_BELOW)
+    def differs(kw: dict, rows: int) -> bool:  # what plan_rounds asks of the model train_kw makes
+        return LatencyModel(repeats=fit_params(True, kw).get("repeats", 1)).repeats_for(rows) > 1
+
+    assert differs({"seed": 0, "n_jobs": 1}, res.labels)  # learn_part's train_kw
+    assert not differs({"repeats": 1}, res.labels)
+    assert not differs({}, REPEAT_BELOW)
+
+
+def test_rounds_that_stop_early_leave_the_final_model_train_asks_for(tmp_path):
+    """A network of a few kernels runs out of unmeasured plan pairs before its rounds end: the loop
+    says so, stops, and still leaves the mean of REPEATS fits that few labels get."""
+    from autotune.costmodel.model import REPEATS
+    from autotune.ir.graph import GraphBuilder
+
+    b = GraphBuilder("tiny")
+    x = b.conv(b.input("x", (1, 8, 16, 16)), 16, 3, name="c1")
+    b.fc(b.gpool(b.conv(x, 16, 1, name="c2"), name="gap"), 10, name="fc")
+    said: list[str] = []
+    res = learn_part(_part(tmp_path), _fresh_timer(), tmp_path / "work", 2_000, [b.build()], seed=0, rounds=4,
+                     threads=1, params={"n_estimators": 20}, zoo_share=0.0, log=said.append)
+    assert any("every pair the plans use is measured" in line for line in said) and res.labels < 2_000
+    assert [m.kind for m in res.model.members_].count("repeat") == 2 * (REPEATS - 1)
 
 
 def test_learn_part_spends_its_first_share_on_other_networks_kernels_too(tmp_path_factory):

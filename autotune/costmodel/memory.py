@@ -19,6 +19,14 @@ _SEED = 20261203
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
+def logs_by_key(X: np.ndarray, logy: np.ndarray) -> dict[int, np.ndarray]:
+    """Each kernel's log latencies (rows of X with one key, `row_keys`), in row order."""
+    keys = row_keys(X)
+    order = np.argsort(keys, kind="stable")
+    uniq, start = np.unique(keys[order], return_index=True)
+    return {int(k): v for k, v in zip(uniq, np.split(np.asarray(logy)[order], start[1:]))}
+
+
 def row_keys(X: np.ndarray) -> np.ndarray:
     """A 64-bit key per row of X from its float32 bytes (collisions need ~2^32 distinct rows)."""
     bits = np.ascontiguousarray(np.asarray(X, dtype=np.float32)).view(np.uint32).astype(np.uint64)

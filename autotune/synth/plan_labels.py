@@ -31,7 +31,7 @@ import pandas as pd
 
 from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.features import featurize_batch
-from autotune.costmodel.memory import row_keys
+from autotune.costmodel.memory import logs_by_key, row_keys
 from autotune.costmodel.model import LatencyModel
 from autotune.costmodel.training import fit_params, remember, train
 from autotune.data.dataset import read_dataset
@@ -459,12 +459,6 @@ def _claim(work: Path) -> None:
     (work / WORK_MARK).write_text(json.dumps({"made_by": "autotune learn"}) + "\n")
 
 
-def _final_fit_differs(hw: HardwareConfig, data: Path, kw: dict, rows: int) -> bool:
-    """Whether `train` with `kw` on `rows` rows of `data` fits more than the rounds' one fit."""
-    measured = read_dataset(data, hw).manifest.get("source") == "measured"
-    return LatencyModel(**fit_params(measured, kw)).repeats_for(rows) > 1
-
-
 def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,
                 budget: int, graphs: list[Graph], seed: int = 0, rounds: int = ROUNDS, explore: float = EXPLORE,
                 train_kw: dict | None = None, say: Callable[[str], None] = lambda _m: None,
@@ -487,7 +481,12 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
         # docs/costmodel.md, "Four fits, not one")
         return train(hw, data, model_dir, **(kw if last else {**kw, "repeats": 1})).model
 
-    used = len(read_dataset(data, hw).rows)
+    start = read_dataset(data, hw)
+    used = len(start.rows)
+    # after rounds that stop early, the last fit is refitted only where `train_kw` makes more than one fit
+    # (kw also holds train's own arguments: only its repeats are the model's business here)
+    final = LatencyModel(**{k: v for k, v in fit_params(start.manifest.get("source") == "measured", kw).items()
+                            if k == "repeats"})
     reserve = int(round((budget - used) * confirm)) if budget > used else 0
     last = budget - reserve - used <= 0
     model = fit(last)
@@ -519,7 +518,7 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
             f"{time.perf_counter() - t0:.0f} s{_error_text(folder)}")
         last = r == rounds or budget - reserve - used <= 0
         model = fit(last)
-    if not last and _final_fit_differs(hw, data, kw, used):
+    if not last and final.repeats_for(used) > 1:
         model = fit(True)
     if confirm > 0:
         model, more = _confirm(hw, measure, work, data, model_dir, used, budget - used, graphs, seed, say, how)
@@ -589,11 +588,7 @@ def measured_logs(hw: HardwareConfig, data: Path, featurizer: str = "datasheet")
 
     ds = read_dataset(data, hw)
     X, _ = dataset_features(ds, hw, featurizer)
-    keys = row_keys(X)
-    y = np.log(ds.rows["latency_ms"].to_numpy(np.float64))
-    order = np.argsort(keys, kind="stable")
-    uniq, start = np.unique(keys[order], return_index=True)
-    return {int(k): v for k, v in zip(uniq, np.split(y[order], start[1:]))}
+    return logs_by_key(X, np.log(ds.rows["latency_ms"].to_numpy(np.float64)))
 
 
 def timer_spread(logs: dict[int, np.ndarray]) -> float | None:

@@ -35,7 +35,8 @@ def agree(a: np.ndarray, b: np.ndarray) -> float:
 
 def fastest_deciding(ms: np.ndarray, tolerance: float) -> tuple[np.ndarray, float]:
     """Each row's fastest of its first two passes (columns), or of all three where those two differ by
-    more than `tolerance` (`measure`'s deciding pass); and the mean number of passes taken."""
+    more than `tolerance` (a deciding third pass: measured, not shipped; docs/costmodel.md, "Timing on
+    the CPU"); and the mean number of passes taken."""
     first = ms[:, :2].min(axis=1)
     split = np.abs(np.log(ms[:, 0] / ms[:, 1])) > np.log1p(tolerance)
     return np.where(split, np.minimum(first, ms[:, 2]), first), 2.0 + float(split.mean())

@@ -27,6 +27,12 @@ def logs_by_key(X: np.ndarray, logy: np.ndarray) -> dict[int, np.ndarray]:
     return {int(k): v for k, v in zip(uniq, np.split(np.asarray(logy)[order], start[1:]))}
 
 
+def first_differences(logs: dict[int, np.ndarray]) -> np.ndarray:
+    """Second timing less first of each kernel timed twice or more (log scale), from `logs_by_key`:
+    what the timer alone moves a label by (later timings are left out, so every kernel counts once)."""
+    return np.array([v[1] - v[0] for v in logs.values() if len(v) >= 2], dtype=np.float64)
+
+
 def row_keys(X: np.ndarray) -> np.ndarray:
     """A 64-bit key per row of X from its float32 bytes (collisions need ~2^32 distinct rows)."""
     bits = np.ascontiguousarray(np.asarray(X, dtype=np.float32)).view(np.uint32).astype(np.uint64)

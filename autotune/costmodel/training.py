@@ -17,7 +17,7 @@ import pandas as pd
 from autotune.artefacts import MODEL, check_folder_output
 from autotune.cluster import connect
 from autotune.costmodel.feature_cache import dataset_features
-from autotune.costmodel.memory import logs_by_key
+from autotune.costmodel.memory import first_differences, logs_by_key
 from autotune.costmodel.model import LatencyModel, fit_on_cluster
 from autotune.costmodel.model_io import provenance
 from autotune.data.dataset import read_dataset
@@ -96,7 +96,7 @@ def timing_agreement(X: np.ndarray, y: np.ndarray) -> dict | None:
     within 10% of each other, and of how many such kernels; None without any. A held-out label is
     a timing too: this is what the timer alone lets a prediction of one reach (docs/costmodel.md,
     "Timing on the CPU")."""
-    d = np.array([v[1] - v[0] for v in logs_by_key(X, np.log(y)).values() if len(v) >= 2])
+    d = first_differences(logs_by_key(X, np.log(y)))
     if not len(d):
         return None
     return {"within10": float(np.mean(np.abs(np.expm1(d)) <= 0.10)), "n": len(d)}

@@ -31,7 +31,7 @@ import pandas as pd
 
 from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.features import featurize_batch
-from autotune.costmodel.memory import logs_by_key, row_keys
+from autotune.costmodel.memory import first_differences, logs_by_key, row_keys
 from autotune.costmodel.model import LatencyModel
 from autotune.costmodel.training import fit_params, remember, train
 from autotune.data.dataset import read_dataset
@@ -596,7 +596,7 @@ def timer_spread(logs: dict[int, np.ndarray]) -> float | None:
     measured twice or more (their first two: a difference has sqrt(2) times the spread); None when
     fewer than MIN_POOL kernels were."""
 
-    diffs = np.array([abs(v[1] - v[0]) for v in logs.values() if len(v) >= 2])
+    diffs = np.abs(first_differences(logs))
     if len(diffs) < MIN_POOL:
         return None
     return max(1.4826 * float(np.median(diffs)) / math.sqrt(2), MIN_SPREAD)

@@ -200,7 +200,7 @@ def test_learn_part_spends_at_most_its_budget_and_labels_plan_kernels(learned):
     assert sum(len(v) - 1 for v in logs.values()) <= settle  # only the settle passes re-measure
     # the rounds plan on one fit; the model they leave, which the confirm stage and tune use, is the
     # mean of REPEATS fits on so few labels (model.REPEAT_BELOW)
-    from autotune.costmodel.model import REPEAT_BELOW, REPEATS, LatencyModel
+    from autotune.costmodel.model import REPEAT_BELOW, REPEATS, LatencyModel, fit_repeats
 
     assert [m.kind for m in res.model.members_].count("repeat") == 2 * (REPEATS - 1)
     assert [m.kind for m in LatencyModel.load(res.model_dir, part).members_].count("repeat") == 2 * (REPEATS - 1)
@@ -208,11 +208,12 @@ def test_learn_part_spends_at_most_its_budget_and_labels_plan_kernels(learned):
     from autotune.costmodel.training import fit_params
 
     def differs(kw: dict, rows: int) -> bool:  # what plan_rounds asks of the model train_kw makes
-        return LatencyModel(repeats=fit_params(True, kw).get("repeats", 1)).repeats_for(rows) > 1
+        return fit_repeats(fit_params(True, kw).get("repeats", 1), rows) > 1
 
     assert differs({"seed": 0, "n_jobs": 1}, res.labels)  # learn_part's train_kw
     assert not differs({"repeats": 1}, res.labels)
     assert not differs({}, REPEAT_BELOW)
+    assert LatencyModel(repeats=0).repeats_for(REPEAT_BELOW - 1) == fit_repeats(0, REPEAT_BELOW - 1) == REPEATS
 
 
 def test_rounds_that_stop_early_leave_the_final_model_train_asks_for(tmp_path):

@@ -37,6 +37,12 @@ BAG_BELOW = 50_000
 #: past a few thousand labels one fit's seed matters less and four fits cost more.
 REPEATS = 4
 REPEAT_BELOW = 5_000
+
+
+def fit_repeats(repeats: int, n_rows: int) -> int:
+    """How many fits a model with `repeats` makes on n rows: `repeats`, or for 0 ("auto") REPEATS
+    below REPEAT_BELOW rows and one above."""
+    return repeats or (REPEATS if n_rows < REPEAT_BELOW else 1)
 #: Below this many training rows XGBoost runs one thread unless `n_jobs` says otherwise: threads cost
 #: more than they save on small fits, many times more on a busy machine.
 ONE_THREAD_BELOW = 20_000
@@ -280,9 +286,8 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         return self
 
     def repeats_for(self, n_rows: int) -> int:
-        """How many times `fit` fits the model to n rows (`repeats`; 0: REPEATS below REPEAT_BELOW rows, else
-        one), bagging aside."""
-        return self.repeats or (REPEATS if n_rows < REPEAT_BELOW else 1)
+        """How many times `fit` fits the model to n rows (`fit_repeats`), bagging aside."""
+        return fit_repeats(self.repeats, n_rows)
 
     def _blend_member(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None, weight: float) -> Predictor:
         """Trees on the `blend` prior over the datasheet columns (which lead every featurizer's rows),

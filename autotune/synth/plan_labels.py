@@ -32,7 +32,7 @@ import pandas as pd
 from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.features import featurize_batch
 from autotune.costmodel.memory import first_differences, logs_by_key, row_keys
-from autotune.costmodel.model import LatencyModel
+from autotune.costmodel.model import LatencyModel, fit_repeats
 from autotune.costmodel.training import fit_params, remember, train
 from autotune.data.dataset import read_dataset
 from autotune.errors import AutotuneError
@@ -484,9 +484,7 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
     start = read_dataset(data, hw)
     used = len(start.rows)
     # after rounds that stop early, the last fit is refitted only where `train_kw` makes more than one fit
-    # (kw also holds train's own arguments: only its repeats are the model's business here)
-    final = LatencyModel(**{k: v for k, v in fit_params(start.manifest.get("source") == "measured", kw).items()
-                            if k == "repeats"})
+    repeats = int(fit_params(start.manifest.get("source") == "measured", kw).get("repeats", 1))
     reserve = int(round((budget - used) * confirm)) if budget > used else 0
     last = budget - reserve - used <= 0
     model = fit(last)
@@ -518,7 +516,7 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
             f"{time.perf_counter() - t0:.0f} s{_error_text(folder)}")
         last = r == rounds or budget - reserve - used <= 0
         model = fit(last)
-    if not last and final.repeats_for(used) > 1:
+    if not last and fit_repeats(repeats, used) > 1:
         model = fit(True)
     if confirm > 0:
         model, more = _confirm(hw, measure, work, data, model_dir, used, budget - used, graphs, seed, say, how)

@@ -107,6 +107,8 @@ def check_file_output(out: str | Path | None, inputs: Iterable[str | Path | None
     folder owns (an export's own files, anything in a dataset or model folder)."""
     if out is None:
         return
+    if not str(out).strip():
+        raise AutotuneError(f"{flag} is empty; give a file name")
     o = _resolved(out)
     for src in inputs:
         if src is not None and _resolved(src) == o:

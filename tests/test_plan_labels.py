@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -766,3 +767,28 @@ def test_settle_moves_measure_kernels_no_plan_of_the_model_holds(learned_wide):
     assert unmeasured_moves and not {(p.i, p.j, p.cores) for p in unmeasured_moves} & final
     held = final | {(x.i, x.j, x.cores) for n in RIVALS for x in strategies.run(n, g, part, model=back).groups}
     assert {(p.i, p.j, p.cores) for p in unmeasured_moves} - held, "every move's kernel is in a baseline's plan"
+
+
+def test_a_rerun_whose_measure_fails_loses_nothing_measured(tmp_path):
+    """learn_part on its own work folder again: until the new run's first import, the last run's
+    dataset and round-0 profile stay, so a measure command that fails loses no label."""
+    from autotune.data.dataset import read_dataset
+    from autotune.ir.graph import GraphBuilder
+
+    b = GraphBuilder("tiny")
+    x = b.conv(b.input("x", (1, 8, 16, 16)), 16, 3, name="c1")
+    b.fc(b.gpool(b.conv(x, 16, 1, name="c2"), name="gap"), 10, name="fc")
+    part, work = _part(tmp_path), tmp_path / "work"
+    res = learn_part(part, _fresh_timer(), work, 60, [b.build()], seed=0, rounds=1, threads=1,
+                     params={"n_estimators": 10}, zoo_share=0.0)
+    rows = len(read_dataset(res.data, part).rows)
+    profile = (work / "labels-00" / "measured.csv").read_bytes()
+
+    def broken(folder: Path) -> Path:
+        raise AutotuneError(f"the measure command failed on {folder}")
+
+    with pytest.raises(AutotuneError, match="measure command failed"):
+        learn_part(part, broken, work, 60, [b.build()], seed=0, rounds=1, threads=1, params={"n_estimators": 10},
+                   zoo_share=0.0)
+    assert len(read_dataset(res.data, part).rows) == rows
+    assert (work / "labels-00" / "measured.csv").read_bytes() == profile

@@ -260,6 +260,19 @@ def test_a_budget_cuts_the_last_group_at_its_first_core_counts(tmp_path):
     assert list(last["cores"]) == HW.core_counts[:3]
 
 
+def test_a_part_whose_values_give_no_finite_latency_is_refused_and_nothing_written(tmp_path):
+    """A schema-valid but absurd datasheet value (a clock of 1e-300 GHz) makes latencies past any
+    kernel's: synth says so in one line and leaves no dataset behind."""
+    from autotune.errors import ConfigError
+    from autotune.hardware.config import parse_hardware
+
+    d = json.loads(json.dumps(HW.model_dump(mode="json")))
+    d["datasheet"]["clock_ghz"] = 1e-300
+    with pytest.raises(ConfigError, match="no positive number below"):
+        run(parse_hardware(d, "absurd"), tmp_path / "d", budget=4 * K, seed=0)
+    assert not (tmp_path / "d" / "manifest.json").exists()
+
+
 # -- spread sampling --------------------------------------------------------------------------
 def test_spread_sampling_measures_each_group_once_at_balanced_core_counts(base, tmp_path):
     m = _run(tmp_path / "s", budget=90 * K + 1, sampling="spread")

@@ -34,6 +34,10 @@ def work(tmp_path_factory) -> Path:
     export_groups(HW, root / "groups", n_groups=4, seed=1)
     write_profile(root / "groups" / "measured.csv", measure(root / "groups", "simulator", HW, seed=0)[0])
     import_profile(root / "groups" / "measured.csv", HW, root / "data", groups=root / "groups")
+    export_groups(HW, root / "other", n_groups=2, seed=5)  # another export, its groups not in `groups`
+    assert main(["export-onnx", "resnet18", str(root / "net.onnx")]) == 0
+    (root / "part.yaml").write_text((Path(__file__).parents[1] / "autotune" / "hardware" / "presets"
+                                     / "mlu100.yaml").read_text())
     for name, meta in [("part", {"hardware": HW.name}), ("universal", {"family": {"name": "family"}})]:
         (root / "models" / name).mkdir(parents=True)
         (root / "models" / name / "meta.json").write_text(json.dumps(meta))
@@ -83,6 +87,22 @@ def _refused(argv: list[str], root: Path, words: str, capsys) -> None:
     (["tune", "--model", "resnet18", "--strategy", "analytic", "--out", "{r}/models/part/plan.json"],
      "model folder"),
     (["study", "--out", "{r}/data"], "holds a dataset"),
+    # a file output that is the command's own input file, a folder, empty, or inside a model folder
+    (["tune", "--model", "{r}/net.onnx", "--strategy", "analytic", "--out", "{r}/net.onnx"], "this command's input"),
+    (["tune", "--hw", "{r}/part.yaml", "--model", "resnet18", "--strategy", "analytic", "--out", "{r}/part.yaml"],
+     "this command's input"),
+    (["inspect", "{r}/net.onnx", "--json", "{r}/net.onnx"], "this command's input"),
+    (["eval", "--models", "resnet18,{r}/net.onnx", "--json", "{r}/net.onnx"], "this command's input"),
+    (["train", "--hw", "{r}/part.yaml", "--data", "{r}/data", "--json", "{r}/part.yaml"], "this command's input"),
+    (["export-onnx", "{r}/net.onnx", "{r}/net.onnx"], "this command's input"),
+    (["export-onnx", "resnet18", "{r}/models/part/meta.json"], "model folder"),
+    (["export-onnx", "resnet18", "{r}/groups"], "is a folder"),
+    (["zoo", "--json", "{r}/models/part/meta.json"], "model folder"),
+    (["inspect", "resnet18", "--json", ""], "is empty"),
+    # train over a model of another part, measure over another export's profile
+    (["train", "--hw", "edge4", "--data", "{r}/data", "--out", "{r}/models/part"], "holds a model for 'mlu100'"),
+    (["measure", "{r}/other", "--backend", "simulator", "--hw", "mlu100", "--out", "{r}/groups/measured.csv"],
+     "another export's profile"),
 ])
 def test_no_command_writes_over_its_inputs_or_another_artefact(work, argv, words, capsys):
     _refused([a.replace("{r}", str(work)) for a in argv], work, words, capsys)
@@ -133,6 +153,51 @@ def test_a_latency_outside_1ns_to_1h_or_not_plain_decimal_is_refused(work, tmp_p
     _refused(["import-profile", str(tmp_path / "p.csv"), "--groups", str(work / "groups"),
               "--out", str(tmp_path / "d")], tmp_path, "bad row(s)", capsys)
     assert not (tmp_path / "d").exists()
+
+
+def test_a_profile_field_past_the_csv_limit_is_one_line(work, tmp_path, capsys):
+    gid = pd.read_csv(work / "groups" / "manifest.csv")["group_id"].iloc[0]
+    (tmp_path / "p.csv").write_text(f"group_id,cores,latency_ms,note\n{gid},1,0.5,\"{'x' * 200_000}\"\n")
+    _refused(["import-profile", str(tmp_path / "p.csv"), "--groups", str(work / "groups"),
+              "--out", str(tmp_path / "d")], tmp_path, "not a CSV profile", capsys)
+
+
+def test_a_spreadsheets_byte_order_mark_is_no_part_of_the_header(work, tmp_path):
+    gid = pd.read_csv(work / "groups" / "manifest.csv")["group_id"].iloc[0]
+    (tmp_path / "p.csv").write_bytes(f"\ufeffgroup_id,cores,latency_ms\n{gid},1,0.5\n".encode())
+    assert main(["import-profile", str(tmp_path / "p.csv"), "--groups", str(work / "groups"),
+                 "--out", str(tmp_path / "d")]) == 0
+
+
+@pytest.mark.parametrize("column, value, words", [
+    ("cores", "a", "not one of mlu100's core counts"),
+    ("cores", 7, "not one of mlu100's core counts"),
+    ("cores", 1.5, "not one of mlu100's core counts"),
+    ("latency_ms", "x", "not positive numbers"),
+    ("group_json", None, "no group_json text"),
+])
+def test_a_dataset_row_of_the_wrong_type_or_range_is_refused(work, tmp_path, column, value, words, capsys):
+    """A dataset edited by hand, its digests made to match: one line naming the rows, not a crash in training."""
+    import shutil
+
+    from autotune.data.dataset import file_digest
+
+    shutil.copytree(work / "data", tmp_path / "d")
+    man = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    shard = tmp_path / "d" / man["shards"][0]
+    rows = pd.read_parquet(shard)
+    rows[column] = pd.Series([value] * len(rows), dtype=object)
+    rows.to_parquet(shard)
+    man["shard_digests"][0] = file_digest(shard)
+    (tmp_path / "d" / "manifest.json").write_text(json.dumps(man))
+    _refused(["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "m")], tmp_path, words, capsys)
+
+
+@pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG"), (".pdf", b"%PDF"), (".svg", b"<?xml")])
+def test_a_plot_is_written_in_the_format_its_name_asks_for(tmp_path, suffix, magic):
+    out = tmp_path / f"plan{suffix}"
+    assert main(["tune", "--model", "resnet18", "--strategy", "analytic", "--plot", str(out)]) == 0
+    assert out.read_bytes().startswith(magic)
 
 
 def test_plain_decimal_latencies_in_range_import(work, tmp_path):

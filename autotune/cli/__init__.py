@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from autotune.cli.args import (
     ADAPT_BUDGET,
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "its own (0: none; default: training.CV_FOLDS folds on a part's measurements of at most "
                         "training.CV_AT_MOST rows, else none)")
     s.add_argument("--json", metavar="FILE")
+    s.add_argument("--force", action="store_true", help="replace a model trained for another part in --out")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("tune", help="plan fusion groups and core counts for a network")
@@ -188,6 +190,31 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
     return f"autotune: warning: {message}\n"
 
 
+#: The commands whose `out` is one file (elsewhere it is a folder, which the command checks itself).
+_FILE_OUT = ("tune", "export-onnx", "measure")
+
+
+def check_file_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a file output (--json, --plot, a file --out) that is one of the
+    command's input files, a folder, or a file an artefact folder owns (artefacts.check_file_output)."""
+    from autotune.artefacts import check_file_output
+
+    outs = {dest: getattr(args, dest, None) for dest in ("json", "plot")}
+    if args.command in _FILE_OUT:
+        outs["out"] = getattr(args, "out", None)
+    inputs: list[str] = []
+    for dest, value in vars(args).items():
+        if dest in outs or dest == "func":
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str):
+                inputs += [p for p in v.split(",") if p and Path(p).is_file()] if dest == "models" else [v]
+    for dest, value in outs.items():
+        if value is not None:
+            flag = "OUT" if dest == "out" and args.command == "export-onnx" else f"--{dest}"
+            check_file_output(value, inputs=[v for v in inputs if Path(v).is_file()], flag=flag)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input is one line on stderr and exit 2, never a traceback. An
     unexpected failure is one line and exit 3 (AUTOTUNE_DEBUG=1 shows the traceback)."""
@@ -200,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     try:
+        check_file_outputs(args)
         return int(args.func(args) or 0)
     except AutotuneError as err:
         print(f"autotune: error: {err}", file=sys.stderr)

@@ -218,6 +218,17 @@ def _train_lines(metrics: dict) -> list[str]:
     return lines
 
 
+def _model_hardware(folder: Path) -> str | None:
+    """The part a model folder's meta.json names (None: no readable model there)."""
+    import json
+
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return str(meta["hardware"]) if isinstance(meta, dict) and "hardware" in meta else None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from autotune.cli import plots
     from autotune.costmodel.training import TrainResult, train
@@ -235,6 +246,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     data_dir = Path(args.data or f"data/{slug}")
     out_dir = Path(args.out or f"models/{slug}")
     check_output(getattr(args, "json", None), "file")
+    other = _model_hardware(out_dir)
+    if other is not None and other != hw.name and not getattr(args, "force", False):
+        raise AutotuneError(f"{out_dir}/ holds a model for {other!r}, not {hw.name!r}; add --force to replace it, "
+                            "or choose another --out")
 
     def extras(res: TrainResult) -> dict[str, bytes]:
         if res.zoo is None or res.zoo_pred is None:

@@ -22,7 +22,9 @@ from autotune.hardware.config import HardwareConfig  # noqa: E402
 
 def _save(fig, path: str | Path, dpi: int = 120) -> Path:
     fig.tight_layout()
-    out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    fmt = Path(path).suffix[1:].lower()  # a .pdf or .svg name gets that format; anything else PNG
+    fmt = fmt if fmt in fig.canvas.get_supported_filetypes() else "png"
+    out = atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
     plt.close(fig)
     return Path(out)
 

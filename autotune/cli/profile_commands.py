@@ -69,8 +69,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from autotune.synth.profiles import read_export, write_profile
 
     out = args.out or str(Path(args.folder) / "measured.csv")
-    read_export(args.folder)
+    _, _, manifest = read_export(args.folder)
     check_file_output(out, flag="--out")
+    _refuse_other_groups(out, set(manifest["group_id"].astype(str)), args.folder)
     hw = load_hardware(args.hw) if args.hw else None
     as_you_go = args.backend == "onnxruntime"  # appended row by row, resumed by a rerun
     frame, notes = measure(args.folder, args.backend, hw, args.limit, args.seed, args.repeats,
@@ -83,6 +84,22 @@ def cmd_measure(args: argparse.Namespace) -> int:
         print(f"note: {n}")
     print(f"{out}: {len(frame)} measurements ({args.backend})")
     return 0
+
+
+def _refuse_other_groups(out: str, known: set[str], folder: str) -> None:
+    """A profile already at `out` that holds groups `folder` does not export (another export's
+    measurements) is never replaced or added to: one line, and it stays."""
+    import pandas as pd
+
+    if not Path(out).is_file():
+        return
+    try:
+        old = pd.read_csv(out, usecols=lambda c: c == "group_id", dtype=str)
+    except (OSError, ValueError):
+        return  # not a profile we can read: _refuse_other_measurements judges it
+    if "group_id" in old and not set(old["group_id"].dropna()) <= known:
+        raise AutotuneError(f"{out} holds measurements of groups that {folder}/ does not export (another "
+                            "export's profile?); choose another --out or move it away")
 
 
 def _refuse_other_measurements(out: str, backend: str) -> None:

@@ -160,10 +160,23 @@ def read_dataset(folder: str | Path, hw: HardwareConfig) -> Dataset:
     if absent:
         raise DatasetError(f"dataset in {folder}/ lacks column {absent[0]!r}; "
                            "regenerate it with `autotune synth --force`")
-    bad = ~np.isfinite(rows["latency_ms"].to_numpy(np.float64)) | (rows["latency_ms"].to_numpy(np.float64) <= 0)
+    ms = pd.to_numeric(rows["latency_ms"], errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(ms) | (ms <= 0)
     if bad.any():
         raise DatasetError(f"dataset in {folder}/ has {int(bad.sum())} latencies that are not positive numbers "
                            f"(first: group {rows['group_id'].iloc[int(np.argmax(bad))]!r})")
+    cores = pd.to_numeric(rows["cores"], errors="coerce").to_numpy(np.float64)
+    bad = ~np.isin(cores, np.asarray(hw.core_counts, dtype=np.float64))
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise DatasetError(f"dataset in {folder}/ has {int(bad.sum())} rows whose cores are not one of "
+                           f"{hw.name}'s core counts {list(hw.core_counts)} (first: {rows['cores'].iloc[k]}, "
+                           f"group {rows['group_id'].iloc[k]!r})")
+    bad = ~rows["group_json"].map(lambda v: isinstance(v, str)).to_numpy(bool)
+    if bad.any():
+        raise DatasetError(f"dataset in {folder}/ has {int(bad.sum())} rows with no group_json text "
+                           f"(first: group {rows['group_id'].iloc[int(np.argmax(bad))]!r})")
+    rows["latency_ms"], rows["cores"] = ms, cores.astype(np.int64)
     digest = hashlib.sha256(mpath.read_bytes()).hexdigest()[:16]
     zpath = folder / ZOO_FILE
     zoo = None

@@ -18,7 +18,6 @@ device's own tool, a user's script (`autotune learn --measure-cmd`) or a black b
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from autotune.data.dataset import read_dataset
 from autotune.errors import AutotuneError
 from autotune.fileio import atomic_write_text
 from autotune.frontends import zoo
+from autotune.frontends.synthetic import GENERATOR_VERSION
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph
 from autotune.ir.tables import GroupBatch
@@ -415,19 +415,17 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
     if not 0 <= zoo_share <= 1:
         raise AutotuneError(f"the zoo share must be in [0, 1], got {zoo_share}")
     _claim(work)
+    # a rerun keeps the last run's dataset and model until its own first import replaces them: a
+    # measure command that fails loses nothing already measured
     data, model_dir = work / "data", work / "model"
-    for old in (data, model_dir):
-        if old.exists():
-            shutil.rmtree(old)
     first = budget * synth_share
     # two synthetic groups at least: the first import is theirs
     share, cap = (NETWORK_SHARE, SYNTH_AT_MOST) if network_share is None else (network_share, None)
     kernels, others = first_share(hw, graphs, int(round(first)), share, zoo_share, seed, keep=2 * n_cores,
                                   synth_at_most=cap)
     folder = work / "labels-00"
-    export_groups(hw, folder, max(2, math.ceil((first - len(kernels) - len(others)) / n_cores)), seed=seed,
-                  force=True)
-    made = import_profile(measure(folder), hw, data, folder)
+    export_synthetic(hw, folder, max(2, math.ceil((first - len(kernels) - len(others)) / n_cores)), seed)
+    made = import_profile(measure(folder), hw, data, folder, force=True)
     log_rows = [{"round": 0, "kind": "synthetic", "labels": int(made["labels"]), "explore": 0.0}]
     said = f"round 0: {made['labels']} synthetic labels"
     if kernels or others:
@@ -868,6 +866,20 @@ def plan_error(folders: list[Path]) -> float | None:
 
 def _rms(e: np.ndarray) -> float:
     return float(np.sqrt(np.mean(e * e)))
+
+
+def export_synthetic(hw: HardwareConfig, folder: Path, n_groups: int, seed: int) -> None:
+    """Export `n_groups` synthetic groups to `folder`, unless it already holds that export (its
+    profile is kept, so a rerun measures only what is missing)."""
+    want = {"hardware_hash": hw.hash, "requested_groups": n_groups, "seed": seed,
+            "generator_version": GENERATOR_VERSION, "model": None, "probes": False, "plan_pairs": False}
+    try:
+        info, _, _ = read_export(folder)
+        if all(info.get(k) == v for k, v in want.items()):
+            return
+    except AutotuneError:
+        pass
+    export_groups(hw, folder, n_groups, seed=seed, force=True)
 
 
 def export_picks(hw: HardwareConfig, folder: Path, picks: list[Pick], seed: int) -> None:

@@ -267,10 +267,12 @@ def read_profile(path: str | Path, known: dict[str, str], core_counts: list[int]
     count) in one DatasetError, so nothing is imported from a file with any."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is no part of the header
+        rows = list(csv.reader(io.StringIO(text)))
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"{path}: cannot read it ({err})") from None
-    rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as err:
+        raise DatasetError(f"{path}: not a CSV profile ({err})") from None
     if not rows:
         raise DatasetError(f"{path}: empty file; its first line must be the header {','.join(PROFILE_COLUMNS)}")
     header = [h.strip() for h in rows[0]]

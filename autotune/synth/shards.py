@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from autotune.data.dataset import ROW_COLUMNS, file_digest, parquet_bytes
 from autotune.device.base import Simulator
+from autotune.errors import ConfigError
 from autotune.fileio import atomic_write, atomic_write_json
 from autotune.frontends.synthetic import describe, generate_range
 from autotune.hardware.config import HardwareConfig
@@ -55,11 +56,22 @@ def describe_group(g: Group) -> dict:
             "batch": int(g.graph.batch)}
 
 
+#: A label past this (ms, over a day) is no kernel's latency but a device value out of range.
+MAX_LATENCY_MS = 1e8
+
+
 def rows_frame(groups: list[Group], graphs: list[Graph], ids: list[str], extra: dict[str, Any], hw: HardwareConfig,
            noise: bool, seed: int, cores: list[np.ndarray] | None = None) -> pd.DataFrame:
     """Measurement rows of groups (at `cores[i]`, default all core counts): id, JSON, cores,
     latency, source, then descriptive columns."""
-    lab = label_groups(groups, hw, noise, seed, cores)
+    with np.errstate(all="ignore"):  # what overflows is refused below, in one line
+        lab = label_groups(groups, hw, noise, seed, cores)
+    ms = lab["latency_ms"].to_numpy(np.float64)
+    bad = ~(np.isfinite(ms) & (ms > 0) & (ms < MAX_LATENCY_MS))
+    if bad.any():
+        raise ConfigError(f"hardware {hw.name}: its device values give {int(bad.sum())} of {len(ms)} latencies that "
+                          f"are no positive number below {MAX_LATENCY_MS:.0e} ms (e.g. {float(ms[bad][0]):g} ms); "
+                          "check its datasheet and device: values")
     pos = lab.pop("pos").to_numpy()
     js = [json.dumps(graph_to_dict(g), separators=(",", ":")) for g in graphs]
     head = pd.DataFrame({"group_id": np.asarray(ids, dtype=object)[pos],

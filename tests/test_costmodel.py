@@ -234,6 +234,29 @@ def test_latency_model_with_calibrated_prior_saves_and_loads_without_pickle(tmp_
         LatencyModel.load(tmp_path, hw)
 
 
+def test_load_refuses_a_consistent_meta_json_with_impossible_values(tmp_path, roofline_featurizer):
+    """Edited with its checksum made to match: a best iteration past the trees, a calibration that
+    is not finite, the same part's name with another config are each one clear line."""
+    hw = load_hardware("mlu100")
+    X, y, _, _ = _roofline_rows()
+    m = LatencyModel(n_estimators=30, n_jobs=1, featurizer=roofline_featurizer.name).fit(X, y,
+                                                                                        groups=np.arange(len(y)))
+    m.save(tmp_path, {"hardware": hw.name, "hardware_hash": hw.hash})
+    good = json.loads((tmp_path / META_FILE).read_text())
+    for it in (10**9, -5):
+        _rewrite_meta(tmp_path, best_iteration=it)
+        with pytest.raises(ModelFileError, match=f"best_iteration {it} is not one of the"):
+            LatencyModel.load(tmp_path, hw)
+    cal = json.loads(json.dumps(good["calibration"]))
+    cal["split"][0] = float("nan")
+    _rewrite_meta(tmp_path, best_iteration=good["best_iteration"], calibration=cal)
+    with pytest.raises(ModelFileError, match="not finite in its calibration"):
+        LatencyModel.load(tmp_path, hw)
+    _rewrite_meta(tmp_path, calibration=good["calibration"], hardware_hash="deadbeef")
+    with pytest.raises(ModelFileError, match="another version of 'mlu100'.*a datasheet or device value changed"):
+        LatencyModel.load(tmp_path, hw)
+
+
 def test_unknown_prior_and_featurizer_are_refused():
     X, y, g = _data()
     with pytest.raises(ValueError, match="'prior' parameter"):

@@ -770,3 +770,47 @@ def test_generated_groups_round_trip_exactly(tmp_path):
     for g in generate(200, load_hardware("mlu100"), 3):
         export_onnx(g, path)
         assert graph_to_dict(load_onnx(str(path))) == graph_to_dict(g), g.name
+
+
+def _one_node_file(path, node, x_shape, inits):
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    onnx.save(helper.make_model(helper.make_graph([node], "g", [x], [y],
+                                                  [numpy_helper.from_array(v, k) for k, v in inits.items()]),
+                                opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("op, attrs, x_shape, inits, words", [
+    ("MatMul", {}, (1, 16, 64), {"w": np.zeros((32, 64), np.float32)}, "(?i)incompatible|mismatch"),
+    ("Gemm", {"transB": 1}, (1, 64), {"w": np.zeros((10, 32), np.float32)}, "(?i)incompatible|mismatch"),
+    ("Concat", {"axis": 9}, (2, 16, 64), {}, "axis must be in"),
+    ("Softmax", {"axis": 10}, (2, 16), {}, "'axis' must be in"),
+    ("BatchNormalization", {}, (1, 3, 8, 8), {k: np.ones(7, np.float32) for k in ("s", "b", "m", "v")},
+     "Dimension mismatch"),
+])
+def test_a_node_whose_shapes_contradict_each_other_is_an_error(tmp_path, op, attrs, x_shape, inits, words):
+    """Not a guess that imports: the weight's reduction axis, an axis past the rank, parameters of
+    another channel count are each one clear error naming the node's type."""
+    from onnx import helper
+
+    ins = ["x", *inits] if op != "Concat" else ["x", "x"]
+    path = _one_node_file(tmp_path / "bad.onnx", helper.make_node(op, ins, ["y"], name="n", **attrs), x_shape, inits)
+    with pytest.raises(GraphError, match=words):
+        load_onnx(path)
+
+
+def test_the_mapping_checks_a_weights_reduction_axis_where_onnx_inference_does_not_reach(tmp_path, monkeypatch):
+    from onnx import helper
+
+    from autotune.frontends import onnx_import
+
+    monkeypatch.setattr(onnx_import.Importer, "_refuse_shape_errors", lambda self: None)
+    for op, attrs, x_shape, w in [("MatMul", {}, (1, 16, 64), (32, 64)), ("Gemm", {"transB": 1}, (1, 64), (10, 32))]:
+        inits = {"w": np.zeros(w, np.float32)}
+        path = _one_node_file(tmp_path / f"{op}.onnx", helper.make_node(op, ["x", "w"], ["y"], **attrs), x_shape,
+                              inits)
+        with pytest.raises(GraphError, match="reduces over 32 values, the activation"):
+            load_onnx(path)

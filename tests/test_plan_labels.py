@@ -513,6 +513,18 @@ def test_learn_and_export_plans_on_the_command_line(tmp_path, capsys):
     assert "--measure-cmd failed" in err and err.count("\n") == 1
 
 
+def test_a_measure_command_that_never_ends_gives_up_at_its_timeout(tmp_path, capsys):
+    import sys
+
+    _part(tmp_path)
+    hang = f"{sys.executable} -c \"__import__('time').sleep(600)\" {{export}} {{profile}}"
+    argv = ["learn", "--hw", str(tmp_path / "part.yaml"), "--measure-cmd", hang, "--networks", NET, "--budget", "60",
+            "--rounds", "1", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "m"), "--measure-timeout", "1"]
+    assert main(argv) == 2
+    cap = capsys.readouterr()
+    assert "did not finish" in cap.err and cap.err.count("\n") == 1 and "measuring " in cap.out
+
+
 def test_the_learned_plan_prefers_measured_kernels_within_the_models_error(learned):
     """planner.sure_plan: optimal on the table with unmeasured pairs counted the validation error's
     tail dearer, its predicted latency unpenalised; with no error it is the plain DP plan."""

@@ -103,6 +103,10 @@ def _refused(argv: list[str], root: Path, words: str, capsys) -> None:
     (["train", "--hw", "edge4", "--data", "{r}/data", "--out", "{r}/models/part"], "holds a model for 'mlu100'"),
     (["measure", "{r}/other", "--backend", "simulator", "--hw", "mlu100", "--out", "{r}/groups/measured.csv"],
      "another export's profile"),
+    # a --model-dir that is no model folder says so, not "give --model-dir"
+    (["tune", "--model", "resnet18", "--model-dir", "{r}/groups/measured.csv"], "is a file, not a model folder"),
+    (["tune", "--model", "resnet18", "--model-dir", "{r}/nothing"], "does not exist"),
+    (["tune", "--model", "resnet18", "--model-dir", "{r}/groups"], "holds no meta.json"),
 ])
 def test_no_command_writes_over_its_inputs_or_another_artefact(work, argv, words, capsys):
     _refused([a.replace("{r}", str(work)) for a in argv], work, words, capsys)

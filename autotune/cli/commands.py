@@ -299,6 +299,10 @@ def load_model(hw: HardwareConfig, hw_arg: str, models_dir: str | Path = "models
         if (folder / "meta.json").is_file():
             return LatencyModel.load(folder, hw)
     where = " or ".join(f"{f}/" for f in tried)
+    if model_dir is not None:
+        what = "is a file, not a model folder" if Path(model_dir).is_file() else (
+            "does not exist" if not Path(model_dir).exists() else "holds no meta.json")
+        raise AutotuneError(f"--model-dir {model_dir} {what}; give the folder `autotune train --out` made")
     if hw.has_device:
         how = f"run `make synth train HW={hw_arg}`, or give the model folder with --model-dir"
     else:

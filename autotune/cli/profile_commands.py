@@ -175,10 +175,15 @@ def cmd_learn(args: argparse.Namespace) -> int:
     def run(folder: Path) -> Path:
         profile = folder / "measured.csv"
         cmd = [t.replace("{export}", str(folder)).replace("{profile}", str(profile)) for t in template]
+        rows = max(sum(1 for _ in open(folder / "manifest.csv")) - 1, 0)
+        print(f"measuring {rows} (group, cores) pairs of {folder}/ with --measure-cmd ...", flush=True)
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True)
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.measure_timeout)
         except OSError as err:
             raise AutotuneError(f"--measure-cmd could not run {cmd[0]!r}: {err.strerror or err}") from None
+        except subprocess.TimeoutExpired:
+            raise AutotuneError(f"--measure-cmd did not finish {folder}/ within --measure-timeout "
+                                f"{args.measure_timeout:g} s; what it wrote to {profile.name} stays") from None
         if done.returncode != 0 or not profile.is_file():
             why = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no message"]
             raise AutotuneError(f"--measure-cmd failed on {folder}/ (exit {done.returncode}"
@@ -262,6 +267,8 @@ def add_parsers(sub, seed_type, budget_type, groups_type, repeats_type, seconds_
     s.add_argument("--measure-cmd", required=True, metavar="CMD",
                    help="shell-free command that measures an export: {export} is the folder, {profile} the CSV it "
                         "must write (e.g. 'python blackbox.py measure {export} --device X --out {profile}')")
+    s.add_argument("--measure-timeout", type=seconds_type, default=None, metavar="S",
+                   help="give up on a --measure-cmd call after S seconds (default: wait as long as it runs)")
     s.add_argument("--networks", required=True, metavar="NETS", help="networks to plan (zoo names or .onnx files)")
     s.add_argument("--budget", type=groups_type, required=True, metavar="N", help="labels, (group, cores) pairs")
     s.add_argument("--work", default=None, metavar="DIR", help="rounds' exports and profiles, and the dataset "

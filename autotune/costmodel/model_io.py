@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,10 @@ def read_model(folder: str | Path, hw, known_params: set[str]) -> SavedModel:
         raise ModelFileError(f"cannot read {meta_path}: {err.strerror or err}") from None
     if meta.get("meta_sha256") != meta_checksum(meta):
         raise ModelFileError(f"{meta_path} is corrupted or edited: its checksum does not match ({retrain})")
+    if hw is not None and meta.get("hardware_hash") != hw.hash and meta.get("hardware") == hw.name:
+        raise ModelFileError(f"model in {folder}/ was trained for another version of {hw.name!r} (hash "
+                             f"{meta.get('hardware_hash')}; its config now hashes to {hw.hash}: a datasheet or "
+                             f"device value changed); {retrain}")
     if hw is not None and meta.get("hardware_hash") != hw.hash:
         raise ModelFileError(
             f"model in {folder}/ was trained for hardware {meta.get('hardware')!r} "
@@ -131,6 +136,9 @@ def read_model(folder: str | Path, hw, known_params: set[str]) -> SavedModel:
         raise ModelFileError(f"{meta_path} is missing best_iteration/n_features ({retrain})") from None
     if booster.num_features() != n_features:
         raise ModelFileError(f"{model_path} and {meta_path} disagree on the feature count ({retrain})")
+    if not 0 <= best_iteration < booster.num_boosted_rounds():
+        raise ModelFileError(f"{meta_path}'s best_iteration {best_iteration} is not one of the "
+                             f"{booster.num_boosted_rounds()} rounds of {model_path} ({retrain})")
     prior = meta.get("prior")
     if prior not in PRIORS:
         raise ModelFileError(f"{meta_path} names no valid prior ({retrain})")
@@ -141,6 +149,8 @@ def read_model(folder: str | Path, hw, known_params: set[str]) -> SavedModel:
             fitted[key] = read(meta[key])
         except (KeyError, TypeError, ValueError):
             raise ModelFileError(f"{meta_path} lacks {what} for prior={prior!r} ({retrain})") from None
+        if not _all_finite(meta[key]):
+            raise ModelFileError(f"{meta_path} holds a number that is not finite in its {key} ({retrain})")
     calibration, layer_sum = fitted.get("calibration"), fitted.get("layer_sum")
     names = list(get_featurizer(str(params.get("featurizer", "datasheet"))).names)
     coverage = _checked_coverage(meta.get("coverage"), names) if len(names) == n_features else None
@@ -155,6 +165,15 @@ def read_model(folder: str | Path, hw, known_params: set[str]) -> SavedModel:
                       members, str(combine), coverage, memory, _number(meta.get("val_mae_log")),
                       _number(meta.get("val_q90_log")),
                       {key: _extra_trees(meta, folder, key, retrain) for key in EXTRA_TREES})
+
+
+def _all_finite(v) -> bool:
+    """Every number in a JSON value is finite (json reads NaN and Infinity)."""
+    if isinstance(v, dict):
+        return all(_all_finite(x) for x in v.values())
+    if isinstance(v, list):
+        return all(_all_finite(x) for x in v)
+    return not isinstance(v, float) or math.isfinite(v)
 
 
 def _number(v) -> float:

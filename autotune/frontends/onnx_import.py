@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ from autotune.ir.graph import Attrs, Graph, Layer, Shape, make_layer
 FORMAT_KEY = "autotune.format"
 WEIGHTS_KEY = "autotune.weights"
 BATCH_KEY = "autotune.batch"  # the graph's batch (an input's dim 0 is not always it: a [tokens, features] input)
+#: One error of ONNX's strict shape inference that is a shape contradiction (its op type, its text).
+SHAPE_ERROR = re.compile(r"\(op_type:(\w+)[^)]*\): \[ShapeInferenceError\] ([^\n]*)")
 FUSED_MARK = "autotune:fused"  # doc_string of the node that ends a fused epilogue activation
 
 
@@ -103,6 +106,7 @@ class Importer:
         if self.explicit and self.batch_override is None and meta.get(BATCH_KEY, "").isdigit():
             self.batch = int(meta[BATCH_KEY])
         self._toposort()
+        self._refuse_shape_errors()  # on the file as given, before any batch or --dim rewrite
         self._forget_shapes()  # recorded shapes may carry other sizes: inference redoes them
         self.pristine = type(self.model)()
         self.pristine.CopyFrom(self.model)
@@ -255,6 +259,24 @@ class Importer:
                 return
             except Exception:  # inference is best effort: missing shapes are reported where needed
                 continue
+
+    def _refuse_shape_errors(self) -> None:
+        """A standard op whose attributes or input shapes contradict each other (a concat axis past
+        the rank, a batch norm's parameters of another channel count) is an error, not a guess:
+        ONNX's own shape inference, strict, names it. Type disagreements and ops it cannot infer stay
+        best effort (`_infer`)."""
+        import onnx
+
+        try:
+            onnx.shape_inference.infer_shapes(self.model, check_type=False, strict_mode=True, data_prop=True)
+        except Exception as err:  # noqa: BLE001 -- only a shape error below is the model's fault
+            # a declared shape that disagrees with the inferred one is not the node's fault (the
+            # batch or --dim rewrite changes declared shapes): inference prefers its own, as _infer does
+            found = next((m for m in SHAPE_ERROR.finditer(str(err)) if "Can't merge shape info" not in m.group(2)),
+                         None)
+            if found:
+                raise GraphError(f"node of type {found.group(1)}: {found.group(2).strip()} (ONNX shape "
+                                 "inference)") from None
 
     def _collect_shapes(self) -> None:
         g = self.model.graph

@@ -80,6 +80,8 @@ def gemm(imp, n):
         if len(imp.ir_shape[imp.src(x)]) != 2:
             return imp.opaque(n)
         x = _transpose_2d(imp, n, x, n.outputs[0] + "/aT")
+    xs = imp.ir_shape[imp.src(x)]  # the IR fc flattens a 4-D input, as an implicit Flatten would
+    _same_k(xs, math.prod(xs[1:]) if len(xs) == 4 else xs[-1], w[1] if tb else w[0], wt, tuple(w))
     cout = w[0] if tb else w[1]
     c = n.inputs[2] if len(n.inputs) > 2 else ""
     if c and c not in imp.static:  # an activation as C: fc then an eltwise add
@@ -88,6 +90,12 @@ def gemm(imp, n):
         _gemm_c(imp, n, tmp, c)
         return
     imp.emit(n, "fc", [x], out_channels=cout, bias=bool(c), act="")
+
+
+def _same_k(xs, have: int, k: int, weight: str, w: tuple) -> None:
+    """The activation's reduced size (`have`) is the weight's reduction axis (k), or one clear line."""
+    if have != k:
+        raise GraphError(f"weight {weight!r} {w} reduces over {k} values, the activation {tuple(xs)} gives {have}")
 
 
 @converter("MatMul")
@@ -103,6 +111,7 @@ def matmul(imp, n):
         if len(w) != 2 or len(imp.ir_shape[imp.src(x)]) < 2:
             return imp.opaque(n)
         xs = imp.ir_shape[imp.src(x)]
+        _same_k(xs, xs[-1], w[0], wt, tuple(w))
         if len(xs) == 4:
             return fc_last_axis(imp, n, x, w[1], n.outputs[0])
         return imp.emit(n, "fc", [x], out_channels=w[1], bias=False, act="")
@@ -110,6 +119,8 @@ def matmul(imp, n):
     w, xs = imp.shape_of(x), imp.ir_shape[imp.src(wt)]
     if len(w) != 2 or len(xs) < 2:
         return imp.opaque(n)
+    if w[1] != xs[-2]:
+        raise GraphError(f"weight {x!r} {tuple(w)} has {w[1]} columns, the activation {tuple(xs)} {xs[-2]} rows")
     t_in, t_out = n.outputs[0] + "/xT", n.outputs[0] + "/fcT"
     _transpose_last(imp, n, wt, t_in)
     fc_last_axis(imp, n, t_in, w[0], t_out)

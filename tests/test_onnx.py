@@ -814,3 +814,26 @@ def test_the_mapping_checks_a_weights_reduction_axis_where_onnx_inference_does_n
                               inits)
         with pytest.raises(GraphError, match="reduces over 32 values, the activation"):
             load_onnx(path)
+
+
+def test_an_op_onnx_does_not_know_is_opaque_with_its_declared_shape_or_named(tmp_path):
+    """An op of no ONNX opset (even in the default domain) maps to an opaque layer when the file
+    declares its output's shape, at any batch; without one, the error names the op, not a tensor."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("FooBar", ["r"], ["z"], name="foo"),
+             helper.make_node("Relu", ["z"], ["y"])]
+    for declared in (True, False):
+        vi = [helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 5, 8, 8])] if declared else []
+        path = tmp_path / f"foo{declared}.onnx"
+        onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], value_info=vi),
+                                    opset_imports=[helper.make_opsetid("", 17)]), path)
+        if declared:
+            with pytest.warns(UserWarning, match="FooBar x1"):
+                g = load_onnx(str(path), batch=4)
+            assert g.order[-1].out_shape == (4, 5, 8, 8)
+        else:
+            with pytest.raises(GraphError, match="op 'FooBar' .* is no ONNX op this autotune knows"):
+                load_onnx(str(path))

@@ -37,6 +37,13 @@ FUSED_MARK = "autotune:fused"  # doc_string of the node that ends a fused epilog
 
 
 
+def _has_schema(n) -> bool:
+    """ONNX's shape inference knows the node's op (a default-domain op of the onnx package's opsets)."""
+    import onnx
+
+    return isinstance(n.op, str) and n.domain in ("", "ai.onnx") and onnx.defs.has(n.op)
+
+
 class OnnxImportWarning(UserWarning):
     """Some ONNX ops had no IR mapping and became opaque layers (no MACs counted)."""
 
@@ -219,7 +226,7 @@ class Importer:
         """Drop inferred shapes so inference redoes them at the inputs' current sizes; outputs of ops of
         other domains (which inference cannot redo) keep the file's, the batch and --dim values put in."""
         g = self.model.graph
-        custom = {t for n in self.nodes if n.domain not in ("", "ai.onnx") for t in n.outputs}
+        custom = {t for n in self.nodes if not _has_schema(n) for t in n.outputs}
         if self._custom_vi is None:  # the file's own shapes, before any size was changed
             self._custom_vi = {}
             for vi in list(g.value_info) + list(g.output):
@@ -487,6 +494,11 @@ class Importer:
     def shape_of(self, t: str) -> Shape:
         s = self.shapes.get(t)
         if s is None:
+            maker = next((n for n in self.nodes if t in n.outputs), None)
+            if maker is not None and not _has_schema(maker):
+                raise GraphError(f"shape of tensor {t!r} is unknown: op {maker.op!r} (domain "
+                                 f"{maker.domain or 'ai.onnx'!r}) is no ONNX op this autotune knows, so only a shape "
+                                 "declared for its output in the file's value_info can tell it")
             raise GraphError(f"shape of tensor {t!r} is unknown and cannot be inferred")
         return s
 
@@ -686,4 +698,5 @@ def load_onnx(path: str, batch: int | None = None, strict: bool = False, dims: d
         raise GraphError(msg if msg.startswith(path) else f"{path}: {msg}") from None
     except (ValueError, TypeError, IndexError, KeyError, AttributeError, RuntimeError) as err:
         # a file that parses as protobuf but breaks ONNX's own rules (fields of the wrong kind, bad UTF-8)
-        raise GraphError(f"{path}: malformed ONNX model ({type(err).__name__}: {err})") from None
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise GraphError(f"{path}: malformed ONNX model ({type(err).__name__}: {first})") from None

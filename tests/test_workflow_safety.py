@@ -103,6 +103,11 @@ def _refused(argv: list[str], root: Path, words: str, capsys) -> None:
     (["train", "--hw", "edge4", "--data", "{r}/data", "--out", "{r}/models/part"], "holds a model for 'mlu100'"),
     (["measure", "{r}/other", "--backend", "simulator", "--hw", "mlu100", "--out", "{r}/groups/measured.csv"],
      "another export's profile"),
+    # an export made for one part imported or measured as another's
+    (["import-profile", "{r}/groups/measured.csv", "--hw", "edge4", "--out", "{r}/d2"],
+     "exported for hardware 'mlu100'"),
+    (["measure", "{r}/groups", "--backend", "simulator", "--hw", "edge4", "--out", "{r}/m2.csv"],
+     "exported for hardware 'mlu100'"),
     # a --model-dir that is no model folder says so, not "give --model-dir"
     (["tune", "--model", "resnet18", "--model-dir", "{r}/groups/measured.csv"], "is a file, not a model folder"),
     (["tune", "--model", "resnet18", "--model-dir", "{r}/nothing"], "does not exist"),

@@ -66,13 +66,15 @@ def _names(text: str) -> list[str]:
 
 def cmd_measure(args: argparse.Namespace) -> int:
     from autotune.synth.measure import measure
-    from autotune.synth.profiles import read_export, write_profile
+    from autotune.synth.profiles import check_export_for, read_export, write_profile
 
     out = args.out or str(Path(args.folder) / "measured.csv")
-    _, _, manifest = read_export(args.folder)
+    info, _, manifest = read_export(args.folder)
     check_file_output(out, flag="--out")
     _refuse_other_groups(out, set(manifest["group_id"].astype(str)), args.folder)
     hw = load_hardware(args.hw) if args.hw else None
+    if hw is not None:
+        check_export_for(info, hw, args.folder)
     as_you_go = args.backend == "onnxruntime"  # appended row by row, resumed by a rerun
     frame, notes = measure(args.folder, args.backend, hw, args.limit, args.seed, args.repeats,
                            timeout_s=args.timeout, progress=True, out=out if as_you_go else None,

@@ -242,6 +242,14 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
     return info
 
 
+def check_export_for(info: dict, hw: HardwareConfig, folder: str | Path) -> None:
+    """Refuse, in one line, an export (its export.json `info`) made for another datasheet: its
+    groups' features and core counts are that part's."""
+    if info.get("datasheet_hash") not in (None, hw.datasheet_hash) or info.get("core_counts") != list(hw.core_counts):
+        raise AutotuneError(f"{folder}/ was exported for hardware {info.get('hardware')!r}, not {hw.name!r}; give "
+                            "the --hw it was exported with")
+
+
 def read_export(folder: str | Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """(export.json, groups.parquet, manifest.csv) of an export folder, or one clear line."""
     folder = Path(folder)
@@ -373,6 +381,7 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
     csv_path = Path(csv_path)
     groups = Path(groups) if groups is not None else csv_path.parent
     info, gframe, _ = read_export(groups)
+    check_export_for(info, hw, groups)
     out = Path(out)
     if again and not append:
         raise AutotuneError("--again re-measures pairs of the dataset in --out; it needs --append")
@@ -458,8 +467,7 @@ def measured_table(folder: str | Path, hw: HardwareConfig, profile: str | Path |
     if not info.get("model"):
         raise AutotuneError(f"{folder}/ holds synthetic groups, not a network's candidates; export one with "
                             "`autotune export-groups --model NET`")
-    if info.get("datasheet_hash") not in (None, hw.datasheet_hash) or info.get("core_counts") != list(hw.core_counts):
-        raise AutotuneError(f"{folder}/ was exported for hardware {info.get('hardware')!r}, not {hw.name!r}")
+    check_export_for(info, hw, folder)
     csv_path = Path(profile) if profile is not None else folder / "measured.csv"
     if not csv_path.is_file():
         raise AutotuneError(f"{csv_path}: no such profile; measure {folder}/manifest.csv on the part, write it there")

@@ -419,7 +419,7 @@ def _model_specs(arg: str) -> list[str]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from autotune.cli import plots
     from autotune.cli.report import eval_table
-    from autotune.planning.evaluation import run_eval
+    from autotune.planning.evaluation import check_dims, run_eval
 
     check_output(args.json, "file")
     check_output(args.plot, "file")
@@ -440,6 +440,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                             "part) and give the folders with --measured DIR [DIR ...]")
     else:
         specs = _model_specs(args.models)
+    check_dims(specs, parse_dims(args.dim))
     model = load_model(hw, args.hw, args.models_dir, args.cost, args.model_dir)
     if args.measure_budget is not None and args.measure_budget < 0:
         raise AutotuneError(f"--measure-budget must be at least 0, got {args.measure_budget}")

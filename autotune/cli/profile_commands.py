@@ -17,6 +17,11 @@ def cmd_export_groups(args: argparse.Namespace) -> int:
     if sum(x is not None for x in (args.groups, args.model, args.plans)) > 1:
         raise AutotuneError("give one of --groups N (synthetic groups), --model NET (a network's candidates) or "
                             "--plans NETS (the kernels a model's plans use)")
+    if args.plans is None:
+        given = [f for f, v in (("--limit", args.limit), ("--explore", args.explore or None),
+                                ("--model-dir", args.model_dir)) if v is not None]
+        if given:
+            raise AutotuneError(f"{given[0]} works with --plans only (the kernels a model's plans use)")
     hw = load_hardware(args.hw)
     if args.plans is not None:
         return _export_plan_pairs(args, hw)

@@ -11,6 +11,18 @@ from autotune.frontends.onnx_import import load_onnx
 from autotune.ir.graph import Graph
 
 
+def _is_file(spec: str) -> bool:
+    return spec.lower().endswith(".onnx") or "/" in spec or Path(spec).is_file()
+
+
+def dim_names(spec: str) -> set[str]:
+    """The --dim names a network takes: an ONNX file's symbolic dimensions, a zoo network's size
+    parameters (none for a name that is neither)."""
+    if _is_file(spec):
+        return set(symbolic_names(spec))
+    return set(zoo.params(spec)) if spec in zoo.names() else set()
+
+
 def load_graph(spec: str, batch: int | None = None, strict: bool = False, dims: dict[str, int] | None = None,
                lenient_dims: bool = False) -> Graph:
     """A zoo network by name, or an ONNX file by path. `batch` overrides the file's batch size; `dims`
@@ -19,7 +31,7 @@ def load_graph(spec: str, batch: int | None = None, strict: bool = False, dims: 
     if batch is not None and batch < 1:
         raise AutotuneError(f"--batch must be a positive integer, got {batch}")
     dims = dict(dims or {})
-    if spec.lower().endswith(".onnx") or "/" in spec or Path(spec).is_file():
+    if _is_file(spec):
         if lenient_dims and dims:
             dims = {k: v for k, v in dims.items() if k in symbolic_names(spec)}
         return load_onnx(spec, batch=batch, strict=strict, dims=dims)

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from autotune.costmodel.model import LatencyModel
-from autotune.frontends.loader import load_graph
+from autotune.errors import AutotuneError
+from autotune.frontends.loader import dim_names, load_graph
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph
 from autotune.planning import planner
@@ -51,6 +52,18 @@ def _geomean(xs: list[float]) -> float:
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
+def check_dims(specs: Sequence[str | Graph], dims: dict[str, int] | None) -> None:
+    """One --dim sizes every network that has it, but a name none of them has is a typo: one line."""
+    names = [s for s in specs if not isinstance(s, Graph)]
+    if not dims or not names:
+        return
+    taken = set().union(*(dim_names(s) for s in names))
+    unknown = sorted(set(dims) - taken)
+    if unknown:
+        raise AutotuneError(f"--dim {unknown[0]}: none of the networks has a dimension of that name"
+                            + (f" (they have: {', '.join(sorted(taken))})" if taken else ""))
+
+
 def run_eval(specs: Sequence[str | Graph], hw: HardwareConfig, model: LatencyModel, batch: int | None = None,
              progress: bool = False, strategies: list[str] | None = None, measure_budget: int | None = None,
              dims: dict[str, int] | None = None, strict: bool = False,
@@ -68,6 +81,7 @@ def run_eval(specs: Sequence[str | Graph], hw: HardwareConfig, model: LatencyMod
     if measure_budget is not None and "learned+measure" not in strategies:
         strategies.insert(strategies.index("learned") + 1, "learned+measure")
     baselines = [b for b in BASELINE_STRATEGIES if b in strategies]
+    check_dims(specs, dims)
     models = []
     for n, spec in enumerate(tqdm(specs, desc="eval", unit="net", disable=not progress, leave=False)):
         g = spec if isinstance(spec, Graph) else load_graph(spec, batch=batch, strict=strict, dims=dims,

@@ -205,6 +205,15 @@ def test_a_dataset_row_of_the_wrong_type_or_range_is_refused(work, tmp_path, col
     _refused(["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "m")], tmp_path, words, capsys)
 
 
+def test_training_on_one_group_is_refused_not_validated_on_its_own_rows(work, tmp_path, capsys):
+    gid = pd.read_csv(work / "groups" / "manifest.csv")["group_id"].iloc[0]
+    (tmp_path / "p.csv").write_text(f"group_id,cores,latency_ms\n{gid},1,0.5\n{gid},2,0.3\n")
+    assert main(["import-profile", str(tmp_path / "p.csv"), "--groups", str(work / "groups"),
+                 "--out", str(tmp_path / "d")]) == 0
+    _refused(["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "m")], tmp_path,
+             "holds one group; training needs two or more", capsys)
+
+
 @pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG"), (".pdf", b"%PDF"), (".svg", b"<?xml")])
 def test_a_plot_is_written_in_the_format_its_name_asks_for(tmp_path, suffix, magic):
     out = tmp_path / f"plan{suffix}"

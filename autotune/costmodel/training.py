@@ -181,6 +181,9 @@ def remember(hw: HardwareConfig, data_dir: str | Path, model_dir: str | Path) ->
 
 def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params, cv) -> TrainResult:
     ds = read_dataset(data_dir, hw)
+    if ds.rows["group_id"].nunique() < 2:
+        raise DatasetError(f"dataset in {data_dir}/ holds one group; training needs two or more (the trees are "
+                           "checked on groups held out from them)")
     measured = ds.manifest.get("source") == "measured"
     params = fit_params(measured, params)
     if cv is None:

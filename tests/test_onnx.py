@@ -837,3 +837,41 @@ def test_an_op_onnx_does_not_know_is_opaque_with_its_declared_shape_or_named(tmp
         else:
             with pytest.raises(GraphError, match="op 'FooBar' .* is no ONNX op this autotune knows"):
                 load_onnx(str(path))
+
+
+@pytest.mark.parametrize("flatten", ["Flatten", "Reshape"])
+def test_a_dense_layer_after_a_flatten_is_an_fc_over_every_feature(tmp_path, flatten):
+    """Conv -> Flatten (or Reshape to 2-D) -> MatMul, as Keras exports a Dense head: one fc of
+    C*H*W inputs, not an fc over the last axis."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    inits = [numpy_helper.from_array(np.zeros((8, 3, 3, 3), np.float32), "cw"),
+             numpy_helper.from_array(np.zeros((512, 10), np.float32), "fw"),
+             numpy_helper.from_array(np.array([1, 512], np.int64), "to")]
+    flat = (helper.make_node("Flatten", ["c"], ["f"], axis=1) if flatten == "Flatten"
+            else helper.make_node("Reshape", ["c", "to"], ["f"]))
+    nodes = [helper.make_node("Conv", ["x", "cw"], ["c"], pads=[1, 1, 1, 1]), flat,
+             helper.make_node("MatMul", ["f", "fw"], ["y"], name="dense")]
+    path = tmp_path / "dense.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                                opset_imports=[helper.make_opsetid("", 17)]), path)
+    g = load_onnx(str(path))
+    fc = [lyr for lyr in g.order if lyr.op == "fc"]
+    assert len(fc) == 1 and fc[0].out_shape == (1, 10) and fc[0].macs == 512 * 10
+
+
+def test_a_stale_declared_shape_is_no_error(tmp_path):
+    """A file whose value_info or output still says batch 1 after its input was resized (as
+    onnx.tools.update_model_dims leaves it) imports at the input's size."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 3, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])
+    vi = [helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 3, 4, 4])]
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Sigmoid", ["r"], ["y"])]
+    path = tmp_path / "stale.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], value_info=vi),
+                                opset_imports=[helper.make_opsetid("", 17)]), path)
+    assert load_onnx(str(path)).order[-1].out_shape == (8, 3, 4, 4)

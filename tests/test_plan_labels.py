@@ -792,7 +792,7 @@ def test_a_rerun_whose_measure_fails_loses_nothing_measured(tmp_path):
     b.fc(b.gpool(b.conv(x, 16, 1, name="c2"), name="gap"), 10, name="fc")
     part, work = _part(tmp_path), tmp_path / "work"
     res = learn_part(part, _fresh_timer(), work, 60, [b.build()], seed=0, rounds=1, threads=1,
-                     params={"n_estimators": 10}, zoo_share=0.0)
+                     params={"n_estimators": 10}, zoo_share=0.0, measured_by="sim")
     rows = len(read_dataset(res.data, part).rows)
     profile = (work / "labels-00" / "measured.csv").read_bytes()
 
@@ -801,6 +801,9 @@ def test_a_rerun_whose_measure_fails_loses_nothing_measured(tmp_path):
 
     with pytest.raises(AutotuneError, match="measure command failed"):
         learn_part(part, broken, work, 60, [b.build()], seed=0, rounds=1, threads=1, params={"n_estimators": 10},
-                   zoo_share=0.0)
+                   zoo_share=0.0, measured_by="sim")
     assert len(read_dataset(res.data, part).rows) == rows
     assert (work / "labels-00" / "measured.csv").read_bytes() == profile
+    # another device's command would reuse these profiles: refused before it runs
+    with pytest.raises(AutotuneError, match="another measuring command made"):
+        learn_part(part, broken, work, 60, [b.build()], seed=0, rounds=1, measured_by="other device")

@@ -91,8 +91,9 @@ def test_family_is_not_a_hardware_preset():
     (lambda d: d["device"].update(launch_us={"min": 1, "max": 2, "per": "moons"}), "per must be one of"),
     (lambda d: d["device"].update(launch_us=5), "expected a range"),
     (lambda d: d["datasheet"].update(cores={"choices": []}), "non-empty list"),
-    (lambda d: d["datasheet"].update(cores={"choices": [0]}), "cores must be at least 1, got 0"),
-    (lambda d: d["datasheet"].update(cores={"choices": [-2, 4]}), "cores must be at least 1, got -2"),
+    (lambda d: d["datasheet"].update(cores={"choices": [0]}), "must be at least 1, got 0"),
+    (lambda d: d["datasheet"].update(cores={"choices": [4, -2, 8]}), "must be at least 1, got -2"),
+    (lambda d: d["datasheet"].update(cores={"min": 0.4, "max": 64}), "must be at least 1, got 0.4"),
 ])
 def test_a_bad_family_is_one_clear_error(family, edit, message):
     spec = json.loads(json.dumps(family.spec))

@@ -99,6 +99,7 @@ def _refused(argv: list[str], root: Path, words: str, capsys) -> None:
     (["export-onnx", "resnet18", "{r}/groups"], "is a folder"),
     (["zoo", "--json", "{r}/models/part/meta.json"], "model folder"),
     (["inspect", "resnet18", "--json", ""], "is empty"),
+    (["eval", "--models", "resnet18", "--json", "{r}/same.png", "--plot", "{r}/same.png"], "name the same file"),
     # train over a model of another part, measure over another export's profile
     (["train", "--hw", "edge4", "--data", "{r}/data", "--out", "{r}/models/part"], "holds a model for 'mlu100'"),
     (["measure", "{r}/other", "--backend", "simulator", "--hw", "mlu100", "--out", "{r}/groups/measured.csv"],

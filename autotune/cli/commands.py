@@ -218,17 +218,6 @@ def _train_lines(metrics: dict) -> list[str]:
     return lines
 
 
-def _model_hardware(folder: Path) -> str | None:
-    """The part a model folder's meta.json names (None: no readable model there)."""
-    import json
-
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return str(meta["hardware"]) if isinstance(meta, dict) and "hardware" in meta else None
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from autotune.cli import plots
     from autotune.costmodel.training import TrainResult, train
@@ -246,7 +235,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     data_dir = Path(args.data or f"data/{slug}")
     out_dir = Path(args.out or f"models/{slug}")
     check_output(getattr(args, "json", None), "file")
-    other = _model_hardware(out_dir)
+    from autotune.costmodel.model_io import saved_hardware
+
+    other = saved_hardware(out_dir)
     if other is not None and other != hw.name and not getattr(args, "force", False):
         raise AutotuneError(f"{out_dir}/ holds a model for {other!r}, not {hw.name!r}; add --force to replace it, "
                             "or choose another --out")
@@ -302,7 +293,8 @@ def load_model(hw: HardwareConfig, hw_arg: str, models_dir: str | Path = "models
     if model_dir is not None:
         what = "is a file, not a model folder" if Path(model_dir).is_file() else (
             "does not exist" if not Path(model_dir).exists() else "holds no meta.json")
-        raise AutotuneError(f"--model-dir {model_dir} {what}; give the folder `autotune train --out` made")
+        raise AutotuneError(f"--model-dir {model_dir} {what}; give the --out folder of `autotune train`, "
+                            "`learn` or `adapt`")
     if hw.has_device:
         how = f"run `make synth train HW={hw_arg}`, or give the model folder with --model-dir"
     else:

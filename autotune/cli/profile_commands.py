@@ -101,10 +101,11 @@ def _refuse_other_groups(out: str, known: set[str], folder: str) -> None:
     if not Path(out).is_file():
         return
     try:
-        old = pd.read_csv(out, usecols=lambda c: c == "group_id", dtype=str)
+        old = pd.read_csv(out, usecols=lambda c: c.strip() == "group_id", dtype=str)
     except (OSError, ValueError):
         return  # not a profile we can read: _refuse_other_measurements judges it
-    if "group_id" in old and not set(old["group_id"].dropna()) <= known:
+    old.columns = [c.strip() for c in old.columns]
+    if "group_id" in old and not set(old["group_id"].dropna().str.strip()) <= known:
         raise AutotuneError(f"{out} holds measurements of groups that {folder}/ does not export (another "
                             "export's profile?); choose another --out or move it away")
 
@@ -158,13 +159,16 @@ def _ranged_rounds(text: str) -> int:
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
+    import os
     import shlex
+    import signal
     import subprocess
 
     from autotune.artefacts import MODEL, check_folder_output
     from autotune.fileio import publish_folder
     from autotune.frontends.loader import load_graph
     from autotune.synth.plan_labels import ROUNDS, SYNTH_SHARE, ZOO_SHARE, learn_part, measured_logs, timer_report
+    from autotune.synth.profiles import read_export
 
     hw = load_hardware(args.hw)
     work = Path(args.work or Path("work") / hw_slug(args.hw))
@@ -182,15 +186,24 @@ def cmd_learn(args: argparse.Namespace) -> int:
     def run(folder: Path) -> Path:
         profile = folder / "measured.csv"
         cmd = [t.replace("{export}", str(folder)).replace("{profile}", str(profile)) for t in template]
-        rows = max(sum(1 for _ in open(folder / "manifest.csv")) - 1, 0)
-        print(f"measuring {rows} (group, cores) pairs of {folder}/ with --measure-cmd ...", flush=True)
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.measure_timeout)
+        print(f"measuring {len(read_export(folder)[2])} (group, cores) pairs of {folder}/ with --measure-cmd ...",
+              flush=True)
+        try:  # its own process group, so that a timeout ends whatever it started too
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)
         except OSError as err:
             raise AutotuneError(f"--measure-cmd could not run {cmd[0]!r}: {err.strerror or err}") from None
+        try:
+            out, err_text = proc.communicate(timeout=args.measure_timeout)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             raise AutotuneError(f"--measure-cmd did not finish {folder}/ within --measure-timeout "
                                 f"{args.measure_timeout:g} s; what it wrote to {profile.name} stays") from None
+        except BaseException:  # Ctrl-C: the measuring command stops with us
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        done = subprocess.CompletedProcess(cmd, proc.returncode, out, err_text)
         if done.returncode != 0 or not profile.is_file():
             why = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no message"]
             raise AutotuneError(f"--measure-cmd failed on {folder}/ (exit {done.returncode}"
@@ -198,6 +211,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
         return profile
 
     res = learn_part(hw, run, work, args.budget, graphs, seed=args.seed, threads=args.threads,
+                     measured_by=args.measure_cmd,
                      synth_share=SYNTH_SHARE if args.synth_share is None else args.synth_share,
                      network_share=args.network_share,
                      zoo_share=ZOO_SHARE if args.zoo_share is None else args.zoo_share,

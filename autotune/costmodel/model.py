@@ -37,12 +37,8 @@ BAG_BELOW = 50_000
 #: past a few thousand labels one fit's seed matters less and four fits cost more.
 REPEATS = 4
 REPEAT_BELOW = 5_000
-
-
-def fit_repeats(repeats: int, n_rows: int) -> int:
-    """How many fits a model with `repeats` makes on n rows: `repeats`, or for 0 ("auto") REPEATS
-    below REPEAT_BELOW rows and one above."""
-    return repeats or (REPEATS if n_rows < REPEAT_BELOW else 1)
+#: `repeats` when none is asked for: one fit.
+ONE_FIT = 1
 #: Below this many training rows XGBoost runs one thread unless `n_jobs` says otherwise: threads cost
 #: more than they save on small fits, many times more on a busy machine.
 ONE_THREAD_BELOW = 20_000
@@ -51,6 +47,12 @@ MAX_BAGS = 32
 VAL_TAIL = 0.9
 #: Training groups a model keeps to tell which kernels lie outside its data (LatencyModel.outside).
 COVERAGE_POINTS = 2000
+
+
+def fit_repeats(repeats: int, n_rows: int) -> int:
+    """How many fits a model with `repeats` makes on n rows: `repeats`, or for 0 ("auto") REPEATS
+    below REPEAT_BELOW rows and one above."""
+    return repeats or (REPEATS if n_rows < REPEAT_BELOW else 1)
 
 
 class LatencyModel(RegressorMixin, BaseEstimator):
@@ -135,7 +137,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         n_jobs: int | None = None,
         bags: int = 1,
         blend: str = "none",
-        repeats: int = 1,
+        repeats: int = ONE_FIT,
         memory: bool = False,
         verbose: bool = False,
     ):

@@ -92,6 +92,15 @@ def write_model(folder: str | Path, booster: xgb.Booster, meta: dict, members: l
     return publish_folder(folder, {MODEL_FILE: raw, META_FILE: (json.dumps(full, indent=2) + "\n").encode(), **extra})
 
 
+def saved_hardware(folder: str | Path) -> str | None:
+    """The part a model folder's meta.json names; None where no readable model is."""
+    try:
+        meta = json.loads((Path(folder) / META_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return str(meta["hardware"]) if isinstance(meta, dict) and "hardware" in meta else None
+
+
 def read_model(folder: str | Path, hw, known_params: set[str]) -> SavedModel:
     """The model in `folder`, every file checked; refuse one made for other hardware than `hw` (if
     given) or by other features, naming what to do about it."""

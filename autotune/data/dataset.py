@@ -172,7 +172,9 @@ def read_dataset(folder: str | Path, hw: HardwareConfig) -> Dataset:
         raise DatasetError(f"dataset in {folder}/ has {int(bad.sum())} rows whose cores are not one of "
                            f"{hw.name}'s core counts {list(hw.core_counts)} (first: {rows['cores'].iloc[k]}, "
                            f"group {rows['group_id'].iloc[k]!r})")
-    bad = ~rows["group_json"].map(lambda v: isinstance(v, str)).to_numpy(bool)
+    js = rows["group_json"]
+    bad = (js.str.len().isna() if js.dtype == object or pd.api.types.is_string_dtype(js)
+           else pd.Series(True, index=js.index)).to_numpy(bool)  # .str.len() is NaN where a value is no text
     if bad.any():
         raise DatasetError(f"dataset in {folder}/ has {int(bad.sum())} rows with no group_json text "
                            f"(first: group {rows['group_id'].iloc[int(np.argmax(bad))]!r})")

@@ -15,12 +15,17 @@ def _is_file(spec: str) -> bool:
     return spec.lower().endswith(".onnx") or "/" in spec or Path(spec).is_file()
 
 
+def _zoo_params(spec: str):
+    """A zoo network's size parameters, or the one error for a name that is no network."""
+    if spec not in zoo.names():
+        raise AutotuneError(f"unknown model {spec!r}: not a zoo network ({', '.join(zoo.names())}) nor an .onnx file")
+    return zoo.params(spec)
+
+
 def dim_names(spec: str) -> set[str]:
     """The --dim names a network takes: an ONNX file's symbolic dimensions, a zoo network's size
-    parameters (none for a name that is neither)."""
-    if _is_file(spec):
-        return set(symbolic_names(spec))
-    return set(zoo.params(spec)) if spec in zoo.names() else set()
+    parameters."""
+    return set(symbolic_names(spec)) if _is_file(spec) else set(_zoo_params(spec))
 
 
 def load_graph(spec: str, batch: int | None = None, strict: bool = False, dims: dict[str, int] | None = None,
@@ -36,9 +41,7 @@ def load_graph(spec: str, batch: int | None = None, strict: bool = False, dims: 
             dims = {k: v for k, v in dims.items() if k in symbolic_names(spec)}
         return load_onnx(spec, batch=batch, strict=strict, dims=dims)
 
-    if spec not in zoo.names():
-        raise AutotuneError(f"unknown model {spec!r}: not a zoo network ({', '.join(zoo.names())}) nor an .onnx file")
-    params = zoo.params(spec)
+    params = _zoo_params(spec)
     if lenient_dims:
         dims = {k: v for k, v in dims.items() if k in params}
     return zoo.build(spec, batch=batch or 1, **dims)

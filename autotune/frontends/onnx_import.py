@@ -32,7 +32,7 @@ FORMAT_KEY = "autotune.format"
 WEIGHTS_KEY = "autotune.weights"
 BATCH_KEY = "autotune.batch"  # the graph's batch (an input's dim 0 is not always it: a [tokens, features] input)
 #: One error of ONNX's strict shape inference that is a shape contradiction (its op type, its text).
-SHAPE_ERROR = re.compile(r"\(op_type:(\w+)[^)]*\): \[ShapeInferenceError\] ([^\n]*)")
+SHAPE_ERROR = re.compile(r"\(op_type:(\w+)(?:, node name: ([^)]*))?[^)]*\): \[ShapeInferenceError\] ([^\n]*)")
 FUSED_MARK = "autotune:fused"  # doc_string of the node that ends a fused epilogue activation
 
 
@@ -270,20 +270,29 @@ class Importer:
     def _refuse_shape_errors(self) -> None:
         """A standard op whose attributes or input shapes contradict each other (a concat axis past
         the rank, a batch norm's parameters of another channel count) is an error, not a guess:
-        ONNX's own shape inference, strict, names it. Type disagreements and ops it cannot infer stay
-        best effort (`_infer`)."""
+        ONNX's own shape inference, strict, names it. It runs on the nodes alone (declared
+        intermediate and output shapes dropped: a stale one is no node's fault), and a contradiction
+        counts only if it stands without data propagation too; type disagreements and ops it cannot
+        infer stay best effort (`_infer`)."""
         import onnx
 
-        try:
-            onnx.shape_inference.infer_shapes(self.model, check_type=False, strict_mode=True, data_prop=True)
-        except Exception as err:  # noqa: BLE001 -- only a shape error below is the model's fault
-            # a declared shape that disagrees with the inferred one is not the node's fault (the
-            # batch or --dim rewrite changes declared shapes): inference prefers its own, as _infer does
-            found = next((m for m in SHAPE_ERROR.finditer(str(err)) if "Can't merge shape info" not in m.group(2)),
-                         None)
-            if found:
-                raise GraphError(f"node of type {found.group(1)}: {found.group(2).strip()} (ONNX shape "
-                                 "inference)") from None
+        bare = type(self.model)()
+        bare.CopyFrom(self.model)
+        del bare.graph.value_info[:]
+        for vi in bare.graph.output:
+            vi.type.tensor_type.ClearField("shape")
+        found = None
+        for data_prop in (True, False):
+            try:
+                onnx.shape_inference.infer_shapes(bare, check_type=False, strict_mode=True, data_prop=data_prop)
+                return
+            except Exception as err:  # noqa: BLE001 -- only a shape error below is the model's fault
+                found = SHAPE_ERROR.search(str(err))
+                if found is None:
+                    return
+        assert found is not None
+        op, node, text = found.group(1), found.group(2), found.group(3).strip()
+        raise GraphError(f"node {node or op!r} ({op}): {text} (ONNX shape inference)")
 
     def _collect_shapes(self) -> None:
         g = self.model.graph

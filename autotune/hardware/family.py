@@ -210,6 +210,10 @@ def parse_family(data: object, src: str = "<dict>") -> Family:
         if section not in data:
             raise ConfigError(f"hardware family {src}: field '{section}': missing field")
     ranges = tuple(_ranges(data["datasheet"], "datasheet", src) + _ranges(data["device"], "device", src))
+    for r in ranges:  # a draw anywhere in the range, not only at its ends, must have a core
+        if r.path == "datasheet.cores" and int(min(r.choices) if r.choices else r.lo) < 1:
+            raise ConfigError(f"hardware family {src}: field 'datasheet.cores': every value drawn must be at least 1, "
+                              f"got {min(r.choices) if r.choices else r.lo:g}")
     fam = Family(str(data["name"]), str(data.get("description", "")), ranges, json.loads(json.dumps(data)))
     # a draw at the ranges' low and high ends must be a valid config: it names a field that is not
     for u in (np.zeros(len(ranges)), np.full(len(ranges), 1 - 1e-12)):

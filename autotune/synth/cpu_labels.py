@@ -14,7 +14,6 @@ from pathlib import Path
 from autotune.errors import DatasetError
 from autotune.fileio import atomic_write_json
 from autotune.frontends.loader import load_graph
-from autotune.frontends.synthetic import GENERATOR_VERSION
 from autotune.hardware.config import HardwareConfig
 from autotune.synth.measure import measure
 from autotune.synth.plan_labels import (
@@ -26,13 +25,11 @@ from autotune.synth.plan_labels import (
     plan_rounds,
 )
 from autotune.synth.profiles import (
-    EXPORT_FILE,
-    GROUPS_FILE,
     MANIFEST,
-    MANIFEST_CSV,
     export_groups,
     import_profile,
     skipped_note,
+    synthetic_export_of,
 )
 
 #: Share of a CPU budget spent on the kernels the plans use (`synth --backend onnxruntime --plans`).
@@ -93,7 +90,7 @@ def synth_by_measuring(hw: HardwareConfig, folder: str | Path, budget: int, seed
     m: dict = {}
     if n > 0:
         groups = folder.parent / f"{folder.name}.groups"
-        info = _export_made_with(groups, hw, n, seed)
+        info = synthetic_export_of(groups, hw, n, seed)
         if info is None:
             info = export_groups(hw, groups, n_groups=n, seed=seed, force=True, progress=progress)
         m = import_profile(on_cpu(groups), hw, folder, groups=groups, force=True, settings=unfinished,
@@ -125,14 +122,3 @@ def _mark_settings(folder: Path, settings: dict) -> None:
     atomic_write_json(folder / MANIFEST, man)
 
 
-def _export_made_with(groups: Path, hw: HardwareConfig, n: int, seed: int) -> dict | None:
-    """export.json of `groups` if it holds `n` synthetic groups of this generator for `hw` and `seed`
-    (whatever byte cap free memory gave then: the measurements check memory again), else None."""
-    try:
-        info = json.loads((groups / EXPORT_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    want = {"hardware_hash": hw.hash, "seed": seed, "requested_groups": n, "model": None, "probes": False,
-            "weights": False, "generator_version": GENERATOR_VERSION}
-    same = isinstance(info, dict) and all(info.get(k) == v for k, v in want.items())
-    return info if same and (groups / MANIFEST_CSV).is_file() and (groups / GROUPS_FILE).is_file() else None

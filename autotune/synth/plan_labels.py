@@ -31,13 +31,12 @@ import pandas as pd
 from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.features import featurize_batch
 from autotune.costmodel.memory import first_differences, logs_by_key, row_keys
-from autotune.costmodel.model import LatencyModel, fit_repeats
+from autotune.costmodel.model import ONE_FIT, LatencyModel, fit_repeats
 from autotune.costmodel.training import fit_params, remember, train
 from autotune.data.dataset import read_dataset
 from autotune.errors import AutotuneError
 from autotune.fileio import atomic_write_text
 from autotune.frontends import zoo
-from autotune.frontends.synthetic import GENERATOR_VERSION
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph
 from autotune.ir.tables import GroupBatch
@@ -59,6 +58,7 @@ from autotune.synth.profiles import (
     import_profile,
     read_export,
     read_profile,
+    synthetic_export_of,
 )
 
 #: Share of the budget spent before the first plans: synthetic groups and random candidate kernels.
@@ -393,14 +393,15 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
                graphs: list[Graph], seed: int = 0, synth_share: float = SYNTH_SHARE, rounds: int = ROUNDS,
                explore: float = EXPLORE, threads: int | None = None, params: dict | None = None,
                log: Callable[[str], None] | None = None, network_share: float | None = None,
-               zoo_share: float = ZOO_SHARE) -> LearnResult:
+               zoo_share: float = ZOO_SHARE, measured_by: str | None = None) -> LearnResult:
     """Label a part within `budget` (group, cores) pairs: first `synth_share` of it on random
     candidate kernels of `graphs` (`network_share` of that; None: NETWORK_SHARE, with the synthetic
     groups at most SYNTH_AT_MOST labels), of the other built-in networks (`zoo_share` of the rest)
     and synthetic groups (what is left), then the kernels the
     plans of `graphs` use, round by round; returns the model trained on everything. `measure`
     is given an export folder and returns the profile CSV it wrote; `work` keeps every round's
-    export, profile, the dataset (`work/data`) and the model (`work/model`)."""
+    export, profile, the dataset (`work/data`) and the model (`work/model`); `measured_by` names
+    the measuring command, so that a rerun never mixes in another device's profiles (`_claim`)."""
 
     work = Path(work)
     say = log or (lambda _m: None)
@@ -414,7 +415,7 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
         raise AutotuneError(f"the network share must be in [0, 1], got {network_share}")
     if not 0 <= zoo_share <= 1:
         raise AutotuneError(f"the zoo share must be in [0, 1], got {zoo_share}")
-    _claim(work)
+    _claim(work, measured_by)
     # a rerun keeps the last run's dataset and model until its own first import replaces them: a
     # measure command that fails loses nothing already measured
     data, model_dir = work / "data", work / "model"
@@ -445,16 +446,26 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
 WORK_MARK = "learn.json"
 
 
-def _claim(work: Path) -> None:
+def _claim(work: Path, measured_by: str | None = None) -> None:
     """Make `work` learn_part's folder: a new or empty one, or one it made before (marked); anything
-    else is refused in one line, so a mistyped --work never clears a user's data."""
+    else is refused in one line, so a mistyped --work never clears a user's data. With
+    `measured_by` (the measuring command), a folder another command measured is refused too: its
+    profiles are kept and reused by a rerun, and another device's labels must not be."""
     import json
 
     if work.exists() and (not work.is_dir() or (any(work.iterdir()) and not (work / WORK_MARK).is_file())):
         raise AutotuneError(f"{work}/ is not empty and not a learn work folder (no {WORK_MARK}); give a new "
                             "or empty --work")
+    try:
+        before = json.loads((work / WORK_MARK).read_text()).get("measured_by")
+    except (OSError, ValueError, AttributeError):
+        before = None
+    if measured_by is not None and before is not None and before != measured_by:
+        raise AutotuneError(f"{work}/ holds labels another measuring command made ({before!r}); give a new "
+                            "--work for this one")
     work.mkdir(parents=True, exist_ok=True)
-    (work / WORK_MARK).write_text(json.dumps({"made_by": "autotune learn"}) + "\n")
+    atomic_write_text(work / WORK_MARK, json.dumps({"made_by": "autotune learn",
+                                                    "measured_by": measured_by or before}) + "\n")
 
 
 def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,
@@ -482,7 +493,7 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
     start = read_dataset(data, hw)
     used = len(start.rows)
     # after rounds that stop early, the last fit is refitted only where `train_kw` makes more than one fit
-    repeats = int(fit_params(start.manifest.get("source") == "measured", kw).get("repeats", 1))
+    repeats = int(fit_params(start.manifest.get("source") == "measured", kw).get("repeats", ONE_FIT))
     reserve = int(round((budget - used) * confirm)) if budget > used else 0
     last = budget - reserve - used <= 0
     model = fit(last)
@@ -871,15 +882,8 @@ def _rms(e: np.ndarray) -> float:
 def export_synthetic(hw: HardwareConfig, folder: Path, n_groups: int, seed: int) -> None:
     """Export `n_groups` synthetic groups to `folder`, unless it already holds that export (its
     profile is kept, so a rerun measures only what is missing)."""
-    want = {"hardware_hash": hw.hash, "requested_groups": n_groups, "seed": seed,
-            "generator_version": GENERATOR_VERSION, "model": None, "probes": False, "plan_pairs": False}
-    try:
-        info, _, _ = read_export(folder)
-        if all(info.get(k) == v for k, v in want.items()):
-            return
-    except AutotuneError:
-        pass
-    export_groups(hw, folder, n_groups, seed=seed, force=True)
+    if synthetic_export_of(folder, hw, n_groups, seed) is None:
+        export_groups(hw, folder, n_groups, seed=seed, force=True)
 
 
 def export_picks(hw: HardwareConfig, folder: Path, picks: list[Pick], seed: int) -> None:

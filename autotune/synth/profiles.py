@@ -242,6 +242,21 @@ def export_groups(hw: HardwareConfig, out: str | Path, n_groups: int | None = No
     return info
 
 
+def synthetic_export_of(folder: str | Path, hw: HardwareConfig, n_groups: int, seed: int) -> dict | None:
+    """export.json of `folder` if it holds `n_groups` synthetic groups of this generator for `hw`
+    and `seed`, shapes only (whatever byte cap free memory gave then: the measurements check memory
+    again), else None: what a rerun reuses with its profile instead of exporting again."""
+    folder = Path(folder)
+    try:
+        info = json.loads((folder / EXPORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    want = {"hardware_hash": hw.hash, "seed": seed, "requested_groups": n_groups, "model": None, "probes": False,
+            "weights": False, "generator_version": GENERATOR_VERSION}
+    same = isinstance(info, dict) and all(info.get(k) == v for k, v in want.items())
+    return info if same and (folder / MANIFEST_CSV).is_file() and (folder / GROUPS_FILE).is_file() else None
+
+
 def check_export_for(info: dict, hw: HardwareConfig, folder: str | Path) -> None:
     """Refuse, in one line, an export (its export.json `info`) made for another datasheet: its
     groups' features and core counts are that part's."""

@@ -111,8 +111,9 @@ def matmul(imp, n):
         if len(w) != 2 or len(imp.ir_shape[imp.src(x)]) < 2:
             return imp.opaque(n)
         xs = imp.ir_shape[imp.src(x)]
-        _same_k(xs, xs[-1], w[0], wt, tuple(w))
-        if len(xs) == 4:
+        flat = len(xs) == 4 and len(imp.shapes.get(x) or ()) == 2  # a Flatten merged into this fc (layout)
+        _same_k(xs, math.prod(xs[1:]) if flat else xs[-1], w[0], wt, tuple(w))
+        if len(xs) == 4 and not flat:
             return fc_last_axis(imp, n, x, w[1], n.outputs[0])
         return imp.emit(n, "fc", [x], out_channels=w[1], bias=False, act="")
     # weight @ activation: (W X)^T = X^T W^T, an fc on the transposed activation

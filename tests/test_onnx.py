@@ -875,3 +875,18 @@ def test_a_stale_declared_shape_is_no_error(tmp_path):
     onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], value_info=vi),
                                 opset_imports=[helper.make_opsetid("", 17)]), path)
     assert load_onnx(str(path)).order[-1].out_shape == (8, 3, 4, 4)
+
+
+def test_a_dim_that_sizes_the_batch_axis_is_the_batch_and_may_not_contradict_batch(tmp_path):
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    path = tmp_path / "b.onnx"
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
+                                opset_imports=[helper.make_opsetid("", 17)]), path)
+    g = load_onnx(str(path), dims={"batch": 3})
+    assert g.batch == 3 and g.order[0].out_shape == (3, 3, 8, 8)
+    assert load_onnx(str(path), batch=3, dims={"batch": 3}).batch == 3
+    with pytest.raises(GraphError, match="--batch 2 and --dim batch=3 both size"):
+        load_onnx(str(path), batch=2, dims={"batch": 3})

@@ -134,6 +134,12 @@ def resolve(inputs: list, batch: int | None, dims: dict[str, int], seq_first: se
             if key is not None:
                 v = dims[key]
                 sz.used.add(key)
+                if i == sz.axes[vi.name] and (key != d.dim_param or BATCH_NAMES.match(key)):
+                    # --dim sizes the batch axis by a batch name or its position: that is the graph's batch
+                    if batch is not None and v != batch:
+                        raise GraphError(f"--batch {batch} and --dim {key}={v} both size input {vi.name!r}'s batch "
+                                         "axis; give one of them")
+                    sz.batch = v
             elif i == sz.axes[vi.name]:
                 v = sz.file_batch or sz.batch
             else:

@@ -83,6 +83,7 @@ def _refused(argv: list[str], root: Path, words: str, capsys) -> None:
     (["train", "--data", "{r}/data", "--out", "{r}/models/universal"], "holds a universal model"),
     (["synth", "--budget", "60", "--out", "{r}/models/part", "--force"], "holds a model folder"),
     (["synth", "--budget", "60", "--out", "{r}/groups", "--force"], "holds an export folder"),
+    (["synth", "--budget", "60", "--out", "{r}/data"], "holds measurements of a part"),
     # plain outputs into an artefact
     (["tune", "--model", "resnet18", "--strategy", "analytic", "--out", "{r}/models/part/plan.json"],
      "model folder"),

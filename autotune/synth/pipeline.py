@@ -139,6 +139,9 @@ def _work_folder(folder: Path, settings: dict, force: bool) -> Path:
     recorded = _recorded(folder) if folder.is_dir() else None
     work = folder
     if recorded is not None and not same_settings(recorded, settings):
+        if not force and recorded.get("source") == "measured":
+            raise DatasetError(f"{folder}/ holds measurements of a part (import-profile or learn made it), not a "
+                               "simulated dataset; --force would replace them: choose another --out")
         if not force:
             diffs = ", ".join(f"{key}={recorded.get(key)!r} (asked {v!r})" for key, v in settings.items()
                               if recorded.get(key) != v and key != "core_counts")

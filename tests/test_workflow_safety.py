@@ -103,6 +103,10 @@ def _refused(argv: list[str], root: Path, words: str, capsys) -> None:
     (["eval", "--models", "resnet18", "--json", "{r}/same.png", "--plot", "{r}/same.png"], "name the same file"),
     # train over a model of another part, measure over another export's profile
     (["train", "--hw", "edge4", "--data", "{r}/data", "--out", "{r}/models/part"], "holds a model for 'mlu100'"),
+    (["adapt", "--hw", "edge4", "--budget", "100", "--models-dir", "{r}/models", "--out", "{r}/models/part"],
+     "holds a model for 'mlu100'"),
+    (["learn", "--hw", "edge4", "--measure-cmd", "x {export} {profile}", "--networks", "resnet18", "--budget", "60",
+      "--work", "{r}/w", "--out", "{r}/models/part"], "holds a model for 'mlu100'"),
     (["measure", "{r}/other", "--backend", "simulator", "--hw", "mlu100", "--out", "{r}/groups/measured.csv"],
      "another export's profile"),
     # an export made for one part imported or measured as another's

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from autotune.artefacts import check_folder_output
 from autotune.cli.report import format_table
+from autotune.costmodel.model_io import check_model_for
 from autotune.errors import AutotuneError
 from autotune.fileio import atomic_write_json, check_output
 from autotune.frontends.onnx_batch import parse_dims
@@ -235,12 +236,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     data_dir = Path(args.data or f"data/{slug}")
     out_dir = Path(args.out or f"models/{slug}")
     check_output(getattr(args, "json", None), "file")
-    from autotune.costmodel.model_io import saved_hardware
-
-    other = saved_hardware(out_dir)
-    if other is not None and other != hw.name and not getattr(args, "force", False):
-        raise AutotuneError(f"{out_dir}/ holds a model for {other!r}, not {hw.name!r}; add --force to replace it, "
-                            "or choose another --out")
+    check_model_for(out_dir, hw.name, getattr(args, "force", False))
 
     def extras(res: TrainResult) -> dict[str, bytes]:
         if res.zoo is None or res.zoo_pred is None:

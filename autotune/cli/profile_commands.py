@@ -165,6 +165,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     import subprocess
 
     from autotune.artefacts import MODEL, check_folder_output
+    from autotune.costmodel.model_io import check_model_for
     from autotune.fileio import publish_folder
     from autotune.frontends.loader import load_graph
     from autotune.synth.plan_labels import ROUNDS, SYNTH_SHARE, ZOO_SHARE, learn_part, measured_logs, timer_report
@@ -174,6 +175,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     work = Path(args.work or Path("work") / hw_slug(args.hw))
     out = Path(args.out or Path("models") / hw_slug(args.hw))
     check_folder_output(out, MODEL, inputs=[work])
+    check_model_for(out, hw.name, args.force)
     try:
         template = shlex.split(args.measure_cmd)
     except ValueError as err:
@@ -295,6 +297,7 @@ def add_parsers(sub, seed_type, budget_type, groups_type, repeats_type, seconds_
     s.add_argument("--work", default=None, metavar="DIR", help="rounds' exports and profiles, and the dataset "
                    "(default work/<hw>)")
     s.add_argument("--out", default=None, metavar="DIR", help="the model folder (default models/<hw>)")
+    s.add_argument("--force", action="store_true", help="replace a model trained for another part in --out")
     s.add_argument("--seed", type=seed_type, default=0)
     s.add_argument("--threads", type=_ranged_threads, default=1, help="XGBoost threads")
     s.add_argument("--rounds", type=_ranged_rounds, default=None, metavar="N",

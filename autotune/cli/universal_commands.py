@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from autotune.artefacts import DATASET, MODEL, check_folder_output
+from autotune.costmodel.model_io import check_model_for
 from autotune.errors import AutotuneError
 from autotune.fileio import atomic_write_json, check_output
 from autotune.hardware.config import HardwareConfig, hw_slug, load_hardware
@@ -87,6 +88,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     out = Path(args.out or Path(args.models_dir) / hw_slug(args.hw))
     data = Path(args.data) if args.data else Path("data") / f"{hw_slug(args.hw)}.adapt"
     check_folder_output(out, MODEL, inputs=[Path(args.models_dir) / UNIVERSAL, args.data])
+    check_model_for(out, hw.name, args.force)
     if not args.data:
         check_folder_output(data, DATASET, flag="the adaptation's dataset")
     universal = load_universal_model(hw, args.models_dir, "the adaptation relies on the part's labels there")
@@ -122,5 +124,6 @@ def add_adapt_parser(sub, seed_type, budget_type) -> None:
                         "at most N of its labels")
     s.add_argument("--models-dir", default="models", help="where models/universal lives")
     s.add_argument("--out", default=None, metavar="DIR", help="model folder (default models/<hw>)")
+    s.add_argument("--force", action="store_true", help="replace a model trained for another part in --out")
     s.add_argument("--seed", type=seed_type, default=0)
     s.set_defaults(func=cmd_adapt)

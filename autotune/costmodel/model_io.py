@@ -101,6 +101,14 @@ def saved_hardware(folder: str | Path) -> str | None:
     return str(meta["hardware"]) if isinstance(meta, dict) and "hardware" in meta else None
 
 
+def check_model_for(out: str | Path, part: str, force: bool = False, flag: str = "--out") -> None:
+    """Refuse, in one line, to replace a model folder trained for another part unless `force`."""
+    other = saved_hardware(out)
+    if other is not None and other != part and not force:
+        raise ModelFileError(f"{flag} {out}/ holds a model for {other!r}, not {part!r}; add --force to replace it, "
+                             f"or choose another {flag}")
+
+
 def read_model(folder: str | Path, hw, known_params: set[str]) -> SavedModel:
     """The model in `folder`, every file checked; refuse one made for other hardware than `hw` (if
     given) or by other features, naming what to do about it."""

@@ -250,7 +250,7 @@ def test_load_refuses_a_consistent_meta_json_with_impossible_values(tmp_path, ro
     cal = json.loads(json.dumps(good["calibration"]))
     cal["split"][0] = float("nan")
     _rewrite_meta(tmp_path, best_iteration=good["best_iteration"], calibration=cal)
-    with pytest.raises(ModelFileError, match="not finite in its calibration"):
+    with pytest.raises(ModelFileError, match="calibration value is not finite"):
         LatencyModel.load(tmp_path, hw)
     _rewrite_meta(tmp_path, calibration=good["calibration"], hardware_hash="deadbeef")
     with pytest.raises(ModelFileError, match="another version of 'mlu100'.*a datasheet or device value changed"):

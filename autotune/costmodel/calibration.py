@@ -30,6 +30,7 @@ to the gradient-boosted trees on top.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +127,8 @@ class RooflineFit:
             kw[q.name] = float(d[q.name]) if q.size == 1 else [float(v) for v in d[q.name]]
             if q.size == PER_CORE and len(kw[q.name]) != K:
                 raise ValueError("calibration lists differ in length")
+        if not all(math.isfinite(v) for x in kw.values() for v in (x if isinstance(x, list) else [x])):
+            raise ValueError("a calibration value is not finite")
         return cls(**kw)
 
     def log_ms(self, parts: dict[str, np.ndarray]) -> np.ndarray:

@@ -58,7 +58,10 @@ class LayerSumFit:
     def from_dict(cls, d: dict) -> LayerSumFit:
         if list(d["columns"]) != list(LAYER_SUM):
             raise ValueError("the layer-sum fit was made for other columns")
-        return cls(tuple(float(c) for c in d["coef"]), float(d["floor_ms"]))
+        fit = cls(tuple(float(c) for c in d["coef"]), float(d["floor_ms"]))
+        if not all(np.isfinite([*fit.coef, fit.floor_ms])):
+            raise ValueError("a layer-sum value is not finite")
+        return fit
 
 
 def fit_layer_sum(A: np.ndarray, y_ms: np.ndarray, seed: int = 0) -> LayerSumFit:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,10 +163,9 @@ def read_model(folder: str | Path, hw, known_params: set[str]) -> SavedModel:
         key, read, what = FITTED_PRIORS[prior]
         try:
             fitted[key] = read(meta[key])
-        except (KeyError, TypeError, ValueError):
-            raise ModelFileError(f"{meta_path} lacks {what} for prior={prior!r} ({retrain})") from None
-        if not _all_finite(meta[key]):
-            raise ModelFileError(f"{meta_path} holds a number that is not finite in its {key} ({retrain})")
+        except (KeyError, TypeError, ValueError) as err:
+            why = f": {err}" if isinstance(err, ValueError) else ""
+            raise ModelFileError(f"{meta_path} lacks {what} for prior={prior!r}{why} ({retrain})") from None
     calibration, layer_sum = fitted.get("calibration"), fitted.get("layer_sum")
     names = list(get_featurizer(str(params.get("featurizer", "datasheet"))).names)
     coverage = _checked_coverage(meta.get("coverage"), names) if len(names) == n_features else None
@@ -182,15 +180,6 @@ def read_model(folder: str | Path, hw, known_params: set[str]) -> SavedModel:
                       members, str(combine), coverage, memory, _number(meta.get("val_mae_log")),
                       _number(meta.get("val_q90_log")),
                       {key: _extra_trees(meta, folder, key, retrain) for key in EXTRA_TREES})
-
-
-def _all_finite(v) -> bool:
-    """Every number in a JSON value is finite (json reads NaN and Infinity)."""
-    if isinstance(v, dict):
-        return all(_all_finite(x) for x in v.values())
-    if isinstance(v, list):
-        return all(_all_finite(x) for x in v)
-    return not isinstance(v, float) or math.isfinite(v)
 
 
 def _number(v) -> float:

@@ -460,9 +460,13 @@ def test_adapt_spends_measurements_from_a_dataset_when_given_one(trained, tmp_pa
     # a dataset of another part is refused, naming the hardware
     other = load_family("family").draw(1, seed=32, prefix="other")[0]
     (tmp_path / "other.yaml").write_text(dump_hardware(other))
-    assert main(["adapt", "--hw", str(tmp_path / "other.yaml"), "--budget", "300", "--data",
-                 str(tmp_path / "profile"), "--models-dir", str(trained / "models"), "--out", str(out)]) == 2
+    argv = ["adapt", "--hw", str(tmp_path / "other.yaml"), "--budget", "300", "--data", str(tmp_path / "profile"),
+            "--models-dir", str(trained / "models"), "--out", str(tmp_path / "adapted2")]
+    assert main(argv) == 2
     assert "labelled for hardware" in capsys.readouterr().err
+    # and the first part's adapted model is not replaced by another part's without --force
+    assert main([*argv[:-1], str(out)]) == 2
+    assert f"holds a model for {hw.name!r}" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -146,6 +146,7 @@ def test_force_replaces_an_export_with_an_export(work, tmp_path, capsys):
     (["inspect", "bert_base", "--dim", "seq=1_000"], "whole number"),
     (["measure", "{r}/groups", "--backend", "simulator", "--hw", "mlu100", "--repeats", "0"], "outside"),
     (["export-groups", "--model", "resnet18", "--limit", "2", "--out", "{r}/x"], "--limit works with --plans only"),
+    (["train", "--universal", "--force", "--data", "{r}/data"], "train --universal writes the universal model"),
     (["export-groups", "--groups", "3", "--explore", "0.5", "--out", "{r}/x"], "--explore works with --plans only"),
     (["eval", "--models", "bert_base", "--dim", "sq=5"], "none of the networks has a dimension of that name"),
 ])

@@ -229,6 +229,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if getattr(args, "cv", None) is not None:
             raise AutotuneError("--cv cross-validates a part's own model; train --universal validates on "
                                 "held-out devices instead")
+        if getattr(args, "force", False):
+            raise AutotuneError("--force replaces a model of another part with a part's own; train --universal "
+                                "writes the universal model, which needs none")
         return cmd_train_universal(args)
     args.hw = args.hw or "mlu100"
     hw = load_hardware(args.hw)

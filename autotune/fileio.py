@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from autotune.artefacts import check_file_output, check_folder_output
 from autotune.errors import AutotuneError
 
 
@@ -132,18 +131,6 @@ class FolderLock:
         if self._f is not None:
             fcntl.flock(self._f, fcntl.LOCK_UN)
             self._f.close()
-
-
-def check_output(path: str | Path | None, kind: str = "file") -> None:
-    """Refuse, before any long work, an output path that cannot be written or would destroy an
-    artefact (autotune/artefacts.py). `kind` is "file" or "folder" (a folder of plain outputs)."""
-
-    if path is None:
-        return
-    if kind == "file":
-        check_file_output(path, flag="output")
-    else:
-        check_folder_output(path, None, flag="output", others_ok=True)
 
 
 def source_digest(*modules: str) -> str:

@@ -209,11 +209,12 @@ def check_file_outputs(args: argparse.Namespace) -> None:
         for v in value if isinstance(value, list) else [value]:
             if isinstance(v, str):
                 inputs += [p.strip() for p in v.split(",") if p.strip()] if dest == "models" else [v]
+    files = [v for v in inputs if Path(v).is_file()]
     written: dict[Path, str] = {}
     for dest, value in outs.items():
         if value is not None:
             flag = "OUT" if dest == "out" and args.command == "export-onnx" else f"--{dest}"
-            check_file_output(value, inputs=[v for v in inputs if Path(v).is_file()], flag=flag)
+            check_file_output(value, inputs=files, flag=flag)
             where = Path(value).resolve()
             if where in written:
                 raise AutotuneError(f"{written[where]} and {flag} name the same file {value}; give each its own")

@@ -13,7 +13,7 @@ from autotune.artefacts import check_folder_output
 from autotune.cli.report import format_table
 from autotune.costmodel.model_io import check_model_for
 from autotune.errors import AutotuneError
-from autotune.fileio import atomic_write_json, check_output
+from autotune.fileio import atomic_write_json
 from autotune.frontends.onnx_batch import parse_dims
 from autotune.hardware.config import HardwareConfig, hw_slug, is_host_cpu, load_hardware
 from autotune.planning.costs import table_cost
@@ -238,7 +238,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     slug = hw_slug(args.hw)
     data_dir = Path(args.data or f"data/{slug}")
     out_dir = Path(args.out or f"models/{slug}")
-    check_output(getattr(args, "json", None), "file")
     check_model_for(out_dir, hw.name, getattr(args, "force", False))
 
     def extras(res: TrainResult) -> dict[str, bytes]:
@@ -320,8 +319,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from autotune.planning import planner
     from autotune.planning import strategies as strat
 
-    check_output(args.out, "file")
-    check_output(args.plot, "file")
     hw = load_hardware(args.hw)
     graph = load_graph(args.model, batch=args.batch, strict=args.strict, dims=parse_dims(args.dim))
     strategy = args.strategy
@@ -412,8 +409,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from autotune.cli.report import eval_table
     from autotune.planning.evaluation import check_dims, run_eval
 
-    check_output(args.json, "file")
-    check_output(args.plot, "file")
     hw = load_hardware(args.hw)
     tables = None
     if args.measured:

@@ -11,7 +11,7 @@ from pathlib import Path
 from autotune.artefacts import DATASET, MODEL, check_folder_output
 from autotune.costmodel.model_io import check_model_for
 from autotune.errors import AutotuneError
-from autotune.fileio import atomic_write_json, check_output
+from autotune.fileio import atomic_write_json
 from autotune.hardware.config import HardwareConfig, hw_slug, load_hardware
 from autotune.synth import SAMPLINGS
 
@@ -49,7 +49,6 @@ def cmd_train_universal(args: argparse.Namespace) -> int:
         raise AutotuneError("train --universal learns from every device of a family dataset; drop --hw")
     data_dir = Path(args.data or Path("data") / UNIVERSAL)
     out_dir = Path(args.out or Path("models") / UNIVERSAL)
-    check_output(getattr(args, "json", None), "file")
     model, meta = train_universal(data_dir, out_dir, seed=args.seed, progress=True)
     m = meta["metrics"]
     v = m["validation"]

@@ -101,8 +101,6 @@ class Family:
             for key in ("cores", "vector_lanes", "dtype_bytes", "onchip_kib", "max_fusion"):
                 ds[key] = int(ds[key])
             ds["mac_array"] = {k: int(v) for k, v in ds["mac_array"].items()}
-            if ds["cores"] < 1:
-                raise ConfigError(f"datasheet.cores must be at least 1, got {ds['cores']}")
             ds["core_counts"] = [2**i for i in range(int(math.log2(ds["cores"])) + 1) if 2**i <= ds["cores"]]
         peak = 2 * ds["cores"] * ds["mac_array"]["ci"] * ds["mac_array"]["co"] * ds["clock_ghz"] / 1e3
         for r, q in zip(self.ranges, u):  # datasheet ranges come first: device ones may be per dram_gbps

@@ -70,6 +70,11 @@ def check_shape(shape: Shape, what: str, name: str) -> None:
         raise GraphError(f"layer {name!r}: {what} {tuple(shape)} has more than {MAX_ELEMS} elements")
 
 
+def fc_in_features_of(shape: Shape) -> int:
+    """What an fc reduces over on an input of `shape`: C*H*W for a 4-D input, else the last axis."""
+    return math.prod(shape[1:]) if len(shape) == 4 else shape[-1]
+
+
 def infer_shapes(op: str, in_shapes: Sequence[Shape], a: Attrs, name: str = "?") -> tuple[Shape, ...]:
     """Output shape(s) of an op from its input shapes and attributes: the one shape rule."""
     sp = ops.spec(op, name)
@@ -121,8 +126,8 @@ class Layer:
 
     @property
     def fc_in_features(self) -> int:
-        """Input features of an fc layer: C*H*W for a 4-D input, else the last axis."""
-        return math.prod(self.in_shape[1:]) if len(self.in_shape) == 4 else self.in_shape[-1]
+        """Input features of an fc layer (`fc_in_features_of` its input shape)."""
+        return fc_in_features_of(self.in_shape)
 
     @property
     def spec(self) -> ops.OpSpec:

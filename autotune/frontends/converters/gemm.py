@@ -9,6 +9,7 @@ import re
 from autotune.errors import GraphError
 from autotune.frontends.converters import converter
 from autotune.frontends.converters.common import text
+from autotune.ir.graph import fc_in_features_of
 from autotune.ir.ops.base import broadcast
 
 
@@ -81,7 +82,7 @@ def gemm(imp, n):
             return imp.opaque(n)
         x = _transpose_2d(imp, n, x, n.outputs[0] + "/aT")
     xs = imp.ir_shape[imp.src(x)]  # the IR fc flattens a 4-D input, as an implicit Flatten would
-    _same_k(xs, math.prod(xs[1:]) if len(xs) == 4 else xs[-1], w[1] if tb else w[0], wt, tuple(w))
+    _same_k(xs, fc_in_features_of(xs), w[1] if tb else w[0], wt, tuple(w))
     cout = w[0] if tb else w[1]
     c = n.inputs[2] if len(n.inputs) > 2 else ""
     if c and c not in imp.static:  # an activation as C: fc then an eltwise add
@@ -112,7 +113,7 @@ def matmul(imp, n):
             return imp.opaque(n)
         xs = imp.ir_shape[imp.src(x)]
         flat = len(xs) == 4 and len(imp.shapes.get(x) or ()) == 2  # a Flatten merged into this fc (layout)
-        _same_k(xs, math.prod(xs[1:]) if flat else xs[-1], w[0], wt, tuple(w))
+        _same_k(xs, fc_in_features_of(xs) if flat else xs[-1], w[0], wt, tuple(w))
         if len(xs) == 4 and not flat:
             return fc_last_axis(imp, n, x, w[1], n.outputs[0])
         return imp.emit(n, "fc", [x], out_channels=w[1], bias=False, act="")

@@ -98,7 +98,8 @@ def replace_folder(built: str | Path, path: str | Path) -> Path:
 
 class FolderLock:
     """An exclusive lock on writing folder `path` (a `.name.lock` file beside it, flock-ed), so two
-    processes never write one dataset or model folder at once. Used as a context manager."""
+    processes never write one dataset or model folder at once. Used as a context manager; the lock
+    file goes when the lock is released."""
 
     def __init__(self, path: str | Path, what: str = "writing"):
         self.path = Path(path)
@@ -110,15 +111,26 @@ class FolderLock:
         import fcntl
 
         self.lock.parent.mkdir(parents=True, exist_ok=True)
-        self._f = f = open(self.lock, "a+")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            pid = f.read().strip() or "?"
+        while True:
+            f = open(self.lock, "a+")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                pid = f.read().strip() or "?"
+                f.close()
+                raise AutotuneError(f"another autotune process (pid {pid}) is {self.what} {self.path}/; wait "
+                                    "for it to finish or choose another --out") from None
+            # The holder before us unlinks the file as it releases it: a lock taken on that unlinked
+            # file guards nothing, so take the one now at the path instead.
+            try:
+                same = os.stat(self.lock).st_ino == os.fstat(f.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
             f.close()
-            raise AutotuneError(f"another autotune process (pid {pid}) is {self.what} {self.path}/; wait for it "
-                                "to finish or choose another --out") from None
+        self._f = f
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))
@@ -129,8 +141,10 @@ class FolderLock:
         import fcntl
 
         if self._f is not None:
+            self.lock.unlink(missing_ok=True)  # while still held, so no one locks a file about to go
             fcntl.flock(self._f, fcntl.LOCK_UN)
             self._f.close()
+            self._f = None
 
 
 def source_digest(*modules: str) -> str:

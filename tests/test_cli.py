@@ -93,3 +93,29 @@ def test_study_refuses_a_part_without_a_device_section(tmp_path, capsys):
 def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "autotune", "zoo"], capture_output=True, text=True)
     assert out.returncode == 0 and "resnet50" in out.stdout
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["tune", "--hw", "mlu100", "--model", "resnet18", "--hw", "cluster32"], "--hw"),
+    (["tune", "--model=resnet18", "--hw", "mlu100", "--model", "alexnet"], "--model"),
+    (["inspect", "resnet18", "--batch", "2", "--bat", "4"], "--batch"),
+])
+def test_a_one_value_option_given_twice_is_refused(argv, flag, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} is given twice" in err and err.count("\n") == 1
+
+
+def test_the_writer_lock_is_exclusive_and_leaves_no_file(tmp_path):
+    from autotune.errors import AutotuneError
+    from autotune.fileio import FolderLock
+
+    target = tmp_path / "m"
+    with FolderLock(target):
+        assert (tmp_path / ".m.lock").exists()
+        with pytest.raises(AutotuneError, match="another autotune process"):
+            FolderLock(target).__enter__()
+    assert not (tmp_path / ".m.lock").exists()
+    with FolderLock(target):  # taken again after release
+        pass
+    assert list(tmp_path.iterdir()) == []

@@ -46,7 +46,32 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D401 - argparse's hook
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog.split()[0]} --help)\n")
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._refuse_repeats(sys.argv[1:] if args is None else list(args))
+        return super().parse_known_args(args, namespace)
 
+    def _refuse_repeats(self, tokens: list[str]) -> None:
+        """A one-value option given twice is an error: argparse would keep the last silently, and
+        `--hw a ... --hw b` is more likely a slip than a wish."""
+        options = {o: a for a in self._actions for o in a.option_strings}
+        seen: dict[argparse.Action, str] = {}
+        for i, tok in enumerate(tokens):
+            if tok == "--":
+                break
+            if not tok.startswith("--"):
+                continue
+            name, eq, value = tok.partition("=")
+            action = options.get(name)
+            if action is None and self.allow_abbrev:  # argparse takes a unique prefix too
+                hits = {a for o, a in options.items() if o.startswith(name)}
+                action = hits.pop() if len(hits) == 1 else None
+            if action is None or type(action) is not argparse._StoreAction:
+                continue
+            value = value if eq else (tokens[i + 1] if i + 1 < len(tokens) else "")
+            if action in seen:
+                self.error(f"{action.option_strings[-1]} is given twice, as {seen[action]} and {value}; "
+                           "give it once")
+            seen[action] = value
 
 
 def _add_model_sizes(s: argparse.ArgumentParser) -> None:

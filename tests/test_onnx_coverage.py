@@ -327,3 +327,25 @@ def test_batch_of_a_recurrent_model_scales_its_batch_axis_not_its_sequence(tmp_p
     g = load_onnx(path, batch=6)
     assert g.batch == 6 and g.total_macs == 2 * base
     assert g.shape_of("Y") == ((6, seq, 1, hidden) if layout else (seq, 1, 6, hidden))
+
+
+# -- a constant operand that broadcasts the activation up ---------------------------------------------
+@pytest.mark.parametrize("op, dtype, const", [
+    ("And", TensorProto.BOOL, np.tril(np.ones((1, 1, 6, 6), bool))),  # GPT-2's causal mask And-ed
+    ("Or", TensorProto.BOOL, np.eye(6, dtype=bool)[None, None]),
+    ("Where", F, None),
+])
+def test_a_constant_operand_that_broadcasts_any_eltwise_op_up(tmp_path, op, dtype, const):
+    """An attention mask (1, 1, 1, 6) combined with a constant (1, 1, 6, 6) gives (1, 1, 6, 6): an
+    eltwise layer after an expand, not an opaque layer from a shape rule mismatch."""
+    if op == "Where":
+        inits = [numpy_helper.from_array(np.tril(np.ones((1, 1, 6, 6), bool)), "c"), _init("neg", -1e9)]
+        nodes = [helper.make_node("Where", ["c", "m", "neg"], ["y"], name="w")]
+    else:
+        inits = [numpy_helper.from_array(const, "c")]
+        nodes = [helper.make_node(op, ["c", "m"], ["y"], name="w")]
+    path = _save(tmp_path / "mask.onnx", nodes, [("m", dtype, [1, 1, 1, 6])], [("y", dtype, None)], inits)
+    g = load_onnx(path, strict=True)
+    assert _layer(g, "w", "eltwise").out_shape == (1, 1, 6, 6)
+    feed = np.ones((1, 1, 1, 6), bool if dtype == TensorProto.BOOL else np.float32)
+    assert _ort_shapes(path, {"m": feed}) == [(1, 1, 6, 6)]

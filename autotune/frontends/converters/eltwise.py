@@ -28,10 +28,9 @@ def eltwise(imp, n):
                 p.attrs["bias"] = True
                 imp.retarget(p, n.outputs[0])
                 return
-    if len(dyn) == 1 and n.op in ("Pow", "Mul", "Add", "Sub", "Div", "Max", "Min") and \
-            imp.shapes.get(n.outputs[0]) != imp.ir_shape[imp.src(dyn[0])]:
-        # a constant operand broadcasts the activation up (a mask, a position table): still one pass,
-        # but the result has the constant's extra axes
+    if len(dyn) == 1 and imp.shapes.get(n.outputs[0]) != imp.ir_shape[imp.src(dyn[0])]:
+        # a constant operand broadcasts the activation up (a causal mask And-ed with an attention
+        # mask, a position table): still one pass, but the result has the constant's extra axes
         tmp = n.outputs[0] + "/b"
         imp.layout(n, dyn[0], tmp, imp.shape_of(n.outputs[0]), kind="expand")
         dyn = [tmp]

@@ -349,3 +349,109 @@ def test_a_constant_operand_that_broadcasts_any_eltwise_op_up(tmp_path, op, dtyp
     assert _layer(g, "w", "eltwise").out_shape == (1, 1, 6, 6)
     feed = np.ones((1, 1, 1, 6), bool if dtype == TensorProto.BOOL else np.float32)
     assert _ort_shapes(path, {"m": feed}) == [(1, 1, 6, 6)]
+
+
+# -- opset 23's Attention and RotaryEmbedding -----------------------------------------------------------
+@pytest.mark.parametrize("layout, hq, hkv, mask, causal", [
+    ("4d", 4, 4, "float", 0),  # torch's dynamo exporter at opset 23 (BERT, ViT)
+    ("4d", 4, 2, "bool", 0),   # grouped-query attention (Llama)
+    ("3d", 4, 2, None, 1),     # heads in the last axis, a causal mask of its own
+])
+def test_opset_23_attention_is_the_spelled_out_attention(tmp_path, layout, hq, hkv, mask, causal):
+    """Q @ K^T and P @ V: 2 * B * Hq * Sq * Skv * D MACs, a softmax, and the output ONNX Runtime gives."""
+    B, S, D = 1, 6, 8
+    shape = {"q": [B, hq, S, D], "k": [B, hkv, S, D], "v": [B, hkv, S, D]} if layout == "4d" else \
+        {"q": [B, S, hq * D], "k": [B, S, hkv * D], "v": [B, S, hkv * D]}
+    ins = [(t, F, s) for t, s in shape.items()]
+    feeds = {t: np.ones(s, np.float32) for t, s in shape.items()}
+    names = ["q", "k", "v"]
+    if mask:
+        mt = TensorProto.BOOL if mask == "bool" else F
+        ins.append(("m", mt, [1, 1, S, S]))
+        feeds["m"] = np.ones((1, 1, S, S), bool if mask == "bool" else np.float32)
+        names.append("m")
+    heads = {"q_num_heads": hq, "kv_num_heads": hkv} if layout == "3d" else {}
+    nodes = [helper.make_node("Attention", names, ["y"], name="attn", is_causal=causal, **heads)]
+    path = _save(tmp_path / "attn.onnx", nodes, ins, [("y", F, None)], opset=23)
+    g = load_onnx(path, strict=True)
+    mm = [lyr for lyr in g.order if lyr.op == "matmul"]
+    assert len(mm) == 2 and sum(lyr.macs for lyr in mm) == 2 * B * hq * S * S * D
+    assert [lyr.op for lyr in g.order].count("softmax") == 1
+    assert g.order[-1].out_shape == _ort_shapes(path, feeds)[0]
+
+
+def test_rotary_embedding_is_one_eltwise_pass(tmp_path):
+    B, H, S, D = 1, 2, 6, 8
+    nodes = [helper.make_node("RotaryEmbedding", ["x", "cos", "sin", "pos"], ["y"], name="rope")]
+    path = _save(tmp_path / "rope.onnx", nodes, [("x", F, [B, H, S, D]), ("pos", TensorProto.INT64, [B, S])],
+                 [("y", F, None)], [_init("cos", np.ones((S, D // 2))), _init("sin", np.zeros((S, D // 2)))],
+                 opset=23)
+    g = load_onnx(path, strict=True)
+    assert [(lyr.op, lyr.out_shape) for lyr in g.order] == [("eltwise", (B, H, S, D))]
+
+
+@pytest.mark.parametrize("shape", [[1, 8, 4, 6, 6], [1, 8, 20]])
+def test_a_global_pool_over_a_video_or_audio_map(tmp_path, shape):
+    """GlobalAveragePool over a 3-D (video) or 1-D (audio) map: the input read once, (1, 8, 1, ...) out."""
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["y"], name="gap")]
+    path = _save(tmp_path / "gap.onnx", nodes, [("x", F, shape)], [("y", F, None)])
+    g = load_onnx(path, strict=True)
+    want = _ort_shapes(path, {"x": np.ones(shape, np.float32)})[0]
+    assert g.order[-1].out_shape == want == (1, 8) + (1,) * (len(shape) - 2)
+    assert g.order[0].in_shapes[0] == tuple(shape)
+
+
+def test_local_functions_are_inlined_unless_a_converter_knows_them(tmp_path):
+    """torch's export_modules_as_functions: a module is a function the file defines; its body is what
+    plans (two conv blocks here). A local function named like a known op (Gelu) stays that op."""
+    block = helper.make_function("mods", "Block", ["x", "w"], ["y"], [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["y"])], [helper.make_opsetid("", 17)])
+    gelu = helper.make_function("mods", "Gelu", ["x"], ["y"], [
+        helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", ["x", "s"], ["y"])],
+        [helper.make_opsetid("", 17)])
+    nodes = [helper.make_node("Block", ["x", "w1"], ["a"], name="b1", domain="mods"),
+             helper.make_node("Block", ["a", "w2"], ["b"], name="b2", domain="mods"),
+             helper.make_node("Gelu", ["b"], ["y"], name="g", domain="mods")]
+    g = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", F, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", F, None)],
+                          initializer=[_init("w1", np.ones((4, 4, 3, 3))), _init("w2", np.ones((4, 4, 3, 3)))])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("mods", 1)],
+                              functions=[block, gelu])
+    onnx.save(model, str(tmp_path / "f.onnx"))
+    graph = load_onnx(str(tmp_path / "f.onnx"), strict=True)
+    assert [lyr.op for lyr in graph.order] == ["conv", "conv", "act"]
+    assert sum(lyr.macs for lyr in graph.order) == 2 * 4 * 4 * 9 * 64
+    assert _ort_shapes(str(tmp_path / "f.onnx"), {"x": np.ones((1, 4, 8, 8), np.float32)}) == [(1, 4, 8, 8)]
+
+
+def test_dynamic_quantization_of_onnx_runtime(tmp_path):
+    """quantize_dynamic's pattern: DynamicQuantizeLinear, MatMulInteger, the scales multiplied at run
+    time. The matmul is an int8 fc of M*K*N MACs; the run-time scale is a scalar, no layer."""
+    M, K, N = 4, 16, 8
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "qs", "qz"], name="dq"),
+             helper.make_node("MatMulInteger", ["q", "w", "qz", "wz"], ["acc"], name="mm"),
+             helper.make_node("Cast", ["acc"], ["accf"], to=F),
+             helper.make_node("Mul", ["qs", "ws"], ["scale"]),
+             helper.make_node("Mul", ["accf", "scale"], ["y"], name="rescale")]
+    inits = [_init("w", np.ones((K, N)), np.uint8), _init("wz", 0, np.uint8), _init("ws", 0.1)]
+    path = _save(tmp_path / "dyn.onnx", nodes, [("x", F, [1, M, K])], [("y", F, None)], inits)
+    g = load_onnx(path, strict=True)
+    fc = _layer(g, "mm", "fc")
+    assert fc.macs == M * K * N and fc.attrs.in_elem_bytes == 1
+    assert g.order[-1].out_shape == _ort_shapes(path, {"x": np.ones((1, M, K), np.float32)})[0] == (1, M, N)
+
+
+def test_opset_9_upsample_with_scales_from_the_shape(tmp_path):
+    """torch's opset-9 export of F.interpolate(size=...): the scales are the target size divided by a
+    Slice (bounds as attributes before opset 10) of the input's Shape; folded, they size the output."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Slice", ["s"], ["hw"], starts=[2], ends=[4]),
+             helper.make_node("Cast", ["hw"], ["hwf"], to=F),
+             helper.make_node("Div", ["size", "hwf"], ["sc"]),
+             helper.make_node("Concat", ["ones", "sc"], ["scales"], axis=0),
+             helper.make_node("Upsample", ["x", "scales"], ["y"], name="up", mode="linear")]
+    path = _save(tmp_path / "up9.onnx", nodes, [("x", F, [1, 2, 5, 5])], [("y", F, None)],
+                 [_init("size", [10, 10]), _init("ones", [1, 1])], opset=9)
+    g = load_onnx(path, strict=True)
+    assert _layer(g, "up", "resize").out_shape == (1, 2, 10, 10)

@@ -327,6 +327,8 @@ class Importer:
         """Mark nodes that compute only constants or shapes (no layer) and evaluate what is cheap."""
         for n in self.nodes:
             ins = [t for t in n.inputs if t]
+            if n.op == "DynamicQuantizeLinear":  # its scale and zero point: per-tensor scalars, no layer
+                self.static.update(t for t in n.outputs[1:] if t)
             if n.op in ("Shape", "Size") or all(t in self.static for t in ins):
                 if n.op in ("RandomNormalLike", "RandomUniformLike", "EyeLike") and ins:
                     continue
@@ -688,6 +690,21 @@ class Importer:
         return Graph(name, layers, inputs, outs or None, batch=self.batch).validate()
 
 
+def _inline_functions(model):
+    """Nodes that call a function the file defines (torch's `export_modules_as_functions`) become the
+    function's body, except where a converter knows the op by name (a local Gelu stays one act)."""
+    if not model.functions:
+        return model
+    import onnx.inliner
+
+    for _ in range(len(model.functions)):  # a function's body may call another
+        ids = {(f.domain, f.name) for f in model.functions if converters.lookup(f.name, f.domain) is None}
+        if not any((nd.domain, nd.op_type) in ids for nd in model.graph.node):
+            break
+        model = onnx.inliner.inline_selected_functions(model, sorted(ids))
+    return model
+
+
 def load_onnx(path: str, batch: int | None = None, strict: bool = False, dims: dict[str, int] | None = None) -> Graph:
     """Import an ONNX file as a validated Graph (shapes only).
 
@@ -701,7 +718,7 @@ def load_onnx(path: str, batch: int | None = None, strict: bool = False, dims: d
         raise GraphError(f"{path}: batch must be a positive integer, got {batch!r}")
     model = read_model_shapes_only(path)
     try:
-        return Importer(path, model, batch, strict, dims).run()
+        return Importer(path, _inline_functions(model), batch, strict, dims).run()
     except GraphError as err:
         msg = str(err)
         raise GraphError(msg if msg.startswith(path) else f"{path}: {msg}") from None

@@ -34,6 +34,19 @@ _FOLD_UNARY = {"Neg": np.negative, "Abs": np.abs, "Sqrt": np.sqrt, "Floor": np.f
 _FOLD_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Mod": np.mod,
                 "Pow": np.power, "Max": np.maximum, "Min": np.minimum, "Equal": np.equal, "Less": np.less,
                 "Greater": np.greater, "And": np.logical_and, "Or": np.logical_or}
+def _slice_bounds(a: dict, vals: list) -> tuple[list, list, list, list] | None:
+    """A Slice's starts, ends, axes and steps: attributes up to opset 9, inputs since, None if unknown."""
+    if len(vals) == 1 and "starts" in a and "ends" in a:
+        starts, ends = list(a["starts"]), list(a["ends"])
+        return starts, ends, list(a.get("axes", range(len(starts)))), [1] * len(starts)
+    if len(vals) > 2 and vals[1] is not None and vals[2] is not None:
+        starts, ends = vals[1].tolist(), vals[2].tolist()
+        axes = vals[3].tolist() if len(vals) > 3 and vals[3] is not None else list(range(len(starts)))
+        steps = vals[4].tolist() if len(vals) > 4 and vals[4] is not None else [1] * len(starts)
+        return starts, ends, axes, steps
+    return None
+
+
 def fold_values(n: Node, vals: list, shapes: dict[str, Shape | None]) -> list | None:
     """Values of a static node's outputs from its inputs' values (numpy), or None if not computable."""
     a = n.attrs
@@ -89,12 +102,10 @@ def fold_values(n: Node, vals: list, shapes: dict[str, Shape | None]) -> list | 
             if op == "Mod":
                 return [np.fmod(x, y) if a.get("fmod", 0) else np.mod(x, y)]
             return [_FOLD_BINARY[op](x, y)]
-        if op == "Slice" and vals[1] is not None and vals[2] is not None:
-            starts, ends = vals[1].tolist(), vals[2].tolist()
-            axes = vals[3].tolist() if len(vals) > 3 and vals[3] is not None else list(range(len(starts)))
-            steps = vals[4].tolist() if len(vals) > 4 and vals[4] is not None else [1] * len(starts)
+        bounds = _slice_bounds(a, vals) if op == "Slice" else None
+        if bounds is not None:
             sl = [slice(None)] * x.ndim
-            for st, en, ax, sp in zip(starts, ends, axes, steps):
+            for st, en, ax, sp in zip(*bounds):
                 sl[ax] = slice(st, en, sp)
             return [x[tuple(sl)]]
         if op == "Reshape" and vals[1] is not None:

@@ -22,9 +22,17 @@ def pool(imp, n):
 
 @converter("GlobalAveragePool", "GlobalMaxPool")
 def global_pool(imp, n):
+    """Over a 4-D map: a gpool layer. Over a 1-D or 3-D one (audio, video): the reduction's form, a
+    vector pass over the input then the small result as a layout layer."""
     if len(imp.ir_shape[imp.src(n.inputs[0])]) != 4:
-        return imp.opaque(n)
+        return _reduce_pass(imp, n)
     imp.emit(n, "gpool", [n.inputs[0]], mode="avg" if n.op == "GlobalAveragePool" else "max")
+
+
+def _reduce_pass(imp, n):
+    tmp = n.outputs[0] + "/reduce"
+    imp.emit(n, "act", [n.inputs[0]], [tmp], mode=n.op.lower())
+    imp.layout(n, tmp, n.outputs[0], imp.shape_of(n.outputs[0]), kind="reduce")
 
 
 @converter("ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceL2", "ReduceProd", "ReduceSumSquare")
@@ -43,6 +51,4 @@ def reduce(imp, n):
         tmp = n.outputs[0] + "/gpool"
         imp.emit(n, "gpool", [n.inputs[0]], [tmp], mode=mode)
         return imp.layout(n, tmp, n.outputs[0], imp.shape_of(n.outputs[0]))
-    tmp = n.outputs[0] + "/reduce"
-    imp.emit(n, "act", [n.inputs[0]], [tmp], mode=n.op.lower())
-    imp.layout(n, tmp, n.outputs[0], imp.shape_of(n.outputs[0]), kind="reduce")
+    _reduce_pass(imp, n)

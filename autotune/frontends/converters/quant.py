@@ -143,6 +143,13 @@ def quantize(imp, n):
     imp.emit(n, "act", [n.inputs[0]], mode="quantize" if n.op == "QuantizeLinear" else "dequantize")
 
 
+@converter("DynamicQuantizeLinear")
+def dynamic_quantize(imp, n):
+    """ONNX Runtime's dynamic quantization: x to uint8 by its own range, a reduction and an element-wise
+    pass (the scale and zero point it also gives are scalars the importer treats as constants)."""
+    imp.emit(n, "act", [n.inputs[0]], mode="quantize")
+
+
 @converter("QLinearAdd", "QLinearMul", domain=MS)
 def qlinear_binary(imp, n):
     """A and B are inputs 0 and 3: Add or Mul, a constant operand folding as the float op's does."""

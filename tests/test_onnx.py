@@ -658,6 +658,53 @@ def test_an_unsafe_batch_rewrite_names_its_node(tmp_path):
         load_onnx(str(path), batch=8)
 
 
+
+@pytest.mark.parametrize("case", ["resize_to_sizes", "gather_by_batch_index"])
+def test_a_file_that_fixes_the_batch_in_one_branch_is_refused_at_another_batch(tmp_path, case):
+    """A Resize to constant sizes (torch's dynamo export of interpolate) or a Gather by a baked batch
+    index keeps batch 1 while the rest goes to batch 4; a later Add would broadcast the two into a
+    graph of mixed batches that undercounts. It is one clear error naming the node, not a wrong count."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    if case == "resize_to_sizes":
+        inits = [numpy_helper.from_array(np.array([1, 2, 8, 8], np.int64), "sizes")]
+        nodes = [helper.make_node("Resize", ["x", "", "", "sizes"], ["up"], name="baked", mode="nearest"),
+                 helper.make_node("MaxPool", ["up"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+                 helper.make_node("Add", ["x", "p"], ["y"])]
+    else:
+        inits = [numpy_helper.from_array(np.array([0], np.int64), "sample0")]
+        nodes = [helper.make_node("Gather", ["x", "sample0"], ["g"], name="baked", axis=0),
+                 helper.make_node("Add", ["x", "g"], ["y"])]
+    path = tmp_path / "baked.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "m", [x], [y], inits),
+                                opset_imports=[helper.make_opsetid("", 17)]), path)
+    assert load_onnx(str(path)).batch == 1
+    with pytest.raises(GraphError, match=r"node 'baked' .* keeps the export's batch 1 while its input is at batch 4"):
+        load_onnx(str(path), batch=4)
+
+
+def test_castlike_reads_only_the_type_of_its_second_input(tmp_path):
+    """torch's unoptimised dynamo export builds a zero bias as CastLike(0, activation): a constant,
+    not a layer on the activation path."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    inits = [numpy_helper.from_array(np.array(0.5, np.float32), "c"),
+             numpy_helper.from_array(np.array([1, 4, 1, 1], np.int64), "shape")]
+    nodes = [helper.make_node("CastLike", ["c", "x"], ["cl"]),
+             helper.make_node("Expand", ["cl", "shape"], ["b"]),
+             helper.make_node("Add", ["x", "b"], ["y"], name="add")]
+    path = tmp_path / "castlike.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "m", [x], [y], inits),
+                                opset_imports=[helper.make_opsetid("", 17)]), path)
+    assert [lyr.op for lyr in load_onnx(str(path), strict=True).order] == ["eltwise"]
+
+
 # -- op families of modern networks ----------------------------------------------------------------------
 def test_conv1d_conv3d_and_conv_transpose_count_like_pytorch(tmp_path):
     n = Net([1, 80, 100])  # Whisper-style: Conv1d 80 -> 64, k3 p1, then k3 s2 p1

@@ -456,11 +456,19 @@ def _rename(imp: Importer, n, edits: list) -> None:
 
 
 def _check(imp: Importer, s0: dict, b0: int, b: int) -> None:
-    """Every dynamic tensor keeps its size or scales by b / b0; the first that does not names its node."""
+    """Every dynamic tensor scales by b / b0, or keeps its size where no input it reads scaled; the first
+    that does not names its node. A node that keeps the export batch while its input scales (a Resize
+    to constant sizes, a Gather by constant indices, a Reshape target with the batch as a literal)
+    would leave a graph of mixed batches that a broadcast later hides."""
+    scaled = {t for t, s in s0.items() if t in imp.shapes and imp.shapes[t] is not None
+              and math.prod(imp.shapes[t]) * b0 == math.prod(s) * b and b != b0}
     for n in imp.nodes:
-        for t in n.outputs:
+        grew = any(t in scaled for t in n.inputs if t)
+        for k, t in enumerate(n.outputs):
             if not t or t in imp.static or t not in s0:
                 continue
+            if k and n.op == "BatchNormalization":
+                continue  # a training-mode export's running mean and variance: over the batch, per channel
             sb = imp.shapes.get(t)
             if sb is None:
                 raise GraphError(f"node {n.name or n.op!r} ({n.op}): its output shape cannot be re-derived at "
@@ -469,4 +477,10 @@ def _check(imp: Importer, s0: dict, b0: int, b: int) -> None:
             if eb != e0 and eb * b0 != e0 * b:
                 raise GraphError(f"node {n.name or n.op!r} ({n.op}): at batch {b} its output {list(sb)} is not the "
                                  f"export's {list(s0[t])} scaled by the batch (a Reshape mixes samples; export with "
+                                 "a dynamic batch axis)")
+            if eb != e0:
+                scaled.add(t)
+            elif grew:
+                raise GraphError(f"node {n.name or n.op!r} ({n.op}): its output {list(sb)} keeps the export's batch "
+                                 f"{b0} while its input is at batch {b} (the file fixes the batch here; export with "
                                  "a dynamic batch axis)")

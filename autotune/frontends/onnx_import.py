@@ -326,7 +326,7 @@ class Importer:
     def _fold_static(self) -> None:
         """Mark nodes that compute only constants or shapes (no layer) and evaluate what is cheap."""
         for n in self.nodes:
-            ins = [t for t in n.inputs if t]
+            ins = [t for t in n.inputs[:1 if n.op == "CastLike" else None] if t]  # CastLike reads a type only
             if n.op == "DynamicQuantizeLinear":  # its scale and zero point: per-tensor scalars, no layer
                 self.static.update(t for t in n.outputs[1:] if t)
             if n.op in ("Shape", "Size") or all(t in self.static for t in ins):

@@ -455,3 +455,15 @@ def test_opset_9_upsample_with_scales_from_the_shape(tmp_path):
                  [_init("size", [10, 10]), _init("ones", [1, 1])], opset=9)
     g = load_onnx(path, strict=True)
     assert _layer(g, "up", "resize").out_shape == (1, 2, 10, 10)
+
+
+def test_a_scalar_input_is_a_run_time_constant(tmp_path):
+    """A rank-0 graph input (a diffusion timestep) scales a conv's output: one conv and one eltwise
+    with a constant-like operand, not an internal shape error."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Mul", ["c", "t"], ["y"], name="scale")]
+    path = _save(tmp_path / "t.onnx", nodes, [("x", F, [1, 3, 8, 8]), ("t", F, [])], [("y", F, None)],
+                 [_init("w", np.ones((4, 3, 1, 1)))])
+    g = load_onnx(path, strict=True)
+    assert [(lyr.op, lyr.out_shape) for lyr in g.order] == [("conv", (1, 4, 8, 8)), ("eltwise", (1, 4, 8, 8))]
+    assert list(g.inputs) == ["x"]

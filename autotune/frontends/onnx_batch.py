@@ -460,8 +460,8 @@ def _check(imp: Importer, s0: dict, b0: int, b: int) -> None:
     that does not names its node. A node that keeps the export batch while its input scales (a Resize
     to constant sizes, a Gather by constant indices, a Reshape target with the batch as a literal)
     would leave a graph of mixed batches that a broadcast later hides."""
-    scaled = {t for t, s in s0.items() if t in imp.shapes and imp.shapes[t] is not None
-              and math.prod(imp.shapes[t]) * b0 == math.prod(s) * b and b != b0}
+    now = {t: s for t, s in imp.shapes.items() if s is not None}
+    scaled = {t for t, s in s0.items() if t in now and math.prod(now[t]) * b0 == math.prod(s) * b and b != b0}
     for n in imp.nodes:
         grew = any(t in scaled for t in n.inputs if t)
         for k, t in enumerate(n.outputs):

@@ -104,6 +104,9 @@ class Importer:
         g = self.model.graph
         self.static: set[str] = {t.name for t in g.initializer} | {t.values.name for t in g.sparse_initializer}
         self.static |= self.weight_inputs
+        # a rank-0 input (a diffusion timestep, a temperature) is a run-time scalar: read like a constant
+        self.static |= {vi.name for vi in g.input if vi.type.HasField("tensor_type")
+                        and vi.type.tensor_type.HasField("shape") and not vi.type.tensor_type.shape.dim}
         self.inputs = [vi for vi in g.input if vi.name not in self.static]
         if not self.inputs:
             raise GraphError("the graph has no activation inputs (every input is a weight)")

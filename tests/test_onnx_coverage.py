@@ -467,3 +467,17 @@ def test_a_scalar_input_is_a_run_time_constant(tmp_path):
     g = load_onnx(path, strict=True)
     assert [(lyr.op, lyr.out_shape) for lyr in g.order] == [("conv", (1, 4, 8, 8)), ("eltwise", (1, 4, 8, 8))]
     assert list(g.inputs) == ["x"]
+
+
+@pytest.mark.parametrize("opset", [17, 18])  # axes an attribute, then an input
+def test_a_reduction_of_constants_folds_into_the_sizes_it_computes(tmp_path, opset):
+    """torchvision's detection transform: the target size is a ReduceMax/ReduceMin of constants."""
+    axes = {"axes": [0]} if opset < 18 else {}
+    extra = [] if opset < 18 else ["ax"]
+    nodes = [helper.make_node("ReduceMax", ["c"] + extra, ["m"], keepdims=0, **axes),
+             helper.make_node("Cast", ["m"], ["mi"], to=TensorProto.INT64),
+             helper.make_node("Concat", ["nc", "mi"], ["sizes"], axis=0),
+             helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="rs", mode="nearest")]
+    inits = [_init("c", [[8, 6], [4, 8]]), _init("nc", [1, 2], np.int64), _init("ax", [0], np.int64)]
+    path = _save(tmp_path / "r.onnx", nodes, [("x", F, [1, 2, 4, 4])], [("y", F, None)], inits, opset=opset)
+    assert _layer(load_onnx(path, strict=True), "rs", "resize").out_shape == (1, 2, 8, 8)

@@ -5,7 +5,9 @@ onnx_import.py, onnx_patterns.py and onnx_batch.py share (kept apart so none imp
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +36,21 @@ _FOLD_UNARY = {"Neg": np.negative, "Abs": np.abs, "Sqrt": np.sqrt, "Floor": np.f
 _FOLD_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Mod": np.mod,
                 "Pow": np.power, "Max": np.maximum, "Min": np.minimum, "Equal": np.equal, "Less": np.less,
                 "Greater": np.greater, "And": np.logical_and, "Or": np.logical_or}
+_FOLD_REDUCE: dict[str, Callable[..., Any]] = {"ReduceMin": np.min, "ReduceMax": np.max, "ReduceSum": np.sum, "ReduceMean": np.mean,
+                "ReduceProd": np.prod}
+
+
+def _reduce_axes(a: dict, vals: list, ndim: int) -> tuple[int, ...] | None:
+    """A reduction's axes: the attribute (before opset 18 for most) or input 1; all when neither, unless
+    noop_with_empty_axes. None where input 1 is not known."""
+    if len(vals) > 1 and vals[1] is None:
+        return None
+    axes = a.get("axes", vals[1].tolist() if len(vals) > 1 else None)
+    if axes is None or len(axes) == 0:
+        return () if a.get("noop_with_empty_axes", 0) else tuple(range(ndim))
+    return tuple(int(v) % ndim for v in axes)
+
+
 def _slice_bounds(a: dict, vals: list) -> tuple[list, list, list, list] | None:
     """A Slice's starts, ends, axes and steps: attributes up to opset 9, inputs since, None if unknown."""
     if len(vals) == 1 and "starts" in a and "ends" in a:
@@ -102,6 +119,11 @@ def fold_values(n: Node, vals: list, shapes: dict[str, Shape | None]) -> list | 
             if op == "Mod":
                 return [np.fmod(x, y) if a.get("fmod", 0) else np.mod(x, y)]
             return [_FOLD_BINARY[op](x, y)]
+        if op in _FOLD_REDUCE:  # e.g. the min and max side of a detector's fixed target size
+            axes = _reduce_axes(a, vals, x.ndim)
+            if axes is None:
+                return None
+            return [_FOLD_REDUCE[op](x, axis=axes, keepdims=bool(a.get("keepdims", 1))).astype(x.dtype)]
         bounds = _slice_bounds(a, vals) if op == "Slice" else None
         if bounds is not None:
             sl = [slice(None)] * x.ndim

@@ -481,3 +481,27 @@ def test_a_reduction_of_constants_folds_into_the_sizes_it_computes(tmp_path, ops
     inits = [_init("c", [[8, 6], [4, 8]]), _init("nc", [1, 2], np.int64), _init("ax", [0], np.int64)]
     path = _save(tmp_path / "r.onnx", nodes, [("x", F, [1, 2, 4, 4])], [("y", F, None)], inits, opset=opset)
     assert _layer(load_onnx(path, strict=True), "rs", "resize").out_shape == (1, 2, 8, 8)
+
+
+def test_a_qdq_models_quantize_dequantize_pairs_fold_into_int8_layers(tmp_path):
+    """ONNX Runtime's QDQ format: every activation passes Quantize -> Dequantize, every weight is a
+    Dequantize of int8. The pairs after a layer fold into it (it writes int8, its readers read int8);
+    only the network input's pair, which no layer makes, stays. Same layers as the float model."""
+    q = lambda x, y: helper.make_node("QuantizeLinear", [x, "s", "z"], [y])  # noqa: E731
+    dq = lambda x, y, s="s", z="z": helper.make_node("DequantizeLinear", [x, s, z], [y])  # noqa: E731
+    nodes = [q("x", "xq"), dq("xq", "xd"), dq("w1q", "w1", "ws", "wz"), dq("w2q", "w2", "ws", "wz"),
+             helper.make_node("Conv", ["xd", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]), q("r1", "r1q"), dq("r1q", "r1d"),
+             helper.make_node("Conv", ["r1d", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+             q("c2", "c2q"), dq("c2q", "y")]
+    inits = [_init("s", 0.1), _init("z", 0, np.uint8), _init("ws", 0.05), _init("wz", 0, np.int8),
+             _init("w1q", np.ones((8, 4, 3, 3)), np.int8), _init("w2q", np.ones((8, 8, 3, 3)), np.int8)]
+    path = _save(tmp_path / "qdq.onnx", nodes, [("x", F, [1, 4, 6, 6])], [("y", F, None)], inits, opset=13)
+    g = load_onnx(path, strict=True)
+    assert [(lyr.op, lyr.attrs.mode) for lyr in g.order] == [
+        ("act", "quantize"), ("act", "dequantize"), ("conv", ""), ("conv", "")]
+    c1, c2 = g.order[2], g.order[3]
+    assert (c1.attrs.act, c1.attrs.out_elem_bytes) == ("relu", 1)
+    assert (c2.attrs.in_elem_bytes, c2.attrs.out_elem_bytes) == (1, 1)
+    assert g.total_macs == 36 * 8 * 4 * 9 + 36 * 8 * 8 * 9
+    assert _ort_shapes(path, {"x": np.ones((1, 4, 6, 6), np.float32)}) == [(1, 8, 6, 6)]

@@ -97,6 +97,7 @@ class Importer:
         self.alias: dict[str, str] = {}
         self.ir_shape: dict[str, Shape] = {}
         self.names: set[str] = set()
+        self.folded_quant: set[str] = set()  # Quantize outputs folded into their producer (QDQ models)
 
     # ---- setup
     def run(self) -> Graph:

@@ -139,8 +139,39 @@ def qgemm(imp, n):
 @converter("QuantizeLinear", "DequantizeLinear")
 @converter("QuantizeLinear", "DequantizeLinear", domain=MS)
 def quantize(imp, n):
-    """An element-wise layer: round(x / scale) + zero point, saturated; or (x - zero point) * scale."""
+    """An element-wise layer: round(x / scale) + zero point, saturated; or (x - zero point) * scale.
+    In a QDQ model an activation's Quantize -> Dequantize pair is how the file says "this tensor is
+    int8": a compiler fuses the Quantize into the layer before and the Dequantize into the layers
+    after, so the pair folds away and that layer writes (and its readers read) the narrow type."""
+    if n.op == "QuantizeLinear" and _fold_quantize(imp, n):
+        return
+    if n.op == "DequantizeLinear" and n.inputs[0] in imp.folded_quant:
+        return imp.alias_of(n, n.inputs[0])
     imp.emit(n, "act", [n.inputs[0]], mode="quantize" if n.op == "QuantizeLinear" else "dequantize")
+
+
+def _fold_quantize(imp, n) -> bool:
+    """Fold an activation's Quantize whose every reader is a Dequantize into the layer that made the
+    activation (its sole use), which then writes the quantized width."""
+    x, q = n.inputs[0], n.outputs[0]
+    readers = imp.users.get(q, [])
+    if imp.explicit or x in imp.static or not readers or q in imp.graph_outputs or imp.uses(x) != 1 \
+            or any(r.op != "DequantizeLinear" or r.inputs[0] != q for r in readers):
+        return False
+    p = imp.producer.get(imp.src(x))
+    width = imp.width(q) or _quant_width(imp, q)
+    if p is None or not width or p.op == "opaque":
+        return False
+    p.attrs["out_elem_bytes"] = width
+    imp.alias_of(n, x)
+    imp.folded_quant.add(q)
+    return True
+
+
+def _quant_width(imp, t: str) -> int:
+    from autotune.frontends.onnx_import import _quant_bytes
+
+    return _quant_bytes(imp.types.get(t, 0))
 
 
 @converter("DynamicQuantizeLinear")

@@ -505,3 +505,19 @@ def test_a_qdq_models_quantize_dequantize_pairs_fold_into_int8_layers(tmp_path):
     assert (c2.attrs.in_elem_bytes, c2.attrs.out_elem_bytes) == (1, 1)
     assert g.total_macs == 36 * 8 * 4 * 9 + 36 * 8 * 8 * 9
     assert _ort_shapes(path, {"x": np.ones((1, 4, 6, 6), np.float32)}) == [(1, 8, 6, 6)]
+
+
+def test_a_qdq_silu_folds_into_its_conv_as_in_the_float_model(tmp_path):
+    """EfficientNet in QDQ form: conv -> Q -> DQ -> Sigmoid -> Q -> DQ -> Mul(x, sigmoid) -> Q -> DQ.
+    The SiLU is one activation and an epilogue of its conv, as in the float model."""
+    q = lambda x, y: helper.make_node("QuantizeLinear", [x, "s", "z"], [y])  # noqa: E731
+    dq = lambda x, y, s="s", z="z": helper.make_node("DequantizeLinear", [x, s, z], [y])  # noqa: E731
+    nodes = [dq("wq", "w", "ws", "wz"), helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             q("c", "cq"), dq("cq", "cd"), helper.make_node("Sigmoid", ["cd"], ["sg"]), q("sg", "sgq"),
+             dq("sgq", "sgd"), helper.make_node("Mul", ["cd", "sgd"], ["m"]), q("m", "mq"), dq("mq", "y")]
+    inits = [_init("s", 0.1), _init("z", 0, np.uint8), _init("ws", 0.05), _init("wz", 0, np.int8),
+             _init("wq", np.ones((8, 4, 3, 3)), np.int8)]
+    path = _save(tmp_path / "silu.onnx", nodes, [("x", F, [1, 4, 6, 6])], [("y", F, None)], inits, opset=13)
+    g = load_onnx(path, strict=True)
+    assert [(lyr.op, lyr.attrs.act, lyr.attrs.out_elem_bytes) for lyr in g.order] == [("conv", "silu", 1)]
+    assert _ort_shapes(path, {"x": np.ones((1, 4, 6, 6), np.float32)}) == [(1, 8, 6, 6)]

@@ -98,6 +98,7 @@ class Importer:
         self.ir_shape: dict[str, Shape] = {}
         self.names: set[str] = set()
         self.folded_quant: set[str] = set()  # Quantize outputs folded into their producer (QDQ models)
+        self.folded_dq: dict[str, str] = {}  # the Dequantize output of such a pair -> its Quantize output
 
     # ---- setup
     def run(self) -> Graph:
@@ -593,7 +594,11 @@ class Importer:
         self.add_layer(p)
 
     def fusable(self, t: str, ops: tuple[str, ...]) -> Pending | None:
-        """The producer of `t` if an epilogue may fold into it: right kind, no activation yet, sole consumer."""
+        """The producer of `t` if an epilogue may fold into it: right kind, no activation yet, sole consumer.
+        A folded Quantize -> Dequantize pair between them, each read once, does not stand in the way."""
+        q = self.folded_dq.get(t)
+        if q is not None and self.uses(q) == 1 and self.uses(t) == 1:
+            t = self.src(t)
         p = self.producer.get(t)
         if p is None or t in self.alias or p.op not in ops or p.attrs.get("act") or self.uses(t) != 1:
             return None

@@ -19,9 +19,12 @@ if TYPE_CHECKING:
 
 #: Ops a decomposed norm or activation is made of.
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Tanh", "Erf", "Sigmoid", "HardSigmoid",
-               "Neg", "Exp", "Cast", "CastLike", "Identity", "ReduceMean"}
+               "Neg", "Exp", "Cast", "CastLike", "Identity", "ReduceMean", "QuantizeLinear", "DequantizeLinear"}
 MARKERS = {"ReduceMean", "Tanh", "Erf", "Sigmoid", "HardSigmoid"}
 ALIASES = {"Cast", "CastLike", "Identity"}
+#: Ops that only change how values are stored: inside a region they do not count as its math (a QDQ
+#: model quantizes a SiLU's sigmoid before its product)
+STORAGE = ALIASES | {"QuantizeLinear", "DequantizeLinear"}
 
 
 def _kind(ops: list[str], products: int) -> str | None:
@@ -126,7 +129,7 @@ def fold(imp: Importer) -> None:
             closed = all(all(u in part for u in users.get(t, [])) and t not in outputs
                          for t in inside if t != y)
             products = sum(n.op in ("Mul", "Div") and len(dyn(n)) == 2 for n in part)
-            kind = _kind([n.op for n in part], products) if closed else None
+            kind = _kind([n.op for n in part if n.op not in STORAGE], products) if closed else None
             if kind is not None:
                 return part, end, kind
         return None

@@ -146,6 +146,7 @@ def quantize(imp, n):
     if n.op == "QuantizeLinear" and _fold_quantize(imp, n):
         return
     if n.op == "DequantizeLinear" and n.inputs[0] in imp.folded_quant:
+        imp.folded_dq[n.outputs[0]] = n.inputs[0]
         return imp.alias_of(n, n.inputs[0])
     imp.emit(n, "act", [n.inputs[0]], mode="quantize" if n.op == "QuantizeLinear" else "dequantize")
 

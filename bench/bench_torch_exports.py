@@ -2,7 +2,8 @@
 
 Needs torch, torchvision, transformers and onnxscript (not dependencies of autotune; install them in
 another environment and point --python at it, or run this with them installed). For each network it
-exports fixed-shape files with both exporters (TorchScript and dynamo) and symbolic-axis files
+exports fixed-shape files with both exporters (TorchScript and dynamo), TorchScript files with every
+module a local function, dynamo files at opset 23 (its fused Attention op), and symbolic-axis files
 (batch, and seq for the language models), counts MACs with torch.utils.flop_counter.FlopCounterMode
 (flops / 2) at batch 1 and 8, imports every file with `--strict` at batch 1 and 8 (seq set with
 --dim), and prints the ratio imported / counted. Example:
@@ -96,12 +97,17 @@ for name in names:
         jobs = [("fixed", None)]
         if not dynamo:
             jobs.append(("symbolic", {n: ({0: "batch", 1: "seq"} if seq else {0: "batch"}) for n in inputs}))
+            jobs.append(("functions", None))  # each module a local function of the file
+        else:
+            jobs.append(("opset23", None))  # fused Attention / RMSNormalization ops
         for kind, axes in jobs:
             path = f"{out}/{name}_{tag}_{kind}.onnx"
             try:
-                kw = {"dynamo": dynamo, "input_names": inputs, "opset_version": 18}
+                kw = {"dynamo": dynamo, "input_names": inputs, "opset_version": 23 if kind == "opset23" else 18}
                 if axes:
                     kw["dynamic_axes"] = axes
+                if kind == "functions":
+                    kw["export_modules_as_functions"] = True
                 torch.onnx.export(model, args, path, **kw)
                 ref[name]["files"].append([path, tag, kind])
             except Exception as e:

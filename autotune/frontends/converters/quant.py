@@ -160,7 +160,7 @@ def _fold_quantize(imp, n) -> bool:
             or any(r.op != "DequantizeLinear" or r.inputs[0] != q for r in readers):
         return False
     p = imp.producer.get(imp.src(x))
-    width = imp.width(q) or _quant_width(imp, q)
+    width = imp.width(q)  # the Quantize output's ONNX type: no layer makes it
     if p is None or not width or p.op == "opaque":
         return False
     p.attrs["out_elem_bytes"] = width
@@ -168,11 +168,6 @@ def _fold_quantize(imp, n) -> bool:
     imp.folded_quant.add(q)
     return True
 
-
-def _quant_width(imp, t: str) -> int:
-    from autotune.frontends.onnx_import import _quant_bytes
-
-    return _quant_bytes(imp.types.get(t, 0))
 
 
 @converter("DynamicQuantizeLinear")

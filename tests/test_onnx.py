@@ -937,3 +937,18 @@ def test_a_dim_that_sizes_the_batch_axis_is_the_batch_and_may_not_contradict_bat
     assert load_onnx(str(path), batch=3, dims={"batch": 3}).batch == 3
     with pytest.raises(GraphError, match="--batch 2 and --dim batch=3 both size"):
         load_onnx(str(path), batch=2, dims={"batch": 3})
+
+
+def test_a_whole_tensor_reduction_may_keep_its_size_at_another_batch(tmp_path):
+    """x - mean(x) over every axis (a centring): the mean keeps size 1 at any batch, rightly."""
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], keepdims=1), helper.make_node("Sub", ["x", "m"], ["y"])]
+    path = tmp_path / "centre.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "m", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]),
+              path)
+    assert load_onnx(str(path), batch=2).order[-1].out_shape == (2, 8, 4, 4)
+    assert np.prod(load_onnx(str(path)).order[-1].out_shape) == 128

@@ -521,3 +521,37 @@ def test_a_qdq_silu_folds_into_its_conv_as_in_the_float_model(tmp_path):
     g = load_onnx(path, strict=True)
     assert [(lyr.op, lyr.attrs.act, lyr.attrs.out_elem_bytes) for lyr in g.order] == [("conv", "silu", 1)]
     assert _ort_shapes(path, {"x": np.ones((1, 4, 6, 6), np.float32)}) == [(1, 8, 6, 6)]
+
+
+@pytest.mark.parametrize("tail, want", [
+    ("relu_out", [("conv", "relu", 0)]),  # Conv -> Q -> DQ -> Relu -> output: relu's output is float
+    ("dq_out", [("conv", "", 1), ("act", "dequantize", 0)]),  # the Dequantize output is the graph's
+])
+def test_a_folded_qdq_pair_never_leaves_a_float_tensor_marked_int8(tmp_path, tail, want):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"]),
+             helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["cd"])]
+    out = "cd"
+    if tail == "relu_out":
+        nodes.append(helper.make_node("Relu", ["cd"], ["r"]))
+        out = "r"
+    inits = [_init("s", 0.1), _init("z", 0, np.uint8), _init("w", np.ones((8, 4, 3, 3)))]
+    path = _save(tmp_path / "q.onnx", nodes, [("x", F, [1, 4, 6, 6])], [(out, F, None)], inits, opset=13)
+    g = load_onnx(path, strict=True)
+    assert [(lyr.op, lyr.attrs.act or lyr.attrs.mode, lyr.attrs.out_elem_bytes) for lyr in g.order] == want
+
+
+def test_attention_that_starts_a_kv_cache_and_one_that_reads_it(tmp_path):
+    """A prefill export also outputs present_key/value: with no past they are K and V. A decoding
+    step reads past_key/value: one clear error."""
+    B, H, S, D = 1, 2, 4, 8
+    ins = [(t, F, [B, H, S, D]) for t in ("q", "k", "v")]
+    nodes = [helper.make_node("Attention", ["q", "k", "v"], ["y", "pk", "pv"], name="attn")]
+    path = _save(tmp_path / "prefill.onnx", nodes, ins, [("y", F, None), ("pk", F, None), ("pv", F, None)], opset=23)
+    g = load_onnx(path, strict=True)
+    assert sum(lyr.macs for lyr in g.order) == 2 * B * H * S * S * D
+    nodes = [helper.make_node("Attention", ["q", "k", "v", "", "pk", "pv"], ["y", "nk", "nv"], name="attn")]
+    path = _save(tmp_path / "decode.onnx", nodes, ins + [("pk", F, [B, H, 3, D]), ("pv", F, [B, H, 3, D])],
+                 [("y", F, None)], opset=23)
+    with pytest.raises(GraphError, match="KV cache"):
+        load_onnx(path)

@@ -480,7 +480,7 @@ def _check(imp: Importer, s0: dict, b0: int, b: int) -> None:
                                  "a dynamic batch axis)")
             if eb != e0:
                 scaled.add(t)
-            elif grew:
+            elif grew and not n.op.startswith("Reduce"):  # a reduction over the whole tensor may keep it
                 raise GraphError(f"node {n.name or n.op!r} ({n.op}): its output {list(sb)} keeps the export's batch "
                                  f"{b0} while its input is at batch {b} (the file fixes the batch here; export with "
                                  "a dynamic batch axis)")

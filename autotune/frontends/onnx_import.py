@@ -607,6 +607,14 @@ class Importer:
         return p
 
     def retarget(self, p: Pending, new: str) -> None:
+        """`p` now writes `new` (an epilogue folded into it), at `new`'s element width where the file
+        types it (a folded Quantize's int8 does not carry over to a float activation after it)."""
+        if new in self.types:
+            w = _quant_bytes(self.types[new])
+            if w:
+                p.attrs["out_elem_bytes"] = w
+            else:
+                p.attrs.pop("out_elem_bytes", None)
         old = p.outputs[0]
         del self.producer[old]
         s = self.ir_shape.pop(old)

@@ -30,14 +30,21 @@ def _heads(imp, n, t: str, heads_attr: str, suffix: str) -> tuple[str, tuple[int
 def attention(imp, n):
     q, k, v = (n.inputs + ["", "", ""])[:3]
     mask = n.inputs[3] if len(n.inputs) > 3 else ""
-    used_extra = [t for t in n.outputs[1:] if t and imp.uses(t)]
-    if (not (q and k and v) or any(t in imp.static for t in (q, k, v)) or any(n.inputs[4:6])
-            or used_extra):
-        return imp.opaque(n)  # a KV cache or the raw scores wanted: not the plain form
+    if any(n.inputs[4:6]):
+        raise GraphError("an Attention with a KV cache (past_key/past_value inputs) is a decoding step; "
+                         "export the model without its cache")
+    if len(n.outputs) > 3 and n.outputs[3] and imp.uses(n.outputs[3]):
+        raise GraphError("an Attention whose raw scores (qk_matmul_output) are read is not supported; "
+                         "export without them")
+    if not (q and k and v) or any(t in imp.static for t in (q, k, v)):
+        return imp.opaque(n)
     three_d = len(imp.ir_shape[imp.src(q)]) == 3
     q, qs = _heads(imp, n, q, "q_num_heads", "q")
     k, ks = _heads(imp, n, k, "kv_num_heads", "k")
     v, vs = _heads(imp, n, v, "kv_num_heads", "v")
+    for present, t in zip(n.outputs[1:3], (k, v)):  # with no past, the cache it starts is K and V
+        if present:
+            imp.alias[present] = imp.src(t)
     b, hq, sq, d = qs
     if ks[1] != vs[1] or hq % ks[1] or ks[3] != d or ks[2] != vs[2]:
         raise GraphError(f"query {qs}, key {ks} and value {vs} do not fit one attention")

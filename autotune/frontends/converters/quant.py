@@ -145,7 +145,7 @@ def quantize(imp, n):
     after, so the pair folds away and that layer writes (and its readers read) the narrow type."""
     if n.op == "QuantizeLinear" and _fold_quantize(imp, n):
         return
-    if n.op == "DequantizeLinear" and n.inputs[0] in imp.folded_quant:
+    if n.op == "DequantizeLinear" and n.inputs[0] in imp.folded_quant and n.outputs[0] not in imp.graph_outputs:
         imp.folded_dq[n.outputs[0]] = n.inputs[0]
         return imp.alias_of(n, n.inputs[0])
     imp.emit(n, "act", [n.inputs[0]], mode="quantize" if n.op == "QuantizeLinear" else "dequantize")
@@ -156,7 +156,7 @@ def _fold_quantize(imp, n) -> bool:
     activation (its sole use), which then writes the quantized width."""
     x, q = n.inputs[0], n.outputs[0]
     readers = imp.users.get(q, [])
-    if imp.explicit or x in imp.static or not readers or q in imp.graph_outputs or imp.uses(x) != 1 \
+    if imp.explicit or x in imp.static or x in imp.alias or not readers or q in imp.graph_outputs or imp.uses(x) != 1 \
             or any(r.op != "DequantizeLinear" or r.inputs[0] != q for r in readers):
         return False
     p = imp.producer.get(imp.src(x))

@@ -120,7 +120,7 @@ def fold(imp: Importer) -> None:
                 avail.update(t for t in n.outputs if t)
         for end in reversed(region):
             y = end.outputs[0]
-            if imp.shapes.get(y) != xs:
+            if end.op in STORAGE or imp.shapes.get(y) != xs:  # a trailing Quantize stays the layer's own
                 continue
             part = _ancestors(end, region, producer, same)
             if m not in part:

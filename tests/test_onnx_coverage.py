@@ -556,3 +556,14 @@ def test_attention_that_starts_a_kv_cache_and_one_that_reads_it(tmp_path):
                  [("y", F, None)], opset=23)
     with pytest.raises(GraphError, match="KV cache"):
         load_onnx(path)
+
+
+def test_a_reduction_to_a_scalar_on_the_activation_path(tmp_path):
+    """x / max(x) over every axis (keepdims 0: a rank-0 result): the pass over x, then the scalar as a
+    (1, 1, 1, 1) layout that broadcasts; at another batch the scalar rightly keeps its size."""
+    nodes = [helper.make_node("ReduceMax", ["x"], ["m"], keepdims=0), helper.make_node("Div", ["x", "m"], ["y"])]
+    path = _save(tmp_path / "norm.onnx", nodes, [("x", F, [1, 8, 4, 4])], [("y", F, None)])
+    for batch in (1, 4):
+        g = load_onnx(path, batch=batch, strict=True)
+        assert [(lyr.op, lyr.out_shape) for lyr in g.order] == [
+            ("act", (batch, 8, 4, 4)), ("layout", (1, 1, 1, 1)), ("eltwise", (batch, 8, 4, 4))]

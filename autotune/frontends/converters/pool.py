@@ -32,7 +32,8 @@ def global_pool(imp, n):
 def _reduce_pass(imp, n):
     tmp = n.outputs[0] + "/reduce"
     imp.emit(n, "act", [n.inputs[0]], [tmp], mode=n.op.lower())
-    imp.layout(n, tmp, n.outputs[0], imp.shape_of(n.outputs[0]), kind="reduce")
+    shape = imp.shape_of(n.outputs[0]) or (1,) * len(imp.ir_shape[imp.src(tmp)])  # a scalar: all axes kept
+    imp.layout(n, tmp, n.outputs[0], shape, kind="reduce")
 
 
 @converter("ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceL2", "ReduceProd", "ReduceSumSquare")

@@ -461,7 +461,7 @@ def _check(imp: Importer, s0: dict, b0: int, b: int) -> None:
     to constant sizes, a Gather by constant indices, a Reshape target with the batch as a literal)
     would leave a graph of mixed batches that a broadcast later hides."""
     now = {t: s for t, s in imp.shapes.items() if s is not None}
-    scaled = {t for t, s in s0.items() if t in now and math.prod(now[t]) * b0 == math.prod(s) * b and b != b0}
+    scaled = {t for t, s in s0.items() if t in now and math.prod(now[t]) * b0 == math.prod(s) * b}
     for n in imp.nodes:
         grew = any(t in scaled for t in n.inputs if t)
         for k, t in enumerate(n.outputs):
@@ -478,9 +478,7 @@ def _check(imp: Importer, s0: dict, b0: int, b: int) -> None:
                 raise GraphError(f"node {n.name or n.op!r} ({n.op}): at batch {b} its output {list(sb)} is not the "
                                  f"export's {list(s0[t])} scaled by the batch (a Reshape mixes samples; export with "
                                  "a dynamic batch axis)")
-            if eb != e0:
-                scaled.add(t)
-            elif grew and not n.op.startswith("Reduce"):  # a reduction over the whole tensor may keep it
+            if eb == e0 and grew and not n.op.startswith("Reduce"):  # a reduction over the whole tensor may keep it
                 raise GraphError(f"node {n.name or n.op!r} ({n.op}): its output {list(sb)} keeps the export's batch "
                                  f"{b0} while its input is at batch {b} (the file fixes the batch here; export with "
                                  "a dynamic batch axis)")

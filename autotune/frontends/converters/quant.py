@@ -156,8 +156,9 @@ def _fold_quantize(imp, n) -> bool:
     activation (its sole use), which then writes the quantized width."""
     x, q = n.inputs[0], n.outputs[0]
     readers = imp.users.get(q, [])
-    if imp.explicit or x in imp.static or x in imp.alias or not readers or q in imp.graph_outputs or imp.uses(x) != 1 \
-            or any(r.op != "DequantizeLinear" or r.inputs[0] != q for r in readers):
+    if imp.explicit or x in imp.static or x in imp.alias or imp.uses(x) != 1 or q in imp.graph_outputs:
+        return False
+    if not readers or any(r.op != "DequantizeLinear" or r.inputs[0] != q for r in readers):
         return False
     p = imp.producer.get(imp.src(x))
     width = imp.width(q)  # the Quantize output's ONNX type: no layer makes it
@@ -167,7 +168,6 @@ def _fold_quantize(imp, n) -> bool:
     imp.alias_of(n, x)
     imp.folded_quant.add(q)
     return True
-
 
 
 @converter("DynamicQuantizeLinear")

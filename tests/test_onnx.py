@@ -797,14 +797,16 @@ def test_layout_ops_are_fusable_layers_and_opaque_ones_are_named(tmp_path):
     b = n.op("Slice", [parts[1], n.w((1,), [0], np.int64), n.w((1,), [4], np.int64), n.w((1,), [2], np.int64)])
     c = n.op("Concat", [n.w((1, 8, 2)), b], axis=2)  # a constant joined in (a class token)
     z = n.op("TopK", [a, n.w((1,), [2], np.int64)], n_out=2, axis=-1)[0]
-    g0 = n.save(tmp_path / "l.onnx", [c, z])
-    with pytest.warns(OnnxImportWarning, match=r"TopK x1"):
+    w = n.op("Hardmax", [c])  # no IR mapping: an opaque layer, named
+    g0 = n.save(tmp_path / "l.onnx", [w, z])
+    with pytest.warns(OnnxImportWarning, match=r"Hardmax x1"):
         g = load_onnx(g0)
     kinds = [(lyr.op, lyr.attrs.mode) for lyr in g.order]
     assert kinds == [("layout", "slice"), ("layout", "slice"), ("layout", "transpose"), ("layout", "slice"),
-                     ("layout", "concat"), ("opaque", "topk")]
+                     ("layout", "concat"), ("act", "topk"), ("layout", "reduce"), ("opaque", "hardmax")]
+    assert g.order[6].out_shape == (1, 8, 2)  # TopK's k along the last axis
     assert all(lyr.spec.fusable and lyr.macs == 0 for lyr in g.order if lyr.op == "layout")
-    with pytest.raises(GraphError, match=r"strict.*TopK x1"):
+    with pytest.raises(GraphError, match=r"strict.*Hardmax x1"):
         load_onnx(g0, strict=True)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import onnx
@@ -567,3 +568,57 @@ def test_a_reduction_to_a_scalar_on_the_activation_path(tmp_path):
         g = load_onnx(path, batch=batch, strict=True)
         assert [(lyr.op, lyr.out_shape) for lyr in g.order] == [
             ("act", (batch, 8, 4, 4)), ("layout", (1, 1, 1, 1)), ("eltwise", (batch, 8, 4, 4))]
+
+
+# -- data-dependent shapes: the host's tail ------------------------------------------------------------
+def _detector_tail(tmp_path, k_from_data: bool = False) -> str:
+    """conv -> relu -> (score = conv); NonZero(score) and what reads it (a GatherND of the features, a
+    TopK whose k is a count of boxes) are the host's post-processing."""
+    I64 = TensorProto.INT64
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w2"], ["score"], name="head", kernel_shape=[1, 1])]
+    if k_from_data:  # k = how many scores are positive: TopK itself is the first data-dependent shape
+        nodes += [helper.make_node("Greater", ["score", "zero"], ["pos"], name="gt"),
+                  helper.make_node("Cast", ["pos"], ["posf"], name="cast", to=I64),
+                  helper.make_node("ReduceSum", ["posf"], ["k"], name="count", keepdims=1),
+                  helper.make_node("Reshape", ["score", "flat"], ["s1"], name="flatten"),
+                  helper.make_node("TopK", ["s1", "k"], ["top", "idx"], name="topk")]
+        out = "top"
+    else:
+        nodes += [helper.make_node("NonZero", ["score"], ["nz"], name="nonzero"),
+                  helper.make_node("Transpose", ["nz"], ["nzt"], name="tr", perm=[1, 0]),
+                  helper.make_node("GatherND", ["r", "nzt"], ["boxes"], name="gather")]
+        out = "boxes"
+    inits = [_init("w1", np.zeros((8, 3, 3, 3))), _init("w2", np.zeros((1, 8, 1, 1))), _init("zero", 0.0),
+             _init("flat", [1, -1], np.int64)]
+    return _save(tmp_path / "det.onnx", nodes, [("x", F, [1, 3, 16, 16])], [(out, F, None)], inits)
+
+
+@pytest.mark.parametrize("k_from_data", [False, True])
+def test_a_data_dependent_shape_leaves_the_rest_to_the_host(tmp_path, k_from_data):
+    """The backbone is planned; the nodes from the first data-dependent shape on are named in one
+    warning and leave the graph, whose outputs become the tensors they read; strict mode refuses."""
+    path = _detector_tail(tmp_path, k_from_data)
+    root = "topk' (TopK)" if k_from_data else "nonzero' (NonZero)"
+    with pytest.warns(UserWarning, match=rf"from node '{re.escape(root)} on have shapes that depend on the data"):
+        g = load_onnx(path)
+    assert [lyr.op for lyr in g.order][:2] == ["conv", "conv"]
+    assert sum(lyr.macs for lyr in g.order) == 16 * 16 * (8 * 27 + 8)
+    want = {"s1", "k"} if k_from_data else {"r", "score"}  # what the host reads from the accelerator
+    assert want <= set(g.outputs)
+    with pytest.warns(UserWarning):
+        assert load_onnx(path, batch=4).total_macs == 4 * g.total_macs
+    with pytest.raises(GraphError, match=rf"{re.escape(root)}: its output's shape depends on the data.*strict"):
+        load_onnx(path, strict=True)
+
+
+def test_a_data_dependent_shape_on_the_input_leaves_nothing_to_plan(tmp_path, capsys):
+    nodes = [helper.make_node("NonZero", ["x"], ["nz"], name="nonzero"),
+             helper.make_node("Cast", ["nz"], ["y"], name="cast", to=F)]
+    path = _save(tmp_path / "nz.onnx", nodes, [("x", F, [1, 3, 4, 4])], [("y", F, None)])
+    with pytest.raises(GraphError, match="nothing is left to plan"):
+        load_onnx(path)
+    assert cli_main(["inspect", path]) != 0
+    err = capsys.readouterr().err
+    assert "nothing is left to plan" in err and "Traceback" not in err

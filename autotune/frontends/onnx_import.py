@@ -34,7 +34,15 @@ BATCH_KEY = "autotune.batch"  # the graph's batch (an input's dim 0 is not alway
 #: One error of ONNX's strict shape inference that is a shape contradiction (its op type, its text).
 SHAPE_ERROR = re.compile(r"\(op_type:(\w+)(?:, node name: ([^)]*))?[^)]*\): \[ShapeInferenceError\] ([^\n]*)")
 FUSED_MARK = "autotune:fused"  # doc_string of the node that ends a fused epilogue activation
-
+#: Ops whose output size is the data's (the boxes a suppression keeps, the entries that are non-zero):
+#: a compiler for a fixed-shape accelerator leaves them, and everything that reads their results, to
+#: the host (a detector's post-processing), so the plan covers the rest.
+DATA_DEPENDENT = frozenset({"NonZero", "NonMaxSuppression", "Unique", "Compress"})
+#: Ops whose output shape is the value of some inputs (their indices): data-dependent when one of
+#: those values is computed from activations (a TopK whose k is a count of boxes).
+SHAPE_BY_VALUE = {"TopK": (1,), "Range": (0, 1, 2), "ConstantOfShape": (0,), "Expand": (1,), "Tile": (1,),
+                  "Reshape": (1,), "Slice": (1, 2, 3, 4), "Resize": (2, 3), "Upsample": (1,), "Pad": (1,),
+                  "OneHot": (1,)}
 
 
 def _has_schema(n) -> bool:
@@ -99,6 +107,7 @@ class Importer:
         self.names: set[str] = set()
         self.folded_quant: set[str] = set()  # Quantize outputs folded into their producer (QDQ models)
         self.folded_dq: dict[str, str] = {}  # the Dequantize output of such a pair -> its Quantize output
+        self.nodes: list[Node] = []  # topological (`_toposort`)
 
     # ---- setup
     def run(self) -> Graph:
@@ -123,6 +132,7 @@ class Importer:
         self.pristine = type(self.model)()
         self.pristine.CopyFrom(self.model)
         self._shape_loop()
+        self._cut_host_tail()
         if self.sizes.rescale:
             onnx_batch.rescale(self, self.sizes)
         self._count_uses()
@@ -177,6 +187,47 @@ class Importer:
             if not self._inline_constants():
                 break
 
+    def _data_dependent(self, n: Node) -> bool:
+        """Node `n` makes a tensor whose shape depends on activation values (see DATA_DEPENDENT)."""
+        outs = [t for t in n.outputs if t and t not in self.static]
+        if not outs or all(t in self.shapes for t in outs) or not _has_schema(n):
+            return False
+        k = SHAPE_BY_VALUE.get(n.op, ())
+        return n.op in DATA_DEPENDENT or any(i < len(n.inputs) and n.inputs[i] and n.inputs[i] not in self.static
+                                             for i in k)
+
+    def _cut_host_tail(self) -> None:
+        """Leave the nodes from the first data-dependent shape on to the host: they and every node that
+        reads what they make leave the graph, whose outputs become the tensors the host reads from it
+        (one warning; strict mode refuses)."""
+        roots = [n for n in self.nodes if self._data_dependent(n)]
+        if not roots:
+            return
+        first = roots[0]
+        where = f"node {first.name or first.op!r} ({first.op})"
+        if self.strict:
+            raise GraphError(f"{where}: its output's shape depends on the data, so it and what reads it would "
+                             "run on the host, outside the plan (strict mode)")
+        made: set[str] = set()
+        host: list[Node] = []
+        for n in self.nodes:  # topological: a node reading a host tensor is the host's
+            if n in roots or any(t in made for t in n.inputs if t):
+                host.append(n)
+                made.update(t for t in n.outputs if t)
+        keep = [n for n in self.nodes if not any(t in made for t in n.outputs if t)]
+        read = list(dict.fromkeys(t for n in host for t in n.inputs if t and t not in made and t not in self.static))
+        outs = [vi.name for vi in self.model.graph.output if vi.name not in made] + read
+        outs = list(dict.fromkeys(t for t in outs if t not in self.static))
+        if not any(t not in {vi.name for vi in self.inputs} for t in outs):
+            raise GraphError(f"{where}: its output's shape depends on the data, and every computation of the "
+                             "graph depends on it: nothing is left to plan on the accelerator")
+        self.nodes = keep
+        for m in (self.model, self.pristine):
+            _trim(m, made, outs, self.shapes, self.types)
+        warnings.warn(f"{self.path}: {len(host)} nodes from {where} on have shapes that depend on the data; "
+                      f"they run on the host and are not planned (the plan ends at the {len(read)} tensors they "
+                      "read)", OnnxImportWarning, stacklevel=4)
+
     def _toposort(self) -> None:
         import heapq
 
@@ -218,7 +269,7 @@ class Importer:
         if len(order) != len(nodes):
             stuck = next(n for i, n in enumerate(nodes) if indeg[i] > 0)
             raise GraphError(f"the graph has a cycle through node {stuck.name or stuck.op!r}")
-        self.nodes: list[Node] = [nodes[i] for i in order]
+        self.nodes = [nodes[i] for i in order]
         if order != sorted(order):  # ONNX shape inference needs topological order
             protos = [g.node[i] for i in order]
             copies = [type(p)() for p in protos]
@@ -705,6 +756,25 @@ class Importer:
         used = {t for lyr in layers for t in lyr.inputs} | set(outs)
         inputs = {k: v for k, v in inputs.items() if k in used} or inputs
         return Graph(name, layers, inputs, outs or None, batch=self.batch).validate()
+
+
+def _trim(model, gone: set[str], outputs: list[str], shapes: dict, types: dict) -> None:
+    """Drop from `model` the nodes that make any tensor in `gone`; its graph outputs become `outputs`."""
+    from onnx import TensorProto, helper
+
+    g = model.graph
+    keep = [p for p in g.node if not any(t in gone for t in p.output)]
+    del g.node[:]
+    g.node.extend(keep)
+    old = {vi.name: vi for vi in g.output}
+    new = [old[t] if t in old else helper.make_tensor_value_info(t, types.get(t, TensorProto.FLOAT),
+                                                                 list(shapes.get(t) or ()))
+           for t in outputs]
+    del g.output[:]
+    g.output.extend(new)
+    kept_vi = [vi for vi in g.value_info if vi.name not in gone]
+    del g.value_info[:]
+    g.value_info.extend(kept_vi)
 
 
 def _inline_functions(model):

@@ -1,4 +1,4 @@
-"""MaxPool / AveragePool (1-3 spatial axes), global pools, and ReduceMean/ReduceMax over a map's H and W."""
+"""MaxPool / AveragePool (1-3 spatial axes), global pools, reductions, and the selections (TopK, ArgMax)."""
 
 from __future__ import annotations
 
@@ -53,3 +53,12 @@ def reduce(imp, n):
         imp.emit(n, "gpool", [n.inputs[0]], [tmp], mode=mode)
         return imp.layout(n, tmp, n.outputs[0], imp.shape_of(n.outputs[0]))
     _reduce_pass(imp, n)
+
+
+@converter("TopK", "ArgMax", "ArgMin")
+def select(imp, n):
+    """A selection along an axis reads its input once, as a reduction does: a vector pass, then the
+    smaller result as a layout layer; TopK's indices are its values' twin (same shape, same pass)."""
+    _reduce_pass(imp, n)
+    if len(n.outputs) > 1 and n.outputs[1]:
+        imp.alias[n.outputs[1]] = imp.src(n.outputs[0])

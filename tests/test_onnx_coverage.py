@@ -622,3 +622,37 @@ def test_a_data_dependent_shape_on_the_input_leaves_nothing_to_plan(tmp_path, ca
     assert cli_main(["inspect", path]) != 0
     err = capsys.readouterr().err
     assert "nothing is left to plan" in err and "Traceback" not in err
+
+
+def test_the_host_tail_counts_subgraph_reads_skips_inputs_and_names_its_heavy_ops(tmp_path):
+    """An If whose branch reads a host tensor is the host's; a graph input the host reads is no
+    output of the plan; a k given as a run-time scalar input sizes TopK from the data; a Gemm left
+    to the host is named in the warning."""
+    I64 = TensorProto.INT64
+    branch = helper.make_graph([helper.make_node("Identity", ["nz"], ["b"])], "then", [],
+                               [helper.make_tensor_value_info("b", I64, None)])
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], name="conv", kernel_shape=[1, 1]),
+             helper.make_node("NonZero", ["c"], ["nz"], name="nonzero"),
+             helper.make_node("If", ["cond"], ["picked"], name="if", then_branch=branch, else_branch=branch),
+             helper.make_node("Cast", ["picked"], ["pf"], name="cast", to=F),
+             helper.make_node("Gemm", ["pf", "wg"], ["box"], name="box_head", transB=1),
+             helper.make_node("Reshape", ["kin", "one"], ["k1"], name="k1"),
+             helper.make_node("TopK", ["flat", "k1"], ["v", "i"], name="topk"),
+             helper.make_node("Reshape", ["c", "flat_to"], ["flat"], name="flatten"),
+             helper.make_node("Add", ["c", "thr"], ["side"], name="side")]
+    inits = [_init("w1", np.zeros((4, 3, 1, 1))), _init("cond", True, np.bool_), _init("one", [1], np.int64),
+             _init("flat_to", [1, -1], np.int64), _init("wg", np.zeros((8, 4)))]
+    path = _save(tmp_path / "h.onnx", nodes, [("x", F, [1, 3, 8, 8]), ("kin", I64, []), ("thr", F, [1])],
+                 [("box", F, None), ("v", F, None), ("side", F, None)], inits)
+    with pytest.warns(UserWarning, match=r"5 nodes from node 'nonzero' \(NonZero\) and 1 other data-dependent "
+                                         r"node on .*among them Gemm x1 \(the plan ends at the 2 tensors they read\)"):
+        g = load_onnx(path)
+    assert [lyr.name for lyr in g.order if lyr.op == "conv"] == ["conv"]
+    assert set(g.outputs) == {"c", "flat", "side"}  # the If went with NonZero; kin is an input, not an output
+
+
+def test_a_selection_over_the_batch_axis_keeps_its_size_at_another_batch(tmp_path):
+    nodes = [helper.make_node("ArgMax", ["x"], ["y"], name="sel", axis=0, keepdims=1)]
+    path = _save(tmp_path / "a.onnx", nodes, [("x", F, [1, 8, 16])], [("y", TensorProto.INT64, None)])
+    g = load_onnx(path, batch=4, strict=True)
+    assert [lyr.out_shape for lyr in g.order] == [(4, 8, 16), (1, 8, 16)]

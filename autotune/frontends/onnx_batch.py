@@ -478,7 +478,8 @@ def _check(imp: Importer, s0: dict, b0: int, b: int) -> None:
                 raise GraphError(f"node {n.name or n.op!r} ({n.op}): at batch {b} its output {list(sb)} is not the "
                                  f"export's {list(s0[t])} scaled by the batch (a Reshape mixes samples; export with "
                                  "a dynamic batch axis)")
-            if eb == e0 and grew and not n.op.startswith("Reduce"):  # a reduction over the whole tensor may keep it
+            if eb == e0 and grew and not n.op.startswith("Reduce") and n.op not in ("ArgMax", "ArgMin", "TopK"):
+                # a reduction or selection over the batch axis (or the whole tensor) may keep its size
                 raise GraphError(f"node {n.name or n.op!r} ({n.op}): its output {list(sb)} keeps the export's batch "
                                  f"{b0} while its input is at batch {b} (the file fixes the batch here; export with "
                                  "a dynamic batch axis)")

@@ -42,7 +42,11 @@ DATA_DEPENDENT = frozenset({"NonZero", "NonMaxSuppression", "Unique", "Compress"
 #: those values is computed from activations (a TopK whose k is a count of boxes).
 SHAPE_BY_VALUE = {"TopK": (1,), "Range": (0, 1, 2), "ConstantOfShape": (0,), "Expand": (1,), "Tile": (1,),
                   "Reshape": (1,), "Slice": (1, 2, 3, 4), "Resize": (2, 3), "Upsample": (1,), "Pad": (1,),
-                  "OneHot": (1,)}
+                  "OneHot": (1,), "Split": (1,), "Squeeze": (1,), "Unsqueeze": (1,)}
+#: ONNX ops left to the host that carry real work (named in the warning, so the share of the network
+#: the plan does not cover is no surprise: a two-stage detector's box head).
+HEAVY_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum", "RoiAlign", "MaxRoiPool", "LSTM",
+                       "GRU", "RNN", "Attention", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"})
 
 
 def _has_schema(n) -> bool:
@@ -147,6 +151,8 @@ class Importer:
                 raise GraphError(f"node {n.name or n.op!r} ({n.op}): {err}") from None
             except (ValueError, KeyError, IndexError, TypeError) as err:
                 raise GraphError(f"node {n.name or n.op!r} ({n.op}): cannot map it: {err}") from None
+        if not self.layers and getattr(self, "nothing_left", None):
+            raise GraphError(self.nothing_left)
         if self.unsupported:
             ops = ", ".join(f"{op} x{k}" for op, k in sorted((str(o), k) for o, k in self.unsupported.items()))
             if self.strict:
@@ -192,9 +198,10 @@ class Importer:
         outs = [t for t in n.outputs if t and t not in self.static]
         if not outs or all(t in self.shapes for t in outs) or not _has_schema(n):
             return False
-        k = SHAPE_BY_VALUE.get(n.op, ())
-        return n.op in DATA_DEPENDENT or any(i < len(n.inputs) and n.inputs[i] and n.inputs[i] not in self.static
-                                             for i in k)
+        by_value = [n.inputs[i] for i in SHAPE_BY_VALUE.get(n.op, ()) if i < len(n.inputs) and n.inputs[i]]
+        # a value computed from activations, or from a run-time scalar input (a k, a threshold: static, but
+        # with no value at import)
+        return n.op in DATA_DEPENDENT or any(t not in self.static or t not in self.values for t in by_value)
 
     def _cut_host_tail(self) -> None:
         """Leave the nodes from the first data-dependent shape on to the host: they and every node that
@@ -210,23 +217,34 @@ class Importer:
                              "run on the host, outside the plan (strict mode)")
         made: set[str] = set()
         host: list[Node] = []
-        for n in self.nodes:  # topological: a node reading a host tensor is the host's
-            if n in roots or any(t in made for t in n.inputs if t):
+        protos = {p.output[0]: p for p in self.model.graph.node if p.output}
+        more = -1  # data-dependent nodes that read no host tensor, past the first
+        for n in self.nodes:  # topological: a node reading a host tensor (in a subgraph too) is the host's
+            reads = set(n.inputs) | _subgraph_reads(protos.get(n.outputs[0]) if n.outputs else None)
+            if n in roots or reads & made:
+                more += not reads & made
                 host.append(n)
                 made.update(t for t in n.outputs if t)
         keep = [n for n in self.nodes if not any(t in made for t in n.outputs if t)]
-        read = list(dict.fromkeys(t for n in host for t in n.inputs if t and t not in made and t not in self.static))
+        given = {vi.name for vi in self.inputs}
+        read = list(dict.fromkeys(t for n in host for t in n.inputs
+                                  if t and t not in made and t not in self.static and t not in given))
         outs = [vi.name for vi in self.model.graph.output if vi.name not in made] + read
         outs = list(dict.fromkeys(t for t in outs if t not in self.static))
-        if not any(t not in {vi.name for vi in self.inputs} for t in outs):
-            raise GraphError(f"{where}: its output's shape depends on the data, and every computation of the "
+        self.nothing_left = (f"{where}: its output's shape depends on the data, and every computation of the "
                              "graph depends on it: nothing is left to plan on the accelerator")
+        if not any(t not in given for t in outs):
+            raise GraphError(self.nothing_left)
         self.nodes = keep
         for m in (self.model, self.pristine):
             _trim(m, made, outs, self.shapes, self.types)
-        warnings.warn(f"{self.path}: {len(host)} nodes from {where} on have shapes that depend on the data; "
-                      f"they run on the host and are not planned (the plan ends at the {len(read)} tensors they "
-                      "read)", OnnxImportWarning, stacklevel=4)
+        heavy = Counter(n.op for n in host if n.op in HEAVY_OPS)
+        warnings.warn(f"{self.path}: {_count(len(host), 'node')} from {where}"
+                      + (f" and {_count(more, 'other data-dependent node')}" if more else "")
+                      + " on have shapes that depend on the data; they run on the host and are not planned"
+                      + (f", among them {', '.join(f'{op} x{k}' for op, k in sorted(heavy.items()))}" if heavy else "")
+                      + f" (the plan ends at the {_count(len(read), 'tensor')} they read)",
+                      OnnxImportWarning, stacklevel=4)
 
     def _toposort(self) -> None:
         import heapq
@@ -756,6 +774,27 @@ class Importer:
         used = {t for lyr in layers for t in lyr.inputs} | set(outs)
         inputs = {k: v for k, v in inputs.items() if k in used} or inputs
         return Graph(name, layers, inputs, outs or None, batch=self.batch).validate()
+
+
+def _count(k: int, noun: str) -> str:
+    return f"{k} {noun}{'' if k == 1 else 's'}"
+
+
+def _subgraph_reads(proto) -> set[str]:
+    """Every tensor name the nodes of a node's subgraphs (If branches, Loop and Scan bodies) read, at
+    any depth: outer-scope tensors among them are the node's inputs too."""
+    from onnx import AttributeProto
+
+    out: set[str] = set()
+    if proto is None:
+        return out
+    for a in proto.attribute:
+        graphs = [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs) if a.type == AttributeProto.GRAPHS else []
+        for g in graphs:
+            for p in g.node:
+                out.update(t for t in p.input if t)
+                out |= _subgraph_reads(p)
+    return out
 
 
 def _trim(model, gone: set[str], outputs: list[str], shapes: dict, types: dict) -> None:

@@ -656,3 +656,15 @@ def test_a_selection_over_the_batch_axis_keeps_its_size_at_another_batch(tmp_pat
     path = _save(tmp_path / "a.onnx", nodes, [("x", F, [1, 8, 16])], [("y", TensorProto.INT64, None)])
     g = load_onnx(path, batch=4, strict=True)
     assert [lyr.out_shape for lyr in g.order] == [(4, 8, 16), (1, 8, 16)]
+
+
+def test_a_comparison_of_a_scalar_reduction(tmp_path):
+    """max(conv(x)) > 0 over every axis (keepdims 0, a rank-0 result): the comparison is an eltwise
+    layer on the (1, 1, 1, 1) scalar, not an internal error or an opaque layer."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[1, 1]),
+             helper.make_node("ReduceMax", ["c"], ["m"], name="mx", keepdims=0),
+             helper.make_node("Greater", ["m", "zero"], ["y"], name="gt")]
+    path = _save(tmp_path / "s.onnx", nodes, [("x", F, [1, 3, 8, 8])], [("y", TensorProto.BOOL, None)],
+                 [_init("w", np.zeros((4, 3, 1, 1))), _init("zero", 0.0)])
+    g = load_onnx(path, strict=True)
+    assert [(lyr.op, lyr.out_shape) for lyr in g.order][-1] == ("eltwise", (1, 1, 1, 1))

@@ -631,8 +631,9 @@ class Importer:
         # autotune's own files follow the IR rules; ONNX inference also lacks PyTorch's ceil-mode rule
         # (the last window must start inside the input), which the runtimes apply
         trust_ir = self.explicit or (op == "pool" and attrs.get("ceil_mode"))
+        scalar = onnx_shape == () and math.prod(layer.out_shape) == 1  # the IR holds a scalar as (1, ..., 1)
         if (op not in ("opaque", "reshape", "resize", "layout") and onnx_shape is not None
-                and onnx_shape != layer.out_shape and not trust_ir):
+                and onnx_shape != layer.out_shape and not trust_ir and not scalar):
             if self.strict:
                 raise GraphError(f"ONNX gives output shape {onnx_shape}, the IR rule gives {layer.out_shape}")
             self.unsupported[f"{n.op}(shape rule mismatch)"] += 1

@@ -28,7 +28,9 @@ def eltwise(imp, n):
                 p.attrs["bias"] = True
                 imp.retarget(p, n.outputs[0])
                 return
-    if len(dyn) == 1 and imp.shapes.get(n.outputs[0]) != imp.ir_shape[imp.src(dyn[0])]:
+    out = imp.shapes.get(n.outputs[0])
+    # (a rank-0 result, a scalar's comparison, stays in the (1, ..., 1) layout its operand has in the IR)
+    if len(dyn) == 1 and out != () and out != imp.ir_shape[imp.src(dyn[0])]:
         # a constant operand broadcasts the activation up (a causal mask And-ed with an attention
         # mask, a position table): still one pass, but the result has the constant's extra axes
         tmp = n.outputs[0] + "/b"

@@ -668,3 +668,38 @@ def test_a_comparison_of_a_scalar_reduction(tmp_path):
                  [_init("w", np.zeros((4, 3, 1, 1))), _init("zero", 0.0)])
     g = load_onnx(path, strict=True)
     assert [(lyr.op, lyr.out_shape) for lyr in g.order][-1] == ("eltwise", (1, 1, 1, 1))
+
+
+def test_a_batched_nms_in_an_if_goes_to_the_host_with_what_its_body_reads(tmp_path):
+    """torchvision's batched NMS: If(no boxes) {empty} else {NonMaxSuppression(boxes, scores)}, the
+    condition a constant of shapes, the body reading the boxes from outside. The If is no constant
+    (its body reads activations) and its output's size is the data's: it and the Gather of the kept
+    boxes go to the host, and the boxes and scores its body reads are the plan's outputs."""
+    I64 = TensorProto.INT64
+    empty = helper.make_graph([helper.make_node("Constant", [], ["k_t"], value=numpy_helper.from_array(
+        np.zeros((0,), np.int64)))], "then", [], [helper.make_tensor_value_info("k_t", I64, None)])
+    nms = helper.make_graph([helper.make_node("NonMaxSuppression", ["bx", "sc", "maxo", "iou"], ["sel"]),
+                             helper.make_node("Gather", ["sel", "two"], ["k_e"], axis=1)], "else", [],
+                            [helper.make_tensor_value_info("k_e", I64, None)])
+    nodes = [helper.make_node("Conv", ["x", "wb"], ["cb"], name="convb", kernel_shape=[1, 1]),
+             helper.make_node("Reshape", ["cb", "s1"], ["bx"], name="rb"),
+             helper.make_node("Conv", ["x", "ws"], ["cs"], name="convs", kernel_shape=[1, 1]),
+             helper.make_node("Reshape", ["cs", "s2"], ["sc"], name="rs"),
+             helper.make_node("Size", ["bx"], ["nb"], name="size"),
+             helper.make_node("Equal", ["nb", "zero"], ["none"], name="eq"),
+             helper.make_node("If", ["none"], ["keep"], name="if", then_branch=empty, else_branch=nms),
+             helper.make_node("Reshape", ["bx", "s3"], ["b2"], name="rb2"),
+             helper.make_node("Gather", ["b2", "keep"], ["kept"], name="keep_boxes", axis=0),
+             helper.make_node("Conv", ["x", "wo"], ["other"], name="convo", kernel_shape=[1, 1])]
+    inits = [_init("wb", np.zeros((4, 3, 1, 1))), _init("ws", np.zeros((1, 3, 1, 1))),
+             _init("wo", np.zeros((5, 3, 1, 1))), _init("s1", [1, 64, 4], np.int64),
+             _init("s2", [1, 1, 64], np.int64), _init("s3", [64, 4], np.int64), _init("maxo", [10], np.int64),
+             _init("iou", [0.5]), _init("zero", 0, np.int64), _init("two", 2, np.int64)]
+    path = _save(tmp_path / "nms.onnx", nodes, [("x", F, [1, 3, 8, 8])], [("kept", F, None), ("other", F, None)],
+                 inits)
+    with pytest.warns(UserWarning, match=r"2 nodes from node 'if' \(If\) on .*the 3 tensors they read"):
+        g = load_onnx(path)
+    assert {lyr.name for lyr in g.order if lyr.op == "conv"} == {"convb", "convs", "convo"}
+    assert set(g.outputs) == {"other", "bx", "sc", "b2"}
+    with pytest.raises(GraphError, match=r"'if' \(If\): its output's shape depends on the data"):
+        load_onnx(path, strict=True)

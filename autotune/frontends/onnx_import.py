@@ -194,10 +194,13 @@ class Importer:
                 break
 
     def _data_dependent(self, n: Node) -> bool:
-        """Node `n` makes a tensor whose shape depends on activation values (see DATA_DEPENDENT)."""
+        """Node `n` makes a tensor whose shape depends on activation values (see DATA_DEPENDENT); an If
+        or Loop does when an op in its body is such an op (torchvision's batched NMS in an If)."""
         outs = [t for t in n.outputs if t and t not in self.static]
         if not outs or all(t in self.shapes for t in outs) or not _has_schema(n):
             return False
+        if n.op in ("If", "Loop", "Scan"):
+            return bool(_body_ops(n.attrs) & (DATA_DEPENDENT | set(SHAPE_BY_VALUE)))
         by_value = [n.inputs[i] for i in SHAPE_BY_VALUE.get(n.op, ()) if i < len(n.inputs) and n.inputs[i]]
         # a value computed from activations, or from a run-time scalar input (a k, a threshold: static, but
         # with no value at import)
@@ -217,17 +220,16 @@ class Importer:
                              "run on the host, outside the plan (strict mode)")
         made: set[str] = set()
         host: list[Node] = []
-        protos = {p.output[0]: p for p in self.model.graph.node if p.output}
         more = -1  # data-dependent nodes that read no host tensor, past the first
         for n in self.nodes:  # topological: a node reading a host tensor (in a subgraph too) is the host's
-            reads = set(n.inputs) | _subgraph_reads(protos.get(n.outputs[0]) if n.outputs else None)
+            reads = set(n.inputs) | _outer_reads(n.attrs)
             if n in roots or reads & made:
                 more += not reads & made
                 host.append(n)
                 made.update(t for t in n.outputs if t)
         keep = [n for n in self.nodes if not any(t in made for t in n.outputs if t)]
         given = {vi.name for vi in self.inputs}
-        read = list(dict.fromkeys(t for n in host for t in n.inputs
+        read = list(dict.fromkeys(t for n in host for t in n.inputs + sorted(_outer_reads(n.attrs))
                                   if t and t not in made and t not in self.static and t not in given))
         outs = [vi.name for vi in self.model.graph.output if vi.name not in made] + read
         outs = list(dict.fromkeys(t for t in outs if t not in self.static))
@@ -401,6 +403,7 @@ class Importer:
         """Mark nodes that compute only constants or shapes (no layer) and evaluate what is cheap."""
         for n in self.nodes:
             ins = [t for t in n.inputs[:1 if n.op == "CastLike" else None] if t]  # CastLike reads a type only
+            ins += sorted(_outer_reads(n.attrs))  # an If or Loop body reading an activation is no constant
             if n.op == "DynamicQuantizeLinear":  # its scale and zero point: per-tensor scalars, no layer
                 self.static.update(t for t in n.outputs[1:] if t)
             if n.op in ("Shape", "Size") or all(t in self.static for t in ins):
@@ -781,20 +784,37 @@ def _count(k: int, noun: str) -> str:
     return f"{k} {noun}{'' if k == 1 else 's'}"
 
 
-def _subgraph_reads(proto) -> set[str]:
-    """Every tensor name the nodes of a node's subgraphs (If branches, Loop and Scan bodies) read, at
-    any depth: outer-scope tensors among them are the node's inputs too."""
-    from onnx import AttributeProto
+def _bodies(attrs: dict) -> list:
+    """The subgraphs (If branches, Loop and Scan bodies) among a node's attribute values."""
+    from onnx import GraphProto
+
+    return [g for v in attrs.values() for g in (v if isinstance(v, list) else [v]) if isinstance(g, GraphProto)]
+
+
+def _outer_reads(attrs: dict) -> set[str]:
+    """The tensors of the enclosing graph that a node's subgraphs read (at any depth): its inputs
+    too, though ONNX does not list them."""
+    from onnx import helper
 
     out: set[str] = set()
-    if proto is None:
-        return out
-    for a in proto.attribute:
-        graphs = [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs) if a.type == AttributeProto.GRAPHS else []
-        for g in graphs:
-            for p in g.node:
-                out.update(t for t in p.input if t)
-                out |= _subgraph_reads(p)
+    for g in _bodies(attrs):
+        made = {vi.name for vi in g.input} | {t.name for t in g.initializer}
+        for p in g.node:
+            inner = {a.name: helper.get_attribute_value(a) for a in p.attribute}
+            out |= {t for t in list(p.input) + sorted(_outer_reads(inner)) if t and t not in made}
+            made.update(p.output)
+    return out
+
+
+def _body_ops(attrs: dict) -> set[str]:
+    """The op types in a node's subgraphs, at any depth."""
+    from onnx import helper
+
+    out: set[str] = set()
+    for g in _bodies(attrs):
+        for p in g.node:
+            out.add(p.op_type)
+            out |= _body_ops({a.name: helper.get_attribute_value(a) for a in p.attribute})
     return out
 
 

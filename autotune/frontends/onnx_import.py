@@ -22,6 +22,7 @@ import numpy as np
 
 from autotune.errors import AutotuneError, GraphError
 from autotune.frontends import converters, onnx_batch, onnx_patterns
+from autotune.frontends.converters.common import same_shape
 from autotune.frontends.converters.custom import DOMAIN  # noqa: F401  (the exporter writes it)
 from autotune.frontends.onnx_nodes import Node, fold_values
 from autotune.frontends.onnx_proto import read_model_shapes_only, tensor_value
@@ -112,6 +113,7 @@ class Importer:
         self.folded_quant: set[str] = set()  # Quantize outputs folded into their producer (QDQ models)
         self.folded_dq: dict[str, str] = {}  # the Dequantize output of such a pair -> its Quantize output
         self.nodes: list[Node] = []  # topological (`_toposort`)
+        self.nothing_left: str | None = None  # the error if the host's tail leaves no layer (`_cut_host_tail`)
 
     # ---- setup
     def run(self) -> Graph:
@@ -151,7 +153,7 @@ class Importer:
                 raise GraphError(f"node {n.name or n.op!r} ({n.op}): {err}") from None
             except (ValueError, KeyError, IndexError, TypeError) as err:
                 raise GraphError(f"node {n.name or n.op!r} ({n.op}): cannot map it: {err}") from None
-        if not self.layers and getattr(self, "nothing_left", None):
+        if not self.layers and self.nothing_left:
             raise GraphError(self.nothing_left)
         if self.unsupported:
             ops = ", ".join(f"{op} x{k}" for op, k in sorted((str(o), k) for o, k in self.unsupported.items()))
@@ -219,17 +221,17 @@ class Importer:
             raise GraphError(f"{where}: its output's shape depends on the data, so it and what reads it would "
                              "run on the host, outside the plan (strict mode)")
         made: set[str] = set()
-        host: list[Node] = []
+        host: list[tuple[Node, list[str]]] = []  # each host node and what it reads (in a subgraph too)
         more = -1  # data-dependent nodes that read no host tensor, past the first
-        for n in self.nodes:  # topological: a node reading a host tensor (in a subgraph too) is the host's
-            reads = set(n.inputs) | _outer_reads(n.attrs)
-            if n in roots or reads & made:
-                more += not reads & made
-                host.append(n)
+        for n in self.nodes:  # topological: a node reading a host tensor is the host's
+            reads = n.inputs + sorted(_outer_reads(n.attrs))
+            if n in roots or made.intersection(reads):
+                more += not made.intersection(reads)
+                host.append((n, reads))
                 made.update(t for t in n.outputs if t)
         keep = [n for n in self.nodes if not any(t in made for t in n.outputs if t)]
         given = {vi.name for vi in self.inputs}
-        read = list(dict.fromkeys(t for n in host for t in n.inputs + sorted(_outer_reads(n.attrs))
+        read = list(dict.fromkeys(t for _, reads in host for t in reads
                                   if t and t not in made and t not in self.static and t not in given))
         outs = [vi.name for vi in self.model.graph.output if vi.name not in made] + read
         outs = list(dict.fromkeys(t for t in outs if t not in self.static))
@@ -240,7 +242,7 @@ class Importer:
         self.nodes = keep
         for m in (self.model, self.pristine):
             _trim(m, made, outs, self.shapes, self.types)
-        heavy = Counter(n.op for n in host if n.op in HEAVY_OPS)
+        heavy = Counter(n.op for n, _ in host if n.op in HEAVY_OPS)
         warnings.warn(f"{self.path}: {_count(len(host), 'node')} from {where}"
                       + (f" and {_count(more, 'other data-dependent node')}" if more else "")
                       + " on have shapes that depend on the data; they run on the host and are not planned"
@@ -251,12 +253,11 @@ class Importer:
     def _toposort(self) -> None:
         import heapq
 
-        from onnx import helper
 
         g = self.model.graph
         nodes: list[Node] = []
         for i, p in enumerate(g.node):
-            attrs = {a.name: helper.get_attribute_value(a) for a in p.attribute}
+            attrs = _attrs(p)
             nodes.append(Node(p.op_type, list(p.input), list(p.output), p.name, attrs, p.domain, p.doc_string, i))
         avail = {vi.name for vi in g.input} | self.static | {""}
         prod: dict[str, int] = {}
@@ -634,9 +635,8 @@ class Importer:
         # autotune's own files follow the IR rules; ONNX inference also lacks PyTorch's ceil-mode rule
         # (the last window must start inside the input), which the runtimes apply
         trust_ir = self.explicit or (op == "pool" and attrs.get("ceil_mode"))
-        scalar = onnx_shape == () and math.prod(layer.out_shape) == 1  # the IR holds a scalar as (1, ..., 1)
         if (op not in ("opaque", "reshape", "resize", "layout") and onnx_shape is not None
-                and onnx_shape != layer.out_shape and not trust_ir and not scalar):
+                and not same_shape(onnx_shape, layer.out_shape) and not trust_ir):
             if self.strict:
                 raise GraphError(f"ONNX gives output shape {onnx_shape}, the IR rule gives {layer.out_shape}")
             self.unsupported[f"{n.op}(shape rule mismatch)"] += 1
@@ -791,31 +791,28 @@ def _bodies(attrs: dict) -> list:
     return [g for v in attrs.values() for g in (v if isinstance(v, list) else [v]) if isinstance(g, GraphProto)]
 
 
+def _attrs(p) -> dict:
+    """A NodeProto's attributes by name, as Python values (a subgraph as its GraphProto)."""
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in p.attribute}
+
+
 def _outer_reads(attrs: dict) -> set[str]:
     """The tensors of the enclosing graph that a node's subgraphs read (at any depth): its inputs
     too, though ONNX does not list them."""
-    from onnx import helper
-
     out: set[str] = set()
     for g in _bodies(attrs):
         made = {vi.name for vi in g.input} | {t.name for t in g.initializer}
         for p in g.node:
-            inner = {a.name: helper.get_attribute_value(a) for a in p.attribute}
-            out |= {t for t in list(p.input) + sorted(_outer_reads(inner)) if t and t not in made}
+            out |= {t for t in list(p.input) + sorted(_outer_reads(_attrs(p))) if t and t not in made}
             made.update(p.output)
     return out
 
 
 def _body_ops(attrs: dict) -> set[str]:
     """The op types in a node's subgraphs, at any depth."""
-    from onnx import helper
-
-    out: set[str] = set()
-    for g in _bodies(attrs):
-        for p in g.node:
-            out.add(p.op_type)
-            out |= _body_ops({a.name: helper.get_attribute_value(a) for a in p.attribute})
-    return out
+    return {op for g in _bodies(attrs) for p in g.node for op in {p.op_type} | _body_ops(_attrs(p))}
 
 
 def _trim(model, gone: set[str], outputs: list[str], shapes: dict, types: dict) -> None:

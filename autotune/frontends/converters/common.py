@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from autotune.errors import GraphError
@@ -36,3 +37,8 @@ def window_pads(auto_pad: str, size: Sequence[int], k: Sequence[int], s: Sequenc
     if auto_pad == "VALID" or not pads:
         return (0,) * (2 * nd)
     return tuple(int(p) for p in pads)
+
+
+def same_shape(onnx_shape: tuple, ir_shape: tuple) -> bool:
+    """An ONNX tensor's shape is the IR's, which holds a rank-0 scalar as (1, ..., 1)."""
+    return onnx_shape == ir_shape or (onnx_shape == () and math.prod(ir_shape) == 1)

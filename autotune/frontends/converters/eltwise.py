@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from autotune.frontends.converters import converter
+from autotune.frontends.converters.common import same_shape
 
 ELTWISE = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Max": "max", "Min": "min", "Sum": "add",
            "Mean": "mean", "Pow": "pow", "Mod": "mod", "Equal": "equal", "Less": "less", "Greater": "greater",
@@ -29,8 +30,7 @@ def eltwise(imp, n):
                 imp.retarget(p, n.outputs[0])
                 return
     out = imp.shapes.get(n.outputs[0])
-    # (a rank-0 result, a scalar's comparison, stays in the (1, ..., 1) layout its operand has in the IR)
-    if len(dyn) == 1 and out != () and out != imp.ir_shape[imp.src(dyn[0])]:
+    if len(dyn) == 1 and (out is None or not same_shape(out, imp.ir_shape[imp.src(dyn[0])])):
         # a constant operand broadcasts the activation up (a causal mask And-ed with an attention
         # mask, a position table): still one pass, but the result has the constant's extra axes
         tmp = n.outputs[0] + "/b"

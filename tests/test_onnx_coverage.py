@@ -703,3 +703,30 @@ def test_a_batched_nms_in_an_if_goes_to_the_host_with_what_its_body_reads(tmp_pa
     assert set(g.outputs) == {"other", "bx", "sc", "b2"}
     with pytest.raises(GraphError, match=r"'if' \(If\): its output's shape depends on the data"):
         load_onnx(path, strict=True)
+
+
+def test_a_loop_whose_trip_count_is_computed_from_activations_goes_to_the_host(tmp_path):
+    """A Loop run as many times as the data says (M = the count of positive scores), with no
+    data-dependent op in its body: its scan output's length is the data's, so it goes to the host
+    (it used to stop the import at 'shape unknown'); with a constant trip count it stays a constant
+    shape."""
+    I64, B = TensorProto.INT64, TensorProto.BOOL
+    body = helper.make_graph([helper.make_node("Identity", ["cin"], ["cout"]),
+                              helper.make_node("Identity", ["r"], ["step"])], "body",
+                             [helper.make_tensor_value_info("i", I64, []), helper.make_tensor_value_info("cin", B, [])],
+                             [helper.make_tensor_value_info("cout", B, []),
+                              helper.make_tensor_value_info("step", F, None)])
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], name="conv", kernel_shape=[1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Greater", ["r", "zero"], ["pos"], name="gt"),
+             helper.make_node("Cast", ["pos"], ["posi"], name="cast", to=I64),
+             helper.make_node("ReduceSum", ["posi"], ["m"], name="count", keepdims=0),
+             helper.make_node("Loop", ["m", "go"], ["steps"], name="loop", body=body)]
+    inits = [_init("w1", np.zeros((4, 3, 1, 1))), _init("zero", 0.0), _init("go", True, np.bool_)]
+    path = _save(tmp_path / "loop.onnx", nodes, [("x", F, [1, 3, 8, 8])], [("steps", F, None)], inits)
+    with pytest.warns(UserWarning, match=r"from node 'loop' \(Loop\) on have shapes that depend on the data"):
+        g = load_onnx(path)
+    assert [lyr.name for lyr in g.order if lyr.op == "conv"] == ["conv"]
+    assert "r" in g.outputs and "m" in g.outputs
+    with pytest.raises(GraphError, match=r"'loop' \(Loop\): its output's shape depends on the data"):
+        load_onnx(path, strict=True)

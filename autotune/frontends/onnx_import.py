@@ -201,12 +201,17 @@ class Importer:
         outs = [t for t in n.outputs if t and t not in self.static]
         if not outs or all(t in self.shapes for t in outs) or not _has_schema(n):
             return False
+        if n.op == "Loop" and not self._known_value(n.inputs[0] if n.inputs else ""):
+            return True  # no trip count, or one computed from activations: a scan output as long as the data says
         if n.op in ("If", "Loop", "Scan"):
             return bool(_body_ops(n.attrs) & (DATA_DEPENDENT | set(SHAPE_BY_VALUE)))
         by_value = [n.inputs[i] for i in SHAPE_BY_VALUE.get(n.op, ()) if i < len(n.inputs) and n.inputs[i]]
-        # a value computed from activations, or from a run-time scalar input (a k, a threshold: static, but
-        # with no value at import)
-        return n.op in DATA_DEPENDENT or any(t not in self.static or t not in self.values for t in by_value)
+        return n.op in DATA_DEPENDENT or not all(map(self._known_value, by_value))
+
+    def _known_value(self, t: str) -> bool:
+        """Tensor `t` has a value at import: not computed from activations, nor a run-time scalar input
+        (a k, a threshold: static, but with no value)."""
+        return bool(t) and t in self.static and t in self.values
 
     def _cut_host_tail(self) -> None:
         """Leave the nodes from the first data-dependent shape on to the host: they and every node that

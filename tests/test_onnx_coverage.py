@@ -730,3 +730,23 @@ def test_a_loop_whose_trip_count_is_computed_from_activations_goes_to_the_host(t
     assert "r" in g.outputs and "m" in g.outputs
     with pytest.raises(GraphError, match=r"'loop' \(Loop\): its output's shape depends on the data"):
         load_onnx(path, strict=True)
+
+
+@pytest.mark.parametrize("axes_as_input", [False, True])
+def test_an_image_the_graph_batches_itself_has_no_batch_axis(tmp_path, axes_as_input):
+    """torchvision's detection exports take one [C, H, W] image, normalise it and unsqueeze it to
+    [1, C, H, W]: the graph's batch is 1, not the 3 channels, and --batch says why it has none."""
+    unsq = (helper.make_node("Unsqueeze", ["n", "ax"], ["u"], name="unsq") if axes_as_input
+            else helper.make_node("Unsqueeze", ["n"], ["u"], name="unsq", axes=[0]))
+    nodes = [helper.make_node("Sub", ["images", "mean"], ["s"], name="sub"),
+             helper.make_node("Div", ["s", "std"], ["n"], name="div"), unsq,
+             helper.make_node("Conv", ["u", "w"], ["y"], name="conv", kernel_shape=[3, 3])]
+    inits = [_init("mean", np.zeros((3, 1, 1))), _init("std", np.ones((3, 1, 1))), _init("w", np.zeros((8, 3, 3, 3)))]
+    if axes_as_input:
+        inits.append(_init("ax", [0], np.int64))
+    path = _save(tmp_path / "det.onnx", nodes, [("images", F, [3, 32, 32])], [("y", F, None)], inits,
+                 opset=13 if axes_as_input else 11)
+    g = load_onnx(path, strict=True)
+    assert g.batch == 1 and [lyr.out_shape for lyr in g.order if lyr.op == "conv"] == [(1, 8, 30, 30)]
+    with pytest.raises(GraphError, match="'images' is one image the graph batches itself"):
+        load_onnx(path, batch=2)

@@ -21,7 +21,7 @@ import numpy as np
 
 from autotune.errors import GraphError
 from autotune.frontends.onnx_nodes import fold_values
-from autotune.frontends.onnx_proto import read_model_shapes_only
+from autotune.frontends.onnx_proto import read_model_shapes_only, tensor_value
 
 if TYPE_CHECKING:
     from autotune.frontends.onnx_import import Importer
@@ -81,17 +81,57 @@ def seq_first_inputs(graph) -> set[str]:
             and not any(a.name == "layout" and a.i == 1 for a in n.attribute)}
 
 
-def _batch_axis(vi, seq_first: bool = False) -> int | None:
-    """The axis of an input that is its batch: a dim named like one; else dim 0 of a map or sequence
-    (rank >= 3; dim 1 where it feeds a recurrent op as [seq, batch, features]), of integer ids
-    (rank 2, [batch, seq]) or of a [1, features] row; a rank-2 activation [tokens, features] with
-    more than one row has none."""
+#: Ops an image passes through, unchanged in rank, before the graph adds its batch axis (normalisation).
+_SAME_RANK = frozenset({"Sub", "Div", "Mul", "Add", "Cast", "Identity"})
+
+
+def unbatched_inputs(graph) -> set[str]:
+    """Names of the inputs the graph itself gives a leading batch axis: a single image [C, H, W] that,
+    through element-wise normalisation, reaches an Unsqueeze at axis 0 (torchvision's detection
+    exports take a list of such images; their dim 0 is channels, not a batch)."""
+    tensors = {t.name: t for t in graph.initializer}
+    tensors.update({o: a.t for n in graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"
+                    for o in n.output})
+    consts = set(tensors) | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    readers: dict[str, list] = {}
+    for n in graph.node:
+        for t in n.input:
+            readers.setdefault(t, []).append(n)
+
+    def axes(n) -> list[int]:
+        attr = next((list(a.ints) for a in n.attribute if a.name == "axes"), None)
+        if attr is not None:
+            return attr
+        v = tensor_value(tensors[n.input[1]]) if len(n.input) > 1 and n.input[1] in tensors else None
+        return [] if v is None else [int(x) for x in np.ravel(v)]
+
+    out = set()
+    for vi in graph.input:
+        if len(vi.type.tensor_type.shape.dim) != 3 or vi.name in consts:
+            continue
+        frontier, seen = [vi.name], {vi.name}
+        while frontier:
+            t = frontier.pop()
+            for n in readers.get(t, []):
+                if n.op_type == "Unsqueeze" and n.input[0] == t and axes(n) in ([0], [-4]):
+                    out.add(vi.name)
+                elif n.op_type in _SAME_RANK and all(u == t or u in consts for u in n.input):
+                    frontier += [o for o in n.output if o not in seen]
+                    seen.update(n.output)
+    return out
+
+
+def _batch_axis(vi, seq_first: bool = False, unbatched: bool = False) -> int | None:
+    """The axis of an input that is its batch: a dim named like one; else none for an input the graph
+    batches itself (unbatched_inputs); else dim 0 of a map or sequence (rank >= 3; dim 1 where it feeds
+    a recurrent op as [seq, batch, features]), of integer ids (rank 2, [batch, seq]) or of a
+    [1, features] row; a rank-2 activation [tokens, features] with more than one row has none."""
     tt = vi.type.tensor_type
     dims = list(tt.shape.dim)
     for i, d in enumerate(dims):
         if d.dim_param and BATCH_NAMES.match(d.dim_param):
             return i
-    if not dims:
+    if not dims or unbatched:
         return None
     if seq_first and len(dims) == 3:
         return 1
@@ -102,8 +142,8 @@ def _batch_axis(vi, seq_first: bool = False) -> int | None:
     return None
 
 
-def resolve(inputs: list, batch: int | None, dims: dict[str, int], seq_first: set[str] | None = None
-            ) -> InputSizes:
+def resolve(inputs: list, batch: int | None, dims: dict[str, int], seq_first: set[str] | None = None,
+            unbatched: set[str] | None = None) -> InputSizes:
     """Fix every input dimension in place: symbolic ones from `dims` (by name, or `input.axis`) or, on a
     batch axis, from `batch`; the batch axes at the export batch when the file fixes one (the rescale
     to `batch` comes later). A symbolic dimension left unset is an error naming it and the flag."""
@@ -112,14 +152,16 @@ def resolve(inputs: list, batch: int | None, dims: dict[str, int], seq_first: se
         tt = vi.type.tensor_type
         if not tt.HasField("shape"):
             raise GraphError(f"graph input {vi.name!r} has no shape")
-        sz.axes[vi.name] = _batch_axis(vi, vi.name in (seq_first or set()))
+        sz.axes[vi.name] = _batch_axis(vi, vi.name in (seq_first or set()), vi.name in (unbatched or set()))
     fixed = [vi.type.tensor_type.shape.dim[ax].dim_value for vi in inputs
              if (ax := sz.axes[vi.name]) is not None and vi.type.tensor_type.shape.dim[ax].HasField("dim_value")]
     if batch is not None and all(a is None for a in sz.axes.values()):
         shapes = ", ".join(f"{vi.name!r} {[d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]}"
                            for vi in inputs)
-        raise GraphError(f"--batch {batch}: no input has a batch axis ({shapes}; a 2-D activation is read as "
-                         "[tokens, features]); set sizes with --dim NAME=VALUE instead")
+        why = ("; ".join(f"{n!r} is one image the graph batches itself" for n in sorted(unbatched or ()))
+               or "a 2-D activation is read as [tokens, features]")
+        raise GraphError(f"--batch {batch}: no input has a batch axis ({shapes}; {why}); set sizes with "
+                         "--dim NAME=VALUE instead")
     sz.file_batch = fixed[0] if fixed else None
     params = sorted({d.dim_param for vi in inputs for d in vi.type.tensor_type.shape.dim if d.dim_param})
     sz.batch = batch or (sz.file_batch or 1)

@@ -127,7 +127,8 @@ class Importer:
         self.inputs = [vi for vi in g.input if vi.name not in self.static]
         if not self.inputs:
             raise GraphError("the graph has no activation inputs (every input is a weight)")
-        self.sizes = onnx_batch.resolve(self.inputs, self.batch_override, self.dims, onnx_batch.seq_first_inputs(g))
+        self.sizes = onnx_batch.resolve(self.inputs, self.batch_override, self.dims, onnx_batch.seq_first_inputs(g),
+                                        onnx_batch.unbatched_inputs(g))
         self.batch = self.sizes.batch
         meta = {p.key: p.value for p in self.model.metadata_props}
         if self.explicit and self.batch_override is None and meta.get(BATCH_KEY, "").isdigit():

@@ -86,13 +86,16 @@ _SAME_RANK = frozenset({"Sub", "Div", "Mul", "Add", "Cast", "Identity"})
 
 
 def unbatched_inputs(graph) -> set[str]:
-    """Names of the inputs the graph itself gives a leading batch axis: a single image [C, H, W] that,
-    through element-wise normalisation, reaches an Unsqueeze at axis 0 (torchvision's detection
-    exports take a list of such images; their dim 0 is channels, not a batch)."""
-    tensors = {t.name: t for t in graph.initializer}
-    tensors.update({o: a.t for n in graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"
-                    for o in n.output})
-    consts = set(tensors) | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    """Names of the inputs the graph itself gives a leading batch axis: a single image [C, H, W] whose
+    every reader is element-wise normalisation (with constants) or a Shape, ending in an Unsqueeze at
+    axis 0 (torchvision's detection exports take a list of such images; their dim 0 is channels, not
+    a batch). An input read any other way, say by a MatMul beside a stack, keeps its dim 0 as batch."""
+    consts: dict[str, object] = {t.name: t for t in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Constant":
+            for o in n.output:
+                consts[o] = next((a.t if a.name == "value" else list(a.ints) if a.name == "value_ints" else
+                                  [a.i] if a.name == "value_int" else None for a in n.attribute), None)
     readers: dict[str, list] = {}
     for n in graph.node:
         for t in n.input:
@@ -102,23 +105,29 @@ def unbatched_inputs(graph) -> set[str]:
         attr = next((list(a.ints) for a in n.attribute if a.name == "axes"), None)
         if attr is not None:
             return attr
-        v = tensor_value(tensors[n.input[1]]) if len(n.input) > 1 and n.input[1] in tensors else None
-        return [] if v is None else [int(x) for x in np.ravel(v)]
+        v = consts.get(n.input[1]) if len(n.input) > 1 else None
+        v = v if isinstance(v, list) or v is None else tensor_value(v)
+        try:
+            return [] if v is None else [int(x) for x in np.ravel(np.asarray(v))]
+        except (TypeError, ValueError):  # a malformed axes tensor: the Unsqueeze's own mapping says so
+            return []
 
-    out = set()
-    for vi in graph.input:
-        if len(vi.type.tensor_type.shape.dim) != 3 or vi.name in consts:
-            continue
-        frontier, seen = [vi.name], {vi.name}
+    def one_image(name: str) -> bool:
+        frontier, seen, unsqueezed = [name], {name}, False
         while frontier:
             t = frontier.pop()
             for n in readers.get(t, []):
                 if n.op_type == "Unsqueeze" and n.input[0] == t and axes(n) in ([0], [-4]):
-                    out.add(vi.name)
+                    unsqueezed = True
                 elif n.op_type in _SAME_RANK and all(u == t or u in consts for u in n.input):
                     frontier += [o for o in n.output if o not in seen]
                     seen.update(n.output)
-    return out
+                elif n.op_type != "Shape":
+                    return False
+        return unsqueezed
+
+    return {vi.name for vi in graph.input
+            if len(vi.type.tensor_type.shape.dim) == 3 and vi.name not in consts and one_image(vi.name)}
 
 
 def _batch_axis(vi, seq_first: bool = False, unbatched: bool = False) -> int | None:

@@ -202,10 +202,11 @@ class Importer:
         outs = [t for t in n.outputs if t and t not in self.static]
         if not outs or all(t in self.shapes for t in outs) or not _has_schema(n):
             return False
-        if n.op == "Loop" and not self._known_value(n.inputs[0] if n.inputs else ""):
-            return True  # no trip count, or one computed from activations: a scan output as long as the data says
-        if n.op in ("If", "Loop", "Scan"):
-            return bool(_body_ops(n.attrs) & (DATA_DEPENDENT | set(SHAPE_BY_VALUE)))
+        if n.op == "Loop" and (not self._known_value(n.inputs[0] if n.inputs else "")
+                               or _computes_condition(n.attrs.get("body"))):
+            return True  # no trip count, one computed from activations, or a while loop's exit: the data's
+        if n.op in ("If", "Loop", "Scan"):  # a Loop inside, its trip count unknown here as well
+            return bool(_body_ops(n.attrs) & (DATA_DEPENDENT | set(SHAPE_BY_VALUE) | {"Loop"}))
         by_value = [n.inputs[i] for i in SHAPE_BY_VALUE.get(n.op, ()) if i < len(n.inputs) and n.inputs[i]]
         return n.op in DATA_DEPENDENT or not all(map(self._known_value, by_value))
 
@@ -223,8 +224,9 @@ class Importer:
             return
         first = roots[0]
         where = f"node {first.name or first.op!r} ({first.op})"
+        what = "trip count or output's shape" if first.op == "Loop" else "output's shape"  # a Loop's work, too
         if self.strict:
-            raise GraphError(f"{where}: its output's shape depends on the data, so it and what reads it would "
+            raise GraphError(f"{where}: its {what} depends on the data, so it and what reads it would "
                              "run on the host, outside the plan (strict mode)")
         made: set[str] = set()
         host: list[tuple[Node, list[str]]] = []  # each host node and what it reads (in a subgraph too)
@@ -241,7 +243,7 @@ class Importer:
                                   if t and t not in made and t not in self.static and t not in given))
         outs = [vi.name for vi in self.model.graph.output if vi.name not in made] + read
         outs = list(dict.fromkeys(t for t in outs if t not in self.static))
-        self.nothing_left = (f"{where}: its output's shape depends on the data, and every computation of the "
+        self.nothing_left = (f"{where}: its {what} depends on the data, and every computation of the "
                              "graph depends on it: nothing is left to plan on the accelerator")
         if not any(t not in given for t in outs):
             raise GraphError(self.nothing_left)
@@ -251,7 +253,8 @@ class Importer:
         heavy = Counter(n.op for n, _ in host if n.op in HEAVY_OPS)
         warnings.warn(f"{self.path}: {_count(len(host), 'node')} from {where}"
                       + (f" and {_count(more, 'other data-dependent node')}" if more else "")
-                      + " on have shapes that depend on the data; they run on the host and are not planned"
+                      + (" on have shapes or trip counts" if first.op == "Loop" else " on have shapes")
+                      + " that depend on the data; they run on the host and are not planned"
                       + (f", among them {', '.join(f'{op} x{k}' for op, k in sorted(heavy.items()))}" if heavy else "")
                       + f" (the plan ends at the {_count(len(read), 'tensor')} they read)",
                       OnnxImportWarning, stacklevel=4)
@@ -814,6 +817,19 @@ def _outer_reads(attrs: dict) -> set[str]:
             out |= {t for t in list(p.input) + sorted(_outer_reads(_attrs(p))) if t and t not in made}
             made.update(p.output)
     return out
+
+
+def _computes_condition(body) -> bool:
+    """A Loop body computes its own exit condition (a while loop, as torch exports one with a trip
+    count of INT64_MAX): its condition output is made by a body node, not the incoming condition or
+    a constant passed through."""
+    if body is None or len(body.output) < 1:
+        return False
+    made = {o: p for p in body.node for o in p.output}
+    t = body.output[0].name
+    while t in made and made[t].op_type == "Identity":
+        t = made[t].input[0]
+    return t in made and made[t].op_type != "Constant"
 
 
 def _body_ops(attrs: dict) -> set[str]:

@@ -4,12 +4,12 @@ For each shared black box (../shared/blackbox) and zoo network, every candidate 
 timed k times (timing noise on, as `learn` sees it) and the DP and every baseline plan on the median
 of those timings; each plan is scored on the black box's noise-free measurements, as
 bench/bench_blackbox.py scores learned plans. What a planner that only measures reaches here, with
-127x the 2,000-label budget at k = 1, is the floor the learned model's plans are judged against: a
+105-139x the 2,000-label budget at k = 1, is the floor the learned model's plans are judged against: a
 bound that fails here fails for the timer, not for the model. One more row plans on one timing
 and then picks, among the DP's plan and the baselines' plans, the one whose kernels read least on
 two fresh timings (what re-timing the kernels of close calls buys, the confirm stage's job).
 
-    python bench/bench_noise_floor.py                  # 3 devices, 21 networks, k = 1, 3, 5 (about 8 min)
+    python bench/bench_noise_floor.py                  # 3 devices, 21 networks, k = 1, 3, 5 (4 min cached, 8 fresh)
     python bench/bench_noise_floor.py --devices gpu-sm --networks alexnet,resnet18 --seed 1
 
 `dlfusion` is left out: it plans from a study of synthetic layers, which the zoo tables do not hold.

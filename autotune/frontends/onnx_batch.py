@@ -90,12 +90,11 @@ def unbatched_inputs(graph) -> set[str]:
     every reader is element-wise normalisation (with constants) or a Shape, ending in an Unsqueeze at
     axis 0 (torchvision's detection exports take a list of such images; their dim 0 is channels, not
     a batch). An input read any other way, say by a MatMul beside a stack, keeps its dim 0 as batch."""
-    consts: dict[str, object] = {t.name: t for t in graph.initializer}
-    for n in graph.node:
-        if n.op_type == "Constant":
-            for o in n.output:
-                consts[o] = next((a.t if a.name == "value" else list(a.ints) if a.name == "value_ints" else
-                                  [a.i] if a.name == "value_int" else None for a in n.attribute), None)
+    from onnx import TensorProto, helper
+
+    consts: dict[str, object] = {t.name: t for t in graph.initializer}  # a TensorProto, or a Constant's value
+    consts.update({o: helper.get_attribute_value(n.attribute[0]) if n.attribute else None
+                   for n in graph.node if n.op_type == "Constant" for o in n.output})
     readers: dict[str, list] = {}
     for n in graph.node:
         for t in n.input:
@@ -106,7 +105,7 @@ def unbatched_inputs(graph) -> set[str]:
         if attr is not None:
             return attr
         v = consts.get(n.input[1]) if len(n.input) > 1 else None
-        v = v if isinstance(v, list) or v is None else tensor_value(v)
+        v = tensor_value(v) if isinstance(v, TensorProto) else v
         try:
             return [] if v is None else [int(x) for x in np.ravel(np.asarray(v))]
         except (TypeError, ValueError):  # a malformed axes tensor: the Unsqueeze's own mapping says so

@@ -44,6 +44,8 @@ DATA_DEPENDENT = frozenset({"NonZero", "NonMaxSuppression", "Unique", "Compress"
 SHAPE_BY_VALUE = {"TopK": (1,), "Range": (0, 1, 2), "ConstantOfShape": (0,), "Expand": (1,), "Tile": (1,),
                   "Reshape": (1,), "Slice": (1, 2, 3, 4), "Resize": (2, 3), "Upsample": (1,), "Pad": (1,),
                   "OneHot": (1,), "Split": (1,), "Squeeze": (1,), "Unsqueeze": (1,)}
+#: Ops that make an If, Loop or Scan data-dependent when its body holds one (a Loop inside: its trip count).
+BODY_DATA_OPS = DATA_DEPENDENT | set(SHAPE_BY_VALUE) | {"Loop"}
 #: ONNX ops left to the host that carry real work (named in the warning, so the share of the network
 #: the plan does not cover is no surprise: a two-stage detector's box head).
 HEAVY_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum", "RoiAlign", "MaxRoiPool", "LSTM",
@@ -206,7 +208,7 @@ class Importer:
                                or _computes_condition(n.attrs.get("body"))):
             return True  # no trip count, one computed from activations, or a while loop's exit: the data's
         if n.op in ("If", "Loop", "Scan"):  # a Loop inside, its trip count unknown here as well
-            return bool(_body_ops(n.attrs) & (DATA_DEPENDENT | set(SHAPE_BY_VALUE) | {"Loop"}))
+            return bool(_body_ops(n.attrs) & BODY_DATA_OPS)
         by_value = [n.inputs[i] for i in SHAPE_BY_VALUE.get(n.op, ()) if i < len(n.inputs) and n.inputs[i]]
         return n.op in DATA_DEPENDENT or not all(map(self._known_value, by_value))
 
@@ -224,7 +226,8 @@ class Importer:
             return
         first = roots[0]
         where = f"node {first.name or first.op!r} ({first.op})"
-        what = "trip count or output's shape" if first.op == "Loop" else "output's shape"  # a Loop's work, too
+        loop = first.op == "Loop"  # what depends on the data: a Loop's work too, not only its shapes
+        what = "trip count or output's shape" if loop else "output's shape"
         if self.strict:
             raise GraphError(f"{where}: its {what} depends on the data, so it and what reads it would "
                              "run on the host, outside the plan (strict mode)")
@@ -253,7 +256,7 @@ class Importer:
         heavy = Counter(n.op for n, _ in host if n.op in HEAVY_OPS)
         warnings.warn(f"{self.path}: {_count(len(host), 'node')} from {where}"
                       + (f" and {_count(more, 'other data-dependent node')}" if more else "")
-                      + (" on have shapes or trip counts" if first.op == "Loop" else " on have shapes")
+                      + (" on have shapes or trip counts" if loop else " on have shapes")
                       + " that depend on the data; they run on the host and are not planned"
                       + (f", among them {', '.join(f'{op} x{k}' for op, k in sorted(heavy.items()))}" if heavy else "")
                       + f" (the plan ends at the {_count(len(read), 'tensor')} they read)",

@@ -640,9 +640,10 @@ def test_the_host_tail_counts_subgraph_reads_skips_inputs_and_names_its_heavy_op
              helper.make_node("TopK", ["flat", "k1"], ["v", "i"], name="topk"),
              helper.make_node("Reshape", ["c", "flat_to"], ["flat"], name="flatten"),
              helper.make_node("Add", ["c", "thr"], ["side"], name="side")]
-    inits = [_init("w1", np.zeros((4, 3, 1, 1))), _init("cond", True, np.bool_), _init("one", [1], np.int64),
+    inits = [_init("w1", np.zeros((4, 3, 1, 1))), _init("one", [1], np.int64),
              _init("flat_to", [1, -1], np.int64), _init("wg", np.zeros((8, 4)))]
-    path = _save(tmp_path / "h.onnx", nodes, [("x", F, [1, 3, 8, 8]), ("kin", I64, []), ("thr", F, [1])],
+    path = _save(tmp_path / "h.onnx", nodes, [("x", F, [1, 3, 8, 8]), ("kin", I64, []), ("thr", F, [1]),
+                                              ("cond", TensorProto.BOOL, [])],  # a run-time condition: no branch known
                  [("box", F, None), ("v", F, None), ("side", F, None)], inits)
     with pytest.warns(UserWarning, match=r"5 nodes from node 'nonzero' \(NonZero\) and 1 other data-dependent "
                                          r"node on .*among them Gemm x1 \(the plan ends at the 2 tensors they read\)"):
@@ -672,9 +673,9 @@ def test_a_comparison_of_a_scalar_reduction(tmp_path):
 
 def test_a_batched_nms_in_an_if_goes_to_the_host_with_what_its_body_reads(tmp_path):
     """torchvision's batched NMS: If(no boxes) {empty} else {NonMaxSuppression(boxes, scores)}, the
-    condition a constant of shapes, the body reading the boxes from outside. The If is no constant
-    (its body reads activations) and its output's size is the data's: it and the Gather of the kept
-    boxes go to the host, and the boxes and scores its body reads are the plan's outputs."""
+    condition a constant of shapes, the body reading the boxes from outside. The condition folds, so
+    the If is its else branch; the NMS's output size is the data's: it and the Gather of the kept
+    boxes go to the host, and the boxes and scores it reads are the plan's outputs."""
     I64 = TensorProto.INT64
     empty = helper.make_graph([helper.make_node("Constant", [], ["k_t"], value=numpy_helper.from_array(
         np.zeros((0,), np.int64)))], "then", [], [helper.make_tensor_value_info("k_t", I64, None)])
@@ -697,11 +698,13 @@ def test_a_batched_nms_in_an_if_goes_to_the_host_with_what_its_body_reads(tmp_pa
              _init("iou", [0.5]), _init("zero", 0, np.int64), _init("two", 2, np.int64)]
     path = _save(tmp_path / "nms.onnx", nodes, [("x", F, [1, 3, 8, 8])], [("kept", F, None), ("other", F, None)],
                  inits)
-    with pytest.warns(UserWarning, match=r"2 nodes from node 'if' \(If\) on .*the 3 tensors they read"):
+    with pytest.warns(UserWarning, match=r"4 nodes from node 'if/NonMaxSuppression' \(NonMaxSuppression\) on "
+                                         r".*the 3 tensors they read"):
         g = load_onnx(path)
     assert {lyr.name for lyr in g.order if lyr.op == "conv"} == {"convb", "convs", "convo"}
     assert set(g.outputs) == {"other", "bx", "sc", "b2"}
-    with pytest.raises(GraphError, match=r"'if' \(If\): its output's shape depends on the data"):
+    with pytest.raises(GraphError, match=r"'if/NonMaxSuppression' \(NonMaxSuppression\): its output's shape "
+                                         "depends on the data"):
         load_onnx(path, strict=True)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from autotune.errors import AutotuneError, GraphError
-from autotune.frontends import converters, onnx_batch, onnx_patterns
+from autotune.frontends import converters, onnx_batch, onnx_control, onnx_patterns
 from autotune.frontends.converters.common import same_shape
 from autotune.frontends.converters.custom import DOMAIN  # noqa: F401  (the exporter writes it)
 from autotune.frontends.onnx_nodes import Node, fold_values
@@ -39,6 +39,9 @@ FUSED_MARK = "autotune:fused"  # doc_string of the node that ends a fused epilog
 #: a compiler for a fixed-shape accelerator leaves them, and everything that reads their results, to
 #: the host (a detector's post-processing), so the plan covers the rest.
 DATA_DEPENDENT = frozenset({"NonZero", "NonMaxSuppression", "Unique", "Compress"})
+#: A folded constant bigger than this keeps its shape but not its value (shapes and axes need small
+#: values; an index table as large as an attention map would be copied through every inference).
+FOLD_MAX_BYTES = 1 << 20
 #: Ops whose output shape is the value of some inputs (their indices): data-dependent when one of
 #: those values is computed from activations (a TopK whose k is a count of boxes).
 SHAPE_BY_VALUE = {"TopK": (1,), "Range": (0, 1, 2), "ConstantOfShape": (0,), "Expand": (1,), "Tile": (1,),
@@ -191,12 +194,28 @@ class Importer:
             self._infer()
             self._collect_shapes()
             self._fold_static()
+            if self._inline_known_ifs():
+                continue  # the branch's nodes are new: infer and fold them
             if self._fix_ceil_pools():
                 continue  # values folded from the old pool sizes are stale: infer again before inlining
             if self._infer_custom():
                 continue  # other domains' outputs now have shapes: inference reaches the ops after them
             if not self._inline_constants():
                 break
+
+    def _inline_known_ifs(self) -> bool:
+        """Each If whose condition folded to a constant (a test on a shape) becomes the branch it
+        takes; True if any did."""
+        g = self.model.graph
+        done = False
+        for i in reversed(range(len(g.node))):  # back to front: a replacement moves only later nodes
+            p = g.node[i]
+            v = self.values.get(p.input[0]) if p.op_type == "If" and p.domain in ("", "ai.onnx") else None
+            if v is not None and v.size == 1:
+                done |= onnx_control.inline_branch(g, i, bool(v.reshape(-1)[0]))
+        if done:
+            self._toposort()
+        return done
 
     def _data_dependent(self, n: Node) -> bool:
         """Node `n` makes a tensor whose shape depends on activation values (see DATA_DEPENDENT); an If
@@ -271,7 +290,8 @@ class Importer:
         for i, p in enumerate(g.node):
             attrs = _attrs(p)
             nodes.append(Node(p.op_type, list(p.input), list(p.output), p.name, attrs, p.domain, p.doc_string, i))
-        avail = {vi.name for vi in g.input} | self.static | {""}
+        avail = ({vi.name for vi in g.input} | {t.name for t in g.initializer} | self.weight_inputs
+                 | {t.values.name for t in g.sparse_initializer} | {""})
         prod: dict[str, int] = {}
         for i, n in enumerate(nodes):
             for t in n.outputs:
@@ -377,8 +397,8 @@ class Importer:
                 return
             except Exception as err:  # noqa: BLE001 -- only a shape error below is the model's fault
                 found = SHAPE_ERROR.search(str(err))
-                if found is None:
-                    return
+                if found is None or found.group(1) in ("If", "Loop", "Scan"):
+                    return  # in a subgraph: an If's branch may not fit the sizes that take the other one
         assert found is not None
         op, node, text = found.group(1), found.group(2), found.group(3).strip()
         raise GraphError(f"node {node or op!r} ({op}): {text} (ONNX shape inference)")
@@ -426,8 +446,9 @@ class Importer:
                 vals = fold_values(n, [self.values.get(t) if t else None for t in n.inputs], self.shapes)
                 for t, v in zip(n.outputs, vals or []):
                     if v is not None:
-                        self.values[t] = np.asarray(v)
                         self.shapes.setdefault(t, tuple(int(d) for d in np.shape(v)))
+                        if np.asarray(v).nbytes <= FOLD_MAX_BYTES:
+                            self.values[t] = np.asarray(v)
                 if n.op == "Gather" and not vals and n.outputs[0] not in self.shapes:
                     # a lookup in a constant table by constant indices (token types, positions): its
                     # shape, which inference does not always give when the table's payload was skipped
@@ -887,7 +908,7 @@ def load_onnx(path: str, batch: int | None = None, strict: bool = False, dims: d
         raise GraphError(f"{path}: batch must be a positive integer, got {batch!r}")
     model = read_model_shapes_only(path)
     try:
-        return Importer(path, _inline_functions(model), batch, strict, dims).run()
+        return Importer(path, onnx_control.unroll(_inline_functions(model)), batch, strict, dims).run()
     except GraphError as err:
         msg = str(err)
         raise GraphError(msg if msg.startswith(path) else f"{path}: {msg}") from None

@@ -99,6 +99,31 @@ def _same_k(xs, have: int, k: int, weight: str, w: tuple) -> None:
         raise GraphError(f"weight {weight!r} {w} reduces over {k} values, the activation {tuple(xs)} gives {have}")
 
 
+def grouped_fc(imp, n, x: str, canon_shape: tuple[int, int, int], transposed: bool, cout: int, out: str) -> None:
+    """A weight per group (`canon_shape` = groups, rows, K): `x` brought to (1, groups * K, rows, 1),
+    a grouped 1x1 conv with `cout` outputs a group, written to `out` as (1, groups * cout, rows, 1)."""
+    g, rows, k = canon_shape
+    canon = out + "/in"
+    imp.layout(n, x, canon, (1, g * k, rows, 1), kind="transpose" if transposed else None)
+    imp.emit(n, "conv", [canon], [out], out_channels=g * cout, kernel=[1, 1], stride=[1, 1], pads=[0, 0, 0, 0],
+             dilation=[1, 1], groups=g, bias=False, act="")
+
+
+def _matmul_batched_weight(imp, n, x: str, w: tuple) -> None:
+    """Activation (L..., B..., M, K) @ a constant (B..., K, N) with a matrix per batch index (a
+    relative-position table): a grouped 1x1 conv, one group per B index over L * M rows; a weight
+    batch the activation broadcasts (a 1 against B) is opaque."""
+    xs, y = imp.ir_shape[imp.src(x)], n.outputs[0]
+    lead = len(xs) - len(w)
+    if lead < 0 or tuple(xs[lead:-2]) != tuple(w[:-2]):
+        return imp.opaque(n)
+    if xs[-1] != w[-2]:
+        raise GraphError(f"weight {n.inputs[1]!r} {tuple(w)} has {w[-2]} rows, the activation {tuple(xs)} {xs[-1]} "
+                         "columns")
+    grouped_fc(imp, n, x, (math.prod(w[:-2]), math.prod(xs[:lead]) * xs[-2], xs[-1]), True, w[-1], y + "/mm")
+    imp.layout(n, y + "/mm", y, imp.shape_of(y), kind="transpose")
+
+
 @converter("MatMul")
 def matmul(imp, n):
     x, wt = n.inputs[0], n.inputs[1]
@@ -109,6 +134,9 @@ def matmul(imp, n):
         return imp.opaque(n)
     if x not in imp.static:  # activation @ weight: an fc
         w = imp.shape_of(wt)
+        if len(w) > 2 and math.prod(w[:-2]) > 1:
+            return _matmul_batched_weight(imp, n, x, w)
+        w = tuple(w[-2:])
         if len(w) != 2 or len(imp.ir_shape[imp.src(x)]) < 2:
             return imp.opaque(n)
         xs = imp.ir_shape[imp.src(x)]
@@ -211,9 +239,11 @@ def einsum(imp, n):
     a_static, b_static = ins[0] in imp.static, ins[1] in imp.static
     y = n.outputs[0]
     mid = y + "/mm"
-    if a_static or b_static:
-        if batch:
-            raise GraphError(f"einsum {eq!r}: a constant operand with batch axes ({''.join(batch)}) is not an fc")
+    if (a_static or b_static) and batch:  # a weight per batch index (relative-position tables): a grouped 1x1 conv
+        x, sx, rows, cout = (ins[1], sb, nn, M) if a_static else (ins[0], sa, m, N)
+        grouped_fc(imp, n, x, (Bt, math.prod(size[c] for c in rows), K), sx != "".join(batch + k + rows), cout, mid)
+        got = "".join(batch + (m if a_static else nn) + rows)
+    elif a_static or b_static:
         x, sx, rows, cout = (ins[1], sb, nn, M) if a_static else (ins[0], sa, m, N)
         canon = y + "/in"
         imp.layout(n, x, canon, (1, math.prod(size[c] for c in rows), K),

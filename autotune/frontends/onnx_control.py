@@ -1,0 +1,371 @@
+"""Control flow resolved at import: Loops with a constant trip count unrolled, tensor sequences
+folded, and an If whose condition is known replaced by its branch.
+
+Scripted list code (torchvision MViT's pooled attention, split-and-gather helpers) exports as a
+Loop with a constant trip count that appends Slices to a tensor sequence, read back by SequenceAt.
+A compiler for a fixed-shape accelerator runs such a loop unrolled, and so does the importer: each
+iteration becomes straight-line nodes, and a sequence whose every position is known at import
+becomes the tensors it holds. An If on a shape (`if x.shape[1] == 1: x = x.squeeze(1)`) runs one
+branch for a given input size, so it becomes that branch once shapes are known. What cannot be
+done exactly is left as it was.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from autotune.frontends.onnx_nodes import Node, fold_values
+from autotune.frontends.onnx_proto import tensor_value
+
+#: A Loop whose unrolled body would pass this many nodes stays a Loop (its work is not planned).
+MAX_UNROLLED_NODES = 20_000
+#: Ops whose value folding at this stage may compute (no shapes known yet).
+_CHEAP = frozenset({"Constant", "Identity", "Cast", "Add", "Sub", "Mul", "Div", "Neg", "Gather", "Concat",
+                    "Unsqueeze", "Squeeze", "Slice", "Equal", "Less", "Greater", "Not", "And", "Or", "Min", "Max"})
+SEQUENCE_OPS = frozenset({"SequenceEmpty", "SequenceConstruct", "SequenceInsert", "SequenceErase", "SequenceAt",
+                          "SequenceLength", "ConcatFromSequence", "SplitToSequence"})
+
+
+def unroll(model):
+    """`model` (changed in place and returned) with its constant-trip Loops unrolled, then its
+    sequences folded when every sequence op can be (else they stay, and the importer reports them)."""
+    budget = MAX_UNROLLED_NODES
+    names = _all_names(model.graph)
+    while True:  # an inner Loop's trip count may be known only once the outer one is unrolled
+        values = _constants(model.graph)
+        nodes, alias = [], {}
+        for p in model.graph.node:
+            body = _body(p) if p.op_type == "Loop" and p.domain in ("", "ai.onnx") else None
+            m = _trip_count(p, body, values) if body is not None else None
+            if m is None or m * len(body.node) > budget:
+                nodes.append(p)
+                continue
+            budget -= m * len(body.node)
+            nodes += _unroll_one(model.graph, p, body, m, names, _opset(model), alias)
+        if not alias and len(nodes) == len(model.graph.node):
+            break
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        _apply_alias(model.graph, alias, names)
+    if any(p.op_type in SEQUENCE_OPS for p in model.graph.node):
+        _fold_sequences(model, names)
+    return model
+
+
+def _opset(model) -> int:
+    return next((op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), 1)
+
+
+def _body(p):
+    return next(a.g for a in p.attribute if a.name == "body")
+
+
+def _all_names(g, skip: int = -1) -> set[str]:
+    """Every tensor and node name in graph `g` and its subgraphs, but node `skip`'s (new names must
+    avoid them)."""
+    out = {vi.name for vi in list(g.input) + list(g.output) + list(g.value_info)} | {t.name for t in g.initializer}
+    for i, p in enumerate(g.node):
+        if i == skip:
+            continue
+        out.update(p.input)
+        out.update(p.output)
+        out.add(p.name)
+        for a in p.attribute:
+            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                out |= _all_names(sub)
+    return out
+
+
+def _fresh(base: str, names: set[str]) -> str:
+    name = base
+    for k in itertools.count(1):
+        if name not in names:
+            break
+        name = f"{base}_{k}"
+    names.add(name)
+    return name
+
+
+def _constants(g, outer: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Values known from the file alone: initializers, Constant nodes and cheap ops on them (a
+    subgraph's on top of the enclosing graph's `outer`)."""
+    from onnx import helper
+
+    values: dict[str, np.ndarray] = dict(outer or {})
+    for t in g.initializer:
+        v = tensor_value(t)
+        if v is not None:
+            values[t.name] = v
+    for p in g.node:
+        if p.op_type not in _CHEAP or p.domain not in ("", "ai.onnx"):
+            continue
+        if not all(t in values for t in p.input if t):
+            continue
+        n = Node(p.op_type, list(p.input), list(p.output), p.name,
+                 {a.name: helper.get_attribute_value(a) for a in p.attribute})
+        try:
+            got = fold_values(n, [values.get(t) if t else None for t in p.input], {})
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError):
+            got = None
+        for t, v in zip(p.output, got or []):
+            if t and v is not None:
+                values[t] = np.asarray(v)
+    return values
+
+
+def _scalar(values: dict, t: str):
+    v = values.get(t)
+    return v.reshape(-1)[0].item() if v is not None and v.size == 1 else None
+
+
+def _trip_count(p, body, values: dict) -> int | None:
+    """The Loop's trip count when it is a constant and no condition can stop it early, else None."""
+    m = _scalar(values, p.input[0]) if p.input and p.input[0] else None
+    if not isinstance(m, int) or m < 1 or len(body.input) < 2 or len(body.output) < 1:
+        return None
+    if len(p.input) > 1 and p.input[1] and _scalar(values, p.input[1]) is not True:
+        return None
+    if any(a.name == "body" and a.type != a.GRAPH for a in p.attribute):
+        return None
+    made = {o: q for q in body.node for o in q.output}
+    t = body.output[0].name  # the condition each iteration hands on: passed through, or a constant true
+    while t in made and made[t].op_type == "Identity":
+        t = made[t].input[0]
+    if t == body.input[1].name:
+        return m
+    if t in made:
+        values = _constants(body, values)
+    return m if _scalar(values, t) is True else None
+
+
+def _unroll_one(g, p, body, m: int, names: set[str], opset: int, alias: dict[str, str]) -> list:
+    """The nodes that replace Loop node `p`: `m` renamed copies of its body, chained through its
+    carried values (its final carried values recorded in `alias`); constants go to graph `g`."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    n_carried = len(p.input) - 2
+    carried = [t for t in p.input[2:]]
+    scans: list[list[str]] = [[] for _ in body.output[1 + n_carried:]]
+    new_nodes = []
+    consts = {t.name: _fresh(f"{t.name}__loop", names) for t in body.initializer}
+    for t in body.initializer:
+        c = type(t)()
+        c.CopyFrom(t)
+        c.name = consts[t.name]
+        g.initializer.append(c)
+    read = _reads(body)
+    true = _fresh(f"{p.name or 'loop'}/cond", names)
+    if body.input[1].name in read:
+        g.initializer.append(numpy_helper.from_array(np.array(True), true))
+    elem = helper.tensor_dtype_to_np_dtype(body.input[0].type.tensor_type.elem_type or TensorProto.INT64)
+    for k in range(m):
+        it = _fresh(f"{p.name or 'loop'}/iter{k}", names)
+        if body.input[0].name in read:
+            g.initializer.append(numpy_helper.from_array(np.array(k, dtype=elem), it))
+        rename = dict(consts)
+        rename[body.input[0].name] = it
+        rename[body.input[1].name] = true
+        rename.update({vi.name: t for vi, t in zip(body.input[2:], carried)})
+        for q in body.node:
+            c = type(q)()
+            c.CopyFrom(q)
+            c.name = _fresh(f"{p.name or 'loop'}/iter{k}/{q.name or q.op_type}", names)
+            for j, t in enumerate(c.input):
+                c.input[j] = rename.get(t, t)
+            _rename_outer(c, rename)
+            for j, t in enumerate(c.output):
+                if t:
+                    rename[t] = c.output[j] = _fresh(f"{t}__iter{k}", names)
+            new_nodes.append(c)
+        outs = [rename.get(o.name, o.name) for o in body.output]
+        carried = outs[1:1 + n_carried]
+        for s, t in zip(scans, outs[1 + n_carried:]):
+            s.append(t)
+    alias.update({o: t for o, t in zip(p.output[:n_carried], carried) if o})
+    for o, parts in zip(p.output[n_carried:], scans):
+        if not o:
+            continue
+        new_nodes += _stack(parts, o, 0, opset, names, g.initializer)  # each iteration's value on a new axis
+    return new_nodes
+
+
+def _stack(parts: list[str], out: str, axis: int, opset: int, names: set[str], inits) -> list:
+    """Nodes that stack tensors `parts` on a new axis `axis` into `out` (Unsqueeze each, then
+    Concat); the axes constants they need are appended to `inits`."""
+    from onnx import helper, numpy_helper
+
+    nodes, ups = [], []
+    for t in parts:
+        u = _fresh(f"{out}/{t}__unsqueezed", names)
+        name = _fresh(f"{u}/Unsqueeze", names)
+        if opset >= 13:  # axes became an input in opset 13
+            ax = _fresh(f"{u}/axes", names)
+            inits.append(numpy_helper.from_array(np.array([axis], dtype=np.int64), ax))
+            nodes.append(helper.make_node("Unsqueeze", [t, ax], [u], name=name))
+        else:
+            nodes.append(helper.make_node("Unsqueeze", [t], [u], axes=[axis], name=name))
+        ups.append(u)
+    return nodes + [helper.make_node("Concat", ups, [out], axis=axis, name=_fresh(f"{out}/Concat", names))]
+
+
+def _reads(g) -> set[str]:
+    """The names graph `g`'s nodes read, in their subgraphs too."""
+    out = {t for q in g.node for t in q.input}
+    for q in g.node:
+        for a in q.attribute:
+            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                out |= _reads(sub)
+    return out | {o.name for o in g.output}
+
+
+def _rename_outer(q, rename: dict[str, str]) -> None:
+    """Rename, inside node `q`'s subgraphs at any depth, the names they read from outside."""
+    for a in q.attribute:
+        for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+            local = {vi.name for vi in sub.input} | {t.name for t in sub.initializer}
+            for r in sub.node:
+                for j, t in enumerate(r.input):
+                    if t not in local and t in rename:
+                        r.input[j] = rename[t]
+                inner = {k: v for k, v in rename.items() if k not in local}
+                _rename_outer(r, inner)
+                local.update(r.output)
+
+
+def _apply_alias(g, alias: dict[str, str], names: set[str]) -> None:
+    """Point every reader of a name in `alias` at what it stands for; a graph output keeps its name
+    through an Identity."""
+    from onnx import helper
+
+    def find(t: str) -> str:
+        while t in alias:
+            t = alias[t]
+        return t
+
+    if not alias:
+        return
+    flat = {k: find(k) for k in alias}
+    for q in g.node:
+        for j, t in enumerate(q.input):
+            if t in flat:
+                q.input[j] = flat[t]
+        _rename_outer(q, flat)
+    for o in g.output:
+        if o.name in flat:
+            g.node.append(helper.make_node("Identity", [flat[o.name]], [o.name],
+                                           name=_fresh(f"{o.name}/Identity", names)))
+
+
+def _fold_sequences(model, names: set[str]) -> None:
+    """Replace tensor sequences by the tensors they hold, when every sequence op's positions are
+    known; otherwise leave the graph as it is."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    values = _constants(g)
+    seqs: dict[str, list[str]] = {}
+    alias: dict[str, str] = {}
+    keep, new_inits = [], []
+    opset = _opset(model)
+    for p in g.node:
+        op, ins = p.op_type, list(p.input)
+        if p.domain not in ("", "ai.onnx") or (op not in SEQUENCE_OPS and not (op == "Identity" and ins[0] in seqs)):
+            if any(t in seqs for t in ins) or _reads_outer(p, seqs):
+                return  # a sequence read by an op that is not folded here: leave every sequence as it is
+            keep.append(p)
+            continue
+        a = {x.name: helper.get_attribute_value(x) for x in p.attribute}
+        out = p.output[0]
+        if op == "SequenceEmpty":
+            seqs[out] = []
+        elif op == "SequenceConstruct":
+            seqs[out] = ins
+        elif op == "Identity":
+            seqs[out] = seqs[ins[0]]
+        elif ins[0] not in seqs and op != "SplitToSequence":
+            return
+        elif op in ("SequenceInsert", "SequenceErase"):
+            s, k = list(seqs[ins[0]]), (2 if op == "SequenceInsert" else 1)
+            n = len(s)
+            pos = _scalar(values, ins[k]) if len(ins) > k and ins[k] else (n if op == "SequenceInsert" else -1)
+            hi = n if op == "SequenceInsert" else n - 1
+            if not isinstance(pos, int) or not -n <= pos <= hi:
+                return
+            if op == "SequenceInsert":
+                s.insert(pos + n if pos < 0 else pos, ins[1])
+            else:
+                del s[pos]
+            seqs[out] = s
+        elif op == "SequenceAt":
+            pos = _scalar(values, ins[1])
+            if not isinstance(pos, int) or not -len(seqs[ins[0]]) <= pos < len(seqs[ins[0]]):
+                return
+            alias[out] = seqs[ins[0]][pos]
+        elif op == "SequenceLength":
+            new_inits.append(numpy_helper.from_array(np.array(len(seqs[ins[0]]), dtype=np.int64), out))
+        elif op == "ConcatFromSequence":
+            parts, axis = seqs[ins[0]], int(a.get("axis", 0))
+            if not parts:
+                return
+            if a.get("new_axis", 0):
+                keep += _stack(parts, out, axis, opset, names, new_inits)
+            else:
+                keep.append(helper.make_node("Concat", parts, [out], axis=axis,
+                                             name=p.name or _fresh(f"{out}/Concat", names)))
+        elif op == "SplitToSequence":
+            split = values.get(ins[1]) if len(ins) > 1 and ins[1] else None
+            if split is None or split.ndim != 1 or a.get("keepdims", 1) == 0:
+                return  # equal parts need the input's shape, not known before inference
+            parts = [_fresh(f"{out}/part{k}", names) for k in range(len(split))]
+            axis = int(a.get("axis", 0))
+            if opset >= 13:
+                keep.append(helper.make_node("Split", [ins[0], ins[1]], parts, axis=axis, name=p.name or parts[0]))
+            else:
+                keep.append(helper.make_node("Split", [ins[0]], parts, axis=axis, split=[int(x) for x in split],
+                                             name=p.name or parts[0]))
+            seqs[out] = parts
+    if any(o.name in seqs for o in g.output):
+        return
+    del g.node[:]
+    g.node.extend(keep)
+    g.initializer.extend(new_inits)
+    _apply_alias(g, alias, names)
+
+
+def _reads_outer(p, seqs: dict) -> bool:
+    """Node `p`'s subgraphs read one of the sequences in `seqs`."""
+    for a in p.attribute:
+        for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+            for r in sub.node:
+                if any(t in seqs for t in r.input) or _reads_outer(r, seqs):
+                    return True
+    return False
+
+
+def inline_branch(g, at: int, take_then: bool) -> bool:
+    """Replace If node `at` of graph `g` by the nodes of the branch it takes (its outputs through
+    Identity nodes); False, with `g` unchanged, when the branch's names would clash with `g`'s."""
+    from onnx import helper
+
+    p = g.node[at]
+    branch = next((a.g for a in p.attribute if a.name == ("then_branch" if take_then else "else_branch")), None)
+    if branch is None or len(branch.output) != len(p.output):
+        return False
+    taken = _all_names(g, skip=at)
+    made = [t for q in branch.node for t in q.output if t] + [t.name for t in branch.initializer]
+    if any(t in taken for t in made):
+        return False
+    names = taken | _all_names(branch)
+    new = [q for q in branch.node]
+    for q in new:  # a branch's nodes are often unnamed: name them after the If, as warnings and layers say
+        if not q.name:
+            q.name = _fresh(f"{p.name or 'if'}/{q.op_type}", names)
+    new += [helper.make_node("Identity", [b.name], [o], name=_fresh(f"{p.name or 'if'}/{o}", names))
+            for b, o in zip(branch.output, p.output) if o]
+    g.initializer.extend(branch.initializer)
+    nodes = list(g.node)
+    del g.node[:]
+    g.node.extend(nodes[:at] + new + nodes[at + 1:])
+    return True

@@ -1,0 +1,218 @@
+"""Control flow resolved at import (autotune/frontends/onnx_control.py): a Loop with a constant trip
+count unrolls, the tensor sequence it builds folds into the tensors it holds, and an If on a shape
+becomes its branch. Each rewrite is checked against onnxruntime (same outputs before and after) and
+through the importer (the layers and MACs the straight-line code has). Also the grouped fc that a
+matmul with a weight per batch index (a relative-position table) maps to."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from autotune.frontends import onnx_control, onnx_import
+from autotune.frontends.onnx_import import load_onnx
+
+F, I64, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+
+
+def _model(nodes, inputs, outputs, inits=(), opset: int = 17):
+    g = helper.make_graph(list(nodes), "m", [helper.make_tensor_value_info(*i) for i in inputs],
+                          [helper.make_tensor_value_info(*o) for o in outputs], initializer=list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _init(name: str, value, dtype=np.float32):
+    return numpy_helper.from_array(np.asarray(value, dtype), name)
+
+
+def _run(model, feeds: dict) -> list:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def _same_results(model, feeds: dict) -> onnx.ModelProto:
+    """`model` rewritten by onnx_control.unroll, after checking both give the same outputs."""
+    want = _run(model, feeds)
+    new = onnx.ModelProto()
+    new.CopyFrom(model)
+    onnx_control.unroll(new)
+    got = _run(new, feeds)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        a, b = (a, b) if isinstance(a, list) else ([a], [b])  # a sequence output: its tensors
+        assert len(a) == len(b)
+        for u, v in zip(a, b):
+            np.testing.assert_allclose(u, v, rtol=1e-6)
+    return new
+
+
+def _save(tmp_path, model, name: str) -> str:
+    path = tmp_path / name
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def _strict(path: str, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no host cut, no opaque layer
+        return load_onnx(path, strict=True, **kw)
+
+
+def _relu_chain_loop(trips: int, opset: int = 17):
+    """x (1, 6, 8) carried through `trips` iterations of relu(x @ w), each stacked as a scan output."""
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["xin", "w"], ["mm"]), helper.make_node("Relu", ["mm"], ["xout"]),
+         helper.make_node("Identity", ["xout"], ["scan"]), helper.make_node("Identity", ["cin"], ["cout"])],
+        "body", [helper.make_tensor_value_info("i", I64, []), helper.make_tensor_value_info("cin", B, []),
+                 helper.make_tensor_value_info("xin", F, None)],
+        [helper.make_tensor_value_info("cout", B, []), helper.make_tensor_value_info("xout", F, None),
+         helper.make_tensor_value_info("scan", F, None)])
+    nodes = [helper.make_node("Loop", ["m", "go", "x"], ["last", "steps"], name="loop", body=body)]
+    inits = [_init("m", trips, np.int64), _init("go", True, np.bool_),
+             _init("w", np.random.default_rng(0).standard_normal((8, 8)))]
+    return _model(nodes, [("x", F, [1, 6, 8])], [("last", F, None), ("steps", F, None)], inits, opset)
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_a_constant_trip_loop_unrolls_into_the_layers_it_runs(tmp_path, opset):
+    """Three iterations of relu(x @ w) are three fc layers, and the scan output stacks them: the same
+    results in onnxruntime, and the MACs of three fcs (a scan output used to stop the import)."""
+    model = _relu_chain_loop(3, opset)
+    x = np.random.default_rng(1).standard_normal((1, 6, 8)).astype(np.float32)
+    new = _same_results(model, {"x": x})
+    assert "Loop" not in {p.op_type for p in new.graph.node}
+    g = _strict(_save(tmp_path, model, "loop.onnx"))
+    fcs = [lyr for lyr in g.order if lyr.op.startswith("fc")]
+    assert len(fcs) == 3 and all(lyr.out_shape == (1, 6, 8) for lyr in fcs)
+    assert g.total_macs == 3 * 6 * 8 * 8
+    assert g.producer["steps"].out_shape == (3, 1, 6, 8)
+
+
+def _list_of_slices(tail_op: str = "conv"):
+    """MViT's pooled attention as torch scripts it: a constant-trip Loop that appends Slices of x to
+    a sequence (bounds from a constant table by the iteration number), one more Slice inserted after
+    it, and SequenceAt reading them back; each read feeds a conv (or the sequence leaves the graph)."""
+    body = helper.make_graph(
+        [helper.make_node("Gather", ["bounds", "i"], ["lo"]), helper.make_node("Add", ["i", "one"], ["i1"]),
+         helper.make_node("Gather", ["bounds", "i1"], ["hi"]),
+         helper.make_node("Slice", ["x", "lo", "hi", "ax"], ["part"]),
+         helper.make_node("SequenceInsert", ["sin", "part"], ["sout"]),
+         helper.make_node("Identity", ["cin"], ["cout"])],
+        "body", [helper.make_tensor_value_info("i", I64, []), helper.make_tensor_value_info("cin", B, []),
+                 onnx.helper.make_tensor_sequence_value_info("sin", F, None)],
+        [helper.make_tensor_value_info("cout", B, []), onnx.helper.make_tensor_sequence_value_info("sout", F, None)])
+    nodes = [helper.make_node("SequenceEmpty", [], ["empty"], dtype=F),
+             helper.make_node("Loop", ["m", "go", "empty"], ["seq"], name="loop", body=body),
+             helper.make_node("Slice", ["x", "lo2", "hi2", "ax"], ["extra"], name="slice_extra"),
+             helper.make_node("SequenceInsert", ["seq", "extra", "zero"], ["seq2"], name="insert_front")]
+    inits = [_init("m", 2, np.int64), _init("go", True, np.bool_), _init("bounds", [[0], [2], [6]], np.int64),
+             _init("one", 1, np.int64), _init("ax", [1], np.int64), _init("lo2", [6], np.int64),
+             _init("hi2", [8], np.int64), _init("zero", 0, np.int64), _init("first", 0, np.int64),
+             _init("last", -1, np.int64), _init("w", np.ones((5, 2, 1, 1)))]
+    outputs = [("seq2", F, None)]
+    if tail_op == "conv":
+        nodes += [helper.make_node("SequenceAt", ["seq2", "first"], ["a"], name="at_first"),
+                  helper.make_node("SequenceAt", ["seq2", "last"], ["b"], name="at_last"),
+                  helper.make_node("Conv", ["a", "w"], ["ya"], name="conv_a", kernel_shape=[1, 1]),
+                  helper.make_node("SequenceLength", ["seq2"], ["n"], name="len"),
+                  helper.make_node("ConcatFromSequence", ["seq2"], ["cat"], name="cat", axis=1)]
+        outputs = [("ya", F, None), ("b", F, None), ("n", I64, None), ("cat", F, None)]
+    model = _model(nodes, [("x", F, [1, 8, 4, 4])], outputs, inits)
+    if tail_op != "conv":
+        model.graph.output[0].CopyFrom(helper.make_tensor_sequence_value_info("seq2", F, None))
+    return model
+
+
+def test_a_list_built_by_a_constant_trip_loop_folds_into_its_tensors(tmp_path):
+    """The loop unrolls, the sequence folds (SequenceAt reads the tensor inserted there, its length
+    is a constant, ConcatFromSequence a Concat), onnxruntime agrees, and the conv reads a slice of
+    the activation: no op is left to the host (the Slice in the body used to send it there)."""
+    model = _list_of_slices()
+    x = np.random.default_rng(2).standard_normal((1, 8, 4, 4)).astype(np.float32)
+    new = _same_results(model, {"x": x})
+    assert not {p.op_type for p in new.graph.node} & (onnx_control.SEQUENCE_OPS | {"Loop"})
+    g = _strict(_save(tmp_path, model, "slices.onnx"))
+    assert [lyr.out_shape for lyr in g.order if lyr.op == "conv"] == [(1, 5, 4, 4)]
+    assert g.total_macs == 5 * 2 * 16
+
+
+def test_a_sequence_that_leaves_the_graph_is_left_as_it_is():
+    """A sequence that is a graph output cannot become tensors: the loop still unrolls (onnxruntime
+    agrees), and every sequence op stays."""
+    new = _same_results(_list_of_slices(tail_op="none"),
+                        {"x": np.random.default_rng(3).standard_normal((1, 8, 4, 4)).astype(np.float32)})
+    ops = [p.op_type for p in new.graph.node]
+    assert "Loop" not in ops and ops.count("SequenceInsert") == 3
+
+
+def test_a_loop_over_the_unrolling_budget_stays_a_loop(monkeypatch):
+    monkeypatch.setattr(onnx_control, "MAX_UNROLLED_NODES", 11)  # 3 trips x 4 body nodes
+    new = _same_results(_relu_chain_loop(3), {"x": np.ones((1, 6, 8), np.float32)})
+    assert [p.op_type for p in new.graph.node] == ["Loop"]
+
+
+def _squeeze_if_single(channels):
+    """torch's `if x.shape[1] == 1: x = x.squeeze(1)`, then x @ w: an If whose condition is a shape."""
+    then = helper.make_graph([helper.make_node("Constant", [], ["one_ax"], value_ints=[1]),
+                              helper.make_node("Squeeze", ["x", "one_ax"], ["sq"])], "then", [],
+                             [helper.make_tensor_value_info("sq", F, None)])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["same"])], "else", [],
+                              [helper.make_tensor_value_info("same", F, None)])
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "one"], ["c"], name="dim1", axis=0),
+             helper.make_node("Equal", ["c", "one"], ["single"], name="is_single"),
+             helper.make_node("If", ["single"], ["y"], name="if", then_branch=then, else_branch=other),
+             helper.make_node("MatMul", ["y", "w"], ["z"], name="mm")]
+    inits = [_init("one", 1, np.int64), _init("w", np.ones((8, 3)))]
+    return _model(nodes, [("x", F, [1, channels, 5, 8])], [("z", F, None)], inits)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_an_if_on_a_shape_becomes_the_branch_it_takes(tmp_path, channels):
+    """The condition folds at import, so the If is its branch: the squeeze runs only for one channel,
+    and the fc after it has that branch's shape (a Squeeze in a branch used to send the If and what
+    follows to the host)."""
+    path = _save(tmp_path, _squeeze_if_single(channels), "if.onnx")
+    g = _strict(path)
+    want = (1, 5, 3) if channels == 1 else (1, 2, 5, 3)
+    assert g.producer["z"].out_shape == want and sum(lyr.op == "fc" for lyr in g.order) == 1
+    assert g.total_macs == channels * 5 * 8 * 3
+
+
+@pytest.mark.parametrize("form", ["matmul", "einsum"])
+def test_a_weight_per_batch_index_is_a_grouped_fc(tmp_path, form):
+    """(L, H, R, C) @ a constant (H, C, K), a matrix per H (MViT's relative-position tables), is a
+    grouped 1x1 conv of H groups: the MACs of H matmuls over L * R rows, and the output's shape."""
+    L, H, R, C, K = 2, 4, 10, 6, 5
+    if form == "matmul":
+        node = helper.make_node("MatMul", ["x", "w"], ["y"], name="rel")
+        w = np.ones((H, C, K))
+    else:
+        node = helper.make_node("Einsum", ["x", "w"], ["y"], name="rel", equation="lhrc,hkc->lhrk")
+        w = np.ones((H, K, C))
+    model = _model([node], [("x", F, [L, H, R, C])], [("y", F, None)], [_init("w", w)])
+    x = np.random.default_rng(4).standard_normal((L, H, R, C)).astype(np.float32)
+    assert _run(model, {"x": x})[0].shape == (L, H, R, K)
+    g = _strict(_save(tmp_path, model, f"{form}.onnx"))
+    convs = [lyr for lyr in g.order if lyr.op == "conv"]
+    assert len(convs) == 1 and convs[0].attrs.groups == H
+    assert g.total_macs == L * H * R * C * K
+    assert g.producer["y"].out_shape == (L, H, R, K)
+
+
+def test_a_large_folded_constant_keeps_its_shape(tmp_path, monkeypatch):
+    """A constant too large to keep as a value (an index table the size of an attention map) still
+    has its shape, so what reads it maps: here a Gather by it and an fc after."""
+    monkeypatch.setattr(onnx_import, "FOLD_MAX_BYTES", 64)
+    nodes = [helper.make_node("Range", ["zero", "n", "one"], ["r"], name="range"),
+             helper.make_node("Gather", ["x", "r"], ["g"], name="gather", axis=1),
+             helper.make_node("MatMul", ["g", "w"], ["y"], name="mm")]
+    inits = [_init("zero", 0, np.int64), _init("n", 32, np.int64), _init("one", 1, np.int64),
+             _init("w", np.ones((8, 3)))]
+    path = _save(tmp_path, _model(nodes, [("x", F, [1, 40, 8])], [("y", F, None)], inits), "big.onnx")
+    g = load_onnx(path)
+    assert [lyr.out_shape for lyr in g.order if lyr.op == "fc"] == [(1, 32, 3)]

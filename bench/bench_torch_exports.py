@@ -83,6 +83,8 @@ def build(name):
         return UNetDecoder().eval(), tuple(torch.randn(1, c, s, s) for c, s in
                                            ((256, 14), (128, 28), (64, 56), (32, 112), (16, 224))), \
             ["x", "s0", "s1", "s2", "s3"]
+    if name == "mvit_v2_s":  # a video transformer: clips of 16 frames
+        return torchvision.models.video.mvit_v2_s(weights=None).eval(), (torch.randn(1, 3, 16, 224, 224),), ["x"]
     kw = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
     return getattr(torchvision.models, name)(weights=None, **kw).eval(), (torch.randn(1, 3, 224, 224),), ["x"]
 
@@ -116,7 +118,7 @@ json.dump(ref, open(f"{out}/reference.json", "w"), indent=1)
 '''
 
 NETWORKS = ["resnet50", "mobilenet_v2", "googlenet", "efficientnet_b0", "vit_b_16", "shufflenet_v2_x1_0",
-            "alexnet", "bert", "gpt2", "llama", "whisper", "unet_dec"]
+            "alexnet", "bert", "gpt2", "llama", "whisper", "unet_dec", "mvit_v2_s"]
 #: torchvision's published count for ViT-B/16 (its fused attention kernel is invisible to FlopCounter)
 PUBLISHED = {"vit_b_16": 17_563_828_224}
 

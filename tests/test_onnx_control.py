@@ -207,9 +207,10 @@ def test_a_weight_per_batch_index_is_a_grouped_fc(tmp_path, form):
 def test_a_large_folded_constant_keeps_its_shape(tmp_path, monkeypatch):
     """A constant too large to keep as a value (an index table the size of an attention map) still
     has its shape, so what reads it maps: here a Gather by it and an fc after."""
-    monkeypatch.setattr(onnx_import, "FOLD_MAX_BYTES", 64)
+    monkeypatch.setattr(onnx_import, "FOLD_MAX_ELEMENTS", 8)
     nodes = [helper.make_node("Range", ["zero", "n", "one"], ["r"], name="range"),
-             helper.make_node("Gather", ["x", "r"], ["g"], name="gather", axis=1),
+             helper.make_node("Add", ["r", "zero"], ["idx"], name="shift"),  # its size known before computing it
+             helper.make_node("Gather", ["x", "idx"], ["g"], name="gather", axis=1),
              helper.make_node("MatMul", ["g", "w"], ["y"], name="mm")]
     inits = [_init("zero", 0, np.int64), _init("n", 32, np.int64), _init("one", 1, np.int64),
              _init("w", np.ones((8, 3)))]

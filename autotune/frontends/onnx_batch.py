@@ -334,6 +334,7 @@ def _apply(imp: Importer, pristine, edits: list, sz: InputSizes, b: int) -> None
     """The file's graph with `edits` applied, inferred at batch b."""
     imp.model = type(pristine)()
     imp.model.CopyFrom(pristine)
+    imp.nodes = list(imp.pristine_nodes)  # an If inlined in the last round is an If again
     protos = {p.output[0]: p for p in imp.model.graph.node if p.output}
     for out, k, tensor in edits:
         protos[out].input[k] = tensor.name

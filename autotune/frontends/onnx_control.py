@@ -344,21 +344,24 @@ def _reads_outer(p, seqs: dict) -> bool:
     return False
 
 
-def inline_branch(g, at: int, take_then: bool) -> bool:
+def inline_branch(g, at: int, take_then: bool) -> list | None:
     """Replace If node `at` of graph `g` by the nodes of the branch it takes (its outputs through
-    Identity nodes); False, with `g` unchanged, when the branch's names would clash with `g`'s."""
+    Identity nodes) and return them; None, with `g` unchanged, when the branch's names would clash
+    with `g`'s."""
     from onnx import helper
 
     p = g.node[at]
     branch = next((a.g for a in p.attribute if a.name == ("then_branch" if take_then else "else_branch")), None)
     if branch is None or len(branch.output) != len(p.output):
-        return False
+        return None
     taken = _all_names(g, skip=at)
     made = [t for q in branch.node for t in q.output if t] + [t.name for t in branch.initializer]
     if any(t in taken for t in made):
-        return False
+        return None
     names = taken | _all_names(branch)
-    new = [q for q in branch.node]
+    new = [type(q)() for q in branch.node]
+    for c, q in zip(new, branch.node):
+        c.CopyFrom(q)
     for q in new:  # a branch's nodes are often unnamed: name them after the If, as warnings and layers say
         if not q.name:
             q.name = _fresh(f"{p.name or 'if'}/{q.op_type}", names)
@@ -368,4 +371,4 @@ def inline_branch(g, at: int, take_then: bool) -> bool:
     nodes = list(g.node)
     del g.node[:]
     g.node.extend(nodes[:at] + new + nodes[at + 1:])
-    return True
+    return new

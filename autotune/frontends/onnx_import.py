@@ -8,6 +8,7 @@ to one IR layer, with activations, batch norms and biases folded into their prod
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -24,7 +25,7 @@ from autotune.errors import AutotuneError, GraphError
 from autotune.frontends import converters, onnx_batch, onnx_control, onnx_patterns
 from autotune.frontends.converters.common import same_shape
 from autotune.frontends.converters.custom import DOMAIN  # noqa: F401  (the exporter writes it)
-from autotune.frontends.onnx_nodes import Node, fold_values
+from autotune.frontends.onnx_nodes import BROADCASTING, Node, fold_values
 from autotune.frontends.onnx_proto import read_model_shapes_only, tensor_value
 from autotune.ir.graph import Attrs, Graph, Layer, Shape, make_layer
 
@@ -39,9 +40,9 @@ FUSED_MARK = "autotune:fused"  # doc_string of the node that ends a fused epilog
 #: a compiler for a fixed-shape accelerator leaves them, and everything that reads their results, to
 #: the host (a detector's post-processing), so the plan covers the rest.
 DATA_DEPENDENT = frozenset({"NonZero", "NonMaxSuppression", "Unique", "Compress"})
-#: A folded constant bigger than this keeps its shape but not its value (shapes and axes need small
+#: A folded constant of more elements keeps its shape but not its value (shapes and axes need small
 #: values; an index table as large as an attention map would be copied through every inference).
-FOLD_MAX_BYTES = 1 << 20
+FOLD_MAX_ELEMENTS = 1 << 17
 #: Ops whose output shape is the value of some inputs (their indices): data-dependent when one of
 #: those values is computed from activations (a TopK whose k is a count of boxes).
 SHAPE_BY_VALUE = {"TopK": (1,), "Range": (0, 1, 2), "ConstantOfShape": (0,), "Expand": (1,), "Tile": (1,),
@@ -118,6 +119,7 @@ class Importer:
         self.folded_quant: set[str] = set()  # Quantize outputs folded into their producer (QDQ models)
         self.folded_dq: dict[str, str] = {}  # the Dequantize output of such a pair -> its Quantize output
         self.nodes: list[Node] = []  # topological (`_toposort`)
+        self._new_index = itertools.count(len(model.graph.node))  # nodes added during import (an If's branch)
         self.nothing_left: str | None = None  # the error if the host's tail leaves no layer (`_cut_host_tail`)
 
     # ---- setup
@@ -143,6 +145,7 @@ class Importer:
         self._forget_shapes()  # recorded shapes may carry other sizes: inference redoes them
         self.pristine = type(self.model)()
         self.pristine.CopyFrom(self.model)
+        self.pristine_nodes = list(self.nodes)  # the nodes of `pristine` (rescale starts each round from both)
         self._shape_loop()
         self._cut_host_tail()
         if self.sizes.rescale:
@@ -211,10 +214,14 @@ class Importer:
         for i in reversed(range(len(g.node))):  # back to front: a replacement moves only later nodes
             p = g.node[i]
             v = self.values.get(p.input[0]) if p.op_type == "If" and p.domain in ("", "ai.onnx") else None
-            if v is not None and v.size == 1:
-                done |= onnx_control.inline_branch(g, i, bool(v.reshape(-1)[0]))
-        if done:
-            self._toposort()
+            outs = list(p.output)
+            new = onnx_control.inline_branch(g, i, bool(v.reshape(-1)[0])) if v is not None and v.size == 1 else None
+            if new is None:
+                continue
+            at = next(k for k, n in enumerate(self.nodes) if n.op == "If" and n.outputs == outs)
+            self.nodes[at:at + 1] = [Node(q.op_type, list(q.input), list(q.output), q.name, _attrs(q), q.domain,
+                                          q.doc_string, next(self._new_index)) for q in new]
+            done = True
         return done
 
     def _data_dependent(self, n: Node) -> bool:
@@ -270,6 +277,7 @@ class Importer:
         if not any(t not in given for t in outs):
             raise GraphError(self.nothing_left)
         self.nodes = keep
+        self.pristine_nodes = [n for n in self.pristine_nodes if not any(t in made for t in n.outputs if t)]
         for m in (self.model, self.pristine):
             _trim(m, made, outs, self.shapes, self.types)
         heavy = Counter(n.op for n, _ in host if n.op in HEAVY_OPS)
@@ -443,11 +451,20 @@ class Importer:
                 if n.op in ("RandomNormalLike", "RandomUniformLike", "EyeLike") and ins:
                     continue
                 self.static.update(t for t in n.outputs if t)
-                vals = fold_values(n, [self.values.get(t) if t else None for t in n.inputs], self.shapes)
+                given = [self.values.get(t) if t else None for t in n.inputs]
+                known = [v.shape for v in given if v is not None]
+                if n.op in BROADCASTING and known and len(known) == len(given):
+                    try:
+                        self.shapes.setdefault(n.outputs[0], tuple(np.broadcast_shapes(*known)))
+                    except ValueError:
+                        pass  # shapes that do not broadcast: folding gives no value either
+                if any(math.prod(self.shapes.get(t) or ()) > FOLD_MAX_ELEMENTS for t in n.outputs if t):
+                    continue  # its shape is known and its value would not be kept: not computed
+                vals = fold_values(n, given, self.shapes)
                 for t, v in zip(n.outputs, vals or []):
                     if v is not None:
                         self.shapes.setdefault(t, tuple(int(d) for d in np.shape(v)))
-                        if np.asarray(v).nbytes <= FOLD_MAX_BYTES:
+                        if np.size(v) <= FOLD_MAX_ELEMENTS:
                             self.values[t] = np.asarray(v)
                 if n.op == "Gather" and not vals and n.outputs[0] not in self.shapes:
                     # a lookup in a constant table by constant indices (token types, positions): its

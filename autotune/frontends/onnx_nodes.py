@@ -36,6 +36,8 @@ _FOLD_UNARY = {"Neg": np.negative, "Abs": np.abs, "Sqrt": np.sqrt, "Floor": np.f
 _FOLD_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Mod": np.mod,
                 "Pow": np.power, "Max": np.maximum, "Min": np.minimum, "Equal": np.equal, "Less": np.less,
                 "Greater": np.greater, "And": np.logical_and, "Or": np.logical_or}
+#: Folded ops whose output is their inputs broadcast together (its size known before computing it).
+BROADCASTING = frozenset(_FOLD_BINARY) | {"Where"}
 _FOLD_REDUCE: dict[str, Callable[..., Any]] = {
     "ReduceMin": np.min, "ReduceMax": np.max, "ReduceSum": np.sum, "ReduceMean": np.mean, "ReduceProd": np.prod}
 

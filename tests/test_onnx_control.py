@@ -217,3 +217,118 @@ def test_a_large_folded_constant_keeps_its_shape(tmp_path, monkeypatch):
     path = _save(tmp_path, _model(nodes, [("x", F, [1, 40, 8])], [("y", F, None)], inits), "big.onnx")
     g = load_onnx(path)
     assert [lyr.out_shape for lyr in g.order if lyr.op == "fc"] == [(1, 32, 3)]
+
+
+# -- cases a review found (each broke the first version) ---------------------------------------------
+def _body(nodes, inputs, outputs, inits=()):
+    return helper.make_graph(list(nodes), "body", [helper.make_tensor_value_info(*i) for i in inputs],
+                             [helper.make_tensor_value_info(*o) for o in outputs], initializer=list(inits))
+
+
+def test_a_while_loop_whose_names_shadow_the_graphs_is_not_unrolled():
+    """The body's iteration number is named like an outer constant (`i` = 0): its exit test
+    `i < 2` is the body's, not a constant true, so the loop runs twice, not five times."""
+    bb = _body([helper.make_node("Less", ["i", "lim"], ["c2"]), helper.make_node("Add", ["xin", "one"], ["xout"])],
+               [("i", I64, []), ("cin", B, []), ("xin", F, [1, 2])], [("c2", B, []), ("xout", F, [1, 2])])
+    model = _model([helper.make_node("Loop", ["m", "go", "x"], ["y"], body=bb, name="loop"),
+                    helper.make_node("Cast", ["i"], ["fi"], to=F), helper.make_node("Add", ["y", "fi"], ["z"])],
+                   [("x", F, [1, 2])], [("z", F, [1, 2])],
+                   [_init("m", 5, np.int64), _init("go", True, np.bool_), _init("lim", 2, np.int64), _init("one", 1.0),
+                    _init("i", 0, np.int64)])
+    new = _same_results(model, {"x": np.zeros((1, 2), np.float32)})
+    assert "Loop" in {p.op_type for p in new.graph.node}
+
+
+def test_a_loop_whose_body_adds_nothing_still_counts_against_the_budget():
+    bb = _body([], [("i", I64, []), ("cin", B, []), ("xin", F, [1, 2])], [("cin", B, []), ("xin", F, [1, 2])])
+    model = _model([helper.make_node("Loop", ["m", "", "x"], ["y"], body=bb, name="loop")],
+                   [("x", F, [1, 2])], [("y", F, [1, 2])], [_init("m", 10 ** 6, np.int64)])
+    onnx_control.unroll(model)
+    assert [p.op_type for p in model.graph.node] == ["Loop"]
+
+
+def test_an_int32_split_to_sequence_folds_into_a_valid_split():
+    nodes = [helper.make_node("SplitToSequence", ["x", "sp"], ["s"], name="split", axis=1),
+             helper.make_node("SequenceAt", ["s", "one"], ["b"], name="at"),
+             helper.make_node("MatMul", ["b", "w"], ["y"], name="mm")]
+    model = _model(nodes, [("x", F, [2, 3, 4])], [("y", F, None)],
+                   [_init("sp", [1, 2], np.int32), _init("one", 1, np.int64), _init("w", np.ones((4, 5)))])
+    new = _same_results(model, {"x": np.ones((2, 3, 4), np.float32)})
+    assert not {p.op_type for p in new.graph.node} & onnx_control.SEQUENCE_OPS
+
+
+def test_an_einsum_whose_operands_broadcast_an_axis_is_not_a_grouped_fc(tmp_path):
+    """'bhqd,hkd->bhqk' with h = 1 in one operand and 3 in the other: numpy broadcasts it, so no
+    single size makes the grouped fc's MACs right; the layer is opaque (strict: an error)."""
+    model = _model([helper.make_node("Einsum", ["x", "w"], ["y"], name="rel", equation="bhqd,hkd->bhqk")],
+                   [("x", F, [2, 3, 5, 4])], [("y", F, None)], [_init("w", np.ones((1, 6, 4)))])
+    assert _run(model, {"x": np.ones((2, 3, 5, 4), np.float32)})[0].shape == (2, 3, 5, 6)
+    path = _save(tmp_path, model, "bcast.onnx")
+    with pytest.raises(onnx_import.GraphError, match="unsupported ONNX ops .*Einsum x1"):
+        load_onnx(path, strict=True)
+
+
+def _shape_if(then_nodes, else_nodes, after=(), inits=()):
+    """If x.shape[1] == 4 (true for the input here) then `then_nodes` else `else_nodes`, each making y."""
+    then = helper.make_graph(list(then_nodes), "then", [], [helper.make_tensor_value_info("y_then", F, None)])
+    other = helper.make_graph(list(else_nodes), "else", [], [helper.make_tensor_value_info("y_else", F, None)])
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "dim1"], ["d"], name="dim", axis=0),
+             helper.make_node("Equal", ["d", "four"], ["c"], name="is4"),
+             helper.make_node("If", ["c"], ["y"], name="if", then_branch=then, else_branch=other), *after]
+    return _model(nodes, [("x", F, [1, 4, 8])], [((after[-1].output[0]) if after else "y", F, None)],
+                  [_init("dim1", 1, np.int64), _init("four", 4, np.int64), _init("w2", np.ones((8, 3))),
+                   _init("wbad", np.ones((5, 3))), *inits])
+
+
+@pytest.mark.parametrize("where", ["after the If", "in the taken branch"])
+def test_a_shape_error_is_still_named_past_a_branch_that_does_not_fit(tmp_path, where):
+    """The untaken branch's MatMul does not fit x (a branch for other sizes): no error. A real
+    contradiction after the If or in its taken branch still is one, naming its node."""
+    bad_else = [helper.make_node("MatMul", ["x", "wbad"], ["y_else"])]
+    if where == "after the If":
+        model = _shape_if([helper.make_node("MatMul", ["x", "w2"], ["y_then"])], bad_else,
+                          [helper.make_node("Concat", ["y", "x"], ["z"], axis=5, name="badcat")])
+        node = "badcat"
+    else:
+        model = _shape_if([helper.make_node("Concat", ["x", "x"], ["y_then"], axis=7)], bad_else)
+        node = "if/Concat"
+    with pytest.raises(onnx_import.GraphError, match=f"node '{node}' \\(Concat\\): axis must be in"):
+        load_onnx(_save(tmp_path, model, "bad.onnx"))
+    fine = _shape_if([helper.make_node("MatMul", ["x", "w2"], ["y_then"])], bad_else)
+    assert _strict(_save(tmp_path, fine, "fine.onnx")).total_macs == 4 * 8 * 3
+
+
+def test_an_inlined_branch_brings_its_weights_and_fresh_names(tmp_path):
+    """The taken branch holds its own weight (a branch initializer) and names a tensor like the If's
+    output; a second If reuses the first one's branch names: every weight is an fc's, no name clashes."""
+    then1 = [helper.make_node("MatMul", ["x", "wb"], ["y"]), helper.make_node("Identity", ["y"], ["y_then"])]
+    then = helper.make_graph(then1, "then", [], [helper.make_tensor_value_info("y_then", F, None)],
+                             initializer=[_init("wb", np.ones((8, 3)))])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["y_else"])], "else", [],
+                              [helper.make_tensor_value_info("y_else", F, None)])
+    then2 = helper.make_graph([helper.make_node("MatMul", ["x", "w2"], ["y_then"])], "then", [],
+                              [helper.make_tensor_value_info("y_then", F, None)])
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "dim1"], ["d"], name="dim", axis=0),
+             helper.make_node("Equal", ["d", "four"], ["c"], name="is4"),
+             helper.make_node("If", ["c"], ["y"], name="if1", then_branch=then, else_branch=other),
+             helper.make_node("If", ["c"], ["y2"], name="if2", then_branch=then2, else_branch=other),
+             helper.make_node("Concat", ["y", "y2"], ["z"], name="cat", axis=2)]
+    model = _model(nodes, [("x", F, [1, 4, 8])], [("z", F, None)],
+                   [_init("dim1", 1, np.int64), _init("four", 4, np.int64), _init("w2", np.ones((8, 3)))])
+    g = _strict(_save(tmp_path, model, "ifs.onnx"))
+    assert sum(lyr.op == "fc" for lyr in g.order) == 2 and g.total_macs == 2 * 4 * 8 * 3
+    assert g.producer["z"].out_shape == (1, 4, 6)
+
+
+def test_a_weight_of_leading_ones_above_the_activations_rank_is_no_crash(tmp_path):
+    """(M, K) @ a constant (1, K, N) gives (1, M, N): an opaque layer (strict: an error naming the
+    op), not the IR's internal shape mismatch."""
+    model = _model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [("x", F, [5, 6])], [("y", F, None)],
+                   [_init("w", np.ones((1, 6, 7)))])
+    path = _save(tmp_path, model, "mm.onnx")
+    with pytest.raises(onnx_import.GraphError, match="unsupported ONNX ops .*MatMul x1"):
+        load_onnx(path, strict=True)
+    with pytest.warns(UserWarning, match="MatMul x1"):
+        assert load_onnx(path).producer["y"].out_shape == (1, 5, 7)

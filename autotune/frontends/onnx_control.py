@@ -35,16 +35,19 @@ def unroll(model):
     names = _all_names(model.graph)
     while True:  # an inner Loop's trip count may be known only once the outer one is unrolled
         values = _constants(model.graph)
-        nodes, alias = [], {}
+        nodes, alias, changed = [], {}, False
         for p in model.graph.node:
             body = _body(p) if p.op_type == "Loop" and p.domain in ("", "ai.onnx") else None
             m = _trip_count(p, body, values) if body is not None else None
-            if m is None or m * len(body.node) > budget:
+            # what a trip adds: its body's nodes, an iteration number, a scan output's Unsqueeze
+            cost = m * (len(body.node) + 1 + 2 * max(0, len(body.output) - len(p.input) + 1)) if m else 0
+            if m is None or cost > budget:
                 nodes.append(p)
                 continue
-            budget -= m * len(body.node)
+            budget -= cost
             nodes += _unroll_one(model.graph, p, body, m, names, _opset(model), alias)
-        if not alias and len(nodes) == len(model.graph.node):
+            changed = True
+        if not changed:
             break
         del model.graph.node[:]
         model.graph.node.extend(nodes)
@@ -59,7 +62,7 @@ def _opset(model) -> int:
 
 
 def _body(p):
-    return next(a.g for a in p.attribute if a.name == "body")
+    return next((a.g for a in p.attribute if a.name == "body" and a.type == a.GRAPH), None)
 
 
 def _all_names(g, skip: int = -1) -> set[str]:
@@ -127,16 +130,15 @@ def _trip_count(p, body, values: dict) -> int | None:
         return None
     if len(p.input) > 1 and p.input[1] and _scalar(values, p.input[1]) is not True:
         return None
-    if any(a.name == "body" and a.type != a.GRAPH for a in p.attribute):
-        return None
     made = {o: q for q in body.node for o in q.output}
     t = body.output[0].name  # the condition each iteration hands on: passed through, or a constant true
     while t in made and made[t].op_type == "Identity":
         t = made[t].input[0]
     if t == body.input[1].name:
         return m
-    if t in made:
-        values = _constants(body, values)
+    if t in made:  # the body's own names hide the enclosing graph's
+        local = {vi.name for vi in body.input} | set(made)
+        values = _constants(body, {k: v for k, v in values.items() if k not in local})
     return m if _scalar(values, t) is True else None
 
 
@@ -320,8 +322,10 @@ def _fold_sequences(model, names: set[str]) -> None:
                 return  # equal parts need the input's shape, not known before inference
             parts = [_fresh(f"{out}/part{k}", names) for k in range(len(split))]
             axis = int(a.get("axis", 0))
-            if opset >= 13:
-                keep.append(helper.make_node("Split", [ins[0], ins[1]], parts, axis=axis, name=p.name or parts[0]))
+            if opset >= 13:  # Split takes int64 sizes (SplitToSequence int32 too)
+                sizes = _fresh(f"{out}/split", names)
+                new_inits.append(numpy_helper.from_array(split.astype(np.int64), sizes))
+                keep.append(helper.make_node("Split", [ins[0], sizes], parts, axis=axis, name=p.name or parts[0]))
             else:
                 keep.append(helper.make_node("Split", [ins[0]], parts, axis=axis, split=[int(x) for x in split],
                                              name=p.name or parts[0]))
@@ -346,28 +350,35 @@ def _reads_outer(p, seqs: dict) -> bool:
 
 def inline_branch(g, at: int, take_then: bool) -> list | None:
     """Replace If node `at` of graph `g` by the nodes of the branch it takes (its outputs through
-    Identity nodes) and return them; None, with `g` unchanged, when the branch's names would clash
-    with `g`'s."""
+    Identity nodes, its names that `g` already has made fresh) and return them; None, with `g`
+    unchanged, for a malformed If."""
     from onnx import helper
 
     p = g.node[at]
     branch = next((a.g for a in p.attribute if a.name == ("then_branch" if take_then else "else_branch")), None)
     if branch is None or len(branch.output) != len(p.output):
         return None
-    taken = _all_names(g, skip=at)
-    made = [t for q in branch.node for t in q.output if t] + [t.name for t in branch.initializer]
-    if any(t in taken for t in made):
-        return None
+    taken = _all_names(g, skip=at) | set(p.output)
     names = taken | _all_names(branch)
+    made = [t.name for t in branch.initializer] + [t for q in branch.node for t in q.output if t]
+    rename = {t: _fresh(f"{t}__{p.name or 'if'}", names) for t in made if t in taken}  # another copy's names
     new = [type(q)() for q in branch.node]
     for c, q in zip(new, branch.node):
         c.CopyFrom(q)
-    for q in new:  # a branch's nodes are often unnamed: name them after the If, as warnings and layers say
-        if not q.name:
-            q.name = _fresh(f"{p.name or 'if'}/{q.op_type}", names)
-    new += [helper.make_node("Identity", [b.name], [o], name=_fresh(f"{p.name or 'if'}/{o}", names))
+        for j, t in enumerate(c.input):
+            c.input[j] = rename.get(t, t)
+        for j, t in enumerate(c.output):
+            c.output[j] = rename.get(t, t)
+        _rename_outer(c, rename)
+        if not c.name:  # a branch's nodes are often unnamed: named after the If, as warnings and layers say
+            c.name = _fresh(f"{p.name or 'if'}/{c.op_type}", names)
+    new += [helper.make_node("Identity", [rename.get(b.name, b.name)], [o], name=_fresh(f"{p.name or 'if'}/{o}", names))
             for b, o in zip(branch.output, p.output) if o]
-    g.initializer.extend(branch.initializer)
+    for t in branch.initializer:
+        c = type(t)()
+        c.CopyFrom(t)
+        c.name = rename.get(t.name, t.name)
+        g.initializer.append(c)
     nodes = list(g.node)
     del g.node[:]
     g.node.extend(nodes[:at] + new + nodes[at + 1:])

@@ -119,6 +119,7 @@ class Importer:
         self.folded_quant: set[str] = set()  # Quantize outputs folded into their producer (QDQ models)
         self.folded_dq: dict[str, str] = {}  # the Dequantize output of such a pair -> its Quantize output
         self.nodes: list[Node] = []  # topological (`_toposort`)
+        self.check_inlined = False  # whether an inlined If branch is checked by strict inference (`run`)
         self._new_index = itertools.count(len(model.graph.node))  # nodes added during import (an If's branch)
         self.nothing_left: str | None = None  # the error if the host's tail leaves no layer (`_cut_host_tail`)
 
@@ -146,7 +147,9 @@ class Importer:
         self.pristine = type(self.model)()
         self.pristine.CopyFrom(self.model)
         self.pristine_nodes = list(self.nodes)  # the nodes of `pristine` (rescale starts each round from both)
+        self.check_inlined = True
         self._shape_loop()
+        self.check_inlined = False
         self._cut_host_tail()
         if self.sizes.rescale:
             onnx_batch.rescale(self, self.sizes)
@@ -198,6 +201,8 @@ class Importer:
             self._collect_shapes()
             self._fold_static()
             if self._inline_known_ifs():
+                if self.check_inlined:  # at the file's sizes: rescale's rounds may hold half-made edits
+                    self._refuse_shape_errors()
                 continue  # the branch's nodes are new: infer and fold them
             if self._fix_ceil_pools():
                 continue  # values folded from the old pool sizes are stale: infer again before inlining
@@ -222,6 +227,8 @@ class Importer:
             self.nodes[at:at + 1] = [Node(q.op_type, list(q.input), list(q.output), q.name, _attrs(q), q.domain,
                                           q.doc_string, next(self._new_index)) for q in new]
             done = True
+        if done:
+            self.static.update(t.name for t in g.initializer)  # a branch's own weights
         return done
 
     def _data_dependent(self, n: Node) -> bool:
@@ -390,7 +397,9 @@ class Importer:
         ONNX's own shape inference, strict, names it. It runs on the nodes alone (declared
         intermediate and output shapes dropped: a stale one is no node's fault), and a contradiction
         counts only if it stands without data propagation too; type disagreements and ops it cannot
-        infer stay best effort (`_infer`)."""
+        infer stay best effort (`_infer`). An error inside an If, Loop or Scan is no error (a branch
+        may not fit the sizes that take the other one): the node is left out and the rest checked,
+        and again once an If is inlined (`_shape_loop`)."""
         import onnx
 
         bare = type(self.model)()
@@ -398,18 +407,27 @@ class Importer:
         del bare.graph.value_info[:]
         for vi in bare.graph.output:
             vi.type.tensor_type.ClearField("shape")
-        found = None
-        for data_prop in (True, False):
-            try:
-                onnx.shape_inference.infer_shapes(bare, check_type=False, strict_mode=True, data_prop=data_prop)
-                return
-            except Exception as err:  # noqa: BLE001 -- only a shape error below is the model's fault
-                found = SHAPE_ERROR.search(str(err))
-                if found is None or found.group(1) in ("If", "Loop", "Scan"):
-                    return  # in a subgraph: an If's branch may not fit the sizes that take the other one
-        assert found is not None
-        op, node, text = found.group(1), found.group(2), found.group(3).strip()
-        raise GraphError(f"node {node or op!r} ({op}): {text} (ONNX shape inference)")
+        for _ in range(sum(p.op_type in ("If", "Loop", "Scan") for p in bare.graph.node) + 1):
+            found = None
+            for data_prop in (True, False):
+                try:
+                    onnx.shape_inference.infer_shapes(bare, check_type=False, strict_mode=True, data_prop=data_prop)
+                    return
+                except Exception as err:  # noqa: BLE001 -- only a shape error below is the model's fault
+                    found = SHAPE_ERROR.search(str(err))
+                    if found is None:
+                        return
+            assert found is not None
+            op, node, text = found.group(1), found.group(2), found.group(3).strip()
+            if op in ("If", "Loop", "Scan"):
+                at = next((i for i, p in enumerate(bare.graph.node) if p.op_type == op and p.name == node), None)
+                if at is None:
+                    return
+                gone = bare.graph.node[at]
+                del bare.graph.node[at]
+                bare.graph.input.extend(_shapeless_outputs(gone))  # what reads them is inferred without shapes
+                continue
+            raise GraphError(f"node {node or op!r} ({op}): {text} (ONNX shape inference)")
 
     def _collect_shapes(self) -> None:
         g = self.model.graph
@@ -857,6 +875,29 @@ def _outer_reads(attrs: dict) -> set[str]:
         for p in g.node:
             out |= {t for t in list(p.input) + sorted(_outer_reads(_attrs(p))) if t and t not in made}
             made.update(p.output)
+    return out
+
+
+def _shapeless_outputs(p) -> list:
+    """ValueInfos of control-flow node `p`'s outputs with their types from its subgraph's outputs
+    (a Loop's after its condition) and no shapes."""
+    from onnx import TensorProto, ValueInfoProto, helper
+
+    sub = next(iter(_bodies(_attrs(p))), None)
+    skip = 1 if p.op_type == "Loop" else 0
+    types = [o.type for o in sub.output[skip:]] if sub is not None else []
+    out = []
+    for k, t in enumerate(p.output):
+        if not t:
+            continue
+        if k < len(types):
+            vi = ValueInfoProto(name=t)
+            vi.type.CopyFrom(types[k])
+            if vi.type.HasField("tensor_type"):
+                vi.type.tensor_type.ClearField("shape")
+        else:
+            vi = helper.make_tensor_value_info(t, TensorProto.FLOAT, None)
+        out.append(vi)
     return out
 
 

@@ -136,6 +136,8 @@ def matmul(imp, n):
         w = imp.shape_of(wt)
         if len(w) > 2 and math.prod(w[:-2]) > 1:
             return _matmul_batched_weight(imp, n, x, w)
+        if len(w) > len(imp.ir_shape[imp.src(x)]):  # leading ones that raise the output's rank
+            return imp.opaque(n)
         w = tuple(w[-2:])
         if len(w) != 2 or len(imp.ir_shape[imp.src(x)]) < 2:
             return imp.opaque(n)
@@ -220,6 +222,8 @@ def einsum(imp, n):
             return imp.layout(n, ins[0], n.outputs[0], imp.shape_of(n.outputs[0]), kind="transpose")
         raise GraphError(f"einsum {eq!r} is a reduction, not a matmul or fc contraction")
     size = {c: d for s, shp in zip(subs, shapes) for c, d in zip(s, shp)}
+    if any(size[c] != d for s, shp in zip(subs, shapes) for c, d in zip(s, shp)):
+        return imp.opaque(n)  # an axis one operand broadcasts (size 1 against n)
     if all(c in out for s in subs for c in s) and all(s.count(c) == 1 for s in subs + [out] for c in s) \
             and set(out) <= set("".join(subs)):
         return _einsum_product(imp, n, ins, subs, out, size)

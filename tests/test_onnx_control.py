@@ -332,3 +332,29 @@ def test_a_weight_of_leading_ones_above_the_activations_rank_is_no_crash(tmp_pat
         load_onnx(path, strict=True)
     with pytest.warns(UserWarning, match="MatMul x1"):
         assert load_onnx(path).producer["y"].out_shape == (1, 5, 7)
+
+
+def test_a_roll_by_nothing_is_the_tensor_itself(tmp_path):
+    """torch.roll by 0 along an axis (Swin3D's shift in a dim where it is 0) exports as a Concat of an
+    empty Slice and the whole: the empty piece has no data, so the result is the input, no layer."""
+    nodes = [helper.make_node("Slice", ["x", "zero", "zero", "one"], ["none"], name="nothing"),
+             helper.make_node("Slice", ["x", "zero", "big", "one"], ["all"], name="everything"),
+             helper.make_node("Concat", ["none", "all"], ["rolled"], name="roll", axis=1),
+             helper.make_node("MatMul", ["rolled", "w"], ["y"], name="mm")]
+    inits = [_init("zero", [0], np.int64), _init("one", [1], np.int64), _init("big", [8], np.int64),
+             _init("w", np.ones((6, 3)))]
+    model = _model(nodes, [("x", F, [1, 8, 6])], [("y", F, None)], inits)
+    assert _run(model, {"x": np.ones((1, 8, 6), np.float32)})[0].shape == (1, 8, 3)
+    g = _strict(_save(tmp_path, model, "roll.onnx"))
+    assert [lyr.op for lyr in g.order] == ["fc"] and g.total_macs == 8 * 6 * 3
+
+
+def test_constant_queries_against_an_activation_are_a_grouped_fc(tmp_path):
+    """A decoder's first cross-attention: its queries are constants (learned embeddings through a
+    projection of zeros), (H, Q, D) @ the keys (B, H, D, T): a grouped fc of H groups over B * T rows."""
+    B, H, Q, D, T = 1, 8, 100, 32, 50
+    model = _model([helper.make_node("MatMul", ["q", "k"], ["s"], name="scores")], [("k", F, [B, H, D, T])],
+                   [("s", F, None)], [_init("q", np.ones((H, Q, D)))])
+    assert _run(model, {"k": np.ones((B, H, D, T), np.float32)})[0].shape == (B, H, Q, T)
+    g = _strict(_save(tmp_path, model, "q.onnx"))
+    assert g.total_macs == B * H * Q * D * T and g.producer["s"].out_shape == (B, H, Q, T)

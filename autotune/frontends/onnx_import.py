@@ -432,13 +432,17 @@ class Importer:
     def _collect_shapes(self) -> None:
         g = self.model.graph
         self.shapes: dict[str, Shape | None] = {}
+        empty: dict[str, tuple[int, ...]] = {}
+        given = {vi.name for vi in self.inputs}
         for vi in list(g.input) + list(g.value_info) + list(g.output):
             tt = vi.type.tensor_type
             if not tt.HasField("shape"):
                 continue
-            dims = [d.dim_value if d.HasField("dim_value") else 0 for d in tt.shape.dim]
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
             if all(d > 0 for d in dims) or not dims:
                 self.shapes[vi.name] = tuple(dims)
+            elif min(dims) == 0 and vi.name not in given:
+                empty[vi.name] = tuple(dims)  # a slice of nothing (torch's roll by 0): no data, so a constant
         for t in g.initializer:
             self.shapes[t.name] = tuple(int(d) for d in t.dims)
         self.types: dict[str, int] = {vi.name: vi.type.tensor_type.elem_type
@@ -450,6 +454,10 @@ class Importer:
             v = tensor_value(t)
             if v is not None:
                 self.values[t.name] = v
+        for t, nothing in empty.items():
+            self.shapes[t] = nothing
+            self.values[t] = np.zeros(nothing, np.float32)
+            self.static.add(t)
         for vi in self.inputs:
             shape = self.shapes[vi.name]
             if shape is None:

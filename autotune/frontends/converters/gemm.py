@@ -109,18 +109,20 @@ def grouped_fc(imp, n, x: str, canon_shape: tuple[int, int, int], transposed: bo
              dilation=[1, 1], groups=g, bias=False, act="")
 
 
-def _matmul_batched_weight(imp, n, x: str, w: tuple) -> None:
+def _matmul_batched_weight(imp, n, x: str, w: tuple, left: bool = False) -> None:
     """Activation (L..., B..., M, K) @ a constant (B..., K, N) with a matrix per batch index (a
-    relative-position table): a grouped 1x1 conv, one group per B index over L * M rows; a weight
-    batch the activation broadcasts (a 1 against B) is opaque."""
+    relative-position table), or a constant (B..., M, K) @ an activation (L..., B..., K, N) (`left`:
+    a decoder's first queries, constants): a grouped 1x1 conv, one group per B index over the
+    activation's other rows; a weight batch the activation broadcasts (a 1 against B) is opaque."""
     xs, y = imp.ir_shape[imp.src(x)], n.outputs[0]
     lead = len(xs) - len(w)
     if lead < 0 or tuple(xs[lead:-2]) != tuple(w[:-2]):
         return imp.opaque(n)
-    if xs[-1] != w[-2]:
-        raise GraphError(f"weight {n.inputs[1]!r} {tuple(w)} has {w[-2]} rows, the activation {tuple(xs)} {xs[-1]} "
-                         "columns")
-    grouped_fc(imp, n, x, (math.prod(w[:-2]), math.prod(xs[:lead]) * xs[-2], xs[-1]), True, w[-1], y + "/mm")
+    k, rows, cout = (xs[-2], xs[-1], w[-2]) if left else (xs[-1], xs[-2], w[-1])
+    if k != (w[-1] if left else w[-2]):
+        raise GraphError(f"weight {n.inputs[0 if left else 1]!r} {tuple(w)} and the activation {tuple(xs)} do not "
+                         "share a summed axis")
+    grouped_fc(imp, n, x, (math.prod(w[:-2]), math.prod(xs[:lead]) * rows, k), True, cout, y + "/mm")
     imp.layout(n, y + "/mm", y, imp.shape_of(y), kind="transpose")
 
 
@@ -149,6 +151,10 @@ def matmul(imp, n):
         return imp.emit(n, "fc", [x], out_channels=w[1], bias=False, act="")
     # weight @ activation: (W X)^T = X^T W^T, an fc on the transposed activation
     w, xs = imp.shape_of(x), imp.ir_shape[imp.src(wt)]
+    if len(w) > 2 and math.prod(w[:-2]) > 1:
+        return _matmul_batched_weight(imp, n, wt, w, left=True)
+    if len(w) > 2 and len(w) <= len(xs):  # leading ones the activation's rank already has
+        w = tuple(w[-2:])
     if len(w) != 2 or len(xs) < 2:
         return imp.opaque(n)
     if w[1] != xs[-2]:

@@ -54,7 +54,10 @@ def split(imp, n):
 @converter("Concat")
 def concat(imp, n):
     dyn = imp.dyn(n)
-    if len(dyn) == len([t for t in n.inputs if t]):
+    full = [t for t in n.inputs if t and (t in dyn or math.prod(imp.shape_of(t)) > 0)]  # no empty pieces
+    if len(full) == 1:
+        return imp.alias_of(n, full[0])
+    if len(dyn) == len(full):
         return imp.emit(n, "concat", dyn, axis=int(n.attrs.get("axis", 1)))
     # constants joined in (a class token, a cache of zeros): a layout layer writing the whole result
     imp.layout(n, dyn[0], n.outputs[0], imp.shape_of(n.outputs[0]), kind="concat", extra=dyn[1:])

@@ -68,6 +68,14 @@ def hf(name):
     elif name == "llama":
         m = T.LlamaModel(T.LlamaConfig(hidden_size=512, intermediate_size=1408, num_hidden_layers=4,
                                        num_attention_heads=8, num_key_value_heads=2))
+    elif name == "sam":  # SAM's ViT image encoder: windowed and global attention with relative positions
+        from transformers.models.sam.modeling_sam import SamVisionEncoder
+        m = SamVisionEncoder(T.SamVisionConfig(num_hidden_layers=4, image_size=512, global_attn_indexes=[1, 3]))
+    elif name == "detr":
+        m = T.DetrModel(T.DetrConfig(use_timm_backbone=False, use_pretrained_backbone=False, encoder_layers=2,
+                                     decoder_layers=2))
+    elif name == "deberta":  # disentangled attention: relative positions gathered by index
+        m = T.DebertaV2Model(T.DebertaV2Config(num_hidden_layers=4))
     else:
         m = T.WhisperModel(T.WhisperConfig(d_model=384, encoder_layers=4, encoder_attention_heads=6,
                                            encoder_ffn_dim=1536, num_mel_bins=80, max_source_positions=1500)).encoder
@@ -83,6 +91,12 @@ def build(name):
         return UNetDecoder().eval(), tuple(torch.randn(1, c, s, s) for c, s in
                                            ((256, 14), (128, 28), (64, 56), (32, 112), (16, 224))), \
             ["x", "s0", "s1", "s2", "s3"]
+    if name == "deberta":
+        return hf(name), (torch.ones(1, 128, dtype=torch.long),), ["input_ids"]
+    if name in ("sam", "detr"):
+        return hf(name), (torch.randn(1, 3, 512, 512) if name == "sam" else torch.randn(1, 3, 320, 320),), ["x"]
+    if name == "swin3d_t":  # shifted 3-D windows: rolls by 0 in some axes
+        return torchvision.models.video.swin3d_t(weights=None).eval(), (torch.randn(1, 3, 16, 112, 112),), ["x"]
     if name == "mvit_v2_s":  # a video transformer: clips of 16 frames
         return torchvision.models.video.mvit_v2_s(weights=None).eval(), (torch.randn(1, 3, 16, 224, 224),), ["x"]
     kw = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
@@ -118,7 +132,8 @@ json.dump(ref, open(f"{out}/reference.json", "w"), indent=1)
 '''
 
 NETWORKS = ["resnet50", "mobilenet_v2", "googlenet", "efficientnet_b0", "vit_b_16", "shufflenet_v2_x1_0",
-            "alexnet", "bert", "gpt2", "llama", "whisper", "unet_dec", "mvit_v2_s"]
+            "alexnet", "bert", "gpt2", "llama", "whisper", "unet_dec", "mvit_v2_s", "swin3d_t", "sam", "detr",
+            "deberta"]
 #: torchvision's published count for ViT-B/16 (its fused attention kernel is invisible to FlopCounter)
 PUBLISHED = {"vit_b_16": 17_563_828_224}
 

@@ -786,3 +786,27 @@ def test_a_sequence_that_is_also_stacked_keeps_its_batch(tmp_path):
     assert load_onnx(path).batch == 2
     g = load_onnx(path, batch=4)
     assert g.batch == 4 and [lyr.out_shape for lyr in g.order if lyr.name == "mm"] == [(4, 16, 4)]
+
+
+def test_a_grid_sample_is_a_resize_that_reads_its_grid(tmp_path):
+    """GridSample (optical flow's warps, deformable attention) samples its input at positions an
+    activation gives: a resize to the grid's size, reading the grid too (a dependency the plan keeps),
+    and written back as a node the importer maps to the same layer."""
+    from autotune.frontends.onnx_export import export_onnx
+
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], name="conv", kernel_shape=[1, 1]),
+             helper.make_node("Conv", ["x", "w2"], ["off"], name="offsets", kernel_shape=[1, 1]),
+             helper.make_node("Transpose", ["off"], ["grid"], name="to_grid", perm=[0, 2, 3, 1]),
+             helper.make_node("GridSample", ["c", "grid"], ["s"], name="warp", mode="bilinear"),
+             helper.make_node("Conv", ["s", "w3"], ["y"], name="head", kernel_shape=[1, 1])]
+    inits = [_init("w1", np.ones((16, 8, 1, 1))), _init("w2", np.ones((2, 8, 1, 1))),
+             _init("w3", np.ones((4, 16, 1, 1)))]
+    path = _save(tmp_path / "gs.onnx", nodes, [("x", F, [1, 8, 12, 12])], [("y", F, None)], inits)
+    g = load_onnx(path, strict=True)
+    warp = g.producer["s"]
+    assert warp.op == "resize" and warp.out_shape == (1, 16, 12, 12) and warp.attrs.mode == "bilinear"
+    assert [g.producer[t].name for t in warp.inputs] == ["conv", "to_grid"]
+    export_onnx(g, str(tmp_path / "back.onnx"))
+    back = load_onnx(str(tmp_path / "back.onnx"), strict=True)
+    assert [(lyr.op, lyr.inputs, lyr.out_shape) for lyr in back.order] == \
+        [(lyr.op, lyr.inputs, lyr.out_shape) for lyr in g.order]

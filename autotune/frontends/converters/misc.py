@@ -1,4 +1,4 @@
-"""Softmax and Resize."""
+"""Softmax, Resize and GridSample."""
 
 from __future__ import annotations
 
@@ -17,3 +17,12 @@ def softmax(imp, n):
 def resize(imp, n):
     mode = text(n.attrs.get("mode"), "nearest")
     imp.emit(n, "resize", [n.inputs[0]], shape=imp.shape_of(n.outputs[0]), mode=RESIZE_MODES.get(mode, mode))
+
+
+@converter("GridSample")
+def grid_sample(imp, n):
+    """The input sampled at positions an activation gives (optical flow's warps, deformable attention):
+    a resize to the grid's size with the same taps, that also reads the grid."""
+    mode = text(n.attrs.get("mode"), "bilinear")
+    imp.emit(n, "resize", imp.dyn(n), shape=imp.shape_of(n.outputs[0]),
+             mode={"linear": "bilinear", "cubic": "bicubic"}.get(mode, mode))

@@ -21,7 +21,7 @@ class Resize(OpSpec):
 
     def to_onnx(self, lyr, ex, y):
         a, xs, out, n = lyr.attrs, lyr.in_shape, lyr.out_shape, lyr.name
-        if a.mode not in _MODES or len(out) != len(xs):
+        if a.mode not in _MODES or len(out) != len(xs) or len(lyr.inputs) != 1:  # a grid sample: a custom node
             return False
         scales = np.array([o / i for o, i in zip(out, xs)], np.float32)
         if all(math.floor(np.float32(i) * s) == o for i, s, o in zip(xs, scales, out)):

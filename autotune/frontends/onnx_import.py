@@ -664,7 +664,11 @@ class Importer:
                 raise GraphError(f"shape of tensor {t!r} is unknown: op {maker.op!r} (domain "
                                  f"{maker.domain or 'ai.onnx'!r}) is no ONNX op this autotune knows, so only a shape "
                                  "declared for its output in the file's value_info can tell it")
-            raise GraphError(f"shape of tensor {t!r} is unknown and cannot be inferred")
+            hint = ""
+            if self.sizes.rescale:  # a fixed-batch file re-derived: what keeps the export's batch stops here
+                hint = (f" at batch {self.batch} (the file was exported at batch {self.sizes.file_batch}; export with "
+                        "a dynamic batch axis)")
+            raise GraphError(f"shape of tensor {t!r} is unknown and cannot be inferred{hint}")
         return s
 
     def width(self, t: str) -> int:

@@ -358,3 +358,49 @@ def test_constant_queries_against_an_activation_are_a_grouped_fc(tmp_path):
     assert _run(model, {"k": np.ones((B, H, D, T), np.float32)})[0].shape == (B, H, Q, T)
     g = _strict(_save(tmp_path, model, "q.onnx"))
     assert g.total_macs == B * H * Q * D * T and g.producer["s"].out_shape == (B, H, Q, T)
+
+
+def _rows_loop(n_rows: str | int = "R"):
+    """Scripted `for i in range(x.shape[1]): out.append(relu(x[:, i] @ w))`: a Loop whose trip count
+    is read off the input's shape, with a scan output."""
+    body = _body([helper.make_node("Gather", ["x", "i"], ["row"], axis=1),
+                  helper.make_node("MatMul", ["row", "w"], ["mm"]), helper.make_node("Relu", ["mm"], ["scan"]),
+                  helper.make_node("Identity", ["cin"], ["cout"])],
+                 [("i", I64, []), ("cin", B, [])], [("cout", B, []), ("scan", F, None)])
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "one"], ["m"], name="rows", axis=0),
+             helper.make_node("Loop", ["m", "go"], ["steps"], name="loop", body=body)]
+    inits = [_init("one", 1, np.int64), _init("go", True, np.bool_), _init("w", np.ones((8, 5)))]
+    return _model(nodes, [("x", F, ["N", n_rows, 8])], [("steps", F, None)], inits)
+
+
+@pytest.mark.parametrize("rows", [3, 5])
+def test_a_loop_whose_trip_count_is_a_shape_unrolls_at_that_size(tmp_path, rows):
+    """The trip count folds once shapes are known, so the import runs again with it known and the
+    loop unrolls into one fc a row (it stopped at 'shape unknown' on the scan output)."""
+    path = _save(tmp_path, _rows_loop(), "rows.onnx")
+    x = np.ones((2, rows, 8), np.float32)
+    assert _run(onnx.load(path), {"x": x})[0].shape == (rows, 2, 5)
+    g = _strict(path, batch=2, dims={"R": rows})
+    assert sum(lyr.op.startswith("fc") for lyr in g.order) == rows
+    assert g.total_macs == rows * 2 * 8 * 5 and g.producer["steps"].out_shape == (rows, 2, 5)
+
+
+def test_an_empty_piece_of_a_shape_keeps_its_integer_type(tmp_path):
+    """An empty int64 slice of a shape concatenated into a Reshape target (torchvision's detection
+    heads): the target stays int64, so the Reshape's shape is inferred (a float empty piece made the
+    folded target float and stopped RetinaNet and FCOS at 'shape unknown')."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("Slice", ["s", "zero", "zero"], ["none"], name="nothing"),
+             helper.make_node("Sign", ["none"], ["still_none"], name="unfolded"),  # an op folding does not compute
+             helper.make_node("Concat", ["still_none", "flat"], ["to"], name="target", axis=0),
+             helper.make_node("Reshape", ["x", "to"], ["r"], name="flatten"),
+             helper.make_node("MatMul", ["r", "w"], ["y"], name="mm")]
+    inits = [_init("zero", [0], np.int64), _init("flat", [1, -1], np.int64), _init("w", np.ones((48, 3)))]
+    model = _model(nodes, [("x", F, [1, 8, 6])], [("y", F, None)], inits)
+    assert _run(model, {"x": np.ones((1, 8, 6), np.float32)})[0].shape == (1, 3)
+    g = _strict(_save(tmp_path, model, "target.onnx"))
+    assert g.producer["y"].out_shape == (1, 3) and g.total_macs == 48 * 3
+    imp = onnx_import.Importer("target.onnx", model, None, True)
+    imp.run()
+    assert imp.values["still_none"].dtype == np.int64 and imp.values["to"].dtype == np.int64

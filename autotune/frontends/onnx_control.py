@@ -28,20 +28,23 @@ SEQUENCE_OPS = frozenset({"SequenceEmpty", "SequenceConstruct", "SequenceInsert"
                           "SequenceLength", "ConcatFromSequence", "SplitToSequence"})
 
 
-def unroll(model):
+def unroll(model, known: dict[str, np.ndarray] | None = None):
     """`model` (changed in place and returned) with its constant-trip Loops unrolled, then its
-    sequences folded when every sequence op can be (else they stay, and the importer reports them)."""
+    sequences folded when every sequence op can be (else they stay, and the importer reports them).
+    `known`: values the importer found for tensors of the graph (a trip count read off a shape)."""
     budget = MAX_UNROLLED_NODES
     names = _all_names(model.graph)
     while True:  # an inner Loop's trip count may be known only once the outer one is unrolled
-        values = _constants(model.graph)
-        nodes, alias, changed = [], {}, False
+        values = _constants(model.graph, known)
+        nodes: list = []
+        alias: dict[str, str] = {}
+        changed = False
         for p in model.graph.node:
             body = _body(p) if p.op_type == "Loop" and p.domain in ("", "ai.onnx") else None
             m = _trip_count(p, body, values) if body is not None else None
             # what a trip adds: its body's nodes, an iteration number, a scan output's Unsqueeze
-            cost = m * (len(body.node) + 1 + 2 * max(0, len(body.output) - len(p.input) + 1)) if m else 0
-            if m is None or cost > budget:
+            cost = m * (len(body.node) + 1 + 2 * max(0, len(body.output) - len(p.input) + 1)) if m and body else 0
+            if m is None or body is None or cost > budget:
                 nodes.append(p)
                 continue
             budget -= cost

@@ -91,12 +91,23 @@ class Pending:
     out_shapes: list[Shape] = field(default_factory=list)
 
 
+class TripCountsKnown(Exception):
+    """Raised by an import that found Loop trip counts from shapes: import again with `values` known."""
+
+    def __init__(self, values: dict[str, np.ndarray]):
+        super().__init__("trip counts known")
+        self.values = values
+
+
 class Importer:
     """One import: the model, its shapes and folded values, and the IR layers built so far; converters
     (autotune/frontends/converters/) add layers through its helpers."""
 
-    def __init__(self, path: str, model, batch: int | None, strict: bool, dims: dict[str, int] | None = None):
+    def __init__(self, path: str, model, batch: int | None, strict: bool, dims: dict[str, int] | None = None,
+                 known: dict[str, np.ndarray] | None = None, again: bool = False):
         self.path, self.model, self.strict = path, model, strict
+        self.known = dict(known or {})  # values an earlier pass found for Loop trip counts (`TripCountsKnown`)
+        self.again = again  # whether finding more of them may ask for another pass
         self.dims = dict(dims or {})
         self._custom_vi: dict | None = None
         meta = {p.key: p.value for p in model.metadata_props}
@@ -150,6 +161,7 @@ class Importer:
         self.check_inlined = True
         self._shape_loop()
         self.check_inlined = False
+        self._restart_for_known_trip_counts()
         self._cut_host_tail()
         if self.sizes.rescale:
             onnx_batch.rescale(self, self.sizes)
@@ -210,6 +222,20 @@ class Importer:
                 continue  # other domains' outputs now have shapes: inference reaches the ops after them
             if not self._inline_constants():
                 break
+
+    def _restart_for_known_trip_counts(self) -> None:
+        """A Loop whose trip count folded from shapes (`for i in range(x.shape[1])` in scripted code)
+        can be unrolled like a constant one: raise TripCountsKnown with those values so that
+        `load_onnx` imports again with them given to `onnx_control.unroll`. Not while a fixed-batch
+        file is re-derived at another batch (the count was read at the export's)."""
+        found = {}
+        for n in self.nodes:
+            if n.op == "Loop" and n.domain in ("", "ai.onnx") and n.inputs and n.inputs[0] in self.values:
+                for t in n.inputs[:2]:
+                    if t and t in self.values and t not in self.known:
+                        found[t] = self.values[t]
+        if found and self.again and not self.sizes.rescale:
+            raise TripCountsKnown(found)
 
     def _inline_known_ifs(self) -> bool:
         """Each If whose condition folded to a constant (a test on a shape) becomes the branch it
@@ -430,9 +456,12 @@ class Importer:
             raise GraphError(f"node {node or op!r} ({op}): {text} (ONNX shape inference)")
 
     def _collect_shapes(self) -> None:
+        from onnx import helper
+
         g = self.model.graph
         self.shapes: dict[str, Shape | None] = {}
         empty: dict[str, tuple[int, ...]] = {}
+        elem: dict[str, int] = {}
         given = {vi.name for vi in self.inputs}
         for vi in list(g.input) + list(g.value_info) + list(g.output):
             tt = vi.type.tensor_type
@@ -443,6 +472,7 @@ class Importer:
                 self.shapes[vi.name] = tuple(dims)
             elif min(dims) == 0 and vi.name not in given:
                 empty[vi.name] = tuple(dims)  # a slice of nothing (torch's roll by 0): no data, so a constant
+                elem[vi.name] = tt.elem_type
         for t in g.initializer:
             self.shapes[t.name] = tuple(int(d) for d in t.dims)
         self.types: dict[str, int] = {vi.name: vi.type.tensor_type.elem_type
@@ -456,7 +486,9 @@ class Importer:
                 self.values[t.name] = v
         for t, nothing in empty.items():
             self.shapes[t] = nothing
-            self.values[t] = np.zeros(nothing, np.float32)
+            # its own element type: an empty piece of a shape concatenated with others keeps it int64
+            dtype = helper.tensor_dtype_to_np_dtype(elem[t]) if elem[t] else np.dtype(np.float32)
+            self.values[t] = np.zeros(nothing, dtype)
             self.static.add(t)
         for vi in self.inputs:
             shape = self.shapes[vi.name]
@@ -976,9 +1008,15 @@ def load_onnx(path: str, batch: int | None = None, strict: bool = False, dims: d
     path = os.fspath(path)
     if batch is not None and (not isinstance(batch, int) or batch < 1):
         raise GraphError(f"{path}: batch must be a positive integer, got {batch!r}")
-    model = read_model_shapes_only(path)
+    known: dict[str, np.ndarray] = {}
     try:
-        return Importer(path, onnx_control.unroll(_inline_functions(model)), batch, strict, dims).run()
+        for last in (False, False, False, True):  # each pass may unroll Loops the one before sized from shapes
+            model = onnx_control.unroll(_inline_functions(read_model_shapes_only(path)), known)
+            try:
+                return Importer(path, model, batch, strict, dims, known, again=not last).run()
+            except TripCountsKnown as more:
+                known.update(more.values)
+        raise AssertionError("the last pass never asks for another")
     except GraphError as err:
         msg = str(err)
         raise GraphError(msg if msg.startswith(path) else f"{path}: {msg}") from None

@@ -245,11 +245,15 @@ class Importer:
         for i in reversed(range(len(g.node))):  # back to front: a replacement moves only later nodes
             p = g.node[i]
             v = self.values.get(p.input[0]) if p.op_type == "If" and p.domain in ("", "ai.onnx") else None
+            if v is None or v.size != 1:
+                continue
             outs = list(p.output)
-            new = onnx_control.inline_branch(g, i, bool(v.reshape(-1)[0])) if v is not None and v.size == 1 else None
+            at = next((k for k, n in enumerate(self.nodes) if n.op == "If" and n.outputs == outs), None)
+            if at is None:
+                continue
+            new = onnx_control.inline_branch(g, i, bool(v.reshape(-1)[0]))
             if new is None:
                 continue
-            at = next(k for k, n in enumerate(self.nodes) if n.op == "If" and n.outputs == outs)
             self.nodes[at:at + 1] = [Node(q.op_type, list(q.input), list(q.output), q.name, _attrs(q), q.domain,
                                           q.doc_string, next(self._new_index)) for q in new]
             done = True

@@ -16,7 +16,7 @@ import itertools
 
 import numpy as np
 
-from autotune.frontends.onnx_nodes import Node, fold_values
+from autotune.frontends.onnx_nodes import Node, fold_values, node_attrs
 from autotune.frontends.onnx_proto import tensor_value
 
 #: A Loop whose unrolled body would pass this many nodes stays a Loop (its work is not planned).
@@ -68,6 +68,11 @@ def _body(p):
     return next((a.g for a in p.attribute if a.name == "body" and a.type == a.GRAPH), None)
 
 
+def _subgraphs(q) -> list:
+    """NodeProto `q`'s subgraphs (If branches, Loop and Scan bodies)."""
+    return [g for a in q.attribute for g in ([a.g] if a.HasField("g") else []) + list(a.graphs)]
+
+
 def _all_names(g, skip: int = -1) -> set[str]:
     """Every tensor and node name in graph `g` and its subgraphs, but node `skip`'s (new names must
     avoid them)."""
@@ -78,9 +83,8 @@ def _all_names(g, skip: int = -1) -> set[str]:
         out.update(p.input)
         out.update(p.output)
         out.add(p.name)
-        for a in p.attribute:
-            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                out |= _all_names(sub)
+        for sub in _subgraphs(p):
+            out |= _all_names(sub)
     return out
 
 
@@ -97,8 +101,6 @@ def _fresh(base: str, names: set[str]) -> str:
 def _constants(g, outer: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Values known from the file alone: initializers, Constant nodes and cheap ops on them (a
     subgraph's on top of the enclosing graph's `outer`)."""
-    from onnx import helper
-
     values: dict[str, np.ndarray] = dict(outer or {})
     for t in g.initializer:
         v = tensor_value(t)
@@ -109,10 +111,8 @@ def _constants(g, outer: dict[str, np.ndarray] | None = None) -> dict[str, np.nd
             continue
         if not all(t in values for t in p.input if t):
             continue
-        n = Node(p.op_type, list(p.input), list(p.output), p.name,
-                 {a.name: helper.get_attribute_value(a) for a in p.attribute})
         try:
-            got = fold_values(n, [values.get(t) if t else None for t in p.input], {})
+            got = fold_values(Node.of(p), [values.get(t) if t else None for t in p.input], {})
         except (ValueError, TypeError, IndexError, KeyError, AttributeError):
             got = None
         for t, v in zip(p.output, got or []):
@@ -151,7 +151,7 @@ def _unroll_one(g, p, body, m: int, names: set[str], opset: int, alias: dict[str
     from onnx import TensorProto, helper, numpy_helper
 
     n_carried = len(p.input) - 2
-    carried = [t for t in p.input[2:]]
+    carried = list(p.input[2:])
     scans: list[list[str]] = [[] for _ in body.output[1 + n_carried:]]
     new_nodes = []
     consts = {t.name: _fresh(f"{t.name}__loop", names) for t in body.initializer}
@@ -219,24 +219,21 @@ def _reads(g) -> set[str]:
     """The names graph `g`'s nodes read, in their subgraphs too."""
     out = {t for q in g.node for t in q.input}
     for q in g.node:
-        for a in q.attribute:
-            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                out |= _reads(sub)
+        for sub in _subgraphs(q):
+            out |= _reads(sub)
     return out | {o.name for o in g.output}
 
 
 def _rename_outer(q, rename: dict[str, str]) -> None:
     """Rename, inside node `q`'s subgraphs at any depth, the names they read from outside."""
-    for a in q.attribute:
-        for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-            local = {vi.name for vi in sub.input} | {t.name for t in sub.initializer}
-            for r in sub.node:
-                for j, t in enumerate(r.input):
-                    if t not in local and t in rename:
-                        r.input[j] = rename[t]
-                inner = {k: v for k, v in rename.items() if k not in local}
-                _rename_outer(r, inner)
-                local.update(r.output)
+    for sub in _subgraphs(q):
+        local = {vi.name for vi in sub.input} | {t.name for t in sub.initializer}
+        for r in sub.node:
+            for j, t in enumerate(r.input):
+                if t not in local and t in rename:
+                    r.input[j] = rename[t]
+            _rename_outer(r, {k: v for k, v in rename.items() if k not in local})
+            local.update(r.output)
 
 
 def _apply_alias(g, alias: dict[str, str], names: set[str]) -> None:
@@ -277,11 +274,11 @@ def _fold_sequences(model, names: set[str]) -> None:
     for p in g.node:
         op, ins = p.op_type, list(p.input)
         if p.domain not in ("", "ai.onnx") or (op not in SEQUENCE_OPS and not (op == "Identity" and ins[0] in seqs)):
-            if any(t in seqs for t in ins) or _reads_outer(p, seqs):
+            if any(t in seqs for t in ins) or any(t in seqs for sub in _subgraphs(p) for t in _reads(sub)):
                 return  # a sequence read by an op that is not folded here: leave every sequence as it is
             keep.append(p)
             continue
-        a = {x.name: helper.get_attribute_value(x) for x in p.attribute}
+        a = node_attrs(p)
         out = p.output[0]
         if op == "SequenceEmpty":
             seqs[out] = []
@@ -339,16 +336,6 @@ def _fold_sequences(model, names: set[str]) -> None:
     g.node.extend(keep)
     g.initializer.extend(new_inits)
     _apply_alias(g, alias, names)
-
-
-def _reads_outer(p, seqs: dict) -> bool:
-    """Node `p`'s subgraphs read one of the sequences in `seqs`."""
-    for a in p.attribute:
-        for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-            for r in sub.node:
-                if any(t in seqs for t in r.input) or _reads_outer(r, seqs):
-                    return True
-    return False
 
 
 def inline_branch(g, at: int, take_then: bool) -> list | None:

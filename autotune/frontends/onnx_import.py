@@ -25,7 +25,7 @@ from autotune.errors import AutotuneError, GraphError
 from autotune.frontends import converters, onnx_batch, onnx_control, onnx_patterns
 from autotune.frontends.converters.common import same_shape
 from autotune.frontends.converters.custom import DOMAIN  # noqa: F401  (the exporter writes it)
-from autotune.frontends.onnx_nodes import BROADCASTING, Node, fold_values
+from autotune.frontends.onnx_nodes import BROADCASTING, Node, fold_values, node_attrs
 from autotune.frontends.onnx_proto import read_model_shapes_only, tensor_value
 from autotune.ir.graph import Attrs, Graph, Layer, Shape, make_layer
 
@@ -254,8 +254,7 @@ class Importer:
             new = onnx_control.inline_branch(g, i, bool(v.reshape(-1)[0]))
             if new is None:
                 continue
-            self.nodes[at:at + 1] = [Node(q.op_type, list(q.input), list(q.output), q.name, _attrs(q), q.domain,
-                                          q.doc_string, next(self._new_index)) for q in new]
+            self.nodes[at:at + 1] = [Node.of(q, next(self._new_index)) for q in new]
             done = True
         if done:
             self.static.update(t.name for t in g.initializer)  # a branch's own weights
@@ -333,8 +332,7 @@ class Importer:
         g = self.model.graph
         nodes: list[Node] = []
         for i, p in enumerate(g.node):
-            attrs = _attrs(p)
-            nodes.append(Node(p.op_type, list(p.input), list(p.output), p.name, attrs, p.domain, p.doc_string, i))
+            nodes.append(Node.of(p, i))
         avail = ({vi.name for vi in g.input} | {t.name for t in g.initializer} | self.weight_inputs
                  | {t.values.name for t in g.sparse_initializer} | {""})
         prod: dict[str, int] = {}
@@ -464,8 +462,7 @@ class Importer:
 
         g = self.model.graph
         self.shapes: dict[str, Shape | None] = {}
-        empty: dict[str, tuple[int, ...]] = {}
-        elem: dict[str, int] = {}
+        empty: dict[str, tuple[tuple[int, ...], int]] = {}  # each empty tensor's shape and element type
         given = {vi.name for vi in self.inputs}
         for vi in list(g.input) + list(g.value_info) + list(g.output):
             tt = vi.type.tensor_type
@@ -475,8 +472,7 @@ class Importer:
             if all(d > 0 for d in dims) or not dims:
                 self.shapes[vi.name] = tuple(dims)
             elif min(dims) == 0 and vi.name not in given:
-                empty[vi.name] = tuple(dims)  # a slice of nothing (torch's roll by 0): no data, so a constant
-                elem[vi.name] = tt.elem_type
+                empty[vi.name] = tuple(dims), tt.elem_type  # a slice of nothing (torch's roll by 0): a constant
         for t in g.initializer:
             self.shapes[t.name] = tuple(int(d) for d in t.dims)
         self.types: dict[str, int] = {vi.name: vi.type.tensor_type.elem_type
@@ -488,11 +484,10 @@ class Importer:
             v = tensor_value(t)
             if v is not None:
                 self.values[t.name] = v
-        for t, nothing in empty.items():
+        for t, (nothing, elem) in empty.items():
             self.shapes[t] = nothing
             # its own element type: an empty piece of a shape concatenated with others keeps it int64
-            dtype = helper.tensor_dtype_to_np_dtype(elem[t]) if elem[t] else np.dtype(np.float32)
-            self.values[t] = np.zeros(nothing, dtype)
+            self.values[t] = np.zeros(nothing, helper.tensor_dtype_to_np_dtype(elem) if elem else np.float32)
             self.static.add(t)
         for vi in self.inputs:
             shape = self.shapes[vi.name]
@@ -907,13 +902,6 @@ def _bodies(attrs: dict) -> list:
     return [g for v in attrs.values() for g in (v if isinstance(v, list) else [v]) if isinstance(g, GraphProto)]
 
 
-def _attrs(p) -> dict:
-    """A NodeProto's attributes by name, as Python values (a subgraph as its GraphProto)."""
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in p.attribute}
-
-
 def _outer_reads(attrs: dict) -> set[str]:
     """The tensors of the enclosing graph that a node's subgraphs read (at any depth): its inputs
     too, though ONNX does not list them."""
@@ -921,7 +909,7 @@ def _outer_reads(attrs: dict) -> set[str]:
     for g in _bodies(attrs):
         made = {vi.name for vi in g.input} | {t.name for t in g.initializer}
         for p in g.node:
-            out |= {t for t in list(p.input) + sorted(_outer_reads(_attrs(p))) if t and t not in made}
+            out |= {t for t in list(p.input) + sorted(_outer_reads(node_attrs(p))) if t and t not in made}
             made.update(p.output)
     return out
 
@@ -931,7 +919,7 @@ def _shapeless_outputs(p) -> list:
     (a Loop's after its condition) and no shapes."""
     from onnx import TensorProto, ValueInfoProto, helper
 
-    sub = next(iter(_bodies(_attrs(p))), None)
+    sub = next(iter(_bodies(node_attrs(p))), None)
     skip = 1 if p.op_type == "Loop" else 0
     types = [o.type for o in sub.output[skip:]] if sub is not None else []
     out = []
@@ -964,7 +952,7 @@ def _computes_condition(body) -> bool:
 
 def _body_ops(attrs: dict) -> set[str]:
     """The op types in a node's subgraphs, at any depth."""
-    return {op for g in _bodies(attrs) for p in g.node for op in {p.op_type} | _body_ops(_attrs(p))}
+    return {op for g in _bodies(attrs) for p in g.node for op in {p.op_type} | _body_ops(node_attrs(p))}
 
 
 def _trim(model, gone: set[str], outputs: list[str], shapes: dict, types: dict) -> None:
@@ -1014,8 +1002,11 @@ def load_onnx(path: str, batch: int | None = None, strict: bool = False, dims: d
         raise GraphError(f"{path}: batch must be a positive integer, got {batch!r}")
     known: dict[str, np.ndarray] = {}
     try:
+        base = _inline_functions(read_model_shapes_only(path))
         for last in (False, False, False, True):  # each pass may unroll Loops the one before sized from shapes
-            model = onnx_control.unroll(_inline_functions(read_model_shapes_only(path)), known)
+            model = type(base)()
+            model.CopyFrom(base)
+            model = onnx_control.unroll(model, known)
             try:
                 return Importer(path, model, batch, strict, dims, known, again=not last).run()
             except TripCountsKnown as more:

@@ -28,6 +28,18 @@ class Node:
     doc: str = ""
     index: int = 0
 
+    @classmethod
+    def of(cls, p, index: int = 0) -> Node:
+        """The Node of NodeProto `p`."""
+        return cls(p.op_type, list(p.input), list(p.output), p.name, node_attrs(p), p.domain, p.doc_string, index)
+
+
+def node_attrs(p) -> dict:
+    """A NodeProto's attributes by name, as Python values (a subgraph as its GraphProto)."""
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in p.attribute}
+
 
 
 # -- constant folding of shape subgraphs -------------------------------------------------------------

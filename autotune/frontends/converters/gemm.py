@@ -249,17 +249,18 @@ def einsum(imp, n):
     a_static, b_static = ins[0] in imp.static, ins[1] in imp.static
     y = n.outputs[0]
     mid = y + "/mm"
-    if (a_static or b_static) and batch:  # a weight per batch index (relative-position tables): a grouped 1x1 conv
+    if a_static or b_static:
         x, sx, rows, cout = (ins[1], sb, nn, M) if a_static else (ins[0], sa, m, N)
-        grouped_fc(imp, n, x, (Bt, math.prod(size[c] for c in rows), K), sx != "".join(batch + k + rows), cout, mid)
-        got = "".join(batch + (m if a_static else nn) + rows)
-    elif a_static or b_static:
-        x, sx, rows, cout = (ins[1], sb, nn, M) if a_static else (ins[0], sa, m, N)
-        canon = y + "/in"
-        imp.layout(n, x, canon, (1, math.prod(size[c] for c in rows), K),
-                   kind=None if sx == "".join(rows + k) else "transpose")
-        imp.emit(n, "fc", [canon], [mid], out_channels=cout, bias=False, act="")
-        got = "".join(rows + (m if a_static else nn))
+        if batch:  # a weight per batch index (relative-position tables): a grouped 1x1 conv
+            grouped_fc(imp, n, x, (Bt, math.prod(size[c] for c in rows), K), sx != "".join(batch + k + rows), cout,
+                       mid)
+            got = "".join(batch + (m if a_static else nn) + rows)
+        else:
+            canon = y + "/in"
+            imp.layout(n, x, canon, (1, math.prod(size[c] for c in rows), K),
+                       kind=None if sx == "".join(rows + k) else "transpose")
+            imp.emit(n, "fc", [canon], [mid], out_channels=cout, bias=False, act="")
+            got = "".join(rows + (m if a_static else nn))
     else:
         ca, cb = y + "/a", y + "/b"
         imp.layout(n, ins[0], ca, (Bt, M, K), kind=None if sa == "".join(batch + m + k) else "transpose")

@@ -23,6 +23,5 @@ def resize(imp, n):
 def grid_sample(imp, n):
     """The input sampled at positions an activation gives (optical flow's warps, deformable attention):
     a resize to the grid's size with the same taps, that also reads the grid."""
-    mode = text(n.attrs.get("mode"), "bilinear")
-    imp.emit(n, "resize", imp.dyn(n), shape=imp.shape_of(n.outputs[0]),
-             mode={"linear": "bilinear", "cubic": "bicubic"}.get(mode, mode))
+    mode = text(n.attrs.get("mode"), "bilinear")  # opset 16 names its modes as the IR does, opset 20 as Resize
+    imp.emit(n, "resize", imp.dyn(n), shape=imp.shape_of(n.outputs[0]), mode=RESIZE_MODES.get(mode, mode))

@@ -171,3 +171,27 @@ def test_repeats_average_fits_with_other_seeds_and_round_trip(tmp_path):
     (tmp_path / META_FILE).write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="repeat member is malformed"):
         LatencyModel.load(tmp_path, HW)
+
+
+def test_refit_grows_every_predictor_again_on_every_row_and_keeps_the_splits_figures(tmp_path):
+    """refit=True: the validation figures (MAE, tail, the split's predictions) are the split fit's,
+    exactly as without it; the model's trees, the blend's and each repeat's are grown again on every
+    row (more rounds, by the rows' ratio), so the validation rows are learnt and predicted closer;
+    a bag is not refitted; the refitted model saves and loads to the same predictions."""
+    X, y, gid = _measured_rows(80)
+    kw = dict(prior="layersum", featurizer="layersum", n_estimators=60, n_jobs=1, blend="datasheet", repeats=2,
+              random_state=3, early_stopping_rounds=5)
+    split = LatencyModel(**kw).fit(X, y, groups=gid)
+    full = LatencyModel(refit=True, **kw).fit(X, y, groups=gid)
+    assert full.val_mae_log_ == split.val_mae_log_ and full.val_q90_log_ == split.val_q90_log_
+    assert np.array_equal(full.val_pred_, split.val_pred_)
+    tr, va = split.split(len(X), gid)
+    assert 0 < len(va) < len(X)
+    for a, b in zip([split.booster_] + [m.booster for m in split.members_],
+                    [full.booster_] + [m.booster for m in full.members_]):
+        assert b.num_boosted_rounds() == max(1, round(a.num_boosted_rounds() * len(X) / len(tr)))
+    err = [np.mean(np.abs(np.log(m.predict_own(X[va]) / y[va]))) for m in (split, full)]
+    assert err[1] < err[0]
+    full.save(tmp_path, {"hardware": HW.name, "hardware_hash": HW.hash})
+    back = LatencyModel.load(tmp_path, HW)
+    assert back.refit and np.array_equal(back.predict(X), full.predict(X))

@@ -73,15 +73,17 @@ class ScratchMember:
         return cls(model.calibration_, model.booster_[: model.best_iteration_ + 1], model.n_features_in_, weight,
                    file, model.layer_sum_, columns)
 
-    def log_predict(self, X: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray:
+    def margin(self, X: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray:
+        """Its prior's log latency (ms) of rows X, the base its trees add to."""
         if self.calibration is not None:
-            margin = self.calibration.log_ms(parts)
-        elif self.layer_sum is not None:
-            margin = self.layer_sum.log_ms(X[:, list(self.columns)])
-        else:
-            margin = X[:, _PRIOR_COLUMN]
+            return self.calibration.log_ms(parts)
+        if self.layer_sum is not None:
+            return self.layer_sum.log_ms(X[:, list(self.columns)])
+        return X[:, _PRIOR_COLUMN]
+
+    def log_predict(self, X: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(self.booster.inplace_predict(np.ascontiguousarray(X[:, : self.n_features]),
-                                                       base_margin=margin), dtype=np.float64)
+                                                       base_margin=self.margin(X, parts)), dtype=np.float64)
 
     def to_meta(self) -> tuple[dict, dict[str, bytes]]:
         raw = bytes(self.booster.save_raw(raw_format="ubj"))
@@ -173,7 +175,7 @@ def repeated_members(model, X: np.ndarray, y: np.ndarray, groups: np.ndarray | N
     out: list[Predictor] = []
     share = 1.0 / (repeats * (1 + len(model.members_)))
     for r in range(1, repeats):
-        m = _refit(model, X, y, groups, r, repeats=1, memory=False)
+        m = _refit(model, X, y, groups, r, repeats=1, memory=False, refit=False)  # the model refits its members
         out.append(RepeatMember.of(m, share, f"member_rep{r}.ubj"))
         for k, b in enumerate(m.members_):
             out.append(RepeatMember(b.calibration, b.booster, b.n_features, share, f"member_rep{r}m{k}.ubj",

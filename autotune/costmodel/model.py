@@ -105,6 +105,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         "blend": [StrOptions({"none", "datasheet"})],
         "repeats": [Interval(Integral, 0, MAX_BAGS, closed="both")],
         "memory": ["boolean"],
+        "refit": ["boolean"],
         "verbose": ["boolean"],
     }
 
@@ -139,6 +140,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         blend: str = "none",
         repeats: int = ONE_FIT,
         memory: bool = False,
+        refit: bool = False,
         verbose: bool = False,
     ):
         self.n_estimators = n_estimators
@@ -159,6 +161,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         self.blend = blend
         self.repeats = repeats
         self.memory = memory
+        self.refit = refit
         self.verbose = verbose
 
     def __sklearn_tags__(self):
@@ -248,8 +251,10 @@ class LatencyModel(RegressorMixin, BaseEstimator):
 
     def _val_tail(self, Xva: np.ndarray, logy_va: np.ndarray) -> None:
         """The 90th percentile of the validation split's absolute log error (`val_q90_log_`): how far
-        the trees can be off on a kernel they have not seen, as `planner.unmeasured_doubt` reads it."""
-        err = np.abs(np.log(self.predict_own(Xva)) - logy_va) if len(logy_va) else np.zeros(0)
+        the trees can be off on a kernel they have not seen, as `planner.unmeasured_doubt` reads it;
+        and the split's predictions (`val_pred_`, ms), which a refit on every row no longer makes."""
+        self.val_pred_ = self.predict_own(Xva) if len(logy_va) else np.zeros(0)
+        err = np.abs(np.log(self.val_pred_) - logy_va)
         self.val_q90_log_ = float(np.quantile(err, VAL_TAIL)) if len(err) else float("nan")
 
     def _finish(self, booster: xgb.Booster, val_curve: list[float]) -> LatencyModel:
@@ -283,9 +288,33 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         self._val_tail(X[va], logy[va])  # of what predict_own holds: the blend's member too, no bag
         if self.blend != "none" and self.members_ and len(va):
             # both were fitted on the training split: the validation split measures the blend honestly
-            self.val_mae_log_ = float(np.mean(np.abs(np.log(self.predict_own(X[va])) - logy[va])))
+            self.val_mae_log_ = float(np.mean(np.abs(np.log(self.val_pred_) - logy[va])))
+        if self.refit and len(tr) < len(X):
+            self._refit_every_row(X, logy, margin, len(tr))
         self.memory_ = MeasuredMemory.from_rows(X, logy) if self.memory else None
         return self
+
+    def _refit_every_row(self, X: np.ndarray, logy: np.ndarray, margin: np.ndarray | None, n_train: int) -> None:
+        """Grow the model's trees again on every row, the validation split's too, and so the blend's
+        and the repeated fits' trees (a bag's own fit refits it on its draw): each as many rounds as
+        early stopping chose, times the rows over the training split's. The priors and every validation
+        figure stay the split's, an honest and slightly pessimistic account of the refitted trees
+        (docs/costmodel.md, "Trees refitted on every row")."""
+        params = self._xgb_params(len(X))
+        scale = len(X) / n_train
+
+        def grown(booster: xgb.Booster, seed: int, Xm: np.ndarray, m: np.ndarray | None) -> xgb.Booster:
+            rounds = max(1, round(booster.num_boosted_rounds() * scale))
+            return boost({**params, "seed": seed % 2**32}, (Xm, logy, m), rounds)[0]
+
+        self.booster_ = grown(self.booster_[: self.best_iteration_ + 1], self.random_state, X, margin)
+        self.best_iteration_ = self.booster_.num_boosted_rounds() - 1
+        parts = self._parts(X) if self.members_ else None
+        for k, member in enumerate(self.members_):
+            if member.kind in ("blend", "repeat"):
+                assert parts is not None
+                member.booster = grown(member.booster, self.random_state + 1 + k, X[:, : member.n_features],
+                                       member.margin(X, parts))
 
     def repeats_for(self, n_rows: int) -> int:
         """How many times `fit` fits the model to n rows (`fit_repeats`), bagging aside."""
@@ -296,7 +325,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         fitted to the same rows and split as the model, weighing as much as the model's own trees
         (half of one fit)."""
         other = LatencyModel(**{**self.get_params(), "prior": self.blend, "featurizer": "datasheet", "blend": "none",
-                                "bags": 1, "memory": False, "verbose": False})
+                                "bags": 1, "memory": False, "refit": False, "verbose": False})
         other.fit(X[:, :len(FEATURE_NAMES)], y, groups=groups)
         return BlendMember.of(other, weight, "member_blend.ubj")
 
@@ -409,9 +438,10 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         return None if m is None else np.exp(m)
 
     def predict_own(self, X) -> np.ndarray:
-        """Latency (ms) from what was fitted on the training split alone: the model's own prior and
-        trees, and a blend's member; without bagged or adapted members (they saw every group) and
-        without the memory. What its validation split measures honestly."""
+        """Latency (ms) from the model's own prior and trees, and a blend's member; without bagged
+        or adapted members (they saw every group) and without the memory. Fitted on the training
+        split alone unless `refit` grew the trees again on every row: fit keeps their predictions of
+        the validation split from before that (`val_pred_`)."""
         check_is_fitted(self)
         X = np.asarray(validate_data(self, X, reset=False, dtype=np.float32))
         members = getattr(self, "members_", [])

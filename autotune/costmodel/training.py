@@ -72,7 +72,8 @@ def zoo_metrics(zoo: pd.DataFrame, pred: np.ndarray) -> dict:
 #: blended with trees on the datasheet estimate, and a measured kernel answered with its measurement
 #: (docs/costmodel.md, "Which prior on a measured part"), in trees shallower and with bigger leaves
 #: than on simulated labels: measured labels are fewer and noisy (docs/costmodel.md, "Tree depth on
-#: measured labels"). Parameters the caller passes win.
+#: measured labels"). Parameters the caller passes win (`refit`, trees grown again on every row, is
+#: more accurate and plans no better: docs/costmodel.md, "Trees refitted on every row").
 MEASURED_PARAMS = {"bags": 0, "memory": True, "prior": "layersum", "featurizer": "layersum", "blend": "datasheet",
                    "max_depth": 6, "min_child_weight": 10.0, "repeats": 0}
 
@@ -200,7 +201,7 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params, cv)
         model.fit(X, y, groups=groups)
     fit_s = time.perf_counter() - t0
     _, va = model.split(len(X), groups)
-    pv = model.predict_own(X[va])
+    pv = model.val_pred_ if getattr(model, "val_pred_", None) is not None else model.predict_own(X[va])
     metrics: dict = {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,
                      "validation": accuracy(pv, y[va])}
     by = _by_kind(ds.rows.iloc[va], pv, y[va])

@@ -119,6 +119,7 @@ class LatencyModel(RegressorMixin, BaseEstimator):
     adapt_trees_: xgb.Booster | None  # a universal model's EXTRA_TREES (load only)
     probe_trees_: xgb.Booster | None
     layer_sum_: LayerSumFit | None  # the layer-sum prior's constants (prior "layersum")
+    val_pred_: np.ndarray  # the validation split's predictions (ms) when fitted, before any refit (fit only)
 
     def __init__(
         self,
@@ -309,12 +310,11 @@ class LatencyModel(RegressorMixin, BaseEstimator):
 
         self.booster_ = grown(self.booster_[: self.best_iteration_ + 1], self.random_state, X, margin)
         self.best_iteration_ = self.booster_.num_boosted_rounds() - 1
-        parts = self._parts(X) if self.members_ else None
-        for k, member in enumerate(self.members_):
-            if member.kind in ("blend", "repeat"):
-                assert parts is not None
-                member.booster = grown(member.booster, self.random_state + 1 + k, X[:, : member.n_features],
-                                       member.margin(X, parts))
+        again = [(k, m) for k, m in enumerate(self.members_) if m.kind in ("blend", "repeat")]
+        parts = self._parts(X) if again else {}
+        for k, member in again:
+            member.booster = grown(member.booster, self.random_state + 1 + k, X[:, : member.n_features],
+                                   member.margin(X, parts))
 
     def repeats_for(self, n_rows: int) -> int:
         """How many times `fit` fits the model to n rows (`fit_repeats`), bagging aside."""

@@ -201,7 +201,7 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params, cv)
         model.fit(X, y, groups=groups)
     fit_s = time.perf_counter() - t0
     _, va = model.split(len(X), groups)
-    pv = model.val_pred_ if getattr(model, "val_pred_", None) is not None else model.predict_own(X[va])
+    pv = model.val_pred_  # the split fit's, from before any refit on every row
     metrics: dict = {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,
                      "validation": accuracy(pv, y[va])}
     by = _by_kind(ds.rows.iloc[va], pv, y[va])

@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -73,6 +74,19 @@ def device_hw(bb, name: str, work: Path) -> tuple[object, HardwareConfig]:
     return dev, load_hardware(str(path))
 
 
+def noisy_measure(bb, dev, seed: int, calls_before: int = 0) -> Callable[[Path], Path]:
+    """`learn_part`'s measuring callable on the black box: a real timer's noise is fresh at every
+    call, drawn from the run's seed and the call's number (`calls_before` calls made already: a
+    replay of a run's later stage draws what the run drew)."""
+    calls = itertools.count(calls_before)
+
+    def run(folder: Path) -> Path:
+        measure(bb, dev, folder, folder / "measured.csv", noise=True, seed=seed * 100_003 + next(calls))
+        return folder / "measured.csv"
+
+    return run
+
+
 def zoo_tables(bb, dev, hw: HardwareConfig, nets: list[str], work: Path) -> list[MeasuredTable]:
     """Each network's candidates exported and measured noise-free on the device (cached in `work`)."""
     out = []
@@ -91,15 +105,9 @@ def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, thr
     """The model from `budget` labels: all synthetic, or (`labels="plans"`) a synthetic share and
     then rounds on the kernels the plans of `nets` use (autotune/synth/plan_labels.py); and the labels used."""
     if labels == "plans":
-        calls = itertools.count()
-
-        def run(folder: Path) -> Path:  # a real timer's noise is fresh at every call
-            measure(bb, dev, folder, folder / "measured.csv", noise=True, seed=seed * 100_003 + next(calls))
-            return folder / "measured.csv"
-
-        res = learn_part(hw, run, work / f"plans-{budget}-s{seed}", budget, [load_graph(n) for n in nets],
-                         seed=seed, threads=threads, params=params, network_share=network_share, zoo_share=zoo_share,
-                         synth_share=synth_share,
+        res = learn_part(hw, noisy_measure(bb, dev, seed), work / f"plans-{budget}-s{seed}", budget,
+                         [load_graph(n) for n in nets], seed=seed, threads=threads, params=params,
+                         network_share=network_share, zoo_share=zoo_share, synth_share=synth_share,
                          log=lambda m: print(f"  {hw.name} {budget}: {m}", flush=True))
         return res.model, res.labels
     n_groups = math.ceil(budget / len(hw.core_counts))
@@ -110,6 +118,20 @@ def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, thr
     data = work / f"data-{budget}-s{seed}"
     made = import_profile(folder / "measured.csv", hw, data, folder, force=True)
     return train(hw, data, work / f"model-{budget}-s{seed}", seed=seed, n_jobs=threads, **params).model, made["labels"]
+
+
+def scored(hw: HardwareConfig, model: LatencyModel, nets: list[str], tables: list[MeasuredTable]) -> dict:
+    """The model's accuracy on every candidate pair of `nets` and each strategy's regret per network,
+    all against the device's measurements (`tables`)."""
+    ev = run_eval(nets, hw, model, tables=tables)
+    networks = []
+    for m in ev["models"]:
+        s = m["strategies"]
+        networks.append({"model": m["model"],
+                         **{k: s[k]["ms"] / s["oracle"]["ms"] - 1 for k in EVAL_STRATEGIES if k in s},
+                         "novelty": s["learned"].get("novelty"),
+                         "outside": s["learned"].get("kernels_outside_training")})
+    return {"accuracy": zoo_accuracy(hw, model, nets, tables), "networks": networks}
 
 
 def zoo_accuracy(hw: HardwareConfig, model: LatencyModel, nets: list[str], tables: list[MeasuredTable]) -> dict:
@@ -141,19 +163,11 @@ def device_results(name: str, args: argparse.Namespace, nets: list[str], budgets
         model, used = trained(bb, dev, hw, budget, args.seed, work, args.threads, params, nets, args.labels,
                               args.network_share, args.zoo_share, args.synth_share)
         fit_s = time.perf_counter() - t0
-        acc = zoo_accuracy(hw, model, nets, tables)
-        ev = run_eval(nets, hw, model, tables=tables)
         res = {"device": name, "budget": budget, "labels_used": used, "sampling": args.labels,
                "network_share": NETWORK_SHARE if args.network_share is None else args.network_share,
                "synth_at_most": SYNTH_AT_MOST if args.network_share is None else None,
                "zoo_share": args.zoo_share, "synth_share": args.synth_share,
-               "fit_s": round(fit_s, 1), "accuracy": acc, "networks": []}
-        for m in ev["models"]:
-            s = m["strategies"]
-            res["networks"].append({"model": m["model"], **{k: s[k]["ms"] / s["oracle"]["ms"] - 1
-                                                            for k in EVAL_STRATEGIES if k in s},
-                                    "novelty": s["learned"].get("novelty"),
-                                    "outside": s["learned"].get("kernels_outside_training")})
+               "fit_s": round(fit_s, 1), **scored(hw, model, nets, tables)}
         results.append(res)
         print(summary_line(res), flush=True)
     return results

@@ -478,7 +478,7 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
     `train_kw` asks for (on few measured labels the mean of REPEATS fits, model.py). The last
     `confirm` share of the budget is spent after the last retrain, on the unmeasured kernels of the
     plans `tune` makes and of the rivals that could beat them, into the model's memory only
-    (`_confirm`). A round's export that already holds exactly its picks is measured again in place
+    (`confirm_stage`). A round's export that already holds exactly its picks is measured again in place
     (a killed run resumes). Each profile's repeats are aggregated by `how` (profiles.AGGREGATES).
     Returns the final model and a line per round."""
 
@@ -528,14 +528,14 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
     if not last and fit_repeats(repeats, used) > 1:
         model = fit(True)
     if confirm > 0:
-        model, more = _confirm(hw, measure, work, data, model_dir, used, budget - used, graphs, seed, say, how)
+        model, more = confirm_stage(hw, measure, work, data, model_dir, used, budget - used, graphs, seed, say, how)
         out += more
     return model, out
 
 
-def _confirm(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,
-             rows: int, left: int, graphs: list[Graph], seed: int, say: Callable[[str], None],
-             how: str = "median") -> tuple[LatencyModel, list[dict]]:
+def confirm_stage(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path, data: Path, model_dir: Path,
+                  rows: int, left: int, graphs: list[Graph], seed: int, say: Callable[[str], None],
+                  how: str = "median") -> tuple[LatencyModel, list[dict]]:
     """Passes within `left` labels on the dataset of `rows` rows, each remembered
     (training.remember: the trees stay, so a pass moves a plan only where a measurement says so):
     settle passes (`settle_picks`), each on at most half of what is left so that the next sees what

@@ -68,7 +68,7 @@ def _body(p):
     return next((a.g for a in p.attribute if a.name == "body" and a.type == a.GRAPH), None)
 
 
-def _subgraphs(q) -> list:
+def subgraphs(q) -> list:
     """NodeProto `q`'s subgraphs (If branches, Loop and Scan bodies)."""
     return [g for a in q.attribute for g in ([a.g] if a.HasField("g") else []) + list(a.graphs)]
 
@@ -83,7 +83,7 @@ def _all_names(g, skip: int = -1) -> set[str]:
         out.update(p.input)
         out.update(p.output)
         out.add(p.name)
-        for sub in _subgraphs(p):
+        for sub in subgraphs(p):
             out |= _all_names(sub)
     return out
 
@@ -219,14 +219,14 @@ def _reads(g) -> set[str]:
     """The names graph `g`'s nodes read, in their subgraphs too."""
     out = {t for q in g.node for t in q.input}
     for q in g.node:
-        for sub in _subgraphs(q):
+        for sub in subgraphs(q):
             out |= _reads(sub)
     return out | {o.name for o in g.output}
 
 
 def _rename_outer(q, rename: dict[str, str]) -> None:
     """Rename, inside node `q`'s subgraphs at any depth, the names they read from outside."""
-    for sub in _subgraphs(q):
+    for sub in subgraphs(q):
         local = {vi.name for vi in sub.input} | {t.name for t in sub.initializer}
         for r in sub.node:
             for j, t in enumerate(r.input):
@@ -274,7 +274,7 @@ def _fold_sequences(model, names: set[str]) -> None:
     for p in g.node:
         op, ins = p.op_type, list(p.input)
         if p.domain not in ("", "ai.onnx") or (op not in SEQUENCE_OPS and not (op == "Identity" and ins[0] in seqs)):
-            if any(t in seqs for t in ins) or any(t in seqs for sub in _subgraphs(p) for t in _reads(sub)):
+            if any(t in seqs for t in ins) or any(t in seqs for sub in subgraphs(p) for t in _reads(sub)):
                 return  # a sequence read by an op that is not folded here: leave every sequence as it is
             keep.append(p)
             continue

@@ -919,7 +919,7 @@ def _shapeless_outputs(p) -> list:
     (a Loop's after its condition) and no shapes."""
     from onnx import TensorProto, ValueInfoProto, helper
 
-    sub = next(iter(_bodies(node_attrs(p))), None)
+    sub = next(iter(onnx_control.subgraphs(p)), None)
     skip = 1 if p.op_type == "Loop" else 0
     types = [o.type for o in sub.output[skip:]] if sub is not None else []
     out = []

@@ -38,3 +38,25 @@ def test_two_devices_come_back_in_order_with_every_network_scored(tmp_path, jobs
             assert n["oracle"] == 0.0 and n["learned"] >= -1e-9 and n["greedy"] >= -1e-9
     assert (out / "blackbox.png").stat().st_size > 0
     assert "| gpu-sm | 60 |" in capsys.readouterr().out
+
+
+def test_the_confirm_replay_reproduces_the_run_and_spends_a_larger_budget(tmp_path, monkeypatch):
+    """bench_confirm_replay.py rebuilds the pre-confirm dataset, draws the run's noise again and so
+    scores every strategy exactly as the run did; a larger budget gives the stage more labels."""
+    nets, budget = ["alexnet", "squeezenet1_1"], 80
+    work, out = tmp_path / "work", tmp_path / "out"
+    argv = ["--devices", "gpu-sm", "--networks", ",".join(nets), "--budgets", str(budget), "--jobs", "1",
+            "--work", str(work), "--out", str(out), "--seed", "3"]
+    assert _bench(monkeypatch).main(argv) == 0
+    run = json.loads((out / "blackbox.json").read_text())[0]
+    replay = importlib.import_module("bench_confirm_replay")
+    folder = work / "gpu-sm" / f"plans-{budget}-s3"
+    assert replay.main([str(folder), "--out", str(tmp_path / "r1")]) == 0
+    again = json.loads((tmp_path / "r1" / "replay.json").read_text())
+    assert again["labels_used"] == run["labels_used"]
+    assert again["networks"] == run["networks"]
+    assert replay.main([str(folder), "--budget", str(budget + 20), "--out", str(tmp_path / "r2")]) == 0
+    more = json.loads((tmp_path / "r2" / "replay.json").read_text())
+    assert run["labels_used"] < more["labels_used"] <= budget + 20
+    with pytest.raises(SystemExit, match="below the"):
+        replay.main([str(folder), "--budget", "10", "--out", str(tmp_path / "r3")])

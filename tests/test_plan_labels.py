@@ -78,6 +78,33 @@ def test_memory_answers_measured_rows_with_their_median_and_nothing_else():
     assert not np.allclose(m.predict_own(X), y)  # validation reads the trees, not the memory
 
 
+def test_memory_answers_a_kernel_timed_often_with_a_huber_mean_once_the_timer_spread_is_pooled():
+    from autotune.costmodel.memory import HUBER_K, MIN_POOL, huber_location
+
+    rng = np.random.default_rng(4)
+    n, times, sd = 3000, 7, 0.02
+    truth = rng.normal(0.0, 1.0, n)
+    logs = truth[:, None] + rng.normal(0.0, sd, (n, times))
+    X = np.repeat(np.arange(n, dtype=np.float32)[:, None], times, axis=0)  # one feature row per kernel
+    mem = MeasuredMemory.from_rows(X, logs.ravel())
+    hit, got = mem.lookup(np.arange(n, dtype=np.float32)[:, None])
+    assert hit.all()
+    rms = lambda e: float(np.sqrt(np.mean(e ** 2)))  # noqa: E731
+    # about as efficient as the mean on normal noise; the median is only 64% as efficient
+    assert rms(got - truth) < 0.9 * rms(np.median(logs, axis=1) - truth)
+    assert rms(got - truth) < 1.05 * rms(logs.mean(axis=1) - truth)
+    # a slow outlier moves a kernel's value by at most HUBER_K spreads, where it would move a mean by far more
+    scale = 1.4826 * np.median(np.abs(logs[:, 1] - logs[:, 0])) / np.sqrt(2)
+    slow = logs[0].copy()
+    slow[3] += 1.0
+    assert abs(huber_location(slow, scale) - huber_location(logs[0], scale)) <= HUBER_K * scale
+    assert abs(slow.mean() - logs[0].mean()) > 2 * HUBER_K * scale
+    # before MIN_POOL kernels are timed twice, and for a kernel timed twice, the median answers
+    few = MeasuredMemory.from_rows(X[:times * (MIN_POOL - 1)], logs[:MIN_POOL - 1].ravel())
+    assert np.allclose(np.sort(few.log_ms), np.sort(np.median(logs[:MIN_POOL - 1], axis=1)))
+    assert huber_location(logs[0, :2], scale) == np.median(logs[0, :2])
+
+
 def test_memory_survives_save_and_load_and_a_malformed_one_is_refused(tmp_path):
     rng = np.random.default_rng(2)
     X = rng.uniform(0, 1, size=(80, 5)).astype(np.float32)

@@ -3,19 +3,28 @@
 Trees and a roofline smooth over their labels, so a kernel measured on the part still comes back
 predicted, a few percent off, and the planner's search can prefer an unmeasured rival whose
 prediction errs low (the optimizer's curse). The memory keys every training row by its feature row
-(two pairs with the same row are the same kernel to the model) and returns the median measured
-latency of that row, in log ms, wherever a query row matches exactly. Rows are keyed by a 64-bit
-hash of their float32 bytes, computed with numpy over the whole matrix.
+(two pairs with the same row are the same kernel to the model) and returns that row's measured
+latency, in log ms, wherever a query row matches exactly: a kernel timed more than twice answers
+with a Huber mean of its timings once the timer's spread is known (pooled from the kernels timed
+twice), else with their median (docs/costmodel.md, "A Huber mean of a kernel's timings"). Rows are
+keyed by a 64-bit hash of their float32 bytes, computed with numpy over the whole matrix.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 #: Fixed odd multipliers, one per feature column (drawn once; changing them changes saved keys).
 _SEED = 20261203
+#: Kernels timed twice or more needed before the timer's spread is pooled from them.
+MIN_POOL = 8
+#: Huber's constant, in timer spreads: a timing further than this from its kernel's estimate counts
+#: less, so a slow outlier moves the estimate by at most this much (1.5, as textbooks use: about 96%
+#: as efficient as the mean on normal noise, where the median is 64%).
+HUBER_K = 1.5
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -31,6 +40,35 @@ def first_differences(logs: dict[int, np.ndarray]) -> np.ndarray:
     """Second timing less first of each kernel timed twice or more (log scale), from `logs_by_key`:
     what the timer alone moves a label by (later timings are left out, so every kernel counts once)."""
     return np.array([v[1] - v[0] for v in logs.values() if len(v) >= 2], dtype=np.float64)
+
+
+def pooled_spread(logs: dict[int, np.ndarray]) -> float | None:
+    """The robust standard deviation of one timing's log latency, pooled over the kernels timed twice
+    or more (their first two: a difference has sqrt(2) times the spread); None when fewer than
+    MIN_POOL kernels were."""
+    diffs = np.abs(first_differences(logs))
+    if len(diffs) < MIN_POOL:
+        return None
+    return 1.4826 * float(np.median(diffs)) / math.sqrt(2)
+
+
+def huber_location(v: np.ndarray, scale: float | None) -> float:
+    """One kernel's log timings `v` as one value: their Huber M-estimate of location with constant
+    HUBER_K * `scale` (iteratively reweighted from the median), or their median without a scale or
+    with fewer than three timings (two: the median is their mean)."""
+    v = np.asarray(v, dtype=np.float64)
+    mu = float(np.median(v))
+    if scale is None or scale <= 0 or len(v) < 3:
+        return mu
+    c = HUBER_K * scale
+    for _ in range(50):
+        r = np.abs(v - mu)
+        w = np.minimum(1.0, c / np.maximum(r, 1e-300))
+        new = float(np.sum(w * v) / np.sum(w))
+        if abs(new - mu) <= 1e-12:
+            break
+        mu = new
+    return mu
 
 
 def row_keys(X: np.ndarray) -> np.ndarray:
@@ -51,21 +89,22 @@ def row_keys(X: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MeasuredMemory:
-    """Sorted row keys and the median measured log latency (ms) of each."""
+    """Sorted row keys and the measured log latency (ms) of each (`huber_location` of its timings)."""
 
     keys: np.ndarray
     log_ms: np.ndarray
 
     @classmethod
     def from_rows(cls, X: np.ndarray, log_ms: np.ndarray) -> MeasuredMemory:
-        """The memory of training rows X labelled log_ms: rows with the same key share their median."""
+        """The memory of training rows X labelled log_ms: rows with the same key share one value,
+        the Huber mean of their timings on the spread pooled over every kernel timed twice."""
         keys = row_keys(X)
         order = np.argsort(keys, kind="stable")
         k, v = keys[order], np.asarray(log_ms, dtype=np.float64)[order]
         uniq, start = np.unique(k, return_index=True)
-        bounds = np.append(start, len(k))
-        med = np.array([np.median(v[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
-        return cls(uniq, med)
+        timings = np.split(v, start[1:])  # each kernel's, in row order (the order they were measured)
+        scale = pooled_spread(dict(enumerate(timings)))
+        return cls(uniq, np.array([huber_location(t, scale) for t in timings]))
 
     def __len__(self) -> int:
         return len(self.keys)

@@ -30,7 +30,7 @@ import pandas as pd
 
 from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.features import featurize_batch
-from autotune.costmodel.memory import first_differences, logs_by_key, row_keys
+from autotune.costmodel.memory import MIN_POOL, logs_by_key, pooled_spread, row_keys
 from autotune.costmodel.model import ONE_FIT, LatencyModel, fit_repeats
 from autotune.costmodel.training import fit_params, remember, train
 from autotune.data.dataset import read_dataset
@@ -113,8 +113,9 @@ CONFIRM_SHARE = 0.15
 #: a measured kernel is measured again (a single timing can be an outlier, and the search picks the
 #: kernels measured low as it picks those predicted low) and an unmeasured one measured, by how much
 #: of a call's expected loss it removes, each kernel at most MEASURE_AT_MOST times (the memory
-#: answers with the median), until no call's expected loss reaches SETTLE_LOSS of its network's
-#: time, in up to SETTLE_PASSES passes of at most half of what is left (at least SETTLE_AT_LEAST).
+#: answers with a Huber mean of its timings), until no call's expected loss reaches SETTLE_LOSS of
+#: its network's time, in up to SETTLE_PASSES passes of at most half of what is left (at least
+#: SETTLE_AT_LEAST).
 #: Ten timings left a near-tie 0.61% behind greedy at 16,000 labels, the chosen kernel's median 2%
 #: low; the expected loss stops the timings of a settled call long before thirty (docs/costmodel.md,
 #: "The losses to a baseline").
@@ -129,8 +130,6 @@ ERROR_CORRELATION = 0.5
 #: The timer's spread (log latency) assumed until MIN_POOL kernels are timed twice: a few percent,
 #: as timers on accelerators and CPUs go; replaced by the pooled spread as soon as it is measured.
 PROVISIONAL_SPREAD = 0.03
-#: Kernels measured twice needed before the timer's spread is pooled from them.
-MIN_POOL = 8
 #: Each measured folder's picks: their prediction when picked, how often they were timed then, and
 #: what the folder measured (`record_plan_errors`).
 PLAN_ERRORS = "plan_errors.csv"
@@ -603,10 +602,8 @@ def timer_spread(logs: dict[int, np.ndarray]) -> float | None:
     measured twice or more (their first two: a difference has sqrt(2) times the spread); None when
     fewer than MIN_POOL kernels were."""
 
-    diffs = np.abs(first_differences(logs))
-    if len(diffs) < MIN_POOL:
-        return None
-    return max(1.4826 * float(np.median(diffs)) / math.sqrt(2), MIN_SPREAD)
+    spread = pooled_spread(logs)
+    return None if spread is None else max(spread, MIN_SPREAD)
 
 
 def timer_report(logs: dict[int, np.ndarray]) -> str:
@@ -637,8 +634,9 @@ def expected_loss(gap: float, sd: float) -> float:
 
 def kernel_variance(logs: np.ndarray | None, spread: float, guess: float, more: int = 0) -> float:
     """Variance (log scale) of what the model answers for a kernel after `more` timings: a measured
-    one's median, by the timer's spread or the kernel's own timings where they disagree more, over
-    how often it is timed; an unmeasured one's prediction by `guess` (the model's error) until timed."""
+    one's Huber mean (memory.huber_location), by the timer's spread or the kernel's own timings
+    where they disagree more, over how often it is timed; an unmeasured one's prediction by `guess`
+    (the model's error) until timed."""
     n = 0 if logs is None else len(logs)
     if n + more == 0:
         return guess * guess

@@ -392,7 +392,7 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
     the manifest plus `outliers` (report lines) and `measurements` (rows read). With `append`, the
     rows become one more shard of the measured dataset already in `out` (a later round of labels);
     with `again` too they may re-measure pairs already there (both rows are kept, and a model's
-    memory answers the kernel with the median of its rows)."""
+    memory answers the kernel with a robust mean of its rows, memory.huber_location)."""
     csv_path = Path(csv_path)
     groups = Path(groups) if groups is not None else csv_path.parent
     info, gframe, _ = read_export(groups)

@@ -19,13 +19,13 @@ import numpy as np
 
 #: Fixed odd multipliers, one per feature column (drawn once; changing them changes saved keys).
 _SEED = 20261203
+_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 #: Kernels timed twice or more needed before the timer's spread is pooled from them.
 MIN_POOL = 8
 #: Huber's constant, in timer spreads: a timing further than this from its kernel's estimate counts
 #: less, so a slow outlier moves the estimate by at most this much (1.5, as textbooks use: about 96%
 #: as efficient as the mean on normal noise, where the median is 64%).
 HUBER_K = 1.5
-_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def logs_by_key(X: np.ndarray, logy: np.ndarray) -> dict[int, np.ndarray]:

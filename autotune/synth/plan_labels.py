@@ -598,10 +598,8 @@ def measured_logs(hw: HardwareConfig, data: Path, featurizer: str = "datasheet")
 
 
 def timer_spread(logs: dict[int, np.ndarray]) -> float | None:
-    """The robust standard deviation of one measurement's log latency, pooled over the kernels
-    measured twice or more (their first two: a difference has sqrt(2) times the spread); None when
-    fewer than MIN_POOL kernels were."""
-
+    """The timer's spread as the settle passes weigh it: `memory.pooled_spread` (the one the memory's
+    Huber mean uses), at least MIN_SPREAD; None when fewer than MIN_POOL kernels were timed twice."""
     spread = pooled_spread(logs)
     return None if spread is None else max(spread, MIN_SPREAD)
 

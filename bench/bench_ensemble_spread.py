@@ -27,7 +27,7 @@ from autotune.frontends import zoo  # noqa: E402
 from autotune.frontends.loader import load_graph  # noqa: E402
 from autotune.hardware.config import load_hardware  # noqa: E402
 from autotune.planning.planner import distinct_features  # noqa: E402
-from autotune.synth.plan_labels import _tables  # noqa: E402
+from autotune.synth.plan_tables import kernel_tables  # noqa: E402
 from autotune.synth.profiles import measured_table  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     for net in zoo.names():
         _, table = measured_table(w / "zoo" / net, hw)
         g = load_graph(net)
-        si, sj, inverse, pred, _, measured, at = _tables(g, hw, model)
+        si, sj, inverse, pred, _, measured, at = kernel_tables(g, hw, model)
         Xz, _ = distinct_features(g, hw, model, si, sj)
         spread = np.log(np.stack([m.predict(Xz) for m in members])).std(0).reshape(pred.shape)
         first = {int(inverse[r]): ij for ij, r in sorted(at.items(), key=lambda x: -x[1])}

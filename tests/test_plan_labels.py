@@ -21,8 +21,10 @@ from autotune.hardware.config import load_hardware
 from autotune.planning.costs import make_cost
 from autotune.planning.planner import cost_table, dp_from_table, spans
 from autotune.synth.measure import measure
-from autotune.synth.plan_labels import as_pairs, learn_part, measured_logs, network_picks, plan_picks, quotas
+from autotune.synth.plan_labels import learn_part, network_picks, plan_picks, quotas
+from autotune.synth.plan_tables import as_pairs
 from autotune.synth.profiles import export_groups, import_profile, read_export, write_profile
+from autotune.synth.settle import measured_logs
 
 HW = load_hardware("mlu100")
 NET = "squeezenet1_1"
@@ -327,7 +329,8 @@ def test_confirm_passes_remember_every_label_and_measure_the_final_plans(learned
     passes could not reach."""
     from autotune.costmodel.feature_cache import dataset_features
     from autotune.data.dataset import read_dataset
-    from autotune.synth.plan_labels import SETTLE_PASSES, measured_logs, settle_picks
+    from autotune.synth.plan_labels import SETTLE_PASSES
+    from autotune.synth.settle import settle_picks
 
     part, graphs, res = learned
     settles = [r for r in res.rounds if r["kind"] == "settle"]
@@ -357,7 +360,8 @@ def test_settle_passes_measure_deciding_kernels_again_and_at_most_measure_at_mos
     the final plan or a rival's, never one more than MEASURE_AT_MOST times; and what they leave
     is settled, or beyond the budget or the passes."""
     from autotune.data.dataset import read_dataset
-    from autotune.synth.plan_labels import MEASURE_AT_MOST, SETTLE_PASSES, measured_logs, settle_picks
+    from autotune.synth.plan_labels import SETTLE_PASSES
+    from autotune.synth.settle import MEASURE_AT_MOST, settle_picks
 
     part, graphs, res = learned_wide
     settles = [r for r in res.rounds if r["kind"] == "settle"]
@@ -379,7 +383,7 @@ def test_each_measured_folder_records_its_picks_errors_against_what_it_measured(
     import pandas as pd
 
     from autotune.data.dataset import read_dataset
-    from autotune.synth.plan_labels import PLAN_ERRORS, plan_error
+    from autotune.synth.plan_errors import PLAN_ERRORS, plan_error
 
     part, graphs, res = learned_wide
     work = res.data.parent
@@ -407,13 +411,14 @@ def test_settle_times_the_plans_largest_kernels_again_when_calls_look_settled_on
     """With no kernel timed twice the timer's spread is only assumed: when every call looks settled
     on it, the final plan's kernels timed once are picked after its unmeasured ones, largest share
     first, as many as pooling needs; not once the spread can be pooled."""
-    from autotune.synth import plan_labels
-    from autotune.synth.plan_labels import MIN_POOL, measured_logs, settle_picks
+    from autotune.costmodel.memory import MIN_POOL
+    from autotune.synth import settle
+    from autotune.synth.settle import settle_picks
 
     part, graphs, res = learned
     logs = {k: v[:1] for k, v in measured_logs(part, res.data, res.model.featurizer).items()}
     back = LatencyModel.load(res.model_dir, part)
-    monkeypatch.setattr(plan_labels, "SETTLE_LOSS", np.inf)  # every call settled
+    monkeypatch.setattr(settle, "SETTLE_LOSS", np.inf)  # every call settled
     picks = settle_picks(part, back, graphs, logs, 10_000)
     assert all(p.tier == 0 for p in picks)
     cal = [p for p in picks if p.key in logs]
@@ -427,7 +432,8 @@ def test_a_calls_expected_loss_and_what_a_timing_takes_from_it():
     """The normal loss function: a call far clear loses nothing, a tie loses sd / sqrt(2 pi), a
     rival better on the estimates loses at least the gap; a kernel's variance falls with its timings,
     is the model's error until it is timed, and a kernel whose timings disagree counts as noisier."""
-    from autotune.synth.plan_labels import MIN_POOL, expected_loss, kernel_variance, timer_spread
+    from autotune.costmodel.memory import MIN_POOL
+    from autotune.synth.settle import expected_loss, kernel_variance, timer_spread
 
     rng = np.random.default_rng(3)
     logs = {k: rng.normal(0, 0.02, size=2) for k in range(60)}
@@ -448,7 +454,8 @@ def test_a_calls_expected_loss_and_what_a_timing_takes_from_it():
 def test_the_timer_report_gives_the_spread_and_the_slow_repeats_once_enough_kernels_are_timed_twice():
     """Too few kernels timed twice: the spread is not measured and the line says what is assumed;
     enough: the pooled spread, and the repeats far slower than their kernel's fastest counted."""
-    from autotune.synth.plan_labels import MIN_POOL, timer_report
+    from autotune.costmodel.memory import MIN_POOL
+    from autotune.synth.settle import timer_report
 
     rng = np.random.default_rng(7)
     few = {k: rng.normal(0, 0.02, size=2 if k < MIN_POOL - 1 else 1) for k in range(40)}
@@ -481,7 +488,7 @@ def test_a_profile_imported_again_keeps_both_rows_and_needs_append(tmp_path, cap
 
 def test_plan_picks_merge_into_one_export_row_per_group():
     g = zoo.build(NET)
-    from autotune.synth.plan_labels import Pick
+    from autotune.synth.plan_tables import Pick
 
     picks = [Pick(g, 0, 2, 1, 3.0, 1), Pick(g, 0, 2, 4, 2.0, 2), Pick(g, 3, 5, 8, 1.0, 3)]
     assert [(i, j, ks) for _, i, j, ks in as_pairs(picks)] == [(0, 2, [1, 4]), (3, 5, [8])]
@@ -723,7 +730,7 @@ def test_local_moves_are_whole_plans_one_move_away_at_every_place_the_kernel_rep
     is made at each of its places."""
     from itertools import combinations
 
-    from autotune.synth.plan_labels import local_moves
+    from autotune.synth.settle import local_moves
 
     content = [0, 1, 2, 3, 0, 1, 2, 3]  # two copies of one block
     si, sj, inverse, at, kinds = _toy_spans(len(content), 4, content)
@@ -767,8 +774,8 @@ def test_a_calls_variance_adds_shared_model_error_on_one_side_and_cancels_it_acr
     """Unmeasured kernels share ERROR_CORRELATION of the model's error: n equal ones on one side err
     as g^2 t^2 ((1 - rho) n + rho n^2), one on each side cancel that share; what one more timing
     takes off the call's variance is the difference of the variance before and after it."""
-    from autotune.synth.plan_labels import ERROR_CORRELATION as rho
-    from autotune.synth.plan_labels import call_variance, variance_drops
+    from autotune.synth.settle import ERROR_CORRELATION as rho
+    from autotune.synth.settle import call_variance, variance_drops
 
     g, n = 0.2, 6
     t, new, var = np.full(n, 0.5), np.ones(n, bool), np.full(n, 0.04)
@@ -793,7 +800,8 @@ def test_settle_moves_measure_kernels_no_plan_of_the_model_holds(learned_wide):
     from autotune.planning import strategies
     from autotune.planning.costs import make_cost
     from autotune.planning.planner import sure_plan
-    from autotune.synth.plan_labels import RIVALS, measured_logs, settle_picks
+    from autotune.synth.plan_tables import RIVALS
+    from autotune.synth.settle import settle_picks
 
     part, graphs, res = learned_wide
     back = LatencyModel.load(res.model_dir, part)

@@ -158,8 +158,9 @@ def _synth_on_this_cpu(hw: HardwareConfig, folder: Path, args: argparse.Namespac
     from autotune.costmodel.training import MEASURED_PARAMS
     from autotune.hardware.host import host_cores
     from autotune.synth.cpu_labels import synth_by_measuring
-    from autotune.synth.plan_labels import ZOO_SHARE, measured_logs, timer_report
+    from autotune.synth.plan_labels import ZOO_SHARE
     from autotune.synth.profiles import CPU_BUDGET
+    from autotune.synth.settle import measured_logs, timer_report
 
     if hw.cores > host_cores():
         raise AutotuneError(f"--backend onnxruntime measures this host ({host_cores()} cores); {hw.name} has "

@@ -44,7 +44,8 @@ def _export_plan_pairs(args: argparse.Namespace, hw) -> int:
     """export-groups --plans: the pairs the part's model plans with and has not measured."""
     from autotune.cli.commands import load_model
     from autotune.frontends.loader import load_graph
-    from autotune.synth.plan_labels import as_pairs, plan_picks
+    from autotune.synth.plan_labels import plan_picks
+    from autotune.synth.plan_tables import as_pairs
     from autotune.synth.profiles import export_groups
 
     model = load_model(hw, args.hw, args.models_dir, model_dir=args.model_dir)
@@ -168,8 +169,9 @@ def cmd_learn(args: argparse.Namespace) -> int:
     from autotune.costmodel.model_io import check_model_for
     from autotune.fileio import publish_folder
     from autotune.frontends.loader import load_graph
-    from autotune.synth.plan_labels import ROUNDS, SYNTH_SHARE, ZOO_SHARE, learn_part, measured_logs, timer_report
+    from autotune.synth.plan_labels import ROUNDS, SYNTH_SHARE, ZOO_SHARE, learn_part
     from autotune.synth.profiles import read_export
+    from autotune.synth.settle import measured_logs, timer_report
 
     hw = load_hardware(args.hw)
     work = Path(args.work or Path("work") / hw_slug(args.hw))

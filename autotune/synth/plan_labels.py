@@ -21,16 +21,13 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cache
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.features import featurize_batch
-from autotune.costmodel.memory import MIN_POOL, logs_by_key, pooled_spread, row_keys
+from autotune.costmodel.memory import row_keys
 from autotune.costmodel.model import ONE_FIT, LatencyModel, fit_repeats
 from autotune.costmodel.training import fit_params, remember, train
 from autotune.data.dataset import read_dataset
@@ -40,26 +37,11 @@ from autotune.frontends import zoo
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph
 from autotune.ir.tables import GroupBatch
-from autotune.planning import strategies
-from autotune.planning.costs import memo_cost
-from autotune.planning.planner import (
-    best_covers,
-    candidate_id,
-    distinct_features,
-    dp_from_table,
-    span_index,
-    spans,
-    unmeasured_doubt,
-)
-from autotune.synth.profiles import (
-    MIN_SPREAD,
-    aggregate,
-    export_groups,
-    import_profile,
-    read_export,
-    read_profile,
-    synthetic_export_of,
-)
+from autotune.planning.planner import candidate_id, dp_from_table, spans, unmeasured_doubt
+from autotune.synth.plan_errors import error_text, record_plan_errors
+from autotune.synth.plan_tables import RIVALS, Pick, as_pairs, kernel_tables, plan_bound, plan_cells, rival_cells
+from autotune.synth.profiles import export_groups, import_profile, read_export, synthetic_export_of
+from autotune.synth.settle import measured_logs, settle_picks
 
 #: Share of the budget spent before the first plans: synthetic groups and random candidate kernels.
 SYNTH_SHARE = 0.5
@@ -109,52 +91,14 @@ DRAWS = 8
 #: the rivals that could still beat them get their unmeasured kernels measured, into the model's
 #: memory only (the trees stay, so the plans do not move again).
 CONFIRM_SHARE = 0.15
-#: The confirm stage settles the calls between the final plans and the baselines' (`settle_picks`):
-#: a measured kernel is measured again (a single timing can be an outlier, and the search picks the
-#: kernels measured low as it picks those predicted low) and an unmeasured one measured, by how much
-#: of a call's expected loss it removes, each kernel at most MEASURE_AT_MOST times (the memory
-#: answers with a Huber mean of its timings), until no call's expected loss reaches SETTLE_LOSS of
-#: its network's time, in up to SETTLE_PASSES passes of at most half of what is left (at least
-#: SETTLE_AT_LEAST).
-#: Ten timings left a near-tie 0.61% behind greedy at 16,000 labels, the chosen kernel's median 2%
-#: low; the expected loss stops the timings of a settled call long before thirty (docs/costmodel.md,
-#: "The losses to a baseline").
-MEASURE_AT_MOST = 30
-SETTLE_LOSS = 1e-5
+#: The confirm stage settles the calls between the final plans and the baselines' (settle.py,
+#: `settle_picks`): a measured kernel is measured again (a single timing can be an outlier, and the
+#: search picks the kernels measured low as it picks those predicted low) and an unmeasured one
+#: measured, by how much of a call's expected loss it removes, until no call's expected loss
+#: reaches SETTLE_LOSS of its network's time, in up to SETTLE_PASSES passes of at most half of what
+#: is left (at least SETTLE_AT_LEAST).
 SETTLE_PASSES = 8
 SETTLE_AT_LEAST = 10
-#: How much of the model's error two unmeasured kernels share (its correlation): a model that
-#: overrates one single eltwise layer overrates them all, so a plan of many unmeasured kernels errs
-#: nearly as much as its total, not as the root of their squares.
-ERROR_CORRELATION = 0.5
-#: The timer's spread (log latency) assumed until MIN_POOL kernels are timed twice: a few percent,
-#: as timers on accelerators and CPUs go; replaced by the pooled spread as soon as it is measured.
-PROVISIONAL_SPREAD = 0.03
-#: Each measured folder's picks: their prediction when picked, how often they were timed then, and
-#: what the folder measured (`record_plan_errors`).
-PLAN_ERRORS = "plan_errors.csv"
-#: A repeat this many spreads slower than its kernel's fastest timing counts as a slow reading in
-#: `timer_report` (the spread is 2% on the black boxes, their slow outliers +22% to +31%).
-SLOW_SPREADS = 5
-#: The baselines whose plans (on the same model, or the datasheet's for `analytic`) are measured
-#: too: once their kernels are measured, the learned DP can only beat them by its own unmeasured
-#: kernels, which the next round measures; and a fusion the model overrates gets a measurement.
-RIVALS = ("greedy", "fuse-max", "cores-only", "none", "dlfusion", "analytic")
-
-
-@dataclass
-class Pick:
-    """One (candidate group, core count) pair of a plan: what it would cost to measure, and why."""
-
-    graph: Graph
-    i: int
-    j: int
-    cores: int
-    predicted_ms: float
-    key: int = field(repr=False)
-    tier: int = 0  # 0: the learned plan's, 1: a rival's (with `sure`: one that could beat it), 2: another rival's
-    share: float = 0.0  # its predicted time, every use counted, over its plan's predicted total
-    timed: int = 0  # how often it was measured when picked (its prediction is then the memory's)
 
 
 def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], limit: int,
@@ -170,7 +114,7 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
     unmeasured kernels one mean validation error cheaper, costs less than the learned plan with its
     own one dearer (a sum of kernels errs less than its worst kernel). Without `sure` every rival
     is tier 1: a fusion the model overrates by far is measured only that way. With a `draw` (a seed)
-    the learned plan is made on a Thompson draw instead (DRAWS). `tables` are the networks' `_tables`
+    the learned plan is made on a Thompson draw instead (DRAWS). `tables` are the networks' `kernel_tables`
     on this model, when the caller has them already (several draws on one model)."""
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
@@ -178,7 +122,7 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
     sigma = math.sqrt(math.pi / 2) * math.log1p(typical)  # a normal's sigma from its mean absolute error
     picks: dict[int, Pick] = {}
     for n, g in enumerate(graphs):
-        net = tables[n] if tables is not None else _tables(g, hw, model)
+        net = tables[n] if tables is not None else kernel_tables(g, hw, model)
         if net is None:
             continue
         si, sj, inverse, pred, keys, measured, at = net
@@ -188,14 +132,14 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
             factor = np.exp(sigma * np.random.default_rng([draw, n]).standard_normal(pred.shape))
         table = np.where(measured, pred, pred * factor)[inverse]
 
-        mine = _cells(dp_from_table(g, hw, si, sj, table, "learned"), inverse, at, ks)
-        worst = _bound(mine, pred, measured, 1.0 + typical)
+        mine = plan_cells(dp_from_table(g, hw, si, sj, table, "learned"), inverse, at, ks)
+        worst = plan_bound(mine, pred, measured, 1.0 + typical)
         plans = [(0, mine)]
-        for cs in _rival_cells(g, hw, model, net, rivals):
-            plans.append((1 if not sure or _bound(cs, pred, measured, 1.0 / (1.0 + typical)) < worst else 2, cs))
+        for cs in rival_cells(g, hw, model, net, rivals):
+            plans.append((1 if not sure or plan_bound(cs, pred, measured, 1.0 / (1.0 + typical)) < worst else 2, cs))
         for tier, cs in plans:
             uses = Counter((d, c) for d, c, _, _ in cs)
-            total = max(_bound(cs, pred, measured, 1.0), 1e-12)
+            total = max(plan_bound(cs, pred, measured, 1.0), 1e-12)
             for d, c, i, j in cs:
                 key = int(keys[d, c])
                 if measured[d, c]:
@@ -328,52 +272,6 @@ def quotas(sizes: list[int], limit: int) -> list[int]:
     return out
 
 
-def _tables(g: Graph, hw: HardwareConfig, model: LatencyModel):
-    """A network's spans (si, sj), each span's distinct content (inverse), and per distinct content x
-    core count: the model's prediction, memory key and whether it is measured; plus the span rows
-    (`span_index`). None for a network with no fusable span."""
-    si, sj = spans(g, hw)
-    if not len(si):
-        return None
-    X, inverse = distinct_features(g, hw, model, si, sj)
-    pred = model.predict(X).reshape(-1, len(hw.core_counts))
-    memory = getattr(model, "memory_", None)
-    measured = (memory.lookup(X)[0] if memory is not None else np.zeros(len(X), bool)).reshape(pred.shape)
-    return si, sj, inverse, pred, row_keys(X).reshape(pred.shape), measured, span_index(si, sj)
-
-
-def _rival_cells(g: Graph, hw: HardwareConfig, model: LatencyModel, net: tuple, rivals: tuple[str, ...]
-                 ) -> list[list[tuple[int, int, int, int]]]:
-    """The `_cells` of each rival's plan of `g` on `model`, searching on the predictions `_tables`
-    made already (`net`; costs.memo_cost) instead of predicting every candidate again."""
-    if not rivals:
-        return []
-    _, _, inverse, pred, _, _, at = net
-    ks = np.asarray(hw.core_counts, dtype=np.int64)
-    search = memo_cost(hw, model, g, at, pred[inverse])
-    return [_cells(strategies.run(name, g, hw, model=model, search=search), inverse, at, ks) for name in rivals]
-
-
-def _cells(plan, inverse: np.ndarray, at: dict[tuple[int, int], int], ks: np.ndarray
-           ) -> list[tuple[int, int, int, int]]:
-    """(distinct content, core column, i, j) of each kernel of `plan`; an unfusable layer alone has no span."""
-    return [(int(inverse[at[(grp.i, grp.j)]]), int(np.flatnonzero(ks == grp.cores)[0]), grp.i, grp.j)
-            for grp in plan.groups if (grp.i, grp.j) in at]
-
-
-def _bound(cells: list[tuple[int, int, int, int]], pred: np.ndarray, measured: np.ndarray, factor: float) -> float:
-    """A plan's predicted cost with its unmeasured kernels `factor` times their prediction."""
-    return float(sum(pred[d, c] * (1.0 if measured[d, c] else factor) for d, c, _, _ in cells))
-
-
-def as_pairs(picks: list[Pick]) -> list[tuple[Graph, int, int, list[int]]]:
-    """Picks merged per candidate group, in `export_groups(pairs=...)`'s form."""
-    merged: dict[tuple[int, int, int], tuple[Graph, int, int, list[int]]] = {}
-    for p in picks:
-        merged.setdefault((id(p.graph), p.i, p.j), (p.graph, p.i, p.j, []))[3].append(p.cores)
-    return list(merged.values())
-
-
 @dataclass
 class LearnResult:
     """What `learn_part` made: the final model, its dataset folder, and the labels of each round."""
@@ -504,7 +402,7 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
             break
         size = math.ceil(left / (rounds - r + 1))
         rate = explore if r > rounds // 2 else 0.0
-        nets = [_tables(g, hw, model) for g in graphs]  # one model for the whole round
+        nets = [kernel_tables(g, hw, model) for g in graphs]  # one model for the whole round
         picks = plan_picks(hw, model, graphs, size, rate, tables=nets)
         draws = 0
         while len(picks) < size and draws < DRAWS:  # the plans are measured: draw where they could go
@@ -521,7 +419,7 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
         added, used = int(made["labels"]) - used, int(made["labels"])
         out.append({"round": r, "kind": "plans", "labels": added, "explore": rate, "draws": draws})
         say(f"round {r}: {added} labels on the plans' kernels (explore {rate:.0%}, {draws} draws), {used} in all, "
-            f"{time.perf_counter() - t0:.0f} s{_error_text(folder)}")
+            f"{time.perf_counter() - t0:.0f} s{error_text(folder)}")
         last = r == rounds or budget - reserve - used <= 0
         model = fit(last)
     if not last and fit_repeats(repeats, used) > 1:
@@ -555,7 +453,7 @@ def confirm_stage(hw: HardwareConfig, measure: Callable[[Path], Path], work: Pat
         left -= added
         model = remember(hw, data, model_dir)
         out.append({"round": n, "kind": kind, "labels": added, "explore": 0.0})
-        say(f"{kind} {n}: {added} labels {what}, {made['labels']} in all{_error_text(folder)}")
+        say(f"{kind} {n}: {added} labels {what}, {made['labels']} in all{error_text(folder)}")
 
     def settle(moves: bool = False) -> None:
         for _ in range(SETTLE_PASSES):
@@ -588,232 +486,6 @@ def confirm_stage(hw: HardwareConfig, measure: Callable[[Path], Path], work: Pat
     return model, out
 
 
-def measured_logs(hw: HardwareConfig, data: Path, featurizer: str = "datasheet") -> dict[int, np.ndarray]:
-    """Every measured kernel's log latencies (ms) in the dataset, by its memory key (a row measured
-    again in a later shard adds to its kernel's list)."""
-
-    ds = read_dataset(data, hw)
-    X, _ = dataset_features(ds, hw, featurizer)
-    return logs_by_key(X, np.log(ds.rows["latency_ms"].to_numpy(np.float64)))
-
-
-def timer_spread(logs: dict[int, np.ndarray]) -> float | None:
-    """The timer's spread as the settle passes weigh it: `memory.pooled_spread` (the one the memory's
-    Huber mean uses), at least MIN_SPREAD; None when fewer than MIN_POOL kernels were timed twice."""
-    spread = pooled_spread(logs)
-    return None if spread is None else max(spread, MIN_SPREAD)
-
-
-def timer_report(logs: dict[int, np.ndarray]) -> str:
-    """One line on the part's timer from the kernels timed more than once: its spread (what
-    `timer_spread` pools) and how many repeats read far slower than their kernel's fastest (slow
-    outliers: interference only slows a run down; docs/costmodel.md, "The timer's noise")."""
-    repeated = [v for v in logs.values() if len(v) >= 2]
-    spread = timer_spread(logs)
-    if spread is None:
-        return (f"timer: {len(repeated)} kernel(s) timed twice or more, fewer than {MIN_POOL}: spread not "
-                f"measured ({PROVISIONAL_SPREAD:.0%} assumed)")
-    excess = np.concatenate([v - v.min() for v in repeated])
-    slow = int(np.sum(excess > SLOW_SPREADS * spread))
-    chances = len(excess) - len(repeated)
-    return (f"timer: spread {spread:.1%} a timing (from {len(repeated)} kernels timed twice or more); {slow} of "
-            f"{chances} repeats read over {SLOW_SPREADS:.0f} spreads slower than their kernel's fastest")
-
-
-def expected_loss(gap: float, sd: float) -> float:
-    """What sticking with a plan costs in expectation when a rival is `gap` dearer on the estimates
-    and the true difference is normal around it with standard deviation `sd`: E[max(0, -diff)],
-    the normal loss function sd * (phi(z) - z * Q(z)), z = gap / sd."""
-    if sd <= 0:
-        return max(-gap, 0.0)
-    z = gap / sd
-    return sd * (math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) - z * 0.5 * math.erfc(z / math.sqrt(2)))
-
-
-def kernel_variance(logs: np.ndarray | None, spread: float, guess: float, more: int = 0) -> float:
-    """Variance (log scale) of what the model answers for a kernel after `more` timings: a measured
-    one's Huber mean (memory.huber_location), by the timer's spread or the kernel's own timings
-    where they disagree more, over how often it is timed; an unmeasured one's prediction by `guess`
-    (the model's error) until timed."""
-    n = 0 if logs is None else len(logs)
-    if n + more == 0:
-        return guess * guess
-    own = float(np.var(logs, ddof=1)) if logs is not None and n >= 2 else 0.0
-    return max(spread * spread, own) / (n + more)
-
-
-def call_variance(times: np.ndarray, var: np.ndarray, sign: np.ndarray, new: np.ndarray, guess: float) -> float:
-    """Variance of a call's difference (ms squared): kernels whose times (every use counted) are
-    `times`, log variances `var`, on the final plan's side (`sign` +1) or the rival's (-1); the
-    unmeasured ones (`new`) share ERROR_CORRELATION of the model's error `guess`, so their errors
-    add up on one side and cancel across the two."""
-    t = np.asarray(times, dtype=np.float64)
-    shared = float(np.sum((sign * t)[new])) ** 2 - float(np.sum(t[new] ** 2))
-    return float(np.sum(t * t * var)) + ERROR_CORRELATION * guess * guess * shared
-
-
-def variance_drops(times: np.ndarray, var: np.ndarray, after: np.ndarray, sign: np.ndarray, new: np.ndarray,
-                   guess: float) -> np.ndarray:
-    """How much one more timing of each kernel takes off `call_variance`: its own variance falls to
-    `after`, and an unmeasured one no longer shares the model's error with the others."""
-    t = np.asarray(times, dtype=np.float64)
-    total = float(np.sum((sign * t)[new]))
-    shared = 2.0 * sign * t * (total - sign * t)  # call_variance's shared term, before less after
-    return t * t * (var - after) + np.where(new, ERROR_CORRELATION * guess * guess * shared, 0.0)
-
-
-def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], logs: dict[int, np.ndarray],
-                 limit: int, rivals: tuple[str, ...] = RIVALS, moves: bool = False) -> list[Pick]:
-    """What to measure next, at most `limit`: first the unmeasured kernels of the plan `tune`
-    makes (planner.sure_plan), by their share of its time; then, for each call between that plan
-    and one of the `rivals`' (or, with `moves`, a plan one `local_moves` move away), the kernels
-    where the two differ, unmeasured or measured (fewer than
-    MEASURE_AT_MOST times), by how much of the call's expected loss one more measurement of each
-    removes (`expected_loss` of the gap over the call's spread, as a share of the network's time,
-    times the kernel's share of that spread's variance it takes away; a kernel in several calls
-    counts by its largest). A measured kernel errs by the timer's spread (pooled from kernels timed
-    twice, PROVISIONAL_SPREAD before MIN_POOL of them are), an unmeasured one by the model's error,
-    ERROR_CORRELATION of it shared (`call_variance`); every use of a kernel counts. Calls whose
-    loss is below SETTLE_LOSS pick nothing. When every call against a baseline looks settled
-    before the spread is pooled, the final plans' largest kernels timed once are picked after
-    their unmeasured ones, as many as pooling needs: a part whose calls look clear on the
-    provisional spread may have a noisier timer."""
-
-    ks = np.asarray(hw.core_counts, dtype=np.int64)
-    doubt, typical = unmeasured_doubt(model), unmeasured_doubt(model, tail=False)
-    guess = math.sqrt(math.pi / 2) * math.log1p(typical)  # a normal's sigma from its mean absolute error
-    pooled = timer_spread(logs)
-    spread = pooled or PROVISIONAL_SPREAD
-    first: dict[int, Pick] = {}
-    once: dict[int, Pick] = {}  # the final plans' kernels timed once: what calibrates the timer
-    scores: dict[int, tuple[float, Pick]] = {}
-    open_calls = 0  # calls against a baseline still worth a timing (a move's never looks settled for long)
-    for g in graphs:
-        net = _tables(g, hw, model)
-        if net is None:
-            continue
-        si, sj, inverse, pred, keys, measured, at = net
-        everything = np.ones(pred.shape, bool)
-        mine = _cells(dp_from_table(g, hw, si, sj, np.where(measured, pred, pred * (1.0 + doubt))[inverse],
-                                    "learned"), inverse, at, ks)
-        cost = max(_bound(mine, pred, everything, 1.0), 1e-12)
-        a = Counter(c[:2] for c in mine)
-        for d, c, i, j in mine:
-            key = int(keys[d, c])
-            pick = Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 0, float(pred[d, c]) * a[d, c] / cost)
-            if not measured[d, c]:
-                first.setdefault(key, pick)
-            elif len(logs.get(key, ())) == 1 and (key not in once or pick.share >= once[key].share):
-                pick.timed = 1
-                once[key] = pick
-        calls = _rival_cells(g, hw, model, net, rivals)
-        for which, theirs in enumerate(calls + (local_moves(mine, si, sj, inverse, pred, at) if moves else [])):
-            b = Counter(c[:2] for c in theirs)
-            differ = {x[:2]: x for x in mine + theirs if (x[:2] in a) != (x[:2] in b)}
-            if not differ:
-                continue
-            cells = list(differ.values())
-            times = np.array([float(pred[d, c]) * (a[d, c] + b[d, c]) for d, c, _, _ in cells])
-            own = [logs.get(int(keys[d, c])) if measured[d, c] else None for d, c, _, _ in cells]
-            var = np.array([kernel_variance(v, spread, guess) for v in own])
-            after = np.array([kernel_variance(v, spread, guess, more=1) for v in own])
-            sign = np.array([1.0 if (d, c) in a else -1.0 for d, c, _, _ in cells])
-            new = np.array([v is None for v in own])
-            spread2 = call_variance(times, var, sign, new, guess)
-            loss = expected_loss(_bound(theirs, pred, everything, 1.0) - cost, math.sqrt(spread2)) / cost
-            if loss < SETTLE_LOSS:
-                continue
-            open_calls += which < len(calls)
-            drops = variance_drops(times, var, after, sign, new, guess)
-            for (d, c, i, j), t, n, drop in zip(cells, times, own, drops):
-                if n is not None and len(n) >= MEASURE_AT_MOST:
-                    continue
-                gain = loss * max(float(drop), 0.0) / spread2
-                key = int(keys[d, c])
-                if gain > scores.get(key, (0.0,))[0]:
-                    scores[key] = (gain, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 1, t / cost,
-                                              0 if n is None else len(n)))
-    picks = sorted(first.values(), key=lambda p: -p.share)
-    if pooled is None and not open_calls:  # every baseline's call looks settled on the provisional spread: check it
-        need = MIN_POOL - sum(len(v) >= 2 for v in logs.values())
-        picks += sorted(once.values(), key=lambda p: -p.share)[:max(need, 0)]
-    have = {p.key for p in picks}
-    picks += [p for _, p in sorted(scores.values(), key=lambda s: -s[0]) if p.key not in have]
-    return picks[:limit]
-
-
-def local_moves(mine: list[tuple[int, int, int, int]], si: np.ndarray, sj: np.ndarray, inverse: np.ndarray,
-                pred: np.ndarray, at: dict[tuple[int, int], int]) -> list[list[tuple[int, int, int, int]]]:
-    """The plans one move away from `mine` (cells as `_cells` gives them), each move made at every
-    place where the same kernel (or pair of kernels) occurs, as a repeated block would be planned:
-    a kernel at its best other core count; a kernel cut at each layer inside it, each side planned
-    by the DP on the predictions; two neighbouring kernels merged into one span (where it is legal)
-    at its best core count. The calls a baseline's plan does not raise: a split the model overrates
-    is never in any plan made on its predictions, so only such a call measures it."""
-    best, low = pred.argmin(1), pred.min(1)
-    cost = low[inverse]
-    # the spans mirrored ([a, b) as [n - b, n - a)), so that best_covers' forward pass plans each
-    # suffix [m, j); within an end, the latest mirrored start first: a tie goes to the shorter kernel
-    n = int(sj.max()) if len(sj) else 0
-    order = np.lexsort((sj, n - si))  # by mirrored end, then mirrored start descending
-    rsi, rsj, rcost = (n - sj)[order], (n - si)[order], cost[order]
-
-    def cell(i: int, j: int) -> tuple[int, int, int, int]:
-        d = int(inverse[at[(i, j)]])
-        return (d, int(best[d]), i, j)
-
-    @cache
-    def splits(i: int, j: int) -> list[list[tuple[int, int, int, int]]]:
-        """For each cut m inside [i, j): the DP's best plan of [i, m) then of [m, j)."""
-        _, fa = best_covers(si, sj, cost, i, j - 1)
-        _, ba = best_covers(rsi, rsj, rcost, n - j, n - i - 1)
-        out = []
-        for m in range(i + 1, j):
-            left, b = [], m
-            while b > i:
-                a = int(si[fa[b]])
-                left.append(cell(a, b))
-                b = a
-            right, q = [], n - m
-            while q > n - j:
-                r = int(rsi[ba[q]])
-                right.append(cell(n - q, n - r))
-                q = r
-            out.append(left[::-1] + right)
-        return out
-
-    def replaced(sig: tuple, width: int, make) -> list[tuple[int, int, int, int]]:
-        out, p = [], 0
-        while p < len(mine):
-            window = mine[p:p + width]
-            if len(window) == width and tuple(x[:2] for x in window) == sig:
-                out += make(window)
-                p += width
-            else:
-                out.append(mine[p])
-                p += 1
-        return out
-
-    moves: list[list[tuple[int, int, int, int]]] = []
-    seen: set[tuple] = set()
-    for p, (d, c, i, j) in enumerate(mine):
-        if ("one", d, c) not in seen:
-            seen.add(("one", d, c))
-            others = [k for k in np.argsort(pred[d]) if k != c]
-            if others:
-                moves.append(replaced(((d, c),), 1, lambda w, k=int(others[0]): [(w[0][0], k, w[0][2], w[0][3])]))
-            for m in range(1, j - i):
-                moves.append(replaced(((d, c),), 1, lambda w, m=m: splits(w[0][2], w[0][3])[m - 1]))
-        if p + 1 < len(mine):
-            nxt = mine[p + 1]
-            sig = ((d, c), nxt[:2])
-            if nxt[2] == j and (i, nxt[3]) in at and ("two", sig) not in seen:
-                seen.add(("two", sig))
-                moves.append(replaced(sig, 2, lambda w: [cell(w[0][2], w[1][3])]))
-    unique = {tuple(mv): mv for mv in moves if mv != mine}
-    return list(unique.values())
-
-
 def measure_picks(hw: HardwareConfig, measure: Callable[[Path], Path], folder: Path, data: Path, picks: list[Pick],
                   seed: int, how: str = "median", again: bool = False, settings: dict | None = None) -> dict:
     """Export the picks to `folder` (export_picks), measure them and append them to the dataset
@@ -827,52 +499,6 @@ def measure_picks(hw: HardwareConfig, measure: Callable[[Path], Path], folder: P
         made = import_profile(profile, hw, data, folder, append=True, again=again, how=how)
     record_plan_errors(hw, folder, profile, picks, how)
     return made
-
-
-def record_plan_errors(hw: HardwareConfig, folder: Path, profile: Path, picks: list[Pick], how: str = "median"
-                       ) -> None:
-    """Write `folder`/PLAN_ERRORS: each pick's prediction when picked, its timings then, and what
-    `profile` measured (its repeats aggregated by `how`): the model's error on the kernels the loop
-    chooses, out of sample, which `plan_error` reads."""
-    _, gframe, _ = read_export(folder)
-    got = aggregate(read_profile(profile, dict(zip(gframe["group_id"], gframe["group_json"])),
-                                 list(hw.core_counts)), how)[0]
-    ms = {(str(gid), int(c)): float(v) for gid, c, v in zip(got["group_id"], got["cores"], got["latency_ms"])}
-    rows = [(candidate_id(p.graph.name, p.i, p.j), p.cores, p.predicted_ms, p.timed) for p in picks
-            if p.predicted_ms > 0]  # a random draw's picks have no prediction
-    lines = ["group_id,cores,predicted_ms,timed,measured_ms"]
-    lines += [f"{gid},{c},{pr!r},{t},{ms[(gid, c)]!r}" for gid, c, pr, t in rows if (gid, c) in ms]
-    atomic_write_text(folder / PLAN_ERRORS, "\n".join(lines) + "\n")
-
-
-def _error_text(folder: Path) -> str:
-    e = plan_errors([folder])
-    return "" if not len(e) else f"; the model erred {_rms(e):.1%} (rms) on its {len(e)} unmeasured picks"
-
-
-def plan_errors(folders: list[Path]) -> np.ndarray:
-    """log(predicted / measured) of each kernel the loop picked before it was measured, from the
-    PLAN_ERRORS of `folders`: the model's error out of sample, where the plans are."""
-    errs: list[np.ndarray] = [np.empty(0)]
-    for f in folders:
-        if (f / PLAN_ERRORS).is_file():
-            t = pd.read_csv(f / PLAN_ERRORS)
-            t = t[t["timed"] == 0]
-            errs.append(np.log(t["predicted_ms"].to_numpy(np.float64) / t["measured_ms"].to_numpy(np.float64)))
-    e = np.concatenate(errs)
-    return e[np.isfinite(e)]
-
-
-def plan_error(folders: list[Path]) -> float | None:
-    """The root mean square of `plan_errors` (None where there are none). The validation split's
-    error is larger, 1.5-3x on the black boxes: it holds synthetic groups and random kernels far
-    from any plan (docs/costmodel.md, "The model's error where it plans")."""
-    e = plan_errors(folders)
-    return _rms(e) if len(e) else None
-
-
-def _rms(e: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(e * e)))
 
 
 def export_synthetic(hw: HardwareConfig, folder: Path, n_groups: int, seed: int) -> None:

@@ -34,10 +34,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 BLACKBOX = ROOT.parent / "shared" / "blackbox"
+#: A plans run's networks, one a line, in the order it planned them (bench_confirm_replay.py reads it).
+NETWORKS_FILE = "networks.txt"
 sys.path.insert(0, str(ROOT))
 
 from autotune.costmodel.model import LatencyModel  # noqa: E402
 from autotune.costmodel.training import train  # noqa: E402
+from autotune.fileio import atomic_write_text  # noqa: E402
 from autotune.frontends import zoo  # noqa: E402
 from autotune.frontends.loader import load_graph  # noqa: E402
 from autotune.hardware.config import HardwareConfig, load_hardware  # noqa: E402
@@ -105,10 +108,12 @@ def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, thr
     """The model from `budget` labels: all synthetic, or (`labels="plans"`) a synthetic share and
     then rounds on the kernels the plans of `nets` use (autotune/synth/plan_labels.py); and the labels used."""
     if labels == "plans":
-        res = learn_part(hw, noisy_measure(bb, dev, seed), work / f"plans-{budget}-s{seed}", budget,
+        run = work / f"plans-{budget}-s{seed}"
+        res = learn_part(hw, noisy_measure(bb, dev, seed), run, budget,
                          [load_graph(n) for n in nets], seed=seed, threads=threads, params=params,
                          network_share=network_share, zoo_share=zoo_share, synth_share=synth_share,
                          log=lambda m: print(f"  {hw.name} {budget}: {m}", flush=True))
+        atomic_write_text(run / NETWORKS_FILE, "\n".join(nets) + "\n")  # their order seeds the draws
         return res.model, res.labels
     n_groups = math.ceil(budget / len(hw.core_counts))
     folder = work / f"labels-{budget}-s{seed}"

@@ -26,14 +26,32 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_blackbox import blackbox, noisy_measure, scored, summary_line  # noqa: E402
+from bench_blackbox import NETWORKS_FILE, blackbox, noisy_measure, scored, summary_line  # noqa: E402
 
 from autotune.costmodel.training import remember  # noqa: E402
 from autotune.data.dataset import read_dataset  # noqa: E402
+from autotune.frontends import zoo  # noqa: E402
 from autotune.frontends.loader import load_graph  # noqa: E402
 from autotune.hardware.config import load_hardware  # noqa: E402
 from autotune.synth.plan_labels import confirm_stage  # noqa: E402
 from autotune.synth.profiles import import_profile, measured_table  # noqa: E402
+
+
+def planned_networks(run: Path) -> list[str]:
+    """The networks the run planned, in its order: the Thompson draws seed each network by its
+    place in the list, so another order draws other plans. For a run that did not record them
+    (NETWORKS_FILE, written since session 32): the networks measured in <work>/<device>/zoo, in
+    `zoo.names()` order, as a run with every built-in network planned them (a `--networks` run in
+    another order, or a work folder shared by several network sets, does not replay exactly)."""
+    if (run / NETWORKS_FILE).is_file():
+        return [n for n in (run / NETWORKS_FILE).read_text().splitlines() if n]
+    zoo_dir = run.parent / "zoo"
+    if not zoo_dir.is_dir():
+        raise SystemExit(f"{run}: no {NETWORKS_FILE} and no {zoo_dir}/: which networks were planned is unknown")
+    have = {p.name for p in zoo_dir.iterdir() if (p / "measured.csv").is_file()}
+    print(f"{run}: no {NETWORKS_FILE}; replaying the networks measured in {zoo_dir}/ in the zoo's order",
+          file=sys.stderr)
+    return [n for n in zoo.names() if n in have] + sorted(have - set(zoo.names()))
 
 
 def main(argv=None) -> int:
@@ -62,7 +80,7 @@ def main(argv=None) -> int:
     rows = len(read_dataset(data, hw).rows)
     if budget < rows:
         raise SystemExit(f"--budget {budget} is below the {rows} labels the rounds measured before the confirm stage")
-    nets = sorted(p.name for p in (run.parent / "zoo").iterdir() if (p / "measured.csv").is_file())
+    nets = planned_networks(run)
     bb = blackbox()
     model, _ = confirm_stage(hw, noisy_measure(bb, bb.load_device(device), seed, calls_before=len(rounds)), out,
                              data, out / "model", rows, budget - rows, [load_graph(n) for n in nets], seed,

@@ -42,8 +42,9 @@ def test_two_devices_come_back_in_order_with_every_network_scored(tmp_path, jobs
 
 def test_the_confirm_replay_reproduces_the_run_and_spends_a_larger_budget(tmp_path, monkeypatch):
     """bench_confirm_replay.py rebuilds the pre-confirm dataset, draws the run's noise again and so
-    scores every strategy exactly as the run did; a larger budget gives the stage more labels."""
-    nets, budget = ["alexnet", "squeezenet1_1"], 80
+    scores every strategy exactly as the run did, its networks in the run's order (neither sorted nor
+    the zoo's: the draws seed each network by its place); a larger budget gives the stage more labels."""
+    nets, budget = ["squeezenet1_1", "alexnet"], 80
     work, out = tmp_path / "work", tmp_path / "out"
     argv = ["--devices", "gpu-sm", "--networks", ",".join(nets), "--budgets", str(budget), "--jobs", "1",
             "--work", str(work), "--out", str(out), "--seed", "3"]
@@ -51,6 +52,7 @@ def test_the_confirm_replay_reproduces_the_run_and_spends_a_larger_budget(tmp_pa
     run = json.loads((out / "blackbox.json").read_text())[0]
     replay = importlib.import_module("bench_confirm_replay")
     folder = work / "gpu-sm" / f"plans-{budget}-s3"
+    assert replay.planned_networks(folder) == nets
     assert replay.main([str(folder), "--out", str(tmp_path / "r1")]) == 0
     again = json.loads((tmp_path / "r1" / "replay.json").read_text())
     assert again["labels_used"] == run["labels_used"]

@@ -1,9 +1,9 @@
 """The model's error on the kernels the label loop picks, recorded as each folder is measured.
 
 A pick unmeasured when picked is out of sample for the model that picked it, and it lies where the
-plans are: its error is the one the settle passes and the Thompson draws should weigh, which the
-validation split (synthetic groups and random kernels far from any plan) overstates
-(docs/costmodel.md, "The model's error where it plans").
+plans are. Each round's progress line reports it; the validation split (synthetic groups and
+random kernels far from any plan) overstates it 1.5-3x (docs/costmodel.md, "The model's error where
+it plans", which also records that the settle passes weighing it instead were not kept).
 """
 
 from __future__ import annotations

@@ -95,8 +95,8 @@ CONFIRM_SHARE = 0.15
 #: `settle_picks`): a measured kernel is measured again (a single timing can be an outlier, and the
 #: search picks the kernels measured low as it picks those predicted low) and an unmeasured one
 #: measured, by how much of a call's expected loss it removes, until no call's expected loss
-#: reaches SETTLE_LOSS of its network's time, in up to SETTLE_PASSES passes of at most half of what
-#: is left (at least SETTLE_AT_LEAST).
+#: reaches settle.SETTLE_LOSS of its network's time, in up to SETTLE_PASSES passes, each of at most
+#: half of what is left and at least SETTLE_AT_LEAST labels (so the last few are not spent one a pass).
 SETTLE_PASSES = 8
 SETTLE_AT_LEAST = 10
 

@@ -5,7 +5,8 @@ local move away (a call); where the two differ, a kernel's estimate errs by the 
 (measured) or the model's error (unmeasured), and one more timing of the kernel that takes most off
 a call's expected loss comes first (docs/costmodel.md, "Settling the final plans' calls by
 expected loss", "Local moves as calls, and a shared model error"). autotune/synth/plan_labels.py
-runs the passes; this module only ranks.
+runs the passes; this module ranks the timings and reads the timer's spread from the kernels
+timed again (`timer_spread`, `timer_report`).
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ def local_moves(mine: list[Cell], si: np.ndarray, sj: np.ndarray, inverse: np.nd
     order = np.lexsort((sj, n - si))  # by mirrored end, then mirrored start descending
     rsi, rsj, rcost = (n - sj)[order], (n - si)[order], cost[order]
 
-    def cell(i: int, j: int) -> tuple[int, int, int, int]:
+    def cell(i: int, j: int) -> Cell:
         d = int(inverse[at[(i, j)]])
         return (d, int(best[d]), i, j)
 

@@ -37,9 +37,18 @@ from autotune.frontends import zoo
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph
 from autotune.ir.tables import GroupBatch
-from autotune.planning.planner import candidate_id, dp_from_table, spans, unmeasured_doubt
+from autotune.planning.planner import candidate_id, dp_from_table, spans
 from autotune.synth.plan_errors import error_text, record_plan_errors
-from autotune.synth.plan_tables import RIVALS, Pick, as_pairs, kernel_tables, plan_bound, plan_cells, rival_cells
+from autotune.synth.plan_tables import (
+    RIVALS,
+    Pick,
+    as_pairs,
+    error_scales,
+    kernel_tables,
+    plan_bound,
+    plan_cells,
+    rival_cells,
+)
 from autotune.synth.profiles import export_groups, import_profile, read_export, synthetic_export_of
 from autotune.synth.settle import measured_logs, settle_picks
 
@@ -118,8 +127,7 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
     on this model, when the caller has them already (several draws on one model)."""
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
-    doubt, typical = unmeasured_doubt(model), unmeasured_doubt(model, tail=False)
-    sigma = math.sqrt(math.pi / 2) * math.log1p(typical)  # a normal's sigma from its mean absolute error
+    doubt, typical, sigma = error_scales(model)
     picks: dict[int, Pick] = {}
     for n, g in enumerate(graphs):
         net = tables[n] if tables is not None else kernel_tables(g, hw, model)

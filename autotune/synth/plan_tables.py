@@ -8,6 +8,7 @@ the cells it uses, and the pair a plan's kernel becomes when it is picked for me
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,7 @@ from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph
 from autotune.planning import strategies
 from autotune.planning.costs import memo_cost
-from autotune.planning.planner import distinct_features, span_index, spans
+from autotune.planning.planner import distinct_features, span_index, spans, unmeasured_doubt
 
 #: The baselines whose plans (on the same model, or the datasheet's for `analytic`) are measured
 #: too: once their kernels are measured, the learned DP can only beat them by its own unmeasured
@@ -42,6 +43,14 @@ class Pick:
     tier: int = 0  # 0: the learned plan's, 1: a rival's (with `sure`: one that could beat it), 2: another rival's
     share: float = 0.0  # its predicted time, every use counted, over its plan's predicted total
     timed: int = 0  # how often it was measured when picked (its prediction is then the memory's)
+
+
+def error_scales(model: LatencyModel) -> tuple[float, float, float]:
+    """The model's error on kernels it has not measured, three ways: its validation error's 90th
+    percentile (`planner.unmeasured_doubt`, what `sure_plan` adds), its mean, and the normal sigma
+    (log scale) with that mean absolute error, which the Thompson draws and the settle calls use."""
+    doubt, typical = unmeasured_doubt(model), unmeasured_doubt(model, tail=False)
+    return doubt, typical, math.sqrt(math.pi / 2) * math.log1p(typical)
 
 
 def kernel_tables(g: Graph, hw: HardwareConfig, model: LatencyModel):

@@ -24,8 +24,17 @@ from autotune.costmodel.model import LatencyModel
 from autotune.data.dataset import read_dataset
 from autotune.hardware.config import HardwareConfig
 from autotune.ir.graph import Graph
-from autotune.planning.planner import best_covers, dp_from_table, unmeasured_doubt
-from autotune.synth.plan_tables import RIVALS, Cell, Pick, kernel_tables, plan_bound, plan_cells, rival_cells
+from autotune.planning.planner import best_covers, dp_from_table
+from autotune.synth.plan_tables import (
+    RIVALS,
+    Cell,
+    Pick,
+    error_scales,
+    kernel_tables,
+    plan_bound,
+    plan_cells,
+    rival_cells,
+)
 from autotune.synth.profiles import MIN_SPREAD
 
 #: A kernel is timed at most this many times (the memory answers with a Huber mean of its timings).
@@ -139,8 +148,7 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
     provisional spread may have a noisier timer."""
 
     ks = np.asarray(hw.core_counts, dtype=np.int64)
-    doubt, typical = unmeasured_doubt(model), unmeasured_doubt(model, tail=False)
-    guess = math.sqrt(math.pi / 2) * math.log1p(typical)  # a normal's sigma from its mean absolute error
+    doubt, _, guess = error_scales(model)
     pooled = timer_spread(logs)
     spread = pooled or PROVISIONAL_SPREAD
     first: dict[int, Pick] = {}

@@ -323,6 +323,30 @@ def test_thompson_draws_pick_unmeasured_kernels_the_mean_plan_does_not(learned):
     assert not keys & {int(k) for k in res.model.memory_.keys}, "a draw picked a measured kernel"
 
 
+def test_label_choices_do_not_depend_on_the_order_the_networks_are_listed(learned):
+    """`--plans a,b` and `--plans b,a` spend labels alike: the random first draw, the rounds' picks,
+    the Thompson draws and the settle passes pick the same pairs, from the same network, in the same
+    order; and a network's draw is its own: listed beside another, it still picks what it picks alone."""
+    from autotune.synth.settle import settle_picks
+
+    part, graphs, res = learned
+    nets = [zoo.build("resnet18"), graphs[0], zoo.build("resnet34")]
+    turned = [nets[2], nets[0], nets[1]]
+
+    def seen(picks):
+        return [(p.graph.name, p.i, p.j, p.cores, p.tier, p.share) for p in picks]
+
+    assert seen(network_picks(part, nets, 90, seed=3)) == seen(network_picks(part, turned, 90, seed=3))
+    for kw in ({}, {"explore": 0.2}, {"sure": True}, {"rivals": (), "draw": 5}):
+        assert seen(plan_picks(part, res.model, nets, 10_000, **kw)) == \
+            seen(plan_picks(part, res.model, turned, 10_000, **kw)), kw
+    logs = measured_logs(part, res.data, res.model.featurizer)
+    assert seen(settle_picks(part, res.model, nets, logs, 10_000, moves=True)) == \
+        seen(settle_picks(part, res.model, turned, logs, 10_000, moves=True))
+    alone = {p.key for p in plan_picks(part, res.model, nets[:1], 10_000, rivals=(), draw=5)}
+    assert alone <= {p.key for p in plan_picks(part, res.model, [nets[2], nets[0]], 10_000, rivals=(), draw=5)}
+
+
 def test_confirm_passes_remember_every_label_and_measure_the_final_plans(learned):
     """After the last retrain the plans `tune` makes are measured into the memory: the saved model
     answers every label with its measurement, and what is left to settle is what the budget or the

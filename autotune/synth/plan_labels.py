@@ -45,6 +45,8 @@ from autotune.synth.plan_tables import (
     as_pairs,
     error_scales,
     kernel_tables,
+    name_order,
+    network_seed,
     plan_bound,
     plan_cells,
     rival_cells,
@@ -129,7 +131,8 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
     ks = np.asarray(hw.core_counts, dtype=np.int64)
     doubt, typical, sigma = error_scales(model)
     picks: dict[int, Pick] = {}
-    for n, g in enumerate(graphs):
+    for n in name_order(graphs):
+        g = graphs[n]
         net = tables[n] if tables is not None else kernel_tables(g, hw, model)
         if net is None:
             continue
@@ -137,7 +140,7 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
         if draw is None:
             factor = (1.0 + doubt) if sure else (1.0 - explore)
         else:
-            factor = np.exp(sigma * np.random.default_rng([draw, n]).standard_normal(pred.shape))
+            factor = np.exp(sigma * np.random.default_rng([draw, network_seed(g)]).standard_normal(pred.shape))
         table = np.where(measured, pred, pred * factor)[inverse]
 
         mine = plan_cells(dp_from_table(g, hw, si, sj, table, "learned"), inverse, at, ks)
@@ -158,19 +161,20 @@ def plan_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], lim
                     picks[key] = Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, tier, share)
                 elif (tier, -share) < (old.tier, -old.share):
                     old.tier, old.share = tier, share
-    return sorted(picks.values(), key=lambda p: (p.tier, -p.share))[:limit]
+    return sorted(picks.values(), key=lambda p: (p.tier, -p.share, p.key))[:limit]
 
 
 def network_picks(hw: HardwareConfig, graphs: list[Graph], limit: int, seed: int = 0,
                   even_at_most: int = EVEN_AT_MOST, floor: int = STRATUM_FLOOR) -> list[Pick]:
     """At most `limit` (candidate group, core count) pairs of `graphs` drawn at random from their
     distinct kernels (a repeated block's, or one shared by two networks, counted once, for the
-    first network that has it) times the part's core counts: up to `even_at_most` of them the same
+    first network by name that has it) times the part's core counts: up to `even_at_most` of them the same
     number from each network where it has that many (`quotas`), so a network of few distinct
     kernels weighs as much as one of thousands, within a network `floor` of them (STRATUM_FLOOR)
     from the kernels ending in each op first; the rest in proportion to each kernel's uses (its
     spans in all of `graphs`), where the plans and the predictions are."""
     ks = np.asarray(hw.core_counts, dtype=np.int64)
+    graphs = [graphs[n] for n in name_order(graphs)]
     number: dict[int, int] = {}  # a distinct kernel's row key -> its number, in the order first met
     where: list[tuple[Graph, int, int]] = []
     key_of: list[int] = []
@@ -306,7 +310,9 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
     plans of `graphs` use, round by round; returns the model trained on everything. `measure`
     is given an export folder and returns the profile CSV it wrote; `work` keeps every round's
     export, profile, the dataset (`work/data`) and the model (`work/model`); `measured_by` names
-    the measuring command, so that a rerun never mixes in another device's profiles (`_claim`)."""
+    the measuring command, so that a rerun never mixes in another device's profiles (`_claim`).
+    The order of `graphs` does not matter: every choice visits them by name (`name_order`), and a
+    random draw seeds each network by its name (`network_seed`)."""
 
     work = Path(work)
     say = log or (lambda _m: None)

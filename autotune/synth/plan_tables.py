@@ -9,6 +9,7 @@ the cells it uses, and the pair a plan's kernel becomes when it is picked for me
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +44,18 @@ class Pick:
     tier: int = 0  # 0: the learned plan's, 1: a rival's (with `sure`: one that could beat it), 2: another rival's
     share: float = 0.0  # its predicted time, every use counted, over its plan's predicted total
     timed: int = 0  # how often it was measured when picked (its prediction is then the memory's)
+
+
+def name_order(graphs: list[Graph]) -> list[int]:
+    """The indices of `graphs` by network name (then batch and size): the order every label choice
+    visits them in, so that a choice never depends on the order the user listed the networks."""
+    return sorted(range(len(graphs)), key=lambda n: (graphs[n].name, graphs[n].batch, len(graphs[n].layers)))
+
+
+def network_seed(g: Graph) -> int:
+    """A network's own part of a random draw's seed, from its name and batch: a draw's factors for a
+    network do not depend on where in the list, or beside which others, it is given."""
+    return zlib.crc32(f"{g.name}@{g.batch}".encode())
 
 
 def error_scales(model: LatencyModel) -> tuple[float, float, float]:

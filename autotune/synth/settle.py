@@ -31,6 +31,7 @@ from autotune.synth.plan_tables import (
     Pick,
     error_scales,
     kernel_tables,
+    name_order,
     plan_bound,
     plan_cells,
     rival_cells,
@@ -155,7 +156,7 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
     once: dict[int, Pick] = {}  # the final plans' kernels timed once: what calibrates the timer
     scores: dict[int, tuple[float, Pick]] = {}
     open_calls = 0  # calls against a baseline still worth a timing (a move's never looks settled for long)
-    for g in graphs:
+    for g in (graphs[n] for n in name_order(graphs)):
         net = kernel_tables(g, hw, model)
         if net is None:
             continue
@@ -169,7 +170,8 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
             key = int(keys[d, c])
             pick = Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 0, float(pred[d, c]) * a[d, c] / cost)
             if not measured[d, c]:
-                first.setdefault(key, pick)
+                if key not in first or pick.share > first[key].share:
+                    first[key] = pick
             elif len(logs.get(key, ())) == 1 and (key not in once or pick.share >= once[key].share):
                 pick.timed = 1
                 once[key] = pick
@@ -200,12 +202,12 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
                 if gain > scores.get(key, (0.0,))[0]:
                     scores[key] = (gain, Pick(g, i, j, int(ks[c]), float(pred[d, c]), key, 1, t / cost,
                                               0 if n is None else len(n)))
-    picks = sorted(first.values(), key=lambda p: -p.share)
+    picks = sorted(first.values(), key=lambda p: (-p.share, p.key))
     if pooled is None and not open_calls:  # every baseline's call looks settled on the provisional spread: check it
         need = MIN_POOL - sum(len(v) >= 2 for v in logs.values())
-        picks += sorted(once.values(), key=lambda p: -p.share)[:max(need, 0)]
+        picks += sorted(once.values(), key=lambda p: (-p.share, p.key))[:max(need, 0)]
     have = {p.key for p in picks}
-    picks += [p for _, p in sorted(scores.values(), key=lambda s: -s[0]) if p.key not in have]
+    picks += [p for _, p in sorted(scores.values(), key=lambda s: (-s[0], s[1].key)) if p.key not in have]
     return picks[:limit]
 
 

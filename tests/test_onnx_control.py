@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from autotune.frontends import onnx_control, onnx_import
+from autotune.frontends import onnx_control, onnx_import, onnx_prepare
 from autotune.frontends.onnx_import import load_onnx
 
 F, I64, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
@@ -207,7 +207,7 @@ def test_a_weight_per_batch_index_is_a_grouped_fc(tmp_path, form):
 def test_a_large_folded_constant_keeps_its_shape(tmp_path, monkeypatch):
     """A constant too large to keep as a value (an index table the size of an attention map) still
     has its shape, so what reads it maps: here a Gather by it and an fc after."""
-    monkeypatch.setattr(onnx_import, "FOLD_MAX_ELEMENTS", 8)
+    monkeypatch.setattr(onnx_prepare, "FOLD_MAX_ELEMENTS", 8)
     nodes = [helper.make_node("Range", ["zero", "n", "one"], ["r"], name="range"),
              helper.make_node("Add", ["r", "zero"], ["idx"], name="shift"),  # its size known before computing it
              helper.make_node("Gather", ["x", "idx"], ["g"], name="gather", axis=1),

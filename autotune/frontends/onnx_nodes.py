@@ -1,5 +1,5 @@
 """ONNX nodes as the importer sees them, and constant folding of shape subgraphs: what
-onnx_import.py, onnx_patterns.py and onnx_batch.py share (kept apart so none imports back).
+onnx_prepare.py, onnx_import.py, onnx_patterns.py and onnx_batch.py share (kept apart so none imports back).
 """
 
 from __future__ import annotations

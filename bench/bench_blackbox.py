@@ -34,7 +34,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 BLACKBOX = ROOT.parent / "shared" / "blackbox"
-#: A plans run's networks, one a line, in the order it planned them (bench_confirm_replay.py reads it).
+#: A plans run's networks, one a line (bench_confirm_replay.py reads it).
 NETWORKS_FILE = "networks.txt"
 sys.path.insert(0, str(ROOT))
 
@@ -113,7 +113,7 @@ def trained(bb, dev, hw: HardwareConfig, budget: int, seed: int, work: Path, thr
                          [load_graph(n) for n in nets], seed=seed, threads=threads, params=params,
                          network_share=network_share, zoo_share=zoo_share, synth_share=synth_share,
                          log=lambda m: print(f"  {hw.name} {budget}: {m}", flush=True))
-        atomic_write_text(run / NETWORKS_FILE, "\n".join(nets) + "\n")  # their order seeds the draws
+        atomic_write_text(run / NETWORKS_FILE, "\n".join(nets) + "\n")
         return res.model, res.labels
     n_groups = math.ceil(budget / len(hw.core_counts))
     folder = work / f"labels-{budget}-s{seed}"

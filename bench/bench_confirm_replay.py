@@ -38,18 +38,19 @@ from autotune.synth.profiles import import_profile, measured_table  # noqa: E402
 
 
 def planned_networks(run: Path) -> list[str]:
-    """The networks the run planned, in its order: the Thompson draws seed each network by its
-    place in the list, so another order draws other plans. For a run that did not record them
-    (NETWORKS_FILE, written since session 32): the networks measured in <work>/<device>/zoo, in
-    `zoo.names()` order, as a run with every built-in network planned them (a `--networks` run in
-    another order, or a work folder shared by several network sets, does not replay exactly)."""
+    """The networks the run planned (their order no longer matters: plan_tables.name_order). For a
+    run that did not record them (NETWORKS_FILE, written since session 32): the networks measured
+    in <work>/<device>/zoo, as a run with every built-in network planned them (a work folder
+    shared by several network sets does not replay exactly). A run made before session 33 drew
+    its Thompson draws by each network's place in the list, so its replay is the current confirm
+    stage on its rounds, not the run itself."""
     if (run / NETWORKS_FILE).is_file():
         return [n for n in (run / NETWORKS_FILE).read_text().splitlines() if n]
     zoo_dir = run.parent / "zoo"
     if not zoo_dir.is_dir():
         raise SystemExit(f"{run}: no {NETWORKS_FILE} and no {zoo_dir}/: which networks were planned is unknown")
     have = {p.name for p in zoo_dir.iterdir() if (p / "measured.csv").is_file()}
-    print(f"{run}: no {NETWORKS_FILE}; replaying the networks measured in {zoo_dir}/ in the zoo's order",
+    print(f"{run}: no {NETWORKS_FILE}; replaying the networks measured in {zoo_dir}/",
           file=sys.stderr)
     return [n for n in zoo.names() if n in have] + sorted(have - set(zoo.names()))
 

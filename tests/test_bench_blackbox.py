@@ -42,8 +42,8 @@ def test_two_devices_come_back_in_order_with_every_network_scored(tmp_path, jobs
 
 def test_the_confirm_replay_reproduces_the_run_and_spends_a_larger_budget(tmp_path, monkeypatch):
     """bench_confirm_replay.py rebuilds the pre-confirm dataset, draws the run's noise again and so
-    scores every strategy exactly as the run did, its networks in the run's order (neither sorted nor
-    the zoo's: the draws seed each network by its place); a larger budget gives the stage more labels."""
+    scores every strategy exactly as the run did, with the networks the run recorded (listed neither
+    sorted nor in the zoo's order); a larger budget gives the stage more labels."""
     nets, budget = ["squeezenet1_1", "alexnet"], 80
     work, out = tmp_path / "work", tmp_path / "out"
     argv = ["--devices", "gpu-sm", "--networks", ",".join(nets), "--budgets", str(budget), "--jobs", "1",

@@ -794,6 +794,40 @@ def test_local_moves_are_whole_plans_one_move_away_at_every_place_the_kernel_rep
     assert [(0, 4, int(pred[d04].argmin())), (4, 8, int(pred[d04].argmin()))] in keyed  # merged at both places
 
 
+def test_avoiding_plans_are_the_cheapest_plans_without_each_kernel_of_the_plan():
+    """For each distinct kernel of the plan, one call: the cheapest plan (brute force over every
+    partition, each span at its best core count) that uses no span of that content anywhere, however
+    many moves from the plan; a kernel that every cover needs raises none."""
+    from itertools import combinations
+
+    from autotune.planning.planner import span_index
+    from autotune.synth.settle import avoiding
+
+    content = [0, 1, 2, 3, 0, 1, 2, 3, 4]  # two copies of one block, then a tail layer fused with nothing
+    si, sj, inverse, at, kinds = _toy_spans(len(content), 4, content)
+    keep = (sj < 9) | (si == 8)
+    si, sj, inverse = si[keep], sj[keep], inverse[keep]
+    at = span_index(si, sj)
+    pred = np.random.default_rng(7).uniform(0.5, 2.0, size=(kinds, 3))
+    n = len(content)
+
+    def cells(ijs):
+        return [(int(inverse[at[(i, j)]]), int(pred[int(inverse[at[(i, j)]])].argmin()), i, j) for i, j in ijs]
+
+    partitions = [list(zip(p[:-1], p[1:])) for r in range(n) for cuts in combinations(range(1, n), r)
+                  for p in [[0, *cuts, n]] if all((a, b) in at for a, b in zip(p[:-1], p[1:]))]
+    mine = cells([(0, 4), (4, 8), (8, 9)])
+    calls = avoiding(mine, si, sj, inverse, pred, at)
+    kernels = list(dict.fromkeys(x[0] for x in mine))
+    tail = int(inverse[at[(8, 9)]])
+    assert len(calls) == len(kernels) - 1  # layer 8 alone is the only cover of the tail
+    for d, call in zip([k for k in kernels if k != tail], calls):
+        assert all(x[0] != d for x in call)
+        assert [x[3] for x in call[:-1]] == [x[2] for x in call[1:]] and call[0][2] == 0 and call[-1][3] == n
+        want = min(_plan_cost(cells(p), pred) for p in partitions if all(inverse[at[s]] != d for s in p))
+        assert _plan_cost(call, pred) == pytest.approx(want)
+
+
 def test_a_calls_variance_adds_shared_model_error_on_one_side_and_cancels_it_across():
     """Unmeasured kernels share ERROR_CORRELATION of the model's error: n equal ones on one side err
     as g^2 t^2 ((1 - rho) n + rho n^2), one on each side cancel that share; what one more timing

@@ -135,7 +135,8 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
                  limit: int, rivals: tuple[str, ...] = RIVALS, moves: bool = False) -> list[Pick]:
     """What to measure next, at most `limit`: first the unmeasured kernels of the plan `tune`
     makes (planner.sure_plan), by their share of its time; then, for each call between that plan
-    and one of the `rivals`' (or, with `moves`, a plan one `local_moves` move away), the kernels
+    and one of the `rivals`' (or, with `moves`, a plan one `local_moves` move away, or the best
+    plan `avoiding` one of its measured kernels), the kernels
     where the two differ, unmeasured or measured (fewer than
     MEASURE_AT_MOST times), by how much of the call's expected loss one more measurement of each
     removes (`expected_loss` of the gap over the call's spread, as a share of the network's time,
@@ -176,7 +177,12 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
                 pick.timed = 1
                 once[key] = pick
         calls = rival_cells(g, hw, model, net, rivals)
-        for which, theirs in enumerate(calls + (local_moves(mine, si, sj, inverse, pred, at) if moves else [])):
+        others: list[list[Cell]] = []
+        if moves:  # an unmeasured kernel of `mine` is picked first anyway: only the measured ones get an avoiding call
+            timed = [x for x in mine if measured[x[0], x[1]]]
+            others = list({tuple(mv): mv for mv in local_moves(mine, si, sj, inverse, pred, at)
+                           + avoiding(timed, si, sj, inverse, pred, at)}.values())
+        for which, theirs in enumerate(calls + others):
             b = Counter(c[:2] for c in theirs)
             differ = {x[:2]: x for x in mine + theirs if (x[:2] in a) != (x[:2] in b)}
             if not differ:
@@ -209,6 +215,30 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
     have = {p.key for p in picks}
     picks += [p for _, p in sorted(scores.values(), key=lambda s: (-s[0], s[1].key)) if p.key not in have]
     return picks[:limit]
+
+
+def avoiding(mine: list[Cell], si: np.ndarray, sj: np.ndarray, inverse: np.ndarray, pred: np.ndarray,
+             at: dict[tuple[int, int], int]) -> list[list[Cell]]:
+    """For each distinct kernel of `mine` (as `plan_cells` gives them), the DP's best plan on the
+    predictions that never uses it, at any core count or place: the call a kernel the whole plan
+    leans on gets, however far from `mine` its best alternative lies (a repeated block cut four
+    layers later is many local moves away). Kernels nothing can replace raise no call."""
+    best, low = pred.argmin(1), pred.min(1)
+    n = int(sj.max()) if len(sj) else 0
+    out: list[list[Cell]] = []
+    for d in dict.fromkeys(x[0] for x in mine):
+        cost = np.where(inverse == d, np.inf, low[inverse])
+        total, arg = best_covers(si, sj, cost, 0, n)
+        if not np.isfinite(total[n]):
+            continue
+        plan, j = [], n
+        while j > 0:
+            i = int(si[arg[j]])
+            e = int(inverse[at[(i, j)]])
+            plan.append((e, int(best[e]), i, j))
+            j = i
+        out.append(plan[::-1])
+    return out
 
 
 def local_moves(mine: list[Cell], si: np.ndarray, sj: np.ndarray, inverse: np.ndarray,

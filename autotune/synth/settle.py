@@ -231,14 +231,21 @@ def avoiding(mine: list[Cell], si: np.ndarray, sj: np.ndarray, inverse: np.ndarr
         total, arg = best_covers(si, sj, cost, 0, n)
         if not np.isfinite(total[n]):
             continue
-        plan, j = [], n
-        while j > 0:
-            i = int(si[arg[j]])
-            e = int(inverse[at[(i, j)]])
-            plan.append((e, int(best[e]), i, j))
-            j = i
-        out.append(plan[::-1])
+        out.append(_cover_cells(si, arg, inverse, at, best, 0, n))
     return out
+
+
+def _cover_cells(si: np.ndarray, arg: np.ndarray, inverse: np.ndarray, at: dict[tuple[int, int], int],
+                 best: np.ndarray, start: int, stop: int) -> list[Cell]:
+    """The cells of the cover of layers [start, stop) that `best_covers`' `arg` traces back, each
+    kernel at its `best` core column."""
+    plan, j = [], stop
+    while j > start:
+        i = int(si[arg[j]])
+        e = int(inverse[at[(i, j)]])
+        plan.append((e, int(best[e]), i, j))
+        j = i
+    return plan[::-1]
 
 
 def local_moves(mine: list[Cell], si: np.ndarray, sj: np.ndarray, inverse: np.ndarray,
@@ -268,17 +275,13 @@ def local_moves(mine: list[Cell], si: np.ndarray, sj: np.ndarray, inverse: np.nd
         _, ba = best_covers(rsi, rsj, rcost, n - j, n - i - 1)
         out = []
         for m in range(i + 1, j):
-            left, b = [], m
-            while b > i:
-                a = int(si[fa[b]])
-                left.append(cell(a, b))
-                b = a
+            left = _cover_cells(si, fa, inverse, at, best, i, m)
             right, q = [], n - m
             while q > n - j:
                 r = int(rsi[ba[q]])
                 right.append(cell(n - q, n - r))
                 q = r
-            out.append(left[::-1] + right)
+            out.append(left + right)
         return out
 
     def replaced(sig: tuple, width: int, make) -> list[Cell]:

@@ -404,3 +404,68 @@ def test_an_empty_piece_of_a_shape_keeps_its_integer_type(tmp_path):
     imp = onnx_import.Importer("target.onnx", model, None, True)
     imp.run()
     assert imp.values["still_none"].dtype == np.int64 and imp.values["to"].dtype == np.int64
+
+
+def _scan_rnn(seq: int | str = 4, reverse: bool = False):
+    """A hand-written RNN as a Scan: state h (1, 8) <- tanh(x_t @ w + h @ u) over the rows of xs
+    (seq, 1, 8), or over its columns read from the back (xs (1, seq, 8), axis 1, reversed), each
+    step's h stacked as a scan output (the reversed one stacked back to front on axis 1), and a
+    second scan output nothing reads."""
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["xt", "w"], ["a"]), helper.make_node("MatMul", ["hin", "u"], ["b"]),
+         helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("Tanh", ["s"], ["hout"]),
+         helper.make_node("Identity", ["hout"], ["y"]), helper.make_node("Relu", ["hout"], ["unread"])],
+        "body", [helper.make_tensor_value_info("hin", F, [1, 8]), helper.make_tensor_value_info("xt", F, [1, 8])],
+        [helper.make_tensor_value_info("hout", F, [1, 8]), helper.make_tensor_value_info("y", F, [1, 8]),
+         helper.make_tensor_value_info("unread", F, [1, 8])])
+    rng = np.random.default_rng(0)
+    attrs = {"num_scan_inputs": 1}
+    if reverse:
+        attrs.update(scan_input_axes=[1], scan_input_directions=[1], scan_output_axes=[1, 0],
+                     scan_output_directions=[1, 0])
+    nodes = [helper.make_node("Scan", ["h0", "xs"], ["h", "ys", "dead"], name="rnn", body=body, **attrs),
+             helper.make_node("Relu", ["ys"], ["out"], name="relu")]
+    inits = [_init("w", rng.standard_normal((8, 8))), _init("u", rng.standard_normal((8, 8)))]
+    shape = [1, seq, 8] if reverse else [seq, 1, 8]
+    return _model(nodes, [("h0", F, [1, 8]), ("xs", F, shape)], [("h", F, None), ("out", F, None)], inits)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_scan_over_inputs_of_known_length_unrolls_into_its_steps(tmp_path, reverse):
+    """A Scan (an RNN written out, as TensorFlow exports one) runs its body once per element of its
+    scan input: unrolled it gives onnxruntime's results (axes and directions included), and the
+    importer sees two fcs a step where it saw one opaque layer with no MACs."""
+    model = _scan_rnn(4, reverse)
+    shape = (1, 4, 8) if reverse else (4, 1, 8)
+    feeds = {"h0": np.full((1, 8), 0.1, np.float32),
+             "xs": np.random.default_rng(1).standard_normal(shape).astype(np.float32)}
+    want = _run(model, feeds)
+    new = onnx.ModelProto()
+    new.CopyFrom(model)
+    onnx_control.unroll(new, {onnx_control.shape_key("xs"): np.array(shape)})
+    assert "Scan" not in {p.op_type for p in new.graph.node}
+    for a, b in zip(_run(new, feeds), want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    g = _strict(_save(tmp_path, model, "scan.onnx"))
+    fcs = [lyr for lyr in g.order if lyr.op.startswith("fc")]
+    assert len(fcs) == 2 * 4 and g.total_macs == 2 * 4 * 8 * 8
+    assert g.producer["ys"].out_shape == ((1, 4, 8) if reverse else (4, 1, 8))
+    assert not any(lyr.op == "act" and "unread" in lyr.name for lyr in g.order)  # a scan output nothing reads
+
+
+@pytest.mark.parametrize("seq", [3, 6])
+def test_a_scan_whose_length_is_a_symbolic_dim_unrolls_at_the_size_given(tmp_path, seq):
+    """The scan input's length is a named dimension: set with `dims`, the import runs again with the
+    shape known and unrolls one step per element."""
+    path = _save(tmp_path, _scan_rnn("T"), "scan.onnx")
+    g = _strict(path, dims={"T": seq})
+    assert sum(lyr.op.startswith("fc") for lyr in g.order) == 2 * seq
+    assert g.producer["ys"].out_shape == (seq, 1, 8)
+
+
+def test_an_opset_8_scan_is_not_unrolled():
+    """Opset 8's Scan is batched with run-time sequence lengths: it stays as it is."""
+    model = _scan_rnn(4)
+    model.opset_import[0].version = 8
+    onnx_control.unroll(model, {onnx_control.shape_key("xs"): np.array([4, 1, 8])})
+    assert "Scan" in {p.op_type for p in model.graph.node}

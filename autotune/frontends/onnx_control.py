@@ -1,5 +1,5 @@
-"""Control flow resolved at import: Loops with a constant trip count unrolled, tensor sequences
-folded, and an If whose condition is known replaced by its branch.
+"""Control flow resolved at import: Loops with a constant trip count and Scans over inputs of known
+length unrolled, tensor sequences folded, and an If whose condition is known replaced by its branch.
 
 Scripted list code (torchvision MViT's pooled attention, split-and-gather helpers) exports as a
 Loop with a constant trip count that appends Slices to a tensor sequence, read back by SequenceAt.
@@ -19,7 +19,7 @@ import numpy as np
 from autotune.frontends.onnx_nodes import Node, fold_values, node_attrs
 from autotune.frontends.onnx_proto import tensor_value
 
-#: A Loop whose unrolled body would pass this many nodes stays a Loop (its work is not planned).
+#: A Loop or Scan whose unrolled body would pass this many nodes stays as it is (its work is not planned).
 MAX_UNROLLED_NODES = 20_000
 #: Ops whose value folding at this stage may compute (no shapes known yet).
 _CHEAP = frozenset({"Constant", "Identity", "Cast", "Add", "Sub", "Mul", "Div", "Neg", "Gather", "Concat",
@@ -36,19 +36,26 @@ def unroll(model, known: dict[str, np.ndarray] | None = None):
     names = _all_names(model.graph)
     while True:  # an inner Loop's trip count may be known only once the outer one is unrolled
         values = _constants(model.graph, known)
+        used = _reads(model.graph)  # a scan output nothing reads is not stacked
         nodes: list = []
         alias: dict[str, str] = {}
         changed = False
         for p in model.graph.node:
-            body = _body(p) if p.op_type == "Loop" and p.domain in ("", "ai.onnx") else None
-            m = _trip_count(p, body, values) if body is not None else None
-            # what a trip adds: its body's nodes, an iteration number, a scan output's Unsqueeze
-            cost = m * (len(body.node) + 1 + 2 * max(0, len(body.output) - len(p.input) + 1)) if m and body else 0
+            loop = p.op_type in ("Loop", "Scan") and p.domain in ("", "ai.onnx")
+            body = _body(p) if loop else None
+            if body is None:
+                m = None
+            elif p.op_type == "Loop":
+                m = _trip_count(p, body, values)
+            else:
+                m = _scan_length(p, body, values, _opset(model))
+            cost = _unrolled_size(p, body, m) if m and body else 0
             if m is None or body is None or cost > budget:
                 nodes.append(p)
                 continue
             budget -= cost
-            nodes += _unroll_one(model.graph, p, body, m, names, _opset(model), alias)
+            unroll_node = _unroll_one if p.op_type == "Loop" else _unroll_scan
+            nodes += unroll_node(model.graph, p, body, m, names, _opset(model), alias, used)
             changed = True
         if not changed:
             break
@@ -145,21 +152,17 @@ def _trip_count(p, body, values: dict) -> int | None:
     return m if _scalar(values, t) is True else None
 
 
-def _unroll_one(g, p, body, m: int, names: set[str], opset: int, alias: dict[str, str]) -> list:
+def _unroll_one(g, p, body, m: int, names: set[str], opset: int, alias: dict[str, str], used: set[str]) -> list:
     """The nodes that replace Loop node `p`: `m` renamed copies of its body, chained through its
-    carried values (its final carried values recorded in `alias`); constants go to graph `g`."""
+    carried values (its final carried values recorded in `alias`), its scan outputs that graph `g`
+    `used` stacked; constants go to `g`."""
     from onnx import TensorProto, helper, numpy_helper
 
     n_carried = len(p.input) - 2
     carried = list(p.input[2:])
     scans: list[list[str]] = [[] for _ in body.output[1 + n_carried:]]
-    new_nodes = []
-    consts = {t.name: _fresh(f"{t.name}__loop", names) for t in body.initializer}
-    for t in body.initializer:
-        c = type(t)()
-        c.CopyFrom(t)
-        c.name = consts[t.name]
-        g.initializer.append(c)
+    new_nodes: list = []
+    consts = _hoist_constants(g, body, "loop", names)
     read = _reads(body)
     true = _fresh(f"{p.name or 'loop'}/cond", names)
     if body.input[1].name in read:
@@ -173,27 +176,125 @@ def _unroll_one(g, p, body, m: int, names: set[str], opset: int, alias: dict[str
         rename[body.input[0].name] = it
         rename[body.input[1].name] = true
         rename.update({vi.name: t for vi, t in zip(body.input[2:], carried)})
-        for q in body.node:
-            c = type(q)()
-            c.CopyFrom(q)
-            c.name = _fresh(f"{p.name or 'loop'}/iter{k}/{q.name or q.op_type}", names)
-            for j, t in enumerate(c.input):
-                c.input[j] = rename.get(t, t)
-            _rename_outer(c, rename)
-            for j, t in enumerate(c.output):
-                if t:
-                    rename[t] = c.output[j] = _fresh(f"{t}__iter{k}", names)
-            new_nodes.append(c)
-        outs = [rename.get(o.name, o.name) for o in body.output]
+        outs = _body_copy(body, rename, f"{p.name or 'loop'}/iter{k}", f"__iter{k}", names, new_nodes)
         carried = outs[1:1 + n_carried]
         for s, t in zip(scans, outs[1 + n_carried:]):
             s.append(t)
     alias.update({o: t for o, t in zip(p.output[:n_carried], carried) if o})
     for o, parts in zip(p.output[n_carried:], scans):
-        if not o:
+        if o not in used:
             continue
         new_nodes += _stack(parts, o, 0, opset, names, g.initializer)  # each iteration's value on a new axis
     return new_nodes
+
+
+def _unrolled_size(p, body, m: int) -> int:
+    """About how many nodes unrolling Loop or Scan `p` `m` times adds: per trip its body's nodes, an
+    iteration number (Loop) or a Gather per scan input (Scan), a scan output's Unsqueeze."""
+    if p.op_type == "Loop":
+        return m * (len(body.node) + 1 + 2 * max(0, len(body.output) - len(p.input) + 1))
+    n_state = len(p.input) - len(scan_inputs(list(p.input), node_attrs(p)))
+    return m * (len(body.node) + 2 * len(scan_inputs(list(p.input), node_attrs(p))) + 2 * (len(body.output) - n_state))
+
+
+def shape_key(t: str) -> str:
+    """The name under which the importer hands `unroll` tensor `t`'s shape (as a value), for a Scan
+    whose length is read off its scan inputs."""
+    return f"{t}::shape"
+
+
+def scan_inputs(inputs: list[str], attrs: dict) -> list[str]:
+    """A Scan node's scan inputs (after its carried states) from its `inputs` and attributes, or none
+    if it declares no valid count."""
+    m = attrs.get("num_scan_inputs")
+    return list(inputs[len(inputs) - m:]) if isinstance(m, int) and 0 < m <= len(inputs) else []
+
+
+def _scan_length(p, body, values: dict, opset: int) -> int | None:
+    """How many iterations Scan node `p` runs: its scan inputs' length along their scan axes, when
+    their shapes are known (`shape_key`) and agree; None otherwise, or for opset 8's Scan (batched,
+    with run-time sequence lengths)."""
+    ins = scan_inputs(list(p.input), node_attrs(p))
+    if opset < 9 or not ins or len(body.input) != len(p.input) or len(body.output) < len(p.input) - len(ins):
+        return None
+    axes = node_attrs(p).get("scan_input_axes") or [0] * len(ins)
+    lengths = set()
+    for t, ax in zip(ins, axes):
+        shape = values.get(shape_key(t))
+        if shape is None or not -len(shape) <= ax < len(shape):
+            return None
+        lengths.add(int(shape[ax]))
+    m = lengths.pop() if len(lengths) == 1 else 0
+    return m if m >= 1 else None
+
+
+def _unroll_scan(g, p, body, m: int, names: set[str], opset: int, alias: dict[str, str], used: set[str]) -> list:
+    """The nodes that replace Scan node `p` (opset 9 on): `m` renamed copies of its body, chained
+    through its states, each reading its scan inputs' element k (a Gather, from the back for a
+    reversed input), and its scan outputs that graph `g` `used` stacked on their axes (in reverse
+    for a reversed one)."""
+    from onnx import helper, numpy_helper
+
+    a = node_attrs(p)
+    ins = scan_inputs(list(p.input), node_attrs(p))
+    n_state = len(p.input) - len(ins)
+    n_out = len(body.output) - n_state
+    in_axes = list(a.get("scan_input_axes") or [0] * len(ins))
+    in_dirs = list(a.get("scan_input_directions") or [0] * len(ins))
+    out_axes = list(a.get("scan_output_axes") or [0] * n_out)
+    out_dirs = list(a.get("scan_output_directions") or [0] * n_out)
+    states = list(p.input[:n_state])
+    scans: list[list[str]] = [[] for _ in range(n_out)]
+    new_nodes: list = []
+    consts = _hoist_constants(g, body, "scan", names)
+    where = p.name or "scan"
+    for k in range(m):
+        rename = dict(consts)
+        rename.update({vi.name: t for vi, t in zip(body.input[:n_state], states)})
+        for vi, t, ax, rev in zip(body.input[n_state:], ins, in_axes, in_dirs):
+            idx = _fresh(f"{where}/iter{k}/{t}__index", names)
+            g.initializer.append(numpy_helper.from_array(np.array(m - 1 - k if rev else k, dtype=np.int64), idx))
+            elem = _fresh(f"{t}__iter{k}", names)
+            new_nodes.append(helper.make_node("Gather", [t, idx], [elem], axis=int(ax),
+                                              name=_fresh(f"{where}/iter{k}/Gather", names)))
+            rename[vi.name] = elem
+        outs = _body_copy(body, rename, f"{where}/iter{k}", f"__iter{k}", names, new_nodes)
+        states = outs[:n_state]
+        for s, t in zip(scans, outs[n_state:]):
+            s.append(t)
+    alias.update({o: t for o, t in zip(p.output[:n_state], states) if o})
+    for o, parts, ax, rev in zip(p.output[n_state:], scans, out_axes, out_dirs):
+        if o in used:
+            new_nodes += _stack(parts[::-1] if rev else parts, o, int(ax), opset, names, g.initializer)
+    return new_nodes
+
+
+def _hoist_constants(g, body, kind: str, names: set[str]) -> dict[str, str]:
+    """Copy `body`'s initializers into graph `g` under fresh names; returns old name -> new."""
+    consts = {t.name: _fresh(f"{t.name}__{kind}", names) for t in body.initializer}
+    for t in body.initializer:
+        c = type(t)()
+        c.CopyFrom(t)
+        c.name = consts[t.name]
+        g.initializer.append(c)
+    return consts
+
+
+def _body_copy(body, rename: dict[str, str], prefix: str, suffix: str, names: set[str], into: list) -> list[str]:
+    """Append to `into` a copy of `body`'s nodes reading through `rename` (which learns their
+    outputs' fresh names); returns the names that hold the body's outputs."""
+    for q in body.node:
+        c = type(q)()
+        c.CopyFrom(q)
+        c.name = _fresh(f"{prefix}/{q.name or q.op_type}", names)
+        for j, t in enumerate(c.input):
+            c.input[j] = rename.get(t, t)
+        _rename_outer(c, rename)
+        for j, t in enumerate(c.output):
+            if t:
+                rename[t] = c.output[j] = _fresh(f"{t}{suffix}", names)
+        into.append(c)
+    return [rename.get(o.name, o.name) for o in body.output]
 
 
 def _stack(parts: list[str], out: str, axis: int, opset: int, names: set[str], inits) -> list:

@@ -122,8 +122,9 @@ class Prepared:
 
     def _restart_for_known_trip_counts(self) -> None:
         """A Loop whose trip count folded from shapes (`for i in range(x.shape[1])` in scripted code)
-        can be unrolled like a constant one: raise TripCountsKnown with those values so that
-        `load_onnx` imports again with them given to `onnx_control.unroll`. Not while a fixed-batch
+        can be unrolled like a constant one, and a Scan once its scan inputs' shapes are known: raise
+        TripCountsKnown with those values (a shape under `onnx_control.shape_key`) so that `load_onnx`
+        imports again with them given to `onnx_control.unroll`. Not while a fixed-batch
         file is re-derived at another batch (the count was read at the export's)."""
         found = {}
         for n in self.nodes:
@@ -131,6 +132,11 @@ class Prepared:
                 for t in n.inputs[:2]:
                     if t and t in self.values and t not in self.known:
                         found[t] = self.values[t]
+            if n.op == "Scan" and n.domain in ("", "ai.onnx"):  # its length is its scan inputs' along their axes
+                for t in onnx_control.scan_inputs(n.inputs, n.attrs):
+                    key = onnx_control.shape_key(t)
+                    if self.shapes.get(t) and key not in self.known:
+                        found[key] = np.asarray(self.shapes[t], dtype=np.int64)
         if found and self.again and not self.sizes.rescale:
             raise TripCountsKnown(found)
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from autotune.errors import GraphError
 from autotune.frontends import converters, onnx_batch, onnx_control
-from autotune.frontends.onnx_nodes import BROADCASTING, Node, fold_values, node_attrs
+from autotune.frontends.onnx_nodes import BROADCASTING, Node, fold_values
 from autotune.frontends.onnx_proto import tensor_value
 from autotune.ir.graph import Shape, make_layer
 
@@ -587,11 +587,17 @@ def _bodies(attrs: dict) -> list:
 def _outer_reads(attrs: dict) -> set[str]:
     """The tensors of the enclosing graph that a node's subgraphs read (at any depth): its inputs
     too, though ONNX does not list them."""
+    return _graphs_outer_reads(_bodies(attrs))
+
+
+def _graphs_outer_reads(graphs: list) -> set[str]:
+    """The names `graphs` (GraphProtos) read from outside themselves, their nodes' subgraphs too."""
     out: set[str] = set()
-    for g in _bodies(attrs):
+    for g in graphs:
         made = {vi.name for vi in g.input} | {t.name for t in g.initializer}
         for p in g.node:
-            out |= {t for t in list(p.input) + sorted(_outer_reads(node_attrs(p))) if t and t not in made}
+            inner = sorted(_graphs_outer_reads(onnx_control.subgraphs(p)))
+            out |= {t for t in list(p.input) + inner if t and t not in made}
             made.update(p.output)
     return out
 
@@ -634,7 +640,12 @@ def _computes_condition(body) -> bool:
 
 def _body_ops(attrs: dict) -> set[str]:
     """The op types in a node's subgraphs, at any depth."""
-    return {op for g in _bodies(attrs) for p in g.node for op in {p.op_type} | _body_ops(node_attrs(p))}
+    return _graphs_ops(_bodies(attrs))
+
+
+def _graphs_ops(graphs: list) -> set[str]:
+    """The op types in `graphs` (GraphProtos) and their nodes' subgraphs."""
+    return {op for g in graphs for p in g.node for op in {p.op_type} | _graphs_ops(onnx_control.subgraphs(p))}
 
 
 def _trim(model, gone: set[str], outputs: list[str], shapes: dict, types: dict) -> None:

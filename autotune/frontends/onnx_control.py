@@ -34,6 +34,7 @@ def unroll(model, known: dict[str, np.ndarray] | None = None):
     `known`: values the importer found for tensors of the graph (a trip count read off a shape)."""
     budget = MAX_UNROLLED_NODES
     names = _all_names(model.graph)
+    opset = _opset(model)
     while True:  # an inner Loop's trip count may be known only once the outer one is unrolled
         values = _constants(model.graph, known)
         used = _reads(model.graph)  # a scan output nothing reads is not stacked
@@ -48,14 +49,14 @@ def unroll(model, known: dict[str, np.ndarray] | None = None):
             elif p.op_type == "Loop":
                 m = _trip_count(p, body, values)
             else:
-                m = _scan_length(p, body, values, _opset(model))
+                m = _scan_length(p, body, values, opset)
             cost = _unrolled_size(p, body, m) if m and body else 0
             if m is None or body is None or cost > budget:
                 nodes.append(p)
                 continue
             budget -= cost
             unroll_node = _unroll_one if p.op_type == "Loop" else _unroll_scan
-            nodes += unroll_node(model.graph, p, body, m, names, _opset(model), alias, used)
+            nodes += unroll_node(model.graph, p, body, m, names, opset, alias, used)
             changed = True
         if not changed:
             break
@@ -193,8 +194,8 @@ def _unrolled_size(p, body, m: int) -> int:
     iteration number (Loop) or a Gather per scan input (Scan), a scan output's Unsqueeze."""
     if p.op_type == "Loop":
         return m * (len(body.node) + 1 + 2 * max(0, len(body.output) - len(p.input) + 1))
-    n_state = len(p.input) - len(scan_inputs(list(p.input), node_attrs(p)))
-    return m * (len(body.node) + 2 * len(scan_inputs(list(p.input), node_attrs(p))) + 2 * (len(body.output) - n_state))
+    n_scan = len(scan_inputs(list(p.input), node_attrs(p)))
+    return m * (len(body.node) + 2 * n_scan + 2 * (len(body.output) - len(p.input) + n_scan))
 
 
 def shape_key(t: str) -> str:
@@ -214,10 +215,11 @@ def _scan_length(p, body, values: dict, opset: int) -> int | None:
     """How many iterations Scan node `p` runs: its scan inputs' length along their scan axes, when
     their shapes are known (`shape_key`) and agree; None otherwise, or for opset 8's Scan (batched,
     with run-time sequence lengths)."""
-    ins = scan_inputs(list(p.input), node_attrs(p))
+    a = node_attrs(p)
+    ins = scan_inputs(list(p.input), a)
     if opset < 9 or not ins or len(body.input) != len(p.input) or len(body.output) < len(p.input) - len(ins):
         return None
-    axes = node_attrs(p).get("scan_input_axes") or [0] * len(ins)
+    axes = a.get("scan_input_axes") or [0] * len(ins)
     lengths = set()
     for t, ax in zip(ins, axes):
         shape = values.get(shape_key(t))
@@ -236,7 +238,7 @@ def _unroll_scan(g, p, body, m: int, names: set[str], opset: int, alias: dict[st
     from onnx import helper, numpy_helper
 
     a = node_attrs(p)
-    ins = scan_inputs(list(p.input), node_attrs(p))
+    ins = scan_inputs(list(p.input), a)
     n_state = len(p.input) - len(ins)
     n_out = len(body.output) - n_state
     in_axes = list(a.get("scan_input_axes") or [0] * len(ins))

@@ -469,3 +469,39 @@ def test_an_opset_8_scan_is_not_unrolled():
     model.opset_import[0].version = 8
     onnx_control.unroll(model, {onnx_control.shape_key("xs"): np.array([4, 1, 8])})
     assert "Scan" in {p.op_type for p in model.graph.node}
+
+
+def test_nodes_nothing_reads_are_no_layers(tmp_path):
+    """A Relu -> Neg chain and a NonZero that nothing reads (a data-dependent shape that would send
+    the plan's tail to the host, refused under --strict) are dropped as a compiler drops them: the
+    conv's one reader left, its Sigmoid fuses into it."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="dead_relu"),
+             helper.make_node("Neg", ["r"], ["n"], name="dead_neg"),
+             helper.make_node("NonZero", ["c"], ["nz"], name="dead_nonzero"),
+             helper.make_node("Sigmoid", ["c"], ["y"], name="sig")]
+    model = _model(nodes, [("x", F, [1, 3, 8, 8])], [("y", F, [1, 4, 8, 8])], [_init("w", np.ones((4, 3, 1, 1)))])
+    g = _strict(_save(tmp_path, model, "dead.onnx"))
+    assert [(lyr.name, lyr.op, lyr.attrs.act) for lyr in g.order] == [("conv", "conv", "sigmoid")]
+    assert g.outputs == ["y"] and g.total_macs == 4 * 3 * 8 * 8
+
+
+def test_an_if_on_a_run_time_condition_reads_what_its_branches_read(tmp_path):
+    """An If on a condition known only at run time (a rank-0 flag input) stays one opaque layer; it
+    reads the Relu its branches read from outside (ONNX lists no such input), so the Relu is live and
+    sorted before it even where the file lists it later."""
+    then = _body([helper.make_node("Identity", ["r"], ["t"])], [], [("t", F, None)])
+    other = _body([helper.make_node("Neg", ["r"], ["e"])], [], [("e", F, None)])
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[1, 1]),
+             helper.make_node("If", ["flag"], ["y"], name="if", then_branch=then, else_branch=other),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Sigmoid", ["c"], ["y2"], name="sig")]
+    model = _model(nodes, [("x", F, [1, 3, 8, 8]), ("flag", B, [])], [("y", F, None), ("y2", F, None)],
+                   [_init("w", np.ones((4, 3, 1, 1)))])
+    path = _save(tmp_path, model, "if.onnx")
+    with pytest.warns(onnx_prepare.OnnxImportWarning, match=r"opaque layers with no MACs: If x1"):
+        g = load_onnx(path)
+    assert [(lyr.name, lyr.op, lyr.inputs) for lyr in g.order] == [
+        ("conv", "conv", ("x",)), ("relu", "act", ("c",)), ("if", "opaque", ("r",)), ("sig", "act", ("c",))]
+    with pytest.raises(onnx_import.GraphError, match=r"unsupported ONNX ops \(strict mode\): If x1"):
+        load_onnx(path, strict=True)

@@ -25,7 +25,7 @@ from autotune.frontends import converters, onnx_batch, onnx_control, onnx_patter
 from autotune.frontends.converters.common import same_shape
 from autotune.frontends.converters.custom import DOMAIN  # noqa: F401  (the exporter writes it)
 from autotune.frontends.onnx_nodes import Node
-from autotune.frontends.onnx_prepare import OnnxImportWarning, Prepared, TripCountsKnown, has_schema
+from autotune.frontends.onnx_prepare import OnnxImportWarning, Prepared, TripCountsKnown, has_schema, outer_reads
 from autotune.frontends.onnx_proto import read_model_shapes_only
 from autotune.ir.graph import Attrs, Graph, Layer, Shape, make_layer
 
@@ -121,10 +121,12 @@ class Importer(Prepared):
         self.check_inlined = True
         self._shape_loop()
         self.check_inlined = False
+        self._drop_dead()
         self._restart_for_known_trip_counts()
         self._cut_host_tail()
         if self.sizes.rescale:
             onnx_batch.rescale(self, self.sizes)
+            self._drop_dead()  # an If inlined again at the new sizes: its branch's dead nodes too
         self._count_uses()
         onnx_patterns.fold(self)  # decomposed norms and activations become single nodes
         self._count_uses()
@@ -243,11 +245,13 @@ class Importer(Prepared):
 
     def opaque(self, n: Node, mode: str | None = None) -> None:
         """An op the IR cannot express: bytes moved, no MACs, never fused; named in the warning and
-        refused by --strict."""
+        refused by --strict. An If on a condition known only at run time reads what its branches
+        read from outside too (ONNX does not list those as its inputs)."""
         self.unsupported[n.op if n.domain in converters.ONNX_DOMAINS else f"{n.domain}.{n.op}"] += 1
         outs = [t for t in n.outputs if t]
         shapes = [self.shape_of(t) for t in outs]
-        srcs = [self.src(t) for t in self.dyn(n)]
+        implicit = sorted(t for t in outer_reads(n.attrs) if t not in self.static)
+        srcs = list(dict.fromkeys(self.src(t) for t in self.dyn(n) + implicit))
         if not srcs:
             raise GraphError("has no activation input")
         attrs = {"mode": mode or n.op.lower(), "shape": shapes[0], **self.widths(n, "opaque", srcs, outs[0])}

@@ -200,7 +200,7 @@ class Prepared:
         host: list[tuple[Node, list[str]]] = []  # each host node and what it reads (in a subgraph too)
         more = -1  # data-dependent nodes that read no host tensor, past the first
         for n in self.nodes:  # topological: a node reading a host tensor is the host's
-            reads = n.inputs + sorted(_outer_reads(n.attrs))
+            reads = n.inputs + sorted(outer_reads(n.attrs))
             if n in roots or made.intersection(reads):
                 more += not made.intersection(reads)
                 host.append((n, reads))
@@ -228,6 +228,34 @@ class Prepared:
                       + f" (the plan ends at the {_count(len(read), 'tensor')} they read)",
                       OnnxImportWarning, stacklevel=4)
 
+    def _drop_dead(self) -> None:
+        """Drop the nodes whose outputs nothing live reads (not a graph output, no live node's input,
+        nor what a live node's subgraph reads): a compiler never runs them, so they are no layers and
+        no data-dependent shape of theirs sends the plan's tail to the host. From the current nodes,
+        the file's graph and `pristine` (which rescale starts from) alike."""
+        needed = {vi.name for vi in self.model.graph.output}
+        live = []
+        for n in reversed(self.nodes):  # topological: every reader of a node's outputs comes later
+            if any(t in needed for t in n.outputs if t):
+                live.append(n)
+                needed.update(t for t in n.inputs if t)
+                needed |= outer_reads(n.attrs)
+        if len(live) == len(self.nodes):
+            return
+        gone = {t for n in self.nodes for t in n.outputs if t and t not in needed}
+
+        def dead(outputs) -> bool:
+            made = [t for t in outputs if t]
+            return bool(made) and all(t in gone for t in made)
+
+        self.nodes = live[::-1]
+        self.pristine_nodes = [n for n in self.pristine_nodes if not dead(n.outputs)]
+        for m in (self.model, self.pristine):
+            keep = [p for p in m.graph.node if not dead(p.output)]
+            if len(keep) < len(m.graph.node):
+                del m.graph.node[:]
+                m.graph.node.extend(keep)
+
     def _toposort(self) -> None:
         import heapq
 
@@ -248,7 +276,7 @@ class Prepared:
         users: list[list[int]] = [[] for _ in nodes]
         indeg = [0] * len(nodes)
         for i, n in enumerate(nodes):
-            for t in set(n.inputs):
+            for t in set(n.inputs) | {t for t in outer_reads(n.attrs) if t in prod}:  # a subgraph's reads too
                 if t in avail:
                     continue
                 if t not in prod:
@@ -404,7 +432,7 @@ class Prepared:
         """Mark nodes that compute only constants or shapes (no layer) and evaluate what is cheap."""
         for n in self.nodes:
             ins = [t for t in n.inputs[:1 if n.op == "CastLike" else None] if t]  # CastLike reads a type only
-            ins += sorted(_outer_reads(n.attrs))  # an If or Loop body reading an activation is no constant
+            ins += sorted(outer_reads(n.attrs))  # an If or Loop body reading an activation is no constant
             if n.op == "DynamicQuantizeLinear":  # its scale and zero point: per-tensor scalars, no layer
                 self.static.update(t for t in n.outputs[1:] if t)
             if n.op in ("Shape", "Size") or all(t in self.static for t in ins):
@@ -584,7 +612,7 @@ def _bodies(attrs: dict) -> list:
     return [g for v in attrs.values() for g in (v if isinstance(v, list) else [v]) if isinstance(g, GraphProto)]
 
 
-def _outer_reads(attrs: dict) -> set[str]:
+def outer_reads(attrs: dict) -> set[str]:
     """The tensors of the enclosing graph that a node's subgraphs read (at any depth): its inputs
     too, though ONNX does not list them."""
     return _graphs_outer_reads(_bodies(attrs))

@@ -7,6 +7,7 @@ exposes them, and the zoo, the ONNX importer, the simulator and the features rea
 from __future__ import annotations
 
 import heapq
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -223,8 +224,9 @@ class Group:
     def as_graph(self, name: str | None = None) -> Graph:
         """The group as a standalone graph: boundary inputs become graph inputs, and every tensor read
         after it (or a graph output) a graph output, so its one group has the same I/O."""
+        # its layers are the validated graph's own: their shapes stand, the op rules need not rerun
         out = Graph(name or self.graph.name, self.layers, dict(self.inputs), list(self.outputs),
-                    batch=self.graph.batch).validate()
+                    batch=self.graph.batch).validate(rules=False)
         assert [lyr.name for lyr in out.order] == self.names  # insertion order is already topological
         return out
 
@@ -377,8 +379,9 @@ class Graph:
         return p.out_shapes[p.outputs.index(tensor)]
 
     # -- validation -------------------------------------------------------------------------
-    def validate(self) -> Graph:
-        """Reject cycles, dangling tensors, non-positive dims and shape mismatches, naming the layer."""
+    def validate(self, rules: bool = True) -> Graph:
+        """Reject cycles, dangling tensors, non-positive dims and shape mismatches, naming the layer;
+        with `rules`, also an output shape its op's shape rule does not give."""
         for t, s in self.inputs.items():
             if not s or any(d <= 0 for d in s):
                 raise GraphError(f"graph input {t!r}: non-positive shape {s}")
@@ -396,7 +399,7 @@ class Graph:
                     raise GraphError(
                         f"layer {lyr.name!r}: input {t!r} has shape {self.shape_of(t)}, layer expects {s}"
                     )
-            if lyr.op not in ("opaque",):
+            if rules and lyr.op not in ("opaque",):
                 want = infer_shapes(lyr.op, lyr.in_shapes, lyr.attrs, lyr.name)
                 if tuple(want) != tuple(lyr.out_shapes):
                     raise GraphError(f"layer {lyr.name!r}: output shape {lyr.out_shapes} but rule gives {want}")
@@ -508,6 +511,23 @@ def layer_from_dict(d: dict) -> Layer:
 def graph_to_dict(g: Graph) -> dict:
     return {"name": g.name, "batch": g.batch, "inputs": {k: list(v) for k, v in g.inputs.items()},
             "outputs": list(g.outputs), "layers": [layer_to_dict(lyr) for lyr in g.order]}
+
+
+def graph_json(g: Graph, layers: dict[int, str] | None = None) -> str:
+    """`json.dumps(graph_to_dict(g), separators=(",", ":"))`, each layer's JSON taken from `layers`
+    (by the layer object's id, filled here) when given: a network's candidate groups share their
+    layers, so its tens of thousands of groups serialise each layer once."""
+    if layers is None:
+        return json.dumps(graph_to_dict(g), separators=(",", ":"))
+    head = {"name": g.name, "batch": g.batch, "inputs": {k: list(v) for k, v in g.inputs.items()},
+            "outputs": list(g.outputs)}
+    parts = []
+    for lyr in g.order:
+        text = layers.get(id(lyr))
+        if text is None:
+            text = layers[id(lyr)] = json.dumps(layer_to_dict(lyr), separators=(",", ":"))
+        parts.append(text)
+    return json.dumps(head, separators=(",", ":"))[:-1] + ',"layers":[' + ",".join(parts) + "]}"
 
 
 def graph_from_dict(d: dict) -> Graph:

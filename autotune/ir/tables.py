@@ -20,6 +20,7 @@ Stable interface (features.py, simulator.py, planner.py rely on it):
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -164,7 +165,7 @@ def graph_table(g: Graph) -> GraphTable:
         out_start.append(len(out_last))
         out_count.append(len(lyr.outputs))
         out_last.extend(lasts)
-        out_el.extend(float(np.prod(s)) for s in lyr.out_shapes)
+        out_el.extend(float(math.prod(s)) for s in lyr.out_shapes)
         in_start.append(len(in_key))
         seen: set[str] = set()
         for tensor, shp in zip(lyr.inputs, lyr.in_shapes):
@@ -173,7 +174,7 @@ def graph_table(g: Graph) -> GraphTable:
             seen.add(tensor)
             p = pos[g.producer[tensor].name] if tensor in g.producer else -1
             in_key.append(max(p, last_reader.get(tensor, -1)))
-            in_el.append(float(np.prod(shp)))
+            in_el.append(float(math.prod(shp)))
             last_reader[tensor] = k
         in_count.append(len(seen))
     rows = LayerRows(**{name: np.asarray(v, dtype=_dtype(name)) for name, v in cols.items()})

@@ -21,7 +21,7 @@ from autotune.errors import ConfigError
 from autotune.fileio import atomic_write, atomic_write_json
 from autotune.frontends.synthetic import describe, generate_range
 from autotune.hardware.config import HardwareConfig
-from autotune.ir.graph import Graph, Group, graph_to_dict
+from autotune.ir.graph import Graph, Group, graph_json
 
 META_KEY = b"autotune.synth"
 
@@ -73,7 +73,8 @@ def rows_frame(groups: list[Group], graphs: list[Graph], ids: list[str], extra: 
                           f"are no positive number below {MAX_LATENCY_MS:.0e} ms (e.g. {float(ms[bad][0]):g} ms); "
                           "check its datasheet and device: values")
     pos = lab.pop("pos").to_numpy()
-    js = [json.dumps(graph_to_dict(g), separators=(",", ":")) for g in graphs]
+    made: dict[int, str] = {}  # each shared layer's JSON once; `graphs` keeps every layer alive meanwhile
+    js = [graph_json(g, made) for g in graphs]
     head = pd.DataFrame({"group_id": np.asarray(ids, dtype=object)[pos],
                          "group_json": np.asarray(js, dtype=object)[pos]})
     desc = pd.DataFrame([describe_group(g) for g in groups])

@@ -78,9 +78,12 @@ eval: models/$(HWNAME)/meta.json
 	$(BIN)/autotune eval --hw $(HW) --models all $(if $(MEASURE),--measure-budget $(MEASURE),) \
 		--json reports/$(HWNAME)/eval.json
 
-# the suite to run while working (a few minutes); test-all adds the slow tests (marked `slow`)
+# the suite to run while working (a few minutes); test-all adds the slow tests (marked `slow`).
+# TEST_JOBS worker processes (pytest-xdist), each test file on one worker so a module's fixture is
+# made once; TEST_JOBS=0 runs in this process.
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile,)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow

@@ -24,6 +24,7 @@ import math
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from functools import lru_cache
 
 import numpy as np
 
@@ -100,6 +101,7 @@ def _dtype(name: str) -> type:
     return bool if name in _BOOL else np.float64 if name in _FLOAT else np.int64
 
 
+@lru_cache(maxsize=1 << 16)  # a network's candidate groups rebuilt from JSON repeat its layers (equal, not the same)
 def _layer_row(lyr: Layer) -> dict[str, int | float | bool]:
     sp, s = lyr.spec, lyr.out_shape
     grp = sp.groups(lyr)

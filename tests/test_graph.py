@@ -119,3 +119,22 @@ def test_json_roundtrip_keeps_everything():
     assert back.order == g.order and back.inputs == g.inputs and back.outputs == g.outputs
     with pytest.raises(GraphError, match="malformed"):
         graph_from_dict({"layers": []})
+
+
+def test_a_groups_json_with_shared_layers_is_its_plain_json_and_reads_back_valid():
+    """graph_json with a layer cache (the zoo table's path) gives the bytes json.dumps of
+    graph_to_dict gives, and every group graph (made without rerunning the op rules) reads back
+    through graph_from_dict, which does run them."""
+    from autotune.frontends import zoo
+    from autotune.frontends.synthetic import extract
+    from autotune.ir.graph import graph_from_dict, graph_json, graph_to_dict
+
+    g = zoo.build("googlenet")
+    cache: dict[int, str] = {}
+    spans = [(i, j) for i in range(0, len(g) - 1, 3) for j in range(i + 1, min(i + 12, len(g) + 1))]
+    for i, j in spans:
+        sub = extract(g, i, j)
+        text = graph_json(sub, cache)
+        assert text == json.dumps(graph_to_dict(sub), separators=(",", ":"))
+        assert [lyr.name for lyr in graph_from_dict(json.loads(text)).order] == [lyr.name for lyr in g.order[i:j]]
+    assert len(cache) == len({lyr.name for i, j in spans for lyr in g.order[i:j]})

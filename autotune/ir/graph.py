@@ -508,9 +508,13 @@ def layer_from_dict(d: dict) -> Layer:
                  tuple(tuple(s) for s in d["in_shapes"]), tuple(tuple(s) for s in d["out_shapes"]), Attrs(**attrs))
 
 
-def graph_to_dict(g: Graph) -> dict:
+def _graph_head(g: Graph) -> dict:
     return {"name": g.name, "batch": g.batch, "inputs": {k: list(v) for k, v in g.inputs.items()},
-            "outputs": list(g.outputs), "layers": [layer_to_dict(lyr) for lyr in g.order]}
+            "outputs": list(g.outputs)}
+
+
+def graph_to_dict(g: Graph) -> dict:
+    return {**_graph_head(g), "layers": [layer_to_dict(lyr) for lyr in g.order]}
 
 
 def graph_json(g: Graph, layers: dict[int, str] | None = None) -> str:
@@ -519,15 +523,13 @@ def graph_json(g: Graph, layers: dict[int, str] | None = None) -> str:
     layers, so its tens of thousands of groups serialise each layer once."""
     if layers is None:
         return json.dumps(graph_to_dict(g), separators=(",", ":"))
-    head = {"name": g.name, "batch": g.batch, "inputs": {k: list(v) for k, v in g.inputs.items()},
-            "outputs": list(g.outputs)}
     parts = []
     for lyr in g.order:
         text = layers.get(id(lyr))
         if text is None:
             text = layers[id(lyr)] = json.dumps(layer_to_dict(lyr), separators=(",", ":"))
         parts.append(text)
-    return json.dumps(head, separators=(",", ":"))[:-1] + ',"layers":[' + ",".join(parts) + "]}"
+    return json.dumps(_graph_head(g), separators=(",", ":"))[:-1] + ',"layers":[' + ",".join(parts) + "]}"
 
 
 def graph_from_dict(d: dict) -> Graph:

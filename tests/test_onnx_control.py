@@ -505,3 +505,20 @@ def test_an_if_on_a_run_time_condition_reads_what_its_branches_read(tmp_path):
         ("conv", "conv", ("x",)), ("relu", "act", ("c",)), ("if", "opaque", ("r",)), ("sig", "act", ("c",))]
     with pytest.raises(onnx_import.GraphError, match=r"unsupported ONNX ops \(strict mode\): If x1"):
         load_onnx(path, strict=True)
+
+
+def test_a_graph_whose_outputs_no_node_computes_is_refused_in_one_line(tmp_path, capsys):
+    """Its output is the input passed through, and the one conv is dead: nothing is left to plan,
+    said as such (not an empty graph's internal message), and `inspect` exits non-zero."""
+    from autotune.cli import main as cli_main
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[1, 1]),
+             helper.make_node("Identity", ["x"], ["y"], name="same")]
+    path = _save(tmp_path, _model(nodes, [("x", F, [1, 3, 8, 8])], [("y", F, None)],
+                                  [_init("w", np.ones((4, 3, 1, 1)))]), "none.onnx")
+    with pytest.raises(onnx_import.GraphError, match=r"none\.onnx: nothing to plan: no node computes the graph's "
+                                                     r"outputs from its activation inputs"):
+        load_onnx(path)
+    assert cli_main(["inspect", path]) != 0
+    err = capsys.readouterr().err
+    assert "nothing to plan" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -37,7 +37,6 @@ def unroll(model, known: dict[str, np.ndarray] | None = None):
     opset = _opset(model)
     while True:  # an inner Loop's trip count may be known only once the outer one is unrolled
         values = _constants(model.graph, known)
-        used = _reads(model.graph)  # a scan output nothing reads is not stacked
         nodes: list = []
         alias: dict[str, str] = {}
         changed = False
@@ -56,7 +55,7 @@ def unroll(model, known: dict[str, np.ndarray] | None = None):
                 continue
             budget -= cost
             unroll_node = _unroll_one if p.op_type == "Loop" else _unroll_scan
-            nodes += unroll_node(model.graph, p, body, m, names, opset, alias, used)
+            nodes += unroll_node(model.graph, p, body, m, names, opset, alias)
             changed = True
         if not changed:
             break
@@ -153,10 +152,10 @@ def _trip_count(p, body, values: dict) -> int | None:
     return m if _scalar(values, t) is True else None
 
 
-def _unroll_one(g, p, body, m: int, names: set[str], opset: int, alias: dict[str, str], used: set[str]) -> list:
+def _unroll_one(g, p, body, m: int, names: set[str], opset: int, alias: dict[str, str]) -> list:
     """The nodes that replace Loop node `p`: `m` renamed copies of its body, chained through its
-    carried values (its final carried values recorded in `alias`), its scan outputs that graph `g`
-    `used` stacked; constants go to `g`."""
+    carried values (its final carried values recorded in `alias`), its scan outputs stacked (one
+    nothing reads is dropped with its steps by the importer's dead-node pass); constants go to `g`."""
     from onnx import TensorProto, helper, numpy_helper
 
     n_carried = len(p.input) - 2
@@ -183,7 +182,7 @@ def _unroll_one(g, p, body, m: int, names: set[str], opset: int, alias: dict[str
             s.append(t)
     alias.update({o: t for o, t in zip(p.output[:n_carried], carried) if o})
     for o, parts in zip(p.output[n_carried:], scans):
-        if o not in used:
+        if not o:
             continue
         new_nodes += _stack(parts, o, 0, opset, names, g.initializer)  # each iteration's value on a new axis
     return new_nodes
@@ -230,11 +229,10 @@ def _scan_length(p, body, values: dict, opset: int) -> int | None:
     return m if m >= 1 else None
 
 
-def _unroll_scan(g, p, body, m: int, names: set[str], opset: int, alias: dict[str, str], used: set[str]) -> list:
+def _unroll_scan(g, p, body, m: int, names: set[str], opset: int, alias: dict[str, str]) -> list:
     """The nodes that replace Scan node `p` (opset 9 on): `m` renamed copies of its body, chained
     through its states, each reading its scan inputs' element k (a Gather, from the back for a
-    reversed input), and its scan outputs that graph `g` `used` stacked on their axes (in reverse
-    for a reversed one)."""
+    reversed input), and its scan outputs stacked on their axes (in reverse for a reversed one)."""
     from onnx import helper, numpy_helper
 
     a = node_attrs(p)
@@ -266,7 +264,7 @@ def _unroll_scan(g, p, body, m: int, names: set[str], opset: int, alias: dict[st
             s.append(t)
     alias.update({o: t for o, t in zip(p.output[:n_state], states) if o})
     for o, parts, ax, rev in zip(p.output[n_state:], scans, out_axes, out_dirs):
-        if o in used:
+        if o:
             new_nodes += _stack(parts[::-1] if rev else parts, o, int(ax), opset, names, g.initializer)
     return new_nodes
 

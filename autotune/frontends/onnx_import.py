@@ -139,11 +139,9 @@ class Importer(Prepared):
                 raise GraphError(f"node {n.name or n.op!r} ({n.op}): {err}") from None
             except (ValueError, KeyError, IndexError, TypeError) as err:
                 raise GraphError(f"node {n.name or n.op!r} ({n.op}): cannot map it: {err}") from None
-        if not self.layers and self.nothing_left:
-            raise GraphError(self.nothing_left)
         if not self.layers:
-            raise GraphError("nothing to plan: no node computes the graph's outputs from its activation inputs "
-                             "(each output is an input, a constant, or made from constants only)")
+            raise GraphError(self.nothing_left or "nothing to plan: no node computes the graph's outputs from its "
+                             "activation inputs (each output is an input, a constant, or made from constants only)")
         if self.unsupported:
             ops = ", ".join(f"{op} x{k}" for op, k in sorted((str(o), k) for o, k in self.unsupported.items()))
             if self.strict:

@@ -82,14 +82,15 @@ eval: models/$(HWNAME)/meta.json
 # TEST_JOBS worker processes (pytest-xdist), each test file on one worker so a module's fixture is
 # made once; TEST_JOBS=0 runs in this process.
 TEST_JOBS ?= 2
+XDIST = $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile,)
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile,)
+	$(BIN)/python -m pytest -m "not slow" $(XDIST)
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m slow $(XDIST)
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do $(BIN)/python $$f || exit 1; done

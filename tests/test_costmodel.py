@@ -199,6 +199,22 @@ def test_calibrated_prior_recovers_the_device_constants_despite_outliers():
     assert np.allclose(np.array(fit.program) * truth["capacity"], [3, 2, 1, 0.25], rtol=0.15, atol=0.1)
 
 
+@pytest.mark.parametrize("with_prior", [False, True])
+def test_a_few_labels_fit_to_the_same_constants_with_batched_differences(monkeypatch, with_prior):
+    """On few rows the Jacobian's perturbed vectors are evaluated together; the fit must be the one
+    scipy's own '2-point' differences give (the same steps), with a prior as without."""
+    from autotune.costmodel import calibration
+    from autotune.costmodel.calibration import columns_to_parts, fit_roofline
+
+    X, y, names, _ = _roofline_rows(n=240, seed=3)
+    parts = columns_to_parts(X, {c: i for i, c in enumerate(names)})
+    prior = fit_roofline(parts, y * 1e3, max_rows=80, seed=1) if with_prior else None
+    batched = fit_roofline(parts, y * 1e3, prior=prior).to_dict()
+    monkeypatch.setattr(calibration, "_BATCH_VALUES", 1)  # one row per batch: scipy's differences
+    plain = fit_roofline(parts, y * 1e3, prior=prior).to_dict()
+    assert batched == plain and batched != (prior.to_dict() if prior else None)
+
+
 @pytest.fixture
 def roofline_featurizer():
     from autotune.costmodel.calibration import COLUMNS

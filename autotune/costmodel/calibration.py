@@ -84,6 +84,7 @@ _SCAN_REFITS = 3  # the best scales of the scan, each refined
 _REFIT_NFEV = 100  # evaluations per refinement: they start close and most converge in 40
 _EPS_2POINT = float(np.finfo(np.float64).eps) ** 0.5  # scipy's relative step for '2-point' differences
 _BATCH_VALUES = 1 << 12  # rows x parameter vectors in one batch of a Jacobian
+_PASS_ROWS = 10_000  # a numpy pass's fixed cost, in rows evaluated (see `_difference_cost`)
 
 
 @dataclass
@@ -177,6 +178,18 @@ def steps(size: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-z))).sum(-1) + np.maximum(size - top, 0.0)
 
 
+def _passes(n_vectors: int, n_rows: int) -> int:
+    """Numpy passes that evaluate `n_vectors` parameter vectors on `n_rows` rows, in batches of at
+    most _BATCH_VALUES values (one vector a pass past that)."""
+    return max(1, min(n_vectors, -(-n_vectors * n_rows // _BATCH_VALUES)))
+
+
+def _difference_cost(blocks: list[tuple[np.ndarray, np.ndarray]]) -> int:
+    """What a Jacobian by `blocks` (constants moved, rows evaluated) costs, in row evaluations:
+    each numpy pass costs about _PASS_ROWS of them besides its rows (measured: 0.6 ms a pass)."""
+    return sum(_passes(len(c), len(r)) * _PASS_ROWS + len(c) * len(r) for c, r in blocks)
+
+
 def columns_to_parts(X: np.ndarray, index: dict[str, int]) -> dict[str, np.ndarray]:
     """The roofline's inputs from feature rows; `index` maps each of COLUMNS to its column in X."""
     logs = [f"log_{part}_{policy}_us" for policy in ("rows", "chan") for part in _PARTS]
@@ -263,44 +276,63 @@ def _fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int,
     sl = _slots(K)
     prog, reload, step = sl["program"], sl["reload_us"], sl["reload_step"]
 
-    def residual(th: np.ndarray) -> np.ndarray:
-        """The residuals of parameter vector `th`, or of each row of a matrix of them (one row each)."""
+    def on_labels(th: np.ndarray, parts: dict[str, np.ndarray], j: np.ndarray, log_y: np.ndarray) -> np.ndarray:
+        """The label residuals of parameter vector `th`, or of each row of a matrix of them."""
         c = _unpack(th, K)
         # per row of labels: each core count's constants picked, the lists' items one by one
         t = _roofline(parts, {q.name: c[q.name][..., j] if q.size == PER_CORE else
                               np.moveaxis(c[q.name], -1, 0)[..., None] if q.size > 1 and th.ndim > 1 else c[q.name]
                               for q in _TABLE})
-        r = np.log(np.maximum(t, 1e-9)) - log_y
-        if th_prior is None:
-            return r
+        return np.log(np.maximum(t, 1e-9)) - log_y
+
+    def on_prior(th: np.ndarray) -> np.ndarray:
         # how much program a part's memory holds, and whether it reloads in whole steps, are device
         # facts no datasheet tells: the prior holds the program's shape, not its scale, its steps or
         # what a reload costs
         d = th - th_prior
         d[..., prog] -= d[..., prog].mean(-1, keepdims=True)
         d[..., step] = d[..., reload] = 0.0
-        return np.concatenate([r, prior_weight * d], axis=-1)
+        return prior_weight * d
 
-    # on few rows, the perturbed vectors are evaluated together, so that a Jacobian is a few numpy
-    # passes rather than one Python call per parameter (4x faster fits on 200 labels); on many rows
-    # the arithmetic dominates and scipy's own differences (the same numbers) are as fast
-    batch = _BATCH_VALUES // max(len(log_y), 1)
+    def residual(th: np.ndarray) -> np.ndarray:
+        r = on_labels(th, parts, j, log_y)
+        return r if th_prior is None else np.concatenate([r, on_prior(th)])
+
+    # Forward differences with scipy's '2-point' steps, faster than its own two ways: a constant
+    # of one core count moves only that core count's rows, so on many rows only they are
+    # evaluated again; and perturbed vectors go in batches, a few numpy passes rather than a
+    # Python call per constant (which is what costs on few rows). The numbers are scipy's up to
+    # the last bit of numpy's vectorised exp and log (a row's place in the array can pick the
+    # SIMD or the scalar path).
+    owner = np.full(len(_start(K)), -1)  # the core count (index) each constant belongs to, or -1
+    for q in _TABLE:
+        if q.size == PER_CORE:
+            owner[sl[q.name]] = np.arange(K)
+    whole = [(np.arange(len(owner)), np.arange(len(log_y)))]
+    split = [(np.flatnonzero(owner < 0), whole[0][1])]
+    split += [(np.flatnonzero(owner == k), np.flatnonzero(j == k)) for k in range(K)]
+    blocks = min(whole, split, key=_difference_cost)
+    args = [({key: v[rows] for key, v in parts.items()}, j[rows], log_y[rows]) for _, rows in blocks]
 
     def jacobian(th: np.ndarray) -> np.ndarray:
-        """Forward differences with scipy's '2-point' steps, all rows of perturbed vectors in batches."""
         h = _EPS_2POINT * np.where(th >= 0, 1.0, -1.0) * np.maximum(1.0, np.abs(th))
         dx = (th + h) - th
-        TH = np.vstack([th, th + np.diag(dx)])
-        F = np.vstack([residual(TH[a:a + batch]) for a in range(0, len(TH), batch)])
-        return ((F[1:] - F[0]) / dx[:, None]).T
+        TH = th + np.diag(dx)
+        f0 = on_labels(th, parts, j, log_y)
+        J = np.zeros((len(f0) + (0 if th_prior is None else len(th)), len(th)))
+        for (cols, rows), block_args in zip(blocks, args):
+            for c in np.array_split(cols, _passes(len(cols), len(rows))):
+                J[rows[:, None], c] = ((on_labels(TH[c], *block_args) - f0[rows]) / dx[c, None]).T
+        if th_prior is not None:
+            J[len(f0):] = ((on_prior(TH) - on_prior(th)) / dx[:, None]).T
+        return J
 
     def cost(th: np.ndarray) -> float:  # least_squares' soft-L1 objective
         z = (residual(th) / f_scale) ** 2
         return float(np.sum(np.sqrt(1.0 + z) - 1.0))
 
     th0 = _start(K) if th_prior is None else th_prior
-    jac = jacobian if batch > 1 else "2-point"
-    res = least_squares(residual, th0, jac=jac, loss="soft_l1", f_scale=f_scale, max_nfev=400)
+    res = least_squares(residual, th0, jac=jacobian, loss="soft_l1", f_scale=f_scale, max_nfev=400)
     # whole reloads make the cost a staircase in the program's scale, flat between steps: local
     # search stalls on a wrong stair, so scan the scale (and steps against a ramp), then refine
     scan = []
@@ -311,7 +343,7 @@ def _fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int,
             th[step] = h
             scan.append(th)
     for th in sorted(scan, key=cost)[:_SCAN_REFITS]:
-        other = least_squares(residual, th, jac=jac, loss="soft_l1", f_scale=f_scale, max_nfev=_REFIT_NFEV)
+        other = least_squares(residual, th, jac=jacobian, loss="soft_l1", f_scale=f_scale, max_nfev=_REFIT_NFEV)
         if other.cost < res.cost:
             res = other
     return roofline_at(res.x, ks)

@@ -10,6 +10,7 @@ Usage: python bench/bench_calibration.py [--hw mlu100] [--data data/mlu100] [--r
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -19,6 +20,7 @@ from autotune.costmodel import calibration
 from autotune.costmodel.feature_cache import dataset_features
 from autotune.costmodel.features import FEATURE_NAMES
 from autotune.data.dataset import read_dataset
+from autotune.errors import AutotuneError
 from autotune.hardware.config import load_hardware
 
 
@@ -38,8 +40,11 @@ def main() -> None:
     ap.add_argument("--data", default="data/mlu100")
     ap.add_argument("--rows", default="200,2000,8000,30000")
     args = ap.parse_args()
-    hw = load_hardware(args.hw)
-    ds = read_dataset(args.data, hw)
+    try:
+        hw = load_hardware(args.hw)
+        ds = read_dataset(args.data, hw)
+    except AutotuneError as err:
+        sys.exit(f"bench_calibration: {err} (run `make synth` first)")
     X, _ = dataset_features(ds, hw)
     y = ds.rows["latency_ms"].to_numpy() * 1e3
     names = list(FEATURE_NAMES)

@@ -294,8 +294,11 @@ def _fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int,
         d[..., step] = d[..., reload] = 0.0
         return prior_weight * d
 
+    last: list[np.ndarray] = []  # the last vector `residual` saw and its label residuals: a Jacobian's base
+
     def residual(th: np.ndarray) -> np.ndarray:
         r = on_labels(th, parts, j, log_y)
+        last[:] = [th.copy(), r]
         return r if th_prior is None else np.concatenate([r, on_prior(th)])
 
     # Forward differences with scipy's '2-point' steps, faster than its own two ways: a constant
@@ -304,7 +307,7 @@ def _fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int,
     # Python call per constant (which is what costs on few rows). The numbers are scipy's up to
     # the last bit of numpy's vectorised exp and log (a row's place in the array can pick the
     # SIMD or the scalar path).
-    owner = np.full(len(_start(K)), -1)  # the core count (index) each constant belongs to, or -1
+    owner = np.full(max(x.stop for x in sl.values()), -1)  # each constant's core count (index), or -1
     for q in _TABLE:
         if q.size == PER_CORE:
             owner[sl[q.name]] = np.arange(K)
@@ -318,7 +321,8 @@ def _fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int,
         h = _EPS_2POINT * np.where(th >= 0, 1.0, -1.0) * np.maximum(1.0, np.abs(th))
         dx = (th + h) - th
         TH = th + np.diag(dx)
-        f0 = on_labels(th, parts, j, log_y)
+        # least_squares evaluates the residuals at a point before its Jacobian there
+        f0 = last[1] if last and np.array_equal(last[0], th) else on_labels(th, parts, j, log_y)
         J = np.zeros((len(f0) + (0 if th_prior is None else len(th)), len(th)))
         for (cols, rows), block_args in zip(blocks, args):
             for c in np.array_split(cols, _passes(len(cols), len(rows))):

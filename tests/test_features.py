@@ -223,6 +223,48 @@ def test_features_of_a_large_frame_are_the_same_computed_over_processes(monkeypa
     assert np.array_equal(feature_cache.compute_features(frame, hw, jobs=2), alone)
 
 
+def _zoo_rows(names, shuffle=True):
+    from autotune.synth.pipeline import zoo_frame
+
+    hw = load_hardware("mlu100")
+    frame = zoo_frame(hw, names)
+    return hw, frame.sample(frac=1.0, random_state=0) if shuffle else frame
+
+
+def test_zoo_rows_featurize_as_their_networks_spans_as_rebuilt_groups_do():
+    """zoo.parquet's rows are read as spans of their network (the planner's batch), not rebuilt one by
+    one from JSON: the same rows to the bit, shuffled, two networks and both featurizers."""
+    from autotune.costmodel import feature_cache
+    from autotune.costmodel.features import get_featurizer
+
+    hw, frame = _zoo_rows(["resnet18", "mobilenet_v2"])
+    for name in ("datasheet", "layersum"):
+        f = get_featurizer(name)
+        assert feature_cache._zoo_features(frame, hw, f) is not None
+        assert np.array_equal(feature_cache.compute_features(frame, hw, featurizer=name),
+                              feature_cache._features(frame, hw, f))
+
+
+def test_zoo_rows_whose_json_disagrees_with_the_network_are_rebuilt_from_json():
+    """A zoo row whose span no longer matches its network's layers (a zoo.parquet from another
+    version of the network) is caught by the check, and every group is rebuilt from its JSON."""
+    from autotune.costmodel import feature_cache
+    from autotune.costmodel.features import get_featurizer
+
+    f = get_featurizer("datasheet")
+    hw, frame = _zoo_rows(["resnet18"], shuffle=False)
+    good = feature_cache._zoo_features(frame, hw, f)
+    assert good is not None
+    from autotune.frontends import zoo
+
+    inside = frame["j"].to_numpy() < len(zoo.build("resnet18").order)
+    moved = frame[inside].assign(i=frame["i"] + 1, j=frame["j"] + 1)  # every span one layer on, still in range
+    assert feature_cache._zoo_features(moved, hw, f) is None
+    assert np.array_equal(feature_cache.compute_features(moved, hw), good[inside])
+    assert feature_cache._zoo_features(frame.assign(model="no_such_net"), hw, f) is None
+    assert feature_cache._zoo_features(frame.drop(columns="i"), hw, f) is None
+
+
 def test_activation_math_tells_apart_layers_of_the_same_shape():
     """A SiLU epilogue (Llama's gate_proj) and none (its up_proj) on the same fc: measured apart on a
     black box by half, so the rows, the memory keys and the distinct contents must tell them apart

@@ -15,7 +15,9 @@ import pyarrow.parquet as pq
 
 from autotune.costmodel.features import Featurizer, get_featurizer
 from autotune.data.dataset import ZOO_FILE, Dataset, file_digest, groups_of, parquet_bytes
+from autotune.errors import DatasetError
 from autotune.fileio import atomic_write, source_digest
+from autotune.frontends import zoo
 from autotune.hardware.config import HardwareConfig
 from autotune.hardware.host import host_cores
 from autotune.ir.tables import GroupBatch
@@ -30,11 +32,19 @@ _CACHE_KEY = b"autotune.costmodel.features"
 PARALLEL_ROWS = 50_000
 
 
+#: Groups of each zoo network rebuilt from their JSON to check the zoo rows' fast path (`_zoo_features`).
+ZOO_CHECKS = 3
+
+
 def compute_features(frame: pd.DataFrame, hw: HardwareConfig, jobs: int | None = None,
                      featurizer: str = "datasheet") -> np.ndarray:
-    """Feature matrix (the featurizer's columns) of a measurement frame's rows, from the datasheet; a
-    frame over PARALLEL_ROWS rows is split by group over `jobs` processes (default: the usable cores)."""
+    """Feature matrix (the featurizer's columns) of a measurement frame's rows, from the datasheet.
+    Zoo rows (zoo.parquet's) are read as spans of their built-in network; any other frame over
+    PARALLEL_ROWS rows is split by group over `jobs` processes (default: the usable cores)."""
     f = get_featurizer(featurizer)
+    fast = _zoo_features(frame, hw, f)
+    if fast is not None:
+        return fast
     jobs = jobs or host_cores()
     if len(frame) <= PARALLEL_ROWS or jobs < 2:
         return _features(frame, hw, f)
@@ -54,6 +64,38 @@ def compute_features(frame: pd.DataFrame, hw: HardwareConfig, jobs: int | None =
 def _features(frame: pd.DataFrame, hw: HardwareConfig, f: Featurizer) -> np.ndarray:
     groups, codes = groups_of(frame)
     return f.batch(GroupBatch.build(groups), codes, frame["cores"].to_numpy(np.int64), hw.datasheet)
+
+
+def _zoo_features(frame: pd.DataFrame, hw: HardwareConfig, f: Featurizer) -> np.ndarray | None:
+    """The features of zoo rows (columns `model`, `i`, `j`: span [i, j) of a built-in network, as
+    pipeline.zoo_frame writes them) from the network's spans in one batch, as the planner reads them,
+    instead of one graph rebuilt from JSON a group (30x faster). None, and the caller rebuilds every
+    group, unless the frame has those columns, names built-in networks only, and ZOO_CHECKS groups of
+    each network rebuilt from their JSON give the same rows to the bit."""
+    if not {"model", "i", "j"} <= set(frame.columns) or not len(frame):
+        return None
+    models = frame["model"].astype(str).to_numpy()
+    if not set(models) <= set(zoo.names()):
+        return None
+    out = np.empty((len(frame), len(f.names)), dtype=np.float32)
+    cores = frame["cores"].to_numpy(np.int64)
+    for name in dict.fromkeys(models):
+        rows = np.flatnonzero(models == name)
+        graph = zoo.build(name)
+        i, j = frame["i"].to_numpy(np.int64)[rows], frame["j"].to_numpy(np.int64)[rows]
+        codes, spans = pd.factorize(pd.MultiIndex.from_arrays([i, j]), sort=False)
+        si, sj = spans.get_level_values(0).to_numpy(np.int64), spans.get_level_values(1).to_numpy(np.int64)
+        if np.any(si < 0) or np.any(sj > len(graph.order)) or np.any(si >= sj):
+            return None
+        out[rows] = f.batch(GroupBatch.from_ranges(graph, si, sj), codes, cores[rows], hw.datasheet)
+        check = rows[np.isin(codes, np.unique(np.linspace(0, len(spans) - 1, ZOO_CHECKS).round().astype(int)))]
+        try:
+            same = np.array_equal(_features(frame.iloc[check], hw, f), out[check])
+        except DatasetError:
+            return None
+        if not same:
+            return None
+    return out
 
 
 def feature_code_digest() -> str:

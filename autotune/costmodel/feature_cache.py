@@ -78,12 +78,11 @@ def _zoo_features(frame: pd.DataFrame, hw: HardwareConfig, f: Featurizer) -> np.
     if not set(models) <= set(zoo.names()):
         return None
     out = np.empty((len(frame), len(f.names)), dtype=np.float32)
-    cores = frame["cores"].to_numpy(np.int64)
+    cores, start, end = (frame[c].to_numpy(np.int64) for c in ("cores", "i", "j"))
     for name in dict.fromkeys(models):
         rows = np.flatnonzero(models == name)
         graph = zoo.build(name)
-        i, j = frame["i"].to_numpy(np.int64)[rows], frame["j"].to_numpy(np.int64)[rows]
-        codes, spans = pd.factorize(pd.MultiIndex.from_arrays([i, j]), sort=False)
+        codes, spans = pd.factorize(pd.MultiIndex.from_arrays([start[rows], end[rows]]), sort=False)
         si, sj = spans.get_level_values(0).to_numpy(np.int64), spans.get_level_values(1).to_numpy(np.int64)
         if np.any(si < 0) or np.any(sj > len(graph.order)) or np.any(si >= sj):
             return None

@@ -250,13 +250,12 @@ def test_zoo_rows_whose_json_disagrees_with_the_network_are_rebuilt_from_json():
     version of the network) is caught by the check, and every group is rebuilt from its JSON."""
     from autotune.costmodel import feature_cache
     from autotune.costmodel.features import get_featurizer
+    from autotune.frontends import zoo
 
     f = get_featurizer("datasheet")
     hw, frame = _zoo_rows(["resnet18"], shuffle=False)
     good = feature_cache._zoo_features(frame, hw, f)
     assert good is not None
-    from autotune.frontends import zoo
-
     inside = frame["j"].to_numpy() < len(zoo.build("resnet18").order)
     moved = frame[inside].assign(i=frame["i"] + 1, j=frame["j"] + 1)  # every span one layer on, still in range
     assert feature_cache._zoo_features(moved, hw, f) is None

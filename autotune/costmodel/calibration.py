@@ -279,10 +279,7 @@ def _fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int,
     def on_labels(th: np.ndarray, parts: dict[str, np.ndarray], j: np.ndarray, log_y: np.ndarray) -> np.ndarray:
         """The label residuals of parameter vector `th`, or of each row of a matrix of them."""
         c = _unpack(th, K)
-        # per row of labels: each core count's constants picked, the lists' items one by one
-        t = _roofline(parts, {q.name: c[q.name][..., j] if q.size == PER_CORE else
-                              np.moveaxis(c[q.name], -1, 0)[..., None] if q.size > 1 and th.ndim > 1 else c[q.name]
-                              for q in _TABLE})
+        t = _roofline(parts, {q.name: _per_row(q, c[q.name], j, batched=th.ndim > 1) for q in _TABLE})
         return np.log(np.maximum(t, 1e-9)) - log_y
 
     def on_prior(th: np.ndarray) -> np.ndarray:
@@ -351,6 +348,17 @@ def _fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int,
         if other.cost < res.cost:
             res = other
     return roofline_at(res.x, ks)
+
+
+def _per_row(q: _Param, values: np.ndarray, j: np.ndarray, batched: bool) -> np.ndarray:
+    """A constant's values as `_roofline` reads them for rows of core-count index `j`: a per-core
+    one picked for each row; a list's items one by one (the list's axis first, then a row axis)
+    when `values` holds one vector per parameter vector of a batch; any other as it is."""
+    if q.size == PER_CORE:
+        return values[..., j]
+    if q.size > 1 and batched:
+        return np.moveaxis(values, -1, 0)[..., None]
+    return values
 
 
 def _unpack(th: np.ndarray, K: int) -> dict[str, np.ndarray]:

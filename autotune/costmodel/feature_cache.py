@@ -89,10 +89,9 @@ def _zoo_features(frame: pd.DataFrame, hw: HardwareConfig, f: Featurizer) -> np.
         out[rows] = f.batch(GroupBatch.from_ranges(graph, si, sj), codes, cores[rows], hw.datasheet)
         check = rows[np.isin(codes, np.unique(np.linspace(0, len(spans) - 1, ZOO_CHECKS).round().astype(int)))]
         try:
-            same = np.array_equal(_features(frame.iloc[check], hw, f), out[check])
-        except DatasetError:
-            return None
-        if not same:
+            if not np.array_equal(_features(frame.iloc[check], hw, f), out[check]):
+                return None
+        except DatasetError:  # an unreadable group_json: the JSON path says which
             return None
     return out
 

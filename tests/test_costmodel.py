@@ -200,36 +200,36 @@ def test_calibrated_prior_recovers_the_device_constants_despite_outliers():
 
 
 @pytest.mark.parametrize("with_prior", [False, True])
-def test_batches_of_perturbed_vectors_change_no_bit_of_the_fit(monkeypatch, with_prior):
+def test_batches_of_perturbed_vectors_change_no_bit_of_the_fit(with_prior):
     """The Jacobian's perturbed vectors, evaluated on all rows in batches, give the fit that one
     vector per pass (scipy's own '2-point' differences) gives, with a prior as without."""
-    from autotune.costmodel import calibration
     from autotune.costmodel.calibration import columns_to_parts, fit_roofline
 
     X, y, names, _ = _roofline_rows(n=240, seed=3)
     parts = columns_to_parts(X, {c: i for i, c in enumerate(names)})
     prior = fit_roofline(parts, y * 1e3, max_rows=80, seed=1) if with_prior else None
-    monkeypatch.setattr(calibration, "_difference_cost", len)  # one block: every constant on every row
-    batched = fit_roofline(parts, y * 1e3, prior=prior).to_dict()
-    monkeypatch.setattr(calibration, "_BATCH_VALUES", 1)
-    assert fit_roofline(parts, y * 1e3, prior=prior).to_dict() == batched
+    batched = fit_roofline(parts, y * 1e3, prior=prior, differences="whole").to_dict()
+    assert fit_roofline(parts, y * 1e3, prior=prior, differences="plain").to_dict() == batched
 
 
 def test_differences_on_each_core_counts_own_rows_fit_as_well():
     """Each core count's constants moved on its rows alone (the faster way on many rows) fits as
     well as every constant on every row. Not to the bit: numpy's exp and log may take another
     path for a row at another place, and constants the labels leave free drift with that."""
-    from autotune.costmodel import calibration
     from autotune.costmodel.calibration import columns_to_parts, fit_roofline
 
     X, y, names, _ = _roofline_rows(n=600, seed=3)
     parts = columns_to_parts(X, {c: i for i, c in enumerate(names)})
-    logs = []
-    for pick in (len, lambda blocks: -len(blocks)):  # the fewest blocks, then the most
-        with pytest.MonkeyPatch.context() as m:
-            m.setattr(calibration, "_difference_cost", pick)
-            logs.append(np.log(fit_roofline(parts, y * 1e3).predict_us(parts)))
+    logs = [np.log(fit_roofline(parts, y * 1e3, differences=d).predict_us(parts)) for d in ("whole", "split")]
     assert np.allclose(logs[0], logs[1], rtol=0, atol=2e-3)
+
+
+def test_an_unknown_way_of_differences_is_refused():
+    from autotune.costmodel.calibration import columns_to_parts, fit_roofline
+
+    X, y, names, _ = _roofline_rows(n=40, seed=3)
+    with pytest.raises(ValueError, match="differences 'central'"):
+        fit_roofline(columns_to_parts(X, {c: i for i, c in enumerate(names)}), y * 1e3, differences="central")
 
 
 @pytest.fixture

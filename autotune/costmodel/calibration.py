@@ -85,6 +85,11 @@ _REFIT_NFEV = 100  # evaluations per refinement: they start close and most conve
 _EPS_2POINT = float(np.finfo(np.float64).eps) ** 0.5  # scipy's relative step for '2-point' differences
 _BATCH_VALUES = 1 << 12  # rows x parameter vectors in one batch of a Jacobian
 _PASS_ROWS = 10_000  # a numpy pass's fixed cost, in rows evaluated (see `_difference_cost`)
+#: How `fit_roofline` takes its Jacobian's forward differences: "fast" picks the cheaper of "whole"
+#: (every constant moved on every row) and "split" (each core count's constants on its rows alone),
+#: both in batches of perturbed vectors; "plain" is "whole" one vector a numpy pass, as scipy's own
+#: '2-point' differences are (the reference the faster ways are checked and timed against).
+DIFFERENCES = ("fast", "whole", "split", "plain")
 
 
 @dataclass
@@ -178,10 +183,10 @@ def steps(size: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-z))).sum(-1) + np.maximum(size - top, 0.0)
 
 
-def _passes(n_vectors: int, n_rows: int) -> int:
+def _passes(n_vectors: int, n_rows: int, batch_values: int = _BATCH_VALUES) -> int:
     """Numpy passes that evaluate `n_vectors` parameter vectors on `n_rows` rows, in batches of at
-    most _BATCH_VALUES values (one vector a pass past that)."""
-    return max(1, min(n_vectors, -(-n_vectors * n_rows // _BATCH_VALUES)))
+    most `batch_values` values (one vector a pass past that)."""
+    return max(1, min(n_vectors, -(-n_vectors * n_rows // batch_values)))
 
 
 def _difference_cost(blocks: list[tuple[np.ndarray, np.ndarray]]) -> int:
@@ -244,22 +249,26 @@ def _pack(fit: RooflineFit, ks: np.ndarray) -> np.ndarray:
 
 
 def fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int = 30000, seed: int = 0,
-                 f_scale: float = 0.05, prior: RooflineFit | None = None, prior_weight: float = 0.05) -> RooflineFit:
+                 f_scale: float = 0.05, prior: RooflineFit | None = None, prior_weight: float = 0.05,
+                 differences: str = "fast") -> RooflineFit:
     """Robust least squares (soft L1 on log latency, so timing outliers barely pull) of the
     roofline's constants, on at most `max_rows` rows drawn at random. With `prior` (e.g. a fit over
     a family of parts), a maximum a posteriori fit: it starts there and each constant pays
     `prior_weight` per e-fold it moves away, so a few labels refine it without running wild (the
     program's scale, steps and reload cost excepted). The program's scale is scanned after the
-    first fit: whole reloads make the objective a staircase that local search cannot climb."""
+    first fit: whole reloads make the objective a staircase that local search cannot climb.
+    `differences` is how its Jacobian is taken (DIFFERENCES)."""
     from threadpoolctl import threadpool_limits
 
+    if differences not in DIFFERENCES:
+        raise ValueError(f"differences {differences!r}: expected one of {', '.join(DIFFERENCES)}")
     # its SVDs have a few dozen columns: one BLAS thread is several times faster than many
     with threadpool_limits(1):
-        return _fit_roofline(parts, y_us, max_rows, seed, f_scale, prior, prior_weight)
+        return _fit_roofline(parts, y_us, max_rows, seed, f_scale, prior, prior_weight, differences)
 
 
 def _fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int, seed: int, f_scale: float,
-                  prior: RooflineFit | None, prior_weight: float) -> RooflineFit:
+                  prior: RooflineFit | None, prior_weight: float, differences: str) -> RooflineFit:
     from scipy.optimize import least_squares
 
     n = len(y_us)
@@ -311,7 +320,8 @@ def _fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int,
     whole = [(np.arange(len(owner)), np.arange(len(log_y)))]
     split = [(np.flatnonzero(owner < 0), whole[0][1])]
     split += [(np.flatnonzero(owner == k), np.flatnonzero(j == k)) for k in range(K)]
-    blocks = min(whole, split, key=_difference_cost)
+    blocks = {"fast": min(whole, split, key=_difference_cost), "split": split}.get(differences, whole)
+    batch_values = 1 if differences == "plain" else _BATCH_VALUES
     args = [({key: v[rows] for key, v in parts.items()}, j[rows], log_y[rows]) for _, rows in blocks]
 
     def jacobian(th: np.ndarray) -> np.ndarray:
@@ -322,7 +332,7 @@ def _fit_roofline(parts: dict[str, np.ndarray], y_us: np.ndarray, max_rows: int,
         f0 = last[1] if last and np.array_equal(last[0], th) else on_labels(th, parts, j, log_y)
         J = np.zeros((len(f0) + (0 if th_prior is None else len(th)), len(th)))
         for (cols, rows), block_args in zip(blocks, args):
-            for c in np.array_split(cols, _passes(len(cols), len(rows))):
+            for c in np.array_split(cols, _passes(len(cols), len(rows), batch_values)):
                 J[rows[:, None], c] = ((on_labels(TH[c], *block_args) - f0[rows]) / dx[c, None]).T
         if th_prior is not None:
             J[len(f0):] = ((on_prior(TH) - on_prior(th)) / dx[:, None]).T

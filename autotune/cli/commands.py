@@ -4,6 +4,7 @@ JSON it was asked for. Heavy imports stay inside the commands, so `autotune --he
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -346,6 +347,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     p = strat.run(strategy, graph, hw, model=model, measure_budget=args.measure_budget or 0, table=table)
     plan_s = time.perf_counter() - t0
+    blocked = [grp for grp in p.groups if not math.isfinite(grp.predicted_ms)]
+    if blocked:
+        grp = blocked[0]
+        raise AutotuneError(f"{strategy}'s plan of {args.model} holds {len(blocked)} kernel(s) {hw.name} could not run "
+                            f"when measured (first: {_layers_text(grp.layers)} at {grp.cores} cores); "
+                            + ("no plan avoids them: measure the layers alone at other core counts"
+                               if strategy in ("learned", "greedy")
+                               else "its rule cannot avoid them: use --strategy learned"))
     whole_ms = None
     if args.verify and table is not None:
         planner.verify(p, graph, hw, table_cost(table, hw))
@@ -392,6 +401,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         plots.plot_plan(d, args.plot)
         print(f"plot: {args.plot}")
     return 0
+
+
+def _layers_text(layers: list[str]) -> str:
+    return layers[0] if len(layers) == 1 else f"layers {layers[0]} .. {layers[-1]}"
 
 
 def _model_specs(arg: str) -> list[str]:

@@ -133,10 +133,14 @@ def cmd_import_profile(args: argparse.Namespace) -> int:
     hw = load_hardware(args.hw)
     out = args.out or str(Path("data") / hw_slug(args.hw))
     m = import_profile(args.profile, hw, out, args.groups, args.force, append=args.append, again=args.again,
-                       how=args.aggregate)
-    if args.append:
+                       how=args.aggregate, unrunnable=args.unrunnable)
+    if args.append and m["new_rows"]:
         print(f"{out}/: {m['shard_rows'][-1]} labels added as shard {len(m['shards'])}")
     print(f"{out}/: {m['rows']} labels (group x cores) from {m['measurements']} measurements, marked measured")
+    if args.unrunnable:
+        total = (m.get("unrunnable") or {}).get("rows", 0)
+        print(f"{out}/: {m['new_unrunnable']} pair(s) of the export have no row: kernels {hw.name} could not run, "
+              f"never planned ({total} in the dataset)")
     if m["ignored_columns"]:
         print(f"note: columns not used (kept out of the dataset): {', '.join(m['ignored_columns'])}")
     if m["outliers"]:
@@ -284,6 +288,9 @@ def add_parsers(sub, seed_type, budget_type, groups_type, repeats_type, seconds_
     s.add_argument("--again", action="store_true",
                    help="with --append: the rows re-measure pairs already in the dataset; both are kept and the "
                         "model answers such a kernel with the median of its measurements")
+    s.add_argument("--unrunnable", action="store_true",
+                   help="every pair of the export the CSV has no row for is a kernel the part could not run "
+                        "(it failed to compile or run): the dataset lists it and no plan uses it")
     s.set_defaults(func=cmd_import_profile)
 
     s = sub.add_parser("learn", help="label a part through your measuring command: synthetic groups, then rounds "

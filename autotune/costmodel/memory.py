@@ -89,7 +89,8 @@ def row_keys(X: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MeasuredMemory:
-    """Sorted row keys and the measured log latency (ms) of each (`huber_location` of its timings)."""
+    """Sorted row keys and the measured log latency (ms) of each (`huber_location` of its timings);
+    +inf for a kernel the part could not run (`block`), so no search ever picks it."""
 
     keys: np.ndarray
     log_ms: np.ndarray
@@ -118,8 +119,26 @@ class MeasuredMemory:
         hit = self.keys[at] == q
         return hit, self.log_ms[at[hit]]
 
+    def block(self, X: np.ndarray) -> MeasuredMemory:
+        """This memory with the kernels of rows X answered +inf (the part could not run them), except
+        a kernel it holds a timing of: one that ran once can run."""
+        q = np.unique(row_keys(X))
+        q = q[~np.isin(q, self.keys[np.isfinite(self.log_ms)])]
+        keep = ~np.isin(self.keys, q)
+        keys = np.concatenate([self.keys[keep], q])
+        vals = np.concatenate([self.log_ms[keep], np.full(len(q), np.inf)])
+        order = np.argsort(keys, kind="stable")
+        return MeasuredMemory(keys[order], vals[order])
+
+    @property
+    def n_unrunnable(self) -> int:
+        return int(np.isinf(self.log_ms).sum())
+
     def to_json(self) -> dict:
-        return {"keys": [format(int(k), "016x") for k in self.keys], "log_ms": [float(v) for v in self.log_ms]}
+        ran = np.isfinite(self.log_ms)
+        return {"keys": [format(int(k), "016x") for k in self.keys[ran]],
+                "log_ms": [float(v) for v in self.log_ms[ran]],
+                "unrunnable": [format(int(k), "016x") for k in self.keys[~ran]]}
 
     @classmethod
     def from_json(cls, d) -> MeasuredMemory | None:
@@ -127,8 +146,16 @@ class MeasuredMemory:
         try:
             keys = np.array([int(str(k), 16) for k in d["keys"]], dtype=np.uint64)
             vals = np.asarray(d["log_ms"], dtype=np.float64)
-        except (KeyError, TypeError, ValueError, OverflowError):
+            blocked = np.array([int(str(k), 16) for k in d.get("unrunnable") or []], dtype=np.uint64)
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
             return None
         if keys.shape != vals.shape or not np.all(np.isfinite(vals)) or not np.all(keys[1:] > keys[:-1]):
             return None
+        if len(blocked):
+            if np.isin(blocked, keys).any() or len(np.unique(blocked)) != len(blocked):
+                return None
+            keys = np.concatenate([keys, blocked])
+            vals = np.concatenate([vals, np.full(len(blocked), np.inf)])
+            order = np.argsort(keys, kind="stable")
+            keys, vals = keys[order], vals[order]
         return cls(keys, vals)

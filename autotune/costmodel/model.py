@@ -483,6 +483,18 @@ class LatencyModel(RegressorMixin, BaseEstimator):
         self.memory_ = MeasuredMemory.from_rows(X, np.log(y))
         return self
 
+    def block(self, X) -> LatencyModel:
+        """Answer the kernels of feature rows X with +inf: the part could not run them, so no plan
+        may hold them (one measured to run keeps its timing). Needs the memory (`memory=True`)."""
+        check_is_fitted(self)
+        X = np.asarray(validate_data(self, X, reset=False, dtype=np.float32))
+        memory = getattr(self, "memory_", None)
+        if memory is None:
+            raise ValueError("block needs a model with a memory of its measurements (memory=True)")
+        if len(X):
+            self.memory_ = memory.block(X)
+        return self
+
     def featurize_batch(self, batch, gidx: np.ndarray, cores: np.ndarray, hw) -> np.ndarray:
         """Feature rows of (group, cores) pairs by this model's featurizer."""
         return get_featurizer(self.featurizer).batch(batch, gidx, cores, hw)

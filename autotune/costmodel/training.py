@@ -16,7 +16,7 @@ import pandas as pd
 
 from autotune.artefacts import MODEL, check_folder_output
 from autotune.cluster import connect
-from autotune.costmodel.feature_cache import dataset_features
+from autotune.costmodel.feature_cache import compute_features, dataset_features
 from autotune.costmodel.memory import first_differences, logs_by_key
 from autotune.costmodel.model import LatencyModel, fit_on_cluster
 from autotune.costmodel.model_io import provenance
@@ -174,10 +174,17 @@ def remember(hw: HardwareConfig, data_dir: str | Path, model_dir: str | Path) ->
         ds = read_dataset(data_dir, hw)
         X, _ = dataset_features(ds, hw, model.featurizer)
         model.remember(X, ds.rows["latency_ms"].to_numpy(np.float64))
+        _block_unrunnable(model, ds, hw)
         meta = {k: v for k, v in model.meta_.items() if k != "meta_sha256"}
         meta.update({"memory_rows": len(X), "memory_dataset_digest": ds.digest})
         model.save(model_dir, meta)
     return model
+
+
+def _block_unrunnable(model: LatencyModel, ds, hw: HardwareConfig) -> None:
+    """Give the model's memory the dataset's pairs the part could not run (none without a memory)."""
+    if ds.unrunnable is not None and getattr(model, "memory_", None) is not None:
+        model.block(compute_features(ds.unrunnable, hw, featurizer=model.featurizer))
 
 
 def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params, cv) -> TrainResult:
@@ -200,6 +207,7 @@ def _train(hw, data_dir, out_dir, seed, scheduler, progress, extras, params, cv)
     else:
         model.fit(X, y, groups=groups)
     fit_s = time.perf_counter() - t0
+    _block_unrunnable(model, ds, hw)
     _, va = model.split(len(X), groups)
     pv = model.val_pred_  # the split fit's, from before any refit on every row
     metrics: dict = {"fit_s": round(fit_s, 2), "train_rows": len(X), "best_iteration": model.best_iteration_,

@@ -4,7 +4,9 @@ A dataset folder (`data/<hw>/`) holds Parquet shards of *measurements*, one row 
 cores) pair: `group_id`, `group_json` (the group as a standalone graph), `cores`, `latency_ms`
 and `source` (`simulator`, or `profile` for rows measured on a real device), plus descriptive
 columns. `manifest.json` lists the shards with their SHA-256 digests. `zoo.parquet` holds the
-zoo networks' candidate groups in the same format, for evaluation only.
+zoo networks' candidate groups in the same format, for evaluation only. `unrunnable.parquet`, if
+the manifest lists it, holds the (group, cores) pairs a measured part could not run (a kernel that
+failed to compile or to run gives no latency): `group_id`, `group_json`, `cores`, no label.
 
 Features are not stored with the labels: they are computed when a model is trained and cached
 under `features/`, one file per shard, keyed by the shard's digest, the feature schema version
@@ -32,6 +34,7 @@ from autotune.ir.graph import graph_from_dict
 
 MANIFEST = "manifest.json"
 ZOO_FILE = "zoo.parquet"
+UNRUNNABLE_FILE = "unrunnable.parquet"
 #: Columns every measurement row has.
 ROW_COLUMNS = ["group_id", "group_json", "cores", "latency_ms", "source"]
 #: Descriptive columns (coverage plots, debugging); never model inputs.
@@ -81,6 +84,7 @@ class Manifest(BaseModel):
     shard_digests: list[str]
     rows: int
     zoo: _ZooEntry | None = None
+    unrunnable: _ZooEntry | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Manifest:
@@ -95,12 +99,15 @@ class Manifest(BaseModel):
             raise ValueError(f"rows {self.rows} is not the sum of shard_rows")
         if self.zoo is not None and self.zoo.file != ZOO_FILE:
             raise ValueError(f"zoo.file must be {ZOO_FILE!r}")
+        if self.unrunnable is not None and self.unrunnable.file != UNRUNNABLE_FILE:
+            raise ValueError(f"unrunnable.file must be {UNRUNNABLE_FILE!r}")
         return self
 
 
 @dataclass
 class Dataset:
-    """A labelled dataset folder read back: measurement rows, the manifest and its digest, the zoo rows."""
+    """A labelled dataset folder read back: measurement rows, the manifest and its digest, the zoo rows,
+    and the pairs the part could not run (`unrunnable`: group_id, group_json, cores; None if none)."""
 
     folder: Path
     rows: pd.DataFrame
@@ -108,6 +115,7 @@ class Dataset:
     digest: str
     zoo: pd.DataFrame | None
     shard_digests: list[str]
+    unrunnable: pd.DataFrame | None = None
 
 
 def _remake_hint(hw: HardwareConfig) -> str:
@@ -187,7 +195,29 @@ def read_dataset(folder: str | Path, hw: HardwareConfig) -> Dataset:
             raise DatasetError(f"{zpath} is corrupted (its digest differs from the manifest's); "
                                "rerun `autotune synth` to remake it")
         zoo = read_parquet(zpath)
-    return Dataset(folder, rows, raw, digest, zoo, list(manifest.shard_digests))
+    return Dataset(folder, rows, raw, digest, zoo, list(manifest.shard_digests), _unrunnable(folder, manifest, hw))
+
+
+def _unrunnable(folder: Path, manifest: Manifest, hw: HardwareConfig) -> pd.DataFrame | None:
+    """The pairs the manifest lists as ones the part could not run, checked like a shard; None if none."""
+    entry = manifest.unrunnable
+    if entry is None or not entry.rows:
+        return None
+    path = folder / UNRUNNABLE_FILE
+    if not path.is_file():
+        raise DatasetError(f"dataset in {folder}/ is missing {UNRUNNABLE_FILE}, which its manifest lists")
+    if entry.digest is not None and file_digest(path) != entry.digest:
+        raise DatasetError(f"{path} is corrupted (its digest differs from the manifest's)")
+    frame = read_parquet(path)
+    if len(frame) != entry.rows or any(c not in frame.columns for c in ("group_id", "group_json", "cores")):
+        raise DatasetError(f"{path} does not hold the {entry.rows} pairs (group_id, group_json, cores) its "
+                           "manifest lists")
+    frame["cores"] = pd.to_numeric(frame["cores"], errors="coerce")
+    if not frame["cores"].isin(list(hw.core_counts)).all():
+        raise DatasetError(f"{path} lists a pair whose cores are not one of {hw.name}'s core counts "
+                           f"{list(hw.core_counts)}")
+    frame["cores"] = frame["cores"].astype(np.int64)
+    return frame
 
 
 def groups_of(frame: pd.DataFrame) -> tuple[list, np.ndarray]:

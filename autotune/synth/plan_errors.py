@@ -30,8 +30,9 @@ def record_plan_errors(hw: HardwareConfig, folder: Path, profile: Path, picks: l
     `profile` measured (its repeats aggregated by `how`): the model's error on the kernels the loop
     chooses, out of sample, which `plan_error` reads."""
     _, gframe, _ = read_export(folder)
-    got = aggregate(read_profile(profile, dict(zip(gframe["group_id"], gframe["group_json"])),
-                                 list(hw.core_counts)), how)[0]
+    frame = read_profile(profile, dict(zip(gframe["group_id"], gframe["group_json"])), list(hw.core_counts),
+                         allow_empty=True)  # the part may have run none of them
+    got = aggregate(frame, how)[0] if len(frame) else frame
     ms = {(str(gid), int(c)): float(v) for gid, c, v in zip(got["group_id"], got["cores"], got["latency_ms"])}
     rows = [(candidate_id(p.graph.name, p.i, p.j), p.cores, p.predicted_ms, p.timed) for p in picks
             if p.predicted_ms > 0]  # a random draw's picks have no prediction

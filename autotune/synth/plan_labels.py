@@ -51,7 +51,7 @@ from autotune.synth.plan_tables import (
     plan_cells,
     rival_cells,
 )
-from autotune.synth.profiles import export_groups, import_profile, read_export, synthetic_export_of
+from autotune.synth.profiles import export_groups, import_profile, labels_spent, read_export, synthetic_export_of
 from autotune.synth.settle import measured_logs, settle_picks
 
 #: Share of the budget spent before the first plans: synthetic groups and random candidate kernels.
@@ -337,15 +337,16 @@ def learn_part(hw: HardwareConfig, measure: Callable[[Path], Path], work: str | 
                                   synth_at_most=cap)
     folder = work / "labels-00"
     export_synthetic(hw, folder, max(2, math.ceil((first - len(kernels) - len(others)) / n_cores)), seed)
-    made = import_profile(measure(folder), hw, data, folder, force=True)
-    log_rows = [{"round": 0, "kind": "synthetic", "labels": int(made["labels"]), "explore": 0.0}]
-    said = f"round 0: {made['labels']} synthetic labels"
+    made = import_profile(measure(folder), hw, data, folder, force=True, unrunnable=True)
+    log_rows = [{"round": 0, "kind": "synthetic", "labels": labels_spent(made), "explore": 0.0}]
+    said = f"round 0: {labels_spent(made)} synthetic labels{failed_text(made)}"
     if kernels or others:
         folder = work / "labels-00-networks"
-        added = int(measure_picks(hw, measure, folder, data, kernels + others, seed)["labels"]) - int(made["labels"])
+        drawn = measure_picks(hw, measure, folder, data, kernels + others, seed)
+        added = labels_spent(drawn) - labels_spent(made)
         log_rows.append({"round": 0, "kind": "networks", "labels": added, "explore": 0.0})
         said += (f" and {added} on random candidate kernels of the networks"
-                 + (f" ({len(others)} pairs of other built-in networks)" if others else ""))
+                 + (f" ({len(others)} pairs of other built-in networks)" if others else "") + failed_text(drawn))
     say(said)
     train_kw = {"seed": seed, "n_jobs": threads, **(params or {})}
     model, more = plan_rounds(hw, measure, work, data, model_dir, budget, graphs, seed, rounds, explore, train_kw,
@@ -402,7 +403,7 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
         return train(hw, data, model_dir, **(kw if last else {**kw, "repeats": 1})).model
 
     start = read_dataset(data, hw)
-    used = len(start.rows)
+    used = labels_spent(start.manifest)
     # after rounds that stop early, the last fit is refitted only where `train_kw` makes more than one fit
     repeats = int(fit_params(start.manifest.get("source") == "measured", kw).get("repeats", ONE_FIT))
     reserve = int(round((budget - used) * confirm)) if budget > used else 0
@@ -430,10 +431,10 @@ def plan_rounds(hw: HardwareConfig, measure: Callable[[Path], Path], work: Path,
             break
         folder = work / f"labels-{r:02d}"
         made = measure_picks(hw, measure, folder, data, picks, seed, how)
-        added, used = int(made["labels"]) - used, int(made["labels"])
+        added, used = labels_spent(made) - used, labels_spent(made)
         out.append({"round": r, "kind": "plans", "labels": added, "explore": rate, "draws": draws})
-        say(f"round {r}: {added} labels on the plans' kernels (explore {rate:.0%}, {draws} draws), {used} in all, "
-            f"{time.perf_counter() - t0:.0f} s{error_text(folder)}")
+        say(f"round {r}: {added} labels on the plans' kernels (explore {rate:.0%}, {draws} draws){failed_text(made)}, "
+            f"{used} in all, {time.perf_counter() - t0:.0f} s{error_text(folder)}")
         last = r == rounds or budget - reserve - used <= 0
         model = fit(last)
     if not last and fit_repeats(repeats, used) > 1:
@@ -463,11 +464,11 @@ def confirm_stage(hw: HardwareConfig, measure: Callable[[Path], Path], work: Pat
         n = len(out) + 1
         folder = work / f"{kind}-{n:02d}"
         made = measure_picks(hw, measure, folder, data, picks, seed, how, again=kind == "settle")
-        added, rows = int(made["labels"]) - rows, int(made["labels"])
+        added, rows = labels_spent(made) - rows, labels_spent(made)
         left -= added
         model = remember(hw, data, model_dir)
         out.append({"round": n, "kind": kind, "labels": added, "explore": 0.0})
-        say(f"{kind} {n}: {added} labels {what}, {made['labels']} in all{error_text(folder)}")
+        say(f"{kind} {n}: {added} labels {what}{failed_text(made)}, {rows} in all{error_text(folder)}")
 
     def settle(moves: bool = False) -> None:
         for _ in range(SETTLE_PASSES):
@@ -500,6 +501,12 @@ def confirm_stage(hw: HardwareConfig, measure: Callable[[Path], Path], work: Pat
     return model, out
 
 
+def failed_text(made: dict) -> str:
+    """A round's note on the pairs its profile left out (the part could not run them), or nothing."""
+    n = int(made.get("new_unrunnable", 0))
+    return f" ({n} of them the part could not run: never planned)" if n else ""
+
+
 def measure_picks(hw: HardwareConfig, measure: Callable[[Path], Path], folder: Path, data: Path, picks: list[Pick],
                   seed: int, how: str = "median", again: bool = False, settings: dict | None = None) -> dict:
     """Export the picks to `folder` (export_picks), measure them and append them to the dataset
@@ -508,9 +515,9 @@ def measure_picks(hw: HardwareConfig, measure: Callable[[Path], Path], folder: P
     export_picks(hw, folder, picks, seed)
     profile = measure(folder)
     if settings is not None:
-        made = import_profile(profile, hw, data, folder, force=True, settings=settings, how=how)
+        made = import_profile(profile, hw, data, folder, force=True, settings=settings, how=how, unrunnable=True)
     else:
-        made = import_profile(profile, hw, data, folder, append=True, again=again, how=how)
+        made = import_profile(profile, hw, data, folder, append=True, again=again, how=how, unrunnable=True)
     record_plan_errors(hw, folder, profile, picks, how)
     return made
 

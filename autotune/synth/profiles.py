@@ -25,7 +25,15 @@ import pandas as pd
 
 from autotune.artefacts import DATASET, EXPORT, check_folder_output, kind_of
 from autotune.costmodel.probes import probe_cores, probe_graphs, probe_id
-from autotune.data.dataset import MANIFEST, ROW_COLUMNS, file_digest, parquet_bytes, read_dataset, read_parquet
+from autotune.data.dataset import (
+    MANIFEST,
+    ROW_COLUMNS,
+    UNRUNNABLE_FILE,
+    file_digest,
+    parquet_bytes,
+    read_dataset,
+    read_parquet,
+)
 from autotune.errors import AutotuneError, DatasetError
 from autotune.fileio import FolderLock, atomic_write, atomic_write_json, recover_folder, replace_folder
 from autotune.frontends.loader import load_graph
@@ -285,9 +293,11 @@ def read_export(folder: str | Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
 
 
 # -- importing a profile ---------------------------------------------------------------------------
-def read_profile(path: str | Path, known: dict[str, str], core_counts: list[int]) -> pd.DataFrame:
+def read_profile(path: str | Path, known: dict[str, str], core_counts: list[int],
+                 allow_empty: bool = False) -> pd.DataFrame:
     """The measurement rows of a profile CSV, checked: every bad row is named (the first 20, then a
-    count) in one DatasetError, so nothing is imported from a file with any."""
+    count) in one DatasetError, so nothing is imported from a file with any. A header alone is an
+    error unless `allow_empty`."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is no part of the header
@@ -346,9 +356,9 @@ def read_profile(path: str | Path, known: dict[str, str], core_counts: list[int]
         more = f"\n... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
         raise DatasetError(f"{path}: {len(problems)} bad row(s), nothing imported:\n"
                            + "\n".join(problems[:MAX_LISTED]) + more)
-    if not out:
+    if not out and not allow_empty:
         raise DatasetError(f"{path}: no measurements (only the header)")
-    frame = pd.DataFrame(out, columns=PROFILE_COLUMNS)
+    frame = pd.DataFrame(out, columns=PROFILE_COLUMNS).astype({"cores": np.int64, "latency_ms": np.float64})
     frame.attrs["ignored_columns"] = [c for c in header if c not in (*PROFILE_COLUMNS, "repeat")]
     return frame
 
@@ -386,16 +396,20 @@ def pooled_spread(dev: pd.Series, n: pd.Series) -> float:
 
 def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, groups: str | Path | None = None,
                    force: bool = False, settings: dict | None = None, append: bool = False,
-                   again: bool = False, how: str = "median") -> dict:
+                   again: bool = False, how: str = "median", unrunnable: bool = False) -> dict:
     """Validate a profile, aggregate its repeats (`how`: AGGREGATES) and write the dataset `train`
     reads to `out`; returns
     the manifest plus `outliers` (report lines) and `measurements` (rows read). With `append`, the
     rows become one more shard of the measured dataset already in `out` (a later round of labels);
     with `again` too they may re-measure pairs already there (both rows are kept, and a model's
-    memory answers the kernel with a robust mean of its rows, memory.huber_location)."""
+    memory answers the kernel with a robust mean of its rows, memory.huber_location). With
+    `unrunnable`, every pair of the export the profile has no row for is one the part could not run
+    (a measuring command leaves out what fails to compile or run): the dataset lists it
+    (UNRUNNABLE_FILE, `new_unrunnable` in the result counts this profile's) and a model trained on
+    it never plans it."""
     csv_path = Path(csv_path)
     groups = Path(groups) if groups is not None else csv_path.parent
-    info, gframe, _ = read_export(groups)
+    info, gframe, man = read_export(groups)
     check_export_for(info, hw, groups)
     out = Path(out)
     if again and not append:
@@ -410,25 +424,36 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
                            "rows to it, or choose another --out")
     check_folder_output(out, DATASET, inputs=[csv_path, groups], force=force or append, replace_needs_force=True)
     known = dict(zip(gframe["group_id"], gframe["group_json"]))
-    frame = read_profile(csv_path, known, list(hw.core_counts))
-    agg, outliers = aggregate(frame, how)
-    rows = _dataset_rows(agg, gframe, hw)
+    frame = read_profile(csv_path, known, list(hw.core_counts), allow_empty=unrunnable)
+    if len(frame):
+        agg, outliers = aggregate(frame, how)
+        rows = _dataset_rows(agg, gframe, hw)
+    else:  # every pair failed (`unrunnable`)
+        outliers, rows = [], pd.DataFrame(columns=ROW_COLUMNS)
+    failed = _missing_pairs(man, frame, known) if unrunnable else None
     with FolderLock(out):
         recover_folder(out)
         if (out / MANIFEST).is_file() and not force and not append:
             raise DatasetError(f"{out}/ already holds a dataset; add --force to replace it, --append to add these "
                                "rows to it, or choose another --out")
         old = _appendable(out, hw, rows, again) if append else None
+        if rows.empty and not old:
+            raise DatasetError(f"{csv_path}: no measurements: the part ran none of the {len(man)} pairs exported "
+                               f"to {groups}/")
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent if out.parent.exists() else None))
         try:
             import pyarrow as pa
 
             shards = list(old["shards"]) if old else []
-            name = f"shard-{len(shards):05d}.parquet"
             if old:
                 for f in shards:
                     shutil.copy2(out / f, tmp / f)
-            (tmp / name).write_bytes(parquet_bytes(pa.Table.from_pandas(rows, preserve_index=False)))
+            new: list[tuple[str, int, str]] = []  # the shard this profile adds (none if the part ran nothing)
+            if not rows.empty:
+                name = f"shard-{len(shards):05d}.parquet"
+                (tmp / name).write_bytes(parquet_bytes(pa.Table.from_pandas(rows, preserve_index=False)))
+                new.append((name, len(rows), file_digest(tmp / name)))
+            blocked = _unrunnable_entry(tmp, out if old else None, hw, failed)
             exports = (old.get("exports") or [old.get("export")]) + [info] if old else [info]
             if old and settings is None:
                 settings = old.get("settings")
@@ -438,9 +463,10 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
                         "labels": len(rows) + (old["labels"] if old else 0),
                         "measurements": len(frame) + (old.get("measurements", 0) if old else 0),
                         "aggregate": how,
-                        "shards": shards + [name], "shard_rows": (list(old["shard_rows"]) if old else []) + [len(rows)],
-                        "shard_digests": (list(old["shard_digests"]) if old else []) + [file_digest(tmp / name)],
-                        "zoo": None,
+                        "shards": shards + [n for n, _, _ in new],
+                        "shard_rows": (list(old["shard_rows"]) if old else []) + [r for _, r, _ in new],
+                        "shard_digests": (list(old["shard_digests"]) if old else []) + [d for _, _, d in new],
+                        "zoo": None, "unrunnable": blocked,
                         "columns": {"rows": ROW_COLUMNS, "label": "latency_ms", "descriptive": ["repeats", "macs",
                                                                                                  "n_layers", "batch",
                                                                                                  "kind", "structure"]}}
@@ -450,7 +476,37 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    return {**manifest, "outliers": outliers, "ignored_columns": frame.attrs.get("ignored_columns", [])}
+    return {**manifest, "outliers": outliers, "ignored_columns": frame.attrs.get("ignored_columns", []),
+            "new_rows": len(rows), "new_unrunnable": 0 if failed is None else len(failed)}
+
+
+def labels_spent(manifest: dict) -> int:
+    """The pairs a measured dataset's part was asked to time: its labels and the pairs it could not run
+    (each cost a compile and a run all the same)."""
+    return int(manifest["labels"]) + int((manifest.get("unrunnable") or {}).get("rows", 0))
+
+
+def _missing_pairs(man: pd.DataFrame, frame: pd.DataFrame, known: dict[str, str]) -> pd.DataFrame:
+    """The export's (group, cores) pairs the profile has no row for, as unrunnable rows."""
+    have = set(zip(frame["group_id"].astype(str), frame["cores"].astype(int)))
+    pairs = sorted({(str(g), int(c)) for g, c in zip(man["group_id"], man["cores"])} - have)
+    return pd.DataFrame({"group_id": [g for g, _ in pairs], "group_json": [known[g] for g, _ in pairs],
+                         "cores": np.array([c for _, c in pairs], dtype=np.int64)})
+
+
+def _unrunnable_entry(tmp: Path, old: Path | None, hw: HardwareConfig, failed: pd.DataFrame | None) -> dict | None:
+    """Write the dataset's unrunnable pairs (those of the dataset in `old`, if any, and `failed`) to
+    `tmp`; their manifest entry, or None when there are none."""
+    import pyarrow as pa
+
+    frames = [f for f in ((read_dataset(old, hw).unrunnable if old is not None else None), failed)
+              if f is not None and len(f)]
+    if not frames:
+        return None
+    both = pd.concat(frames, ignore_index=True)[["group_id", "group_json", "cores"]]
+    both = both.drop_duplicates(["group_id", "cores"]).reset_index(drop=True)
+    (tmp / UNRUNNABLE_FILE).write_bytes(parquet_bytes(pa.Table.from_pandas(both, preserve_index=False)))
+    return {"file": UNRUNNABLE_FILE, "rows": len(both), "digest": file_digest(tmp / UNRUNNABLE_FILE)}
 
 
 def _appendable(out: Path, hw: HardwareConfig, rows: pd.DataFrame, again: bool = False) -> dict:

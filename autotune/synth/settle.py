@@ -183,6 +183,8 @@ def settle_picks(hw: HardwareConfig, model: LatencyModel, graphs: list[Graph], l
             others = list({tuple(mv): mv for mv in local_moves(mine, si, sj, inverse, pred, at)
                            + avoiding(timed, si, sj, inverse, pred, at)}.values())
         for which, theirs in enumerate(calls + others):
+            if not np.isfinite(plan_bound(theirs, pred, everything, 1.0)):
+                continue  # it holds a kernel the part could not run: no plan to weigh against
             b = Counter(c[:2] for c in theirs)
             differ = {x[:2]: x for x in mine + theirs if (x[:2] in a) != (x[:2] in b)}
             if not differ:

@@ -232,7 +232,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
     print(f"{out}/: model from {res.labels} labels ({first['synthetic']} synthetic, {first['networks']} on random "
           f"candidate kernels of these and other built-in networks, {res.labels - sum(first.values())} on the "
           f"plans' kernels, {sum(r['round'] > 0 for r in res.rounds)} rounds); dataset {res.data}/")
-    failed = res.model.memory_.n_unrunnable if getattr(res.model, "memory_", None) is not None else 0
+    memory = getattr(res.model, "memory_", None)
+    failed = memory.n_unrunnable if memory is not None else 0
     if failed:
         print(f"{failed} of those labels are kernels {hw.name} could not run (no row in their profile): listed in "
               f"{res.data}/, never planned")

@@ -85,6 +85,21 @@ def test_pairs_a_profile_leaves_out_are_recorded_as_unrunnable_and_counted(tmp_p
     assert labels_spent(again) == len(ds.rows) + len(man)
 
 
+def test_a_runner_may_write_a_failure_word_instead_of_leaving_the_row_out(tmp_path):
+    part = _part(tmp_path)
+    folder = _export(tmp_path, part)
+    frame = pd.read_csv(_runner(lambda g, c: False)(folder))
+    words = ["nan", "Inf", "FAILED", "error", ""]
+    frame["latency_ms"] = frame["latency_ms"].astype(object)
+    frame.loc[: len(words) - 1, "latency_ms"] = words
+    frame.to_csv(folder / "measured.csv", index=False)
+    made = import_profile(folder / "measured.csv", part, tmp_path / "data", folder, force=True, unrunnable=True)
+    assert made["new_unrunnable"] == len(words) and made["rows"] == len(frame) - len(words)
+    # without the flag such a row is a bad row, named
+    with pytest.raises(DatasetError, match="line 2: latency_ms 'nan'"):
+        import_profile(folder / "measured.csv", part, tmp_path / "other", folder, force=True)
+
+
 def test_without_the_flag_a_partial_profile_records_nothing(tmp_path):
     part = _part(tmp_path)
     folder = _export(tmp_path, part)

@@ -31,7 +31,7 @@ def record_plan_errors(hw: HardwareConfig, folder: Path, profile: Path, picks: l
     chooses, out of sample, which `plan_error` reads."""
     _, gframe, _ = read_export(folder)
     frame = read_profile(profile, dict(zip(gframe["group_id"], gframe["group_json"])), list(hw.core_counts),
-                         allow_empty=True)  # the part may have run none of them
+                         unrunnable=True)  # the part may have failed on some, or all, of them
     got = aggregate(frame, how)[0] if len(frame) else frame
     ms = {(str(gid), int(c)): float(v) for gid, c, v in zip(got["group_id"], got["cores"], got["latency_ms"])}
     rows = [(candidate_id(p.graph.name, p.i, p.j), p.cores, p.predicted_ms, p.timed) for p in picks

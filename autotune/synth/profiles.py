@@ -293,11 +293,17 @@ def read_export(folder: str | Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
 
 
 # -- importing a profile ---------------------------------------------------------------------------
+#: What a measuring command may write as a latency for a pair the part could not run (any case); with
+#: `read_profile(..., unrunnable=True)` such a row counts as left out.
+FAILED_WORDS = ("", "nan", "inf", "fail", "failed", "error")
+
+
 def read_profile(path: str | Path, known: dict[str, str], core_counts: list[int],
-                 allow_empty: bool = False) -> pd.DataFrame:
+                 unrunnable: bool = False) -> pd.DataFrame:
     """The measurement rows of a profile CSV, checked: every bad row is named (the first 20, then a
-    count) in one DatasetError, so nothing is imported from a file with any. A header alone is an
-    error unless `allow_empty`."""
+    count) in one DatasetError, so nothing is imported from a file with any. With `unrunnable`, a
+    row whose latency is one of FAILED_WORDS is left out (the part could not run that pair) and a
+    header alone is no error."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is no part of the header
@@ -338,6 +344,8 @@ def read_profile(path: str | Path, known: dict[str, str], core_counts: list[int]
         if cores not in core_counts:
             problems.append(f"line {line}: cores {cores} is not one of the hardware's core counts {core_counts}")
             continue
+        if unrunnable and lat_s.lower() in FAILED_WORDS:
+            continue
         lat = float(lat_s) if _DECIMAL.fullmatch(lat_s) else math.nan
         if not MIN_MS <= lat <= MAX_MS:
             problems.append(f"line {line}: latency_ms {lat_s!r} is not a decimal number of milliseconds in "
@@ -356,7 +364,7 @@ def read_profile(path: str | Path, known: dict[str, str], core_counts: list[int]
         more = f"\n... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
         raise DatasetError(f"{path}: {len(problems)} bad row(s), nothing imported:\n"
                            + "\n".join(problems[:MAX_LISTED]) + more)
-    if not out and not allow_empty:
+    if not out and not unrunnable:
         raise DatasetError(f"{path}: no measurements (only the header)")
     frame = pd.DataFrame(out, columns=PROFILE_COLUMNS).astype({"cores": np.int64, "latency_ms": np.float64})
     frame.attrs["ignored_columns"] = [c for c in header if c not in (*PROFILE_COLUMNS, "repeat")]
@@ -424,7 +432,7 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
                            "rows to it, or choose another --out")
     check_folder_output(out, DATASET, inputs=[csv_path, groups], force=force or append, replace_needs_force=True)
     known = dict(zip(gframe["group_id"], gframe["group_json"]))
-    frame = read_profile(csv_path, known, list(hw.core_counts), allow_empty=unrunnable)
+    frame = read_profile(csv_path, known, list(hw.core_counts), unrunnable=unrunnable)
     if len(frame):
         agg, outliers = aggregate(frame, how)
         rows = _dataset_rows(agg, gframe, hw)

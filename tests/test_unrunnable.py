@@ -16,7 +16,7 @@ from autotune.costmodel.feature_cache import compute_features
 from autotune.costmodel.memory import MeasuredMemory, row_keys
 from autotune.costmodel.training import train
 from autotune.data.dataset import UNRUNNABLE_FILE, read_dataset
-from autotune.errors import DatasetError
+from autotune.errors import AutotuneError, DatasetError
 from autotune.frontends import zoo
 from autotune.hardware.config import load_hardware
 from autotune.ir.graph import GraphBuilder
@@ -210,3 +210,31 @@ def test_tune_refuses_a_baseline_plan_that_holds_an_unrunnable_kernel(tmp_path, 
     assert rc != 0
     assert "could not run when measured" in err and "use --strategy learned" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_measured_table_scores_a_failed_pair_as_infinite_and_the_oracle_avoids_it(tmp_path):
+    """`eval --measured`: a pair whose row says it failed costs +inf, so the oracle plans around it;
+    a pair with no row at all is still an unmeasured candidate, named."""
+    from autotune.planning.evaluation import run_eval
+    from autotune.synth.profiles import measured_table
+
+    part = _part(tmp_path)
+    folder = _export(tmp_path, part)
+    frame = pd.read_csv(_runner(lambda g, c: False)(folder))
+    failing = [_fails(str(g), int(c)) for g, c in zip(frame["group_id"], frame["cores"])]
+    frame["latency_ms"] = frame["latency_ms"].astype(object)
+    frame.loc[failing, "latency_ms"] = "fail"
+    frame.to_csv(folder / "measured.csv", index=False)
+    _, table = measured_table(folder, part)
+    assert sum(int(np.isinf(r).sum()) for r in table.ms_by_span.values()) == sum(failing)
+    import_profile(folder / "measured.csv", part, tmp_path / "data", folder, force=True, unrunnable=True)
+    model = train(part, tmp_path / "data", tmp_path / "model", seed=0, n_jobs=1, n_estimators=20, cv=0).model
+    ev = run_eval(["resnet18"], part, model, tables=[table], strategies=["learned", "oracle", "none", "fuse-max"])
+    s = ev["models"][0]["strategies"]
+    assert np.isfinite(s["oracle"]["ms"]) and np.isfinite(s["learned"]["ms"])
+    assert s["learned"]["ms"] >= s["oracle"]["ms"] - 1e-9
+    assert np.isinf(s["fuse-max"]["ms"])  # all cores, longest groups: the part cannot run them
+    frame[~np.array(failing)].iloc[1:].to_csv(folder / "measured.csv", index=False)  # one pair never measured
+    _, table = measured_table(folder, part)
+    with pytest.raises(AutotuneError, match="no measurement of resnet18"):
+        run_eval(["resnet18"], part, model, tables=[table], strategies=["learned", "oracle", "none"])

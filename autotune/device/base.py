@@ -74,7 +74,8 @@ class Simulator(Device):
 @dataclass
 class MeasuredTable:
     """Measured latencies (ms) of one network's candidate spans [i, j) at each of the part's core
-    counts (`ms_by_span[(i, j)][k]` for core_counts[k]): what `eval --measured` scores plans on."""
+    counts (`ms_by_span[(i, j)][k]` for core_counts[k]): what `eval --measured` scores plans on; +inf
+    where the part could not run the pair, NaN where it was not measured."""
 
     network: str
     ms_by_span: dict[tuple[int, int], np.ndarray]
@@ -82,7 +83,7 @@ class MeasuredTable:
 
     def ms(self, i: int, j: int, k: int) -> float:
         row = self.ms_by_span.get((i, j))
-        if row is None or not np.isfinite(row[k]):
+        if row is None or np.isnan(row[k]):
             raise AutotuneError(f"{self.source or self.network}: no measurement of {self.network}'s layers "
                                 f"[{i}, {j}) at core-count index {k}; export and measure every candidate "
                                 f"(`autotune export-groups --model {self.network}`)")

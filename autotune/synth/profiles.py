@@ -326,6 +326,7 @@ def read_profile(path: str | Path, known: dict[str, str], core_counts: list[int]
     problems: list[str] = []
     seen: dict[tuple, int] = {}
     out = []
+    failed: list[tuple[str, int]] = []
     for line, r in enumerate(rows[1:], start=2):
         if not any(x.strip() for x in r):
             continue
@@ -345,6 +346,7 @@ def read_profile(path: str | Path, known: dict[str, str], core_counts: list[int]
             problems.append(f"line {line}: cores {cores} is not one of the hardware's core counts {core_counts}")
             continue
         if unrunnable and lat_s.lower() in FAILED_WORDS:
+            failed.append((gid, cores))
             continue
         lat = float(lat_s) if _DECIMAL.fullmatch(lat_s) else math.nan
         if not MIN_MS <= lat <= MAX_MS:
@@ -368,6 +370,7 @@ def read_profile(path: str | Path, known: dict[str, str], core_counts: list[int]
         raise DatasetError(f"{path}: no measurements (only the header)")
     frame = pd.DataFrame(out, columns=PROFILE_COLUMNS).astype({"cores": np.int64, "latency_ms": np.float64})
     frame.attrs["ignored_columns"] = [c for c in header if c not in (*PROFILE_COLUMNS, "repeat")]
+    frame.attrs["failed"] = failed
     return frame
 
 
@@ -540,7 +543,8 @@ def measured_table(folder: str | Path, hw: HardwareConfig, profile: str | Path |
                    ) -> tuple[str, MeasuredTable]:
     """(network spec, its measured table) from an export of a network's candidates
     (`export-groups --model NET`) and the profile measured from it (default `folder/measured.csv`),
-    repeats aggregated by their median: what `eval --measured` scores plans on."""
+    repeats aggregated by their median: what `eval --measured` scores plans on. A pair whose only
+    rows give a failure word (FAILED_WORDS) as latency is one the part could not run: +inf ms."""
     folder = Path(folder)
     info, gframe, _ = read_export(folder)
     if not info.get("model"):
@@ -551,10 +555,15 @@ def measured_table(folder: str | Path, hw: HardwareConfig, profile: str | Path |
     if not csv_path.is_file():
         raise AutotuneError(f"{csv_path}: no such profile; measure {folder}/manifest.csv on the part, write it there")
     known = dict(zip(gframe["group_id"], gframe["group_json"]))
-    agg, _ = aggregate(read_profile(csv_path, known, list(hw.core_counts)))
+    frame = read_profile(csv_path, known, list(hw.core_counts), unrunnable=True)
+    agg = aggregate(frame)[0] if len(frame) else frame
+    ran = set(zip(agg["group_id"].astype(str), agg["cores"].astype(int)))
+    failed = [(g, c, math.inf) for g, c in dict.fromkeys(frame.attrs["failed"]) if (g, c) not in ran]
+    if not len(agg) and not failed:
+        raise DatasetError(f"{csv_path}: no measurements (only the header)")
     col = {int(k): n for n, k in enumerate(hw.core_counts)}
     spans: dict[tuple[int, int], np.ndarray] = {}
-    for gid, c, ms in zip(agg["group_id"], agg["cores"], agg["latency_ms"]):
+    for gid, c, ms in [*zip(agg["group_id"], agg["cores"], agg["latency_ms"]), *failed]:
         m = re.fullmatch(r".*:(\d+)-(\d+)", str(gid))
         if m is None:
             continue  # a probe or other extra row

@@ -4,7 +4,6 @@ JSON it was asked for. Heavy imports stay inside the commands, so `autotune --he
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -347,14 +346,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     p = strat.run(strategy, graph, hw, model=model, measure_budget=args.measure_budget or 0, table=table)
     plan_s = time.perf_counter() - t0
-    blocked = [grp for grp in p.groups if not math.isfinite(grp.predicted_ms)]
+    known = model
+    if known is None and not hw.has_device and args.cost == "learned":
+        try:  # a plan on the datasheet alone is still checked against what the part could not run
+            known = load_model(hw, args.hw, args.models_dir, args.cost, args.model_dir)
+        except AutotuneError:
+            known = None  # no model of the part: nothing is known to fail
+    blocked = planner.known_unrunnable(p, graph, hw, known) if known is not None else []
     if blocked:
         grp = blocked[0]
         raise AutotuneError(f"{strategy}'s plan of {args.model} holds {len(blocked)} kernel(s) {hw.name} could not run "
                             f"when measured (first: {_layers_text(grp.layers)} at {grp.cores} cores); "
                             + ("no plan avoids them: measure the layers alone at other core counts"
-                               if strategy in ("learned", "greedy")
-                               else "its rule cannot avoid them: use --strategy learned"))
+                               if strategy in SEARCHING else "its rule cannot avoid them: use --strategy learned"))
     whole_ms = None
     if args.verify and table is not None:
         planner.verify(p, graph, hw, table_cost(table, hw))
@@ -401,6 +405,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
         plots.plot_plan(d, args.plot)
         print(f"plot: {args.plot}")
     return 0
+
+
+#: The strategy that searches every plan on the model: if its plan holds a kernel the part could not run,
+#: no plan avoids it (the others follow a rule or a local search).
+SEARCHING = ("learned",)
 
 
 def _layers_text(layers: list[str]) -> str:

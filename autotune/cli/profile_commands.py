@@ -139,8 +139,8 @@ def cmd_import_profile(args: argparse.Namespace) -> int:
     print(f"{out}/: {m['rows']} labels (group x cores) from {m['measurements']} measurements, marked measured")
     if args.unrunnable:
         total = (m.get("unrunnable") or {}).get("rows", 0)
-        print(f"{out}/: {m['new_unrunnable']} pair(s) of the export have no row: kernels {hw.name} could not run, "
-              f"never planned ({total} in the dataset)")
+        print(f"{out}/: {m['new_unrunnable']} pair(s) of the export have no timing: kernels {hw.name} could not run "
+              f"({total} listed in the dataset; no plan holds one that never ran)")
     if m["ignored_columns"]:
         print(f"note: columns not used (kept out of the dataset): {', '.join(m['ignored_columns'])}")
     if m["outliers"]:
@@ -171,10 +171,11 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
     from autotune.artefacts import MODEL, check_folder_output
     from autotune.costmodel.model_io import check_model_for
+    from autotune.data.dataset import read_dataset
     from autotune.fileio import publish_folder
     from autotune.frontends.loader import load_graph
     from autotune.synth.plan_labels import ROUNDS, SYNTH_SHARE, ZOO_SHARE, learn_part
-    from autotune.synth.profiles import read_export
+    from autotune.synth.profiles import read_export, unrunnable_asks
     from autotune.synth.settle import measured_logs, timer_report
 
     hw = load_hardware(args.hw)
@@ -232,11 +233,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
     print(f"{out}/: model from {res.labels} labels ({first['synthetic']} synthetic, {first['networks']} on random "
           f"candidate kernels of these and other built-in networks, {res.labels - sum(first.values())} on the "
           f"plans' kernels, {sum(r['round'] > 0 for r in res.rounds)} rounds); dataset {res.data}/")
-    memory = getattr(res.model, "memory_", None)
-    failed = memory.n_unrunnable if memory is not None else 0
+    failed = unrunnable_asks(read_dataset(res.data, hw).manifest)
     if failed:
-        print(f"{failed} of those labels are kernels {hw.name} could not run (no row in their profile): listed in "
-              f"{res.data}/, never planned")
+        print(f"{failed} of those labels asked for kernels {hw.name} could not run (no timing in their profile): "
+              f"listed in {res.data}/, and no plan holds one that never ran")
     print(timer_report(measured_logs(hw, res.data, res.model.featurizer)))
     return 0
 

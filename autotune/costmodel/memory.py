@@ -146,7 +146,10 @@ class MeasuredMemory:
         try:
             keys = np.array([int(str(k), 16) for k in d["keys"]], dtype=np.uint64)
             vals = np.asarray(d["log_ms"], dtype=np.float64)
-            blocked = np.array([int(str(k), 16) for k in d.get("unrunnable") or []], dtype=np.uint64)
+            listed = d.get("unrunnable") or []
+            if not isinstance(listed, list):
+                return None
+            blocked = np.array([int(str(k), 16) for k in listed], dtype=np.uint64)
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
             return None
         if keys.shape != vals.shape or not np.all(np.isfinite(vals)) or not np.all(keys[1:] > keys[:-1]):

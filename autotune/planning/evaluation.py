@@ -49,7 +49,14 @@ def evaluate(graph: Graph, hw: HardwareConfig, model: LatencyModel | None = None
 
 
 def _geomean(xs: list[float]) -> float:
-    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
+    """Geometric mean of non-negative values: 0 with a 0 among them, inf with an inf (a plan scored on
+    a measured table holding a kernel the part could not run), NaN with both or none."""
+    zero, inf = any(x == 0 for x in xs), any(math.isinf(x) for x in xs)
+    if not xs or (zero and inf):
+        return float("nan")
+    if zero or inf:
+        return 0.0 if zero else math.inf
+    return math.exp(sum(math.log(x) for x in xs) / len(xs))
 
 
 def check_dims(specs: Sequence[str | Graph], dims: dict[str, int] | None) -> None:

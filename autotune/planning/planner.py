@@ -292,6 +292,21 @@ def outside_training(p: Plan, graph: Graph, hw: HardwareConfig, model) -> tuple[
     return int(mask.sum()), counts, float("nan") if nov is None else float(np.median(nov))
 
 
+def known_unrunnable(p: Plan, graph: Graph, hw: HardwareConfig, model) -> list:
+    """The plan's groups whose kernel `model`'s memory holds as one the part could not run (+inf,
+    LatencyModel.block), whatever the plan predicted for it (a datasheet rule never asks the model)."""
+    memory = getattr(model, "memory_", None)
+    if memory is None or not memory.n_unrunnable or not p.groups:
+        return []
+    groups = [graph.group(g.i, g.j) for g in p.groups]
+    X = model.featurize_batch(GroupBatch.build(groups), np.arange(len(groups)),
+                              np.array([g.cores for g in p.groups], dtype=np.int64), hw)
+    hit, vals = memory.lookup(np.asarray(X, dtype=np.float32))
+    bad = np.zeros(len(groups), bool)
+    bad[np.flatnonzero(hit)[np.isinf(vals)]] = True
+    return [g for g, b in zip(p.groups, bad) if b]
+
+
 def verify(p: Plan, graph: Graph, hw: HardwareConfig, device: CostSource | None = None) -> Plan:
     """Fill in the noise-free device latency of every group and of the whole, in one batch: the
     simulator's, or `device`'s (e.g. a measured table, costs.table_cost)."""

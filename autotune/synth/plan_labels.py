@@ -504,7 +504,7 @@ def confirm_stage(hw: HardwareConfig, measure: Callable[[Path], Path], work: Pat
 def failed_text(made: dict) -> str:
     """A round's note on the pairs its profile left out (the part could not run them), or nothing."""
     n = int(made.get("new_unrunnable", 0))
-    return f" ({n} of them the part could not run: never planned)" if n else ""
+    return f" ({n} of them the part could not run)" if n else ""
 
 
 def measure_picks(hw: HardwareConfig, measure: Callable[[Path], Path], folder: Path, data: Path, picks: list[Pick],

@@ -295,7 +295,7 @@ def read_export(folder: str | Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
 # -- importing a profile ---------------------------------------------------------------------------
 #: What a measuring command may write as a latency for a pair the part could not run (any case); with
 #: `read_profile(..., unrunnable=True)` such a row counts as left out.
-FAILED_WORDS = ("", "nan", "inf", "fail", "failed", "error")
+FAILED_WORDS = ("", "nan", "inf", "-inf", "infinity", "fail", "failed", "error", "n/a", "null", "none")
 
 
 def read_profile(path: str | Path, known: dict[str, str], core_counts: list[int],
@@ -492,9 +492,15 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
 
 
 def labels_spent(manifest: dict) -> int:
-    """The pairs a measured dataset's part was asked to time: its labels and the pairs it could not run
-    (each cost a compile and a run all the same)."""
-    return int(manifest["labels"]) + int((manifest.get("unrunnable") or {}).get("rows", 0))
+    """The pairs a measured dataset's part was asked to time: its labels and each time it could not run
+    one (a failed compile costs device time all the same)."""
+    return int(manifest["labels"]) + unrunnable_asks(manifest)
+
+
+def unrunnable_asks(manifest: dict) -> int:
+    """How many times the dataset's part was asked for a pair it could not run (a pair asked twice counts twice)."""
+    entry = manifest.get("unrunnable") or {}
+    return int(entry.get("asks", entry.get("rows", 0)))
 
 
 def _missing_pairs(man: pd.DataFrame, frame: pd.DataFrame, known: dict[str, str]) -> pd.DataFrame:
@@ -510,14 +516,15 @@ def _unrunnable_entry(tmp: Path, old: Path | None, hw: HardwareConfig, failed: p
     `tmp`; their manifest entry, or None when there are none."""
     import pyarrow as pa
 
-    frames = [f for f in ((read_dataset(old, hw).unrunnable if old is not None else None), failed)
-              if f is not None and len(f)]
+    before = read_dataset(old, hw) if old is not None else None
+    frames = [f for f in ((before.unrunnable if before is not None else None), failed) if f is not None and len(f)]
     if not frames:
         return None
     both = pd.concat(frames, ignore_index=True)[["group_id", "group_json", "cores"]]
     both = both.drop_duplicates(["group_id", "cores"]).reset_index(drop=True)
     (tmp / UNRUNNABLE_FILE).write_bytes(parquet_bytes(pa.Table.from_pandas(both, preserve_index=False)))
-    return {"file": UNRUNNABLE_FILE, "rows": len(both), "digest": file_digest(tmp / UNRUNNABLE_FILE)}
+    asks = (unrunnable_asks(before.manifest) if before is not None else 0) + (len(failed) if failed is not None else 0)
+    return {"file": UNRUNNABLE_FILE, "rows": len(both), "digest": file_digest(tmp / UNRUNNABLE_FILE), "asks": asks}
 
 
 def _appendable(out: Path, hw: HardwareConfig, rows: pd.DataFrame, again: bool = False) -> dict:

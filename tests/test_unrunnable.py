@@ -273,3 +273,14 @@ def test_tune_refuses_a_datasheet_plan_that_holds_a_kernel_known_to_fail(tmp_pat
                "--model", "resnet18", "--strategy", "analytic"])
     err = capsys.readouterr().err
     assert rc != 0 and "analytic's plan of resnet18 holds" in err and "use --strategy learned" in err
+
+
+def test_eval_json_writes_a_plan_scored_inf_as_null():
+    from autotune.cli.commands import _finite_json
+
+    doc = {"models": [{"strategies": {"fuse-max": {"ms": float("inf")}, "learned": {"ms": np.float64(1.5)}}}],
+           "summary": {"geomean_speedup": float("nan"), "n": 3}}
+    text = json.dumps(_finite_json(doc), allow_nan=False)  # strict JSON: no Infinity, no NaN
+    back = json.loads(text)
+    assert back["models"][0]["strategies"] == {"fuse-max": {"ms": None}, "learned": {"ms": 1.5}}
+    assert back["summary"] == {"geomean_speedup": None, "n": 3}

@@ -407,6 +407,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finite_json(obj):
+    """`obj` with every non-finite float as None: strict JSON has no Infinity (a plan scored on a measured
+    table that holds a kernel the part could not run is inf ms)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_json(v) for v in obj]
+    return obj
+
+
 #: The strategy that searches every plan on the model: if its plan holds a kernel the part could not run,
 #: no plan avoids it (the others follow a rule or a local search).
 SEARCHING = ("learned",)
@@ -471,7 +483,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"{sm['learned+measure_max_device_calls']} used): regret geomean "
               f"{sm['learned+measure_geomean_regret']:.2%}, max {sm['learned+measure_max_regret']:.2%}")
     if args.json:
-        atomic_write_json(args.json, result)
+        atomic_write_json(args.json, _finite_json(result))
         print(f"json: {args.json}")
     suffix = "_universal" if args.cost == "universal" else ""  # never over the part's own model's plot
     plot = args.plot or str(Path("reports") / hw_slug(args.hw) / f"eval_speedups{suffix}.png")

@@ -122,7 +122,10 @@ class MeasuredMemory:
     def block(self, X: np.ndarray) -> MeasuredMemory:
         """This memory with the kernels of rows X answered +inf (the part could not run them), except
         a kernel it holds a timing of: one that ran once can run."""
-        q = np.unique(row_keys(X))
+        return self._blocked(np.unique(row_keys(X)))
+
+    def _blocked(self, q: np.ndarray) -> MeasuredMemory:
+        """This memory with the keys `q` (distinct) answered +inf, but for those it holds a timing of."""
         q = q[~np.isin(q, self.keys[np.isfinite(self.log_ms)])]
         keep = ~np.isin(self.keys, q)
         keys = np.concatenate([self.keys[keep], q])
@@ -154,11 +157,6 @@ class MeasuredMemory:
             return None
         if keys.shape != vals.shape or not np.all(np.isfinite(vals)) or not np.all(keys[1:] > keys[:-1]):
             return None
-        if len(blocked):
-            if np.isin(blocked, keys).any() or len(np.unique(blocked)) != len(blocked):
-                return None
-            keys = np.concatenate([keys, blocked])
-            vals = np.concatenate([vals, np.full(len(blocked), np.inf)])
-            order = np.argsort(keys, kind="stable")
-            keys, vals = keys[order], vals[order]
-        return cls(keys, vals)
+        if np.isin(blocked, keys).any() or len(np.unique(blocked)) != len(blocked):
+            return None
+        return cls(keys, vals)._blocked(blocked)

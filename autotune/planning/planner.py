@@ -284,12 +284,17 @@ def outside_training(p: Plan, graph: Graph, hw: HardwareConfig, model) -> tuple[
     labels; LatencyModel.novelty). (0, {}, nan) for a model that records no coverage."""
     if not hasattr(model, "outside") or not p.groups:
         return 0, {}, float("nan")
-    groups = [graph.group(g.i, g.j) for g in p.groups]
-    X = model.featurize_batch(GroupBatch.build(groups), np.arange(len(groups)),
-                              np.array([g.cores for g in p.groups], dtype=np.int64), hw)
+    X = _plan_rows(p, graph, hw, model)
     mask, counts = model.outside(X)
     nov = model.novelty(X)
     return int(mask.sum()), counts, float("nan") if nov is None else float(np.median(nov))
+
+
+def _plan_rows(p: Plan, graph: Graph, hw: HardwareConfig, model) -> np.ndarray:
+    """`model`'s feature rows of the plan's kernels, one per group."""
+    groups = [graph.group(g.i, g.j) for g in p.groups]
+    return model.featurize_batch(GroupBatch.build(groups), np.arange(len(groups)),
+                                 np.array([g.cores for g in p.groups], dtype=np.int64), hw)
 
 
 def known_unrunnable(p: Plan, graph: Graph, hw: HardwareConfig, model) -> list:
@@ -298,11 +303,8 @@ def known_unrunnable(p: Plan, graph: Graph, hw: HardwareConfig, model) -> list:
     memory = getattr(model, "memory_", None)
     if memory is None or not memory.n_unrunnable or not p.groups:
         return []
-    groups = [graph.group(g.i, g.j) for g in p.groups]
-    X = model.featurize_batch(GroupBatch.build(groups), np.arange(len(groups)),
-                              np.array([g.cores for g in p.groups], dtype=np.int64), hw)
-    hit, vals = memory.lookup(np.asarray(X, dtype=np.float32))
-    bad = np.zeros(len(groups), bool)
+    hit, vals = memory.lookup(np.asarray(_plan_rows(p, graph, hw, model), dtype=np.float32))
+    bad = np.zeros(len(p.groups), bool)
     bad[np.flatnonzero(hit)[np.isinf(vals)]] = True
     return [g for g, b in zip(p.groups, bad) if b]
 

@@ -29,6 +29,7 @@ from autotune.data.dataset import (
     MANIFEST,
     ROW_COLUMNS,
     UNRUNNABLE_FILE,
+    Dataset,
     file_digest,
     parquet_bytes,
     read_dataset,
@@ -447,7 +448,8 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
         if (out / MANIFEST).is_file() and not force and not append:
             raise DatasetError(f"{out}/ already holds a dataset; add --force to replace it, --append to add these "
                                "rows to it, or choose another --out")
-        old = _appendable(out, hw, rows, again) if append else None
+        before = _appendable(out, hw, rows, again) if append else None
+        old = before.manifest if before is not None else None
         if rows.empty and not old:
             raise DatasetError(f"{csv_path}: no measurements: the part ran none of the {len(man)} pairs exported "
                                f"to {groups}/")
@@ -464,7 +466,7 @@ def import_profile(csv_path: str | Path, hw: HardwareConfig, out: str | Path, gr
                 name = f"shard-{len(shards):05d}.parquet"
                 (tmp / name).write_bytes(parquet_bytes(pa.Table.from_pandas(rows, preserve_index=False)))
                 new.append((name, len(rows), file_digest(tmp / name)))
-            blocked = _unrunnable_entry(tmp, out if old else None, hw, failed)
+            blocked = _unrunnable_entry(tmp, before, failed)
             exports = (old.get("exports") or [old.get("export")]) + [info] if old else [info]
             if old and settings is None:
                 settings = old.get("settings")
@@ -511,12 +513,11 @@ def _missing_pairs(man: pd.DataFrame, frame: pd.DataFrame, known: dict[str, str]
                          "cores": np.array([c for _, c in pairs], dtype=np.int64)})
 
 
-def _unrunnable_entry(tmp: Path, old: Path | None, hw: HardwareConfig, failed: pd.DataFrame | None) -> dict | None:
-    """Write the dataset's unrunnable pairs (those of the dataset in `old`, if any, and `failed`) to
-    `tmp`; their manifest entry, or None when there are none."""
+def _unrunnable_entry(tmp: Path, before: Dataset | None, failed: pd.DataFrame | None) -> dict | None:
+    """Write the unrunnable pairs of the dataset appended to (`before`, if any) and `failed` to `tmp`;
+    their manifest entry, or None when there are none."""
     import pyarrow as pa
 
-    before = read_dataset(old, hw) if old is not None else None
     frames = [f for f in ((before.unrunnable if before is not None else None), failed) if f is not None and len(f)]
     if not frames:
         return None
@@ -527,23 +528,23 @@ def _unrunnable_entry(tmp: Path, old: Path | None, hw: HardwareConfig, failed: p
     return {"file": UNRUNNABLE_FILE, "rows": len(both), "digest": file_digest(tmp / UNRUNNABLE_FILE), "asks": asks}
 
 
-def _appendable(out: Path, hw: HardwareConfig, rows: pd.DataFrame, again: bool = False) -> dict:
-    """The manifest of the measured dataset in `out` that `rows` may join, or one clear error; pairs
-    already there are refused (a profile imported twice) unless `again` says they are re-measured."""
+def _appendable(out: Path, hw: HardwareConfig, rows: pd.DataFrame, again: bool = False) -> Dataset:
+    """The measured dataset in `out` that `rows` may join, or one clear error; pairs already there are
+    refused (a profile imported twice) unless `again` says they are re-measured."""
 
     ds = read_dataset(out, hw)
     if ds.manifest.get("source") != "measured":
         raise DatasetError(f"{out}/ holds a {ds.manifest.get('source') or 'simulated'} dataset; --append adds "
                            "measurements to a dataset made by import-profile")
     if again:
-        return ds.manifest
+        return ds
     have = set(zip(ds.rows["group_id"].astype(str), ds.rows["cores"].astype(int)))
     again_pairs = [f"{g}@{c}" for g, c in zip(rows["group_id"].astype(str), rows["cores"].astype(int))
                    if (g, c) in have]
     if again_pairs:
         raise DatasetError(f"{out}/ already holds {len(again_pairs)} of these pairs (first: {again_pairs[0]}); "
                            "measure new pairs, add --again if they are re-measurements, or import into a new --out")
-    return ds.manifest
+    return ds
 
 
 def measured_table(folder: str | Path, hw: HardwareConfig, profile: str | Path | None = None
